@@ -1,0 +1,12 @@
+# The two commands of the README. Each installs what it needs (apt + .venv) first.
+.PHONY: setup nightly test
+
+setup:
+	bash scripts/setup.sh
+
+nightly: setup
+	.venv/bin/hil nightly
+
+# pytest exits 5 when no test ran; make passes that on as a failure.
+test: setup
+	.venv/bin/python -m pytest -n 2 -q

@@ -1,0 +1,1 @@
+"""The lab: configuration, stations, leases, health checks, quarantine."""

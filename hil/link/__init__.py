@@ -1,0 +1,1 @@
+"""The KeyOS usb-debug link: wire protocol, transports (usb, tcp), device client."""

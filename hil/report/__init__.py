@@ -1,0 +1,1 @@
+"""Allure evidence, nightly history and diff, signed release sign-off."""

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Creates .venv with the project installed. System packages come from apt, installed here,
+# because CI and new machines start bare.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+for pkg in libusb-1.0-0 socat fonts-dejavu-core; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "setup: missing system packages ${need[*]}: run 'sudo apt-get install ${need[*]}'" >&2; exit 1
+  fi
+fi
+if [ ! -x .venv/bin/python ]; then
+  python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[labgrid]'
+  touch "$stamp"
+fi
