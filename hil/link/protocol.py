@@ -12,6 +12,8 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from PIL import Image
+
 MAX_OUT = 65535  # one bulk OUT transfer
 MAX_FRAME = 2 * 1024 * 1024  # one IN frame
 PACKET = 512  # bulk max packet size: an OUT of a multiple of this needs a ZLP
@@ -151,8 +153,9 @@ def check_sideload_path(path: str) -> bytes:
     raw = path.encode("utf-8")
     if not raw or len(raw) > MAX_SIDELOAD_PATH:
         raise ProtocolError(f"sideload path {path!r}: must be 1..{MAX_SIDELOAD_PATH} bytes")
-    if path.startswith("/") or ".." in path.split("/") or "\\" in path or "\0" in path:
-        raise ProtocolError(f"sideload path {path!r}: must be relative, without '..'")
+    # os/usb-debug/src/dispatch.rs is_valid_upload_relative_path
+    if path.startswith("/") or any(part in ("", ".", "..") for part in path.split("/")):
+        raise ProtocolError(f"sideload path {path!r}: must be relative, without empty, '.' or '..' parts")
     return raw
 
 
@@ -169,8 +172,8 @@ def load_app_chunk(data: bytes) -> bytes:
 def install_certificate(fingerprint: str, pem: bytes) -> bytes:
     if len(fingerprint) != 64 or fingerprint != fingerprint.lower() or any(c not in "0123456789abcdef" for c in fingerprint):
         raise ProtocolError("certificate fingerprint must be 64 lowercase hex characters")
-    if len(pem) > MAX_CERT_PEM:
-        raise ProtocolError(f"certificate PEM of {len(pem)} bytes exceeds {MAX_CERT_PEM}")
+    if not pem or len(pem) > MAX_CERT_PEM:
+        raise ProtocolError(f"certificate PEM must be 1..{MAX_CERT_PEM} bytes, got {len(pem)}")
     return request(Cmd.INSTALL_CERTIFICATE, fingerprint.encode() + pem)
 
 
@@ -189,8 +192,27 @@ class Response:
 
 @dataclass(frozen=True)
 class Log:
-    records: tuple[str, ...]
-    rest: bytes  # bytes after the last 0x1E: a record continued in the next log frame
+    data: bytes  # raw log bytes; records end with 0x1E and may continue in the next log frame
+
+
+class LogRecords:
+    """Reassembles 0x1E-terminated log records across log frames.
+
+    Bytes are joined before decoding so a record (or a UTF-8 sequence) cut between two frames comes
+    out whole.  A record that never ends is emitted once it reaches ``max_record`` bytes, so a
+    device that never sends 0x1E cannot grow host memory without bound.
+    """
+
+    def __init__(self, max_record: int = 64 * 1024):
+        self.max_record = max_record
+        self._pending = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        *records, self._pending = (self._pending + data).split(bytes([LOG_RECORD_END]))
+        if len(self._pending) >= self.max_record:
+            records.append(self._pending)
+            self._pending = b""
+        return [r.decode("utf-8", "replace") for r in records]
 
 
 def decode_frame(body: bytes) -> Response | Log:
@@ -200,8 +222,7 @@ def decode_frame(body: bytes) -> Response | Log:
         raise ProtocolError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME}-byte limit")
     kind = body[0]
     if kind == FrameKind.LOG:
-        *records, rest = body[1:].split(bytes([LOG_RECORD_END]))
-        return Log(tuple(r.decode("utf-8", "replace") for r in records), rest)
+        return Log(body[1:])
     if kind == FrameKind.RESPONSE:
         if len(body) < 2:
             raise ProtocolError("response frame without a status byte")
@@ -222,8 +243,11 @@ def log_frame(records: list[str]) -> bytes:
 
 
 def parse_launch(payload: bytes) -> tuple[int, LaunchStatus]:
+    """pid u16 + status u8; older builds send only the pid (status absent = Launched)."""
+    if len(payload) == 2:
+        return struct.unpack("<H", payload)[0], LaunchStatus.LAUNCHED
     if len(payload) != 3:
-        raise ProtocolError(f"LAUNCH_APP reply must be 3 bytes, got {len(payload)}")
+        raise ProtocolError(f"LAUNCH_APP reply must be 2 or 3 bytes, got {len(payload)}")
     pid, code = struct.unpack("<HB", payload)
     try:
         return pid, LaunchStatus(code)
@@ -239,6 +263,19 @@ def parse_u64(payload: bytes, what: str) -> int:
     if len(payload) != 8:
         raise ProtocolError(f"{what} must be 8 bytes, got {len(payload)}")
     return struct.unpack("<Q", payload)[0]
+
+
+def parse_text(payload: bytes, what: str) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"{what} reply is not UTF-8") from None
+
+
+def parse_bool(payload: bytes, what: str) -> bool:
+    if len(payload) != 1:
+        raise ProtocolError(f"{what} reply must be 1 byte, got {len(payload)}")
+    return payload[0] != 0
 
 
 def parse_publisher_count(payload: bytes) -> tuple[int, int]:
@@ -273,3 +310,52 @@ def parse_file_begin(payload: bytes) -> tuple[int, str]:
         raise ProtocolError("sideload path is not UTF-8") from None
     check_sideload_path(path)
     return size, path
+
+
+# ---------------------------------------------------------------- screenshots
+
+# A screenshot is 480x800 pixels of 4 bytes.  The hardware sends its ARGB8888 framebuffer as
+# little-endian words, i.e. bytes B,G,R,A; KeyOS's simulator sends R,G,B,A.  Which one a device
+# sends is a device-profile setting (``display.screenshot_order``).
+PIXEL_ORDERS = ("BGRA", "RGBA")
+
+
+def _check_order(order: str) -> None:
+    if order not in PIXEL_ORDERS:
+        raise ProtocolError(f"pixel order {order!r} is not one of {PIXEL_ORDERS}")
+
+
+def decode_screenshot(payload: bytes, order: str) -> Image.Image:
+    """The SCREENSHOT payload as an RGBA image."""
+    _check_order(order)
+    if len(payload) != SCREENSHOT_BYTES:
+        raise ProtocolError(f"SCREENSHOT reply must be {SCREENSHOT_BYTES} bytes, got {len(payload)}")
+    return Image.frombuffer("RGBA", (WIDTH, HEIGHT), payload, "raw", order, 0, 1).copy()
+
+
+def encode_screenshot(image: Image.Image, order: str) -> bytes:
+    """Device side: an RGBA 480x800 image as the SCREENSHOT payload."""
+    _check_order(order)
+    if image.size != (WIDTH, HEIGHT):
+        raise ProtocolError(f"screen image must be {WIDTH}x{HEIGHT}, got {image.size[0]}x{image.size[1]}")
+    return image.convert("RGBA").tobytes("raw", order)
+
+
+# ---------------------------------------------------------------- stream framing (TCP)
+
+# KeyOS's simulator carries the same bodies over TCP, each preceded by its u32 LE length
+# (os/usb-debug/protocol/src/stream.rs).  A length over MAX_FRAME is refused before allocating.
+STREAM_HEADER = struct.Struct("<I")
+
+
+def stream_frame(body: bytes) -> bytes:
+    if len(body) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME}-byte limit")
+    return STREAM_HEADER.pack(len(body)) + body
+
+
+def stream_length(header: bytes) -> int:
+    (length,) = STREAM_HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise ProtocolError(f"frame length {length} exceeds the {MAX_FRAME}-byte limit")
+    return length

@@ -1,0 +1,182 @@
+"""The emulated Prime's boot chain: the SAMA5D2 boot ROM, then keyos-boot.
+
+ROM: a valid MBR whose bootable FAT partition holds ``boot.bin``/``boot.cip`` (an AT91 image: the word
+at 0x14 is its size) is booted; anything else falls back to the SAM-BA monitor, as the real ROM does.
+keyos-boot (`boot/keyos-boot/src/{entrypoint,verify}.rs`): load ``1:keyos/app.bin`` (else
+``1:keyos.update/app.bin``), verify its cosign2 header against the known signers and require
+FullyTrusted (the production rule; the emulator's known signers are the test keys in ``firmware/``).
+On failure it shows the FirmwareVerification error page, whose Support button shows the fw-error QR.
+The anti-rollback value plays the secure element's firmware timestamp: an image older than the
+newest one that booted is refused, and booting raises it.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import segno
+from PIL import Image, ImageDraw
+
+from hil.emulator import render
+from hil.emulator.build import Build, BuildError
+from hil.emulator.emmc import Emmc
+from hil.flash import bootimg, cosign2
+from hil.link.protocol import HEIGHT, WIDTH
+
+# boot/keyos-boot/src/system_errors.rs, SystemErrorCode::FirmwareVerification, main image
+FW_ERROR_TITLE = "Firmware Error"
+FW_ERROR_MESSAGE = ("KeyOS is unable to verify the", "signature of the installed", "firmware.", "",
+                    "Use Recovery mode to install", "Foundation-signed firmware.")
+FW_ERROR_URL = "https://foundation.xyz/fw-error"  # blassets/fw_error_qr.png
+QR_SIZE = 380  # system_error_page.rs QR_SIZE_PX
+MARGIN, BUTTON_H, GAP = 32, 64, 16
+DARK, WHITE, GREY = (0, 0, 0, 255), (255, 255, 255, 255), (90, 90, 90, 255)
+
+
+@dataclass(frozen=True)
+class BootOutcome:
+    mode: str  # "keyos", "error" (bootloader error page) or "samba" (the ROM found nothing to boot)
+    reason: str
+    build: Build | None = None
+    header: cosign2.Header | None = None
+    reproducible_hash: str | None = None
+
+
+class AntiRollback:
+    """The firmware timestamp the secure element keeps (a u32 in a file next to the eMMC)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def value(self) -> int:
+        return struct.unpack("<I", self.path.read_bytes())[0] if self.path.exists() else 0
+
+    def raise_to(self, timestamp: int) -> None:
+        if timestamp > self.value:
+            self.path.write_bytes(struct.pack("<I", timestamp))
+
+
+def rom_finds_bootloader(emmc: Emmc) -> str | None:
+    """Why the ROM would fall back to SAM-BA, or None when it finds a bootloader to run."""
+    with emmc.file() as fp:
+        try:
+            parts = bootimg.partition_table(emmc.read_pages(0, 1), emmc.size)
+            with bootimg.mount(fp, parts[0]) as fs:
+                name = next((n for n in bootimg.BOOTLOADERS if fs.isfile(n)), None)
+                loader = fs.readbytes(name) if name else b""
+        except bootimg.BootImageError as e:
+            return str(e)
+    if len(loader) < 0x18 or struct.unpack_from("<I", loader, 0x14)[0] != len(loader):
+        return "no valid boot program on the eMMC (boot.bin missing or its size word at 0x14 is wrong)"
+    return None
+
+
+def boot(emmc: Emmc, known_signers: frozenset[bytes], anti_rollback: AntiRollback) -> BootOutcome:
+    """Power-on: what the ROM and keyos-boot make of the eMMC's contents."""
+    why = rom_finds_bootloader(emmc)
+    if why:
+        return BootOutcome("samba", why)
+    with emmc.file() as fp:
+        try:
+            system = bootimg.partition_table(emmc.read_pages(0, 1), emmc.size)[1]
+            image = bootimg.read_file(fp, system, bootimg.APP_IMAGE)
+            if image is None:
+                image = bootimg.read_file(fp, system, bootimg.UPDATED_APP_IMAGE)
+        except bootimg.BootImageError as e:
+            return BootOutcome("error", str(e))
+    if image is None:
+        return BootOutcome("error", f"no {bootimg.APP_IMAGE} on PRIME")
+    try:
+        verified = cosign2.verify(image, known_signers)
+    except cosign2.Cosign2Error as e:
+        return BootOutcome("error", f"app.bin: {e}")
+    header = verified.header
+    if verified.trust is not cosign2.Trust.FULLY_TRUSTED:
+        return BootOutcome("error", f"app.bin is {verified.trust.value}; this bootloader boots only FullyTrusted",
+                           header=header)
+    if header.magic != cosign2.Magic.ATSAMA5D27_KEYOS.value:
+        return BootOutcome("error", f"app.bin has magic {header.magic!r}, not an image for this chip", header=header)
+    if header.timestamp < anti_rollback.value:
+        return BootOutcome("error", f"app.bin timestamp {header.timestamp} is older than the anti-rollback "
+                                    f"value {anti_rollback.value}", header=header)
+    try:
+        build = Build.from_payload(image[cosign2.DEFAULT_SIZE:])
+    except BuildError as e:
+        return BootOutcome("error", str(e), header=header)
+    if build.version != header.version:
+        return BootOutcome("error", f"build says version {build.version}, its header {header.version}", header=header)
+    anti_rollback.raise_to(header.timestamp)
+    return BootOutcome("keyos", "verified", build, header, verified.reproducible_hash)
+
+
+# ------------------------------------------------------------ the error pages
+
+def _button(top: int) -> tuple[int, int, int, int]:
+    return (MARGIN, top, WIDTH - MARGIN, top + BUTTON_H)
+
+
+SHUT_DOWN_BUTTON = _button(HEIGHT - 40 - BUTTON_H)
+SUPPORT_BUTTON = _button(SHUT_DOWN_BUTTON[1] - GAP - BUTTON_H)
+RECOVERY_BUTTON = _button(SUPPORT_BUTTON[1] - GAP - BUTTON_H)
+BACK_BUTTON = SHUT_DOWN_BUTTON
+
+
+def _page(title: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    image = Image.new("RGBA", (WIDTH, HEIGHT), DARK)
+    draw = ImageDraw.Draw(image)
+    draw.text((WIDTH / 2, 40 + BUTTON_H / 2), title, font=render.font(36, True), fill=WHITE, anchor="mm")
+    draw.line((MARGIN, 40 + BUTTON_H, WIDTH - MARGIN, 40 + BUTTON_H), fill=GREY, width=1)
+    return image, draw
+
+
+def _draw_button(draw: ImageDraw.ImageDraw, box, label: str, primary: bool) -> None:
+    draw.rounded_rectangle(box, radius=12, fill=WHITE if primary else DARK, outline=WHITE, width=2)
+    draw.text(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), label, font=render.font(28, True),
+              fill=DARK if primary else WHITE, anchor="mm")
+
+
+def error_page() -> Image.Image:
+    """The FirmwareVerification page: title, message, Begin Firmware Recovery / Support / Shut Down."""
+    image, draw = _page(FW_ERROR_TITLE)
+    y = 40 + BUTTON_H + 40
+    for line in FW_ERROR_MESSAGE:
+        draw.text((WIDTH / 2, y), line, font=render.font(28), fill=WHITE, anchor="mm")
+        y += 40
+    _draw_button(draw, RECOVERY_BUTTON, "Begin Firmware Recovery", True)
+    _draw_button(draw, SUPPORT_BUTTON, "Support", False)
+    _draw_button(draw, SHUT_DOWN_BUTTON, "Shut Down", False)
+    return image
+
+
+def qr_page(url: str = FW_ERROR_URL) -> Image.Image:
+    """The Support page: the error's QR code (380 px, ECC level Q as in blassets/) and its URL."""
+    image, draw = _page("Support")
+    y = 40 + BUTTON_H + 30
+    for line in ("Visit by scanning with", "your phone camera."):
+        draw.text((WIDTH / 2, y), line, font=render.font(26), fill=WHITE, anchor="mm")
+        y += 34
+    image.paste(qr_image(url), ((WIDTH - QR_SIZE) // 2, y))
+    draw.text((WIDTH / 2, y + QR_SIZE + 30), url, font=render.font(22), fill=WHITE, anchor="mm")
+    _draw_button(draw, BACK_BUTTON, "Back", True)
+    return image
+
+
+def qr_image(url: str) -> Image.Image:
+    qr = segno.make(url, error="q", boost_error=False, micro=False)
+    side = qr.symbol_size(scale=1, border=2)[0]
+    buf = io.BytesIO()
+    qr.save(buf, kind="png", scale=max(QR_SIZE // side, 1), border=2, dark="black", light="white")
+    buf.seek(0)
+    return Image.open(buf).convert("RGBA").resize((QR_SIZE, QR_SIZE), Image.NEAREST)
+
+
+def page_button(x: int, y: int, qr_shown: bool) -> str | None:
+    """Which button of the shown page a tap at (x, y) hits."""
+    buttons = {"back": BACK_BUTTON} if qr_shown else {
+        "recovery": RECOVERY_BUTTON, "support": SUPPORT_BUTTON, "shut_down": SHUT_DOWN_BUTTON}
+    return next((name for name, (x0, y0, x1, y1) in buttons.items() if x0 <= x < x1 and y0 <= y < y1), None)
+

@@ -1,0 +1,31 @@
+"""`hil emulator`: run emulated Primes from a shell (prints one JSON endpoint line per device)."""
+
+from __future__ import annotations
+
+import typer
+
+from hil.emulator.build import FLAVOURS
+from hil.emulator.prime import DEFAULT_PIN
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+def start(count: int = typer.Option(1, min=1, max=64, help="devices to run"),
+          seed: int = typer.Option(0, help="same seed, same serials, seeds and security words"),
+          flavour: str = typer.Option("production", help=" or ".join(FLAVOURS)),
+          version: str = typer.Option("1.0.0", help="KeyOS version the build reports"),
+          pin: str = typer.Option(DEFAULT_PIN, help="the PIN set on every device (6+ digits)")) -> None:
+    """Run COUNT emulated Primes until SIGINT/SIGTERM."""
+    from hil.emulator.build import BuildError
+    from hil.emulator.launcher import run
+    from hil.emulator.secure_element import SecureElement
+
+    if not SecureElement.valid_pin(pin):
+        raise typer.BadParameter("the PIN must be at least 6 digits", param_hint="--pin")
+    try:
+        run(count=count, seed=seed, flavour=flavour, version=version, pin=pin)
+    except BuildError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+app.command("start")(start)

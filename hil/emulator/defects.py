@@ -1,0 +1,116 @@
+"""Seeded defects: named, realistic regressions of one security check each.
+
+An emulated build lists the defects it carries (``build.py``: ``"defects": [...]``). Each module
+asks ``defects.has(NAME)`` at the one place its check lives, so a defect removes exactly that
+check and nothing else. The harness's own tests prove that every defect turns at least one
+suite red and that the good build (no defects) stays green.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# name -> (the check it breaks, the suite expected to catch it)
+CATALOG: dict[str, tuple[str, str]] = {
+    "kernel-ignores-range-list": (
+        "the kernel treats every id >= 64 as permitted on any connection that has a range at all",
+        "suites/security/test_permissions.py"),
+    "mask-off-by-one": (
+        "MessagePermissions.add sets bit id+1 instead of id for ids below 64",
+        "suites/security/test_permissions.py"),
+    "kernel-skips-server-pid-check": (
+        "a connection with an empty mask is treated as the server's own process",
+        "suites/security/test_permissions.py"),
+    "no-deny-log-line": (
+        "the kernel denies an undeclared send silently, without its log line",
+        "suites/security/test_permissions.py"),
+    "foundation-tier-not-enforced": (
+        "foundation-only messages are granted to third-party apps that declare them",
+        "suites/security/test_permissions.py"),
+    "broker-persists-not-now": (
+        "'Not Now' is stored like 'Never Allow' instead of denying for this run only",
+        "suites/security/test_permissions.py"),
+    "broker-allows-on-timeout": (
+        "a prompt dropped unanswered resolves as allowed",
+        "suites/security/test_permissions.py"),
+    "broker-ignores-persisted-deny": (
+        "a stored 'Never Allow' is ignored and the user is asked again",
+        "suites/security/test_permissions.py"),
+    "grant-per-message-not-subgroup": (
+        "grants are stored per message, so approving one message does not cover its subgroup",
+        "suites/security/test_permissions.py"),
+    "modal-over-lockscreen": (
+        "the permission prompt is drawn over the lock screen instead of queued until unlock",
+        "suites/security/test_trusted_display.py"),
+    "app-modal-unmarked": (
+        "an app's own modal is drawn in the system prompt region with the system marker",
+        "suites/security/test_trusted_display.py"),
+    "fs-skips-airlock-grant": (
+        "the fs server opens Airlock files without a recorded GetAirlock…Access grant",
+        "suites/security/test_isolation.py"),
+    "fs-write-with-read-grant": (
+        "a read grant is accepted for writes",
+        "suites/security/test_isolation.py"),
+    "fs-appdata-not-scoped": (
+        "AppData paths resolve to one shared directory instead of one per app",
+        "suites/security/test_isolation.py"),
+    "kernel-shares-process-memory": (
+        "a process can map another process's pages",
+        "suites/security/test_isolation.py"),
+    "crash-takes-down-system": (
+        "a panicking app takes its server connections' peers down with it",
+        "suites/security/test_isolation.py"),
+    "app-seed-without-prompt": (
+        "GetAppSeed is answered without the grant-on-first-use prompt",
+        "suites/security/test_secure_element.py"),
+    "app-seed-not-scoped": (
+        "every app receives the same app seed",
+        "suites/security/test_secure_element.py"),
+    "pin-no-wipe": (
+        "the seed survives the tenth wrong PIN",
+        "suites/security/test_secure_element.py"),
+    "lockscreen-hides-security-words": (
+        "the lock screen does not show the security words",
+        "suites/security/test_secure_element.py"),
+    "production-allows-kernel-cmd": (
+        "a production build answers KERNEL_CMD",
+        "suites/security/test_lockdown.py"),
+    "screenshot-while-locked": (
+        "a locked production build answers SCREENSHOT",
+        "suites/security/test_trusted_display.py"),
+    "network-stack-present": (
+        "the build registers a network server apps can connect to",
+        "suites/security/test_lockdown.py"),
+    "sideload-skips-cert-expiry": (
+        "an app signed by an expired publisher certificate launches",
+        "suites/security/test_permissions.py"),
+    "sideload-accepts-tampered-manifest": (
+        "a sideloaded manifest edited after signing launches",
+        "suites/security/test_permissions.py"),
+    "sideload-shadows-foundation-app": (
+        "a sideload may take the app id of a built-in Foundation app",
+        "suites/security/test_permissions.py"),
+}
+
+
+class UnknownDefect(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Defects:
+    """The defects a build carries; an unknown name is refused, so a typo never yields a good build."""
+
+    names: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, names: list[str] | tuple[str, ...] | frozenset[str] = ()) -> "Defects":
+        unknown = set(names) - set(CATALOG)
+        if unknown:
+            raise UnknownDefect(f"unknown seeded defect(s) {sorted(unknown)}; known: {', '.join(sorted(CATALOG))}")
+        return cls(frozenset(names))
+
+    def has(self, name: str) -> bool:
+        if name not in CATALOG:
+            raise UnknownDefect(f"check asks for unknown defect {name!r}")
+        return name in self.names

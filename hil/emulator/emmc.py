@@ -1,0 +1,81 @@
+"""The emulated Prime's eMMC: 512-byte pages in a sparse image file that survives power cycles.
+
+Two faults for the harness's own tests: a power cut armed to strike after a number of further
+bytes (the write in progress stops part-way, whole pages only, as an eMMC commits them, and
+:class:`PowerCut` reaches the SAM-BA monitor, which goes dark); and bad writes, where the next
+writes store a flipped byte, so read-back verification has something to catch.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+PAGE = 512
+
+
+class PowerCut(Exception):
+    """The power failed during a write."""
+
+
+class Emmc:
+    def __init__(self, path: Path, size: int):
+        self.path = Path(path)
+        self.size = size
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "wb") as f:
+                f.truncate(size)
+        self._fp = open(self.path, "r+b")
+        self._lock = threading.Lock()
+        self._cut_after: int | None = None
+        self._bad_writes = 0
+
+    @property
+    def pages(self) -> int:
+        return self.size // PAGE
+
+    def close(self) -> None:
+        self._fp.close()
+
+    def arm_power_cut(self, after_bytes: int) -> None:
+        """Cut the power once ``after_bytes`` more bytes have been written."""
+        self._cut_after = after_bytes
+
+    def arm_bad_writes(self, count: int) -> None:
+        """The next ``count`` page writes store their first byte inverted."""
+        self._bad_writes = count
+
+    def read_pages(self, page: int, count: int) -> bytes:
+        self._check(page, count)
+        with self._lock:
+            self._fp.seek(page * PAGE)
+            data = self._fp.read(count * PAGE)
+        return data + bytes(count * PAGE - len(data))
+
+    def write_pages(self, page: int, data: bytes) -> None:
+        self._check(page, len(data) // PAGE)
+        cut = False
+        if self._cut_after is not None:
+            allowed = self._cut_after // PAGE * PAGE
+            if len(data) > allowed:
+                data, cut = data[:allowed], True
+            self._cut_after -= len(data)
+        if self._bad_writes and data:
+            self._bad_writes -= 1
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        with self._lock:
+            self._fp.seek(page * PAGE)
+            self._fp.write(data)
+            self._fp.flush()
+        if cut:
+            self._cut_after = None
+            raise PowerCut(f"power cut after writing {len(data)} bytes at page {page}")
+
+    def file(self):
+        """A read-only file object over the whole eMMC (for the boot ROM's FAT reads)."""
+        return open(self.path, "rb")
+
+    def _check(self, page: int, count: int) -> None:
+        if page < 0 or count < 0 or page + count > self.pages:
+            raise ValueError(f"pages {page}..{page + count} are outside the eMMC (0..{self.pages})")

@@ -1,0 +1,311 @@
+"""The Xous kernel as KeyOS runs it: processes, servers, connections and the send permission check.
+
+Enforcement follows ``xous/kernel/src/syscall.rs`` (``check_message_permission``), ``server.rs``
+(``MessagePermissions``) and ``permission_requests.rs`` (keyos.md §1.4):
+
+* a send is allowed when the sender owns the server or the connection's permissions cover the id;
+* otherwise a sender that cannot wait (``TrySendMessage``) gets ``AccessDenied`` and the kernel
+  prints ``[!] Denying message send from {pid} to {sid}@{server_pid}, msgid={id}``;
+* a sender that can wait is recorded in a table of 64 requests and parked while the permission
+  broker decides; no broker => ``AccessDenied`` with ``: no permission broker``; a full table =>
+  ``KernelTableFull``. A request whose sender or server goes away is tombstoned and its sender woken
+  with an error.
+
+Each process has its own address space: one process cannot map another's pages.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hil.emulator.defects import Defects
+
+MESSAGE_PERMISSION_COUNT = 4
+MAX_PERMISSION_REQUESTS = 64
+MAX_PID = 255
+PAGE = 4096
+
+
+class XousError(enum.Enum):
+    """The errors a probe can observe: ``xous::Error`` values and the fs server's own answers."""
+
+    AccessDenied = "AccessDenied"
+    ServerNotFound = "ServerNotFound"
+    KernelTableFull = "KernelTableFull"
+    InvalidArguments = "InvalidArguments"
+    ProcessNotFound = "ProcessNotFound"
+    MemoryInUse = "MemoryInUse"
+    BadAddress = "BadAddress"
+    ProcessTerminated = "ProcessTerminated"
+    Timeout = "Timeout"
+    InvalidOperation = "InvalidOperation"  # fs: write without a write grant, or to a read-only location
+    FileNotFound = "FileNotFound"  # fs
+
+
+class KernelError(Exception):
+    def __init__(self, error: XousError, detail: str = ""):
+        super().__init__(f"{error.value}{': ' + detail if detail else ''}")
+        self.error = error
+
+
+class MessagePermissions:
+    """A u64 mask for ids 0..63 plus up to four half-open ranges for ids >= 64 (``server.rs``)."""
+
+    def __init__(self, defects: Defects = Defects()):
+        self.mask = 0
+        self.ranges: list[tuple[int, int]] = []
+        self._defects = defects
+
+    def add(self, start: int, end: int) -> None:
+        """Permit ``start..end`` (end exclusive); contiguous ranges merge, a fifth one is refused."""
+        if start >= end:
+            raise KernelError(XousError.InvalidArguments, f"empty range {start}..{end}")
+        shift = 1 if self._defects.has("mask-off-by-one") else 0
+        for mid in range(start, min(end, 64)):
+            if mid + shift < 64:
+                self.mask |= 1 << (mid + shift)
+        if end <= 64:
+            return
+        for i, (a, b) in enumerate(self.ranges):
+            if a <= end and start <= b:
+                self.ranges[i] = (min(a, start), max(b, end))
+                return
+        if len(self.ranges) == MESSAGE_PERMISSION_COUNT:
+            raise KernelError(XousError.KernelTableFull, "all four permission ranges are in use")
+        self.ranges.append((start, end))
+
+    def add_ids(self, ids: list[int]) -> None:
+        """Add individual ids as the fewest ranges (what app-manager does for a list of message names)."""
+        for a, b in _runs(sorted(set(ids))):
+            self.add(a, b)
+
+    def is_permitted(self, mid: int) -> bool:
+        if mid < 64:
+            return bool(self.mask >> mid & 1)
+        if self._defects.has("kernel-ignores-range-list") and self.ranges:
+            return True
+        return any(a <= mid < b for a, b in self.ranges)
+
+    def is_empty(self) -> bool:
+        return self.mask == 0 and not self.ranges
+
+
+def _runs(ids: list[int]) -> list[tuple[int, int]]:
+    """Consecutive ids as half-open runs."""
+    out: list[tuple[int, int]] = []
+    for mid in ids:
+        if out and out[-1][1] == mid:
+            out[-1] = (out[-1][0], mid + 1)
+        else:
+            out.append((mid, mid + 1))
+    return out
+
+
+@dataclass
+class Process:
+    pid: int
+    name: str
+    app_id: bytes
+    ppid: int
+    foundation: bool  # signed by Foundation (built-in) rather than a third-party publisher
+    memory: dict[int, bytearray] = field(default_factory=dict)  # page address -> contents (own space)
+    connections: dict[int, "Connection"] = field(default_factory=dict)
+    state: str = "Running"
+
+    def map_page(self, address: int, data: bytes) -> None:
+        self.memory[address - address % PAGE] = bytearray(data.ljust(PAGE, b"\0")[:PAGE])
+
+
+@dataclass
+class Server:
+    sid: tuple[int, int, int, int]
+    pid: int
+    name: str
+
+    @property
+    def sid_text(self) -> str:
+        """The SID as the kernel's ``{:08x?}`` prints it."""
+        return "SID([" + ", ".join(f"{w:08x}" for w in self.sid) + "])"
+
+
+@dataclass
+class Connection:
+    cid: int
+    server: Server
+    permissions: MessagePermissions
+
+
+@dataclass
+class PermissionRequest:
+    id: int
+    sender_pid: int
+    sender_app_id: bytes
+    cid: int
+    server: Server
+    message_id: int
+    valid: bool = True
+    decided: threading.Event = field(default_factory=threading.Event)
+    allow: bool = False
+
+
+class Kernel:
+    """Process, server and permission-request tables, guarded by one lock."""
+
+    def __init__(self, log: Callable[[str], None], defects: Defects = Defects(), seed: int = 0):
+        self.log = log
+        self.defects = defects
+        self._rng = random.Random(seed)
+        self._lock = threading.RLock()
+        self.processes: dict[int, Process] = {}
+        self.servers: dict[str, Server] = {}
+        self.requests: list[PermissionRequest | None] = [None] * MAX_PERMISSION_REQUESTS
+        self._broker: Callable[[int], None] | None = None
+
+    # ------------------------------------------------------------------ processes
+
+    def spawn(self, name: str, app_id: bytes, foundation: bool, ppid: int = 1) -> Process:
+        with self._lock:
+            pid = next((p for p in range(2, MAX_PID + 1) if p not in self.processes), None)
+            if pid is None:
+                raise KernelError(XousError.KernelTableFull, "no free pid")
+            proc = Process(pid, name, app_id, ppid, foundation)
+            self.processes[pid] = proc
+            return proc
+
+    def process(self, pid: int) -> Process:
+        proc = self.processes.get(pid)
+        if proc is None:
+            raise KernelError(XousError.ProcessNotFound, f"pid {pid}")
+        return proc
+
+    def terminate(self, pid: int, panic: str | None = None) -> None:
+        """End a process; its servers go away and its parked requests are tombstoned."""
+        with self._lock:
+            proc = self.processes.pop(pid, None)
+            if proc is None:
+                return
+            if panic is not None:
+                self.log(f"[LOG] PANIC in PID {pid}: {panic}")
+            gone = [name for name, s in self.servers.items() if s.pid == pid]
+            for name in gone:
+                del self.servers[name]
+            for req in self.requests:
+                if req and req.valid and (req.sender_pid == pid or req.server.pid == pid):
+                    req.valid = False
+                    req.allow = False
+                    req.decided.set()
+            if panic is not None and self.defects.has("crash-takes-down-system"):
+                peers = {c.server.pid for c in proc.connections.values()}
+                for peer in peers - {pid}:
+                    self.terminate(peer, f"connection to PID {pid} lost")
+
+    # ------------------------------------------------------------------ servers
+
+    def create_server(self, pid: int, name: str, aliases: tuple[str, ...] = ()) -> Server:
+        with self._lock:
+            self.process(pid)
+            if name in self.servers:
+                raise KernelError(XousError.MemoryInUse, f"server {name!r} already exists")
+            server = Server(tuple(self._rng.getrandbits(32) for _ in range(4)), pid, name)  # type: ignore[arg-type]
+            for n in (name, *aliases):
+                self.servers[n] = server
+            return server
+
+    def connect(self, pid: int, server_name: str, permissions: MessagePermissions) -> int:
+        """Open a connection carrying the permissions app-manager computed for this app and server."""
+        with self._lock:
+            proc = self.process(pid)
+            server = self.servers.get(server_name)
+            if server is None:
+                raise KernelError(XousError.ServerNotFound, server_name)
+            for cid, conn in proc.connections.items():
+                if conn.server is server:
+                    return cid
+            cid = max(proc.connections, default=1) + 1
+            proc.connections[cid] = Connection(cid, server, permissions)
+            return cid
+
+    def set_broker(self, broker: Callable[[int], None] | None) -> None:
+        """Subscribe the permission broker (gui-server); it is told each new request id."""
+        self._broker = broker
+
+    # ------------------------------------------------------------------ send
+
+    def deny_line(self, pid: int, server: Server, mid: int, suffix: str = "") -> str:
+        return f"[!] Denying message send from {pid} to {server.sid_text}@{server.pid}, msgid={mid}{suffix}"
+
+    def _deny(self, pid: int, server: Server, mid: int, error: XousError, suffix: str = "") -> KernelError:
+        if not self.defects.has("no-deny-log-line"):
+            self.log(self.deny_line(pid, server, mid, suffix))
+        return KernelError(error, suffix.lstrip(": "))
+
+    def check_send(self, pid: int, cid: int, mid: int, may_wait: bool) -> PermissionRequest | None:
+        """None when the send may proceed; a parked request when the broker must decide."""
+        with self._lock:
+            conn = self.process(pid).connections.get(cid)
+            if conn is None or self.servers.get(conn.server.name) is not conn.server:
+                raise KernelError(XousError.ServerNotFound, f"cid {cid}")
+            server = conn.server
+            own = server.pid == pid or (self.defects.has("kernel-skips-server-pid-check") and conn.permissions.is_empty())
+            if own or conn.permissions.is_permitted(mid):
+                return None
+            if not may_wait:
+                raise self._deny(pid, server, mid, XousError.AccessDenied)
+            slot = next((i for i, r in enumerate(self.requests) if r is None), None)
+            if slot is None:
+                raise self._deny(pid, server, mid, XousError.KernelTableFull, ": permission request table full")
+            if self._broker is None:
+                raise self._deny(pid, server, mid, XousError.AccessDenied, ": no permission broker")
+            req = PermissionRequest(slot, pid, self.process(pid).app_id, cid, server, mid)
+            self.requests[slot] = req
+        self._broker(slot)
+        return req
+
+    def send(self, pid: int, cid: int, mid: int, may_wait: bool, timeout: float) -> Server:
+        """Run the permission check and, if parked, wait for the broker; returns the target server."""
+        req = self.check_send(pid, cid, mid, may_wait)
+        if req is not None:
+            if not req.decided.wait(timeout):
+                raise KernelError(XousError.Timeout, f"permission request {req.id} still parked")
+            with self._lock:
+                if not req.valid:
+                    raise KernelError(XousError.ServerNotFound, "request invalidated")
+                if not req.allow:
+                    raise KernelError(XousError.AccessDenied, "denied by the permission broker")
+        return self.process(pid).connections[cid].server
+
+    def request(self, rid: int) -> PermissionRequest | None:
+        with self._lock:
+            return self.requests[rid] if 0 <= rid < MAX_PERMISSION_REQUESTS else None
+
+    def resolve(self, rid: int, allow: bool) -> None:
+        """The broker's answer: allow adds the id to that exact connection, then wakes the sender."""
+        with self._lock:
+            req = self.requests[rid]
+            if req is None:
+                raise KernelError(XousError.InvalidArguments, f"no permission request {rid}")
+            self.requests[rid] = None
+            if req.valid and allow:
+                conn = self.processes[req.sender_pid].connections[req.cid]
+                conn.permissions.add(req.message_id, req.message_id + 1)
+            req.allow = allow and req.valid
+            req.decided.set()
+
+    # ------------------------------------------------------------------ memory
+
+    def read_memory(self, reader: int, owner: int, address: int, length: int) -> bytes:
+        """A process reading memory: only its own pages are mapped; another's pages are in use."""
+        with self._lock:
+            proc = self.process(reader)
+            target = self.process(owner)
+            if target is not proc and not self.defects.has("kernel-shares-process-memory"):
+                raise KernelError(XousError.MemoryInUse, f"page {address:#x} belongs to PID {owner}")
+            page = target.memory.get(address - address % PAGE)
+            if page is None or length <= 0 or address % PAGE + length > PAGE:
+                raise KernelError(XousError.BadAddress, f"{address:#x}+{length} is not mapped")
+            off = address % PAGE
+            return bytes(page[off:off + length])

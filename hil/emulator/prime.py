@@ -1,0 +1,283 @@
+"""``Prime``: one emulated Passport Prime, the state every emulated peripheral reads and drives.
+
+One ``threading.RLock`` (``prime.lock``) guards all of it; every peripheral thread holds it while it
+touches the device (``with prime.lock: prime.touch(x, y)``), and so must anyone calling
+``prime.ui.show_modal``.  Time-based behaviour (the boot splash) is evaluated lazily when the
+device is looked at, so there are no timer threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from PIL import Image
+
+from hil.emulator import render
+from hil.emulator.apps import screen_for
+from hil.emulator.apps.controlcenter import ControlCenterScreen
+from hil.emulator.apps.launcher import LauncherScreen
+from hil.emulator.apps.lockscreen import LockScreen
+from hil.emulator.apps.splash import BootSplash
+from hil.emulator.build import Build
+from hil.emulator.debug import DebugProtocol
+from hil.emulator.keyos import KeyOS, RunApp
+from hil.emulator.secure_element import SecureElement
+from hil.emulator.ui import UI, in_home_button
+
+LOG_RING_BYTES = 16 * 1024
+DEFAULT_PIN = "123456"
+BOOT_SECONDS = 0.5
+
+
+class LogRing:
+    """The log server's ring buffer: 16 KiB of records, oldest overwritten first."""
+
+    def __init__(self, capacity: int = LOG_RING_BYTES):
+        self.capacity = capacity
+        self._records: deque[tuple[int, str]] = deque()
+        self._size = 0
+        self._next = 0
+
+    def append(self, line: str) -> None:
+        self._records.append((self._next, line))
+        self._next += 1
+        self._size += len(line.encode()) + 1
+        while self._size > self.capacity:
+            _, old = self._records.popleft()
+            self._size -= len(old.encode()) + 1
+
+    def since(self, cursor: int) -> tuple[list[str], int]:
+        """Records numbered ``cursor`` and later (what is left of them), and the next cursor."""
+        return [line for n, line in self._records if n >= cursor], self._next
+
+
+@dataclass
+class LinkFaults:
+    """Faults a test asked the debug link to commit, consumed by the TCP endpoint."""
+    delay_s: float = 0.0  # before every response
+    garbage: bytes = b""  # raw bytes written to the stream before the next response
+    truncate: bool = False  # the next response: length + half of the body, then close
+    stall: bool = False  # the next response: length + half of the body, then silence
+
+
+class Prime:
+    def __init__(self, index: int = 1, seed: int = 0, build: Build | None = None, pin: str = DEFAULT_PIN,
+                 boot_seconds: float = BOOT_SECONDS):
+        self.lock = threading.RLock()
+        self.index = index
+        self.serial = f"EMU-{index:04d}"
+        self.seed = seed
+        self.build = build or Build()
+        self.boot_seconds = boot_seconds
+        self.logs = LogRing()
+        self.faults = LinkFaults()
+        self.se = SecureElement(seed, self.serial)
+        self.se.set_seed_and_pin(pin)
+        self.keyos = KeyOS(self.log)
+        self.usb_debug = DebugProtocol(self)
+        self.ui = UI(self, LauncherScreen(self), LockScreen(self), ControlCenterScreen(self))
+        self.splash = BootSplash()
+        self.developer_mode = True
+        self.clock_offset = 0
+        self.powered = False
+        self.screen_on = False
+        self.frame_counter = 0
+        self._frame: Image.Image | None = None
+        self._frame_splash = False
+        self._booted_at = 0.0
+        self._link_listeners: list[Callable[[], None]] = []
+        self.app_screens: dict = {}
+        self.power_on()
+
+    # ------------------------------------------------------------ power and boot
+    def power_on(self) -> None:
+        self.powered = True
+        self.screen_on = True
+        self._booted_at = time.monotonic() + self.boot_seconds
+        self.se.logout()
+        self.ui.lock_screen.reset()
+        self.ui.control_center_open = False
+        self.ui.stack.clear()
+        self.app_screens.clear()
+        self.keyos.boot()
+        self.log(f"INFO:keyos: KeyOS {self.build.version} ({self.build.flavour}) booting on {self.serial}")
+        self.log(f"INFO:security: {'seed erased' if self.se.wiped else 'seed present'}, "
+                 f"{self.se.attempts_remaining} login attempts remaining")
+        self.invalidate()
+
+    def power_cut(self) -> None:
+        """Power lost: nothing answers until ``power_on``; pending prompts are dropped."""
+        self.ui.drop_all_modals()
+        self.powered = False
+        self.screen_on = False
+        self.se.logout()
+        self.keyos.processes.clear()
+        self.drop_links()
+        self.invalidate()
+
+    def shut_down(self) -> None:
+        self.log("INFO:power_manager: shutdown requested from the control center")
+        self.power_cut()
+
+    def reboot(self) -> None:
+        self.log("INFO:power_manager: rebooting")
+        self.ui.drop_all_modals()
+        self.drop_links()
+        self.power_on()
+
+    @property
+    def booting(self) -> bool:
+        return self.powered and time.monotonic() < self._booted_at
+
+    def is_locked(self) -> bool:
+        return not self.se.logged_in
+
+    def now(self) -> int:
+        return int(time.time()) + self.clock_offset
+
+    # ------------------------------------------------------------ the debug interface's presence
+    def debug_available(self) -> bool:
+        """The vendor interface exists: powered, and in production only with Developer Mode on."""
+        return self.powered and (self.developer_mode or not self.build.production)
+
+    def on_link_reset(self, callback: Callable[[], None]) -> None:
+        """Called whenever the USB connection goes away (power, reboot, Developer Mode off)."""
+        self._link_listeners.append(callback)
+
+    def drop_links(self) -> None:
+        for callback in self._link_listeners:
+            callback()
+
+    def set_developer_mode(self, on: bool) -> None:
+        self.developer_mode = on
+        self.log(f"INFO:settings: Developer Mode {'enabled' if on else 'disabled'}")
+        if not self.debug_available():
+            self.drop_links()  # the interface leaves the configuration; the device re-enumerates
+        self.invalidate()
+
+    # ------------------------------------------------------------ display
+    def invalidate(self) -> None:
+        self._frame = None
+        self.frame_counter += 1
+
+    def framebuffer(self) -> Image.Image:
+        """RGBA 480x800 of what the panel shows now; black when it is off."""
+        splash = self.booting
+        if self._frame is None or splash != self._frame_splash:
+            if not self.screen_on:
+                self._frame = render.blank(render.BLACK)
+            elif splash:
+                canvas = render.Canvas(render.blank())
+                self.splash.draw(canvas)
+                self._frame = canvas.image
+            else:
+                self._frame = self.ui.render()
+            if self._frame_splash != splash:
+                self.frame_counter += 1
+            self._frame_splash = splash
+        return self._frame
+
+    # ------------------------------------------------------------ input
+    def _wake(self) -> bool:
+        """Input on a dark screen only wakes it (to the lock screen). True if it was dark."""
+        if self.screen_on:
+            return False
+        self.screen_on = True
+        self.invalidate()
+        return True
+
+    def touch(self, x: int, y: int) -> None:
+        if not self.powered or self.booting or self._wake():
+            return
+        if in_home_button(x, y):
+            if not self.is_locked():
+                self.ui.go_home()
+        elif 0 <= x < render.WIDTH and 0 <= y < render.HEIGHT:
+            self.ui.tap(x, y)
+
+    def swipe(self, sx: int, sy: int, ex: int, ey: int, duration_ms: int = 300, steps: int = 10) -> None:
+        if (sx, sy) == (ex, ey):
+            self.touch(sx, sy)
+        elif self.powered and not self.booting and not self._wake():
+            if in_home_button(sx, sy):
+                if not self.is_locked():
+                    self.ui.go_home()
+            elif 0 <= sx < render.WIDTH and 0 <= sy < render.HEIGHT:
+                self.ui.swipe(sx, sy, ex, ey)
+
+    def press_power(self, long: bool) -> None:
+        """Short: lock and turn the screen off (or wake it). Long: the control center."""
+        if not self.powered:
+            if long:
+                self.power_on()
+            return
+        if self.booting:
+            return
+        if self._wake():
+            if long:
+                self.ui.open_control_center()
+            return
+        if long:
+            self.ui.open_control_center()
+            return
+        self.lock_device()
+        self.screen_on = False
+        self.invalidate()
+
+    def type_text(self, text: str) -> None:
+        if self.powered and not self.booting and not self._wake():
+            for char in text:
+                self.ui.key(char)
+
+    # ------------------------------------------------------------ security
+    def login(self, pin: str) -> bool:
+        ok = self.se.login(pin)
+        if ok:
+            self.log("INFO:security: login succeeded")
+            self.ui.lock_screen.reset()
+            self.ui.refresh_modals()
+        elif self.se.wiped:
+            self.log("WARN:security: no login attempts remaining, erasing the seed and rebooting")
+            self.reboot()
+        else:
+            self.log(f"WARN:security: wrong PIN, {self.se.attempts_remaining} attempts remaining")
+        self.invalidate()
+        return ok
+
+    def lock_device(self) -> None:
+        self.ui.close_control_center()
+        if not self.is_locked():
+            self.log("INFO:gui_server: locked")
+        self.se.logout()
+        self.ui.lock_screen.reset()
+        self.ui.refresh_modals()
+
+    # ------------------------------------------------------------ apps
+    def launch_app(self, app_id: bytes) -> RunApp:
+        if not self.powered or self.booting:
+            return RunApp("NotReady")
+        result = self.keyos.launch(app_id, locked=self.is_locked())
+        if result.outcome in ("Launched", "AlreadyRunning"):
+            screen = self.app_screens.get(result.pid)
+            if screen is None:
+                screen = self.app_screens[result.pid] = screen_for(self, self.keyos.apps[app_id])
+            self.ui.push_app(result.pid, screen)
+        return result
+
+    def close_app(self, pid: int) -> bool:
+        if self.keyos.terminate(pid) is None:
+            return False
+        self.app_screens.pop(pid, None)
+        self.ui.remove_app(pid)
+        return True
+
+    # ------------------------------------------------------------ logs
+    def log(self, line: str) -> None:
+        self.logs.append(line)
+
+    def logs_since(self, cursor: int) -> tuple[list[str], int]:
+        return self.logs.since(cursor)

@@ -1,0 +1,56 @@
+"""A serial device on a pseudo-terminal: the harness opens the slave path with pyserial, exactly as
+it would open /dev/ttyUSB0, and a reader thread hands what arrives to the emulated peripheral."""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import tty
+
+
+class PtyDevice:
+    """Subclasses implement :meth:`on_bytes` and answer with :meth:`write`."""
+
+    name = "pty"
+
+    def __init__(self):
+        self._master = self._slave = -1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.path = ""
+
+    def start_pty(self) -> str:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # no echo, no line discipline: bytes pass as they are
+        self.path = os.ttyname(self._slave)
+        self._thread = threading.Thread(target=self._run, name=f"emu-{self.name}", daemon=True)
+        self._thread.start()
+        return self.path
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(2)
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                os.close(fd)
+        self._master = self._slave = -1
+
+    def write(self, data: bytes) -> None:
+        if self._master >= 0:
+            os.write(self._master, data)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not select.select([self._master], [], [], 0.1)[0]:
+                continue
+            try:
+                data = os.read(self._master, 4096)
+            except OSError:
+                return
+            if data:
+                self.on_bytes(data)
+
+    def on_bytes(self, data: bytes) -> None:
+        raise NotImplementedError

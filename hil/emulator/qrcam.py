@@ -1,0 +1,264 @@
+"""The Prime's own camera (OVM7690, frames cropped to 480x480) looking at the lab's QR monitor.
+
+The monitor is the harness's QR presenter: this peripheral reads its MJPEG stream at `qr_display`
+(given at start, or a free loopback port announced as the station's `qr_display` for the harness to
+bind), decodes every frame with zxing-cpp, gathers animated BC-UR parts, and routes each complete
+payload as KeyOS's scanner does: by the apps' `qrMatchRules` (UR sub-rules by `ur_type`, QR sub-rules by
+length and regex, priority 1-5; several apps at the best priority => the user picks one). The camera
+works only while the device is on and unlocked, as on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import threading
+import tomllib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+import zxingcpp
+
+from hil.stimuli.ur import URDecoder, URError
+
+if TYPE_CHECKING:
+    from hil.emulator.prime import Prime
+
+FRAME = 480
+OPEN_TIMEOUT_MS = 1500
+READ_TIMEOUT_MS = 2000
+RETRY_S = 0.3
+
+# qrMatchRules of KeyOS apps/gui-app-bitcoin/manifest.toml (commit 344eae3), verbatim.
+BITCOIN_RULES_TOML = r'''
+[[qrMatchRules]]
+id = "psbt"
+idLocalizations = { en = "PSBT" }
+subRules = { ur = { UR = { ur_type = "psbt" } } }
+
+[[qrMatchRules]]
+id = "psbt-or-multisig-config"
+idLocalizations = { en = "PSBT or Multisig Configuration" }
+subRules = { bytes = { UR = { ur_type = "bytes" } } }
+
+[[qrMatchRules]]
+id = "multisig-config"
+idLocalizations = { en = "Multisig Configuration" }
+[qrMatchRules.subRules]
+crypto-output = { UR = { ur_type = "crypto-output" } }
+config-qr = { QR = { regex_pattern = "(?im)^\\s*policy\\s*:\\s*\\d+\\s+of\\s+\\d+\\s*(?:#.*)?$" } }
+descriptor-qr = { QR = { regex_pattern = "sortedmulti\\s*\\(" } }
+'''
+BITCOIN_APP_ID = bytes.fromhex("426974636f696e2057616c6c65740000")
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A complete scan: a UR (`ur_type` set, `data` its CBOR) or a plain QR (`text` or binary `data`)."""
+
+    ur_type: str | None = None
+    data: bytes = b""
+    text: str | None = None
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(repr((self.ur_type, self.data, self.text)).encode()).digest()
+
+
+@dataclass(frozen=True)
+class SubRule:
+    ur_type: str | None = None
+    min_len: int | None = None
+    max_len: int | None = None
+    regex: re.Pattern | None = None
+
+    def matches(self, scan: Scan) -> bool:
+        if self.ur_type is not None:
+            return scan.ur_type == self.ur_type
+        if scan.ur_type is not None or scan.text is None:
+            return False
+        n = len(scan.text)
+        return ((self.min_len is None or n >= self.min_len) and (self.max_len is None or n <= self.max_len)
+                and (self.regex is None or self.regex.search(scan.text) is not None))
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    app_id: bytes
+    rule_id: str
+    label: str
+    priority: int
+    sub_rules: tuple[SubRule, ...]
+
+
+def parse_rules(app_id: bytes, raw: list[dict]) -> list[MatchRule]:
+    """`qrMatchRules` entries of a ManifestV0 (camelCase outside, snake_case sub-rule fields)."""
+    rules = []
+    for entry in raw:
+        priority = entry.get("priority", 3)
+        if not (isinstance(priority, int) and 1 <= priority <= 5):
+            raise ValueError(f"qrMatchRules {entry.get('id')!r}: priority must be 1-5, not {priority!r}")
+        subs = []
+        for name, tagged in entry["subRules"].items():
+            (kind, fields), = tagged.items()
+            if kind == "UR":
+                subs.append(SubRule(ur_type=fields["ur_type"]))
+            elif kind == "QR":
+                pattern = fields.get("regex_pattern")
+                subs.append(SubRule(min_len=fields.get("min_len"), max_len=fields.get("max_len"),
+                                    regex=re.compile(pattern) if pattern else None))
+            else:
+                raise ValueError(f"qrMatchRules {entry['id']!r}.{name}: sub-rule must be UR or QR, not {kind!r}")
+        label = entry.get("idLocalizations", {}).get("en", entry["id"])
+        rules.append(MatchRule(app_id, entry["id"], label, priority, tuple(subs)))
+    return rules
+
+
+RULES = parse_rules(BITCOIN_APP_ID, tomllib.loads(BITCOIN_RULES_TOML)["qrMatchRules"])
+
+
+def route(scan: Scan, rules: list[MatchRule] = RULES) -> list[MatchRule]:
+    """The rules `scan` matches at the best (lowest) priority, one per app."""
+    hits = [r for r in rules if any(s.matches(scan) for s in r.sub_rules)]
+    if not hits:
+        return []
+    best = min(r.priority for r in hits)
+    by_app: dict[bytes, MatchRule] = {}
+    for r in hits:
+        if r.priority == best:
+            by_app.setdefault(r.app_id, r)
+    return list(by_app.values())
+
+
+class Assembler:
+    """Turns decoded symbols into complete scans: plain QRs at once, UR parts once all have arrived.
+    A scan already delivered is not delivered again while it stays in view."""
+
+    def __init__(self):
+        self.decoder = URDecoder()
+        self.last: bytes | None = None
+
+    def feed(self, text: str | None, data: bytes) -> tuple[Scan | None, str | None]:
+        """(a new complete scan or None, an error line or None)."""
+        if text is not None and text[:3].lower() == "ur:":
+            try:
+                self.decoder.receive_part(text)
+            except URError as e:
+                self.decoder = URDecoder()  # another message: start over with it
+                try:
+                    self.decoder.receive_part(text)
+                except URError:
+                    return None, str(e)
+            if not self.decoder.is_complete():
+                return None, None
+            ur, self.decoder = self.decoder.result, URDecoder()
+            scan = Scan(ur_type=ur.type, data=ur.cbor)
+        else:
+            scan = Scan(text=text, data=data)
+        if scan.digest() == self.last:
+            return None, None
+        self.last = scan.digest()
+        return scan, None
+
+
+def free_loopback_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def center_crop(frame: np.ndarray, size: int = FRAME) -> np.ndarray:
+    """The sensor's square crop, scaled to `size` (the camera server hands apps 480x480)."""
+    h, w = frame.shape[:2]
+    side = min(h, w)
+    y, x = (h - side) // 2, (w - side) // 2
+    return cv2.resize(frame[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
+
+
+class QRCameraPeripheral:
+    """Peripheral: endpoint key `qr_display` (the presenter's address this camera watches)."""
+
+    def __init__(self):
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.prime: Prime | None = None
+        self.assembler = Assembler()
+        self.frames_seen = 0
+
+    def start(self, prime: Prime, qr_display: str | None = None) -> tuple[str, str]:
+        self.prime = prime
+        url = (qr_display or free_loopback_url()).rstrip("/")
+        if urlsplit(url).scheme != "http":
+            raise ValueError(f"qr_display {url!r} must be an http:// address of the QR presenter")
+        self.stream = url + "/stream.mjpg"
+        self._thread = threading.Thread(target=self._run, name="emu-qrcam", daemon=True)
+        self._thread.start()
+        return "qr_display", url
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=READ_TIMEOUT_MS / 1000 + 2)
+
+    # ------------------------------------------------------------ the camera loop
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            cap = cv2.VideoCapture(self.stream, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+                                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
+            try:
+                while cap.isOpened() and not self._stopping.is_set():
+                    ok, frame = cap.read()
+                    if not ok:
+                        break  # the monitor went dark (presenter stopped): look again shortly
+                    self.look(frame)
+            finally:
+                cap.release()
+            self._stopping.wait(RETRY_S)
+
+    def look(self, frame: np.ndarray) -> None:
+        """One camera frame: decode while the device is awake and unlocked, then route what completes."""
+        prime = self.prime
+        with prime.lock:
+            if not (prime.powered and prime.screen_on and not prime.booting and not prime.is_locked()):
+                return
+        self.frames_seen += 1
+        for symbol in zxingcpp.read_barcodes(center_crop(frame), formats=zxingcpp.BarcodeFormat.QRCode):
+            binary = symbol.content_type == zxingcpp.ContentType.Binary
+            scan, error = self.assembler.feed(None if binary else symbol.text, symbol.bytes)
+            with prime.lock:
+                if error:
+                    prime.log(f"WARN:camera: QR scan error: {error}")
+                if scan is not None:
+                    self.deliver(scan)
+
+    def deliver(self, scan: Scan) -> None:
+        """Route a complete scan to its app (caller holds `prime.lock`)."""
+        prime = self.prime
+        what = f"ur:{scan.ur_type}" if scan.ur_type else f"QR ({len(scan.text or scan.data)} chars)"
+        matches = route(scan)
+        if not matches:
+            prime.log(f"INFO:launcher: scanned {what}: no app handles it")
+            prime.ui.show_modal("Unknown QR Code", "No app on this Prime can use this QR code.", ["OK"],
+                                lambda _answer: None)
+            return
+        if len(matches) == 1:
+            self._open(matches[0], scan, what)
+            return
+        names = {m.app_id: prime.keyos.apps[m.app_id].name for m in matches if m.app_id in prime.keyos.apps}
+        prime.ui.show_modal("Open With", f"Several apps can use this {what}.", list(names.values()) + ["Cancel"],
+                            lambda answer: answer in names.values() and self._open(
+                                next(m for m in matches if names.get(m.app_id) == answer), scan, what))
+
+    def _open(self, rule: MatchRule, scan: Scan, what: str) -> None:
+        prime = self.prime
+        result = prime.launch_app(rule.app_id)
+        prime.log(f"INFO:launcher: scanned {what}, rule {rule.rule_id!r} -> launch {rule.app_id.hex()}: "
+                  f"{result.outcome}")
+        screen = prime.app_screens.get(result.pid)
+        if screen is not None and hasattr(screen, "receive_scan"):
+            screen.receive_scan(rule.rule_id, scan)
+            prime.invalidate()

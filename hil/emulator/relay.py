@@ -1,0 +1,57 @@
+"""The emulated power-button relay: a Devantech USB-RLY02 on a pty, relay 1 wired across the Prime's
+power button. Closing then opening relay 1 is a press; held ≥ 1000 ms it is a long press, as
+KeyOS's gui-server pwrbutton.rs decides (keyos.md §2.3)."""
+
+from __future__ import annotations
+
+import time
+
+from hil.emulator.pty import PtyDevice
+
+MODULE_ID, FIRMWARE = 10, 1  # USB-RLY02
+LONG_PRESS_MS = 1000
+
+
+class EmulatedRelay(PtyDevice):
+    name = "relay"
+
+    def __init__(self):
+        super().__init__()
+        self.prime = None
+        self.states = 0
+        self._pending_set = False
+        self._closed_at = 0.0
+
+    def start(self, prime) -> tuple[str, str]:
+        self.prime = prime
+        return "relay", self.start_pty()
+
+    def on_bytes(self, data: bytes) -> None:
+        for b in data:
+            if self._pending_set:  # 0x5C is followed by the new state byte
+                self._pending_set = False
+                self._apply(b)
+            elif b == 0x5A:
+                self.write(bytes([MODULE_ID, FIRMWARE]))
+            elif b == 0x5B:
+                self.write(bytes([self.states]))
+            elif b == 0x5C:
+                self._pending_set = True
+            elif b == 0x64:
+                self._apply(0x03)
+            elif b == 0x6E:
+                self._apply(0x00)
+            elif 0x65 <= b <= 0x66:
+                self._apply(self.states | 1 << (b - 0x65))
+            elif 0x6F <= b <= 0x70:
+                self._apply(self.states & ~(1 << (b - 0x6F)))
+            # anything else: the board ignores it, as the real one does
+
+    def _apply(self, states: int) -> None:
+        was, self.states = self.states & 1, states & 0x03
+        if self.states & 1 and not was:
+            self._closed_at = time.monotonic()
+        elif was and not self.states & 1:
+            held_ms = (time.monotonic() - self._closed_at) * 1000
+            with self.prime.lock:
+                self.prime.press_power(long=held_ms >= LONG_PRESS_MS)

@@ -1,0 +1,243 @@
+"""The emulated Prime's SAM-BA boot ROM monitor on a pty, with the SD/MMC applet's mailbox.
+
+What KeyOS's flasher (`utils/sambuca`) relies on, enforced: binary mode after ``N#`` (terminal mode
+before it, as the ROM starts), the chip id registers, SRAM at 0x200000 and the L2 cache usable as
+SRAM at 0x220000 only once ``SFR_L2CC_HRAMC`` is 0, the applet running only if the bytes uploaded to
+0x220000 are the applet this device was given, its mailbox (cmd, status, args; ack = 0xFFFFFFFF -
+cmd) with initialise / read pages / write pages over :class:`Emmc`, and the reset controller.
+Status codes are those of Microchip's SAM-BA 3 applets (``applet.h``).
+
+While the device is not in SAM-BA mode nothing answers on the pty and what arrives is dropped,
+as with a USB CDC device that is not enumerated.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import struct
+import threading
+import tty
+from collections.abc import Callable
+from pathlib import Path
+
+from hil.emulator.emmc import PAGE, Emmc, PowerCut
+
+CIDR, EXID = 0xFC069000, 0xFC069004
+SAMA5D27_CIDR, SAMA5D27_EXID = 0x8A5C08C2, 0x00000000
+SFR_L2CC_HRAMC = 0xF8030058
+RSTC_CR, BSC_CR = 0xF8048000, 0xF8048054
+SRAM0 = (0x200000, 0x220000)
+L2_SRAM = (0x220000, 0x240000)
+APPLET_ADDR, MAILBOX, MAILBOX_END = 0x220000, 0x220004, 0x220100
+BUFFER_ADDR, BUFFER_SIZE = 0x224000, 0x18000
+VERSION = b"v3.0 emulated SAMA5D27 ROM\n\r"
+
+APPLET_SUCCESS, APPLET_DEV_UNKNOWN, APPLET_WRITE_FAIL, APPLET_READ_FAIL = 0x00, 0x01, 0x02, 0x03
+APPLET_FAIL = 0x0F
+CMD_INITIALIZE, CMD_READ_PAGES, CMD_WRITE_PAGES = 0x00, 0x32, 0x33
+APPLET_FILE = Path(__file__).resolve().parents[2] / "firmware" / "emulated" / "sdmmc-applet.bin"
+
+
+class SambaMonitor:
+    """The ROM monitor: a pty whose slave path is the station's ``samba`` port."""
+
+    def __init__(self, emmc: Emmc, applet: bytes, on_reset: Callable[[], None] = lambda: None,
+                 on_power_cut: Callable[[], None] = lambda: None):
+        self.emmc = emmc
+        self.applet = applet
+        self.on_reset = on_reset
+        self.on_power_cut = on_power_cut
+        self.active = False  # in SAM-BA mode and enumerated
+        self.path = ""
+        self._master = self._slave = -1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reset_state()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> str:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        self.path = os.ttyname(self._slave)
+        self._thread = threading.Thread(target=self._run, name="emu-samba", daemon=True)
+        self._thread.start()
+        return self.path
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(2)
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                os.close(fd)
+        self._master = self._slave = -1
+
+    def enter(self) -> None:
+        """The ROM runs the monitor (a fresh one: terminal mode, L2 as cache, no applet)."""
+        self._reset_state()
+        self.active = True
+
+    def leave(self) -> None:
+        self.active = False
+
+    def _reset_state(self) -> None:
+        self.binary = False
+        self.l2_sram = False
+        self.sram0 = bytearray(SRAM0[1] - SRAM0[0])
+        self.l2 = bytearray(L2_SRAM[1] - L2_SRAM[0])
+        self.initialised = False
+        self._buf = bytearray()
+        self._pending: tuple[int, int] | None = None  # S: (address, bytes still to come)
+
+    # ------------------------------------------------------------ the wire
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not select.select([self._master], [], [], 0.1)[0]:
+                continue
+            try:
+                data = os.read(self._master, 1 << 20)
+            except OSError:
+                return
+            if self.active:
+                self._feed(data)
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and self._master >= 0:
+            n = os.write(self._master, view)
+            view = view[n:]
+
+    def _feed(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        while buf and self.active:
+            if self._pending:
+                addr, left = self._pending
+                take = min(left, len(buf))
+                self._store(addr, bytes(buf[:take]))
+                del buf[:take]
+                self._pending = (addr + take, left - take) if left > take else None
+                continue
+            end = buf.find(b"#")
+            if end < 0:
+                if len(buf) > 64:  # no command is this long: line noise, dropped as the ROM does
+                    buf.clear()
+                return
+            line = bytes(buf[:end])
+            del buf[:end + 1]
+            self._command(line)
+
+    def _command(self, line: bytes) -> None:
+        if not line:
+            return
+        op, args = chr(line[0]), line[1:].decode("ascii", "replace").split(",")
+        try:
+            nums = [int(a, 16) for a in args if a]
+        except ValueError:
+            return  # a malformed number: the ROM ignores the command
+        if op == "N":
+            self.binary = True
+            self._send(b"\n\r")
+        elif op == "T":
+            self.binary = False
+            self._send(b"\n\r>")
+        elif op == "V":
+            self._send(VERSION + (b"" if self.binary else b">"))
+        elif op == "w" and nums:
+            value = struct.unpack("<I", self._load(nums[0], 4))[0]
+            self._send(struct.pack("<I", value) if self.binary else b"\n\r0x%08X\n\r>" % value)
+        elif op == "W" and len(nums) == 2:
+            self._write_word(nums[0], nums[1])
+            self._prompt()
+        elif op == "S" and len(nums) == 2:
+            self._pending = (nums[0], nums[1]) if nums[1] else None
+        elif op == "R" and len(nums) == 2:
+            self._send(self._load(nums[0], nums[1]))
+            self._prompt()
+        elif op == "G" and nums:
+            self._go(nums[0])
+            self._prompt()
+
+    def _prompt(self) -> None:
+        if not self.binary:
+            self._send(b"\n\r>")
+
+    # ------------------------------------------------------------ memory
+
+    def _region(self, addr: int, length: int) -> tuple[bytearray, int] | None:
+        if SRAM0[0] <= addr and addr + length <= SRAM0[1]:
+            return self.sram0, addr - SRAM0[0]
+        if self.l2_sram and L2_SRAM[0] <= addr and addr + length <= L2_SRAM[1]:
+            return self.l2, addr - L2_SRAM[0]
+        return None
+
+    def _load(self, addr: int, length: int) -> bytes:
+        if length == 4 and addr in (CIDR, EXID, SFR_L2CC_HRAMC):
+            value = {CIDR: SAMA5D27_CIDR, EXID: SAMA5D27_EXID, SFR_L2CC_HRAMC: int(not self.l2_sram)}[addr]
+            return struct.pack("<I", value)
+        region = self._region(addr, length)
+        if region is None:
+            return bytes(length)  # nothing mapped there: reads as zeros
+        mem, off = region
+        return bytes(mem[off:off + length])
+
+    def _store(self, addr: int, data: bytes) -> None:
+        region = self._region(addr, len(data))
+        if region is not None:
+            mem, off = region
+            mem[off:off + len(data)] = data
+
+    def _word(self, addr: int) -> int:
+        return struct.unpack("<I", self._load(addr, 4))[0]
+
+    def _write_word(self, addr: int, value: int) -> None:
+        if addr == SFR_L2CC_HRAMC:
+            self.l2_sram = value & 1 == 0
+        elif addr == RSTC_CR and value >> 24 == 0xA5 and value & 1:
+            self.active = False
+            self.on_reset()
+        elif addr != BSC_CR:
+            self._store(addr, struct.pack("<I", value))
+
+    # ------------------------------------------------------------ the applet
+
+    def _go(self, addr: int) -> None:
+        if addr != APPLET_ADDR or not self._applet_loaded():
+            return  # jumping into anything but the applet it knows: the emulated core does nothing
+        cmd = self._word(MAILBOX)
+        args = [self._word(MAILBOX + 8 + 4 * i) for i in range(9)]
+        try:
+            status, out = self._applet(cmd, args)
+        except PowerCut:
+            self.active = False
+            self.on_power_cut()
+            return
+        self._store(MAILBOX, struct.pack("<II", 0xFFFFFFFF - cmd, status))
+        for i, value in enumerate(out):
+            self._store(MAILBOX + 8 + 4 * i, struct.pack("<I", value))
+
+    def _applet_loaded(self) -> bool:
+        code = self._load(APPLET_ADDR, len(self.applet))
+        skip = slice(MAILBOX - APPLET_ADDR, MAILBOX_END - APPLET_ADDR)  # the mailbox is scratch
+        return code[:skip.start] + code[skip.stop:] == self.applet[:skip.start] + self.applet[skip.stop:]
+
+    def _applet(self, cmd: int, args: list[int]) -> tuple[int, list[int]]:
+        if cmd == CMD_INITIALIZE:
+            _comm, _trace, _, _, instance, ioset, partition, bus_width, voltages = args
+            if instance != 0 or ioset != 1 or partition != 0 or bus_width not in (1, 4, 8) or not 0 < voltages < 8:
+                return APPLET_DEV_UNKNOWN, []
+            self.initialised = True
+            return APPLET_SUCCESS, [BUFFER_ADDR, BUFFER_SIZE, PAGE, self.emmc.pages, 0]
+        if cmd not in (CMD_READ_PAGES, CMD_WRITE_PAGES):
+            return APPLET_FAIL, []
+        page, count = args[0], args[1]
+        if not self.initialised or count * PAGE > BUFFER_SIZE or page + count > self.emmc.pages:
+            return APPLET_FAIL, []
+        if cmd == CMD_READ_PAGES:
+            self._store(BUFFER_ADDR, self.emmc.read_pages(page, count))
+        else:
+            self.emmc.write_pages(page, self._load(BUFFER_ADDR, count * PAGE))
+        return APPLET_SUCCESS, [count]

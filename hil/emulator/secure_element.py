@@ -1,0 +1,95 @@
+"""The emulated secure element: PIN, login attempts, the seed and the security words.
+
+Mirrors ``os/security``: a PIN of at least 6 digits, 10 login attempts after which the seed is erased,
+a 12- or 24-word BIP39 seed, and two anti-phishing "security words" derived from the PIN prefix, the
+SE serial and the seed fingerprint.  Everything is derived from the emulator seed so runs repeat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from embit import bip39
+from embit.wordlists.bip39 import WORDLIST
+
+MAX_LOGIN_ATTEMPTS = 10
+MIN_PIN_LENGTH = 6
+PIN_PREFIX_LENGTH = 4  # the digits the security words are derived from, shown while typing
+
+
+class SecureElement:
+    def __init__(self, emulator_seed: int, serial: str, words: int = 12):
+        if words not in (12, 24):
+            raise ValueError(f"a seed has 12 or 24 words, not {words}")
+        material = hashlib.sha256(f"prime-emulator:{emulator_seed}:{serial}".encode()).digest()
+        self.serial = serial
+        self.se_serial = material[:9]  # an ATECC-style 9-byte serial number
+        self._entropy: bytes | None = hashlib.sha256(material + b"seed").digest()[: 16 if words == 12 else 32]
+        self._pin: str | None = None
+        self.attempts_remaining = MAX_LOGIN_ATTEMPTS
+        self.logged_in = False
+
+    @staticmethod
+    def valid_pin(pin: str) -> bool:
+        return len(pin) >= MIN_PIN_LENGTH and pin.isascii() and pin.isdigit()
+
+    # ------------------------------------------------------------ PIN
+    def set_seed_and_pin(self, pin: str) -> None:
+        if not self.valid_pin(pin):
+            raise ValueError(f"PIN must be at least {MIN_PIN_LENGTH} digits")
+        if self._entropy is None:
+            raise ValueError("no seed: the device was wiped")
+        self._pin = pin
+        self.attempts_remaining = MAX_LOGIN_ATTEMPTS
+
+    @property
+    def wiped(self) -> bool:
+        return self._entropy is None
+
+    def login(self, pin: str) -> bool:
+        """One attempt. The tenth wrong PIN erases the seed (the caller reboots into a wiped device)."""
+        if self.wiped or self._pin is None or self.attempts_remaining == 0:
+            return False
+        if hmac.compare_digest(pin.encode(), self._pin.encode()):
+            self.logged_in = True
+            self.attempts_remaining = MAX_LOGIN_ATTEMPTS
+            return True
+        self.attempts_remaining -= 1
+        if self.attempts_remaining == 0:
+            self.wipe()
+        return False
+
+    def logout(self) -> None:
+        self.logged_in = False
+
+    def wipe(self) -> None:
+        self._entropy = None
+        self._pin = None
+        self.logged_in = False
+        self.attempts_remaining = 0
+
+    # ------------------------------------------------------------ seed
+    def mnemonic(self) -> str:
+        """``GetSeed``: the master seed words (Foundation-only callers)."""
+        if self._entropy is None:
+            raise ValueError("no seed: the device was wiped")
+        return bip39.mnemonic_from_bytes(self._entropy)
+
+    def seed_fingerprint(self) -> bytes:
+        if self._entropy is None:
+            raise ValueError("no seed: the device was wiped")
+        return hashlib.sha256(b"SeedFingerprint" + self._entropy).digest()[:4]
+
+    def app_seed(self, app_id: bytes) -> bytes:
+        """``GetAppSeed``: a 32-byte seed for one app, independent of every other app's."""
+        if self._entropy is None:
+            raise ValueError("no seed: the device was wiped")
+        return hmac.new(self._entropy, b"AppSeed" + app_id, hashlib.sha256).digest()
+
+    def security_words(self, pin_prefix: str) -> tuple[str, str]:
+        """``GetSecurityWords``: two BIP39 words from the PIN prefix, SE serial and seed fingerprint."""
+        fingerprint = self.seed_fingerprint() if not self.wiped else b""
+        digest = hashlib.sha256(pin_prefix.encode() + self.se_serial + fingerprint).digest()
+        first, second = int.from_bytes(digest[:2], "big") >> 5, int.from_bytes(digest[2:4], "big") >> 5
+        return WORDLIST[first], WORDLIST[second]

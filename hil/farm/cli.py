@@ -1,0 +1,192 @@
+"""`hil farm status|quarantine|readmit` and `hil nightly`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hil.errors import HilError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="The lab's stations: leases and quarantine.")
+console = Console()
+
+LabOpt = Annotated[Optional[str], typer.Option("--lab", help="lab file (default: lab_config.yaml of the repo)")]
+
+
+def _lab(lab: str | None):
+    from hil.farm.config import load_lab
+
+    try:
+        return load_lab(lab)
+    except HilError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def status(lab: LabOpt = None) -> None:
+    """Every station: profile, who leases it, quarantine reason."""
+    from hil.farm.lease import FileLeases
+    from hil.farm.quarantine import Quarantine
+
+    cfg = _lab(lab)
+    leases, quarantine = FileLeases(cfg.state_dir), Quarantine(cfg.state_dir)
+    held = quarantine.entries()
+    table = Table(title=f"lab {cfg.name} ({cfg.source})")
+    for col in ("station", "profile", "kind", "leased by", "state"):
+        table.add_column(col)
+    for name, st in cfg.stations.items():
+        holder = leases.holder(name)
+        state = f"quarantined: {held[name].reason}" if name in held else "ok"
+        kind = f"emulated (seed {st.emulated.seed})" if st.emulated else (st.debug or "")
+        table.add_row(name, st.profile, kind, str(holder) if holder else "-", state)
+    console.print(table)
+
+
+@app.command("quarantine")
+def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason", help="why (shown by status)")],
+                   lab: LabOpt = None) -> None:
+    """Take a station out of service; runs skip it until it is readmitted."""
+    from hil.farm.quarantine import Quarantine
+
+    cfg = _lab(lab)
+    _known(cfg, station)
+    Quarantine(cfg.state_dir).add(station, reason, by="operator")
+    typer.echo(f"{station}: quarantined ({reason})")
+
+
+@app.command()
+def readmit(station: str, lab: LabOpt = None) -> None:
+    """Put a quarantined station back into service."""
+    from hil.farm.quarantine import Quarantine
+
+    cfg = _lab(lab)
+    _known(cfg, station)
+    gone = Quarantine(cfg.state_dir).remove(station)
+    typer.echo(f"{station}: readmitted" + (f" (was: {gone.reason})" if gone else " (was not quarantined)"))
+
+
+def _known(cfg, station: str) -> None:
+    if station not in cfg.stations:
+        typer.echo(f"no station {station!r} in {cfg.source}; stations: {', '.join(cfg.stations)}", err=True)
+        raise typer.Exit(2)
+
+
+# ------------------------------------------------------------------------------------ nightly
+
+
+def nightly(
+    firmware: Annotated[Optional[str], typer.Option("--firmware", help="build to flash (default: the emulator's default build)")] = None,
+    lab: LabOpt = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start a new run instead of resuming an unfinished one")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds the suites may take")] = 3600.0,
+) -> None:
+    """Flash every station, run the suites across the farm, then history, diff, summary and sign-off."""
+    from hil.farm import nightly as job
+
+    cfg = _lab(lab)
+    try:
+        code = _nightly(job, cfg, firmware, fresh, timeout)
+    except HilError as e:
+        typer.echo(f"nightly: {e}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+def _nightly(job, cfg, firmware: str | None, fresh: bool, timeout: float) -> int:
+    from hil.farm.lease import FileLeases
+    from hil.farm.quarantine import Quarantine
+    from hil.report import signoff
+
+    build = Path(firmware) if firmware else job.default_build(cfg.state_dir / "builds")
+    if not build.is_file():
+        raise HilError(f"firmware {build}: no such file")
+    identity = signoff.firmware_identity(build)
+    fw_hash = identity.get("reproducible_hash") or identity["sha256"]
+    run = job.open_run(cfg, {"file": str(build), "sha256": identity["sha256"], "hash": fw_hash,
+                             "version": identity.get("version", "?")}, resume=not fresh)
+    console.print(f"nightly {run.run_id}{' (resumed)' if run.resumed else ''}: {build.name} "
+                  f"{identity.get('version', '')} {fw_hash[:16]} on {cfg.name} -> {run.dir}")
+    quarantine, leases = Quarantine(cfg.state_dir), FileLeases(cfg.state_dir)
+    with contextlib.ExitStack() as stack:
+        with _progress() as bar:
+            up = bar.add_task("bring-up", total=len(cfg.stations))
+            stations = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: bar.advance(up))
+            tasks = {n: bar.add_task(f"flash {n}", total=100) for n in stations}
+            stations = job.flash_all(stations, build, job.default_flasher, leases, run, quarantine,
+                                     lambda n, frac: bar.update(tasks[n], completed=int(frac * 100)))
+        run.save()
+        if not stations:
+            raise HilError("no station is usable; see `hil farm status`")
+        run_lab = job.write_run_lab(cfg, stations, run.dir / "lab.yaml")
+        done = job.finished_tests(run.results) if run.resumed else set()
+        if done:
+            console.print(f"resuming: {len(done)} test(s) already have a result")
+        cmd = job.pytest_command(run, run_lab, len(stations), fw_hash, list(cfg.suites), done)
+        finished: set[str] = set()
+        with _progress() as bar:
+            task = bar.add_task(f"suites on {len(stations)} station(s)", total=None)
+
+            def on_event(ev: dict) -> None:
+                if ev.get("event") == "collected":
+                    bar.update(task, total=max(ev["total"], bar.tasks[task].total or 0))
+                elif ev.get("event") == "finished" and not ev.get("retried"):
+                    finished.add(ev["nodeid"])
+                    bar.update(task, completed=len(finished))
+
+            rc = job.run_suites(cmd, run, on_event, timeout)
+    if rc not in (0, 1):
+        console.print(f"pytest exited {rc}; see {run.dir / 'pytest.log'}")
+    return _report(job, cfg, run, build, quarantine)
+
+
+def _report(job, cfg, run, build: Path, quarantine) -> int:
+    from hil.report import signoff
+    from hil.report.allure import read_results
+    from hil.report.history import History, Night, diff
+    from hil.report.summary import render
+
+    for name, entry in quarantine.entries().items():
+        if entry.since >= run.meta["started"]:
+            run.meta["broken_stations"].setdefault(name, entry.reason)
+    results = read_results(run.results)
+    run.meta["finished"] = time.time()
+    night = Night.from_results(results, run_id=run.run_id, started=run.meta["started"], finished=run.meta["finished"],
+                               lab=cfg.name, firmware=run.meta["firmware"], broken_stations=run.meta["broken_stations"])
+    history = History(cfg.reports_dir / "history.jsonl")
+    d = diff(history.last(before=run.run_id), night)
+    (run.dir / "diff.json").write_text(json.dumps(d.__dict__, indent=2))
+    (run.dir / "diff.txt").write_text(d.text() + "\n")
+    (run.dir / "summary.html").write_text(render(night, d, results))
+    console.print(d.text(), markup=False)
+    bundle = run.dir / "signoff"
+    if bundle.exists():  # a resumed run that was killed after signing: the bundle is re-made from all results
+        shutil.rmtree(bundle)
+    key = signoff.lab_key(cfg.signing_key)
+    profiles = {st.profile for st in cfg.stations.values()}
+    decision = signoff.create(build, run.results, bundle, criteria_path=cfg.signoff_criteria, key=key,
+                              lab=cfg.name, profiles=profiles)
+    signoff.verify(bundle, key.public_key())
+    history.append(night)
+    run.save()
+    verdict = "GO" if decision.go else "NO-GO"
+    console.print(f"sign-off: {verdict}" + ("" if decision.go else f" (failing suites: {', '.join(decision.failing_suites) or 'none'})"),
+                  markup=False)
+    for reason in decision.reasons:
+        console.print(f"  {reason}", markup=False)
+    console.print(f"reports: {run.dir} (summary.html, diff.txt, {job.RESULTS}/, signoff/)", markup=False)
+    return 0 if decision.go else 1

@@ -1,0 +1,196 @@
+"""The nightly job: flash every station with one build, run the suites across the farm (one pytest-xdist
+worker per station), then history, diff, summary and a signed sign-off, all under
+`reports/nightly/<run>/`.
+
+Everything a finished test leaves is on disk as soon as it finishes (Allure writes per test), and
+`run.json` is written first and marked finished last, so a killed nightly is resumed by the next one on
+the same build: tests with a final result are deselected, the rest run into the same results folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hil.errors import HilError, InfrastructureError
+from hil.farm.config import LabConfig
+from hil.farm.lease import FileLeases, Holder
+from hil.farm.quarantine import Quarantine
+from hil.farm.station import Station, bring_up, to_config
+from hil.report.allure import read_results
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = "allure-results"
+
+
+@dataclass
+class Run:
+    dir: Path
+    meta: dict
+    resumed: bool = False
+    stations: dict[str, Station] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.meta["run_id"]
+
+    @property
+    def results(self) -> Path:
+        return self.dir / RESULTS
+
+    def save(self) -> None:
+        tmp = self.dir / "run.json.tmp"
+        tmp.write_text(json.dumps(self.meta, indent=2))
+        tmp.replace(self.dir / "run.json")
+
+
+def open_run(lab: LabConfig, firmware: dict, *, resume: bool = True) -> Run:
+    """A new run folder, or the latest unfinished run of the same build on the same lab."""
+    base = lab.reports_dir / "nightly"
+    base.mkdir(parents=True, exist_ok=True)
+    if resume:
+        for meta_path in sorted(base.glob("*/run.json"), reverse=True):
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if meta.get("finished") is None and meta.get("lab") == lab.name and \
+                    meta.get("firmware", {}).get("sha256") == firmware.get("sha256"):
+                return Run(meta_path.parent, meta, resumed=True)
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    run_dir = base / run_id
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base / f"{run_id}-{n}"
+    run_dir.mkdir()
+    run = Run(run_dir, {"run_id": run_dir.name, "lab": lab.name, "firmware": firmware, "started": time.time(),
+                        "finished": None, "broken_stations": {}})
+    run.save()
+    return run
+
+
+def finished_tests(results: Path) -> set[str]:
+    """Node ids whose final attempt left a result (a retried attempt is not final)."""
+    done = set()
+    for r in read_results(results).records:
+        if "nodeid" in r.labels and r.labels.get("retried") != "true":
+            done.add(r.labels["nodeid"])
+    return done
+
+
+def bring_up_all(lab: LabConfig, stack: contextlib.ExitStack, run: Run, quarantine: Quarantine,
+                 on_station: Callable[[str], None]) -> dict[str, Station]:
+    """Every station not in quarantine, live; one that does not come up is quarantined with the reason."""
+    out = {}
+    held = quarantine.entries()
+    for name in lab.stations:
+        if name in held:
+            run.meta["broken_stations"][name] = f"in quarantine: {held[name].reason}"
+        else:
+            try:
+                out[name] = stack.enter_context(bring_up(lab, name))
+            except (HilError, OSError) as e:
+                quarantine.add(name, f"bring-up failed: {e}")
+                run.meta["broken_stations"][name] = f"bring-up failed: {e}"
+        on_station(name)
+    return out
+
+
+Flasher = Callable[[Station, Path, Callable[[float], None]], bool]
+
+
+def flash_all(stations: dict[str, Station], build: Path, flasher: Flasher, leases: FileLeases, run: Run,
+              quarantine: Quarantine, progress: Callable[[str, float], None]) -> dict[str, Station]:
+    """Flash each station under its lease; `flasher` returns False when the station already runs the
+    build. A station that fails is quarantined with the reason and left out of the run."""
+    ok = {}
+    holder = Holder.me("nightly", run.run_id)
+    for name, station in stations.items():
+        try:
+            lease = leases.acquire(name, holder, timeout=60)
+            try:
+                flashed = flasher(station, build, lambda frac, n=name: progress(n, frac))
+            finally:
+                lease.release()
+        except (HilError, OSError) as e:
+            quarantine.add(name, f"flashing failed: {e}")
+            run.meta["broken_stations"][name] = f"flashing failed: {e}"
+            continue
+        run.meta.setdefault("flashed", {})[name] = "flashed" if flashed else "already on the build"
+        progress(name, 1.0)
+        ok[name] = station
+    return ok
+
+
+def write_run_lab(lab: LabConfig, stations: dict[str, Station], path: Path) -> Path:
+    """The lab as the workers see it: only the live stations, each wired to its endpoints."""
+    assert lab.source is not None
+    raw = yaml.safe_load(lab.source.read_text())
+    raw.update(state_dir=str(lab.state_dir), reports_dir=str(lab.reports_dir), profiles_dir=str(lab.profiles_dir),
+               signoff_criteria=str(lab.signoff_criteria),
+               signing_key={**raw["signing_key"], "path": str(lab.signing_key.path)},
+               stations={n: to_config(s).model_dump(exclude_none=True, exclude_defaults=True, mode="json")
+                         for n, s in stations.items()})
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def pytest_command(run: Run, run_lab: Path, workers: int, firmware_hash: str, suites: list[str],
+                   deselect: set[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "pytest", *suites, "-p", "hil.farm.pytest_farm", "-n", str(workers),
+           "--lab", str(run_lab), "--farm-firmware", firmware_hash, "--farm-events", str(run.dir / "events.jsonl"),
+           "--alluredir", str(run.results), "-q", "-rN", "-p", "no:cacheprovider"]
+    for nodeid in sorted(deselect):
+        cmd += ["--deselect", nodeid]
+    return cmd
+
+
+def run_suites(cmd: list[str], run: Run, on_event: Callable[[dict], None], timeout: float) -> int:
+    """pytest in a subprocess, its output in `pytest.log`; events are passed on as they arrive."""
+    events = run.dir / "events.jsonl"
+    events.touch()
+    with (run.dir / "pytest.log").open("ab") as log, events.open() as ev:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                for line in _lines(ev):
+                    on_event(line)
+                if proc.poll() is not None:
+                    for line in _lines(ev):
+                        on_event(line)
+                    return proc.returncode
+                if time.monotonic() > deadline:
+                    raise InfrastructureError(f"the suites did not finish within {timeout:.0f} s; "
+                                              f"see {run.dir / 'pytest.log'}")
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _lines(f) -> Iterator[dict]:
+    while True:
+        pos = f.tell()
+        line = f.readline()
+        if not line.endswith("\n"):
+            f.seek(pos)
+            return
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            continue

@@ -1,0 +1,86 @@
+"""A station: the resources wired to one Prime, by the names of docs/architecture.md.
+
+A `Station` is plain data: drivers take its endpoints and do not care whether it is a bench unit, an
+emulated Prime started here, or (issue 8) a labgrid place expanded into network endpoints.
+`bring_up` turns a station of the lab file into a live `Station`; for an emulated station it starts
+the emulator and stops it on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from hil.errors import InfrastructureError
+from hil.farm.config import CameraCalibration, LabConfig, Profile, StationConfig
+
+RESOURCES = ("serial", "debug", "usb_port", "samba", "camera", "qr_display", "nfc", "robot", "relay", "hub_port")
+
+
+@dataclass(frozen=True)
+class Station:
+    name: str
+    profile: Profile = field(repr=False)
+    serial: str | None = None
+    debug: str | None = None
+    usb_port: str | None = None
+    samba: str | None = None
+    camera: str | None = None
+    camera_calibration: CameraCalibration | None = None
+    qr_display: str | None = None
+    nfc: str | None = None
+    robot: str | None = None
+    relay: str | None = None
+    hub_port: str | None = None
+    control: str | None = None  # emulator only; tests use it, the harness never does
+    tags: tuple[str, ...] = ()
+
+    def info(self) -> dict[str, Any]:
+        """What a report records about the station (mobly get_info)."""
+        d = {k: getattr(self, k) for k in ("name", *RESOURCES) if getattr(self, k) is not None}
+        d["profile"] = self.profile.name
+        return d
+
+    def client(self, timeout: float = 5.0):
+        """An unopened `PrimeClient` on this station's debug link, configured from its profile."""
+        from hil.link import open_client  # the link engineer's factory: debug string -> PrimeClient
+
+        if self.debug is None:
+            raise InfrastructureError(f"station {self.name}: no debug link configured")
+        return open_client(self.debug, profile=self.profile, timeout=timeout)
+
+    @classmethod
+    def from_endpoints(cls, name: str, profile: Profile, endpoints: dict[str, Any], **more: Any) -> Station:
+        known = {k: endpoints[k] for k in (*RESOURCES, "control") if endpoints.get(k) is not None}
+        return cls(name=name, profile=profile, **known, **more)
+
+
+def from_config(name: str, cfg: StationConfig, profile: Profile) -> Station:
+    wired = {k: getattr(cfg, k) for k in (*RESOURCES, "control")}
+    return Station(name=name, profile=profile, camera_calibration=cfg.camera_calibration, tags=cfg.tags, **wired)
+
+
+@contextmanager
+def bring_up(lab: LabConfig, name: str) -> Iterator[Station]:
+    """A live station. Emulated: its own emulator process for as long as the block runs."""
+    cfg = lab.stations[name]
+    profile = lab.profile(cfg.profile)
+    if cfg.emulated is None:
+        yield from_config(name, cfg, profile)
+        return
+    from hil.emulator.launcher import EmulatorProcess
+
+    spec = cfg.emulated
+    with EmulatorProcess(count=1, seed=spec.seed, flavour=spec.flavour, version=spec.version, pin=spec.pin) as emu:
+        endpoints = emu.devices[0]
+        yield Station.from_endpoints(name, profile, endpoints, tags=cfg.tags)
+
+
+def to_config(station: Station) -> StationConfig:
+    """The live station as a wired entry of a lab file, so pytest workers reach a station this process
+    brought up (the nightly writes such a file for its run)."""
+    wired = {k: getattr(station, k) for k in (*RESOURCES, "control") if getattr(station, k) is not None}
+    return StationConfig(profile=station.profile.name, camera_calibration=station.camera_calibration,
+                         tags=station.tags, **wired)

@@ -1,0 +1,289 @@
+"""Putting a KeyOS build on a Prime: a full reflash through SAM-BA, an app.bin update, an app sideload.
+
+Everything about the image is checked before the device is touched (signatures against the key
+set, chip, partition table, rollback against the version the device reports). The device is then
+put in SAM-BA mode (REBOOT_SAMBA over the debug link on development builds; on production builds
+the power-button sequence, done by whoever ``enter_samba`` calls: a relay driver or an operator).
+What is installed is read back first: the same image hash means nothing is written, an older
+image than the installed one (cosign2 timestamp, the anti-rollback value) is refused. A full
+reflash invalidates the MBR first and writes it last, so a cable pull or power cut at any offset
+leaves a device whose ROM finds nothing to boot and stays in SAM-BA, where the next run recovers it.
+After the reboot the device must report the flashed version over GET_VERSION.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hil.errors import ConfigError, InfrastructureError
+from hil.flash import bootimg, cosign2, manifest
+from hil.flash.samba import EmmcFile, Samba, SambaError, Sdmmc
+from hil.link.client import DeviceError, PrimeClient
+from hil.link.transport import LinkError
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class ImageError(ConfigError):
+    """An image, bundle or request refused before the device is touched."""
+
+
+class RollbackRefused(ImageError):
+    """The image is older than what the device runs; pass allow_rollback to force it."""
+
+
+class FlashFailed(InfrastructureError):
+    """The device did not end up running the flashed build."""
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """A checked image: a full ``boot.img`` or a bare ``app.bin``."""
+
+    path: Path
+    kind: str  # "boot.img" or "app.bin"
+    data: bytes
+    app: cosign2.Verified
+
+    @property
+    def version(self) -> str:
+        return self.app.header.version
+
+    @property
+    def timestamp(self) -> int:
+        return self.app.header.timestamp
+
+    @property
+    def hash(self) -> str:
+        return self.app.reproducible_hash
+
+
+def check_app(data: bytes, keys: cosign2.KeySet, what: str) -> cosign2.Verified:
+    """A KeyOS image the device would boot: PRM1, signatures verify, FullyTrusted by ``keys``."""
+    try:
+        verified = cosign2.verify(data, keys.pubkeys)
+    except cosign2.Cosign2Error as e:
+        raise ImageError(f"{what}: {e}") from None
+    if verified.header.magic != cosign2.Magic.ATSAMA5D27_KEYOS.value:
+        raise ImageError(f"{what}: magic {verified.header.magic.decode()} is an image for the nRF52 BLE chip, "
+                         f"not the Prime's SAMA5D27 (PRM1)")
+    if verified.trust is not cosign2.Trust.FULLY_TRUSTED:
+        raise ImageError(f"{what}: trust is {verified.trust.value} against key set {keys.name}; "
+                         f"the bootloader boots only FullyTrusted firmware")
+    return verified
+
+
+def load_firmware(path: Path, keys: cosign2.KeySet) -> Firmware:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    if data[:4] in {m.value for m in cosign2.Magic}:
+        return Firmware(path, "app.bin", data, check_app(data, keys, str(path)))
+    if data[510:512] == b"\x55\xaa":
+        try:
+            image = bootimg.BootImage.read(path)
+        except bootimg.BootImageError as e:
+            raise ImageError(f"{path}: {e}") from None
+        return Firmware(path, "boot.img", data, check_app(image.app, keys, f"{path}: {bootimg.APP_IMAGE}"))
+    raise ImageError(f"{path}: neither a cosign2-signed app.bin (PRM1) nor a boot.img (MBR); "
+                     f"build one with `hil firmware build-emulated` or KeyOS's xtask")
+
+
+@dataclass(frozen=True)
+class FlashResult:
+    action: str  # "flashed", "updated" or "skipped"
+    version: str
+    hash: str
+    chunks_patched: int = 0
+
+
+class Flasher:
+    """Flashes one Prime wired to a SAM-BA port (and, usually, a debug link)."""
+
+    def __init__(self, samba_port: str, applet: bytes, keys: cosign2.KeySet, *,
+                 link: Callable[[], PrimeClient] | None = None, enter_samba: Callable[[], None] | None = None,
+                 progress: Progress = lambda phase, done, total: None, timeout: float = 60.0):
+        self.samba_port, self.applet, self.keys = samba_port, applet, keys
+        self.link, self.enter_samba, self.progress, self.timeout = link, enter_samba, progress, timeout
+
+    def flash(self, firmware: Firmware, *, force: bool = False, allow_rollback: bool = False) -> FlashResult:
+        running = self._running_version()
+        if running is not None and not allow_rollback and _older(firmware.version, running):
+            raise RollbackRefused(f"{firmware.path}: version {firmware.version} is older than the running "
+                                  f"{running}; refusing a rollback (pass --allow-rollback to force it)")
+        samba = self._samba()
+        try:
+            sd = samba.sdmmc(self.applet)
+            installed = _installed(sd)
+            if installed is not None and installed.reproducible_hash == firmware.hash and not force:
+                samba.reboot_to_normal()
+                self._await_version(firmware.version)
+                return FlashResult("skipped", firmware.version, firmware.hash)
+            if installed is not None and installed.header.timestamp > firmware.timestamp and not allow_rollback:
+                samba.reboot_to_normal()
+                raise RollbackRefused(
+                    f"{firmware.path}: built {firmware.app.header.date} ({firmware.timestamp}), older than the "
+                    f"installed {installed.header.version} ({installed.header.timestamp}); refusing a rollback "
+                    f"(pass --allow-rollback to force it)")
+            if firmware.kind == "boot.img":
+                patched = self._write_image(sd, firmware.data)
+                action = "flashed"
+            else:
+                self._update_app(sd, firmware.data)
+                patched, action = 0, "updated"
+            samba.reboot_to_normal()
+        finally:
+            samba.close()
+        self._await_version(firmware.version)
+        return FlashResult(action, firmware.version, firmware.hash, patched)
+
+    # ------------------------------------------------------------ steps
+
+    def _running_version(self) -> str | None:
+        if self.link is None:
+            return None
+        try:
+            with self.link() as client:
+                return client.version()
+        except LinkError:
+            return None  # no KeyOS answering (off, in SAM-BA, at the bootloader's error page)
+
+    def _samba(self) -> Samba:
+        """A connected monitor: the one already running, else after asking the device to enter it."""
+        try:
+            samba = Samba.open(self.samba_port, timeout=10.0)
+            samba.connect(timeout=0.5)
+            return samba
+        except SambaError:
+            pass
+        self._enter_samba()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                samba = Samba.open(self.samba_port, timeout=10.0)
+                samba.connect(timeout=max(0.5, deadline - time.monotonic()))
+                return samba
+            except SambaError as e:
+                if time.monotonic() > deadline:
+                    raise FlashFailed(f"{self.samba_port}: no SAM-BA monitor within {self.timeout:.0f} s "
+                                      f"after asking the device to enter it ({e})") from None
+                time.sleep(0.2)
+
+    def _enter_samba(self) -> None:
+        why = "no debug link configured"
+        if self.link is not None:
+            try:
+                with self.link() as client:
+                    client.reboot_to_samba()
+                return
+            except DeviceError as e:
+                why = f"the device refused REBOOT_SAMBA ({e}); production builds need the power-button sequence"
+            except LinkError as e:
+                why = f"debug link unavailable ({e})"
+        if self.enter_samba is None:
+            raise FlashFailed(f"cannot put the device in SAM-BA mode: {why}; wire a relay or operator "
+                              f"for the power-button sequence")
+        self.enter_samba()
+
+    def _write_image(self, sd: Sdmmc, data: bytes) -> int:
+        page = sd.page_size
+        body = data[:len(data.rstrip(b"\0"))]  # past the last used byte lies free space only
+        body += bytes(-len(body) % page)
+        if len(body) > sd.pages * page:
+            raise ImageError(f"image needs {len(body)} bytes, the eMMC has {sd.pages * page}")
+        sd.write_pages(0, bytes(page))  # no MBR until the rest is in place: a cut now leaves SAM-BA
+        rest = body[page:]
+        sd.write(page, rest, lambda n: self.progress("write", n, len(rest)))
+        stats = sd.verify(page, rest, lambda n: self.progress("verify", n, len(rest)))
+        sd.write_pages(0, body[:page])
+        stats_mbr = sd.verify(0, body[:page])
+        return stats.chunks_patched + stats_mbr.chunks_patched
+
+    def _update_app(self, sd: Sdmmc, app: bytes) -> None:
+        disk = EmmcFile(sd, sd.pages * sd.page_size, writable=True)
+        try:
+            system = bootimg.partition_table(disk.read(bootimg.SECTOR), sd.pages * sd.page_size)[1]
+            with bootimg.mount(disk, system) as fs:
+                self.progress("write", 0, len(app))
+                fs.makedirs("keyos.update", recreate=True)
+                fs.writebytes(bootimg.UPDATED_APP_IMAGE, app)  # the bootloader's fallback while keyos/ is empty
+                if fs.exists(bootimg.APP_IMAGE):
+                    fs.remove(bootimg.APP_IMAGE)
+                fs.move(bootimg.UPDATED_APP_IMAGE, bootimg.APP_IMAGE)
+                self.progress("write", len(app), len(app))
+        except bootimg.BootImageError as e:
+            raise FlashFailed(f"the device's eMMC cannot take an app.bin update ({e}); flash a full boot.img") from None
+        fresh = EmmcFile(sd, sd.pages * sd.page_size)
+        if bootimg.read_file(fresh, system, bootimg.APP_IMAGE) != app:
+            raise FlashFailed(f"{bootimg.APP_IMAGE} read back from the eMMC differs from the image")
+
+    def _await_version(self, version: str) -> None:
+        if self.link is None:
+            return
+        deadline = time.monotonic() + self.timeout
+        seen = "nothing"
+        while time.monotonic() < deadline:
+            try:
+                with self.link() as client:
+                    seen = client.version()
+                if seen == version:
+                    return
+            except (LinkError, DeviceError) as e:
+                seen = str(e)
+            time.sleep(0.25)
+        raise FlashFailed(f"after flashing {version}, GET_VERSION reported {seen!r} "
+                          f"(the device did not boot the flashed build)")
+
+
+def _older(version: str, than: str) -> bool:
+    try:
+        return cosign2.semver_key(version) < cosign2.semver_key(than)
+    except ValueError:
+        return False  # a running version that is not SemVer gives no order; the timestamp check decides
+
+
+def _installed(sd: Sdmmc) -> cosign2.Verified | None:
+    """The app.bin on the device with its header parsed, None when there is none readable."""
+    disk = EmmcFile(sd, sd.pages * sd.page_size)
+    try:
+        system = bootimg.partition_table(disk.read(bootimg.SECTOR), sd.pages * sd.page_size)[1]
+        data = bootimg.read_file(disk, system, bootimg.APP_IMAGE)
+        data = data if data is not None else bootimg.read_file(disk, system, bootimg.UPDATED_APP_IMAGE)
+        return cosign2.verify(data) if data is not None else None
+    except (bootimg.BootImageError, cosign2.Cosign2Error):
+        return None
+
+
+# ------------------------------------------------------------ sideload
+
+def read_bundle(path: Path) -> dict[str, bytes]:
+    """An app bundle: a directory or a ``foundation pack`` ``.app`` (gzip tar, manifest.json first)."""
+    path = Path(path)
+    if path.is_dir():
+        return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    try:
+        with tarfile.open(path, mode="r:gz") as tar:
+            return {m.name.removeprefix("./"): tar.extractfile(m).read() for m in tar if m.isfile()}
+    except (OSError, tarfile.TarError) as e:
+        raise ImageError(f"{path}: not an app bundle directory or .app archive ({e})") from None
+
+
+def sideload(client: PrimeClient, path: Path, keys: cosign2.KeySet) -> manifest.Manifest:
+    """Check an app bundle (manifest, signed app.elf) and upload it with LOAD_APP_*."""
+    files = read_bundle(path)
+    if "manifest.json" not in files or "app.elf" not in files:
+        raise ImageError(f"{path}: an app bundle needs manifest.json and app.elf at its top level")
+    app = manifest.loads(files["manifest.json"], f"{path}/manifest.json")
+    try:
+        cosign2.verify(files["app.elf"], keys.pubkeys)
+    except cosign2.Cosign2Error as e:
+        raise ImageError(f"{path}/app.elf: {e}") from None
+    client.sideload(app.app_id_bytes, files)
+    return app
+

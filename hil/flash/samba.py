@@ -1,0 +1,323 @@
+"""The SAMA5D2 SAM-BA boot ROM monitor over USB CDC-ACM, and Microchip's SD/MMC applet behind it.
+
+Follows KeyOS's own flasher (`utils/sambuca/src/{lib,flash}.rs`, keyos.md §7): binary mode with
+``N#``, ``V#`` version, ``w``/``W`` u32 read/write, ``S``/``R`` block write/read, ``G`` go; the chip
+check (CIDR & 0xffffffe0 == 0x8a5c08c0); L2 cache turned into SRAM so the applet fits at 0x220000;
+then the applet mailbox at 0x220004: ``cmd``, ``status``, arguments, ack = 0xFFFFFFFF - cmd.
+
+The port is a plain pyserial object opened from a URL (``/dev/ttyACM0``, ``rfc2217://…``, a pty).
+DTR/RTS are never set: a pty refuses them and the ROM does not need them. Every read has a
+timeout; a monitor that goes quiet or answers garbage raises :class:`SambaError` (broken, not failed).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import serial
+
+from hil.errors import InfrastructureError
+
+BAUD = 921600
+SAMA5D2_CIDR = 0x8A5C08C0
+CHIPID_CIDR = 0xFC069000
+SFR_L2CC_HRAMC = 0xF8030058  # 0 = the 128 KiB L2 cache is SRAM at 0x220000
+RSTC_CR = 0xF8048000
+BSC_CR = 0xF8048054
+APPLET_ADDR = 0x220000
+MAILBOX = 0x220004
+CHUNK = 64 * 1024  # FLASH_TRANSFER_CHUNK_SIZE
+
+CMD_INITIALIZE = 0x00
+CMD_READ_PAGES = 0x32
+CMD_WRITE_PAGES = 0x33
+
+
+class SambaError(InfrastructureError):
+    """The monitor or its applet did not do what was asked (silence, garbage, a bad status)."""
+
+
+class Samba:
+    """One SAM-BA monitor session in binary mode."""
+
+    def __init__(self, port: serial.SerialBase, timeout: float = 30.0):
+        self.port = port
+        self.timeout = timeout
+
+    @classmethod
+    def open(cls, url: str, timeout: float = 30.0) -> Samba:
+        try:
+            port = serial.serial_for_url(url, baudrate=BAUD, timeout=timeout)
+        except (serial.SerialException, ValueError) as e:
+            raise SambaError(f"SAM-BA port {url}: cannot open ({e})") from None
+        return cls(port, timeout)
+
+    def close(self) -> None:
+        self.port.close()
+
+    def __enter__(self) -> Samba:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ monitor commands
+
+    def connect(self, timeout: float | None = None) -> None:
+        """Switch to binary mode, check the chip is a SAMA5D2 and map L2 as SRAM.
+
+        ``timeout`` bounds the wait for a monitor that is still coming up (after a reboot into
+        SAM-BA): ``N#`` is repeated until it is acknowledged.
+        """
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            self._send(b"N#")
+            ack = self._read(2, min(1.0, self.timeout), "N# (binary mode)", required=False)
+            if ack == b"\n\r":
+                break
+            if ack:
+                raise SambaError(f"{self.port.name}: N# answered {ack!r}, not a SAM-BA monitor")
+            if time.monotonic() > deadline:
+                raise SambaError(f"{self.port.name}: no SAM-BA monitor answered N# "
+                                 f"(is the device in SAM-BA mode?)")
+        cidr = self.read_u32(CHIPID_CIDR) & 0xFFFFFFE0
+        if cidr != SAMA5D2_CIDR:
+            raise SambaError(f"{self.port.name}: chip id {cidr:08x} is not a SAMA5D2 ({SAMA5D2_CIDR:08x})")
+        self.write_u32(SFR_L2CC_HRAMC, 0)
+
+    def version(self) -> str:
+        self._send(b"V#")
+        text = bytearray()
+        while chunk := self._read(1, 0.1, "V#", required=False):
+            text += chunk
+            if len(text) > 256:
+                break
+        version = bytes(text).split(b"\0", 1)[0].decode("ascii", "replace").strip()
+        if not version:
+            raise SambaError(f"{self.port.name}: V# returned no version")
+        return version
+
+    def read_u32(self, addr: int) -> int:
+        self._send(f"w{addr:x},#".encode())
+        return int.from_bytes(self._read(4, self.timeout, f"w{addr:x}"), "little")
+
+    def write_u32(self, addr: int, value: int) -> None:
+        self._send(f"W{addr:x},{value:08x}#".encode())
+
+    def write(self, addr: int, data: bytes) -> None:
+        self._send(f"S{addr:x},{len(data):x}#".encode() + data)
+
+    def read(self, addr: int, length: int) -> bytes:
+        self._send(f"R{addr:x},{length:x}#".encode())
+        return self._read(length, self.timeout + length / 65536, f"R{addr:x},{length:x}")
+
+    def go(self, addr: int) -> None:
+        self._send(f"G{addr:x}#".encode())
+
+    def reboot_to_normal(self) -> None:
+        """Clear the boot-sequence bits and reset (sambuca ``reboot_to_normal``)."""
+        self.write_u32(BSC_CR, 0x66830000)
+        self.write_u32(RSTC_CR, 0xA5000001)
+
+    # ------------------------------------------------------------ applet
+
+    def applet_command(self, cmd: int, args: list[int]) -> int:
+        """Run one applet command; returns its status (0 = success)."""
+        self.write_u32(MAILBOX, cmd)
+        self.write_u32(MAILBOX + 4, 0xFFFFFFFF)
+        for i, arg in enumerate(args):
+            self.write_u32(MAILBOX + 8 + 4 * i, arg)
+        self.go(APPLET_ADDR)
+        ack = self.read_u32(MAILBOX)
+        if ack != 0xFFFFFFFF - cmd:
+            raise SambaError(f"{self.port.name}: applet did not acknowledge command {cmd:#x} (mailbox {ack:08x})")
+        return self.read_u32(MAILBOX + 4)
+
+    def sdmmc(self, applet: bytes, *, instance: int = 0, ioset: int = 1, partition: int = 0,
+              bus_width: int = 8, voltages: int = 3) -> Sdmmc:
+        """Upload the SD/MMC applet and initialise the eMMC (KeyOS: instance 0, ioset 1, user
+        partition, 8-bit bus, 3.3/1.8 V)."""
+        self.write(APPLET_ADDR, applet)
+        status = self.applet_command(CMD_INITIALIZE, [0, 3, instance, ioset,
+                                                      instance, ioset, partition, bus_width, voltages])
+        if status != 0:
+            raise SambaError(f"{self.port.name}: SD/MMC applet failed to initialise (status {status})")
+        buffer_addr, buffer_size, page_size, pages = (self.read_u32(MAILBOX + off) for off in (8, 0xC, 0x10, 0x14))
+        if page_size == 0 or page_size & (page_size - 1) or buffer_size < page_size or pages == 0:
+            raise SambaError(f"{self.port.name}: applet reported page size {page_size}, buffer {buffer_size}, "
+                             f"{pages} pages")
+        return Sdmmc(self, buffer_addr, buffer_size, page_size, pages)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.port.write(data)
+            self.port.flush()
+        except (serial.SerialException, OSError) as e:
+            raise SambaError(f"{self.port.name}: write failed ({e}); device gone?") from None
+
+    def _read(self, n: int, timeout: float, what: str, required: bool = True) -> bytes:
+        self.port.timeout = timeout
+        try:
+            data = self.port.read(n)
+        except (serial.SerialException, OSError) as e:
+            raise SambaError(f"{self.port.name}: {what}: read failed ({e}); device gone?") from None
+        if required and len(data) != n:
+            raise SambaError(f"{self.port.name}: {what}: got {len(data)} of {n} bytes in {timeout:.1f}s")
+        return data
+
+
+@dataclass
+class VerifyStats:
+    chunks_patched: int = 0
+    attempts: int = 0
+
+
+class Sdmmc:
+    """The initialised SD/MMC applet: page reads and writes through its SRAM buffer."""
+
+    MAX_REWRITES = 3  # per chunk; sambuca loops forever, a lab run must end
+
+    def __init__(self, samba: Samba, buffer_addr: int, buffer_size: int, page_size: int, pages: int):
+        self.samba, self.buffer_addr, self.buffer_size = samba, buffer_addr, buffer_size
+        self.page_size, self.pages = page_size, pages
+
+    @property
+    def chunk_size(self) -> int:
+        pages = min(self.buffer_size // self.page_size, max(CHUNK // self.page_size, 1))
+        return pages * self.page_size
+
+    def write_pages(self, page: int, data: bytes) -> None:
+        self._aligned(data)
+        self.samba.write(self.buffer_addr, data)
+        self._run(CMD_WRITE_PAGES, page, len(data) // self.page_size, "writing")
+
+    def read_pages(self, page: int, count: int) -> bytes:
+        self._run(CMD_READ_PAGES, page, count, "reading")
+        return self.samba.read(self.buffer_addr, count * self.page_size)
+
+    def write(self, offset: int, data: bytes, progress: Callable[[int], None] = lambda n: None) -> None:
+        """Write ``data`` at byte ``offset`` in chunks; ``progress`` gets the bytes done so far."""
+        page = self._page(offset)
+        self._aligned(data)
+        for pos in range(0, len(data), self.chunk_size):
+            chunk = data[pos:pos + self.chunk_size]
+            self.write_pages(page + pos // self.page_size, chunk)
+            progress(pos + len(chunk))
+
+    def read(self, offset: int, length: int) -> bytes:
+        page = self._page(offset)
+        self._aligned(bytes(length))
+        out = bytearray()
+        while len(out) < length:
+            count = min(self.chunk_size, length - len(out)) // self.page_size
+            out += self.read_pages(page + len(out) // self.page_size, count)
+        return bytes(out)
+
+    def verify(self, offset: int, data: bytes, progress: Callable[[int], None] = lambda n: None,
+               auto_patch: bool = True) -> VerifyStats:
+        """Read back and compare chunk by chunk, rewriting a chunk that differs (sambuca
+        ``verify_flash``); a chunk still wrong after :attr:`MAX_REWRITES` raises."""
+        page = self._page(offset)
+        stats = VerifyStats()
+        for pos in range(0, len(data), self.chunk_size):
+            chunk = data[pos:pos + self.chunk_size]
+            first = page + pos // self.page_size
+            tries = 0
+            while self.read_pages(first, len(chunk) // self.page_size) != chunk:
+                if not auto_patch or tries == self.MAX_REWRITES:
+                    raise SambaError(f"eMMC pages {first}..{first + len(chunk) // self.page_size} "
+                                     f"differ from the image after {tries} rewrite(s)")
+                tries += 1
+                self.write_pages(first, chunk)
+            if tries:
+                stats.chunks_patched += 1
+                stats.attempts += tries
+            progress(pos + len(chunk))
+        return stats
+
+    def _run(self, cmd: int, page: int, count: int, what: str) -> None:
+        status = self.samba.applet_command(cmd, [page, count])
+        if status != 0:
+            raise SambaError(f"SD/MMC applet: status {status} after {what} {count} page(s) at page {page}")
+
+    def _page(self, offset: int) -> int:
+        if offset % self.page_size:
+            raise ValueError(f"offset {offset} is not a multiple of the {self.page_size}-byte page")
+        return offset // self.page_size
+
+    def _aligned(self, data: bytes) -> None:
+        if len(data) % self.page_size:
+            raise ValueError(f"length {len(data)} is not a multiple of the {self.page_size}-byte page")
+
+
+class EmmcFile(io.RawIOBase):
+    """The eMMC behind the applet as a seekable file, so a FAT library can read and change files in
+    place. Reads are cached per page; a write goes to the device at once (read-modify-write of the
+    pages it touches)."""
+
+    def __init__(self, sdmmc: Sdmmc, size: int, writable: bool = False):
+        self._sdmmc, self._size, self._writable, self._pos = sdmmc, size, writable, 0
+        self._cache: dict[int, bytes] = {}
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return self._writable
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        self._pos = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence] + pos
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def _pages(self, first: int, last: int) -> bytes:
+        missing = [p for p in range(first, last + 1) if p not in self._cache]
+        if missing:
+            lo, hi = missing[0], missing[-1]
+            data = self._sdmmc.read(lo * self._sdmmc.page_size, (hi - lo + 1) * self._sdmmc.page_size)
+            for i in range(hi - lo + 1):
+                self._cache[lo + i] = data[i * self._sdmmc.page_size:(i + 1) * self._sdmmc.page_size]
+        return b"".join(self._cache[p] for p in range(first, last + 1))
+
+    def read(self, n: int = -1) -> bytes:
+        n = max(0, self._size - self._pos if n < 0 else min(n, self._size - self._pos))
+        if n == 0:
+            return b""
+        ps = self._sdmmc.page_size
+        first, last = self._pos // ps, (self._pos + n - 1) // ps
+        data = self._pages(first, last)[self._pos - first * ps:][:n]
+        self._pos += n
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def write(self, data) -> int:
+        if not self._writable:
+            raise io.UnsupportedOperation("eMMC opened read-only")
+        data = bytes(data)
+        if not data:
+            return 0
+        ps = self._sdmmc.page_size
+        first, last = self._pos // ps, (self._pos + len(data) - 1) // ps
+        buf = bytearray(self._pages(first, last))
+        start = self._pos - first * ps
+        buf[start:start + len(data)] = data
+        for pos in range(0, len(buf), self._sdmmc.chunk_size):
+            self._sdmmc.write_pages(first + pos // ps, bytes(buf[pos:pos + self._sdmmc.chunk_size]))
+        for i in range(last - first + 1):
+            self._cache[first + i] = bytes(buf[i * ps:(i + 1) * ps])
+        self._pos += len(data)
+        return len(data)

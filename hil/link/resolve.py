@@ -1,0 +1,117 @@
+"""From what a person has in hand (a ``--device`` string) to a usb-debug link.
+
+``tcp:HOST:PORT``  KeyOS's simulator, the emulated Prime, or a bench's ``hil bridge``
+``usb:SERIAL``     the Prime with that serial number
+``usb:BUS-PORT``   the Prime on that USB port path (``1-2.3``), as stations are pinned
+``/dev/ttyACM0``   a tty of the Prime (its CDC-ACM log serial): sysfs names the USB device that owns
+                   it, whose vendor interface is the debug link
+``emulator``       a fresh emulated Prime (see :func:`device_station`)
+
+Which pyusb backend reaches a USB device is the device profile's ``usb.backend``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hil.errors import ConfigError
+from hil.farm.config import Profile, load_profile
+from hil.farm.station import Station
+from hil.link.client import PrimeClient
+from hil.link.tcp import TcpTransport
+from hil.link.transport import Transport
+from hil.link.usb import UsbTransport, load_backend
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
+DEFAULT_PROFILE = "prime-rev-b"  # what is plugged into a lab host; the emulator names its own
+BUS_PORT = re.compile(r"\d+-\d+(\.\d+)*")
+VENDOR_CLASS = "ff"
+
+
+class DeviceNotFound(ConfigError):
+    """A ``--device`` that names nothing usable; the message says what was found there instead."""
+
+
+def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = ("1307:0165", "2c97:7011")) -> str:
+    """``usb:BUS-PORT`` of the Prime owning the tty at ``path``, with its debug interface present."""
+    if not os.path.exists(path):
+        raise DeviceNotFound(f"{path}: no such device (is the Prime plugged in? `ls /dev/ttyACM*`)")
+    tty = sysfs / "class" / "tty" / Path(path).name
+    if not (tty / "device").exists():
+        raise DeviceNotFound(f"{path}: exists but sysfs has no device behind it ({tty}); not a USB serial port")
+    intf = (tty / "device").resolve()
+    usb_dev = intf.parent
+    vid, pid = _attr(usb_dev, "idVendor"), _attr(usb_dev, "idProduct")
+    if vid is None or pid is None:
+        raise DeviceNotFound(f"{path}: a tty on {intf.name}, not on a USB device")
+    found = f"{vid}:{pid}"
+    product = " ".join(x for x in (_attr(usb_dev, "manufacturer"), _attr(usb_dev, "product")) if x) or "unnamed"
+    if found not in ids:
+        hint = " (a Prime in SAM-BA mode: no debug link until KeyOS runs)" if found == "03eb:6124" else ""
+        raise DeviceNotFound(f"{path}: belongs to USB device {found} {product!r} at {usb_dev.name}, "
+                             f"not a Prime running KeyOS ({', '.join(ids)}){hint}")
+    siblings = [d for d in usb_dev.glob(f"{usb_dev.name}:*") if _attr(d, "bInterfaceClass") == VENDOR_CLASS]
+    if not siblings:
+        raise DeviceNotFound(f"{path}: Prime {found} at {usb_dev.name} has no debug interface (class 0xff); "
+                             "turn on Developer Mode (Settings > Apps > Developer Mode)")
+    return f"usb:{usb_dev.name}"
+
+
+def _attr(d: Path, name: str) -> str | None:
+    try:
+        return (d / name).read_text().strip()
+    except OSError:
+        return None
+
+
+def transport_for(device: str, profile: Profile, station: Station | None = None,
+                  stall_timeout: float = 5.0, sysfs: Path = Path("/sys")) -> Transport:
+    """The transport a ``--device`` string names.  ``station`` supplies the endpoints a profile's
+    USB backend may need (the emulated Prime's backend forwards to its ``debug`` endpoint)."""
+    kind, _, rest = device.partition(":")
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit():
+            raise DeviceNotFound(f"{device}: expected tcp:HOST:PORT, e.g. tcp:127.0.0.1:7664")
+        return TcpTransport(host, int(port), stall_timeout=stall_timeout)
+    if device.startswith("/"):
+        return transport_for(resolve_tty(device, sysfs, (profile.usb.keyos, profile.usb.legacy)), profile,
+                             station, stall_timeout)
+    if kind == "usb" and rest:
+        endpoints = {k: getattr(station, k) for k in ("debug", "serial", "usb_port")} if station else {}
+        backend = load_backend(profile.usb.backend, **endpoints)
+        where = {"port": rest} if BUS_PORT.fullmatch(rest) else {"serial": rest}
+        return UsbTransport(ids=(profile.usb.keyos, profile.usb.legacy), backend=backend,
+                            stall_timeout=stall_timeout, name=device, **where)
+    raise DeviceNotFound(f"{device!r} is not a device: use emulator, tcp:HOST:PORT, usb:SERIAL, "
+                         "usb:BUS-PORT or a tty path such as /dev/ttyACM0")
+
+
+def open_client(device: str, profile: Profile, timeout: float = 5.0, station: Station | None = None) -> PrimeClient:
+    """An unopened :class:`PrimeClient` for ``device``, configured from ``profile``."""
+    return PrimeClient(transport_for(device, profile, station), pixel_order=profile.screenshot_byte_order,
+                       home_button=profile.touch.home_button.centre, timeout=timeout)
+
+
+def profile_named(name: str) -> Profile:
+    return load_profile(name, PROFILES_DIR)
+
+
+@contextmanager
+def device_station(device: str | None, profile: str | None = None, *, flavour: str = "development",
+                   seed: int = 0) -> Iterator[Station]:
+    """The station a ``--device`` string stands for.  ``emulator`` (or None) starts an emulated Prime
+    of the given build flavour for as long as the block runs."""
+    if device in (None, "emulator"):
+        from hil.emulator.launcher import EmulatorProcess
+
+        with EmulatorProcess(count=1, seed=seed, flavour=flavour) as emu:
+            endpoints = emu.devices[0]
+            yield Station.from_endpoints("emulator", profile_named(profile or endpoints["profile"]), endpoints,
+                                         flavour=flavour)
+        return
+    yield Station(name=device, profile=profile_named(profile or DEFAULT_PROFILE), debug=device)

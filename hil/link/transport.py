@@ -1,0 +1,95 @@
+"""What every usb-debug transport (USB bulk endpoints, TCP) offers the client: whole frame bodies.
+
+A transport only moves bodies; it never retries and never reconnects.  Once a frame is cut short,
+oversized or the peer is gone, the transport closes itself and every later call raises
+:class:`LinkClosed`, so a lost device stays visibly lost.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from hil.errors import InfrastructureError
+
+
+class LinkError(InfrastructureError):
+    """The debug link failed.  The message names the device (and the command when one was running)."""
+
+    def __init__(self, device: str, reason: str, command: str | None = None):
+        self.device, self.reason, self.command = device, reason, command
+        where = f"{device}, {command}" if command else device
+        super().__init__(f"{where}: {reason}")
+
+
+class LinkTimeout(LinkError):
+    """Nothing arrived in time.  Raised by ``read_frame`` only between frames; the link stays usable."""
+
+
+class LinkClosed(LinkError):
+    """The link is gone (peer closed, frame cut short or malformed); the transport is closed."""
+
+
+class Transport(ABC):
+    """Moves usb-debug frame bodies to and from one device.
+
+    ``stall_timeout`` bounds how long a device may pause *inside* a frame: a screenshot that starts
+    arriving must finish, whatever the caller's timeout for the first byte was.
+    """
+
+    name: str  # how the device is named in errors: the --device string
+
+    def __init__(self, name: str, stall_timeout: float = 5.0):
+        self.name = name
+        self.stall_timeout = stall_timeout
+        self._open = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def open(self) -> Transport:
+        if not self._open:
+            self._open_link()
+            self._open = True
+        return self
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._close_link()
+
+    def __enter__(self) -> Transport:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def write_frame(self, body: bytes, timeout: float) -> None:
+        self._check_open()
+        self._write(body, timeout)
+
+    def read_frame(self, timeout: float) -> bytes:
+        """One whole IN frame body.  :class:`LinkTimeout` if none starts within ``timeout``."""
+        self._check_open()
+        return self._read(timeout)
+
+    def lost(self, reason: str) -> LinkClosed:
+        """Close the link and return the error to raise."""
+        self.close()
+        return LinkClosed(self.name, reason)
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise LinkClosed(self.name, "link is closed")
+
+    @abstractmethod
+    def _open_link(self) -> None: ...
+
+    @abstractmethod
+    def _close_link(self) -> None: ...
+
+    @abstractmethod
+    def _write(self, body: bytes, timeout: float) -> None: ...
+
+    @abstractmethod
+    def _read(self, timeout: float) -> bytes: ...

@@ -1,0 +1,171 @@
+"""Allure both ways: attach evidence (frames, screenshots, OCR text, logs) to the running test, and read
+an `allure-results` folder back into plain records for the history, the summary and the sign-off.
+
+Reading treats the folder as untrusted: a result file that does not parse is reported by name as a
+problem (never skipped silently, never counted as a pass), and the rest is still read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("passed", "failed", "broken", "skipped")
+FARM_LABELS = ("station", "serial", "profile", "firmware", "attempt")
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def attach_image(image: Any, name: str) -> None:
+    """A PIL image or an OpenCV (BGR numpy) frame, as PNG."""
+    import allure
+
+    if hasattr(image, "save"):
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        data = buf.getvalue()
+    else:
+        import cv2
+
+        ok, enc = cv2.imencode(".png", image)
+        if not ok:
+            raise ValueError(f"evidence {name!r}: frame could not be encoded as PNG")
+        data = enc.tobytes()
+    allure.attach(data, name=name, attachment_type=allure.attachment_type.PNG)
+
+
+def attach_text(text: str, name: str) -> None:
+    import allure
+
+    allure.attach(text, name=name, attachment_type=allure.attachment_type.TEXT)
+
+
+def attach_json(obj: Any, name: str) -> None:
+    import allure
+
+    allure.attach(json.dumps(obj, indent=2, default=str), name=name, attachment_type=allure.attachment_type.JSON)
+
+
+def attach_file(path: Path, name: str | None = None) -> None:
+    import allure
+
+    allure.attach.file(str(path), name=name or Path(path).name)
+
+
+# ------------------------------------------------------------------------------------ reading
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    test_id: str
+    name: str
+    suite: str
+    status: str
+    labels: dict[str, str]
+    message: str
+    start: int
+    stop: int
+    attachments: tuple[str, ...]  # file names in the results folder
+    source: str  # the result file
+
+    @property
+    def station(self) -> str | None:
+        return self.labels.get("station")
+
+    @property
+    def profile(self) -> str | None:
+        return self.labels.get("profile")
+
+    @property
+    def firmware(self) -> str | None:
+        return self.labels.get("firmware")
+
+    @property
+    def attempt(self) -> int:
+        try:
+            return int(self.labels.get("attempt", "1"))
+        except ValueError:
+            return 1
+
+
+@dataclass
+class Results:
+    folder: Path
+    records: list[ResultRecord] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def final(self) -> dict[str, ResultRecord]:
+        """Per test, the outcome of its last attempt across retries (what a re-run decided)."""
+        out: dict[str, ResultRecord] = {}
+        for r in sorted(self.records, key=lambda r: (r.attempt, r.stop)):
+            out[r.test_id] = r
+        return out
+
+    def by_test(self) -> dict[str, list[ResultRecord]]:
+        out: dict[str, list[ResultRecord]] = {}
+        for r in sorted(self.records, key=lambda r: (r.attempt, r.stop)):
+            out.setdefault(r.test_id, []).append(r)
+        return out
+
+
+def _attachments(node: dict) -> list[str]:
+    found = [a["source"] for a in node.get("attachments", []) if isinstance(a, dict) and "source" in a]
+    for step in node.get("steps", []) or []:
+        if isinstance(step, dict):
+            found += _attachments(step)
+    return found
+
+
+def result_id(result: dict) -> str:
+    """`module::test[params]`, stable across runs and stations."""
+    base = str(result.get("fullName") or result.get("name") or "?").replace("#", "::")
+    params = [f"{p.get('value')}" for p in result.get("parameters", []) or [] if isinstance(p, dict)]
+    return f"{base}[{'-'.join(params)}]" if params else base
+
+
+def parse_result(data: dict, source: str) -> ResultRecord:
+    status = data.get("status")
+    if status not in STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    labels: dict[str, str] = {}
+    for lab in data.get("labels", []) or []:
+        labels.setdefault(str(lab["name"]), str(lab["value"]))
+    suite = labels.get("package") or labels.get("suite") or "?"
+    details = data.get("statusDetails") or {}
+    return ResultRecord(
+        test_id=result_id(data), name=str(data.get("name", "?")), suite=suite, status=status, labels=labels,
+        message=str(details.get("message") or ""), start=int(data.get("start") or 0), stop=int(data.get("stop") or 0),
+        attachments=tuple(_attachments(data)), source=source,
+    )
+
+
+def read_results(folder: Path) -> Results:
+    folder = Path(folder)
+    res = Results(folder)
+    if not folder.is_dir():
+        res.problems.append(f"{folder}: no such results folder")
+        return res
+    for path in sorted(folder.glob("*-result.json")):
+        try:
+            record = parse_result(json.loads(path.read_text()), path.name)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, KeyError, TypeError) as e:
+            res.problems.append(f"{path}: unreadable Allure result ({e}); re-run the test or delete the file")
+            continue
+        missing = [a for a in record.attachments if not (folder / a).is_file()]
+        if missing:
+            res.problems.append(f"{path}: evidence missing: {', '.join(missing)}")
+        res.records.append(record)
+    return res
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,300 @@
+"""The release sign-off: go or no-go for one build against the criteria in `signoff_criteria.yaml`,
+with the suite × profile matrix, every evidence file by SHA-256, the firmware's cosign2 identity and
+the harness version, signed with the lab's Ed25519 key, so it can be checked later without the lab.
+
+A bundle is a folder: `signoff.json` ({"payload", "signature"}), `signoff.html`, `signoff.pdf` and
+`evidence/<run>/...` (copies of the deciding runs' Allure results). The signature covers the canonical
+JSON of the payload, which lists the hash of every other file; `verify` fails on any change, any
+missing file and any extra file. Missing or unreadable evidence is a no-go, never a go.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field
+
+from hil.errors import ConfigError, HilError
+from hil.farm.config import SigningKey, load_yaml_model
+from hil.report.allure import Results, read_results, sha256_file
+from hil.report.summary import TEMPLATES, environment
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYSETS = ROOT / "firmware" / "keys"
+RESULT_DIR = "allure-results"
+
+
+class VerifyError(HilError):
+    """A sign-off bundle that does not verify: the message names the file and what changed."""
+
+
+class Criteria(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    security_suites: tuple[str, ...] = Field(min_length=1)  # fnmatch patterns over suite (module) names
+    required_profiles: tuple[str, ...] = ()  # besides every profile that ran
+    clean_runs: int = Field(1, ge=1)
+    allow_broken_stations: bool = False
+    allow_skipped: bool = True
+    accepted_keysets: tuple[str, ...] = Field(min_length=1)  # firmware/keys/<name>.toml that must FullyTrust the build
+
+
+def load_criteria(path: Path) -> Criteria:
+    return load_yaml_model(Path(path), Criteria)
+
+
+# ------------------------------------------------------------------------------------ keys
+
+
+def lab_key(spec: SigningKey) -> Ed25519PrivateKey:
+    """The lab's signing key; generated (mode 0600) only where the lab file says so (the emulated lab)."""
+    if not spec.path.exists():
+        if not spec.generate:
+            raise ConfigError(f"sign-off key {spec.path} not found; provision the lab's key there")
+        spec.path.parent.mkdir(parents=True, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        fd = os.open(spec.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    try:
+        key = serialization.load_pem_private_key(spec.path.read_bytes(), password=None)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"sign-off key {spec.path}: not a PEM private key ({e})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"sign-off key {spec.path}: not an Ed25519 key")
+    return key
+
+
+def public_hex(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+def canonical(payload: dict) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def firmware_identity(build: Path) -> dict[str, Any]:
+    """What the build is, by its cosign2 header, and which trust set signs it fully."""
+    from hil.flash import cosign2
+
+    data = Path(build).read_bytes()
+    ident: dict[str, Any] = {"file": Path(build).name, "sha256": sha256_file(build), "size": len(data)}
+    header = cosign2.parse_unverified(data)
+    if header is None:
+        ident["error"] = "no cosign2 header"
+        return ident
+    ident.update(version=header.version, timestamp=header.timestamp, date=header.date, magic=header.magic.decode(),
+                 reproducible_hash=cosign2.reproducible_hash(data),
+                 pubkey1=header.pubkey1.hex(), pubkey2=header.pubkey2.hex(), trust={})
+    for path in sorted(KEYSETS.glob("*.toml")):
+        keyset = cosign2.load_keyset(path)
+        try:
+            ident["trust"][keyset.name] = cosign2.verify(data, keyset.pubkeys).trust.name
+        except cosign2.Cosign2Error as e:
+            ident["trust"][keyset.name] = f"rejected: {e}"
+    return ident
+
+
+def harness_version() -> dict[str, str]:
+    out = {"prime-hil": metadata.version("prime-hil")}
+    try:
+        out["git"] = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                                    text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out["git"] = "unknown"
+    return out
+
+
+def find_runs(results: Path) -> list[Path]:
+    """Allure result folders under `results`: the folder itself, `*/allure-results` or `*/` with results."""
+    results = Path(results)
+    if not results.is_dir():
+        raise ConfigError(f"{results}: no such results folder")
+    if any(results.glob("*-result.json")):
+        return [results]
+    runs = [p for p in sorted(results.iterdir()) if p.is_dir() and any(p.glob(f"{RESULT_DIR}/*-result.json"))]
+    runs = [p / RESULT_DIR for p in runs]
+    runs += [p for p in sorted(results.iterdir()) if p.is_dir() and any(p.glob("*-result.json"))]
+    return runs
+
+
+def _run_meta(folder: Path) -> dict[str, Any]:
+    """`run.json` the nightly writes beside a run's results (broken stations), if there is one."""
+    meta = folder.parent / "run.json" if folder.name == RESULT_DIR else folder / "run.json"
+    try:
+        return json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+# ------------------------------------------------------------------------------------ decision
+
+
+@dataclass
+class Decision:
+    go: bool
+    reasons: list[str]
+    failing_suites: list[str]
+    matrix: dict[str, dict[str, str]]
+    runs: list[dict[str, Any]]
+
+
+def _cell(statuses: list[str], allow_skipped: bool) -> str:
+    if not statuses:
+        return "missing"
+    for worst in ("broken", "failed"):
+        if worst in statuses:
+            return worst
+    if "passed" not in statuses or (not allow_skipped and "skipped" in statuses):
+        return "skipped"
+    return "passed"
+
+
+def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], profiles: set[str]) -> Decision:
+    reasons: list[str] = []
+    if "error" in identity:
+        reasons.append(f"firmware {identity['file']}: {identity['error']}")
+    elif not any(identity["trust"].get(k) == "FULLY_TRUSTED" for k in criteria.accepted_keysets):
+        reasons.append(f"firmware {identity['file']} is not fully trusted by {', '.join(criteria.accepted_keysets)} "
+                       f"({identity['trust']})")
+    fw = identity.get("reproducible_hash")
+    mine = [r for r in runs if r.records and all(x.firmware == fw for x in r.records)]
+    other = [r for r in runs if r not in mine]
+    for r in other:
+        if r.problems or not r.records:
+            reasons.append(f"run {r.folder}: {'; '.join(r.problems) or 'no results'}")
+    deciding = sorted(mine, key=lambda r: max(x.stop for x in r.records))[-criteria.clean_runs:]
+    if len(deciding) < criteria.clean_runs:
+        reasons.append(f"{len(deciding)} run(s) of this build in the results, the criteria need {criteria.clean_runs}")
+    cells: dict[tuple[str, str], list[str]] = {}
+    seen_profiles = set(profiles) | set(criteria.required_profiles)
+    run_info = []
+    for r in deciding:
+        reasons += [f"evidence: {p}" for p in r.problems]
+        final = r.final().values()
+        broken = _run_meta(r.folder).get("broken_stations", {})
+        if broken and not criteria.allow_broken_stations:
+            reasons.append(f"run {r.folder.parent.name}: broken station(s) " + "; ".join(f"{s}: {w}" for s, w in broken.items()))
+        for x in final:
+            seen_profiles.add(x.profile or "unknown")
+            if any(fnmatch.fnmatch(x.suite, pat) for pat in criteria.security_suites):
+                cells.setdefault((x.suite, x.profile or "unknown"), []).append(x.status)
+        run_info.append({"folder": str(r.folder), "tests": len(r.final()),
+                         "counts": {s: sum(1 for x in final if x.status == s) for s in ("passed", "failed", "broken", "skipped")},
+                         "broken_stations": broken})
+    suites = sorted({s for s, _ in cells})
+    if deciding and not suites:
+        reasons.append(f"no security suite ({', '.join(criteria.security_suites)}) ran")
+    matrix = {s: {p: _cell(cells.get((s, p), []), criteria.allow_skipped) for p in sorted(seen_profiles)} for s in suites}
+    failing = sorted({s for s, row in matrix.items() for cell in row.values() if cell != "passed"})
+    for s in failing:
+        reasons.append(f"suite {s}: " + ", ".join(f"{p} {c}" for p, c in matrix[s].items() if c != "passed"))
+    return Decision(not reasons, reasons, failing, matrix, run_info)
+
+
+# ------------------------------------------------------------------------------------ bundle
+
+
+def create(build: Path, results: Path, bundle: Path, *, criteria_path: Path, key: Ed25519PrivateKey,
+           lab: str, profiles: set[str]) -> Decision:
+    """Decide, copy the evidence, render, sign. Written to a temporary folder, renamed at the end."""
+    bundle = Path(bundle)
+    if bundle.exists():
+        raise ConfigError(f"{bundle} exists; choose a new bundle path")
+    criteria = load_criteria(criteria_path)
+    identity = firmware_identity(build)
+    folders = find_runs(results)
+    runs = [read_results(f) for f in folders]
+    decision = decide(criteria, identity, runs, profiles)
+    tmp = bundle.with_name(bundle.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "evidence").mkdir(parents=True)
+    for i, f in enumerate(folders):
+        shutil.copytree(f, tmp / "evidence" / f"{i:02d}-{f.parent.name if f.name == RESULT_DIR else f.name}")
+    evidence = [{"path": str(p.relative_to(tmp)), "sha256": sha256_file(p), "size": p.stat().st_size}
+                for p in sorted((tmp / "evidence").rglob("*")) if p.is_file()]
+    payload: dict[str, Any] = {
+        "format": "prime-hil-signoff/1", "created": int(time.time()), "lab": lab,
+        "decision": "go" if decision.go else "no-go", "reasons": decision.reasons,
+        "failing_suites": decision.failing_suites, "matrix": decision.matrix, "runs": decision.runs,
+        "criteria": {"file": Path(criteria_path).name, "sha256": sha256_file(criteria_path),
+                     "rules": criteria.model_dump(mode="json")},
+        "firmware": identity, "harness": harness_version(), "evidence": evidence,
+        "signer": {"algorithm": "ed25519", "public_key": public_hex(key.public_key())},
+    }
+    html = render(payload)
+    (tmp / "signoff.html").write_text(html)
+    from weasyprint import HTML
+
+    HTML(string=html).write_pdf(tmp / "signoff.pdf")
+    payload["renderings"] = {n: sha256_file(tmp / n) for n in ("signoff.html", "signoff.pdf")}
+    signed = {"payload": payload, "signature": base64.b64encode(key.sign(canonical(payload))).decode()}
+    (tmp / "signoff.json").write_text(json.dumps(signed, indent=2, sort_keys=True))
+    tmp.rename(bundle)
+    return decision
+
+
+def render(payload: dict[str, Any]) -> str:
+    return environment().get_template("signoff.html.j2").render(p=payload, css=(TEMPLATES / "base.css").read_text())
+
+
+def verify(bundle: Path, trusted: Ed25519PublicKey) -> dict[str, Any]:
+    """Check the signature against the lab's public key and every file's hash; return the payload."""
+    bundle = Path(bundle)
+    doc_path = bundle / "signoff.json"
+    try:
+        doc = json.loads(doc_path.read_text())
+        payload, sig = doc["payload"], base64.b64decode(doc["signature"], validate=True)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise VerifyError(f"{doc_path}: not a sign-off document ({e})") from None
+    if payload.get("signer", {}).get("public_key") != public_hex(trusted):
+        raise VerifyError(f"{doc_path}: signed by key {payload.get('signer', {}).get('public_key')}, "
+                          f"not the lab's key {public_hex(trusted)}")
+    try:
+        trusted.verify(sig, canonical(payload))
+    except InvalidSignature:
+        raise VerifyError(f"{doc_path}: signature does not match its content (edited after signing)") from None
+    listed = {e["path"]: e for e in payload["evidence"]}
+    listed.update({n: {"path": n, "sha256": h} for n, h in payload["renderings"].items()})
+    present = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()} - {"signoff.json"}
+    for extra in sorted(present - set(listed)):
+        raise VerifyError(f"{bundle / extra}: not listed in the signed sign-off (added after signing)")
+    for rel, entry in sorted(listed.items()):
+        path = bundle / rel
+        if not path.is_file():
+            raise VerifyError(f"{path}: listed in the sign-off but missing")
+        if sha256_file(path) != entry["sha256"]:
+            raise VerifyError(f"{path}: SHA-256 differs from the signed sign-off (changed after signing)")
+    return payload
+
+
+def load_public(path: Path) -> Ed25519PublicKey:
+    """A PEM public key, or the lab's private key file (its public half)."""
+    data = Path(path).read_bytes()
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        try:
+            key = serialization.load_pem_private_key(data, password=None).public_key()
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{path}: neither a PEM public key nor a PEM private key ({e})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"{path}: not an Ed25519 key")
+    return key

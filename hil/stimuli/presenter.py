@@ -1,0 +1,170 @@
+"""The QR presenter: what the lab monitor facing the Prime's camera shows, served over HTTP.
+
+A station's `qr_display` address is where it binds. The monitor's browser opens `/` (a full-screen
+page that shows the stream); a camera or the emulated Prime reads `/stream.mjpg` (MJPEG) directly.
+Frames follow one wall clock, so every viewer sees the same frame at the same moment, as on a monitor.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import socketserver
+import threading
+import time
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from PIL import Image
+
+from hil.stimuli import qr
+from hil.stimuli.ur import UR, UREncoder
+
+DEFAULT_FPS = 8.0
+STATIC_FPS = 5.0  # a still QR is re-sent at this rate so that a stream reader keeps getting frames
+UR_FRAGMENT_LEN = 200  # passport2's UR2 encoder uses 200 (keyos.md §6)
+
+PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>QR presenter</title>
+<style>html,body{margin:0;height:100%;background:#fff;overflow:hidden;cursor:none}
+img{display:block;margin:0 auto;height:100vh;width:100vh;max-width:100vw;max-height:100vw;
+image-rendering:pixelated;object-fit:contain}</style></head>
+<body><img src="stream.mjpg" alt=""></body></html>
+"""
+
+
+def ur_parts(ur: UR, max_fragment_len: int = UR_FRAGMENT_LEN, loops: int = 3) -> list[str]:
+    """The part strings an animated QR cycles: every fragment once, then mixed parts, `loops` × the
+    fragment count in all, so a camera that misses frames still completes from the fountain parts."""
+    enc = UREncoder(ur, max_fragment_len)
+    if enc.is_single_part():
+        return [enc.next_part()]
+    return [enc.next_part() for _ in range(loops * enc.fountain.seq_len)]
+
+
+class Presenter:
+    """Serves a still or animated QR (a list of payloads shown in turn at `fps`)."""
+
+    def __init__(self, payloads: Sequence[str | bytes] = (), fps: float = DEFAULT_FPS, size: int = qr.FRAME_SIZE):
+        self.size = size
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: socketserver.ThreadingTCPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+        self.show(payloads, fps)
+
+    # ---------------------------------------------------------------- content
+    def show(self, payloads: Sequence[str | bytes], fps: float = DEFAULT_FPS) -> None:
+        """Replace what the monitor shows (an empty list shows a blank white frame)."""
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, not {fps}")
+        jpegs = [_jpeg(qr.render(p, self.size)) for p in payloads] or [_jpeg(Image.new("L", (self.size,) * 2, 255))]
+        with self._lock:
+            self._jpegs = jpegs
+            self._fps = fps if len(jpegs) > 1 else min(fps, STATIC_FPS)
+            self._t0 = time.monotonic()
+            self.generation = getattr(self, "generation", 0) + 1
+
+    def current(self) -> tuple[int, bytes, float]:
+        """The frame on screen now: (index, JPEG, seconds until the next frame)."""
+        with self._lock:
+            ticks = (time.monotonic() - self._t0) * self._fps
+            i = int(ticks) % len(self._jpegs)
+            return i, self._jpegs[i], (1 - ticks % 1) / self._fps
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def frame_count(self) -> int:
+        return len(self._jpegs)
+
+    # ---------------------------------------------------------------- serving
+    def start(self, address: str = "http://127.0.0.1:0") -> str:
+        """Bind `address` (a station's `qr_display`, port 0 = any) and serve; returns the base URL."""
+        parts = urlsplit(address if "//" in address else f"http://{address}")
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"qr_display {address!r} must look like http://HOST:PORT")
+        presenter = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.presenter = presenter
+        self._server = _Server((parts.hostname, parts.port or 0), Handler)
+        self.url = f"http://{parts.hostname}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="qr-presenter", daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+
+    def __enter__(self) -> Presenter:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _jpeg(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    presenter: Presenter
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path in ("/", "/index.html"):
+            self._send(200, "text/html; charset=utf-8", PAGE)
+        elif path == "/frame.jpg":
+            self._send(200, "image/jpeg", self.presenter.current()[1])
+        elif path == "/stream.mjpg":
+            self._stream()
+        else:
+            self._send(404, "text/plain", b"not found: use /, /stream.mjpg or /frame.jpg\n")
+
+    def _send(self, status: int, ctype: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        p = self.presenter
+        try:
+            while not p._stopping.is_set():
+                _, jpeg, until_next = p.current()
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
+                self.wfile.write(jpeg + b"\r\n")
+                self.wfile.flush()
+                p._stopping.wait(until_next + 0.002)
+        except (BrokenPipeError, ConnectionResetError):
+            pass

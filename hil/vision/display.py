@@ -1,0 +1,297 @@
+"""What the Prime's display shows, as the station's camera sees it: the `display` API and fixture.
+
+A verification ends in a `Verdict`:
+  PASS          the expected text was read, with confidence, where it was expected;
+  FAIL          the region was read clearly, and the text is not there: the device showed something else;
+  INCONCLUSIVE  the harness could not tell (no panel found, glare over the region, low confidence).
+INCONCLUSIVE is never a pass: `expect_text` raises `ScreenUnreadable` (an InfrastructureError, reported
+as broken) for it and `TextNotShown` (an AssertionError, reported as failed) for FAIL.
+
+Glare or a weak read cannot create the expected text, only hide it, so a confident match of prose
+passes even with glare elsewhere in the region; for addresses, amounts and words (where a hidden
+neighbouring digit or word changes the meaning) any glare over the region is inconclusive.
+Matching rules: `hil.vision.match`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from hil.errors import InfrastructureError
+from hil.vision import evidence as ev
+from hil.vision import ocr
+from hil.vision.locate import STANDARD_JIG, Calibration, Jig, Location, ScreenNotFound, locate
+from hil.vision.match import TextKind, find
+
+# The KeyOS layout (the title bar, the content, the button bar), display pixels.
+REGIONS: dict[str, tuple[int, int, int, int]] = {
+    "title": (0, 0, 480, 100),
+    "body": (0, 100, 480, 700),
+    "buttons": (0, 700, 480, 800),
+}
+MARGIN = 24  # a region is read with this much around it, so a line on its border is read whole
+GLARE_LEVEL = 250  # grey level at which the sensor clips
+GLARE_FRACTION = 0.01  # clipped share of a region that makes it unreadable
+
+
+class Verdict(enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class ScreenUnreadable(InfrastructureError):
+    """The camera could not tell what the display shows (INCONCLUSIVE): broken, never a pass."""
+
+    def __init__(self, message: str, verification: Verification | None = None):
+        super().__init__(message)
+        self.verification = verification
+
+
+class TextNotShown(AssertionError):
+    """The display was read clearly and does not show the expected text: the device did wrong."""
+
+    def __init__(self, message: str, verification: Verification):
+        super().__init__(message)
+        self.verification = verification
+
+
+class DisplayTimeout(InfrastructureError):
+    """The display did not change, or did not settle, within the time allowed."""
+
+
+@dataclass
+class Screen:
+    """One reading of the display."""
+
+    image: np.ndarray  # rectified, 480x800 BGR, display coordinates
+    lines: list[ocr.Line]
+    regions: dict[str, tuple[int, int, int, int]]  # the display's named regions
+    glare: dict[str, float]  # clipped share per region read
+    frame: np.ndarray | None = None  # the raw camera frame (None for a screenshot)
+    location: Location | None = None
+    taken: float = field(default_factory=time.time)
+
+    def lines_in(self, region: str | None = None) -> list[ocr.Line]:
+        if region is None:
+            return self.lines
+        x0, y0, x1, y1 = self.regions[region]
+        return [ln for ln in self.lines
+                if x0 <= (ln.box[0] + ln.box[2]) / 2 < x1 and y0 <= (ln.box[1] + ln.box[3]) / 2 < y1]
+
+    def text(self, region: str | None = None) -> str:
+        return "\n".join(ln.text for ln in self.lines_in(region))
+
+    def to_json(self) -> dict:
+        return {"lines": [ln.to_json() for ln in self.lines], "glare": self.glare,
+                "located_by": self.location.method if self.location else "screenshot"}
+
+    def annotated(self) -> np.ndarray:
+        """The rectified image with the regions and the OCR boxes drawn (green confident, red not)."""
+        img = self.image.copy()
+        for x0, y0, x1, y1 in self.regions.values():
+            cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), (255, 160, 0), 1)
+        for ln in self.lines:
+            colour = (0, 180, 0) if ln.confidence >= 0.85 else (0, 0, 230)
+            cv2.rectangle(img, ln.box[:2], ln.box[2:], colour, 2)
+            cv2.putText(img, f"{ln.confidence:.2f}", (ln.box[0], max(10, ln.box[1] - 3)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
+        return img
+
+    def evidence(self, label: str) -> list[ev.Evidence]:
+        items = [ev.png(f"{label}: rectified + OCR", self.annotated()),
+                 ev.text(f"{label}: OCR text", json.dumps(self.to_json(), indent=1), "application/json")]
+        if self.frame is not None:
+            items.insert(0, ev.jpeg(f"{label}: camera frame", self.frame))
+        return items
+
+
+@dataclass
+class Verification:
+    verdict: Verdict
+    expected: str
+    kind: TextKind
+    region: str | None
+    reason: str
+    screen: Screen | None
+
+    def evidence(self) -> list[ev.Evidence]:
+        label = f"display {self.verdict.value}: {self.expected!r}"
+        items = [ev.text(f"{label}: verdict", f"{self.verdict.value}: {self.reason}")]
+        return items + (self.screen.evidence(label) if self.screen is not None else [])
+
+
+def glare(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Share of the region the sensor clipped in blobs (thin white strokes of text do not count)."""
+    x0, y0, x1, y1 = box
+    g = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+    clipped = cv2.morphologyEx((g >= GLARE_LEVEL).astype(np.uint8), cv2.MORPH_OPEN, np.ones((9, 9), np.uint8))
+    return float(clipped.mean())
+
+
+def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
+          min_confidence: float) -> Verification:
+    """The verdict of one reading (rules: module docstring)."""
+    lines = screen.lines_in(region)
+    where = region or "screen"
+    glared = [r for r in ([region] if region else screen.regions) if screen.glare.get(r, 0.0) > GLARE_FRACTION]
+    m = find(expected, [ln.text for ln in lines], kind)
+
+    def v(verdict: Verdict, reason: str) -> Verification:
+        return Verification(verdict, expected, kind, region, reason, screen)
+
+    if m is not None:
+        conf = min(lines[i].confidence for i in m.lines)
+        if conf < min_confidence:
+            return v(Verdict.INCONCLUSIVE, f"read in the {where} with low confidence {conf:.2f}")
+        if glared and kind.strict:
+            return v(Verdict.INCONCLUSIVE, f"glare over {', '.join(glared)}: a neighbouring character may be hidden")
+        return v(Verdict.PASS, f"read in the {where} (confidence {conf:.2f})")
+    if glared:
+        return v(Verdict.INCONCLUSIVE, f"glare over {', '.join(glared)}")
+    weak = [ln for ln in lines if ln.confidence < min_confidence]
+    if weak:
+        return v(Verdict.INCONCLUSIVE, f"not found, and {len(weak)} line(s) read with low confidence: "
+                                       + "; ".join(f"{ln.text!r} {ln.confidence:.2f}" for ln in weak))
+    shown = " | ".join(ln.text for ln in lines) or "nothing"
+    return v(Verdict.FAIL, f"the {where} shows {shown}")
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Share of box `a` covered by box `b` (a line on a region border is read by both regions)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h) / max(1, (a[2] - a[0]) * (a[3] - a[1]))
+
+
+def read_image(image: np.ndarray, regions: dict[str, tuple[int, int, int, int]] = REGIONS,
+               reader: ocr.RegionReader | None = None, location: Location | None = None,
+               frame: np.ndarray | None = None, only: list[str] | None = None) -> Screen:
+    """Read a rectified 480x800 image (a screenshot, or a rectified camera view): the whole panel in one
+    pass, or only the regions named in `only` (each with a margin, so a line on its border is whole)."""
+    reader = reader or ocr.RegionReader()
+    h, w = image.shape[:2]
+    if only is None:
+        lines = reader.read(image, (0, 0, w, h))
+    else:
+        lines = []
+        for x0, y0, x1, y1 in (regions[r] for r in only):
+            crop = (max(0, x0 - MARGIN), max(0, y0 - MARGIN), min(w, x1 + MARGIN), min(h, y1 + MARGIN))
+            lines += [ln for ln in reader.read(image, crop)
+                      if x0 <= (ln.box[0] + ln.box[2]) / 2 < x1 and y0 <= (ln.box[1] + ln.box[3]) / 2 < y1
+                      and not any(_overlap(ln.box, other.box) > 0.5 for other in lines)]
+    gl = {name: glare(image, box) for name, box in regions.items()} if frame is not None else {}
+    return Screen(image, ocr.sort_lines(lines), dict(regions), gl, frame, location)
+
+
+class Display:
+    """The display of one station, watched by its camera (anything with `grab(timeout) -> BGR frame`)."""
+
+    def __init__(self, camera, jig: Jig | None = STANDARD_JIG, calibration: Calibration | None = None,
+                 regions: dict[str, tuple[int, int, int, int]] = REGIONS, min_confidence: float = 0.85,
+                 frame_timeout: float = 5.0):
+        self.camera = camera
+        self.jig = jig
+        self.calibration = calibration
+        self.regions = dict(regions)
+        self.min_confidence = min_confidence
+        self.frame_timeout = frame_timeout
+        self.reader = ocr.RegionReader()
+        self.verifications: deque[Verification] = deque(maxlen=20)
+        self._location: Location | None = None
+
+    # ------------------------------------------------------------ seeing
+    def _located(self, frame: np.ndarray, fresh: bool = False) -> Location:
+        """The panel's location: found once and cached (the camera and jig do not move during a test);
+        `fresh` finds it again, and a station calibration is checked when it is first found."""
+        if self._location is None or fresh:
+            loc = locate(frame, self.jig)
+            if self.calibration is not None:
+                self.calibration.check(frame, self.jig)
+            if self._location is None or loc.drift(self._location) > 1.0:
+                self.reader.forget()
+            self._location = loc
+        return self._location
+
+    def rectified(self, fresh: bool = False) -> tuple[np.ndarray, np.ndarray, Location]:
+        frame = self.camera.grab(self.frame_timeout)
+        loc = self._located(frame, fresh)
+        return loc.rectify(frame), frame, loc
+
+    def read(self, regions: list[str] | None = None, fresh: bool = False) -> Screen:
+        """Read the display now (all regions, or the named ones)."""
+        image, frame, loc = self.rectified(fresh)
+        return read_image(image, self.regions, self.reader, loc, frame, regions)
+
+    # ------------------------------------------------------------ verifying
+    def verify_text(self, text: str, kind: TextKind = TextKind.PROSE, region: str | None = None) -> Verification:
+        """One reading, one verdict. A FAIL or INCONCLUSIVE reading is confirmed by locating the panel
+        afresh first, so a moved camera is never mistaken for a device that shows the wrong thing."""
+        if region is not None and region not in self.regions:
+            raise ValueError(f"unknown display region {region!r}; known: {', '.join(self.regions)}")
+        names = [region] if region else None
+        try:
+            result = judge(self.read(names), text, kind, region, self.min_confidence)
+            if result.verdict is not Verdict.PASS:
+                result = judge(self.read(names, fresh=True), text, kind, region, self.min_confidence)
+        except ScreenNotFound as e:
+            self._location = None
+            result = Verification(Verdict.INCONCLUSIVE, text, kind, region, str(e), None)
+        self.verifications.append(result)
+        return result
+
+    def expect_text(self, text: str, kind: TextKind = TextKind.PROSE, region: str | None = None,
+                    timeout: float = 5.0) -> Verification:
+        """Wait until the display shows `text` (PASS, returned). At the timeout the last reading decides:
+        FAIL raises TextNotShown, INCONCLUSIVE raises ScreenUnreadable."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.verify_text(text, kind, region)
+            if result.verdict is Verdict.PASS:
+                return result
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        shown = f"; it shows: {result.screen.text(region)!r}" if result.screen is not None else ""
+        msg = f"display {result.verdict.value} for {text!r} ({kind.value}) after {timeout:.1f} s: {result.reason}{shown}"
+        if result.verdict is Verdict.FAIL:
+            raise TextNotShown(msg, result)
+        raise ScreenUnreadable(msg, result)
+
+    # ------------------------------------------------------------ waiting
+    def wait_for_change(self, timeout: float = 5.0, since: np.ndarray | None = None) -> np.ndarray:
+        """Wait until the panel differs from `since` (a rectified image; default: what it shows now);
+        returns the changed rectified image."""
+        reference = ocr.signature(since if since is not None else self.rectified()[0])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            image = self.rectified()[0]
+            if ocr.difference(reference, ocr.signature(image)) > self.reader.threshold:
+                return image
+        raise DisplayTimeout(f"the display did not change within {timeout:.1f} s")
+
+    def wait_stable(self, timeout: float = 5.0, frames: int = 3) -> np.ndarray:
+        """Wait until `frames` consecutive frames show the same panel (an animation or a redraw has
+        finished); returns the last rectified image."""
+        deadline = time.monotonic() + timeout
+        image = self.rectified()[0]
+        same = 1
+        while time.monotonic() < deadline:
+            nxt = self.rectified()[0]
+            same = same + 1 if ocr.difference(ocr.signature(image), ocr.signature(nxt)) \
+                <= self.reader.threshold else 1
+            image = nxt
+            if same >= frames:
+                return image
+        raise DisplayTimeout(f"the display did not settle ({frames} equal frames) within {timeout:.1f} s")
+
+    def evidence(self) -> list[ev.Evidence]:
+        """Evidence of every verification kept (the last 20), for the report."""
+        return [item for v in self.verifications for item in v.evidence()]

@@ -1,0 +1,128 @@
+"""NFC through nfcpy's udp driver: FIDO2 over ISO-DEP against the emulated Prime, NDEF tags presented
+to its reader, and a field that drops mid-exchange. Each test has its own udp port (xdist-safe)."""
+
+import threading
+import time
+
+import ndef
+import nfc
+import pytest
+from fido2.client import DefaultClientDataCollector, Fido2Client
+from fido2.ctap2 import Ctap2
+from fido2.server import Fido2Server
+from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
+
+from hil.emulator.nfc import EmulatedNfc, free_udp_port
+from hil.errors import ConfigError, InfrastructureError
+from hil.stimuli.ctap_nfc import ApduError, CtapNfcDevice
+from hil.stimuli.nfc import NfcFieldLost, NfcReader, NoCardFound, ndef_message
+from tests.test_ctap2 import FakeUI
+
+
+class FakePrime:
+    def __init__(self, answer="Confirm"):
+        self.lock = threading.RLock()
+        self.ui = FakeUI(answer)
+        self.seed, self.serial = 7, "EMU-0001"
+        self.lines = []
+
+    def log(self, line):
+        self.lines.append(line)
+
+
+@pytest.fixture
+def emulated():
+    prime, nfc_dev = FakePrime(), EmulatedNfc()
+    key, path = nfc_dev.start(prime)
+    assert key == "nfc" and path.startswith("udp:127.0.0.1:")
+    yield prime, nfc_dev, path
+    nfc_dev.stop()
+
+
+def test_webauthn_register_and_authenticate_over_nfc(emulated):
+    prime, _, path = emulated
+    server = Fido2Server(PublicKeyCredentialRpEntity(id="example.com", name="Example"), attestation="direct")
+    server.allowed_algorithms = [PublicKeyCredentialParameters(type="public-key", alg=-7)]  # keeps Lc <= 255
+    user = PublicKeyCredentialUserEntity(id=b"user-1", name="alice")
+    with CtapNfcDevice(NfcReader(path).connect(timeout=8)) as dev:
+        assert dev.select_response == b"U2F_V2"
+        client = Fido2Client(dev, DefaultClientDataCollector("https://example.com"))
+        options, state = server.register_begin(user, user_verification="discouraged")
+        reg = client.make_credential(options.public_key)
+        auth_data = server.register_complete(state, reg)  # verifies the packed self attestation
+        options, state = server.authenticate_begin([auth_data.credential_data], user_verification="discouraged")
+        assertion = client.get_assertion(options.public_key).get_response(0)
+        server.authenticate_complete(state, [auth_data.credential_data], assertion)
+    titles = [m[0] for m in prime.ui.shown]
+    assert titles == ["Confirm Registration", "Confirm Authentication"]
+
+
+def test_get_info_and_status_words(emulated):
+    _, _, path = emulated
+    with CtapNfcDevice(NfcReader(path).connect(timeout=8)) as dev:
+        assert Ctap2(dev).info.versions == ["U2F_V2", "FIDO_2_0"]
+        data, sw = dev.session.apdu(bytes.fromhex("00A4040007D2760000850101"))
+        assert (data, sw) == (b"", 0x6A81)  # not the FIDO AID
+        with pytest.raises(ApduError, match=r"SW 6D00 \(instruction not supported\)"):
+            dev._exchange(bytes.fromhex("00EE000000"))
+
+
+def test_field_lost_mid_exchange_is_broken_not_hung(emulated):
+    _, nfc_dev, path = emulated
+    nfc_dev.field_loss = True
+    started = time.monotonic()
+    session = NfcReader(path).connect(timeout=8)
+    with pytest.raises(NfcFieldLost, match="NFC field lost mid-exchange") as e:
+        CtapNfcDevice(session)
+    session.close()
+    assert isinstance(e.value, InfrastructureError)
+    assert time.monotonic() - started < 15
+
+
+def test_no_card_on_the_reader():
+    with pytest.raises(NoCardFound, match="no ISO-DEP card answered"):
+        NfcReader(f"udp:127.0.0.1:{free_udp_port()}").connect(timeout=1.5)
+
+
+def test_prime_reads_a_presented_tag_and_shows_it(emulated):
+    prime, nfc_dev, path = emulated
+    message = ndef_message(text="hello prime", uri="https://foundation.xyz/", raw=[("urn:nfc:ext:example.com:t", b"\x01\x02")])
+    result = NfcReader(path).present_tag(message, timeout=10)
+    assert result.read and result.message == message
+    records = nfc_dev.tags[0]
+    assert records[0].text == "hello prime" and records[1].iri == "https://foundation.xyz/"
+    assert records[2].type == "urn:nfc:ext:example.com:t" and records[2].data == b"\x01\x02"
+    title, body, _, _ = prime.ui.shown[-1]
+    assert title == "NFC Tag" and "text: hello prime" in body and "uri: https://foundation.xyz/" in body
+    assert "INFO:nfc: NDEF record text: hello prime" in prime.lines
+
+
+def test_reader_that_walks_away_mid_read_is_field_lost():
+    path = f"udp:127.0.0.1:{free_udp_port()}"
+
+    def flaky_reader():
+        time.sleep(0.3)
+        with nfc.ContactlessFrontend(path) as clf:  # selects the NDEF app, then the field goes away
+            clf.connect(rdwr={"targets": ["106A"], "iterations": 20, "interval": 0.1,
+                              "on-connect": lambda tag: tag.transceive(bytes.fromhex("00A4040007D276000085010100"))
+                              and False})
+
+    t = threading.Thread(target=flaky_reader)
+    t.start()
+    try:
+        with pytest.raises(NfcFieldLost, match="never finished reading"):
+            NfcReader(path).present_tag(ndef_message(text="x"), timeout=8)
+    finally:
+        t.join(10)
+
+
+@pytest.mark.parametrize("kw, why", [({}, "at least one record"), ({"raw": [("not a type", b"")]}, "not valid"),
+                                     ({"text": "x" * 3000}, "exceeds")])
+def test_bad_tag_contents_are_refused(kw, why):
+    with pytest.raises(ConfigError, match=why):
+        ndef_message(**kw)
+
+
+def test_ndef_records_decode_back():
+    msg = ndef_message(text="a", uri="https://b.example/")
+    assert [type(r) for r in ndef.message_decoder(msg)] == [ndef.TextRecord, ndef.UriRecord]

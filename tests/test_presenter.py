@@ -1,0 +1,64 @@
+"""The QR presenter over real HTTP on loopback: the page, single frames, and the MJPEG stream read by
+OpenCV and decoded by zxing-cpp into a complete UR."""
+
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+import zxingcpp
+
+from hil.stimuli.presenter import Presenter, ur_parts
+from hil.stimuli.ur import URDecoder, byte_string_ur, ur_byte_string
+
+
+@pytest.fixture
+def presenter():
+    p = Presenter()
+    p.start("http://127.0.0.1:0")
+    yield p
+    p.stop()
+
+
+def get(url: str) -> tuple[str, bytes]:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.headers["Content-Type"], r.read()
+
+
+def test_page_and_still_frame(presenter):
+    ctype, page = get(presenter.url + "/")
+    assert ctype.startswith("text/html") and b'src="stream.mjpg"' in page
+    presenter.show(["bitcoin:bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"])
+    ctype, jpeg = get(presenter.url + "/frame.jpg")
+    frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert ctype == "image/jpeg" and frame.shape == (480, 480)
+    assert zxingcpp.read_barcodes(frame)[0].text == "bitcoin:bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+    with pytest.raises(urllib.error.HTTPError):
+        get(presenter.url + "/nope")
+
+
+def test_animated_ur_through_the_mjpeg_stream(presenter):
+    psbt = b"psbt\xff" + bytes(range(256)) * 3
+    parts = ur_parts(byte_string_ur("psbt", psbt), max_fragment_len=150)
+    presenter.show(parts, fps=20)
+    assert presenter.frame_count == len(parts) > 1
+    cap = cv2.VideoCapture(presenter.url + "/stream.mjpg", cv2.CAP_FFMPEG)
+    dec, frames = URDecoder(), 0
+    try:
+        assert cap.isOpened()
+        while not dec.is_complete() and frames < 3 * len(parts):
+            ok, frame = cap.read()
+            assert ok, "the stream ended"
+            frames += 1
+            for r in zxingcpp.read_barcodes(frame):
+                dec.receive_part(r.text)
+    finally:
+        cap.release()
+    assert ur_byte_string(dec.result) == psbt
+
+
+def test_bad_addresses_and_rates():
+    with pytest.raises(ValueError, match="http://HOST:PORT"):
+        Presenter().start("ftp://x:1")
+    with pytest.raises(ValueError, match="fps"):
+        Presenter(["x"], fps=0)

@@ -1,0 +1,64 @@
+"""The power-button relay client against the emulated USB-RLY02 pty."""
+
+import os
+import threading
+import tty
+
+import pytest
+
+from hil.emulator.relay import EmulatedRelay
+from hil.errors import InfrastructureError
+from hil.stimuli.relay import PowerButtonRelay, RelayError
+
+
+class FakePrime:
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.presses = []
+
+    def press_power(self, long):
+        self.presses.append(long)
+
+
+@pytest.fixture
+def board():
+    prime, relay = FakePrime(), EmulatedRelay()
+    _, path = relay.start(prime)
+    yield prime, relay, path
+    relay.stop()
+
+
+def test_short_and_long_presses_reach_the_power_button(board):
+    prime, _, path = board
+    with PowerButtonRelay.open(path) as relay:
+        assert relay.module == "USB-RLY02 v1"
+        relay.press()
+        relay.press(long=True, hold_ms=1100)
+    assert prime.presses == [False, True]
+
+
+def test_relay_that_does_not_switch_is_broken(board):
+    prime, relay, path = board
+    with PowerButtonRelay.open(path) as client:
+        relay._apply = lambda states: None  # welded contacts / no coil supply
+        with pytest.raises(RelayError, match="relay 1 did not close"):
+            client.press()
+    assert prime.presses == []
+
+
+def test_wrong_device_on_the_port_is_refused(board):
+    _, relay, path = board
+    relay.write = lambda data, w=relay.write: w(bytes([0x42, 1]) if len(data) == 2 else data)
+    with pytest.raises(RelayError, match="module id 66, not a Devantech relay board"):
+        PowerButtonRelay.open(path)
+
+
+def test_silent_board_times_out():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        with pytest.raises(InfrastructureError, match="did not answer command 0x5A"):
+            PowerButtonRelay.open(os.ttyname(slave))
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -1,0 +1,181 @@
+"""The USB transport end to end through pyusb, against the emulated Prime's pyusb backend.
+
+The backend forwards the vendor interface's bulk endpoints to a TCP debug endpoint; here that is a
+scripted fake device, so every USB framing rule (ZLP, short reads, disconnects) is pinned on its own.
+"""
+
+import time
+
+import pytest
+import usb.core
+import usb.util
+
+from hil.emulator.usb_backend import EmulatedPrimeBackend
+from hil.link import protocol as p
+from hil.link.client import PrimeClient
+from hil.link.protocol import Status
+from hil.link.transport import LinkClosed
+from hil.link.usb import UsbTransport, load_backend, port_path
+
+from fake_device import ScriptedDevice, frames, ok
+
+
+@pytest.fixture
+def fake():
+    made = []
+
+    def make(handler):
+        dev = ScriptedDevice(handler)
+        made.append(dev)
+        return dev, EmulatedPrimeBackend(debug=f"tcp:127.0.0.1:{dev.port}", serial="EMU-0007")
+
+    yield make
+    for dev in made:
+        dev.stop()
+
+
+@pytest.fixture
+def usb_prime(fake):
+    clients = []
+
+    def make(handler, **kw):
+        dev, backend = fake(handler)
+        client = PrimeClient(UsbTransport(backend=backend, **kw), pixel_order="BGRA", home_button=(100, 910),
+                             timeout=2.0)
+        clients.append(client)
+        return dev, client.open()
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def test_find_presents_the_composite_device_of_keyos_md_4(fake):
+    _, backend = fake(lambda body: ok())
+    dev = usb.core.find(idVendor=0x1307, idProduct=0x0165, backend=backend)
+    assert dev is not None
+    assert (dev.bDeviceClass, dev.bDeviceSubClass, dev.bDeviceProtocol) == (0xEF, 0x02, 0x01)
+    assert dev.bcdUSB == 0x0210
+    assert dev.manufacturer == "Foundation Devices, Inc."
+    assert dev.product == "Passport Prime"
+    assert dev.serial_number == "EMU-0007"
+    cfg = dev.get_active_configuration()
+    assert cfg.bmAttributes == 0xC0 and cfg.bMaxPower == 16  # self-powered, 32 mA
+    classes = [(i.bInterfaceClass, i.bInterfaceSubClass, i.bInterfaceProtocol) for i in cfg]
+    assert classes == [(0x08, 0x06, 0x50), (0x03, 0x00, 0x00), (0xFF, 0x00, 0x00)]
+    vendor = cfg[(2, 0)]
+    eps = [(usb.util.endpoint_type(e.bmAttributes), e.wMaxPacketSize) for e in vendor]
+    assert eps == [(usb.util.ENDPOINT_TYPE_BULK, 512)] * 2
+    assert usb.core.find(idVendor=0x2C97, idProduct=0x7011, backend=backend) is None
+    usb.util.dispose_resources(dev)
+
+
+def test_interfaces_with_a_kernel_driver_must_be_detached_first(fake):
+    _, backend = fake(lambda body: ok())
+    dev = usb.core.find(idVendor=0x1307, idProduct=0x0165, backend=backend)
+    assert dev.is_kernel_driver_active(0) and not dev.is_kernel_driver_active(2)
+    with pytest.raises(usb.core.USBError, match="busy"):
+        usb.util.claim_interface(dev, 0)
+    usb.util.dispose_resources(dev)
+
+
+def test_client_over_usb(usb_prime):
+    dev, prime = usb_prime(lambda body: ok(b"1.0.0"))
+    assert prime.version() == "1.0.0"
+    assert prime.device == "usb:1307:0165,2c97:7011"
+    assert dev.requests == [b"\x08"]
+
+
+def test_screenshot_crosses_many_64k_reads(usb_prime):
+    raw = bytes(range(256)) * (p.SCREENSHOT_BYTES // 256)
+    dev, prime = usb_prime(lambda body: ok(raw))
+    shot = prime.screenshot()
+    assert shot.tobytes() == p.decode_screenshot(raw, "BGRA").tobytes()
+
+
+def test_frame_of_whole_chunks_is_ended_by_a_zlp(usb_prime):
+    """A 65536-byte frame fills the first read exactly; only the ZLP after it ends the frame."""
+    text = b"t" * (65536 - 2)
+    dev, prime = usb_prime(lambda body: frames(p.log_frame(["INFO: x"])) + ok(text if body[0] == 0x06 else b"1.0.0"))
+    assert prime.kernel_cmd("t") == text.decode()
+    assert prime.version() == "1.0.0"
+    assert list(prime.logs(timeout=0.2)) == ["INFO: x", "INFO: x"]
+
+
+def test_out_transfer_of_whole_packets_needs_the_zlp(fake):
+    dev, backend = fake(lambda body: ok())
+    usbdev = usb.core.find(idVendor=0x1307, idProduct=0x0165, backend=backend)
+    usb.util.claim_interface(usbdev, 2)
+    ep_out = usb.util.find_descriptor(usbdev.get_active_configuration()[(2, 0)], bEndpointAddress=0x03)
+    body = p.load_app_file_begin(0, "a" * 503)
+    assert len(body) == 512
+    ep_out.write(body)
+    time.sleep(0.2)
+    assert dev.requests == []  # the device still waits for the end of the transfer
+    ep_out.write(b"")
+    deadline = time.monotonic() + 2
+    while not dev.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert dev.requests == [body]
+    usb.util.release_interface(usbdev, 2)
+    usb.util.dispose_resources(usbdev)
+
+
+def test_transport_sends_the_zlp(usb_prime):
+    dev, prime = usb_prime(lambda body: ok())
+    prime.sideload(bytes(16), {"a" * 503: b""})
+    assert [len(r) for r in dev.requests] == [17, 512, 1]
+
+
+def test_select_by_serial_and_by_port_path(fake, usb_prime):
+    _, backend = fake(lambda body: ok())
+    found = usb.core.find(idVendor=0x1307, idProduct=0x0165, backend=backend)
+    assert port_path(found) == "1-1"
+    usb.util.dispose_resources(found)
+    dev, prime = usb_prime(lambda body: ok(b"1.0.0"), serial="EMU-0007")
+    assert prime.version() == "1.0.0"
+    dev, prime = usb_prime(lambda body: ok(b"1.0.0"), port="1-1")
+    assert prime.version() == "1.0.0"
+
+
+@pytest.mark.parametrize("kw, words", [({"serial": "P1-0042"}, "no Prime with serial P1-0042"),
+                                       ({"port": "3-1.4"}, "no Prime at port 3-1.4")])
+def test_no_matching_prime(fake, kw, words):
+    _, backend = fake(lambda body: ok())
+    with pytest.raises(LinkClosed, match=words):
+        UsbTransport(backend=backend, **kw).open()
+
+
+def test_device_unplugged_mid_session(usb_prime):
+    dev, prime = usb_prime(lambda body: ok(b"1.0.0") if len(dev.requests) == 1 else None)
+    assert prime.version() == "1.0.0"
+    with pytest.raises(LinkClosed, match="disconnected") as e:
+        prime.version()
+    assert "GET_VERSION" in str(e.value) and not prime.transport.is_open
+
+
+def test_device_stopping_mid_frame_over_usb(usb_prime):
+    import struct
+
+    dev, prime = usb_prime(lambda body: struct.pack("<I", p.SCREENSHOT_BYTES + 2) + b"\x02\x00" + bytes(70000))
+    prime.transport.stall_timeout = 0.3
+    with pytest.raises(LinkClosed, match="stopped sending mid-frame"):
+        prime.screenshot()
+
+
+def test_unknown_status_over_usb(usb_prime):
+    dev, prime = usb_prime(lambda body: frames(bytes([2, 9])))
+    with pytest.raises(LinkClosed, match="unknown status byte 0x09"):
+        prime.version()
+
+
+def test_profile_names_the_backend(fake):
+    dev, _ = fake(lambda body: ok(b"1.0.0"))
+    backend = load_backend("hil.emulator.usb_backend:EmulatedPrimeBackend",
+                           debug=f"tcp:127.0.0.1:{dev.port}", serial="EMU-0009", usb_port="emu-1")
+    with PrimeClient(UsbTransport(serial="EMU-0009", backend=backend), pixel_order="RGBA",
+                     home_button=(100, 910)) as prime:
+        assert prime.version() == "1.0.0"
+    with pytest.raises(Exception, match="not found"):
+        load_backend("hil.nowhere:Backend")
+    assert Status.OK == 0
