@@ -1,7 +1,165 @@
-"""pytest plugin for prime-hil (being written: options, fixtures and markers follow)."""
+"""The pytest plugin: the device under test (``--device``), fixtures, flavour/hardware markers, and
+"broken" results.
+
+Fixtures stay thin: they call the plain functions of ``hil.link`` that also work outside pytest.
+An :class:`~hil.errors.InfrastructureError` is the lab's fault, not the device's: its test stays
+failed for pytest but is tagged ``("hil_outcome", "broken")`` and listed apart.  A lost link (or a
+PIN the device refused) stops the session at once, instead of failing every test after it.
+
+Adding a fixture: define it below with ``@pytest.fixture``, taking ``station`` (the resources of the
+device under test) and/or ``prime`` (the connected client in its known state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from hil.errors import InfrastructureError
+from hil.farm.station import Station
+from hil.link.client import PrimeClient
+from hil.link.resolve import device_station, open_client
+from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked
+from hil.link.transport import LinkClosed
+
+MARKERS = {
+    "production_only": "runs only against a production build (decided from the device's answers)",
+    "development_only": "runs only against a development build (decided from the device's answers)",
+    "hardware_only": "runs only on real hardware (the device profile's `physical`)",
+}
+BROKEN = ("hil_outcome", "broken")
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("hil", "prime-hil device under test")
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hil", "prime-hil: the device under test")
     group.addoption("--device", default=None,
-                    help="emulator | tcp:HOST:PORT | usb:SERIAL | usb:BUS-PORT | /dev/ttyACMn (default: a fresh emulator)")
+                    help="emulator | tcp:HOST:PORT | usb:SERIAL | usb:BUS-PORT | /dev/ttyACMn "
+                         "(default: start a fresh emulated Prime)")
+    group.addoption("--profile", default=None,
+                    help="device profile in device_profiles/ (default: the emulator's own, else prime-rev-b)")
+    group.addoption("--pin", default="123456", help="the PIN the units under test are provisioned with")
+    group.addoption("--emulator-flavour", choices=("development", "production"), default="development",
+                    help="build flavour of the emulated Prime started for --device=emulator")
+    group.addoption("--emulator-defect", action="append", default=[], metavar="NAME",
+                    help="a seeded defect the emulated build carries (repeatable; hil/emulator/defects.py)")
+    group.addoption("--emulator-apps", default=None, metavar="DIR",
+                    help="built-in apps of the emulated Prime: a directory of <app>/manifest.json")
+    group.addoption("--link-timeout", type=float, default=5.0, help="seconds to wait for each device answer")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+    config.pluginmanager.register(BrokenResults(), "hil-broken-results")
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+@dataclass
+class DeviceUnderTest:
+    """The session's one link to the device (KeyOS serves one debug client at a time)."""
+
+    station: Station
+    client: PrimeClient
+    flavour: str
+
+
+@pytest.fixture(scope="session")
+def station(request: pytest.FixtureRequest):
+    """The resources of the device under test, by the keys of docs/architecture.md."""
+    opt = request.config.getoption
+    with device_station(opt("--device"), opt("--profile"), flavour=opt("--emulator-flavour"),
+                        defects=tuple(opt("--emulator-defect")), apps=opt("--emulator-apps")) as st:
+        yield st
+
+
+@pytest.fixture(scope="session")
+def device_under_test(station: Station, request: pytest.FixtureRequest):
+    client = open_client(station.debug, station.profile, request.config.getoption("--link-timeout"), station)
+    with client:
+        yield DeviceUnderTest(station, client, detect_flavour(client, station.profile))
+
+
+@pytest.fixture
+def prime(device_under_test: DeviceUnderTest, pin: str) -> PrimeClient:
+    """The connected device, unlocked with the test PIN on the home screen where the build lets
+    the debug link type it; on production builds it stays as it is (locked, usually)."""
+    dut = device_under_test
+    bring_home(dut.client, dut.station.profile, dut.flavour, pin)
+    return dut.client
+
+
+@pytest.fixture
+def unlocked_prime(prime: PrimeClient, device_under_test: DeviceUnderTest) -> PrimeClient:
+    """``prime``, unlocked; skipped where the build refuses debug input while locked (production:
+    unlocking there takes the stylus robot)."""
+    if is_locked(prime):
+        pytest.skip(f"{prime.device} runs a {device_under_test.flavour} build, which refuses debug-link "
+                    "input while locked; it cannot be unlocked over the link")
+    return prime
+
+
+@pytest.fixture
+def pin(request: pytest.FixtureRequest) -> str:
+    """The PIN the units under test are provisioned with (--pin)."""
+    return request.config.getoption("--pin")
+
+
+@pytest.fixture(autouse=True)
+def _hil_markers(request: pytest.FixtureRequest) -> None:
+    """Skip by marker; the device is only contacted when a test carries one."""
+    marks = {m.name: m for m in request.node.iter_markers() if m.name in MARKERS}
+    for m in marks.values():
+        if m.args or m.kwargs:
+            raise pytest.UsageError(f"{request.node.nodeid}: @{m.name} takes no arguments")
+    if "production_only" in marks and "development_only" in marks:
+        raise pytest.UsageError(f"{request.node.nodeid}: production_only and development_only exclude each other")
+    if "hardware_only" in marks:
+        profile = request.getfixturevalue("station").profile
+        if not profile.physical:
+            pytest.skip(f"needs real hardware; profile {profile.name} is not physical")
+    for name, wanted in (("production_only", "production"), ("development_only", "development")):
+        if name in marks:
+            dut: DeviceUnderTest = request.getfixturevalue("device_under_test")
+            if dut.flavour != wanted:
+                pytest.skip(f"needs a {wanted} build; {dut.client.device} runs a {dut.flavour} build")
+
+
+# ------------------------------------------------------------------------------------ broken results
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is None or not call.excinfo.errisinstance(InfrastructureError):
+        return
+    report.user_properties.append(BROKEN)
+    # with the session's device lost, PIN refused or not set up, every later test would only repeat it
+    uses_device = "device_under_test" in getattr(item, "fixturenames", ())
+    if uses_device and (report.when == "setup" or call.excinfo.errisinstance((LinkClosed, PinRejected))):
+        item.session.shouldstop = f"hil: device lost, session stopped: {call.excinfo.value}"
+
+
+class BrokenResults:
+    """Collects the broken reports where the terminal is (also those coming back from xdist
+    workers) and lists them after the run."""
+
+    def __init__(self):
+        self.reports: list[pytest.TestReport] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and BROKEN in report.user_properties:
+            self.reports.append(report)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.reports:
+            return
+        terminalreporter.section("hil: broken (infrastructure, no verdict on the device)", sep="-", yellow=True)
+        for report in self.reports:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = crash.message if crash else str(report.longrepr)
+            terminalreporter.line(f"BROKEN {report.nodeid} ({report.when}): {message.splitlines()[0]}")
+        terminalreporter.line(f"{len(self.reports)} broken")

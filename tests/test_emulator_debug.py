@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import struct
 
@@ -10,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from emulator_raw import RawLink
 
 from hil.emulator.build import Build
@@ -23,6 +24,7 @@ from hil.link import protocol as p
 from hil.link.protocol import Cmd, LaunchStatus, Status
 
 BITCOIN = "0x426974636f696e2057616c6c65740000"
+SEED_VAULT = "0x53656564205661756c74000000000000"  # no own emulated UI: shows what is typed
 UNKNOWN = "0x" + "ee" * 16
 
 
@@ -155,6 +157,10 @@ def test_kernel_commands(development):
         table = link.request(p.kernel_cmd("p")).payload.decode()
         assert table.startswith(" pid | ppid | process ") and "RAM Usage:" in table
         assert "KeyOS Kernel Debug" in link.request(p.kernel_cmd("h")).payload.decode()
+        assert link.request(p.kernel_cmd("s")).payload.decode().startswith("Servers in use:")
+        assert "PID 1 kernel:" in link.request(p.kernel_cmd("P")).payload.decode()
+        for char in "imcok":
+            assert link.request(p.kernel_cmd(char)).payload, char  # every documented command prints
         assert link.request(bytes([Cmd.KERNEL_CMD]) + b"x") == p.Response(Status.OK, b"")  # unknown: prints nothing
         assert link.request(bytes([Cmd.KERNEL_CMD]) + b"pp").status == Status.ERR
 
@@ -162,7 +168,7 @@ def test_kernel_commands(development):
 def test_text_input_reaches_the_focused_app(development):
     with RawLink(development.endpoints["debug"]) as link:
         assert link.request(p.input_text("123456\n")).status == Status.OK  # the lock screen takes digits
-        link.request(p.launch_app(BITCOIN))
+        link.request(p.launch_app(SEED_VAULT))
         link.request(p.input_text("héllo"))
     with development.prime.lock:
         assert development.prime.ui.front().typed == "héllo"
@@ -179,20 +185,27 @@ def test_system_time_set_and_range(development):
         assert link.request(p.set_system_time(1 << 33)).status == Status.ERR
 
 
-def _certificate(days: int = 30) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
+def _publisher_certificate() -> tuple[bytes, str]:
+    """A code-signing publisher certificate (secp256k1) and its fingerprint: sha256 of the compressed key."""
+    key = ec.generate_private_key(ec.SECP256K1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example Publisher")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=days)).sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM)
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+            .sign(key, hashes.SHA256()))
+    compressed = key.public_key().public_bytes(serialization.Encoding.X962,
+                                               serialization.PublicFormat.CompressedPoint)
+    return cert.public_bytes(serialization.Encoding.PEM), hashlib.sha256(compressed).hexdigest()
 
 
 def test_install_certificate_checks_fingerprint(development):
-    pem = _certificate()
-    fingerprint = x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()
+    pem, fingerprint = _publisher_certificate()
     with RawLink(development.endpoints["debug"]) as link:
+        assert link.request(p.install_certificate(fingerprint, pem)).status == Status.LOCKED
         unlock_by_taps(link)
         assert link.request(p.install_certificate("0" * 64, pem)).status == Status.ERR
         assert link.request(p.install_certificate(fingerprint, pem)).status == Status.OK
@@ -219,8 +232,7 @@ def test_sideload_installs_but_unsigned_app_does_not_launch(development):
             [Status.OK] * 7
         assert p.parse_launch(link.request(p.launch_app(app_id)).payload) == (0, LaunchStatus.SIGNATURE_REJECTED)
     with development.prime.lock:
-        stored = development.prime.keyos.files[f"keyos/sideloaded-apps/{'12' * 16}/app.elf"]
-    assert len(stored) == 70004
+        assert development.prime.keyos.apps[bytes.fromhex("12" * 16)].name == "Sideloaded"
 
 
 def test_sideload_rules(development):
@@ -272,3 +284,49 @@ def test_logs_arrive_on_connect_and_before_the_response(development):
         link.request(p.request(Cmd.GET_PROCESS_LIST))
         assert any("booting on EMU-0001" in line for line in link.logs)  # the ring's backlog
         assert link.logs[-1] == "INFO:usb_debug: debug: get process list 't'"
+
+
+class BootChain:
+    """A stand-in for the SAM-BA peripheral's boot chain: records what the Prime asks of it."""
+
+    def __init__(self, boots: bool):
+        self.boots = boots
+        self.calls: list[str] = []
+
+    def boot(self) -> bool:
+        self.calls.append("boot")
+        return self.boots
+
+    def screen(self):
+        return None
+
+    def touch(self, x: int, y: int) -> None:
+        self.calls.append("touch")
+
+    def enter_samba(self) -> None:
+        self.calls.append("enter_samba")
+
+
+def test_reboot_samba_acks_then_leaves_keyos(development):
+    chain = BootChain(boots=True)
+    with development.prime.lock:
+        development.prime.firmware = chain
+    with RawLink(development.endpoints["debug"], timeout=2) as link:
+        assert link.request(p.request(Cmd.REBOOT_SAMBA)).status == Status.OK
+        assert link.closed_by_peer()
+    assert chain.calls == ["enter_samba"]
+    with RawLink(development.endpoints["debug"], timeout=2) as link:
+        assert link.closed_by_peer()  # no KeyOS, no vendor interface
+    with development.prime.lock:
+        development.prime.power_on()
+        assert development.prime.keyos_running and chain.calls == ["enter_samba", "boot"]
+
+
+def test_no_keyos_when_the_boot_chain_refuses(development):
+    prime = development.prime
+    with prime.lock:
+        prime.firmware = BootChain(boots=False)
+        prime.reboot()
+        assert not prime.keyos_running and not prime.keyos.processes and not prime.debug_available()
+        prime.touch(240, 400)
+        assert prime.firmware.calls == ["boot", "touch"]

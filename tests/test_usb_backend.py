@@ -179,3 +179,57 @@ def test_profile_names_the_backend(fake):
     with pytest.raises(Exception, match="not found"):
         load_backend("hil.nowhere:Backend")
     assert Status.OK == 0
+
+
+# ---------------------------------------------------------------- end to end against the emulated Prime
+
+
+@pytest.fixture(scope="module")
+def emulated():
+    from hil.emulator.launcher import EmulatorProcess
+    from hil.farm.station import Station
+    from hil.link.resolve import profile_named
+
+    with EmulatorProcess(count=1, seed=5, flavour="development") as emu:
+        endpoints = emu.devices[0]
+        yield Station.from_endpoints("emu", profile_named(endpoints["profile"]), endpoints)
+
+
+def test_emulated_prime_over_usb_end_to_end(emulated):
+    """The profile names the backend; resolve/usb/client run exactly as for a unit on a lab host."""
+    from hil.link.resolve import open_client
+    from hil.link.state import bring_home, detect_flavour
+
+    with open_client(f"usb:{emulated.serial}", emulated.profile, station=emulated) as prime:
+        assert prime.transport.name == "usb:EMU-0001"
+        assert prime.version() == "1.0.0"
+        assert detect_flavour(prime, emulated.profile) == "development"
+        bring_home(prime, emulated.profile, "development", "123456")
+        result = prime.launch_app("0x426974636f696e2057616c6c65740000")
+        assert result.status is p.LaunchStatus.LAUNCHED
+        over_usb = prime.screenshot()
+        assert any("launched Bitcoin Wallet" in r for r in prime.logs(timeout=0.3))
+        prime.close_app(result.pid)
+        prime.home()
+        prime.launch_app("0x426974636f696e2057616c6c65740000")
+        again_usb = prime.screenshot()
+    with open_client(emulated.debug, emulated.profile) as prime:
+        assert prime.screenshot().tobytes() == again_usb.tobytes()  # same pixels, same decoder, either link
+    assert over_usb.size == (480, 800)
+
+
+def test_emulated_prime_unplugged_over_usb(emulated):
+    import json
+    import socket
+
+    from hil.link.resolve import open_client
+
+    with open_client("usb:1-1", emulated.profile, station=emulated) as prime:
+        assert prime.version() == "1.0.0"
+        host, port = emulated.control.removeprefix("tcp:").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(json.dumps({"cmd": "drop"}).encode() + b"\n")
+            assert json.loads(s.makefile().readline())["ok"]
+        time.sleep(0.3)
+        with pytest.raises(LinkClosed, match="usb:1-1, GET_VERSION: device disconnected"):
+            prime.version()

@@ -213,7 +213,8 @@ class AppManager:
         if not self._tier_ok(app, msg):
             return False
         if msg.approval == "grantOnFirstUse":
-            return self.grant_state(app.app_id, msg) is True
+            unprompted = msg.name == "GetAppSeed" and self.defects.has("app-seed-without-prompt")
+            return self.grant_state(app.app_id, msg) is True or unprompted
         return True
 
     def request_info(self, app_id: bytes, pid: int, server: str, mid: int) -> PromptInfo | str:

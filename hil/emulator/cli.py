@@ -14,16 +14,31 @@ def start(count: int = typer.Option(1, min=1, max=64, help="devices to run"),
           seed: int = typer.Option(0, help="same seed, same serials, seeds and security words"),
           flavour: str = typer.Option("production", help=" or ".join(FLAVOURS)),
           version: str = typer.Option("1.0.0", help="KeyOS version the build reports"),
-          pin: str = typer.Option(DEFAULT_PIN, help="the PIN set on every device (6+ digits)")) -> None:
+          pin: str = typer.Option(DEFAULT_PIN, help="the PIN set on every device (6+ digits)"),
+          defect: list[str] = typer.Option([], help="a seeded defect the build carries (repeatable; see "
+                                                    "hil/emulator/defects.py)"),
+          apps: str = typer.Option(None, help="install the built-in apps of a release: a directory of "
+                                              "<app>/manifest.json")) -> None:
     """Run COUNT emulated Primes until SIGINT/SIGTERM."""
     from hil.emulator.build import BuildError
+    from hil.emulator.defects import Defects, UnknownDefect
     from hil.emulator.launcher import run
+    from hil.flash.manifest import ManifestError, load_dir
     from hil.emulator.secure_element import SecureElement
 
     if not SecureElement.valid_pin(pin):
         raise typer.BadParameter("the PIN must be at least 6 digits", param_hint="--pin")
     try:
-        run(count=count, seed=seed, flavour=flavour, version=version, pin=pin)
+        Defects.of(defect)
+    except UnknownDefect as e:
+        raise typer.BadParameter(str(e), param_hint="--defect") from None
+    if apps is not None:
+        try:
+            load_dir(apps)
+        except ManifestError as e:
+            raise typer.BadParameter(str(e), param_hint="--apps") from None
+    try:
+        run(count=count, seed=seed, flavour=flavour, version=version, pin=pin, defects=tuple(defect), apps=apps)
     except BuildError as e:
         raise typer.BadParameter(str(e)) from None
 

@@ -17,6 +17,8 @@ JSON lines over TCP: one request object per line, one reply per line, ``{"ok": t
 ``reboot``         links dropped, boots again
 ``developer_mode`` ``on``: the Settings toggle (production drops the debug interface when off)
 ``camera``         the lab camera: ``fault`` covered|glare|null, ``optics`` preset or fields (camera.py)
+``flash``          eMMC faults: ``fault`` power_cut + ``after_bytes`` | bad_writes + ``count``;
+                   replies with the boot ``mode`` and its ``reason`` (samba.py)
 =================  ==========================================================================
 
 The harness never uses this; only tests of the harness do.
@@ -29,7 +31,7 @@ import socketserver
 import threading
 from typing import TYPE_CHECKING
 
-from hil.emulator import camera
+from hil.emulator import camera, samba
 from hil.emulator.prime import LinkFaults
 
 if TYPE_CHECKING:
@@ -78,6 +80,8 @@ def apply(prime: Prime, request: dict) -> dict:
             prime.reboot()
         elif cmd == "camera":
             return camera.control(prime, request)
+        elif cmd == "flash":
+            return samba.control(prime, request)
         elif cmd == "developer_mode":
             if not isinstance(request.get("on"), bool):
                 raise ValueError("developer_mode needs 'on': true or false")

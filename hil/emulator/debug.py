@@ -10,6 +10,7 @@ request is answered Err; an empty one is ignored.  Sideloads are staged in
 from __future__ import annotations
 
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 SIDELOAD_ROOT = "keyos/sideloaded-apps"
 POWER_SHORT_MS, POWER_LONG_MS = 200, 3000
+REBOOT_AFTER_ACK_S = 0.1
 PRODUCTION_REFUSED = {Cmd.REBOOT_SAMBA, Cmd.KERNEL_CMD, Cmd.SET_SYSTEM_TIME}
 PRODUCTION_NEEDS_UNLOCK = {Cmd.SCREENSHOT, Cmd.SWIPE, Cmd.POWER_BTN, Cmd.INPUT_TEXT, Cmd.CLOSE_APP}
 LAUNCH_OUTCOMES = {"Launched": LaunchStatus.LAUNCHED, "AlreadyRunning": LaunchStatus.ALREADY_RUNNING,
@@ -71,10 +73,12 @@ class DebugProtocol:
             except p.ProtocolError as e:
                 self.log("WARN", str(e))
                 return [ERR]
-            if prime.build.production and cmd in PRODUCTION_REFUSED:
+            seeded = {Cmd.KERNEL_CMD: "production-allows-kernel-cmd", Cmd.SCREENSHOT: "screenshot-while-locked"}
+            defect = cmd in seeded and prime.keyos.defects.has(seeded[cmd])
+            if prime.build.production and cmd in PRODUCTION_REFUSED and not defect:
                 self.log("WARN", f"command 0x{cmd:02x} is not available in production firmware")
                 return [ERR]
-            if prime.build.production and cmd in PRODUCTION_NEEDS_UNLOCK and prime.is_locked():
+            if prime.build.production and cmd in PRODUCTION_NEEDS_UNLOCK and prime.is_locked() and not defect:
                 self.log("WARN", f"command 0x{cmd:02x} rejected: device is locked")
                 return [LOCKED]
         try:
@@ -130,8 +134,17 @@ class DebugProtocol:
 
     # ------------------------------------------------------------ system
     def _reboot_samba(self, payload: bytes) -> bytes:
-        self.log("WARN", "reboot_to_samba not supported on the emulator")  # the SAM-BA peripheral takes this over
+        """Ack first; the unit resets into the boot ROM once the Ack is on its way, as KeyOS does."""
+        self.log("DEBUG", "rebooting into SAM-BA mode")
+        timer = threading.Timer(REBOOT_AFTER_ACK_S, self._enter_samba)
+        timer.daemon = True
+        timer.start()
         return OK
+
+    def _enter_samba(self) -> None:
+        with self.prime.lock:
+            if self.prime.keyos_running:
+                self.prime.reboot_to_samba()
 
     def _kernel_cmd(self, payload: bytes) -> bytes:
         if len(payload) != 1:

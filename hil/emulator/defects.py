@@ -42,8 +42,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "modal-over-lockscreen": (
         "the permission prompt is drawn over the lock screen instead of queued until unlock",
         "suites/security/test_trusted_display.py"),
-    "app-modal-unmarked": (
-        "an app's own modal is drawn in the system prompt region with the system marker",
+    "status-band-unprotected": (
+        "the compositor lets an app surface draw into gui-server's status band (and its prompt marker)",
         "suites/security/test_trusted_display.py"),
     "fs-skips-airlock-grant": (
         "the fs server opens Airlock files without a recorded GetAirlock…Access grant",
@@ -65,12 +65,6 @@ CATALOG: dict[str, tuple[str, str]] = {
         "suites/security/test_secure_element.py"),
     "app-seed-not-scoped": (
         "every app receives the same app seed",
-        "suites/security/test_secure_element.py"),
-    "pin-no-wipe": (
-        "the seed survives the tenth wrong PIN",
-        "suites/security/test_secure_element.py"),
-    "lockscreen-hides-security-words": (
-        "the lock screen does not show the security words",
         "suites/security/test_secure_element.py"),
     "production-allows-kernel-cmd": (
         "a production build answers KERNEL_CMD",

@@ -22,9 +22,9 @@ class Emmc:
     def __init__(self, path: Path, size: int):
         self.path = Path(path)
         self.size = size
-        if not self.path.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "wb") as f:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as f:  # a new eMMC, or a boot.img written straight to it, grows to size
+            if f.tell() < size:
                 f.truncate(size)
         self._fp = open(self.path, "r+b")
         self._lock = threading.Lock()

@@ -17,6 +17,7 @@ Each process has its own address space: one process cannot map another's pages.
 from __future__ import annotations
 
 import enum
+import hashlib
 import random
 import threading
 from dataclasses import dataclass, field
@@ -114,7 +115,11 @@ class Process:
     foundation: bool  # signed by Foundation (built-in) rather than a third-party publisher
     memory: dict[int, bytearray] = field(default_factory=dict)  # page address -> contents (own space)
     connections: dict[int, "Connection"] = field(default_factory=dict)
-    state: str = "Running"
+    threads: str = "w"  # one char per thread, the kernel's ThreadState letters (debug output)
+
+    @property
+    def ram_kib(self) -> int:
+        return 96 + hashlib.sha256(self.name.encode()).digest()[0] * 4
 
     def map_page(self, address: int, data: bytes) -> None:
         self.memory[address - address % PAGE] = bytearray(data.ljust(PAGE, b"\0")[:PAGE])
@@ -169,7 +174,7 @@ class Kernel:
 
     def spawn(self, name: str, app_id: bytes, foundation: bool, ppid: int = 1) -> Process:
         with self._lock:
-            pid = next((p for p in range(2, MAX_PID + 1) if p not in self.processes), None)
+            pid = next((p for p in range(1, MAX_PID + 1) if p not in self.processes), None)
             if pid is None:
                 raise KernelError(XousError.KernelTableFull, "no free pid")
             proc = Process(pid, name, app_id, ppid, foundation)

@@ -22,7 +22,7 @@ from hil.emulator.app_manager import AppManager, CertificateError, InstalledApp
 from hil.emulator.broker import PermissionBroker
 from hil.emulator.defects import Defects
 from hil.emulator.fs import ACCESS_MESSAGES, FileSystem, FsError, Location
-from hil.emulator.kernel import Kernel, KernelError, Process, XousError
+from hil.emulator.kernel import Kernel, KernelError, MessagePermissions, Process, XousError
 from hil.emulator.probe import PLAN_PATH, ProbeRun, is_probe
 from hil.flash import cosign2
 from hil.flash.manifest import ManifestError, load_capability_matrix, load_dir, loads
@@ -238,7 +238,7 @@ class KeyOS:
         return RunApp("Launched", proc.pid)
 
     def _start_probe(self, proc: Process, installed: InstalledApp) -> None:
-        from hil.emulator.probe import ProbeScreen
+        from hil.emulator.apps.probe import ProbeScreen  # apps/ imports this module
 
         if self.prime is not None:
             self.prime.app_screens[proc.pid] = ProbeScreen(self.prime, self.apps[installed.app_id])
@@ -313,7 +313,6 @@ class KeyOS:
     def _connection(self, pid: int, server: str) -> int:
         app = self._run_apps.get(pid)
         perms = self.app_manager.connection_permissions(app, server) if app else None
-        from hil.emulator.kernel import MessagePermissions
         return self.kernel.connect(pid, server, perms or MessagePermissions(self.defects))
 
     def probe_send(self, pid: int, server: str, message: str | None, mid: int | None, wait: bool,
@@ -419,7 +418,29 @@ class KeyOS:
     def kernel_cmd(self, char: str) -> str:
         """The text the kernel debug command prints; unknown characters print nothing."""
         return {"p": self._processes, "t": self._processes_compact, "a": self._app_ids,
-                "s": self._servers, "h": _help}.get(char, lambda: "")()
+                "s": self._servers, "h": _help, "P": self._threads, "i": self._irqs,
+                "o": self._ownership, "m": self._page_tables, "k": self._consistency,
+                "c": lambda: "L2 cache: enabled\n"}.get(char, lambda: "")()
+
+    def _threads(self) -> str:
+        out = ["Printing processes and threads"]
+        for p in self._rows():
+            out.append(f"PID {p.pid} {p.name}:")
+            out += [f"  tid {tid}: {state}" for tid, state in enumerate(p.threads)]
+        return "\n".join(out) + "\n"
+
+    def _irqs(self) -> str:
+        return "Interrupt handlers:\n  IRQ | Process | Handler | Argument\n"
+
+    def _ownership(self) -> str:
+        return "RAM ownership stats:\n" + "".join(f"  {p.pid:3} {p.name:32} {p.ram_kib} K\n" for p in self._rows())
+
+    def _page_tables(self) -> str:
+        return "Printing memory page tables\n" + "".join(f"PID {p.pid} {p.name}:\n" for p in self._rows())
+
+    def _consistency(self) -> str:
+        head = "Page table and ownership consistency check\n"
+        return head + "".join(f"PID {p.pid} {p.name}:\nConsistency check finished\n\n" for p in self._rows())
 
     def _rows(self):
         return sorted(self.processes.values(), key=lambda p: p.pid)

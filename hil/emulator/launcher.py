@@ -24,11 +24,13 @@ from hil.emulator.build import Build
 from hil.emulator.camera import CameraPeripheral
 from hil.emulator.control import ControlServer
 from hil.emulator.prime import DEFAULT_PIN, Prime
+from hil.emulator.qrcam import QRCameraPeripheral
+from hil.emulator.samba import SambaPort
 from hil.emulator.tcp import DebugServer
 from hil.errors import InfrastructureError
 
 PROFILE = "prime-emulated"
-PERIPHERALS: list[type] = [DebugServer, ControlServer, CameraPeripheral]
+PERIPHERALS: list[type] = [DebugServer, ControlServer, CameraPeripheral, QRCameraPeripheral, SambaPort]
 
 
 @dataclass
@@ -60,17 +62,18 @@ def start_device(index: int, seed: int, build: Build, pin: str = DEFAULT_PIN, **
 
 
 def run(count: int = 1, seed: int = 0, flavour: str = "production", version: str = "1.0.0",
-        pin: str = DEFAULT_PIN, out: IO[str] = sys.stdout, stop: threading.Event | None = None) -> None:
+        pin: str = DEFAULT_PIN, out: IO[str] = sys.stdout, stop: threading.Event | None = None,
+        defects: tuple[str, ...] = (), apps: str | None = None) -> None:
     """Serve ``count`` devices until ``stop`` is set (or SIGINT/SIGTERM in the main thread)."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    build = Build(version=version, flavour=flavour)
+    build = Build(version=version, flavour=flavour, defects=tuple(defects))
     devices: list[Device] = []
     try:
         for index in range(1, count + 1):
-            devices.append(start_device(index, seed, build, pin))
+            devices.append(start_device(index, seed, build, pin, apps_dir=apps))
             out.write(json.dumps(devices[-1].endpoints) + "\n")
         out.flush()
         while not stop.wait(0.2):
@@ -92,8 +95,10 @@ class EmulatorProcess:
     """``python -m hil.emulator`` as a context manager; ``devices`` holds one endpoint dict per device."""
 
     def __init__(self, count: int = 1, seed: int = 0, flavour: str = "production", version: str = "1.0.0",
-                 pin: str | None = None, timeout: float = 30.0):
+                 pin: str | None = None, timeout: float = 30.0, defects: tuple[str, ...] = (),
+                 apps: str | None = None):
         self.args = ["--count", str(count), "--seed", str(seed), "--flavour", flavour, "--version", version]
+        self.args += [arg for d in defects for arg in ("--defect", d)] + (["--apps", str(apps)] if apps else [])
         if pin is not None:
             self.args += ["--pin", pin]
         self.count = count
@@ -166,3 +171,6 @@ class EmulatorProcess:
                 self._proc.kill()
                 self._proc.wait(timeout=grace)
         self._proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None

@@ -26,7 +26,7 @@ from hil.emulator.build import Build
 from hil.emulator.debug import DebugProtocol
 from hil.emulator.keyos import KeyOS, RunApp
 from hil.emulator.secure_element import SecureElement
-from hil.emulator.ui import UI, in_home_button
+from hil.emulator.ui import UI, Screen, in_home_button
 
 LOG_RING_BYTES = 16 * 1024
 DEFAULT_PIN = "123456"
@@ -65,8 +65,10 @@ class LinkFaults:
 
 
 class Prime:
+    """One unit: display, lock screen and SE, the build, KeyOS, the log ring and its power state."""
+
     def __init__(self, index: int = 1, seed: int = 0, build: Build | None = None, pin: str = DEFAULT_PIN,
-                 boot_seconds: float = BOOT_SECONDS):
+                 boot_seconds: float = BOOT_SECONDS, apps_dir: str | None = None):
         self.lock = threading.RLock()
         self.index = index
         self.serial = f"EMU-{index:04d}"
@@ -77,9 +79,10 @@ class Prime:
         self.faults = LinkFaults()
         self.se = SecureElement(seed, self.serial)
         self.se.set_seed_and_pin(pin)
-        self.keyos = KeyOS(self.log)
+        self.keyos = KeyOS(self.log, self.build.defects, self.build.version, seed, apps_dir)
         self.usb_debug = DebugProtocol(self)
         self.ui = UI(self, LauncherScreen(self), LockScreen(self), ControlCenterScreen(self))
+        self.keyos.attach(self)
         self.splash = BootSplash()
         self.developer_mode = True
         self.clock_offset = 0
@@ -90,7 +93,11 @@ class Prime:
         self._frame_splash = False
         self._booted_at = 0.0
         self._link_listeners: list[Callable[[], None]] = []
-        self.app_screens: dict = {}
+        self.app_screens: dict[int, Screen] = {}  # pid -> its screen, kept while the app runs
+        # The boot chain (the SAM-BA peripheral sets it): ``boot() -> bool`` at power-on (False: no
+        # KeyOS runs), ``screen()`` shown while none does, ``touch(x, y)`` there, ``enter_samba()``.
+        self.firmware = None
+        self.keyos_running = False
         self.power_on()
 
     # ------------------------------------------------------------ power and boot
@@ -103,7 +110,13 @@ class Prime:
         self.ui.control_center_open = False
         self.ui.stack.clear()
         self.app_screens.clear()
+        self.keyos_running = self.firmware is None or self.firmware.boot()
+        if not self.keyos_running:
+            self.keyos.halt()
+            self.invalidate()
+            return
         self.keyos.boot()
+        self.log(f"[LOG] Starting with PID {self.keyos.pid_of('xous-log')}")
         self.log(f"INFO:keyos: KeyOS {self.build.version} ({self.build.flavour}) booting on {self.serial}")
         self.log(f"INFO:security: {'seed erased' if self.se.wiped else 'seed present'}, "
                  f"{self.se.attempts_remaining} login attempts remaining")
@@ -115,8 +128,21 @@ class Prime:
         self.powered = False
         self.screen_on = False
         self.se.logout()
-        self.keyos.processes.clear()
+        self.keyos.halt()
+        self.keyos_running = False
         self.drop_links()
+        self.invalidate()
+
+    def reboot_to_samba(self) -> None:
+        """REBOOT_SAMBA: KeyOS stops and the unit re-enumerates as the SAM-BA boot ROM (03eb:6124)."""
+        self.log("INFO:usb_debug: Configuring boot sequence registers for SAM-BA mode...")
+        self.ui.drop_all_modals()
+        self.se.logout()
+        self.keyos.halt()
+        self.keyos_running = False
+        self.drop_links()
+        if self.firmware is not None:
+            self.firmware.enter_samba()
         self.invalidate()
 
     def shut_down(self) -> None:
@@ -131,7 +157,7 @@ class Prime:
 
     @property
     def booting(self) -> bool:
-        return self.powered and time.monotonic() < self._booted_at
+        return self.keyos_running and time.monotonic() < self._booted_at
 
     def is_locked(self) -> bool:
         return not self.se.logged_in
@@ -142,7 +168,7 @@ class Prime:
     # ------------------------------------------------------------ the debug interface's presence
     def debug_available(self) -> bool:
         """The vendor interface exists: powered, and in production only with Developer Mode on."""
-        return self.powered and (self.developer_mode or not self.build.production)
+        return self.keyos_running and (self.developer_mode or not self.build.production)
 
     def on_link_reset(self, callback: Callable[[], None]) -> None:
         """Called whenever the USB connection goes away (power, reboot, Developer Mode off)."""
@@ -168,8 +194,11 @@ class Prime:
         """RGBA 480x800 of what the panel shows now; black when it is off."""
         splash = self.booting
         if self._frame is None or splash != self._frame_splash:
+            boot_screen = self.firmware.screen() if self.firmware is not None and self.powered else None
             if not self.screen_on:
                 self._frame = render.blank(render.BLACK)
+            elif boot_screen is not None:
+                self._frame = boot_screen
             elif splash:
                 canvas = render.Canvas(render.blank())
                 self.splash.draw(canvas)
@@ -193,7 +222,10 @@ class Prime:
     def touch(self, x: int, y: int) -> None:
         if not self.powered or self.booting or self._wake():
             return
-        if in_home_button(x, y):
+        if not self.keyos_running:
+            if self.firmware is not None:
+                self.firmware.touch(x, y)  # the bootloader's own pages
+        elif in_home_button(x, y):
             if not self.is_locked():
                 self.ui.go_home()
         elif 0 <= x < render.WIDTH and 0 <= y < render.HEIGHT:
@@ -202,7 +234,7 @@ class Prime:
     def swipe(self, sx: int, sy: int, ex: int, ey: int, duration_ms: int = 300, steps: int = 10) -> None:
         if (sx, sy) == (ex, ey):
             self.touch(sx, sy)
-        elif self.powered and not self.booting and not self._wake():
+        elif self.keyos_running and not self.booting and not self._wake():
             if in_home_button(sx, sy):
                 if not self.is_locked():
                     self.ui.go_home()
@@ -215,7 +247,7 @@ class Prime:
             if long:
                 self.power_on()
             return
-        if self.booting:
+        if self.booting or not self.keyos_running:
             return
         if self._wake():
             if long:
@@ -229,7 +261,7 @@ class Prime:
         self.invalidate()
 
     def type_text(self, text: str) -> None:
-        if self.powered and not self.booting and not self._wake():
+        if self.keyos_running and not self.booting and not self._wake():
             for char in text:
                 self.ui.key(char)
 

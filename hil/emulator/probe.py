@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any, Callable, Protocol
 
 PROBE_MARKER = b"keyos-probe/1"
@@ -18,6 +19,7 @@ PLAN_PATH = "resources/probe-plan.json"
 PREFIX = "PROBE "
 OPS = ("send", "open", "read_memory", "connect", "draw_prompt", "panic")
 DEFAULT_TIMEOUT_S = 120.0
+STEP_PACE_S = 0.005  # keep the records well inside what the 16 KiB log ring holds between reads
 
 
 class PlanError(ValueError):
@@ -103,7 +105,9 @@ class ProbeRun(threading.Thread):
             outcome = self._run(step)
             if self.stopped.is_set():
                 return
-            self.record(step=i, **{k: v for k, v in step.items() if k != "buttons"}, **outcome)
+            echo = {k: v for k, v in step.items() if k != "buttons"}
+            self.record(**{**echo, **outcome, "step": i})
+            time.sleep(STEP_PACE_S)
         self.record(step="end")
 
     def _run(self, step: dict[str, Any]) -> dict[str, Any]:
@@ -120,3 +124,4 @@ class ProbeRun(threading.Thread):
         if op == "connect":
             return h.probe_connect(pid, step["server"])
         return h.probe_draw_prompt(pid, str(step["title"]), str(step["body"]), [str(b) for b in step["buttons"]])
+

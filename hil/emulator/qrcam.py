@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import zxingcpp
 
+from hil.emulator.apps import bitcoin
 from hil.stimuli.ur import URDecoder, URError
 
 if TYPE_CHECKING:
@@ -32,28 +33,8 @@ FRAME = 480
 OPEN_TIMEOUT_MS = 1500
 READ_TIMEOUT_MS = 2000
 RETRY_S = 0.3
+FORGET_AFTER_BLANK_FRAMES = 8  # this many frames without a code and the same code scans again
 
-# qrMatchRules of KeyOS apps/gui-app-bitcoin/manifest.toml (commit 344eae3), verbatim.
-BITCOIN_RULES_TOML = r'''
-[[qrMatchRules]]
-id = "psbt"
-idLocalizations = { en = "PSBT" }
-subRules = { ur = { UR = { ur_type = "psbt" } } }
-
-[[qrMatchRules]]
-id = "psbt-or-multisig-config"
-idLocalizations = { en = "PSBT or Multisig Configuration" }
-subRules = { bytes = { UR = { ur_type = "bytes" } } }
-
-[[qrMatchRules]]
-id = "multisig-config"
-idLocalizations = { en = "Multisig Configuration" }
-[qrMatchRules.subRules]
-crypto-output = { UR = { ur_type = "crypto-output" } }
-config-qr = { QR = { regex_pattern = "(?im)^\\s*policy\\s*:\\s*\\d+\\s+of\\s+\\d+\\s*(?:#.*)?$" } }
-descriptor-qr = { QR = { regex_pattern = "sortedmulti\\s*\\(" } }
-'''
-BITCOIN_APP_ID = bytes.fromhex("426974636f696e2057616c6c65740000")
 
 
 @dataclass(frozen=True)
@@ -117,7 +98,8 @@ def parse_rules(app_id: bytes, raw: list[dict]) -> list[MatchRule]:
     return rules
 
 
-RULES = parse_rules(BITCOIN_APP_ID, tomllib.loads(BITCOIN_RULES_TOML)["qrMatchRules"])
+RULES = parse_rules(bitcoin.APP_ID, tomllib.loads(bitcoin.QR_MATCH_RULES_TOML)["qrMatchRules"])
+"""The rules of the apps that declare qrMatchRules (of the built-in apps, only the Bitcoin Wallet)."""
 
 
 def route(scan: Scan, rules: list[MatchRule] = RULES) -> list[MatchRule]:
@@ -187,6 +169,7 @@ class QRCameraPeripheral:
         self.prime: Prime | None = None
         self.assembler = Assembler()
         self.frames_seen = 0
+        self._blank = 0
 
     def start(self, prime: Prime, qr_display: str | None = None) -> tuple[str, str]:
         self.prime = prime
@@ -226,7 +209,11 @@ class QRCameraPeripheral:
             if not (prime.powered and prime.screen_on and not prime.booting and not prime.is_locked()):
                 return
         self.frames_seen += 1
-        for symbol in zxingcpp.read_barcodes(center_crop(frame), formats=zxingcpp.BarcodeFormat.QRCode):
+        symbols = zxingcpp.read_barcodes(center_crop(frame), formats=zxingcpp.BarcodeFormat.QRCode)
+        self._blank = 0 if symbols else self._blank + 1
+        if self._blank >= FORGET_AFTER_BLANK_FRAMES:
+            self.assembler.last = None
+        for symbol in symbols:
             binary = symbol.content_type == zxingcpp.ContentType.Binary
             scan, error = self.assembler.feed(None if binary else symbol.text, symbol.bytes)
             with prime.lock:
@@ -248,10 +235,13 @@ class QRCameraPeripheral:
         if len(matches) == 1:
             self._open(matches[0], scan, what)
             return
-        names = {m.app_id: prime.keyos.apps[m.app_id].name for m in matches if m.app_id in prime.keyos.apps}
-        prime.ui.show_modal("Open With", f"Several apps can use this {what}.", list(names.values()) + ["Cancel"],
-                            lambda answer: answer in names.values() and self._open(
-                                next(m for m in matches if names.get(m.app_id) == answer), scan, what))
+        by_name = {prime.keyos.apps[m.app_id].name: m for m in matches if m.app_id in prime.keyos.apps}
+
+        def chosen(answer: str | None) -> None:
+            if answer in by_name:
+                self._open(by_name[answer], scan, what)
+
+        prime.ui.show_modal("Open With", f"Several apps can use this {what}.", [*by_name, "Cancel"], chosen)
 
     def _open(self, rule: MatchRule, scan: Scan, what: str) -> None:
         prime = self.prime

@@ -13,15 +13,22 @@ as with a USB CDC device that is not enumerated.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import select
+import subprocess
 import struct
+import tempfile
 import threading
 import tty
 from collections.abc import Callable
 from pathlib import Path
 
+from PIL import Image
+
+from hil.emulator import bootloader
 from hil.emulator.emmc import PAGE, Emmc, PowerCut
+from hil.flash import bootimg, emulated
 
 CIDR, EXID = 0xFC069000, 0xFC069004
 SAMA5D27_CIDR, SAMA5D27_EXID = 0x8A5C08C2, 0x00000000
@@ -36,7 +43,6 @@ VERSION = b"v3.0 emulated SAMA5D27 ROM\n\r"
 APPLET_SUCCESS, APPLET_DEV_UNKNOWN, APPLET_WRITE_FAIL, APPLET_READ_FAIL = 0x00, 0x01, 0x02, 0x03
 APPLET_FAIL = 0x0F
 CMD_INITIALIZE, CMD_READ_PAGES, CMD_WRITE_PAGES = 0x00, 0x32, 0x33
-APPLET_FILE = Path(__file__).resolve().parents[2] / "firmware" / "emulated" / "sdmmc-applet.bin"
 
 
 class SambaMonitor:
@@ -241,3 +247,130 @@ class SambaMonitor:
         else:
             self.emmc.write_pages(page, self._load(BUFFER_ADDR, count * PAGE))
         return APPLET_SUCCESS, [count]
+
+
+class SambaPort:
+    """The SAM-BA peripheral of an emulated Prime: its eMMC, boot chain and ROM monitor.
+
+    It attaches itself as ``prime.firmware``: the Prime asks it at every power-on what boots
+    (:meth:`boot`), shows its screen while no KeyOS runs, and hands it REBOOT_SAMBA.
+    A factory-fresh eMMC is provisioned with a boot.img of the build the Prime was started with.
+    """
+
+    def __init__(self):
+        self.prime = None
+        self.mode = "keyos"  # "keyos", "error" (bootloader error page), "samba"
+        self.qr_shown = False
+        self.outcome: bootloader.BootOutcome | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def start(self, prime, emmc_dir: str | None = None, keys: str = "test",
+              applet: Path = emulated.APPLET) -> tuple[str, str]:
+        if emmc_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"hil-emmc-{prime.serial}-")
+            emmc_dir = self._tmp.name
+        folder = Path(emmc_dir)
+        image = folder / "emmc.img"
+        if not image.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["cp", "--sparse=always", str(_factory_image(prime.build)), str(image)], check=True)
+        self.prime = prime
+        self.known_signers = emulated.keyset(keys).pubkeys
+        self.anti_rollback = bootloader.AntiRollback(folder / "se-firmware-timestamp")
+        self.emmc = Emmc(image, bootimg.EMULATED.total_bytes)
+        self.monitor = SambaMonitor(self.emmc, Path(applet).read_bytes(), on_reset=self._reset,
+                                    on_power_cut=self._power_cut)
+        path = self.monitor.start()
+        with prime.lock:
+            prime.firmware = self
+            prime.on_link_reset(self.monitor.leave)  # power cut, reboot: USB re-enumerates
+            prime.reboot()  # boot what the eMMC holds
+        return "samba", path
+
+    def stop(self) -> None:
+        if self.prime is not None:
+            with self.prime.lock:
+                self.prime.firmware = None
+        self.monitor.stop()
+        self.emmc.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    # ------------------------------------------------------------ what the Prime asks
+
+    def boot(self) -> bool:
+        """Power-on: True when KeyOS boots (``prime.build`` is then the installed build)."""
+        self.outcome = bootloader.boot(self.emmc, self.known_signers, self.anti_rollback)
+        self.mode, self.qr_shown = self.outcome.mode, False
+        if self.mode == "keyos":
+            self.monitor.leave()
+            self.prime.build = self.outcome.build
+            return True
+        self.prime.log(f"ERROR:boot: {self.outcome.reason}")
+        if self.mode == "samba":
+            self.monitor.enter()
+        return False
+
+    def enter_samba(self) -> None:
+        """REBOOT_SAMBA: the bootloader writes the boot-sequence bits and resets into the ROM monitor."""
+        self.mode = "samba"
+        self.monitor.enter()
+
+    def screen(self) -> Image.Image | None:
+        """What the panel shows while no KeyOS runs (None while KeyOS runs)."""
+        if self.mode == "keyos":
+            return None
+        if self.mode == "samba":
+            return Image.new("RGBA", (480, 800), (0, 0, 0, 255))  # the ROM never turns the display on
+        return bootloader.qr_page() if self.qr_shown else bootloader.error_page()
+
+    def touch(self, x: int, y: int) -> None:
+        """A tap on the bootloader's error pages."""
+        button = bootloader.page_button(x, y, self.qr_shown)
+        if button in ("support", "back"):
+            self.qr_shown = button == "support"
+            self.prime.invalidate()
+        elif button == "shut_down":
+            self.prime.power_cut()
+
+    # ------------------------------------------------------------ from the monitor thread
+
+    def _reset(self) -> None:
+        with self.prime.lock:
+            self.prime.reboot()
+
+    def _power_cut(self) -> None:
+        with self.prime.lock:
+            self.prime.power_cut()
+
+
+def _factory_image(build) -> Path:
+    """A boot.img of ``build``, made once per build and kept in a cache shared by all emulators
+    (building one takes a second; copying it sparsely, milliseconds)."""
+    key = hashlib.sha256(build.payload()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / "prime-hil-emmc-cache" / f"{key}.img"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{key}.{os.getpid()}.{threading.get_ident()}.partial")
+        emulated.write_boot_image(partial, build)
+        os.replace(partial, path)  # atomic: a concurrent emulator sees all of it or none
+    return path
+
+
+def control(prime, request: dict) -> dict:
+    """The ``flash`` control command: ``fault`` ``power_cut`` (``after_bytes`` more eMMC bytes are
+    written, then the power fails) or ``bad_writes`` (the next ``count`` page writes store a flipped
+    byte); ``status`` reports the boot mode and why."""
+    firmware = prime.firmware
+    if not isinstance(firmware, SambaPort):
+        raise ValueError("this device has no SAM-BA peripheral")
+    fault, n = request.get("fault"), request.get("after_bytes", request.get("count"))
+    if fault == "power_cut" and isinstance(n, int) and n >= 0:
+        firmware.emmc.arm_power_cut(n)
+    elif fault == "bad_writes" and isinstance(n, int) and n >= 0:
+        firmware.emmc.arm_bad_writes(n)
+    elif fault is not None:
+        raise ValueError("flash needs 'fault': power_cut with 'after_bytes', or bad_writes with 'count'")
+    outcome = firmware.outcome
+    return {"mode": firmware.mode, "reason": outcome.reason if outcome else "",
+            "anti_rollback": firmware.anti_rollback.value}

@@ -39,6 +39,8 @@ PIN_KEY_SIZE = (160, 100)
 HOME_BUTTON = (0, 850, 200, 971)  # x0, y0, x1, y1 inclusive, below the 800-px panel
 LAUNCHER_ROW_TOP, LAUNCHER_ROW_HEIGHT, LAUNCHER_ROWS = 110, 80, 7
 MODAL_BUTTON_HEIGHT = 70
+STATUS_BAND = (0, 0, render.WIDTH, 29)  # y < 30: drawn by gui-server only
+SYSTEM_PROMPT_MARKER = "KeyOS SYSTEM PROMPT"
 
 
 def pin_key_at(x: int, y: int) -> str | None:
@@ -124,7 +126,7 @@ class UI:
         self.control_center_open = False
         self._drop_modal()
         self.stack.clear()
-        self.changed()
+        self.refresh_modals()
 
     def open_control_center(self) -> None:
         self.control_center_open = True
@@ -156,12 +158,16 @@ class UI:
 
     def refresh_modals(self) -> None:
         """Put the next queued prompt in front when the device is unlocked and nothing else shows."""
-        if self.prime.is_locked() and self.modal is not None:
+        if self._modals_hidden() and self.modal is not None:
             self.queue.insert(0, self.modal)  # hidden by the lock, asked again after unlock
             self.modal = None
-        if self.modal is None and self.queue and not self.prime.is_locked():
+        if self.modal is None and self.queue and not self._modals_hidden():
             self.modal = self.queue.pop(0)
         self.changed()
+
+    def _modals_hidden(self) -> bool:
+        """Prompts wait behind the lock screen (gui-server ``show_next_permission_prompt``)."""
+        return self.prime.is_locked() and not self.prime.keyos.defects.has("modal-over-lockscreen")
 
     def drop_all_modals(self) -> None:
         """Power loss or reboot: every pending prompt is answered None."""
@@ -184,7 +190,7 @@ class UI:
     def tap(self, x: int, y: int) -> None:
         if self.control_center_open:
             self.control_center.tap(x, y)
-        elif self.modal is not None and not self.prime.is_locked():
+        elif self.modal is not None and not self._modals_hidden():
             self._modal_tap(x, y)
         else:
             self.front().tap(x, y)
@@ -193,14 +199,14 @@ class UI:
     def swipe(self, sx: int, sy: int, ex: int, ey: int) -> None:
         if self.control_center_open:
             self.control_center.swipe(sx, sy, ex, ey)
-        elif self.modal is not None and not self.prime.is_locked():
+        elif self.modal is not None and not self._modals_hidden():
             self._modal_tap(sx, sy)
         else:
             self.front().swipe(sx, sy, ex, ey)
         self.changed()
 
     def key(self, char: str) -> None:
-        if self.modal is None or self.prime.is_locked():
+        if self.modal is None or self._modals_hidden():
             self.front().key(char)
             self.changed()
 
@@ -221,11 +227,17 @@ class UI:
     def render(self) -> Image.Image:
         canvas = render.Canvas(render.blank())
         self.front().draw(canvas)
-        if self.modal is not None and not self.prime.is_locked():
+        if self.modal is not None and not self._modals_hidden():
             self._draw_modal(canvas, self.modal)
         if self.control_center_open:
             canvas = render.Canvas(render.blank())
             self.control_center.draw(canvas)
+        # gui-server's status band: no app surface reaches it; the marker says an Alerts-role prompt is up
+        # (docs/probe.md §5).
+        if not self.prime.keyos.defects.has("status-band-unprotected"):
+            canvas.draw.rectangle(STATUS_BAND, fill=render.PANEL)
+        if self.modal is not None and not self._modals_hidden() and not self.control_center_open:
+            canvas.text(STATUS_BAND, SYSTEM_PROMPT_MARKER, size=20, bold=True)
         return canvas.image
 
     def _draw_modal(self, canvas: render.Canvas, modal: Modal) -> None:

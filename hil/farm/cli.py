@@ -49,7 +49,7 @@ def status(lab: LabOpt = None) -> None:
         state = f"quarantined: {held[name].reason}" if name in held else "ok"
         kind = f"emulated (seed {st.emulated.seed})" if st.emulated else (st.debug or "")
         table.add_row(name, st.profile, kind, str(holder) if holder else "-", state)
-    console.print(table)
+    Console().print(table)
 
 
 @app.command("quarantine")
@@ -112,7 +112,8 @@ def _nightly(job, cfg, firmware: str | None, fresh: bool, timeout: float) -> int
     from hil.farm.quarantine import Quarantine
     from hil.report import signoff
 
-    build = Path(firmware) if firmware else job.default_build(cfg.state_dir / "builds")
+    flasher = job.samba_flasher(cfg)
+    build = Path(firmware) if firmware else job.default_build()
     if not build.is_file():
         raise HilError(f"firmware {build}: no such file")
     identity = signoff.firmware_identity(build)
@@ -127,7 +128,7 @@ def _nightly(job, cfg, firmware: str | None, fresh: bool, timeout: float) -> int
             up = bar.add_task("bring-up", total=len(cfg.stations))
             stations = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: bar.advance(up))
             tasks = {n: bar.add_task(f"flash {n}", total=100) for n in stations}
-            stations = job.flash_all(stations, build, job.default_flasher, leases, run, quarantine,
+            stations = job.flash_all(stations, build, flasher, leases, run, quarantine,
                                      lambda n, frac: bar.update(tasks[n], completed=int(frac * 100)))
         run.save()
         if not stations:

@@ -91,6 +91,8 @@ class LabConfig(_Strict):
     suites: tuple[str, ...] = ("suites",)
     signoff_criteria: Path = Path("signoff_criteria.yaml")
     signing_key: SigningKey
+    firmware_keys: str = Field("production", description="key set the units trust: production, test or a TOML path")
+    samba_applet: Path | None = Field(None, description="Microchip SD/MMC applet the flasher loads into SAM-BA")
     stations: dict[str, StationConfig]
     source: Path | None = Field(None, exclude=True)
 
@@ -113,6 +115,9 @@ class LabConfig(_Strict):
             "state_dir": rel(self.state_dir), "reports_dir": rel(self.reports_dir),
             "profiles_dir": rel(self.profiles_dir), "signoff_criteria": rel(self.signoff_criteria),
             "signing_key": self.signing_key.model_copy(update={"path": rel(self.signing_key.path)}),
+            "samba_applet": rel(self.samba_applet) if self.samba_applet else None,
+            "firmware_keys": str(rel(Path(self.firmware_keys))) if self.firmware_keys.endswith(".toml")
+            else self.firmware_keys,
         })
 
     def profile(self, name: str) -> Profile:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from hil.errors import HilError, InfrastructureError
+from hil.errors import ConfigError, HilError, InfrastructureError
 from hil.farm.config import LabConfig
 from hil.farm.lease import FileLeases, Holder
 from hil.farm.quarantine import Quarantine
@@ -106,6 +106,41 @@ def bring_up_all(lab: LabConfig, stack: contextlib.ExitStack, run: Run, quaranti
 
 
 Flasher = Callable[[Station, Path, Callable[[float], None]], bool]
+
+
+def default_build() -> Path:
+    """The emulator's default signed build (what `hil firmware build-emulated` makes), built on first use."""
+    from hil.flash import emulated
+
+    return emulated.default_build()
+
+
+def samba_flasher(lab: LabConfig) -> Flasher:
+    """Full reflash through each station's SAM-BA port with hil.flash.flasher; the image is checked against
+    the lab's trusted key set once, before any station is touched."""
+    from hil.flash import emulated, flasher
+
+    if lab.samba_applet is None:
+        raise ConfigError(f"{lab.source}: no `samba_applet`; the flasher needs the SD/MMC applet")
+    try:
+        applet = lab.samba_applet.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{lab.source}: samba_applet {lab.samba_applet}: {e.strerror}") from None
+    keys = emulated.keyset(lab.firmware_keys)
+    checked: dict[Path, flasher.Firmware] = {}
+
+    def flash(station: Station, build: Path, progress: Callable[[float], None]) -> bool:
+        if build not in checked:
+            checked[build] = flasher.load_firmware(build, keys)
+        if station.samba is None:
+            raise flasher.FlashFailed(f"station {station.name} has no SAM-BA port (`samba`) to flash through")
+        link = (lambda: station.client()) if station.debug else None
+        result = flasher.Flasher(station.samba, applet, keys, link=link,
+                                 progress=lambda _phase, done, total: progress(done / total if total else 0.0)
+                                 ).flash(checked[build])
+        return result.action != "skipped"
+
+    return flash
 
 
 def flash_all(stations: dict[str, Station], build: Path, flasher: Flasher, leases: FileLeases, run: Run,

@@ -36,20 +36,15 @@ class Station:
     hub_port: str | None = None
     control: str | None = None  # emulator only; tests use it, the harness never does
     tags: tuple[str, ...] = ()
-
-    def info(self) -> dict[str, Any]:
-        """What a report records about the station (mobly get_info)."""
-        d = {k: getattr(self, k) for k in ("name", *RESOURCES) if getattr(self, k) is not None}
-        d["profile"] = self.profile.name
-        return d
+    flavour: str | None = None  # the build flavour the unit is expected to run, where the lab knows it
 
     def client(self, timeout: float = 5.0):
         """An unopened `PrimeClient` on this station's debug link, configured from its profile."""
-        from hil.link import open_client  # the link engineer's factory: debug string -> PrimeClient
+        from hil.link.resolve import open_client
 
         if self.debug is None:
             raise InfrastructureError(f"station {self.name}: no debug link configured")
-        return open_client(self.debug, profile=self.profile, timeout=timeout)
+        return open_client(self.debug, self.profile, timeout, self)
 
     @classmethod
     def from_endpoints(cls, name: str, profile: Profile, endpoints: dict[str, Any], **more: Any) -> Station:
@@ -75,7 +70,7 @@ def bring_up(lab: LabConfig, name: str) -> Iterator[Station]:
     spec = cfg.emulated
     with EmulatorProcess(count=1, seed=spec.seed, flavour=spec.flavour, version=spec.version, pin=spec.pin) as emu:
         endpoints = emu.devices[0]
-        yield Station.from_endpoints(name, profile, endpoints, tags=cfg.tags)
+        yield Station.from_endpoints(name, profile, endpoints, tags=cfg.tags, flavour=spec.flavour)
 
 
 def to_config(station: Station) -> StationConfig:

@@ -103,15 +103,14 @@ def profile_named(name: str) -> Profile:
 
 @contextmanager
 def device_station(device: str | None, profile: str | None = None, *, flavour: str = "development",
-                   seed: int = 0) -> Iterator[Station]:
+                   seed: int = 0, defects: tuple[str, ...] = (), apps: str | None = None) -> Iterator[Station]:
     """The station a ``--device`` string stands for.  ``emulator`` (or None) starts an emulated Prime
     of the given build flavour for as long as the block runs."""
     if device in (None, "emulator"):
         from hil.emulator.launcher import EmulatorProcess
 
-        with EmulatorProcess(count=1, seed=seed, flavour=flavour) as emu:
+        with EmulatorProcess(count=1, seed=seed, flavour=flavour, defects=defects, apps=apps) as emu:
             endpoints = emu.devices[0]
-            yield Station.from_endpoints("emulator", profile_named(profile or endpoints["profile"]), endpoints,
-                                         flavour=flavour)
+            yield Station.from_endpoints("emulator", profile_named(profile or endpoints["profile"]), endpoints)
         return
     yield Station(name=device, profile=profile_named(profile or DEFAULT_PROFILE), debug=device)

@@ -47,36 +47,38 @@ class TcpTransport(Transport):
             raise self.lost(f"send failed: {e.strerror or e}") from None
 
     def _read(self, timeout: float) -> bytes:
-        first = self._recv_some(protocol.STREAM_HEADER.size, time.monotonic() + timeout, started=False)
-        deadline = time.monotonic() + max(timeout, self.stall_timeout)
-        header = first + self._recv_exact(protocol.STREAM_HEADER.size - len(first), deadline)
+        header = self._recv_exact(protocol.STREAM_HEADER.size, time.monotonic() + timeout, in_frame=False)
         try:
             length = protocol.stream_length(header)
         except protocol.ProtocolError as e:
             raise self.lost(str(e)) from None
-        return self._recv_exact(length, deadline)
+        return self._recv_exact(length, time.monotonic() + self.stall_timeout, in_frame=True)
 
-    def _recv_exact(self, n: int, deadline: float) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            buf += self._recv_some(n - len(buf), deadline, started=True)
+    def _recv_exact(self, n: int, deadline: float, in_frame: bool) -> bytes:
+        """``n`` bytes.  Once any byte of a frame has arrived, the rest may pause at most ``stall_timeout``."""
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            started = in_frame or got > 0
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._timed_out(started)
+            self._sock.settimeout(remaining)
+            try:
+                k = self._sock.recv_into(view[got:])
+            except TimeoutError:
+                raise self._timed_out(started) from None
+            except ConnectionResetError:
+                k = 0
+            except OSError as e:
+                raise self.lost(f"receive failed: {e.strerror or e}") from None
+            if not k:
+                raise self.lost("device closed the connection mid-frame" if started
+                                else "device closed the connection")
+            got += k
+            deadline = time.monotonic() + self.stall_timeout
         return bytes(buf)
-
-    def _recv_some(self, n: int, deadline: float, started: bool) -> bytes:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise self._timed_out(started)
-        self._sock.settimeout(remaining)
-        try:
-            chunk = self._sock.recv(min(n, 1 << 20))
-        except TimeoutError:
-            raise self._timed_out(started) from None
-        except OSError as e:
-            raise self.lost(f"receive failed: {e.strerror or e}") from None
-        if not chunk:
-            raise self.lost("device closed the connection mid-frame" if started
-                            else "device closed the connection")
-        return chunk
 
     def _timed_out(self, started: bool) -> Exception:
         if started:

@@ -7,6 +7,8 @@ A verification ends in a `Verdict`:
 INCONCLUSIVE is never a pass: `expect_text` raises `ScreenUnreadable` (an InfrastructureError, reported
 as broken) for it and `TextNotShown` (an AssertionError, reported as failed) for FAIL.
 
+An address, amount or words read only up to case or a 1/l, 0/O confusion are INCONCLUSIVE: not a
+pass (those kinds forgive no confusion), and not a device failure either (OCR cannot tell them apart).
 Glare or a weak read cannot create the expected text, only hide it, so a confident match of prose
 passes even with glare elsewhere in the region; for addresses, amounts and words (where a hidden
 neighbouring digit or word changes the meaning) any glare over the region is inconclusive.
@@ -156,6 +158,9 @@ def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
         return v(Verdict.PASS, f"read in the {where} (confidence {conf:.2f})")
     if glared:
         return v(Verdict.INCONCLUSIVE, f"glare over {', '.join(glared)}")
+    if kind.strict and find(expected, [ln.text for ln in lines], TextKind.PROSE) is not None:
+        return v(Verdict.INCONCLUSIVE, "read only up to case or a 1/l, 0/O confusion, which OCR cannot tell "
+                                       f"apart and a {kind.value} does not forgive")
     weak = [ln for ln in lines if ln.confidence < min_confidence]
     if weak:
         return v(Verdict.INCONCLUSIVE, f"not found, and {len(weak)} line(s) read with low confidence: "

@@ -82,12 +82,17 @@ class Comparison:
         return [ev.png(f"{name}: expected | actual | diff", self.diff_image)]
 
 
+def _detail(g: np.ndarray, blur: float) -> np.ndarray:
+    """The image without its lighting: slow gradients (a reflection, vignetting) removed, noise blurred."""
+    return cv2.GaussianBlur(g, (0, 0), blur) - cv2.GaussianBlur(g, (0, 0), 20)
+
+
 def compare(expected, actual: np.ndarray, masks: list[tuple[int, int, int, int]] = (),
-            tile: int = 24, threshold: float = 40.0, blur: float = 2.0) -> Comparison:
+            tile: int = 16, threshold: float = 30.0, blur: float = 2.5, slack: int = 1) -> Comparison:
     """Tolerant comparison of a rectified camera view with the expected screen (same size, display
-    pixels). Exposure is matched over the unmasked area; a tile fails when its mean difference after
-    blurring exceeds `threshold` grey levels: noise and a pixel of misregistration stay below it,
-    a changed glyph does not."""
+    pixels). Lighting gradients are removed and exposure matched over the unmasked area; a tile fails
+    when its mean difference exceeds `threshold` grey levels: noise and a pixel or two of
+    misregistration stay below it, a changed glyph does not."""
     e = cv2.cvtColor(_bgr(expected), cv2.COLOR_BGR2GRAY).astype(np.float32)
     a = cv2.cvtColor(actual, cv2.COLOR_BGR2GRAY).astype(np.float32)
     if e.shape != a.shape:
@@ -95,17 +100,24 @@ def compare(expected, actual: np.ndarray, masks: list[tuple[int, int, int, int]]
     keep = np.ones(e.shape, bool)
     for x0, y0, x1, y1 in masks:
         keep[y0:y1, x0:x1] = False
-    a = (a - a[keep].mean()) / max(a[keep].std(), 1.0) * e[keep].std() + e[keep].mean()
-    d = np.abs(cv2.GaussianBlur(e, (0, 0), blur) - cv2.GaussianBlur(a, (0, 0), blur))
+    e, a = _detail(e, blur), _detail(a, blur)
+    a *= max(float(e[keep].std()), 1.0) / max(float(a[keep].std()), 1.0)  # exposure
+    h, w = e.shape
+    ty, tx = -(-h // tile), -(-w // tile)
+
+    def tiles(d: np.ndarray) -> np.ndarray:
+        padded = np.zeros((ty * tile, tx * tile), np.float32)
+        padded[:h, :w] = np.where(keep, d, 0)
+        return padded.reshape(ty, tile, tx, tile).mean(axis=(1, 3))
+
+    # each tile at its best offset within `slack` pixels: registration error is not a difference
+    shifts = [(dy, dx) for dy in range(-slack, slack + 1) for dx in range(-slack, slack + 1)]
+    per_tile = np.min([tiles(np.abs(e - np.roll(a, s, axis=(0, 1)))) for s in shifts], axis=0)
+    d = np.abs(e - a)
     d[~keep] = 0
-    h, w = d.shape
-    failing, worst = [], 0.0
-    for y in range(0, h, tile):
-        for x in range(0, w, tile):
-            m = float(d[y:y + tile, x:x + tile].mean())
-            worst = max(worst, m)
-            if m > threshold:
-                failing.append((x, y, min(w, x + tile), min(h, y + tile)))
+    failing = [(x * tile, y * tile, min(w, (x + 1) * tile), min(h, (y + 1) * tile))
+               for y, x in zip(*np.nonzero(per_tile > threshold))]
+    worst = float(per_tile.max())
     heat = cv2.applyColorMap(np.clip(d * 3, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
     for x0, y0, x1, y1 in failing:
         cv2.rectangle(heat, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 255), 2)

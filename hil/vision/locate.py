@@ -171,7 +171,11 @@ class Calibration:
     def from_config(cls, block) -> Calibration:
         """From a `camera_calibration` mapping or model (`corners: [[x, y] * 4]`)."""
         corners = block.get("corners") if isinstance(block, dict) else getattr(block, "corners", None)
-        if corners is None or np.asarray(corners, dtype=float).shape != (4, 2):
+        try:
+            ok = corners is not None and np.asarray(corners, dtype=float).shape == (4, 2)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
             raise ValueError("camera_calibration.corners must be four [x, y] points (TL, TR, BR, BL); "
                              "run `hil farm health` to measure them")
         return cls(tuple((float(x), float(y)) for x, y in corners))

@@ -39,7 +39,7 @@ class Code:
 def decode(image: np.ndarray) -> list[Code]:
     """Every QR / Micro QR code in an image (grey or BGR)."""
     img = image if image.ndim == 2 else np.ascontiguousarray(image[..., ::-1])  # zxing wants RGB
-    found = zxingcpp.read_barcodes(img, formats=zxingcpp.BarcodeFormat.QRCode | zxingcpp.BarcodeFormat.MicroQRCode)
+    found = zxingcpp.read_barcodes(img, formats=(zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.MicroQRCode))
     out = []
     for r in found:
         p = r.position

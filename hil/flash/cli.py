@@ -1,0 +1,185 @@
+"""`hil firmware …` (inspect, verify-release, build-emulated) and `hil flash`.
+
+Bad input ends with one line on stderr naming the file and the problem, and exit code 1; nothing
+has been sent to a device by then.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hil.errors import HilError
+from hil.flash import cosign2
+
+firmware_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                           help="Firmware images: inspect, verify, build the emulator's.")
+
+KeysOpt = Annotated[str, typer.Option("--keys", help="key set: production, test, or a key set TOML file")]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _keyset(name: str) -> cosign2.KeySet:
+    from hil.flash import emulated
+
+    try:
+        return emulated.keyset(name)
+    except ValueError as e:
+        _fail(str(e))
+
+
+@firmware_app.command()
+def inspect(file: Path, json_out: Annotated[bool, typer.Option("--json")] = False,
+            keys: KeysOpt = "production") -> None:
+    """Show a cosign2 image's header; exit 0 only if it is signed by the chosen key set."""
+    keyset = _keyset(keys)
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        _fail(f"{file}: cannot read ({e.strerror})")
+    info: dict = {"file": str(file)}
+    error = None
+    try:
+        header = cosign2.parse_unverified(data)
+        if header is None:
+            raise cosign2.Cosign2Error("NoHeader", f"no cosign2 header (magic {data[:4]!r} is neither PRM1 nor blef)")
+        info.update(magic=header.magic.decode("ascii", "replace"), chip=header.chip.name,
+                    version=header.version_raw.split(b"\0")[0].decode("utf-8", "replace"),
+                    date=header.date_raw.split(b"\0")[0].decode("utf-8", "replace"), timestamp=header.timestamp,
+                    size=header.bin_size, header_size=header.size,
+                    signers=[{"pubkey": p.hex(), "name": keyset.name_of(p)}
+                             for p in (header.pubkey1, header.pubkey2) if any(p)],
+                    reproducible_hash=cosign2.reproducible_hash(data))
+        verified = cosign2.verify(data, keyset.pubkeys)
+        info["trust"] = verified.trust.value
+        if verified.trust not in (cosign2.Trust.FULLY_TRUSTED, cosign2.Trust.PARTIALLY_TRUSTED):
+            error = f"{file}: trust {verified.trust.value}: not signed by key set {keyset.name}"
+    except cosign2.Cosign2Error as e:
+        info["trust"] = "untrusted"
+        error = f"{file}: {e}"
+    info["keys"] = keyset.name
+    if json_out:
+        typer.echo(json.dumps({**info, "ok": error is None, "error": error}, indent=2))
+    else:
+        for key in ("file", "magic", "chip", "version", "date", "timestamp", "size", "header_size", "trust", "keys",
+                    "reproducible_hash"):
+            if key in info:
+                typer.echo(f"{key:18} {info[key]}")
+        for i, signer in enumerate(info.get("signers", []), 1):
+            typer.echo(f"{'signer ' + str(i):18} {signer['pubkey']} ({signer['name'] or 'unknown'})")
+    if error:
+        _fail(error)
+
+
+@firmware_app.command("verify-release")
+def verify_release(bundle: Path, keys: KeysOpt = "production") -> None:
+    """Check a KeyOS-v<ver>.bin release bundle: its signature and every file's hash."""
+    from hil.flash import release
+
+    keyset = _keyset(keys)
+    try:
+        rel = release.read(bundle.read_bytes(), keyset)
+    except OSError as e:
+        _fail(f"{bundle}: cannot read ({e.strerror})")
+    except (release.ReleaseError, cosign2.Cosign2Error) as e:
+        _fail(f"{bundle}: {e}")
+    typer.echo(f"{bundle}: {rel.version}, {rel.bundle.trust.value} by key set {keyset.name}")
+    for name, data in rel.files.items():
+        trust = rel.verified[name].trust.value if name in rel.verified else "unsigned"
+        typer.echo(f"  {name}  {len(data)} B  {trust}")
+
+
+@firmware_app.command("build-emulated")
+def build_emulated(version: Annotated[str, typer.Option()] = "1.0.0",
+                   flavour: Annotated[str, typer.Option(help="production or development")] = "production",
+                   timestamp: Annotated[Optional[int], typer.Option(help="cosign2 timestamp (default: from the version)")] = None,
+                   defect: Annotated[Optional[list[str]], typer.Option(help="seeded defect (repeat)")] = None,
+                   out: Annotated[Optional[Path], typer.Option("-o", "--out", help="app.bin, or *.img for a boot.img; "
+                                                                   "default: the nightly build under firmware/emulated/build/")] = None) -> None:
+    """Build a test-signed emulated KeyOS image for the emulated Prime."""
+    from hil.emulator.build import Build, BuildError
+    from hil.emulator.defects import CATALOG
+    from hil.flash import emulated
+
+    unknown = [d for d in defect or [] if d not in CATALOG]
+    if unknown:
+        _fail(f"unknown defect {unknown[0]!r}; known: {', '.join(sorted(CATALOG))}")
+    if not cosign2.is_semver(version):
+        _fail(f"version {version!r} is not SemVer (e.g. 1.2.3)")
+    try:
+        build = Build(version=version, flavour=flavour, defects=tuple(defect or ()))
+    except BuildError as e:
+        _fail(str(e))
+    if out is None and not defect and timestamp is None:
+        out = emulated.default_build(flavour, version)
+    elif out is None:
+        _fail("-o FILE is needed for a build with defects or a timestamp (the default build has neither)")
+    elif out.suffix == ".img":
+        emulated.write_boot_image(out, build, timestamp)
+    else:
+        out.write_bytes(emulated.app_image(build, timestamp))
+    typer.echo(str(out))
+
+
+def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an app bundle (directory or .app)")],
+          device: Annotated[Optional[str], typer.Option(help="debug link: emulator, tcp:HOST:PORT, usb:…, /dev/ttyACM0")] = None,
+          samba: Annotated[Optional[str], typer.Option(help="SAM-BA serial port (default: the station's)")] = None,
+          profile: Annotated[Optional[str], typer.Option(help="device profile name")] = None,
+          applet: Annotated[Optional[Path], typer.Option(help="Microchip SD/MMC applet binary")] = None,
+          keys: KeysOpt = "production",
+          force: Annotated[bool, typer.Option(help="write even when the device runs the same image")] = False,
+          allow_rollback: Annotated[bool, typer.Option("--allow-rollback", help="DANGER: install an OLDER image "
+                                                       "than the device runs")] = False) -> None:
+    """Flash a Prime over USB-C: full reflash (boot.img), app.bin update, or app sideload."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from hil.flash import emulated, flasher
+    from hil.link.resolve import device_station, open_client
+
+    keyset = _keyset(keys)
+    console = Console(stderr=True)
+    try:
+        sideload = image.is_dir() or image.suffix == ".app"
+        bundle = flasher.read_bundle(image) if sideload else None
+        firmware = None if sideload else flasher.load_firmware(image, keyset)
+        applet_bytes = (applet or emulated.APPLET).read_bytes()
+    except OSError as e:
+        _fail(f"{e.filename}: cannot read ({e.strerror})")
+    except HilError as e:
+        _fail(str(e))
+    if allow_rollback:
+        console.print("[bold red]WARNING: --allow-rollback: an older image may replace a newer one[/]")
+    try:
+        with device_station(device, profile, flavour="development") as station:
+            link = (lambda: open_client(station.debug, station.profile)) if station.debug else None
+            if sideload:
+                with link() as client:
+                    app = flasher.sideload(client, image, keyset)
+                console.print(f"sideloaded {app.name} ({app.app_id}), {len(bundle)} files")
+                return
+            port = samba or station.samba
+            if not port:
+                _fail(f"{station.name}: no SAM-BA port; pass --samba PORT")
+            with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                          console=console, transient=True) as bar:
+                tasks: dict[str, int] = {}
+
+                def progress(phase: str, done: int, total: int) -> None:
+                    if phase not in tasks:
+                        tasks[phase] = bar.add_task(phase, total=total)
+                    bar.update(tasks[phase], completed=done)
+
+                result = flasher.Flasher(port, applet_bytes, keyset, link=link, progress=progress).flash(
+                    firmware, force=force, allow_rollback=allow_rollback)
+    except HilError as e:
+        _fail(str(e))
+    console.print(f"{result.action} {image}: KeyOS {result.version} ({result.hash[:16]}…)"
+                  + (f", {result.chunks_patched} chunk(s) rewritten after verify" if result.chunks_patched else ""))

@@ -1,0 +1,81 @@
+"""Smoke: the Prime answers on its debug link, shows its lock screen, unlocks with the PIN by taps,
+launches its apps, and a production build keeps a locked device closed.  Runs against any Prime."""
+
+import re
+
+import numpy as np
+import pytest
+
+from hil.link.client import DeviceError, DeviceLocked
+from hil.link.protocol import HEIGHT, WIDTH, LaunchStatus
+from hil.link.state import is_locked, show_lock_screen
+
+# "Bitcoin Wallet", a built-in app of KeyOS 1.0.0 (KeyOS-Releases 1.0.0/apps/*/manifest.json)
+BITCOIN_APP = "0x426974636f696e2057616c6c65740000"
+NO_SUCH_APP = "0x" + "ee" * 16
+
+
+def test_version(prime):
+    assert re.fullmatch(r"\d+\.\d+\.\d+([-+][0-9A-Za-z.+-]+)?", prime.version())
+
+
+@pytest.mark.development_only
+def test_screenshot_is_480x800_and_shows_the_lock_screen(prime, station):
+    from hil.vision import ocr
+
+    show_lock_screen(prime)
+    shot = prime.screenshot()
+    assert shot.size == (WIDTH, HEIGHT)
+    assert is_locked(prime)
+    pixels = np.asarray(shot.convert("RGB"))[:, :, ::-1]  # BGR for OCR
+    pad = station.profile.touch.pin_pad
+    misread = {}
+    for digit, (x, y) in pad.keys.items():
+        text = " ".join(line.text for line in ocr.read(pixels[y - 35:y + 35, x - 50:x + 50]))
+        if text.strip() != digit:
+            misread[digit] = text
+    assert not misread, f"PIN pad keys not where profile {station.profile.name} puts them: {misread}"
+
+
+@pytest.mark.development_only
+def test_unlock_with_the_pin_by_taps(prime, station, pin):
+    show_lock_screen(prime)
+    assert is_locked(prime)
+    pad = station.profile.touch.pin_pad
+    for digit in pin:
+        prime.tap(*pad.keys[digit])
+    prime.tap(*pad.enter)
+    assert is_locked(prime) is False
+
+
+def test_launch_a_builtin_app(unlocked_prime):
+    result = unlocked_prime.launch_app(BITCOIN_APP)
+    assert result.status in (LaunchStatus.LAUNCHED, LaunchStatus.ALREADY_RUNNING)
+    assert result.pid > 0
+    # the kernel's compact list ('t'): STATE PID PPID NAME ...
+    assert re.search(rf"^\w+ {result.pid} \d+ gui-app-bitcoin\b", unlocked_prime.process_list(), re.MULTILINE), \
+        f"PID {result.pid} (gui-app-bitcoin) missing from the process list"
+    unlocked_prime.close_app(result.pid)
+
+
+def test_unknown_app_id_gives_app_id_not_found(unlocked_prime):
+    result = unlocked_prime.launch_app(NO_SUCH_APP)
+    assert result.status is LaunchStatus.APP_ID_NOT_FOUND
+
+
+@pytest.mark.production_only
+def test_locked_production_device_answers_locked(prime):
+    if not is_locked(prime):
+        prime.press_power()  # lock it
+    assert is_locked(prime)
+    with pytest.raises(DeviceLocked):
+        prime.screenshot()
+    with pytest.raises(DeviceLocked):
+        prime.tap(240, 400)
+    with pytest.raises(DeviceLocked):
+        prime.type_text("1")
+    with pytest.raises(DeviceLocked):
+        prime.launch_app(BITCOIN_APP)
+    with pytest.raises(DeviceError):
+        prime.kernel_cmd("p")  # not in production at all
+    assert prime.version()  # and the link itself stays up

@@ -1,0 +1,47 @@
+"""Shared by the farm and report tests: a signed stand-in build and hand-written Allure results."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+from hil.flash import cosign2
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def signed_build(path: Path, payload: bytes = b'{"keyos": "emulated"}', version: str = "1.0.0") -> Path:
+    """A cosign2 image FullyTrusted by the test key set (two TEST ONLY signers)."""
+    keys = cosign2.load_keyset(ROOT / "firmware" / "keys" / "test-signers.toml")
+    image = cosign2.sign(payload, keys.signer("test-signer-1").private_key(), version=version, timestamp=1_760_000_000)
+    image = cosign2.add_second_signature(image, keys.signer("test-signer-2").private_key())
+    path.write_bytes(image)
+    return path
+
+
+def firmware_hash(build: Path) -> str:
+    return cosign2.reproducible_hash(build.read_bytes())
+
+
+def write_result(folder: Path, module: str, name: str, status: str, *, station: str = "emu-1",
+                 profile: str = "prime-emulated", firmware: str = "?", attempt: int = 1, message: str = "",
+                 evidence: dict[str, bytes] | None = None, extra_labels: dict[str, str] | None = None) -> Path:
+    """One `*-result.json` as allure-pytest writes it, with its attachments."""
+    folder.mkdir(parents=True, exist_ok=True)
+    attachments = []
+    for att_name, data in (evidence or {}).items():
+        src = f"{uuid.uuid4()}-attachment.txt"
+        (folder / src).write_bytes(data)
+        attachments.append({"name": att_name, "source": src, "type": "text/plain"})
+    labels = {"package": module, "suite": module.rsplit(".", 1)[-1], "station": station, "serial": f"SER-{station}",
+              "profile": profile, "firmware": firmware, "attempt": str(attempt), "nodeid": f"{module}::{name}",
+              **(extra_labels or {})}
+    now = int(time.time() * 1000)
+    result = {"name": name, "status": status, "statusDetails": {"message": message}, "attachments": attachments,
+              "start": now, "stop": now + attempt, "uuid": str(uuid.uuid4()), "fullName": f"{module}#{name}",
+              "labels": [{"name": k, "value": v} for k, v in labels.items()]}
+    path = folder / f"{result['uuid']}-result.json"
+    path.write_text(json.dumps(result))
+    return path

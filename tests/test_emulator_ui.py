@@ -1,0 +1,217 @@
+"""The emulated Prime's screens, lock screen, power button and system prompts (in process)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from embit import bip39
+from embit.wordlists.bip39 import WORDLIST
+
+from hil.emulator.apps.controlcenter import SLIDER
+from hil.emulator.apps.lockscreen import LockScreen
+from hil.emulator.build import Build
+from hil.emulator.keyos import SETTINGS, USER_APPS
+from hil.emulator.prime import Prime
+from hil.emulator.secure_element import MAX_LOGIN_ATTEMPTS, SecureElement
+from hil.emulator.ui import LAUNCHER_ROW_HEIGHT, LAUNCHER_ROW_TOP, PIN_KEYS, Modal
+
+HOME = (100, 910)
+
+
+def make(seed: int = 1, **opts) -> Prime:
+    return Prime(index=1, seed=seed, build=Build(flavour="development"), boot_seconds=0, **opts)
+
+
+def enter_pin(prime: Prime, pin: str) -> None:
+    for key in [*pin, "enter"]:
+        prime.touch(*PIN_KEYS[key])
+
+
+def is_black(prime: Prime) -> bool:
+    return prime.framebuffer().convert("L").getextrema() == (0, 0)
+
+
+def test_boot_splash_then_lock_screen():
+    prime = Prime(boot_seconds=0.2)
+    splash = prime.framebuffer().tobytes()
+    assert prime.booting and prime.launch_app(SETTINGS.app_id).outcome == "NotReady"
+    prime.touch(*PIN_KEYS["1"])  # ignored while booting
+    time.sleep(0.25)
+    assert not prime.booting and prime.framebuffer().tobytes() != splash
+    assert isinstance(prime.ui.front(), LockScreen) and prime.ui.lock_screen.entered == ""
+
+
+def test_pin_taps_unlock_to_the_launcher():
+    prime = make()
+    assert prime.is_locked() and isinstance(prime.ui.front(), LockScreen)
+    enter_pin(prime, "123456")
+    assert not prime.is_locked() and prime.ui.front() is prime.ui.launcher
+
+
+def test_short_pin_does_not_cost_an_attempt():
+    prime = make()
+    enter_pin(prime, "12345")
+    assert prime.se.attempts_remaining == MAX_LOGIN_ATTEMPTS
+    assert "at least 6 digits" in prime.ui.lock_screen.message
+
+
+def test_wrong_pins_count_down_then_wipe():
+    prime = make()
+    enter_pin(prime, "000000")
+    assert prime.ui.lock_screen.message == "Wrong PIN. 9 attempts remaining"
+    resets = []
+    prime.on_link_reset(lambda: resets.append(1))
+    for _ in range(MAX_LOGIN_ATTEMPTS - 1):
+        enter_pin(prime, "000000")
+    assert prime.se.wiped and resets  # erased, and the reboot dropped the USB link
+    enter_pin(prime, "123456")
+    assert prime.is_locked() and not prime.login("123456")
+    with pytest.raises(ValueError):
+        prime.se.mnemonic()
+    assert prime.ui.front().title == "Enter PIN" and prime.se.attempts_remaining == 0
+
+
+def test_backspace_edits_the_pin():
+    prime = make()
+    for key in ["1", "2", "9", "back", "3", "4", "5", "6", "enter"]:
+        prime.touch(*PIN_KEYS[key])
+    assert not prime.is_locked()
+
+
+def test_security_words_appear_after_the_prefix_and_are_deterministic():
+    prime, same, other = make(seed=1), make(seed=1), make(seed=2)
+    before = prime.framebuffer().tobytes()
+    for key in "123":
+        prime.touch(*PIN_KEYS[key])
+    three = prime.framebuffer().tobytes()
+    prime.touch(*PIN_KEYS["4"])
+    assert prime.framebuffer().tobytes() != three
+    words = prime.se.security_words("1234")
+    assert words == same.se.security_words("1234") != other.se.security_words("1234")
+    assert all(w in WORDLIST for w in words) and words != prime.se.security_words("1235")
+    assert before != three
+
+
+def test_seed_is_deterministic_bip39():
+    a, b = SecureElement(5, "EMU-0001"), SecureElement(5, "EMU-0001")
+    assert a.mnemonic() == b.mnemonic() != SecureElement(6, "EMU-0001").mnemonic()
+    assert bip39.mnemonic_is_valid(a.mnemonic()) and len(a.mnemonic().split()) == 12
+    assert len(SecureElement(5, "EMU-0001", words=24).mnemonic().split()) == 24
+    assert a.app_seed(b"\x01" * 16) != a.app_seed(b"\x02" * 16)
+    with pytest.raises(ValueError):
+        a.set_seed_and_pin("12345")
+
+
+def test_same_seed_same_screens():
+    frames = []
+    for _ in range(2):
+        prime = make(seed=9)
+        enter_pin(prime, "123456")
+        prime.touch(240, LAUNCHER_ROW_TOP + LAUNCHER_ROW_HEIGHT // 2)
+        frames.append(prime.framebuffer().tobytes())
+    assert frames[0] == frames[1]
+
+
+def test_short_power_locks_and_blanks_then_wakes_to_lock_screen():
+    prime = make()
+    enter_pin(prime, "123456")
+    prime.press_power(long=False)
+    assert prime.is_locked() and is_black(prime)
+    prime.touch(*PIN_KEYS["1"])  # only wakes
+    assert not is_black(prime) and isinstance(prime.ui.front(), LockScreen)
+    assert prime.ui.lock_screen.entered == ""
+    prime.press_power(long=False)
+    prime.press_power(long=False)  # a press wakes too
+    assert not is_black(prime) and prime.is_locked()
+
+
+def test_long_power_opens_control_center_and_slider_shuts_down():
+    prime = make()
+    enter_pin(prime, "123456")
+    prime.press_power(long=True)
+    assert prime.ui.control_center_open
+    prime.touch(240, 300)  # a tap closes it
+    assert not prime.ui.control_center_open
+    prime.press_power(long=True)
+    y = (SLIDER[1] + SLIDER[3]) // 2
+    prime.swipe(60, y, 420, y, 300, 10)
+    assert not prime.powered and is_black(prime) and not prime.debug_available()
+    prime.press_power(long=True)
+    assert prime.powered and prime.is_locked()
+
+
+def test_launcher_rows_launch_apps_and_home_returns():
+    prime = make()
+    enter_pin(prime, "123456")
+    prime.touch(240, LAUNCHER_ROW_TOP + LAUNCHER_ROW_HEIGHT + 40)  # row 1
+    assert prime.ui.front().title == USER_APPS[1].name
+    prime.touch(*HOME)
+    assert prime.ui.front() is prime.ui.launcher
+    assert prime.keyos.running(USER_APPS[1].app_id) is not None  # home does not close the app
+    prime.touch(100, 990)  # below the home button area: nothing
+    assert prime.ui.front() is prime.ui.launcher
+
+
+def test_settings_toggle_developer_mode():
+    prime = make()
+    enter_pin(prime, "123456")
+    prime.launch_app(SETTINGS.app_id)
+    prime.touch(240, 150)
+    assert not prime.developer_mode
+    prime.touch(240, 150)
+    assert prime.developer_mode
+
+
+def test_frame_counter_moves_on_redraw():
+    prime = make()
+    prime.framebuffer()
+    before = prime.frame_counter
+    prime.touch(*PIN_KEYS["1"])
+    prime.framebuffer()
+    assert prime.frame_counter > before
+
+
+# ---------------------------------------------------------------- system prompts
+
+
+def test_modal_waits_for_unlock_and_returns_the_button():
+    prime = make()
+    answers = []
+    prime.ui.show_modal("Allow Access?", "Bitcoin Wallet wants to access App-scoped seed",
+                        ["Always Allow", "Not Now", "Never Allow"], answers.append)
+    assert prime.ui.modal is None and isinstance(prime.ui.front(), LockScreen)  # never over the lock screen
+    enter_pin(prime, "123456")
+    modal = prime.ui.modal
+    assert isinstance(modal, Modal) and modal.title == "Allow Access?"
+    prime.touch(240, 100)  # outside the buttons: ignored
+    assert answers == []
+    x0, y0, x1, y1 = modal.button_box(1)
+    prime.touch(240, (y0 + y1) // 2)
+    assert answers == ["Not Now"] and prime.ui.modal is None
+
+
+def test_modal_hidden_by_lock_and_dropped_by_home_or_power_loss():
+    prime = make()
+    enter_pin(prime, "123456")
+    answers = []
+    prime.ui.show_modal("First", "body", ["OK"], answers.append)
+    prime.ui.show_modal("Second", "body", ["OK"], answers.append)
+    prime.press_power(long=False)
+    assert prime.ui.modal is None and answers == []  # requeued, not answered
+    prime.press_power(long=False)
+    enter_pin(prime, "123456")
+    assert prime.ui.modal.title == "First"
+    prime.touch(*HOME)
+    assert answers == [None] and prime.ui.modal.title == "Second"
+    prime.power_cut()
+    assert answers == [None, None]
+
+
+def test_dismiss_a_queued_modal():
+    prime = make()
+    answers = []
+    modal = prime.ui.show_modal("Queued", "body", ["OK"], answers.append)
+    prime.ui.dismiss(modal)
+    enter_pin(prime, "123456")
+    assert answers == [None] and prime.ui.modal is None

@@ -1,0 +1,58 @@
+"""End to end, through the harness's own interfaces only, against an emulated Prime in its own process:
+the harness builds a PSBT for the unit's test seed and shows it as an animated UR on the QR presenter
+(the station's `qr_display`); the Prime's camera scans it and the Bitcoin app shows amount, address and
+fee; the test reads them with the station camera + OCR, confirms by touch (debug link), reads the signed
+PSBT back off the display as an animated UR through the camera, and verifies the signature with embit.
+"""
+
+import pytest
+
+from hil.emulator.secure_element import SecureElement
+from hil.link.resolve import device_station, open_client
+from hil.stimuli.presenter import Presenter, ur_parts
+from hil.stimuli.psbt import build_spend, verify_signed
+from hil.stimuli.ur import byte_string_ur, ur_byte_string
+from hil.vision import qr as vision_qr
+from hil.vision.camera import Camera
+from hil.vision.display import Display
+from hil.vision.match import TextKind
+
+SEED = 11
+PIN = "123456"  # hil.emulator.prime.DEFAULT_PIN
+SIGN = (360, 750)  # the Bitcoin app's Sign button (hil/emulator/apps/bitcoin.py)
+
+
+def btc(sats: int) -> str:
+    return f"{sats // 100_000_000}.{sats % 100_000_000:08d} BTC"
+
+
+@pytest.mark.slow
+def test_sign_psbt_through_both_cameras():
+    with device_station("emulator", flavour="development", seed=SEED) as station:
+        # The lab knows its units' test seeds; the emulator derives its seed from (seed, serial).
+        mnemonic = SecureElement(SEED, station.serial).mnemonic()
+        spend = build_spend(mnemonic, 1_234_567, fee=2_345)
+        with open_client(station.debug, station.profile) as prime, Camera(station.camera) as camera, \
+                Presenter() as presenter:
+            presenter.stop()
+            presenter.start(station.qr_display)
+            display = Display(camera)
+            display.expect_text("Enter PIN", region="title", timeout=10)
+            pad = station.profile.touch.pin_pad
+            for digit in PIN:
+                prime.tap(*pad.keys[digit])
+            prime.tap(*pad.enter)
+            display.expect_text("Apps", region="title", timeout=10)
+
+            presenter.show(ur_parts(byte_string_ur("psbt", spend.serialize()), 100), fps=8)
+            display.expect_text("Sign Transaction", region="title", timeout=30)
+            display.expect_text(btc(spend.amount), TextKind.AMOUNT, region="body")
+            display.expect_text(spend.destination, TextKind.ADDRESS, region="body")
+            display.expect_text(btc(spend.fee), TextKind.AMOUNT, region="body")
+            presenter.show([])
+
+            prime.tap(*SIGN)
+            display.expect_text("Signed Transaction", region="title", timeout=10)
+            signed = vision_qr.collect_ur(lambda: display.rectified()[0], timeout=60)
+        assert signed.type == "psbt"
+        assert verify_signed(ur_byte_string(signed), spend.psbt) == 1

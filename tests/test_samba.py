@@ -1,0 +1,141 @@
+"""The SAM-BA client against the emulated ROM monitor, over a real pty with pyserial."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import serial
+
+from hil.emulator import samba as rom
+from hil.emulator.emmc import Emmc
+from hil.flash import emulated
+from hil.flash.samba import EmmcFile, Samba, SambaError
+
+APPLET = emulated.APPLET.read_bytes()
+
+
+@pytest.fixture
+def monitor(tmp_path):
+    emmc = Emmc(tmp_path / "emmc.img", 4 * 1024 * 1024)
+    mon = rom.SambaMonitor(emmc, APPLET)
+    mon.start()
+    mon.enter()
+    yield mon
+    mon.stop()
+    emmc.close()
+
+
+@pytest.fixture
+def client(monitor):
+    s = Samba.open(monitor.path, timeout=1)
+    yield s
+    s.close()
+
+
+def test_connect_checks_chip_and_maps_l2(client, monitor):
+    assert not monitor.l2_sram
+    client.connect()
+    assert client.version().startswith("v3.0")  # a round trip: the W before it has been handled
+    assert monitor.binary and monitor.l2_sram
+    assert client.read_u32(0xFC069000) & 0xFFFFFFE0 == 0x8A5C08C0
+
+
+def test_sram_write_read_and_terminal_mode(client, monitor):
+    with serial.Serial(monitor.path, timeout=1) as raw:
+        raw.write(b"w200000,#")
+        assert raw.read(15) == b"\n\r0x00000000\n\r>"  # terminal mode until N#
+    client.connect()
+    client.write(0x200010, b"hello world!")
+    assert client.read(0x200010, 12) == b"hello world!"
+    client.write_u32(0x200100, 0xDEADBEEF)
+    assert client.read_u32(0x200100) == 0xDEADBEEF
+
+
+def test_wrong_chip_is_refused(client, monkeypatch):
+    monkeypatch.setattr(rom, "SAMA5D27_CIDR", 0x12345678)
+    with pytest.raises(SambaError, match="is not a SAMA5D2"):
+        client.connect()
+
+
+def test_applet_needs_l2_as_sram_and_the_right_code(client, monitor):
+    client._send(b"N#")
+    assert client._read(2, 1, "N#") == b"\n\r"
+    with pytest.raises(SambaError, match="did not acknowledge"):  # L2 still a cache: nothing at 0x220000
+        client.sdmmc(APPLET)
+    client.write_u32(0xF8030058, 0)
+    with pytest.raises(SambaError, match="did not acknowledge"):
+        client.sdmmc(APPLET[:-1] + b"X")
+    assert client.sdmmc(APPLET).page_size == 512
+
+
+def test_applet_init_arguments_are_checked(client):
+    client.connect()
+    with pytest.raises(SambaError, match="failed to initialise"):
+        client.sdmmc(APPLET, bus_width=3)
+
+
+def test_pages_write_read_verify_and_rewrite(client, monitor):
+    client.connect()
+    sd = client.sdmmc(APPLET)
+    assert (sd.chunk_size, sd.pages) == (65536, 8192)
+    data = os.urandom(200 * 1024)
+    done = []
+    sd.write(1024, data, done.append)
+    assert done[-1] == len(data) and len(done) == 4
+    assert sd.read(1024, len(data)) == data
+    assert sd.verify(1024, data).chunks_patched == 0
+    monitor.emmc.arm_bad_writes(1)
+    sd.write(0, data[:65536])
+    stats = sd.verify(0, data[:65536])
+    assert (stats.chunks_patched, stats.attempts) == (1, 1)
+    assert monitor.emmc.read_pages(0, 128) == data[:65536]
+    monitor.emmc.arm_bad_writes(10)
+    sd.write(0, data[:512])
+    with pytest.raises(SambaError, match="differ from the image after 3 rewrite"):
+        sd.verify(0, data[:512])
+
+
+def test_out_of_range_and_unaligned(client):
+    client.connect()
+    sd = client.sdmmc(APPLET)
+    with pytest.raises(SambaError, match="status 15"):
+        sd.read_pages(sd.pages - 1, 2)
+    with pytest.raises(ValueError, match="not a multiple"):
+        sd.write(100, bytes(512))
+
+
+def test_emmc_file_reads_and_patches_in_place(client, monitor):
+    client.connect()
+    sd = client.sdmmc(APPLET)
+    f = EmmcFile(sd, sd.pages * 512, writable=True)
+    f.seek(1000)
+    f.write(b"patch across a page boundary" * 3)
+    assert monitor.emmc.read_pages(1, 2)[1000 - 512:1000 - 512 + 28] == b"patch across a page boundary"
+    f.seek(1000)
+    assert f.read(28) == b"patch across a page boundary"
+    with pytest.raises(Exception):
+        EmmcFile(sd, sd.pages * 512).write(b"x")
+
+
+def test_silent_or_absent_monitor_is_broken_not_hung(client, monitor):
+    monitor.leave()  # device not in SAM-BA mode: nothing answers
+    start = time.monotonic()
+    with pytest.raises(SambaError, match="no SAM-BA monitor answered"):
+        client.connect(timeout=0.5)
+    assert time.monotonic() - start < 5
+    with pytest.raises(SambaError, match="cannot open"):
+        Samba.open("/dev/does-not-exist")
+
+
+def test_power_cut_mid_write_goes_dark(client, monitor):
+    cuts = []
+    monitor.on_power_cut = lambda: cuts.append(1)
+    client.connect()
+    sd = client.sdmmc(APPLET)
+    monitor.emmc.arm_power_cut(3000)
+    with pytest.raises(SambaError):
+        sd.write(0, os.urandom(65536))
+    assert cuts == [1] and not monitor.active
+    assert monitor.emmc.read_pages(6, 1) == bytes(512)  # only whole pages before the cut were stored

@@ -1,0 +1,135 @@
+"""The display API on screens drawn here and filmed through the emulator's optics (no emulator)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from hil.emulator.camera import Optics
+from hil.errors import InfrastructureError
+from hil.vision import evidence as ev
+from hil.vision.display import Display, DisplayTimeout, ScreenUnreadable, TextNotShown, Verdict
+from hil.vision.match import TextKind
+from tests.vision_helpers import FilmedScreen, permission_prompt, pin_pad, send_screen
+
+ADDR = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"
+
+
+@pytest.mark.parametrize("optics", ["default", "hard"])
+def test_permission_prompt(optics):
+    cam = FilmedScreen(permission_prompt(), optics)
+    d = Display(cam)
+    for text in ("Allow Access?", "Bitcoin Wallet wants to access App-scoped seed", "Always Allow", "Not Now",
+                 "Never Allow"):
+        assert d.expect_text(text, timeout=2).verdict is Verdict.PASS
+    assert d.reader.calls == 1  # one reading of the panel served every check: nothing changed
+    assert cam.frames >= 5  # ... but each check looked at a fresh frame
+
+
+@pytest.mark.parametrize("optics", ["default", "hard"])
+def test_pin_pad_and_security_words(optics):
+    d = Display(FilmedScreen(pin_pad(("riot", "cotton")), optics))
+    assert d.verify_text("Enter PIN", region="title").verdict is Verdict.PASS
+    assert d.verify_text("riot cotton", TextKind.WORDS).verdict is Verdict.PASS
+    assert d.verify_text("cotton riot", TextKind.WORDS).verdict is Verdict.FAIL
+    assert d.verify_text("riot cotter", TextKind.WORDS).verdict is Verdict.FAIL
+
+
+def test_changed_glyph_is_read_again_not_served_from_cache():
+    cam = FilmedScreen(pin_pad(("riot", "cotton")))
+    d = Display(cam)
+    assert d.verify_text("riot cotton", TextKind.WORDS).verdict is Verdict.PASS
+    cam.show(pin_pad(("riot", "cotter")))
+    v = d.verify_text("riot cotton", TextKind.WORDS)
+    assert v.verdict is Verdict.FAIL and "riot cotter" in v.screen.text()
+
+
+def test_fail_raises_assertion_with_what_is_shown():
+    d = Display(FilmedScreen(permission_prompt()))
+    with pytest.raises(TextNotShown, match="Allow Access") as e:
+        d.expect_text("Deny", timeout=0)
+    assert e.value.verification.verdict is Verdict.FAIL
+    assert not isinstance(e.value, InfrastructureError)
+
+
+def test_wrong_region_fails():
+    d = Display(FilmedScreen(pin_pad()))
+    assert d.verify_text("Enter PIN", region="title").verdict is Verdict.PASS
+    assert d.verify_text("Enter PIN", region="body").verdict is Verdict.FAIL
+    with pytest.raises(ValueError, match="known: title"):
+        d.verify_text("Enter PIN", region="footer")
+
+
+@pytest.mark.parametrize("fault, reason", [("covered", "covered"), ("glare", "glare")])
+def test_covered_or_blinded_is_inconclusive_never_a_pass(fault, reason):
+    cam = FilmedScreen(permission_prompt())
+    d = Display(cam)
+    assert d.verify_text("Allow Access?").verdict is Verdict.PASS
+    cam.fault = fault
+    v = d.verify_text("Allow Access?")
+    assert v.verdict is Verdict.INCONCLUSIVE and reason in v.reason
+    with pytest.raises(ScreenUnreadable) as e:
+        d.expect_text("Allow Access?", timeout=0.3)
+    assert isinstance(e.value, InfrastructureError)
+    cam.fault = None
+    assert d.verify_text("Allow Access?").verdict is Verdict.PASS
+
+
+def test_amount_and_address_through_the_camera():
+    d = Display(FilmedScreen(send_screen()))
+    assert d.verify_text(ADDR, TextKind.ADDRESS).verdict is Verdict.PASS
+    assert d.verify_text("0.01250000 BTC", TextKind.AMOUNT).verdict is Verdict.PASS
+    assert d.verify_text(ADDR[:-1] + "x", TextKind.ADDRESS).verdict is Verdict.FAIL
+    assert d.verify_text("0.0125000 BTC", TextKind.AMOUNT).verdict is Verdict.FAIL
+
+
+def test_glare_makes_strict_kinds_inconclusive_while_prose_still_reads():
+    """A reflection over the address: the title reads, but no amount in that region is trusted."""
+    cam = FilmedScreen(send_screen(), Optics(glare=(0.5, 0.52, 0.07, 400.0)))
+    d = Display(cam)
+    assert d.verify_text("Send", region="title").verdict is Verdict.PASS
+    v = d.verify_text("0.01250000 BTC", TextKind.AMOUNT, region="body")
+    assert v.verdict is Verdict.INCONCLUSIVE and "glare" in v.reason
+
+
+def test_wait_stable_and_wait_for_change():
+    cam = FilmedScreen(pin_pad())
+    d = Display(cam)
+    assert d.wait_stable(timeout=2).shape == (800, 480, 3)
+    with pytest.raises(DisplayTimeout):
+        d.wait_for_change(timeout=0.3)
+    before = d.rectified()[0]
+    cam.show(pin_pad(("riot", "cotton")))
+    after = d.wait_for_change(timeout=2, since=before)
+    assert np.abs(after[110:170].astype(int) - before[110:170].astype(int)).max() > 100
+
+
+def test_evidence_items_and_attach(monkeypatch):
+    cam = FilmedScreen(permission_prompt())
+    d = Display(cam)
+    d.verify_text("Allow Access?")
+    items = d.evidence()
+    kinds = {i.mimetype for i in items}
+    assert kinds == {"text/plain", "image/jpeg", "image/png", "application/json"}
+    frame = next(i for i in items if i.mimetype == "image/jpeg")
+    assert cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR).shape == (1280, 960, 3)
+    assert b"Allow Access?" in next(i for i in items if i.mimetype == "application/json").data
+    import allure
+    attached = []
+    monkeypatch.setattr(allure, "attach", lambda body, name, attachment_type: attached.append((name, body)))
+    ev.attach(items)
+    assert [n for n, _ in attached] == [i.name for i in items]
+
+
+@pytest.mark.parametrize("observed, verdict", [
+    (["to bc1qxy2kgdygjr", "sqtzq2n0yrf249", "3p83kkfjhx0wlh"], Verdict.PASS),
+    (["to bclqxy2kgdygjr", "sqtzq2n0yrf249", "3p83kkfjhx0wlh"], Verdict.INCONCLUSIVE),  # OCR's 1/l
+    (["to BC1QXY2KGDYGJR", "SQTZQ2N0YRF249", "3P83KKFJHX0WLH"], Verdict.INCONCLUSIVE),  # case only
+    (["to bc1qxy2kgdygjr", "sqtzq2n0yrf249", "3p83kkfjhx0wlm"], Verdict.FAIL),  # another address
+])
+def test_address_confusions_are_inconclusive_not_pass_nor_fail(observed, verdict):
+    from hil.vision.display import REGIONS, Screen, judge
+    from hil.vision.ocr import Line
+
+    lines = [Line(t, (10, 200 + 40 * i, 470, 230 + 40 * i), 0.99) for i, t in enumerate(observed)]
+    screen = Screen(np.zeros((800, 480, 3), np.uint8), lines, REGIONS, {"body": 0.0})
+    assert judge(screen, ADDR, TextKind.ADDRESS, "body", 0.85).verdict is verdict
