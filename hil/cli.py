@@ -5,6 +5,8 @@ import typer
 from hil.emulator.cli import app as emulator_app
 from hil.farm.cli import app as farm_app
 from hil.farm.cli import nightly
+from hil.farm.lab_cli import lab_app
+from hil.bridge import bridge
 from hil.flash.cli import firmware_app, flash
 from hil.link.cli import app as device_app
 from hil.report.cli import signoff_app
@@ -22,4 +24,6 @@ app.add_typer(nfc_app, name="nfc")
 app.add_typer(touch_app, name="touch")
 app.add_typer(farm_app, name="farm")
 app.command("nightly")(nightly)
+app.add_typer(lab_app, name="lab")
+app.command("bridge")(bridge)
 app.add_typer(signoff_app, name="signoff")

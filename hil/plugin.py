@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from hil.errors import InfrastructureError
+from hil.errors import ConfigError, InfrastructureError
 from hil.farm.station import Station
 from hil.link.client import PrimeClient
 from hil.link.resolve import device_station, open_client
@@ -70,14 +70,20 @@ class DeviceUnderTest:
 def station(request: pytest.FixtureRequest):
     """The resources of the device under test, by the keys of docs/architecture.md."""
     opt = request.config.getoption
-    with device_station(opt("--device"), opt("--profile"), flavour=opt("--emulator-flavour"),
-                        defects=tuple(opt("--emulator-defect")), apps=opt("--emulator-apps")) as st:
-        yield st
+    try:
+        with device_station(opt("--device"), opt("--profile"), flavour=opt("--emulator-flavour"),
+                            defects=tuple(opt("--emulator-defect")), apps=opt("--emulator-apps")) as st:
+            yield st
+    except ConfigError as e:  # a --device or --profile that names nothing usable: say so once
+        pytest.exit(f"hil: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")
 def device_under_test(station: Station, request: pytest.FixtureRequest):
-    client = open_client(station.debug, station.profile, request.config.getoption("--link-timeout"), station)
+    try:
+        client = open_client(station.debug, station.profile, request.config.getoption("--link-timeout"), station)
+    except ConfigError as e:
+        pytest.exit(f"hil: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
     with client:
         yield DeviceUnderTest(station, client, detect_flavour(client, station.profile))
 

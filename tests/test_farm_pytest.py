@@ -39,15 +39,16 @@ def run(pytester, *args):
                                          "--alluredir", str(pytester.path / "out"), "-p", "no:cacheprovider", *args)
 
 
-def test_one_station_per_worker_and_labels(pytester):
-    write_lab(pytester.path, 2)
+def test_one_station_per_worker_labels_and_quarantine_respected(pytester):
+    write_lab(pytester.path, 3)
+    from hil.farm.quarantine import Quarantine
+    Quarantine(pytester.path / "state").add("emu-3", "camera dark")
     pytester.makepyfile(test_s="""
-        import os, pytest
+        import pytest
         @pytest.mark.parametrize("i", range(4))
         def test_version(farm_station, i):
             with farm_station.client() as p:
                 assert p.version() == "1.0.0"
-            print("WORKER", os.environ.get("PYTEST_XDIST_WORKER"), farm_station.name)
     """)
     r = run(pytester, "-n", "2", "--farm-firmware", "abc123")
     r.assert_outcomes(passed=4)
@@ -55,62 +56,50 @@ def test_one_station_per_worker_and_labels(pytester):
     assert res.problems == [] and len(res.records) == 4
     assert {x.station for x in res.records} == {"emu-1", "emu-2"}
     assert all(x.firmware == "abc123" and x.labels["serial"].startswith("EMU-") and x.profile == "prime-emulated"
-               for x in res.records)
-    assert not (pytester.path / "state" / "quarantine.json").exists()
+               and x.labels["nodeid"].startswith("test_s.py::test_version[") for x in res.records)
+    assert list(json.loads((pytester.path / "state" / "quarantine.json").read_text())) == ["emu-3"]
 
 
-def test_station_that_vanishes_is_quarantined_and_test_rerun(pytester):
+def test_vanished_station_rerun_elsewhere_then_lost_lease(pytester):
+    """emu-1 loses power mid-test: quarantined, the test re-runs on emu-2 with the session fixtures built
+    on the station rebuilt there; then the lease is taken away and the rest of the tests are broken."""
     write_lab(pytester.path, 2)
-    pytester.makepyfile(test_v=CONTROL + textwrap.dedent("""
-        def test_power_cut(farm_station):
-            if farm_station.name == "emu-1":
-                control(farm_station.control, cmd="power_cut")
+    pytester.makeconftest("""
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def session_link(farm_station):
             with farm_station.client() as p:
-                assert p.version() == "1.0.0"
-
-        def test_after(farm_station):
-            assert farm_station.name == "emu-2"
-    """))
-    r = run(pytester, "-n", "1", "--farm-events", str(pytester.path / "events.jsonl"))
-    r.assert_outcomes(passed=2)
-    assert "1 rerun" in r.stdout.str()
-    q = json.loads((pytester.path / "state" / "quarantine.json").read_text())
-    assert list(q) == ["emu-1"] and "health check failed: link:" in q["emu-1"]["reason"]
-    attempts = read_results(pytester.path / "out").by_test()["test_v::test_power_cut"]
-    assert [(a.station, a.attempt, a.status) for a in attempts] == [("emu-1", 1, "broken"), ("emu-2", 2, "passed")]
-    assert attempts[0].labels.get("retried") == "true" and "retried" not in attempts[1].labels
-    events = [json.loads(line) for line in (pytester.path / "events.jsonl").read_text().splitlines()]
-    assert [(e["nodeid"], e["attempt"], e["retried"]) for e in events if e["event"] == "finished"][:2] == [
-        ("test_v.py::test_power_cut", 1, True), ("test_v.py::test_power_cut", 2, False)]
-
-
-def test_lost_lease_makes_the_rest_broken(pytester):
-    write_lab(pytester.path, 1)
-    pytester.makepyfile(test_l=f"""
+                yield farm_station.name, p
+    """)
+    pytester.makepyfile(test_v=CONTROL + textwrap.dedent(f"""
         from hil.farm.lease import FileLeases
 
-        def test_first(farm_station):
-            FileLeases({str(pytester.path / 'state')!r}).clear(farm_station.name)
+        def test_power_cut(session_link, farm_station):
+            name, p = session_link
+            if name == "emu-1":
+                control(farm_station.control, cmd="power_cut")
+                import time; time.sleep(0.3)
+            assert p.version() == "1.0.0"
 
-        def test_second(farm_station):
+        def test_next(session_link):
+            assert session_link[0] == "emu-2"
+            FileLeases({str(pytester.path / 'state')!r}).clear("emu-2")
+
+        def test_after_lost(farm_station):
             pass
-
-        def test_third(farm_station):
-            pass
-    """)
-    r = run(pytester)
-    r.assert_outcomes(passed=1, errors=2)
-    assert "its lease was cleared" in r.stdout.str()
-    statuses = {x.test_id: x.status for x in read_results(pytester.path / "out").records}
-    assert statuses == {"test_l::test_first": "passed", "test_l::test_second": "broken", "test_l::test_third": "broken"}
-
-
-def test_quarantined_station_is_skipped(pytester):
-    write_lab(pytester.path, 2)
-    from hil.farm.quarantine import Quarantine
-    Quarantine(pytester.path / "state").add("emu-1", "camera dark")
-    pytester.makepyfile(test_q="""
-        def test_where(farm_station):
-            assert farm_station.name == "emu-2"
-    """)
-    run(pytester).assert_outcomes(passed=1)
+    """))
+    r = run(pytester, "-n", "1", "--farm-events", str(pytester.path / "events.jsonl"))
+    r.assert_outcomes(passed=2, errors=1)
+    assert "1 rerun" in r.stdout.str() and "its lease was cleared" in r.stdout.str()
+    q = json.loads((pytester.path / "state" / "quarantine.json").read_text())
+    assert list(q) == ["emu-1"] and "health check failed: link:" in q["emu-1"]["reason"]
+    res = read_results(pytester.path / "out")
+    attempts = res.by_test()["test_v::test_power_cut"]
+    assert [(a.station, a.attempt, a.status) for a in attempts] == [("emu-1", 1, "broken"), ("emu-2", 2, "passed")]
+    assert attempts[0].labels.get("retried") == "true" and "retried" not in attempts[1].labels
+    assert res.final()["test_v::test_after_lost"].status == "broken"
+    events = [json.loads(line) for line in (pytester.path / "events.jsonl").read_text().splitlines()]
+    assert [(e["nodeid"], e["attempt"], e["retried"]) for e in events if e["event"] == "finished"] == [
+        ("test_v.py::test_power_cut", 1, True), ("test_v.py::test_power_cut", 2, False),
+        ("test_v.py::test_next", 1, False), ("test_v.py::test_after_lost", 1, False)]

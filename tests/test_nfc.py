@@ -6,6 +6,8 @@ import time
 
 import ndef
 import nfc
+import nfc.clf
+import nfc.tag
 import pytest
 from fido2.client import DefaultClientDataCollector, Fido2Client
 from fido2.ctap2 import Ctap2
@@ -89,6 +91,9 @@ def test_prime_reads_a_presented_tag_and_shows_it(emulated):
     message = ndef_message(text="hello prime", uri="https://foundation.xyz/", raw=[("urn:nfc:ext:example.com:t", b"\x01\x02")])
     result = NfcReader(path).present_tag(message, timeout=10)
     assert result.read and result.message == message
+    deadline = time.monotonic() + 3
+    while not nfc_dev.tags and time.monotonic() < deadline:  # the Prime decodes after the tag has gone
+        time.sleep(0.05)
     records = nfc_dev.tags[0]
     assert records[0].text == "hello prime" and records[1].iri == "https://foundation.xyz/"
     assert records[2].type == "urn:nfc:ext:example.com:t" and records[2].data == b"\x01\x02"
@@ -103,9 +108,8 @@ def test_reader_that_walks_away_mid_read_is_field_lost():
     def flaky_reader():
         time.sleep(0.3)
         with nfc.ContactlessFrontend(path) as clf:  # selects the NDEF app, then the field goes away
-            clf.connect(rdwr={"targets": ["106A"], "iterations": 20, "interval": 0.1,
-                              "on-connect": lambda tag: tag.transceive(bytes.fromhex("00A4040007D276000085010100"))
-                              and False})
+            target = clf.sense(nfc.clf.RemoteTarget("106A"), iterations=20, interval=0.1)
+            nfc.tag.activate(clf, target).transceive(bytes.fromhex("00A4040007D276000085010100"))
 
     t = threading.Thread(target=flaky_reader)
     t.start()

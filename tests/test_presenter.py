@@ -62,3 +62,19 @@ def test_bad_addresses_and_rates():
         Presenter().start("ftp://x:1")
     with pytest.raises(ValueError, match="fps"):
         Presenter(["x"], fps=0)
+
+
+def test_restart_after_stop_serves_again():
+    p = Presenter(["one"])
+    first = p.start("127.0.0.1:0")
+    p.stop()
+    second = p.start("http://127.0.0.1:0")
+    try:
+        with pytest.raises(RuntimeError, match="already serves"):
+            p.start("http://127.0.0.1:0")
+        cap = cv2.VideoCapture(second + "/stream.mjpg", cv2.CAP_FFMPEG)
+        ok, frame = cap.read()
+        cap.release()
+        assert first.startswith("http://127.0.0.1:") and ok and zxingcpp.read_barcodes(frame)[0].text == "one"
+    finally:
+        p.stop()

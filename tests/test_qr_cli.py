@@ -46,3 +46,29 @@ def test_unknown_ur_type_is_refused_before_writing(tmp_path):
     out = tmp_path / "none"
     result = runner.invoke(qr_app, ["encode", "x", "--ur", "crypto-seed", "-o", str(out)])
     assert result.exit_code != 0 and "use one of" in result.output and not out.exists()
+
+
+def test_show_serves_until_interrupted():
+    """`hil qr show` in its own process: prints the URL, serves the frame, exits cleanly on Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    import cv2
+    import numpy as np
+
+    code = "from hil.stimuli.cli import qr_app; qr_app(['show', 'hello lab', '--address', 'http://127.0.0.1:0'])"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.split("open ")[1].split("/ ")[0]
+        with urllib.request.urlopen(url + "/frame.jpg", timeout=5) as r:
+            frame = cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert zxingcpp.read_barcodes(frame)[0].text == "hello lab"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -5,8 +5,6 @@ fee; the test reads them with the station camera + OCR, confirms by touch (debug
 PSBT back off the display as an animated UR through the camera, and verifies the signature with embit.
 """
 
-import pytest
-
 from hil.emulator.secure_element import SecureElement
 from hil.link.resolve import device_station, open_client
 from hil.stimuli.presenter import Presenter, ur_parts
@@ -26,16 +24,14 @@ def btc(sats: int) -> str:
     return f"{sats // 100_000_000}.{sats % 100_000_000:08d} BTC"
 
 
-@pytest.mark.slow
 def test_sign_psbt_through_both_cameras():
     with device_station("emulator", flavour="development", seed=SEED) as station:
         # The lab knows its units' test seeds; the emulator derives its seed from (seed, serial).
         mnemonic = SecureElement(SEED, station.serial).mnemonic()
         spend = build_spend(mnemonic, 1_234_567, fee=2_345)
-        with open_client(station.debug, station.profile) as prime, Camera(station.camera) as camera, \
-                Presenter() as presenter:
-            presenter.stop()
-            presenter.start(station.qr_display)
+        presenter = Presenter()
+        presenter.start(station.qr_display)  # the monitor facing the Prime's camera
+        with presenter, open_client(station.debug, station.profile) as prime, Camera(station.camera) as camera:
             display = Display(camera)
             display.expect_text("Enter PIN", region="title", timeout=10)
             pad = station.profile.touch.pin_pad

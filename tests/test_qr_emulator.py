@@ -6,7 +6,7 @@ import time
 import pytest
 import zxingcpp
 
-from hil.emulator.apps.bitcoin import SIGN_BOX, BitcoinScreen
+from hil.emulator.apps.bitcoin import REJECT_BOX, SIGN_BOX, BitcoinScreen
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.emulator.prime import DEFAULT_PIN
@@ -118,3 +118,20 @@ def test_unknown_qr_gets_a_modal_and_a_locked_camera_sees_nothing(device):
     unlock(d.prime)
     modal = wait_for(lambda: d.prime.ui.modal)
     assert modal.title == "Unknown QR Code"
+
+
+def test_reject_signs_nothing_and_a_multisig_policy_opens_the_bitcoin_app(device):
+    d, presenter = device
+    prime = d.prime
+    unlock(prime)
+    spend = build_spend(prime.se.mnemonic(), 10_000)
+    presenter.show(ur_parts(byte_string_ur("psbt", spend.serialize())), fps=10)
+    screen = wait_for(lambda: isinstance(s := front(prime), BitcoinScreen) and s.state == "review" and s)
+    presenter.show([])
+    with prime.lock:
+        prime.touch((REJECT_BOX[0] + REJECT_BOX[2]) // 2, (REJECT_BOX[1] + REJECT_BOX[3]) // 2)
+        assert screen.state == "idle" and screen.encoder is None
+        assert "INFO:bitcoin: transaction rejected by the user" in prime.logs_since(0)[0]
+    presenter.show(["Name: lab\nPolicy: 2 of 3\nFormat: P2WSH"])
+    wait_for(lambda: screen.state == "message")
+    assert screen.message.startswith("Multisig Configuration")

@@ -31,6 +31,7 @@ BODY_RECT = (-36, -40, 516, 990)  # the Prime's case (the virtual home button is
 MARKER_SIZE = 80
 MARKERS = {0: (-140, -60), 1: (550, -60), 2: (550, 910), 3: (-140, 910)}  # id -> top-left corner
 FAULTS = ("covered", "glare")
+NOISE_SLACK = 64
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ class Scene:
         self._glare = (gs * np.exp(-d2))[..., None].astype(np.float32)
         self._moire = (1 + optics.moire * np.sin(2 * np.pi * (xx * 0.173 + yy * 0.061)))[..., None] \
             if optics.moire else None
-        rng = np.random.default_rng([seed, 11])  # a few sensor-noise fields, drawn once: cheap per frame
-        self._noise = [rng.normal(0, optics.noise, (fh, fw, 3)).astype(np.float32) for _ in range(4)]
+        rng = np.random.default_rng([seed, 11])  # one sensor-noise field, drawn once; frames take shifted crops
+        self._noise = rng.standard_normal((fh + NOISE_SLACK, fw + NOISE_SLACK, 3), dtype=np.float32) * np.float32(optics.noise)
         self._cached: tuple[int, np.ndarray] | None = None
 
     def clean(self, rgb: np.ndarray, key: int) -> np.ndarray:
@@ -139,7 +140,7 @@ class Scene:
 
     def frame(self, rgb: np.ndarray, n: int, key: int, fault: str | None = None) -> np.ndarray:
         """Frame number `n` as the sensor delivers it (uint8 BGR)."""
-        pick = np.random.default_rng([self.seed, n]).integers(len(self._noise))
+        oy, ox = np.random.default_rng([self.seed, n]).integers(NOISE_SLACK, size=2)
         fw, fh = self.optics.frame
         if fault == "covered":
             img = np.full((fh, fw, 3), 6.0, np.float32)
@@ -148,9 +149,9 @@ class Scene:
             if fault == "glare":  # a lamp reflected right over the panel: the sensor clips
                 c = panel_corners(self.optics, self.seed).mean(axis=0)
                 yy, xx = np.ogrid[0:fh, 0:fw]
-                r = 0.25 * max(fw, fh)
-                img = img + (700 * np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / r ** 2))[..., None].astype(np.float32)
-        img = cv2.add(img, self._noise[pick])
+                r = 0.3 * max(fw, fh)
+                img = img + (2000 * np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / r ** 2))[..., None].astype(np.float32)
+        img = cv2.add(img, self._noise[oy:oy + fh, ox:ox + fw])
         return img.clip(0, 255, out=img).astype(np.uint8)
 
     def jpeg(self, rgb: np.ndarray, n: int, key: int, fault: str | None = None) -> bytes:
@@ -233,7 +234,8 @@ class CameraPeripheral:
                     pass
 
         self._server = _Server((host, port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="emu-camera", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="emu-camera", daemon=True)
         self._thread.start()
         return self.key, f"http://{host}:{self._server.server_address[1]}/stream.mjpg"
 

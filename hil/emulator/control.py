@@ -17,6 +17,8 @@ JSON lines over TCP: one request object per line, one reply per line, ``{"ok": t
 ``reboot``         links dropped, boots again
 ``developer_mode`` ``on``: the Settings toggle (production drops the debug interface when off)
 ``camera``         the lab camera: ``fault`` covered|glare|null, ``optics`` preset or fields (camera.py)
+``nfc``            ``field_loss`` true|false: card sessions drop mid-exchange (nfc.py)
+``robot``          ``homing_fault`` true|false: ``$H`` ends in ALARM:9 (robot.py)
 ``flash``          eMMC faults: ``fault`` power_cut + ``after_bytes`` | bad_writes + ``count``;
                    replies with the boot ``mode`` and its ``reason`` (samba.py)
 =================  ==========================================================================
@@ -31,7 +33,7 @@ import socketserver
 import threading
 from typing import TYPE_CHECKING
 
-from hil.emulator import camera, samba
+from hil.emulator import camera, nfc, robot, samba
 from hil.emulator.prime import LinkFaults
 
 if TYPE_CHECKING:
@@ -80,6 +82,10 @@ def apply(prime: Prime, request: dict) -> dict:
             prime.reboot()
         elif cmd == "camera":
             return camera.control(prime, request)
+        elif cmd == "nfc":
+            return nfc.control(prime, request)
+        elif cmd == "robot":
+            return robot.control(prime, request)
         elif cmd == "flash":
             return samba.control(prime, request)
         elif cmd == "developer_mode":

@@ -131,6 +131,8 @@ class KeyOS:
         self.apps: dict[bytes, App] = {a.app_id: a for a in SYSTEM_APPS + USER_APPS}
         if apps_dir is not None:
             self._install_builtins(Path(apps_dir))
+        for app in self.apps.values():  # every built-in is a Foundation app, manifest loaded or not
+            self.app_manager.apps.setdefault(app.app_id, InstalledApp(app.app_id, None, True, False))
         self.kernel = Kernel(self._log, self.defects, seed)
         self.prime: Prime | None = None
         self.broker: PermissionBroker | None = None

@@ -23,14 +23,18 @@ from typing import IO
 from hil.emulator.build import Build
 from hil.emulator.camera import CameraPeripheral
 from hil.emulator.control import ControlServer
+from hil.emulator.nfc import EmulatedNfc
 from hil.emulator.prime import DEFAULT_PIN, Prime
 from hil.emulator.qrcam import QRCameraPeripheral
+from hil.emulator.relay import EmulatedRelay
+from hil.emulator.robot import EmulatedRobot
 from hil.emulator.samba import SambaPort
 from hil.emulator.tcp import DebugServer
 from hil.errors import InfrastructureError
 
 PROFILE = "prime-emulated"
-PERIPHERALS: list[type] = [DebugServer, ControlServer, CameraPeripheral, QRCameraPeripheral, SambaPort]
+PERIPHERALS: list[type] = [DebugServer, ControlServer, CameraPeripheral, QRCameraPeripheral, SambaPort,
+                           EmulatedNfc, EmulatedRobot, EmulatedRelay]
 
 
 @dataclass

@@ -21,9 +21,11 @@ import os
 import socket
 import struct
 import threading
+import weakref
 
 import nfc
 import nfc.clf
+import nfc.tag
 import ndef
 
 from hil.emulator.ctap2 import Authenticator
@@ -37,6 +39,21 @@ SW_CLA_NOT_SUPPORTED, SW_INS_NOT_SUPPORTED, SW_CORRUPTED = b"\x6E\x00", b"\x6D\x
 ATS = bytes.fromhex("0578A07002")  # FSCI 8 (256 B), FWI 10 (~309 ms), SFGI 0, no CID/NAD
 SESSION_IDLE_S = 5.0  # APDU_TRANSACTION_TIMEOUT
 LISTEN_S = 1.0
+
+
+_RUNNING: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # prime -> its EmulatedNfc
+
+
+def control(prime, request: dict) -> dict:
+    """The control endpoint's ``nfc`` request: ``field_loss`` true|false (every card session drops mid-exchange)."""
+    dev = _RUNNING.get(prime)
+    if dev is None:
+        raise ValueError("this Prime has no NFC running")
+    if "field_loss" in request:
+        if not isinstance(request["field_loss"], bool):
+            raise ValueError("nfc 'field_loss' must be true or false")
+        dev.field_loss = request["field_loss"]
+    return {"field_loss": dev.field_loss, "sessions": dev.sessions[-10:]}
 
 
 def free_udp_port() -> int:
@@ -148,6 +165,7 @@ class EmulatedNfc:
 
     def start(self, prime) -> tuple[str, str]:
         self.prime = prime
+        _RUNNING[prime] = self
         master = hashlib.sha256(f"fido-master:{prime.seed}:{prime.serial}".encode()).digest()  # deterministic per seed
         self.applet = FidoApplet(Authenticator(prime, master, up_timeout=self.up_timeout))
         self._thread = threading.Thread(target=self._run, name="emu-nfc", daemon=True)
@@ -192,23 +210,19 @@ class EmulatedNfc:
     # ------------------------------------------------------------ reader mode (NDEF)
 
     def _poll_once(self, clf) -> None:
-        messages = []
-
-        def on_connect(tag):
-            try:
-                if tag.ndef is not None:
-                    messages.append(list(tag.ndef.records))
-            except (nfc.tag.TagCommandError, ndef.DecodeError, nfc.clf.CommunicationError) as e:
-                self._log(f"WARN:nfc: NDEF read failed: {e}")
-            return False
-
         try:
-            clf.connect(rdwr={"targets": ["106A"], "on-connect": on_connect, "iterations": 1})
+            target = clf.sense(nfc.clf.RemoteTarget("106A"), iterations=1)
+            tag = nfc.tag.activate(clf, target) if target is not None else None
+            if tag is None or tag.ndef is None:
+                return
+            records = list(tag.ndef.records)
         except (nfc.clf.CommunicationError, nfc.tag.TagCommandError, ndef.DecodeError) as e:
             self._log(f"WARN:nfc: NDEF read failed: {e}")
-        for records in messages:
-            self.tags.append(records)
-            self._show(records)
+            return
+        finally:
+            clf.device.mute()  # RF off: the tag may go, and the air is free for the next listen
+        self.tags.append(records)
+        self._show(records)
 
     def _show(self, records: list) -> None:
         lines = [_describe(r) for r in records] or ["(empty NDEF message)"]

@@ -5,7 +5,9 @@ The monitor is the harness's QR presenter: this peripheral reads its MJPEG strea
 bind), decodes every frame with zxing-cpp, gathers animated BC-UR parts, and routes each complete
 payload as KeyOS's scanner does: by the apps' `qrMatchRules` (UR sub-rules by `ur_type`, QR sub-rules by
 length and regex, priority 1-5; several apps at the best priority => the user picks one). The camera
-works only while the device is on and unlocked, as on the device.
+works only while the device is on and unlocked. Simplification: KeyOS scans once the user opens the
+scanner; the emulated camera scans whenever the device is unlocked (there is no scanner screen), and
+a code that stays in view is delivered once.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ OPEN_TIMEOUT_MS = 1500
 READ_TIMEOUT_MS = 2000
 RETRY_S = 0.3
 FORGET_AFTER_BLANK_FRAMES = 8  # this many frames without a code and the same code scans again
-
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,11 @@ class Assembler:
         if text is not None and text[:3].lower() == "ur:":
             try:
                 self.decoder.receive_part(text)
-            except URError as e:
-                self.decoder = URDecoder()  # another message: start over with it
+            except URError:
+                self.decoder = URDecoder()  # another message, or garbage: start over with this part
                 try:
                     self.decoder.receive_part(text)
-                except URError:
+                except URError as e:
                     return None, str(e)
             if not self.decoder.is_complete():
                 return None, None
@@ -177,6 +178,8 @@ class QRCameraPeripheral:
         if urlsplit(url).scheme != "http":
             raise ValueError(f"qr_display {url!r} must be an http:// address of the QR presenter")
         self.stream = url + "/stream.mjpg"
+        parts = urlsplit(url)
+        self._address = (parts.hostname, parts.port or 80)
         self._thread = threading.Thread(target=self._run, name="emu-qrcam", daemon=True)
         self._thread.start()
         return "qr_display", url
@@ -189,6 +192,9 @@ class QRCameraPeripheral:
     # ------------------------------------------------------------ the camera loop
     def _run(self) -> None:
         while not self._stopping.is_set():
+            if not self._monitor_on():
+                self._stopping.wait(RETRY_S)
+                continue
             cap = cv2.VideoCapture(self.stream, cv2.CAP_FFMPEG,
                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
@@ -201,6 +207,14 @@ class QRCameraPeripheral:
             finally:
                 cap.release()
             self._stopping.wait(RETRY_S)
+
+    def _monitor_on(self) -> bool:
+        """Something serves at `qr_display` (checked first, so a dark monitor costs no FFmpeg open)."""
+        try:
+            socket.create_connection(self._address, timeout=0.5).close()
+            return True
+        except OSError:
+            return False
 
     def look(self, frame: np.ndarray) -> None:
         """One camera frame: decode while the device is awake and unlocked, then route what completes."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 
 from hil.emulator.pty import PtyDevice
 
@@ -27,6 +28,21 @@ PIXEL_MM = 0.1
 MOUNT_ANGLE_DEG = 1.5
 TOUCH_AREA = (480, 972)  # panel plus the virtual home-button strip below it (y 850..971)
 _WORD = re.compile(r"([A-Z])([-+]?\d*\.?\d*)")
+
+
+_RUNNING: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # prime -> its EmulatedRobot
+
+
+def control(prime, request: dict) -> dict:
+    """The control endpoint's ``robot`` request: ``homing_fault`` true|false (a limit switch that never triggers)."""
+    robot = _RUNNING.get(prime)
+    if robot is None:
+        raise ValueError("this Prime has no robot running")
+    if "homing_fault" in request:
+        if not isinstance(request["homing_fault"], bool):
+            raise ValueError("robot 'homing_fault' must be true or false")
+        robot.homing_fault = request["homing_fault"]
+    return {"homing_fault": robot.homing_fault, "state": robot.state, "homed": robot.homed}
 
 
 def display_to_mm(x: float, y: float) -> tuple[float, float]:
@@ -59,6 +75,7 @@ class EmulatedRobot(PtyDevice):
 
     def start(self, prime) -> tuple[str, str]:
         self.prime = prime
+        _RUNNING[prime] = self
         path = self.start_pty()
         self.write(BANNER + UNLOCK_MSG)
         return "robot", path

@@ -117,23 +117,24 @@ class SambaMonitor:
             view = view[n:]
 
     def _feed(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        while buf and self.active:
-            if self._pending:
+        if self._buf:
+            data = bytes(self._buf) + data
+            self._buf.clear()
+        view, pos = memoryview(data), 0
+        while pos < len(data) and self.active:
+            if self._pending:  # S payload: straight into memory
                 addr, left = self._pending
-                take = min(left, len(buf))
-                self._store(addr, bytes(buf[:take]))
-                del buf[:take]
+                take = min(left, len(data) - pos)
+                self._store(addr, view[pos:pos + take])
+                pos += take
                 self._pending = (addr + take, left - take) if left > take else None
                 continue
-            end = buf.find(b"#")
+            end = data.find(b"#", pos)
             if end < 0:
-                if len(buf) > 64:  # no command is this long: line noise, dropped as the ROM does
-                    buf.clear()
-                return
-            line = bytes(buf[:end])
-            del buf[:end + 1]
+                if len(data) - pos <= 64:  # no command is longer: more is yet to come
+                    self._buf += data[pos:]
+                return  # else line noise, dropped as the ROM does
+            line, pos = data[pos:end], end + 1
             self._command(line)
 
     def _command(self, line: bytes) -> None:
@@ -190,7 +191,7 @@ class SambaMonitor:
         mem, off = region
         return bytes(mem[off:off + length])
 
-    def _store(self, addr: int, data: bytes) -> None:
+    def _store(self, addr: int, data: bytes | memoryview) -> None:
         region = self._region(addr, len(data))
         if region is not None:
             mem, off = region

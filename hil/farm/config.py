@@ -62,6 +62,9 @@ class StationConfig(_Strict):
     control: str | None = Field(None, description="emulator only (faults, power); tests use it, the harness never does")
     tags: tuple[str, ...] = ()
     emulated: EmulatedSpec | None = None
+    bench: str | None = Field(None, description="bench host it is wired to (issue 8, hil/farm/labgrid.py); its "
+                              "endpoints are then the bench's, served by `hil bridge` there")
+    bridge_port: int | None = Field(None, ge=0, le=65535, description="TCP port of its `hil bridge` on the bench")
 
     @model_validator(mode="after")
     def _wired_or_emulated(self) -> StationConfig:
@@ -73,6 +76,12 @@ class StationConfig(_Strict):
         if self.emulated is None and (self.debug is None or self.usb_port is None):
             raise ValueError("a wired station needs at least `debug` and `usb_port` (or an `emulated:` block)")
         return self
+
+
+class Bench(_Strict):
+    """A bench host of a labgrid lab: runs a labgrid exporter and `hil bridge` for its stations."""
+
+    host: str = Field(description="address the controller reaches the bench at")
 
 
 class SigningKey(_Strict):
@@ -88,12 +97,14 @@ class LabConfig(_Strict):
     state_dir: Path = Path(".hil")
     reports_dir: Path = Path("reports")
     profiles_dir: Path = Path("device_profiles")
-    suites: tuple[str, ...] = ("suites",)
+    suites: tuple[Path, ...] = (Path("suites"),)
     signoff_criteria: Path = Path("signoff_criteria.yaml")
     signing_key: SigningKey
     firmware_keys: str = Field("production", description="key set the units trust: production, test or a TOML path")
     samba_applet: Path | None = Field(None, description="Microchip SD/MMC applet the flasher loads into SAM-BA")
     stations: dict[str, StationConfig]
+    benches: dict[str, Bench] = Field(default_factory=dict, description="bench hosts of a labgrid lab (issue 8)")
+    coordinator: str | None = Field(None, description="labgrid://HOST:PORT of the lab's labgrid coordinator")
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("stations")
@@ -116,6 +127,7 @@ class LabConfig(_Strict):
             "profiles_dir": rel(self.profiles_dir), "signoff_criteria": rel(self.signoff_criteria),
             "signing_key": self.signing_key.model_copy(update={"path": rel(self.signing_key.path)}),
             "samba_applet": rel(self.samba_applet) if self.samba_applet else None,
+            "suites": tuple(rel(p) for p in self.suites),
             "firmware_keys": str(rel(Path(self.firmware_keys))) if self.firmware_keys.endswith(".toml")
             else self.firmware_keys,
         })

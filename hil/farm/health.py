@@ -62,13 +62,14 @@ def check_camera(station: Station, timeout: float) -> str:
 
 
 def check_nfc(station: Station, timeout: float) -> str:
-    from hil.stimuli.nfc import Reader  # the stimuli engineer's nfcpy reader
+    """The reader opens and activates the Prime's ISO-DEP card."""
+    from hil.stimuli.nfc import NfcReader
 
-    with Reader(station.nfc, timeout=timeout) as reader:
-        target = reader.sense()
-    if target is None:
-        raise StationUnhealthy(f"NFC reader {station.nfc} finds no card on the Prime")
-    return f"reader answers, card {target}"
+    session = NfcReader(station.nfc).connect(timeout)
+    try:
+        return f"card {session.tag.identifier.hex()} answers"
+    finally:
+        session.close()
 
 
 CHECKS: dict[str, tuple[str, Callable[[Station, float], str]]] = {

@@ -171,7 +171,8 @@ def write_run_lab(lab: LabConfig, stations: dict[str, Station], path: Path) -> P
     assert lab.source is not None
     raw = yaml.safe_load(lab.source.read_text())
     raw.update(state_dir=str(lab.state_dir), reports_dir=str(lab.reports_dir), profiles_dir=str(lab.profiles_dir),
-               signoff_criteria=str(lab.signoff_criteria),
+               signoff_criteria=str(lab.signoff_criteria), suites=[str(p) for p in lab.suites],
+               samba_applet=str(lab.samba_applet) if lab.samba_applet else None, firmware_keys=lab.firmware_keys,
                signing_key={**raw["signing_key"], "path": str(lab.signing_key.path)},
                stations={n: to_config(s).model_dump(exclude_none=True, exclude_defaults=True, mode="json")
                          for n, s in stations.items()})

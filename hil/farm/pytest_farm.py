@@ -46,14 +46,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("lab"):
+        from hil.farm import labgrid  # issue 8: --lab labgrid://HOST:PORT[?tag=value] leases labgrid places
+
         try:
-            lab = load_lab(config.getoption("lab"))
+            lab = None if labgrid.is_url(config.getoption("lab")) else load_lab(config.getoption("lab"))
+            config.stash[FARM] = labgrid.LabgridFarm(config, config.getoption("lab")) if lab is None else Farm(config, lab)
         except ConfigError as e:
             raise pytest.UsageError(str(e)) from None
-        config.stash[FARM] = Farm(config, lab)
         config.add_cleanup(config.stash[FARM].close)
     if config.getoption("farm_events") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(EventLog(config.getoption("farm_events")), "hil-farm-events")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` on a labgrid lab: one worker per free matching place (issue 8)."""
+    from hil.farm import labgrid
+
+    lab = config.getoption("lab")
+    return labgrid.auto_workers(lab) if labgrid.is_url(lab) else None
 
 
 def run_id(config: pytest.Config) -> str:
@@ -160,15 +171,26 @@ class Farm:
         self.drop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def farm_station(request: pytest.FixtureRequest) -> Station:
-    """The station leased by this worker, labelled on the test's result."""
+    """The station leased by this worker. Session-scoped so the plugin's session fixtures can build on it;
+    after an infrastructure fault it is finalized (with everything built on it) and set up again on the
+    worker's next station."""
     farm = request.config.stash.get(FARM, None)
     if farm is None:
         raise pytest.UsageError("farm_station needs --lab FILE")
-    station = farm.current()
+    return farm.current()
+
+
+@pytest.fixture(autouse=True)
+def _farm_guard(request: pytest.FixtureRequest) -> None:
+    """Before each test on a station: the lease is still ours (else broken), and the result is labelled."""
+    farm = request.config.stash.get(FARM, None)
+    if farm is None or "farm_station" not in request.fixturenames:
+        return
+    request.getfixturevalue("farm_station")
+    farm.current()
     _label(request.node, farm.labels())
-    return station
 
 
 def _label(item: pytest.Item, labels: dict[str, str]) -> None:
@@ -178,6 +200,15 @@ def _label(item: pytest.Item, labels: dict[str, str]) -> None:
     for name, value in {**labels, "attempt": str(attempt), "nodeid": item.nodeid}.items():
         allure.dynamic.label(name, value)
         item.user_properties.append((name, value))
+
+
+def _forget_station(item: pytest.Item) -> None:
+    """Finalize the session's `farm_station` and every fixture built on it, so the next test gets the new one."""
+    defs = item._fixtureinfo.name2fixturedefs.get("farm_station")  # noqa: SLF001 (no public API for this)
+    if defs:
+        if not item._request:  # noqa: SLF001 (runtestprotocol drops it after each run)
+            item._initrequest()  # noqa: SLF001
+        defs[-1].finish(item._request)  # noqa: SLF001
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -206,6 +237,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
         fault = item.stash.get(INFRA_FAULT, None)
         again = fault is not None and attempt <= reruns and not farm.lost and not _is_lost(fault)
+        if fault is not None and not _is_lost(fault):
+            _forget_station(item)
         if again:
             try:
                 farm.replace_after_fault(fault)

@@ -108,9 +108,13 @@ class Flasher:
 
     def __init__(self, samba_port: str, applet: bytes, keys: cosign2.KeySet, *,
                  link: Callable[[], PrimeClient] | None = None, enter_samba: Callable[[], None] | None = None,
-                 progress: Progress = lambda phase, done, total: None, timeout: float = 60.0):
+                 progress: Progress = lambda phase, done, total: None, timeout: float = 60.0,
+                 io_timeout: float = 10.0):
+        """``timeout`` bounds waiting for the device to enter SAM-BA and to boot again;
+        ``io_timeout`` bounds each answer of the monitor and its applet."""
         self.samba_port, self.applet, self.keys = samba_port, applet, keys
-        self.link, self.enter_samba, self.progress, self.timeout = link, enter_samba, progress, timeout
+        self.link, self.enter_samba, self.progress = link, enter_samba, progress
+        self.timeout, self.io_timeout = timeout, io_timeout
 
     def flash(self, firmware: Firmware, *, force: bool = False, allow_rollback: bool = False) -> FlashResult:
         running = self._running_version()
@@ -157,23 +161,27 @@ class Flasher:
     def _samba(self) -> Samba:
         """A connected monitor: the one already running, else after asking the device to enter it."""
         try:
-            samba = Samba.open(self.samba_port, timeout=10.0)
-            samba.connect(timeout=0.5)
-            return samba
+            return self._connect(0)
         except SambaError:
-            pass
-        self._enter_samba()
+            self._enter_samba()
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                samba = Samba.open(self.samba_port, timeout=10.0)
-                samba.connect(timeout=max(0.5, deadline - time.monotonic()))
-                return samba
+                return self._connect(max(0.0, deadline - time.monotonic()))
             except SambaError as e:
                 if time.monotonic() > deadline:
                     raise FlashFailed(f"{self.samba_port}: no SAM-BA monitor within {self.timeout:.0f} s "
                                       f"after asking the device to enter it ({e})") from None
-                time.sleep(0.2)
+                time.sleep(0.2)  # the port may not exist yet: the device is still re-enumerating
+
+    def _connect(self, wait: float) -> Samba:
+        samba = Samba.open(self.samba_port, timeout=self.io_timeout)
+        try:
+            samba.connect(timeout=wait)
+        except SambaError:
+            samba.close()
+            raise
+        return samba
 
     def _enter_samba(self) -> None:
         why = "no debug link configured"
@@ -212,6 +220,8 @@ class Flasher:
             with bootimg.mount(disk, system) as fs:
                 self.progress("write", 0, len(app))
                 fs.makedirs("keyos.update", recreate=True)
+                if fs.exists(bootimg.UPDATED_APP_IMAGE):  # left by an update cut short; pyfatfs 1.1
+                    fs.remove(bootimg.UPDATED_APP_IMAGE)  # cannot truncate a file in place
                 fs.writebytes(bootimg.UPDATED_APP_IMAGE, app)  # the bootloader's fallback while keyos/ is empty
                 if fs.exists(bootimg.APP_IMAGE):
                     fs.remove(bootimg.APP_IMAGE)

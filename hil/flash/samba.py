@@ -75,7 +75,7 @@ class Samba:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             self._send(b"N#")
-            ack = self._read(2, min(1.0, self.timeout), "N# (binary mode)", required=False)
+            ack = self._read(2, min(0.25, self.timeout), "N# (binary mode)", required=False)
             if ack == b"\n\r":
                 break
             if ack:

@@ -78,6 +78,10 @@ def transport_for(device: str, profile: Profile, station: Station | None = None,
         if not host or not port.isdigit():
             raise DeviceNotFound(f"{device}: expected tcp:HOST:PORT, e.g. tcp:127.0.0.1:7664")
         return TcpTransport(host, int(port), stall_timeout=stall_timeout)
+    if kind == "bridge":  # a bench's `hil bridge` (issue 8): TCP after a lease handshake
+        from hil.bridge import transport
+
+        return transport(device, stall_timeout)
     if device.startswith("/"):
         return transport_for(resolve_tty(device, sysfs, (profile.usb.keyos, profile.usb.legacy)), profile,
                              station, stall_timeout)

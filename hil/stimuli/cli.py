@@ -91,3 +91,133 @@ def encode(payload: str = typer.Argument(..., help=PAYLOAD_HELP),
     if parts:
         (out / "parts.txt").write_text("\n".join(parts) + "\n")
     typer.echo(f"wrote {len(images)} frame(s){' and parts.txt' if parts else ''} to {out}")
+
+
+# ---------------------------------------------------------------- hil nfc
+
+READER_HELP = "the station's NFC reader as an nfcpy path: usb:072f:2200 in the lab, udp:127.0.0.1:PORT for the emulator"
+
+
+@nfc_app.command("tag")
+def nfc_tag(reader: str = typer.Option(..., "--reader", help=READER_HELP),
+            text: str | None = typer.Option(None, "--text", help="a Text record (en)"),
+            uri: str | None = typer.Option(None, "--uri", help="a URI record"),
+            raw: list[str] = typer.Option([], "--raw", help="a raw record TYPE=HEXPAYLOAD, e.g. urn:nfc:ext:example.com:t=0102"),
+            timeout: float = typer.Option(20.0, "--timeout", help="seconds to wait for the Prime to read the tag")) -> None:
+    """Present an NDEF tag (Type 4) to the Prime's reader until it has read it."""
+    from hil.stimuli.nfc import NfcReader, ndef_message
+
+    records = []
+    for item in raw:
+        rtype, sep, payload = item.rpartition("=")
+        try:
+            records.append((rtype, bytes.fromhex(payload)))
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise typer.BadParameter(f"--raw {item!r}: write TYPE=HEXPAYLOAD")
+    result = NfcReader(reader).present_tag(ndef_message(text, uri, records), timeout)
+    typer.echo(f"tag read by the Prime ({len(result.apdus)} APDUs); the tag now holds {len(result.message)} bytes:")
+    for record in result.records:
+        typer.echo(f"  {record}")
+
+
+@nfc_app.command("fido-info")
+def nfc_fido_info(reader: str = typer.Option(..., "--reader", help=READER_HELP),
+                  timeout: float = typer.Option(10.0, "--timeout", help="seconds to wait for the Prime's card")) -> None:
+    """CTAP2 authenticatorGetInfo over NFC (ISO-DEP, FIDO AID)."""
+    from fido2.ctap2 import Ctap2
+
+    from hil.stimuli.ctap_nfc import CtapNfcDevice
+    from hil.stimuli.nfc import NfcReader
+
+    with CtapNfcDevice(NfcReader(reader).connect(timeout)) as dev:
+        info = Ctap2(dev).info
+    typer.echo(f"versions: {', '.join(info.versions)}")
+    typer.echo(f"aaguid: {info.aaguid}")
+    typer.echo(f"options: {info.options}")
+    typer.echo(f"transports: {', '.join(info.transports)}")
+
+
+# ---------------------------------------------------------------- hil touch
+
+def _touch(via: str, device: str | None, robot: str | None, relay: str | None, calibration: Path | None,
+           profile_name: str):
+    """A Touch backend from what is wired; the caller closes what it returns second."""
+    from hil.link.resolve import open_client, profile_named
+    from hil.stimuli import touch
+
+    profile = profile_named(profile_name)
+    home = profile.touch.home_button.centre
+    if via == "debug":
+        if not device:
+            raise typer.BadParameter("--via debug needs --device (e.g. tcp:127.0.0.1:7664 or usb:SERIAL)")
+        client = open_client(device, profile).open()
+        return touch.DebugTouch(client, home), [client]
+    if via == "robot":
+        from hil.stimuli.relay import PowerButtonRelay
+        from hil.stimuli.robot import Calibration, StylusRobot
+
+        if not robot or not calibration:
+            raise typer.BadParameter("--via robot needs --robot PORT and --calibration FILE (see `hil touch calibrate`)")
+        stylus = StylusRobot.open(robot, Calibration.load(calibration))
+        button = PowerButtonRelay.open(relay) if relay else None
+        return touch.RobotTouch(stylus, button, home), [p for p in (stylus, button) if p]
+    raise typer.BadParameter(f"--via {via!r}: use robot or debug")
+
+
+VIA = typer.Option("debug", "--via", help="robot (stylus + relay) or debug (usb-debug link)")
+DEVICE = typer.Option(None, "--device", help="usb-debug link for --via debug")
+ROBOT = typer.Option(None, "--robot", help="GRBL stylus robot serial port for --via robot")
+RELAY = typer.Option(None, "--relay", help="power-button relay board serial port")
+CAL = typer.Option(None, "--calibration", help="the station's robot calibration JSON")
+PROFILE = typer.Option("prime-rev-b", "--profile", help="device profile (home button, PIN pad)")
+
+
+@touch_app.command("tap")
+def touch_tap(x: int, y: int, via: str = VIA, device: str | None = DEVICE, robot: str | None = ROBOT,
+              relay: str | None = RELAY, calibration: Path | None = CAL, profile: str = PROFILE,
+              hold_ms: int = typer.Option(50, "--hold-ms", help="how long to press (a long press from 1000)")) -> None:
+    """Tap (or long-press) the display at X Y (pixels from the top-left of the 480x800 panel)."""
+    backend, opened = _touch(via, device, robot, relay, calibration, profile)
+    try:
+        backend.long_press(x, y, hold_ms)
+    finally:
+        for thing in opened:
+            thing.close()
+    typer.echo(f"pressed ({x}, {y}) for {hold_ms} ms via {via}")
+
+
+@touch_app.command("power")
+def touch_power(long: bool = typer.Option(False, "--long", help="hold 3 s (control center) instead of 200 ms"),
+                via: str = VIA, device: str | None = DEVICE, robot: str | None = ROBOT, relay: str | None = RELAY,
+                calibration: Path | None = CAL, profile: str = PROFILE) -> None:
+    """Press the power button (short: lock + screen off; long: control center)."""
+    backend, opened = _touch(via, device, robot, relay, calibration, profile)
+    try:
+        backend.power(long)
+    finally:
+        for thing in opened:
+            thing.close()
+    typer.echo(f"{'long' if long else 'short'} power press via {via}")
+
+
+@touch_app.command("calibrate")
+def touch_calibrate(point: list[str] = typer.Option(..., "--point", help="PX,PY=MX,MY: a display pixel and the robot "
+                                                    "millimetres where the stylus touched it; at least 3"),
+                    out: Path = typer.Option(..., "-o", "--out", help="the station's calibration file to write")) -> None:
+    """Fit and store the display-to-robot calibration from reference points."""
+    from hil.stimuli.robot import Calibration
+
+    pairs = []
+    for p in point:
+        try:
+            px, mm = p.split("=")
+            pairs.append((tuple(float(v) for v in px.split(",")), tuple(float(v) for v in mm.split(","))))
+            if len(pairs[-1][0]) != 2 or len(pairs[-1][1]) != 2:
+                raise ValueError
+        except ValueError:
+            raise typer.BadParameter(f"--point {p!r}: write PX,PY=MX,MY, e.g. 0,0=30.0,20.0") from None
+    cal = Calibration.fit(pairs)
+    cal.save(out)
+    typer.echo(f"calibration written to {out}")

@@ -164,13 +164,16 @@ class NfcReader:
 
     def connect(self, timeout: float = 5.0) -> IsoDepSession:
         """Poll for the Prime's ISO-DEP card (NFC-A) and activate it (RATS/ATS)."""
+        import nfc.clf
+        import nfc.tag
         import nfc.tag.tt4
 
         clf = self._frontend()
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                tag = clf.connect(rdwr={"targets": ["106A"], "on-connect": lambda tag: False, "iterations": 1})
+                target = clf.sense(nfc.clf.RemoteTarget("106A"), iterations=1)
+                tag = nfc.tag.activate(clf, target) if target is not None else None
                 if isinstance(tag, nfc.tag.tt4.Type4Tag):
                     log.info("ISO-DEP card %s on %s", tag.identifier.hex(), self.path)
                     return IsoDepSession(clf, tag)

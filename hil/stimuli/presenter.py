@@ -87,6 +87,9 @@ class Presenter:
         parts = urlsplit(address if "//" in address else f"http://{address}")
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"qr_display {address!r} must look like http://HOST:PORT")
+        if self._server is not None:
+            raise RuntimeError(f"the presenter already serves {self.url}; stop() it first")
+        self._stopping.clear()
         presenter = self
 
         class Handler(_Handler):

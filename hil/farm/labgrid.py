@@ -1,0 +1,531 @@
+"""The farm on labgrid (issue 8): stations spread over several bench hosts, leased through a labgrid
+coordinator (labgrid 26.0.1, pinned in pyproject's `labgrid` extra) instead of file locks.
+
+A station is a labgrid *place* of the same name, matching the resource group `<bench>/<station>/*` that
+the bench's exporter publishes (`exporter_config`). Its tags (board, rev, flavour, nfc, bench,
+health=ok) are what workers reserve by; quarantine removes `health=ok` and puts the reason in the
+place's comment. A worker reserves by tags, acquires the allocated place, builds its `Station` from
+the place's resources once, and health-checks it. The reservation token is the lease token the
+bench's `hil bridge` asks for (`LG_TOKEN`, labgrid's own variable for it).
+
+labgrid's lock is advisory for everything the exporter does not run itself, so `check()` runs before
+each test: the place must still be acquired by this worker and none of its resources orphaned.
+labgrid has no documented Python client API; `Coordinator` uses `ClientSession` and its gRPC stub as
+`labgrid-client` does, and keeps one session per process (the coordinator rejects a second one from
+the same process: lab-across-hosts.md §1.9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import yaml
+
+from hil.errors import ConfigError, HilError, InfrastructureError
+from hil.farm.config import LabConfig, Profile, load_profile
+from hil.farm.lease import NoStationFree
+from hil.farm.station import Station
+
+SCHEME = "labgrid://"
+DEFAULT_PORT = 20408
+HEALTH = "health"
+QUARANTINED = "quarantined: "
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
+
+
+class CoordinatorUnavailable(InfrastructureError):
+    """The labgrid coordinator cannot be reached (or restarted: it then forgot every lease)."""
+
+
+class PlaceLost(InfrastructureError):
+    """This worker's place was taken away, or its bench's resources vanished, mid-run."""
+
+
+class LabgridError(InfrastructureError):
+    """The coordinator refused a request; the message is its own."""
+
+
+def is_url(lab: str | None) -> bool:
+    return bool(lab) and lab.startswith(SCHEME)
+
+
+@dataclass(frozen=True)
+class LabUrl:
+    """`labgrid://HOST:PORT?board=prime&flavour=development`: the coordinator and the tags to reserve by."""
+
+    address: str
+    tags: dict[str, str]
+
+    @classmethod
+    def parse(cls, url: str) -> LabUrl:
+        parts = urlsplit(url)
+        if parts.scheme != "labgrid" or not parts.hostname:
+            raise ConfigError(f"{url!r}: expected labgrid://HOST:PORT[?tag=value&...]")
+        tags = dict(parse_qsl(parts.query, strict_parsing=False))
+        bad = [f"{k}={v}" for k, v in tags.items() if not _tag_ok(k, v)]
+        if bad:
+            raise ConfigError(f"{url}: tags {', '.join(bad)} must be lowercase letters, digits or '_'")
+        return cls(f"{parts.hostname}:{parts.port or DEFAULT_PORT}", {**tags, HEALTH: "ok"})
+
+
+def _tag_ok(key: str, value: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[a-z][a-z0-9_]+", key) and re.fullmatch(r"[a-z0-9_]*", value))
+
+
+# ------------------------------------------------------------------------------ the coordinator
+
+
+class Coordinator:
+    """One session with the coordinator, with a bounded wait on every call."""
+
+    def __init__(self, address: str, timeout: float = 10.0) -> None:
+        from labgrid.remote.client import ClientSession
+
+        self.address, self.timeout = address, timeout
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.session = ClientSession(address, self.loop)
+        try:
+            self._run(self.session.start(), "connect")
+        except BaseException:
+            self.close()
+            raise
+        if self.session.stopping.is_set():
+            self.close()
+            raise CoordinatorUnavailable(f"labgrid coordinator {address} is unavailable; is it running "
+                                         "(`systemctl status labgrid-coordinator`)?")
+
+    @property
+    def me(self) -> str:
+        return f"{self.session.gethostname()}/{self.session.getuser()}"
+
+    def _run(self, coro, what: str):
+        import grpc
+        from labgrid.remote.client import Error
+
+        try:
+            return self.loop.run_until_complete(asyncio.wait_for(coro, self.timeout))
+        except TimeoutError:
+            raise CoordinatorUnavailable(f"labgrid coordinator {self.address}: no answer to {what} within "
+                                         f"{self.timeout:g} s") from None
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                raise CoordinatorUnavailable(f"labgrid coordinator {self.address} unavailable ({what})") from None
+            raise LabgridError(f"labgrid coordinator {self.address}: {what}: {e.details()}") from None
+        except Error as e:
+            raise CoordinatorUnavailable(f"labgrid coordinator {self.address}: {what}: {e}") from None
+
+    def refresh(self) -> None:
+        """Bring the session's view of places and resources up to date."""
+        if self.session.stopping.is_set() or not self._run(self.session.sync_with_coordinator(), "sync"):
+            raise CoordinatorUnavailable(f"lost the labgrid coordinator {self.address} (restarted or down); "
+                                         "it drops every lease when it restarts")
+
+    @property
+    def places(self) -> dict:
+        return self.session.places
+
+    @property
+    def resources(self) -> dict:
+        return self.session.resources
+
+    def call(self, method: str, what: str, **request):
+        """One gRPC call (`AddPlace`, `SetPlaceTags`, ...) with its request fields, then a sync."""
+        from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
+
+        req = getattr(pb, f"{method}Request")(**request)
+        out = self._run(getattr(self.session.stub, method)(req), what)
+        self.refresh()
+        return out
+
+    def reserve(self, tags: dict[str, str]) -> str:
+        from labgrid.remote.common import Reservation
+        from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
+
+        resp = self.call("CreateReservation", f"reserve {_tags(tags)}",
+                         filters={"main": pb.Reservation.Filter(filter=tags)}, prio=0.0)
+        return Reservation.from_pb2(resp.reservation).token
+
+    def poll(self, token: str):
+        from labgrid.remote.common import Reservation
+
+        return Reservation.from_pb2(self.call("PollReservation", f"poll reservation {token}", token=token).reservation)
+
+    def reservations(self) -> list:
+        from labgrid.remote.common import Reservation
+
+        return [Reservation.from_pb2(r) for r in self.call("GetReservations", "list reservations").reservations]
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            if getattr(self.session, "pump_task", None) is not None:
+                self.loop.run_until_complete(asyncio.wait_for(self.session.stop(), 5))
+            self.loop.run_until_complete(asyncio.wait_for(self.session.close(), 5))
+        except (TimeoutError, Exception):  # noqa: BLE001 (closing a dead session: nothing left to save)
+            pass
+        finally:
+            self.loop.close()
+
+
+def _tags(tags: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(tags.items()))
+
+
+# ------------------------------------------------------------------------------ places as code
+
+
+def bench_of(lab: LabConfig, name: str) -> str:
+    st = lab.stations[name]
+    if st.bench is None:
+        raise ConfigError(f"{lab.source}: station {name} has no `bench`; a labgrid lab places every station "
+                          "on a bench host")
+    if st.bench not in lab.benches:
+        raise ConfigError(f"{lab.source}: station {name}: bench {st.bench!r} is not under `benches` "
+                          f"(known: {', '.join(lab.benches) or 'none'})")
+    return st.bench
+
+
+def place_tags(lab: LabConfig, name: str) -> dict[str, str]:
+    """What workers reserve by. `key=value` entries of the station's `tags` come first; the rest is
+    derived from the station so that the file cannot contradict itself."""
+    st = lab.stations[name]
+    tags = dict(t.split("=", 1) for t in st.tags if "=" in t)
+    tags.setdefault("board", "prime")
+    flavour = st.emulated.flavour if st.emulated else tags.get("flavour")
+    if flavour:
+        tags["flavour"] = flavour
+    tags["nfc"] = "yes" if st.nfc else "no"
+    tags["bench"] = bench_of(lab, name)
+    bad = [f"{k}={v}" for k, v in tags.items() if not _tag_ok(k, v)]
+    if bad:
+        raise ConfigError(f"{lab.source}: station {name}: tags {', '.join(bad)} must be lowercase letters, digits "
+                          "or '_' (labgrid compares them as written)")
+    return tags
+
+
+def sync(lab: LabConfig, coord: Coordinator) -> list[str]:
+    """Create or update one place per bench station: its match and tags. A quarantined place keeps its
+    quarantine (no `health=ok` back); only `readmit` restores it. Returns what changed, one line each."""
+    done = []
+    coord.refresh()
+    for name in lab.stations:
+        tags = place_tags(lab, name)
+        pattern = f"{tags['bench']}/{name}/*"
+        place = coord.places.get(name)
+        if place is None:
+            coord.call("AddPlace", f"create place {name}", name=name)
+            done.append(f"{name}: created")
+            place = coord.places[name]
+        if not place.hasmatch(pattern.split("/")):
+            for m in list(place.matches):
+                coord.call("DeletePlaceMatch", f"place {name}: drop match {m}", placename=name,
+                           pattern=f"{m.exporter}/{m.group}/{m.cls}" + (f"/{m.name}" if m.name else ""))
+            coord.call("AddPlaceMatch", f"place {name}: match {pattern}", placename=name, pattern=pattern)
+            done.append(f"{name}: match {pattern}")
+        quarantined = place.comment.startswith(QUARANTINED)
+        want = {**tags, **({} if quarantined else {HEALTH: "ok"})}
+        stale = {k: "" for k in place.tags if k not in want and k != HEALTH}
+        if {k: v for k, v in place.tags.items() if k != HEALTH or not quarantined} != want or stale:
+            coord.call("SetPlaceTags", f"place {name}: set tags", placename=name, tags={**stale, **want})
+            done.append(f"{name}: tags {_tags(want)}" + (" (quarantined: kept out of service)" if quarantined else ""))
+    return done
+
+
+def quarantine(coord: Coordinator, place: str, reason: str) -> None:
+    coord.refresh()
+    if place not in coord.places:
+        raise ConfigError(f"no place {place!r} on labgrid coordinator {coord.address}")
+    coord.call("SetPlaceTags", f"place {place}: quarantine", placename=place, tags={HEALTH: ""})
+    coord.call("SetPlaceComment", f"place {place}: comment", placename=place,
+               comment=f"{QUARANTINED}{reason} ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})")
+
+
+def readmit(coord: Coordinator, place: str) -> str:
+    """Put the place back into service; returns the comment it had."""
+    coord.refresh()
+    if place not in coord.places:
+        raise ConfigError(f"no place {place!r} on labgrid coordinator {coord.address}")
+    was = coord.places[place].comment
+    coord.call("SetPlaceComment", f"place {place}: comment", placename=place, comment="")
+    coord.call("SetPlaceTags", f"place {place}: readmit", placename=place, tags={HEALTH: "ok"})
+    return was
+
+
+def free_places(coord: Coordinator, tags: dict[str, str]) -> list[str]:
+    coord.refresh()
+    return sorted(n for n, p in coord.places.items()
+                  if not p.acquired and not p.reservation and tags.items() <= p.tags.items())
+
+
+def auto_workers(url: str) -> int:
+    """`-n auto`: one worker per free place matching the URL's tags (at least one, which then waits)."""
+    lab = LabUrl.parse(url)
+    coord = Coordinator(lab.address)
+    try:
+        return max(1, len(free_places(coord, lab.tags)))
+    finally:
+        coord.close()
+
+
+# ------------------------------------------------------------------------------ exporter config
+
+
+def exporter_config(lab: LabConfig, bench: str, ports: dict[str, int] | None = None,
+                    serials: dict[str, str] | None = None) -> str:
+    """The labgrid exporter YAML of one bench: one resource group per station. A running bridge passes
+    the `ports` it bound and the `serials` its units reported, over the lab file's values."""
+    if bench not in lab.benches:
+        raise ConfigError(f"{lab.source}: no bench {bench!r} (known: {', '.join(lab.benches) or 'none'})")
+    host = lab.benches[bench].host
+    groups = {}
+    for name, st in lab.stations.items():
+        if st.bench != bench:
+            continue
+        port = (ports or {}).get(name, st.bridge_port)
+        if port is None:
+            raise ConfigError(f"{lab.source}: station {name} on bench {bench} has no `bridge_port`")
+        group: dict = {
+            "location": bench,
+            "debug": {"cls": "PrimeDebugLink", "host": host, "port": port},
+            "station": {"cls": "PrimeStation", "profile": st.profile, "usb_port": st.usb_port or "",
+                        "serial": (serials or {}).get(name) or st.serial or ""},
+        }
+        if st.samba and st.usb_port:  # SAM-BA's CDC port, by USB port path; ser2net serves it on acquire
+            vid, pid = lab.profile(st.profile).usb.samba.split(":")
+            group["samba"] = {"cls": "USBSerialPort", "speed": 115200,
+                              "match": {"@sys_name": st.usb_port, "ID_VENDOR_ID": vid, "ID_MODEL_ID": pid}}
+        if st.camera and st.camera.startswith("http"):
+            group["camera"] = {"cls": "HTTPVideoStream", "url": st.camera}
+        groups[name] = group
+    if not groups:
+        raise ConfigError(f"{lab.source}: bench {bench} has no stations")
+    return yaml.safe_dump(groups, sort_keys=False)  # no comment line: the exporter reads it as a Jinja2 template
+
+
+def station_from_place(coord: Coordinator, name: str, profiles_dir: Path = PROFILES_DIR) -> Station:
+    """The place's acquired resources as a `Station` (looked up once; the caller keeps it)."""
+    place = coord.places[name]
+    found: dict = {}
+    bench = place.tags.get("bench", "?")
+    for exporter, group, cls, res_name in place.acquired_resources:
+        entry = coord.resources.get(exporter, {}).get(group, {}).get(res_name)
+        if entry is None:
+            raise PlaceLost(f"bench {exporter}, place {name}: resource {group}/{res_name} is orphaned "
+                            f"(exporter {exporter} gone)")
+        found[cls] = entry.params
+    if "PrimeDebugLink" not in found or "PrimeStation" not in found:
+        raise PlaceLost(f"bench {bench}, place {name}: no PrimeDebugLink/PrimeStation resource; is the exporter "
+                        f"of bench {bench} running with `hil lab exporter-config {bench}`?")
+    link, info = found["PrimeDebugLink"], found["PrimeStation"]
+    profile: Profile = load_profile(info["profile"], profiles_dir)
+    samba = found.get("NetworkSerialPort")
+    return Station(name=name, profile=profile, debug=f"bridge:{link['host']}:{link['port']}",
+                   usb_port=info.get("usb_port") or None, serial=info.get("serial") or None,
+                   samba=f"rfc2217://{samba['host']}:{samba['port']}?ign_set_control" if samba else None,
+                   camera=found.get("HTTPVideoStream", {}).get("url"),
+                   tags=tuple(f"{k}={v}" for k, v in sorted(place.tags.items())),
+                   flavour=place.tags.get("flavour"))
+
+
+# ------------------------------------------------------------------------------ the lease
+
+
+def identity(worker: str) -> str:
+    """A worker's labgrid user: `hil-<worker>-<pid>`, so the reaper can tell a crashed holder."""
+    return f"hil-{worker}-{os.getpid()}"
+
+
+class PlaceLease:
+    """One place reserved by tags and acquired by this process; `release` cancels both."""
+
+    def __init__(self, coord: Coordinator, tags: dict[str, str], timeout: float, poll: float = 0.2) -> None:
+        self.coord = coord
+        deadline = time.monotonic() + timeout
+        self.token = coord.reserve(tags)
+        self.place: str | None = None
+        try:
+            while True:
+                res = coord.poll(self.token)
+                if res.state.name == "allocated":
+                    self.place = res.allocations["main"][0]
+                    break
+                if res.state.name != "waiting":
+                    raise NoStationFree(f"reservation {self.token} for {_tags(tags)} is {res.state.name}")
+                if time.monotonic() > deadline:
+                    raise NoStationFree(f"no place with tags {_tags(tags)} free within {timeout:g} s on labgrid "
+                                        f"coordinator {coord.address} (see `labgrid-client who`, `hil lab status`)")
+                time.sleep(poll)
+            coord.call("AcquirePlace", f"acquire place {self.place}", placename=self.place)
+        except BaseException:
+            self.release()
+            raise
+        self.bench = coord.places[self.place].tags.get("bench", "?")
+
+    def check(self) -> None:
+        """Raise `PlaceLost` unless the place is still ours and every resource is there."""
+        where = f"bench {self.bench}, place {self.place}"
+        try:
+            self.coord.refresh()
+        except CoordinatorUnavailable as e:
+            raise PlaceLost(f"{where}: {e}") from None
+        place = self.coord.places.get(self.place)
+        if place is None or place.acquired != self.coord.me:
+            by = place.acquired if place is not None and place.acquired else "nobody"
+            raise PlaceLost(f"{where}: taken away from {self.coord.me} (now acquired by {by})")
+        for exporter, group, _cls, name in place.acquired_resources:
+            entry = self.coord.resources.get(exporter, {}).get(group, {}).get(name)
+            if entry is None or not entry.avail:
+                state = "orphaned: its exporter is gone" if entry is None else "unavailable"
+                raise PlaceLost(f"{where}: resource {group}/{name} is {state} (is labgrid-exporter on bench "
+                                f"{exporter} running?)")
+
+    def release(self) -> None:
+        """Release and cancel; errors are ignored (the place may be kicked, the coordinator restarted)."""
+        for method, what, req in (("ReleasePlace", "release", {"placename": self.place}),
+                                  ("CancelReservation", "cancel reservation", {"token": self.token})):
+            if req.get("placename", req.get("token")) is None:
+                continue
+            try:
+                self.coord.call(method, what, **req)
+            except HilError:
+                pass
+        self.place = None
+
+
+def reap(coord: Coordinator) -> list[str]:
+    """Release places and cancel reservations held by `hil-*` workers of this host whose process is gone."""
+    coord.refresh()
+    me = socket.gethostname() if "LG_HOSTNAME" not in os.environ else os.environ["LG_HOSTNAME"]
+
+    def dead(holder: str) -> bool:
+        host, _, user = holder.partition("/")
+        pid = user.rsplit("-", 1)[-1]
+        if host != me or not user.startswith("hil-") or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    done = []
+    for name, place in sorted(coord.places.items()):
+        if place.acquired and dead(place.acquired):
+            coord.call("ReleasePlace", f"release {name}", placename=name, fromuser=place.acquired)
+            done.append(f"{name}: released (held by {place.acquired}, whose process is gone)")
+    for res in coord.reservations():
+        if dead(f"{res.owner}"):
+            try:
+                coord.call("CancelReservation", f"cancel {res.token}", token=res.token)
+            except LabgridError:
+                continue
+            done.append(f"reservation {res.token}: cancelled (owner {res.owner} is gone)")
+    return done
+
+
+# ------------------------------------------------------------------------------ pytest_farm's Farm
+
+
+class LabgridFarm:
+    """What `hil.farm.pytest_farm.Farm` is for a lab file, on labgrid: this worker's one place."""
+
+    def __init__(self, config, url: str) -> None:
+        from hil.farm.pytest_farm import run_id
+
+        self.config, self.url = config, LabUrl.parse(url)
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        os.environ["LG_USERNAME"] = identity(self.worker)
+        self.run_id = run_id(config)
+        self.firmware: str | None = config.getoption("farm_firmware")
+        self.coord: Coordinator | None = None
+        self.lease: PlaceLease | None = None
+        self.station: Station | None = None
+        self.version: str | None = None
+        self.lost: str | None = None
+
+    def _coordinator(self) -> Coordinator:
+        if self.coord is None or self.coord.session.stopping.is_set():
+            if self.coord is not None:
+                self.coord.close()
+                self.coord = None
+            self.coord = Coordinator(self.url.address)
+        return self.coord
+
+    def current(self) -> Station:
+        if self.lost:
+            raise PlaceLost(self.lost)
+        if self.station is not None:
+            self.lease.check()
+            return self.station
+        return self._take()
+
+    def _take(self) -> Station:
+        from hil.farm import health
+
+        timeout = self.config.getoption("farm_lease_timeout")
+        deadline = time.monotonic() + timeout
+        while True:
+            coord = self._coordinator()
+            lease = PlaceLease(coord, self.url.tags, max(0.0, deadline - time.monotonic()))
+            try:
+                os.environ["LG_TOKEN"] = lease.token  # what the bench's bridge asks for
+                station = station_from_place(coord, lease.place)
+                report = health.check(station)
+            except BaseException:
+                lease.release()
+                raise
+            if report.ok:
+                self.lease, self.station, self.version = lease, station, report.version
+                return station
+            quarantine(coord, lease.place, f"health check failed on bench {lease.bench}: {report.reason}")
+            lease.release()
+
+    def replace_after_fault(self, fault: str) -> None:
+        """After an infrastructure fault: quarantine the place if it is now unhealthy, then lease another."""
+        from hil.farm import health
+
+        lease, station = self.lease, self.station
+        if lease is None or station is None:
+            return
+        try:
+            lease.check()
+            report = health.check(station)
+            if not report.ok:
+                quarantine(lease.coord, lease.place, f"{fault}; then health check failed on bench {lease.bench}: "
+                                                     f"{report.reason}")
+        except InfrastructureError:
+            pass  # the place is gone already: nothing of ours to quarantine
+        self.drop()
+        self._take()
+
+    def drop(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+        self.lease = self.station = None
+
+    def labels(self) -> dict[str, str]:
+        st, lease = self.station, self.lease
+        assert st is not None and lease is not None
+        return {"station": st.name, "place": lease.place, "bench": lease.bench, "serial": st.serial or "unknown",
+                "profile": st.profile.name, "firmware": self.firmware or f"version:{self.version}"}
+
+    def close(self) -> None:
+        try:
+            self.drop()
+        finally:
+            if self.coord is not None:
+                self.coord.close()
+                self.coord = None

@@ -1,0 +1,127 @@
+"""What the security suites share: probe manifests, and reading the display to see prompts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+
+import numpy as np
+
+from hil.errors import InfrastructureError
+from hil.flash.manifest import Manifest, loads
+from hil.link.client import PrimeClient
+
+PROMPT_TITLE = "Allow Access?"
+PROMPT_BUTTONS = ("Always Allow", "Not Now", "Never Allow")
+SYSTEM_MARKER = "KeyOS SYSTEM PROMPT"  # docs/probe.md §5: drawn by gui-server in the status band
+REGIONS = {"status": (0, 0, 480, 30), "title": (0, 30, 480, 100), "body": (0, 100, 480, 700),
+           "buttons": (0, 700, 480, 800)}
+SETTINGS_APP = "0xc192b79230473875f159d4423d74d00f"  # built into every KeyOS release (1.0.0 apps/)
+
+
+def manifest_for(app_id: str, name: str, permissions: dict[str, list[str]], templates: dict,
+                 template: tuple[str, ...] = ("gui-app",), **extra) -> Manifest:
+    """A current-form probe manifest, written the way a developer would (templates expanded)."""
+    doc = {"manifestVersion": "0", "appId": app_id, "appName": {"en": name},
+           "permissions": {"template": list(template), **permissions}, **extra}
+    return loads(json.dumps(doc), f"<probe {name}>/manifest.json", templates)
+
+
+def twin(manifest: Manifest, app_id: str) -> Manifest:
+    """The probe holding exactly what ``manifest`` declares, under the probe's own app id."""
+    out = copy.deepcopy(manifest)
+    out.app_id = app_id
+    out.servers = {}  # a twin exposes no servers: it must not collide with the app it mirrors
+    out.file_hashes = {}
+    out.app_signature = "0x00"
+    return out
+
+
+# ------------------------------------------------------------------------------------------ display
+
+
+class ScreenReader:
+    """What the panel shows, read by the station's camera when it has one, else by a screenshot."""
+
+    def __init__(self, station, prime: PrimeClient):
+        self.prime = prime
+        self._display = None
+        if station.camera:
+            from hil.vision.camera import Camera
+            from hil.vision.display import Display
+
+            self._camera = Camera(station.camera)
+            self._display = Display(self._camera, regions=REGIONS)
+
+    def close(self) -> None:
+        if self._display is not None:
+            self._camera.close()
+
+    def read(self, regions: list[str] | None = None):
+        from hil.vision.display import read_image
+
+        if self._display is not None:
+            return self._display.read(regions, fresh=False)
+        shot = np.asarray(self.prime.screenshot().convert("RGB"))[:, :, ::-1].copy()
+        return read_image(shot, REGIONS, only=regions)
+
+    def text(self, region: str | None = None) -> str:
+        screen = self.read([region] if region else None)
+        return " ".join(line.text for line in screen.lines_in(region)) if region else \
+            " ".join(line.text for line in screen.lines)
+
+    def wait_for(self, text: str, timeout: float = 10.0, region: str | None = None) -> object:
+        """The screen once ``text`` is read on it; broken (not failed) if it never is."""
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while time.monotonic() < deadline:
+            screen = self.read([region] if region else None)
+            lines = screen.lines_in(region) if region else screen.lines
+            seen = " | ".join(line.text for line in lines)
+            if normal(text) in normal(seen.replace(" | ", "")):
+                return screen
+            time.sleep(0.2)
+        raise PromptNotSeen(f"{text!r} not read on the display within {timeout:g} s; it shows: {seen!r}")
+
+    def tap_text(self, label: str, screen=None) -> None:
+        """Tap the centre of the text line ``label`` (a prompt button)."""
+        screen = screen or self.read()
+        for line in screen.lines:
+            if normal(line.text) == normal(label):
+                x0, y0, x1, y1 = line.box
+                self.prime.tap((x0 + x1) // 2, (y0 + y1) // 2)
+                return
+        raise PromptNotSeen(f"button {label!r} not found; read: {[line.text for line in screen.lines]}")
+
+
+class PromptNotSeen(InfrastructureError):
+    """The expected text was not read on the display: no verdict (unreadable, or not there yet)."""
+
+
+def normal(text: str) -> str:
+    """Compare text as OCR reads it: case, spacing and line breaks do not count."""
+    return "".join(text.lower().replace("…", "...").split())
+
+
+def answer_prompt(screen: ScreenReader, button: str, body: str | None = None, timeout: float = 15.0) -> None:
+    """Wait for the system permission prompt, check it is the real one, and press ``button``."""
+    shown = screen.wait_for(PROMPT_TITLE, timeout)
+    text = " ".join(line.text for line in shown.lines)
+    for label in PROMPT_BUTTONS:
+        assert normal(label) in normal(text), f"prompt lacks the {label!r} button; read: {text!r}"
+    if body is not None:
+        assert normal(body) in normal(text), f"prompt body is not {body!r}; read: {text!r}"
+    status = shown.text("status")
+    assert normal(SYSTEM_MARKER) in normal(status), \
+        f"a prompt without gui-server's marker in the status band (read {status!r}): not a system prompt"
+    screen.tap_text(button, shown)
+
+
+def assert_no_prompt(screen: ScreenReader) -> None:
+    """Positive evidence that no prompt is up: the screen was read, and it has neither title nor marker."""
+    shown = screen.read()
+    text = " ".join(line.text for line in shown.lines)
+    if not text.strip():
+        raise PromptNotSeen("nothing read on the display: cannot tell whether a prompt is up")
+    assert normal(PROMPT_TITLE) not in normal(text), f"a permission prompt is on screen: {text!r}"

@@ -1,0 +1,103 @@
+"""Isolation: an app cannot read another app's memory, AppData or unexposed servers; User, Airlock and
+Usb need their grants (fs ``access.rs``: read without grant => AccessDenied, write => InvalidOperation);
+a crash stays contained (keyos.md §1.4, §1.5, §2.1)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from hil import probe as P
+from security_helpers import SETTINGS_APP, answer_prompt, manifest_for
+
+pytestmark = [pytest.mark.security, pytest.mark.isolation]
+
+CANARY = 0x2000_0000  # docs/probe.md: every app keeps a page of its own at this address
+
+
+def test_another_apps_memory_cannot_be_read(probe, probe_id, templates, unlocked_prime):
+    target = unlocked_prime.launch_app(SETTINGS_APP)
+    assert target.status.name in ("LAUNCHED", "ALREADY_RUNNING")
+    app_id = probe_id()
+    run = probe.run(manifest_for(app_id, "Memory", {}, templates),
+                    [P.read_memory(app_id, CANARY, 32), P.read_memory(SETTINGS_APP, CANARY, 32)])
+    own, other = run.finish()
+    assert own["result"] == "Ok" and own["len"] == 32, f"the probe cannot read its own page (control): {own}"
+    assert other["result"] != "Ok", f"PID {run.pid} read memory of the Settings app: {other}"
+
+
+def test_appdata_is_per_app(probe, probe_id, templates):
+    writer_id, reader_id = probe_id("writer"), probe_id("reader")
+    writer = probe.run(manifest_for(writer_id, "Writer", {}, templates, template=("gui-app", "fs-generic")),
+                       [P.open_file("AppData", "secret.bin", "write"), P.open_file("AppData", "secret.bin", "read")])
+    wrote, read_back = writer.finish()
+    assert wrote["result"] == "Ok" and read_back["result"] == "Ok", f"AppData does not work for its owner: {wrote}, {read_back}"
+    reader = probe.run(manifest_for(reader_id, "Reader", {}, templates, template=("gui-app", "fs-generic")),
+                       [P.open_file("AppData", "secret.bin", "read")])
+    (peek,) = reader.finish()
+    assert peek["result"] == "FileNotFound", f"another app's AppData file was visible: {peek}"
+
+
+def test_undeclared_server_is_closed_with_the_kernel_line(probe, probe_id, templates):
+    run = probe.run(manifest_for(probe_id(), "Closed", {}, templates),
+                    [P.send("os/app-manager", "ListApps", wait=False), P.send("os/power-manager", "Reboot", wait=False),
+                     P.send("os/security", "GetSeed", wait=False)])
+    records = run.finish()
+    assert [r["result"] for r in records] == ["AccessDenied"] * 3, records
+    assert [d.msgid for d in run.denies if d.pid == run.pid] == [r["id"] for r in records]
+
+
+@pytest.mark.parametrize("location", ["User", "Airlock", "Usb"])
+def test_location_needs_its_grant(location, probe, probe_id, templates):
+    """Without the Get…Access messages in the manifest, nothing of the location opens."""
+    run = probe.run(manifest_for(probe_id(), "No Grant", {}, templates, template=("gui-app", "fs-generic")),
+                    [P.open_file(location, "probe.bin", "write", timeout_s=20),
+                     P.open_file(location, "probe.bin", "read", timeout_s=20)])
+    write, read = run.finish(timeout=60)
+    assert write["access"] == "AccessDenied" and write["result"] == "InvalidOperation", write
+    assert read["access"] == "AccessDenied" and read["result"] == "AccessDenied", read
+
+
+def test_airlock_with_its_grant_and_read_grant_is_not_write(probe, probe_id, templates, screen):
+    """The positive control: granted, the location opens; a read grant does not make a writer."""
+    m = manifest_for(probe_id(), "Airlock", {"os/fs": ["GetAirlockReadAccess"]}, templates, template=("gui-app", "fs-generic"))
+    run = probe.run(m, [P.open_file("Airlock", "probe.bin", "read", timeout_s=60),
+                        P.open_file("Airlock", "probe.bin", "write", timeout_s=20)])
+    answer_prompt(screen, "Always Allow")
+    read, write = run.finish(timeout=90)
+    assert read["access"] == "Ok" and read["result"] in ("Ok", "FileNotFound"), f"granted read refused: {read}"
+    assert write["result"] == "InvalidOperation", f"a read grant allowed a write: {write}"
+
+
+def test_user_files_with_write_grant(probe, probe_id, templates, screen):
+    m = manifest_for(probe_id(), "User Files", {"os/fs": ["GetUserReadAccess", "GetUserWriteAccess"]}, templates,
+                     template=("gui-app", "fs-generic"))
+    run = probe.run(m, [P.open_file("User", "probe.bin", "write", timeout_s=60), P.open_file("User", "probe.bin", "read")])
+    answer_prompt(screen, "Always Allow")
+    write, read = run.finish(timeout=90)
+    assert write["result"] == "Ok" and read["result"] == "Ok", (write, read)
+
+
+def _pids(process_list: str) -> dict[int, str]:
+    """The kernel's compact list ('t'): ``R pid ppid name ...`` rows."""
+    return {int(m[1]): m[2] for m in re.finditer(r"^\w+ (\d+) \d+ (\S+)", process_list, re.MULTILINE)}
+
+
+def test_crash_is_contained(probe, probe_id, templates, unlocked_prime):
+    other = unlocked_prime.launch_app(SETTINGS_APP)
+    before = _pids(unlocked_prime.process_list())
+    run = probe.run(manifest_for(probe_id("crash"), "Crash", {"os/fs": ["GetAirlockReadAccess"]}, templates,
+                                 template=("gui-app", "fs-generic")),
+                    [P.send("os/gui-server", "RequestRedraw", wait=False), P.panic("probe panic on purpose")])
+    run.wait(lambda: run.panic is not None, 20, "the PANIC line")
+    assert run.panic == "probe panic on purpose"
+    after = _pids(unlocked_prime.process_list())
+    assert run.pid not in after, "the panicked process is still listed"
+    lost = {pid: name for pid, name in before.items() if pid not in after}
+    assert not lost, f"the crash took other processes with it: {lost}"
+    assert other.pid in after
+    # the system still serves apps
+    ok = probe.run(manifest_for(probe_id("after"), "After", {}, templates),
+                   [P.send("os/gui-server", "RequestRedraw", wait=False)])
+    assert [r["result"] for r in ok.finish()] == ["Ok"]

@@ -1,0 +1,315 @@
+"""Declarative permissions, enforced by the kernel, with no escalation (keyos.md §1.3, §1.4).
+
+Generated, not hand-written: for every app manifest under ``--manifests`` the probe takes that app's
+declarations (under its own app id) and tries every message of the capability matrix. Declared and
+within the app's signature tier => delivered; everything else => ``AccessDenied`` with the kernel's
+``[!] Denying message send from …`` line for that very send. Grant-on-first-use messages show the
+broker's prompt (read on the display) and each answer behaves and persists as specified.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hil import probe as P
+from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates
+from hil.link.client import DeviceError
+from hil.link.protocol import LaunchStatus
+
+from security_helpers import SETTINGS_APP, answer_prompt, assert_no_prompt, manifest_for, twin
+
+pytestmark = [pytest.mark.security, pytest.mark.permissions]
+
+HIGH_IDS = (64, 100, 127, 128, 200, 255, 1000)  # the range list: ids >= 64 live there, not in the mask
+
+
+def pytest_generate_tests(metafunc):
+    if "app_manifest" in metafunc.fixturenames:
+        opt = metafunc.config.getoption
+        manifests = load_dir(opt("--manifests"), load_templates(opt("--permission-templates")))
+        metafunc.parametrize("app_manifest", manifests, ids=[Path(m.source).parent.name for m in manifests])
+
+
+# ------------------------------------------------------------------------------ expectations
+
+
+def expectations(manifest: Manifest, matrix: CapabilityMatrix) -> list[tuple[dict, bool]]:
+    """(probe step, delivered?) for a third-party probe holding ``manifest``'s declarations."""
+    cases: list[tuple[dict, bool]] = []
+    declared_ids: dict[str, set[int]] = {}
+    for server, names in manifest.permissions.items():
+        for name in names:
+            msg = matrix.message(server, name)
+            if msg is None:
+                continue  # a message of a server the matrix does not list: nothing to expect
+            # a third-party app: foundation-tier messages stay out; grant-on-first-use waits for the user
+            ok = msg.signature_satisfied_by(False) and msg.approval != "grantOnFirstUse"
+            cases.append((P.send(server, name, wait=False), ok))
+            declared_ids.setdefault(matrix.canonical(server), set()).add(msg.id)
+    for server, ranges in manifest.permission_ranges.items():
+        ids = declared_ids.setdefault(matrix.canonical(server), set())
+        for a, b in ranges:
+            ids.update(range(a, b))
+            for mid in sorted({a, a + 1, (a + b) // 2, min(b, 64) - 1, 64 if a <= 64 < b else a, b - 1} & set(range(a, b))):
+                cases.append((P.send(server, id=mid, wait=False), True))
+    for server in sorted({*matrix.servers, *manifest.permission_ranges}):
+        canonical = matrix.canonical(server)
+        ids = declared_ids.get(canonical, set())
+        # 1.0.0 manifests name servers by their 1.0.0 names; probe a declared server under the name it used
+        name = next((s for s in manifest.permission_ranges if matrix.canonical(s) == canonical), server)
+        if name != server and server in matrix.servers:
+            continue
+        known = {m.id: m.name for m in matrix.servers.get(canonical, {}).values()}
+        for mid in sorted(set(known) | set(HIGH_IDS)):
+            if mid not in ids:
+                step = P.send(name, known[mid], wait=False) if mid in known and not manifest.permission_ranges \
+                    else P.send(name, id=mid, wait=False)
+                cases.append((step, False))
+    return cases
+
+
+CHUNK = 200
+
+
+def test_declared_messages_delivered_undeclared_denied_with_log_line(app_manifest, matrix, probe, probe_id):
+    all_cases = expectations(app_manifest, matrix)
+    assert any(ok for _, ok in all_cases) and any(not ok for _, ok in all_cases), "nothing to check on both sides"
+    for start in range(0, len(all_cases), CHUNK):
+        _check_chunk(all_cases[start:start + CHUNK], app_manifest, matrix, probe, probe_id(str(start)))
+
+
+def _check_chunk(cases, app_manifest, matrix, probe, app_id):
+    run = probe.run(twin(app_manifest, app_id), [step for step, _ in cases])
+    records = run.finish()
+    probe.close(run)
+    wrong = []
+    for (step, ok), rec in zip(cases, records):
+        want = "Ok" if ok else "AccessDenied"
+        if rec["result"] != want:
+            wrong.append(f"{step['server']} {step.get('message', '')}#{rec.get('id', step.get('id'))}: "
+                         f"{rec['result']}, expected {want}")
+    assert not wrong, f"{len(wrong)} sends not enforced as declared:\n" + "\n".join(wrong[:40])
+    # every denial is the kernel's own, logged for that send, in order, naming sender and message
+    denied_ids = [rec["id"] for (_, ok), rec in zip(cases, records) if not ok]
+    logged = [d.msgid for d in run.denies if d.pid == run.pid]
+    assert logged == denied_ids, (f"kernel deny lines for PID {run.pid} do not match the denied sends: "
+                                  f"logged {logged[:20]}…, denied {denied_ids[:20]}…")
+    # the line names the target: one SID per server, a different SID for different servers
+    sids: dict[str, set[str]] = {}
+    for (step, ok), d in zip([c for c in cases if not c[1]], [d for d in run.denies if d.pid == run.pid]):
+        sids.setdefault(matrix.canonical(step["server"]), set()).add(d.sid)
+    assert all(len(s) == 1 for s in sids.values()), f"one server, several SIDs in deny lines: {sids}"
+    assert len({next(iter(s)) for s in sids.values()}) == len(sids), f"two servers share a SID: {sids}"
+
+
+def test_undeclared_grantable_message_is_denied_without_a_prompt(probe, probe_id, templates, screen):
+    """A waiting send of a grantable message the app never declared: the broker denies it silently."""
+    m = manifest_for(probe_id(), "Undeclared", {}, templates)
+    run = probe.run(m, [P.send("os/security", "GetAppSeed", wait=True, timeout_s=20)])
+    rec = run.step(0, timeout=25)
+    assert rec["result"] == "AccessDenied"
+    assert_no_prompt(screen)
+
+
+def test_foundation_tier_refused_to_a_third_party_app(probe, probe_id, templates, matrix, screen):
+    """Declaring a Foundation-only message does not give it to a third-party app, waiting or not."""
+    foundation = [("os/security", "GetSeed"), ("os/settings", "GetDeveloperMode"), ("os/settings", "SetDeveloperMode"),
+                  ("os/gui-server", "CaptureScreen"), ("os/gui-server", "InjectTouch"),
+                  ("os/quantum-link", "SendAccountUpdate"), ("os/fs", "GetSystemWriteAccess")]
+    assert all(not matrix.message(s, n).signature_satisfied_by(False) for s, n in foundation)
+    perms: dict[str, list[str]] = {}
+    for s, n in foundation:
+        perms.setdefault(s, []).append(n)
+    steps = [P.send(s, n, wait=False) for s, n in foundation] + [P.send(s, n, wait=True, timeout_s=20) for s, n in foundation]
+    run = probe.run(manifest_for(probe_id(), "Tier", perms, templates), steps)
+    records = run.finish(timeout=60)
+    assert [r["result"] for r in records] == ["AccessDenied"] * len(steps), records
+    assert [d.msgid for d in run.denies if d.pid == run.pid] == [r["id"] for r in records[:len(foundation)]]
+    assert_no_prompt(screen)
+
+
+# ------------------------------------------------------------------------------ grant on first use
+
+GRANTABLE = [("os/security", "GetAppSeed", "App-scoped seed"), ("os/fs", "GetAirlockReadAccess", "Airlock files"),
+             ("os/fs", "GetUserWriteAccess", "User files"), ("os/fs", "GetUsbReadAccess", "USB files"),
+             ("os/gui-server", "ShowModal", "System dialogs"), ("os/camera", "Subscribe", "Camera use")]
+
+
+@pytest.mark.parametrize("server,message,label", GRANTABLE, ids=[g[1] for g in GRANTABLE])
+def test_first_use_prompts_then_always_allow_persists_for_the_subgroup(server, message, label, matrix, probe,
+                                                                        probe_id, templates, screen):
+    msg = matrix.message(server, message)
+    assert msg.approval == "grantOnFirstUse" and matrix.label(msg.permission_group) == label
+    siblings = [m.name for m in matrix.servers[server].values()
+                if m.permission_group == msg.permission_group and m.name != message]
+    app_id = probe_id()
+    m = manifest_for(app_id, "Grant Probe", {server: [message, *siblings]}, templates)
+    run = probe.run(m, [P.send(server, message, wait=False), P.send(server, message, wait=True, timeout_s=60)])
+    assert run.step(0)["result"] == "AccessDenied", "a grantable message was delivered before the user allowed it"
+    answer_prompt(screen, "Always Allow", body=f"Grant Probe wants to access {label}")
+    assert run.step(1, timeout=60)["result"] == "Ok"
+    probe.close(run)
+    # persisted: a new run has it (and its whole subgroup) without asking
+    again = probe.launch(app_id)
+    # the relaunched probe runs the same plan: the non-waiting send now goes through
+    assert again.step(0)["result"] == "Ok", "'Always Allow' did not persist across runs"
+    assert again.step(1)["result"] == "Ok"
+    probe.close(again)
+    if siblings:
+        m2 = manifest_for(app_id, "Grant Probe", {server: [message, *siblings]}, templates)
+        sib = probe.run(m2, [P.send(server, s, wait=False) for s in siblings])
+        assert [r["result"] for r in sib.finish()] == ["Ok"] * len(siblings), \
+            "the grant did not cover the rest of its subgroup"
+
+
+def _seed_probe(probe, app_id, templates, steps):
+    return probe.run(manifest_for(app_id, "Seed Probe", {"os/security": ["GetAppSeed"]}, templates), steps)
+
+
+def test_never_allow_persists(probe, probe_id, templates, screen):
+    app_id = probe_id()
+    run = _seed_probe(probe, app_id, templates, [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
+    answer_prompt(screen, "Never Allow")
+    assert run.step(0, timeout=60)["result"] == "AccessDenied"
+    probe.close(run)
+    again = probe.launch(app_id)
+    assert again.step(0, timeout=20)["result"] == "AccessDenied", "a stored 'Never Allow' was asked again or allowed"
+    assert_no_prompt(screen)
+
+
+def test_not_now_denies_for_this_run_only(probe, probe_id, templates, screen):
+    app_id = probe_id()
+    steps = [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60),
+             P.send("os/security", "GetAppSeed", wait=True, timeout_s=20)]
+    run = _seed_probe(probe, app_id, templates, steps)
+    answer_prompt(screen, "Not Now")
+    assert run.step(0, timeout=60)["result"] == "AccessDenied"
+    assert run.step(1, timeout=25)["result"] == "AccessDenied", "'Not Now' did not hold for the rest of the run"
+    probe.close(run)
+    again = probe.launch(app_id)
+    answer_prompt(screen, "Always Allow")  # asked again: 'Not Now' was not stored
+    assert again.step(0, timeout=60)["result"] == "Ok"
+
+
+def test_unanswered_prompt_denies_and_stores_nothing(probe, probe_id, templates, screen, unlocked_prime):
+    app_id = probe_id()
+    run = _seed_probe(probe, app_id, templates, [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
+    screen.wait_for("Allow Access?")
+    unlocked_prime.home()  # leaving the prompt drops it unanswered
+    assert run.step(0, timeout=60)["result"] == "AccessDenied", "a prompt dropped unanswered did not deny"
+    probe.close(run)
+    again = probe.launch(app_id)
+    answer_prompt(screen, "Not Now")  # asked again: nothing was stored
+    assert again.step(0, timeout=60)["result"] == "AccessDenied"
+
+
+# ------------------------------------------------------------------------------ no escalation
+
+
+def test_running_app_cannot_widen_its_manifest(probe, probe_id, templates, screen):
+    app_id = probe_id()
+    narrow = manifest_for(app_id, "Narrow", {"os/security": ["GetAppSeed"]}, templates)
+    steps = [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60),  # parks: the moment to widen
+             P.send("os/security", "GetDeviceId", wait=False),
+             P.send("os/app-manager", "RefreshInstalledApp", wait=False),
+             P.open_file("AppResources", "manifest.json", "write"),
+             P.send("os/security", "GetDeviceId", wait=False)]
+    run = probe.run(narrow, steps)
+    screen.wait_for("Allow Access?")
+    wide = manifest_for(app_id, "Narrow", {"os/security": ["GetAppSeed", "GetDeviceId"],
+                                           "os/app-manager": ["RefreshInstalledApp"]}, templates)
+    probe.install(wide, steps)  # a validly signed, wider manifest lands while the app runs
+    answer_prompt(screen, "Not Now")
+    records = run.finish(timeout=60)
+    assert records[1]["result"] == "AccessDenied", "the running app gained a message its launch manifest lacks"
+    assert records[2]["result"] == "AccessDenied"
+    assert records[3]["result"] != "Ok", "the app rewrote its own bundle"
+    assert records[4]["result"] == "AccessDenied"
+
+
+def test_sideload_cannot_take_a_foundation_app_id(probe, templates, unlocked_prime):
+    m = manifest_for(SETTINGS_APP, "Settings", {"os/security": ["GetSeed", "GetAppSeed"]}, templates)
+    try:
+        probe.install(m, [P.send("os/security", "GetSeed", wait=False)])
+    except DeviceError:
+        return  # refused at install: the built-in keeps its id
+    result = unlocked_prime.launch_app(SETTINGS_APP)
+    run = P.ProbeRun(unlocked_prime, SETTINGS_APP, result.pid)
+    run.pump(3.0)
+    assert run.steps is None and not run.records, "a sideload replaced the built-in Settings app"
+
+
+def _bundle(probe, manifest, steps):
+    return P.bundle(probe.elf, manifest, steps, probe.publisher, timestamp=probe.client.system_time())
+
+
+def test_tampered_manifest_does_not_launch(probe, probe_id, templates, unlocked_prime):
+    app_id = probe_id()
+    files = _bundle(probe, manifest_for(app_id, "Tamper", {"os/security": ["GetRandom"]}, templates), [])
+    doc = files["manifest.json"].decode().replace('"GetRandom"', '"GetRandom", "GetSeed"')
+    assert doc != files["manifest.json"].decode()
+    unlocked_prime.sideload(app_id, {**files, "manifest.json": doc.encode()})
+    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
+
+
+def test_tampered_binary_does_not_launch(probe, probe_id, templates, unlocked_prime):
+    app_id = probe_id()
+    files = _bundle(probe, manifest_for(app_id, "Tamper", {}, templates), [])
+    elf = bytearray(files["app.elf"])
+    elf[-1] ^= 0xFF
+    unlocked_prime.sideload(app_id, {**files, "app.elf": bytes(elf)})
+    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
+
+
+def test_manifest_signed_by_another_key_does_not_launch(probe, probe_id, templates, unlocked_prime):
+    app_id = probe_id()
+    other = P.Publisher.create(unlocked_prime.system_time())
+    m = manifest_for(app_id, "Other", {}, templates)
+    files = _bundle(probe, m, [])
+    from hil.flash.manifest import loads, sign_manifest
+    resigned = sign_manifest(loads(files["manifest.json"], "manifest.json"), other.secret)
+    unlocked_prime.sideload(app_id, {**files, "manifest.json": resigned.dumps()})
+    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
+
+
+def test_publisher_without_certificate_does_not_launch(probe, probe_id, templates, unlocked_prime):
+    app_id = probe_id()
+    stranger = P.Publisher.create(unlocked_prime.system_time())
+    files = P.bundle(probe.elf, manifest_for(app_id, "Stranger", {}, templates), [], stranger,
+                     timestamp=unlocked_prime.system_time())
+    unlocked_prime.sideload(app_id, files)
+    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.NO_CERTIFICATE
+
+
+@pytest.mark.parametrize("valid_from,valid_for,status", [
+    (-3 * 86400, 86400, LaunchStatus.CERT_EXPIRED),
+    (2 * 86400, 86400, LaunchStatus.CERT_NOT_YET_ACTIVE),
+], ids=["expired", "not-yet-active"])
+def test_publisher_certificate_validity_is_enforced(valid_from, valid_for, status, probe, probe_id, templates,
+                                                    unlocked_prime):
+    now = unlocked_prime.system_time()
+    pub = P.Publisher.create(now, valid_from=valid_from, valid_for=valid_for)
+    try:
+        unlocked_prime.install_certificate(pub.fingerprint, pub.pem)
+        expected = status
+    except DeviceError:
+        expected = LaunchStatus.NO_CERTIFICATE  # the device refused the certificate itself: also safe
+    app_id = probe_id()
+    unlocked_prime.sideload(app_id, P.bundle(probe.elf, manifest_for(app_id, "Dated", {}, templates), [], pub,
+                                             timestamp=now))
+    assert unlocked_prime.launch_app(app_id).status is expected
+
+
+def test_app_needing_a_newer_keyos_does_not_launch(probe, probe_id, templates, unlocked_prime):
+    app_id = probe_id()
+    m = manifest_for(app_id, "Future", {}, templates, minKeyOsVersion="99.0.0")
+    unlocked_prime.sideload(app_id, _bundle(probe, m, []))
+    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.KEYOS_VERSION_TOO_OLD
+
+
+def test_a_valid_sideload_launches(probe, probe_id, templates):
+    """The positive control of the launch checks above: the lab's own signed bundle runs."""
+    run = probe.run(manifest_for(probe_id(), "Valid", {}, templates), [P.send("os/gui-server", "RequestRedraw", wait=False)])
+    assert [r["result"] for r in run.finish()] == ["Ok"]

@@ -1,0 +1,137 @@
+"""Secure element gating (keyos.md §2.2, §2.3): app seeds only after the user allows them, one per app;
+the master seed only for Foundation apps; 10 PIN attempts then the seed is wiped; the security
+words on the lock screen."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from embit.wordlists.bip39 import WORDLIST
+
+from hil import probe as P
+from hil.link.state import is_locked, screen_is_dark, wait_ready
+from hil.link.transport import LinkError
+from security_helpers import answer_prompt, assert_no_prompt, manifest_for
+
+pytestmark = [pytest.mark.security, pytest.mark.secure_element]
+
+BIP39 = set(WORDLIST)
+PIN_PREFIX = 4  # the lock screen shows the security words once this many digits are typed
+
+
+def _seed_manifest(app_id, templates):
+    return manifest_for(app_id, "Seed Probe", {"os/security": ["GetAppSeed"]}, templates)
+
+
+def test_app_seed_needs_the_users_grant_and_is_per_app(probe, probe_id, templates, screen):
+    a, b = probe_id("a"), probe_id("b")
+    steps = [P.send("os/security", "GetAppSeed", wait=False), P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)]
+    run = probe.run(_seed_manifest(a, templates), steps)
+    first = run.step(0)
+    assert first["result"] == "AccessDenied", f"GetAppSeed answered before the user allowed it: {first}"
+    assert run.deny_for(first["id"]), "the refused GetAppSeed has no kernel deny line"
+    answer_prompt(screen, "Always Allow", body="Seed Probe wants to access App-scoped seed")
+    seed_a = run.step(1, timeout=60)
+    assert seed_a["result"] == "Ok" and seed_a["len"] == 32, seed_a
+    probe.close(run)
+    again = probe.launch(a)
+    assert again.step(0)["sha256"] == seed_a["sha256"], "the same app got a different seed on its next run"
+    probe.close(again)
+    other = probe.run(_seed_manifest(b, templates), steps)
+    assert other.step(0)["result"] == "AccessDenied"
+    answer_prompt(screen, "Always Allow")
+    seed_b = other.step(1, timeout=60)
+    assert seed_b["result"] == "Ok" and seed_b["len"] == 32
+    assert seed_b["sha256"] != seed_a["sha256"], "two apps received the same app seed"
+
+
+def test_master_seed_is_foundation_only(probe, probe_id, templates, screen):
+    m = manifest_for(probe_id(), "Master", {"os/security": ["GetSeed", "GetSeedFingerprint"]}, templates)
+    run = probe.run(m, [P.send("os/security", "GetSeed", wait=False), P.send("os/security", "GetSeed", wait=True, timeout_s=20),
+                        P.send("os/security", "GetSeedFingerprint", wait=False)])
+    records = run.finish(timeout=60)
+    assert [r["result"] for r in records] == ["AccessDenied"] * 3, records
+    assert all("sha256" not in r for r in records)
+    assert_no_prompt(screen)
+
+
+# --------------------------------------------------------------------------- the lock screen
+
+
+def _lock_screen(prime):
+    """A fresh lock screen (lock, then wake)."""
+    prime.press_power()
+    if screen_is_dark(prime):
+        prime.press_power()
+    assert is_locked(prime)
+
+
+def _words(screen) -> set[str]:
+    return {w.lower() for w in screen.text().replace(",", " ").split() if w.lower() in BIP39}
+
+
+def _settled_words(screen, before: set[str], changed=lambda words: len(words) >= 2, timeout: float = 5.0) -> set[str]:
+    """The BIP39 words that appeared since ``before``, once the display shows the change (camera lag)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        words = _words(screen) - before
+        if changed(words) or time.monotonic() > deadline:
+            return words
+        time.sleep(0.2)
+
+
+@pytest.mark.development_only  # typing on the lock screen over the debug link; production needs the robot
+def test_security_words_show_on_the_lock_screen(unlocked_prime, screen, pin):
+    prime = unlocked_prime
+    _lock_screen(prime)
+    before = _words(screen)
+    prime.type_text(pin[:PIN_PREFIX])
+    shown = _settled_words(screen, before)
+    assert len(shown) >= 2, f"no security words after the PIN prefix; read {screen.text()!r}"
+    other = "".join(str((int(c) + 1) % 10) for c in pin[:PIN_PREFIX])
+    prime.type_text("\b" * PIN_PREFIX + other)
+    different = _settled_words(screen, before, lambda w: len(w) >= 2 and w != shown)
+    assert different != shown, "the security words do not depend on the PIN"
+    prime.type_text("\b" * PIN_PREFIX + pin[:PIN_PREFIX])
+    assert _settled_words(screen, before, lambda w: w == shown) == shown, \
+        "the same PIN prefix gave different security words"
+    prime.type_text("\b" * PIN_PREFIX + pin + "\n")
+    assert not is_locked(prime)
+
+
+@pytest.mark.destructive
+@pytest.mark.development_only
+def test_ten_wrong_pins_wipe_the_seed(unlocked_prime, pin):
+    prime = unlocked_prime
+    wrong = "".join(str((int(c) + 5) % 10) for c in pin)
+    _lock_screen(prime)
+    for _ in range(9):
+        prime.type_text(wrong + "\n")
+    assert is_locked(prime)
+    prime.type_text(pin + "\n")  # nine wrong, then right: unlocks, and the count starts over
+    assert not is_locked(prime), "the right PIN after 9 wrong ones did not unlock"
+    _lock_screen(prime)
+    try:
+        for _ in range(10):
+            prime.type_text(wrong + "\n")
+        wait_ready(prime, 5)
+    except LinkError:
+        _reconnect(prime)  # the lockout reboots the unit: its USB link goes and comes back
+    wait_ready(prime, 60)
+    prime.type_text(pin + "\n")
+    assert is_locked(prime), "the seed survived 10 wrong PINs: the right PIN still unlocks"
+
+
+def _reconnect(prime, timeout: float = 60.0) -> None:
+    """An explicit, expected reconnect after the device rebooted itself (never done silently)."""
+    prime.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            prime.open()
+            return
+        except LinkError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -1,0 +1,188 @@
+"""Flashing an emulated Prime end to end: debug link (TCP) + SAM-BA monitor (pty, pyserial)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+
+from hil.emulator.build import Build
+from hil.emulator.launcher import start_device
+from hil.emulator.prime import DEFAULT_PIN
+from hil.flash import cosign2, emulated
+from hil.flash.flasher import Flasher, FlashFailed, ImageError, RollbackRefused, load_firmware, sideload
+from hil.flash.samba import SambaError
+from hil.link.resolve import open_client, profile_named
+from hil.link.transport import LinkClosed
+
+KEYS = emulated.keyset("test")
+APPLET = emulated.APPLET.read_bytes()
+PROFILE = profile_named("prime-emulated")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    out = {}
+    for version in ("1.1.0", "1.2.0"):
+        out[version] = folder / f"boot-{version}.img"
+        emulated.write_boot_image(out[version], Build(version=version, flavour="development"))
+    out["app-1.3.0"] = folder / "app-1.3.0.bin"
+    out["app-1.3.0"].write_bytes(emulated.app_image(Build(version="1.3.0", flavour="development")))
+    return out
+
+
+def start(version: str = "1.0.0", flavour: str = "development"):
+    return start_device(1, 0, Build(version=version, flavour=flavour))
+
+
+@pytest.fixture
+def device():
+    d = start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def device_120():
+    d = start("1.2.0")
+    yield d
+    d.stop()
+
+
+def flasher(device, enter_samba=None, timeout: float = 15) -> Flasher:
+    return Flasher(device.endpoints["samba"], APPLET, KEYS, enter_samba=enter_samba, timeout=timeout, io_timeout=2,
+                   link=lambda: open_client(device.endpoints["debug"], PROFILE))
+
+
+def version_of(device) -> str:
+    """GET_VERSION on a fresh connection (the device serves one client at a time, so a connection
+    made while the flasher's last one is still being torn down may be turned away once)."""
+    for attempt in range(10):
+        try:
+            with open_client(device.endpoints["debug"], PROFILE) as client:
+                return client.version()
+        except LinkClosed:
+            time.sleep(0.1)
+    raise AssertionError("the device never answered GET_VERSION")
+
+
+def emmc_digest(device) -> str:
+    return hashlib.sha256(device.prime.firmware.emmc.path.read_bytes()).hexdigest()
+
+
+def test_full_reflash_with_verify_rewrite_then_skip_then_app_update(device, images):
+    phases = []
+    f = flasher(device)
+    f.progress = lambda phase, done, total: phases.append(phase)
+    device.prime.firmware.emmc.arm_bad_writes(2)  # read-back verify must catch and rewrite these
+    result = f.flash(load_firmware(images["1.1.0"], KEYS))
+    assert result.action == "flashed" and result.chunks_patched >= 1 and version_of(device) == "1.1.0"
+    assert {"write", "verify"} <= set(phases)
+    assert device.prime.firmware.outcome.reproducible_hash == result.hash
+    assert f.flash(load_firmware(images["1.1.0"], KEYS)).action == "skipped"
+    update = f.flash(load_firmware(images["app-1.3.0"], KEYS))
+    assert update.action == "updated" and version_of(device) == "1.3.0"
+
+
+def test_rollback_refused_before_the_device_is_touched(device_120, images):
+    before = emmc_digest(device_120)
+    with pytest.raises(RollbackRefused, match="older than the running 1.2.0.*--allow-rollback"):
+        flasher(device_120).flash(load_firmware(images["1.1.0"], KEYS))
+    assert emmc_digest(device_120) == before and device_120.prime.keyos_running
+
+
+def test_forced_rollback_is_written_but_the_device_refuses_to_boot_it(device_120, images):
+    operator = lambda: device_120.prime.firmware.enter_samba()  # noqa: E731  the Boot Menu's "SAM-BA mode"
+    with pytest.raises(FlashFailed, match="did not boot the flashed build"):
+        flasher(device_120, timeout=2).flash(load_firmware(images["1.1.0"], KEYS), allow_rollback=True)
+    fw = device_120.prime.firmware
+    assert fw.mode == "error" and "anti-rollback" in fw.outcome.reason
+    image = device_120.prime.framebuffer()
+    assert image.size == (480, 800)
+    # recovered through the power-button sequence, with a newer app.bin
+    assert flasher(device_120, operator).flash(load_firmware(images["app-1.3.0"], KEYS)).action == "updated"
+    assert version_of(device_120) == "1.3.0"
+
+
+def test_bad_images_never_reach_the_device(device, images, tmp_path):
+    before = emmc_digest(device)
+    blef = tmp_path / "ble.bin"
+    signers = cosign2.load_keyset(emulated.TEST_SIGNERS)
+    image = cosign2.sign(b"nrf", signers.signer("test-signer-1").private_key(), version="1.0.0", timestamp=5,
+                         magic=cosign2.Magic.NRF52_BLE)
+    blef.write_bytes(cosign2.add_second_signature(image, signers.signer("test-signer-2").private_key()))
+    with pytest.raises(ImageError, match="nRF52 BLE chip"):
+        load_firmware(blef, KEYS)
+    dev = tmp_path / "dev.bin"
+    dev.write_bytes(cosign2.sign(b"x", signers.signer("test-developer").private_key(), version="1.0.0", timestamp=5,
+                                 developer=True))
+    with pytest.raises(ImageError, match="trust is ThirdParty"):
+        load_firmware(dev, KEYS)
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"\0" * 4096)
+    with pytest.raises(ImageError, match="neither a cosign2-signed app.bin"):
+        load_firmware(junk, KEYS)
+    assert emmc_digest(device) == before and device.prime.keyos_running
+
+
+def test_production_build_needs_the_power_button_sequence(images):
+    d = start(flavour="production")
+    try:
+        with pytest.raises(FlashFailed, match="refused REBOOT_SAMBA.*power-button sequence"):
+            flasher(d).flash(load_firmware(images["app-1.3.0"], KEYS))
+        presses = []
+
+        def operator():
+            presses.append(1)
+            d.prime.firmware.enter_samba()  # what the Boot Menu's "SAM-BA mode" does
+
+        assert flasher(d, enter_samba=operator).flash(load_firmware(images["app-1.3.0"], KEYS)).action == "updated"
+        assert presses == [1] and version_of(d) == "1.3.0"
+    finally:
+        d.stop()
+
+
+def _cut_and_recover(device, image, after_bytes: int) -> None:
+    from hil.emulator import control
+
+    control.apply(device.prime, {"cmd": "flash", "fault": "power_cut", "after_bytes": after_bytes})
+    with pytest.raises((SambaError, FlashFailed)):
+        flasher(device, timeout=2).flash(load_firmware(image, KEYS))
+    assert not device.prime.powered
+    control.apply(device.prime, {"cmd": "power_on"})
+    mode = control.apply(device.prime, {"cmd": "flash"})["mode"]
+    assert mode == "samba", f"cut after {after_bytes} bytes left the device in {mode}"
+    assert flasher(device).flash(load_firmware(image, KEYS)).action == "flashed"  # nothing to enter: already SAM-BA
+    assert version_of(device) == "1.1.0"
+
+
+def test_power_cut_mid_flash_is_recoverable(device, images):
+    _cut_and_recover(device, images["1.1.0"], 5 * 1024 * 1024 + 1000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after_bytes", [0, 512, 70_000, 20 * 1024 * 1024, 41 * 1024 * 1024])
+def test_power_cut_at_any_offset_is_recoverable(device, images, after_bytes):
+    _cut_and_recover(device, images["1.1.0"], after_bytes)
+
+
+def test_sideload_app_bundle(device, tmp_path, release_1_0_0):
+    bundle = tmp_path / "playground"
+    bundle.mkdir()
+    manifest = json.loads((release_1_0_0 / "apps" / "gui-app-playground" / "manifest.json").read_text())
+    manifest["appId"] = "0x" + "ab" * 16
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    signers = cosign2.load_keyset(emulated.TEST_SIGNERS)
+    (bundle / "app.elf").write_bytes(cosign2.sign(b"\x7fELF" + bytes(100), signers.signer("test-developer").private_key(),
+                                                  version="1.0.0", timestamp=5, developer=True))
+    with device.prime.lock:
+        assert device.prime.login(DEFAULT_PIN)
+    with open_client(device.endpoints["debug"], PROFILE) as client:
+        app = sideload(client, bundle, KEYS)
+    assert app.app_id == "0x" + "ab" * 16
+    (bundle / "app.elf").write_bytes(b"\x7fELF unsigned")
+    with open_client(device.endpoints["debug"], PROFILE) as client, pytest.raises(ImageError, match="no cosign2 header"):
+        sideload(client, bundle, KEYS)

@@ -1,0 +1,118 @@
+"""NFC, robot and relay against a whole emulated production Prime (in-process, fast): the peripherals
+are registered in the launcher, reachable at the station keys, and act on the real device model."""
+
+import threading
+import time
+
+import pytest
+from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client
+from fido2.server import Fido2Server
+from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
+
+from hil.emulator import control
+from hil.emulator.build import Build
+from hil.emulator.launcher import start_device
+from hil.emulator.prime import DEFAULT_PIN
+from hil.link.resolve import profile_named
+from hil.stimuli.ctap_nfc import CtapNfcDevice
+from hil.stimuli.nfc import NfcFieldLost, NfcReader, ndef_message
+from hil.stimuli.relay import PowerButtonRelay
+from hil.stimuli.robot import RobotError, StylusRobot
+from hil.stimuli.touch import RobotTouch, enter_pin
+from tests.test_robot import bench_calibration
+
+CANCEL, CONFIRM = (240, 695), (240, 765)  # two-button modal (hil/emulator/ui.py)
+
+
+@pytest.fixture
+def unit():
+    device = start_device(1, 3, Build(flavour="production"), boot_seconds=0)
+    device.prime.power_on()
+    yield device
+    device.stop()
+
+
+@pytest.fixture
+def touch(unit):
+    profile = profile_named(unit.endpoints["profile"])
+    with StylusRobot.open(unit.endpoints["robot"], bench_calibration()) as robot, \
+            PowerButtonRelay.open(unit.endpoints["relay"]) as relay:
+        t = RobotTouch(robot, relay, profile.touch.home_button.centre)
+        t.pin_pad = profile.touch.pin_pad
+        yield t
+
+
+def wait_modal(prime, title, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with prime.lock:
+            if prime.ui.modal is not None and prime.ui.modal.title == title:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no {title!r} prompt on the display")
+
+
+def webauthn(unit, answer_at, touch):
+    server = Fido2Server(PublicKeyCredentialRpEntity(id="example.com", name="Example"), attestation="direct")
+    server.allowed_algorithms = [PublicKeyCredentialParameters(type="public-key", alg=-7)]
+    options, state = server.register_begin(PublicKeyCredentialUserEntity(id=b"u1", name="alice"),
+                                           user_verification="discouraged")
+    out = {}
+
+    def run():
+        try:
+            with CtapNfcDevice(NfcReader(unit.endpoints["nfc"]).connect(timeout=10)) as dev:
+                out["response"] = Fido2Client(dev, DefaultClientDataCollector("https://example.com")) \
+                    .make_credential(options.public_key)
+        except Exception as e:
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        wait_modal(unit.prime, "Confirm Registration")
+        touch.tap(*answer_at)
+    finally:
+        t.join(20)
+    return server, state, out
+
+
+def test_robot_unlocks_and_confirms_fido_registration(unit, touch):
+    assert unit.prime.is_locked()
+    enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
+    assert not unit.prime.is_locked()
+    server, state, out = webauthn(unit, CONFIRM, touch)
+    assert "error" not in out, out.get("error")
+    assert server.register_complete(state, out["response"]).is_user_present()
+    touch.power()
+    assert unit.prime.is_locked()
+
+
+def test_cancel_on_the_prime_denies_registration(unit, touch):
+    enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
+    _, _, out = webauthn(unit, CANCEL, touch)
+    assert isinstance(out.get("error"), ClientError) and "OPERATION_DENIED" in repr(out["error"].cause)
+
+
+def test_presented_tag_is_shown_on_the_prime(unit, touch):
+    enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
+    result = NfcReader(unit.endpoints["nfc"]).present_tag(ndef_message(text="hello from the lab"), timeout=10)
+    assert result.read
+    wait_modal(unit.prime, "NFC Tag")
+    assert "text: hello from the lab" in unit.prime.ui.modal.body
+
+
+def test_field_loss_fault_is_broken(unit):
+    control.apply(unit.prime, {"cmd": "nfc", "field_loss": True})
+    session = NfcReader(unit.endpoints["nfc"]).connect(timeout=10)
+    try:
+        with pytest.raises(NfcFieldLost):
+            CtapNfcDevice(session)
+    finally:
+        session.close()
+
+
+def test_robot_that_does_not_home(unit):
+    control.apply(unit.prime, {"cmd": "robot", "homing_fault": True})
+    with pytest.raises(RobotError, match="ALARM:9"):
+        StylusRobot.open(unit.endpoints["robot"], bench_calibration())

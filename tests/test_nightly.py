@@ -1,0 +1,121 @@
+"""`hil nightly` end to end on emulated stations, with stand-in suites and a stand-in flasher (the device's
+answer to a build is modelled by a marker file the stand-in suite reads): go on a good build, no-go
+naming the failing suite on a build with a seeded defect, the diff between the nights, and resume."""
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from farm_helpers import firmware_hash, signed_build, write_result
+from typer.testing import CliRunner
+
+import hil.farm.nightly as job
+from hil.farm.cli import nightly
+from hil.report import signoff
+from hil.report.allure import read_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SUITE = '''
+from pathlib import Path
+
+FLASHED = Path(__file__).resolve().parents[1] / "flashed"
+
+def test_kernel_denies_undeclared_send(farm_station):
+    with farm_station.client() as p:
+        assert p.version() == "1.0.0"
+    assert b"skips-permission-check" not in (FLASHED / farm_station.name).read_bytes(), "AccessDenied missing"
+
+def test_storage_scoped(farm_station):
+    assert (FLASHED / farm_station.name).exists()
+'''
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    text = (ROOT / "lab_config.yaml").read_text()
+    for key, val in (("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
+                     ("signoff_criteria: signoff_criteria.yaml", f"signoff_criteria: {ROOT / 'signoff_criteria.yaml'}"),
+                     ("samba_applet: firmware", f"samba_applet: {ROOT / 'firmware'}")):
+        text = text.replace(key, val)
+    text = "\n".join(ln for ln in text.splitlines() if not ln.strip().startswith(("emu-2", "emu-3", "emu-4")))
+    (tmp_path / "lab.yaml").write_text(text + "\n")
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "test_isolation.py").write_text(SUITE)
+    (tmp_path / "flashed").mkdir()
+
+    def standin(lab_cfg):
+        def flash(station, build, progress):
+            marker = tmp_path / "flashed" / station.name
+            if marker.exists() and marker.read_bytes() == build.read_bytes():
+                return False
+            progress(0.5)
+            marker.write_bytes(build.read_bytes())
+            return True
+        return flash
+
+    monkeypatch.setattr(job, "samba_flasher", standin)
+    return tmp_path / "lab.yaml"
+
+
+def _nightly(lab, build, *more):
+    app = typer.Typer()
+    app.command()(nightly)
+    return CliRunner().invoke(app, ["--firmware", str(build), "--lab", str(lab), *more])
+
+
+@pytest.mark.slow
+def test_good_night_then_defect_night(tmp_path, lab):
+    good = signed_build(tmp_path / "good.bin", b'{"keyos": "emulated", "defects": []}')
+    r = _nightly(lab, good)
+    assert r.exit_code == 0, r.output
+    assert "sign-off: GO" in r.output
+    night1 = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
+    meta = json.loads((night1 / "run.json").read_text())
+    assert meta["finished"] and meta["flashed"] == {"emu-1": "flashed"}
+    for f in ("summary.html", "diff.txt", "diff.json", "lab.yaml", "signoff/signoff.pdf"):
+        assert (night1 / f).is_file(), f
+    key = signoff.load_public(tmp_path / ".hil" / "keys" / "lab-signoff-ed25519.pem")
+    assert signoff.verify(night1 / "signoff", key)["decision"] == "go"
+    stations = {r.station for r in read_results(night1 / "allure-results").records}
+    assert stations == {"emu-1"}
+
+    bad = signed_build(tmp_path / "defect.bin", b'{"keyos": "emulated", "defects": ["kernel-skips-permission-check"]}')
+    r = _nightly(lab, bad)
+    assert r.exit_code == 1, r.output
+    assert "sign-off: NO-GO (failing suites: suites.test_isolation)" in r.output
+    assert "new failures: 1" in r.output and "test_kernel_denies_undeclared_send" in r.output
+    night2 = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
+    assert night2 != night1
+    payload = signoff.verify(night2 / "signoff", key)
+    assert payload["decision"] == "no-go" and payload["failing_suites"] == ["suites.test_isolation"]
+    history = (tmp_path / "reports" / "history.jsonl").read_text().splitlines()
+    assert len(history) == 2
+
+
+@pytest.mark.slow
+def test_killed_night_is_resumed(tmp_path, lab):
+    build = signed_build(tmp_path / "good.bin")
+    from hil.farm.config import load_lab
+    cfg = load_lab(lab)
+    ident = signoff.firmware_identity(build)
+    run = job.open_run(cfg, {"file": str(build), "sha256": ident["sha256"], "hash": firmware_hash(build),
+                             "version": "1.0.0"})
+    done = write_result(run.results, "suites.test_isolation", "test_storage_scoped", "passed",
+                        firmware=firmware_hash(build), evidence={"log": b"x"},
+                        extra_labels={"nodeid": "suites/test_isolation.py::test_storage_scoped"})
+    r = _nightly(lab, build)
+    assert "(resumed)" in r.output and "resuming: 1 test(s) already have a result" in r.output
+    assert r.exit_code == 0, r.output
+    results = read_results(run.results)
+    assert sorted(x.test_id for x in results.records) == ["suites.test_isolation::test_kernel_denies_undeclared_send",
+                                                           "suites.test_isolation::test_storage_scoped"]
+    assert done.exists()
+    assert json.loads((run.dir / "run.json").read_text())["finished"]
+
+
+def test_typo_in_lab_is_a_clear_error(tmp_path, lab):
+    lab.write_text(lab.read_text().replace("flavour: development", "flavor: development", 1))
+    r = _nightly(lab, tmp_path / "none.bin")
+    assert r.exit_code == 2 and "stations.emu-1.emulated.flavor: unknown field (typo?)" in r.output

@@ -1,0 +1,163 @@
+"""The pytest plugin, run through pytester: options, fixtures, markers, broken results, a lost device."""
+
+import pytest
+
+from hil.link import protocol as p
+from hil.link.protocol import Status
+
+from fake_device import ScriptedDevice, frames, ok
+
+pytest_plugins = ["pytester"]
+ISOLATED = ("-p", "no:labgrid", "-p", "no:cacheprovider")  # other installed plugins keep global state
+
+
+def run(pytester, *args):
+    return pytester.runpytest(*ISOLATED, *args)
+
+
+@pytest.fixture
+def fake_device():
+    made = []
+
+    def make(handler):
+        made.append(ScriptedDevice(handler))
+        return made[-1]
+
+    yield make
+    for dev in made:
+        dev.stop()
+
+
+def test_markers_are_registered(pytester):
+    result = run(pytester, "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.production_only:*", "@pytest.mark.development_only:*",
+                                 "@pytest.mark.hardware_only:*"])
+
+
+def test_options_appear_in_help(pytester):
+    result = run(pytester, "--help")
+    result.stdout.fnmatch_lines(["*--device=DEVICE*", "*--profile=PROFILE*", "*--pin=PIN*"])
+
+
+def test_infrastructure_error_is_reported_broken(pytester):
+    pytester.makepyfile("""
+        from hil.errors import InfrastructureError
+
+        def test_camera_gone():
+            raise InfrastructureError("camera 0: no frame for 5 s")
+
+        def test_device_wrong():
+            assert 1 == 2
+    """)
+    result = pytester.inline_run(*ISOLATED)
+    reports = {r.nodeid.split("::")[-1]: r for r in result.getreports("pytest_runtest_logreport") if r.when == "call"}
+    assert reports["test_camera_gone"].failed and ("hil_outcome", "broken") in reports["test_camera_gone"].user_properties
+    assert reports["test_device_wrong"].failed and ("hil_outcome", "broken") not in reports["test_device_wrong"].user_properties
+    out = run(pytester)
+    out.stdout.fnmatch_lines(["*hil: broken*", "BROKEN test_infrastructure_error_is_reported_broken.py::test_camera_gone"
+                              " (call): *camera 0: no frame for 5 s", "1 broken"])
+    out.assert_outcomes(failed=2)
+
+
+def test_hardware_only_decided_by_the_profile(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.hardware_only
+        def test_needs_hardware(station):
+            assert station.profile.physical
+    """)
+    emulated = run(pytester, "--device", "tcp:127.0.0.1:9", "--profile", "prime-emulated", "-rs")
+    emulated.assert_outcomes(skipped=1)
+    emulated.stdout.fnmatch_lines(["*needs real hardware; profile prime-emulated is not physical*"])
+    run(pytester, "--device", "tcp:127.0.0.1:9", "--profile", "prime-rev-b").assert_outcomes(passed=1)
+
+
+def test_marker_misuse_is_a_usage_error(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.production_only("v2")
+        def test_x():
+            pass
+    """)
+    result = run(pytester, "--device", "tcp:127.0.0.1:9")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*production_only takes no arguments*"])
+
+
+def test_unusable_device_string_is_one_line(pytester):
+    pytester.makepyfile("""
+        def test_x(prime):
+            pass
+    """)
+    result = run(pytester, "--device", "serial:P1-0042")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["*hil: 'serial:P1-0042' is not a device: use emulator, tcp:HOST:PORT*"])
+
+
+def test_lost_device_stops_the_session(pytester, fake_device):
+    """The device answers the flavour probe, then goes away: one broken test, the rest never run."""
+    def handler(body):
+        if body[0] == p.Cmd.KERNEL_CMD:
+            return ok(b"R 1 0 kernel")
+        return None  # hang up
+
+    dev = fake_device(handler)
+    pytester.makepyfile("""
+        def test_one(device_under_test):
+            device_under_test.client.version()
+
+        def test_two(device_under_test):
+            device_under_test.client.version()
+
+        def test_three():
+            pass
+    """)
+    result = run(pytester, "--device", f"tcp:127.0.0.1:{dev.port}", "--profile", "prime-rev-b")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["BROKEN *test_one (call)*", "1 broken",
+                                 "*Interrupted: hil: device lost, session stopped: tcp:127.0.0.1:*, GET_VERSION: "
+                                 "device closed the connection*"])
+
+
+def test_flavour_markers_follow_the_device(pytester, fake_device):
+    """A device that refuses KERNEL_CMD behaves as a production build (profile prime-rev-b)."""
+    dev = fake_device(lambda body: frames(p.response(Status.ERR)) if body[0] == p.Cmd.KERNEL_CMD else ok(b"1.0.0"))
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.production_only
+        def test_prod(device_under_test):
+            assert device_under_test.flavour == "production"
+
+        @pytest.mark.development_only
+        def test_dev():
+            pass
+    """)
+    result = run(pytester, "--device", f"tcp:127.0.0.1:{dev.port}", "--profile", "prime-rev-b", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines([f"*needs a development build; tcp:127.0.0.1:{dev.port} runs a production build*"])
+
+
+def test_default_device_is_a_fresh_emulator(pytester):
+    """No --device: an emulated Prime is started; `prime` is unlocked on the home screen."""
+    pytester.makepyfile("""
+        from hil.link.state import is_locked
+
+        def test_station(station):
+            assert station.serial == "EMU-0001" and station.profile.name == "prime-emulated"
+            assert station.debug.startswith("tcp:127.0.0.1:")
+
+        def test_prime_is_unlocked(prime):
+            assert is_locked(prime) is False
+            assert prime.version() == "1.0.0"
+
+        def test_again_after_locking(prime):
+            prime.press_power()
+            assert is_locked(prime) is True
+
+        def test_known_state_restored(prime):
+            assert is_locked(prime) is False
+    """)
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=4)

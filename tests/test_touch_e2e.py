@@ -1,0 +1,75 @@
+"""The production lane, end to end against an emulated production Prime in its own process, through the
+station's interfaces only: the debug link refuses input while locked, so the stylus robot types the PIN,
+a FIDO2 registration over NFC raises the trusted-display prompt, the camera reads it, the robot
+confirms it, the credential verifies, and the relay's power press locks the unit again."""
+
+import threading
+
+import pytest
+from fido2.client import DefaultClientDataCollector, Fido2Client
+from fido2.server import Fido2Server
+from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
+
+from hil.emulator import robot as emulated_bench
+from hil.link.client import DeviceLocked
+from hil.link.resolve import device_station, open_client
+from hil.stimuli.ctap_nfc import CtapNfcDevice
+from hil.stimuli.nfc import NfcReader
+from hil.stimuli.relay import PowerButtonRelay
+from hil.stimuli.robot import Calibration, StylusRobot
+from hil.stimuli.touch import RobotTouch, enter_pin
+from hil.vision.camera import Camera
+from hil.vision.display import Display
+
+PIN = "123456"  # hil.emulator.prime.DEFAULT_PIN
+CONFIRM = (240, 765)  # second of two modal buttons (hil/emulator/ui.py: 800 - 70*(n-i) + 35)
+
+
+def station_calibration() -> Calibration:
+    """What the lab's calibration file holds for this bench: three corners touched and measured."""
+    return Calibration.fit([(p, emulated_bench.display_to_mm(*p)) for p in [(0, 0), (479, 0), (0, 971)]])
+
+
+@pytest.mark.slow
+def test_production_unit_unlocked_and_confirmed_by_robot():
+    with device_station("emulator", flavour="production", seed=5) as station:
+        with open_client(station.debug, station.profile) as link, Camera(station.camera) as camera, \
+                StylusRobot.open(station.robot, station_calibration()) as robot, \
+                PowerButtonRelay.open(station.relay) as relay:
+            display = Display(camera)
+            touch = RobotTouch(robot, relay, station.profile.touch.home_button.centre)
+            display.expect_text("Enter PIN", region="title", timeout=15)
+            with pytest.raises(DeviceLocked):
+                link.tap(240, 410)  # production: no debug input while locked
+
+            enter_pin(touch, station.profile.touch.pin_pad, PIN)
+            display.expect_text("Apps", region="title", timeout=10)
+
+            server = Fido2Server(PublicKeyCredentialRpEntity(id="example.com", name="Example"), attestation="direct")
+            server.allowed_algorithms = [PublicKeyCredentialParameters(type="public-key", alg=-7)]
+            options, state = server.register_begin(PublicKeyCredentialUserEntity(id=b"u1", name="alice"),
+                                                   user_verification="discouraged")
+            outcome = {}
+
+            def register():
+                try:
+                    with CtapNfcDevice(NfcReader(station.nfc).connect(timeout=10)) as dev:
+                        client = Fido2Client(dev, DefaultClientDataCollector("https://example.com"))
+                        outcome["response"] = client.make_credential(options.public_key)
+                except Exception as e:  # handed to the test thread
+                    outcome["error"] = e
+
+            nfc_thread = threading.Thread(target=register)
+            nfc_thread.start()
+            try:
+                display.expect_text("Confirm Registration", region="body", timeout=20)
+                touch.tap(*CONFIRM)
+            finally:
+                nfc_thread.join(30)
+            assert "error" not in outcome, outcome.get("error")
+            auth_data = server.register_complete(state, outcome["response"])
+            assert auth_data.is_user_present()
+
+            touch.power()  # the relay: short press locks the unit and turns the screen off
+            with pytest.raises(DeviceLocked):
+                link.tap(240, 410)

@@ -1,0 +1,90 @@
+"""End to end: the emulated Prime's display verified through its camera stream (MJPEG over HTTP),
+with default and hard optics, and never a pass with the camera covered or blinded."""
+
+import json
+import socket
+
+import pytest
+
+from hil.emulator import broker
+from hil.emulator.build import Build
+from hil.emulator.launcher import EmulatorProcess, start_device
+from hil.emulator.prime import DEFAULT_PIN
+from hil.emulator.ui import PIN_KEYS
+from hil.errors import InfrastructureError
+from hil.vision.camera import Camera
+from hil.vision.display import Display, ScreenUnreadable, Verdict
+from hil.vision.locate import locate
+from hil.vision.match import TextKind
+
+
+def control(device, **request) -> dict:
+    host, port = device.endpoints["control"].removeprefix("tcp:").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(json.dumps(request).encode() + b"\n")
+        reply = json.loads(s.makefile().readline())
+    assert reply["ok"], reply
+    return reply
+
+
+@pytest.fixture(params=["default", "hard"])
+def station(request):
+    """A production Prime at its lock screen, its camera set to the optics under test."""
+    device = start_device(1, 7, Build(flavour="production"))
+    control(device, cmd="camera", optics=request.param)
+    camera = Camera(device.endpoints["camera"])
+    yield device, Display(camera)
+    camera.close()
+    device.stop()
+
+
+def test_lock_screen_and_security_words(station):
+    device, display = station
+    assert display.expect_text("Enter PIN", region="title", timeout=10).verdict is Verdict.PASS
+    assert display.expect_text("Security words", timeout=2).verdict is Verdict.PASS
+    with device.prime.lock:  # a stylus on the keys, the way the robot types
+        for digit in DEFAULT_PIN[:4]:
+            device.prime.touch(*PIN_KEYS[digit])
+        words = " ".join(device.prime.se.security_words(DEFAULT_PIN[:4]))
+    assert display.expect_text(words, TextKind.WORDS, timeout=5).verdict is Verdict.PASS
+
+
+def test_permission_prompt(station):
+    device, display = station
+    display.expect_text("Enter PIN", region="title", timeout=10)
+    with device.prime.lock:
+        assert device.prime.login(DEFAULT_PIN)
+        device.prime.ui.show_modal(broker.TITLE, broker.BODY.format("Bitcoin Wallet", "App Seed"),
+                                   [broker.ALWAYS, broker.NOT_NOW, broker.NEVER], lambda answer: None)
+    for text in ("Allow Access?", "Bitcoin Wallet wants to access App Seed", "Always Allow", "Not Now", "Never Allow"):
+        assert display.expect_text(text, timeout=5).verdict is Verdict.PASS
+
+
+def test_covered_or_blinded_camera_is_broken_not_passed():
+    device = start_device(1, 7, Build(flavour="production"))
+    try:
+        with Camera(device.endpoints["camera"]) as camera:
+            display = Display(camera)
+            display.expect_text("Enter PIN", region="title", timeout=10)
+            for fault, seen in (("covered", lambda f: f.mean() < 20), ("glare", lambda f: (f >= 250).mean() > 0.1)):
+                control(device, cmd="camera", fault=fault)
+                assert any(seen(camera.grab()) for _ in range(30))  # frames in flight before the fault have passed
+                with pytest.raises(ScreenUnreadable) as e:
+                    display.expect_text("Enter PIN", region="title", timeout=1)
+                assert isinstance(e.value, InfrastructureError)
+                assert e.value.verification.verdict is Verdict.INCONCLUSIVE
+                control(device, cmd="camera", fault=None)
+                assert display.expect_text("Enter PIN", region="title", timeout=5).verdict is Verdict.PASS
+            for bad in ({"fault": "fog"}, {"optics": {"zoom": 2}}, {"optics": 3}):
+                with pytest.raises(AssertionError, match="known|optics"):
+                    control(device, cmd="camera", **bad)
+    finally:
+        device.stop()
+
+
+def test_emulator_process_lists_its_camera():
+    with EmulatorProcess(count=1, seed=3) as emu:
+        url = emu.devices[0]["camera"]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/stream.mjpg")
+        with Camera(url) as camera:
+            assert locate(camera.grab(10)).method == "aruco"
