@@ -23,6 +23,8 @@ from hil.link.resolve import device_station, open_client
 from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked
 from hil.link.transport import LinkClosed
 
+pytest_plugins = ["hil.farm.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
+
 MARKERS = {
     "production_only": "runs only against a production build (decided from the device's answers)",
     "development_only": "runs only against a development build (decided from the device's answers)",
@@ -70,6 +72,9 @@ class DeviceUnderTest:
 def station(request: pytest.FixtureRequest):
     """The resources of the device under test, by the keys of docs/architecture.md."""
     opt = request.config.getoption
+    if opt("--lab"):  # the worker's leased station; the farm moves it elsewhere after a fault
+        yield request.getfixturevalue("farm_station")
+        return
     try:
         with device_station(opt("--device"), opt("--profile"), flavour=opt("--emulator-flavour"),
                             defects=tuple(opt("--emulator-defect")), apps=opt("--emulator-apps")) as st:
@@ -113,6 +118,39 @@ def pin(request: pytest.FixtureRequest) -> str:
     return request.config.getoption("--pin")
 
 
+@pytest.fixture(scope="session")
+def station_camera(station: Station):
+    """The camera watching the station's display, opened once per session; skipped where none is wired."""
+    if station.camera is None:
+        pytest.skip(f"station {station.name} has no camera watching its display")
+    from hil.vision.camera import Camera
+
+    with Camera(station.camera) as camera:
+        yield camera
+
+
+@pytest.fixture
+def display(station_camera, station: Station):
+    """The display as the camera sees it (`hil.vision.display.Display`); the evidence of every
+    verification (frames, rectified view with OCR boxes, text) is attached to the Allure result."""
+    from hil.vision.display import Display
+    from hil.vision.locate import Calibration
+
+    cal = station.camera_calibration
+    return Display(station_camera, calibration=Calibration.from_config(cal) if cal and cal.corners else None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Attach the display's evidence while the test is still the current Allure result."""
+    yield
+    display = getattr(item, "funcargs", {}).get("display")
+    if display is not None:
+        from hil.vision.evidence import attach
+
+        attach(display.evidence())
+
+
 @pytest.fixture(autouse=True)
 def _hil_markers(request: pytest.FixtureRequest) -> None:
     """Skip by marker; the device is only contacted when a test carries one."""
@@ -145,7 +183,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report.user_properties.append(BROKEN)
     # with the session's device lost, PIN refused or not set up, every later test would only repeat it
     uses_device = "device_under_test" in getattr(item, "fixturenames", ())
-    if uses_device and (report.when == "setup" or call.excinfo.errisinstance((LinkClosed, PinRejected))):
+    farm = item.config.getoption("--lab")  # the farm re-runs elsewhere and quarantines instead
+    if uses_device and not farm and (report.when == "setup" or call.excinfo.errisinstance((LinkClosed, PinRejected))):
         item.session.shouldstop = f"hil: device lost, session stopped: {call.excinfo.value}"
 
 

@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+import serial
 
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
@@ -145,6 +146,12 @@ def test_production_build_needs_the_power_button_sequence(images):
         d.stop()
 
 
+def _extent(image) -> int:
+    """Bytes a full reflash of ``image`` writes (the flasher stops at the last used byte)."""
+    data = image.read_bytes()
+    return -(-len(data.rstrip(b"\0")) // 512) * 512
+
+
 def _cut_and_recover(device, image, after_bytes: int) -> None:
     from hil.emulator import control
 
@@ -154,8 +161,10 @@ def _cut_and_recover(device, image, after_bytes: int) -> None:
     assert not device.prime.powered
     control.apply(device.prime, {"cmd": "power_on"})
     mode = control.apply(device.prime, {"cmd": "flash"})["mode"]
-    assert mode == "samba", f"cut after {after_bytes} bytes left the device in {mode}"
-    assert flasher(device).flash(load_firmware(image, KEYS)).action == "flashed"  # nothing to enter: already SAM-BA
+    # Cut before the first write: the old system is intact and boots; any later: no MBR, the ROM
+    # falls back to SAM-BA. Either way the next run recovers it.
+    assert mode == ("keyos" if after_bytes == 0 else "samba"), f"cut after {after_bytes} bytes left {mode}"
+    assert flasher(device).flash(load_firmware(image, KEYS)).action == "flashed"
     assert version_of(device) == "1.1.0"
 
 
@@ -164,9 +173,54 @@ def test_power_cut_mid_flash_is_recoverable(device, images):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("after_bytes", [0, 512, 70_000, 20 * 1024 * 1024, 41 * 1024 * 1024])
-def test_power_cut_at_any_offset_is_recoverable(device, images, after_bytes):
-    _cut_and_recover(device, images["1.1.0"], after_bytes)
+@pytest.mark.parametrize("where", [0.0, 512, 0.5, 0.999, "mbr"])
+def test_power_cut_at_any_offset_is_recoverable(device, images, where):
+    extent = _extent(images["1.1.0"])
+    # the MBR page is written first (zeros) and last (the table): "mbr" cuts that last write
+    after = {"mbr": extent}.get(where, int(where * extent) if isinstance(where, float) else where)
+    _cut_and_recover(device, images["1.1.0"], after)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after_bytes", [0, 1024, 40_000, 300_000])
+def test_power_cut_mid_app_update_is_recoverable(device, images, after_bytes):
+    from hil.emulator import control
+
+    control.apply(device.prime, {"cmd": "flash", "fault": "power_cut", "after_bytes": after_bytes})
+    try:
+        result = flasher(device, timeout=2).flash(load_firmware(images["app-1.3.0"], KEYS))
+        assert result.action == "updated"  # the cut came after the last write
+        return
+    except (SambaError, FlashFailed):
+        pass
+    control.apply(device.prime, {"cmd": "power_on"})
+    mode = control.apply(device.prime, {"cmd": "flash"})["mode"]
+    assert mode in ("keyos", "error", "samba")
+    operator = lambda: device.prime.firmware.enter_samba()  # noqa: E731
+    assert flasher(device, operator).flash(load_firmware(images["1.1.0"], KEYS)).action == "flashed"
+    assert version_of(device) == "1.1.0"
+
+
+def test_cable_pull_mid_flash_is_recoverable(device, images):
+    from hil.emulator import control
+
+    class CablePulled(Exception):
+        pass
+
+    def pull(phase, done, total):
+        if phase == "write" and done > 3 * 1024 * 1024:
+            raise CablePulled  # the host loses the port mid-flash
+    f = flasher(device)
+    f.progress = pull
+    with pytest.raises(CablePulled):
+        f.flash(load_firmware(images["1.1.0"], KEYS))
+    with serial.Serial(device.endpoints["samba"], timeout=1) as port:  # and with it half an S transfer
+        port.write(b"S224000,10000#" + bytes(100))
+        time.sleep(0.3)  # the monitor has taken them in before the cable goes
+    control.apply(device.prime, {"cmd": "flash", "fault": "cable_pull"})
+    assert control.apply(device.prime, {"cmd": "flash"})["mode"] == "samba"  # still in the ROM monitor
+    assert flasher(device).flash(load_firmware(images["1.1.0"], KEYS)).action == "flashed"
+    assert version_of(device) == "1.1.0"
 
 
 def test_sideload_app_bundle(device, tmp_path, release_1_0_0):

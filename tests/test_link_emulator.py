@@ -42,7 +42,7 @@ def station(emulator):
 
 @pytest.fixture
 def prime(station):
-    with open_client(station.debug, station.profile, timeout=3.0) as client:
+    with open_client(station.debug, station.profile, timeout=10.0) as client:
         yield client
 
 

@@ -26,6 +26,7 @@ class FakePrime:
         self.lock = threading.RLock()
         self.ui = FakeUI(answer)
         self.seed, self.serial = 7, "EMU-0001"
+        self.powered = self.keyos_running = True
         self.lines = []
 
     def log(self, line):
@@ -76,7 +77,6 @@ def test_field_lost_mid_exchange_is_broken_not_hung(emulated):
     session = NfcReader(path).connect(timeout=8)
     with pytest.raises(NfcFieldLost, match="NFC field lost mid-exchange") as e:
         CtapNfcDevice(session)
-    session.close()
     assert isinstance(e.value, InfrastructureError)
     assert time.monotonic() - started < 15
 
@@ -130,3 +130,29 @@ def test_bad_tag_contents_are_refused(kw, why):
 def test_ndef_records_decode_back():
     msg = ndef_message(text="a", uri="https://b.example/")
     assert [type(r) for r in ndef.message_decoder(msg)] == [ndef.TextRecord, ndef.UriRecord]
+
+
+def test_applet_chains_responses_in_96_byte_pieces():
+    import cbor2
+
+    from hil.emulator.ctap2 import Authenticator
+    from hil.emulator.nfc import FidoApplet
+
+    applet = FidoApplet(Authenticator(FakePrime(), b"k" * 32))
+    assert applet.apdu(bytes.fromhex("00A4040008A0000006472F0001")) == b"U2F_V2\x90\x00"
+    req = b"\x01" + cbor2.dumps({1: b"\0" * 32, 2: {"id": "example.com"}, 3: {"id": b"u"},
+                                 4: [{"type": "public-key", "alg": -7}]})
+    msg = bytes([0x80, 0x10, 0x00, 0x00, len(req)]) + req + b"\x00"
+    assert applet.apdu(msg) == b"\x23\x90\x00"  # USER_ACTION_PENDING: the prompt is up (FakeUI confirms it)
+    first = applet.apdu(msg)  # the platform re-sends the same request
+    assert len(first) == 96 + 2 and first[-2] == 0x61
+    body = first[:-2]
+    sw = first[-2:]
+    while sw[0] == 0x61:
+        more = applet.apdu(b"\x00\xC0\x00\x00" + sw[1:])
+        assert len(more) - 2 <= 96
+        body, sw = body + more[:-2], more[-2:]
+    assert sw == b"\x90\x00" and body[0] == 0x00 and cbor2.loads(body[1:])[1] == "packed"
+    assert applet.apdu(b"\x00\xC0\x00\x00\x00") == b"\x67\x00"  # nothing left to fetch
+    assert applet.apdu(b"\x90\x10\x00\x00\x01\x04") == b"\x6E\x00"  # command chaining: KeyOS rejects the class
+    assert applet.apdu(b"\x00\xA4\x04\x00\x09\x01") == b"\x62\x81"  # Lc longer than the data

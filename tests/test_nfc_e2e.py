@@ -6,16 +6,18 @@ import time
 
 import pytest
 from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client
+from fido2.ctap2 import Ctap2
 from fido2.server import Fido2Server
 from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
 
 from hil.emulator import control
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
+from hil.emulator.nfc import LISTEN_S
 from hil.emulator.prime import DEFAULT_PIN
 from hil.link.resolve import profile_named
 from hil.stimuli.ctap_nfc import CtapNfcDevice
-from hil.stimuli.nfc import NfcFieldLost, NfcReader, ndef_message
+from hil.stimuli.nfc import NfcFieldLost, NfcReader, NoCardFound, ndef_message
 from hil.stimuli.relay import PowerButtonRelay
 from hil.stimuli.robot import RobotError, StylusRobot
 from hil.stimuli.touch import RobotTouch, enter_pin
@@ -88,6 +90,32 @@ def test_robot_unlocks_and_confirms_fido_registration(unit, touch):
     assert unit.prime.is_locked()
 
 
+def test_prompt_waits_behind_the_lock_screen(unit, touch):
+    out = {}
+
+    def register():
+        try:
+            with CtapNfcDevice(NfcReader(unit.endpoints["nfc"]).connect(timeout=10)) as dev:
+                out["info"] = Ctap2(dev).make_credential(b"\0" * 32, {"id": "example.com"}, {"id": b"u"},
+                                                         [{"type": "public-key", "alg": -7}])
+        except Exception as e:
+            out["error"] = e
+
+    t = threading.Thread(target=register)
+    t.start()
+    try:
+        time.sleep(1.5)  # the request is pending on the device; the prompt must not show over the lock screen
+        with unit.prime.lock:
+            assert unit.prime.is_locked() and unit.prime.ui.modal is None
+        enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
+        wait_modal(unit.prime, "Confirm Registration")
+        touch.tap(*CONFIRM)
+    finally:
+        t.join(20)
+    assert "error" not in out, out.get("error")
+    assert out["info"].auth_data.is_user_present()
+
+
 def test_cancel_on_the_prime_denies_registration(unit, touch):
     enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
     _, _, out = webauthn(unit, CANCEL, touch)
@@ -104,15 +132,19 @@ def test_presented_tag_is_shown_on_the_prime(unit, touch):
 
 def test_field_loss_fault_is_broken(unit):
     control.apply(unit.prime, {"cmd": "nfc", "field_loss": True})
-    session = NfcReader(unit.endpoints["nfc"]).connect(timeout=10)
-    try:
-        with pytest.raises(NfcFieldLost):
-            CtapNfcDevice(session)
-    finally:
-        session.close()
+    with pytest.raises(NfcFieldLost):
+        CtapNfcDevice(NfcReader(unit.endpoints["nfc"]).connect(timeout=10))
 
 
 def test_robot_that_does_not_home(unit):
     control.apply(unit.prime, {"cmd": "robot", "homing_fault": True})
     with pytest.raises(RobotError, match="ALARM:9"):
         StylusRobot.open(unit.endpoints["robot"], bench_calibration())
+
+
+def test_powered_off_prime_answers_no_reader(unit):
+    with unit.prime.lock:
+        unit.prime.power_cut()
+    time.sleep(LISTEN_S + 0.5)  # let a listen already under way run out
+    with pytest.raises(NoCardFound):
+        NfcReader(unit.endpoints["nfc"]).connect(timeout=2)

@@ -57,7 +57,7 @@ def test_bad_calibration_points_are_refused(points, why):
 
 def test_calibration_is_stored_per_station(tmp_path):
     cal = bench_calibration()
-    path = calibration_path(tmp_path, "bench1-slot2")
+    path = calibration_path("bench1-slot2", tmp_path)
     cal.save(path)
     assert Calibration.load(path).to_mm(50, 60) == cal.to_mm(50, 60)
     path.write_text('{"affine": [[1, 2]]}')

@@ -39,6 +39,9 @@ class RecordingClient:
     def press_power(self, long=False):
         self.calls.append(("power", long))
 
+    def type_text(self, text):
+        self.calls.append(("text", text))
+
 
 def test_debug_backend_sends_swipe_and_power_button():
     client = RecordingClient()
@@ -47,11 +50,13 @@ def test_debug_backend_sends_swipe_and_power_button():
     touch.long_press(30, 40, 1200)
     touch.home()
     touch.power(long=True)
+    touch.type_text("passphrase")
     assert client.calls == [
         ("swipe", (10, 20, 10, 20), {"duration_ms": 50, "steps": 0}),
         ("swipe", (30, 40, 30, 40), {"duration_ms": 1200, "steps": 0}),
         ("swipe", (100, 910, 100, 910), {"duration_ms": 50, "steps": 0}),
         ("power", True),
+        ("text", "passphrase"),
     ]
 
 

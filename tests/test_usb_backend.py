@@ -11,9 +11,9 @@ import usb.core
 import usb.util
 
 from hil.emulator.usb_backend import EmulatedPrimeBackend
+from hil.errors import ConfigError
 from hil.link import protocol as p
 from hil.link.client import PrimeClient
-from hil.link.protocol import Status
 from hil.link.transport import LinkClosed
 from hil.link.usb import UsbTransport, load_backend, port_path
 
@@ -176,9 +176,8 @@ def test_profile_names_the_backend(fake):
     with PrimeClient(UsbTransport(serial="EMU-0009", backend=backend), pixel_order="RGBA",
                      home_button=(100, 910)) as prime:
         assert prime.version() == "1.0.0"
-    with pytest.raises(Exception, match="not found"):
+    with pytest.raises(ConfigError, match="not found"):
         load_backend("hil.nowhere:Backend")
-    assert Status.OK == 0
 
 
 # ---------------------------------------------------------------- end to end against the emulated Prime
@@ -200,7 +199,7 @@ def test_emulated_prime_over_usb_end_to_end(emulated):
     from hil.link.resolve import open_client
     from hil.link.state import bring_home, detect_flavour
 
-    with open_client(f"usb:{emulated.serial}", emulated.profile, station=emulated) as prime:
+    with open_client(f"usb:{emulated.serial}", emulated.profile, timeout=15.0, station=emulated) as prime:
         assert prime.transport.name == "usb:EMU-0001"
         assert prime.version() == "1.0.0"
         assert detect_flavour(prime, emulated.profile) == "development"
@@ -233,3 +232,19 @@ def test_emulated_prime_unplugged_over_usb(emulated):
         time.sleep(0.3)
         with pytest.raises(LinkClosed, match="usb:1-1, GET_VERSION: device disconnected"):
             prime.version()
+
+
+def test_legacy_identity_is_the_fallback(fake):
+    """A Prime in legacy (Flux) mode enumerates as 2c97:7011; the transport finds it after 1307:0165."""
+    class LegacyMode(EmulatedPrimeBackend):
+        def get_device_descriptor(self, dev):
+            desc = super().get_device_descriptor(dev)
+            desc.idVendor, desc.idProduct = 0x2C97, 0x7011
+            return desc
+
+    dev, _ = fake(lambda body: ok(b"1.0.0"))
+    backend = LegacyMode(debug=f"tcp:127.0.0.1:{dev.port}")
+    with PrimeClient(UsbTransport(backend=backend), pixel_order="BGRA", home_button=(100, 910)) as prime:
+        assert prime.version() == "1.0.0"
+    with pytest.raises(LinkClosed, match="no Prime on USB"):
+        UsbTransport(backend=backend, ids=("1307:0165",)).open()

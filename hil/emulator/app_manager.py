@@ -226,9 +226,8 @@ class AppManager:
         msg = self.matrix.by_id(server, mid)
         if msg is None:
             return "NotGrantable"
-        declared = msg.name in app.manifest.permissions.get(server, []) or any(
-            msg.name in names for srv, names in app.manifest.permissions.items()
-            if self.matrix.canonical(srv) == self.matrix.canonical(server))
+        declared = any(msg.name in names for srv, names in app.manifest.permissions.items()
+                       if self.matrix.canonical(srv) == self.matrix.canonical(server))
         if not declared or not self._tier_ok(app, msg):
             return "Unauthorized"
         if msg.approval != "grantOnFirstUse" or not msg.permission_group:

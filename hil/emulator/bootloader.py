@@ -64,10 +64,8 @@ def rom_finds_bootloader(emmc: Emmc) -> str | None:
     """Why the ROM would fall back to SAM-BA, or None when it finds a bootloader to run."""
     with emmc.file() as fp:
         try:
-            parts = bootimg.partition_table(emmc.read_pages(0, 1), emmc.size)
-            with bootimg.mount(fp, parts[0]) as fs:
-                name = next((n for n in bootimg.BOOTLOADERS if fs.isfile(n)), None)
-                loader = fs.readbytes(name) if name else b""
+            boot = bootimg.partition_table(emmc.read_pages(0, 1), emmc.size)[0]
+            loader = next(filter(None, (bootimg.read_file(fp, boot, n) for n in bootimg.BOOTLOADERS)), b"")
         except bootimg.BootImageError as e:
             return str(e)
     if len(loader) < 0x18 or struct.unpack_from("<I", loader, 0x14)[0] != len(loader):

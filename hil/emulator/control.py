@@ -19,7 +19,7 @@ JSON lines over TCP: one request object per line, one reply per line, ``{"ok": t
 ``camera``         the lab camera: ``fault`` covered|glare|null, ``optics`` preset or fields (camera.py)
 ``nfc``            ``field_loss`` true|false: card sessions drop mid-exchange (nfc.py)
 ``robot``          ``homing_fault`` true|false: ``$H`` ends in ALARM:9 (robot.py)
-``flash``          eMMC faults: ``fault`` power_cut + ``after_bytes`` | bad_writes + ``count``;
+``flash``          eMMC faults: ``fault`` power_cut + ``after_bytes`` | bad_writes + ``count`` | cable_pull;
                    replies with the boot ``mode`` and its ``reason`` (samba.py)
 =================  ==========================================================================
 

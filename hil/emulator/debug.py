@@ -73,7 +73,7 @@ class DebugProtocol:
             except p.ProtocolError as e:
                 self.log("WARN", str(e))
                 return [ERR]
-            seeded = {Cmd.KERNEL_CMD: "production-allows-kernel-cmd", Cmd.SCREENSHOT: "screenshot-while-locked"}
+            seeded = {Cmd.REBOOT_SAMBA: "production-allows-reboot-samba", Cmd.SCREENSHOT: "screenshot-while-locked"}
             defect = cmd in seeded and prime.keyos.defects.has(seeded[cmd])
             if prime.build.production and cmd in PRODUCTION_REFUSED and not defect:
                 self.log("WARN", f"command 0x{cmd:02x} is not available in production firmware")

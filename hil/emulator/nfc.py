@@ -2,7 +2,7 @@
 
 Card emulation as KeyOS's ``os/nfc/src/atsama5d2.rs`` does it: NFC-A, ATQA 0x0400, SAK 0x20
 (ISO 14443-4), a random 4-byte UID starting 0x08 per session, ISO-DEP blocks (I-blocks with
-chaining, R(ACK)/R(NAK), S(DESELECT)), then APDUs: SELECT of the FIDO AID answers ``U2F_V2``, other
+chaining, R(NAK), S(DESELECT)), then APDUs: SELECT of the FIDO AID answers ``U2F_V2``, other
 AIDs 6A81; NFCCTAP_MSG (80 10) carries CTAP2 to :mod:`hil.emulator.ctap2`; responses longer than
 96 bytes are chained with 61XX and fetched by GET RESPONSE (00 C0) or NFCCTAP_GETRESPONSE (80 11);
 other classes 6E00, other instructions 6D00. A session ends on DESELECT, RF off, or 5 s without a
@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import struct
 import threading
 import weakref
 
@@ -107,44 +106,36 @@ def _apdu_data(c: bytes) -> bytes | None:
     return c[5:5 + lc]
 
 
-class IsoDepCard:
-    """ISO 14443-4 PICC block handling on an activated nfcpy LocalTarget."""
-
-    def __init__(self, clf, apdu_handler, idle_s: float = SESSION_IDLE_S):
-        self.clf, self.apdu, self.idle_s = clf, apdu_handler, idle_s
-
-    def serve(self) -> str:
-        """Answer RATS and then blocks until DESELECT, RF off or silence; says how it ended."""
-        last = b""
-        chained = b""
-        try:
-            cmd = self.clf.exchange(ATS, self.idle_s)
-            while cmd:
-                pcb = cmd[0]
-                if pcb & 0xE2 == 0x02:  # I-block
-                    if pcb & 0x10:  # chaining: more to come
-                        chained += bytes(cmd[1:])
-                        rsp = bytes([0xA2 | (pcb & 1)])
-                    else:
-                        apdu, chained = chained + bytes(cmd[1:]), b""
-                        rsp = last = bytes([0x02 | (pcb & 1)]) + self.apdu(apdu)
-                elif pcb & 0xF6 == 0xB2:  # R(NAK): retransmit if it names our last block, else ACK
-                    rsp = last if last and (last[0] & 1) == (pcb & 1) else bytes([0xA2 | (pcb & 1)])
-                elif pcb & 0xF6 == 0xA2:  # R(ACK) (response chaining is not used at ISO-DEP level)
-                    rsp = last
-                elif pcb == 0xC2:  # S(DESELECT)
-                    self.clf.exchange(b"\xC2", 0)
-                    return "deselect"
+def serve_iso_dep(clf, handler, idle_s: float = SESSION_IDLE_S) -> str:
+    """PICC side of ISO 14443-4 on an activated nfcpy target: ATS, I-blocks (with command chaining),
+    R(NAK) retransmission, S(DESELECT). Returns how the session ended."""
+    last, chained = b"", b""
+    try:
+        cmd = clf.exchange(ATS, idle_s)
+        while cmd:
+            pcb = cmd[0]
+            if pcb & 0xE2 == 0x02:  # I-block
+                if pcb & 0x10:  # chaining: more to come
+                    chained += bytes(cmd[1:])
+                    rsp = bytes([0xA2 | (pcb & 1)])
                 else:
-                    return f"protocol error (PCB {pcb:02X})"
-                cmd = self.clf.exchange(rsp, self.idle_s)
-            return "link lost"
-        except nfc.clf.BrokenLinkError:
-            return "field lost"
-        except nfc.clf.TimeoutError:
-            return "idle timeout"
-        except nfc.clf.CommunicationError as e:
-            return f"communication error ({e})"
+                    apdu, chained = chained + bytes(cmd[1:]), b""
+                    rsp = last = bytes([0x02 | (pcb & 1)]) + handler(apdu)
+            elif pcb & 0xF6 == 0xB2:  # R(NAK): retransmit if it names our last block, else ACK
+                rsp = last if last and (last[0] & 1) == (pcb & 1) else bytes([0xA2 | (pcb & 1)])
+            elif pcb == 0xC2:  # S(DESELECT)
+                clf.exchange(b"\xC2", 0)
+                return "deselect"
+            else:
+                return f"protocol error (PCB {pcb:02X})"
+            cmd = clf.exchange(rsp, idle_s)
+        return "link lost"
+    except nfc.clf.BrokenLinkError:
+        return "field lost"
+    except nfc.clf.TimeoutError:
+        return "idle timeout"
+    except nfc.clf.CommunicationError as e:
+        return f"communication error ({e})"
 
 
 class EmulatedNfc:
@@ -152,9 +143,8 @@ class EmulatedNfc:
 
     name = "nfc"
 
-    def __init__(self, port: int = 0, up_timeout: float = 30.0):
-        self.port = port or free_udp_port()
-        self.up_timeout = up_timeout
+    def __init__(self):
+        self.port = free_udp_port()
         self.prime = None
         self.applet: FidoApplet | None = None
         self.field_loss = False  # fault: drop every session mid-exchange
@@ -167,7 +157,7 @@ class EmulatedNfc:
         self.prime = prime
         _RUNNING[prime] = self
         master = hashlib.sha256(f"fido-master:{prime.seed}:{prime.serial}".encode()).digest()  # deterministic per seed
-        self.applet = FidoApplet(Authenticator(prime, master, up_timeout=self.up_timeout))
+        self.applet = FidoApplet(Authenticator(prime, master))
         self._thread = threading.Thread(target=self._run, name="emu-nfc", daemon=True)
         self._thread.start()
         return "nfc", f"udp:127.0.0.1:{self.port}"
@@ -182,9 +172,16 @@ class EmulatedNfc:
     def _run(self) -> None:
         with nfc.ContactlessFrontend(f"udp:127.0.0.1:{self.port}") as clf:
             while not self._stop.is_set():
+                if not self._radio_on():
+                    self._stop.wait(0.2)  # powered off or no KeyOS: the ST25R95 neither listens nor polls
+                    continue
                 self._listen_once(clf)
                 if not self._stop.is_set():
                     self._poll_once(clf)
+
+    def _radio_on(self) -> bool:
+        with self.prime.lock:
+            return bool(self.prime.powered and self.prime.keyos_running)
 
     # ------------------------------------------------------------ card emulation (FIDO)
 
@@ -197,10 +194,11 @@ class EmulatedNfc:
         if activated is None or not activated.tt4_cmd or activated.tt4_cmd[0] != 0xE0:
             return
         self._log("INFO:nfc: NFC external reader Field Detected")
+        self.applet.remaining = b""  # response chaining state lives for one session, as in KeyOS
         handler = self.applet.apdu
         if self.field_loss:
             handler = self._lose_field
-        ended = IsoDepCard(clf, handler).serve()
+        ended = serve_iso_dep(clf, handler)
         self.sessions.append(ended)
         self._log(f"INFO:nfc: card emulation session ended: {ended}")
 
@@ -228,9 +226,8 @@ class EmulatedNfc:
         lines = [_describe(r) for r in records] or ["(empty NDEF message)"]
         for line in lines:
             self._log(f"INFO:nfc: NDEF record {line}")
-        if hasattr(self.prime, "ui"):
-            with self.prime.lock:
-                self.prime.ui.show_modal("NFC Tag", "\n".join(lines), ["OK"], lambda answer: None)
+        with self.prime.lock:
+            self.prime.ui.show_modal("NFC Tag", "\n".join(lines), ["OK"], lambda answer: None)
 
     def _log(self, line: str) -> None:
         with self.prime.lock:

@@ -88,6 +88,12 @@ class SambaMonitor:
     def leave(self) -> None:
         self.active = False
 
+    def usb_reset(self) -> None:
+        """The cable was pulled and plugged back: the CDC endpoint starts afresh, so a command or an
+        S payload cut in half is lost; the monitor keeps running with its memory and mode."""
+        self._buf.clear()
+        self._pending = None
+
     def _reset_state(self) -> None:
         self.binary = False
         self.l2_sram = False
@@ -360,18 +366,21 @@ def _factory_image(build) -> Path:
 
 def control(prime, request: dict) -> dict:
     """The ``flash`` control command: ``fault`` ``power_cut`` (``after_bytes`` more eMMC bytes are
-    written, then the power fails) or ``bad_writes`` (the next ``count`` page writes store a flipped
-    byte); ``status`` reports the boot mode and why."""
+    written, then the power fails), ``bad_writes`` (the next ``count`` page writes store a flipped
+    byte) or ``cable_pull`` (USB re-enumerates: half-received commands are lost); the reply gives
+    the boot mode and why."""
     firmware = prime.firmware
     if not isinstance(firmware, SambaPort):
         raise ValueError("this device has no SAM-BA peripheral")
     fault, n = request.get("fault"), request.get("after_bytes", request.get("count"))
-    if fault == "power_cut" and isinstance(n, int) and n >= 0:
+    if fault == "cable_pull":
+        firmware.monitor.usb_reset()
+    elif fault == "power_cut" and isinstance(n, int) and n >= 0:
         firmware.emmc.arm_power_cut(n)
     elif fault == "bad_writes" and isinstance(n, int) and n >= 0:
         firmware.emmc.arm_bad_writes(n)
     elif fault is not None:
-        raise ValueError("flash needs 'fault': power_cut with 'after_bytes', or bad_writes with 'count'")
+        raise ValueError("flash needs 'fault': power_cut with 'after_bytes', bad_writes with 'count', or cable_pull")
     outcome = firmware.outcome
     return {"mode": firmware.mode, "reason": outcome.reason if outcome else "",
             "anti_rollback": firmware.anti_rollback.value}

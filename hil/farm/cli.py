@@ -52,6 +52,62 @@ def status(lab: LabOpt = None) -> None:
     Console().print(table)
 
 
+@app.command()
+def health(stations: Annotated[Optional[list[str]], typer.Argument(help="stations (default: all)")] = None,
+           lab: LabOpt = None,
+           quarantine_failed: Annotated[bool, typer.Option("--quarantine", help="quarantine stations that fail")] = False,
+           calibrate: Annotated[bool, typer.Option(help="print each camera's measured `camera_calibration`")] = False,
+           ) -> None:
+    """Run the health check (link, version, camera sees the panel, NFC) on stations that are not leased."""
+    from hil.farm import health as checks
+    from hil.farm.lease import FileLeases, Holder
+    from hil.farm.quarantine import Quarantine
+    from hil.farm.station import bring_up
+
+    cfg = _lab(lab)
+    names = stations or list(cfg.stations)
+    for name in names:
+        _known(cfg, name)
+    leases, failed = FileLeases(cfg.state_dir), 0
+    for name in names:
+        try:
+            lease = leases.acquire(name, Holder.me("hil farm health", "health"))
+        except HilError as e:
+            typer.echo(f"{name}: skipped ({e})")
+            continue
+        try:
+            with bring_up(cfg, name) as station:
+                report = checks.check(station)
+                if calibrate and station.camera:
+                    typer.echo(f"{name}: camera_calibration: {_measure(station)}")
+        except HilError as e:
+            report = None
+            typer.echo(f"{name}: FAIL bring-up: {e}")
+        finally:
+            lease.release()
+        if report is not None:
+            for c in report.checks:
+                typer.echo(f"{name}: {'ok  ' if c.ok else 'skip' if c.ok is None else 'FAIL'} {c.name}: {c.detail}")
+        if report is None or not report.ok:
+            failed += 1
+            if quarantine_failed:
+                Quarantine(cfg.state_dir).add(name, f"hil farm health: {report.reason if report else 'bring-up failed'}")
+    raise typer.Exit(1 if failed else 0)
+
+
+def _measure(station) -> str:
+    import json as _json
+
+    from hil.vision.camera import Camera
+    from hil.vision.locate import Calibration
+
+    try:
+        with Camera(station.camera) as cam:
+            return _json.dumps(Calibration.measure(cam.grab(10.0)).to_config())
+    except HilError as e:
+        return f"not measured ({e})"
+
+
 @app.command("quarantine")
 def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason", help="why (shown by status)")],
                    lab: LabOpt = None) -> None:

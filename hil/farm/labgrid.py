@@ -18,7 +18,7 @@ the same process: lab-across-hosts.md §1.9).
 from __future__ import annotations
 
 import asyncio
-import getpass
+import contextlib
 import os
 import socket
 import time
@@ -320,7 +320,7 @@ def station_from_place(coord: Coordinator, name: str, profiles_dir: Path = PROFI
     bench = place.tags.get("bench", "?")
     for exporter, group, cls, res_name in place.acquired_resources:
         entry = coord.resources.get(exporter, {}).get(group, {}).get(res_name)
-        if entry is None:
+        if entry is None or not entry.data:  # an exporter that left deletes its resources to empty entries
             raise PlaceLost(f"bench {exporter}, place {name}: resource {group}/{res_name} is orphaned "
                             f"(exporter {exporter} gone)")
         found[cls] = entry.params
@@ -347,29 +347,43 @@ def identity(worker: str) -> str:
 
 
 class PlaceLease:
-    """One place reserved by tags and acquired by this process; `release` cancels both."""
+    """One place reserved by tags and acquired by this process; `release` cancels both. A place in
+    `exclude` (one just lost) is passed over: its reservation is kept while another one is made, so
+    the coordinator allocates a different place, and cancelled after."""
 
-    def __init__(self, coord: Coordinator, tags: dict[str, str], timeout: float, poll: float = 0.2) -> None:
+    def __init__(self, coord: Coordinator, tags: dict[str, str], timeout: float, exclude: frozenset[str] = frozenset(),
+                 poll: float = 0.2) -> None:
         self.coord = coord
         deadline = time.monotonic() + timeout
-        self.token = coord.reserve(tags)
+        self.token: str | None = None
         self.place: str | None = None
+        passed_over: list[str] = []
         try:
+            self.token = coord.reserve(tags)
             while True:
                 res = coord.poll(self.token)
+                if res.state.name == "allocated" and res.allocations["main"][0] in exclude:
+                    passed_over.append(self.token)
+                    self.token = coord.reserve(tags)
+                    continue
                 if res.state.name == "allocated":
                     self.place = res.allocations["main"][0]
                     break
                 if res.state.name != "waiting":
                     raise NoStationFree(f"reservation {self.token} for {_tags(tags)} is {res.state.name}")
                 if time.monotonic() > deadline:
-                    raise NoStationFree(f"no place with tags {_tags(tags)} free within {timeout:g} s on labgrid "
+                    other = f" other than {', '.join(sorted(exclude))}" if exclude else ""
+                    raise NoStationFree(f"no place{other} with tags {_tags(tags)} free within {timeout:g} s on labgrid "
                                         f"coordinator {coord.address} (see `labgrid-client who`, `hil lab status`)")
                 time.sleep(poll)
             coord.call("AcquirePlace", f"acquire place {self.place}", placename=self.place)
         except BaseException:
             self.release()
             raise
+        finally:
+            for token in passed_over:
+                with contextlib.suppress(HilError):
+                    coord.call("CancelReservation", "cancel reservation", token=token)
         self.bench = coord.places[self.place].tags.get("bench", "?")
 
     def check(self) -> None:
@@ -385,22 +399,20 @@ class PlaceLease:
             raise PlaceLost(f"{where}: taken away from {self.coord.me} (now acquired by {by})")
         for exporter, group, _cls, name in place.acquired_resources:
             entry = self.coord.resources.get(exporter, {}).get(group, {}).get(name)
-            if entry is None or not entry.avail:
-                state = "orphaned: its exporter is gone" if entry is None else "unavailable"
+            if entry is None or not entry.data.get("avail"):
+                state = "unavailable" if entry is not None and entry.data else "orphaned: its exporter is gone"
                 raise PlaceLost(f"{where}: resource {group}/{name} is {state} (is labgrid-exporter on bench "
                                 f"{exporter} running?)")
 
     def release(self) -> None:
         """Release and cancel; errors are ignored (the place may be kicked, the coordinator restarted)."""
-        for method, what, req in (("ReleasePlace", "release", {"placename": self.place}),
-                                  ("CancelReservation", "cancel reservation", {"token": self.token})):
-            if req.get("placename", req.get("token")) is None:
-                continue
-            try:
-                self.coord.call(method, what, **req)
-            except HilError:
-                pass
-        self.place = None
+        if self.place is not None:
+            with contextlib.suppress(HilError):
+                self.coord.call("ReleasePlace", "release", placename=self.place)
+        if self.token is not None:
+            with contextlib.suppress(HilError):
+                self.coord.call("CancelReservation", "cancel reservation", token=self.token)
+        self.place = self.token = None
 
 
 def reap(coord: Coordinator) -> list[str]:
@@ -472,14 +484,14 @@ class LabgridFarm:
             return self.station
         return self._take()
 
-    def _take(self) -> Station:
+    def _take(self, exclude: frozenset[str] = frozenset()) -> Station:
         from hil.farm import health
 
         timeout = self.config.getoption("farm_lease_timeout")
         deadline = time.monotonic() + timeout
         while True:
             coord = self._coordinator()
-            lease = PlaceLease(coord, self.url.tags, max(0.0, deadline - time.monotonic()))
+            lease = PlaceLease(coord, self.url.tags, max(0.0, deadline - time.monotonic()), exclude)
             try:
                 os.environ["LG_TOKEN"] = lease.token  # what the bench's bridge asks for
                 station = station_from_place(coord, lease.place)
@@ -494,7 +506,8 @@ class LabgridFarm:
             lease.release()
 
     def replace_after_fault(self, fault: str) -> None:
-        """After an infrastructure fault: quarantine the place if it is now unhealthy, then lease another."""
+        """After an infrastructure fault: quarantine the place if it is now unhealthy, then lease another
+        (never the same one: a lost place was taken by someone, a faulty one is suspect)."""
         from hil.farm import health
 
         lease, station = self.lease, self.station
@@ -509,7 +522,7 @@ class LabgridFarm:
         except InfrastructureError:
             pass  # the place is gone already: nothing of ours to quarantine
         self.drop()
-        self._take()
+        self._take(exclude=frozenset({station.name}))
 
     def drop(self) -> None:
         if self.lease is not None:

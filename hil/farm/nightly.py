@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,25 +146,28 @@ def samba_flasher(lab: LabConfig) -> Flasher:
 
 def flash_all(stations: dict[str, Station], build: Path, flasher: Flasher, leases: FileLeases, run: Run,
               quarantine: Quarantine, progress: Callable[[str, float], None]) -> dict[str, Station]:
-    """Flash each station under its lease; `flasher` returns False when the station already runs the
-    build. A station that fails is quarantined with the reason and left out of the run."""
-    ok = {}
+    """Flash every station at once, each under its lease; `flasher` returns False when the station already
+    runs the build. A station that fails is quarantined with the reason and left out of the run."""
     holder = Holder.me("nightly", run.run_id)
-    for name, station in stations.items():
+
+    def one(name: str, station: Station) -> bool:
         try:
             lease = leases.acquire(name, holder, timeout=60)
             try:
-                flashed = flasher(station, build, lambda frac, n=name: progress(n, frac))
+                flashed = flasher(station, build, lambda frac: progress(name, frac))
             finally:
                 lease.release()
         except (HilError, OSError) as e:
             quarantine.add(name, f"flashing failed: {e}")
             run.meta["broken_stations"][name] = f"flashing failed: {e}"
-            continue
+            return False
         run.meta.setdefault("flashed", {})[name] = "flashed" if flashed else "already on the build"
         progress(name, 1.0)
-        ok[name] = station
-    return ok
+        return True
+
+    with ThreadPoolExecutor(max_workers=max(1, len(stations))) as pool:
+        ok = dict(zip(stations, pool.map(lambda item: one(*item), stations.items())))
+    return {n: s for n, s in stations.items() if ok[n]}
 
 
 def write_run_lab(lab: LabConfig, stations: dict[str, Station], path: Path) -> Path:
@@ -182,7 +186,7 @@ def write_run_lab(lab: LabConfig, stations: dict[str, Station], path: Path) -> P
 
 def pytest_command(run: Run, run_lab: Path, workers: int, firmware_hash: str, suites: list[str],
                    deselect: set[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", *suites, "-p", "hil.farm.pytest_farm", "-n", str(workers),
+    cmd = [sys.executable, "-m", "pytest", *suites, "-n", str(workers),
            "--lab", str(run_lab), "--farm-firmware", firmware_hash, "--farm-events", str(run.dir / "events.jsonl"),
            "--alluredir", str(run.results), "-q", "-rN", "-p", "no:cacheprovider"]
     for nodeid in sorted(deselect):

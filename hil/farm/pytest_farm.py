@@ -3,8 +3,8 @@ first test, quarantines it when it fails, and re-runs on another station a test 
 fault interrupted, recording each attempt. Every result is labelled with the station, device serial,
 profile and firmware.
 
-Loaded by hil/plugin.py (`pytest_plugins`); the plugin's `station`/`prime` fixtures take
-`farm_station` when `--lab` is given. Only tests that use `farm_station` lease anything.
+Loaded by hil/plugin.py (`pytest_plugins`); the plugin's `station` fixture is `farm_station` when
+`--lab` is given. Only tests that use a station lease anything.
 """
 
 from __future__ import annotations
@@ -186,11 +186,19 @@ def farm_station(request: pytest.FixtureRequest) -> Station:
 def _farm_guard(request: pytest.FixtureRequest) -> None:
     """Before each test on a station: the lease is still ours (else broken), and the result is labelled."""
     farm = request.config.stash.get(FARM, None)
-    if farm is None or "farm_station" not in request.fixturenames:
+    if farm is None or not uses_station(request.fixturenames):
         return
     request.getfixturevalue("farm_station")
-    farm.current()
-    _label(request.node, farm.labels())
+    try:
+        farm.current()
+    finally:
+        if farm.station is not None:  # a lost station's broken result still names it (and its bench, place)
+            _label(request.node, farm.labels())
+
+
+def uses_station(fixturenames) -> bool:
+    """`station` is the plugin's fixture; with --lab it is the leased `farm_station`."""
+    return bool({"farm_station", "station"} & set(fixturenames))
 
 
 def _label(item: pytest.Item, labels: dict[str, str]) -> None:
@@ -204,7 +212,7 @@ def _label(item: pytest.Item, labels: dict[str, str]) -> None:
 
 def _forget_station(item: pytest.Item) -> None:
     """Finalize the session's `farm_station` and every fixture built on it, so the next test gets the new one."""
-    defs = item._fixtureinfo.name2fixturedefs.get("farm_station")  # noqa: SLF001 (no public API for this)
+    defs = item.session._fixturemanager.getfixturedefs("farm_station", item)  # noqa: SLF001 (no public API)
     if defs:
         if not item._request:  # noqa: SLF001 (runtestprotocol drops it after each run)
             item._initrequest()  # noqa: SLF001
@@ -224,7 +232,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """Run the test; after an infrastructure fault (not a lost lease), move to another station and run
     it again. The interrupted attempt is logged with outcome `rerun` and kept in Allure as a retry."""
     farm = item.config.stash.get(FARM, None)
-    if farm is None or "farm_station" not in getattr(item, "fixturenames", ()):
+    if farm is None or not uses_station(getattr(item, "fixturenames", ())):
         return None
     from _pytest.runner import runtestprotocol
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +17,9 @@ from pathlib import Path
 from filelock import FileLock
 
 from hil.errors import ConfigError
+
+
+_THREADS: dict[Path, threading.Lock] = {}
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Quarantine:
         self.path = Path(state_dir) / "quarantine.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(self.path.with_suffix(".json.lock"), thread_local=False, is_singleton=True)
+        self._threads = _THREADS.setdefault(self.path, threading.Lock())  # the file lock is re-entrant in-process
 
     def entries(self) -> dict[str, Entry]:
         try:
@@ -46,14 +51,14 @@ class Quarantine:
 
     def add(self, station: str, reason: str, by: str | None = None) -> Entry:
         entry = Entry(station, reason, time.time(), by or f"{os.getpid()}@{socket.gethostname()}")
-        with self._lock:
+        with self._threads, self._lock:
             entries = self.entries()
             entries[station] = entry
             self._write(entries)
         return entry
 
     def remove(self, station: str) -> Entry | None:
-        with self._lock:
+        with self._threads, self._lock:
             entries = self.entries()
             gone = entries.pop(station, None)
             self._write(entries)

@@ -22,6 +22,8 @@ from pathlib import Path
 from pyfatfs.PyFat import PyFat
 from pyfatfs.PyFatFS import PyFatBytesIOFS
 
+from hil.errors import HilError
+
 SECTOR = 512
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -119,10 +121,14 @@ def _mbr(layout: Layout) -> bytes:
 
 
 class _Window(io.RawIOBase):
-    """A file object over ``fp`` that pyfatfs may use without touching anything outside one partition."""
+    """A file object over ``fp`` that pyfatfs may use without touching anything outside one partition.
+
+    Once the medium has failed (a device lost mid-write) and its error has been raised, later writes
+    are dropped: they can only come from pyfatfs flushing on close or garbage collection."""
 
     def __init__(self, fp, start: int, end: int):
         self._fp, self._start, self._end, self._pos = fp, start, end, 0
+        self.failed = False
 
     def readable(self) -> bool:
         return True
@@ -158,8 +164,13 @@ class _Window(io.RawIOBase):
     def write(self, data) -> int:
         if self._start + self._pos + len(data) > self._end:
             raise BootImageError("write past the end of the partition")
-        self._fp.seek(self._start + self._pos)
-        self._fp.write(data)
+        if not self.failed:
+            try:
+                self._fp.seek(self._start + self._pos)
+                self._fp.write(data)
+            except BaseException:
+                self.failed = True
+                raise
         self._pos += len(data)
         return len(data)
 
@@ -170,10 +181,13 @@ class _Window(io.RawIOBase):
 @contextmanager
 def mount(fp, part: Partition) -> Iterator[PyFatBytesIOFS]:
     """The FAT file system of one partition of an open image or eMMC file."""
+    window = _Window(fp, part.offset, part.end)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "not cleanly unmounted": a flash cut short is our normal case
-            fs = PyFatBytesIOFS(_Window(fp, part.offset, part.end), utc=True)
+            fs = PyFatBytesIOFS(window, utc=True)
+    except HilError:
+        raise  # the device, not the volume, failed
     except Exception as e:  # pyfatfs raises many kinds on a damaged volume
         raise BootImageError(f"partition {part.index} is not a readable FAT file system ({e})") from None
     try:
@@ -187,7 +201,7 @@ def read_file(fp, part: Partition, path: str) -> bytes | None:
     with mount(fp, part) as fs:
         try:
             return fs.readbytes(path) if fs.isfile(path) else None
-        except Exception as e:
+        except Exception as e:  # a damaged directory or cluster chain, in whatever form pyfatfs reports it
             raise BootImageError(f"partition {part.index}: {path} is unreadable ({e})") from None
 
 
@@ -244,9 +258,8 @@ class BootImage:
     def read_from(cls, fp, size: int) -> BootImage:
         fp.seek(0)
         parts = partition_table(fp.read(SECTOR), size)
-        with mount(fp, parts[0]) as fs:
-            loader = next((name for name in BOOTLOADERS if fs.isfile(name)), None)
-            recovery = fs.readbytes(RECOVERY_IMAGE) if fs.isfile(RECOVERY_IMAGE) else None
+        loader = next((name for name in BOOTLOADERS if read_file(fp, parts[0], name) is not None), None)
+        recovery = read_file(fp, parts[0], RECOVERY_IMAGE)
         if loader is None:
             raise BootImageError("KEYOSBOOT has no boot.bin or boot.cip; the ROM would find nothing to boot")
         app = read_file(fp, parts[1], APP_IMAGE)

@@ -128,6 +128,11 @@ def build_emulated(version: Annotated[str, typer.Option()] = "1.0.0",
     typer.echo(str(out))
 
 
+def _ask_operator() -> None:
+    typer.prompt("Hold the power button 10 s, click it 3 times at the logo, choose \"SAM-BA mode\" "
+                 "in the Boot Menu, then press Enter", default="", show_default=False, err=True)
+
+
 def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an app bundle (directory or .app)")],
           device: Annotated[Optional[str], typer.Option(help="debug link: emulator, tcp:HOST:PORT, usb:…, /dev/ttyACM0")] = None,
           samba: Annotated[Optional[str], typer.Option(help="SAM-BA serial port (default: the station's)")] = None,
@@ -135,6 +140,8 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
           applet: Annotated[Optional[Path], typer.Option(help="Microchip SD/MMC applet binary")] = None,
           keys: KeysOpt = "production",
           force: Annotated[bool, typer.Option(help="write even when the device runs the same image")] = False,
+          operator: Annotated[bool, typer.Option(help="production builds: prompt a person for the power-button "
+                                                 "sequence into SAM-BA")] = False,
           allow_rollback: Annotated[bool, typer.Option("--allow-rollback", help="DANGER: install an OLDER image "
                                                        "than the device runs")] = False) -> None:
     """Flash a Prime over USB-C: full reflash (boot.img), app.bin update, or app sideload."""
@@ -177,7 +184,8 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
                         tasks[phase] = bar.add_task(phase, total=total)
                     bar.update(tasks[phase], completed=done)
 
-                result = flasher.Flasher(port, applet_bytes, keyset, link=link, progress=progress).flash(
+                result = flasher.Flasher(port, applet_bytes, keyset, link=link, progress=progress,
+                                         enter_samba=_ask_operator if operator else None).flash(
                     firmware, force=force, allow_rollback=allow_rollback)
     except HilError as e:
         _fail(str(e))

@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fs.errors import FSError
+from pyfatfs import PyFATException
+
 from hil.errors import ConfigError, InfrastructureError
 from hil.flash import bootimg, cosign2, manifest
 from hil.flash.samba import EmmcFile, Samba, SambaError, Sdmmc
@@ -227,7 +230,7 @@ class Flasher:
                     fs.remove(bootimg.APP_IMAGE)
                 fs.move(bootimg.UPDATED_APP_IMAGE, bootimg.APP_IMAGE)
                 self.progress("write", len(app), len(app))
-        except bootimg.BootImageError as e:
+        except (bootimg.BootImageError, PyFATException, FSError) as e:
             raise FlashFailed(f"the device's eMMC cannot take an app.bin update ({e}); flash a full boot.img") from None
         fresh = EmmcFile(sd, sd.pages * sd.page_size)
         if bootimg.read_file(fresh, system, bootimg.APP_IMAGE) != app:

@@ -34,6 +34,9 @@ def is_locked(prime: PrimeClient) -> bool | None:
         status = prime.launch_app(NOT_AN_APP).status
     except DeviceLocked:
         return True
+    except DeviceError:
+        raise DeviceStateError(f"{prime.device}: launching a non-existent app answered Err (a KeyOS older than "
+                               "launch statuses); its lock state cannot be read over the link") from None
     if status is LaunchStatus.NOT_READY:
         return None
     if status is LaunchStatus.APP_ID_NOT_FOUND:

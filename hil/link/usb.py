@@ -45,7 +45,10 @@ def load_backend(spec: str, **station: str | None):
         factory = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
         raise ConfigError(f"USB backend {spec!r} not found; use 'libusb1' or 'package.module:Factory'") from None
-    return factory(**station)
+    try:
+        return factory(**station)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"USB backend {spec}: {e}") from None
 
 
 class UsbTransport(Transport):
@@ -66,8 +69,12 @@ class UsbTransport(Transport):
     def _find(self) -> usb.core.Device:
         for vid_pid in self.ids:
             vid, pid = (int(x, 16) for x in vid_pid.split(":"))
-            found = [d for d in usb.core.find(find_all=True, idVendor=vid, idProduct=pid, backend=self.backend)
-                     if self._matches(d)]
+            try:
+                found = [d for d in usb.core.find(find_all=True, idVendor=vid, idProduct=pid, backend=self.backend)
+                         if self._matches(d)]
+            except usb.core.NoBackendError:
+                raise ConfigError("pyusb found no USB backend; install libusb-1.0 (Debian: apt-get install "
+                                  "libusb-1.0-0)") from None
             if len(found) > 1:
                 listed = ", ".join(f"usb:{port_path(d)}" for d in found)
                 raise LinkClosed(self.name, f"several Primes match ({listed}); name one with usb:SERIAL or usb:BUS-PORT")

@@ -91,22 +91,31 @@ def canonical(payload: dict) -> bytes:
 
 
 def firmware_identity(build: Path) -> dict[str, Any]:
-    """What the build is, by its cosign2 header, and which trust set signs it fully."""
-    from hil.flash import cosign2
+    """What the build is, by the cosign2 header of its app.bin (the image itself, or the app.bin inside a
+    boot.img), and which trust set signs it fully. `reproducible_hash` is the hash results are labelled with."""
+    from hil.flash import bootimg, cosign2
 
     data = Path(build).read_bytes()
     ident: dict[str, Any] = {"file": Path(build).name, "sha256": sha256_file(build), "size": len(data)}
-    header = cosign2.parse_unverified(data)
+    app = data
+    if data[:4] not in {m.value for m in cosign2.Magic} and data[510:512] == b"\x55\xaa":
+        try:
+            app = bootimg.BootImage.read(build).app
+        except bootimg.BootImageError as e:
+            ident["error"] = f"boot.img: {e}"
+            return ident
+        ident["kind"] = "boot.img"
+    header = cosign2.parse_unverified(app)
     if header is None:
         ident["error"] = "no cosign2 header"
         return ident
     ident.update(version=header.version, timestamp=header.timestamp, date=header.date, magic=header.magic.decode(),
-                 reproducible_hash=cosign2.reproducible_hash(data),
+                 reproducible_hash=cosign2.reproducible_hash(app),
                  pubkey1=header.pubkey1.hex(), pubkey2=header.pubkey2.hex(), trust={})
     for path in sorted(KEYSETS.glob("*.toml")):
         keyset = cosign2.load_keyset(path)
         try:
-            ident["trust"][keyset.name] = cosign2.verify(data, keyset.pubkeys).trust.name
+            ident["trust"][keyset.name] = cosign2.verify(app, keyset.pubkeys).trust.name
         except cosign2.Cosign2Error as e:
             ident["trust"][keyset.name] = f"rejected: {e}"
     return ident

@@ -93,12 +93,31 @@ def encode(payload: str = typer.Argument(..., help=PAYLOAD_HELP),
     typer.echo(f"wrote {len(images)} frame(s){' and parts.txt' if parts else ''} to {out}")
 
 
-# ---------------------------------------------------------------- hil nfc
+# ---------------------------------------------------------------- hil nfc, hil touch: errors as one line
+
+def _one_line_errors(command):
+    """A lab fault or a bad argument is one clear line on stderr and exit status 1, not a traceback."""
+    import functools
+
+    from hil.errors import HilError
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except HilError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+
+    return run
+
+
 
 READER_HELP = "the station's NFC reader as an nfcpy path: usb:072f:2200 in the lab, udp:127.0.0.1:PORT for the emulator"
 
 
 @nfc_app.command("tag")
+@_one_line_errors
 def nfc_tag(reader: str = typer.Option(..., "--reader", help=READER_HELP),
             text: str | None = typer.Option(None, "--text", help="a Text record (en)"),
             uri: str | None = typer.Option(None, "--uri", help="a URI record"),
@@ -123,6 +142,7 @@ def nfc_tag(reader: str = typer.Option(..., "--reader", help=READER_HELP),
 
 
 @nfc_app.command("fido-info")
+@_one_line_errors
 def nfc_fido_info(reader: str = typer.Option(..., "--reader", help=READER_HELP),
                   timeout: float = typer.Option(10.0, "--timeout", help="seconds to wait for the Prime's card")) -> None:
     """CTAP2 authenticatorGetInfo over NFC (ISO-DEP, FIDO AID)."""
@@ -140,6 +160,14 @@ def nfc_fido_info(reader: str = typer.Option(..., "--reader", help=READER_HELP),
 
 
 # ---------------------------------------------------------------- hil touch
+
+def _calibration_file(calibration: Path | None, station: str | None, cal_dir: Path | None) -> Path | None:
+    from hil.stimuli.robot import CALIBRATION_DIR, calibration_path
+
+    if calibration is not None or station is None:
+        return calibration
+    return calibration_path(station, cal_dir or CALIBRATION_DIR)
+
 
 def _touch(via: str, device: str | None, robot: str | None, relay: str | None, calibration: Path | None,
            profile_name: str):
@@ -159,7 +187,8 @@ def _touch(via: str, device: str | None, robot: str | None, relay: str | None, c
         from hil.stimuli.robot import Calibration, StylusRobot
 
         if not robot or not calibration:
-            raise typer.BadParameter("--via robot needs --robot PORT and --calibration FILE (see `hil touch calibrate`)")
+            raise typer.BadParameter("--via robot needs --robot PORT and --station NAME or --calibration FILE "
+                                     "(see `hil touch calibrate`)")
         stylus = StylusRobot.open(robot, Calibration.load(calibration))
         button = PowerButtonRelay.open(relay) if relay else None
         return touch.RobotTouch(stylus, button, home), [p for p in (stylus, button) if p]
@@ -170,16 +199,20 @@ VIA = typer.Option("debug", "--via", help="robot (stylus + relay) or debug (usb-
 DEVICE = typer.Option(None, "--device", help="usb-debug link for --via debug")
 ROBOT = typer.Option(None, "--robot", help="GRBL stylus robot serial port for --via robot")
 RELAY = typer.Option(None, "--relay", help="power-button relay board serial port")
-CAL = typer.Option(None, "--calibration", help="the station's robot calibration JSON")
+CAL = typer.Option(None, "--calibration", help="robot calibration JSON (default: the --station's stored one)")
+STATION = typer.Option(None, "--station", help="station name: picks its stored robot calibration")
+CAL_DIR = typer.Option(None, "--calibration-dir", help="where stored calibrations live (default ~/.local/share/prime-hil/robot)")
 PROFILE = typer.Option("prime-rev-b", "--profile", help="device profile (home button, PIN pad)")
 
 
 @touch_app.command("tap")
+@_one_line_errors
 def touch_tap(x: int, y: int, via: str = VIA, device: str | None = DEVICE, robot: str | None = ROBOT,
-              relay: str | None = RELAY, calibration: Path | None = CAL, profile: str = PROFILE,
+              relay: str | None = RELAY, calibration: Path | None = CAL, station: str | None = STATION,
+              cal_dir: Path | None = CAL_DIR, profile: str = PROFILE,
               hold_ms: int = typer.Option(50, "--hold-ms", help="how long to press (a long press from 1000)")) -> None:
     """Tap (or long-press) the display at X Y (pixels from the top-left of the 480x800 panel)."""
-    backend, opened = _touch(via, device, robot, relay, calibration, profile)
+    backend, opened = _touch(via, device, robot, relay, _calibration_file(calibration, station, cal_dir), profile)
     try:
         backend.long_press(x, y, hold_ms)
     finally:
@@ -189,11 +222,13 @@ def touch_tap(x: int, y: int, via: str = VIA, device: str | None = DEVICE, robot
 
 
 @touch_app.command("power")
+@_one_line_errors
 def touch_power(long: bool = typer.Option(False, "--long", help="hold 3 s (control center) instead of 200 ms"),
                 via: str = VIA, device: str | None = DEVICE, robot: str | None = ROBOT, relay: str | None = RELAY,
-                calibration: Path | None = CAL, profile: str = PROFILE) -> None:
+                calibration: Path | None = CAL, station: str | None = STATION, cal_dir: Path | None = CAL_DIR,
+                profile: str = PROFILE) -> None:
     """Press the power button (short: lock + screen off; long: control center)."""
-    backend, opened = _touch(via, device, robot, relay, calibration, profile)
+    backend, opened = _touch(via, device, robot, relay, _calibration_file(calibration, station, cal_dir), profile)
     try:
         backend.power(long)
     finally:
@@ -203,10 +238,12 @@ def touch_power(long: bool = typer.Option(False, "--long", help="hold 3 s (contr
 
 
 @touch_app.command("calibrate")
+@_one_line_errors
 def touch_calibrate(point: list[str] = typer.Option(..., "--point", help="PX,PY=MX,MY: a display pixel and the robot "
                                                     "millimetres where the stylus touched it; at least 3"),
-                    out: Path = typer.Option(..., "-o", "--out", help="the station's calibration file to write")) -> None:
-    """Fit and store the display-to-robot calibration from reference points."""
+                    station: str = typer.Option(..., "--station", help="the station (name in lab_config.yaml)"),
+                    cal_dir: Path | None = CAL_DIR) -> None:
+    """Fit and store a station's display-to-robot calibration from reference points."""
     from hil.stimuli.robot import Calibration
 
     pairs = []
@@ -218,6 +255,6 @@ def touch_calibrate(point: list[str] = typer.Option(..., "--point", help="PX,PY=
                 raise ValueError
         except ValueError:
             raise typer.BadParameter(f"--point {p!r}: write PX,PY=MX,MY, e.g. 0,0=30.0,20.0") from None
-    cal = Calibration.fit(pairs)
-    cal.save(out)
-    typer.echo(f"calibration written to {out}")
+    out = _calibration_file(None, station, cal_dir)
+    Calibration.fit(pairs).save(out)
+    typer.echo(f"calibration for {station} written to {out}")

@@ -50,11 +50,15 @@ class CtapNfcDevice(CtapDevice):
         self.poll_interval = poll_interval
         self.presence_deadline = presence_deadline
         self._capabilities = CAPABILITY(0)
-        data, sw = self.session.apdu(b"\x00\xA4\x04\x00" + bytes([len(FIDO_AID)]) + FIDO_AID + b"\x00")
-        if sw != 0x9000:
-            raise ApduError(sw, "SELECT of the FIDO applet")
-        self.select_response = data
-        self.call(CTAPHID.CBOR, b"\x04")  # probe CTAP2 with getInfo, as fido2.pcsc does
+        try:
+            data, sw = self.session.apdu(b"\x00\xA4\x04\x00" + bytes([len(FIDO_AID)]) + FIDO_AID + b"\x00")
+            if sw != 0x9000:
+                raise ApduError(sw, "SELECT of the FIDO applet")
+            self.select_response = data
+            self.call(CTAPHID.CBOR, b"\x04")  # probe CTAP2 with getInfo, as fido2.pcsc does
+        except BaseException:
+            session.close()  # the reader is released whatever went wrong
+            raise
         self._capabilities |= CAPABILITY.CBOR
 
     @property

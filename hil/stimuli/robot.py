@@ -106,8 +106,13 @@ class Calibration:
         return cls(m)
 
 
-def calibration_path(root: Path, station: str) -> Path:
+CALIBRATION_DIR = Path("~/.local/share/prime-hil/robot").expanduser()
+
+
+def calibration_path(station: str, root: Path = CALIBRATION_DIR) -> Path:
     """Where a station's robot calibration lives: one JSON file per station."""
+    if not station or "/" in station or station.startswith("."):
+        raise ConfigError(f"station name {station!r} cannot name a calibration file; use the name from lab_config.yaml")
     return Path(root) / f"{station}.robot.json"
 
 

@@ -41,6 +41,7 @@ REGIONS: dict[str, tuple[int, int, int, int]] = {
 MARGIN = 24  # a region is read with this much around it, so a line on its border is read whole
 GLARE_LEVEL = 250  # grey level at which the sensor clips
 GLARE_FRACTION = 0.01  # clipped share of a region that makes it unreadable
+MOVED = 3.0  # frame pixels the panel may shift (marker jitter) before it is taken to have moved
 
 
 class Verdict(enum.Enum):
@@ -161,7 +162,9 @@ def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
     if kind.strict and find(expected, [ln.text for ln in lines], TextKind.PROSE) is not None:
         return v(Verdict.INCONCLUSIVE, "read only up to case or a 1/l, 0/O confusion, which OCR cannot tell "
                                        f"apart and a {kind.value} does not forgive")
-    weak = [ln for ln in lines if ln.confidence < min_confidence]
+    # a weak line could be the expected text misread, unless it is too short to be (a lone "<" key)
+    weak = [ln for ln in lines if ln.confidence < min_confidence
+            and len(ln.text.strip()) >= min(3, len(expected.strip()))]
     if weak:
         return v(Verdict.INCONCLUSIVE, f"not found, and {len(weak)} line(s) read with low confidence: "
                                        + "; ".join(f"{ln.text!r} {ln.confidence:.2f}" for ln in weak))
@@ -178,20 +181,25 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> floa
 
 def read_image(image: np.ndarray, regions: dict[str, tuple[int, int, int, int]] = REGIONS,
                reader: ocr.RegionReader | None = None, location: Location | None = None,
-               frame: np.ndarray | None = None, only: list[str] | None = None) -> Screen:
+               frame: np.ndarray | None = None, only: list[str] | None = None, until=None) -> Screen:
     """Read a rectified 480x800 image (a screenshot, or a rectified camera view): the whole panel in one
-    pass, or only the regions named in `only` (each with a margin, so a line on its border is whole)."""
+    pass, or only the regions named in `only` (each with a margin, so a line on its border is whole).
+    With `until` (lines so far -> bool) reading stops once it holds."""
     reader = reader or ocr.RegionReader()
     h, w = image.shape[:2]
     if only is None:
-        lines = reader.read(image, (0, 0, w, h))
+        lines = reader.read(image, (0, 0, w, h), until)
     else:
         lines = []
         for x0, y0, x1, y1 in (regions[r] for r in only):
+            def inside(found: list[ocr.Line]) -> list[ocr.Line]:
+                return [ln for ln in found
+                        if x0 <= (ln.box[0] + ln.box[2]) / 2 < x1 and y0 <= (ln.box[1] + ln.box[3]) / 2 < y1
+                        and not any(_overlap(ln.box, other.box) > 0.5 for other in lines)]
             crop = (max(0, x0 - MARGIN), max(0, y0 - MARGIN), min(w, x1 + MARGIN), min(h, y1 + MARGIN))
-            lines += [ln for ln in reader.read(image, crop)
-                      if x0 <= (ln.box[0] + ln.box[2]) / 2 < x1 and y0 <= (ln.box[1] + ln.box[3]) / 2 < y1
-                      and not any(_overlap(ln.box, other.box) > 0.5 for other in lines)]
+            lines += inside(reader.read(image, crop, until and (lambda found: until(lines + inside(found)))))
+            if until is not None and until(lines):
+                break
     gl = {name: glare(image, box) for name, box in regions.items()} if frame is not None else {}
     return Screen(image, ocr.sort_lines(lines), dict(regions), gl, frame, location)
 
@@ -220,9 +228,9 @@ class Display:
             loc = locate(frame, self.jig)
             if self.calibration is not None:
                 self.calibration.check(frame, self.jig)
-            if self._location is None or loc.drift(self._location) > 1.0:
+            if self._location is None or loc.drift(self._location) > MOVED:
                 self.reader.forget()
-            self._location = loc
+                self._location = loc  # within MOVED, the old one stays: readings remain comparable
         return self._location
 
     def rectified(self, fresh: bool = False) -> tuple[np.ndarray, np.ndarray, Location]:
@@ -230,10 +238,10 @@ class Display:
         loc = self._located(frame, fresh)
         return loc.rectify(frame), frame, loc
 
-    def read(self, regions: list[str] | None = None, fresh: bool = False) -> Screen:
-        """Read the display now (all regions, or the named ones)."""
+    def read(self, regions: list[str] | None = None, fresh: bool = False, until=None) -> Screen:
+        """Read the display now (all regions, or the named ones; `until`: see `read_image`)."""
         image, frame, loc = self.rectified(fresh)
-        return read_image(image, self.regions, self.reader, loc, frame, regions)
+        return read_image(image, self.regions, self.reader, loc, frame, regions, until)
 
     # ------------------------------------------------------------ verifying
     def verify_text(self, text: str, kind: TextKind = TextKind.PROSE, region: str | None = None) -> Verification:
@@ -242,8 +250,12 @@ class Display:
         if region is not None and region not in self.regions:
             raise ValueError(f"unknown display region {region!r}; known: {', '.join(self.regions)}")
         names = [region] if region else None
+
+        def found(lines: list[ocr.Line]) -> bool:  # read no further than the expected text
+            return find(text, [ln.text for ln in lines], kind) is not None
+
         try:
-            result = judge(self.read(names), text, kind, region, self.min_confidence)
+            result = judge(self.read(names, until=found), text, kind, region, self.min_confidence)
             if result.verdict is not Verdict.PASS:
                 result = judge(self.read(names, fresh=True), text, kind, region, self.min_confidence)
         except ScreenNotFound as e:

@@ -2,9 +2,9 @@
 works offline; the most accurate engine measured on this machine, dependencies.md §4).
 
 The engine loads once per process (about a second) and runs on one thread: lab workers run in
-parallel, one per station. Recognition costs about 40 ms per text line, so a verification reads only
-the display regions it needs, and `RegionReader` skips a region whose pixels have not changed since
-it was last read.
+parallel, one per station. Detection costs about 100 ms for the whole panel and recognition about
+40 ms per line, so a verification reads only the regions it needs, and `RegionReader` skips what has
+not changed since it was last read.
 """
 
 from __future__ import annotations
@@ -40,39 +40,71 @@ def engine():
         "Global.use_cls": False,  # the panel is rectified: text is upright
         "Global.text_score": 0.3,  # keep weak reads: a low confidence is reported, not hidden
         "Det.limit_type": "max",  # never upscale a region crop: display pixels are already large
-        "Det.limit_side_len": 800,
+        "Det.limit_side_len": 480,  # the panel's text is large: detection at 0.6 scale finds every line
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
     })
 
 
-def read(image: np.ndarray, origin: tuple[int, int] = (0, 0)) -> list[Line]:
-    """All text lines in `image` (BGR, display pixels), boxes shifted by `origin`, top to bottom."""
-    if image.size == 0:
+def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1) of the text lines in `image`."""
+    out = engine()(image, use_det=True, use_cls=False, use_rec=False)
+    if out.boxes is None:
         return []
-    out = engine()(image)
-    if out.boxes is None or out.txts is None:
+    h, w = image.shape[:2]
+    boxes = []
+    for quad in out.boxes:
+        q = np.asarray(quad)
+        x0, y0 = np.floor(q.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(q.max(axis=0)).astype(int)
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        if x1 - x0 >= 4 and y1 - y0 >= 4:
+            boxes.append((int(x0), int(y0), int(x1), int(y1)))
+    return boxes
+
+
+def recognise(line: np.ndarray) -> tuple[str, float]:
+    """The text of one line image and the engine's confidence. The line's contrast is stretched first:
+    a camera's exposure and glare flatten it, and the model then confuses 1 and l."""
+    g = cv2.cvtColor(line, cv2.COLOR_BGR2GRAY) if line.ndim == 3 else line
+    lo, hi = np.percentile(g, (1, 99))
+    g = np.clip((g.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
+    out = engine()(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), use_det=False, use_cls=False, use_rec=True)
+    if not out.txts:
+        return "", 0.0
+    return str(out.txts[0]), float(out.scores[0])
+
+
+def read(image: np.ndarray, origin: tuple[int, int] = (0, 0)) -> list[Line]:
+    """All text lines in `image` (BGR, display pixels), boxes shifted by `origin`, in reading order."""
+    if image.size == 0:
         return []
     ox, oy = origin
     lines = []
-    for box, text, score in zip(out.boxes, out.txts, out.scores):
-        xs, ys = np.asarray(box)[:, 0], np.asarray(box)[:, 1]
-        lines.append(Line(str(text), (int(xs.min()) + ox, int(ys.min()) + oy, int(xs.max()) + ox,
-                                      int(ys.max()) + oy), float(score)))
+    for x0, y0, x1, y1 in detect(image):
+        text, conf = recognise(image[y0:y1, x0:x1])
+        if text:
+            lines.append(Line(text, (x0 + ox, y0 + oy, x1 + ox, y1 + oy), conf))
     return sort_lines(lines)
 
 
-def sort_lines(lines: list[Line]) -> list[Line]:
-    """Reading order: rows top to bottom (boxes whose centres are within half a line height share a
-    row), left to right within a row."""
-    rows: list[list[Line]] = []
-    for ln in sorted(lines, key=lambda ln: (ln.box[1] + ln.box[3]) / 2):
-        cy, h = (ln.box[1] + ln.box[3]) / 2, ln.box[3] - ln.box[1]
-        if rows and abs(cy - np.mean([(r.box[1] + r.box[3]) / 2 for r in rows[-1]])) < h / 2:
-            rows[-1].append(ln)
+def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Rows top to bottom (boxes whose centres are within half a line height share a row), left to
+    right within a row."""
+    rows: list[list[tuple[int, int, int, int]]] = []
+    for b in sorted(boxes, key=lambda b: (b[1] + b[3]) / 2):
+        cy, h = (b[1] + b[3]) / 2, b[3] - b[1]
+        if rows and abs(cy - np.mean([(r[1] + r[3]) / 2 for r in rows[-1]])) < h / 2:
+            rows[-1].append(b)
         else:
-            rows.append([ln])
-    return [ln for row in rows for ln in sorted(row, key=lambda ln: ln.box[0])]
+            rows.append([b])
+    return [b for row in rows for b in sorted(row, key=lambda b: b[0])]
+
+
+def sort_lines(lines: list[Line]) -> list[Line]:
+    """`lines` in reading order."""
+    by_box = {ln.box: ln for ln in lines}
+    return [by_box[b] for b in reading_order(list(by_box))]
 
 
 def signature(image: np.ndarray) -> np.ndarray:
@@ -89,27 +121,62 @@ def difference(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class RegionReader:
-    """Reads display regions, reusing the last result of a region whose pixels have not changed:
-    no pixel of its `signature` moved by more than `threshold` grey levels (sensor noise stays below
-    it; a changed glyph does not)."""
+    """Reads display regions, skipping what has not changed since the last reading: a region whose
+    `signature` moved nowhere by more than `threshold` grey levels keeps its detected lines, and a
+    line whose pixels did not change keeps its text (typing a digit re-reads one line, not the
+    screen). Sensor noise stays below the threshold; a changed glyph does not."""
 
     def __init__(self, threshold: float = 20.0):
         self.threshold = threshold
-        self._last: dict[tuple[int, int, int, int], tuple[np.ndarray, list[Line]]] = {}
-        self.calls = 0  # engine runs, for benchmarks
+        self._regions: dict[tuple[int, int, int, int], tuple[np.ndarray, list[tuple[int, int, int, int]]]] = {}
+        self._lines: list[tuple[np.ndarray, Line]] = []  # (signature, line), display coordinates
+        self.calls = 0  # recognitions run, for benchmarks and tests
 
-    def read(self, image: np.ndarray, box: tuple[int, int, int, int]) -> list[Line]:
+    def read(self, image: np.ndarray, box: tuple[int, int, int, int], until=None) -> list[Line]:
+        """The lines in `box` of `image`, in reading order. With `until` (lines so far -> bool), stop
+        recognising as soon as it holds: a verification needs the lines up to its text, not all."""
         x0, y0, x1, y1 = box
         crop = image[y0:y1, x0:x1]
         sig = signature(crop)
-        last = self._last.get(box)
+        last = self._regions.get(box)
         if last is not None and difference(last[0], sig) <= self.threshold:
-            return last[1]
-        self.calls += 1
-        lines = read(np.ascontiguousarray(crop), (x0, y0))
-        self._last[box] = (sig, lines)
+            boxes = last[1]
+        else:
+            boxes = reading_order([(bx0 + x0, by0 + y0, bx1 + x0, by1 + y0)
+                                   for bx0, by0, bx1, by1 in detect(np.ascontiguousarray(crop))])
+            self._regions[box] = (sig, boxes)
+        lines: list[Line] = []
+        for b in boxes:
+            line = self._line(image, b)
+            if line.text:
+                lines.append(line)
+                if until is not None and until(lines):
+                    break
         return lines
+
+    def _line(self, image: np.ndarray, box: tuple[int, int, int, int]) -> Line:
+        for cached_sig, cached in self._lines:
+            if _iou(cached.box, box) > 0.7:
+                cx0, cy0, cx1, cy1 = cached.box
+                if difference(cached_sig, signature(image[cy0:cy1, cx0:cx1])) <= self.threshold:
+                    return cached
+        x0, y0, x1, y1 = box
+        self.calls += 1
+        text, conf = recognise(image[y0:y1, x0:x1])
+        line = Line(text, box, conf)
+        self._lines = [(s, ln) for s, ln in self._lines if _iou(ln.box, box) <= 0.7][-200:]
+        self._lines.append((signature(image[y0:y1, x0:x1]), line))
+        return line
 
     def forget(self) -> None:
         """After the camera or panel moved: nothing cached is comparable any more."""
-        self._last.clear()
+        self._regions.clear()
+        self._lines.clear()
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0, w) * max(0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0

@@ -104,10 +104,25 @@ def normal(text: str) -> str:
     return "".join(text.lower().replace("…", "...").split())
 
 
-def answer_prompt(screen: ScreenReader, button: str, body: str | None = None, timeout: float = 15.0) -> None:
-    """Wait for the system permission prompt, check it is the real one, and press ``button``."""
-    shown = screen.wait_for(PROMPT_TITLE, timeout)
-    text = " ".join(line.text for line in shown.lines)
+def answer_prompt(screen: ScreenReader, button: str, body: str | None = None, timeout: float = 15.0,
+                  run=None, step: int | None = None) -> None:
+    """Wait for the system permission prompt, check it is the real one, and press ``button``.
+
+    With a probe ``run`` and its parked ``step``: that step answering before any prompt shows is a
+    device failure (it decided without asking), not a display problem."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if run is not None:
+            run.pump(0.05)
+            if step in run.records:
+                raise AssertionError(f"step {step} was answered {run.records[step]['result']!r} without a prompt")
+        shown = screen.read()
+        text = " ".join(line.text for line in shown.lines)
+        if normal(PROMPT_TITLE) in normal(text):
+            break
+        if time.monotonic() > deadline:
+            raise PromptNotSeen(f"{PROMPT_TITLE!r} not read on the display within {timeout:g} s; it shows: {text!r}")
+        time.sleep(0.1)
     for label in PROMPT_BUTTONS:
         assert normal(label) in normal(text), f"prompt lacks the {label!r} button; read: {text!r}"
     if body is not None:
@@ -116,6 +131,19 @@ def answer_prompt(screen: ScreenReader, button: str, body: str | None = None, ti
     assert normal(SYSTEM_MARKER) in normal(status), \
         f"a prompt without gui-server's marker in the status band (read {status!r}): not a system prompt"
     screen.tap_text(button, shown)
+
+
+def result_without_prompt(screen: ScreenReader, run, step: int, timeout: float = 20.0) -> dict:
+    """The step's record, which must arrive with no prompt shown (a stored decision, or not grantable)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run.pump(0.05)
+        if step in run.records:
+            return run.records[step]
+        text = screen.text()
+        assert normal(PROMPT_TITLE) not in normal(text), f"a prompt was shown for step {step}: {text!r}"
+        if time.monotonic() > deadline:
+            raise PromptNotSeen(f"step {step} neither answered nor prompted within {timeout:g} s")
 
 
 def assert_no_prompt(screen: ScreenReader) -> None:

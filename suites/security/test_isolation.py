@@ -64,7 +64,7 @@ def test_airlock_with_its_grant_and_read_grant_is_not_write(probe, probe_id, tem
     m = manifest_for(probe_id(), "Airlock", {"os/fs": ["GetAirlockReadAccess"]}, templates, template=("gui-app", "fs-generic"))
     run = probe.run(m, [P.open_file("Airlock", "probe.bin", "read", timeout_s=60),
                         P.open_file("Airlock", "probe.bin", "write", timeout_s=20)])
-    answer_prompt(screen, "Always Allow")
+    answer_prompt(screen, "Always Allow", run=run, step=0)
     read, write = run.finish(timeout=90)
     assert read["access"] == "Ok" and read["result"] in ("Ok", "FileNotFound"), f"granted read refused: {read}"
     assert write["result"] == "InvalidOperation", f"a read grant allowed a write: {write}"
@@ -74,7 +74,7 @@ def test_user_files_with_write_grant(probe, probe_id, templates, screen):
     m = manifest_for(probe_id(), "User Files", {"os/fs": ["GetUserReadAccess", "GetUserWriteAccess"]}, templates,
                      template=("gui-app", "fs-generic"))
     run = probe.run(m, [P.open_file("User", "probe.bin", "write", timeout_s=60), P.open_file("User", "probe.bin", "read")])
-    answer_prompt(screen, "Always Allow")
+    answer_prompt(screen, "Always Allow", run=run, step=0)
     write, read = run.finish(timeout=90)
     assert write["result"] == "Ok" and read["result"] == "Ok", (write, read)
 

@@ -18,7 +18,7 @@ from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templa
 from hil.link.client import DeviceError
 from hil.link.protocol import LaunchStatus
 
-from security_helpers import SETTINGS_APP, answer_prompt, assert_no_prompt, manifest_for, twin
+from security_helpers import SETTINGS_APP, answer_prompt, manifest_for, result_without_prompt, twin
 
 pytestmark = [pytest.mark.security, pytest.mark.permissions]
 
@@ -108,9 +108,7 @@ def test_undeclared_grantable_message_is_denied_without_a_prompt(probe, probe_id
     """A waiting send of a grantable message the app never declared: the broker denies it silently."""
     m = manifest_for(probe_id(), "Undeclared", {}, templates)
     run = probe.run(m, [P.send("os/security", "GetAppSeed", wait=True, timeout_s=20)])
-    rec = run.step(0, timeout=25)
-    assert rec["result"] == "AccessDenied"
-    assert_no_prompt(screen)
+    assert result_without_prompt(screen, run, 0)["result"] == "AccessDenied"
 
 
 def test_foundation_tier_refused_to_a_third_party_app(probe, probe_id, templates, matrix, screen):
@@ -124,10 +122,9 @@ def test_foundation_tier_refused_to_a_third_party_app(probe, probe_id, templates
         perms.setdefault(s, []).append(n)
     steps = [P.send(s, n, wait=False) for s, n in foundation] + [P.send(s, n, wait=True, timeout_s=20) for s, n in foundation]
     run = probe.run(manifest_for(probe_id(), "Tier", perms, templates), steps)
-    records = run.finish(timeout=60)
+    records = [result_without_prompt(screen, run, i) for i in range(len(steps))]
     assert [r["result"] for r in records] == ["AccessDenied"] * len(steps), records
     assert [d.msgid for d in run.denies if d.pid == run.pid] == [r["id"] for r in records[:len(foundation)]]
-    assert_no_prompt(screen)
 
 
 # ------------------------------------------------------------------------------ grant on first use
@@ -148,7 +145,7 @@ def test_first_use_prompts_then_always_allow_persists_for_the_subgroup(server, m
     m = manifest_for(app_id, "Grant Probe", {server: [message, *siblings]}, templates)
     run = probe.run(m, [P.send(server, message, wait=False), P.send(server, message, wait=True, timeout_s=60)])
     assert run.step(0)["result"] == "AccessDenied", "a grantable message was delivered before the user allowed it"
-    answer_prompt(screen, "Always Allow", body=f"Grant Probe wants to access {label}")
+    answer_prompt(screen, "Always Allow", body=f"Grant Probe wants to access {label}", run=run, step=1)
     assert run.step(1, timeout=60)["result"] == "Ok"
     probe.close(run)
     # persisted: a new run has it (and its whole subgroup) without asking
@@ -171,12 +168,11 @@ def _seed_probe(probe, app_id, templates, steps):
 def test_never_allow_persists(probe, probe_id, templates, screen):
     app_id = probe_id()
     run = _seed_probe(probe, app_id, templates, [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
-    answer_prompt(screen, "Never Allow")
+    answer_prompt(screen, "Never Allow", run=run, step=0)
     assert run.step(0, timeout=60)["result"] == "AccessDenied"
     probe.close(run)
     again = probe.launch(app_id)
-    assert again.step(0, timeout=20)["result"] == "AccessDenied", "a stored 'Never Allow' was asked again or allowed"
-    assert_no_prompt(screen)
+    assert result_without_prompt(screen, again, 0)["result"] == "AccessDenied", "a stored 'Never Allow' was allowed"
 
 
 def test_not_now_denies_for_this_run_only(probe, probe_id, templates, screen):
@@ -184,12 +180,12 @@ def test_not_now_denies_for_this_run_only(probe, probe_id, templates, screen):
     steps = [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60),
              P.send("os/security", "GetAppSeed", wait=True, timeout_s=20)]
     run = _seed_probe(probe, app_id, templates, steps)
-    answer_prompt(screen, "Not Now")
+    answer_prompt(screen, "Not Now", run=run, step=0)
     assert run.step(0, timeout=60)["result"] == "AccessDenied"
-    assert run.step(1, timeout=25)["result"] == "AccessDenied", "'Not Now' did not hold for the rest of the run"
+    assert result_without_prompt(screen, run, 1)["result"] == "AccessDenied", "'Not Now' did not hold for the run"
     probe.close(run)
     again = probe.launch(app_id)
-    answer_prompt(screen, "Always Allow")  # asked again: 'Not Now' was not stored
+    answer_prompt(screen, "Always Allow", run=again, step=0)  # asked again: 'Not Now' was not stored
     assert again.step(0, timeout=60)["result"] == "Ok"
 
 
@@ -201,7 +197,7 @@ def test_unanswered_prompt_denies_and_stores_nothing(probe, probe_id, templates,
     assert run.step(0, timeout=60)["result"] == "AccessDenied", "a prompt dropped unanswered did not deny"
     probe.close(run)
     again = probe.launch(app_id)
-    answer_prompt(screen, "Not Now")  # asked again: nothing was stored
+    answer_prompt(screen, "Not Now", run=again, step=0)  # asked again: nothing was stored
     assert again.step(0, timeout=60)["result"] == "AccessDenied"
 
 
@@ -221,7 +217,7 @@ def test_running_app_cannot_widen_its_manifest(probe, probe_id, templates, scree
     wide = manifest_for(app_id, "Narrow", {"os/security": ["GetAppSeed", "GetDeviceId"],
                                            "os/app-manager": ["RefreshInstalledApp"]}, templates)
     probe.install(wide, steps)  # a validly signed, wider manifest lands while the app runs
-    answer_prompt(screen, "Not Now")
+    answer_prompt(screen, "Not Now", run=run, step=0)
     records = run.finish(timeout=60)
     assert records[1]["result"] == "AccessDenied", "the running app gained a message its launch manifest lacks"
     assert records[2]["result"] == "AccessDenied"

@@ -1,0 +1,62 @@
+"""The health check on an emulated station: all checks pass on a good one; a covered camera and a dead link
+fail with the reason; `hil farm health --quarantine` records it."""
+
+from pathlib import Path
+
+import pytest
+
+from hil.farm import health
+from hil.farm.config import load_lab
+from hil.farm.station import bring_up
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def control(endpoint, **cmd):
+    import json
+    import socket
+
+    host, port = endpoint.split(":")[1:]
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall((json.dumps(cmd) + "\n").encode())
+        return json.loads(s.makefile().readline())
+
+
+@pytest.fixture(scope="module")
+def station():
+    with bring_up(load_lab(), "emu-1") as st:
+        yield st
+
+
+def test_healthy_station(station):
+    report = health.check(station)
+    assert report.ok and report.version == "1.0.0", report
+    assert {c.name: c.ok for c in report.checks} == {"link": True, "camera": True, "nfc": True}
+
+
+def test_covered_camera_fails(station):
+    assert control(station.control, cmd="camera", fault="covered")["ok"]
+    try:
+        report = health.check(station)
+    finally:
+        control(station.control, cmd="camera", fault=None)
+    assert not report.ok
+    assert [c.name for c in report.checks if c.ok is False] == ["camera"]
+    assert "camera:" in report.reason
+
+
+def test_missing_resource_is_skipped_not_passed(station):
+    from dataclasses import replace
+
+    report = health.check(replace(station, nfc=None, camera=None))
+    assert [(c.name, c.ok) for c in report.checks] == [("link", True), ("camera", None), ("nfc", None)]
+
+
+def test_dead_link_fails(station):
+    assert control(station.control, cmd="power_cut")["ok"]
+    try:
+        report = health.check(station, timeout=2)
+    finally:
+        control(station.control, cmd="power_on")
+    link = next(c for c in report.checks if c.name == "link")
+    assert link.ok is False and not report.ok and report.version is None

@@ -1,0 +1,166 @@
+"""`hil bridge` in-process against an emulated Prime, and the lab's places as code, without labgrid
+processes: the lease handshake, one client at a time, a client dropped when its lease ends, frames
+relayed unchanged; tags, the exporter YAML and the labgrid:// URL."""
+
+import socket
+import time
+
+import pytest
+import yaml
+
+from hil.bridge import HELLO, BridgeTransport, StationBridge, recv_frame
+from hil.emulator.build import Build
+from hil.emulator.launcher import start_device
+from hil.errors import ConfigError
+from hil.farm import labgrid
+from hil.farm.config import LabConfig
+from hil.link import protocol
+from hil.link.client import PrimeClient
+from hil.link.resolve import profile_named, transport_for
+from hil.link.transport import LinkClosed
+
+
+@pytest.fixture(scope="module")
+def device():
+    d = start_device(1, 0, Build(flavour="development"), boot_seconds=0)
+    yield d
+    d.stop()
+
+
+class Lease:
+    """Stands in for the coordinator: which token holds the place right now."""
+
+    def __init__(self, token="GOODTOKEN1"):
+        self.token = token
+
+    def __call__(self, place, token):
+        if self.token is None:
+            return f"place {place} is not acquired; reserve and acquire it first"
+        return None if token == self.token else f"place {place} is held by x/y under another lease token"
+
+
+@pytest.fixture
+def bridge(device):
+    lease = Lease()
+    profile = profile_named("prime-emulated")
+    b = StationBridge("b1s1", lambda: transport_for(device.endpoints["debug"], profile), lease, recheck=0.3).start()
+    b.lease = lease
+    yield b
+    b.stop()
+
+
+def client(bridge, token, timeout=5.0):
+    profile = profile_named("prime-emulated")
+    return PrimeClient(BridgeTransport("127.0.0.1", bridge.port, token), pixel_order=profile.screenshot_byte_order,
+                       home_button=profile.touch.home_button.centre, timeout=timeout)
+
+
+def test_lease_holder_gets_the_device_and_frames_pass_unchanged(bridge):
+    with client(bridge, "GOODTOKEN1") as p:
+        assert p.version() == "1.0.0"
+        shot = p.screenshot()  # a 1.5 MB frame relayed whole
+        assert shot.size == (protocol.WIDTH, protocol.HEIGHT)
+    with client(bridge, "GOODTOKEN1") as p:  # the next client right after the last one left
+        assert p.version() == "1.0.0"
+
+
+@pytest.mark.parametrize("token, reason", [("WRONG", "under another lease token"), (None, "no lease token; set LG_TOKEN")])
+def test_a_client_without_the_lease_is_refused(bridge, token, reason):
+    with pytest.raises(LinkClosed, match=reason), client(bridge, token):
+        pass
+
+
+def test_a_client_that_skips_the_handshake_is_refused(bridge):
+    with socket.create_connection(("127.0.0.1", bridge.port), timeout=5) as s:
+        s.sendall(protocol.stream_frame(bytes([protocol.Cmd.GET_VERSION])))
+        assert recv_frame(s).startswith(b"DENIED expected `HIL-LEASE <token>` first")
+        assert s.recv(1) == b""
+
+
+def test_one_client_at_a_time(bridge):
+    with client(bridge, "GOODTOKEN1") as p:
+        p.version()
+        with pytest.raises(LinkClosed, match="busy: another client holds the link"), client(bridge, "GOODTOKEN1"):
+            pass
+        assert p.version() == "1.0.0"
+
+
+def test_the_client_is_dropped_when_the_lease_ends(bridge):
+    with client(bridge, "GOODTOKEN1") as p:
+        assert p.version() == "1.0.0"
+        bridge.lease.token = None  # kicked by another user
+        time.sleep(1.0)
+        with pytest.raises(LinkClosed, match="closed the connection"):
+            p.version()
+    with pytest.raises(LinkClosed, match="is not acquired"), client(bridge, "GOODTOKEN1"):
+        pass
+
+
+def test_a_hung_bridge_is_a_broken_link_not_a_wait_forever():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        t0 = time.monotonic()
+        tr = BridgeTransport("127.0.0.1", silent.getsockname()[1], "T")
+        tr.connect_timeout = 1.0
+        with pytest.raises(LinkClosed, match="did not answer the lease handshake within 1 s"):
+            tr.open()
+        assert time.monotonic() - t0 < 5
+    assert HELLO == b"HIL-LEASE "
+
+
+# ------------------------------------------------------------------------------ places as code
+
+
+def lab(tmp_path, **stations) -> LabConfig:
+    return LabConfig.model_validate({
+        "signing_key": {"path": str(tmp_path / "k.pem")}, "source": tmp_path / "lab.yaml",
+        "profiles_dir": str(labgrid.PROFILES_DIR),
+        "benches": {"bench1": {"host": "10.77.0.11"}, "bench2": {"host": "10.77.0.12"}},
+        "stations": stations or {
+            "b1s0": {"profile": "prime-rev-b", "bench": "bench1", "debug": "usb:1-2.3", "usb_port": "1-2.3",
+                     "samba": "/dev/ttyACM0", "camera": "http://10.77.0.11:8080/stream.mjpg", "nfc": "udp:x",
+                     "bridge_port": 7701, "tags": ["rev=b"]},
+            "b2s0": {"profile": "prime-emulated", "bench": "bench2", "emulated": {"seed": 2}, "bridge_port": 7702},
+        }})
+
+
+def test_place_tags_from_the_lab_file(tmp_path):
+    cfg = lab(tmp_path)
+    assert labgrid.place_tags(cfg, "b1s0") == {"rev": "b", "board": "prime", "nfc": "yes", "bench": "bench1"}
+    assert labgrid.place_tags(cfg, "b2s0") == {"board": "prime", "flavour": "development", "nfc": "no",
+                                               "bench": "bench2"}
+
+
+def test_bad_tags_and_unknown_bench_are_config_errors(tmp_path):
+    cfg = lab(tmp_path, x={"profile": "prime-rev-b", "bench": "bench1", "debug": "usb:1-1", "usb_port": "1-1",
+                          "tags": ["rev=B"]})
+    with pytest.raises(ConfigError, match="station x: tags rev=B must be lowercase"):
+        labgrid.place_tags(cfg, "x")
+    cfg = lab(tmp_path, y={"profile": "prime-rev-b", "bench": "bench9", "debug": "usb:1-1", "usb_port": "1-1"})
+    with pytest.raises(ConfigError, match="bench 'bench9' is not under `benches`"):
+        labgrid.place_tags(cfg, "y")
+
+
+def test_exporter_config_of_a_bench(tmp_path):
+    cfg = lab(tmp_path)
+    groups = yaml.safe_load(labgrid.exporter_config(cfg, "bench1"))
+    assert groups == {"b1s0": {
+        "location": "bench1",
+        "debug": {"cls": "PrimeDebugLink", "host": "10.77.0.11", "port": 7701},
+        "station": {"cls": "PrimeStation", "profile": "prime-rev-b", "usb_port": "1-2.3", "serial": ""},
+        "samba": {"cls": "USBSerialPort", "speed": 115200,
+                  "match": {"@sys_name": "1-2.3", "ID_VENDOR_ID": "03eb", "ID_MODEL_ID": "6124"}},
+        "camera": {"cls": "HTTPVideoStream", "url": "http://10.77.0.11:8080/stream.mjpg"}}}
+    live = yaml.safe_load(labgrid.exporter_config(cfg, "bench2", {"b2s0": 40001}, {"b2s0": "EMU-0001"}))
+    assert live["b2s0"]["debug"]["port"] == 40001 and live["b2s0"]["station"]["serial"] == "EMU-0001"
+    with pytest.raises(ConfigError, match="no bench 'bench7'"):
+        labgrid.exporter_config(cfg, "bench7")
+
+
+def test_lab_url():
+    u = labgrid.LabUrl.parse("labgrid://10.0.0.1:20408?board=prime&flavour=development")
+    assert u.address == "10.0.0.1:20408"
+    assert u.tags == {"board": "prime", "flavour": "development", "health": "ok"}
+    assert labgrid.LabUrl.parse("labgrid://ci-host").address == "ci-host:20408"
+    with pytest.raises(ConfigError, match="must be lowercase"):
+        labgrid.LabUrl.parse("labgrid://h:1?rev=B")
+    assert labgrid.is_url("labgrid://h:1") and not labgrid.is_url("lab_config.yaml")

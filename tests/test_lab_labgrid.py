@@ -1,0 +1,347 @@
+"""A two-bench lab on labgrid, all on loopback: a labgrid coordinator, per bench a `hil bridge` with an
+emulated Prime behind it and a labgrid exporter publishing it; places made by `hil lab sync`. The suites
+run across both benches with `-n auto`, and the faults of issue 8 are injected: a place kicked by
+another user, a bridge that stops answering, a worker that dies holding a lease, an exporter killed
+with -9, a coordinator restart. Every wait is bounded and every process is stopped at teardown.
+
+Network namespaces are not used: every "host" is 127.0.0.1 (the bridges and exporters still only talk
+to each other over TCP, as across hosts). labgrid's coordinator cannot bind port 0 and report it, so
+its port is a free one picked just before it starts.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hil.farm import labgrid
+from hil.farm.lab_cli import lab_app
+from hil.farm.lease import NoStationFree
+from hil.report.allure import read_results
+
+pytestmark = pytest.mark.slow
+pytest_plugins = ["pytester"]
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BENCHES = {"bench1": "b1s1", "bench2": "b2s1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, ok, timeout: float, every: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = ok()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+class Lab:
+    def __init__(self, path: Path) -> None:
+        self.dir = path
+        self.address = f"127.0.0.1:{free_port()}"
+        self.url = f"labgrid://{self.address}"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.lab = path / "lab.yaml"
+        self.lab.write_text(textwrap.dedent(f"""\
+            name: two-benches
+            state_dir: {path / 'state'}
+            profiles_dir: {ROOT / 'device_profiles'}
+            signing_key: {{path: {path / 'key.pem'}, generate: true}}
+            coordinator: {self.url}
+            benches:
+              bench1: {{host: 127.0.0.1}}
+              bench2: {{host: 127.0.0.1}}
+            stations:
+              b1s1: {{profile: prime-emulated, bench: bench1, emulated: {{seed: 1}}}}
+              b2s1: {{profile: prime-emulated, bench: bench2, emulated: {{seed: 2}}}}
+            """))
+        self.env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "LG_COORDINATOR": self.address}
+
+    def start(self, name: str, args: list[str], cwd: Path | None = None) -> subprocess.Popen:
+        log = (self.dir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(args, cwd=cwd or self.dir, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=self.env)
+        log.close()
+        return self.procs[name]
+
+    def start_coordinator(self) -> None:
+        (self.dir / "coordinator").mkdir(exist_ok=True)
+        self.start("coordinator", [str(BIN / "labgrid-coordinator"), "-l", self.address], self.dir / "coordinator")
+        host, port = self.address.split(":")
+
+        def listening():
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for("the coordinator to listen", listening, 30)
+
+    def exporter_yaml(self, bench: str) -> Path:
+        return self.dir / f"exporter-{bench}.yaml"
+
+    def start_exporter(self, bench: str) -> None:
+        self.start(f"exporter-{bench}", [str(BIN / "labgrid-exporter"), "-c", self.address, "-n", bench,
+                                         "--hostname", "127.0.0.1", str(self.exporter_yaml(bench))])
+
+    def up(self) -> None:
+        self.start_coordinator()
+        for bench in BENCHES:
+            self.start(f"bridge-{bench}", [sys.executable, "-m", "hil.bridge", bench, "--lab", str(self.lab),
+                                           "--exporter-config", str(self.exporter_yaml(bench))])
+        for bench in BENCHES:
+            wait_for(f"the bridge of {bench}", lambda b=bench: self.exporter_yaml(b).exists(), 120)
+            self.start_exporter(bench)
+        r = CliRunner().invoke(lab_app, ["sync", "--lab", str(self.lab)])
+        assert r.exit_code == 0, r.output
+        self.wait_resources()
+
+    def coordinator(self) -> labgrid.Coordinator:
+        return labgrid.Coordinator(self.address)
+
+    def wait_resources(self, timeout: float = 40, coord: labgrid.Coordinator | None = None) -> None:
+        """Both benches' resources are on the coordinator (restarting an exporter that exited, as
+        systemd's Restart=always does on a bench host). `coord`: this process's open session, if any
+        (labgrid's coordinator takes one session per process)."""
+        def ready():
+            for bench in BENCHES:
+                if self.procs[f"exporter-{bench}"].poll() is not None:
+                    self.start_exporter(bench)
+            try:
+                c = coord or self.coordinator()
+            except labgrid.CoordinatorUnavailable:
+                return False
+            try:
+                c.refresh()
+                entries = [c.resources.get(b, {}).get(s, {}).get("debug") for b, s in BENCHES.items()]
+                return all(e is not None and e.data.get("avail") for e in entries)
+            finally:
+                if coord is None:
+                    c.close()
+
+        wait_for("both exporters' resources", ready, timeout, every=1.0)
+
+    def held(self) -> dict:
+        c = self.coordinator()
+        try:
+            c.refresh()
+            return {"acquired": {n: p.acquired for n, p in c.places.items() if p.acquired},
+                    "reservations": [r.owner for r in c.reservations()],
+                    "tags": {n: dict(p.tags) for n, p in c.places.items()},
+                    "comments": {n: p.comment for n, p in c.places.items()}}
+        finally:
+            c.close()
+
+    def stop(self) -> None:
+        for name, p in reversed(list(self.procs.items())):
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    lab = Lab(tmp_path_factory.mktemp("lab"))
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture
+def idle(lab):
+    """Each test starts and ends with no lease and no reservation left."""
+    assert lab.held()["acquired"] == {}
+    yield lab
+    state = wait_for("the lab to be idle", lambda: (s := lab.held())["acquired"] == {} and not s["reservations"]
+                     and s, 10)
+    assert state
+
+
+def run(pytester, lab, *args, tags="board=prime"):
+    return pytester.runpytest_subprocess("-p", "hil.farm.pytest_farm", "--lab", f"{lab.url}?{tags}",
+                                         "--alluredir", str(pytester.path / "out"), "-p", "no:cacheprovider",
+                                         "-p", "no:randomly", *args, timeout=240)
+
+
+def test_suites_run_across_both_benches_with_n_auto(pytester, idle, monkeypatch):
+    monkeypatch.setenv("PATH", idle.env["PATH"])
+    pytester.makepyfile(test_s="""
+        import pytest
+        from hil.link.protocol import HEIGHT, WIDTH
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_through_the_bridge(farm_station, i):
+            with farm_station.client() as p:
+                assert p.version() == "1.0.0"
+                assert p.screenshot().size == (WIDTH, HEIGHT)
+    """)
+    r = run(pytester, idle, "-n", "auto")
+    r.assert_outcomes(passed=4)
+    assert "2 workers" in r.stdout.str() or "gw1" in r.stdout.str()
+    res = read_results(pytester.path / "out")
+    assert res.problems == [] and len(res.records) == 4
+    assert {(x.labels["bench"], x.labels["place"]) for x in res.records} == {("bench1", "b1s1"), ("bench2", "b2s1")}
+    assert all(x.station == x.labels["place"] and x.labels["serial"] == "EMU-0001" for x in res.records)
+
+
+def test_a_place_kicked_by_another_user_is_broken_then_rerun_elsewhere(pytester, idle, monkeypatch):
+    monkeypatch.setenv("PATH", idle.env["PATH"])
+    monkeypatch.setenv("LG_COORDINATOR", idle.address)
+    pytester.makepyfile(test_k="""
+        import os, subprocess
+
+        def test_first(farm_station):
+            subprocess.run(["labgrid-client", "-p", farm_station.name, "release", "--kick"], check=True, timeout=60,
+                           env={**os.environ, "LG_USERNAME": "operator"}, capture_output=True)
+
+        def test_second(farm_station):
+            with farm_station.client() as p:
+                assert p.version() == "1.0.0"
+    """)
+    r = run(pytester, idle, "-n", "1")
+    r.assert_outcomes(passed=2)
+    assert "1 rerun" in r.stdout.str()
+    first, second = read_results(pytester.path / "out").by_test()["test_k::test_second"]
+    assert (first.status, second.status) == ("broken", "passed")
+    assert first.station != second.station
+    bench = first.labels["bench"]
+    assert f"PlaceLost: bench {bench}, place {first.station}: taken away" in first.message
+    assert "now acquired by nobody" in first.message
+
+
+def test_a_bridge_that_stops_answering_quarantines_its_place(pytester, idle, monkeypatch):
+    pids = {BENCHES[b]: idle.procs[f"bridge-{b}"].pid for b in BENCHES}
+    monkeypatch.setenv("BRIDGE_PIDS", json.dumps(pids))
+    monkeypatch.setenv("MARK", str(pytester.path / "stopped"))
+    pytester.makepyfile(test_h="""
+        import json, os, signal
+
+        def test_device(farm_station):
+            if not os.path.exists(os.environ["MARK"]):  # first attempt: the bench's bridge hangs
+                open(os.environ["MARK"], "w").write(farm_station.name)
+                os.kill(json.loads(os.environ["BRIDGE_PIDS"])[farm_station.name], signal.SIGSTOP)
+            with farm_station.client() as p:
+                assert p.version() == "1.0.0"
+    """)
+    try:
+        r = run(pytester, idle, "-n", "1")
+    finally:
+        for pid in pids.values():
+            os.kill(pid, signal.SIGCONT)
+    hung = (pytester.path / "stopped").read_text()
+    r.assert_outcomes(passed=1)
+    first, second = read_results(pytester.path / "out").by_test()["test_h::test_device"]
+    assert (first.station, first.status, second.status) == (hung, "broken", "passed") and second.station != hung
+    assert "did not answer the lease handshake" in first.message
+    state = idle.held()
+    assert "health" not in state["tags"][hung]
+    assert state["comments"][hung].startswith("quarantined: ")
+    assert f"health check failed on bench {first.labels['bench']}" in state["comments"][hung]
+    # the quarantined place is out of `-n auto`, and readmit brings it back
+    assert labgrid.auto_workers(f"{idle.url}?board=prime") == 1
+    out = CliRunner().invoke(lab_app, ["readmit", hung, "--lab", str(idle.lab)])
+    assert out.exit_code == 0 and f"{hung}: readmitted (was: quarantined: " in out.output
+    assert idle.held()["tags"][hung]["health"] == "ok"
+
+
+def test_a_worker_that_dies_holding_a_lease_is_reaped(idle):
+    code = textwrap.dedent(f"""
+        import os
+        from hil.farm import labgrid
+        os.environ["LG_USERNAME"] = labgrid.identity("gw0")
+        lease = labgrid.PlaceLease(labgrid.Coordinator({idle.address!r}), {{"bench": "bench1", "health": "ok"}}, 30)
+        print(lease.place, flush=True)
+        os.kill(os.getpid(), 9)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert p.returncode == -9 and p.stdout.strip() == "b1s1", p.stderr
+    state = idle.held()
+    assert state["acquired"]["b1s1"].split("/")[1].startswith("hil-gw0-")  # left behind by the dead worker
+    c = idle.coordinator()
+    try:
+        with pytest.raises(NoStationFree, match="no place with tags bench=bench1 health=ok free within 1 s"):
+            labgrid.PlaceLease(c, {"bench": "bench1", "health": "ok"}, 1)
+    finally:
+        c.close()
+    out = CliRunner().invoke(lab_app, ["reap", "--lab", str(idle.lab)])
+    assert out.exit_code == 0, out.output
+    assert "b1s1: released (held by" in out.output and "whose process is gone" in out.output
+    assert "cancelled (owner" in out.output
+    assert idle.held()["acquired"] == {}
+    again = CliRunner().invoke(lab_app, ["reap", "--lab", str(idle.lab)])
+    assert again.output.strip() == "nothing to reap"
+
+
+def test_an_exporter_killed_with_9_orphans_the_place(idle):
+    c = idle.coordinator()
+    try:
+        lease = labgrid.PlaceLease(c, {"bench": "bench2", "health": "ok"}, 10)
+        try:
+            lease.check()
+            idle.procs["exporter-bench2"].kill()
+            idle.procs["exporter-bench2"].wait(10)
+
+            def orphaned():
+                try:
+                    lease.check()
+                except labgrid.PlaceLost as e:
+                    return str(e)
+                return None
+
+            msg = wait_for("the guard to notice", orphaned, 20)
+            assert msg.startswith("bench bench2, place b2s1: resource b2s1/") and "orphaned" in msg
+            idle.wait_resources(coord=c)  # the bench's systemd restarts the exporter; the place is whole again
+            wait_for("the place to recover", lambda: orphaned() is None, 20)
+        finally:
+            lease.release()
+    finally:
+        c.close()
+
+
+def test_a_coordinator_restart_loses_the_lease_then_the_lab_recovers(idle):
+    c = idle.coordinator()
+    try:
+        lease = labgrid.PlaceLease(c, {"bench": "bench1", "health": "ok"}, 10)
+        idle.procs["coordinator"].terminate()
+        idle.procs["coordinator"].wait(15)
+        idle.start_coordinator()
+        with pytest.raises(labgrid.PlaceLost, match="bench bench1, place b1s1: lost the labgrid coordinator"):
+            lease.check()
+        lease.release()  # the coordinator is a new one: nothing to release, no error
+    finally:
+        c.close()
+    state = idle.held()
+    assert state["acquired"] == {} and state["tags"]["b1s1"]["health"] == "ok"  # places persist, leases do not
+    idle.wait_resources(60)
+    c = idle.coordinator()
+    try:
+        lease = labgrid.PlaceLease(c, {"bench": "bench1", "health": "ok"}, 20)
+        lease.check()
+        lease.release()
+    finally:
+        c.close()

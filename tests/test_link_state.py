@@ -1,0 +1,138 @@
+"""Reading a Prime's state from its answers, and unlocking it by the profile's PIN pad (scripted device)."""
+
+import pytest
+from PIL import Image
+
+from hil.link import protocol as p
+from hil.link.client import PrimeClient
+from hil.link.protocol import Cmd, LaunchStatus, Status
+from hil.link.resolve import profile_named
+from hil.link.state import (NOT_AN_APP, DeviceStateError, PinRejected, bring_home, detect_flavour, is_locked,
+                            unlock, wait_ready)
+from hil.link.tcp import TcpTransport
+
+from fake_device import ScriptedDevice, frames, ok
+
+REV_B = profile_named("prime-rev-b")
+DARK = p.encode_screenshot(Image.new("RGBA", (480, 800), (0, 0, 0, 255)), "BGRA")
+LIT = p.encode_screenshot(Image.new("RGBA", (480, 800), (240, 240, 240, 255)), "BGRA")
+
+
+class LockScreen:
+    """Just enough of a Prime: lock state, screen on/off, a PIN pad at the profile's coordinates."""
+
+    def __init__(self, pin="123456", locked=True, screen_on=True, production=False):
+        self.pin, self.locked, self.screen_on, self.production = pin, locked, screen_on, production
+        self.typed = ""
+        self.keys = {v: k for k, v in REV_B.touch.pin_pad.keys.items()}
+        self.keys[REV_B.touch.pin_pad.enter] = "enter"
+        self.keys[REV_B.touch.home_button.centre] = "home"
+        self.log: list[str] = []
+
+    def __call__(self, body):
+        cmd, payload = p.parse_request(body)
+        self.log.append(cmd.name)
+        if self.production and self.locked and cmd in (Cmd.SCREENSHOT, Cmd.SWIPE, Cmd.POWER_BTN):
+            return frames(p.response(Status.LOCKED))
+        if cmd == Cmd.LAUNCH_APP:
+            assert payload == NOT_AN_APP
+            return frames(p.response(Status.LOCKED)) if self.locked else ok(p.launch_reply(0, LaunchStatus.APP_ID_NOT_FOUND))
+        if cmd == Cmd.POWER_BTN:
+            if self.screen_on:
+                self.locked, self.screen_on, self.typed = True, False, ""
+            else:
+                self.screen_on = True
+        elif cmd == Cmd.SCREENSHOT:
+            return ok(LIT if self.screen_on else DARK)
+        elif cmd == Cmd.SWIPE:
+            x, y = p.parse_swipe(payload)[:2]
+            key = self.keys.get((x, y))
+            self.log[-1] = f"TAP {key}"
+            if not self.screen_on:
+                self.screen_on = True
+            elif key == "enter":
+                self.locked = self.typed != self.pin
+                self.typed = ""
+            elif key in REV_B.touch.pin_pad.keys:
+                self.typed += key
+        return ok()
+
+
+@pytest.fixture
+def connect():
+    made = []
+
+    def make(handler):
+        dev = ScriptedDevice(handler)
+        client = PrimeClient(TcpTransport("127.0.0.1", dev.port), pixel_order="BGRA", home_button=(100, 910),
+                             timeout=2.0).open()
+        made.extend([client, dev])
+        return client
+
+    yield make
+    for thing in made:
+        (thing.close if isinstance(thing, PrimeClient) else thing.stop)()
+
+
+@pytest.mark.parametrize("reply, expected", [(frames(p.response(Status.LOCKED)), True),
+                                             (ok(b"\x00\x00\x02"), False), (ok(b"\x00\x00\x06"), None)],
+                         ids=["Locked", "AppIdNotFound", "NotReady"])
+def test_lock_state_from_the_launch_probe(connect, reply, expected):
+    assert is_locked(connect(lambda body: reply)) is expected
+
+
+@pytest.mark.parametrize("reply, words", [(frames(p.response(Status.ERR)), "answered Err"),
+                                          (ok(b"\x05\x00\x00"), "answered LAUNCHED")], ids=["Err", "Launched"])
+def test_an_unexpected_probe_answer_is_not_guessed(connect, reply, words):
+    with pytest.raises(DeviceStateError, match=words):
+        is_locked(connect(lambda body: reply))
+
+
+def test_wait_ready_waits_out_the_boot(connect):
+    answers = iter([ok(b"\x00\x00\x06"), ok(b"\x00\x00\x06"), frames(p.response(Status.LOCKED))])
+    assert wait_ready(connect(lambda body: next(answers)), timeout=5) is True
+
+
+def test_wait_ready_gives_up(connect):
+    with pytest.raises(DeviceStateError, match="still not ready"):
+        wait_ready(connect(lambda body: ok(b"\x00\x00\x06")), timeout=0.3)
+
+
+def test_flavour_from_kernel_cmd(connect):
+    assert detect_flavour(connect(lambda body: ok(b"R 1 0 kernel")), REV_B) == "development"
+    assert detect_flavour(connect(lambda body: frames(p.response(Status.ERR))), REV_B) == "production"
+    with pytest.raises(DeviceStateError, match="no flavours"):
+        detect_flavour(connect(lambda body: frames(p.response(Status.ERR))), profile_named("keyos-simulator"))
+
+
+def test_unlock_from_a_lit_lock_screen(connect):
+    device = LockScreen(locked=True, screen_on=True)
+    unlock(connect(device), REV_B, "123456")
+    assert not device.locked
+    assert device.log == ["POWER_BTN", "SCREENSHOT", "POWER_BTN", *(f"TAP {d}" for d in "123456"), "TAP enter",
+                          "LAUNCH_APP"]
+
+
+def test_unlock_from_a_dark_screen_does_not_lose_the_first_digit(connect):
+    device = LockScreen(locked=True, screen_on=False)
+    unlock(connect(device), REV_B, "123456")
+    assert not device.locked and device.log[:3] == ["POWER_BTN", "SCREENSHOT", "TAP 1"]
+
+
+def test_a_wrong_pin_is_tried_once(connect):
+    device = LockScreen(pin="999999")
+    with pytest.raises(PinRejected, match="one attempt used"):
+        unlock(connect(device), REV_B, "123456")
+    assert device.log.count("TAP enter") == 1
+
+
+def test_bring_home_on_a_production_build_leaves_it_locked(connect):
+    device = LockScreen(production=True)
+    assert bring_home(connect(device), REV_B, "production", "123456") is False
+    assert device.locked and device.log == ["LAUNCH_APP"]
+
+
+def test_bring_home_on_a_development_build_unlocks_and_goes_home(connect):
+    device = LockScreen(locked=False)
+    assert bring_home(connect(device), REV_B, "development", "123456") is True
+    assert not device.locked and device.log[-1] == "TAP home"

@@ -1,0 +1,68 @@
+"""The suites catch regressions: every seeded defect turns its named suite red (a *failed* test, not a
+broken one), and the good build keeps every suite green. Each run is its own ``pytest`` process against
+its own emulated Prime, as a lab would run it; two run at a time."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from hil.emulator.defects import CATALOG
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT = 900
+pytestmark = pytest.mark.slow
+
+
+def run_suites(*args: str) -> tuple[int, str]:
+    """One suite run in a fresh process; returns (exit code, output)."""
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", "--device=emulator", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def failed_not_broken(output: str) -> set[str]:
+    """Tests that failed on the device's behaviour (the plugin lists infrastructure faults as BROKEN)."""
+    failed = set(re.findall(r"^FAILED (\S+)", output, re.MULTILINE))
+    broken = set(re.findall(r"^BROKEN (\S+)", output, re.MULTILINE))
+    return failed - broken
+
+
+def _defect_run(name: str) -> tuple[str, int, str]:
+    _, suite, flavour = CATALOG[name]
+    code, out = run_suites("-x", "--emulator-flavour", flavour, "--emulator-defect", name, suite)
+    return name, code, out
+
+
+@pytest.fixture(scope="module")
+def defect_runs() -> dict[str, tuple[int, str]]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return {name: (code, out) for name, code, out in pool.map(_defect_run, sorted(CATALOG))}
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_each_defect_turns_its_suite_red(name, defect_runs):
+    code, out = defect_runs[name]
+    caught = failed_not_broken(out)
+    assert code == 1 and caught, f"{name} ({CATALOG[name][0]}) was not caught by {CATALOG[name][1]}:\n{out[-3000:]}"
+    assert all(node.startswith(CATALOG[name][1]) for node in caught)
+
+
+@pytest.mark.parametrize("flavour", ["development", "production"])
+def test_good_build_keeps_every_suite_green(flavour):
+    code, out = run_suites("--emulator-flavour", flavour, "suites/security")
+    assert code == 0, f"the good {flavour} build is not green:\n{out[-4000:]}"
+    assert re.search(r"\d+ passed", out)
+
+
+def test_permissions_suite_runs_against_the_release_1_0_0_apps(release_1_0_0):
+    apps = str(release_1_0_0 / "apps")
+    code, out = run_suites("--emulator-apps", apps, "--manifests", apps, "suites/security/test_permissions.py",
+                           "-k", "declared_messages_delivered")
+    assert code == 0, out[-4000:]
+    assert re.search(r"^12 passed", out.splitlines()[-1]) or "12 passed" in out, out[-2000:]
