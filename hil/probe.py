@@ -83,8 +83,7 @@ def bundle(elf: bytes, manifest: Manifest, steps: list[dict[str, Any]], publishe
         raise ValueError(f"a probe plan has at most {MAX_STEPS} steps, got {len(steps)}")
     signed_elf = cosign2.sign(elf, coincurve.PrivateKey(publisher.secret), version=version, timestamp=timestamp,
                               developer=True)
-    if manifest.form != "release-1.0.0":
-        manifest.file_hashes = {**manifest.file_hashes, "app.elf": hashlib.sha256(signed_elf).hexdigest()}
+    manifest.file_hashes = {**manifest.file_hashes, "app.elf": hashlib.sha256(signed_elf).hexdigest()}
     sign_manifest(manifest, publisher.secret)
     return {"app.elf": signed_elf, "manifest.json": manifest.dumps(),
             PLAN_PATH: json.dumps({"probe": 1, "steps": steps}, indent=1).encode()}

@@ -4,9 +4,11 @@ run across both benches with `-n auto`, and the faults of issue 8 are injected: 
 another user, a bridge that stops answering, a worker that dies holding a lease, an exporter killed
 with -9, a coordinator restart. Every wait is bounded and every process is stopped at teardown.
 
-Network namespaces are not used: every "host" is 127.0.0.1 (the bridges and exporters still only talk
-to each other over TCP, as across hosts). labgrid's coordinator cannot bind port 0 and report it, so
-its port is a free one picked just before it starts.
+Where network namespaces can be made (root), each bench is a namespace with its own address, joined to
+this host (the controller, running the coordinator and pytest) by a veth pair on a bridge; the emulated
+Prime listens on the bench's own loopback, so only its bridge reaches it. Elsewhere every "host" is
+127.0.0.1. labgrid's coordinator cannot bind port 0 and report it, so its port is a free one picked just
+before it starts.
 """
 
 import json
@@ -34,9 +36,9 @@ BIN = Path(sys.executable).parent
 BENCHES = {"bench1": "b1s1", "bench2": "b2s1"}
 
 
-def free_port() -> int:
+def free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -51,10 +53,56 @@ def wait_for(what: str, ok, timeout: float, every: float = 0.3):
         time.sleep(every)
 
 
+class Hosts:
+    """The bench hosts: network namespaces `hil<pid>b<n>` at 10.<x>.0.1<n>, this host at 10.<x>.0.1 on a
+    bridge; or all on 127.0.0.1 where `ip netns` is not available."""
+
+    def __init__(self) -> None:
+        pid = os.getpid() % 100000
+        self.bridge, self.net = f"hbr{pid}", f"10.{150 + pid % 100}.0"
+        self.ns: dict[str, str] = {}
+        self.controller = "127.0.0.1"
+        self.bench = {b: "127.0.0.1" for b in BENCHES}
+        try:
+            self._ip("link", "add", self.bridge, "type", "bridge")
+        except (OSError, subprocess.CalledProcessError):
+            return  # no namespaces here: loopback
+        try:
+            self._ip("addr", "add", f"{self.net}.1/24", "dev", self.bridge)
+            self._ip("link", "set", self.bridge, "up")
+            for i, bench in enumerate(BENCHES, 1):
+                ns, veth = f"hil{pid}b{i}", f"hv{pid}b{i}"
+                self._ip("netns", "add", ns)
+                self.ns[bench] = ns
+                self._ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+                self._ip("link", "set", veth, "master", self.bridge, "up")
+                self._ip("-n", ns, "addr", "add", f"{self.net}.1{i}/24", "dev", "eth0")
+                self._ip("-n", ns, "link", "set", "eth0", "up")
+                self._ip("-n", ns, "link", "set", "lo", "up")
+                self.bench[bench] = f"{self.net}.1{i}"
+            self.controller = f"{self.net}.1"
+        except BaseException:
+            self.remove()
+            raise
+
+    @staticmethod
+    def _ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+    def on(self, bench: str | None, args: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.ns[bench], *args] if bench in self.ns else args
+
+    def remove(self) -> None:
+        for ns in self.ns.values():  # deleting a namespace deletes its end of the veth pair, and so the pair
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=10)
+
+
 class Lab:
     def __init__(self, path: Path) -> None:
         self.dir = path
-        self.address = f"127.0.0.1:{free_port()}"
+        self.hosts = Hosts()
+        self.address = f"{self.hosts.controller}:{free_port(self.hosts.controller)}"
         self.url = f"labgrid://{self.address}"
         self.procs: dict[str, subprocess.Popen] = {}
         self.lab = path / "lab.yaml"
@@ -65,17 +113,18 @@ class Lab:
             signing_key: {{path: {path / 'key.pem'}, generate: true}}
             coordinator: {self.url}
             benches:
-              bench1: {{host: 127.0.0.1}}
-              bench2: {{host: 127.0.0.1}}
+              bench1: {{host: {self.hosts.bench['bench1']}}}
+              bench2: {{host: {self.hosts.bench['bench2']}}}
             stations:
               b1s1: {{profile: prime-emulated, bench: bench1, emulated: {{seed: 1}}}}
               b2s1: {{profile: prime-emulated, bench: bench2, emulated: {{seed: 2}}}}
             """))
         self.env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "LG_COORDINATOR": self.address}
 
-    def start(self, name: str, args: list[str], cwd: Path | None = None) -> subprocess.Popen:
+    def start(self, name: str, args: list[str], cwd: Path | None = None, bench: str | None = None) -> subprocess.Popen:
+        """A process on the controller, or on `bench` (`ip netns exec` execs it: the pid is the process's)."""
         log = (self.dir / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(args, cwd=cwd or self.dir, stdout=log, stderr=subprocess.STDOUT,
+        self.procs[name] = subprocess.Popen(self.hosts.on(bench, args), cwd=cwd or self.dir, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=self.env)
         log.close()
         return self.procs[name]
@@ -99,13 +148,14 @@ class Lab:
 
     def start_exporter(self, bench: str) -> None:
         self.start(f"exporter-{bench}", [str(BIN / "labgrid-exporter"), "-c", self.address, "-n", bench,
-                                         "--hostname", "127.0.0.1", str(self.exporter_yaml(bench))])
+                                         "--hostname", self.hosts.bench[bench], str(self.exporter_yaml(bench))],
+                   bench=bench)
 
     def up(self) -> None:
         self.start_coordinator()
         for bench in BENCHES:
             self.start(f"bridge-{bench}", [sys.executable, "-m", "hil.bridge", bench, "--lab", str(self.lab),
-                                           "--exporter-config", str(self.exporter_yaml(bench))])
+                                           "--exporter-config", str(self.exporter_yaml(bench))], bench=bench)
         for bench in BENCHES:
             wait_for(f"the bridge of {bench}", lambda b=bench: self.exporter_yaml(b).exists(), 120)
             self.start_exporter(bench)
@@ -169,7 +219,10 @@ def lab(tmp_path_factory):
         lab.up()
         yield lab
     finally:
-        lab.stop()
+        try:
+            lab.stop()
+        finally:
+            lab.hosts.remove()
 
 
 @pytest.fixture

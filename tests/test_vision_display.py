@@ -18,12 +18,15 @@ ADDR = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"
 def test_permission_prompt(optics):
     cam = FilmedScreen(permission_prompt(), optics)
     d = Display(cam)
-    assert d.expect_text("Allow Access?", timeout=2).verdict is Verdict.PASS
-    first = d.reader.calls
-    for text in ("Bitcoin Wallet wants to access App-scoped seed", "Always Allow", "Not Now", "Never Allow"):
+    texts = ("Allow Access?", "Bitcoin Wallet wants to access App-scoped seed", "Always Allow", "Not Now", "Never Allow")
+    for text in texts:
         assert d.expect_text(text, timeout=2).verdict is Verdict.PASS
-    assert d.reader.calls == first  # one reading of the panel served every check: nothing changed
-    assert cam.frames >= 5  # ... but each check looked at a fresh frame
+    first = d.reader.calls
+    assert first <= 7  # each line recognised once, however many checks looked at it
+    for text in texts:
+        assert d.expect_text(text, timeout=2).verdict is Verdict.PASS
+    assert d.reader.calls == first  # nothing changed: nothing read again
+    assert cam.frames >= 10  # ... though each check looked at a fresh frame
 
 
 @pytest.mark.parametrize("optics", ["default", "hard"])
@@ -39,6 +42,7 @@ def test_changed_glyph_is_read_again_not_served_from_cache():
     cam = FilmedScreen(pin_pad(("riot", "cotton")))
     d = Display(cam)
     assert d.verify_text("riot cotton", TextKind.WORDS).verdict is Verdict.PASS
+    d.read()  # the whole panel, once
     before = d.reader.calls
     cam.show(pin_pad(("riot", "cotter")))
     v = d.verify_text("riot cotton", TextKind.WORDS)

@@ -84,16 +84,16 @@ class DebugServer:
         partial_since: float | None = None
         while not self._stop.is_set() and not self._drop.is_set():
             readable = select.select([conn, self._listener], [], [], POLL_S)[0]
-            if self._listener in readable:
-                self._listener.accept()[0].close()  # the interface is already claimed
-            cursor = self._send_logs(conn, cursor)
-            if conn in readable:
+            if conn in readable:  # first: a host that just let go makes way for the one knocking
                 data = conn.recv(1 << 16)
                 if not data:
                     if buf:
                         self.prime.log("WARN:usb_debug: debug: frame cut short by the host")
                     return
                 buf += data
+            if self._listener in readable:
+                self._listener.accept()[0].close()  # the interface is already claimed
+            cursor = self._send_logs(conn, cursor)
             while len(buf) >= 4:
                 try:
                     length = p.stream_length(bytes(buf[:4]))

@@ -215,11 +215,14 @@ def place_tags(lab: LabConfig, name: str) -> dict[str, str]:
 
 
 def sync(lab: LabConfig, coord: Coordinator) -> list[str]:
-    """Create or update one place per bench station: its match and tags. A quarantined place keeps its
+    """Create or update one place per station on a bench: its match and tags. A quarantined place keeps its
     quarantine (no `health=ok` back); only `readmit` restores it. Returns what changed, one line each."""
     done = []
+    names = [n for n, st in lab.stations.items() if st.bench is not None]
+    if not names:
+        raise ConfigError(f"{lab.source}: no station has a `bench`; nothing to place on labgrid")
     coord.refresh()
-    for name in lab.stations:
+    for name in names:
         tags = place_tags(lab, name)
         pattern = f"{tags['bench']}/{name}/*"
         place = coord.places.get(name)

@@ -89,6 +89,7 @@ class Farm:
         self.version: str | None = None
         self.lost: str | None = None  # why this worker has no station any more
         self._up = contextlib.ExitStack()
+        self._last: dict[str, str] = {}
 
     def _order(self, exclude: set[str]) -> list[str]:
         """Free candidates, starting at this worker's index so workers spread over the lab."""
@@ -156,14 +157,17 @@ class Farm:
             self._take(exclude=set())
 
     def drop(self) -> None:
+        self._last = self.labels() or self._last
         self._up.close()
         if self.lease is not None:
             self.lease.release()
         self.lease = self.station = None
 
     def labels(self) -> dict[str, str]:
+        """Where the test runs; after the station was lost, where it last ran."""
         st = self.station
-        assert st is not None
+        if st is None:
+            return dict(self._last)
         return {"station": st.name, "serial": st.serial or "unknown", "profile": st.profile.name,
                 "firmware": self.firmware or f"version:{self.version}"}
 
@@ -184,16 +188,13 @@ def farm_station(request: pytest.FixtureRequest) -> Station:
 
 @pytest.fixture(autouse=True)
 def _farm_guard(request: pytest.FixtureRequest) -> None:
-    """Before each test on a station: the lease is still ours (else broken), and the result is labelled."""
+    """Before each test on a station: the lease is still ours, else the test is broken. (Results are
+    labelled in `pytest_runtest_protocol`; a lost station's broken result still names it.)"""
     farm = request.config.stash.get(FARM, None)
     if farm is None or not uses_station(request.fixturenames):
         return
     request.getfixturevalue("farm_station")
-    try:
-        farm.current()
-    finally:
-        if farm.station is not None:  # a lost station's broken result still names it (and its bench, place)
-            _label(request.node, farm.labels())
+    farm.current()
 
 
 def uses_station(fixturenames) -> bool:
@@ -201,13 +202,21 @@ def uses_station(fixturenames) -> bool:
     return bool({"farm_station", "station"} & set(fixturenames))
 
 
-def _label(item: pytest.Item, labels: dict[str, str]) -> None:
+def _label(item: pytest.Item, farm: Farm, reports: list[pytest.TestReport]) -> None:
+    """Label the attempt's result (still open in Allure until logfinish) with where it ran. A test skipped
+    before it touched the station still gets the station it would have run on: every result names one."""
     import allure
 
-    attempt = item.stash.get(ATTEMPT, 1)
-    for name, value in {**labels, "attempt": str(attempt), "nodeid": item.nodeid}.items():
+    try:
+        if farm.station is None and not farm.lost:
+            farm.current()
+    except InfrastructureError:
+        pass
+    labels = farm.labels()
+    for name, value in {**labels, "attempt": str(item.stash.get(ATTEMPT, 1)), "nodeid": item.nodeid}.items():
         allure.dynamic.label(name, value)
-        item.user_properties.append((name, value))
+        for rep in reports:
+            rep.user_properties.append((name, value))
 
 
 def _forget_station(item: pytest.Item) -> None:
@@ -244,6 +253,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
         fault = item.stash.get(INFRA_FAULT, None)
+        _label(item, farm, reports)
         again = fault is not None and attempt <= reruns and not farm.lost and not _is_lost(fault)
         if fault is not None and not _is_lost(fault):
             _forget_station(item)

@@ -168,6 +168,8 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
         with device_station(device, profile, flavour="development") as station:
             link = (lambda: open_client(station.debug, station.profile)) if station.debug else None
             if sideload:
+                if link is None:
+                    _fail(f"{station.name}: no debug link to sideload over; pass --device")
                 with link() as client:
                     app = flasher.sideload(client, image, keyset)
                 console.print(f"sideloaded {app.name} ({app.app_id}), {len(bundle)} files")

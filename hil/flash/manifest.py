@@ -106,11 +106,14 @@ class Manifest:
     def to_json_obj(self) -> dict[str, Any]:
         """The signed-``manifest.json`` object of a current-form manifest (templates expanded)."""
         if self.form == "release-1.0.0":
-            return {"appName": self.app_name, "appDescription": {}, "appId": self.app_id,
-                    "appSignature": self.app_signature,
-                    "servers": [{"name": s, "description": {}, "messages": []} for s in self.servers],
-                    "permissions": [{"server": s, "messages": f"{a}..{b}"}
-                                    for s, rs in self.permission_ranges.items() for a, b in rs]}
+            obj = {"appName": self.app_name, "appDescription": {}, "appId": self.app_id,
+                   "appSignature": self.app_signature,
+                   "servers": [{"name": s, "description": {}, "messages": []} for s in self.servers],
+                   "permissions": [{"server": s, "messages": f"{a}..{b}"}
+                                   for s, rs in self.permission_ranges.items() for a, b in rs]}
+            if self.file_hashes:  # a sideloaded bundle in this form binds its ELF the same way
+                obj["fileHashes"] = self.file_hashes
+            return obj
         obj: dict[str, Any] = {"manifestVersion": "0", "appId": self.app_id, "appName": self.app_name}
         for key, value in (("version", self.version), ("publisher", self.publisher),
                            ("description", self.description), ("minKeyOsVersion", self.min_keyos_version)):
@@ -265,14 +268,6 @@ def _current(source: str, form: str, raw: dict[str, Any], templates: dict[str, d
     for server, names in perms_raw.items():
         if server != "template":
             add(server, _str_list(source, f"permissions.{server}", names))
-    hashes = raw.get("fileHashes", {})
-    if not isinstance(hashes, dict) or not all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)
-                                               for v in hashes.values()):
-        raise _fail(source, "fileHashes", "must map paths to bare lowercase sha256 hex", "write \"app.elf\" = \"<64 hex>\"")
-    signature = raw.get("appSignature", UNSIGNED)
-    if not isinstance(signature, str) or not re.fullmatch(r"0x([0-9a-fA-F]{128}|00)", signature):
-        raise _fail(source, "appSignature", "must be \"0x00\" or 0x + 64 signature bytes in hex",
-                    "sign the manifest with sign_manifest()")
     return Manifest(
         source=source, form=form, app_id=_app_id(source, raw.get("appId")), app_name=_app_name(source, raw.get("appName")),
         version=raw.get("version"), publisher=raw.get("publisher"), description=raw.get("description"),
@@ -280,7 +275,23 @@ def _current(source: str, form: str, raw: dict[str, Any], templates: dict[str, d
         servers=parse_servers(source, raw.get("servers", {})), permissions=permissions,
         memory=_str_list(source, "memory", raw.get("memory", [])),
         syscall=_str_list(source, "syscall", raw.get("syscall", [])),
-        file_hashes=dict(hashes), app_signature=signature.lower())
+        file_hashes=_file_hashes(source, raw), app_signature=_signature(source, raw))
+
+
+def _file_hashes(source: str, raw: dict[str, Any]) -> dict[str, str]:
+    hashes = raw.get("fileHashes", {})
+    if not isinstance(hashes, dict) or not all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)
+                                               for v in hashes.values()):
+        raise _fail(source, "fileHashes", "must map paths to bare lowercase sha256 hex", "write \"app.elf\" = \"<64 hex>\"")
+    return dict(hashes)
+
+
+def _signature(source: str, raw: dict[str, Any]) -> str:
+    signature = raw.get("appSignature", UNSIGNED)
+    if not isinstance(signature, str) or not re.fullmatch(r"0x([0-9a-fA-F]{128}|00)", signature):
+        raise _fail(source, "appSignature", "must be \"0x00\" or 0x + 64 signature bytes in hex",
+                    "sign the manifest with sign_manifest()")
+    return signature.lower()
 
 
 def _release_1_0_0(source: str, raw: dict[str, Any]) -> Manifest:
@@ -297,13 +308,10 @@ def _release_1_0_0(source: str, raw: dict[str, Any]) -> Manifest:
     servers_raw = raw.get("servers", [])
     if not isinstance(servers_raw, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in servers_raw):
         raise _fail(source, "servers", "must be a list of {\"name\": ...}", "write [{\"name\": \"os/x\", \"messages\": []}]")
-    signature = raw.get("appSignature", UNSIGNED)
-    if not isinstance(signature, str):
-        raise _fail(source, "appSignature", "must be a string", "write \"0x00\"")
     return Manifest(source=source, form="release-1.0.0", app_id=_app_id(source, raw.get("appId")),
                     app_name=_app_name(source, raw.get("appName")),
                     servers={s["name"]: {} for s in servers_raw}, permission_ranges=ranges,
-                    app_signature=signature.lower())
+                    file_hashes=_file_hashes(source, raw), app_signature=_signature(source, raw))
 
 
 def loads(data: bytes | str, source: str, templates: dict[str, dict[str, list[str]]] | None = None) -> Manifest:
