@@ -9,6 +9,11 @@ through the emulator camera's optics: the two presets and a set of random optics
   time       a test's flow on each optics (screens change, several checks per screen) through
              `Display.verify_text`, on one core: locate once, read only what changed.
 
+Time is CPU time of the verifying thread (OCR runs on one thread), so a loaded machine does not
+inflate it; wall time is printed beside it. Known misses: the lock screen's lone "-" placeholder is
+too small for the text detector, and the recogniser sometimes swaps 1/l in bold addresses (a check
+of an address then comes out INCONCLUSIVE, never a pass).
+
 Goal: >= 99.5 % character accuracy and <= 150 ms per verification. Run:
     .venv/bin/python benchmarks/ocr.py [--random N]
 """
@@ -142,8 +147,8 @@ def main() -> None:
     ocr.engine()
     print(f"engine loaded in {time.perf_counter() - t0:.2f} s; {len(screens)} screens x {len(optics)} optics\n")
 
-    print(f"{'optics':10s} {'char acc':>9s} {'checks':>8s} {'ms/verif':>9s} {'p95 ms':>7s}  worst screen")
-    all_acc, all_ms, failures = [], [], []
+    print(f"{'optics':10s} {'char acc':>9s} {'pass':>8s} {'cpu ms':>9s} {'p95':>7s} {'wall ms':>8s}  worst screen")
+    all_acc, all_ms, all_wall, failures = [], [], [], []
     for oname, opt in optics.items():
         scene = Scene(opt, seed=11)
         shots = {name: frames_of(scene, img) for name, img, _, _ in screens}
@@ -163,26 +168,29 @@ def main() -> None:
         # a test's flow through the Display API: screens change, several checks on each
         cam = Replay()
         display = Display(cam)
-        times, passed, total = [], 0, 0
+        times, walls, passed, total = [], [], 0, 0
         for name, _, _, checks in screens:
             cam.frames = shots[name]
             for text, kind, region in checks:
-                t = time.perf_counter()
+                t, w = time.process_time(), time.perf_counter()
                 v = display.verify_text(text, kind, region)
-                times.append((time.perf_counter() - t) * 1000)
+                times.append((time.process_time() - t) * 1000)  # CPU time: one thread, so one core's time
+                walls.append((time.perf_counter() - w) * 1000)
                 total += 1
                 passed += v.verdict is Verdict.PASS
                 if v.verdict is not Verdict.PASS:
                     failures.append(f"{oname}/{name}: {text!r} {v.verdict.value}: {v.reason[:90]}")
         all_ms += times
+        all_wall += walls
         p95 = sorted(times)[int(0.95 * (len(times) - 1))]
-        print(f"{oname:10s} {acc:9.4f} {passed:>3d}/{total:<4d} {statistics.mean(times):9.1f} {p95:7.0f}  "
-              f"{worst[1] if worst[0] < 1 else '-'}")
+        print(f"{oname:10s} {acc:9.4f} {passed:>3d}/{total:<4d} {statistics.mean(times):9.1f} {p95:7.0f} "
+              f"{statistics.mean(walls):8.1f}  {worst[1] if worst[0] < 1 else '-'}")
 
     errors, chars = map(sum, zip(*all_acc))
     acc, ms = 1 - errors / chars, statistics.mean(all_ms)
     print(f"\noverall: character accuracy {acc:.4f} ({errors} errors in {chars} chars), "
-          f"{ms:.1f} ms per verification (median {statistics.median(all_ms):.0f}), one core")
+          f"{ms:.1f} ms CPU per verification on one thread (median {statistics.median(all_ms):.0f}; "
+          f"wall {statistics.mean(all_wall):.1f} ms with load average {os.getloadavg()[0]:.1f})")
     print(f"goal ratios: accuracy {acc / GOAL_ACCURACY:.3f} (>= 1 meets {GOAL_ACCURACY:.1%}), "
           f"time {GOAL_MS / ms:.2f} (>= 1 meets {GOAL_MS:.0f} ms)")
     for f in failures:

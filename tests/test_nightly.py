@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SUITE = '''
 from pathlib import Path
 
-FLASHED = Path(__file__).resolve().parents[1] / "flashed"
+FLASHED = Path(__file__).resolve().parents[2] / "flashed"
 
 def test_kernel_denies_undeclared_send(farm_station):
     with farm_station.client() as p:
@@ -41,8 +41,8 @@ def lab(tmp_path, monkeypatch):
         text = text.replace(key, val)
     text = "\n".join(ln for ln in text.splitlines() if not ln.strip().startswith(("emu-2", "emu-3", "emu-4")))
     (tmp_path / "lab.yaml").write_text(text + "\n")
-    (tmp_path / "suites").mkdir()
-    (tmp_path / "suites" / "test_isolation.py").write_text(SUITE)
+    (tmp_path / "suites" / "security").mkdir(parents=True)
+    (tmp_path / "suites" / "security" / "test_isolation.py").write_text(SUITE)
     (tmp_path / "flashed").mkdir()
 
     def standin(lab_cfg):
@@ -84,12 +84,12 @@ def test_good_night_then_defect_night(tmp_path, lab):
     bad = signed_build(tmp_path / "defect.bin", b'{"keyos": "emulated", "defects": ["kernel-skips-permission-check"]}')
     r = _nightly(lab, bad)
     assert r.exit_code == 1, r.output
-    assert "sign-off: NO-GO (failing suites: suites.test_isolation)" in r.output
+    assert "sign-off: NO-GO (failing suites: suites.security.test_isolation)" in r.output
     assert "new failures: 1" in r.output and "test_kernel_denies_undeclared_send" in r.output
     night2 = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
     assert night2 != night1
     payload = signoff.verify(night2 / "signoff", key)
-    assert payload["decision"] == "no-go" and payload["failing_suites"] == ["suites.test_isolation"]
+    assert payload["decision"] == "no-go" and payload["failing_suites"] == ["suites.security.test_isolation"]
     history = (tmp_path / "reports" / "history.jsonl").read_text().splitlines()
     assert len(history) == 2
 
@@ -102,15 +102,15 @@ def test_killed_night_is_resumed(tmp_path, lab):
     ident = signoff.firmware_identity(build)
     run = job.open_run(cfg, {"file": str(build), "sha256": ident["sha256"], "hash": firmware_hash(build),
                              "version": "1.0.0"})
-    done = write_result(run.results, "suites.test_isolation", "test_storage_scoped", "passed",
+    done = write_result(run.results, "suites.security.test_isolation", "test_storage_scoped", "passed",
                         firmware=firmware_hash(build), evidence={"log": b"x"},
-                        extra_labels={"nodeid": "suites/test_isolation.py::test_storage_scoped"})
+                        extra_labels={"nodeid": "suites/security/test_isolation.py::test_storage_scoped"})
     r = _nightly(lab, build)
     assert "(resumed)" in r.output and "resuming: 1 test(s) already have a result" in r.output
     assert r.exit_code == 0, r.output
     results = read_results(run.results)
-    assert sorted(x.test_id for x in results.records) == ["suites.test_isolation::test_kernel_denies_undeclared_send",
-                                                           "suites.test_isolation::test_storage_scoped"]
+    assert sorted(x.test_id for x in results.records) == ["suites.security.test_isolation::test_kernel_denies_undeclared_send",
+                                                           "suites.security.test_isolation::test_storage_scoped"]
     assert done.exists()
     assert json.loads((run.dir / "run.json").read_text())["finished"]
 

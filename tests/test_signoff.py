@@ -33,7 +33,7 @@ def build(tmp_path):
 
 
 def _green(folder, fw, **kw):
-    for mod in ("suites.test_isolation", "suites.test_lockdown"):
+    for mod in ("suites.security.test_isolation", "suites.security.test_lockdown"):
         write_result(folder, mod, "test_one", "passed", firmware=fw, evidence={"screen": b"ok"}, **kw)
 
 
@@ -49,8 +49,8 @@ def test_go_bundle_verifies_and_tamper_fails(tmp_path, lab, build):
     assert r.output.startswith("GO")
     b = tmp_path / "bundle"
     payload = json.loads((b / "signoff.json").read_text())["payload"]
-    assert payload["matrix"] == {"suites.test_isolation": {"prime-emulated": "passed"},
-                                 "suites.test_lockdown": {"prime-emulated": "passed"}}
+    assert payload["matrix"] == {"suites.security.test_isolation": {"prime-emulated": "passed"},
+                                 "suites.security.test_lockdown": {"prime-emulated": "passed"}}
     assert payload["firmware"]["trust"]["test"] == "FULLY_TRUSTED" and payload["firmware"]["version"] == "1.0.0"
     assert len(payload["evidence"]) == 4 and all(len(e["sha256"]) == 64 for e in payload["evidence"])
     assert (b / "signoff.pdf").read_bytes().startswith(b"%PDF")
@@ -87,12 +87,12 @@ def test_go_bundle_verifies_and_tamper_fails(tmp_path, lab, build):
 def test_failing_suite_is_no_go_and_named(tmp_path, lab, build):
     fw = firmware_hash(build)
     _green(tmp_path / "res", fw)
-    write_result(tmp_path / "res", "suites.test_isolation", "test_two", "failed", firmware=fw)
+    write_result(tmp_path / "res", "suites.security.test_isolation", "test_two", "failed", firmware=fw)
     r = _signoff(lab, build, tmp_path / "res", tmp_path / "bundle")
     assert r.exit_code == 1 and r.output.startswith("NO-GO")
-    assert "suite suites.test_isolation: prime-emulated failed" in r.output
+    assert "suite suites.security.test_isolation: prime-emulated failed" in r.output
     payload = signoff.verify(tmp_path / "bundle", signoff.load_public(tmp_path / "keys" / "lab.pem"))
-    assert payload["failing_suites"] == ["suites.test_isolation"]
+    assert payload["failing_suites"] == ["suites.security.test_isolation"]
 
 
 def test_missing_evidence_is_no_go(tmp_path, lab, build):
@@ -112,11 +112,11 @@ def test_broken_result_and_broken_station_are_no_go(tmp_path, lab, build):
     fw = firmware_hash(build)
     run = tmp_path / "runs" / "n1"
     _green(run / "allure-results", fw)
-    write_result(run / "allure-results", "suites.test_lockdown", "test_two", "broken", firmware=fw)
+    write_result(run / "allure-results", "suites.security.test_lockdown", "test_two", "broken", firmware=fw)
     (run / "run.json").write_text(json.dumps({"broken_stations": {"emu-2": "camera dark"}}))
     r = _signoff(lab, build, tmp_path / "runs", tmp_path / "bundle")
     assert r.exit_code == 1
-    assert "broken station(s) emu-2: camera dark" in r.output and "suites.test_lockdown: prime-emulated broken" in r.output
+    assert "broken station(s) emu-2: camera dark" in r.output and "suites.security.test_lockdown: prime-emulated broken" in r.output
 
 
 def test_unsigned_build_is_no_go(tmp_path, lab):

@@ -248,3 +248,17 @@ def test_legacy_identity_is_the_fallback(fake):
         assert prime.version() == "1.0.0"
     with pytest.raises(LinkClosed, match="no Prime on USB"):
         UsbTransport(backend=backend, ids=("1307:0165",)).open()
+
+
+def test_without_developer_mode_there_is_no_debug_interface(fake):
+    """Production builds leave the vendor interface out of the configuration while Developer Mode is off."""
+    class DeveloperModeOff(EmulatedPrimeBackend):
+        def get_configuration_descriptor(self, dev, config):
+            desc = super().get_configuration_descriptor(dev, config)
+            desc.bNumInterfaces = 2  # mass storage and HID only
+            return desc
+
+    dev, _ = fake(lambda body: ok())
+    with pytest.raises(LinkClosed, match="1-1 has no usb-debug interface.*Developer Mode"):
+        UsbTransport(backend=DeveloperModeOff(debug=f"tcp:127.0.0.1:{dev.port}")).open()
+    assert dev.requests == []

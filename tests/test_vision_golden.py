@@ -72,3 +72,17 @@ def test_cross_check_catches_a_panel_showing_something_else():
 def test_size_mismatch():
     with pytest.raises(ValueError, match="differ in size"):
         compare(Image.new("RGB", (480, 800)), np.zeros((400, 240, 3), np.uint8))
+
+
+def test_display_expect_screen_cross_checks_and_keeps_the_diff():
+    from hil.vision.display import Display, ScreenUnreadable
+
+    cam = FilmedScreen(permission_prompt())
+    d = Display(cam)
+    assert d.expect_screen(permission_prompt(), name="prompt").passed
+    with pytest.raises(GoldenMismatch, match="differs"):
+        d.expect_screen(pin_pad(), name="lock")
+    assert any(e.name == "lock: expected | actual | diff" for e in d.evidence())
+    cam.fault = "glare"
+    with pytest.raises(ScreenUnreadable, match="glare"):
+        d.expect_screen(permission_prompt())

@@ -91,8 +91,8 @@ class Coordinator:
         from labgrid.remote.client import ClientSession
 
         self.address, self.timeout = address, timeout
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
+        self.loop = _shared_loop()
+        asyncio.set_event_loop(self.loop)  # grpc.aio binds its channel to the calling thread's loop
         self.session = ClientSession(address, self.loop)
         try:
             self._run(self.session.start(), "connect")
@@ -166,16 +166,25 @@ class Coordinator:
         return [Reservation.from_pb2(r) for r in self.call("GetReservations", "list reservations").reservations]
 
     def close(self) -> None:
-        if self.loop.is_closed():
+        session, self.session = self.session, None
+        if session is None:
             return
-        try:
-            if getattr(self.session, "pump_task", None) is not None:
-                self.loop.run_until_complete(asyncio.wait_for(self.session.stop(), 5))
-            self.loop.run_until_complete(asyncio.wait_for(self.session.close(), 5))
-        except (TimeoutError, Exception):  # noqa: BLE001 (closing a dead session: nothing left to save)
-            pass
-        finally:
-            self.loop.close()
+        with contextlib.suppress(Exception):  # closing a dead session: nothing left to save
+            if getattr(session, "pump_task", None) is not None:
+                self.loop.run_until_complete(asyncio.wait_for(session.stop(), 5))
+            self.loop.run_until_complete(asyncio.wait_for(session.close(), 5))
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def _shared_loop() -> asyncio.AbstractEventLoop:
+    """One event loop for every session of the process, never closed: gRPC's completion-queue poller keeps
+    posting to the loop it started on. Callers take turns (one session per process at a time)."""
+    global _LOOP
+    if _LOOP is None:
+        _LOOP = asyncio.new_event_loop()
+    return _LOOP
 
 
 def _tags(tags: dict[str, str]) -> str:
@@ -472,7 +481,7 @@ class LabgridFarm:
         self.lost: str | None = None
 
     def _coordinator(self) -> Coordinator:
-        if self.coord is None or self.coord.session.stopping.is_set():
+        if self.coord is None or self.coord.session is None or self.coord.session.stopping.is_set():
             if self.coord is not None:
                 self.coord.close()
                 self.coord = None

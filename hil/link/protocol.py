@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from hil.errors import HilError
+
 MAX_OUT = 65535  # one bulk OUT transfer
 MAX_FRAME = 2 * 1024 * 1024  # one IN frame
 PACKET = 512  # bulk max packet size: an OUT of a multiple of this needs a ZLP
@@ -25,7 +27,7 @@ SCREENSHOT_BYTES = WIDTH * HEIGHT * 4
 LOG_RECORD_END = 0x1E
 
 
-class ProtocolError(Exception):
+class ProtocolError(HilError):
     """Bytes that do not follow the usb-debug format."""
 
 

@@ -218,6 +218,7 @@ class Display:
         self.frame_timeout = frame_timeout
         self.reader = ocr.RegionReader()
         self.verifications: deque[Verification] = deque(maxlen=20)
+        self.extra_evidence: list[ev.Evidence] = []
         self._location: Location | None = None
 
     # ------------------------------------------------------------ seeing
@@ -309,6 +310,26 @@ class Display:
                 return image
         raise DisplayTimeout(f"the display did not settle ({frames} equal frames) within {timeout:.1f} s")
 
+    def expect_screen(self, expected, masks=(), name: str = "screen"):
+        """The panel looks like `expected` (a golden image, or the framebuffer KeyOS drew: the
+        cross-check), tolerantly, masks ignored. Raises GoldenMismatch with the visual diff, or
+        ScreenUnreadable when glare hides part of the panel."""
+        from hil.vision.golden import GoldenMismatch, compare
+
+        try:
+            image, frame, loc = self.rectified()
+        except ScreenNotFound as e:
+            raise ScreenUnreadable(f"{name}: {e}") from None
+        glared = [r for r, box in self.regions.items() if glare(image, box) > GLARE_FRACTION]
+        if glared:
+            raise ScreenUnreadable(f"{name}: glare over {', '.join(glared)}; the panel cannot be compared")
+        result = compare(expected, image, list(masks))
+        self.extra_evidence += result.evidence(name) + [ev.jpeg(f"{name}: camera frame", frame)]
+        if not result.passed:
+            raise GoldenMismatch(f"{name}: the panel differs from the expected screen in {len(result.failing)} "
+                                 f"tile(s) (worst {result.worst:.0f} grey levels)", result.evidence(name))
+        return result
+
     def evidence(self) -> list[ev.Evidence]:
-        """Evidence of every verification kept (the last 20), for the report."""
-        return [item for v in self.verifications for item in v.evidence()]
+        """Evidence of every verification kept (the last 20) and of screen comparisons, for the report."""
+        return [item for v in self.verifications for item in v.evidence()] + self.extra_evidence

@@ -6,7 +6,6 @@ hash) and any sink can store them; `attach` hands them to Allure, the only place
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import cv2
@@ -18,10 +17,6 @@ class Evidence:
     name: str
     data: bytes
     mimetype: str
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
 
 
 def png(name: str, image: np.ndarray) -> Evidence:

@@ -65,11 +65,6 @@ class Location:
         return cv2.warpPerspective(frame, self.homography, size, flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_REPLICATE)
 
-    def to_frame(self, points) -> np.ndarray:
-        """Display points -> frame points (to draw display boxes on the raw frame)."""
-        pts = np.float32(points).reshape(-1, 1, 2)
-        return cv2.perspectiveTransform(pts, np.linalg.inv(self.homography)).reshape(-1, 2)
-
     def drift(self, other: Location) -> float:
         """How far (frame pixels) the panel corners moved between two locations."""
         return float(np.linalg.norm(self.corners - other.corners, axis=1).max())

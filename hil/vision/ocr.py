@@ -75,19 +75,6 @@ def recognise(line: np.ndarray) -> tuple[str, float]:
     return str(out.txts[0]), float(out.scores[0])
 
 
-def read(image: np.ndarray, origin: tuple[int, int] = (0, 0)) -> list[Line]:
-    """All text lines in `image` (BGR, display pixels), boxes shifted by `origin`, in reading order."""
-    if image.size == 0:
-        return []
-    ox, oy = origin
-    lines = []
-    for x0, y0, x1, y1 in detect(image):
-        text, conf = recognise(image[y0:y1, x0:x1])
-        if text:
-            lines.append(Line(text, (x0 + ox, y0 + oy, x1 + ox, y1 + oy), conf))
-    return sort_lines(lines)
-
-
 def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
     """Rows top to bottom (boxes whose centres are within half a line height share a row), left to
     right within a row."""
