@@ -23,7 +23,11 @@ import os
 import signal
 import socket
 import threading
+import time
+import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -194,8 +198,9 @@ class StationBridge:
             except (OSError, protocol.ProtocolError):
                 hello = None
             if hello is None or not hello.startswith(HELLO):
-                return self._refuse(conn, f"expected `HIL-LEASE <token>` first (the station's labgrid lease token)")
-            why = self.check(self.station, hello[len(HELLO):].decode(errors="replace").strip())
+                return self._refuse(conn, "expected `HIL-LEASE <token>` first (the station's labgrid lease token)")
+            token = hello[len(HELLO):].decode(errors="replace").strip()
+            why = self.check(self.station, token)
             if why is not None:
                 log.info("%s: refused %s: %s", self.station, peer, why)
                 return self._refuse(conn, why)
@@ -205,7 +210,7 @@ class StationBridge:
                 return self._refuse(conn, f"station {self.station}: {e}")
             try:
                 conn.sendall(protocol.stream_frame(OK + self.station.encode()))
-                self._relay(conn, device, hello[len(HELLO):].decode(errors="replace").strip())
+                self._relay(conn, device, token)
             finally:
                 device.close()
         finally:
@@ -258,6 +263,71 @@ class StationBridge:
             p.join(timeout=10)
 
 
+class CameraRelay:
+    """The station's camera, a bench-local MJPEG-over-HTTP stream (the emulator's, or a streamer such as
+    ustreamer in front of a USB camera), relayed to lease holders only: `GET <path>?lease=TOKEN` answers
+    the upstream's `<path>`; without the lease it is 403 with the reason. A stream being watched is cut
+    when the lease ends (checked every `recheck` seconds)."""
+
+    def __init__(self, station: str, upstream: str, check: Callable[[str, str], str | None],
+                 host: str = "127.0.0.1", port: int = 0, recheck: float = 3.0):
+        parts = urlsplit(upstream)
+        self.station, self.path, self.check, self.recheck = station, parts.path or "/", check, recheck
+        base = f"{parts.scheme}://{parts.netloc}"
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                req = urlsplit(self.path)
+                token = parse_qs(req.query).get("lease", [""])[0]
+                why = relay.check(relay.station, token) if token else \
+                    "no lease token: add ?lease=<the place's labgrid reservation token>"
+                if why is not None:
+                    self.send_error(403, why)
+                    return
+                try:
+                    upstream_resp = urllib.request.urlopen(base + req.path, timeout=5)
+                except OSError as e:
+                    self.send_error(502, f"camera of station {relay.station} unreachable: {e}")
+                    return
+                with upstream_resp:
+                    self.send_response(200)
+                    self.send_header("Content-Type", upstream_resp.headers.get("Content-Type", "application/octet-stream"))
+                    self.end_headers()
+                    next_check = time.monotonic() + relay.recheck
+                    try:
+                        while chunk := upstream_resp.read1(64 * 1024):
+                            self.wfile.write(chunk)
+                            if time.monotonic() > next_check:
+                                if relay.check(relay.station, token) is not None:
+                                    return  # the lease ended: the stream ends with it
+                                next_check = time.monotonic() + relay.recheck
+                    except OSError:
+                        return  # the viewer (or the upstream) went away
+
+            def log_message(self, fmt: str, *args) -> None:
+                log.debug("%s camera: " + fmt, relay.station, *args)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.host, self.port = self._server.server_address[:2]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
+                                        name=f"camera-{station}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.path}"
+
+    def start(self) -> CameraRelay:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
 def bridge(
     bench: Annotated[str, typer.Argument(help="this bench host's name in the lab file")],
     lab: Annotated[Optional[str], typer.Option("--lab", help="lab file (default: lab_config.yaml of the repo)")] = None,
@@ -283,16 +353,22 @@ def bridge(
             raise HilError(f"{cfg.source}: no bench {bench!r} with stations (benches: {', '.join(cfg.benches)})")
         host = bind or cfg.benches[bench].host
         with contextlib.ExitStack() as stack:
-            bridges, serials = {}, {}
+            live = {}
             for name in names:
-                opener, serials[name] = _device_opener(cfg, name, stack)
-                b = StationBridge(name, opener, check, host, cfg.stations[name].bridge_port or 0).start()
+                port = cfg.stations[name].bridge_port or 0
+                opener, serial, camera = _device_opener(cfg, name, stack)
+                b = StationBridge(name, opener, check, host, port).start()
                 stack.callback(b.stop)
-                bridges[name] = b
-                typer.echo(json.dumps({"station": name, "debug": f"bridge:{host}:{b.port}"}), nl=True)
+                live[name] = {"port": b.port, "serial": serial}
+                if camera is not None:  # on bridge_port + 1 by convention (hil lab exporter-config says so too)
+                    c = CameraRelay(name, camera, check, host, port + 1 if port else 0).start()
+                    stack.callback(c.stop)
+                    live[name]["camera"] = c.url
+                typer.echo(json.dumps({"station": name, "debug": f"bridge:{host}:{b.port}",
+                                       **({"camera": c.url} if camera is not None else {})}), nl=True)
             if exporter_config is not None:
                 tmp = exporter_config.with_suffix(".tmp")
-                tmp.write_text(render(cfg, bench, {n: b.port for n, b in bridges.items()}, serials))
+                tmp.write_text(render(cfg, bench, live))
                 tmp.replace(exporter_config)
             stopped = threading.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -303,9 +379,11 @@ def bridge(
         raise typer.Exit(2) from None
 
 
-def _device_opener(cfg, name: str, stack: contextlib.ExitStack) -> tuple[Callable[[], Transport], str | None]:
+def _device_opener(cfg, name: str, stack: contextlib.ExitStack
+                   ) -> tuple[Callable[[], Transport], str | None, str | None]:
     """How the bridge reaches one unit: an emulated one's TCP endpoint (the emulator started here), or the
-    unit on its USB port path through the profile's pyusb backend, found afresh for every client."""
+    unit on its USB port path through the profile's pyusb backend, found afresh for every client. Also
+    its serial and its bench-local camera stream (http), where known."""
     from hil.farm.station import Station
     from hil.link.resolve import transport_for
 
@@ -320,8 +398,9 @@ def _device_opener(cfg, name: str, stack: contextlib.ExitStack) -> tuple[Callabl
         local = Station.from_endpoints(name, profile, emu.devices[0])
     else:
         local = Station(name=name, profile=profile, debug=f"usb:{st.usb_port}", serial=st.serial,
-                        usb_port=st.usb_port)
-    return (lambda: transport_for(local.debug, profile, local)), local.serial
+                        usb_port=st.usb_port, camera=st.camera)
+    camera = local.camera if local.camera and local.camera.startswith("http") else None
+    return (lambda: transport_for(local.debug, profile, local)), local.serial, camera
 
 
 if __name__ == "__main__":  # `python -m hil.bridge BENCH`: what the bench's systemd unit runs

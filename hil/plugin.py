@@ -125,7 +125,8 @@ def station_camera(station: Station):
         pytest.skip(f"station {station.name} has no camera watching its display")
     from hil.vision.camera import Camera
 
-    with Camera(station.camera) as camera:
+    cal = station.camera_calibration
+    with Camera(station.camera, exposure=cal.exposure if cal else None) as camera:
         yield camera
 
 

@@ -31,6 +31,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     metavar="FILE", help="the permission_templates.toml source manifests expand")
     group.addoption("--probe-elf", default=str(ROOT / "firmware" / "emulated" / "keyos-probe.elf"), metavar="FILE",
                     help="the probe app binary of the build under test (docs/probe.md)")
+    group.addoption("--samba-applet", default=str(ROOT / "firmware" / "emulated" / "sdmmc-applet.bin"), metavar="FILE",
+                    help="the SAM-BA SD/MMC applet the firmware lane writes the eMMC with")
+    group.addoption("--firmware-keys", default=str(ROOT / "firmware" / "keys" / "test.toml"), metavar="FILE",
+                    help="the key set of the units' firmware (cosign2 key set TOML)")
+    group.addoption("--firmware-rollback", default=None, metavar="FILE",
+                    help="a validly signed app.bin older than the unit's, for the anti-rollback check")
     group.addoption("--destructive", action="store_true",
                     help="also run tests that erase the unit (PIN wipe at 10 attempts)")
 

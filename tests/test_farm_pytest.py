@@ -68,19 +68,32 @@ def test_vanished_station_rerun_elsewhere_then_lost_lease(pytester):
         import pytest
 
         @pytest.fixture(scope="session")
-        def session_link(farm_station):
-            with farm_station.client() as p:
-                yield farm_station.name, p
+        def station(request):  # like hil/plugin.py: the leased station, taken dynamically
+            return request.getfixturevalue("farm_station")
+
+        @pytest.fixture(scope="session")
+        def session_link(station):
+            with station.client() as p:  # the one debug client of the session
+                yield station.name, p
     """)
     pytester.makepyfile(test_v=CONTROL + textwrap.dedent(f"""
         from hil.farm.lease import FileLeases
 
-        def test_power_cut(session_link, farm_station):
+        def test_power_cut(session_link, station):
             name, p = session_link
             if name == "emu-1":
-                control(farm_station.control, cmd="power_cut")
+                control(station.control, cmd="power_cut")
                 import time; time.sleep(0.3)
             assert p.version() == "1.0.0"
+
+        def test_no_frame_on_a_healthy_station(session_link, tmp_path_factory):
+            # the station stays healthy: after its session client is closed it passes the health check, and
+            # with no other station left the test runs again on it
+            from hil.errors import InfrastructureError
+            once = tmp_path_factory.getbasetemp() / "once"
+            if not once.exists():
+                once.touch()
+                raise InfrastructureError("camera gave no frame")
 
         def test_next(session_link):
             assert session_link[0] == "emu-2"
@@ -90,8 +103,8 @@ def test_vanished_station_rerun_elsewhere_then_lost_lease(pytester):
             pass
     """))
     r = run(pytester, "-n", "1", "--farm-events", str(pytester.path / "events.jsonl"))
-    r.assert_outcomes(passed=2, errors=1)
-    assert "1 rerun" in r.stdout.str() and "its lease was cleared" in r.stdout.str()
+    r.assert_outcomes(passed=3, errors=1)
+    assert "2 rerun" in r.stdout.str() and "its lease was cleared" in r.stdout.str()
     q = json.loads((pytester.path / "state" / "quarantine.json").read_text())
     assert list(q) == ["emu-1"] and "health check failed: link:" in q["emu-1"]["reason"]
     res = read_results(pytester.path / "out")
@@ -102,4 +115,6 @@ def test_vanished_station_rerun_elsewhere_then_lost_lease(pytester):
     events = [json.loads(line) for line in (pytester.path / "events.jsonl").read_text().splitlines()]
     assert [(e["nodeid"], e["attempt"], e["retried"]) for e in events if e["event"] == "finished"] == [
         ("test_v.py::test_power_cut", 1, True), ("test_v.py::test_power_cut", 2, False),
+        ("test_v.py::test_no_frame_on_a_healthy_station", 1, True),
+        ("test_v.py::test_no_frame_on_a_healthy_station", 2, False),
         ("test_v.py::test_next", 1, False), ("test_v.py::test_after_lost", 1, False)]

@@ -14,9 +14,10 @@ from hil.emulator.launcher import start_device
 from hil.errors import ConfigError
 from hil.farm import labgrid
 from hil.farm.config import LabConfig
+from hil.farm.station import Station
 from hil.link import protocol
 from hil.link.client import PrimeClient
-from hil.link.resolve import profile_named, transport_for
+from hil.link.resolve import PROFILES_DIR, profile_named, transport_for
 from hil.link.transport import LinkClosed
 
 
@@ -96,6 +97,60 @@ def test_the_client_is_dropped_when_the_lease_ends(bridge):
         pass
 
 
+def test_the_endpoint_stays_when_the_unit_re_enumerates(device):
+    """The bridge finds the unit by USB port path for each client, so a reboot changes nothing outside."""
+    profile = profile_named("prime-emulated")
+    local = Station.from_endpoints("b1s1", profile, device.endpoints)
+    b = StationBridge("b1s1", lambda: transport_for("usb:1-1", profile, local), Lease()).start()
+    try:
+        with client(b, "GOODTOKEN1") as p:
+            assert p.version() == "1.0.0"
+            device.prime.reboot()
+            with pytest.raises(LinkClosed):  # never hidden: the client's link dies with the unit's
+                p.version()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with client(b, "GOODTOKEN1") as p:
+                    assert p.version() == "1.0.0"
+                break
+            except LinkClosed:
+                assert time.monotonic() < deadline, "the unit did not come back behind the same endpoint"
+                time.sleep(0.3)
+    finally:
+        b.stop()
+
+
+def test_the_camera_is_relayed_to_lease_holders_only(device):
+    import urllib.error
+    import urllib.request
+
+    from hil.bridge import CameraRelay
+    from hil.vision.camera import Camera
+
+    lease = Lease()
+    relay = CameraRelay("b1s1", device.endpoints["camera"], lease, recheck=0.3).start()
+    try:
+        assert relay.url.endswith("/stream.mjpg")
+        with Camera(device.endpoints["camera"], open_timeout=10) as cam:
+            direct = cam.grab(10)
+        with Camera(f"{relay.url}?lease=GOODTOKEN1", open_timeout=10) as cam:
+            assert cam.grab(10).shape == direct.shape
+        for query, reason in (("?lease=WRONG", "under another lease token"), ("", "no lease token")):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(relay.url + query, timeout=5)
+            assert e.value.code == 403 and reason in e.value.reason
+        with urllib.request.urlopen(f"{relay.url}?lease=GOODTOKEN1", timeout=5) as stream:
+            assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            stream.read(1000)
+            lease.token = None  # kicked: the stream being watched ends
+            deadline = time.monotonic() + 10
+            while stream.read1(65536):
+                assert time.monotonic() < deadline, "the relay kept streaming after the lease ended"
+    finally:
+        relay.stop()
+
+
 def test_a_hung_bridge_is_a_broken_link_not_a_wait_forever():
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
         t0 = time.monotonic()
@@ -113,7 +168,7 @@ def test_a_hung_bridge_is_a_broken_link_not_a_wait_forever():
 def lab(tmp_path, **stations) -> LabConfig:
     return LabConfig.model_validate({
         "signing_key": {"path": str(tmp_path / "k.pem")}, "source": tmp_path / "lab.yaml",
-        "profiles_dir": str(labgrid.PROFILES_DIR),
+        "profiles_dir": str(PROFILES_DIR),
         "benches": {"bench1": {"host": "10.77.0.11"}, "bench2": {"host": "10.77.0.12"}},
         "stations": stations or {
             "b1s0": {"profile": "prime-rev-b", "bench": "bench1", "debug": "usb:1-2.3", "usb_port": "1-2.3",
@@ -149,9 +204,12 @@ def test_exporter_config_of_a_bench(tmp_path):
         "station": {"cls": "PrimeStation", "profile": "prime-rev-b", "usb_port": "1-2.3", "serial": ""},
         "samba": {"cls": "USBSerialPort", "speed": 115200,
                   "match": {"@sys_name": "1-2.3", "ID_VENDOR_ID": "03eb", "ID_MODEL_ID": "6124"}},
-        "camera": {"cls": "HTTPVideoStream", "url": "http://10.77.0.11:8080/stream.mjpg"}}}
-    live = yaml.safe_load(labgrid.exporter_config(cfg, "bench2", {"b2s0": 40001}, {"b2s0": "EMU-0001"}))
+        "camera": {"cls": "HTTPVideoStream", "url": "http://10.77.0.11:7702/stream.mjpg"}}}  # the bridge's relay
+    live = yaml.safe_load(labgrid.exporter_config(cfg, "bench2", {"b2s0": {"port": 40001, "serial": "EMU-0001",
+                                                                           "camera": "http://10.77.0.12:40002/stream.mjpg"}}))
     assert live["b2s0"]["debug"]["port"] == 40001 and live["b2s0"]["station"]["serial"] == "EMU-0001"
+    assert live["b2s0"]["camera"] == {"cls": "HTTPVideoStream", "url": "http://10.77.0.12:40002/stream.mjpg"}
+    assert "camera" not in yaml.safe_load(labgrid.exporter_config(cfg, "bench2"))["b2s0"]
     with pytest.raises(ConfigError, match="no bench 'bench7'"):
         labgrid.exporter_config(cfg, "bench7")
 
@@ -163,4 +221,6 @@ def test_lab_url():
     assert labgrid.LabUrl.parse("labgrid://ci-host").address == "ci-host:20408"
     with pytest.raises(ConfigError, match="must be lowercase"):
         labgrid.LabUrl.parse("labgrid://h:1?rev=B")
+    with pytest.raises(ConfigError, match="expected labgrid://HOST:PORT"):
+        labgrid.LabUrl.parse("labgrid://h:port")
     assert labgrid.is_url("labgrid://h:1") and not labgrid.is_url("lab_config.yaml")

@@ -25,6 +25,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hil.farm import labgrid
+from hil.farm.cli import app as farm_app
 from hil.farm.lab_cli import lab_app
 from hil.farm.lease import NoStationFree
 from hil.report.allure import read_results
@@ -255,7 +256,7 @@ def test_suites_run_across_both_benches_with_n_auto(pytester, idle, monkeypatch)
     """)
     r = run(pytester, idle, "-n", "auto")
     r.assert_outcomes(passed=4)
-    assert "2 workers" in r.stdout.str() or "gw1" in r.stdout.str()
+    assert "created: 2/2 workers" in r.stdout.str()
     res = read_results(pytester.path / "out")
     assert res.problems == [] and len(res.records) == 4
     assert {(x.labels["bench"], x.labels["place"]) for x in res.records} == {("bench1", "b1s1"), ("bench2", "b2s1")}
@@ -317,15 +318,16 @@ def test_a_bridge_that_stops_answering_quarantines_its_place(pytester, idle, mon
     assert f"health check failed on bench {first.labels['bench']}" in state["comments"][hung]
     # the quarantined place is out of `-n auto`, and readmit brings it back
     assert labgrid.auto_workers(f"{idle.url}?board=prime") == 1
-    out = CliRunner().invoke(lab_app, ["readmit", hung, "--lab", str(idle.lab)])
+    out = CliRunner().invoke(farm_app, ["readmit", hung, "--lab", idle.url])  # = hil lab readmit
     assert out.exit_code == 0 and f"{hung}: readmitted (was: quarantined: " in out.output
     assert idle.held()["tags"][hung]["health"] == "ok"
 
 
-def test_a_worker_that_dies_holding_a_lease_is_reaped(idle):
+def test_a_worker_that_dies_holding_a_lease_is_reaped(pytester, idle):
     code = textwrap.dedent(f"""
         import os
         from hil.farm import labgrid
+from hil.farm.cli import app as farm_app
         os.environ["LG_USERNAME"] = labgrid.identity("gw0")
         lease = labgrid.PlaceLease(labgrid.Coordinator({idle.address!r}), {{"bench": "bench1", "health": "ok"}}, 30)
         print(lease.place, flush=True)
@@ -341,6 +343,10 @@ def test_a_worker_that_dies_holding_a_lease_is_reaped(idle):
             labgrid.PlaceLease(c, {"bench": "bench1", "health": "ok"}, 1)
     finally:
         c.close()
+    pytester.makepyfile(test_n="def test_n(farm_station):\n    pass\n")
+    r = run(pytester, idle, "-n", "auto")
+    r.assert_outcomes(passed=1)
+    assert "created: 1/1 worker" in r.stdout.str()  # -n auto = free places (one left), not the CPU count
     out = CliRunner().invoke(lab_app, ["reap", "--lab", str(idle.lab)])
     assert out.exit_code == 0, out.output
     assert "b1s1: released (held by" in out.output and "whose process is gone" in out.output

@@ -104,3 +104,9 @@ def test_unreachable_stream_is_broken():
     with pytest.raises(NoFrame) as e:
         Camera(f"http://127.0.0.1:{port}/stream.mjpg", open_timeout=2)
     assert isinstance(e.value, InfrastructureError)
+
+
+def test_exposure_only_for_camera_devices(stream):
+    _, url = stream
+    with pytest.raises(ConfigError, match="exposure"):
+        Camera(url, exposure=120)

@@ -18,7 +18,8 @@ ADDR = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"
 def test_permission_prompt(optics):
     cam = FilmedScreen(permission_prompt(), optics)
     d = Display(cam)
-    texts = ("Allow Access?", "Bitcoin Wallet wants to access App-scoped seed", "Always Allow", "Not Now", "Never Allow")
+    texts = ("Allow Access?", "Bitcoin Wallet wants to access App-scoped seed", "Always Allow", "Not Now",
+             "Never Allow")
     for text in texts:
         assert d.expect_text(text, timeout=2).verdict is Verdict.PASS
     first = d.reader.calls
@@ -140,3 +141,22 @@ def test_address_confusions_are_inconclusive_not_pass_nor_fail(observed, verdict
     lines = [Line(t, (10, 200 + 40 * i, 470, 230 + 40 * i), 0.99) for i, t in enumerate(observed)]
     screen = Screen(np.zeros((800, 480, 3), np.uint8), lines, REGIONS, {"body": 0.0})
     assert judge(screen, ADDR, TextKind.ADDRESS, "body", 0.85).verdict is verdict
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(8))
+def test_sweep_random_optics_never_a_wrong_verdict(seed):
+    """Across random camera mounts and optics: the shown text is never FAIL, other text is never PASS."""
+    import random
+
+    rng = random.Random(seed)
+    optics = Optics(scale=rng.uniform(0.72, 1.05), warp=rng.uniform(0, 0.08), rotation=rng.uniform(-6, 6),
+                    blur=rng.uniform(0.5, 2.0), noise=rng.uniform(2, 12), gain=rng.uniform(0.6, 1.0),
+                    glare=(rng.random(), rng.random(), rng.uniform(0.05, 0.15), rng.uniform(20, 120)),
+                    moire=rng.choice([0.0, 0.05]), jpeg=rng.randrange(55, 95))
+    d = Display(FilmedScreen(send_screen(), optics, seed))
+    for text, kind in (("Send", TextKind.PROSE), ("0.01250000 BTC", TextKind.AMOUNT), (ADDR, TextKind.ADDRESS)):
+        assert d.verify_text(text, kind).verdict is not Verdict.FAIL
+    for text, kind in (("Receive", TextKind.PROSE), ("0.01250001 BTC", TextKind.AMOUNT),
+                       (ADDR.replace("x", "z"), TextKind.ADDRESS)):
+        assert d.verify_text(text, kind).verdict is not Verdict.PASS

@@ -8,13 +8,12 @@ import pytest
 
 from hil.emulator import broker
 from hil.emulator.build import Build
-from hil.emulator.launcher import EmulatorProcess, start_device
+from hil.emulator.launcher import start_device
 from hil.emulator.prime import DEFAULT_PIN
 from hil.emulator.ui import PIN_KEYS
 from hil.errors import InfrastructureError
 from hil.vision.camera import Camera
 from hil.vision.display import Display, ScreenUnreadable, Verdict
-from hil.vision.locate import locate
 from hil.vision.match import TextKind
 
 
@@ -80,11 +79,3 @@ def test_covered_or_blinded_camera_is_broken_not_passed():
                     control(device, cmd="camera", **bad)
     finally:
         device.stop()
-
-
-def test_emulator_process_lists_its_camera():
-    with EmulatorProcess(count=1, seed=3) as emu:
-        url = emu.devices[0]["camera"]
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/stream.mjpg")
-        with Camera(url) as camera:
-            assert locate(camera.grab(10)).method == "aruco"

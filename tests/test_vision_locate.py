@@ -71,3 +71,13 @@ def test_bad_calibration_block(block):
 
 def test_permission_prompt_screen_is_located_too():
     assert locate(Scene(Optics(), 5).frame(np.asarray(permission_prompt().convert("RGB")), 0, 1)).method == "aruco"
+
+
+def test_display_refuses_a_station_whose_camera_moved():
+    from hil.vision.display import Display
+    from tests.vision_helpers import FilmedScreen
+
+    cal = Calibration.measure(frame("default", 1))
+    Display(FilmedScreen(pin_pad(), "default", 1), calibration=cal).rectified()
+    with pytest.raises(CalibrationDrift):
+        Display(FilmedScreen(pin_pad(), "default", 2), calibration=cal).rectified()

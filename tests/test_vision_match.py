@@ -48,7 +48,8 @@ def test_rules(expected, observed, kind, found):
 
 
 def test_match_names_the_lines_it_spans():
-    m = find("wants to access App-scoped seed", ["Allow Access?", "Bitcoin Wallet wants to access", "App-scoped seed", "Not Now"], P)
+    lines = ["Allow Access?", "Bitcoin Wallet wants to access", "App-scoped seed", "Not Now"]
+    m = find("wants to access App-scoped seed", lines, P)
     assert m.lines == (1, 2)
 
 

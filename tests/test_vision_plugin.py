@@ -1,4 +1,5 @@
-"""The `display` fixture of the pytest plugin, against an emulated Prime, with Allure evidence."""
+"""The `display` fixture of the pytest plugin, against an emulated Prime started as a process (so its
+`hil emulator start` endpoints include the camera), with Allure evidence."""
 
 import json
 

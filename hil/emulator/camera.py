@@ -117,7 +117,8 @@ class Scene:
         self._moire = (1 + optics.moire * np.sin(2 * np.pi * (xx * 0.173 + yy * 0.061)))[..., None] \
             if optics.moire else None
         rng = np.random.default_rng([seed, 11])  # one sensor-noise field, drawn once; frames take shifted crops
-        self._noise = rng.standard_normal((fh + NOISE_SLACK, fw + NOISE_SLACK, 3), dtype=np.float32) * np.float32(optics.noise)
+        self._noise = rng.standard_normal((fh + NOISE_SLACK, fw + NOISE_SLACK, 3), dtype=np.float32)
+        self._noise *= np.float32(optics.noise)
         self._cached: tuple[int, np.ndarray] | None = None
 
     def clean(self, rgb: np.ndarray, key: int) -> np.ndarray:
@@ -150,7 +151,8 @@ class Scene:
                 c = panel_corners(self.optics, self.seed).mean(axis=0)
                 yy, xx = np.ogrid[0:fh, 0:fw]
                 r = 0.3 * max(fw, fh)
-                img = img + (2000 * np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / r ** 2))[..., None].astype(np.float32)
+                spot = 2000 * np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / r ** 2)
+                img = img + spot[..., None].astype(np.float32)
         img = cv2.add(img, self._noise[oy:oy + fh, ox:ox + fw])
         return img.clip(0, 255, out=img).astype(np.uint8)
 

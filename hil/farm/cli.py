@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -114,6 +115,10 @@ def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason",
     """Take a station out of service; runs skip it until it is readmitted."""
     from hil.farm.quarantine import Quarantine
 
+    if lab and lab.startswith("labgrid://"):  # issue 8: the place's health tag and comment
+        from hil.farm import lab_cli
+
+        return lab_cli.quarantine_cmd(station, reason, coordinator=lab)
     cfg = _lab(lab)
     _known(cfg, station)
     Quarantine(cfg.state_dir).add(station, reason, by="operator")
@@ -125,6 +130,10 @@ def readmit(station: str, lab: LabOpt = None) -> None:
     """Put a quarantined station back into service."""
     from hil.farm.quarantine import Quarantine
 
+    if lab and lab.startswith("labgrid://"):  # issue 8
+        from hil.farm import lab_cli
+
+        return lab_cli.readmit(station, coordinator=lab)
     cfg = _lab(lab)
     _known(cfg, station)
     gone = Quarantine(cfg.state_dir).remove(station)
@@ -150,12 +159,23 @@ def nightly(
     from hil.farm import nightly as job
 
     cfg = _lab(lab)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # so `finally` stops pytest and the emulators
     try:
         code = _nightly(job, cfg, firmware, fresh, timeout)
     except HilError as e:
         typer.echo(f"nightly: {e}", err=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo(f"nightly: interrupted; finished results are kept under {cfg.reports_dir / 'nightly'}, "
+                   "and `hil nightly` on the same build resumes the run", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     raise typer.Exit(code)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _progress() -> Progress:
@@ -218,12 +238,13 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
     from hil.report.summary import render
 
     for name, entry in quarantine.entries().items():
-        if entry.since >= run.meta["started"]:
+        if entry.since >= run.meta["started"] and name not in run.meta.get("unavailable", {}):
             run.meta["broken_stations"].setdefault(name, entry.reason)
     results = read_results(run.results)
     run.meta["finished"] = time.time()
     night = Night.from_results(results, run_id=run.run_id, started=run.meta["started"], finished=run.meta["finished"],
-                               lab=cfg.name, firmware=run.meta["firmware"], broken_stations=run.meta["broken_stations"])
+                               lab=cfg.name, firmware=run.meta["firmware"],
+                               broken_stations={**run.meta.get("unavailable", {}), **run.meta["broken_stations"]})
     history = History(cfg.reports_dir / "history.jsonl")
     d = diff(history.last(before=run.run_id), night)
     (run.dir / "diff.json").write_text(json.dumps(d.__dict__, indent=2))

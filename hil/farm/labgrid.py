@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -37,7 +38,6 @@ SCHEME = "labgrid://"
 DEFAULT_PORT = 20408
 HEALTH = "health"
 QUARANTINED = "quarantined: "
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
 
 
 class CoordinatorUnavailable(InfrastructureError):
@@ -66,18 +66,20 @@ class LabUrl:
     @classmethod
     def parse(cls, url: str) -> LabUrl:
         parts = urlsplit(url)
-        if parts.scheme != "labgrid" or not parts.hostname:
+        try:
+            port = parts.port or DEFAULT_PORT
+        except ValueError:
+            port = None
+        if parts.scheme != "labgrid" or not parts.hostname or port is None:
             raise ConfigError(f"{url!r}: expected labgrid://HOST:PORT[?tag=value&...]")
         tags = dict(parse_qsl(parts.query, strict_parsing=False))
         bad = [f"{k}={v}" for k, v in tags.items() if not _tag_ok(k, v)]
         if bad:
             raise ConfigError(f"{url}: tags {', '.join(bad)} must be lowercase letters, digits or '_'")
-        return cls(f"{parts.hostname}:{parts.port or DEFAULT_PORT}", {**tags, HEALTH: "ok"})
+        return cls(f"{parts.hostname}:{port}", {**tags, HEALTH: "ok"})
 
 
 def _tag_ok(key: str, value: str) -> bool:
-    import re
-
     return bool(re.fullmatch(r"[a-z][a-z0-9_]+", key) and re.fullmatch(r"[a-z0-9_]*", value))
 
 
@@ -293,10 +295,10 @@ def auto_workers(url: str) -> int:
 # ------------------------------------------------------------------------------ exporter config
 
 
-def exporter_config(lab: LabConfig, bench: str, ports: dict[str, int] | None = None,
-                    serials: dict[str, str] | None = None) -> str:
-    """The labgrid exporter YAML of one bench: one resource group per station. A running bridge passes
-    the `ports` it bound and the `serials` its units reported, over the lab file's values."""
+def exporter_config(lab: LabConfig, bench: str, live: dict[str, dict] | None = None) -> str:
+    """The labgrid exporter YAML of one bench: one resource group per station. A running bridge passes,
+    per station, what it runs on (`port`, `serial`, `camera` URL) over the lab file's values. The camera
+    relay listens on `bridge_port + 1`."""
     if bench not in lab.benches:
         raise ConfigError(f"{lab.source}: no bench {bench!r} (known: {', '.join(lab.benches) or 'none'})")
     host = lab.benches[bench].host
@@ -304,29 +306,36 @@ def exporter_config(lab: LabConfig, bench: str, ports: dict[str, int] | None = N
     for name, st in lab.stations.items():
         if st.bench != bench:
             continue
-        port = (ports or {}).get(name, st.bridge_port)
+        now = (live or {}).get(name, {})
+        port = now.get("port", st.bridge_port)
         if port is None:
             raise ConfigError(f"{lab.source}: station {name} on bench {bench} has no `bridge_port`")
         group: dict = {
             "location": bench,
             "debug": {"cls": "PrimeDebugLink", "host": host, "port": port},
             "station": {"cls": "PrimeStation", "profile": st.profile, "usb_port": st.usb_port or "",
-                        "serial": (serials or {}).get(name) or st.serial or ""},
+                        "serial": now.get("serial") or st.serial or ""},
         }
         if st.samba and st.usb_port:  # SAM-BA's CDC port, by USB port path; ser2net serves it on acquire
             vid, pid = lab.profile(st.profile).usb.samba.split(":")
             group["samba"] = {"cls": "USBSerialPort", "speed": 115200,
                               "match": {"@sys_name": st.usb_port, "ID_VENDOR_ID": vid, "ID_MODEL_ID": pid}}
-        if st.camera and st.camera.startswith("http"):
-            group["camera"] = {"cls": "HTTPVideoStream", "url": st.camera}
+        camera = now.get("camera")  # the bridge's camera relay, gated like the debug link
+        if camera is None and st.camera and st.camera.startswith("http"):
+            camera = f"http://{host}:{port + 1}{urlsplit(st.camera).path}"
+        if camera is not None:
+            group["camera"] = {"cls": "HTTPVideoStream", "url": camera}
         groups[name] = group
     if not groups:
         raise ConfigError(f"{lab.source}: bench {bench} has no stations")
     return yaml.safe_dump(groups, sort_keys=False)  # no comment line: the exporter reads it as a Jinja2 template
 
 
-def station_from_place(coord: Coordinator, name: str, profiles_dir: Path = PROFILES_DIR) -> Station:
-    """The place's acquired resources as a `Station` (looked up once; the caller keeps it)."""
+def station_from_place(coord: Coordinator, name: str, token: str, profiles_dir: Path | None = None) -> Station:
+    """The place's acquired resources as a `Station` (looked up once; the caller keeps it); `token` is the
+    lease token the bench's camera relay asks for. Profiles come from the repository's `device_profiles/`
+    unless `profiles_dir` says otherwise."""
+    from hil.link.resolve import PROFILES_DIR
     place = coord.places[name]
     found: dict = {}
     bench = place.tags.get("bench", "?")
@@ -340,12 +349,12 @@ def station_from_place(coord: Coordinator, name: str, profiles_dir: Path = PROFI
         raise PlaceLost(f"bench {bench}, place {name}: no PrimeDebugLink/PrimeStation resource; is the exporter "
                         f"of bench {bench} running with `hil lab exporter-config {bench}`?")
     link, info = found["PrimeDebugLink"], found["PrimeStation"]
-    profile: Profile = load_profile(info["profile"], profiles_dir)
+    profile: Profile = load_profile(info["profile"], profiles_dir or PROFILES_DIR)
     samba = found.get("NetworkSerialPort")
     return Station(name=name, profile=profile, debug=f"bridge:{link['host']}:{link['port']}",
                    usb_port=info.get("usb_port") or None, serial=info.get("serial") or None,
                    samba=f"rfc2217://{samba['host']}:{samba['port']}?ign_set_control" if samba else None,
-                   camera=found.get("HTTPVideoStream", {}).get("url"),
+                   camera=f"{found['HTTPVideoStream']['url']}?lease={token}" if "HTTPVideoStream" in found else None,
                    tags=tuple(f"{k}={v}" for k, v in sorted(place.tags.items())),
                    flavour=place.tags.get("flavour"))
 
@@ -467,18 +476,16 @@ class LabgridFarm:
     """What `hil.farm.pytest_farm.Farm` is for a lab file, on labgrid: this worker's one place."""
 
     def __init__(self, config, url: str) -> None:
-        from hil.farm.pytest_farm import run_id
-
         self.config, self.url = config, LabUrl.parse(url)
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         os.environ["LG_USERNAME"] = identity(self.worker)
-        self.run_id = run_id(config)
         self.firmware: str | None = config.getoption("farm_firmware")
         self.coord: Coordinator | None = None
         self.lease: PlaceLease | None = None
         self.station: Station | None = None
         self.version: str | None = None
         self.lost: str | None = None
+        self._last: dict[str, str] = {}
 
     def _coordinator(self) -> Coordinator:
         if self.coord is None or self.coord.session is None or self.coord.session.stopping.is_set():
@@ -506,7 +513,7 @@ class LabgridFarm:
             lease = PlaceLease(coord, self.url.tags, max(0.0, deadline - time.monotonic()), exclude)
             try:
                 os.environ["LG_TOKEN"] = lease.token  # what the bench's bridge asks for
-                station = station_from_place(coord, lease.place)
+                station = station_from_place(coord, lease.place, lease.token)
                 report = health.check(station)
             except BaseException:
                 lease.release()
@@ -514,8 +521,10 @@ class LabgridFarm:
             if report.ok:
                 self.lease, self.station, self.version = lease, station, report.version
                 return station
-            quarantine(coord, lease.place, f"health check failed on bench {lease.bench}: {report.reason}")
-            lease.release()
+            try:
+                quarantine(coord, lease.place, f"health check failed on bench {lease.bench}: {report.reason}")
+            finally:
+                lease.release()
 
     def replace_after_fault(self, fault: str) -> None:
         """After an infrastructure fault: quarantine the place if it is now unhealthy, then lease another
@@ -542,10 +551,13 @@ class LabgridFarm:
         self.lease = self.station = None
 
     def labels(self) -> dict[str, str]:
+        """Where the test runs; after the place was lost, where it last ran (empty before any lease)."""
         st, lease = self.station, self.lease
-        assert st is not None and lease is not None
-        return {"station": st.name, "place": lease.place, "bench": lease.bench, "serial": st.serial or "unknown",
-                "profile": st.profile.name, "firmware": self.firmware or f"version:{self.version}"}
+        if st is not None and lease is not None:
+            self._last = {"station": st.name, "place": lease.place, "bench": lease.bench,
+                          "serial": st.serial or "unknown", "profile": st.profile.name,
+                          "firmware": self.firmware or f"version:{self.version}"}
+        return dict(self._last)
 
     def close(self) -> None:
         try:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -90,19 +91,41 @@ def finished_tests(results: Path) -> set[str]:
 
 def bring_up_all(lab: LabConfig, stack: contextlib.ExitStack, run: Run, quarantine: Quarantine,
                  on_station: Callable[[str], None]) -> dict[str, Station]:
-    """Every station not in quarantine, live; one that does not come up is quarantined with the reason."""
-    out = {}
+    """Every station not in quarantine, live; one that does not come up is quarantined with the reason.
+    Stations quarantined before the run are `unavailable` (they take no part), not broken in this run;
+    one quarantined during an earlier part of a resumed run is broken in it."""
     held = quarantine.entries()
+    run.meta["unavailable"] = {}
+    wanted = []
     for name in lab.stations:
-        if name in held:
-            run.meta["broken_stations"][name] = f"in quarantine: {held[name].reason}"
+        if name in held and held[name].since >= run.meta["started"]:
+            run.meta["broken_stations"][name] = held[name].reason
+        elif name in held:
+            run.meta["unavailable"][name] = f"in quarantine since before the run: {held[name].reason}"
         else:
+            wanted.append(name)
+    registering = threading.Lock()
+
+    def start(name: str) -> Station:
+        cm = bring_up(lab, name)
+        station = cm.__enter__()
+        with registering:  # registered at once, so an interrupted nightly still stops every emulator
+            stack.push(cm.__exit__)
+        return station
+
+    out = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
+        futures = {name: pool.submit(start, name) for name in wanted}
+        for name, future in futures.items():
             try:
-                out[name] = stack.enter_context(bring_up(lab, name))
+                out[name] = future.result()
             except (HilError, OSError) as e:
                 quarantine.add(name, f"bring-up failed: {e}")
                 run.meta["broken_stations"][name] = f"bring-up failed: {e}"
-        on_station(name)
+            on_station(name)
+    for name in lab.stations:
+        if name not in wanted:
+            on_station(name)
     return out
 
 

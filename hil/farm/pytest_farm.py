@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.errors import ConfigError, InfrastructureError
+from hil.errors import ConfigError, HilError, InfrastructureError
 from hil.farm import health
 from hil.farm.config import LabConfig, load_lab
 from hil.farm.lease import FileLease, FileLeases, Holder, LeaseLost, NoStationFree
@@ -58,13 +58,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(EventLog(config.getoption("farm_events")), "hil-farm-events")
 
 
-@pytest.hookimpl(optionalhook=True)
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (the CPU count)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto` on a labgrid lab: one worker per free matching place (issue 8)."""
     from hil.farm import labgrid
 
     lab = config.getoption("lab")
-    return labgrid.auto_workers(lab) if labgrid.is_url(lab) else None
+    if not labgrid.is_url(lab):
+        return None
+    try:
+        return labgrid.auto_workers(lab)
+    except HilError as e:
+        raise pytest.UsageError(f"-n auto: {e}") from None
 
 
 def run_id(config: pytest.Config) -> str:
@@ -113,8 +118,8 @@ class Farm:
             return self.station
         return self._take(exclude=set())
 
-    def _take(self, exclude: set[str]) -> Station:
-        timeout = self.config.getoption("farm_lease_timeout")
+    def _take(self, exclude: set[str], timeout: float | None = None) -> Station:
+        timeout = self.config.getoption("farm_lease_timeout") if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while True:
             candidates = self._order(exclude)
@@ -149,8 +154,8 @@ class Farm:
         if not report.ok:
             self.quarantine.add(station.name, f"{fault}; then health check failed: {report.reason}", by=str(self.holder))
         self.drop()
-        try:
-            self._take(exclude={station.name})
+        try:  # a healthy station is not worth waiting for another: take a free one now or stay
+            self._take(exclude={station.name}, timeout=None if not report.ok else 0.0)
         except NoStationFree:
             if not report.ok:
                 raise
@@ -220,12 +225,15 @@ def _label(item: pytest.Item, farm: Farm, reports: list[pytest.TestReport]) -> N
 
 
 def _forget_station(item: pytest.Item) -> None:
-    """Finalize the session's `farm_station` and every fixture built on it, so the next test gets the new one."""
-    defs = item.session._fixturemanager.getfixturedefs("farm_station", item)  # noqa: SLF001 (no public API)
-    if defs:
-        if not item._request:  # noqa: SLF001 (runtestprotocol drops it after each run)
-            item._initrequest()  # noqa: SLF001
-        defs[-1].finish(item._request)  # noqa: SLF001
+    """Finalize the session's station fixtures and every fixture built on them (the plugin's one debug
+    client among them: KeyOS serves one client at a time), so the next test builds them on the new station.
+    The plugin's `station` takes `farm_station` dynamically, which pytest does not chain, so both go."""
+    if not item._request:  # noqa: SLF001 (runtestprotocol drops it after each run)
+        item._initrequest()  # noqa: SLF001
+    for name in ("station", "farm_station"):
+        defs = item.session._fixturemanager.getfixturedefs(name, item)  # noqa: SLF001 (no public API)
+        if defs:
+            defs[-1].finish(item._request)  # noqa: SLF001
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -44,9 +44,12 @@ class Camera:
     """One camera. `grab(timeout)` returns a BGR frame captured after the call began (live sources)
     or the next frame (files)."""
 
-    def __init__(self, source: str | int, open_timeout: float = 10.0):
+    def __init__(self, source: str | int, open_timeout: float = 10.0, exposure: float | None = None):
         self.source = str(source)
         target, api, self.live = _open_args(self.source)
+        if exposure is not None and not (isinstance(target, int) or self.source.startswith("/dev/video")):
+            raise ConfigError(f"camera {self.source!r}: an exposure can be set only on a camera device "
+                              "(index or /dev/videoN); set it on the stream's own camera instead")
         self._open_timeout = open_timeout
         ms = int(open_timeout * 1000)
         self._cap = cv2.VideoCapture(target, api, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
@@ -55,6 +58,9 @@ class Camera:
             self._cap.release()
             raise NoFrame(f"camera {self.source!r} did not open within {open_timeout:.0f} s; "
                           "check the cable or URL and that nothing else holds the device")
+        if exposure is not None:  # manual exposure: a lab station fixes it so the panel never clips
+            self._cap.set(cv2.CAP_PROP_AUTO_EXPOSURE, 1)
+            self._cap.set(cv2.CAP_PROP_EXPOSURE, exposure)
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._stamp = 0.0

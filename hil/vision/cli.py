@@ -13,7 +13,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 def _load(path: Path):
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
     if image is None:
         typer.echo(f"error: {path}: not a readable image (PNG, JPEG, BMP…); check the path", err=True)
         raise typer.Exit(2)

@@ -228,7 +228,7 @@ class Display:
         if self._location is None or fresh:
             loc = locate(frame, self.jig)
             if self.calibration is not None:
-                self.calibration.check(frame, self.jig)
+                self.calibration.verify(loc)
             if self._location is None or loc.drift(self._location) > MOVED:
                 self.reader.forget()
                 self._location = loc  # within MOVED, the old one stays: readings remain comparable
@@ -278,7 +278,8 @@ class Display:
                 break
             time.sleep(0.1)
         shown = f"; it shows: {result.screen.text(region)!r}" if result.screen is not None else ""
-        msg = f"display {result.verdict.value} for {text!r} ({kind.value}) after {timeout:.1f} s: {result.reason}{shown}"
+        msg = (f"display {result.verdict.value} for {text!r} ({kind.value}) after {timeout:.1f} s: "
+               f"{result.reason}{shown}")
         if result.verdict is Verdict.FAIL:
             raise TextNotShown(msg, result)
         raise ScreenUnreadable(msg, result)

@@ -67,7 +67,8 @@ class Goldens:
             tmp.write_text(json.dumps(self.hashes, indent=1, sort_keys=True) + "\n")
             tmp.replace(self.path)
             return
-        what = "has no golden (record with record=True)" if expected is None else f"hash {digest[:16]}… != golden {expected[:16]}…"
+        what = ("has no golden (record with record=True)" if expected is None
+                else f"hash {digest[:16]}… != golden {expected[:16]}…")
         raise GoldenMismatch(f"screen {name!r} {what}", [ev.png(f"{name}: actual", _bgr(image))])
 
 

@@ -184,7 +184,11 @@ class Calibration:
 
     def check(self, frame: np.ndarray, jig: Jig | None = STANDARD_JIG) -> float:
         """Re-locate the panel; the drift in frame pixels. Raises CalibrationDrift beyond tolerance."""
-        drift = locate(frame, jig).drift(self.location)
+        return self.verify(locate(frame, jig))
+
+    def verify(self, found: Location) -> float:
+        """The drift of a location found now; raises CalibrationDrift beyond tolerance."""
+        drift = found.drift(self.location)
         if drift > self.tolerance:
             raise CalibrationDrift(f"the panel moved {drift:.1f} px from the station's calibration "
                                    f"(tolerance {self.tolerance:.1f}); re-seat the device or recalibrate")

@@ -40,7 +40,8 @@ class TextKind(enum.Enum):
         return self in (TextKind.ADDRESS, TextKind.AMOUNT, TextKind.WORDS)
 
 
-_PUNCT = str.maketrans({"…": "...", "‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "−": "-"})
+_PUNCT = str.maketrans({"…": "...", "‘": "'", "’": "'", "“": '"', "”": '"',
+                        "–": "-", "—": "-", "−": "-"})
 _CONFUSIONS = str.maketrans({"1": "l", "I": "l", "|": "l", "0": "o", "O": "o"})
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -27,6 +28,9 @@ class Line:
 
     def to_json(self) -> dict:
         return {"text": self.text, "box": list(self.box), "confidence": round(self.confidence, 4)}
+
+
+_engine_lock = threading.Lock()  # RapidOCR keeps per-call flags on the engine: one call at a time
 
 
 @functools.cache
@@ -48,7 +52,8 @@ def engine():
 
 def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Boxes (x0, y0, x1, y1) of the text lines in `image`."""
-    out = engine()(image, use_det=True, use_cls=False, use_rec=False)
+    with _engine_lock:
+        out = engine()(image, use_det=True, use_cls=False, use_rec=False)
     if out.boxes is None:
         return []
     h, w = image.shape[:2]
@@ -69,7 +74,8 @@ def recognise(line: np.ndarray) -> tuple[str, float]:
     g = cv2.cvtColor(line, cv2.COLOR_BGR2GRAY) if line.ndim == 3 else line
     lo, hi = np.percentile(g, (1, 99))
     g = np.clip((g.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
-    out = engine()(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), use_det=False, use_cls=False, use_rec=True)
+    with _engine_lock:
+        out = engine()(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), use_det=False, use_cls=False, use_rec=True)
     if not out.txts:
         return "", 0.0
     return str(out.txts[0]), float(out.scores[0])

@@ -34,9 +34,12 @@ def test_appdata_is_per_app(probe, probe_id, templates):
     wrote, read_back = writer.finish()
     assert wrote["result"] == "Ok" and read_back["result"] == "Ok", f"AppData does not work for its owner: {wrote}, {read_back}"
     reader = probe.run(manifest_for(reader_id, "Reader", {}, templates, template=("gui-app", "fs-generic")),
-                       [P.open_file("AppData", "secret.bin", "read")])
-    (peek,) = reader.finish()
+                       [P.open_file("AppData", "secret.bin", "read"),
+                        P.open_file("AppData", f"../{writer_id}/secret.bin", "read"),
+                        P.open_file("AppData", f"../{writer_id[2:]}/secret.bin", "read")])
+    peek, *escapes = reader.finish()
     assert peek["result"] == "FileNotFound", f"another app's AppData file was visible: {peek}"
+    assert all(e["result"] != "Ok" for e in escapes), f"a relative path left the app's AppData: {escapes}"
 
 
 def test_undeclared_server_is_closed_with_the_kernel_line(probe, probe_id, templates):

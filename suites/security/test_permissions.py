@@ -18,7 +18,7 @@ from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templa
 from hil.link.client import DeviceError
 from hil.link.protocol import LaunchStatus
 
-from security_helpers import SETTINGS_APP, answer_prompt, manifest_for, result_without_prompt, twin
+from security_helpers import SETTINGS_APP, answer_prompt, manifest_for, normal, result_without_prompt, twin
 
 pytestmark = [pytest.mark.security, pytest.mark.permissions]
 
@@ -159,6 +159,19 @@ def test_first_use_prompts_then_always_allow_persists_for_the_subgroup(server, m
         sib = probe.run(m2, [P.send(server, s, wait=False) for s in siblings])
         assert [r["result"] for r in sib.finish()] == ["Ok"] * len(siblings), \
             "the grant did not cover the rest of its subgroup"
+
+
+def test_prompt_caps_the_apps_name(probe, probe_id, templates, screen):
+    """The app name is the app's own text: the prompt shows at most 24 characters of it."""
+    name = "Wallet Companion Extended Edition Pro"
+    run = probe.run(manifest_for(probe_id(), name, {"os/security": ["GetAppSeed"]}, templates),
+                    [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
+    shown = screen.wait_for("Allow Access?")
+    text = " ".join(line.text for line in shown.lines)
+    assert normal(name[:24]) in normal(text) and normal(name) not in normal(text), f"name not capped: {text!r}"
+    assert normal("wants to access App-scoped seed") in normal(text), text
+    answer_prompt(screen, "Not Now", run=run, step=0)
+    assert run.step(0, timeout=60)["result"] == "AccessDenied"
 
 
 def _seed_probe(probe, app_id, templates, steps):

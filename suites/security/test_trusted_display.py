@@ -54,7 +54,10 @@ def test_locked_production_unit_refuses_screenshot_and_input(prime):
     if not is_locked(prime):
         prime.press_power()  # a short press locks
     assert is_locked(prime)
+    app = "0x" + "5e" * 16
     for name, command in [("SCREENSHOT", prime.screenshot), ("SWIPE", lambda: prime.tap(240, 400)),
-                          ("INPUT_TEXT", lambda: prime.type_text("1")), ("POWER_BTN", lambda: prime.press_power())]:
-        with pytest.raises(DeviceLocked):
+                          ("INPUT_TEXT", lambda: prime.type_text("1")), ("POWER_BTN", lambda: prime.press_power()),
+                          ("CLOSE_APP", lambda: prime.close_app(1)), ("LAUNCH_APP", lambda: prime.launch_app(app)),
+                          ("LOAD_APP", lambda: prime.sideload(app, {"manifest.json": b"{}"}))]:
+        with pytest.raises(DeviceLocked, match=name.split("_")[0]):
             command()
