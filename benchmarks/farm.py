@@ -2,8 +2,9 @@
 (the emulator's `delay` fault, standing in for USB round trips and a 500 MHz device).
 
 Prints, per farm size: wall time, speedup over one station, and the harness's share of the wall time:
-the part of the stations' time in which no test ran on them (pytest and xdist start-up, collection,
-leasing, health checks, reporting), i.e. 1 - sum(test durations) / (stations x wall time).
+the part of the stations' time spent outside test bodies (pytest and xdist start-up, collection, leasing,
+health checks, fixtures that unlock and prepare the device, reporting), i.e.
+1 - sum(test call durations) / (stations x wall time).
 
     .venv/bin/python benchmarks/farm.py [--latency-ms 20] [--sizes 1 2 4] [-k EXPR] [SUITES...]
 """

@@ -3,6 +3,8 @@ serves the usb-debug link on a TCP port with the framing of KeyOS's simulator (u
 one client at a time), relaying whole frames between the client and the unit's local transport (USB
 in the lab, matched by USB port path so a re-enumerated unit keeps its endpoint; the emulator's TCP
 endpoint on an emulated bench). labgrid publishes the port as a `PrimeDebugLink{host,port}` resource.
+The station's camera stream (MJPEG over HTTP on the bench) is relayed the same way (`CameraRelay`),
+published as labgrid's `HTTPVideoStream`.
 
 labgrid enforces its lock only for what the exporter runs itself, so the bridge checks the lease: the
 first frame a client sends is `HIL-LEASE <token>`, where the token is the labgrid reservation token the

@@ -180,9 +180,10 @@ def lab(tmp_path, **stations) -> LabConfig:
 
 def test_place_tags_from_the_lab_file(tmp_path):
     cfg = lab(tmp_path)
-    assert labgrid.place_tags(cfg, "b1s0") == {"rev": "b", "board": "prime", "nfc": "yes", "bench": "bench1"}
+    assert labgrid.place_tags(cfg, "b1s0") == {"rev": "b", "board": "prime", "nfc": "yes", "bench": "bench1",
+                                               "station": "b1s0"}
     assert labgrid.place_tags(cfg, "b2s0") == {"board": "prime", "flavour": "development", "nfc": "no",
-                                               "bench": "bench2"}
+                                               "bench": "bench2", "station": "b2s0"}
 
 
 def test_bad_tags_and_unknown_bench_are_config_errors(tmp_path):

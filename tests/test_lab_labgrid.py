@@ -13,6 +13,7 @@ before it starts.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -60,7 +61,10 @@ class Hosts:
 
     def __init__(self) -> None:
         pid = os.getpid() % 100000
-        self.bridge, self.net = f"hbr{pid}", f"10.{150 + pid % 100}.0"
+        used = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True, timeout=10).stdout \
+            if shutil.which("ip") else ""
+        free = next((x for x in range(150, 250) if f"inet 10.{x}.0." not in used), 150)  # beside concurrent runs
+        self.bridge, self.net = f"hbr{pid}", f"10.{free}.0"
         self.ns: dict[str, str] = {}
         self.controller = "127.0.0.1"
         self.bench = {b: "127.0.0.1" for b in BENCHES}
@@ -253,12 +257,18 @@ def test_suites_run_across_both_benches_with_n_auto(pytester, idle, monkeypatch)
             with farm_station.client() as p:
                 assert p.version() == "1.0.0"
                 assert p.screenshot().size == (WIDTH, HEIGHT)
+
+        def test_camera_through_the_bridge(farm_station):
+            from hil.vision.camera import Camera
+
+            with Camera(farm_station.camera) as cam:
+                assert cam.grab(10).ndim == 3
     """)
     r = run(pytester, idle, "-n", "auto")
-    r.assert_outcomes(passed=4)
+    r.assert_outcomes(passed=5)
     assert "created: 2/2 workers" in r.stdout.str()
     res = read_results(pytester.path / "out")
-    assert res.problems == [] and len(res.records) == 4
+    assert res.problems == [] and len(res.records) == 5
     assert {(x.labels["bench"], x.labels["place"]) for x in res.records} == {("bench1", "b1s1"), ("bench2", "b2s1")}
     assert all(x.station == x.labels["place"] and x.labels["serial"] == "EMU-0001" for x in res.records)
 
@@ -327,7 +337,6 @@ def test_a_worker_that_dies_holding_a_lease_is_reaped(pytester, idle):
     code = textwrap.dedent(f"""
         import os
         from hil.farm import labgrid
-from hil.farm.cli import app as farm_app
         os.environ["LG_USERNAME"] = labgrid.identity("gw0")
         lease = labgrid.PlaceLease(labgrid.Coordinator({idle.address!r}), {{"bench": "bench1", "health": "ok"}}, 30)
         print(lease.place, flush=True)
@@ -380,6 +389,85 @@ def test_an_exporter_killed_with_9_orphans_the_place(idle):
             lease.release()
     finally:
         c.close()
+
+
+NIGHTLY_SUITE = '''
+from pathlib import Path
+
+FLASHED = Path(__file__).resolve().parents[2] / "flashed"
+
+def test_kernel_denies_undeclared_send(farm_station):
+    with farm_station.client() as p:
+        assert p.version() == "1.0.0"
+    assert b"skips-permission-check" not in (FLASHED / farm_station.name).read_bytes(), "AccessDenied missing"
+
+def test_storage_scoped(farm_station):
+    assert (FLASHED / farm_station.name).exists()
+'''
+
+
+def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle, monkeypatch):
+    """`hil nightly` with a coordinator in the lab file: each place flashed under its labgrid lease (a
+    stand-in flasher, as in test_nightly.py), the suites across both benches, reports on the controller."""
+    import hil.farm.nightly as job
+    import typer
+    from farm_helpers import signed_build
+
+    from hil.farm.cli import nightly
+    from hil.report import signoff
+
+    lab = tmp_path / "nightly.yaml"
+    lab.write_text(idle.lab.read_text() + textwrap.dedent(f"""\
+        reports_dir: {tmp_path / 'reports'}
+        suites: [{tmp_path / 'suites'}]
+        signoff_criteria: {ROOT / 'signoff_criteria.yaml'}
+        samba_applet: {ROOT / 'firmware' / 'emulated' / 'sdmmc-applet.bin'}
+        """))
+    (tmp_path / "suites" / "security").mkdir(parents=True)
+    (tmp_path / "suites" / "security" / "test_isolation.py").write_text(NIGHTLY_SUITE)
+    (tmp_path / "flashed").mkdir()
+    flashed_over = []
+
+    def standin(lab_cfg, build):
+        def flash(station, progress):
+            with station.client() as p:  # through the bench's bridge, under the nightly's lease
+                assert p.version() == "1.0.0"
+            flashed_over.append(station.debug)
+            (tmp_path / "flashed" / station.name).write_bytes(build.read_bytes())
+            progress(0.5)
+            return True
+        return flash
+
+    monkeypatch.setattr(job, "samba_flasher", standin)
+    monkeypatch.setenv("PATH", idle.env["PATH"])
+    build = signed_build(tmp_path / "good.bin", b'{"keyos": "emulated", "defects": []}')
+    app = typer.Typer()
+    app.command()(nightly)
+    r = CliRunner().invoke(app, ["--firmware", str(build), "--lab", str(lab), "--timeout", "300"])
+    assert r.exit_code == 0, r.output
+    assert "sign-off: GO" in r.output
+    night = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
+    meta = json.loads((night / "run.json").read_text())
+    assert meta["finished"] and meta["flashed"] == {"b1s1": "flashed", "b2s1": "flashed"}
+    assert len(flashed_over) == 2 and {d.split(":")[1] for d in flashed_over} == set(idle.hosts.bench.values())
+    for f in ("summary.html", "diff.txt", "diff.json", "signoff/signoff.pdf"):
+        assert (night / f).is_file(), f
+    key = signoff.load_public(idle.dir / "key.pem")
+    assert signoff.verify(night / "signoff", key)["decision"] == "go"
+    records = read_results(night / "allure-results").records
+    assert len(records) == 2 and all(x.status == "passed" for x in records)
+    assert all(x.labels["place"] == x.station and x.labels["bench"] in BENCHES for x in records)
+    assert all(x.firmware != "?" and not x.firmware.startswith("version:") for x in records)
+
+    # `--lab labgrid://HOST:PORT?tags` with a lab file of no bench stations: the places come from the URL
+    from types import SimpleNamespace
+
+    from hil.farm.config import load_lab
+
+    plain = load_lab(lab).model_copy(update={"stations": {}, "coordinator": f"{idle.url}?bench=bench2"})
+    run = SimpleNamespace(meta={"broken_stations": {}})
+    assert labgrid.flash_places(plain, standin(plain, build), run, lambda n, f: None) == ["b2s1"]
+    assert run.meta["flashed"] == {"b2s1": "flashed"}
 
 
 def test_a_coordinator_restart_loses_the_lease_then_the_lab_recovers(idle):

@@ -45,8 +45,8 @@ def lab(tmp_path, monkeypatch):
     (tmp_path / "suites" / "security" / "test_isolation.py").write_text(SUITE)
     (tmp_path / "flashed").mkdir()
 
-    def standin(lab_cfg):
-        def flash(station, build, progress):
+    def standin(lab_cfg, build):
+        def flash(station, progress):
             marker = tmp_path / "flashed" / station.name
             if marker.exists() and marker.read_bytes() == build.read_bytes():
                 return False
@@ -119,3 +119,12 @@ def test_typo_in_lab_is_a_clear_error(tmp_path, lab):
     lab.write_text(lab.read_text().replace("flavour: development", "flavor: development", 1))
     r = _nightly(lab, tmp_path / "none.bin")
     assert r.exit_code == 2 and "stations.emu-1.emulated.flavor: unknown field (typo?)" in r.output
+
+
+def test_untrusted_build_stops_before_any_station(tmp_path, lab, monkeypatch):
+    monkeypatch.undo()  # the real flasher: it checks the image before touching a station
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"\x7fELF" + bytes(64))
+    r = _nightly(lab, plain)
+    assert r.exit_code == 2 and "neither a cosign2-signed app.bin" in r.output
+    assert not (tmp_path / ".hil" / "quarantine.json").exists()

@@ -9,9 +9,9 @@ from hil.report.history import History, Night, diff
 from hil.report.summary import render
 
 
-def _night(folder, run_id, broken=None):
+def _night(folder, run_id, broken=None, build="f"):
     return Night.from_results(read_results(folder), run_id=run_id, started=1.0, finished=2.0, lab="lab",
-                              firmware={"hash": "f"}, broken_stations=broken or {})
+                              firmware={"hash": build}, broken_stations=broken or {})
 
 
 def test_diff_against_previous_night(tmp_path):
@@ -25,8 +25,8 @@ def test_diff_against_previous_night(tmp_path):
     write_result(tmp_path / "n2", m, "test_flaky", "broken", station="emu-1", attempt=1)
     write_result(tmp_path / "n2", m, "test_flaky", "passed", station="emu-2", attempt=2)
     h = History(tmp_path / "history.jsonl")
-    h.append(_night(tmp_path / "n1", "n1"))
-    n2 = _night(tmp_path / "n2", "n2", broken={"emu-1": "camera dark"})
+    h.append(_night(tmp_path / "n1", "n1", build="old"))
+    n2 = _night(tmp_path / "n2", "n2", broken={"emu-1": "camera dark"}, build="new")
     d = diff(h.last(before="n2"), n2)
     assert d.previous == "n1"
     assert d.new_failures == {f"{m}::test_regress": "failed"}
@@ -35,6 +35,13 @@ def test_diff_against_previous_night(tmp_path):
     assert d.broken_stations == {"emu-1": "camera dark"}
     assert d.totals == {"passed": 2, "failed": 2, "broken": 0, "skipped": 0}
     assert "new failures: 1" in d.text() and "emu-1#1 broken" in d.text()
+
+
+def test_same_build_changing_outcome_across_stations_is_flaky(tmp_path):
+    write_result(tmp_path / "n1", "suites.a", "test_x", "passed", station="emu-1")
+    write_result(tmp_path / "n2", "suites.a", "test_x", "failed", station="emu-3")
+    d = diff(_night(tmp_path / "n1", "n1"), _night(tmp_path / "n2", "n2"))
+    assert d.new_failures == {} and d.flaky == {"suites.a::test_x": [["emu-1", 1, "passed"], ["emu-3", 1, "failed"]]}
 
 
 def test_first_night_has_no_previous(tmp_path):

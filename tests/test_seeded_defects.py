@@ -15,8 +15,9 @@ import pytest
 from hil.emulator.defects import CATALOG
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_TIMEOUT = 900
-pytestmark = pytest.mark.slow
+RUN_TIMEOUT = 900  # one suite run
+# every defect runs in the first test's setup (two at a time): the project's 300 s default is too short
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def run_suites(*args: str) -> tuple[int, str]:

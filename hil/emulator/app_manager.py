@@ -68,7 +68,7 @@ def parse_publisher_cert(pem: bytes) -> PublisherCert:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound as e:
-        raise CertificateError(f"missing extension {e.oid._name}") from None
+        raise CertificateError(f"missing extension ({e})") from None
     if basic.ca or not usage.digital_signature or ExtendedKeyUsageOID.CODE_SIGNING not in eku:
         raise CertificateError("must be CA:FALSE with digitalSignature and codeSigning")
     pub = key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)

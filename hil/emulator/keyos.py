@@ -179,6 +179,9 @@ class KeyOS:
     # ------------------------------------------------------------ boot
     def boot(self) -> None:
         self.halt()
+        if self.prime is not None:  # the build the bootloader just verified decides (and its defects)
+            self.defects = self.fs.defects = self.app_manager.defects = Defects.of(self.prime.build.defects)
+            self.app_manager.keyos_version = self.prime.build.version
         self.kernel = Kernel(self._log, self.defects, self.seed)
         if self.broker is not None:
             self.broker.kernel = self.kernel

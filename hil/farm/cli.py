@@ -158,7 +158,9 @@ def nightly(
     """Flash every station, run the suites across the farm, then history, diff, summary and sign-off."""
     from hil.farm import nightly as job
 
-    cfg = _lab(lab)
+    cfg = _lab(None if lab and lab.startswith("labgrid://") else lab)
+    if lab and lab.startswith("labgrid://"):  # issue 8: the repo's lab file, its stations leased on labgrid
+        cfg = cfg.model_copy(update={"coordinator": lab})
     previous = signal.signal(signal.SIGTERM, _interrupt)  # so `finally` stops pytest and the emulators
     try:
         code = _nightly(job, cfg, firmware, fresh, timeout)
@@ -188,10 +190,10 @@ def _nightly(job, cfg, firmware: str | None, fresh: bool, timeout: float) -> int
     from hil.farm.quarantine import Quarantine
     from hil.report import signoff
 
-    flasher = job.samba_flasher(cfg)
     build = Path(firmware) if firmware else job.default_build()
     if not build.is_file():
         raise HilError(f"firmware {build}: no such file")
+    flasher = job.samba_flasher(cfg, build)
     identity = signoff.firmware_identity(build)
     fw_hash = identity.get("reproducible_hash") or identity["sha256"]
     run = job.open_run(cfg, {"file": str(build), "sha256": identity["sha256"], "hash": fw_hash,
@@ -201,15 +203,22 @@ def _nightly(job, cfg, firmware: str | None, fresh: bool, timeout: float) -> int
     quarantine, leases = Quarantine(cfg.state_dir), FileLeases(cfg.state_dir)
     with contextlib.ExitStack() as stack:
         with _progress() as bar:
-            up = bar.add_task("bring-up", total=len(cfg.stations))
-            stations = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: bar.advance(up))
-            tasks = {n: bar.add_task(f"flash {n}", total=100) for n in stations}
-            stations = job.flash_all(stations, build, flasher, leases, run, quarantine,
-                                     lambda n, frac: bar.update(tasks[n], completed=int(frac * 100)))
+            if cfg.coordinator:  # issue 8: the stations are labgrid places on bench hosts, leased there
+                from hil.farm.labgrid import flash_places
+
+                tasks: dict = {}
+                stations = flash_places(cfg, flasher, run, lambda n, frac: bar.update(
+                    tasks.setdefault(n, bar.add_task(f"flash {n}", total=100)), completed=int(frac * 100)))
+            else:
+                up = bar.add_task("bring-up", total=len(cfg.stations))
+                stations = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: bar.advance(up))
+                tasks = {n: bar.add_task(f"flash {n}", total=100) for n in stations}
+                stations = job.flash_all(stations, flasher, leases, run, quarantine,
+                                         lambda n, frac: bar.update(tasks[n], completed=int(frac * 100)))
         run.save()
         if not stations:
             raise HilError("no station is usable; see `hil farm status`")
-        run_lab = job.write_run_lab(cfg, stations, run.dir / "lab.yaml")
+        run_lab = cfg.coordinator or job.write_run_lab(cfg, stations, run.dir / "lab.yaml")
         done = job.finished_tests(run.results) if run.resumed else set()
         if done:
             console.print(f"resuming: {len(done)} test(s) already have a result")
@@ -226,8 +235,9 @@ def _nightly(job, cfg, firmware: str | None, fresh: bool, timeout: float) -> int
                     bar.update(task, completed=len(finished))
 
             rc = job.run_suites(cmd, run, on_event, timeout)
-    if rc not in (0, 1):
-        console.print(f"pytest exited {rc}; see {run.dir / 'pytest.log'}")
+    if rc not in (0, 1, 5):  # 5: nothing collected, which the sign-off reports as missing evidence
+        raise HilError(f"pytest exited {rc}, see {run.dir / 'pytest.log'}; the run stays open and the next "
+                       "`hil nightly` on this build resumes it")
     return _report(job, cfg, run, build, quarantine)
 
 

@@ -218,11 +218,17 @@ def place_tags(lab: LabConfig, name: str) -> dict[str, str]:
         tags["flavour"] = flavour
     tags["nfc"] = "yes" if st.nfc else "no"
     tags["bench"] = bench_of(lab, name)
+    tags["station"] = station_tag(name)  # so one place can be reserved by name (the nightly flashes each)
     bad = [f"{k}={v}" for k, v in tags.items() if not _tag_ok(k, v)]
     if bad:
         raise ConfigError(f"{lab.source}: station {name}: tags {', '.join(bad)} must be lowercase letters, digits "
                           "or '_' (labgrid compares them as written)")
     return tags
+
+
+def station_tag(name: str) -> str:
+    """A station name as a tag value (lowercase letters, digits, '_')."""
+    return re.sub(r"[^a-z0-9_]", "_", name.lower())
 
 
 def sync(lab: LabConfig, coord: Coordinator) -> list[str]:
@@ -467,6 +473,58 @@ def reap(coord: Coordinator) -> list[str]:
                 continue
             done.append(f"reservation {res.token}: cancelled (owner {res.owner} is gone)")
     return done
+
+
+# ------------------------------------------------------------------------------ the nightly
+
+
+def flash_places(lab: LabConfig, flasher, run, progress) -> list[str]:
+    """The nightly's flashing step on labgrid: each bench station of the lab file (or, when it has none,
+    each place matching the coordinator URL's tags) is flashed under a lease of its place (reserved by
+    its `station` tag), one after the other (one coordinator session per process). A place out of
+    service is left out; one whose flashing fails is quarantined with the reason. `run.meta` records
+    both, as the file-lock nightly does. Returns the usable places."""
+    assert lab.coordinator is not None
+    url = LabUrl.parse(lab.coordinator)
+    saved = {k: os.environ.get(k) for k in ("LG_USERNAME", "LG_TOKEN")}
+    os.environ["LG_USERNAME"] = identity("nightly")
+    coord = Coordinator(url.address)
+    usable = []
+    try:
+        coord.refresh()
+        wanted = {k: v for k, v in url.tags.items() if k != HEALTH}
+        names = [n for n, st in lab.stations.items() if st.bench is not None] or \
+            sorted(n for n, p in coord.places.items() if wanted.items() <= p.tags.items())
+        for name in names:
+            place = coord.places.get(name)
+            if place is None or place.tags.get(HEALTH) != "ok":
+                why = "no labgrid place; run `hil lab sync`" if place is None else f"in quarantine: {place.comment}"
+                run.meta["broken_stations"][name] = why
+                continue
+            try:
+                lease = PlaceLease(coord, {"station": station_tag(name), HEALTH: "ok"}, 60)
+                try:
+                    os.environ["LG_TOKEN"] = lease.token
+                    station = station_from_place(coord, name, lease.token)
+                    flashed = flasher(station, lambda frac, n=name: progress(n, frac))
+                finally:
+                    lease.release()
+            except (HilError, OSError) as e:
+                with contextlib.suppress(HilError):
+                    quarantine(coord, name, f"flashing failed: {e}")
+                run.meta["broken_stations"][name] = f"flashing failed on bench {place.tags.get('bench', '?')}: {e}"
+                continue
+            run.meta.setdefault("flashed", {})[name] = "flashed" if flashed else "already on the build"
+            progress(name, 1.0)
+            usable.append(name)
+    finally:
+        coord.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return usable
 
 
 # ------------------------------------------------------------------------------ pytest_farm's Farm

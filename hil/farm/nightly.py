@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -38,7 +38,6 @@ class Run:
     dir: Path
     meta: dict
     resumed: bool = False
-    stations: dict[str, Station] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -129,7 +128,7 @@ def bring_up_all(lab: LabConfig, stack: contextlib.ExitStack, run: Run, quaranti
     return out
 
 
-Flasher = Callable[[Station, Path, Callable[[float], None]], bool]
+Flasher = Callable[[Station, Callable[[float], None]], bool]
 
 
 def default_build() -> Path:
@@ -139,9 +138,10 @@ def default_build() -> Path:
     return emulated.default_build()
 
 
-def samba_flasher(lab: LabConfig) -> Flasher:
-    """Full reflash through each station's SAM-BA port with hil.flash.flasher; the image is checked against
-    the lab's trusted key set once, before any station is touched."""
+def samba_flasher(lab: LabConfig, build: Path) -> Flasher:
+    """Full reflash of `build` through each station's SAM-BA port with hil.flash.flasher. The image is
+    checked against the lab's trusted key set here, before any station is touched: a bad build is the
+    build's fault, not the stations'."""
     from hil.flash import emulated, flasher
 
     if lab.samba_applet is None:
@@ -151,23 +151,21 @@ def samba_flasher(lab: LabConfig) -> Flasher:
     except OSError as e:
         raise ConfigError(f"{lab.source}: samba_applet {lab.samba_applet}: {e.strerror}") from None
     keys = emulated.keyset(lab.firmware_keys)
-    checked: dict[Path, flasher.Firmware] = {}
+    firmware = flasher.load_firmware(build, keys)
 
-    def flash(station: Station, build: Path, progress: Callable[[float], None]) -> bool:
-        if build not in checked:
-            checked[build] = flasher.load_firmware(build, keys)
+    def flash(station: Station, progress: Callable[[float], None]) -> bool:
         if station.samba is None:
             raise flasher.FlashFailed(f"station {station.name} has no SAM-BA port (`samba`) to flash through")
         link = (lambda: station.client()) if station.debug else None
         result = flasher.Flasher(station.samba, applet, keys, link=link,
                                  progress=lambda _phase, done, total: progress(done / total if total else 0.0)
-                                 ).flash(checked[build])
+                                 ).flash(firmware)
         return result.action != "skipped"
 
     return flash
 
 
-def flash_all(stations: dict[str, Station], build: Path, flasher: Flasher, leases: FileLeases, run: Run,
+def flash_all(stations: dict[str, Station], flasher: Flasher, leases: FileLeases, run: Run,
               quarantine: Quarantine, progress: Callable[[str, float], None]) -> dict[str, Station]:
     """Flash every station at once, each under its lease; `flasher` returns False when the station already
     runs the build. A station that fails is quarantined with the reason and left out of the run."""
@@ -177,7 +175,7 @@ def flash_all(stations: dict[str, Station], build: Path, flasher: Flasher, lease
         try:
             lease = leases.acquire(name, holder, timeout=60)
             try:
-                flashed = flasher(station, build, lambda frac: progress(name, frac))
+                flashed = flasher(station, lambda frac: progress(name, frac))
             finally:
                 lease.release()
         except (HilError, OSError) as e:
@@ -222,6 +220,7 @@ def run_suites(cmd: list[str], run: Run, on_event: Callable[[dict], None], timeo
     events = run.dir / "events.jsonl"
     events.touch()
     with (run.dir / "pytest.log").open("ab") as log, events.open() as ev:
+        ev.seek(0, 2)  # a resumed run's earlier events are not this run's progress
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         try:

@@ -41,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--farm-lease-timeout", type=float, default=30.0, metavar="S",
                     help="how long a worker waits for a free station (default 30)")
     group.addoption("--farm-events", default=None, metavar="FILE",
-                    help="append one JSON line per finished test (the nightly's progress and resume record)")
+                    help="append one JSON line per finished test attempt (the nightly's progress bar)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,6 +1,7 @@
 """From what a person has in hand (a ``--device`` string) to a usb-debug link.
 
-``tcp:HOST:PORT``  KeyOS's simulator, the emulated Prime, or a bench's ``hil bridge``
+``tcp:HOST:PORT``  KeyOS's simulator, the emulated Prime
+``bridge:HOST:PORT`` a bench's ``hil bridge`` (a lab across hosts): TCP after the lease token in ``LG_TOKEN``
 ``usb:SERIAL``     the Prime with that serial number
 ``usb:BUS-PORT``   the Prime on that USB port path (``1-2.3``), as stations are pinned
 ``/dev/ttyACM0``   a tty of the Prime (its CDC-ACM log serial): sysfs names the USB device that owns
@@ -91,7 +92,7 @@ def transport_for(device: str, profile: Profile, station: Station | None = None,
         where = {"port": rest} if BUS_PORT.fullmatch(rest) else {"serial": rest}
         return UsbTransport(ids=(profile.usb.keyos, profile.usb.legacy), backend=backend,
                             stall_timeout=stall_timeout, name=device, **where)
-    raise DeviceNotFound(f"{device!r} is not a device: use emulator, tcp:HOST:PORT, usb:SERIAL, "
+    raise DeviceNotFound(f"{device!r} is not a device: use emulator, tcp:HOST:PORT, bridge:HOST:PORT, usb:SERIAL, "
                          "usb:BUS-PORT or a tty path such as /dev/ttyACM0")
 
 

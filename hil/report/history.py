@@ -62,10 +62,16 @@ class Diff:
 
 
 def diff(previous: Night | None, night: Night) -> Diff:
+    """Against the previous night. On the same build a changed outcome is flaky, not a regression or a fix."""
     before = previous.tests if previous else {}
+    same_build = previous is not None and previous.firmware.get("hash") == night.firmware.get("hash")
     new, fixed, still, flaky = {}, [], [], {}
     for tid, t in sorted(night.tests.items()):
         was = before.get(tid, {}).get("status")
+        if same_build and was in ("passed", *FAILING) and t["status"] in ("passed", *FAILING) and \
+                (was == "passed") != (t["status"] == "passed"):
+            flaky[tid] = before[tid]["outcomes"] + t["outcomes"]
+            continue
         if t["status"] in FAILING:
             if was in FAILING:
                 still.append(tid)
