@@ -20,8 +20,9 @@ from hil.errors import ConfigError, InfrastructureError
 from hil.farm.station import Station
 from hil.link.client import PrimeClient
 from hil.link.resolve import device_station, open_client
-from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked
+from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked, takes_input_while_locked
 from hil.link.transport import LinkClosed
+from hil.stimuli.touch import DebugTouch, RobotTouch, Touch
 
 pytest_plugins = ["hil.farm.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
 
@@ -94,22 +95,94 @@ def device_under_test(station: Station, request: pytest.FixtureRequest):
 
 
 @pytest.fixture
-def prime(device_under_test: DeviceUnderTest, pin: str) -> PrimeClient:
-    """The connected device, unlocked with the test PIN on the home screen where the build lets
-    the debug link type it; on production builds it stays as it is (locked, usually)."""
+def prime(device_under_test: DeviceUnderTest, pin: str, request: pytest.FixtureRequest) -> PrimeClient:
+    """The connected device, unlocked with the test PIN on the home screen: typed over the debug link
+    where the build takes input while locked, else by the station's stylus robot; without a robot a
+    locked production unit stays as it is."""
     dut = device_under_test
-    bring_home(dut.client, dut.station.profile, dut.flavour, pin)
+    robot = None
+    if not takes_input_while_locked(dut.station.profile, dut.flavour) and dut.station.robot is not None:
+        robot = request.getfixturevalue("robot_touch")
+    bring_home(dut.client, dut.station.profile, dut.flavour, pin, touch=robot)
     return dut.client
 
 
 @pytest.fixture
 def unlocked_prime(prime: PrimeClient, device_under_test: DeviceUnderTest) -> PrimeClient:
-    """``prime``, unlocked; skipped where the build refuses debug input while locked (production:
-    unlocking there takes the stylus robot)."""
+    """``prime``, unlocked; skipped where the build refuses debug input while locked and the station
+    has no stylus robot to type the PIN."""
     if is_locked(prime):
         pytest.skip(f"{prime.device} runs a {device_under_test.flavour} build, which refuses debug-link "
-                    "input while locked; it cannot be unlocked over the link")
+                    f"input while locked, and station {device_under_test.station.name} has no stylus robot")
     return prime
+
+
+def touch_backend(station: Station, flavour: str, locked: bool) -> str | None:
+    """Which backend presses for a test: ``"debug"`` where the build takes debug input while locked,
+    ``"robot"`` where it does not and the station has one (the test may lock the unit; the robot
+    still works then), ``"debug"`` on an unlocked unit without a robot, None where nothing can."""
+    if takes_input_while_locked(station.profile, flavour):
+        return "debug"
+    if station.robot is not None:
+        return "robot"
+    return None if locked else "debug"
+
+
+@pytest.fixture
+def touch(prime: PrimeClient, device_under_test: DeviceUnderTest, request: pytest.FixtureRequest) -> Touch:
+    """The station's touchscreen and power button (`hil.stimuli.touch.Touch`), pressed by whatever
+    the station and the build allow (`touch_backend`); skipped where nothing can."""
+    dut = device_under_test
+    backend = touch_backend(dut.station, dut.flavour, bool(is_locked(prime)))
+    if backend is None:
+        pytest.skip(f"{prime.device} is locked and runs a {dut.flavour} build, which refuses debug-link input "
+                    f"while locked; station {dut.station.name} has no stylus robot")
+    if backend == "robot":
+        return request.getfixturevalue("robot_touch")
+    return DebugTouch(prime, dut.station.profile.touch.home_button.centre)
+
+
+def robot_calibration(station: Station):
+    """The station's display-to-robot map: the points its lab entry (or emulated bench) records, else the
+    file `hil touch calibrate` stored for it."""
+    from hil.stimuli.robot import CALIBRATION_DIR, Calibration, calibration_path
+
+    if station.robot_calibration is not None:
+        return Calibration.fit(station.robot_calibration.points)
+    return Calibration.load(calibration_path(station.name, CALIBRATION_DIR))
+
+
+@pytest.fixture(scope="session")
+def station_robot(station: Station):
+    """The stylus robot on the station's display, opened (reset and homed) once per session."""
+    if station.robot is None:
+        pytest.skip(f"station {station.name} has no stylus robot")
+    from hil.stimuli.robot import StylusRobot
+
+    try:
+        calibration = robot_calibration(station)
+    except ConfigError as e:  # a robot nobody calibrated cannot be trusted to hit a key
+        pytest.exit(f"hil: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
+    with StylusRobot.open(station.robot, calibration) as robot:
+        yield robot
+
+
+@pytest.fixture(scope="session")
+def station_relay(station: Station):
+    """The relay across the station's power button, opened once per session."""
+    if station.relay is None:
+        pytest.skip(f"station {station.name} has no power-button relay")
+    from hil.stimuli.relay import PowerButtonRelay
+
+    with PowerButtonRelay.open(station.relay) as relay:
+        yield relay
+
+
+@pytest.fixture(scope="session")
+def robot_touch(station: Station, station_robot, request: pytest.FixtureRequest) -> RobotTouch:
+    """Robot and relay as one `Touch`; without a relay its power presses are broken, its taps still work."""
+    relay = request.getfixturevalue("station_relay") if station.relay is not None else None
+    return RobotTouch(station_robot, relay, station.profile.touch.home_button.centre)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from hil.link.client import DeviceError, DeviceLocked
 from hil.link.protocol import HEIGHT, WIDTH, LaunchStatus
 from hil.link.state import is_locked, show_lock_screen
+from hil.stimuli.touch import enter_pin
 
 # "Bitcoin Wallet", a built-in app of KeyOS 1.0.0 (KeyOS-Releases 1.0.0/apps/*/manifest.json)
 BITCOIN_APP = "0x426974636f696e2057616c6c65740000"
@@ -37,14 +38,11 @@ def test_screenshot_is_480x800_and_shows_the_lock_screen(prime, station):
     assert not misread, f"PIN pad keys not where profile {station.profile.name} puts them: {misread}"
 
 
-@pytest.mark.development_only
-def test_unlock_with_the_pin_by_taps(prime, station, pin):
-    show_lock_screen(prime)
+def test_unlock_with_the_pin_by_taps(prime, touch, station, pin):
+    """By the debug link or, where the build refuses it while locked, the stylus robot and relay."""
+    show_lock_screen(prime, touch)
     assert is_locked(prime)
-    pad = station.profile.touch.pin_pad
-    for digit in pin:
-        prime.tap(*pad.keys[digit])
-    prime.tap(*pad.enter)
+    enter_pin(touch, station.profile.touch.pin_pad, pin)
     assert is_locked(prime) is False
 
 

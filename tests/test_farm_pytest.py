@@ -108,10 +108,13 @@ def test_vanished_station_rerun_elsewhere_then_lost_lease(pytester):
     q = json.loads((pytester.path / "state" / "quarantine.json").read_text())
     assert list(q) == ["emu-1"] and "health check failed: link:" in q["emu-1"]["reason"]
     res = read_results(pytester.path / "out")
-    attempts = res.by_test()["test_v::test_power_cut"]
+    attempts = res.by_test()["test_v.py::test_power_cut"]
     assert [(a.station, a.attempt, a.status) for a in attempts] == [("emu-1", 1, "broken"), ("emu-2", 2, "passed")]
     assert attempts[0].labels.get("retried") == "true" and "retried" not in attempts[1].labels
-    assert res.final()["test_v::test_after_lost"].status == "broken"
+    evidence = json.loads((pytester.path / "out" / attempts[0].attachments[-1]).read_text())
+    assert evidence["station"] == "emu-1" and evidence["healthy"] is False
+    assert evidence["next station"]["station"] == "emu-2"
+    assert res.final()["test_v.py::test_after_lost"].status == "broken"
     events = [json.loads(line) for line in (pytester.path / "events.jsonl").read_text().splitlines()]
     assert [(e["nodeid"], e["attempt"], e["retried"]) for e in events if e["event"] == "finished"] == [
         ("test_v.py::test_power_cut", 1, True), ("test_v.py::test_power_cut", 2, False),

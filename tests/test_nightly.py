@@ -109,8 +109,9 @@ def test_killed_night_is_resumed(tmp_path, lab):
     assert "(resumed)" in r.output and "resuming: 1 test(s) already have a result" in r.output
     assert r.exit_code == 0, r.output
     results = read_results(run.results)
-    assert sorted(x.test_id for x in results.records) == ["suites.security.test_isolation::test_kernel_denies_undeclared_send",
-                                                           "suites.security.test_isolation::test_storage_scoped"]
+    assert sorted(x.test_id for x in results.records) == [
+        "suites/security/test_isolation.py::test_kernel_denies_undeclared_send",
+        "suites/security/test_isolation.py::test_storage_scoped"]
     assert done.exists()
     assert json.loads((run.dir / "run.json").read_text())["finished"]
 

@@ -132,3 +132,19 @@ def test_existing_bundle_is_not_overwritten(tmp_path, lab, build):
     _green(tmp_path / "res", firmware_hash(build))
     r = _signoff(lab, build, tmp_path / "res", tmp_path / "bundle")
     assert r.exit_code == 2 and "exists" in r.output
+
+
+def test_clean_reruns_criterion(tmp_path, build):
+    fw = firmware_hash(build)
+    ident = signoff.firmware_identity(build)
+    criteria = signoff.Criteria(security_suites=("suites.security.*",), clean_runs=2, accepted_keysets=("test",))
+    _green(tmp_path / "n1", fw)
+    runs = [signoff.read_results(tmp_path / "n1")]
+    d = signoff.decide(criteria, ident, runs, {"prime-emulated"})
+    assert not d.go and "1 run(s) of this build in the results, the criteria need 2" in d.reasons
+    _green(tmp_path / "n2", fw)
+    write_result(tmp_path / "other", "suites.security.test_isolation", "test_one", "failed", firmware="0" * 64)
+    runs = [signoff.read_results(tmp_path / n) for n in ("n1", "n2", "other")]
+    d = signoff.decide(criteria, ident, runs, {"prime-emulated"})
+    assert d.go, d.reasons
+    assert sorted(p.name for p in d.deciding) == ["n1", "n2"]

@@ -27,7 +27,7 @@ from hil.emulator.nfc import EmulatedNfc
 from hil.emulator.prime import DEFAULT_PIN, Prime
 from hil.emulator.qrcam import QRCameraPeripheral
 from hil.emulator.relay import EmulatedRelay
-from hil.emulator.robot import EmulatedRobot
+from hil.emulator.robot import EmulatedRobot, jig_calibration
 from hil.emulator.samba import SambaPort
 from hil.emulator.tcp import DebugServer
 from hil.errors import InfrastructureError
@@ -59,6 +59,7 @@ def start_device(index: int, seed: int, build: Build, pin: str = DEFAULT_PIN, **
             key, endpoint = peripheral.start(prime)
             device.running.append(peripheral)
             device.endpoints[key] = endpoint
+        device.endpoints["robot_calibration"] = jig_calibration()  # the bench's, as a lab file records it
     except BaseException:
         device.stop()
         raise

@@ -53,6 +53,13 @@ def display_to_mm(x: float, y: float) -> tuple[float, float]:
             MOUNT_ORIGIN[1] + dx * math.sin(a) + dy * math.cos(a))
 
 
+def jig_calibration() -> list[list[list[float]]]:
+    """What a lab records for a bench after `hil touch calibrate`: three display corners and the robot
+    millimetres where the stylus touched them. Announced with the endpoints (``robot_calibration``), so the
+    harness calibrates an emulated station as a wired one, from the station, never from this module."""
+    return [[[x, y], [round(v, 4) for v in display_to_mm(x, y)]] for x, y in ((0, 0), (479, 0), (0, 971))]
+
+
 def mm_to_display(mx: float, my: float) -> tuple[float, float]:
     a = math.radians(MOUNT_ANGLE_DEG)
     dx, dy = mx - MOUNT_ORIGIN[0], my - MOUNT_ORIGIN[1]

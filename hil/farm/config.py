@@ -44,6 +44,14 @@ class CameraCalibration(_Strict):
     tolerance: float = Field(6.0, gt=0, description="frame pixels the panel may move before recalibration")
 
 
+class RobotCalibration(_Strict):
+    """Display pixels and the robot millimetres where the stylus touched them (hil.stimuli.robot.Calibration.fit:
+    at least 3, not collinear). Absent on a wired station: the file `hil touch calibrate` stored for it.
+    Points rather than a fitted matrix, so the lab file says what was measured and a bad point shows."""
+
+    points: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = Field(min_length=3)
+
+
 class StationConfig(_Strict):
     """What is wired to one Prime. Keys follow docs/architecture.md ("A station's resources")."""
 
@@ -57,6 +65,7 @@ class StationConfig(_Strict):
     qr_display: str | None = None
     nfc: str | None = None
     robot: str | None = None
+    robot_calibration: RobotCalibration | None = None
     relay: str | None = None
     hub_port: str | None = Field(None, description="switchable hub port for power cycling, uhubctl form HUB:PORT")
     control: str | None = Field(None, description="emulator only (faults, power); tests use it, the harness never does")

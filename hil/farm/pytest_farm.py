@@ -24,6 +24,7 @@ from hil.farm.config import LabConfig, load_lab
 from hil.farm.lease import FileLease, FileLeases, Holder, LeaseLost, NoStationFree
 from hil.farm.quarantine import Quarantine
 from hil.farm.station import Station, bring_up
+from hil.report.allure import attach_json
 
 INFRA_FAULT = pytest.StashKey[str]()  # set on an item whose last attempt hit an InfrastructureError
 FARM = pytest.StashKey["Farm"]()
@@ -144,12 +145,13 @@ class Farm:
             lease.release()
             exclude = exclude | {lease.station}
 
-    def replace_after_fault(self, fault: str) -> None:
+    def replace_after_fault(self, fault: str) -> health.Health | None:
         """After an infrastructure fault: quarantine the station if it is now unhealthy, then move to
-        another station; back to the same one only if it is healthy and no other is free."""
+        another station; back to the same one only if it is healthy and no other is free. Returns the
+        health check of the faulted station (evidence for the interrupted attempt)."""
         station, lease = self.station, self.lease
         if station is None or lease is None:
-            return
+            return None
         report = health.check(station)
         if not report.ok:
             self.quarantine.add(station.name, f"{fault}; then health check failed: {report.reason}", by=str(self.holder))
@@ -160,6 +162,7 @@ class Farm:
             if not report.ok:
                 raise
             self._take(exclude=set())
+        return report
 
     def drop(self) -> None:
         self._last = self.labels() or self._last
@@ -267,10 +270,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             _forget_station(item)
         if again:
             try:
-                farm.replace_after_fault(fault)
+                checked = farm.replace_after_fault(fault)
             except InfrastructureError as e:
                 farm.lost = f"after {fault}: {e}"
                 again = False
+            else:
+                if checked is not None:
+                    attach_json({"fault": fault, "station": checked.station, "healthy": checked.ok,
+                                 "checks": [c.__dict__ for c in checked.checks], "next station": farm.labels()},
+                                "health check after the fault")
         if again:
             import allure
 

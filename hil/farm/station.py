@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hil.errors import InfrastructureError
-from hil.farm.config import CameraCalibration, LabConfig, Profile, StationConfig
+from hil.farm.config import CameraCalibration, LabConfig, Profile, RobotCalibration, StationConfig
 
 RESOURCES = ("serial", "debug", "usb_port", "samba", "camera", "qr_display", "nfc", "robot", "relay", "hub_port")
 
@@ -32,6 +32,7 @@ class Station:
     qr_display: str | None = None
     nfc: str | None = None
     robot: str | None = None
+    robot_calibration: RobotCalibration | None = None
     relay: str | None = None
     hub_port: str | None = None
     control: str | None = None  # emulator only; tests use it, the harness never does
@@ -49,12 +50,15 @@ class Station:
     @classmethod
     def from_endpoints(cls, name: str, profile: Profile, endpoints: dict[str, Any], **more: Any) -> Station:
         known = {k: endpoints[k] for k in (*RESOURCES, "control") if endpoints.get(k) is not None}
+        if endpoints.get("robot_calibration") is not None:  # an emulated bench announces its jig geometry
+            known["robot_calibration"] = RobotCalibration(points=endpoints["robot_calibration"])
         return cls(name=name, profile=profile, **known, **more)
 
 
 def from_config(name: str, cfg: StationConfig, profile: Profile) -> Station:
     wired = {k: getattr(cfg, k) for k in (*RESOURCES, "control")}
-    return Station(name=name, profile=profile, camera_calibration=cfg.camera_calibration, tags=cfg.tags, **wired)
+    return Station(name=name, profile=profile, camera_calibration=cfg.camera_calibration,
+                   robot_calibration=cfg.robot_calibration, tags=cfg.tags, **wired)
 
 
 @contextmanager
@@ -78,4 +82,4 @@ def to_config(station: Station) -> StationConfig:
     brought up (the nightly writes such a file for its run)."""
     wired = {k: getattr(station, k) for k in (*RESOURCES, "control") if getattr(station, k) is not None}
     return StationConfig(profile=station.profile.name, camera_calibration=station.camera_calibration,
-                         tags=station.tags, **wired)
+                         robot_calibration=station.robot_calibration, tags=station.tags, **wired)

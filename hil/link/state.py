@@ -4,7 +4,8 @@ Everything here is read from the device's own answers, never from knowing what k
 - readiness and lock state from LAUNCH_APP of an id no app has (NotReady while the GUI boots,
   Locked while the lock screen is up, AppIdNotFound otherwise), which launches nothing;
 - the build flavour from KERNEL_CMD 't' (read-only), which the profile says only some flavours answer;
-- unlocking by tapping the profile's PIN pad, which only builds that take input while locked allow.
+- unlocking by tapping the profile's PIN pad: over the debug link where the build takes input while
+  locked, else with a ``touch`` that presses the glass itself (a stylus robot and a power-button relay).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hil.errors import InfrastructureError
 from hil.farm.config import Profile
 from hil.link.client import DeviceError, DeviceLocked, PrimeClient
 from hil.link.protocol import LaunchStatus
+from hil.stimuli.touch import DebugTouch, Touch, enter_pin
 
 NOT_AN_APP = bytes.fromhex("ff" * 16)  # an AppId no bundle carries
 DARK_LEVEL = 16  # brightest pixel of a screen that is off
@@ -73,15 +75,26 @@ def screen_is_dark(prime: PrimeClient) -> bool:
     return prime.screenshot().convert("L").getextrema()[1] < DARK_LEVEL
 
 
-def show_lock_screen(prime: PrimeClient) -> None:
-    """A fresh lock screen, lit, with nothing typed; needs a build that takes input while locked."""
+def show_lock_screen(prime: PrimeClient, touch: Touch | None = None) -> None:
+    """A fresh lock screen, lit, with nothing typed.
+
+    Over the debug link (a build that takes input while locked) the screenshot tells dark from lit. A
+    locked production unit shows nothing over the link, so ``touch`` works blind: its power press locks
+    (clearing a half-typed PIN) or wakes a dark screen, and a tap on the home area then wakes a screen
+    still dark, while on the lit lock screen it does nothing.
+    """
+    if touch is not None:
+        touch.power()
+        touch.home()
+        return
     prime.press_power()  # unlocked or lit: lock (which clears any half-typed PIN) and go dark
     if screen_is_dark(prime):
         prime.press_power()  # wake to the lock screen
 
 
-def unlock(prime: PrimeClient, profile: Profile, pin: str) -> None:
-    """Lock, wake to a fresh lock screen, and type ``pin`` on the PIN pad.
+def unlock(prime: PrimeClient, profile: Profile, pin: str, touch: Touch | None = None) -> None:
+    """Lock, wake to a fresh lock screen, and type ``pin`` on the PIN pad, with ``touch`` (default: the
+    debug link), then read the lock state over the link.
 
     One attempt only: wrong PINs count towards the 10 that wipe the seed, so a PIN that is not
     accepted is reported, never retried.
@@ -89,22 +102,29 @@ def unlock(prime: PrimeClient, profile: Profile, pin: str) -> None:
     pad = profile.touch.pin_pad
     if pad is None:
         raise DeviceStateError(f"profile {profile.name} has no touch.pin_pad; cannot unlock {prime.device} by taps")
-    show_lock_screen(prime)
-    for digit in pin:
-        prime.tap(*pad.keys[digit])
-    prime.tap(*pad.enter)
+    show_lock_screen(prime, touch)
+    enter_pin(touch or DebugTouch(prime, prime.home_button), pad, pin)
     if is_locked(prime):
         raise PinRejected(f"{prime.device}: the lock screen did not accept the test PIN (one attempt used; "
                                "check the PIN the unit was provisioned with)")
 
 
-def bring_home(prime: PrimeClient, profile: Profile, flavour: str, pin: str, timeout: float = 30.0) -> bool:
+def takes_input_while_locked(profile: Profile, flavour: str) -> bool:
+    """Whether the build accepts debug-link touch input on the lock screen (the profile's flavour rules)."""
+    return "SWIPE" not in profile.flavours[flavour].need_unlocked  # type: ignore[index]
+
+
+def bring_home(prime: PrimeClient, profile: Profile, flavour: str, pin: str, timeout: float = 30.0,
+               touch: Touch | None = None) -> bool:
     """The known state tests start from: unlocked on the home screen where the build lets the debug
-    link type the PIN; otherwise as it is.  Returns whether the device ends up unlocked."""
+    link type the PIN, or where ``touch`` (a stylus robot) can type it on a locked unit; otherwise as it
+    is.  Returns whether the device ends up unlocked."""
     locked = wait_ready(prime, timeout)
-    input_while_locked = "SWIPE" not in profile.flavours[flavour].need_unlocked  # type: ignore[index]
-    if input_while_locked:
+    if takes_input_while_locked(profile, flavour):
         unlock(prime, profile, pin)
+        locked = False
+    elif locked and touch is not None:
+        unlock(prime, profile, pin, touch)
         locked = False
     if not locked:
         prime.home()

@@ -8,7 +8,6 @@ problem (never skipped silently, never counted as a pass), and the rest is still
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,42 +18,14 @@ FARM_LABELS = ("station", "serial", "profile", "firmware", "attempt")
 
 
 # ------------------------------------------------------------------------------------ writing
-
-
-def attach_image(image: Any, name: str) -> None:
-    """A PIL image or an OpenCV (BGR numpy) frame, as PNG."""
-    import allure
-
-    if hasattr(image, "save"):
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        data = buf.getvalue()
-    else:
-        import cv2
-
-        ok, enc = cv2.imencode(".png", image)
-        if not ok:
-            raise ValueError(f"evidence {name!r}: frame could not be encoded as PNG")
-        data = enc.tobytes()
-    allure.attach(data, name=name, attachment_type=allure.attachment_type.PNG)
-
-
-def attach_text(text: str, name: str) -> None:
-    import allure
-
-    allure.attach(text, name=name, attachment_type=allure.attachment_type.TEXT)
+# (camera frames and OCR text are attached by hil.vision.evidence; the farm attaches what it decides)
 
 
 def attach_json(obj: Any, name: str) -> None:
+    """A JSON attachment on the running test's result (until its logfinish)."""
     import allure
 
     allure.attach(json.dumps(obj, indent=2, default=str), name=name, attachment_type=allure.attachment_type.JSON)
-
-
-def attach_file(path: Path, name: str | None = None) -> None:
-    import allure
-
-    allure.attach.file(str(path), name=name or Path(path).name)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -122,7 +93,11 @@ def _attachments(node: dict) -> list[str]:
 
 
 def result_id(result: dict) -> str:
-    """`module::test[params]`, stable across runs and stations."""
+    """The pytest node id where the farm labelled it (compact parameter ids), else `module::test[params]`;
+    stable across runs and stations."""
+    for lab in result.get("labels", []) or []:
+        if isinstance(lab, dict) and lab.get("name") == "nodeid":
+            return str(lab["value"])
     base = str(result.get("fullName") or result.get("name") or "?").replace("#", "::")
     params = [f"{p.get('value')}" for p in result.get("parameters", []) or [] if isinstance(p, dict)]
     return f"{base}[{'-'.join(params)}]" if params else base

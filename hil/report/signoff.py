@@ -163,6 +163,7 @@ class Decision:
     failing_suites: list[str]
     matrix: dict[str, dict[str, str]]
     runs: list[dict[str, Any]]
+    deciding: list[Path]  # the results folders the decision rests on (their files are the evidence)
 
 
 def _cell(statuses: list[str], allow_skipped: bool) -> str:
@@ -185,9 +186,8 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
                        f"({identity['trust']})")
     fw = identity.get("reproducible_hash")
     mine = [r for r in runs if r.records and all(x.firmware == fw for x in r.records)]
-    other = [r for r in runs if r not in mine]
-    for r in other:
-        if r.problems or not r.records:
+    for r in runs:
+        if not r.records:  # nothing readable: it may have been a run of this build
             reasons.append(f"run {r.folder}: {'; '.join(r.problems) or 'no results'}")
     deciding = sorted(mine, key=lambda r: max(x.stop for x in r.records))[-criteria.clean_runs:]
     if len(deciding) < criteria.clean_runs:
@@ -215,7 +215,7 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
     failing = sorted({s for s, row in matrix.items() for cell in row.values() if cell != "passed"})
     for s in failing:
         reasons.append(f"suite {s}: " + ", ".join(f"{p} {c}" for p, c in matrix[s].items() if c != "passed"))
-    return Decision(not reasons, reasons, failing, matrix, run_info)
+    return Decision(not reasons, reasons, failing, matrix, run_info, [r.folder for r in deciding])
 
 
 # ------------------------------------------------------------------------------------ bundle
@@ -235,7 +235,7 @@ def create(build: Path, results: Path, bundle: Path, *, criteria_path: Path, key
     tmp = bundle.with_name(bundle.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "evidence").mkdir(parents=True)
-    for i, f in enumerate(folders):
+    for i, f in enumerate(decision.deciding):
         shutil.copytree(f, tmp / "evidence" / f"{i:02d}-{f.parent.name if f.name == RESULT_DIR else f.name}")
     evidence = [{"path": str(p.relative_to(tmp)), "sha256": sha256_file(p), "size": p.stat().st_size}
                 for p in sorted((tmp / "evidence").rglob("*")) if p.is_file()]
