@@ -32,7 +32,7 @@ def test_screenshot_is_480x800_and_shows_the_lock_screen(prime, station):
     pad = station.profile.touch.pin_pad
     misread = {}
     for digit, (x, y) in pad.keys.items():
-        text = " ".join(line.text for line in ocr.read(pixels[y - 35:y + 35, x - 50:x + 50]))
+        text, _ = ocr.recognise(pixels[y - 35:y + 35, x - 50:x + 50])
         if text.strip() != digit:
             misread[digit] = text
     assert not misread, f"PIN pad keys not where profile {station.profile.name} puts them: {misread}"

@@ -55,7 +55,7 @@ def emu():
 def test_status(emu):
     _, control = emu
     status = control("status")
-    assert status["serial"] == "EMU-0001" and status["locked"] and status["powered"]
+    assert status["serial"] == "EMU-0301" and status["locked"] and status["powered"]
     assert status["attempts_remaining"] == 10 and status["flavour"] == "development"
 
 

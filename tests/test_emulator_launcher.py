@@ -19,7 +19,7 @@ from hil.link.protocol import Cmd, Status
 def test_two_devices_each_on_their_own_ports():
     with EmulatorProcess(count=2, seed=4, flavour="development", version="1.2.3") as emu:
         first, second = emu.devices
-        assert [first["serial"], second["serial"]] == ["EMU-0001", "EMU-0002"]
+        assert [first["serial"], second["serial"]] == ["EMU-0401", "EMU-0402"]  # seed, then index
         assert {"serial", "debug", "usb_port", "control", "profile"} <= first.keys()
         assert first["usb_port"] == "emu-1" and first["profile"] == "prime-emulated"
         ports = {d[k] for d in emu.devices for k in ("debug", "control")}

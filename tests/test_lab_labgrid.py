@@ -270,7 +270,8 @@ def test_suites_run_across_both_benches_with_n_auto(pytester, idle, monkeypatch)
     res = read_results(pytester.path / "out")
     assert res.problems == [] and len(res.records) == 5
     assert {(x.labels["bench"], x.labels["place"]) for x in res.records} == {("bench1", "b1s1"), ("bench2", "b2s1")}
-    assert all(x.station == x.labels["place"] and x.labels["serial"] == "EMU-0001" for x in res.records)
+    serials = {"b1s1": "EMU-0101", "b2s1": "EMU-0201"}  # each bench's emulator has its own seed
+    assert all(x.station == x.labels["place"] and x.labels["serial"] == serials[x.station] for x in res.records)
 
 
 def test_a_place_kicked_by_another_user_is_broken_then_rerun_elsewhere(pytester, idle, monkeypatch):

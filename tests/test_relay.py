@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 import tty
 
 import pytest
@@ -18,6 +19,12 @@ class FakePrime:
 
     def press_power(self, long):
         self.presses.append(long)
+
+    def power_button(self, down):  # the emulated relay reports edges; a hold of 1 s or more is long
+        if down:
+            self._down_at = time.monotonic()
+        else:
+            self.press_power(time.monotonic() - self._down_at >= 1.0)
 
 
 @pytest.fixture

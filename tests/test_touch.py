@@ -1,6 +1,7 @@
 """One Touch interface, three backends: the debug link, robot + relay, an operator."""
 
 import threading
+import time
 
 import pytest
 
@@ -25,6 +26,12 @@ class FakePrime:
 
     def press_power(self, long):
         self.events.append(("power", long))
+
+    def power_button(self, down):  # the emulated relay reports edges; a hold of 1 s or more is long
+        if down:
+            self._down_at = time.monotonic()
+        else:
+            self.press_power(time.monotonic() - self._down_at >= 1.0)
 
 
 class RecordingClient:

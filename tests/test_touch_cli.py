@@ -1,6 +1,7 @@
 """`hil touch`: calibrate, then tap and power through the emulated robot and relay ptys."""
 
 import threading
+import time
 
 from typer.testing import CliRunner
 
@@ -20,6 +21,12 @@ class FakePrime:
 
     def press_power(self, long):
         self.events.append(("power", long))
+
+    def power_button(self, down):  # the emulated relay reports edges; a hold of 1 s or more is long
+        if down:
+            self._down_at = time.monotonic()
+        else:
+            self.press_power(time.monotonic() - self._down_at >= 1.0)
 
 
 def test_calibrate_tap_and_power_via_robot(tmp_path):

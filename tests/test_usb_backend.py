@@ -200,7 +200,7 @@ def test_emulated_prime_over_usb_end_to_end(emulated):
     from hil.link.state import bring_home, detect_flavour
 
     with open_client(f"usb:{emulated.serial}", emulated.profile, timeout=15.0, station=emulated) as prime:
-        assert prime.transport.name == "usb:EMU-0001"
+        assert prime.transport.name == f"usb:{emulated.serial}" == "usb:EMU-0501"
         assert prime.version() == "1.0.0"
         assert detect_flavour(prime, emulated.profile) == "development"
         bring_home(prime, emulated.profile, "development", "123456")

@@ -8,6 +8,14 @@ FullyTrusted (the production rule; the emulator's known signers are the test key
 On failure it shows the FirmwareVerification error page, whose Support button shows the fw-error QR.
 The anti-rollback value plays the secure element's firmware timestamp: an image older than the
 newest one that booted is refused, and booting raises it.
+
+The Boot Menu (`boot_screen.rs` ``try_boot_menu`` / ``show_boot_screen(BootScreenPage::Menu)``): after
+the loading screen the bootloader watches the power button for 1 s, each counted click restarting that
+second; at the second click it shows the Boot Menu instead of verifying, whatever is installed, so it
+is reachable from a unit that would show the error page. Its pages are touch-driven (FT3269). Inferred,
+not in the public source we found: the menu's entries (keyos.md §3.5 names "SAM-BA mode"; Continue and
+Shut Down follow ``set_continue_boot`` and the error page; Recovery is left out, the emulator has no
+recovery OS) and their layout, drawn like the error page's buttons.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from PIL import Image, ImageDraw
 
 from hil.emulator import render
 from hil.emulator.build import Build, BuildError
+from hil.emulator.defects import Defects
 from hil.emulator.emmc import Emmc
 from hil.flash import bootimg, cosign2
 from hil.link.protocol import HEIGHT, WIDTH
@@ -73,8 +82,10 @@ def rom_finds_bootloader(emmc: Emmc) -> str | None:
     return None
 
 
-def boot(emmc: Emmc, known_signers: frozenset[bytes], anti_rollback: AntiRollback) -> BootOutcome:
-    """Power-on: what the ROM and keyos-boot make of the eMMC's contents."""
+def boot(emmc: Emmc, known_signers: frozenset[bytes], anti_rollback: AntiRollback,
+         defects: Defects = Defects()) -> BootOutcome:
+    """Power-on: what the ROM and keyos-boot make of the eMMC's contents (``defects``: the seeded
+    regressions this bootloader carries)."""
     why = rom_finds_bootloader(emmc)
     if why:
         return BootOutcome("samba", why)
@@ -93,12 +104,15 @@ def boot(emmc: Emmc, known_signers: frozenset[bytes], anti_rollback: AntiRollbac
     except cosign2.Cosign2Error as e:
         return BootOutcome("error", f"app.bin: {e}")
     header = verified.header
-    if verified.trust is not cosign2.Trust.FULLY_TRUSTED:
+    trusted = {cosign2.Trust.FULLY_TRUSTED}
+    if defects.has("bootloader-accepts-partially-trusted"):
+        trusted.add(cosign2.Trust.PARTIALLY_TRUSTED)
+    if verified.trust not in trusted:
         return BootOutcome("error", f"app.bin is {verified.trust.value}; this bootloader boots only FullyTrusted",
                            header=header)
-    if header.magic != cosign2.Magic.ATSAMA5D27_KEYOS.value:
+    if header.magic != cosign2.Magic.ATSAMA5D27_KEYOS.value and not defects.has("bootloader-ignores-chip"):
         return BootOutcome("error", f"app.bin has magic {header.magic!r}, not an image for this chip", header=header)
-    if header.timestamp < anti_rollback.value:
+    if header.timestamp < anti_rollback.value and not defects.has("bootloader-ignores-anti-rollback"):
         return BootOutcome("error", f"app.bin timestamp {header.timestamp} is older than the anti-rollback "
                                     f"value {anti_rollback.value}", header=header)
     try:
@@ -148,6 +162,27 @@ def error_page() -> Image.Image:
     _draw_button(draw, SUPPORT_BUTTON, "Support", False)
     _draw_button(draw, SHUT_DOWN_BUTTON, "Shut Down", False)
     return image
+
+
+BOOT_MENU_TITLE = "Boot Menu"
+MENU_SAMBA_BUTTON = _button(40 + BUTTON_H + 40)
+MENU_CONTINUE_BUTTON = _button(MENU_SAMBA_BUTTON[3] + GAP)
+MENU_BUTTONS = {"samba": (MENU_SAMBA_BUTTON, "SAM-BA mode"), "continue": (MENU_CONTINUE_BUTTON, "Continue Boot"),
+                "shut_down": (SHUT_DOWN_BUTTON, "Shut Down")}
+
+
+def menu_page() -> Image.Image:
+    """The Boot Menu: SAM-BA mode / Continue Boot / Shut Down."""
+    image, draw = _page(BOOT_MENU_TITLE)
+    for name, (box, label) in MENU_BUTTONS.items():
+        _draw_button(draw, box, label, name == "samba")
+    return image
+
+
+def menu_button(x: int, y: int) -> str | None:
+    """Which Boot Menu entry a tap at (x, y) hits."""
+    return next((name for name, ((x0, y0, x1, y1), _) in MENU_BUTTONS.items()
+                 if x0 <= x < x1 and y0 <= y < y1), None)
 
 
 def qr_page(url: str = FW_ERROR_URL) -> Image.Image:

@@ -84,6 +84,15 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "sideload-shadows-foundation-app": (
         "a sideload may take the app id of a built-in Foundation app",
         "suites/security/test_permissions.py", "development"),
+    "bootloader-accepts-partially-trusted": (
+        "keyos-boot boots an image only one known signer signed (PartiallyTrusted)",
+        "suites/security/test_firmware.py", "development"),
+    "bootloader-ignores-anti-rollback": (
+        "keyos-boot boots a validly signed image older than the secure element's firmware timestamp",
+        "suites/security/test_firmware.py", "development"),
+    "bootloader-ignores-chip": (
+        "keyos-boot boots a validly signed image made for another chip (magic blef, not PRM1)",
+        "suites/security/test_firmware.py", "development"),
 }
 
 

@@ -31,6 +31,8 @@ from hil.emulator.ui import UI, Screen, in_home_button
 LOG_RING_BYTES = 16 * 1024
 DEFAULT_PIN = "123456"
 BOOT_SECONDS = 0.5
+HARD_OFF_SECONDS = 10.0  # the PMIC cuts power when the button is held this long, whatever runs
+BOOT_MENU_CLICKS, BOOT_MENU_WINDOW = 2, 1.0  # keyos-boot try_boot_menu: 2 clicks, each within 1 s
 
 
 class LogRing:
@@ -71,7 +73,7 @@ class Prime:
                  boot_seconds: float = BOOT_SECONDS, apps_dir: str | None = None):
         self.lock = threading.RLock()
         self.index = index
-        self.serial = f"EMU-{index:04d}"
+        self.serial = f"EMU-{seed:02d}{index:02d}"  # unique across a farm of emulators with their own seeds
         self.seed = seed
         self.build = build or Build()
         self.boot_seconds = boot_seconds
@@ -92,6 +94,10 @@ class Prime:
         self._frame: Image.Image | None = None
         self._frame_splash = False
         self._booted_at = 0.0
+        self._logo_until = 0.0  # keyos-boot's loading screen: clicks until then count for the Boot Menu
+        self._menu_clicks = 0
+        self._button_down_at: float | None = None
+        self._powered_by_press = False
         self._link_listeners: list[Callable[[], None]] = []
         self.app_screens: dict[int, Screen] = {}  # pid -> its screen, kept while the app runs
         # The boot chain (the SAM-BA peripheral sets it): ``boot() -> bool`` at power-on (False: no
@@ -104,7 +110,8 @@ class Prime:
     def power_on(self) -> None:
         self.powered = True
         self.screen_on = True
-        self._booted_at = time.monotonic() + self.boot_seconds
+        self._booted_at = self._logo_until = time.monotonic() + self.boot_seconds
+        self._menu_clicks = 0
         self.se.logout()
         self.ui.lock_screen.reset()
         self.ui.control_center_open = False
@@ -258,6 +265,46 @@ class Prime:
             return
         self.lock_device()
         self.screen_on = False
+        self.invalidate()
+
+    def power_button(self, down: bool) -> None:
+        """An edge of the physical button (the relay across it). A press powers an off unit on; let go
+        after ``HARD_OFF_SECONDS`` the unit is off (judged at release: there are no timer threads);
+        two clicks at the logo open the bootloader's Boot Menu (the release of the click that powered
+        the unit on comes before keyos-boot watches the button, so from off it takes three);
+        otherwise KeyOS sees a press, long from 1000 ms (keyos.md §2.3)."""
+        now = time.monotonic()
+        if down:
+            self._button_down_at, self._powered_by_press = now, not self.powered
+            if not self.powered:
+                self.power_on()  # keyos-boot watches the button for a second before it starts KeyOS
+                self._booted_at = self._logo_until = self._booted_at + BOOT_MENU_WINDOW
+            return
+        if self._button_down_at is None:
+            return
+        held, self._button_down_at = now - self._button_down_at, None
+        if held >= HARD_OFF_SECONDS:
+            self.log("INFO:pmic: power button held 10 s: power off")
+            self.power_cut()
+        elif self._powered_by_press:
+            self._powered_by_press = False
+        elif self.powered and self.firmware is not None and now < self._logo_until:
+            self._menu_clicks += 1
+            self._logo_until = self._booted_at = max(self._booted_at, now + BOOT_MENU_WINDOW)
+            if self._menu_clicks >= BOOT_MENU_CLICKS:
+                self.enter_boot_menu()
+        else:
+            self.press_power(long=held >= 1.0)
+
+    def enter_boot_menu(self) -> None:
+        """keyos-boot shows its Boot Menu instead of verifying and starting KeyOS."""
+        self.ui.drop_all_modals()
+        self.se.logout()
+        self.keyos.halt()
+        self.keyos_running = False
+        self.drop_links()
+        self._logo_until = 0.0
+        self.firmware.boot_menu()
         self.invalidate()
 
     def type_text(self, text: str) -> None:

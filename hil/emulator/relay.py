@@ -1,15 +1,13 @@
 """The emulated power-button relay: a Devantech USB-RLY02 on a pty, relay 1 wired across the Prime's
-power button. Closing then opening relay 1 is a press; held ≥ 1000 ms it is a long press, as
-KeyOS's gui-server pwrbutton.rs decides (keyos.md §2.3)."""
+power button. Each edge of relay 1 is an edge of the button (``Prime.power_button``): the Prime
+decides what a press means (KeyOS: long from 1000 ms; the PMIC: off after 10 s; keyos-boot: clicks
+at the logo open the Boot Menu)."""
 
 from __future__ import annotations
-
-import time
 
 from hil.emulator.pty import PtyDevice
 
 MODULE_ID, FIRMWARE = 10, 1  # USB-RLY02
-LONG_PRESS_MS = 1000
 
 
 class EmulatedRelay(PtyDevice):
@@ -20,7 +18,6 @@ class EmulatedRelay(PtyDevice):
         self.prime = None
         self.states = 0
         self._pending_set = False
-        self._closed_at = 0.0
 
     def start(self, prime) -> tuple[str, str]:
         self.prime = prime
@@ -49,9 +46,6 @@ class EmulatedRelay(PtyDevice):
 
     def _apply(self, states: int) -> None:
         was, self.states = self.states & 1, states & 0x03
-        if self.states & 1 and not was:
-            self._closed_at = time.monotonic()
-        elif was and not self.states & 1:
-            held_ms = (time.monotonic() - self._closed_at) * 1000
+        if was != self.states & 1:
             with self.prime.lock:
-                self.prime.press_power(long=held_ms >= LONG_PRESS_MS)
+                self.prime.power_button(down=bool(self.states & 1))

@@ -27,6 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from hil.emulator import bootloader
+from hil.emulator.defects import Defects
 from hil.emulator.emmc import PAGE, Emmc, PowerCut
 from hil.flash import bootimg, emulated
 
@@ -265,7 +266,7 @@ class SambaPort:
 
     def __init__(self):
         self.prime = None
-        self.mode = "keyos"  # "keyos", "error" (bootloader error page), "samba"
+        self.mode = "keyos"  # "keyos", "error" (bootloader error page), "menu" (Boot Menu), "samba"
         self.qr_shown = False
         self.outcome: bootloader.BootOutcome | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
@@ -282,6 +283,7 @@ class SambaPort:
             subprocess.run(["cp", "--sparse=always", str(_factory_image(prime.build)), str(image)], check=True)
         self.prime = prime
         self.known_signers = emulated.keyset(keys).pubkeys
+        self.defects = Defects.of(prime.build.defects)  # the bootloader's: fixed when the unit is made
         self.anti_rollback = bootloader.AntiRollback(folder / "se-firmware-timestamp")
         self.emmc = Emmc(image, bootimg.EMULATED.total_bytes)
         self.monitor = SambaMonitor(self.emmc, Path(applet).read_bytes(), on_reset=self._reset,
@@ -306,7 +308,7 @@ class SambaPort:
 
     def boot(self) -> bool:
         """Power-on: True when KeyOS boots (``prime.build`` is then the installed build)."""
-        self.outcome = bootloader.boot(self.emmc, self.known_signers, self.anti_rollback)
+        self.outcome = bootloader.boot(self.emmc, self.known_signers, self.anti_rollback, self.defects)
         self.mode, self.qr_shown = self.outcome.mode, False
         if self.mode == "keyos":
             self.monitor.leave()
@@ -322,16 +324,34 @@ class SambaPort:
         self.mode = "samba"
         self.monitor.enter()
 
+    def boot_menu(self) -> None:
+        """Clicks at the logo: keyos-boot shows its Boot Menu."""
+        self.mode, self.qr_shown = "menu", False
+        self.prime.log("INFO:boot: Boot Menu")
+
     def screen(self) -> Image.Image | None:
         """What the panel shows while no KeyOS runs (None while KeyOS runs)."""
         if self.mode == "keyos":
             return None
         if self.mode == "samba":
             return Image.new("RGBA", (480, 800), (0, 0, 0, 255))  # the ROM never turns the display on
+        if self.mode == "menu":
+            return bootloader.menu_page()
         return bootloader.qr_page() if self.qr_shown else bootloader.error_page()
 
     def touch(self, x: int, y: int) -> None:
-        """A tap on the bootloader's error pages."""
+        """A tap on the bootloader's pages."""
+        if self.mode == "menu":
+            entry = bootloader.menu_button(x, y)
+            if entry == "samba":
+                self.prime.log("INFO:boot: Boot Menu: SAM-BA mode")
+                self.enter_samba()
+                self.prime.invalidate()
+            elif entry == "continue":
+                self.prime.power_on()  # verify and boot what is installed
+            elif entry == "shut_down":
+                self.prime.power_cut()
+            return
         button = bootloader.page_button(x, y, self.qr_shown)
         if button in ("support", "back"):
             self.qr_shown = button == "support"

@@ -10,7 +10,7 @@ import pytest
 from embit.wordlists.bip39 import WORDLIST
 
 from hil import probe as P
-from hil.link.state import is_locked, screen_is_dark, wait_ready
+from hil.link.state import is_locked, screen_is_dark, show_lock_screen, wait_ready
 from hil.link.transport import LinkError
 from security_helpers import answer_prompt, manifest_for, result_without_prompt
 
@@ -80,22 +80,28 @@ def _settled_words(screen, before: set[str], changed=lambda words: len(words) >=
         time.sleep(0.2)
 
 
-@pytest.mark.development_only  # typing on the lock screen over the debug link; production needs the robot
-def test_security_words_show_on_the_lock_screen(unlocked_prime, screen, pin):
+def test_security_words_show_on_the_lock_screen(unlocked_prime, touch, station, screen, pin):
     prime = unlocked_prime
-    _lock_screen(prime)
+    pad = station.profile.touch.pin_pad
+
+    def type_keys(keys: str) -> None:  # on the PIN pad, by the debug link or (production) the robot
+        for k in keys:
+            touch.tap(*(pad.delete if k == "\b" else pad.enter if k == "\n" else pad.keys[k]))
+
+    show_lock_screen(prime, touch)
+    assert is_locked(prime)
     before = _words(screen)
-    prime.type_text(pin[:PIN_PREFIX])
+    type_keys(pin[:PIN_PREFIX])
     shown = _settled_words(screen, before)
     assert len(shown) >= 2, f"no security words after the PIN prefix; read {screen.text()!r}"
     other = "".join(str((int(c) + 1) % 10) for c in pin[:PIN_PREFIX])
-    prime.type_text("\b" * PIN_PREFIX + other)
+    type_keys("\b" * PIN_PREFIX + other)
     different = _settled_words(screen, before, lambda w: len(w) >= 2 and w != shown)
     assert different != shown, "the security words do not depend on the PIN"
-    prime.type_text("\b" * PIN_PREFIX + pin[:PIN_PREFIX])
+    type_keys("\b" * PIN_PREFIX + pin[:PIN_PREFIX])
     assert _settled_words(screen, before, lambda w: w == shown) == shown, \
         "the same PIN prefix gave different security words"
-    prime.type_text("\b" * PIN_PREFIX + pin + "\n")
+    type_keys("\b" * PIN_PREFIX + pin + "\n")
     assert not is_locked(prime)
 
 

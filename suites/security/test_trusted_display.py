@@ -9,7 +9,8 @@ import pytest
 
 from hil import probe as P
 from hil.link.client import DeviceLocked
-from hil.link.state import is_locked, screen_is_dark
+from hil.link.state import is_locked, show_lock_screen
+from hil.stimuli.touch import enter_pin
 from security_helpers import (PROMPT_TITLE, SYSTEM_MARKER, answer_prompt, assert_no_prompt, manifest_for,
                               normal)
 
@@ -34,16 +35,14 @@ def test_app_look_alike_is_told_apart(probe, probe_id, templates, screen):
         "an app surface shows gui-server's system-prompt marker: its look-alike cannot be told apart"
 
 
-def test_no_prompt_over_the_lock_screen(probe, probe_id, templates, screen, unlocked_prime, pin):
+def test_no_prompt_over_the_lock_screen(probe, probe_id, templates, screen, unlocked_prime, touch, station, pin):
     prime = unlocked_prime
     run = probe.run(manifest_for(probe_id(), "Queued", {"os/security": ["GetAppSeed"]}, templates),
                     [P.send("os/security", "GetAppSeed", wait=True, timeout_s=90)])
-    prime.press_power()  # lock (and dark)
-    if screen_is_dark(prime):
-        prime.press_power()  # wake to the lock screen
+    show_lock_screen(prime, touch)  # lock, wake to the lock screen (a production unit: by robot and relay)
     assert is_locked(prime)
     assert_no_prompt(screen)  # the lock screen was read, and no prompt is over it
-    prime.type_text(pin + "\n")
+    enter_pin(touch, station.profile.touch.pin_pad, pin)
     assert not is_locked(prime)
     answer_prompt(screen, "Not Now", run=run, step=0)  # queued while locked, shown after unlock
     assert run.step(0, timeout=60)["result"] == "AccessDenied"
