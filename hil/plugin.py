@@ -100,9 +100,7 @@ def prime(device_under_test: DeviceUnderTest, pin: str, request: pytest.FixtureR
     where the build takes input while locked, else by the station's stylus robot; without a robot a
     locked production unit stays as it is."""
     dut = device_under_test
-    robot = None
-    if not takes_input_while_locked(dut.station.profile, dut.flavour) and dut.station.robot is not None:
-        robot = request.getfixturevalue("robot_touch")
+    robot = request.getfixturevalue("robot_touch") if touch_backend(dut.station, dut.flavour, True) == "robot" else None
     bring_home(dut.client, dut.station.profile, dut.flavour, pin, touch=robot)
     return dut.client
 
@@ -143,8 +141,9 @@ def touch(prime: PrimeClient, device_under_test: DeviceUnderTest, request: pytes
 
 
 def robot_calibration(station: Station):
-    """The station's display-to-robot map: the points its lab entry (or emulated bench) records, else the
-    file `hil touch calibrate` stored for it."""
+    """The station's display-to-robot map: the points its lab entry records, else the file `hil touch
+    calibrate` stored for it.  An emulated bench announces its jig's points with its endpoints, as a lab
+    entry would (not in the device profile: a jig belongs to a bench, not to a hardware revision)."""
     from hil.stimuli.robot import CALIBRATION_DIR, Calibration, calibration_path
 
     if station.robot_calibration is not None:

@@ -33,10 +33,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="the probe app binary of the build under test (docs/probe.md)")
     group.addoption("--samba-applet", default=str(ROOT / "firmware" / "emulated" / "sdmmc-applet.bin"), metavar="FILE",
                     help="the SAM-BA SD/MMC applet the firmware lane writes the eMMC with")
-    group.addoption("--firmware-keys", default=str(ROOT / "firmware" / "keys" / "test.toml"), metavar="FILE",
-                    help="the key set of the units' firmware (cosign2 key set TOML)")
+    group.addoption("--firmware-keys", default=None, metavar="SET",
+                    help="the key set the units' bootloader trusts: production, test or a cosign2 key set TOML "
+                         "(default: the device profile's firmware_keys)")
+    group.addoption("--firmware-signers", default=str(ROOT / "firmware" / "keys" / "test-signers.toml"),
+                    metavar="FILE", help="signing keys the lab holds (key set TOML with secrets): the firmware "
+                                         "lane re-signs images with those of them the units trust")
     group.addoption("--firmware-rollback", default=None, metavar="FILE",
-                    help="a validly signed app.bin older than the unit's, for the anti-rollback check")
+                    help="a validly signed app.bin older than the unit's, for the anti-rollback check "
+                         "(default: the unit's own, re-signed older with --firmware-signers)")
     group.addoption("--destructive", action="store_true",
                     help="also run tests that erase the unit (PIN wipe at 10 attempts)")
 

@@ -21,6 +21,30 @@ def signed_build(path: Path, payload: bytes = b'{"keyos": "emulated"}', version:
     return path
 
 
+STAND_IN_SUITE = '''
+from pathlib import Path
+
+FLASHED = Path(__file__).resolve().parents[2] / "flashed"
+
+def test_kernel_denies_undeclared_send(farm_station):
+    with farm_station.client() as p:
+        assert p.version() == "1.0.0"
+    assert b"skips-permission-check" not in (FLASHED / farm_station.name).read_bytes(), "AccessDenied missing"
+
+def test_storage_scoped(farm_station):
+    assert (FLASHED / farm_station.name).exists()
+'''
+
+
+def stand_in_suites(root: Path) -> Path:
+    """``root/suites/security``: a security suite that passes only on a station whose stand-in flasher wrote
+    a build without the seeded defect into the returned ``root/flashed/<station>`` (the device's answer)."""
+    (root / "suites" / "security").mkdir(parents=True)
+    (root / "suites" / "security" / "test_isolation.py").write_text(STAND_IN_SUITE)
+    (root / "flashed").mkdir()
+    return root / "flashed"
+
+
 def firmware_hash(build: Path) -> str:
     return cosign2.reproducible_hash(build.read_bytes())
 

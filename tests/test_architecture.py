@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 EMULATOR = Path(__file__).resolve().parents[1] / "hil" / "emulator"
-CODECS = {"hil.link.protocol", "hil.stimuli.ur", "hil.flash.cosign2", "hil.flash.manifest",
+CODECS = {"hil.link.protocol", "hil.stimuli.ur", "hil.stimuli.isodep", "hil.flash.cosign2", "hil.flash.manifest",
           "hil.flash.bootimg", "hil.flash.emulated"}
 # The harness-side halves of the emulator's interfaces run in the harness's process.
 HARNESS_SIDE = {"launcher.py": {"hil.errors"}, "usb_backend.py": {"hil.errors"}}

@@ -392,27 +392,12 @@ def test_an_exporter_killed_with_9_orphans_the_place(idle):
         c.close()
 
 
-NIGHTLY_SUITE = '''
-from pathlib import Path
-
-FLASHED = Path(__file__).resolve().parents[2] / "flashed"
-
-def test_kernel_denies_undeclared_send(farm_station):
-    with farm_station.client() as p:
-        assert p.version() == "1.0.0"
-    assert b"skips-permission-check" not in (FLASHED / farm_station.name).read_bytes(), "AccessDenied missing"
-
-def test_storage_scoped(farm_station):
-    assert (FLASHED / farm_station.name).exists()
-'''
-
-
 def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle, monkeypatch):
     """`hil nightly` with a coordinator in the lab file: each place flashed under its labgrid lease (a
     stand-in flasher, as in test_nightly.py), the suites across both benches, reports on the controller."""
     import hil.farm.nightly as job
     import typer
-    from farm_helpers import signed_build
+    from farm_helpers import signed_build, stand_in_suites
 
     from hil.farm.cli import nightly
     from hil.report import signoff
@@ -424,9 +409,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
         signoff_criteria: {ROOT / 'signoff_criteria.yaml'}
         samba_applet: {ROOT / 'firmware' / 'emulated' / 'sdmmc-applet.bin'}
         """))
-    (tmp_path / "suites" / "security").mkdir(parents=True)
-    (tmp_path / "suites" / "security" / "test_isolation.py").write_text(NIGHTLY_SUITE)
-    (tmp_path / "flashed").mkdir()
+    flashed = stand_in_suites(tmp_path)
     flashed_over = []
 
     def standin(lab_cfg, build):
@@ -434,7 +417,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
             with station.client() as p:  # through the bench's bridge, under the nightly's lease
                 assert p.version() == "1.0.0"
             flashed_over.append(station.debug)
-            (tmp_path / "flashed" / station.name).write_bytes(build.read_bytes())
+            (flashed / station.name).write_bytes(build.read_bytes())
             progress(0.5)
             return True
         return flash

@@ -5,10 +5,10 @@ import threading
 import time
 
 import pytest
-from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client
+from fido2.client import ClientError
 from fido2.ctap2 import Ctap2
-from fido2.server import Fido2Server
-from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
+
+from fido_helpers import register_over_nfc
 
 from hil.emulator import control
 from hil.emulator.build import Build
@@ -55,28 +55,10 @@ def wait_modal(prime, title, timeout=10):
 
 
 def webauthn(unit, answer_at, touch):
-    server = Fido2Server(PublicKeyCredentialRpEntity(id="example.com", name="Example"), attestation="direct")
-    server.allowed_algorithms = [PublicKeyCredentialParameters(type="public-key", alg=-7)]
-    options, state = server.register_begin(PublicKeyCredentialUserEntity(id=b"u1", name="alice"),
-                                           user_verification="discouraged")
-    out = {}
-
-    def run():
-        try:
-            with CtapNfcDevice(NfcReader(unit.endpoints["nfc"]).connect(timeout=10)) as dev:
-                out["response"] = Fido2Client(dev, DefaultClientDataCollector("https://example.com")) \
-                    .make_credential(options.public_key)
-        except Exception as e:
-            out["error"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    try:
+    def answer():
         wait_modal(unit.prime, "Confirm Registration")
         touch.tap(*answer_at)
-    finally:
-        t.join(20)
-    return server, state, out
+    return register_over_nfc(unit.endpoints["nfc"], answer)
 
 
 def test_robot_unlocks_and_confirms_fido_registration(unit, touch):

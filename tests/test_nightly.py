@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from farm_helpers import firmware_hash, signed_build, write_result
+from farm_helpers import firmware_hash, signed_build, stand_in_suites, write_result
 from typer.testing import CliRunner
 
 import hil.farm.nightly as job
@@ -16,20 +16,6 @@ from hil.report import signoff
 from hil.report.allure import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
-
-SUITE = '''
-from pathlib import Path
-
-FLASHED = Path(__file__).resolve().parents[2] / "flashed"
-
-def test_kernel_denies_undeclared_send(farm_station):
-    with farm_station.client() as p:
-        assert p.version() == "1.0.0"
-    assert b"skips-permission-check" not in (FLASHED / farm_station.name).read_bytes(), "AccessDenied missing"
-
-def test_storage_scoped(farm_station):
-    assert (FLASHED / farm_station.name).exists()
-'''
 
 
 @pytest.fixture
@@ -41,13 +27,11 @@ def lab(tmp_path, monkeypatch):
         text = text.replace(key, val)
     text = "\n".join(ln for ln in text.splitlines() if not ln.strip().startswith(("emu-2", "emu-3", "emu-4")))
     (tmp_path / "lab.yaml").write_text(text + "\n")
-    (tmp_path / "suites" / "security").mkdir(parents=True)
-    (tmp_path / "suites" / "security" / "test_isolation.py").write_text(SUITE)
-    (tmp_path / "flashed").mkdir()
+    flashed = stand_in_suites(tmp_path)
 
     def standin(lab_cfg, build):
         def flash(station, progress):
-            marker = tmp_path / "flashed" / station.name
+            marker = flashed / station.name
             if marker.exists() and marker.read_bytes() == build.read_bytes():
                 return False
             progress(0.5)

@@ -35,7 +35,7 @@ def test_touch_backend_from_resources_and_flavour_rules(flavour, robot, locked, 
 
 
 def test_touch_backend_follows_the_profile_not_the_flavour_name():
-    lenient = PROFILE.flavours["production"].model_copy(update={"need_unlocked": frozenset()})
+    lenient = PROFILE.flavours["production"].model_copy(update={"need_unlocked": ()})
     profile = PROFILE.model_copy(update={"flavours": {**PROFILE.flavours, "production": lenient}})
     assert touch_backend(Station(name="b", profile=profile), "production", locked=True) == "debug"
 

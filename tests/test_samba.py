@@ -20,7 +20,7 @@ APPLET = emulated.APPLET.read_bytes()
 def monitor(tmp_path):
     emmc = Emmc(tmp_path / "emmc.img", 4 * 1024 * 1024)
     mon = rom.SambaMonitor(emmc, APPLET)
-    mon.start()
+    mon.start_pty()
     mon.enter()
     yield mon
     mon.stop()

@@ -17,6 +17,8 @@ HOME = (100, 910)
 
 
 class FakePrime:
+    """What the emulated robot and relay act on: records taps (as swipes) and power presses."""
+
     def __init__(self):
         self.lock = threading.RLock()
         self.events = []

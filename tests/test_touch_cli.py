@@ -1,32 +1,12 @@
 """`hil touch`: calibrate, then tap and power through the emulated robot and relay ptys."""
 
-import threading
-import time
-
 from typer.testing import CliRunner
 
 from hil.emulator import robot as emu_robot
 from hil.emulator.relay import EmulatedRelay
 from hil.emulator.robot import EmulatedRobot
 from hil.stimuli.cli import touch_app
-
-
-class FakePrime:
-    def __init__(self):
-        self.lock = threading.RLock()
-        self.events = []
-
-    def swipe(self, *a):
-        self.events.append(("swipe",) + a)
-
-    def press_power(self, long):
-        self.events.append(("power", long))
-
-    def power_button(self, down):  # the emulated relay reports edges; a hold of 1 s or more is long
-        if down:
-            self._down_at = time.monotonic()
-        else:
-            self.press_power(time.monotonic() - self._down_at >= 1.0)
+from tests.test_touch import FakePrime
 
 
 def test_calibrate_tap_and_power_via_robot(tmp_path):

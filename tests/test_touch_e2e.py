@@ -3,18 +3,12 @@ station's interfaces only: the debug link refuses input while locked, so the sty
 a FIDO2 registration over NFC raises the trusted-display prompt, the camera reads it, the robot
 confirms it, the credential verifies, and the relay's power press locks the unit again."""
 
-import threading
-
 import pytest
-from fido2.client import DefaultClientDataCollector, Fido2Client
-from fido2.server import Fido2Server
-from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
+from fido_helpers import register_over_nfc
 
 from hil.emulator import robot as emulated_bench
 from hil.link.client import DeviceLocked
 from hil.link.resolve import device_station, open_client
-from hil.stimuli.ctap_nfc import CtapNfcDevice
-from hil.stimuli.nfc import NfcReader
 from hil.stimuli.relay import PowerButtonRelay
 from hil.stimuli.robot import Calibration, StylusRobot
 from hil.stimuli.touch import RobotTouch, enter_pin
@@ -45,27 +39,11 @@ def test_production_unit_unlocked_and_confirmed_by_robot():
             enter_pin(touch, station.profile.touch.pin_pad, PIN)
             display.expect_text("Apps", region="title", timeout=10)
 
-            server = Fido2Server(PublicKeyCredentialRpEntity(id="example.com", name="Example"), attestation="direct")
-            server.allowed_algorithms = [PublicKeyCredentialParameters(type="public-key", alg=-7)]
-            options, state = server.register_begin(PublicKeyCredentialUserEntity(id=b"u1", name="alice"),
-                                                   user_verification="discouraged")
-            outcome = {}
-
-            def register():
-                try:
-                    with CtapNfcDevice(NfcReader(station.nfc).connect(timeout=10)) as dev:
-                        client = Fido2Client(dev, DefaultClientDataCollector("https://example.com"))
-                        outcome["response"] = client.make_credential(options.public_key)
-                except Exception as e:  # handed to the test thread
-                    outcome["error"] = e
-
-            nfc_thread = threading.Thread(target=register)
-            nfc_thread.start()
-            try:
+            def confirm():
                 display.expect_text("Confirm Registration", region="body", timeout=20)
                 touch.tap(*CONFIRM)
-            finally:
-                nfc_thread.join(30)
+
+            server, state, outcome = register_over_nfc(station.nfc, confirm)
             assert "error" not in outcome, outcome.get("error")
             auth_data = server.register_complete(state, outcome["response"])
             assert auth_data.is_user_present()

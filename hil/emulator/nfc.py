@@ -28,6 +28,7 @@ import nfc.tag
 import ndef
 
 from hil.emulator.ctap2 import Authenticator
+from hil.stimuli.isodep import serve_card
 
 FIDO_AID = bytes.fromhex("A0000006472F0001")
 CHUNK = 96  # ISO7816_APDU_CHAINING_CHUNK_SIZE in KeyOS
@@ -35,7 +36,6 @@ NFCCTAP_MSG, NFCCTAP_GETRESPONSE, GET_RESPONSE, SELECT = 0x10, 0x11, 0xC0, 0xA4
 SW_OK = b"\x90\x00"
 SW_FUNCTION_NOT_SUPPORTED, SW_WRONG_LENGTH = b"\x6A\x81", b"\x67\x00"
 SW_CLA_NOT_SUPPORTED, SW_INS_NOT_SUPPORTED, SW_CORRUPTED = b"\x6E\x00", b"\x6D\x00", b"\x62\x81"
-ATS = bytes.fromhex("0578A07002")  # FSCI 8 (256 B), FWI 10 (~309 ms), SFGI 0, no CID/NAD
 SESSION_IDLE_S = 5.0  # APDU_TRANSACTION_TIMEOUT
 LISTEN_S = 1.0
 
@@ -106,38 +106,6 @@ def _apdu_data(c: bytes) -> bytes | None:
     return c[5:5 + lc]
 
 
-def serve_iso_dep(clf, handler, idle_s: float = SESSION_IDLE_S) -> str:
-    """PICC side of ISO 14443-4 on an activated nfcpy target: ATS, I-blocks (with command chaining),
-    R(NAK) retransmission, S(DESELECT). Returns how the session ended."""
-    last, chained = b"", b""
-    try:
-        cmd = clf.exchange(ATS, idle_s)
-        while cmd:
-            pcb = cmd[0]
-            if pcb & 0xE2 == 0x02:  # I-block
-                if pcb & 0x10:  # chaining: more to come
-                    chained += bytes(cmd[1:])
-                    rsp = bytes([0xA2 | (pcb & 1)])
-                else:
-                    apdu, chained = chained + bytes(cmd[1:]), b""
-                    rsp = last = bytes([0x02 | (pcb & 1)]) + handler(apdu)
-            elif pcb & 0xF6 == 0xB2:  # R(NAK): retransmit if it names our last block, else ACK
-                rsp = last if last and (last[0] & 1) == (pcb & 1) else bytes([0xA2 | (pcb & 1)])
-            elif pcb == 0xC2:  # S(DESELECT)
-                clf.exchange(b"\xC2", 0)
-                return "deselect"
-            else:
-                return f"protocol error (PCB {pcb:02X})"
-            cmd = clf.exchange(rsp, idle_s)
-        return "link lost"
-    except nfc.clf.BrokenLinkError:
-        return "field lost"
-    except nfc.clf.TimeoutError:
-        return "idle timeout"
-    except nfc.clf.CommunicationError as e:
-        return f"communication error ({e})"
-
-
 class EmulatedNfc:
     """The NFC peripheral: ``start(prime) -> ("nfc", "udp:127.0.0.1:PORT")``, ``stop()``."""
 
@@ -198,7 +166,7 @@ class EmulatedNfc:
         handler = self.applet.apdu
         if self.field_loss:
             handler = self._lose_field
-        ended = serve_iso_dep(clf, handler)
+        ended = serve_card(clf, handler, SESSION_IDLE_S)
         self.sessions.append(ended)
         self._log(f"INFO:nfc: card emulation session ended: {ended}")
 

@@ -38,15 +38,16 @@ class PtyDevice:
         self._master = self._slave = -1
 
     def write(self, data: bytes) -> None:
-        if self._master >= 0:
-            os.write(self._master, data)
+        view = memoryview(data)
+        while view and self._master >= 0:  # a large answer (a SAM-BA R of pages) may go out in parts
+            view = view[os.write(self._master, view):]
 
     def _run(self) -> None:
         while not self._stop.is_set():
             if not select.select([self._master], [], [], 0.1)[0]:
                 continue
             try:
-                data = os.read(self._master, 4096)
+                data = os.read(self._master, 1 << 20)  # take a SAM-BA S payload in as few reads as the pty allows
             except OSError:
                 return
             if data:

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import select
 import subprocess
 import struct
 import tempfile
 import threading
-import tty
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from PIL import Image
 from hil.emulator import bootloader
 from hil.emulator.defects import Defects
 from hil.emulator.emmc import PAGE, Emmc, PowerCut
+from hil.emulator.pty import PtyDevice
 from hil.flash import bootimg, emulated
 
 CIDR, EXID = 0xFC069000, 0xFC069004
@@ -45,40 +44,22 @@ APPLET_SUCCESS, APPLET_DEV_UNKNOWN, APPLET_FAIL = 0x00, 0x01, 0x0F
 CMD_INITIALIZE, CMD_READ_PAGES, CMD_WRITE_PAGES = 0x00, 0x32, 0x33
 
 
-class SambaMonitor:
+class SambaMonitor(PtyDevice):
     """The ROM monitor: a pty whose slave path is the station's ``samba`` port."""
+
+    name = "samba"
 
     def __init__(self, emmc: Emmc, applet: bytes, on_reset: Callable[[], None] = lambda: None,
                  on_power_cut: Callable[[], None] = lambda: None):
+        super().__init__()
         self.emmc = emmc
         self.applet = applet
         self.on_reset = on_reset
         self.on_power_cut = on_power_cut
         self.active = False  # in SAM-BA mode and enumerated
-        self.path = ""
-        self._master = self._slave = -1
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._reset_state()
 
     # ------------------------------------------------------------ lifecycle
-
-    def start(self) -> str:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.path = os.ttyname(self._slave)
-        self._thread = threading.Thread(target=self._run, name="emu-samba", daemon=True)
-        self._thread.start()
-        return self.path
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(2)
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                os.close(fd)
-        self._master = self._slave = -1
 
     def enter(self) -> None:
         """The ROM runs the monitor (a fresh one: terminal mode, L2 as cache, no applet)."""
@@ -105,22 +86,9 @@ class SambaMonitor:
 
     # ------------------------------------------------------------ the wire
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not select.select([self._master], [], [], 0.1)[0]:
-                continue
-            try:
-                data = os.read(self._master, 1 << 20)
-            except OSError:
-                return
-            if self.active:
-                self._feed(data)
-
-    def _send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view and self._master >= 0:
-            n = os.write(self._master, view)
-            view = view[n:]
+    def on_bytes(self, data: bytes) -> None:
+        if self.active:
+            self._feed(data)
 
     def _feed(self, data: bytes) -> None:
         if self._buf:
@@ -153,22 +121,22 @@ class SambaMonitor:
             return  # a malformed number: the ROM ignores the command
         if op == "N":
             self.binary = True
-            self._send(b"\n\r")
+            self.write(b"\n\r")
         elif op == "T":
             self.binary = False
-            self._send(b"\n\r>")
+            self.write(b"\n\r>")
         elif op == "V":
-            self._send(VERSION + (b"" if self.binary else b">"))
+            self.write(VERSION + (b"" if self.binary else b">"))
         elif op == "w" and nums:
             value = struct.unpack("<I", self._load(nums[0], 4))[0]
-            self._send(struct.pack("<I", value) if self.binary else b"\n\r0x%08X\n\r>" % value)
+            self.write(struct.pack("<I", value) if self.binary else b"\n\r0x%08X\n\r>" % value)
         elif op == "W" and len(nums) == 2:
             self._write_word(nums[0], nums[1])
             self._prompt()
         elif op == "S" and len(nums) == 2:
             self._pending = (nums[0], nums[1]) if nums[1] else None
         elif op == "R" and len(nums) == 2:
-            self._send(self._load(nums[0], nums[1]))
+            self.write(self._load(nums[0], nums[1]))
             self._prompt()
         elif op == "G" and nums:
             self._go(nums[0])
@@ -176,7 +144,7 @@ class SambaMonitor:
 
     def _prompt(self) -> None:
         if not self.binary:
-            self._send(b"\n\r>")
+            self.write(b"\n\r>")
 
     # ------------------------------------------------------------ memory
 
@@ -288,7 +256,7 @@ class SambaPort:
         self.emmc = Emmc(image, bootimg.EMULATED.total_bytes)
         self.monitor = SambaMonitor(self.emmc, Path(applet).read_bytes(), on_reset=self._reset,
                                     on_power_cut=self._power_cut)
-        path = self.monitor.start()
+        path = self.monitor.start_pty()
         with prime.lock:
             prime.firmware = self
             prime.on_link_reset(self.monitor.leave)  # power cut, reboot: USB re-enumerates

@@ -202,6 +202,8 @@ class Touch(_Strict):
     offset_y: int = -30
     home_button: Rect = Rect(x0=0, y0=850, x1=200, y1=971)
     pin_pad: PinPad | None = None
+    boot_menu_samba: tuple[int, int] | None = Field(None, description="centre of the bootloader Boot Menu's "
+                                                    "'SAM-BA mode' entry (hil.stimuli.boot_menu)")
 
 
 class Camera(_Strict):
@@ -236,6 +238,8 @@ class Profile(_Strict):
     camera: Camera = Camera()
     touch: Touch = Touch()
     flavours: dict[Literal["production", "development"], FlavourRules]
+    firmware_keys: str = Field("production", description="cosign2 key set the units' bootloader trusts: "
+                               "production, test or a key set TOML path (what `hil flash` checks images against)")
     physical: bool = Field(True, description="real hardware; false for emulated units and KeyOS's simulator "
                            "(tests marked hardware_only skip)")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
@@ -32,21 +34,27 @@ def _coordinator(lab: str | None, coordinator: str | None):
     return Coordinator(LabUrl.parse(url).address)
 
 
+@contextmanager
+def _connected(lab: str | None, coordinator: str | None) -> Iterator:
+    """The coordinator for one command, closed when it is done; a HilError ends the command (exit 2)."""
+    try:
+        coord = _coordinator(lab, coordinator)
+        try:
+            yield coord
+        finally:
+            coord.close()
+    except HilError as e:
+        raise _fail(e) from None
+
+
 @lab_app.command()
 def sync(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     """Create or update a labgrid place per station (match `<bench>/<station>/*`, tags, health=ok)."""
     from hil.farm import labgrid
     from hil.farm.config import load_lab
 
-    try:
-        cfg = load_lab(lab)
-        coord = _coordinator(lab, coordinator)
-        try:
-            changes = labgrid.sync(cfg, coord)
-        finally:
-            coord.close()
-    except HilError as e:
-        raise _fail(e) from None
+    with _connected(lab, coordinator) as coord:
+        changes = labgrid.sync(load_lab(lab), coord)
     for line in changes or ["places already match the lab file"]:
         typer.echo(line)
 
@@ -69,20 +77,14 @@ def status(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    try:
-        coord = _coordinator(lab, coordinator)
-        try:
-            coord.refresh()
-            table = Table(title=f"labgrid {coord.address}")
-            for col in ("place", "bench", "tags", "acquired by", "comment"):
-                table.add_column(col)
-            for name, p in sorted(coord.places.items()):
-                tags = " ".join(f"{k}={v}" for k, v in sorted(p.tags.items()) if k != "bench")
-                table.add_row(name, p.tags.get("bench", "?"), tags, p.acquired or "-", p.comment)
-        finally:
-            coord.close()
-    except HilError as e:
-        raise _fail(e) from None
+    with _connected(lab, coordinator) as coord:
+        coord.refresh()
+        table = Table(title=f"labgrid {coord.address}")
+        for col in ("place", "bench", "tags", "acquired by", "comment"):
+            table.add_column(col)
+        for name, p in sorted(coord.places.items()):
+            tags = " ".join(f"{k}={v}" for k, v in sorted(p.tags.items()) if k != "bench")
+            table.add_row(name, p.tags.get("bench", "?"), tags, p.acquired or "-", p.comment)
     Console().print(table)
 
 
@@ -91,14 +93,8 @@ def reap(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     """Release places and cancel reservations left by crashed runs of this host (holder process gone)."""
     from hil.farm import labgrid
 
-    try:
-        coord = _coordinator(lab, coordinator)
-        try:
-            done = labgrid.reap(coord)
-        finally:
-            coord.close()
-    except HilError as e:
-        raise _fail(e) from None
+    with _connected(lab, coordinator) as coord:
+        done = labgrid.reap(coord)
     for line in done or ["nothing to reap"]:
         typer.echo(line)
 
@@ -109,14 +105,8 @@ def quarantine_cmd(place: str, reason: Annotated[str, typer.Option("--reason", h
     """Take a place out of service: removes health=ok, sets the reason as its comment."""
     from hil.farm import labgrid
 
-    try:
-        coord = _coordinator(lab, coordinator)
-        try:
-            labgrid.quarantine(coord, place, reason)
-        finally:
-            coord.close()
-    except HilError as e:
-        raise _fail(e) from None
+    with _connected(lab, coordinator) as coord:
+        labgrid.quarantine(coord, place, reason)
     typer.echo(f"{place}: quarantined ({reason})")
 
 
@@ -125,12 +115,6 @@ def readmit(place: str, lab: LabOpt = None, coordinator: CoordOpt = None) -> Non
     """Put a quarantined place back into service (health=ok, comment cleared)."""
     from hil.farm import labgrid
 
-    try:
-        coord = _coordinator(lab, coordinator)
-        try:
-            was = labgrid.readmit(coord, place)
-        finally:
-            coord.close()
-    except HilError as e:
-        raise _fail(e) from None
+    with _connected(lab, coordinator) as coord:
+        was = labgrid.readmit(coord, place)
     typer.echo(f"{place}: readmitted" + (f" (was: {was})" if was else ""))

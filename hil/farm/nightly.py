@@ -143,6 +143,7 @@ def samba_flasher(lab: LabConfig, build: Path) -> Flasher:
     checked against the lab's trusted key set here, before any station is touched: a bad build is the
     build's fault, not the stations'."""
     from hil.flash import emulated, flasher
+    from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
 
     if lab.samba_applet is None:
         raise ConfigError(f"{lab.source}: no `samba_applet`; the flasher needs the SD/MMC applet")
@@ -157,9 +158,13 @@ def samba_flasher(lab: LabConfig, build: Path) -> Flasher:
         if station.samba is None:
             raise flasher.FlashFailed(f"station {station.name} has no SAM-BA port (`samba`) to flash through")
         link = (lambda: station.client()) if station.debug else None
-        result = flasher.Flasher(station.samba, applet, keys, link=link,
-                                 progress=lambda _phase, done, total: progress(done / total if total else 0.0)
-                                 ).flash(firmware)
+        # production builds, and a unit left on the bootloader's error page, answer no REBOOT_SAMBA:
+        # the station's relay and robot press the Boot Menu sequence where it has them
+        buttons = contextlib.nullcontext() if can_enter_samba(station) else station_enter_samba(station)
+        with buttons as enter_samba:
+            result = flasher.Flasher(station.samba, applet, keys, link=link, enter_samba=enter_samba,
+                                     progress=lambda _phase, done, total: progress(done / total if total else 0.0)
+                                     ).flash(firmware)
         return result.action != "skipped"
 
     return flash

@@ -147,19 +147,13 @@ class _Window(io.RawIOBase):
     def tell(self) -> int:
         return self._pos
 
-    def read(self, n: int = -1) -> bytes:
-        size = self._end - self._start
-        n = size - self._pos if n < 0 else min(n, max(size - self._pos, 0))
+    def readinto(self, b) -> int:  # io.RawIOBase builds read() on it
+        n = min(len(b), max(self._end - self._start - self._pos, 0))
         self._fp.seek(self._start + self._pos)
         data = self._fp.read(n)
-        data += bytes(n - len(data))  # a sparse tail reads as zeros
+        b[:n] = data + bytes(n - len(data))  # a sparse tail reads as zeros
         self._pos += n
-        return data
-
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
+        return n
 
     def write(self, data) -> int:
         if self._start + self._pos + len(data) > self._end:

@@ -6,6 +6,7 @@ has been sent to a device by then.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -138,34 +139,36 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
           samba: Annotated[Optional[str], typer.Option(help="SAM-BA serial port (default: the station's)")] = None,
           profile: Annotated[Optional[str], typer.Option(help="device profile name")] = None,
           applet: Annotated[Optional[Path], typer.Option(help="Microchip SD/MMC applet binary")] = None,
-          keys: KeysOpt = "production",
+          keys: Annotated[Optional[str], typer.Option("--keys", help="key set the device trusts: production, test "
+                                                      "or a key set TOML (default: the device profile's firmware_keys)")] = None,
           force: Annotated[bool, typer.Option(help="write even when the device runs the same image")] = False,
           operator: Annotated[bool, typer.Option(help="production builds: prompt a person for the power-button "
                                                  "sequence into SAM-BA")] = False,
           allow_rollback: Annotated[bool, typer.Option("--allow-rollback", help="DANGER: install an OLDER image "
                                                        "than the device runs")] = False) -> None:
-    """Flash a Prime over USB-C: full reflash (boot.img), app.bin update, or app sideload."""
+    """Flash a Prime over USB-C: full reflash (boot.img), app.bin update, or app sideload. Production
+    builds refuse REBOOT_SAMBA: the station's relay and robot press the Boot Menu sequence, else
+    --operator asks a person."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from hil.flash import emulated, flasher
     from hil.link.resolve import device_station, open_client
+    from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
 
-    keyset = _keyset(keys)
     console = Console(stderr=True)
-    try:
-        sideload = image.is_dir() or image.suffix == ".app"
-        bundle = flasher.read_bundle(image) if sideload else None
-        firmware = None if sideload else flasher.load_firmware(image, keyset)
-        applet_bytes = (applet or emulated.APPLET).read_bytes()
-    except OSError as e:
-        _fail(f"{e.filename}: cannot read ({e.strerror})")
-    except HilError as e:
-        _fail(str(e))
     if allow_rollback:
         console.print("[bold red]WARNING: --allow-rollback: an older image may replace a newer one[/]")
     try:
         with device_station(device, profile, flavour="development") as station:
+            keyset = _keyset(keys or station.profile.firmware_keys)  # checked before the device is touched
+            try:
+                sideload = image.is_dir() or image.suffix == ".app"
+                bundle = flasher.read_bundle(image) if sideload else None
+                firmware = None if sideload else flasher.load_firmware(image, keyset)
+                applet_bytes = (applet or emulated.APPLET).read_bytes()
+            except OSError as e:
+                _fail(f"{e.filename}: cannot read ({e.strerror})")
             link = (lambda: open_client(station.debug, station.profile)) if station.debug else None
             if sideload:
                 if link is None:
@@ -177,8 +180,11 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
             port = samba or station.samba
             if not port:
                 _fail(f"{station.name}: no SAM-BA port; pass --samba PORT")
-            with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                          console=console, transient=True) as bar:
+            buttons = contextlib.nullcontext(_ask_operator if operator else None)
+            if not operator and can_enter_samba(station) is None:
+                buttons = station_enter_samba(station)
+            with buttons as enter_samba, Progress("{task.description}", BarColumn(), DownloadColumn(),
+                                                  TransferSpeedColumn(), console=console, transient=True) as bar:
                 tasks: dict[str, int] = {}
 
                 def progress(phase: str, done: int, total: int) -> None:
@@ -187,7 +193,7 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
                     bar.update(tasks[phase], completed=done)
 
                 result = flasher.Flasher(port, applet_bytes, keyset, link=link, progress=progress,
-                                         enter_samba=_ask_operator if operator else None).flash(
+                                         enter_samba=enter_samba).flash(
                     firmware, force=force, allow_rollback=allow_rollback)
     except HilError as e:
         _fail(str(e))

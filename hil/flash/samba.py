@@ -289,20 +289,15 @@ class EmmcFile(io.RawIOBase):
                 self._cache[lo + i] = data[i * self._sdmmc.page_size:(i + 1) * self._sdmmc.page_size]
         return b"".join(self._cache[p] for p in range(first, last + 1))
 
-    def read(self, n: int = -1) -> bytes:
-        n = max(0, self._size - self._pos if n < 0 else min(n, self._size - self._pos))
+    def readinto(self, b) -> int:  # io.RawIOBase builds read() on it
+        n = max(0, min(len(b), self._size - self._pos))
         if n == 0:
-            return b""
+            return 0
         ps = self._sdmmc.page_size
         first, last = self._pos // ps, (self._pos + n - 1) // ps
-        data = self._pages(first, last)[self._pos - first * ps:][:n]
+        b[:n] = self._pages(first, last)[self._pos - first * ps:][:n]
         self._pos += n
-        return data
-
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
+        return n
 
     def write(self, data) -> int:
         if not self._writable:

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 import ndef
 
 from hil.errors import ConfigError, InfrastructureError
+from hil.stimuli.isodep import serve_card
 
 log = logging.getLogger(__name__)
 NDEF_AID = bytes.fromhex("D2760000850101")
 CC_FILE, NDEF_FILE = 0xE103, 0xE104
 NDEF_FILE_SIZE = 0x0800
 SW_OK, SW_NOT_FOUND, SW_WRONG_P1P2, SW_INS = b"\x90\x00", b"\x6A\x82", b"\x6B\x00", b"\x6D\x00"
-ATS = bytes.fromhex("0578A07002")  # FSCI 8, FWI 10
 
 
 class NfcError(InfrastructureError):
@@ -209,7 +209,7 @@ class NfcReader:
                     if time.monotonic() - started < 0.05:
                         time.sleep(0.05)  # the other side holds the air (port); wait for its turn
                     continue
-                ended = serve_iso_dep(clf, handler)
+                ended = serve_card(clf, handler)
                 if card.fully_read:
                     return TagResult(True, card.message, apdus)
                 if ended != "deselect":
@@ -217,36 +217,3 @@ class NfcReader:
                                        f"({ended}) after {len(apdus)} APDUs; the reader never finished reading")
         raise NfcError(f"no reader read the presented tag on {self.path} within {timeout:.0f} s")
 
-
-def serve_iso_dep(clf, handler, idle_s: float = 5.0) -> str:
-    """Card side of ISO 14443-4 on an activated nfcpy target: ATS, I-blocks (with chaining), R(NAK)
-    retransmission, S(DESELECT). Returns how the session ended."""
-    import nfc.clf
-
-    last, chained = b"", b""
-    try:
-        cmd = clf.exchange(ATS, idle_s)
-        while cmd:
-            pcb = cmd[0]
-            if pcb & 0xE2 == 0x02:
-                if pcb & 0x10:
-                    chained += bytes(cmd[1:])
-                    rsp = bytes([0xA2 | (pcb & 1)])
-                else:
-                    apdu, chained = chained + bytes(cmd[1:]), b""
-                    rsp = last = bytes([0x02 | (pcb & 1)]) + handler(apdu)
-            elif pcb & 0xF6 == 0xB2:
-                rsp = last if last and (last[0] & 1) == (pcb & 1) else bytes([0xA2 | (pcb & 1)])
-            elif pcb == 0xC2:
-                clf.exchange(b"\xC2", 0)
-                return "deselect"
-            else:
-                return f"protocol error (PCB {pcb:02X})"
-            cmd = clf.exchange(rsp, idle_s)
-        return "link lost"
-    except nfc.clf.BrokenLinkError:
-        return "field lost"
-    except nfc.clf.TimeoutError:
-        return "reader went silent"
-    except nfc.clf.CommunicationError as e:
-        return f"communication error ({e})"

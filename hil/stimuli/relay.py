@@ -15,6 +15,7 @@ import time
 import serial
 
 from hil.errors import InfrastructureError
+from hil.stimuli.serial_instrument import SerialInstrument
 
 GET_VERSION, GET_STATES = 0x5A, 0x5B
 RELAY_ON, RELAY_OFF = 0x65, 0x6F  # + (channel - 1)
@@ -26,36 +27,21 @@ class RelayError(InfrastructureError):
     """The relay board did not answer or did not switch."""
 
 
-class PowerButtonRelay:
+class PowerButtonRelay(SerialInstrument):
+    """One relay channel across the power button; every switch is read back from the board."""
+
+    what, error, baudrate, read_timeout = "power relay board", RelayError, 19200, 0.1
+
     def __init__(self, port: serial.SerialBase, channel: int = 1, timeout: float = 2.0):
         if not 1 <= channel <= 8:
             raise ValueError(f"relay channel {channel} is not 1..8")
         self.port, self.channel, self.timeout = port, channel, timeout
         self.module = ""
 
-    @classmethod
-    def open(cls, url: str, channel: int = 1) -> "PowerButtonRelay":
-        try:
-            port = serial.serial_for_url(url, baudrate=19200, timeout=0.1)
-        except (serial.SerialException, OSError) as e:
-            raise RelayError(f"cannot open power relay board at {url}: {e}") from None
-        relay = cls(port, channel)
-        try:
-            relay.identify()
-            relay.set(False)
-        except BaseException:
-            port.close()
-            raise
-        return relay
-
-    def close(self) -> None:
-        self.port.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def bring_up(self) -> None:
+        """Check it is a relay board and start with the button released."""
+        self.identify()
+        self.set(False)
 
     def _ask(self, cmd: int, n: int) -> bytes:
         try:

@@ -20,6 +20,7 @@ import numpy as np
 import serial
 
 from hil.errors import ConfigError, InfrastructureError
+from hil.stimuli.serial_instrument import SerialInstrument
 
 # GRBL 1.1 error and alarm codes (grbl/doc/csv/error_codes_en_US.csv, alarm_codes_en_US.csv).
 GRBL_ERRORS = {
@@ -116,8 +117,10 @@ def calibration_path(station: str, root: Path = CALIBRATION_DIR) -> Path:
     return Path(root) / f"{station}.robot.json"
 
 
-class StylusRobot:
+class StylusRobot(SerialInstrument):
     """GRBL-driven stylus: homes on open, then taps, presses and swipes in display coordinates."""
+
+    what, error, baudrate, read_timeout = "stylus robot", RobotError, 115200, 0.2
 
     def __init__(self, port: serial.SerialBase, calibration: Calibration, *, z_up: float = 0.0,
                  z_down: float = -9.0, feed: float = 3000.0, timeout: float = 10.0):
@@ -125,29 +128,10 @@ class StylusRobot:
         self.calibration = calibration
         self.z_up, self.z_down, self.feed, self.timeout = z_up, z_down, feed, timeout
 
-    @classmethod
-    def open(cls, url: str, calibration: Calibration, **kw) -> "StylusRobot":
-        try:
-            port = serial.serial_for_url(url, baudrate=115200, timeout=0.2)
-        except (serial.SerialException, OSError) as e:
-            raise RobotError(f"cannot open stylus robot at {url}: {e}") from None
-        robot = cls(port, calibration, **kw)
-        try:
-            robot.reset()
-            robot.home()
-        except BaseException:
-            port.close()
-            raise
-        return robot
-
-    def close(self) -> None:
-        self.port.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def bring_up(self) -> None:
+        """Clear any alarm and home, so that machine coordinates mean what the calibration says."""
+        self.reset()
+        self.home()
 
     # --------------------------------------------------------------- wire
 

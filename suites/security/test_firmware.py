@@ -3,87 +3,197 @@
 The harness's own pre-flash checks (``hil.flash.flasher.load_firmware``) are bypassed on purpose: the
 image goes onto the eMMC through SAM-BA exactly as an attacker with the boot ROM would put it, and the
 *device* must refuse to boot it. Evidence of a refusal is positive: the station's camera reads the
-bootloader's "Firmware Error" page. A refused image leaves the unit at that page until it is
-reflashed through the boot menu, so every test here is destructive: run one per unit
-(``--destructive -k unsigned``) and reflash the unit afterwards (``hil flash``).
+bootloader's "Firmware Error" page. A KeyOS answering on the debug link instead is a failure (the unit
+booted the bad image). Either way the unit is then put back on its own build through the Boot Menu
+(relay and robot: ``hil.stimuli.boot_menu``) and must report that build's version, so the cases are
+not destructive; a station without relay, robot or camera skips them with the reason.
+
+The images are the unit's own ``app.bin`` (read back through SAM-BA), altered: stripped of its
+signatures, signed by unknown keys, with one unknown signer (PartiallyTrusted), made for the other
+chip (magic ``blef``) and made older than the anti-rollback value. The last two need a valid
+signature by the units' signers: the lab's own (``--firmware-signers``, test-signed units) or, for the
+rollback, a real older release (``--firmware-rollback``); without them those cases skip.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import coincurve
 import pytest
 
-from hil.flash import bootimg, cosign2
-from hil.flash.flasher import Firmware, Flasher
+from hil.flash import bootimg, cosign2, emulated
+from hil.flash.flasher import Firmware, Flasher, load_firmware
 from hil.flash.samba import EmmcFile, Samba
+from hil.link.resolve import open_client
 from hil.link.transport import LinkError
+from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
 from security_helpers import PromptNotSeen, ScreenReader, normal
 
-pytestmark = [pytest.mark.security, pytest.mark.firmware, pytest.mark.destructive, pytest.mark.development_only]
+pytestmark = [pytest.mark.security, pytest.mark.firmware]
 
 ERROR_PAGE = "Firmware Error"  # boot/keyos-boot system_errors.rs, SystemErrorCode::FirmwareVerification
 ZERO_PUB, ZERO_SIG = bytes(33), bytes(64)
+SAMBA_TIMEOUT = 45.0  # the Boot Menu sequence alone holds the button 10.5 s
 
 
-@pytest.fixture
-def installed_app(station, request) -> tuple[bytes, Samba]:
-    """The app.bin the unit runs, read back through SAM-BA (the unit is left in SAM-BA)."""
-    if not station.samba:
-        pytest.skip(f"station {station.name} has no SAM-BA port")
-    applet = Path(request.config.getoption("--samba-applet")).read_bytes()
-    client = request.getfixturevalue("unlocked_prime")
-    client.reboot_to_samba()  # development builds; the link goes with the reboot
-    client.close()
+@dataclasses.dataclass
+class Unit:
+    """The station's unit with what the cases need: its own build and the hands to reach SAM-BA."""
+
+    station: object
+    client: object  # the session's PrimeClient (KeyOS serves one debug client at a time)
+    enter_samba: Callable[[], None]
+    applet: bytes
+    keys: cosign2.KeySet
+    good: bytes
+
+    def flasher(self, link: bool) -> Flasher:
+        opener = (lambda: open_client(self.station.debug, self.station.profile)) if link else None
+        return Flasher(self.station.samba, self.applet, self.keys, link=opener, enter_samba=self.enter_samba,
+                       timeout=SAMBA_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def unit(device_under_test, request) -> Unit:
+    station = device_under_test.station
+    why = can_enter_samba(station) or (None if station.camera else
+                                       f"station {station.name} has no camera to see the bootloader's error page")
+    if why:
+        pytest.skip(why)
+    opt = request.config.getoption
+    keys = emulated.keyset(opt("--firmware-keys") or station.profile.firmware_keys)
+    applet = Path(opt("--samba-applet")).read_bytes()
+    relay, touch = request.getfixturevalue("station_relay"), request.getfixturevalue("robot_touch")
+    client = device_under_test.client
+    with station_enter_samba(station, relay, touch) as enter_samba:
+        client.close()  # the unit leaves KeyOS: the link goes with it
+        try:
+            good = _read_installed(station, enter_samba, applet)
+        finally:
+            client.open()  # the test took the unit away on purpose and asks for the link back
+        yield Unit(station, client, enter_samba, applet, keys, good)
+
+
+def _read_installed(station, enter_samba, applet: bytes) -> bytes:
+    """The app.bin the unit runs, read through SAM-BA (entered by the Boot Menu); then boot it again."""
+    enter_samba()
     samba = Samba.open(station.samba, timeout=10)
-    samba.connect(timeout=30)  # repeats N# while the monitor comes up
-    sd = samba.sdmmc(applet)
-    disk = EmmcFile(sd, sd.pages * sd.page_size)
-    system = bootimg.partition_table(disk.read(bootimg.SECTOR), sd.pages * sd.page_size)[1]
-    app = bootimg.read_file(disk, system, bootimg.APP_IMAGE)
-    samba.close()
+    try:
+        samba.connect(timeout=SAMBA_TIMEOUT)  # repeats N# while the monitor comes up
+        sd = samba.sdmmc(applet)
+        disk = EmmcFile(sd, sd.pages * sd.page_size)
+        system = bootimg.partition_table(disk.read(bootimg.SECTOR), sd.pages * sd.page_size)[1]
+        app = bootimg.read_file(disk, system, bootimg.APP_IMAGE)
+        samba.reboot_to_normal()
+    finally:
+        samba.close()
     assert app is not None, "the unit has no keyos/app.bin"
-    return app, station
+    _await_keyos(station, cosign2.parse_unverified(app).version)
+    return app
 
 
-def _unsigned(image: bytes) -> bytes:
-    header = cosign2.parse_unverified(image)
+def _await_keyos(station, version: str, timeout: float = SAMBA_TIMEOUT) -> None:
+    from hil.flash.flasher import FlashFailed
+
+    deadline, seen = time.monotonic() + timeout, "nothing"
+    while time.monotonic() < deadline:
+        try:
+            with open_client(station.debug, station.profile) as client:
+                seen = client.version()
+            if seen == version:
+                return
+        except LinkError as e:
+            seen = str(e)
+        time.sleep(0.25)
+    raise FlashFailed(f"the unit did not come back on KeyOS {version} (last: {seen})")
+
+
+# ------------------------------------------------------------ the bad images
+
+def _unsigned(good: bytes, _unit) -> bytes:
+    header = cosign2.parse_unverified(good)
     stripped = dataclasses.replace(header, pubkey1=ZERO_PUB, signature1=ZERO_SIG, pubkey2=ZERO_PUB, signature2=ZERO_SIG)
-    return stripped.to_bytes() + image[header.size:]
+    return stripped.to_bytes() + good[header.size:]
 
 
-def _wrongly_signed(image: bytes) -> bytes:
-    header = cosign2.parse_unverified(image)
-    binary = image[header.size:]
-    signed = cosign2.sign(binary, coincurve.PrivateKey(), version=header.version, timestamp=header.timestamp)
+def _wrongly_signed(good: bytes, _unit) -> bytes:
+    header = cosign2.parse_unverified(good)
+    signed = cosign2.sign(good[header.size:], coincurve.PrivateKey(), version=header.version,
+                          timestamp=header.timestamp)
     return cosign2.add_second_signature(signed, coincurve.PrivateKey())
 
 
-def _flash_raw(station, image: bytes, applet: bytes, keys: cosign2.KeySet) -> None:
+def _partially_trusted(good: bytes, _unit) -> bytes:
+    """The unit's first signature kept, the second by an unknown key: PartiallyTrusted."""
+    header = cosign2.parse_unverified(good)
+    one = dataclasses.replace(header, pubkey2=ZERO_PUB, signature2=ZERO_SIG).to_bytes() + good[header.size:]
+    return cosign2.add_second_signature(one, coincurve.PrivateKey())
+
+
+def _lab_signers(unit: Unit, request) -> tuple[coincurve.PrivateKey, coincurve.PrivateKey]:
+    held = cosign2.load_keyset(Path(request.config.getoption("--firmware-signers")))
+    trusted = [s.private_key() for s in held.signers if s.secret is not None and s.pubkey in unit.keys.pubkeys]
+    if len(trusted) < 2:
+        pytest.skip(f"the lab holds no two signing keys of key set {unit.keys.name} (--firmware-signers)")
+    return trusted[0], trusted[1]
+
+
+def _resigned(good: bytes, unit: Unit, request, **changes) -> bytes:
+    header = cosign2.parse_unverified(good)
+    first, second = _lab_signers(unit, request)
+    fields = {"version": header.version, "timestamp": header.timestamp, **changes}
+    return cosign2.add_second_signature(cosign2.sign(good[header.size:], first, **fields), second)
+
+
+def _wrong_chip(good: bytes, unit: Unit, request) -> bytes:
+    return _resigned(good, unit, request, magic=cosign2.Magic.NRF52_BLE)
+
+
+def _rolled_back(good: bytes, unit: Unit, request) -> bytes:
+    older = request.config.getoption("--firmware-rollback")
+    if older is None:
+        return _resigned(good, unit, request, timestamp=cosign2.parse_unverified(good).timestamp - 60)
+    bad = Path(older).read_bytes()
+    assert cosign2.parse_unverified(bad).timestamp < cosign2.parse_unverified(good).timestamp, \
+        "--firmware-rollback is not older than what the unit runs"
+    return bad
+
+
+VARIANTS = {
+    "unsigned": lambda good, unit, request: _unsigned(good, unit),
+    "wrongly-signed": lambda good, unit, request: _wrongly_signed(good, unit),
+    "partially-trusted": lambda good, unit, request: _partially_trusted(good, unit),
+    "wrong-chip": _wrong_chip,
+    "rolled-back": _rolled_back,
+}
+
+
+# ------------------------------------------------------------ steps
+
+def _flash_raw(unit: Unit, image: bytes) -> None:
     """Write ``image`` as keyos/app.bin with the lab's flasher, its own image checks left out."""
     header = cosign2.parse_unverified(image)
     unchecked = cosign2.Verified(header, cosign2.Trust.DISABLED, b"", b"", cosign2.reproducible_hash(image))
-    Flasher(station.samba, applet, keys).flash(Firmware(Path("<under test>"), "app.bin", image, unchecked),
-                                               force=True, allow_rollback=True)
+    unit.flasher(link=False).flash(Firmware(Path("<under test>"), "app.bin", image, unchecked),
+                                   force=True, allow_rollback=True)
 
 
-def _refused(station, client, variant: str, timeout: float = 30.0) -> None:
+def _refused(unit: Unit, variant: str, timeout: float = 30.0) -> None:
     """Positive evidence either way: the bootloader's error page read by the camera (refused), or
     KeyOS answering on the debug link again (booted the bad image: failed)."""
-    if not station.camera:
-        raise PromptNotSeen(f"station {station.name} has no camera: cannot see whether the unit refused the image")
-    reader = ScreenReader(station, None)
+    reader = ScreenReader(unit.station, None)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             if normal(ERROR_PAGE) in normal(reader.text()):
                 return
             try:
-                client.open()  # an explicit probe of the link, not a silent reconnect: the test asks for it
-                version = client.version()
+                with open_client(unit.station.debug, unit.station.profile) as client:
+                    version = client.version()
             except LinkError:
                 time.sleep(0.5)
                 continue
@@ -93,21 +203,23 @@ def _refused(station, client, variant: str, timeout: float = 30.0) -> None:
         reader.close()
 
 
-@pytest.mark.parametrize("variant", ["unsigned", "wrongly-signed", "rolled-back"])
-def test_device_refuses_bad_firmware(variant, installed_app, request):
-    good, station = installed_app
-    applet = Path(request.config.getoption("--samba-applet")).read_bytes()
-    keys = cosign2.load_keyset(Path(request.config.getoption("--firmware-keys")))
-    if variant == "unsigned":
-        bad = _unsigned(good)
-    elif variant == "wrongly-signed":
-        bad = _wrongly_signed(good)
-    else:
-        older = request.config.getoption("--firmware-rollback")
-        if older is None:
-            pytest.skip("no --firmware-rollback image (a validly signed build older than the unit's)")
-        bad = Path(older).read_bytes()
-        assert cosign2.parse_unverified(bad).timestamp < cosign2.parse_unverified(good).timestamp, \
-            "--firmware-rollback is not older than what the unit runs"
-    _flash_raw(station, bad, applet, keys)
-    _refused(station, request.getfixturevalue("unlocked_prime"), variant)
+def _recover(unit: Unit, tmp_path: Path) -> None:
+    """The unit's own build back on it through the Boot Menu; the flasher checks GET_VERSION."""
+    path = tmp_path / "good-app.bin"
+    path.write_bytes(unit.good)
+    unit.flasher(link=True).flash(load_firmware(path, unit.keys), force=True, allow_rollback=True)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
+    bad = VARIANTS[variant](unit.good, unit, request)
+    unit.client.close()  # the unit leaves KeyOS for SAM-BA and the bootloader
+    try:
+        _flash_raw(unit, bad)
+        _refused(unit, variant)
+    finally:
+        try:
+            _recover(unit, tmp_path)
+        finally:
+            unit.client.open()  # the test took the unit away on purpose and asks for the link back
+    assert unit.client.version() == cosign2.parse_unverified(unit.good).version

@@ -1,0 +1,216 @@
+"""The bootloader's Boot Menu by the power button (keyos.md §3.5), the harness's ``enter_samba`` through
+the station's relay and robot, and the bootloader's seeded defects."""
+
+from __future__ import annotations
+
+import subprocess
+
+import coincurve
+import pytest
+from PIL import ImageChops
+
+from hil.emulator import bootloader
+from hil.emulator import prime as prime_module
+from hil.emulator.build import Build
+from hil.emulator.defects import Defects
+from hil.emulator.emmc import Emmc
+from hil.emulator.launcher import start_device
+from hil.errors import ConfigError
+from hil.farm.station import Station
+from hil.flash import bootimg, cosign2, emulated
+from hil.flash.flasher import Flasher, load_firmware
+from hil.flash.samba import Samba
+from hil.link.resolve import open_client, profile_named
+from hil.stimuli.boot_menu import can_enter_samba, enter_samba, station_enter_samba
+
+PROFILE = profile_named("prime-emulated")
+SAMBA_ENTRY = PROFILE.touch.boot_menu_samba
+SIGNERS = cosign2.load_keyset(emulated.TEST_SIGNERS)
+KNOWN = emulated.keyset("test").pubkeys
+
+
+class Clock:
+    """The Prime's clock, moved by the test (the button's timing without waiting for it)."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def unit(monkeypatch):
+    d = start_device(1, 0, Build(flavour="production"))
+    clock = Clock()
+    monkeypatch.setattr(prime_module, "time", clock)
+    with d.prime.lock:
+        d.prime.reboot()  # boot again on the test's clock
+    yield d.prime, clock
+    d.stop()
+
+
+def click(prime, clock, hold: float = 0.2, gap: float = 0.2) -> None:
+    prime.power_button(down=True)
+    clock.now += hold
+    prime.power_button(down=False)
+    clock.now += gap
+
+
+def shown(prime, image) -> bool:
+    return ImageChops.difference(prime.framebuffer().convert("RGB"), image.convert("RGB")).getbbox() is None
+
+
+def test_hold_then_three_clicks_opens_the_boot_menu_and_its_samba_entry(unit):
+    prime, clock = unit
+    clock.now += 2  # booted, KeyOS running
+    assert prime.keyos_running
+    click(prime, clock, hold=10.5)
+    assert not prime.powered  # the PMIC cut power
+    for _ in range(3):
+        click(prime, clock)
+    assert prime.firmware.mode == "menu" and not prime.keyos_running and not prime.debug_available()
+    assert shown(prime, bootloader.menu_page())
+    prime.touch(*SAMBA_ENTRY)
+    assert prime.firmware.mode == "samba" and prime.firmware.monitor.active
+    assert "INFO:boot: Boot Menu: SAM-BA mode" in prime.logs_since(0)[0]
+
+
+def test_the_boot_menu_is_reachable_from_the_error_page(unit):
+    prime, clock = unit
+    prime.firmware.anti_rollback.raise_to(2**32 - 1)  # what is installed is now a rollback
+    prime.reboot()
+    clock.now += 2
+    assert prime.firmware.mode == "error" and shown(prime, bootloader.error_page())
+    click(prime, clock, hold=10.5)
+    for _ in range(3):
+        click(prime, clock)
+    assert prime.firmware.mode == "menu"
+
+
+def test_two_clicks_from_off_boot_keyos(unit):
+    prime, clock = unit
+    click(prime, clock, hold=10.5)
+    click(prime, clock)  # powers on: its release comes before keyos-boot watches the button
+    click(prime, clock)
+    clock.now += 2
+    assert prime.firmware.mode == "keyos" and prime.keyos_running and not prime.booting
+
+
+def test_clicks_after_the_logo_are_keyos_presses(unit):
+    prime, clock = unit
+    clock.now += 2
+    click(prime, clock)
+    click(prime, clock)
+    assert prime.firmware.mode == "keyos" and prime.keyos_running
+    assert prime.screen_on  # short press: off, then on again (KeyOS's, not the bootloader's)
+    click(prime, clock, hold=3.0)
+    assert prime.powered and prime.ui.control_center_open  # long press under 10 s: the control center
+
+
+@pytest.mark.parametrize("entry, mode", [("continue", "keyos"), ("shut_down", None)])
+def test_other_boot_menu_entries(unit, entry, mode):
+    prime, clock = unit
+    for _ in range(2):
+        click(prime, clock)  # at the logo of the boot the fixture started
+    assert prime.firmware.mode == "menu"
+    x0, y0, x1, y1 = bootloader.MENU_BUTTONS[entry][0]
+    prime.touch((x0 + x1) // 2, (y0 + y1) // 2)
+    if mode is None:
+        assert not prime.powered
+    else:
+        assert prime.firmware.mode == mode and prime.keyos_running
+
+
+# ------------------------------------------------------------ the harness side
+
+def test_enter_samba_needs_the_profile_coordinate():
+    with pytest.raises(ConfigError, match="touch.boot_menu_samba"):
+        enter_samba(relay=None, touch=None, samba_entry=None)
+
+
+def test_stations_without_relay_or_robot_say_why():
+    station = Station(name="bench-1", profile=profile_named("prime-rev-b"), samba="/dev/ttyACM1")
+    assert can_enter_samba(station) == ("station bench-1 has no power-button relay or stylus robot to reach "
+                                        "SAM-BA through the Boot Menu")
+    wired = Station(name="bench-1", profile=profile_named("prime-rev-b"), samba="/dev/ttyACM1",
+                    relay="/dev/ttyACM2", robot="/dev/ttyUSB0")
+    assert can_enter_samba(wired) == "device profile prime-rev-b has no touch.boot_menu_samba"
+    with pytest.raises(ConfigError):
+        with station_enter_samba(station):
+            pass
+
+
+def test_flasher_updates_a_production_unit_through_the_boot_menu(tmp_path):
+    """Production refuses REBOOT_SAMBA: the relay and robot press the sequence, then GET_VERSION."""
+    d = start_device(1, 0, Build(flavour="production", version="1.0.0"))
+    try:
+        station = Station.from_endpoints("emu", PROFILE, d.endpoints)
+        app = tmp_path / "app.bin"
+        app.write_bytes(emulated.app_image(Build(flavour="production", version="1.0.1")))
+        keys = emulated.keyset(PROFILE.firmware_keys)
+        with station_enter_samba(station) as press:
+            result = Flasher(station.samba, emulated.APPLET.read_bytes(), keys, timeout=30, enter_samba=press,
+                             link=lambda: open_client(station.debug, station.profile)).flash(load_firmware(app, keys))
+        assert (result.action, result.version) == ("updated", "1.0.1")
+        assert "INFO:boot: Boot Menu: SAM-BA mode" in d.prime.logs_since(0)[0]
+    finally:
+        d.stop()
+
+
+def test_relay_sequence_recovers_a_unit_from_the_error_page(tmp_path):
+    d = start_device(1, 0, Build(flavour="development"))
+    try:
+        station = Station.from_endpoints("emu", PROFILE, d.endpoints)
+        with d.prime.lock:
+            d.prime.firmware.anti_rollback.raise_to(2**32 - 1)
+            d.prime.reboot()
+        assert d.prime.firmware.mode == "error"
+        with station_enter_samba(station) as press:
+            press()
+            with Samba.open(station.samba, timeout=5) as samba:
+                samba.connect(timeout=10)  # the ROM monitor answers: the unit is in SAM-BA
+    finally:
+        d.stop()
+
+
+# ------------------------------------------------------------ the bootloader's seeded defects
+
+@pytest.fixture
+def emmc(tmp_path):
+    path = tmp_path / "emmc.img"
+    emulated.write_boot_image(path, Build(version="1.0.0"))
+    e = Emmc(path, bootimg.EMULATED.total_bytes)
+    yield e
+    e.close()
+
+
+def install(emmc: Emmc, app: bytes) -> None:
+    with open(emmc.path, "r+b") as fp:
+        system = bootimg.partition_table(fp.read(512))[1]
+        with bootimg.mount(fp, system) as fs:
+            fs.remove(bootimg.APP_IMAGE)
+            fs.writebytes(bootimg.APP_IMAGE, app)
+
+
+def _signed(payload: bytes, second=None, **fields) -> bytes:
+    image = cosign2.sign(payload, SIGNERS.signer("test-signer-1").private_key(), version="1.0.0", **fields)
+    return cosign2.add_second_signature(image, second or SIGNERS.signer("test-signer-2").private_key())
+
+
+@pytest.mark.parametrize("defect, image", [
+    ("bootloader-accepts-partially-trusted",
+     lambda p, ts: _signed(p, second=coincurve.PrivateKey(), timestamp=ts)),
+    ("bootloader-ignores-chip", lambda p, ts: _signed(p, timestamp=ts, magic=cosign2.Magic.NRF52_BLE)),
+    ("bootloader-ignores-anti-rollback", lambda p, ts: _signed(p, timestamp=ts - 60)),
+])
+def test_each_bootloader_defect_removes_exactly_its_check(emmc, tmp_path, defect, image):
+    ts = emulated.default_timestamp("1.0.0")
+    install(emmc, image(Build(version="1.0.0").payload(), ts))
+    ar = bootloader.AntiRollback(tmp_path / "ts")
+    ar.raise_to(ts)
+    assert bootloader.boot(emmc, KNOWN, ar).mode == "error"
+    assert bootloader.boot(emmc, KNOWN, ar, Defects.of([defect])).mode == "keyos"
+    others = [d for d in ("bootloader-accepts-partially-trusted", "bootloader-ignores-chip",
+                          "bootloader-ignores-anti-rollback") if d != defect]
+    assert bootloader.boot(emmc, KNOWN, ar, Defects.of(others)).mode == "error"
