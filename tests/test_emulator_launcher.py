@@ -49,7 +49,7 @@ def test_sigint_stops_cleanly():
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         device = json.loads(proc.stdout.readline())
-        assert device["serial"] == "EMU-0001"
+        assert device["serial"] == "EMU-0201"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
         assert b"Traceback" not in proc.stderr.read()

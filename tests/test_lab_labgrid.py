@@ -32,7 +32,6 @@ from hil.farm.lease import NoStationFree
 from hil.report.allure import read_results
 
 pytestmark = pytest.mark.slow
-pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BENCHES = {"bench1": "b1s1", "bench2": "b2s1"}

@@ -7,7 +7,6 @@ from hil.link.protocol import Status
 
 from fake_device import ScriptedDevice, frames, ok
 
-pytest_plugins = ["pytester"]
 ISOLATED = ("-p", "no:labgrid", "-p", "no:cacheprovider")  # other installed plugins keep global state
 
 

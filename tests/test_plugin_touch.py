@@ -13,7 +13,6 @@ from hil.link.resolve import profile_named
 from hil.plugin import robot_calibration, touch_backend
 from hil.stimuli.robot import Calibration, calibration_path
 
-pytest_plugins = ["pytester"]
 ISOLATED = ("-p", "no:labgrid", "-p", "no:cacheprovider")
 PROFILE = profile_named("prime-emulated")
 

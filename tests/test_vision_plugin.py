@@ -3,8 +3,6 @@
 
 import json
 
-pytest_plugins = ["pytester"]
-
 
 def test_display_fixture_verifies_and_attaches_evidence(pytester, tmp_path):
     pytester.makepyfile(test_screen="""

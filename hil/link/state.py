@@ -19,7 +19,8 @@ from hil.link.protocol import LaunchStatus
 from hil.stimuli.touch import DebugTouch, Touch, enter_pin
 
 NOT_AN_APP = bytes.fromhex("ff" * 16)  # an AppId no bundle carries
-DARK_LEVEL = 16  # brightest pixel of a screen that is off
+DARK_LEVEL = 16
+PIN_CHECK_SECONDS = 5.0  # KeyOS adds a random delay to each login (keyos.md §2.2)  # brightest pixel of a screen that is off
 
 
 class DeviceStateError(InfrastructureError):
@@ -104,9 +105,12 @@ def unlock(prime: PrimeClient, profile: Profile, pin: str, touch: Touch | None =
         raise DeviceStateError(f"profile {profile.name} has no touch.pin_pad; cannot unlock {prime.device} by taps")
     show_lock_screen(prime, touch)
     enter_pin(touch or DebugTouch(prime, prime.home_button), pad, pin)
-    if is_locked(prime):
-        raise PinRejected(f"{prime.device}: the lock screen did not accept the test PIN (one attempt used; "
+    deadline = time.monotonic() + PIN_CHECK_SECONDS
+    while is_locked(prime) is not False:  # read-only: polling spends no attempt
+        if time.monotonic() > deadline:
+            raise PinRejected(f"{prime.device}: the lock screen did not accept the test PIN (one attempt used; "
                                "check the PIN the unit was provisioned with)")
+        time.sleep(0.1)
 
 
 def takes_input_while_locked(profile: Profile, flavour: str) -> bool:

@@ -9,7 +9,7 @@ booted the bad image). Either way the unit is then put back on its own build thr
 not destructive; a station without relay, robot or camera skips them with the reason.
 
 The images are the unit's own ``app.bin`` (read back through SAM-BA), altered: stripped of its
-signatures, signed by unknown keys, with one unknown signer (PartiallyTrusted), made for the other
+signatures, signed by unknown keys, with one of its two signatures (PartiallyTrusted), made for the other
 chip (magic ``blef``) and made older than the anti-rollback value. The last two need a valid
 signature by the units' signers: the lab's own (``--firmware-signers``, test-signed units) or, for the
 rollback, a real older release (``--firmware-rollback``); without them those cases skip.
@@ -128,10 +128,9 @@ def _wrongly_signed(good: bytes, _unit) -> bytes:
 
 
 def _partially_trusted(good: bytes, _unit) -> bytes:
-    """The unit's first signature kept, the second by an unknown key: PartiallyTrusted."""
+    """The unit's first signature only (cosign2: PartiallyTrusted; the bootloader wants both)."""
     header = cosign2.parse_unverified(good)
-    one = dataclasses.replace(header, pubkey2=ZERO_PUB, signature2=ZERO_SIG).to_bytes() + good[header.size:]
-    return cosign2.add_second_signature(one, coincurve.PrivateKey())
+    return dataclasses.replace(header, pubkey2=ZERO_PUB, signature2=ZERO_SIG).to_bytes() + good[header.size:]
 
 
 def _lab_signers(unit: Unit, request) -> tuple[coincurve.PrivateKey, coincurve.PrivateKey]:
