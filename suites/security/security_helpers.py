@@ -10,7 +10,7 @@ import numpy as np
 
 from hil.errors import InfrastructureError
 from hil.flash.manifest import Manifest, loads
-from hil.link.client import PrimeClient
+from hil.link.client import DeviceLocked, PrimeClient
 
 PROMPT_TITLE = "Allow Access?"
 PROMPT_BUTTONS = ("Always Allow", "Not Now", "Never Allow")
@@ -41,6 +41,10 @@ def twin(manifest: Manifest, app_id: str) -> Manifest:
 # ------------------------------------------------------------------------------------------ display
 
 
+class ScreenNotReadable(InfrastructureError):
+    """Neither a camera nor a screenshot can show the display: no verdict, broken."""
+
+
 class ScreenReader:
     """What the panel shows, read by the station's camera when it has one, else by a screenshot."""
 
@@ -63,7 +67,10 @@ class ScreenReader:
 
         if self._display is not None:
             return self._display.read(regions, fresh=False)
-        shot = np.asarray(self.prime.screenshot().convert("RGB"))[:, :, ::-1].copy()
+        try:
+            shot = np.asarray(self.prime.screenshot().convert("RGB"))[:, :, ::-1].copy()
+        except DeviceLocked as e:  # a locked production unit: only a camera can see its screen
+            raise ScreenNotReadable(f"{e}; this station has no camera to read the display instead") from None
         return read_image(shot, REGIONS, only=regions)
 
     def text(self, region: str | None = None) -> str:
