@@ -21,6 +21,7 @@ from hil.flash.flasher import Flasher, load_firmware
 from hil.flash.samba import Samba
 from hil.link.resolve import open_client, profile_named
 from hil.stimuli.boot_menu import can_enter_samba, enter_samba, station_enter_samba
+from tests.test_flash_boot import install
 
 PROFILE = profile_named("prime-emulated")
 SAMBA_ENTRY = PROFILE.touch.boot_menu_samba
@@ -182,14 +183,6 @@ def emmc(tmp_path):
     e = Emmc(path, bootimg.EMULATED.total_bytes)
     yield e
     e.close()
-
-
-def install(emmc: Emmc, app: bytes) -> None:
-    with open(emmc.path, "r+b") as fp:
-        system = bootimg.partition_table(fp.read(512))[1]
-        with bootimg.mount(fp, system) as fs:
-            fs.remove(bootimg.APP_IMAGE)
-            fs.writebytes(bootimg.APP_IMAGE, app)
 
 
 def _signed(payload: bytes, both: bool = True, **fields) -> bytes:

@@ -5,7 +5,7 @@ Two roles. As a reader it activates the Prime's ISO-DEP card emulation (NFC-A, I
 exchanges APDUs with it (:class:`IsoDepSession`, used by :mod:`hil.stimuli.ctap_nfc`). As a card it
 presents an NFC Forum Type 4 tag holding an NDEF message (built with ndeflib) for the Prime's reader
 to read (:meth:`NfcReader.present_tag`); nfcpy only emulates Type 3 tags, and the Prime polls only
-NFC-A, so the Type 4 card side is written here on ``clf.listen``/``clf.exchange``.
+NFC-A, so the Type 4 card side is written here on ``clf.listen`` and :mod:`hil.stimuli.isodep`.
 A reader that stops answering, or a field that drops in the middle of an exchange, raises
 :class:`NfcFieldLost`: an infrastructure fault, never a device verdict, and never a hang.
 """
