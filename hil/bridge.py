@@ -77,14 +77,30 @@ class BridgeTransport(TcpTransport):
             raise LinkClosed(self.name, f"bridge refused the link: {reason.decode(errors='replace')}")
 
 
+_lease = threading.local()
+
+
+@contextlib.contextmanager
+def lease_token(token: str):
+    """Links opened by this thread present `token` instead of `LG_TOKEN`: the nightly flashes several places
+    at once from one process, each under its own labgrid lease, and the environment is per process."""
+    _lease.token = token
+    try:
+        yield
+    finally:
+        _lease.token = None
+
+
 def transport(device: str, stall_timeout: float = 5.0) -> BridgeTransport:
-    """The transport of a `bridge:HOST:PORT` device string; the token comes from `LG_TOKEN`."""
+    """The transport of a `bridge:HOST:PORT` device string; the token is this thread's `lease_token`, else
+    `LG_TOKEN`."""
     from hil.link.resolve import DeviceNotFound
 
     host, _, port = device.partition(":")[2].rpartition(":")
     if not host or not port.isdigit():
         raise DeviceNotFound(f"{device}: expected bridge:HOST:PORT, e.g. bridge:10.0.0.11:7701")
-    return BridgeTransport(host, int(port), os.environ.get(TOKEN_ENV), stall_timeout=stall_timeout)
+    token = getattr(_lease, "token", None) or os.environ.get(TOKEN_ENV)
+    return BridgeTransport(host, int(port), token, stall_timeout=stall_timeout)
 
 
 # ------------------------------------------------------------------------------ bench side
@@ -358,10 +374,10 @@ def bridge(
             live = {}
             for name in names:
                 port = cfg.stations[name].bridge_port or 0
-                opener, serial, camera = _device_opener(cfg, name, stack)
+                opener, serial, camera, samba = _device_opener(cfg, name, stack)
                 b = StationBridge(name, opener, check, host, port).start()
                 stack.callback(b.stop)
-                live[name] = {"port": b.port, "serial": serial}
+                live[name] = {"port": b.port, "serial": serial, "samba": samba}
                 if camera is not None:  # on bridge_port + 1 by convention (hil lab exporter-config says so too)
                     c = CameraRelay(name, camera, check, host, port + 1 if port else 0).start()
                     stack.callback(c.stop)
@@ -382,10 +398,11 @@ def bridge(
 
 
 def _device_opener(cfg, name: str, stack: contextlib.ExitStack
-                   ) -> tuple[Callable[[], Transport], str | None, str | None]:
+                   ) -> tuple[Callable[[], Transport], str | None, str | None, str | None]:
     """How the bridge reaches one unit: an emulated one's TCP endpoint (the emulator started here), or the
     unit on its USB port path through the profile's pyusb backend, found afresh for every client. Also
-    its serial and its bench-local camera stream (http), where known."""
+    its serial, its bench-local camera stream (http) and an emulated unit's SAM-BA pty (the exporter
+    serves it through ser2net like a wired unit's CDC port), where known."""
     from hil.farm.station import Station
     from hil.link.resolve import transport_for
 
@@ -402,7 +419,8 @@ def _device_opener(cfg, name: str, stack: contextlib.ExitStack
         local = Station(name=name, profile=profile, debug=f"usb:{st.usb_port}", serial=st.serial,
                         usb_port=st.usb_port, camera=st.camera)
     camera = local.camera if local.camera and local.camera.startswith("http") else None
-    return (lambda: transport_for(local.debug, profile, local)), local.serial, camera
+    samba = local.samba if st.emulated is not None else None
+    return (lambda: transport_for(local.debug, profile, local)), local.serial, camera, samba
 
 
 if __name__ == "__main__":  # `python -m hil.bridge BENCH`: what the bench's systemd unit runs

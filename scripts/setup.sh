@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pkg in libusb-1.0-0 socat fonts-dejavu-core; do
+for pkg in libusb-1.0-0 socat fonts-dejavu-core ser2net; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

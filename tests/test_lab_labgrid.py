@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -392,8 +393,9 @@ def test_an_exporter_killed_with_9_orphans_the_place(idle):
 
 
 def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle, monkeypatch):
-    """`hil nightly` with a coordinator in the lab file: each place flashed under its labgrid lease (a
-    stand-in flasher, as in test_nightly.py), the suites across both benches, reports on the controller."""
+    """`hil nightly` with a coordinator in the lab file: the places flashed at once, each under its own labgrid
+    lease (a stand-in flasher, as in test_nightly.py), the suites across both benches, reports on the
+    controller; a place a worker quarantines during the suites is among the summary's broken stations."""
     import hil.farm.nightly as job
     import typer
     from farm_helpers import signed_build, stand_in_suites
@@ -410,10 +412,12 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
         """))
     flashed = stand_in_suites(tmp_path)
     flashed_over = []
+    together = threading.Barrier(2, timeout=30)  # both places in the flasher at once, or the nightly fails
 
     def standin(lab_cfg, build):
         def flash(station, progress):
-            with station.client() as p:  # through the bench's bridge, under the nightly's lease
+            together.wait()
+            with station.client() as p:  # through the bench's bridge, under this place's own lease
                 assert p.version() == "1.0.0"
             flashed_over.append(station.debug)
             (flashed / station.name).write_bytes(build.read_bytes())
@@ -422,16 +426,37 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
         return flash
 
     monkeypatch.setattr(job, "samba_flasher", standin)
+    suites = job.run_suites
+
+    def suites_then_a_worker_quarantines(*args, **kw):
+        code = suites(*args, **kw)
+        coord = idle.coordinator()
+        try:
+            labgrid.quarantine(coord, "b2s1", "health check failed on bench bench2: stand-in")
+        finally:
+            coord.close()
+        return code
+
+    monkeypatch.setattr(job, "run_suites", suites_then_a_worker_quarantines)
     monkeypatch.setenv("PATH", idle.env["PATH"])
     build = signed_build(tmp_path / "good.bin", b'{"keyos": "emulated", "defects": []}')
     app = typer.Typer()
     app.command()(nightly)
-    r = CliRunner().invoke(app, ["--firmware", str(build), "--lab", str(lab), "--timeout", "300"])
+    try:
+        r = CliRunner().invoke(app, ["--firmware", str(build), "--lab", str(lab), "--timeout", "300"])
+    finally:
+        coord = idle.coordinator()
+        try:
+            labgrid.readmit(coord, "b2s1")
+        finally:
+            coord.close()
     assert r.exit_code == 0, r.output
     assert "sign-off: GO" in r.output
     night = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
     meta = json.loads((night / "run.json").read_text())
     assert meta["finished"] and meta["flashed"] == {"b1s1": "flashed", "b2s1": "flashed"}
+    assert list(meta["broken_stations"]) == ["b2s1"]
+    assert "health check failed on bench bench2: stand-in" in meta["broken_stations"]["b2s1"]
     assert len(flashed_over) == 2 and {d.split(":")[1] for d in flashed_over} == set(idle.hosts.bench.values())
     for f in ("summary.html", "diff.txt", "diff.json", "signoff/signoff.pdf"):
         assert (night / f).is_file(), f
@@ -449,6 +474,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
 
     plain = load_lab(lab).model_copy(update={"stations": {}, "coordinator": f"{idle.url}?bench=bench2"})
     run = SimpleNamespace(meta={"broken_stations": {}})
+    together = threading.Barrier(1)
     assert labgrid.flash_places(plain, standin(plain, build), run, lambda n, f: None) == ["b2s1"]
     assert run.meta["flashed"] == {"b2s1": "flashed"}
 
@@ -475,3 +501,32 @@ def test_a_coordinator_restart_loses_the_lease_then_the_lab_recovers(idle):
         lease.release()
     finally:
         c.close()
+
+
+def test_the_nightly_flashes_through_the_benchs_ser2net(tmp_path, idle):
+    """The real SAM-BA flasher over the place's NetworkSerialPort: the exporter's ser2net in front of the
+    emulated unit's SAM-BA pty, reached as `rfc2217://…?ign_set_control` (a pty has no modem lines), with
+    REBOOT_SAMBA sent through the bench's bridge under the nightly's lease. Last in the file: b1s1 then runs
+    1.0.1, the other tests expect the 1.0.0 the lab starts with."""
+    from types import SimpleNamespace
+
+    import hil.farm.nightly as job
+    from hil.emulator.build import Build
+    from hil.farm.config import load_lab
+    from hil.flash import emulated
+
+    build = tmp_path / "newer.img"  # a newer build than the running one: a real flash, no rollback
+    emulated.write_boot_image(build, Build(version="1.0.1", flavour="development"))
+    lab = tmp_path / "flash.yaml"
+    lab.write_text(idle.lab.read_text() + f"samba_applet: {emulated.APPLET}\nfirmware_keys: test\n")
+    cfg = load_lab(lab).model_copy(update={"stations": {}, "coordinator": f"{idle.url}?bench=bench1"})
+    seen = []
+
+    def flasher(station, progress):
+        seen.append(station.samba)
+        return job.samba_flasher(cfg, build)(station, progress)
+
+    run = SimpleNamespace(meta={"broken_stations": {}})
+    assert labgrid.flash_places(cfg, flasher, run, lambda n, f: None) == ["b1s1"], run.meta
+    assert run.meta["flashed"] == {"b1s1": "flashed"}
+    assert seen[0].startswith(f"rfc2217://{idle.hosts.bench['bench1']}:") and seen[0].endswith("?ign_set_control")

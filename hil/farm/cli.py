@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hil.errors import HilError
+from hil.errors import HilError, InfrastructureError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The lab's stations: leases and quarantine.")
 console = Console()
@@ -250,6 +250,14 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
     for name, entry in quarantine.entries().items():
         if entry.since >= run.meta["started"] and name not in run.meta.get("unavailable", {}):
             run.meta["broken_stations"].setdefault(name, entry.reason)
+    if cfg.coordinator:  # issue 8: places the workers quarantined during the suites (labgrid keeps the reason)
+        from hil.farm.labgrid import quarantined_places
+
+        try:
+            for name, why in quarantined_places(cfg).items():
+                run.meta["broken_stations"].setdefault(name, why)
+        except InfrastructureError as e:  # the report still gets written, saying what it could not tell
+            run.meta["broken_stations"].setdefault(cfg.coordinator, f"cannot list places quarantined in the run: {e}")
     results = read_results(run.results)
     run.meta["finished"] = time.time()
     night = Night.from_results(results, run_id=run.run_id, started=run.meta["started"], finished=run.meta["finished"],

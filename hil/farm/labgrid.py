@@ -303,8 +303,8 @@ def auto_workers(url: str) -> int:
 
 def exporter_config(lab: LabConfig, bench: str, live: dict[str, dict] | None = None) -> str:
     """The labgrid exporter YAML of one bench: one resource group per station. A running bridge passes,
-    per station, what it runs on (`port`, `serial`, `camera` URL) over the lab file's values. The camera
-    relay listens on `bridge_port + 1`."""
+    per station, what it runs on (`port`, `serial`, `camera` URL, an emulated unit's `samba` pty) over the
+    lab file's values. The camera relay listens on `bridge_port + 1`."""
     if bench not in lab.benches:
         raise ConfigError(f"{lab.source}: no bench {bench!r} (known: {', '.join(lab.benches) or 'none'})")
     host = lab.benches[bench].host
@@ -322,7 +322,9 @@ def exporter_config(lab: LabConfig, bench: str, live: dict[str, dict] | None = N
             "station": {"cls": "PrimeStation", "profile": st.profile, "usb_port": st.usb_port or "",
                         "serial": now.get("serial") or st.serial or ""},
         }
-        if st.samba and st.usb_port:  # SAM-BA's CDC port, by USB port path; ser2net serves it on acquire
+        if now.get("samba"):  # an emulated unit's SAM-BA pty; ser2net serves it on acquire, as a CDC port
+            group["samba"] = {"cls": "RawSerialPort", "port": now["samba"], "speed": 115200}
+        elif st.samba and st.usb_port:  # SAM-BA's CDC port, by USB port path; ser2net serves it on acquire
             vid, pid = lab.profile(st.profile).usb.samba.split(":")
             group["samba"] = {"cls": "USBSerialPort", "speed": 115200,
                               "match": {"@sys_name": st.usb_port, "ID_VENDOR_ID": vid, "ID_MODEL_ID": pid}}
@@ -478,53 +480,94 @@ def reap(coord: Coordinator) -> list[str]:
 # ------------------------------------------------------------------------------ the nightly
 
 
-def flash_places(lab: LabConfig, flasher, run, progress) -> list[str]:
-    """The nightly's flashing step on labgrid: each bench station of the lab file (or, when it has none,
-    each place matching the coordinator URL's tags) is flashed under a lease of its place (reserved by
-    its `station` tag), one after the other (one coordinator session per process). A place out of
-    service is left out; one whose flashing fails is quarantined with the reason. `run.meta` records
-    both, as the file-lock nightly does. Returns the usable places."""
+def _lab_places(lab: LabConfig, coord: Coordinator) -> list[str]:
+    """The nightly's places: the lab file's bench stations, or, when it has none, every place matching the
+    coordinator URL's tags."""
+    wanted = {k: v for k, v in LabUrl.parse(lab.coordinator).tags.items() if k != HEALTH}
+    return [n for n, st in lab.stations.items() if st.bench is not None] or \
+        sorted(n for n, p in coord.places.items() if wanted.items() <= p.tags.items())
+
+
+@contextlib.contextmanager
+def _nightly_session(lab: LabConfig):
+    """The nightly's one coordinator session, as labgrid user `hil-nightly-<pid>` (so `reap` knows it)."""
     assert lab.coordinator is not None
-    url = LabUrl.parse(lab.coordinator)
-    saved = {k: os.environ.get(k) for k in ("LG_USERNAME", "LG_TOKEN")}
+    saved = os.environ.get("LG_USERNAME")
     os.environ["LG_USERNAME"] = identity("nightly")
-    coord = Coordinator(url.address)
-    usable = []
+    coord = Coordinator(LabUrl.parse(lab.coordinator).address)
     try:
         coord.refresh()
-        wanted = {k: v for k, v in url.tags.items() if k != HEALTH}
-        names = [n for n, st in lab.stations.items() if st.bench is not None] or \
-            sorted(n for n, p in coord.places.items() if wanted.items() <= p.tags.items())
-        for name in names:
-            place = coord.places.get(name)
-            if place is None or place.tags.get(HEALTH) != "ok":
-                why = "no labgrid place; run `hil lab sync`" if place is None else f"in quarantine: {place.comment}"
-                run.meta["broken_stations"][name] = why
-                continue
-            try:
-                lease = PlaceLease(coord, {"station": station_tag(name), HEALTH: "ok"}, 60)
-                try:
-                    os.environ["LG_TOKEN"] = lease.token
-                    station = station_from_place(coord, name, lease.token)
-                    flashed = flasher(station, lambda frac, n=name: progress(n, frac))
-                finally:
-                    lease.release()
-            except (HilError, OSError) as e:
-                with contextlib.suppress(HilError):
-                    quarantine(coord, name, f"flashing failed: {e}")
-                run.meta["broken_stations"][name] = f"flashing failed on bench {place.tags.get('bench', '?')}: {e}"
-                continue
-            run.meta.setdefault("flashed", {})[name] = "flashed" if flashed else "already on the build"
-            progress(name, 1.0)
-            usable.append(name)
+        yield coord
     finally:
         coord.close()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return usable
+        if saved is None:
+            os.environ.pop("LG_USERNAME", None)
+        else:
+            os.environ["LG_USERNAME"] = saved
+
+
+def flash_places(lab: LabConfig, flasher, run, progress) -> list[str]:
+    """The nightly's flashing step on labgrid. Each place (`_lab_places`) is leased (reserved by its
+    `station` tag) and its station built, one after the other, in this process's one coordinator session;
+    then all are flashed at once, as the file-lock nightly does, each thread presenting its own place's
+    lease token to the bridges (`hil.bridge.lease_token`); the flasher never calls the coordinator. A place
+    out of service is left out; one that cannot be leased or flashed is quarantined with the reason.
+    `run.meta` records both. Returns the usable places."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hil.bridge import lease_token
+
+    with _nightly_session(lab) as coord:
+        leases: dict[str, tuple[PlaceLease, Station]] = {}
+        failed: dict[str, str] = {}
+        try:
+            for name in _lab_places(lab, coord):
+                place = coord.places.get(name)
+                if place is None or place.tags.get(HEALTH) != "ok":
+                    why = "no labgrid place; run `hil lab sync`" if place is None else f"in quarantine: {place.comment}"
+                    run.meta["broken_stations"][name] = why
+                    continue
+                try:
+                    lease = PlaceLease(coord, {"station": station_tag(name), HEALTH: "ok"}, 60)
+                except (HilError, OSError) as e:
+                    failed[name] = f"leasing failed on bench {place.tags.get('bench', '?')}: {e}"
+                    continue
+                try:
+                    leases[name] = lease, station_from_place(coord, name, lease.token)
+                except (HilError, OSError) as e:
+                    lease.release()
+                    failed[name] = f"leasing failed on bench {lease.bench}: {e}"
+
+            def one(name: str) -> str | None:
+                lease, station = leases[name]
+                try:
+                    with lease_token(lease.token):
+                        flashed = flasher(station, lambda frac: progress(name, frac))
+                except (HilError, OSError) as e:
+                    return f"flashing failed on bench {lease.bench}: {e}"
+                run.meta.setdefault("flashed", {})[name] = "flashed" if flashed else "already on the build"
+                progress(name, 1.0)
+                return None
+
+            with ThreadPoolExecutor(max_workers=max(1, len(leases))) as pool:
+                outcome = dict(zip(leases, pool.map(one, leases)))
+        finally:
+            for lease, _station in leases.values():
+                lease.release()
+        failed.update({n: why for n, why in outcome.items() if why is not None})
+        for name, why in failed.items():
+            with contextlib.suppress(HilError):
+                quarantine(coord, name, why)
+            run.meta["broken_stations"][name] = why
+        return [n for n in leases if outcome[n] is None]
+
+
+def quarantined_places(lab: LabConfig) -> dict[str, str]:
+    """The nightly's places now out of service, with their comment (the reason): after the suites this adds
+    the places workers quarantined during the run to the summary's broken stations."""
+    with _nightly_session(lab) as coord:
+        return {n: coord.places[n].comment for n in _lab_places(lab, coord)
+                if n in coord.places and coord.places[n].tags.get(HEALTH) != "ok"}
 
 
 # ------------------------------------------------------------------------------ pytest_farm's Farm
