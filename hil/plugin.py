@@ -12,6 +12,7 @@ device under test) and/or ``prime`` (the connected client in its known state).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -27,8 +28,8 @@ from hil.stimuli.touch import DebugTouch, RobotTouch, Touch
 pytest_plugins = ["hil.farm.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
 
 MARKERS = {
-    "production_only": "runs only against a production build (decided from the device's answers)",
-    "development_only": "runs only against a development build (decided from the device's answers)",
+    "production_only": "runs only against a production build (the flavour the station or --flavour declares)",
+    "development_only": "runs only against a development build (the flavour the station or --flavour declares)",
     "hardware_only": "runs only on real hardware (the device profile's `physical`)",
 }
 BROKEN = ("hil_outcome", "broken")
@@ -42,6 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--profile", default=None,
                     help="device profile in device_profiles/ (default: the emulator's own, else prime-rev-b)")
     group.addoption("--pin", default="123456", help="the PIN the units under test are provisioned with")
+    group.addoption("--flavour", choices=("development", "production"), default=None,
+                    help="build flavour the unit runs, where the station does not declare it (a desk run); "
+                         "without it the flavour is inferred from the device, and lockdown checks are unreliable")
     group.addoption("--emulator-flavour", choices=("development", "production"), default="development",
                     help="build flavour of the emulated Prime started for --device=emulator")
     group.addoption("--emulator-defect", action="append", default=[], metavar="NAME",
@@ -62,11 +66,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @dataclass
 class DeviceUnderTest:
-    """The session's one link to the device (KeyOS serves one debug client at a time)."""
+    """The session's one link to the device (KeyOS serves one debug client at a time).
+
+    ``flavour`` is the build the unit is declared to run (tests are selected by it); ``observed`` the
+    flavour its answers look like.  They differ only when the lockdown is broken (or the wrong build
+    was flashed): `suites/security/test_lockdown.py` fails on that, no marker turns it into a skip."""
 
     station: Station
     client: PrimeClient
     flavour: str
+    observed: str
+    declared: bool = True
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +89,8 @@ def station(request: pytest.FixtureRequest):
     try:
         with device_station(opt("--device"), opt("--profile"), flavour=opt("--emulator-flavour"),
                             defects=tuple(opt("--emulator-defect")), apps=opt("--emulator-apps")) as st:
+            if opt("--device") in (None, "emulator"):  # the plugin started it, so it knows which build it booted
+                st = dataclasses.replace(st, flavour=opt("--emulator-flavour"))
             yield st
     except ConfigError as e:  # a --device or --profile that names nothing usable: say so once
         pytest.exit(f"hil: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
@@ -91,7 +103,33 @@ def device_under_test(station: Station, request: pytest.FixtureRequest):
     except ConfigError as e:
         pytest.exit(f"hil: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
     with client:
-        yield DeviceUnderTest(station, client, detect_flavour(client, station.profile))
+        observed = detect_flavour(client, station.profile)
+        declared = declared_flavour(station, request.config.getoption("--flavour"))
+        if declared is None:
+            _warn(request.config, f"hil: WARNING: nothing declares the build flavour of {client.device} (give --flavour); "
+                                  f"inferred {observed!r} from its answers, so lockdown checks are unreliable")
+        yield DeviceUnderTest(station, client, declared or observed, observed, declared is not None)
+
+
+def declared_flavour(station: Station, option: str | None) -> str | None:
+    """The flavour the unit is meant to run, never read from the behaviour under test: the station's
+    (an emulated build, a lab entry's ``flavour=`` tag, a labgrid place's tag), else ``--flavour``.
+    Both given and different is a usage error."""
+    tagged = {t.split("=", 1)[1] for t in station.tags if t.startswith("flavour=")}
+    known = {f for f in (station.flavour, *tagged) if f}
+    if option and known and known != {option}:
+        pytest.exit(f"hil: --flavour {option} but station {station.name} declares {', '.join(sorted(known))}",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
+    if len(known) > 1:
+        pytest.exit(f"hil: station {station.name} declares two flavours ({', '.join(sorted(known))}); fix its entry",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
+    return next(iter(known), option)
+
+
+def _warn(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line, yellow=True)
 
 
 @pytest.fixture

@@ -31,12 +31,18 @@ from hil.link.protocol import LaunchStatus
 PREFIX = "PROBE "
 PLAN_PATH = "resources/probe-plan.json"
 MAX_STEPS = 256
+LOG_RING_BYTES = 16 * 1024  # keyos.md §5.1: the log server's ring, oldest records overwritten first
+MAX_RECORD_BYTES = 2048  # margin for the longest record the ring may have dropped
 _DENY = re.compile(r"\[!\] Denying message send from (\d+) to (.+)@(\d+), msgid=(\d+)(.*)")
 _PANIC = re.compile(r"\[LOG\] PANIC in PID (\d+): (.*)")
 
 
 class ProbeBroken(InfrastructureError):
     """The probe's records did not arrive as the contract says (no verdict on the device)."""
+
+
+class ProbePanicked(AssertionError):
+    """The probe's process panicked while the plan ran: what the device did to it is a device failure."""
 
 
 def probe_app_id(label: str) -> str:
@@ -100,11 +106,12 @@ class Deny:
 
 @dataclass
 class ProbeRun:
-    """What one launched probe reported, read as it arrives."""
+    """What one launched probe reported, read as it arrives; ``plan`` is what it was given to run."""
 
     client: PrimeClient
     app_id: str
     pid: int
+    plan: list[dict[str, Any]]
     steps: int | None = None
     error: str | None = None
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -112,9 +119,14 @@ class ProbeRun:
     panic: str | None = None
     denies: list[Deny] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)  # every log record seen while this run was read
+    logged: int = 0  # ring bytes of those records: the evidence that the ring did not overrun
+
+    def _broken(self, what: str) -> ProbeBroken:
+        return ProbeBroken(f"{self.client.device}: probe {self.app_id} (PID {self.pid}): {what}")
 
     def _take(self, line: str) -> None:
         self.lines.append(line)
+        self.logged += len(line.encode()) + 1
         if m := _DENY.fullmatch(line):
             self.denies.append(Deny(int(m[1]), m[2], int(m[3]), int(m[4]), m[5]))
         elif (m := _PANIC.fullmatch(line)) and int(m[1]) == self.pid:
@@ -129,9 +141,13 @@ class ProbeRun:
             step = rec.get("step")
             if step == "start":
                 self.steps, self.error = rec.get("steps"), rec.get("error")
+                if self.error is None and self.steps != len(self.plan):
+                    raise self._broken(f"start record says {self.steps!r} steps, the plan has {len(self.plan)}")
             elif step == "end":
                 self.ended = True
             elif isinstance(step, int):
+                if not 0 <= step < len(self.plan) or rec.get("op") != self.plan[step]["op"]:
+                    raise self._broken(f"record for a step the plan does not have: {line[:160]!r}")
                 self.records[step] = rec
 
     def pump(self, timeout: float) -> None:
@@ -140,32 +156,41 @@ class ProbeRun:
             self._take(line)
 
     def wait(self, done, timeout: float, what: str) -> None:
+        """Pump until ``done()``; a panic of the probe first is the device's doing (a failure)."""
         deadline = time.monotonic() + timeout
         while not done():
-            if self.panic is not None and not done():
-                break
+            if self.panic is not None:
+                raise ProbePanicked(f"{self.client.device}: probe {self.app_id} (PID {self.pid}) panicked before "
+                                    f"{what}: {self.panic} (records so far: {sorted(self.records)})")
             if time.monotonic() > deadline:
-                raise ProbeBroken(f"{self.client.device}: probe {self.app_id} (PID {self.pid}): {what} did not "
-                                  f"arrive within {timeout:g} s (records so far: {sorted(self.records)})")
+                raise self._broken(f"{what} did not arrive within {timeout:g} s (records so far: {sorted(self.records)})")
             self.pump(0.1)
-        if not done():
-            raise ProbeBroken(f"{self.client.device}: probe PID {self.pid} panicked before {what}: {self.panic}")
 
     def step(self, i: int, timeout: float = 30.0) -> dict[str, Any]:
         self.wait(lambda: i in self.records or self.error is not None, timeout, f"step {i}")
         if self.error is not None:
-            raise ProbeBroken(f"{self.client.device}: probe rejected its plan: {self.error}")
+            raise self._broken(f"the probe rejected its plan: {self.error}")
         return self.records[i]
 
     def finish(self, timeout: float = 60.0) -> list[dict[str, Any]]:
-        """All step records; a missing one after ``end`` means the log ring lost it."""
+        """One record per plan step, or broken: only a complete, un-overrun run is evidence."""
         self.wait(lambda: self.ended, timeout, "the end record")
         if self.error is not None:
-            raise ProbeBroken(f"{self.client.device}: probe rejected its plan: {self.error}")
-        missing = [i for i in range(self.steps or 0) if i not in self.records]
+            raise self._broken(f"the probe rejected its plan: {self.error}")
+        if self.steps is None:
+            raise self._broken("the end record arrived without a start record (log ring overrun?)")
+        missing = [i for i in range(len(self.plan)) if i not in self.records]
         if missing:
-            raise ProbeBroken(f"{self.client.device}: probe records {missing} never arrived (log ring overrun?)")
-        return [self.records[i] for i in range(self.steps or 0)]
+            raise self._broken(f"records of steps {missing[:20]} never arrived (log ring overrun?)")
+        self.check_no_overrun()
+        return [self.records[i] for i in range(len(self.plan))]
+
+    def check_no_overrun(self) -> None:
+        """The ring drops records only once it holds more than ``LOG_RING_BYTES`` newer ones, all of
+        which the host then reads: so fewer bytes read than that proves nothing was dropped."""
+        if self.logged > LOG_RING_BYTES - MAX_RECORD_BYTES:
+            raise self._broken(f"{self.logged} bytes of log records during the run: the "
+                               f"{LOG_RING_BYTES // 1024} KiB log ring may have dropped some; use a shorter plan")
 
     def deny_for(self, msgid: int, server_pid: int | None = None) -> list[Deny]:
         return [d for d in self.denies if d.pid == self.pid and d.msgid == msgid
@@ -180,10 +205,12 @@ class Probe:
         self.elf = elf
         self.publisher = publisher
         self.launched: list[int] = []
+        self.plans: dict[str, list[dict[str, Any]]] = {}  # app id -> the plan its installed bundle carries
 
     def install(self, manifest: Manifest, steps: list[dict[str, Any]], timestamp: int | None = None) -> dict[str, bytes]:
         files = bundle(self.elf, manifest, steps, self.publisher, timestamp=timestamp or self.client.system_time())
         self.client.sideload(manifest.app_id, files)
+        self.plans[manifest.app_id] = list(steps)
         return files
 
     def launch(self, app_id: str) -> ProbeRun:
@@ -192,7 +219,7 @@ class Probe:
         if result.status is not LaunchStatus.LAUNCHED:
             raise ProbeBroken(f"{self.client.device}: probe {app_id} did not launch: {result.status.name}")
         self.launched.append(result.pid)
-        return ProbeRun(self.client, app_id, result.pid)
+        return ProbeRun(self.client, app_id, result.pid, self.plans[app_id])
 
     def close(self, run: ProbeRun) -> None:
         """Close a probe that is still running (its prompts go with it)."""
@@ -214,6 +241,15 @@ class Probe:
     def run(self, manifest: Manifest, steps: list[dict[str, Any]]) -> ProbeRun:
         self.install(manifest, steps)
         return self.launch(manifest.app_id)
+
+
+_APP_ROW = re.compile(r"^\s*(\d+) \| (\S+)\s+\| ([0-9a-f]{32})\s*$", re.MULTILINE)
+
+
+def running(client: PrimeClient, app_id: str) -> dict[int, str]:
+    """PID -> process name of every process running ``app_id``, from the kernel's app id list ('a')."""
+    want = app_id.removeprefix("0x").lower()
+    return {int(m[1]): m[2] for m in _APP_ROW.finditer(client.kernel_cmd("a")) if m[3] == want}
 
 
 def drain(client: PrimeClient) -> list[str]:

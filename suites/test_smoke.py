@@ -8,7 +8,7 @@ import pytest
 
 from hil.link.client import DeviceError, DeviceLocked
 from hil.link.protocol import HEIGHT, WIDTH, LaunchStatus
-from hil.link.state import is_locked, show_lock_screen
+from hil.link.state import is_locked, show_lock_screen, wait_unlocked
 from hil.stimuli.touch import enter_pin
 
 # "Bitcoin Wallet", a built-in app of KeyOS 1.0.0 (KeyOS-Releases 1.0.0/apps/*/manifest.json)
@@ -43,7 +43,7 @@ def test_unlock_with_the_pin_by_taps(prime, touch, station, pin):
     show_lock_screen(prime, touch)
     assert is_locked(prime)
     enter_pin(touch, station.profile.touch.pin_pad, pin)
-    assert is_locked(prime) is False
+    assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
 
 
 def test_launch_a_builtin_app(unlocked_prime):

@@ -3,8 +3,6 @@ the station's relay and robot, and the bootloader's seeded defects."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 from PIL import ImageChops
 
@@ -205,3 +203,23 @@ def test_each_bootloader_defect_removes_exactly_its_check(emmc, tmp_path, defect
     others = [d for d in ("bootloader-accepts-partially-trusted", "bootloader-ignores-chip",
                           "bootloader-ignores-anti-rollback") if d != defect]
     assert bootloader.boot(emmc, KNOWN, ar, Defects.of(others)).mode == "error"
+
+
+def test_hil_flash_checks_images_against_the_profiles_trust_set(tmp_path):
+    """Test-signed: refused for a rev B unit (production signers) before it is touched."""
+    import typer
+    from typer.testing import CliRunner
+
+    from hil.flash.cli import flash
+
+    app = typer.Typer()
+    app.command("flash")(flash)
+    app.command("noop")(lambda: None)
+    image = tmp_path / "app.bin"
+    image.write_bytes(emulated.app_image(Build(version="1.0.1")))
+    refused = CliRunner().invoke(app, ["flash", str(image), "--device", "tcp:127.0.0.1:9", "--samba", "/dev/null",
+                                       "--profile", "prime-rev-b"])
+    assert refused.exit_code == 1 and "unknown pubkey1" in refused.stderr
+    accepted = CliRunner().invoke(app, ["flash", str(image), "--device", "tcp:127.0.0.1:9", "--samba", "/dev/null",
+                                        "--profile", "prime-emulated"])
+    assert "cannot put the device in SAM-BA mode" in accepted.stderr  # past the image check: no device there

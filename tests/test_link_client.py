@@ -21,10 +21,11 @@ from fake_device import ScriptedDevice, frames, ok
 def device():
     made = []
 
-    def make(handler, timeout=2.0, stall_timeout=2.0, pixel_order="BGRA"):
+    def make(handler, timeout=2.0, stall_timeout=2.0, frame_timeout=30.0, pixel_order="BGRA"):
         dev = ScriptedDevice(handler)
         made.append(dev)
-        client = PrimeClient(TcpTransport("127.0.0.1", dev.port, stall_timeout=stall_timeout),
+        client = PrimeClient(TcpTransport("127.0.0.1", dev.port, stall_timeout=stall_timeout,
+                                          frame_timeout=frame_timeout),
                              pixel_order=pixel_order, home_button=(100, 910), timeout=timeout)
         client.open()
         made.append(client)
@@ -167,6 +168,60 @@ def test_device_that_stops_mid_frame(device):
         prime.screenshot()
     assert time.monotonic() - t0 < 3
     assert_closed(prime, e.value, "SCREENSHOT", "stopped sending mid-frame")
+
+
+def test_slow_drip_frame_hits_the_frame_deadline(device):
+    """One byte every 50 ms never trips the 0.3 s stall limit; the whole-frame limit ends it."""
+    def drip(body):
+        try:
+            dev.conn.sendall(struct.pack("<I", 1000))
+            for _ in range(1000):
+                dev.conn.sendall(b"\x02")
+                time.sleep(0.05)
+        except OSError:
+            pass  # the client gave up and closed
+
+    dev, prime = device(drip, stall_timeout=0.3, frame_timeout=0.6)
+    t0 = time.monotonic()
+    with pytest.raises(LinkClosed) as e:
+        prime.version()
+    assert time.monotonic() - t0 < 3
+    assert_closed(prime, e.value, "GET_VERSION", "frame not complete within 0.6 s", "of 1000 bytes arrived")
+
+
+def chatter(dev, answer: bytes = b""):
+    """A handler: send ``answer``, then a log frame every 20 ms until the client hangs up (10 s at most)."""
+    def handler(body):
+        try:
+            dev[0].conn.sendall(answer)
+            for i in range(500):
+                dev[0].conn.sendall(frames(p.log_frame([f"INFO: tick {i}"])))
+                time.sleep(0.02)
+        except OSError:
+            pass
+    return handler
+
+
+def test_log_chatter_does_not_extend_the_response_timeout(device):
+    holder = []
+    dev, prime = device(chatter(holder), timeout=0.3)
+    holder.append(dev)
+    t0 = time.monotonic()
+    with pytest.raises(ResponseTimeout) as e:
+        prime.version()
+    assert time.monotonic() - t0 < 1.5
+    assert_closed(prime, e.value, "GET_VERSION", "no response within 0.3 s")
+
+
+def test_logs_end_at_their_deadline_while_the_device_keeps_logging(device):
+    holder = []
+    dev, prime = device(chatter(holder, ok(b"1.0.0")))
+    holder.append(dev)
+    assert prime.version() == "1.0.0"
+    t0 = time.monotonic()
+    records = list(prime.logs(timeout=0.3))
+    assert time.monotonic() - t0 < 1.5
+    assert records[:2] == ["INFO: tick 0", "INFO: tick 1"] and prime.transport.is_open
 
 
 def test_wrong_sized_screenshot_is_malformed(device):

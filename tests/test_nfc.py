@@ -16,7 +16,7 @@ from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpE
 
 from hil.emulator.nfc import EmulatedNfc, free_udp_port
 from hil.errors import ConfigError, InfrastructureError
-from hil.stimuli.ctap_nfc import ApduError, CtapNfcDevice
+from hil.stimuli.ctap_nfc import MAX_RESPONSE, ApduError, CtapNfcDevice, EndlessResponse
 from hil.stimuli.nfc import NfcFieldLost, NfcReader, NoCardFound, ndef_message
 from tests.test_ctap2 import FakeUI
 
@@ -156,3 +156,37 @@ def test_applet_chains_responses_in_96_byte_pieces():
     assert applet.apdu(b"\x00\xC0\x00\x00\x00") == b"\x67\x00"  # nothing left to fetch
     assert applet.apdu(b"\x90\x10\x00\x00\x01\x04") == b"\x6E\x00"  # command chaining: KeyOS rejects the class
     assert applet.apdu(b"\x00\xA4\x04\x00\x09\x01") == b"\x62\x81"  # Lc longer than the data
+
+
+class EndlessCard:
+    """An ISO-DEP session whose card answers SELECT, then says 61XX (more data) to every fetch."""
+
+    def __init__(self, piece: bytes, delay: float = 0.0):
+        self.piece, self.delay, self.fetches, self.closed = piece, delay, 0, False
+        self.clf = type("Clf", (), {"device": type("Dev", (), {"path": "udp:127.0.0.1:9"})()})()
+
+    def apdu(self, command: bytes, timeout=None):
+        if command[1] == 0xA4:
+            return b"U2F_V2", 0x9000
+        self.fetches += command[1] == 0xC0
+        time.sleep(self.delay)
+        return self.piece, 0x6100 | len(self.piece)
+
+    def close(self):
+        self.closed = True
+
+
+def test_endless_get_response_is_cut_off_at_the_size_limit():
+    card = EndlessCard(bytes(96))
+    with pytest.raises(EndlessResponse, match=r"card on udp:127.0.0.1:9: .*SW 6160\) after 65568 bytes") as e:
+        CtapNfcDevice(card)
+    assert isinstance(e.value, InfrastructureError) and card.closed
+    assert card.fetches == MAX_RESPONSE // 96  # stopped right past the limit, not one fetch later
+
+
+def test_endless_get_response_is_cut_off_at_the_deadline():
+    card = EndlessCard(b"\x00", delay=0.02)
+    started = time.monotonic()
+    with pytest.raises(EndlessResponse, match=r"after \d+ bytes \(limits: 65536 bytes, 0.3 s\)"):
+        CtapNfcDevice(card, response_timeout=0.3)
+    assert time.monotonic() - started < 2 and card.fetches < 30

@@ -163,6 +163,27 @@ def test_device_stopping_mid_frame_over_usb(usb_prime):
         prime.screenshot()
 
 
+def test_slow_drip_frame_over_usb_hits_the_frame_deadline(usb_prime):
+    """A 64 KiB transfer every 150 ms never trips the 0.5 s stall limit; the whole-frame limit ends it."""
+    import struct
+
+    def drip(body):
+        try:
+            dev.conn.sendall(struct.pack("<I", p.SCREENSHOT_BYTES + 2) + b"\x02\x00")
+            for _ in range(p.SCREENSHOT_BYTES // 65536):
+                dev.conn.sendall(bytes(65536))
+                time.sleep(0.15)
+        except OSError:
+            pass
+
+    dev, prime = usb_prime(drip)
+    prime.transport.stall_timeout, prime.transport.frame_timeout = 0.5, 0.6
+    t0 = time.monotonic()
+    with pytest.raises(LinkClosed, match=r"usb:.*SCREENSHOT: frame not complete within 0.6 s \(\d+ bytes arrived\)"):
+        prime.screenshot()
+    assert time.monotonic() - t0 < 3 and not prime.transport.is_open
+
+
 def test_unknown_status_over_usb(usb_prime):
     dev, prime = usb_prime(lambda body: frames(bytes([2, 9])))
     with pytest.raises(LinkClosed, match="unknown status byte 0x09"):

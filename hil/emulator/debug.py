@@ -73,7 +73,8 @@ class DebugProtocol:
             except p.ProtocolError as e:
                 self.log("WARN", str(e))
                 return [ERR]
-            seeded = {Cmd.REBOOT_SAMBA: "production-allows-reboot-samba", Cmd.SCREENSHOT: "screenshot-while-locked"}
+            seeded = {Cmd.REBOOT_SAMBA: "production-allows-reboot-samba", Cmd.SCREENSHOT: "screenshot-while-locked",
+                      Cmd.KERNEL_CMD: "production-answers-kernel-cmd"}
             defect = cmd in seeded and prime.keyos.defects.has(seeded[cmd])
             if prime.build.production and cmd in PRODUCTION_REFUSED and not defect:
                 self.log("WARN", f"command 0x{cmd:02x} is not available in production firmware")
@@ -162,7 +163,7 @@ class DebugProtocol:
         return p.response(Status.OK, self.prime.build.version.encode())
 
     def _get_developer_mode(self, payload: bytes) -> bytes:
-        return p.response(Status.OK, b"\x01")  # answering at all means the interface is present
+        return p.response(Status.OK, b"\x01" if self.prime.developer_mode else b"\x00")  # the Settings toggle
 
     def _get_system_time(self, payload: bytes) -> bytes:
         return p.response(Status.OK, struct.pack("<Q", self.prime.now()))

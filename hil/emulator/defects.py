@@ -69,6 +69,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "production-allows-reboot-samba": (
         "a production build answers REBOOT_SAMBA (the door to reflashing it)",
         "suites/security/test_lockdown.py", "production"),
+    "production-answers-kernel-cmd": (
+        "a production build answers KERNEL_CMD (process, server and memory tables to anyone on USB)",
+        "suites/security/test_lockdown.py", "production"),
     "screenshot-while-locked": (
         "a locked production build answers SCREENSHOT",
         "suites/security/test_trusted_display.py", "production"),

@@ -9,6 +9,7 @@ to answer the next command.
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,13 +175,19 @@ class PrimeClient:
     # ------------------------------------------------------------ logs
 
     def logs(self, timeout: float) -> Iterator[str]:
-        """Log records: those queued while commands ran, then new ones until ``timeout`` passes
-        with nothing arriving.  A response frame here (none was asked for) closes the link."""
+        """Log records: those queued while commands ran, then new ones for ``timeout`` seconds.
+
+        ``timeout`` bounds the whole read, not a quiet spell: a device that never stops logging
+        cannot hold the caller.  A response frame here (none was asked for) closes the link."""
+        deadline = time.monotonic() + timeout
         while True:
             while self._records:
                 yield self._records.popleft()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
             try:
-                frame = self.transport.read_frame(timeout)
+                frame = self.transport.read_frame(remaining)
             except LinkTimeout:
                 return
             except LinkError as e:
@@ -193,14 +200,19 @@ class PrimeClient:
     # ------------------------------------------------------------ plumbing
 
     def _ok(self, body: bytes, command: str, extra: float = 0.0) -> bytes:
-        """Send one command and return the payload of its OK response."""
+        """Send one command and return the payload of its OK response.  One deadline covers the
+        whole command: log frames arriving meanwhile do not extend it."""
         timeout = self.timeout + extra
+        deadline = time.monotonic() + timeout
         try:
             self.transport.write_frame(body, timeout)
             while True:
+                remaining = deadline - time.monotonic()
                 try:
-                    frame = self.transport.read_frame(timeout)
+                    frame = self.transport.read_frame(remaining) if remaining > 0 else None
                 except LinkTimeout:
+                    frame = None
+                if frame is None:
                     self.transport.close()
                     raise ResponseTimeout(self.device, f"no response within {timeout:g} s; link closed",
                                           command) from None

@@ -105,12 +105,20 @@ def unlock(prime: PrimeClient, profile: Profile, pin: str, touch: Touch | None =
         raise DeviceStateError(f"profile {profile.name} has no touch.pin_pad; cannot unlock {prime.device} by taps")
     show_lock_screen(prime, touch)
     enter_pin(touch or DebugTouch(prime, prime.home_button), pad, pin)
-    deadline = time.monotonic() + PIN_CHECK_SECONDS
+    if not wait_unlocked(prime):
+        raise PinRejected(f"{prime.device}: the lock screen did not accept the test PIN (one attempt used; "
+                          "check the PIN the unit was provisioned with)")
+
+
+def wait_unlocked(prime: PrimeClient, timeout: float = PIN_CHECK_SECONDS) -> bool:
+    """Whether the device reads unlocked before ``timeout``: a PIN just typed is judged only after
+    KeyOS's random login delay, so a single read right after typing proves nothing either way."""
+    deadline = time.monotonic() + timeout
     while is_locked(prime) is not False:  # read-only: polling spends no attempt
         if time.monotonic() > deadline:
-            raise PinRejected(f"{prime.device}: the lock screen did not accept the test PIN (one attempt used; "
-                               "check the PIN the unit was provisioned with)")
+            return False
         time.sleep(0.1)
+    return True
 
 
 def takes_input_while_locked(profile: Profile, flavour: str) -> bool:

@@ -11,15 +11,15 @@ import socket
 import time
 
 from hil.link import protocol
-from hil.link.transport import LinkClosed, LinkTimeout, Transport
+from hil.link.transport import LinkClosed, Transport
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7664
 
 
 class TcpTransport(Transport):
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-                 connect_timeout: float = 5.0, stall_timeout: float = 5.0):
-        super().__init__(f"tcp:{host}:{port}", stall_timeout)
+                 connect_timeout: float = 5.0, stall_timeout: float = 5.0, frame_timeout: float = 30.0):
+        super().__init__(f"tcp:{host}:{port}", stall_timeout, frame_timeout)
         self.host, self.port, self.connect_timeout = host, port, connect_timeout
         self._sock: socket.socket | None = None
 
@@ -47,40 +47,38 @@ class TcpTransport(Transport):
             raise self.lost(f"send failed: {e.strerror or e}") from None
 
     def _read(self, timeout: float) -> bytes:
-        header = self._recv_exact(protocol.STREAM_HEADER.size, time.monotonic() + timeout, in_frame=False)
+        """The frame's clock starts with its first byte: from then on the stall and frame limits hold."""
+        first = self._recv_exact(1, time.monotonic() + timeout, None)
+        frame_end = self.frame_end()
+        header = first + self._recv_exact(protocol.STREAM_HEADER.size - 1, self.next_deadline(frame_end), frame_end)
         try:
             length = protocol.stream_length(header)
         except protocol.ProtocolError as e:
             raise self.lost(str(e)) from None
-        return self._recv_exact(length, time.monotonic() + self.stall_timeout, in_frame=True)
+        return self._recv_exact(length, self.next_deadline(frame_end), frame_end)
 
-    def _recv_exact(self, n: int, deadline: float, in_frame: bool) -> bytes:
-        """``n`` bytes.  Once any byte of a frame has arrived, the rest may pause at most ``stall_timeout``."""
+    def _recv_exact(self, n: int, deadline: float, frame_end: float | None) -> bytes:
+        """``n`` bytes by ``deadline``; inside a frame (``frame_end`` set) each chunk moves the deadline on."""
         buf = bytearray(n)
         view = memoryview(buf)
         got = 0
         while got < n:
-            started = in_frame or got > 0
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._timed_out(started)
+                raise self.timed_out(got, deadline, frame_end, n)
             self._sock.settimeout(remaining)
             try:
                 k = self._sock.recv_into(view[got:])
             except TimeoutError:
-                raise self._timed_out(started) from None
+                raise self.timed_out(got, deadline, frame_end, n) from None
             except ConnectionResetError:
                 k = 0
             except OSError as e:
                 raise self.lost(f"receive failed: {e.strerror or e}") from None
             if not k:
-                raise self.lost("device closed the connection mid-frame" if started
-                                else "device closed the connection")
+                raise self.lost("device closed the connection" if frame_end is None
+                                else f"device closed the connection mid-frame ({got} of {n} bytes arrived)")
             got += k
-            deadline = time.monotonic() + self.stall_timeout
+            if frame_end is not None:
+                deadline = self.next_deadline(frame_end)
         return bytes(buf)
-
-    def _timed_out(self, started: bool) -> Exception:
-        if started:
-            return self.lost(f"device stopped sending mid-frame (no data for {self.stall_timeout:g} s)")
-        return LinkTimeout(self.name, "no frame arrived in time")

@@ -7,6 +7,7 @@ oversized or the peer is gone, the transport closes itself and every later call 
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 
 from hil.errors import InfrastructureError
@@ -32,15 +33,17 @@ class LinkClosed(LinkError):
 class Transport(ABC):
     """Moves usb-debug frame bodies to and from one device.
 
-    ``stall_timeout`` bounds how long a device may pause *inside* a frame: a screenshot that starts
-    arriving must finish, whatever the caller's timeout for the first byte was.
+    Once a frame's first byte arrives, the rest must keep coming whatever the caller's timeout for
+    that first byte was: ``stall_timeout`` bounds each pause inside the frame, ``frame_timeout`` the
+    whole frame, so a device dripping a byte now and then cannot hold a 2 MiB frame open for hours.
     """
 
     name: str  # how the device is named in errors: the --device string
 
-    def __init__(self, name: str, stall_timeout: float = 5.0):
+    def __init__(self, name: str, stall_timeout: float = 5.0, frame_timeout: float = 30.0):
         self.name = name
         self.stall_timeout = stall_timeout
+        self.frame_timeout = frame_timeout
         self._open = False
 
     @property
@@ -77,6 +80,24 @@ class Transport(ABC):
         """Close the link and return the error to raise."""
         self.close()
         return LinkClosed(self.name, reason)
+
+    def frame_end(self) -> float:
+        """The monotonic time by which a frame whose first byte arrived just now must be complete."""
+        return time.monotonic() + self.frame_timeout
+
+    def next_deadline(self, frame_end: float) -> float:
+        """How long the next piece of a started frame may take: a stall, but never past ``frame_end``."""
+        return min(time.monotonic() + self.stall_timeout, frame_end)
+
+    def timed_out(self, got: int, deadline: float, frame_end: float | None, size: int | None = None) -> LinkError:
+        """The error for a read that missed ``deadline`` with ``got`` bytes of the frame (of ``size``) in."""
+        if frame_end is None:
+            return LinkTimeout(self.name, "no frame arrived in time")
+        arrived = f"{got} of {size} bytes" if size is not None else f"{got} bytes"
+        if deadline >= frame_end:
+            return self.lost(f"frame not complete within {self.frame_timeout:g} s ({arrived} arrived)")
+        return self.lost(f"device stopped sending mid-frame (no data for {self.stall_timeout:g} s, "
+                         f"{arrived} arrived)")
 
     def _check_open(self) -> None:
         if not self._open:

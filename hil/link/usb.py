@@ -18,7 +18,7 @@ import usb.util
 
 from hil.errors import ConfigError
 from hil.link import protocol
-from hil.link.transport import LinkClosed, LinkTimeout, Transport
+from hil.link.transport import LinkClosed, Transport
 
 READ_CHUNK = 64 * 1024
 DEFAULT_IDS = ("1307:0165", "2c97:7011")  # KeyOS, then legacy (Flux) identity
@@ -56,8 +56,8 @@ class UsbTransport(Transport):
 
     def __init__(self, *, serial: str | None = None, port: str | None = None,
                  ids: Iterable[str] = DEFAULT_IDS, backend=None, stall_timeout: float = 5.0,
-                 name: str | None = None):
-        super().__init__(name or f"usb:{serial or port or ','.join(ids)}", stall_timeout)
+                 frame_timeout: float = 30.0, name: str | None = None):
+        super().__init__(name or f"usb:{serial or port or ','.join(ids)}", stall_timeout, frame_timeout)
         self.serial, self.port = serial, port
         self.ids = tuple(ids)
         self.backend = backend
@@ -147,29 +147,26 @@ class UsbTransport(Transport):
             raise self.lost(f"USB write failed: {e}") from None
 
     def _read(self, timeout: float) -> bytes:
+        """The frame's clock starts with its first chunk: from then on the stall and frame limits hold."""
         frame = bytearray()
-        deadline = time.monotonic() + timeout
+        deadline, frame_end = time.monotonic() + timeout, None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._timed_out(bool(frame))
+                raise self.timed_out(len(frame), deadline, frame_end)
             try:
                 n = self._ep_in.read(self._buf, max(1, int(remaining * 1000)))
             except usb.core.USBTimeoutError:
-                raise self._timed_out(bool(frame)) from None
+                raise self.timed_out(len(frame), deadline, frame_end) from None
             except usb.core.USBError as e:
                 gone = e.errno == errno.ENODEV
                 raise self.lost("device disconnected" if gone else f"USB read failed: {e}") from None
-            if n == 0 and not frame:
+            if n == 0 and frame_end is None:
                 continue  # a stray ZLP between frames
             frame += self._buf[:n]
             if len(frame) > protocol.MAX_FRAME:
                 raise self.lost(f"frame exceeds the {protocol.MAX_FRAME}-byte limit")
             if n < READ_CHUNK:  # short packet or ZLP: the frame is complete
                 return bytes(frame)
-            deadline = time.monotonic() + self.stall_timeout  # inside a frame the rest must keep coming
-
-    def _timed_out(self, started: bool) -> Exception:
-        if started:
-            return self.lost(f"device stopped sending mid-frame (no data for {self.stall_timeout:g} s)")
-        return LinkTimeout(self.name, "no frame arrived in time")
+            frame_end = frame_end or self.frame_end()
+            deadline = self.next_deadline(frame_end)

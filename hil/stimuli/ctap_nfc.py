@@ -4,7 +4,8 @@
 Framing as KeyOS serves it (``os/nfc/src/atsama5d2.rs``): SELECT the FIDO AID A0000006472F0001
 (answer ``U2F_V2``), then each CTAP2 request in one NFCCTAP_MSG APDU (80 10 00 00, short Lc: KeyOS
 takes no command chaining, so a request over 255 bytes is refused here before it is sent), the response
-in 96-byte pieces fetched with GET RESPONSE while the status word is 61XX.
+in 96-byte pieces fetched with GET RESPONSE while the status word is 61XX.  A card that never stops
+saying 61XX is cut off at :data:`MAX_RESPONSE` bytes or ``response_timeout`` seconds (:class:`EndlessResponse`).
 KeyOS asks for user presence without blocking: it shows the prompt and answers USER_ACTION_PENDING
 until the user has answered, and the platform re-sends the same request. :meth:`call` does that
 re-sending, reports ``STATUS.UPNEEDED`` once through ``on_keepalive``, and honours ``event`` (cancel).
@@ -21,11 +22,12 @@ from fido2.ctap import STATUS, CtapDevice, CtapError
 from fido2.hid import CAPABILITY, CTAPHID
 
 from hil.errors import InfrastructureError
-from hil.stimuli.nfc import IsoDepSession
+from hil.stimuli.nfc import IsoDepSession, NfcError
 
 FIDO_AID = bytes.fromhex("A0000006472F0001")
 NFCCTAP_MSG = 0x10
 USER_ACTION_PENDING = 0x23
+MAX_RESPONSE = 64 * 1024  # far above any CTAP2 response KeyOS sends (its CBOR messages fit in a few KiB)
 SW_MEANING = {0x6A81: "function not supported", 0x6A82: "file or application not found", 0x6700: "wrong length",
               0x6D00: "instruction not supported", 0x6E00: "class not supported", 0x6281: "corrupted data",
               0x6F00: "unspecified checking error"}
@@ -44,9 +46,15 @@ class PresenceTimeout(InfrastructureError):
     """The Prime kept asking for user presence past our deadline and never timed the prompt out itself."""
 
 
+class EndlessResponse(NfcError):
+    """The card kept asking to be fetched from (SW 61XX) past the size or time bound of one response."""
+
+
 class CtapNfcDevice(CtapDevice):
-    def __init__(self, session: IsoDepSession, poll_interval: float = 0.1, presence_deadline: float = 60.0):
+    def __init__(self, session: IsoDepSession, poll_interval: float = 0.1, presence_deadline: float = 60.0,
+                 response_timeout: float = 10.0):
         self.session = session
+        self.response_timeout = response_timeout
         self.poll_interval = poll_interval
         self.presence_deadline = presence_deadline
         self._capabilities = CAPABILITY(0)
@@ -66,8 +74,14 @@ class CtapNfcDevice(CtapDevice):
         return self._capabilities
 
     def _exchange(self, apdu: bytes) -> bytes:
+        deadline = time.monotonic() + self.response_timeout
         data, sw = self.session.apdu(apdu)
         while sw >> 8 == 0x61:  # more data: KeyOS hands it out in 96-byte pieces
+            if len(data) > MAX_RESPONSE or time.monotonic() > deadline:
+                raise EndlessResponse(
+                    f"card on {self.session.clf.device.path}: the response to APDU {apdu[:4].hex()} was still "
+                    f"asking to be fetched (SW {sw:04X}) after {len(data)} bytes "
+                    f"(limits: {MAX_RESPONSE} bytes, {self.response_timeout:g} s); the card is misbehaving")
             more, sw = self.session.apdu(b"\x00\xC0\x00\x00" + bytes([sw & 0xFF]))
             data += more
         if sw != 0x9000:

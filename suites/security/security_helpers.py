@@ -17,6 +17,8 @@ PROMPT_BUTTONS = ("Always Allow", "Not Now", "Never Allow")
 SYSTEM_MARKER = "KeyOS SYSTEM PROMPT"  # docs/probe.md §5: drawn by gui-server in the status band
 REGIONS = {"status": (0, 0, 480, 30), "title": (0, 30, 480, 100), "body": (0, 100, 480, 700),
            "buttons": (0, 700, 480, 800)}
+BLANK_BAND_STD = 6.0  # grey-level spread of a status band with nothing drawn in it (camera noise: ~2)
+BAND_INSET = 4  # pixels left out at the band's edges, where a rectified camera view catches the bezel
 SETTINGS_APP = "0xc192b79230473875f159d4423d74d00f"  # built into every KeyOS release (1.0.0 apps/)
 
 
@@ -147,16 +149,45 @@ def result_without_prompt(screen: ScreenReader, run, step: int, timeout: float =
         run.pump(0.05)
         if step in run.records:
             return run.records[step]
-        text = screen.text()
-        assert normal(PROMPT_TITLE) not in normal(text), f"a prompt was shown for step {step}: {text!r}"
+        assert_no_prompt(screen, f" while step {step} was pending")
         if time.monotonic() > deadline:
             raise PromptNotSeen(f"step {step} neither answered nor prompted within {timeout:g} s")
 
 
-def assert_no_prompt(screen: ScreenReader) -> None:
-    """Positive evidence that no prompt is up: the screen was read, and it has neither title nor marker."""
+def assert_no_prompt(screen: ScreenReader, when: str = "") -> None:
+    """Positive evidence that no prompt is up: the screen was read, and it has neither title nor marker.
+    ``when`` (" while ...") says in the message what was going on."""
     shown = screen.read()
     text = " ".join(line.text for line in shown.lines)
     if not text.strip():
-        raise PromptNotSeen("nothing read on the display: cannot tell whether a prompt is up")
-    assert normal(PROMPT_TITLE) not in normal(text), f"a permission prompt is on screen: {text!r}"
+        raise PromptNotSeen(f"nothing read on the display{when}: cannot tell whether a prompt is up")
+    assert normal(PROMPT_TITLE) not in normal(text) and normal(SYSTEM_MARKER) not in normal(text), \
+        f"a permission prompt is on screen{when}: {text!r}"
+
+
+def assert_no_prompt_for(screen: ScreenReader, seconds: float, when: str = "") -> None:
+    """``assert_no_prompt`` on every read for ``seconds``: one early read could precede the prompt."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert_no_prompt(screen, when)
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
+
+
+def assert_no_marker(shown) -> None:
+    """Positive evidence that gui-server's marker is not in the status band of ``shown`` (a screen read):
+    the band reads as text that is not the marker, or its pixels are blank (nothing drawn there).  A band
+    with ink on it but no text read is unreadable: broken."""
+    if not shown.lines:
+        raise PromptNotSeen("nothing read on the display: cannot tell whether the marker is in the status band")
+    status = shown.text("status")
+    assert normal(SYSTEM_MARKER) not in normal(status), \
+        f"gui-server's system-prompt marker is in the status band (read {status!r})"
+    if status.strip():
+        return
+    x0, y0, x1, y1 = (c + d for c, d in zip(shown.regions["status"], (BAND_INSET, BAND_INSET, -BAND_INSET, -BAND_INSET)))
+    band = np.asarray(shown.image[y0:y1, x0:x1], dtype=np.float32).mean(axis=2)
+    if band.std() > BLANK_BAND_STD:
+        raise PromptNotSeen(f"the status band shows something (pixel spread {band.std():.1f}) but no text was read "
+                            "there: cannot tell whether the marker is in it")

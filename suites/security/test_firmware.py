@@ -26,7 +26,7 @@ import coincurve
 import pytest
 
 from hil.flash import bootimg, cosign2, emulated
-from hil.flash.flasher import Firmware, Flasher, load_firmware
+from hil.flash.flasher import Firmware, Flasher, FlashFailed, load_firmware
 from hil.flash.samba import EmmcFile, Samba
 from hil.link.resolve import open_client
 from hil.link.transport import LinkError
@@ -97,8 +97,6 @@ def _read_installed(station, enter_samba, applet: bytes) -> bytes:
 
 
 def _await_keyos(station, version: str, timeout: float = SAMBA_TIMEOUT) -> None:
-    from hil.flash.flasher import FlashFailed
-
     deadline, seen = time.monotonic() + timeout, "nothing"
     while time.monotonic() < deadline:
         try:

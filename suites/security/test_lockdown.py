@@ -1,19 +1,38 @@
 """Lockdown of the debug interface (keyos.md §5.1): a production build refuses REBOOT_SAMBA, KERNEL_CMD and
-SET_SYSTEM_TIME; the interface exists only with Developer Mode; and KeyOS has no network stack."""
+SET_SYSTEM_TIME; on production the interface exists only with Developer Mode; and KeyOS has no network stack.
+
+Which checks run is decided by the flavour the station (or ``--flavour``) declares, never by the behaviour
+under test: a production build that answers like a development one fails here, it does not skip."""
 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
 from hil import probe as P
 from hil.link.client import CommandRefused, DeviceError
-from security_helpers import manifest_for
+from hil.link.protocol import LaunchStatus
+from hil.link.transport import LinkClosed, LinkError
+from security_helpers import SETTINGS_APP, manifest_for
 
 pytestmark = [pytest.mark.security, pytest.mark.lockdown]
 
 NETWORK_SERVERS = ("os/net", "os/network", "os/tcp", "os/udp", "os/dns", "os/wifi", "os/ethernet", "os/http")
+NETWORK_NAME = re.compile(r"\b(net|network|tcp|udp|dns|wifi|ethernet|http)\b")
+SERVER_ROW = re.compile(r"^\s*\d+\s*\|\s*\d+\s*\|\s*(.*?)\s*\|\s*([0-9a-f]{32})\s*$", re.MULTILINE)
+DEVELOPER_MODE_TOGGLE = (240, 150)  # gui-app-settings: the Developer Mode row, first on its screen
+REENUMERATE_S = 10.0  # a unit whose interface came back takes this long at most to answer again
+SETTLE_S = 5.0  # a tap on the toggle takes effect within this
+
+
+def test_build_answers_as_its_declared_flavour(device_under_test):
+    dut = device_under_test
+    if not dut.declared:
+        pytest.skip("nothing declares the build flavour (a desk run without --flavour): nothing to compare with")
+    assert dut.observed == dut.flavour, (f"{dut.client.device} is declared a {dut.flavour} build but answers "
+                                         f"KERNEL_CMD like a {dut.observed} one: its lockdown is broken")
 
 
 @pytest.mark.production_only
@@ -38,9 +57,79 @@ def test_production_refuses_reboot_to_samba(prime):
     assert prime.version()  # still KeyOS on the other end
 
 
-def test_debug_interface_present_only_with_developer_mode(prime):
-    """The interface answering at all means Developer Mode is on (production omits it otherwise)."""
+def open_settings(prime) -> None:
+    status = prime.launch_app(SETTINGS_APP).status
+    assert status in (LaunchStatus.LAUNCHED, LaunchStatus.ALREADY_RUNNING), f"Settings did not open: {status.name}"
+
+
+def reopen(prime) -> None:
+    """Reconnect on purpose, after the test itself took the interface away and brought it back (the unit
+    re-enumerates first); a link that stays down past the bound is raised."""
+    prime.close()
+    deadline = time.monotonic() + REENUMERATE_S
+    while True:
+        try:
+            prime.open()
+            prime.version()
+            return
+        except LinkError:
+            prime.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def developer_mode_within(prime, wanted: bool) -> bool:
+    """Poll GET_DEVELOPER_MODE until it answers ``wanted`` (a robot's tap lands a moment after it returns)."""
+    deadline = time.monotonic() + SETTLE_S
+    while prime.developer_mode() is not wanted:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def link_gone_within(prime) -> bool:
+    """Whether the interface leaves within SETTLE_S (answers until then, even "off", do not count)."""
+    deadline = time.monotonic() + SETTLE_S
+    try:
+        while time.monotonic() < deadline:
+            prime.developer_mode()
+            time.sleep(0.2)
+    except LinkClosed:
+        return True
+    return False
+
+
+@pytest.mark.production_only
+def test_debug_interface_goes_away_without_developer_mode(prime, touch, device_under_test):
+    """Developer Mode off in Settings (by touch, as a user would) removes the interface from a production
+    unit; only the stylus robot can then turn it back on."""
+    station = device_under_test.station
+    if station.robot is None:
+        pytest.skip(f"station {station.name} has no stylus robot: with Developer Mode off nothing could turn it on again")
     assert prime.developer_mode() is True
+    open_settings(prime)
+    touch.tap(*DEVELOPER_MODE_TOGGLE)
+    gone = link_gone_within(prime)
+    if gone or prime.developer_mode() is False:  # turn it back on (a missed tap leaves it as it was)
+        touch.tap(*DEVELOPER_MODE_TOGGLE)  # the robot presses the glass; the link cannot
+        reopen(prime)
+    assert gone, f"the debug interface still answers {SETTLE_S:g} s after Developer Mode was turned off"
+    assert developer_mode_within(prime, True), "Developer Mode did not come back on"
+
+
+@pytest.mark.development_only
+def test_developer_mode_answer_follows_the_settings_toggle(prime, touch):
+    """A development build keeps its interface with Developer Mode off and reports the toggle as it is."""
+    assert prime.developer_mode() is True
+    open_settings(prime)
+    touch.tap(*DEVELOPER_MODE_TOGGLE)
+    turned_off = developer_mode_within(prime, False)
+    if turned_off:
+        touch.tap(*DEVELOPER_MODE_TOGGLE)
+    assert turned_off, f"GET_DEVELOPER_MODE still answers on {SETTLE_S:g} s after Settings turned it off"
+    assert developer_mode_within(prime, True), "Developer Mode did not come back on"
 
 
 def test_no_network_server(probe, probe_id, templates):
@@ -49,9 +138,22 @@ def test_no_network_server(probe, probe_id, templates):
     assert [r["result"] for r in records] == ["ServerNotFound"] * len(NETWORK_SERVERS), records
 
 
+def server_names(table: str) -> list[str]:
+    """Each row of the kernel's 's' table as the process that serves it and, for a server whose id was
+    made from its name (``SID::from_bytes(b"os/net")``), that name."""
+    names = []
+    for process, sid in SERVER_ROW.findall(table):
+        names.append(process)
+        text = bytes.fromhex(sid).rstrip(b"\0")
+        if text.isascii() and text.decode().isprintable():
+            names.append(text.decode())
+    return names
+
+
 @pytest.mark.development_only
 def test_no_network_server_in_the_kernel_table(prime):
-    servers = prime.kernel_cmd("s")
-    assert "Servers in use" in servers or re.search(r"\bidx\b", servers), f"unexpected 's' output: {servers[:200]!r}"
-    names = " ".join(prime.kernel_cmd("t").split())
-    assert not re.search(r"\b(net|network|tcp|udp|dns|wifi|http)\b", names), f"a network process runs: {names}"
+    names = server_names(prime.kernel_cmd("s"))
+    assert names, "the kernel's 's' table lists no server rows (not even the OS's own): unreadable, not clean"
+    assert not [n for n in names if NETWORK_NAME.search(n)], f"a network server is registered: {names}"
+    processes = " ".join(prime.kernel_cmd("t").split())
+    assert not NETWORK_NAME.search(processes), f"a network process runs: {processes}"

@@ -22,6 +22,8 @@ from security_helpers import SETTINGS_APP, answer_prompt, manifest_for, normal, 
 
 pytestmark = [pytest.mark.security, pytest.mark.permissions]
 
+BUILTIN_SETTINGS = "gui-app-settings"  # the built-in's process name in the kernel's 'a' list
+
 HIGH_IDS = (64, 100, 127, 128, 200, 255, 1000)  # the range list: ids >= 64 live there, not in the mask
 
 
@@ -70,7 +72,7 @@ def expectations(manifest: Manifest, matrix: CapabilityMatrix) -> list[tuple[dic
     return cases
 
 
-CHUNK = 200
+CHUNK = 40  # ~250 ring bytes per denied send: a chunk stays well inside the 16 KiB log ring (docs/probe.md §3)
 
 
 def test_declared_messages_delivered_undeclared_denied_with_log_line(app_manifest, matrix, probe, probe_id):
@@ -84,6 +86,7 @@ def _check_chunk(cases, app_manifest, matrix, probe, app_id):
     run = probe.run(twin(app_manifest, app_id), [step for step, _ in cases])
     records = run.finish()
     probe.close(run)
+    assert len(records) == len(cases), f"{len(records)} records for {len(cases)} sends"
     wrong = []
     for (step, ok), rec in zip(cases, records):
         want = "Ok" if ok else "AccessDenied"
@@ -124,6 +127,7 @@ def test_foundation_tier_refused_to_a_third_party_app(probe, probe_id, templates
     run = probe.run(manifest_for(probe_id(), "Tier", perms, templates), steps)
     records = [result_without_prompt(screen, run, i) for i in range(len(steps))]
     assert [r["result"] for r in records] == ["AccessDenied"] * len(steps), records
+    assert run.finish() == records  # the whole plan ran and the ring kept every line of it
     assert [d.msgid for d in run.denies if d.pid == run.pid] == [r["id"] for r in records[:len(foundation)]]
 
 
@@ -234,20 +238,31 @@ def test_running_app_cannot_widen_its_manifest(probe, probe_id, templates, scree
     records = run.finish(timeout=60)
     assert records[1]["result"] == "AccessDenied", "the running app gained a message its launch manifest lacks"
     assert records[2]["result"] == "AccessDenied"
-    assert records[3]["result"] != "Ok", "the app rewrote its own bundle"
+    assert records[3]["result"] == "InvalidOperation", f"AppResources is not read-only to the app: {records[3]}"
     assert records[4]["result"] == "AccessDenied"
 
 
 def test_sideload_cannot_take_a_foundation_app_id(probe, templates, unlocked_prime):
+    """Either LOAD_APP_END refuses the bundle, or launching the id still starts the built-in process."""
+    for pid in P.running(unlocked_prime, SETTINGS_APP):
+        unlocked_prime.close_app(pid)  # a Settings left running would answer AlreadyRunning with the old PID
+    if P.running(unlocked_prime, SETTINGS_APP):
+        raise P.ProbeBroken(f"{unlocked_prime.device}: Settings still runs after CLOSE_APP; cannot launch it afresh")
     m = manifest_for(SETTINGS_APP, "Settings", {"os/security": ["GetSeed", "GetAppSeed"]}, templates)
     try:
         probe.install(m, [P.send("os/security", "GetSeed", wait=False)])
-    except DeviceError:
+    except DeviceError as e:
+        assert e.command == "LOAD_APP_END", f"the sideload failed before the device could judge it: {e}"
         return  # refused at install: the built-in keeps its id
+    P.drain(unlocked_prime)
     result = unlocked_prime.launch_app(SETTINGS_APP)
-    run = P.ProbeRun(unlocked_prime, SETTINGS_APP, result.pid)
-    run.pump(3.0)
-    assert run.steps is None and not run.records, "a sideload replaced the built-in Settings app"
+    assert result.status is LaunchStatus.LAUNCHED, f"Settings did not launch after the shadowing sideload: {result}"
+    running = P.running(unlocked_prime, SETTINGS_APP)
+    assert running.get(result.pid) == BUILTIN_SETTINGS, \
+        f"PID {result.pid} runs {running.get(result.pid)!r} for the Settings id, not the built-in {BUILTIN_SETTINGS}"
+    run = P.ProbeRun(unlocked_prime, SETTINGS_APP, result.pid, [])
+    run.pump(1.0)
+    assert run.steps is None and not run.records, f"the sideloaded probe ran as Settings: {run.lines[-5:]}"
 
 
 def _bundle(probe, manifest, steps):

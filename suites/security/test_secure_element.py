@@ -4,20 +4,24 @@ words on the lock screen."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 from embit.wordlists.bip39 import WORDLIST
 
 from hil import probe as P
-from hil.link.state import is_locked, screen_is_dark, show_lock_screen, wait_ready
+from hil.link.state import is_locked, screen_is_dark, show_lock_screen, wait_ready, wait_unlocked
 from hil.link.transport import LinkError
-from security_helpers import answer_prompt, manifest_for, result_without_prompt
+from security_helpers import PromptNotSeen, answer_prompt, manifest_for, result_without_prompt
 
 pytestmark = [pytest.mark.security, pytest.mark.secure_element]
 
 BIP39 = set(WORDLIST)
 PIN_PREFIX = 4  # the lock screen shows the security words once this many digits are typed
+# os/security's log of the lockout (keyos.md §2.2: "On 0 attempts left: lockout erasing seed + reboot")
+# or, after the reboot, its report of the erased seed
+WIPE_LOG = re.compile(r"security.*(erasing the seed|seed erased)", re.IGNORECASE)
 
 
 def _seed_manifest(app_id, templates):
@@ -70,13 +74,22 @@ def _words(screen) -> set[str]:
     return {w.lower() for w in screen.text().replace(",", " ").split() if w.lower() in BIP39}
 
 
-def _settled_words(screen, before: set[str], changed=lambda words: len(words) >= 2, timeout: float = 5.0) -> set[str]:
-    """The BIP39 words that appeared since ``before``, once the display shows the change (camera lag)."""
+def _settled_words(screen, before: set[str], changed=lambda words: True, timeout: float = 5.0) -> set[str]:
+    """The BIP39 words that appeared since ``before``, once the display shows them settled: ``changed``
+    (the change expected, past camera lag) or, at the timeout, the same two or more words on the last
+    reads.  Broken if the words never settle (an unreadable screen proves nothing either way)."""
     deadline = time.monotonic() + timeout
+    last: set[str] | None = None
     while True:
         words = _words(screen) - before
-        if changed(words) or time.monotonic() > deadline:
+        settled = len(words) >= 2 and words == last
+        if settled and changed(words):
             return words
+        if time.monotonic() > deadline:
+            if settled:
+                return words
+            raise PromptNotSeen(f"no settled security words within {timeout:g} s; read {screen.text()!r}")
+        last = words
         time.sleep(0.2)
 
 
@@ -93,16 +106,16 @@ def test_security_words_show_on_the_lock_screen(unlocked_prime, touch, station, 
     before = _words(screen)
     type_keys(pin[:PIN_PREFIX])
     shown = _settled_words(screen, before)
-    assert len(shown) >= 2, f"no security words after the PIN prefix; read {screen.text()!r}"
     other = "".join(str((int(c) + 1) % 10) for c in pin[:PIN_PREFIX])
     type_keys("\b" * PIN_PREFIX + other)
-    different = _settled_words(screen, before, lambda w: len(w) >= 2 and w != shown)
+    different = _settled_words(screen, before, lambda w: w != shown)
+    assert len(shown) >= 2 and len(different) >= 2, (shown, different)
     assert different != shown, "the security words do not depend on the PIN"
     type_keys("\b" * PIN_PREFIX + pin[:PIN_PREFIX])
-    assert _settled_words(screen, before, lambda w: w == shown) == shown, \
-        "the same PIN prefix gave different security words"
+    again = _settled_words(screen, before, lambda w: w == shown)
+    assert len(again) >= 2 and again == shown, f"the same PIN prefix gave different security words: {shown} then {again}"
     type_keys("\b" * PIN_PREFIX + pin + "\n")
-    assert not is_locked(prime)
+    assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
 
 
 @pytest.mark.destructive
@@ -113,19 +126,24 @@ def test_ten_wrong_pins_wipe_the_seed(unlocked_prime, pin):
     _lock_screen(prime)
     for _ in range(9):
         prime.type_text(wrong + "\n")
-    assert is_locked(prime)
+        assert not wait_unlocked(prime), "a wrong PIN unlocked the device"
     prime.type_text(pin + "\n")  # nine wrong, then right: unlocks, and the count starts over
-    assert not is_locked(prime), "the right PIN after 9 wrong ones did not unlock"
+    assert wait_unlocked(prime), "the right PIN after 9 wrong ones did not unlock"
     _lock_screen(prime)
+    log: list[str] = []
     try:
         for _ in range(10):
             prime.type_text(wrong + "\n")
-        wait_ready(prime, 5)
+            wait_unlocked(prime)  # wait out the PIN check before the next attempt
+            log += prime.logs(0.1)
     except LinkError:
         _reconnect(prime)  # the lockout reboots the unit: its USB link goes and comes back
     wait_ready(prime, 60)
+    log += prime.logs(1.0)
+    assert any(WIPE_LOG.search(line) for line in log), \
+        f"no log record of the seed being erased after 10 wrong PINs; the device logged: {log[-10:]}"
     prime.type_text(pin + "\n")
-    assert is_locked(prime), "the seed survived 10 wrong PINs: the right PIN still unlocks"
+    assert not wait_unlocked(prime), "the seed survived 10 wrong PINs: the right PIN still unlocks"
 
 
 def _reconnect(prime, timeout: float = 60.0) -> None:

@@ -9,12 +9,12 @@ import pytest
 
 from hil import probe as P
 from hil.link.client import DeviceLocked
-from hil.link.state import is_locked, show_lock_screen
+from hil.link.state import is_locked, show_lock_screen, wait_unlocked
 from hil.stimuli.touch import enter_pin
-from security_helpers import (PROMPT_TITLE, SYSTEM_MARKER, answer_prompt, assert_no_prompt, manifest_for,
-                              normal)
+from security_helpers import PROMPT_TITLE, answer_prompt, assert_no_marker, assert_no_prompt_for, manifest_for
 
 pytestmark = [pytest.mark.security, pytest.mark.trusted_display]
+LOCKED_WATCH_S = 3.0  # how long the lock screen is watched for a prompt that should stay queued
 
 
 def test_permission_prompt_is_a_system_prompt(probe, probe_id, templates, screen):
@@ -31,19 +31,21 @@ def test_app_look_alike_is_told_apart(probe, probe_id, templates, screen):
                                    ["Always Allow", "Not Now", "Never Allow"])])
     assert run.finish()[0]["result"] == "Ok"
     shown = screen.wait_for(PROMPT_TITLE)  # positive evidence the look-alike is on screen
-    assert normal(SYSTEM_MARKER) not in normal(shown.text("status")), \
-        "an app surface shows gui-server's system-prompt marker: its look-alike cannot be told apart"
+    assert_no_marker(shown)  # and that its status band was seen without gui-server's marker
 
 
 def test_no_prompt_over_the_lock_screen(probe, probe_id, templates, screen, unlocked_prime, touch, station, pin):
     prime = unlocked_prime
     run = probe.run(manifest_for(probe_id(), "Queued", {"os/security": ["GetAppSeed"]}, templates),
                     [P.send("os/security", "GetAppSeed", wait=True, timeout_s=90)])
+    screen.wait_for(PROMPT_TITLE)  # positive evidence the request is parked with its prompt pending
+    run.pump(0.05)
+    assert 0 not in run.records, f"step 0 answered while its prompt was up: {run.records[0]}"
     show_lock_screen(prime, touch)  # lock, wake to the lock screen (a production unit: by robot and relay)
     assert is_locked(prime)
-    assert_no_prompt(screen)  # the lock screen was read, and no prompt is over it
+    assert_no_prompt_for(screen, LOCKED_WATCH_S, " over the lock screen")  # read, again and again: no prompt
     enter_pin(touch, station.profile.touch.pin_pad, pin)
-    assert not is_locked(prime)
+    assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
     answer_prompt(screen, "Not Now", run=run, step=0)  # queued while locked, shown after unlock
     assert run.step(0, timeout=60)["result"] == "AccessDenied"
 
