@@ -211,12 +211,19 @@ def _recover(unit: Unit, tmp_path: Path) -> None:
 def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
     bad = VARIANTS[variant](unit.good, unit, request)
     unit.client.close()  # the unit leaves KeyOS for SAM-BA and the bootloader
+    verdict: BaseException | None = None
     try:
         _flash_raw(unit, bad)
         _refused(unit, variant)
-    finally:
-        try:
-            _recover(unit, tmp_path)
-        finally:
-            unit.client.open()  # the test took the unit away on purpose and asks for the link back
+    except BaseException as e:  # recover the unit first, then report
+        verdict = e
+    try:
+        _recover(unit, tmp_path)
+        unit.client.open()  # the test took the unit away on purpose and asks for the link back
+    except Exception as recovery:
+        if isinstance(verdict, AssertionError):  # the device booted a bad image: that stays a failure
+            raise AssertionError(f"{verdict} (and recovering the unit afterwards failed: {recovery})") from recovery
+        raise
+    if verdict is not None:
+        raise verdict
     assert unit.client.version() == cosign2.parse_unverified(unit.good).version
