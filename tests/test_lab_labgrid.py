@@ -407,7 +407,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     lab.write_text(idle.lab.read_text() + textwrap.dedent(f"""\
         reports_dir: {tmp_path / 'reports'}
         suites: [{tmp_path / 'suites'}]
-        signoff_criteria: {ROOT / 'signoff_criteria.yaml'}
+        signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}
         samba_applet: {ROOT / 'firmware' / 'emulated' / 'sdmmc-applet.bin'}
         """))
     flashed = stand_in_suites(tmp_path)

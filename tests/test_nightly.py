@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def lab(tmp_path, monkeypatch):
     text = (ROOT / "lab_config.yaml").read_text()
     for key, val in (("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
-                     ("signoff_criteria: signoff_criteria.yaml", f"signoff_criteria: {ROOT / 'signoff_criteria.yaml'}"),
+                     ("signoff_criteria: signoff_criteria.emulated.yaml", f"signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}"),
                      ("samba_applet: firmware", f"samba_applet: {ROOT / 'firmware'}")):
         text = text.replace(key, val)
     text = "\n".join(ln for ln in text.splitlines() if not ln.strip().startswith(("emu-2", "emu-3", "emu-4")))

@@ -120,8 +120,9 @@ def test_lost_device_stops_the_session(pytester, fake_device):
                                  "device closed the connection*"])
 
 
-def test_flavour_markers_follow_the_device(pytester, fake_device):
-    """A device that refuses KERNEL_CMD behaves as a production build (profile prime-rev-b)."""
+def test_undeclared_flavour_is_inferred_with_a_warning(pytester, fake_device):
+    """Nothing declares the flavour (a desk run without --flavour): a device that refuses KERNEL_CMD is taken
+    for a production build, and the run says once that lockdown checks are then unreliable."""
     dev = fake_device(lambda body: frames(p.response(Status.ERR)) if body[0] == p.Cmd.KERNEL_CMD else ok(b"1.0.0"))
     pytester.makepyfile("""
         import pytest
@@ -137,6 +138,39 @@ def test_flavour_markers_follow_the_device(pytester, fake_device):
     result = run(pytester, "--device", f"tcp:127.0.0.1:{dev.port}", "--profile", "prime-rev-b", "-rs")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines([f"*needs a development build; tcp:127.0.0.1:{dev.port} runs a production build*"])
+    assert result.stdout.str().count("lockdown checks are unreliable") == 1
+
+
+def test_declared_flavour_decides_and_disagreement_shows(pytester, fake_device):
+    """--flavour production on a unit that answers KERNEL_CMD (a broken lockdown): production checks run
+    (and fail on the device), none is skipped as "development"; observed and declared are both kept."""
+    dev = fake_device(lambda body: ok(b"R 1 0 kernel") if body[0] == p.Cmd.KERNEL_CMD else ok(b"1.0.0"))
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.production_only
+        def test_prod(device_under_test):
+            assert (device_under_test.flavour, device_under_test.observed) == ("production", "development")
+            assert device_under_test.declared
+
+        @pytest.mark.development_only
+        def test_dev():
+            pass
+    """)
+    result = run(pytester, "--device", f"tcp:127.0.0.1:{dev.port}", "--profile", "prime-rev-b", "--flavour", "production")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert "lockdown checks are unreliable" not in result.stdout.str()
+
+
+def test_emulator_flavour_is_declared(pytester):
+    """The plugin started the emulated Prime, so the flavour it booted is declared, not inferred."""
+    pytester.makepyfile("""
+        def test_declared(device_under_test):
+            dut = device_under_test
+            assert dut.declared and dut.station.flavour == dut.flavour == dut.observed == "production"
+    """)
+    result = run(pytester, "--emulator-flavour", "production")
+    result.assert_outcomes(passed=1)
 
 
 def test_default_device_is_a_fresh_emulator(pytester):

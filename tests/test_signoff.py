@@ -19,7 +19,7 @@ def lab(tmp_path):
     text = (ROOT / "lab_config.yaml").read_text()
     for key, val in (("state_dir: .hil", f"state_dir: {tmp_path / 'state'}"),
                      ("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
-                     ("signoff_criteria: signoff_criteria.yaml", f"signoff_criteria: {ROOT / 'signoff_criteria.yaml'}"),
+                     ("signoff_criteria: signoff_criteria.emulated.yaml", f"signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}"),
                      ("path: .hil/keys/lab-signoff-ed25519.pem", f"path: {tmp_path / 'keys' / 'lab.pem'}")):
         text = text.replace(key, val)
     p = tmp_path / "lab.yaml"
@@ -148,3 +148,34 @@ def test_clean_reruns_criterion(tmp_path, build):
     d = signoff.decide(criteria, ident, runs, {"prime-emulated"})
     assert d.go, d.reasons
     assert sorted(p.name for p in d.deciding) == ["n1", "n2"]
+
+
+def test_release_criteria_refuse_a_test_signed_build(tmp_path, build):
+    """The shipped criteria accept only production-signed builds; the emulated lab's accept `test`."""
+    fw = firmware_hash(build)
+    _green(tmp_path / "n1", fw)
+    runs, ident = [signoff.read_results(tmp_path / "n1")], signoff.firmware_identity(build)
+    release = signoff.load_criteria(ROOT / "signoff_criteria.yaml")
+    d = signoff.decide(release, ident, runs, {"prime-emulated"})
+    assert not d.go and any("not fully trusted by production" in r for r in d.reasons), d.reasons
+    assert signoff.decide(signoff.load_criteria(ROOT / "signoff_criteria.emulated.yaml"), ident, runs,
+                          {"prime-emulated"}).go
+
+
+def test_production_only_check_skipped_for_its_flavour_is_no_go(tmp_path, build):
+    fw = firmware_hash(build)
+    ident = signoff.firmware_identity(build)
+    criteria = signoff.Criteria(security_suites=("suites.security.*",), required_flavours=("production",),
+                                clean_runs=2, accepted_keysets=("test",))
+    _green(tmp_path / "dev0", fw)
+    _green(tmp_path / "dev", fw)
+    write_result(tmp_path / "dev", "suites.security.test_lockdown", "test_refuses", "skipped", firmware=fw,
+                 message="Skipped: needs a production build; tcp:1 runs a development build")
+    d = signoff.decide(criteria, ident, [signoff.read_results(tmp_path / n) for n in ("dev0", "dev")], {"prime-emulated"})
+    assert not d.go and d.matrix["suites.security.test_lockdown"]["prime-emulated"] == "skipped"
+    assert any("suites.security.test_lockdown::test_refuses (needs a production build)" in r for r in d.reasons), d.reasons
+    # the same check passed on a production station in the other deciding run: go
+    write_result(tmp_path / "dev0", "suites.security.test_lockdown", "test_refuses", "passed", firmware=fw,
+                 station="emu-2", evidence={"screen": b"ok"})
+    d = signoff.decide(criteria, ident, [signoff.read_results(tmp_path / n) for n in ("dev0", "dev")], {"prime-emulated"})
+    assert d.go, d.reasons

@@ -10,7 +10,8 @@ import pytest
 
 from hil.errors import InfrastructureError
 from hil.stimuli.ur import (
-    UR, FountainDecoder, FountainEncoder, Part, RandomSampler, URDecoder, UREncoder, URError, Xoshiro256,
+    UR, FountainDecoder, FountainEncoder, NotUR, Part, RandomSampler, URCorrupt, URDecoder, UREncoder, URError,
+    Xoshiro256,
     bytewords_decode, bytewords_encode, choose_degree, choose_fragments, crc32, nominal_fragment_length, shuffled,
 )
 
@@ -42,7 +43,7 @@ def test_bytewords_vectors(case):
 
 @pytest.mark.parametrize("style", ["standard", "uri", "minimal"])
 def test_bytewords_bad_checksum(style):
-    with pytest.raises(URError, match="checksum mismatch"):
+    with pytest.raises(URCorrupt, match="checksum mismatch"):
         bytewords_decode(V["bytewords_1"]["bad_checksum"][style], style)
 
 
@@ -138,23 +139,25 @@ def test_decoder_single_part_and_progress():
     assert 0 < dec.progress < 1 and not dec.is_complete()
 
 
-# --- bad input: clear URError (an InfrastructureError, so a run reports "broken"), never a hang ---
+# --- bad input: a clear URError, never a hang; NotUR is broken, URCorrupt a device failure ---
 
-def test_urerror_is_infrastructure():
-    assert issubclass(URError, InfrastructureError)
+def test_not_a_ur_is_broken_but_a_corrupt_ur_is_a_device_failure():
+    assert issubclass(NotUR, URError) and issubclass(NotUR, InfrastructureError)
+    assert issubclass(URCorrupt, URError) and issubclass(URCorrupt, AssertionError)
+    assert not issubclass(URCorrupt, InfrastructureError) and not issubclass(URError, InfrastructureError)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("bitcoin:bc1qxyz", "not a UR"),
-    ("ur:bytes", "no body"),
-    ("ur:by_tes/aeadaolazmjendeoti", "UR type"),
-    ("ur:bytes/1-9/x/y", "path components"),
-    ("ur:bytes/one-9/lpadascf", "sequence component"),
-    ("ur:bytes/1-9/zzzz", "not a byteword"),
-    ("ur:bytes/1-9/aeadaolazmjendeoti", "not a \\[seqNum"),
+@pytest.mark.parametrize("text, error, match", [
+    ("bitcoin:bc1qxyz", NotUR, "not a UR"),
+    ("ur:bytes", URCorrupt, "no body"),
+    ("ur:by_tes/aeadaolazmjendeoti", URCorrupt, "UR type"),
+    ("ur:bytes/1-9/x/y", URCorrupt, "path components"),
+    ("ur:bytes/one-9/lpadascf", URCorrupt, "sequence component"),
+    ("ur:bytes/1-9/zzzz", URCorrupt, "not a byteword"),
+    ("ur:bytes/1-9/aeadaolazmjendeoti", URCorrupt, "not a \\[seqNum"),
 ])
-def test_undecodable_parts(text, match):
-    with pytest.raises(URError, match=match):
+def test_undecodable_parts(text, error, match):
+    with pytest.raises(error, match=match):
         URDecoder().receive_part(text)
 
 
@@ -162,7 +165,7 @@ def test_part_of_another_message_is_refused():
     a, b = UREncoder(message_ur(256), 30), UREncoder(UR("bytes", cbor2.dumps(b"other" * 60)), 30)
     dec = URDecoder()
     dec.receive_part(a.next_part())
-    with pytest.raises(URError, match="another message"):
+    with pytest.raises(URCorrupt, match="another message"):
         dec.receive_part(b.next_part())
 
 
@@ -187,7 +190,7 @@ def test_message_crc_mismatch():
     dec = URDecoder()
     for s in strings[:-1]:
         dec.receive_part(s)
-    with pytest.raises(URError, match="message checksum mismatch"):
+    with pytest.raises(URCorrupt, match="message checksum mismatch"):
         dec.receive_part(strings[-1])
 
 

@@ -4,7 +4,7 @@ papers/bcr-2020-010-output-desc.md), and the byte-string types psbt/bytes."""
 import cbor2
 import pytest
 
-from hil.stimuli.ur import URDecoder, UREncoder, URError, UR, byte_string_ur, ur_byte_string
+from hil.stimuli.ur import URDecoder, UREncoder, URCorrupt, UR, byte_string_ur, ur_byte_string
 from hil.stimuli.urtypes import crypto_output
 
 BCR_2020_010_VECTOR_4 = (  # pkh([d34db33f/44'/0'/0']xpub6ERApfZwUNrhLCkDtcHTcxd75RbzS1ed54G1LkBUHQVHQKqhMkhgbmJbZRkrgZw4koxb5JaHWkY4ALHY2grBGRjaDMzQLcgJvLJuZZvRcEL/1/*)
@@ -41,9 +41,9 @@ def test_psbt_round_trip_through_parts():
 
 
 def test_byte_string_payload_must_be_a_byte_string():
-    with pytest.raises(URError, match="expected a byte string"):
+    with pytest.raises(URCorrupt, match="expected a byte string"):
         ur_byte_string(UR("psbt", cbor2.dumps({"not": "bytes"})))
-    with pytest.raises(URError, match="not valid CBOR"):
+    with pytest.raises(URCorrupt, match="not valid CBOR"):
         ur_byte_string(UR("psbt", b"\x5f"))
     with pytest.raises(ValueError, match="not a byte-string type"):
         byte_string_ur("crypto-output", b"x")

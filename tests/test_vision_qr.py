@@ -8,7 +8,8 @@ import pytest
 import segno
 from PIL import Image
 
-from hil.stimuli.ur import UREncoder, URError, byte_string_ur, ur_byte_string
+from hil.errors import InfrastructureError
+from hil.stimuli.ur import NotUR, URCorrupt, UREncoder, byte_string_ur, ur_byte_string
 from hil.vision import qr
 from hil.vision.display import Display
 from tests.vision_helpers import FilmedScreen
@@ -74,10 +75,22 @@ def test_animated_ur_gathered_across_frames():
     assert ur.type == "psbt" and ur_byte_string(ur) == payload
 
 
-def test_non_ur_code_in_a_ur_scan_is_an_error():
+def test_non_ur_code_in_a_ur_scan_is_broken():
     image = np.asarray(on_panel(qr_image("not a ur")).convert("RGB"))[..., ::-1]
-    with pytest.raises(URError):
+    with pytest.raises(NotUR) as e:
         qr.collect_ur(lambda: image, timeout=2)
+    assert isinstance(e.value, InfrastructureError)
+
+
+def test_corrupt_ur_read_from_a_qr_is_a_device_failure():
+    """The QR decodes cleanly (its error correction holds), but the UR in it fails its own CRC:
+    that is what the device showed, so the check fails rather than reporting the lab broken."""
+    text = UREncoder(byte_string_ur("psbt", bytes(600)), max_fragment_len=100).next_part()
+    bad = text[:-1] + ("a" if text[-1] != "a" else "e")  # the last byteword letter: the CRC no longer matches
+    image = np.asarray(on_panel(qr_image(bad)).convert("RGB"))[..., ::-1].copy()
+    with pytest.raises(URCorrupt, match="checksum mismatch") as e:
+        qr.collect_ur(lambda: image, timeout=2)
+    assert isinstance(e.value, AssertionError) and not isinstance(e.value, InfrastructureError)
 
 
 def test_incomplete_ur_times_out():

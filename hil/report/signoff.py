@@ -14,6 +14,7 @@ import base64
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -35,6 +36,7 @@ from hil.report.summary import TEMPLATES, environment
 ROOT = Path(__file__).resolve().parents[2]
 KEYSETS = ROOT / "firmware" / "keys"
 RESULT_DIR = "allure-results"
+FLAVOUR_SKIP = re.compile(r"needs a (\w+) build")  # hil.plugin's skip reason for a flavour marker
 
 
 class VerifyError(HilError):
@@ -49,6 +51,9 @@ class Criteria(BaseModel):
     clean_runs: int = Field(1, ge=1)
     allow_broken_stations: bool = False
     allow_skipped: bool = True
+    # flavours whose flavour-only checks must have run: a security test skipped because it needs one of
+    # these (the plugin's "needs a production build") and passed in no deciding run is a no-go
+    required_flavours: tuple[str, ...] = ()
     accepted_keysets: tuple[str, ...] = Field(min_length=1)  # firmware/keys/<name>.toml that must FullyTrust the build
 
 
@@ -212,10 +217,27 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
     if deciding and not suites:
         reasons.append(f"no security suite ({', '.join(criteria.security_suites)}) ran")
     matrix = {s: {p: _cell(cells.get((s, p), []), criteria.allow_skipped) for p in sorted(seen_profiles)} for s in suites}
+    not_run = flavour_checks_not_run(criteria, [x for r in deciding for x in r.final().values()])
+    for x in not_run:  # allow_skipped does not cover these
+        row = matrix[x.suite]
+        if row[x.profile or "unknown"] == "passed":
+            row[x.profile or "unknown"] = "skipped"
+    if not_run:
+        reasons.append("security checks never run on the flavour they need: "
+                       + ", ".join(sorted({f"{x.test_id} ({FLAVOUR_SKIP.search(x.message).group(0)})" for x in not_run})))
     failing = sorted({s for s, row in matrix.items() for cell in row.values() if cell != "passed"})
     for s in failing:
         reasons.append(f"suite {s}: " + ", ".join(f"{p} {c}" for p, c in matrix[s].items() if c != "passed"))
     return Decision(not reasons, reasons, failing, matrix, run_info, [r.folder for r in deciding])
+
+
+def flavour_checks_not_run(criteria: Criteria, records) -> list:
+    """Security results skipped because they need a required flavour, of checks that passed in no deciding
+    run: the build they were meant for never ran them (wrong stations, or a flavour not declared so)."""
+    security = [x for x in records if any(fnmatch.fnmatch(x.suite, pat) for pat in criteria.security_suites)]
+    passed = {x.test_id for x in security if x.status == "passed"}
+    return [x for x in security if x.status == "skipped" and x.test_id not in passed
+            and (m := FLAVOUR_SKIP.search(x.message)) and m.group(1) in criteria.required_flavours]
 
 
 # ------------------------------------------------------------------------------------ bundle

@@ -5,8 +5,11 @@ BCR-2020-005 and -012).
 Written here because no maintained Python package exists; it follows the reference C++ library
 (BlockchainCommons/bc-ur) bit for bit and is pinned to its published test vectors (tests/test_ur.py).
 Pure, so the emulated Prime imports it too. Every string handed to the decoder is untrusted (it came
-through a camera): bad parts raise `URError` with one clear line, and no input makes it loop or
-allocate without bound.
+through a camera): bad parts raise a `URError` with one clear line, and no input makes it loop or
+allocate without bound.  Which one says whose fault it is: text that is not a UR at all (`NotUR`) may
+be any code the camera caught, so the run is broken; a UR whose checksum or structure is wrong
+(`URCorrupt`) is what the device emitted, since QR error correction all but rules out a misread that
+still decodes, so it is a device failure.
 """
 
 from __future__ import annotations
@@ -27,8 +30,16 @@ MAX_SEQ_LEN = 4096
 """Most fragments a message may have: mixing costs O(seq_len²) per part, so garbage cannot stall a scan."""
 
 
-class URError(InfrastructureError):
-    """A UR string or part that cannot be decoded; a lab run reports it as broken, not failed."""
+class URError(Exception):
+    """Anything this decoder refuses: the one name a caller (the emulated Prime) catches."""
+
+
+class NotUR(URError, InfrastructureError):
+    """The text is not a UR (no ``ur:``): not what a UR scan looks for, so the run is broken."""
+
+
+class URCorrupt(URError, AssertionError):
+    """A UR with a bad checksum, broken structure, or parts of another message: device output, a failure."""
 
 
 # --- CRC32 and bytewords (BCR-2020-012) -------------------------------------------------------------
@@ -75,7 +86,7 @@ def bytewords_decode(text: str, style: str = "minimal") -> bytes:
     text = text.lower()
     if style == "minimal":
         if len(text) % 2:
-            raise URError(f"bytewords {_clip(text)!r} has an odd length; minimal bytewords are letter pairs")
+            raise URCorrupt(f"bytewords {_clip(text)!r} has an odd length; minimal bytewords are letter pairs")
         tokens, table = [text[i:i + 2] for i in range(0, len(text), 2)], _MINIMAL_INDEX
     elif style in _SEPARATORS:
         tokens, table = [t for t in text.split(_SEPARATORS[style]) if t], _WORD_INDEX
@@ -84,12 +95,12 @@ def bytewords_decode(text: str, style: str = "minimal") -> bytes:
     try:
         raw = bytes(table[t] for t in tokens)
     except KeyError as e:
-        raise URError(f"{e.args[0]!r} is not a byteword (in {_clip(text)!r})") from None
+        raise URCorrupt(f"{e.args[0]!r} is not a byteword (in {_clip(text)!r})") from None
     if len(raw) < 5:
-        raise URError(f"bytewords {_clip(text)!r} is too short: it needs at least one byte and a 4-byte CRC32")
+        raise URCorrupt(f"bytewords {_clip(text)!r} is too short: it needs at least one byte and a 4-byte CRC32")
     body, check = raw[:-4], raw[-4:]
     if crc32(body).to_bytes(4, "big") != check:
-        raise URError(f"bytewords checksum mismatch in {_clip(text)!r}: the text was misread or altered")
+        raise URCorrupt(f"bytewords checksum mismatch in {_clip(text)!r}: the text was misread or altered")
     return body
 
 
@@ -204,10 +215,10 @@ class Part:
         try:
             items = cbor2.loads(raw)
         except Exception as e:  # cbor2 raises several types on garbage; all mean "not a part"
-            raise URError(f"UR part body is not valid CBOR ({e})") from None
+            raise URCorrupt(f"UR part body is not valid CBOR ({e})") from None
         if (not isinstance(items, list) or len(items) != 5
                 or not all(type(v) is int and v >= 0 for v in items[:4]) or not isinstance(items[4], bytes)):
-            raise URError("UR part body is not a [seqNum, seqLen, messageLen, checksum, data] array")
+            raise URCorrupt("UR part body is not a [seqNum, seqLen, messageLen, checksum, data] array")
         part = cls(*items)
         part._check()
         return part
@@ -217,7 +228,7 @@ class Part:
         if not (1 <= self.seq_num < 1 << 32 and self.checksum < 1 << 32 and frag
                 and 0 < self.message_len <= MAX_MESSAGE_LEN and self.seq_len <= MAX_SEQ_LEN
                 and self.seq_len == -(-self.message_len // frag)):
-            raise URError(f"UR part header is inconsistent (seqNum {self.seq_num}, seqLen {self.seq_len}, "
+            raise URCorrupt(f"UR part header is inconsistent (seqNum {self.seq_num}, seqLen {self.seq_len}, "
                           f"messageLen {self.message_len}, fragment {frag} bytes)")
 
 
@@ -287,7 +298,7 @@ class FountainDecoder:
         return 1.0 if self.result is not None else len(self._simple) / self._header[0] if self._header else 0.0
 
     def receive(self, part: Part) -> None:
-        """Take one part; raises `URError` if it belongs to another message or the result fails its CRC."""
+        """Take one part; raises `URCorrupt` if it belongs to another message or the result fails its CRC."""
         if self.result is not None:
             return
         part._check()
@@ -295,7 +306,7 @@ class FountainDecoder:
         if self._header is None:
             self._header = header
         elif header != self._header:
-            raise URError(f"UR part {part.seq_num} belongs to another message (seqLen/messageLen/checksum/"
+            raise URCorrupt(f"UR part {part.seq_num} belongs to another message (seqLen/messageLen/checksum/"
                           f"fragment {header} where this scan has {self._header}); restart the scan")
         self.parts_received += 1
         queue = [(choose_fragments(part.seq_num, part.seq_len, part.checksum), part.data)]
@@ -314,7 +325,7 @@ class FountainDecoder:
         if len(self._simple) == seq_len:
             message = b"".join(self._simple[i] for i in range(seq_len))[:message_len]
             if crc32(message) != checksum:
-                raise URError(f"UR message checksum mismatch (expected {checksum:08x}, got {crc32(message):08x}):"
+                raise URCorrupt(f"UR message checksum mismatch (expected {checksum:08x}, got {crc32(message):08x}):"
                               " the parts were corrupted")
             self.result = message
         else:
@@ -404,7 +415,7 @@ class URDecoder:
         """A single-part UR string."""
         ur_type, components = _parse(text)
         if len(components) != 1:
-            raise URError(f"{_clip(text)!r} is one part of a multi-part UR; collect all parts with URDecoder")
+            raise URCorrupt(f"{_clip(text)!r} is one part of a multi-part UR; collect all parts with URDecoder")
         return UR(ur_type, bytewords_decode(components[0]))
 
     def is_complete(self) -> bool:
@@ -420,20 +431,20 @@ class URDecoder:
             return
         ur_type, components = _parse(text)
         if self.type is not None and ur_type != self.type:
-            raise URError(f"UR part of type {ur_type!r} mixed into a scan of {self.type!r}; restart the scan")
+            raise URCorrupt(f"UR part of type {ur_type!r} mixed into a scan of {self.type!r}; restart the scan")
         if len(components) == 1:
             if self.fountain.parts_received:
-                raise URError(f"a single-part UR arrived in the middle of a multi-part {ur_type!r} scan")
+                raise URCorrupt(f"a single-part UR arrived in the middle of a multi-part {ur_type!r} scan")
             self.type, self.result = ur_type, UR(ur_type, bytewords_decode(components[0]))
             return
         if len(components) != 2:
-            raise URError(f"UR {_clip(text)!r} has {len(components)} path components; expected type/seq/body")
+            raise URCorrupt(f"UR {_clip(text)!r} has {len(components)} path components; expected type/seq/body")
         seq = _SEQ.match(components[0])
         if not seq:
-            raise URError(f"UR sequence component {components[0]!r} is not 'N-M'")
+            raise URCorrupt(f"UR sequence component {components[0]!r} is not 'N-M'")
         part = Part.from_cbor(bytewords_decode(components[1]))
         if (part.seq_num, part.seq_len) != (int(seq[1]), int(seq[2])):
-            raise URError(f"UR part labelled {components[0]} carries part {part.seq_num}-{part.seq_len}")
+            raise URCorrupt(f"UR part labelled {components[0]} carries part {part.seq_num}-{part.seq_len}")
         self.type = ur_type
         self.fountain.receive(part)
         if self.fountain.result is not None:
@@ -443,12 +454,12 @@ class URDecoder:
 def _parse(text: str) -> tuple[str, list[str]]:
     lowered = text.strip().lower()
     if not lowered.startswith("ur:"):
-        raise URError(f"{_clip(text)!r} is not a UR (it does not start with 'ur:')")
+        raise NotUR(f"{_clip(text)!r} is not a UR (it does not start with 'ur:')")
     components = [c for c in lowered[3:].split("/") if c]
     if len(components) < 2:
-        raise URError(f"UR {_clip(text)!r} has no body; expected ur:type/body or ur:type/seq/body")
+        raise URCorrupt(f"UR {_clip(text)!r} has no body; expected ur:type/body or ur:type/seq/body")
     if not _TYPE.match(components[0]):
-        raise URError(f"UR type {components[0]!r} must be lowercase letters, digits and '-'")
+        raise URCorrupt(f"UR type {components[0]!r} must be lowercase letters, digits and '-'")
     return components[0], components[1:]
 
 
@@ -466,11 +477,11 @@ def byte_string_ur(ur_type: str, data: bytes) -> UR:
 
 
 def ur_byte_string(ur: UR) -> bytes:
-    """The payload of a byte-string UR; `URError` if its CBOR is anything else."""
+    """The payload of a byte-string UR; `URCorrupt` if its CBOR is anything else."""
     try:
         value = cbor2.loads(ur.cbor)
     except Exception as e:  # cbor2 raises several types on garbage
-        raise URError(f"ur:{ur.type} payload is not valid CBOR ({e})") from None
+        raise URCorrupt(f"ur:{ur.type} payload is not valid CBOR ({e})") from None
     if not isinstance(value, bytes):
-        raise URError(f"ur:{ur.type} payload is a CBOR {type(value).__name__}, expected a byte string")
+        raise URCorrupt(f"ur:{ur.type} payload is a CBOR {type(value).__name__}, expected a byte string")
     return value

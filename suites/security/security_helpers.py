@@ -165,13 +165,25 @@ def assert_no_prompt(screen: ScreenReader, when: str = "") -> None:
         f"a permission prompt is on screen{when}: {text!r}"
 
 
-def assert_no_prompt_for(screen: ScreenReader, seconds: float, when: str = "") -> None:
-    """``assert_no_prompt`` on every read for ``seconds``: one early read could precede the prompt."""
+def assert_no_prompt_for(screen: ScreenReader, seconds: float, when: str = "", wake_timeout: float = 5.0) -> None:
+    """``assert_no_prompt`` on every read for ``seconds``: one early read could precede the prompt.  The
+    watch starts at the first read that shows anything (a display just woken may still be dark, or the
+    camera a frame behind); from then on, a read that shows nothing is broken."""
+    wait_readable(screen, wake_timeout)
     deadline = time.monotonic() + seconds
     while True:
         assert_no_prompt(screen, when)
         if time.monotonic() > deadline:
             return
+        time.sleep(0.2)
+
+
+def wait_readable(screen: ScreenReader, timeout: float) -> None:
+    """Until the display shows some text; broken if it never does."""
+    deadline = time.monotonic() + timeout
+    while not screen.text().strip():
+        if time.monotonic() > deadline:
+            raise PromptNotSeen(f"nothing read on the display within {timeout:g} s")
         time.sleep(0.2)
 
 
