@@ -145,17 +145,50 @@ def test_broker_denial_and_full_request_table():
     assert lines[-1].endswith("msgid=6: permission request table full")
 
 
-def test_exit_tombstones_parked_requests_and_panic_is_logged_and_contained():
+def test_exit_frees_parked_requests_and_panic_is_logged_and_contained():
     k, lines, server, app, cid = _kernel()
-    k.set_broker(lambda rid: None)
+    withdrawn: list[int] = []
+    k.set_broker(lambda rid: None, withdrawn.append)
     req = k.check_send(app.pid, cid, 6, may_wait=True)
     bystander = k.spawn("bystander", b"C" * 16, foundation=False)
     k.terminate(app.pid, panic="index out of bounds")
     assert req.decided.is_set() and not req.valid and not req.allow
+    assert k.request(req.id) is None and withdrawn == [req.id]  # the slot is free again, the broker told
     assert lines[-1] == f"[LOG] PANIC in PID {app.pid}: index out of bounds"
     assert server.pid in k.processes and bystander.pid in k.processes
-    k.resolve(req.id, True)  # the broker answers late: the slot frees, nothing is granted
-    assert k.request(req.id) is None
+    k.resolve(req.id, True, req)  # the broker answers late: nothing is granted
+
+
+def test_server_exit_and_sender_timeout_free_the_slot_and_dismiss_the_prompt():
+    k, am, modals, proc, cid, fs = _stack()
+    # the server goes away while its request is parked: slot freed, prompt gone, sender told
+    result = {}
+
+    def send():
+        try:
+            k.send(proc.pid, cid, 8, may_wait=True, timeout=5)
+        except KernelError as e:
+            result["r"] = e.error
+    t = threading.Thread(target=send)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not modals.shown and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert modals.shown, "no prompt"
+    k.terminate(k.servers["os/security"].pid)
+    t.join(5)
+    assert result["r"] is XousError.ServerNotFound
+    assert modals.dismissed == [0] and k.requests == [None] * len(k.requests)
+
+    # a send that times out: its slot frees and a late "Always Allow" widens nothing
+    k, am, modals, proc, cid, fs = _stack()
+    with pytest.raises(KernelError) as err:
+        k.send(proc.pid, cid, 8, may_wait=True, timeout=0.2)
+    assert err.value.error is XousError.Timeout
+    assert modals.dismissed == [0] and k.requests == [None] * len(k.requests)
+    modals.shown[0][3](ALWAYS)  # an answer that arrives anyway (the dismissed modal's callback)
+    assert not k.process(proc.pid).connections[cid].permissions.is_permitted(8)
+    assert fs.system_read(Location.AppData, APP_MANAGER_ID, GRANTS_FILE) is None
 
 
 def test_memory_of_another_process_is_not_mapped():
@@ -248,12 +281,14 @@ def test_appdata_is_per_app_and_paths_stay_inside():
 class FakeModals:
     def __init__(self):
         self.shown: list = []
+        self.dismissed: list = []
 
     def show_modal(self, title, body, buttons, on_answer):
         self.shown.append((title, body, buttons, on_answer))
         return len(self.shown) - 1
 
     def dismiss(self, modal):
+        self.dismissed.append(modal)
         self.shown[modal][3](None)
 
 

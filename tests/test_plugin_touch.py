@@ -64,6 +64,16 @@ def test_emulated_bench_announces_its_jig_and_the_station_keeps_it():
     assert from_config("emu-1", cfg, PROFILE).robot_calibration == st.robot_calibration
 
 
+def test_the_nightly_hands_the_declared_flavour_to_its_workers():
+    """A worker's station (a wired entry the nightly wrote) still declares the build flavour, as a tag."""
+    from hil.plugin import declared_flavour
+
+    st = Station.from_endpoints("emu-1", PROFILE, {"debug": "tcp:127.0.0.1:1", "usb_port": "emu-1"},
+                                flavour="production")
+    worker = from_config("emu-1", to_config(st), PROFILE)
+    assert worker.flavour is None and declared_flavour(worker, None) == "production"
+
+
 def test_a_calibration_needs_three_points():
     with pytest.raises(ValidationError, match="at least 3"):
         StationConfig(profile="prime-rev-b", debug="tcp:h:1", usb_port="1-1",

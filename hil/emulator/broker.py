@@ -46,7 +46,7 @@ class PermissionBroker:
         self._prompts: dict[int, tuple[int, object]] = {}  # request id -> (sender pid, modal)
 
     def subscribe(self) -> None:
-        self.kernel.set_broker(self.on_request)
+        self.kernel.set_broker(self.on_request, self.withdraw)
 
     def on_request(self, rid: int) -> None:
         req = self.kernel.request(rid)
@@ -56,12 +56,12 @@ class PermissionBroker:
             return
         info = self.app_manager.request_info(req.sender_app_id, req.sender_pid, req.server.name, req.message_id)
         if info == "AlreadyApproved":
-            self.kernel.resolve(rid, True)
+            self.kernel.resolve(rid, True, req)
             return
         if not isinstance(info, PromptInfo):
             self.log(f"INFO:gui_server::permissions: request {rid} from PID {req.sender_pid} "
                      f"msgid={req.message_id}: {info}, denied")
-            self.kernel.resolve(rid, False)
+            self.kernel.resolve(rid, False, req)
             return
         msg = self.app_manager.matrix.by_id(req.server.name, req.message_id)
         body = BODY.format(cap_app_name(info.app_name), info.label)
@@ -73,13 +73,25 @@ class PermissionBroker:
                 allow = self.app_manager.defects.has("broker-allows-on-timeout")
                 self.log(f"WARN:gui_server::permissions: permission prompt for request {rid} dropped unanswered; "
                          f"{'allowing' if allow else 'denying'}")
-                self.kernel.resolve(rid, allow)
+                self.kernel.resolve(rid, allow, req)
+                return
+            if self.kernel.request(rid) is not req:  # withdrawn meanwhile: nothing to grant
                 return
             self.app_manager.set_grant(info.app_id, req.sender_pid, msg, decision)
-            self.kernel.resolve(rid, decision == "Allow")
+            self.kernel.resolve(rid, decision == "Allow", req)
 
         with self._device_lock():
-            self._prompts[rid] = (req.sender_pid, self.modals.show_modal(TITLE, body, [ALWAYS, NOT_NOW, NEVER], answered))
+            modal = self.modals.show_modal(TITLE, body, [ALWAYS, NOT_NOW, NEVER], answered)
+            self._prompts[rid] = (req.sender_pid, modal)
+            if self.kernel.request(rid) is not req:  # withdrawn while it was being put up
+                self.modals.dismiss(modal)
+
+    def withdraw(self, rid: int) -> None:
+        """The kernel took the request back (sender or server gone, sender timed out): its prompt leaves."""
+        with self._device_lock():
+            prompt = self._prompts.get(rid)
+            if prompt is not None:
+                self.modals.dismiss(prompt[1])
 
     def drop_for(self, pid: int) -> None:
         """The sender exited: its prompts leave the screen, answered as dropped (a denial)."""

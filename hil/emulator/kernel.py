@@ -169,6 +169,7 @@ class Kernel:
         self.servers: dict[str, Server] = {}
         self.requests: list[PermissionRequest | None] = [None] * MAX_PERMISSION_REQUESTS
         self._broker: Callable[[int], None] | None = None
+        self._withdrawn: Callable[[int], None] = lambda rid: None
 
     # ------------------------------------------------------------------ processes
 
@@ -188,7 +189,8 @@ class Kernel:
         return proc
 
     def terminate(self, pid: int, panic: str | None = None) -> None:
-        """End a process; its servers go away and its parked requests are tombstoned."""
+        """End a process; its servers go away and the requests it sent or would have served are
+        withdrawn (slot freed, sender woken, prompt dismissed)."""
         with self._lock:
             proc = self.processes.pop(pid, None)
             if proc is None:
@@ -198,15 +200,21 @@ class Kernel:
             gone = [name for name, s in self.servers.items() if s.pid == pid]
             for name in gone:
                 del self.servers[name]
-            for req in self.requests:
-                if req and req.valid and (req.sender_pid == pid or req.server.pid == pid):
-                    req.valid = False
-                    req.allow = False
-                    req.decided.set()
-            if panic is not None and self.defects.has("crash-takes-down-system"):
-                peers = {c.server.pid for c in proc.connections.values()}
-                for peer in peers - {pid}:
-                    self.terminate(peer, f"connection to PID {pid} lost")
+            cut = [r for r in self.requests if r and (r.sender_pid == pid or r.server.pid == pid)]
+            for req in cut:
+                self._free(req)
+        for req in cut:
+            self._withdrawn(req.id)
+        if panic is not None and self.defects.has("crash-takes-down-system"):
+            for peer in {c.server.pid for c in proc.connections.values()} - {pid}:
+                self.terminate(peer, f"connection to PID {pid} lost")
+
+    def _free(self, req: PermissionRequest) -> None:
+        """Take a request out of the table undecided (denied) and wake its sender; lock held."""
+        self.requests[req.id] = None
+        req.valid = False
+        req.allow = False
+        req.decided.set()
 
     # ------------------------------------------------------------------ servers
 
@@ -234,9 +242,12 @@ class Kernel:
             proc.connections[cid] = Connection(cid, server, permissions)
             return cid
 
-    def set_broker(self, broker: Callable[[int], None] | None) -> None:
-        """Subscribe the permission broker (gui-server); it is told each new request id."""
+    def set_broker(self, broker: Callable[[int], None] | None,
+                   withdrawn: Callable[[int], None] = lambda rid: None) -> None:
+        """Subscribe the permission broker (gui-server); it is told each new request id, and each id
+        withdrawn before it decided (sender or server gone, sender timed out) so it drops the prompt."""
         self._broker = broker
+        self._withdrawn = withdrawn
 
     # ------------------------------------------------------------------ send
 
@@ -275,7 +286,13 @@ class Kernel:
         req = self.check_send(pid, cid, mid, may_wait)
         if req is not None:
             if not req.decided.wait(timeout):
-                raise KernelError(XousError.Timeout, f"permission request {req.id} still parked")
+                with self._lock:
+                    mine = self.requests[req.id] is req
+                    if mine:
+                        self._free(req)
+                if mine:  # a later answer must not widen the connection of a send that gave up
+                    self._withdrawn(req.id)
+                    raise KernelError(XousError.Timeout, f"permission request {req.id} still parked")
             with self._lock:
                 if not req.valid:
                     raise KernelError(XousError.ServerNotFound, "request invalidated")
@@ -287,10 +304,15 @@ class Kernel:
         with self._lock:
             return self.requests[rid] if 0 <= rid < MAX_PERMISSION_REQUESTS else None
 
-    def resolve(self, rid: int, allow: bool) -> None:
-        """The broker's answer: allow adds the id to that exact connection, then wakes the sender."""
+    def resolve(self, rid: int, allow: bool, req: PermissionRequest | None = None) -> None:
+        """The broker's answer: allow adds the id to that exact connection, then wakes the sender.
+        ``req`` is the request the broker was asked about: once withdrawn (its slot maybe reused since),
+        the answer changes nothing."""
         with self._lock:
-            req = self.requests[rid]
+            current = self.requests[rid]
+            if req is not None and current is not req:
+                return
+            req = current
             if req is None:
                 raise KernelError(XousError.InvalidArguments, f"no permission request {rid}")
             self.requests[rid] = None

@@ -81,5 +81,6 @@ def to_config(station: Station) -> StationConfig:
     """The live station as a wired entry of a lab file, so pytest workers reach a station this process
     brought up (the nightly writes such a file for its run)."""
     wired = {k: getattr(station, k) for k in (*RESOURCES, "control") if getattr(station, k) is not None}
+    declared = (f"flavour={station.flavour}",) if station.flavour and f"flavour={station.flavour}" not in station.tags else ()
     return StationConfig(profile=station.profile.name, camera_calibration=station.camera_calibration,
-                         robot_calibration=station.robot_calibration, tags=station.tags, **wired)
+                         robot_calibration=station.robot_calibration, tags=station.tags + declared, **wired)

@@ -3,7 +3,9 @@
 Everything here is read from the device's own answers, never from knowing what kind of unit it is:
 - readiness and lock state from LAUNCH_APP of an id no app has (NotReady while the GUI boots,
   Locked while the lock screen is up, AppIdNotFound otherwise), which launches nothing;
-- the build flavour from KERNEL_CMD 't' (read-only), which the profile says only some flavours answer;
+- which flavour the build *behaves* as, from KERNEL_CMD 't' (read-only), which the profile says only some
+  flavours answer: an observation to check against the flavour the lab declares, never the declaration
+  (a production build whose lockdown broke answers like a development one);
 - unlocking by tapping the profile's PIN pad: over the debug link where the build takes input while
   locked, else with a ``touch`` that presses the glass itself (a stylus robot and a power-button relay).
 """
@@ -58,7 +60,7 @@ def wait_ready(prime: PrimeClient, timeout: float = 30.0) -> bool:
 
 
 def detect_flavour(prime: PrimeClient, profile: Profile) -> str:
-    """The build flavour, from whether the device answers KERNEL_CMD (the profile says who does)."""
+    """The flavour the build behaves as, from whether it answers KERNEL_CMD (the profile says who does)."""
     try:
         prime.kernel_cmd("t")
         answered = True

@@ -72,7 +72,7 @@ def expectations(manifest: Manifest, matrix: CapabilityMatrix) -> list[tuple[dic
     return cases
 
 
-CHUNK = 40  # ~250 ring bytes per denied send: a chunk stays well inside the 16 KiB log ring (docs/probe.md §3)
+CHUNK = 30  # ~280 ring bytes per denied send: a chunk stays well inside the 16 KiB log ring (docs/probe.md §4)
 
 
 def test_declared_messages_delivered_undeclared_denied_with_log_line(app_manifest, matrix, probe, probe_id):

@@ -134,7 +134,7 @@ def test_ten_wrong_pins_wipe_the_seed(unlocked_prime, pin):
     try:
         for _ in range(10):
             prime.type_text(wrong + "\n")
-            wait_unlocked(prime)  # wait out the PIN check before the next attempt
+            assert not wait_unlocked(prime), "a wrong PIN unlocked the device"  # and the check is waited out
             log += prime.logs(0.1)
     except LinkError:
         _reconnect(prime)  # the lockout reboots the unit: its USB link goes and comes back
