@@ -92,9 +92,3 @@ class PermissionBroker:
             prompt = self._prompts.get(rid)
             if prompt is not None:
                 self.modals.dismiss(prompt[1])
-
-    def drop_for(self, pid: int) -> None:
-        """The sender exited: its prompts leave the screen, answered as dropped (a denial)."""
-        with self._device_lock():
-            for sender, modal in [v for v in self._prompts.values() if v[0] == pid]:
-                self.modals.dismiss(modal)

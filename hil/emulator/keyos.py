@@ -257,9 +257,7 @@ class KeyOS:
             run.stopped.set()
         self._run_apps.pop(pid, None)
         self.fs.forget(pid)
-        self.app_manager.forget_run(pid)
-        if self.broker is not None:
-            self.broker.drop_for(pid)
+        self.app_manager.forget_run(pid)  # its pending permission requests: the kernel withdraws them
 
     def terminate(self, pid: int) -> Process | None:
         """Stop an app process (CloseRequested, then exit). System processes cannot be closed."""
