@@ -249,18 +249,20 @@ def test_sideload_cannot_take_a_foundation_app_id(probe, templates, unlocked_pri
     if P.running(unlocked_prime, SETTINGS_APP):
         raise P.ProbeBroken(f"{unlocked_prime.device}: Settings still runs after CLOSE_APP; cannot launch it afresh")
     m = manifest_for(SETTINGS_APP, "Settings", {"os/security": ["GetSeed", "GetAppSeed"]}, templates)
+    plan = [P.send("os/security", "GetSeed", wait=False)]
     try:
-        probe.install(m, [P.send("os/security", "GetSeed", wait=False)])
+        probe.install(m, plan)
     except DeviceError as e:
-        assert e.command == "LOAD_APP_END", f"the sideload failed before the device could judge it: {e}"
-        return  # refused at install: the built-in keeps its id
+        if e.command != "LOAD_APP_END":
+            raise P.ProbeBroken(f"the sideload failed before the device judged the bundle: {e}") from None
+        return  # LOAD_APP_END refused the bundle: the built-in keeps its id
     P.drain(unlocked_prime)
     result = unlocked_prime.launch_app(SETTINGS_APP)
     assert result.status is LaunchStatus.LAUNCHED, f"Settings did not launch after the shadowing sideload: {result}"
     running = P.running(unlocked_prime, SETTINGS_APP)
     assert running.get(result.pid) == BUILTIN_SETTINGS, \
         f"PID {result.pid} runs {running.get(result.pid)!r} for the Settings id, not the built-in {BUILTIN_SETTINGS}"
-    run = P.ProbeRun(unlocked_prime, SETTINGS_APP, result.pid, [])
+    run = P.ProbeRun(unlocked_prime, SETTINGS_APP, result.pid, plan)
     run.pump(1.0)
     assert run.steps is None and not run.records, f"the sideloaded probe ran as Settings: {run.lines[-5:]}"
 
