@@ -206,9 +206,10 @@ def _nightly(job, cfg, firmware: str | None, fresh: bool, timeout: float) -> int
             if cfg.coordinator:  # issue 8: the stations are labgrid places on bench hosts, leased there
                 from hil.farm.labgrid import flash_places
 
-                tasks: dict = {}
+                tasks: dict = {}  # one bar per place, made on its first update (only its own thread updates it)
                 stations = flash_places(cfg, flasher, run, lambda n, frac: bar.update(
-                    tasks.setdefault(n, bar.add_task(f"flash {n}", total=100)), completed=int(frac * 100)))
+                    tasks[n] if n in tasks else tasks.setdefault(n, bar.add_task(f"flash {n}", total=100)),
+                    completed=int(frac * 100)))
             else:
                 up = bar.add_task("bring-up", total=len(cfg.stations))
                 stations = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: bar.advance(up))
