@@ -243,13 +243,18 @@ class Probe:
         return self.launch(manifest.app_id)
 
 
-_APP_ROW = re.compile(r"^\s*(\d+) \| (\S+)\s+\| ([0-9a-f]{32})\s*$", re.MULTILINE)
+_PROCESS_ROW = re.compile(r"^\w+ (\d+) \d+ (\S+)", re.MULTILINE)
 
 
-def running(client: PrimeClient, app_id: str) -> dict[int, str]:
-    """PID -> process name of every process running ``app_id``, from the kernel's app id list ('a')."""
-    want = app_id.removeprefix("0x").lower()
-    return {int(m[1]): m[2] for m in _APP_ROW.finditer(client.kernel_cmd("a")) if m[3] == want}
+def processes(client: PrimeClient) -> dict[int, str]:
+    """PID -> process name from GET_PROCESS_LIST (the kernel's compact 't' list, ``R pid ppid name ...``
+    rows), which production builds answer too, unlike KERNEL_CMD."""
+    return {int(m[1]): m[2] for m in _PROCESS_ROW.finditer(client.process_list())}
+
+
+def running(client: PrimeClient, name: str) -> set[int]:
+    """PIDs of the processes called ``name``."""
+    return {pid for pid, proc in processes(client).items() if proc == name}
 
 
 def drain(client: PrimeClient) -> list[str]:

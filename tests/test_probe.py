@@ -21,17 +21,16 @@ class ScriptedClient:
 
     device = "prime-test"
 
-    def __init__(self, lines=(), kernel_a: str = ""):
+    def __init__(self, lines=(), process_list: str = ""):
         self.queue = deque(lines)
-        self.kernel_a = kernel_a
+        self._process_list = process_list
 
     def logs(self, timeout: float):
         while self.queue:
             yield self.queue.popleft()
 
-    def kernel_cmd(self, char: str) -> str:
-        assert char == "a"
-        return self.kernel_a
+    def process_list(self) -> str:
+        return self._process_list
 
 
 def rec(step, **fields) -> str:
@@ -152,14 +151,12 @@ def test_deny_lines_are_parsed():
     assert [(d.sid, d.server_pid) for d in run.deny_for(11)] == [("0a0b0c", 5)]
 
 
-def test_running_reads_the_kernel_app_id_list():
-    a = (" pid | process                          | AppId\n"
-         " --- + -------------------------------- | --------------------------------\n"
-         f"   7 | {'gui-app-settings':32} | c192b79230473875f159d4423d74d00f\n"
-         f"  12 | {'probe':32} | {APP[2:]}\n"
-         " --- + -------------------------------- | --------------------------------\n"
-         " pid | process                          | AppId\n")
-    client = ScriptedClient(kernel_a=a)
-    assert P.running(client, "0xc192b79230473875f159d4423d74d00f") == {7: "gui-app-settings"}
-    assert P.running(client, APP) == {12: "probe"}
-    assert P.running(client, "0x" + "0" * 32) == {}
+def test_processes_come_from_the_process_list_production_builds_answer():
+    t = ("PROC 3\n"
+         "R 1 0 kernel w 0 516 0\n"
+         "R 7 9 gui-app-settings w 0 420 3\n"
+         "S 12 9 probe r 1 128 2\n")
+    client = ScriptedClient(process_list=t)
+    assert P.processes(client) == {1: "kernel", 7: "gui-app-settings", 12: "probe"}
+    assert P.running(client, "gui-app-settings") == {7}
+    assert P.running(client, "gui-app-bitcoin") == set()

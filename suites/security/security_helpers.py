@@ -20,6 +20,7 @@ REGIONS = {"status": (0, 0, 480, 30), "title": (0, 30, 480, 100), "body": (0, 10
 BLANK_BAND_STD = 6.0  # grey-level spread of a status band with nothing drawn in it (camera noise: ~2)
 BAND_INSET = 4  # pixels left out at the band's edges, where a rectified camera view catches the bezel
 SETTINGS_APP = "0xc192b79230473875f159d4423d74d00f"  # built into every KeyOS release (1.0.0 apps/)
+BUILTIN_SETTINGS = "gui-app-settings"  # its process name in the kernel's process list
 
 
 def manifest_for(app_id: str, name: str, permissions: dict[str, list[str]], templates: dict,

@@ -10,7 +10,7 @@ import pytest
 
 from hil import probe as P
 from hil.link.protocol import LaunchStatus
-from security_helpers import SETTINGS_APP, answer_prompt, manifest_for
+from security_helpers import BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, manifest_for
 
 pytestmark = [pytest.mark.security, pytest.mark.isolation]
 
@@ -20,7 +20,7 @@ CANARY = 0x2000_0000  # docs/probe.md: every app keeps a page of its own at this
 def test_another_apps_memory_cannot_be_read(probe, probe_id, templates, unlocked_prime):
     target = unlocked_prime.launch_app(SETTINGS_APP)
     assert target.status in (LaunchStatus.LAUNCHED, LaunchStatus.ALREADY_RUNNING), f"Settings did not start: {target}"
-    before = P.running(unlocked_prime, SETTINGS_APP)
+    before = P.running(unlocked_prime, BUILTIN_SETTINGS)
     if not before:
         raise P.ProbeBroken(f"{unlocked_prime.device}: Settings is not running: no target to read")
     app_id = probe_id()
@@ -30,7 +30,7 @@ def test_another_apps_memory_cannot_be_read(probe, probe_id, templates, unlocked
     assert own["result"] == "Ok" and own["len"] == 32, f"the probe cannot read its own page (control): {own}"
     if other["result"] in ("ProcessNotFound", "InvalidArguments"):
         raise P.ProbeBroken(f"{unlocked_prime.device}: the read never reached the kernel's check: {other}")
-    assert P.running(unlocked_prime, SETTINGS_APP) == before, "Settings died while the probe read its memory"
+    assert P.running(unlocked_prime, BUILTIN_SETTINGS) == before, "Settings died while the probe read its memory"
     # docs/probe.md §3: the kernel refuses to map a page another process owns with MemoryInUse
     assert other["result"] == "MemoryInUse", f"PID {run.pid} was not refused Settings' memory: {other}"
 
@@ -92,21 +92,16 @@ def test_user_files_with_write_grant(probe, probe_id, templates, screen):
     assert write["result"] == "Ok" and read["result"] == "Ok", (write, read)
 
 
-def _pids(process_list: str) -> dict[int, str]:
-    """The kernel's compact list ('t'): ``R pid ppid name ...`` rows."""
-    return {int(m[1]): m[2] for m in re.finditer(r"^\w+ (\d+) \d+ (\S+)", process_list, re.MULTILINE)}
-
-
 def test_crash_is_contained(probe, probe_id, templates, unlocked_prime):
     other = unlocked_prime.launch_app(SETTINGS_APP)
     assert other.status in (LaunchStatus.LAUNCHED, LaunchStatus.ALREADY_RUNNING), f"Settings did not start: {other}"
-    before = _pids(unlocked_prime.process_list())
+    before = P.processes(unlocked_prime)
     run = probe.run(manifest_for(probe_id("crash"), "Crash", {"os/fs": ["GetAirlockReadAccess"]}, templates,
                                  template=("gui-app", "fs-generic")),
                     [P.send("os/gui-server", "RequestRedraw", wait=False), P.panic("probe panic on purpose")])
     run.wait(lambda: run.panic is not None, 20, "the PANIC line")
     assert run.panic == "probe panic on purpose"
-    after = _pids(unlocked_prime.process_list())
+    after = P.processes(unlocked_prime)
     assert run.pid not in after, "the panicked process is still listed"
     lost = {pid: name for pid, name in before.items() if pid not in after}
     assert not lost, f"the crash took other processes with it: {lost}"

@@ -18,11 +18,11 @@ from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templa
 from hil.link.client import DeviceError
 from hil.link.protocol import LaunchStatus
 
-from security_helpers import SETTINGS_APP, answer_prompt, manifest_for, normal, result_without_prompt, twin
+from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, manifest_for, normal, result_without_prompt,
+                              twin)
 
 pytestmark = [pytest.mark.security, pytest.mark.permissions]
 
-BUILTIN_SETTINGS = "gui-app-settings"  # the built-in's process name in the kernel's 'a' list
 
 HIGH_IDS = (64, 100, 127, 128, 200, 255, 1000)  # the range list: ids >= 64 live there, not in the mask
 
@@ -244,9 +244,9 @@ def test_running_app_cannot_widen_its_manifest(probe, probe_id, templates, scree
 
 def test_sideload_cannot_take_a_foundation_app_id(probe, templates, unlocked_prime):
     """Either LOAD_APP_END refuses the bundle, or launching the id still starts the built-in process."""
-    for pid in P.running(unlocked_prime, SETTINGS_APP):
+    for pid in P.running(unlocked_prime, BUILTIN_SETTINGS):
         unlocked_prime.close_app(pid)  # a Settings left running would answer AlreadyRunning with the old PID
-    if P.running(unlocked_prime, SETTINGS_APP):
+    if P.running(unlocked_prime, BUILTIN_SETTINGS):
         raise P.ProbeBroken(f"{unlocked_prime.device}: Settings still runs after CLOSE_APP; cannot launch it afresh")
     m = manifest_for(SETTINGS_APP, "Settings", {"os/security": ["GetSeed", "GetAppSeed"]}, templates)
     plan = [P.send("os/security", "GetSeed", wait=False)]
@@ -259,9 +259,8 @@ def test_sideload_cannot_take_a_foundation_app_id(probe, templates, unlocked_pri
     P.drain(unlocked_prime)
     result = unlocked_prime.launch_app(SETTINGS_APP)
     assert result.status is LaunchStatus.LAUNCHED, f"Settings did not launch after the shadowing sideload: {result}"
-    running = P.running(unlocked_prime, SETTINGS_APP)
-    assert running.get(result.pid) == BUILTIN_SETTINGS, \
-        f"PID {result.pid} runs {running.get(result.pid)!r} for the Settings id, not the built-in {BUILTIN_SETTINGS}"
+    name = P.processes(unlocked_prime).get(result.pid)
+    assert name == BUILTIN_SETTINGS, f"PID {result.pid} runs {name!r} for the Settings id, not the built-in {BUILTIN_SETTINGS}"
     run = P.ProbeRun(unlocked_prime, SETTINGS_APP, result.pid, plan)
     run.pump(1.0)
     assert run.steps is None and not run.records, f"the sideloaded probe ran as Settings: {run.lines[-5:]}"
