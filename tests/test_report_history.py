@@ -44,6 +44,18 @@ def test_same_build_changing_outcome_across_stations_is_flaky(tmp_path):
     assert d.new_failures == {} and d.flaky == {"suites.a::test_x": [["emu-1", 1, "passed"], ["emu-3", 1, "failed"]]}
 
 
+def test_same_build_broken_last_night_is_not_flaky_tonight(tmp_path):
+    """A broken attempt was the lab's fault; only a changed verdict on the same build is flakiness."""
+    m = "suites.test_perm"
+    write_result(tmp_path / "n1", m, "test_lab_fault", "broken")
+    write_result(tmp_path / "n1", m, "test_verdict", "failed")
+    write_result(tmp_path / "n2", m, "test_lab_fault", "passed")
+    write_result(tmp_path / "n2", m, "test_verdict", "passed")
+    d = diff(_night(tmp_path / "n1", "n1"), _night(tmp_path / "n2", "n2"))
+    assert d.flaky == {f"{m}::test_verdict": [["emu-1", 1, "failed"], ["emu-1", 1, "passed"]]}
+    assert f"{m}::test_lab_fault" not in d.flaky
+
+
 def test_first_night_has_no_previous(tmp_path):
     write_result(tmp_path, "suites.a", "test_x", "failed")
     d = diff(None, _night(tmp_path, "n1"))

@@ -151,6 +151,8 @@ def _known(cfg, station: str) -> None:
 
 def nightly(
     firmware: Annotated[Optional[str], typer.Option("--firmware", help="build to flash (default: the emulator's default build)")] = None,
+    flavour: Annotated[str, typer.Option(help="the build's flavour, which the suites then hold the units to: "
+                                              "production (a release) or development")] = "production",
     lab: LabOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="start a new run instead of resuming an unfinished one")] = False,
     timeout: Annotated[float, typer.Option(help="seconds the suites may take")] = 3600.0,
@@ -158,12 +160,14 @@ def nightly(
     """Flash every station, run the suites across the farm, then history, diff, summary and sign-off."""
     from hil.farm import nightly as job
 
+    if flavour not in ("production", "development"):
+        raise typer.BadParameter(f"{flavour!r}: the flavour is production or development", param_hint="--flavour")
     cfg = _lab(None if lab and lab.startswith("labgrid://") else lab)
     if lab and lab.startswith("labgrid://"):  # issue 8: the repo's lab file, its stations leased on labgrid
         cfg = cfg.model_copy(update={"coordinator": lab})
     previous = signal.signal(signal.SIGTERM, _interrupt)  # so `finally` stops pytest and the emulators
     try:
-        code = _nightly(job, cfg, firmware, fresh, timeout)
+        code = _nightly(job, cfg, firmware, flavour, fresh, timeout)
     except HilError as e:
         typer.echo(f"nightly: {e}", err=True)
         raise typer.Exit(2) from None
@@ -185,7 +189,7 @@ def _progress() -> Progress:
                     console=console, transient=False)
 
 
-def _nightly(job, cfg, firmware: str | None, fresh: bool, timeout: float) -> int:
+def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout: float) -> int:
     from hil.farm.lease import FileLeases
     from hil.farm.quarantine import Quarantine
     from hil.report import signoff
@@ -215,7 +219,7 @@ def _nightly(job, cfg, firmware: str | None, fresh: bool, timeout: float) -> int
                 stations = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: bar.advance(up))
                 tasks = {n: bar.add_task(f"flash {n}", total=100) for n in stations}
                 stations = job.flash_all(stations, flasher, leases, run, quarantine,
-                                         lambda n, frac: bar.update(tasks[n], completed=int(frac * 100)))
+                                         lambda n, frac: bar.update(tasks[n], completed=int(frac * 100)), flavour)
         run.save()
         if not stations:
             raise HilError("no station is usable; see `hil farm status`")

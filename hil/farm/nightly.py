@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -171,9 +171,10 @@ def samba_flasher(lab: LabConfig, build: Path) -> Flasher:
 
 
 def flash_all(stations: dict[str, Station], flasher: Flasher, leases: FileLeases, run: Run,
-              quarantine: Quarantine, progress: Callable[[str, float], None]) -> dict[str, Station]:
+              quarantine: Quarantine, progress: Callable[[str, float], None], flavour: str) -> dict[str, Station]:
     """Flash every station at once, each under its lease; `flasher` returns False when the station already
-    runs the build. A station that fails is quarantined with the reason and left out of the run."""
+    runs the build. A station that fails is quarantined with the reason and left out of the run. The
+    others now run the build, so they are declared its ``flavour`` (the suites hold them to it)."""
     holder = Holder.me("nightly", run.run_id)
 
     def one(name: str, station: Station) -> bool:
@@ -193,7 +194,7 @@ def flash_all(stations: dict[str, Station], flasher: Flasher, leases: FileLeases
 
     with ThreadPoolExecutor(max_workers=max(1, len(stations))) as pool:
         ok = dict(zip(stations, pool.map(lambda item: one(*item), stations.items())))
-    return {n: s for n, s in stations.items() if ok[n]}
+    return {n: replace(s, flavour=flavour) for n, s in stations.items() if ok[n]}
 
 
 def write_run_lab(lab: LabConfig, stations: dict[str, Station], path: Path) -> Path:

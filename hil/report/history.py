@@ -62,14 +62,14 @@ class Diff:
 
 
 def diff(previous: Night | None, night: Night) -> Diff:
-    """Against the previous night. On the same build a changed outcome is flaky, not a regression or a fix."""
+    """Against the previous night. On the same build a changed verdict (passed <-> failed) is flaky, not a
+    regression or a fix; a broken attempt is the lab's, so it never makes a test flaky across nights."""
     before = previous.tests if previous else {}
     same_build = previous is not None and previous.firmware.get("hash") == night.firmware.get("hash")
     new, fixed, still, flaky = {}, [], [], {}
     for tid, t in sorted(night.tests.items()):
         was = before.get(tid, {}).get("status")
-        if same_build and was in ("passed", *FAILING) and t["status"] in ("passed", *FAILING) and \
-                (was == "passed") != (t["status"] == "passed"):
+        if same_build and {was, t["status"]} == {"passed", "failed"}:
             flaky[tid] = before[tid]["outcomes"] + t["outcomes"]
             continue
         if t["status"] in FAILING:
