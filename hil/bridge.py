@@ -1,15 +1,22 @@
-"""`hil bridge`: the bench side of a labgrid lab (issue 8). For each Prime wired to this bench host it
-serves the usb-debug link on a TCP port with the framing of KeyOS's simulator (u32 LE length + body,
-one client at a time), relaying whole frames between the client and the unit's local transport (USB
-in the lab, matched by USB port path so a re-enumerated unit keeps its endpoint; the emulator's TCP
-endpoint on an emulated bench). labgrid publishes the port as a `PrimeDebugLink{host,port}` resource.
-The station's camera stream (MJPEG over HTTP on the bench) is relayed the same way (`CameraRelay`),
-published as labgrid's `HTTPVideoStream`.
+"""`hil bridge`: the bench side of a labgrid lab (issue 8), and the clients of what it serves.
 
-labgrid enforces its lock only for what the exporter runs itself, so the bridge checks the lease: the
+For each Prime wired to this bench host it serves, each on its own TCP port and each to the station's
+lease holder only:
+- the usb-debug link, with the framing of KeyOS's simulator (u32 LE length + body, one client at a
+  time), relaying whole frames between the client and the unit's local transport (USB in the lab,
+  matched by USB port path so a re-enumerated unit keeps its endpoint; the emulator's TCP endpoint on
+  an emulated bench); labgrid publishes it as `PrimeDebugLink{host,port}`;
+- the camera, a bench-local MJPEG-over-HTTP stream relayed as labgrid's `HTTPVideoStream` (`CameraRelay`);
+- the stylus robot and the power-button relay, serial instruments whose bytes are relayed unchanged
+  (`SerialBridge`), published as `PrimeRobot` and `PrimeRelay`;
+- the NFC reader: nfcpy runs on the bench next to the reader, and the harness calls it (poll and
+  exchange APDUs, present a tag) over the link (`NfcService`), published as `PrimeNfc`.
+The harness names each of them `bridge:HOST:PORT` in its station.
+
+labgrid enforces its lock only for what the exporter runs itself, so each endpoint checks the lease: the
 first frame a client sends is `HIL-LEASE <token>`, where the token is the labgrid reservation token the
 harness got when it reserved the place (`LG_TOKEN`, as `labgrid-client reserve --shell` prints it). The
-bridge asks the coordinator whether the station's place is acquired under that reservation and answers
+endpoint asks the coordinator whether the station's place is acquired under that reservation and answers
 `OK <station>` or `DENIED <reason>` (then closes). While a client is connected it re-checks every few
 seconds and drops the client when the place is released or kicked. The token keeps off whoever does not
 hold the lease (another worker, a developer's stray `hil device`); it is not a secret against an
@@ -29,11 +36,13 @@ import time
 import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
+from urllib.parse import parse_qs, urlsplit
 
+import serial
 import typer
+from serial.urlhandler.protocol_socket import Serial as SocketSerial
 
 from hil.errors import InfrastructureError
 from hil.link import protocol
@@ -41,40 +50,75 @@ from hil.link.tcp import TcpTransport
 from hil.link.transport import LinkClosed, LinkTimeout, Transport
 
 HELLO, OK, DENIED = b"HIL-LEASE ", b"OK ", b"DENIED "
+HANDSHAKE_LIMIT = 1024  # a hello or an answer longer than this is not one
 TOKEN_ENV = "LG_TOKEN"
+# where each endpoint of a station listens, from its `bridge_port` (hil lab exporter-config says the same)
+PORT_OFFSETS = {"debug": 0, "camera": 1, "nfc": 2, "robot": 3, "relay": 4}
 log = logging.getLogger("hil.bridge")
 
 
-# ------------------------------------------------------------------------------ client side
+class LeaseRefused(InfrastructureError):
+    """A bench endpoint did not let this client in (no lease, another lease, busy, hung)."""
 
 
-class BridgeTransport(TcpTransport):
-    """`bridge:HOST:PORT`: the TCP link of a bench's bridge, opened with this process's lease token."""
+# ------------------------------------------------------------------------------ the handshake, both sides
 
-    def __init__(self, host: str, port: int, token: str | None, *, stall_timeout: float = 5.0):
-        super().__init__(host, port, stall_timeout=stall_timeout)
-        self.name = f"bridge:{host}:{port}"
-        self.token = token
 
-    def _open_link(self) -> None:
-        if not self.token:
-            raise LinkClosed(self.name, f"no lease token; set {TOKEN_ENV} to the labgrid reservation token of the "
-                                        "station's place (`labgrid-client reserve --shell`, then acquire it)")
-        super()._open_link()
-        try:
-            self._write(HELLO + self.token.encode(), self.connect_timeout)
-            answer = self._read(self.connect_timeout)
-        except LinkTimeout:
-            self._close_link()
-            raise LinkClosed(self.name, f"bridge did not answer the lease handshake within "
-                                        f"{self.connect_timeout:g} s (bridge hung?)") from None
-        except LinkClosed:
-            self._close_link()
-            raise
-        if not answer.startswith(OK):
-            self._close_link()
-            reason = answer[len(DENIED):] if answer.startswith(DENIED) else answer[:80]
-            raise LinkClosed(self.name, f"bridge refused the link: {reason.decode(errors='replace')}")
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            sock.settimeout(left)
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_frame(sock: socket.socket, limit: int | None = None, deadline: float | None = None) -> bytes | None:
+    """One frame body, or None when the peer closed; a bad length (or one over `limit`) raises
+    `ProtocolError`, and passing `deadline` (monotonic) raises `TimeoutError`."""
+    header = _recv_exact(sock, protocol.STREAM_HEADER.size, deadline)
+    if header is None:
+        return None
+    length = protocol.stream_length(header)
+    if limit is not None and length > limit:
+        raise protocol.ProtocolError(f"a {length}-byte frame where at most {limit} bytes were expected")
+    body = _recv_exact(sock, length, deadline)
+    if body is None:
+        raise protocol.ProtocolError("the peer closed the connection mid-frame")
+    return body
+
+
+def current_token() -> str | None:
+    """The lease token this thread presents: its `lease_token`, else `LG_TOKEN`."""
+    return getattr(_lease, "token", None) or os.environ.get(TOKEN_ENV)
+
+
+def present_lease(sock: socket.socket, token: str | None, timeout: float) -> str:
+    """The client's side of the handshake on a connected socket; returns the station's name."""
+    if not token:
+        raise LeaseRefused(f"no lease token; set {TOKEN_ENV} to the labgrid reservation token of the station's "
+                           "place (`labgrid-client reserve --shell`, then acquire it)")
+    deadline = time.monotonic() + timeout
+    try:
+        sock.settimeout(timeout)
+        sock.sendall(protocol.stream_frame(HELLO + token.encode()))
+        answer = recv_frame(sock, HANDSHAKE_LIMIT, deadline)
+    except TimeoutError:
+        raise LeaseRefused(f"bridge did not answer the lease handshake within {timeout:g} s (bridge hung?)") from None
+    except (OSError, protocol.ProtocolError) as e:
+        raise LeaseRefused(f"lease handshake failed: {e}") from None
+    if answer is None:
+        raise LeaseRefused("bridge closed the connection during the lease handshake")
+    if answer.startswith(OK):
+        return answer[len(OK):].decode(errors="replace")
+    reason = answer[len(DENIED):] if answer.startswith(DENIED) else answer[:80]
+    raise LeaseRefused(f"bridge refused the link: {reason.decode(errors='replace')}")
 
 
 _lease = threading.local()
@@ -91,82 +135,182 @@ def lease_token(token: str):
         _lease.token = None
 
 
-def transport(device: str, stall_timeout: float = 5.0) -> BridgeTransport:
-    """The transport of a `bridge:HOST:PORT` device string; the token is this thread's `lease_token`, else
-    `LG_TOKEN`."""
+def address(device: str) -> tuple[str, int]:
+    """HOST and PORT of `bridge:HOST:PORT`."""
     from hil.link.resolve import DeviceNotFound
 
     host, _, port = device.partition(":")[2].rpartition(":")
-    if not host or not port.isdigit():
+    if not device.startswith("bridge:") or not host or not port.isdigit():
         raise DeviceNotFound(f"{device}: expected bridge:HOST:PORT, e.g. bridge:10.0.0.11:7701")
-    token = getattr(_lease, "token", None) or os.environ.get(TOKEN_ENV)
-    return BridgeTransport(host, int(port), token, stall_timeout=stall_timeout)
+    return host, int(port)
+
+
+# ------------------------------------------------------------------------------ client side
+
+
+class BridgeTransport(TcpTransport):
+    """`bridge:HOST:PORT`: the TCP link of a bench's bridge, opened with this process's lease token."""
+
+    def __init__(self, host: str, port: int, token: str | None, *, stall_timeout: float = 5.0):
+        super().__init__(host, port, stall_timeout=stall_timeout)
+        self.name = f"bridge:{host}:{port}"
+        self.token = token
+
+    def _open_link(self) -> None:
+        super()._open_link()
+        try:
+            present_lease(self._sock, self.token, self.connect_timeout)
+        except LeaseRefused as e:
+            self._close_link()
+            raise LinkClosed(self.name, str(e)) from None
+
+
+def transport(device: str, stall_timeout: float = 5.0) -> BridgeTransport:
+    """The transport of a `bridge:HOST:PORT` device string, presenting `current_token()`."""
+    host, port = address(device)
+    return BridgeTransport(host, port, current_token(), stall_timeout=stall_timeout)
+
+
+class LeasedSerial(SocketSerial):
+    """A bench's serial instrument (robot, relay) through its bridge: pyserial's `socket://` port that
+    presents the lease before the instrument's first byte."""
+
+    def __init__(self, device: str, token: str | None, **kw: Any) -> None:
+        self.token, self.device = token, device
+        host, port = address(device)
+        super().__init__(f"socket://{host}:{port}", **kw)
+
+    def open(self) -> None:
+        super().open()
+        try:
+            self._socket.setblocking(True)
+            present_lease(self._socket, self.token, 5.0)
+            self._socket.setblocking(False)
+        except LeaseRefused as e:
+            self.close()
+            raise serial.SerialException(str(e)) from None
+
+
+def serial_port(device: str, baudrate: int, timeout: float) -> LeasedSerial:
+    return LeasedSerial(device, current_token(), baudrate=baudrate, timeout=timeout)
+
+
+class RemoteNfcReader:
+    """The NFC reader of a bench host through its bridge (`bridge:HOST:PORT`), with `NfcReader`'s calls.
+    Each call is one request frame (JSON) and one answer; the bench's answer is untrusted input."""
+
+    margin = 10.0  # seconds the bench may take beyond the operation's own timeout
+
+    def __init__(self, device: str) -> None:
+        self.path = device
+        self.host, self.port = address(device)
+
+    def _open(self) -> socket.socket:
+        from hil.stimuli.nfc import NfcError
+
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=5.0)
+        except OSError as e:
+            raise NfcError(f"cannot reach the NFC reader at {self.path}: {e.strerror or e}") from None
+        try:
+            present_lease(sock, current_token(), 5.0)
+        except LeaseRefused as e:
+            sock.close()
+            raise NfcError(f"NFC reader at {self.path}: {e}") from None
+        return sock
+
+    def call(self, sock: socket.socket, request: dict, timeout: float | None) -> dict:
+        """One operation on the bench; its errors come back as the same `NfcError` classes."""
+        from hil.stimuli import nfc
+
+        wait = (timeout if timeout is not None else 5.0) + self.margin
+        try:
+            sock.sendall(protocol.stream_frame(json.dumps(request).encode()))
+            body = recv_frame(sock, 1 << 16, time.monotonic() + wait)
+        except TimeoutError:
+            raise nfc.NfcFieldLost(f"NFC reader at {self.path} did not answer {request['op']} within {wait:g} s") from None
+        except (OSError, protocol.ProtocolError) as e:
+            raise nfc.NfcFieldLost(f"NFC reader at {self.path} lost during {request['op']}: {e}") from None
+        if body is None:
+            raise nfc.NfcFieldLost(f"NFC reader at {self.path} closed the link during {request['op']} "
+                                   "(lease ended, or the bridge stopped)")
+        try:
+            answer = json.loads(body)
+            if "error" in answer:
+                kind = {c.__name__: c for c in (nfc.NfcError, nfc.NfcFieldLost, nfc.NoCardFound)}[answer["error"]]
+                raise kind(str(answer["message"]))
+            if not isinstance(answer["ok"], dict):
+                raise TypeError("ok is not an object")
+            return answer["ok"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise nfc.NfcError(f"NFC reader at {self.path} sent garbage ({e.__class__.__name__}: {e}): "
+                               f"{body[:80]!r}") from None
+
+    def connect(self, timeout: float = 5.0) -> RemoteIsoDepSession:
+        sock = self._open()
+        try:
+            got = self.call(sock, {"op": "connect", "timeout": timeout}, timeout)
+            try:
+                identifier = bytes.fromhex(got["identifier"])
+            except (KeyError, TypeError, ValueError) as e:
+                from hil.stimuli.nfc import NfcError
+
+                raise NfcError(f"NFC reader at {self.path} sent garbage for connect: {e}") from None
+        except BaseException:
+            sock.close()
+            raise
+        return RemoteIsoDepSession(self, sock, identifier)
+
+    def present_tag(self, message: bytes, timeout: float = 10.0, uid: bytes | None = None):
+        from hil.stimuli.nfc import NfcError, TagResult
+
+        with contextlib.closing(self._open()) as sock:
+            got = self.call(sock, {"op": "present_tag", "message": message.hex(), "timeout": timeout,
+                                   "uid": uid.hex() if uid else None}, timeout)
+        try:
+            return TagResult(bool(got["read"]), bytes.fromhex(got["message"]), [str(a) for a in got["apdus"]])
+        except (KeyError, TypeError, ValueError) as e:
+            raise NfcError(f"NFC reader at {self.path} sent garbage for present_tag: {e}") from None
+
+
+class RemoteIsoDepSession:
+    """An activated ISO-DEP card on a bench's reader: `IsoDepSession`'s calls, one round trip each."""
+
+    def __init__(self, reader: RemoteNfcReader, sock: socket.socket, identifier: bytes) -> None:
+        self.reader, self.sock, self.where, self.identifier = reader, sock, reader.path, identifier
+
+    def apdu(self, command: bytes, timeout: float | None = None) -> tuple[bytes, int]:
+        from hil.stimuli.nfc import NfcError
+
+        got = self.reader.call(self.sock, {"op": "apdu", "command": bytes(command).hex(), "timeout": timeout}, timeout)
+        try:
+            sw = got["sw"]
+            if not isinstance(sw, int) or not 0 <= sw <= 0xFFFF:
+                raise ValueError(f"status word {sw!r}")
+            return bytes.fromhex(got["data"]), sw
+        except (KeyError, TypeError, ValueError) as e:
+            raise NfcError(f"NFC reader at {self.where} sent garbage for an APDU: {e}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
 # ------------------------------------------------------------------------------ bench side
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
-def recv_frame(sock: socket.socket) -> bytes | None:
-    """One frame body, or None when the peer closed; a bad length raises `ProtocolError`."""
-    header = _recv_exact(sock, protocol.STREAM_HEADER.size)
-    if header is None:
-        return None
-    body = _recv_exact(sock, protocol.stream_length(header))
-    if body is None:
-        raise protocol.ProtocolError("client closed the connection mid-frame")
-    return body
-
-
-class LeaseCheck:
-    """Asks the labgrid coordinator whether a token holds a place; returns None or why not."""
-
-    def __init__(self, address: str, timeout: float = 5.0) -> None:
-        self.address, self.timeout = address, timeout
-        self._lock = threading.Lock()  # one coordinator session per process at a time
-
-    def __call__(self, place: str, token: str) -> str | None:
-        from hil.farm.labgrid import Coordinator
-
-        with self._lock:
-            try:
-                coord = Coordinator(self.address, self.timeout)
-            except InfrastructureError as e:
-                return f"cannot check the lease: {e}"
-            try:
-                coord.refresh()
-                p = coord.places.get(place)
-            except InfrastructureError as e:
-                return f"cannot check the lease: {e}"
-            finally:
-                coord.close()
-        if p is None:
-            return f"no place {place} on labgrid coordinator {self.address} (run `hil lab sync`)"
-        if not p.acquired:
-            return f"place {place} is not acquired; reserve and acquire it first"
-        if p.reservation != token:
-            return f"place {place} is held by {p.acquired} under another lease token"
-        return None
-
-
-class StationBridge:
-    """One station's debug link on one TCP port. One client at a time; another one is refused after
-    `linger` seconds (the time a closing session takes to let go of the unit)."""
+class LeasedEndpoint:
+    """One endpoint of one station on one TCP port: the client shows the station's lease first, one client
+    at a time (another is refused after `linger` seconds, the time a closing session takes to let go of
+    the unit), and the client is cut off when the lease ends. A subclass opens the station's resource
+    and runs a client's session on it."""
 
     linger = 2.0
+    what = "endpoint"
 
-    def __init__(self, station: str, open_device: Callable[[], Transport], check: Callable[[str, str], str | None],
-                 host: str = "127.0.0.1", port: int = 0, recheck: float = 3.0, handshake_timeout: float = 5.0):
-        self.station, self.open_device, self.check = station, open_device, check
+    def __init__(self, station: str, check: Callable[[str, str], str | None], host: str = "127.0.0.1",
+                 port: int = 0, recheck: float = 3.0, handshake_timeout: float = 5.0):
+        self.station, self.check = station, check
         self.recheck, self.handshake_timeout = recheck, handshake_timeout
         self._server = socket.create_server((host, port))
         self._server.settimeout(0.5)
@@ -175,8 +319,22 @@ class StationBridge:
         self._busy = threading.Lock()
         self._threads: list[threading.Thread] = []
 
-    def start(self) -> StationBridge:
-        t = threading.Thread(target=self._accept, name=f"bridge-{self.station}", daemon=True)
+    @property
+    def device(self) -> str:
+        return f"bridge:{self.host}:{self.port}"
+
+    def open(self) -> Any:
+        raise NotImplementedError
+
+    def close(self, resource: Any) -> None:
+        resource.close()
+
+    def session(self, conn: socket.socket, resource: Any) -> None:
+        """Serve the client until it leaves or `conn` is shut down (the lease ended)."""
+        raise NotImplementedError
+
+    def start(self):
+        t = threading.Thread(target=self._accept, name=f"bridge-{self.what}-{self.station}", daemon=True)
         t.start()
         self._threads.append(t)
         return self
@@ -196,7 +354,7 @@ class StationBridge:
             except OSError:
                 return  # closed by stop()
             if not self._busy.acquire(timeout=self.linger):  # the last client's session may still be closing
-                self._refuse(conn, "busy: another client holds the link (one client at a time)")
+                self._refuse(conn, f"busy: another client holds the {self.what} (one client at a time)")
                 continue
             t = threading.Thread(target=self._serve, args=(conn, peer), daemon=True)
             t.start()
@@ -210,9 +368,8 @@ class StationBridge:
 
     def _serve(self, conn: socket.socket, peer) -> None:
         try:
-            conn.settimeout(self.handshake_timeout)
             try:
-                hello = recv_frame(conn)
+                hello = recv_frame(conn, HANDSHAKE_LIMIT, time.monotonic() + self.handshake_timeout)
             except (OSError, protocol.ProtocolError):
                 hello = None
             if hello is None or not hello.startswith(HELLO):
@@ -220,65 +377,184 @@ class StationBridge:
             token = hello[len(HELLO):].decode(errors="replace").strip()
             why = self.check(self.station, token)
             if why is not None:
-                log.info("%s: refused %s: %s", self.station, peer, why)
+                log.info("%s %s: refused %s: %s", self.station, self.what, peer, why)
                 return self._refuse(conn, why)
             try:
-                device = self.open_device().open()
-            except InfrastructureError as e:
-                return self._refuse(conn, f"station {self.station}: {e}")
+                resource = self.open()
+            except (InfrastructureError, OSError, serial.SerialException) as e:
+                return self._refuse(conn, f"station {self.station}: {self.what}: {e}")
             try:
+                conn.settimeout(None)
                 conn.sendall(protocol.stream_frame(OK + self.station.encode()))
-                self._relay(conn, device, token)
+                self._watched(conn, resource, token)
             finally:
-                device.close()
+                self.close(resource)
+        except OSError as e:
+            log.info("%s %s: client %s gone: %s", self.station, self.what, peer, e)
         finally:
             with contextlib.suppress(OSError):
                 conn.close()
             self._busy.release()
 
-    def _relay(self, conn: socket.socket, device: Transport, token: str) -> None:
-        """Frames both ways until either side goes, the lease ends or the bridge stops."""
+    def _watched(self, conn: socket.socket, resource: Any, token: str) -> None:
+        """The session, while a watcher re-checks the lease and shuts the connection down when it ends."""
         done = threading.Event()
-        conn.settimeout(None)
 
-        def to_device() -> None:
-            try:
-                while not done.is_set():
-                    body = recv_frame(conn)
-                    if body is None:
-                        break
-                    device.write_frame(body, 5.0)
-            except (OSError, protocol.ProtocolError, InfrastructureError) as e:
-                log.info("%s: client side ended: %s", self.station, e)
-            finally:
-                done.set()
+        def watch() -> None:
+            while not done.wait(self.recheck):
+                why = "the bridge is stopping" if self._stop.is_set() else self.check(self.station, token)
+                if why is not None:
+                    log.warning("%s %s: dropping the client: %s", self.station, self.what, why)
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RDWR)
+                    return
 
-        def to_client() -> None:
-            try:
-                while not done.is_set():
-                    try:
-                        body = device.read_frame(0.5)
-                    except LinkTimeout:
-                        continue
-                    conn.sendall(protocol.stream_frame(body))
-            except (OSError, InfrastructureError) as e:
-                log.warning("%s: device side ended: %s", self.station, e)
-            finally:
-                done.set()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            self.session(conn, resource)
+        finally:
+            done.set()
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            watcher.join(timeout=10)
 
-        pumps = [threading.Thread(target=f, daemon=True) for f in (to_device, to_client)]
-        for p in pumps:
-            p.start()
-        while not done.wait(self.recheck) and not self._stop.is_set():
-            why = self.check(self.station, token)
-            if why is not None:
-                log.warning("%s: dropping the client: %s", self.station, why)
+
+def _pump(name: str, read: Callable[[], bytes | None], write: Callable[[bytes], None], done: threading.Event,
+          quiet: tuple[type[BaseException], ...]) -> None:
+    """Copy what `read` returns to `write` until `read` says the end (None), either fails, or `done`."""
+    try:
+        while not done.is_set():
+            data = read()
+            if data is None:
                 break
+            if data:
+                write(data)
+    except quiet as e:
+        log.info("%s ended: %s", name, e)
+    finally:
         done.set()
+
+
+class StationBridge(LeasedEndpoint):
+    """The debug link: whole frames both ways between the client and the unit's local transport."""
+
+    what = "link"
+
+    def __init__(self, station: str, open_device: Callable[[], Transport], check: Callable[[str, str], str | None],
+                 host: str = "127.0.0.1", port: int = 0, **kw: Any):
+        super().__init__(station, check, host, port, **kw)
+        self.open_device = open_device
+
+    def open(self) -> Transport:
+        return self.open_device().open()
+
+    def session(self, conn: socket.socket, device: Transport) -> None:
+        done = threading.Event()
+        errors = (OSError, protocol.ProtocolError, InfrastructureError)
+
+        def from_device() -> bytes:
+            try:
+                return protocol.stream_frame(device.read_frame(0.5))
+            except LinkTimeout:
+                return b""
+
+        to_device = threading.Thread(target=_pump, daemon=True, args=(
+            f"{self.station} client side", lambda: recv_frame(conn), lambda b: device.write_frame(b, 5.0), done, errors))
+        to_device.start()
+        _pump(f"{self.station} device side", from_device, conn.sendall, done, errors)
         with contextlib.suppress(OSError):
             conn.shutdown(socket.SHUT_RDWR)
-        for p in pumps:
-            p.join(timeout=10)
+        to_device.join(timeout=10)
+
+
+class SerialBridge(LeasedEndpoint):
+    """A serial instrument of the station (stylus robot, power-button relay): bytes both ways, unchanged,
+    between the client and the bench's serial port (a tty, or an emulated unit's pty)."""
+
+    def __init__(self, station: str, what: str, url: str, baudrate: int, check: Callable[[str, str], str | None],
+                 host: str = "127.0.0.1", port: int = 0, **kw: Any):
+        super().__init__(station, check, host, port, **kw)
+        self.what, self.url, self.baudrate = what, url, baudrate
+
+    def open(self) -> serial.SerialBase:
+        return serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.1)
+
+    def session(self, conn: socket.socket, port: serial.SerialBase) -> None:
+        done = threading.Event()
+        errors = (OSError, serial.SerialException)
+        to_port = threading.Thread(target=_pump, daemon=True, args=(
+            f"{self.station} {self.what} client side", lambda: conn.recv(4096) or None, port.write, done, errors))
+        to_port.start()
+        _pump(f"{self.station} {self.what} side", lambda: port.read(port.in_waiting or 1), conn.sendall, done, errors)
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+        to_port.join(timeout=10)
+
+
+class NfcService(LeasedEndpoint):
+    """The station's NFC reader: nfcpy runs here, next to the reader (a USB reader, or nfcpy's udp driver
+    to an emulated unit), and the client's `RemoteNfcReader` calls it. A session holds at most one
+    activated card, closed when the client leaves."""
+
+    what = "NFC reader"
+
+    def __init__(self, station: str, path: str, check: Callable[[str, str], str | None],
+                 host: str = "127.0.0.1", port: int = 0, **kw: Any):
+        super().__init__(station, check, host, port, **kw)
+        self.path = path
+
+    def open(self):
+        from hil.stimuli.nfc import NfcReader
+
+        return NfcReader(self.path)
+
+    def close(self, reader) -> None:
+        pass  # NfcReader opens its frontend per operation
+
+    def session(self, conn: socket.socket, reader) -> None:
+        from hil.stimuli.nfc import NfcError
+
+        try:
+            while (body := recv_frame(conn, 1 << 16)) is not None:
+                try:
+                    reply = {"ok": self._do(reader, json.loads(body))}
+                except NfcError as e:
+                    kind = type(e).__name__
+                    reply = {"error": kind if kind in ("NfcFieldLost", "NoCardFound") else "NfcError", "message": str(e)}
+                except (ValueError, KeyError, TypeError, AttributeError) as e:
+                    reply = {"error": "NfcError", "message": f"bad request to the bench's NFC service: {e}"}
+                conn.sendall(protocol.stream_frame(json.dumps(reply).encode()))
+        except protocol.ProtocolError as e:
+            log.info("%s NFC: client sent garbage: %s", self.station, e)
+        finally:
+            self._drop_card()
+
+    _card = None  # the card activated in the current session (one client at a time)
+
+    def _drop_card(self) -> None:
+        card, self._card = self._card, None
+        if card is not None:
+            card.close()
+
+    def _do(self, reader, req: dict) -> dict:
+        from hil.stimuli.nfc import NfcError
+
+        op = req["op"]
+        if op == "connect":
+            self._drop_card()
+            self._card = reader.connect(float(req["timeout"]))
+            return {"identifier": self._card.identifier.hex()}
+        if op == "apdu":
+            if self._card is None:
+                raise NfcError("no card is activated; connect first")
+            data, sw = self._card.apdu(bytes.fromhex(req["command"]), req["timeout"])
+            return {"data": data.hex(), "sw": sw}
+        if op == "present_tag":
+            r = reader.present_tag(bytes.fromhex(req["message"]), float(req["timeout"]),
+                                   bytes.fromhex(req["uid"]) if req["uid"] else None)
+            return {"read": r.read, "message": r.message.hex(), "apdus": r.apdus}
+        raise ValueError(f"unknown operation {op!r}")
 
 
 class CameraRelay:
@@ -346,6 +622,40 @@ class CameraRelay:
         self._thread.join(timeout=10)
 
 
+class LeaseCheck:
+    """Asks the labgrid coordinator whether a token holds a place; returns None or why not."""
+
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
+        self.address, self.timeout = address, timeout
+        self._lock = threading.Lock()  # one coordinator session per process at a time
+
+    def __call__(self, place: str, token: str) -> str | None:
+        from hil.farm.labgrid import Coordinator
+
+        with self._lock:
+            try:
+                coord = Coordinator(self.address, self.timeout)
+            except InfrastructureError as e:
+                return f"cannot check the lease: {e}"
+            try:
+                coord.refresh()
+                p = coord.places.get(place)
+            except InfrastructureError as e:
+                return f"cannot check the lease: {e}"
+            finally:
+                coord.close()
+        if p is None:
+            return f"no place {place} on labgrid coordinator {self.address} (run `hil lab sync`)"
+        if not p.acquired:
+            return f"place {place} is not acquired; reserve and acquire it first"
+        if p.reservation != token:
+            return f"place {place} is held by {p.acquired} under another lease token"
+        return None
+
+
+# ------------------------------------------------------------------------------ `hil bridge BENCH`
+
+
 def bridge(
     bench: Annotated[str, typer.Argument(help="this bench host's name in the lab file")],
     lab: Annotated[Optional[str], typer.Option("--lab", help="lab file (default: lab_config.yaml of the repo)")] = None,
@@ -354,7 +664,8 @@ def bridge(
     exporter_config: Annotated[Optional[Path], typer.Option(
         "--exporter-config", help="write this bench's labgrid exporter YAML with the ports bound")] = None,
 ) -> None:
-    """Serve the debug link of every Prime on this bench over TCP, to lease holders only."""
+    """Serve the debug link, camera, NFC reader, robot and relay of every Prime on this bench, to lease
+    holders only."""
     from hil.farm.config import load_lab
     from hil.farm.labgrid import LabUrl, exporter_config as render
     from hil.errors import HilError
@@ -373,17 +684,8 @@ def bridge(
         with contextlib.ExitStack() as stack:
             live = {}
             for name in names:
-                port = cfg.stations[name].bridge_port or 0
-                opener, serial, camera, samba = _device_opener(cfg, name, stack)
-                b = StationBridge(name, opener, check, host, port).start()
-                stack.callback(b.stop)
-                live[name] = {"port": b.port, "serial": serial, "samba": samba}
-                if camera is not None:  # on bridge_port + 1 by convention (hil lab exporter-config says so too)
-                    c = CameraRelay(name, camera, check, host, port + 1 if port else 0).start()
-                    stack.callback(c.stop)
-                    live[name]["camera"] = c.url
-                typer.echo(json.dumps({"station": name, "debug": f"bridge:{host}:{b.port}",
-                                       **({"camera": c.url} if camera is not None else {})}), nl=True)
+                live[name] = serve_station(stack, cfg, name, check, host)
+                typer.echo(json.dumps({"station": name, **live[name]}), nl=True)
             if exporter_config is not None:
                 tmp = exporter_config.with_suffix(".tmp")
                 tmp.write_text(render(cfg, bench, live))
@@ -397,13 +699,48 @@ def bridge(
         raise typer.Exit(2) from None
 
 
-def _device_opener(cfg, name: str, stack: contextlib.ExitStack
-                   ) -> tuple[Callable[[], Transport], str | None, str | None, str | None]:
-    """How the bridge reaches one unit: an emulated one's TCP endpoint (the emulator started here), or the
-    unit on its USB port path through the profile's pyusb backend, found afresh for every client. Also
-    its serial, its bench-local camera stream (http) and an emulated unit's SAM-BA pty (the exporter
-    serves it through ser2net like a wired unit's CDC port), where known."""
-    from hil.farm.station import Station
+def serve_station(stack: contextlib.ExitStack, cfg, name: str, check: Callable[[str, str], str | None],
+                  host: str) -> dict[str, Any]:
+    """Start every endpoint of one station (stopped by `stack`); returns what the exporter publishes:
+    the endpoints' ports (`port` is the debug link's), the camera relay's URL, the unit's serial, an
+    emulated unit's SAM-BA pty and the robot's calibration points."""
+    from hil.stimuli.relay import PowerButtonRelay
+    from hil.stimuli.robot import StylusRobot
+
+    local, opener = _local_station(cfg, name, stack)
+    base = cfg.stations[name].bridge_port
+
+    def at(kind: str) -> int:
+        return base + PORT_OFFSETS[kind] if base else 0
+
+    def started(endpoint):
+        stack.callback(endpoint.stop)
+        return endpoint.start()
+
+    live: dict[str, Any] = {"port": started(StationBridge(name, opener, check, host, at("debug"))).port,
+                            "serial": local.serial}
+    if local.camera and local.camera.startswith("http"):
+        live["camera"] = started(CameraRelay(name, local.camera, check, host, at("camera"))).url
+    if local.nfc:
+        live["nfc"] = started(NfcService(name, local.nfc, check, host, at("nfc"))).port
+    if local.robot:
+        live["robot"] = started(SerialBridge(name, "robot", local.robot, StylusRobot.baudrate, check, host,
+                                             at("robot"))).port
+    if local.relay:
+        live["relay"] = started(SerialBridge(name, "relay", local.relay, PowerButtonRelay.baudrate, check, host,
+                                             at("relay"))).port
+    if local.robot_calibration is not None:
+        live["robot_calibration"] = local.robot_calibration.points
+    if cfg.stations[name].emulated is not None:
+        live["samba"] = local.samba  # the exporter serves it through ser2net like a wired unit's CDC port
+    return live
+
+
+def _local_station(cfg, name: str, stack: contextlib.ExitStack):
+    """The station as this bench sees it, and how the bridge reaches its unit: an emulated one's TCP
+    endpoint (the emulator started here), or the unit on its USB port path through the profile's pyusb
+    backend, found afresh for every client."""
+    from hil.farm.station import Station, from_config
     from hil.link.resolve import transport_for
 
     st = cfg.stations[name]
@@ -416,11 +753,8 @@ def _device_opener(cfg, name: str, stack: contextlib.ExitStack
                                                   pin=e.pin))
         local = Station.from_endpoints(name, profile, emu.devices[0])
     else:
-        local = Station(name=name, profile=profile, debug=f"usb:{st.usb_port}", serial=st.serial,
-                        usb_port=st.usb_port, camera=st.camera)
-    camera = local.camera if local.camera and local.camera.startswith("http") else None
-    samba = local.samba if st.emulated is not None else None
-    return (lambda: transport_for(local.debug, profile, local)), local.serial, camera, samba
+        local = from_config(name, st.model_copy(update={"debug": f"usb:{st.usb_port}"}), profile)
+    return local, lambda: transport_for(local.debug, profile, local)
 
 
 if __name__ == "__main__":  # `python -m hil.bridge BENCH`: what the bench's systemd unit runs

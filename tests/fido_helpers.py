@@ -11,7 +11,7 @@ from fido2.server import Fido2Server
 from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
 
 from hil.stimuli.ctap_nfc import CtapNfcDevice
-from hil.stimuli.nfc import NfcReader
+from hil.stimuli.nfc import reader
 
 
 def register_over_nfc(nfc: str, answer: Callable[[], None]) -> tuple[Fido2Server, dict, dict]:
@@ -25,7 +25,7 @@ def register_over_nfc(nfc: str, answer: Callable[[], None]) -> tuple[Fido2Server
 
     def register():
         try:
-            with CtapNfcDevice(NfcReader(nfc).connect(timeout=10)) as dev:
+            with CtapNfcDevice(reader(nfc).connect(timeout=10)) as dev:
                 client = Fido2Client(dev, DefaultClientDataCollector("https://example.com"))
                 outcome["response"] = client.make_credential(options.public_key)
         except Exception as e:  # handed to the test thread

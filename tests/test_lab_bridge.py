@@ -4,6 +4,7 @@ relayed unchanged; tags, the exporter YAML and the labgrid:// URL."""
 
 import socket
 import time
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -162,6 +163,158 @@ def test_a_hung_bridge_is_a_broken_link_not_a_wait_forever():
     assert HELLO == b"HIL-LEASE "
 
 
+# ------------------------------------------------------------------------------ robot, relay and NFC on a bench
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """A production unit whose robot, relay and NFC reader are served by lease-checked bench endpoints."""
+    from hil.bridge import NfcService, SerialBridge
+    from hil.stimuli.relay import PowerButtonRelay
+    from hil.stimuli.robot import StylusRobot
+
+    d = start_device(1, 3, Build(flavour="production"), boot_seconds=0)
+    d.prime.power_on()
+    lease = Lease()
+    served = {"robot": SerialBridge("b1s1", "robot", d.endpoints["robot"], StylusRobot.baudrate, lease, recheck=0.3),
+              "relay": SerialBridge("b1s1", "relay", d.endpoints["relay"], PowerButtonRelay.baudrate, lease,
+                                    recheck=0.3),
+              "nfc": NfcService("b1s1", d.endpoints["nfc"], lease, recheck=0.3)}
+    for endpoint in served.values():
+        endpoint.start()
+    monkeypatch.setenv("LG_TOKEN", "GOODTOKEN1")
+    d.lease, d.bench = lease, {k: e.device for k, e in served.items()}
+    yield d
+    for endpoint in served.values():
+        endpoint.stop()
+    d.stop()
+
+
+def bench_touch(d):
+    from hil.stimuli.relay import PowerButtonRelay
+    from hil.stimuli.robot import StylusRobot
+    from hil.stimuli.touch import RobotTouch
+    from tests.test_robot import bench_calibration
+
+    profile = profile_named("prime-emulated")
+    robot = StylusRobot.open(d.bench["robot"], bench_calibration())
+    relay = PowerButtonRelay.open(d.bench["relay"])
+    t = RobotTouch(robot, relay, profile.touch.home_button.centre)
+    t.pin_pad = profile.touch.pin_pad
+    return t, robot, relay
+
+
+def test_robot_relay_and_nfc_work_through_the_bench(bench):
+    """The production lane's instruments on another host: the robot types the PIN, a WebAuthn registration
+    runs over the bench's reader and is confirmed by a robot tap, a tag is presented, the relay locks."""
+    from fido_helpers import register_over_nfc
+
+    from hil.emulator.prime import DEFAULT_PIN
+    from hil.stimuli.nfc import ndef_message, reader
+    from hil.stimuli.touch import enter_pin
+    from tests.test_nfc_e2e import CONFIRM, wait_modal
+
+    assert all(url.startswith("bridge:127.0.0.1:") for url in bench.bench.values())
+    touch, robot, relay = bench_touch(bench)
+    with robot, relay:
+        assert bench.prime.is_locked()
+        enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
+        assert not bench.prime.is_locked()
+
+        def confirm():
+            wait_modal(bench.prime, "Confirm Registration")
+            touch.tap(*CONFIRM)
+
+        server, state, out = register_over_nfc(bench.bench["nfc"], confirm)
+        assert "error" not in out, out.get("error")
+        assert server.register_complete(state, out["response"]).is_user_present()
+        result = reader(bench.bench["nfc"]).present_tag(ndef_message(text="hello from bench1"), timeout=10)
+        assert result.read and result.records[0].text == "hello from bench1"
+        wait_modal(bench.prime, "NFC Tag")
+        touch.power()
+        assert bench.prime.is_locked()
+
+
+def test_bench_instruments_refuse_a_client_without_the_lease(bench, monkeypatch):
+    from hil.stimuli.nfc import NfcError, reader
+    from hil.stimuli.relay import PowerButtonRelay, RelayError
+    from hil.stimuli.robot import RobotError, StylusRobot
+    from tests.test_robot import bench_calibration
+
+    monkeypatch.setenv("LG_TOKEN", "WRONG")
+    refused = "bridge refused the link: place b1s1 is held by x/y under another lease token"
+    with pytest.raises(RobotError, match=f"cannot open stylus robot at {bench.bench['robot']}: {refused}"):
+        StylusRobot.open(bench.bench["robot"], bench_calibration())
+    with pytest.raises(RelayError, match=f"cannot open power relay board at {bench.bench['relay']}: {refused}"):
+        PowerButtonRelay.open(bench.bench["relay"])
+    with pytest.raises(NfcError, match=f"NFC reader at {bench.bench['nfc']}: {refused}"):
+        reader(bench.bench["nfc"]).connect(5)
+    monkeypatch.delenv("LG_TOKEN")
+    with pytest.raises(RelayError, match="no lease token; set LG_TOKEN"):
+        PowerButtonRelay.open(bench.bench["relay"])
+
+
+def test_an_instrument_is_cut_off_when_the_lease_ends(bench):
+    from hil.stimuli.nfc import NfcFieldLost, reader
+    from hil.stimuli.relay import PowerButtonRelay, RelayError
+
+    with PowerButtonRelay.open(bench.bench["relay"]) as relay:
+        assert not relay.closed()
+        session = reader(bench.bench["nfc"]).connect(10)
+        bench.lease.token = None  # kicked by another user
+        time.sleep(1.0)
+        with pytest.raises(RelayError, match="lost|did not answer"):
+            relay.closed()
+        with pytest.raises(NfcFieldLost, match="closed the link|lost during apdu"):
+            session.apdu(bytes.fromhex("00A4040008A0000006472F0001"))
+        session.close()
+
+
+def test_a_field_lost_on_the_bench_is_a_field_lost_here(bench):
+    from hil.emulator import control
+    from hil.stimuli.ctap_nfc import CtapNfcDevice
+    from hil.stimuli.nfc import NfcFieldLost, reader
+
+    control.apply(bench.prime, {"cmd": "nfc", "field_loss": True})
+    with pytest.raises(NfcFieldLost, match="NFC field lost"):
+        CtapNfcDevice(reader(bench.bench["nfc"]).connect(timeout=10))
+
+
+@pytest.mark.parametrize("answer, error", [
+    (b"\xff not json", "sent garbage \\(UnicodeDecodeError"),
+    (b'{"ok": {"identifier": 7}}', "sent garbage for connect"),
+    (b'{"error": "SystemExit", "message": "x"}', "sent garbage \\(KeyError"),
+    (None, "did not answer connect within"),
+])
+def test_garbage_from_a_bench_nfc_service_is_one_clear_error(monkeypatch, answer, error):
+    """The bench is untrusted input: a bad answer, or none, is an NfcError naming the reader, never a hang."""
+    import threading
+
+    from hil.bridge import RemoteNfcReader
+    from hil.stimuli.nfc import NfcError
+
+    monkeypatch.setenv("LG_TOKEN", "T")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def serve():
+            conn, _ = server.accept()
+            with conn:
+                recv_frame(conn)
+                conn.sendall(protocol.stream_frame(b"OK b1s1"))
+                recv_frame(conn)
+                if answer is not None:
+                    conn.sendall(protocol.stream_frame(answer))
+                time.sleep(3)
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        r = RemoteNfcReader(f"bridge:127.0.0.1:{server.getsockname()[1]}")
+        r.margin = 0.5
+        t0 = time.monotonic()
+        with pytest.raises(NfcError, match=f"NFC reader at bridge:127.0.0.1:\\d+ .*{error}"):
+            r.connect(timeout=0.5)
+        assert time.monotonic() - t0 < 3
+
+
 # ------------------------------------------------------------------------------ places as code
 
 
@@ -172,7 +325,9 @@ def lab(tmp_path, **stations) -> LabConfig:
         "benches": {"bench1": {"host": "10.77.0.11"}, "bench2": {"host": "10.77.0.12"}},
         "stations": stations or {
             "b1s0": {"profile": "prime-rev-b", "bench": "bench1", "debug": "usb:1-2.3", "usb_port": "1-2.3",
-                     "samba": "/dev/ttyACM0", "camera": "http://10.77.0.11:8080/stream.mjpg", "nfc": "udp:x",
+                     "samba": "/dev/ttyACM0", "camera": "http://10.77.0.11:8080/stream.mjpg", "nfc": "usb:072f:2200",
+                     "robot": "/dev/serial/by-path/robot", "relay": "/dev/serial/by-path/relay",
+                     "robot_calibration": {"points": [[[0, 0], [10, 20]], [[480, 0], [60, 20]], [[0, 800], [10, 100]]]},
                      "bridge_port": 7701, "tags": ["rev=b"]},
             "b2s0": {"profile": "prime-emulated", "bench": "bench2", "emulated": {"seed": 2}, "bridge_port": 7702},
         }})
@@ -202,10 +357,15 @@ def test_exporter_config_of_a_bench(tmp_path):
     assert groups == {"b1s0": {
         "location": "bench1",
         "debug": {"cls": "PrimeDebugLink", "host": "10.77.0.11", "port": 7701},
-        "station": {"cls": "PrimeStation", "profile": "prime-rev-b", "usb_port": "1-2.3", "serial": ""},
+        "station": {"cls": "PrimeStation", "profile": "prime-rev-b", "usb_port": "1-2.3", "serial": "",
+                    "robot_calibration": "[[[0.0, 0.0], [10.0, 20.0]], [[480.0, 0.0], [60.0, 20.0]], "
+                                         "[[0.0, 800.0], [10.0, 100.0]]]"},
         "samba": {"cls": "USBSerialPort", "speed": 115200,
                   "match": {"@sys_name": "1-2.3", "ID_VENDOR_ID": "03eb", "ID_MODEL_ID": "6124"}},
-        "camera": {"cls": "HTTPVideoStream", "url": "http://10.77.0.11:7702/stream.mjpg"}}}  # the bridge's relay
+        "camera": {"cls": "HTTPVideoStream", "url": "http://10.77.0.11:7702/stream.mjpg"},  # the bridge's relay
+        "nfc": {"cls": "PrimeNfc", "host": "10.77.0.11", "port": 7703},  # the bridge's NFC service
+        "robot": {"cls": "PrimeRobot", "host": "10.77.0.11", "port": 7704},
+        "relay": {"cls": "PrimeRelay", "host": "10.77.0.11", "port": 7705}}}
     live = yaml.safe_load(labgrid.exporter_config(cfg, "bench2", {"b2s0": {"port": 40001, "serial": "EMU-0001",
                                                                            "camera": "http://10.77.0.12:40002/stream.mjpg"}}))
     assert live["b2s0"]["debug"]["port"] == 40001 and live["b2s0"]["station"]["serial"] == "EMU-0001"
@@ -213,6 +373,30 @@ def test_exporter_config_of_a_bench(tmp_path):
     assert "camera" not in yaml.safe_load(labgrid.exporter_config(cfg, "bench2"))["b2s0"]
     with pytest.raises(ConfigError, match="no bench 'bench7'"):
         labgrid.exporter_config(cfg, "bench7")
+
+
+def places_of(exporter_yaml: str, bench: str, tags: dict) -> SimpleNamespace:
+    """A coordinator's view of a bench whose exporter publishes `exporter_yaml`, every place acquired."""
+    groups = yaml.safe_load(exporter_yaml)
+    resources = {bench: {g: {r: SimpleNamespace(params={k: v for k, v in spec.items() if k != "cls"},
+                                                 data={"avail": True})
+                             for r, spec in res.items() if isinstance(spec, dict)} for g, res in groups.items()}}
+    places = {g: SimpleNamespace(tags={**tags, "bench": bench}, acquired_resources=[
+        (bench, g, spec["cls"], r) for r, spec in res.items() if isinstance(spec, dict)]) for g, res in groups.items()}
+    return SimpleNamespace(places=places, resources=resources)
+
+
+def test_a_place_becomes_a_station_with_every_bench_endpoint(tmp_path):
+    coord = places_of(labgrid.exporter_config(lab(tmp_path), "bench1"), "bench1", {"flavour": "production"})
+    st = labgrid.station_from_place(coord, "b1s0", "TOKEN7")
+    assert (st.debug, st.nfc, st.robot, st.relay) == ("bridge:10.77.0.11:7701", "bridge:10.77.0.11:7703",
+                                                      "bridge:10.77.0.11:7704", "bridge:10.77.0.11:7705")
+    assert st.camera == "http://10.77.0.11:7702/stream.mjpg?lease=TOKEN7" and st.flavour == "production"
+    assert st.robot_calibration == lab(tmp_path).stations["b1s0"].robot_calibration
+    coord.resources["bench1"]["b1s0"]["station"].params["robot_calibration"] = "[[1, 2"
+    with pytest.raises(labgrid.PlaceLost, match="bench bench1, place b1s0: the exporter's robot_calibration is not "
+                                                "valid .*; regenerate it with `hil lab exporter-config bench1`"):
+        labgrid.station_from_place(coord, "b1s0", "TOKEN7")
 
 
 def test_lab_url():

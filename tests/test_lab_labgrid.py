@@ -125,6 +125,7 @@ class Lab:
             stations:
               b1s1: {{profile: prime-emulated, bench: bench1, emulated: {{seed: 1}}}}
               b2s1: {{profile: prime-emulated, bench: bench2, emulated: {{seed: 2}}}}
+              b2s2: {{profile: prime-emulated, bench: bench2, emulated: {{seed: 3, flavour: production}}}}
             """))
         self.env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "LG_COORDINATOR": self.address}
 
@@ -245,7 +246,7 @@ def idle(lab):
     assert state
 
 
-def run(pytester, lab, *args, tags="board=prime"):
+def run(pytester, lab, *args, tags="board=prime&flavour=development"):
     return pytester.runpytest_subprocess("-p", "hil.farm.pytest_farm", "--lab", f"{lab.url}?{tags}",
                                          "--alluredir", str(pytester.path / "out"), "-p", "no:cacheprovider",
                                          "-p", "no:randomly", *args, timeout=240)
@@ -333,7 +334,7 @@ def test_a_bridge_that_stops_answering_quarantines_its_place(pytester, idle, mon
     assert state["comments"][hung].startswith("quarantined: ")
     assert f"health check failed on bench {first.labels['bench']}" in state["comments"][hung]
     # the quarantined place is out of `-n auto`, and readmit brings it back
-    assert labgrid.auto_workers(f"{idle.url}?board=prime") == 1
+    assert labgrid.auto_workers(f"{idle.url}?board=prime&flavour=development") == 1
     out = CliRunner().invoke(farm_app, ["readmit", hung, "--lab", idle.url])  # = hil lab readmit
     assert out.exit_code == 0 and f"{hung}: readmitted (was: quarantined: " in out.output
     assert idle.held()["tags"][hung]["health"] == "ok"
@@ -374,7 +375,7 @@ def test_a_worker_that_dies_holding_a_lease_is_reaped(pytester, idle):
 def test_an_exporter_killed_with_9_orphans_the_place(idle):
     c = idle.coordinator()
     try:
-        lease = labgrid.PlaceLease(c, {"bench": "bench2", "health": "ok"}, 10)
+        lease = labgrid.PlaceLease(c, {"station": "b2s1", "health": "ok"}, 10)
         try:
             lease.check()
             idle.procs["exporter-bench2"].kill()
@@ -409,7 +410,8 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     from hil.report import signoff
 
     lab = tmp_path / "nightly.yaml"
-    lab.write_text(idle.lab.read_text() + textwrap.dedent(f"""\
+    lab.write_text("".join(x for x in idle.lab.read_text().splitlines(keepends=True) if "b2s2" not in x)
+                   + textwrap.dedent(f"""\
         reports_dir: {tmp_path / 'reports'}
         suites: [{tmp_path / 'suites'}]
         signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}
@@ -418,6 +420,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     flashed = stand_in_suites(tmp_path)
     flashed_over = []
     together = threading.Barrier(2, timeout=30)  # both places in the flasher at once, or the nightly fails
+    # (b2s2, the production place, is not in this lab file)
 
     def standin(lab_cfg, build):
         def flash(station, progress):
@@ -448,7 +451,8 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     app = typer.Typer()
     app.command()(nightly)
     try:
-        r = CliRunner().invoke(app, ["--firmware", str(build), "--lab", str(lab), "--timeout", "300"])
+        r = CliRunner().invoke(app, ["--firmware", str(build), "--lab", str(lab), "--timeout", "300",
+                                     "--flavour", "development"])
     finally:
         coord = idle.coordinator()
         try:
@@ -471,6 +475,13 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     assert len(records) == 2 and all(x.status == "passed" for x in records)
     assert all(x.labels["place"] == x.station and x.labels["bench"] in BENCHES for x in records)
     assert all(x.firmware != "?" and not x.firmware.startswith("version:") for x in records)
+    # the places say what they run now, and `hil lab sync` from the lab file keeps that
+    tag = labgrid.build_tag(meta["firmware"]["hash"])
+    out = CliRunner().invoke(lab_app, ["sync", "--lab", str(idle.lab)])
+    assert out.exit_code == 0, out.output
+    tags = idle.held()["tags"]
+    assert {n: (tags[n]["flavour"], tags[n].get("build")) for n in ("b1s1", "b2s1")} == \
+        {"b1s1": ("development", tag), "b2s1": ("development", tag)}
 
     # `--lab labgrid://HOST:PORT?tags` with a lab file of no bench stations: the places come from the URL
     from types import SimpleNamespace
@@ -480,7 +491,9 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     plain = load_lab(lab).model_copy(update={"stations": {}, "coordinator": f"{idle.url}?bench=bench2"})
     run = SimpleNamespace(meta={"broken_stations": {}})
     together = threading.Barrier(1)
-    assert labgrid.flash_places(plain, standin(plain, build), run, lambda n, f: None) == ["b2s1"]
+    plain = plain.model_copy(update={"coordinator": f"{idle.url}?station=b2s1"})
+    assert list(labgrid.flash_places(plain, standin(plain, build), run, lambda n, f: None, "development", tag)) == \
+        ["b2s1"]
     assert run.meta["flashed"] == {"b2s1": "flashed"}
 
 
@@ -508,31 +521,67 @@ def test_a_coordinator_restart_loses_the_lease_then_the_lab_recovers(idle):
         c.close()
 
 
-def test_the_nightly_flashes_through_the_benchs_ser2net(tmp_path, idle):
-    """The real SAM-BA flasher over the place's NetworkSerialPort: the exporter's ser2net in front of the
-    emulated unit's SAM-BA pty, reached as `rfc2217://…?ign_set_control` (a pty has no modem lines), with
-    REBOOT_SAMBA sent through the bench's bridge under the nightly's lease. The build is the one the unit
-    runs, so the flasher reads the installed image back over ser2net and skips the write (a full 42 MB
-    write over rfc2217 takes minutes here; the file-lab nightly tests cover writing)."""
-    from types import SimpleNamespace
+def test_the_production_lane_runs_over_labgrid(pytester, idle, monkeypatch):
+    """The production place (b2s2): locked, its debug link closed while locked. The smoke suite unlocks it
+    with the bench's stylus robot and power relay, both through the bench's bridge under the worker's
+    lease, and the health check at lease time activates the Prime's card through the bench's NFC reader."""
+    monkeypatch.setenv("PATH", idle.env["PATH"])
+    r = run(pytester, idle, str(ROOT / "suites" / "test_smoke.py"), "-n", "auto", tags="flavour=production")
+    assert "created: 1/1 worker" in r.stdout.str()
+    outcomes = r.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 5 and not outcomes.get("failed") and not outcomes.get("error"), outcomes
+    res = read_results(pytester.path / "out")
+    assert res.problems == [] and {(x.labels["bench"], x.station) for x in res.records} == {("bench2", "b2s2")}
+    unlock = [x for x in res.records if x.name.startswith("test_unlock_with_the_pin_by_taps")]
+    assert [x.status for x in unlock] == ["passed"]
 
-    import hil.farm.nightly as job
-    from hil.emulator.build import Build
-    from hil.farm.config import load_lab
-    from hil.flash import emulated
 
-    build = tmp_path / "same.img"
-    emulated.write_boot_image(build, Build(version="1.0.0", flavour="development"))
-    lab = tmp_path / "flash.yaml"
-    lab.write_text(idle.lab.read_text() + f"samba_applet: {emulated.APPLET}\nfirmware_keys: test\n")
-    cfg = load_lab(lab).model_copy(update={"stations": {}, "coordinator": f"{idle.url}?bench=bench1"})
-    seen = []
+def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, monkeypatch):
+    """`hil nightly --lab labgrid://HOST:PORT?bench=bench1`: the lab file supplies reports, suites, keys and
+    criteria (here a stand-in for the repo's), the URL the places. b1s1 runs a development build; the
+    nightly writes the production build through the bench's ser2net (the whole image over RFC2217),
+    re-tags the place, and the lockdown suite runs on it by robot and relay. Then the reports are the
+    local run's: results naming bench and place, history, diff, summary and a signed, verifiable sign-off.
+    Last in the module: b1s1 stays on production."""
+    import typer
 
-    def flasher(station, progress):
-        seen.append(station.samba)
-        return job.samba_flasher(cfg, build)(station, progress)
+    import hil.farm.config as config
+    from hil.farm.cli import nightly
+    from hil.report import signoff
 
-    run = SimpleNamespace(meta={"broken_stations": {}})
-    assert labgrid.flash_places(cfg, flasher, run, lambda n, f: None) == ["b1s1"], run.meta
-    assert run.meta["flashed"] == {"b1s1": "already on the build"} and run.meta["broken_stations"] == {}
-    assert seen[0].startswith(f"rfc2217://{idle.hosts.bench['bench1']}:") and seen[0].endswith("?ign_set_control")
+    lab = tmp_path / "lab_config.yaml"
+    lab.write_text(textwrap.dedent(f"""\
+        name: two-benches
+        state_dir: {tmp_path / 'state'}
+        reports_dir: {tmp_path / 'reports'}
+        profiles_dir: {ROOT / 'device_profiles'}
+        suites: [{ROOT / 'suites' / 'security' / 'test_lockdown.py'}]
+        signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}
+        signing_key: {{path: {tmp_path / 'key.pem'}, generate: true}}
+        firmware_keys: test
+        samba_applet: {ROOT / 'firmware' / 'emulated' / 'sdmmc-applet.bin'}
+        stations:                     # local stations, as in the repo's lab file; a labgrid URL leaves them out
+          emu-1: {{profile: prime-rev-b, emulated: {{seed: 9}}}}
+        """))
+    monkeypatch.setattr(config, "DEFAULT_LAB", lab)
+    monkeypatch.setenv("PATH", idle.env["PATH"])
+    app = typer.Typer()
+    app.command()(nightly)
+    r = CliRunner().invoke(app, ["--lab", f"{idle.url}?bench=bench1", "--timeout", "900"])
+    assert (tmp_path / "reports" / "nightly").is_dir(), r.output
+    night = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
+    meta = json.loads((night / "run.json").read_text())
+    assert r.exit_code == 0, r.output + (night / "pytest.log").read_text()[-3000:]
+    assert "sign-off: GO" in r.output
+    assert meta["flashed"] == {"b1s1": "flashed"} and meta["broken_stations"] == {}
+    assert meta["profiles"] == ["prime-emulated"]
+    tags = idle.held()["tags"]["b1s1"]
+    assert (tags["flavour"], tags["build"]) == ("production", labgrid.build_tag(meta["firmware"]["hash"]))
+    for f in ("summary.html", "diff.txt", "diff.json", "signoff/signoff.pdf"):
+        assert (night / f).is_file(), f
+    assert signoff.verify(night / "signoff", signoff.load_public(tmp_path / "key.pem"))["decision"] == "go"
+    records = read_results(night / "allure-results").records
+    assert records and all(x.labels["place"] == x.station == "b1s1" and x.labels["bench"] == "bench1"
+                           for x in records)
+    assert {x.status for x in records} <= {"passed", "skipped"} and "passed" in {x.status for x in records}
+    assert (tmp_path / "reports" / "history.jsonl").read_text().count("\n") == 1

@@ -208,22 +208,31 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
     with contextlib.ExitStack() as stack:
         with _progress() as bar:
             if cfg.coordinator:  # issue 8: the stations are labgrid places on bench hosts, leased there
-                from hil.farm.labgrid import flash_places
+                from hil.farm.labgrid import build_tag, flash_places
 
                 tasks: dict = {}  # one bar per place, made on its first update (only its own thread updates it)
                 stations = flash_places(cfg, flasher, run, lambda n, frac: bar.update(
                     tasks[n] if n in tasks else tasks.setdefault(n, bar.add_task(f"flash {n}", total=100)),
-                    completed=int(frac * 100)))
+                    completed=int(frac * 100)), flavour, build_tag(fw_hash))
             else:
                 up = bar.add_task("bring-up", total=len(cfg.stations))
                 stations = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: bar.advance(up))
                 tasks = {n: bar.add_task(f"flash {n}", total=100) for n in stations}
                 stations = job.flash_all(stations, flasher, leases, run, quarantine,
                                          lambda n, frac: bar.update(tasks[n], completed=int(frac * 100)), flavour)
+        # the profiles the sign-off wants evidence for: the lab's stations (on labgrid, those on its benches)
+        # and every station flashed
+        run.meta["profiles"] = sorted({st.profile for st in cfg.stations.values() if st.bench or not cfg.coordinator}
+                                      | {st.profile.name for st in stations.values()})
         run.save()
         if not stations:
             raise HilError("no station is usable; see `hil farm status`")
-        run_lab = cfg.coordinator or job.write_run_lab(cfg, stations, run.dir / "lab.yaml")
+        if cfg.coordinator:  # the workers lease the places just flashed, by the build's tags
+            from hil.farm.labgrid import build_tag, run_url
+
+            run_lab = run_url(cfg.coordinator, flavour, build_tag(fw_hash))
+        else:
+            run_lab = job.write_run_lab(cfg, stations, run.dir / "lab.yaml")
         done = job.finished_tests(run.results) if run.resumed else set()
         if done:
             console.print(f"resuming: {len(done)} test(s) already have a result")
@@ -278,7 +287,7 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
     if bundle.exists():  # a resumed run that was killed after signing: the bundle is re-made from all results
         shutil.rmtree(bundle)
     key = signoff.lab_key(cfg.signing_key)
-    profiles = {st.profile for st in cfg.stations.values()}
+    profiles = set(run.meta["profiles"])
     decision = signoff.create(build, run.results, bundle, criteria_path=cfg.signoff_criteria, key=key,
                               lab=cfg.name, profiles=profiles)
     signoff.verify(bundle, key.public_key())

@@ -63,11 +63,11 @@ def check_camera(station: Station, timeout: float) -> str:
 
 def check_nfc(station: Station, timeout: float) -> str:
     """The reader opens and activates the Prime's ISO-DEP card."""
-    from hil.stimuli.nfc import NfcReader
+    from hil.stimuli.nfc import reader
 
-    session = NfcReader(station.nfc).connect(timeout)
+    session = reader(station.nfc).connect(timeout)
     try:
-        return f"card {session.tag.identifier.hex()} answers"
+        return f"card {session.identifier.hex()} answers"
     finally:
         session.close()
 

@@ -19,24 +19,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import yaml
+from pydantic import ValidationError
 
+from hil.bridge import PORT_OFFSETS
 from hil.errors import ConfigError, HilError, InfrastructureError
-from hil.farm.config import LabConfig, Profile, load_profile
+from hil.farm.config import LabConfig, Profile, RobotCalibration, load_profile
 from hil.farm.lease import NoStationFree
 from hil.farm.station import Station
 
 SCHEME = "labgrid://"
+INSTRUMENTS = {"nfc": "PrimeNfc", "robot": "PrimeRobot", "relay": "PrimeRelay"}  # station key: resource class
 DEFAULT_PORT = 20408
 HEALTH = "health"
+FLASHED = ("flavour", "build")  # tags the nightly sets on the places it flashed
 QUARANTINED = "quarantined: "
 
 
@@ -233,7 +238,9 @@ def station_tag(name: str) -> str:
 
 def sync(lab: LabConfig, coord: Coordinator) -> list[str]:
     """Create or update one place per station on a bench: its match and tags. A quarantined place keeps its
-    quarantine (no `health=ok` back); only `readmit` restores it. Returns what changed, one line each."""
+    quarantine (no `health=ok` back); only `readmit` restores it. The `flavour` and `build` a flash set
+    (`flash_places`) stay: they say what the unit runs, which the lab file cannot know. Returns what
+    changed, one line each."""
     done = []
     names = [n for n, st in lab.stations.items() if st.bench is not None]
     if not names:
@@ -254,7 +261,8 @@ def sync(lab: LabConfig, coord: Coordinator) -> list[str]:
             coord.call("AddPlaceMatch", f"place {name}: match {pattern}", placename=name, pattern=pattern)
             done.append(f"{name}: match {pattern}")
         quarantined = place.comment.startswith(QUARANTINED)
-        want = {**tags, **({} if quarantined else {HEALTH: "ok"})}
+        flashed = {k: place.tags[k] for k in FLASHED if place.tags.get(k)}  # what the unit runs now
+        want = {**tags, **flashed, **({} if quarantined else {HEALTH: "ok"})}
         stale = {k: "" for k in place.tags if k not in want and k != HEALTH}
         if {k: v for k, v in place.tags.items() if k != HEALTH or not quarantined} != want or stale:
             coord.call("SetPlaceTags", f"place {name}: set tags", placename=name, tags={**stale, **want})
@@ -303,8 +311,8 @@ def auto_workers(url: str) -> int:
 
 def exporter_config(lab: LabConfig, bench: str, live: dict[str, dict] | None = None) -> str:
     """The labgrid exporter YAML of one bench: one resource group per station. A running bridge passes,
-    per station, what it runs on (`port`, `serial`, `camera` URL, an emulated unit's `samba` pty) over the
-    lab file's values. The camera relay listens on `bridge_port + 1`."""
+    per station, what it serves (`hil.bridge.serve_station`) over the lab file's values; without it the
+    endpoints are at `bridge_port` plus `hil.bridge.PORT_OFFSETS`."""
     if bench not in lab.benches:
         raise ConfigError(f"{lab.source}: no bench {bench!r} (known: {', '.join(lab.benches) or 'none'})")
     host = lab.benches[bench].host
@@ -330,9 +338,16 @@ def exporter_config(lab: LabConfig, bench: str, live: dict[str, dict] | None = N
                               "match": {"@sys_name": st.usb_port, "ID_VENDOR_ID": vid, "ID_MODEL_ID": pid}}
         camera = now.get("camera")  # the bridge's camera relay, gated like the debug link
         if camera is None and st.camera and st.camera.startswith("http"):
-            camera = f"http://{host}:{port + 1}{urlsplit(st.camera).path}"
+            camera = f"http://{host}:{port + PORT_OFFSETS['camera']}{urlsplit(st.camera).path}"
         if camera is not None:
             group["camera"] = {"cls": "HTTPVideoStream", "url": camera}
+        for kind, cls in INSTRUMENTS.items():  # the bridge's NFC service, robot and relay
+            at = now.get(kind) or (port + PORT_OFFSETS[kind] if getattr(st, kind) and not live else None)
+            if at:
+                group[kind] = {"cls": cls, "host": host, "port": at}
+        points = now.get("robot_calibration") or (st.robot_calibration.points if st.robot_calibration else None)
+        if points:  # labgrid passes resource parameters as scalars: the points go as JSON
+            group["station"]["robot_calibration"] = json.dumps(points)
         groups[name] = group
     if not groups:
         raise ConfigError(f"{lab.source}: bench {bench} has no stations")
@@ -359,10 +374,19 @@ def station_from_place(coord: Coordinator, name: str, token: str, profiles_dir: 
     link, info = found["PrimeDebugLink"], found["PrimeStation"]
     profile: Profile = load_profile(info["profile"], profiles_dir or PROFILES_DIR)
     samba = found.get("NetworkSerialPort")
+    instruments = {kind: f"bridge:{found[cls]['host']}:{found[cls]['port']}"
+                   for kind, cls in INSTRUMENTS.items() if cls in found}
+    try:
+        points = json.loads(info["robot_calibration"]) if info.get("robot_calibration") else None
+        calibration = RobotCalibration(points=points) if points else None
+    except (ValueError, ValidationError) as e:
+        raise PlaceLost(f"bench {bench}, place {name}: the exporter's robot_calibration is not valid ({e}); "
+                        f"regenerate it with `hil lab exporter-config {bench}`") from None
     return Station(name=name, profile=profile, debug=f"bridge:{link['host']}:{link['port']}",
                    usb_port=info.get("usb_port") or None, serial=info.get("serial") or None,
                    samba=f"rfc2217://{samba['host']}:{samba['port']}?ign_set_control" if samba else None,
                    camera=f"{found['HTTPVideoStream']['url']}?lease={token}" if "HTTPVideoStream" in found else None,
+                   robot_calibration=calibration, **instruments,
                    tags=tuple(f"{k}={v}" for k, v in sorted(place.tags.items())),
                    flavour=place.tags.get("flavour"))
 
@@ -482,8 +506,8 @@ def reap(coord: Coordinator) -> list[str]:
 
 def _lab_places(lab: LabConfig, coord: Coordinator) -> list[str]:
     """The nightly's places: the lab file's bench stations, or, when it has none, every place matching the
-    coordinator URL's tags."""
-    wanted = {k: v for k, v in LabUrl.parse(lab.coordinator).tags.items() if k != HEALTH}
+    coordinator URL's tags (but `flavour` and `build`, which the nightly's flash sets)."""
+    wanted = {k: v for k, v in LabUrl.parse(lab.coordinator).tags.items() if k not in (HEALTH, *FLASHED)}
     return [n for n, st in lab.stations.items() if st.bench is not None] or \
         sorted(n for n, p in coord.places.items() if wanted.items() <= p.tags.items())
 
@@ -506,13 +530,14 @@ def _nightly_session(lab: LabConfig):
             os.environ["LG_USERNAME"] = saved
 
 
-def flash_places(lab: LabConfig, flasher, run, progress) -> list[str]:
+def flash_places(lab: LabConfig, flasher, run, progress, flavour: str, build: str) -> dict[str, Station]:
     """The nightly's flashing step on labgrid. Each place (`_lab_places`) is leased (reserved by its
     `station` tag) and its station built, one after the other, in this process's one coordinator session;
     then all are flashed at once, as the file-lock nightly does, each thread presenting its own place's
     lease token to the bridges (`hil.bridge.lease_token`); the flasher never calls the coordinator. A place
-    out of service is left out; one that cannot be leased or flashed is quarantined with the reason.
-    `run.meta` records both. Returns the usable places."""
+    flashed is tagged with the build's `flavour` and `build` (the tag the suites' workers reserve by, see
+    `run_url`); a place out of service is left out; one that cannot be leased or flashed loses its `build`
+    tag and is quarantined with the reason. `run.meta` records both. Returns the usable stations."""
     from concurrent.futures import ThreadPoolExecutor
 
     from hil.bridge import lease_token
@@ -520,6 +545,7 @@ def flash_places(lab: LabConfig, flasher, run, progress) -> list[str]:
     with _nightly_session(lab) as coord:
         leases: dict[str, tuple[PlaceLease, Station]] = {}
         failed: dict[str, str] = {}
+        outcome: dict[str, str | None] = {}
         try:
             for name in _lab_places(lab, coord):
                 place = coord.places.get(name)
@@ -557,9 +583,26 @@ def flash_places(lab: LabConfig, flasher, run, progress) -> list[str]:
         failed.update({n: why for n, why in outcome.items() if why is not None})
         for name, why in failed.items():
             with contextlib.suppress(HilError):
+                coord.call("SetPlaceTags", f"place {name}: no build", placename=name, tags={"build": ""})
                 quarantine(coord, name, why)
             run.meta["broken_stations"][name] = why
-        return [n for n in leases if outcome[n] is None]
+        done = {n: replace(leases[n][1], flavour=flavour) for n in leases if outcome[n] is None}
+        for name in done:
+            coord.call("SetPlaceTags", f"place {name}: flashed", placename=name,
+                       tags={"flavour": flavour, "build": build})
+        return done
+
+
+def build_tag(firmware_hash: str) -> str:
+    """The `build` tag of the places a nightly flashed with the build of this hash."""
+    return firmware_hash[:16].lower()
+
+
+def run_url(url: str, flavour: str, build: str) -> str:
+    """The labgrid URL the nightly's workers lease by: the lab's, held to the places flashed with the build."""
+    lab = LabUrl.parse(url)
+    tags = {k: v for k, v in lab.tags.items() if k != HEALTH} | {"flavour": flavour, "build": build}
+    return f"{SCHEME}{lab.address}?{urlencode(tags)}"
 
 
 def quarantined_places(lab: LabConfig) -> dict[str, str]:

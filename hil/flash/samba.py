@@ -30,6 +30,7 @@ BSC_CR = 0xF8048054
 APPLET_ADDR = 0x220000
 MAILBOX = 0x220004
 CHUNK = 64 * 1024  # FLASH_TRANSFER_CHUNK_SIZE
+POLL = 0.1  # the port's read timeout; `Samba._read` waits for a whole answer in steps of it
 
 CMD_INITIALIZE = 0x00
 CMD_READ_PAGES = 0x32
@@ -50,7 +51,7 @@ class Samba:
     @classmethod
     def open(cls, url: str, timeout: float = 30.0) -> Samba:
         try:
-            port = serial.serial_for_url(url, baudrate=BAUD, timeout=timeout)
+            port = serial.serial_for_url(url, baudrate=BAUD, timeout=POLL)
         except (serial.SerialException, ValueError) as e:
             raise SambaError(f"SAM-BA port {url}: cannot open ({e})") from None
         return cls(port, timeout)
@@ -161,9 +162,15 @@ class Samba:
             raise SambaError(f"{self.port.name}: write failed ({e}); device gone?") from None
 
     def _read(self, n: int, timeout: float, what: str, required: bool = True) -> bytes:
-        self.port.timeout = timeout
+        """``n`` bytes within ``timeout``, read in steps of the port's own timeout. That one is set once, at
+        open: on a bench's ser2net port each change costs a round of RFC 2217 negotiation."""
+        deadline = time.monotonic() + timeout
+        data = b""
         try:
-            data = self.port.read(n)
+            while True:
+                data += self.port.read(n - len(data))
+                if len(data) >= n or time.monotonic() >= deadline:
+                    break
         except (serial.SerialException, OSError) as e:
             raise SambaError(f"{self.port.name}: {what}: read failed ({e}); device gone?") from None
         if required and len(data) != n:

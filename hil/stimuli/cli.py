@@ -124,7 +124,7 @@ def nfc_tag(reader: str = typer.Option(..., "--reader", help=READER_HELP),
             raw: list[str] = typer.Option([], "--raw", help="a raw record TYPE=HEXPAYLOAD, e.g. urn:nfc:ext:example.com:t=0102"),
             timeout: float = typer.Option(20.0, "--timeout", help="seconds to wait for the Prime to read the tag")) -> None:
     """Present an NDEF tag (Type 4) to the Prime's reader until it has read it."""
-    from hil.stimuli.nfc import NfcReader, ndef_message
+    from hil.stimuli.nfc import ndef_message, reader as nfc_reader
 
     records = []
     for item in raw:
@@ -135,7 +135,7 @@ def nfc_tag(reader: str = typer.Option(..., "--reader", help=READER_HELP),
             sep = ""
         if not sep:
             raise typer.BadParameter(f"--raw {item!r}: write TYPE=HEXPAYLOAD")
-    result = NfcReader(reader).present_tag(ndef_message(text, uri, records), timeout)
+    result = nfc_reader(reader).present_tag(ndef_message(text, uri, records), timeout)
     typer.echo(f"tag read by the Prime ({len(result.apdus)} APDUs); the tag now holds {len(result.message)} bytes:")
     for record in result.records:
         typer.echo(f"  {record}")
@@ -149,9 +149,9 @@ def nfc_fido_info(reader: str = typer.Option(..., "--reader", help=READER_HELP),
     from fido2.ctap2 import Ctap2
 
     from hil.stimuli.ctap_nfc import CtapNfcDevice
-    from hil.stimuli.nfc import NfcReader
+    from hil.stimuli.nfc import reader as nfc_reader
 
-    with CtapNfcDevice(NfcReader(reader).connect(timeout)) as dev:
+    with CtapNfcDevice(nfc_reader(reader).connect(timeout)) as dev:
         info = Ctap2(dev).info
     typer.echo(f"versions: {', '.join(info.versions)}")
     typer.echo(f"aaguid: {info.aaguid}")

@@ -79,7 +79,7 @@ class CtapNfcDevice(CtapDevice):
         while sw >> 8 == 0x61:  # more data: KeyOS hands it out in 96-byte pieces
             if len(data) > MAX_RESPONSE or time.monotonic() > deadline:
                 raise EndlessResponse(
-                    f"card on {self.session.clf.device.path}: the response to APDU {apdu[:4].hex()} was still "
+                    f"card on {self.session.where}: the response to APDU {apdu[:4].hex()} was still "
                     f"asking to be fetched (SW {sw:04X}) after {len(data)} bytes "
                     f"(limits: {MAX_RESPONSE} bytes, {self.response_timeout:g} s); the card is misbehaving")
             more, sw = self.session.apdu(b"\x00\xC0\x00\x00" + bytes([sw & 0xFF]))

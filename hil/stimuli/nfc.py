@@ -129,6 +129,7 @@ class IsoDepSession:
 
     def __init__(self, clf, tag):
         self.clf, self.tag = clf, tag
+        self.where, self.identifier = clf.device.path, bytes(tag.identifier)
 
     def apdu(self, command: bytes, timeout: float | None = None) -> tuple[bytes, int]:
         import nfc.clf
@@ -137,7 +138,7 @@ class IsoDepSession:
         try:
             rsp = self.tag.transceive(bytes(command), timeout)
         except (nfc.tag.TagCommandError, nfc.clf.CommunicationError) as e:
-            raise NfcFieldLost(f"NFC field lost mid-exchange with {self.clf.device.path}: {e}; "
+            raise NfcFieldLost(f"NFC field lost mid-exchange with {self.where}: {e}; "
                                "the card stopped answering") from None
         if rsp is None or len(rsp) < 2:
             raise NfcFieldLost(f"card answered APDU {bytes(command[:4]).hex()} with {len(rsp or b'')} bytes, "
@@ -146,6 +147,16 @@ class IsoDepSession:
 
     def close(self) -> None:
         self.clf.close()
+
+
+def reader(path: str):
+    """The station's reader: an nfcpy path on this host, or ``bridge:HOST:PORT`` for one on a bench host
+    (``hil.bridge.RemoteNfcReader``, the same calls)."""
+    if path.startswith("bridge:"):
+        from hil.bridge import RemoteNfcReader
+
+        return RemoteNfcReader(path)
+    return NfcReader(path)
 
 
 class NfcReader:
