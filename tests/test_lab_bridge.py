@@ -397,6 +397,11 @@ def test_a_place_becomes_a_station_with_every_bench_endpoint(tmp_path):
     with pytest.raises(labgrid.PlaceLost, match="bench bench1, place b1s0: the exporter's robot_calibration is not "
                                                 "valid .*; regenerate it with `hil lab exporter-config bench1`"):
         labgrid.station_from_place(coord, "b1s0", "TOKEN7")
+    coord.resources["bench1"]["b1s0"]["station"].params["robot_calibration"] = "[[[0, 0], [1, 1]]]"  # one point
+    with pytest.raises(labgrid.PlaceLost, match=r"robot_calibration is not valid \(Tuple should have at least 3 "
+                                                r"items after validation, not 1\); regenerate") as e:
+        labgrid.station_from_place(coord, "b1s0", "TOKEN7")
+    assert "\n" not in str(e.value)
 
 
 def test_lab_url():

@@ -380,7 +380,8 @@ def station_from_place(coord: Coordinator, name: str, token: str, profiles_dir: 
         points = json.loads(info["robot_calibration"]) if info.get("robot_calibration") else None
         calibration = RobotCalibration(points=points) if points else None
     except (ValueError, ValidationError) as e:
-        raise PlaceLost(f"bench {bench}, place {name}: the exporter's robot_calibration is not valid ({e}); "
+        why = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
+        raise PlaceLost(f"bench {bench}, place {name}: the exporter's robot_calibration is not valid ({why}); "
                         f"regenerate it with `hil lab exporter-config {bench}`") from None
     return Station(name=name, profile=profile, debug=f"bridge:{link['host']}:{link['port']}",
                    usb_port=info.get("usb_port") or None, serial=info.get("serial") or None,
