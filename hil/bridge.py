@@ -176,7 +176,7 @@ class LeasedSerial(SocketSerial):
     presents the lease before the instrument's first byte."""
 
     def __init__(self, device: str, token: str | None, **kw: Any) -> None:
-        self.token, self.device = token, device
+        self.token = token
         host, port = address(device)
         super().__init__(f"socket://{host}:{port}", **kw)
 

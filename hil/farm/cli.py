@@ -208,18 +208,20 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
     with contextlib.ExitStack() as stack:
         with _progress() as bar:
             if cfg.coordinator:  # issue 8: the stations are labgrid places on bench hosts, leased there
-                from hil.farm.labgrid import build_tag, flash_places
+                from hil.farm.labgrid import build_tag, flash_places, run_url
 
                 tasks: dict = {}  # one bar per place, made on its first update (only its own thread updates it)
                 stations = flash_places(cfg, flasher, run, lambda n, frac: bar.update(
                     tasks[n] if n in tasks else tasks.setdefault(n, bar.add_task(f"flash {n}", total=100)),
                     completed=int(frac * 100)), flavour, build_tag(fw_hash))
+                run_lab = run_url(cfg.coordinator, flavour, build_tag(fw_hash))  # the workers lease those places
             else:
                 up = bar.add_task("bring-up", total=len(cfg.stations))
                 stations = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: bar.advance(up))
                 tasks = {n: bar.add_task(f"flash {n}", total=100) for n in stations}
                 stations = job.flash_all(stations, flasher, leases, run, quarantine,
                                          lambda n, frac: bar.update(tasks[n], completed=int(frac * 100)), flavour)
+                run_lab = job.write_run_lab(cfg, stations, run.dir / "lab.yaml")
         # the profiles the sign-off wants evidence for: the lab's stations (on labgrid, those on its benches)
         # and every station flashed
         run.meta["profiles"] = sorted({st.profile for st in cfg.stations.values() if st.bench or not cfg.coordinator}
@@ -227,12 +229,6 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
         run.save()
         if not stations:
             raise HilError("no station is usable; see `hil farm status`")
-        if cfg.coordinator:  # the workers lease the places just flashed, by the build's tags
-            from hil.farm.labgrid import build_tag, run_url
-
-            run_lab = run_url(cfg.coordinator, flavour, build_tag(fw_hash))
-        else:
-            run_lab = job.write_run_lab(cfg, stations, run.dir / "lab.yaml")
         done = job.finished_tests(run.results) if run.resumed else set()
         if done:
             console.print(f"resuming: {len(done)} test(s) already have a result")
