@@ -113,3 +113,15 @@ def test_untrusted_build_stops_before_any_station(tmp_path, lab, monkeypatch):
     r = _nightly(lab, plain)
     assert r.exit_code == 2 and "neither a cosign2-signed app.bin" in r.output
     assert not (tmp_path / ".hil" / "quarantine.json").exists()
+
+
+def test_test_ids_do_not_depend_on_where_the_repository_is(tmp_path):
+    """The suites' ids start at the repository for its own suites, else beside the lab's suites folder,
+    wherever the reports are written and whatever pytest's working directory."""
+    from hil.farm.nightly import ROOT, suites_root
+
+    assert suites_root([str(ROOT / "suites")]) == ROOT
+    assert suites_root([str(ROOT / "suites" / "security" / "test_lockdown.py")]) == ROOT
+    assert suites_root([str(tmp_path / "lab" / "suites")]) == tmp_path / "lab"
+    assert suites_root([str(tmp_path / "lab" / "suites" / "a"), str(tmp_path / "lab" / "suites" / "b")]) == \
+        tmp_path / "lab"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -211,9 +212,19 @@ def write_run_lab(lab: LabConfig, stations: dict[str, Station], path: Path) -> P
     return path
 
 
+def suites_root(suites: list[str]) -> Path:
+    """Where the suites' test ids start: the repository for its own suites, else the folder that holds
+    the lab's suites folder. Left to pytest, it would depend on where the repository and the reports
+    happen to be (their common ancestor), and the ids and the sign-off's suite names with it."""
+    paths = [Path(s).resolve() for s in suites]
+    if all(p.is_relative_to(ROOT) for p in paths):
+        return ROOT
+    return Path(os.path.commonpath(paths)).parent
+
+
 def pytest_command(run: Run, run_lab: Path, workers: int, firmware_hash: str, suites: list[str],
                    deselect: set[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", *suites, "-n", str(workers),
+    cmd = [sys.executable, "-m", "pytest", *suites, "-n", str(workers), "--rootdir", str(suites_root(suites)),
            "--lab", str(run_lab), "--farm-firmware", firmware_hash, "--farm-events", str(run.dir / "events.jsonl"),
            "--alluredir", str(run.results), "-q", "-rN", "-p", "no:cacheprovider"]
     for nodeid in sorted(deselect):
