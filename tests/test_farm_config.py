@@ -37,7 +37,7 @@ def _lab(tmp_path, body: str) -> Path:
     for f in (ROOT / "device_profiles").glob("*.yaml"):
         (tmp_path / "device_profiles" / f.name).write_text(f.read_text())
     p = tmp_path / "lab.yaml"
-    p.write_text("signing_key: {path: k.pem}\nstations:\n" + body)
+    p.write_text("signing_key: {path: k.pem}\nstations:\n" + body + f"signoff_criteria: {ROOT / 'signoff_criteria.yaml'}\n")
     return p
 
 

@@ -26,7 +26,8 @@ def write_lab(path: Path, stations: int) -> Path:
     text = (ROOT / "lab_config.yaml").read_text()
     for key, val in (("state_dir: .hil", f"state_dir: {path / 'state'}"),
                      ("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
-                     ("path: .hil/keys", f"path: {path / 'keys'}")):
+                     ("path: .hil/keys", f"path: {path / 'keys'}"),
+                     ("signoff_criteria: ", f"signoff_criteria: {ROOT}/")):
         text = text.replace(key, val)
     keep = [f"emu-{i}" for i in range(1, stations + 1)]
     lines = [ln for ln in text.splitlines() if not ln.strip().startswith("emu-") or ln.strip().split(":")[0] in keep]

@@ -30,6 +30,7 @@ def test_corrupt_file_is_a_clear_error(tmp_path):
 def lab(tmp_path):
     text = (ROOT / "lab_config.yaml").read_text().replace("state_dir: .hil", f"state_dir: {tmp_path / 'state'}")
     text = text.replace("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}")
+    text = text.replace("signoff_criteria: ", f"signoff_criteria: {ROOT}/")
     p = tmp_path / "lab.yaml"
     p.write_text(text)
     return p

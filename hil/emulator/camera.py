@@ -19,10 +19,12 @@ import socketserver
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
+from typing import Annotated
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # The jig drawing, in display pixels (the panel is (0, 0)-(480, 800)).
 PANEL_W, PANEL_H = 480, 800
@@ -34,21 +36,28 @@ FAULTS = ("covered", "glare")
 NOISE_SLACK = 64
 
 
-@dataclass(frozen=True)
-class Optics:
-    """How one station's camera sees the jig. Tests make it harder per station."""
+_Unit = Annotated[float, Field(ge=0, le=1)]
 
-    frame: tuple[int, int] = (960, 1280)  # camera resolution (w, h): mounted portrait, like the Prime
-    scale: float = 1.0  # jig pixels -> camera pixels
-    warp: float = 0.03  # perspective: corner jitter as a fraction of the jig size
-    rotation: float = 0.0  # degrees
-    blur: float = 0.8  # lens blur, Gaussian sigma in camera pixels
-    noise: float = 4.0  # sensor noise, sigma in grey levels
-    gain: float = 0.9  # exposure
-    glare: tuple[float, float, float, float] = (0.92, 0.05, 0.10, 60.0)  # x, y (frame fractions), radius, strength
-    moire: float = 0.0  # amplitude of the screen-door interference (0..1)
-    jpeg: int = 85
-    fps: float = 10.0
+
+class Optics(BaseModel):
+    """How one station's camera sees the jig. Tests make it harder per station; the control endpoint
+    validates what they send here, so a value OpenCV cannot render never reaches the camera thread."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    # camera resolution (w, h): mounted portrait, like the Prime
+    frame: tuple[Annotated[int, Field(ge=64, le=2048)], Annotated[int, Field(ge=64, le=2048)]] = (960, 1280)
+    scale: float = Field(1.0, gt=0, le=4)  # jig pixels -> camera pixels
+    warp: float = Field(0.03, ge=0, le=0.3)  # perspective: corner jitter as a fraction of the jig size
+    rotation: float = Field(0.0, ge=-180, le=180)  # degrees
+    blur: float = Field(0.8, ge=0, le=25)  # lens blur, Gaussian sigma in camera pixels
+    noise: float = Field(4.0, ge=0, le=128)  # sensor noise, sigma in grey levels
+    gain: float = Field(0.9, ge=0, le=4)  # exposure
+    glare: tuple[_Unit, _Unit, Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(ge=0, le=255)]] = (
+        0.92, 0.05, 0.10, 60.0)  # x, y (frame fractions), radius (fraction of the frame), strength
+    moire: _Unit = 0.0  # amplitude of the screen-door interference (0..1)
+    jpeg: int = Field(85, ge=1, le=100)
+    fps: float = Field(10.0, gt=0, le=60)
 
     @classmethod
     def preset(cls, name: str) -> Optics:
@@ -252,9 +261,14 @@ class CameraPeripheral:
     def set_optics(self, optics: Optics) -> None:
         """Change this station's optics while running (tests make the view harder)."""
         assert self._state is not None, "camera not started"
+        scene = Scene(optics, self.seed)
+        try:  # one frame first: optics OpenCV cannot render are refused here, not in the stream's thread
+            scene.jpeg(np.zeros((PANEL_H, PANEL_W, 3), np.uint8), 0, -1)
+        except cv2.error as e:
+            raise ValueError(f"camera optics cannot be rendered ({e.err}); choose gentler values") from None
         self.optics = optics
         with self._state.lock:
-            self._state.scene = Scene(self.optics, self.seed)
+            self._state.scene = scene
 
     def stop(self) -> None:
         self._stopping.set()
@@ -279,17 +293,16 @@ def control(prime, request: dict) -> dict:
         if isinstance(o, str):
             cam.set_optics(Optics.preset(o))
         elif isinstance(o, dict):
-            known = {f.name for f in fields(Optics)}
-            bad = sorted(set(o) - known)
-            if bad:
-                raise ValueError(f"unknown optics field(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
             try:
-                cam.set_optics(replace(cam.optics, **{k: tuple(v) if isinstance(v, list) else v
-                                                      for k, v in o.items()}))
-            except (TypeError, cv2.error) as e:
-                raise ValueError(f"bad optics: {e}") from None
+                optics = Optics.model_validate({**cam.optics.model_dump(), **o})
+            except ValidationError as e:
+                err = e.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                known = "; known: " + ", ".join(Optics.model_fields) if err["type"] == "extra_forbidden" else ""
+                raise ValueError(f"bad camera optics {where}: {err['msg']}{known}") from None
+            cam.set_optics(optics)
         else:
             raise ValueError("camera 'optics' must be a preset name or a mapping of fields")
     if "fault" in request:
         cam.set_fault(request["fault"])
-    return {"fault": cam._state.fault, "optics": {f.name: getattr(cam.optics, f.name) for f in fields(Optics)}}
+    return {"fault": cam._state.fault, "optics": cam.optics.model_dump()}

@@ -35,8 +35,9 @@ def start(count: int = typer.Option(1, min=1, max=64, help="devices to run"),
     if apps is not None:
         try:
             load_dir(apps)
-        except ManifestError as e:
-            raise typer.BadParameter(str(e), param_hint="--apps") from None
+        except ManifestError as e:  # one line: the usage box would bury the file name and the fix
+            typer.echo(f"hil emulator start: --apps: {e}", err=True)
+            raise typer.Exit(2) from None
     try:
         run(count=count, seed=seed, flavour=flavour, version=version, pin=pin, defects=tuple(defect), apps=apps)
     except BuildError as e:

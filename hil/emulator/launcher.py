@@ -31,6 +31,7 @@ from hil.emulator.robot import EmulatedRobot, jig_calibration
 from hil.emulator.samba import SambaPort
 from hil.emulator.tcp import DebugServer
 from hil.errors import InfrastructureError
+from hil.flash.manifest import load_dir
 
 PROFILE = "prime-emulated"
 PERIPHERALS: list[type] = [DebugServer, ControlServer, CameraPeripheral, QRCameraPeripheral, SambaPort,
@@ -104,6 +105,7 @@ class EmulatorProcess:
                  apps: str | None = None):
         self.args = ["--count", str(count), "--seed", str(seed), "--flavour", flavour, "--version", version]
         self.args += [arg for d in defects for arg in ("--defect", d)] + (["--apps", str(apps)] if apps else [])
+        self.apps = apps
         if pin is not None:
             self.args += ["--pin", pin]
         self.count = count
@@ -120,6 +122,8 @@ class EmulatorProcess:
         self.stop()
 
     def start(self) -> list[dict[str, str]]:
+        if self.apps:  # a bad apps directory is the caller's mistake (ManifestError), not a dead emulator
+            load_dir(self.apps)
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen([sys.executable, "-m", "hil.emulator", *self.args], stdout=subprocess.PIPE,
                                       stderr=self._stderr, stdin=subprocess.DEVNULL, env=os.environ.copy())

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hil.errors import HilError, InfrastructureError
+from hil.terminal import printable
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The lab's stations: leases and quarantine.")
 console = Console()
@@ -169,7 +170,7 @@ def nightly(
     try:
         code = _nightly(job, cfg, firmware, flavour, fresh, timeout)
     except HilError as e:
-        typer.echo(f"nightly: {e}", err=True)
+        typer.echo(printable(f"nightly: {e}"), err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo(f"nightly: interrupted; finished results are kept under {cfg.reports_dir / 'nightly'}, "
@@ -278,7 +279,7 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
     (run.dir / "diff.json").write_text(json.dumps(d.__dict__, indent=2))
     (run.dir / "diff.txt").write_text(d.text() + "\n")
     (run.dir / "summary.html").write_text(render(night, d, results))
-    console.print(d.text(), markup=False)
+    console.print(printable(d.text()), markup=False)
     bundle = run.dir / "signoff"
     if bundle.exists():  # a resumed run that was killed after signing: the bundle is re-made from all results
         shutil.rmtree(bundle)
@@ -290,9 +291,10 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
     history.append(night)
     run.save()
     verdict = "GO" if decision.go else "NO-GO"
-    console.print(f"sign-off: {verdict}" + ("" if decision.go else f" (failing suites: {', '.join(decision.failing_suites) or 'none'})"),
+    console.print(printable(f"sign-off: {verdict}" + ("" if decision.go else
+                                                      f" (failing suites: {', '.join(decision.failing_suites) or 'none'})")),
                   markup=False)
     for reason in decision.reasons:
-        console.print(f"  {reason}", markup=False)
+        console.print(printable(f"  {reason}"), markup=False)
     console.print(f"reports: {run.dir} (summary.html, diff.txt, {job.RESULTS}/, signoff/)", markup=False)
     return 0 if decision.go else 1

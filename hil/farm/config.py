@@ -267,18 +267,58 @@ def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     return node
 
 
-def load_yaml_model(path: Path, model: type[BaseModel], **extra: Any) -> Any:
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice is an error (PyYAML keeps the last one silently) and an
+    integer too long for Python is a YAML error at its line, not a ValueError traceback."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in getattr(node, "value", ()):
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice; keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(node.value)} characters is too long; write at most 4300 digits",
+                node.start_mark) from None
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
+def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    """A YAML file we load (lab, profile, criteria) as data and its node tree; every flaw a ConfigError."""
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror}); check the path") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
+    loader = _StrictLoader(text)
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+        return (loader.construct_document(root) if root is not None else None), root
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read; flatten the file") from None
+    finally:
+        loader.dispose()
+
+
+def load_yaml_model(path: Path, model: type[BaseModel], **extra: Any) -> Any:
+    data, root = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
@@ -299,6 +339,9 @@ def load_lab(path: str | Path | None = None) -> LabConfig:
     p = Path(path) if path else DEFAULT_LAB
     lab: LabConfig = load_yaml_model(p, LabConfig).resolved(p.resolve().parent)
     lab = lab.model_copy(update={"source": p.resolve()})
+    if not lab.signoff_criteria.is_file():
+        raise ConfigError(f"{p}: signoff_criteria: {lab.signoff_criteria} does not exist; point it at a criteria "
+                          "file (e.g. signoff_criteria.yaml), relative to the lab file")
     for name, st in lab.stations.items():
         try:
             lab.profile(st.profile)

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from hil.errors import ConfigError, HilError, InfrastructureError
-from hil.farm.config import LabConfig
+from hil.farm.config import LabConfig, read_yaml
 from hil.farm.lease import FileLeases, Holder
 from hil.farm.quarantine import Quarantine
 from hil.farm.station import Station, bring_up, to_config
@@ -201,7 +201,7 @@ def flash_all(stations: dict[str, Station], flasher: Flasher, leases: FileLeases
 def write_run_lab(lab: LabConfig, stations: dict[str, Station], path: Path) -> Path:
     """The lab as the workers see it: only the live stations, each wired to its endpoints."""
     assert lab.source is not None
-    raw = yaml.safe_load(lab.source.read_text())
+    raw, _ = read_yaml(lab.source)
     raw.update(state_dir=str(lab.state_dir), reports_dir=str(lab.reports_dir), profiles_dir=str(lab.profiles_dir),
                signoff_criteria=str(lab.signoff_criteria), suites=[str(p) for p in lab.suites],
                samba_applet=str(lab.samba_applet) if lab.samba_applet else None, firmware_keys=lab.firmware_keys,

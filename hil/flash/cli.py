@@ -97,6 +97,13 @@ def verify_release(bundle: Path, keys: KeysOpt = "production") -> None:
         typer.echo(f"  {name}  {len(data)} B  {trust}")
 
 
+# cosign2 header errors a build-emulated option can cause, and how to fix each.
+_HEADER_FIELDS = {
+    "VersionTooLong": ("--version", "the header holds at most 20 bytes of version (e.g. 1.2.3-rc.1)"),
+    "InvalidTimestamp": ("--timestamp", f"give seconds since 1970 in 0..{2**32 - 1}"),
+}
+
+
 @firmware_app.command("build-emulated")
 def build_emulated(version: Annotated[str, typer.Option()] = "1.0.0",
                    flavour: Annotated[str, typer.Option(help="production or development")] = "production",
@@ -122,10 +129,16 @@ def build_emulated(version: Annotated[str, typer.Option()] = "1.0.0",
         out = emulated.default_build(flavour, version)
     elif out is None:
         _fail("-o FILE is needed for a build with defects or a timestamp (the default build has neither)")
-    elif out.suffix == ".img":
-        emulated.write_boot_image(out, build, timestamp)
-    else:
-        out.write_bytes(emulated.app_image(build, timestamp))
+    try:
+        if out.suffix == ".img":
+            emulated.write_boot_image(out, build, timestamp)
+        else:
+            out.write_bytes(emulated.app_image(build, timestamp))
+    except cosign2.Cosign2Error as e:
+        option, fix = _HEADER_FIELDS.get(e.code, ("image", "see hil firmware inspect"))
+        _fail(f"{option}: {e}; {fix}")
+    except OSError as e:
+        _fail(f"{out}: cannot write ({e.strerror}); pick a file in an existing, writable directory")
     typer.echo(str(out))
 
 
@@ -164,7 +177,7 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
             keyset = _keyset(keys or station.profile.firmware_keys)  # checked before the device is touched
             try:
                 sideload = image.is_dir() or image.suffix == ".app"
-                bundle = flasher.read_bundle(image) if sideload else None
+                bundle = flasher.check_bundle(image, keyset)[1] if sideload else None  # before the device is touched
                 firmware = None if sideload else flasher.load_firmware(image, keyset)
                 applet_bytes = (applet or emulated.APPLET).read_bytes()
             except OSError as e:

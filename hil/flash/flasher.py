@@ -287,8 +287,8 @@ def read_bundle(path: Path) -> dict[str, bytes]:
         raise ImageError(f"{path}: not an app bundle directory or .app archive ({e})") from None
 
 
-def sideload(client: PrimeClient, path: Path, keys: cosign2.KeySet) -> manifest.Manifest:
-    """Check an app bundle (manifest, signed app.elf) and upload it with LOAD_APP_*."""
+def check_bundle(path: Path, keys: cosign2.KeySet) -> tuple[manifest.Manifest, dict[str, bytes]]:
+    """An app bundle's manifest and files once its manifest parses and its app.elf verifies."""
     files = read_bundle(path)
     if "manifest.json" not in files or "app.elf" not in files:
         raise ImageError(f"{path}: an app bundle needs manifest.json and app.elf at its top level")
@@ -297,6 +297,12 @@ def sideload(client: PrimeClient, path: Path, keys: cosign2.KeySet) -> manifest.
         cosign2.verify(files["app.elf"], keys.pubkeys)
     except cosign2.Cosign2Error as e:
         raise ImageError(f"{path}/app.elf: {e}") from None
+    return app, files
+
+
+def sideload(client: PrimeClient, path: Path, keys: cosign2.KeySet) -> manifest.Manifest:
+    """Check an app bundle (manifest, signed app.elf) and upload it with LOAD_APP_*."""
+    app, files = check_bundle(path, keys)
     client.sideload(app.app_id_bytes, files)
     return app
 

@@ -316,7 +316,10 @@ def _release_1_0_0(source: str, raw: dict[str, Any]) -> Manifest:
 
 def loads(data: bytes | str, source: str, templates: dict[str, dict[str, list[str]]] | None = None) -> Manifest:
     """Parse a manifest; the form is told by the syntax (TOML vs JSON) and the permissions' shape."""
-    text = data.decode("utf-8", "strict") if isinstance(data, bytes) else data
+    try:
+        text = data.decode("utf-8", "strict") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise ManifestError(f"{source}: not UTF-8 text; a manifest is UTF-8 TOML or JSON") from None
     if source.endswith(".toml"):
         try:
             raw = tomllib.loads(text)
@@ -339,15 +342,14 @@ def load(path: str | Path, templates: dict[str, dict[str, list[str]]] | None = N
         data = Path(path).read_bytes()
     except OSError as e:
         raise ManifestError(f"{path}: cannot read manifest ({e.strerror}); check the path") from None
-    try:
-        return loads(data, str(path), templates)
-    except UnicodeDecodeError:
-        raise ManifestError(f"{path}: not UTF-8 text; a manifest is UTF-8 TOML or JSON") from None
+    return loads(data, str(path), templates)
 
 
 def load_dir(root: str | Path, templates: dict[str, dict[str, list[str]]] | None = None) -> list[Manifest]:
     """Every ``<app>/manifest.json`` (or ``.toml``) under ``root``, sorted by app directory name."""
     root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"{root}: no such directory; point at a directory of <app>/manifest.json")
     found = []
     for app_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for name in ("manifest.json", "manifest.toml"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from pathlib import Path
 import typer
 
 from hil.errors import HilError
+from hil.terminal import printable
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -18,12 +18,6 @@ DEVICE = typer.Option(..., "--device", envvar="HIL_DEVICE",
                       help="emulator | tcp:HOST:PORT | usb:SERIAL | usb:BUS-PORT | /dev/ttyACMn (env HIL_DEVICE)")
 PROFILE = typer.Option(None, "--profile", help="device profile (default: prime-rev-b; the emulator's own)")
 TIMEOUT = typer.Option(5.0, "--timeout", help="seconds to wait for each answer")
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """Device text is untrusted: no escape sequences reach the terminal."""
-    return _UNPRINTABLE.sub("\N{REPLACEMENT CHARACTER}", text)
 
 
 @contextmanager
@@ -36,7 +30,7 @@ def connected(device: str, profile: str | None, timeout: float, station_too: boo
                 open_client(station.debug, station.profile, timeout, station) as prime:
             yield (prime, station) if station_too else prime
     except HilError as e:
-        typer.echo(f"hil device: {e}", err=True)
+        typer.echo(printable(f"hil device: {e}"), err=True)
         raise typer.Exit(1) from None
 
 

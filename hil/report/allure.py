@@ -11,7 +11,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 STATUSES = ("passed", "failed", "broken", "skipped")
 FARM_LABELS = ("station", "serial", "profile", "firmware", "attempt")
@@ -84,39 +86,85 @@ class Results:
         return out
 
 
-def _attachments(node: dict) -> list[str]:
-    found = [a["source"] for a in node.get("attachments", []) if isinstance(a, dict) and "source" in a]
-    for step in node.get("steps", []) or []:
-        if isinstance(step, dict):
-            found += _attachments(step)
-    return found
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore")
 
 
-def result_id(result: dict) -> str:
-    """The pytest node id where the farm labelled it (compact parameter ids), else `module::test[params]`;
-    stable across runs and stations."""
-    for lab in result.get("labels", []) or []:
-        if isinstance(lab, dict) and lab.get("name") == "nodeid":
-            return str(lab["value"])
-    base = str(result.get("fullName") or result.get("name") or "?").replace("#", "::")
-    params = [f"{p.get('value')}" for p in result.get("parameters", []) or [] if isinstance(p, dict)]
-    return f"{base}[{'-'.join(params)}]" if params else base
+class _Label(_Loose):
+    name: Any
+    value: Any
 
 
-def parse_result(data: dict, source: str) -> ResultRecord:
-    status = data.get("status")
-    if status not in STATUSES:
-        raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+class _Attachment(_Loose):
+    source: str | None = None
+
+
+class _Step(_Loose):
+    attachments: list[_Attachment | Any] | None = None
+    steps: list[_Step | Any] | None = None
+
+    def attachment_files(self) -> list[str]:
+        found = [a.source for a in self.attachments or [] if isinstance(a, _Attachment) and a.source is not None]
+        for step in self.steps or []:
+            if isinstance(step, _Step):
+                found += step.attachment_files()
+        return found
+
+
+class _Details(_Loose):
+    message: Any = None
+
+
+class _Parameter(_Loose):
+    value: Any = None
+
+
+class _Result(_Step):
+    """The fields of an Allure `*-result.json` we read; anything else in it is ignored."""
+
+    status: Literal["passed", "failed", "broken", "skipped"]
+    name: Any = "?"
+    fullName: Any = None
+    labels: list[_Label] | None = None
+    parameters: list[_Parameter | Any] | None = None
+    statusDetails: _Details | None = None
+    start: int | None = None
+    stop: int | None = None
+
+    def test_id(self) -> str:
+        """The pytest node id where the farm labelled it (compact parameter ids), else `module::test[params]`;
+        stable across runs and stations."""
+        for lab in self.labels or []:
+            if lab.name == "nodeid":
+                return str(lab.value)
+        base = str(self.fullName or self.name or "?").replace("#", "::")
+        params = [f"{p.value}" for p in self.parameters or [] if isinstance(p, _Parameter)]
+        return f"{base}[{'-'.join(params)}]" if params else base
+
+
+def parse_result(data: Any, source: str) -> ResultRecord:
+    """One decoded result file as a record; ValueError (a pydantic ValidationError) names the bad field."""
+    result = _Result.model_validate(data)
     labels: dict[str, str] = {}
-    for lab in data.get("labels", []) or []:
-        labels.setdefault(str(lab["name"]), str(lab["value"]))
+    for lab in result.labels or []:
+        labels.setdefault(str(lab.name), str(lab.value))
     suite = labels.get("package") or labels.get("suite") or "?"
-    details = data.get("statusDetails") or {}
+    details = result.statusDetails or _Details()
     return ResultRecord(
-        test_id=result_id(data), name=str(data.get("name", "?")), suite=suite, status=status, labels=labels,
-        message=str(details.get("message") or ""), start=int(data.get("start") or 0), stop=int(data.get("stop") or 0),
-        attachments=tuple(_attachments(data)), source=source,
+        test_id=result.test_id(), name=str(result.name), suite=suite, status=result.status, labels=labels,
+        message=str(details.message or ""), start=result.start or 0, stop=result.stop or 0,
+        attachments=tuple(result.attachment_files()), source=source,
     )
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    msg = "must be a JSON object" if err["type"] == "model_type" else err["msg"]
+    where = ".".join(str(p) for p in err["loc"]) or "top level"
+    value = err.get("input")
+    if isinstance(value, (str, int, float)) and len(repr(value)) <= 40:
+        where += f" {value!r}"
+    return f"{where}: {msg}"
 
 
 def read_results(folder: Path) -> Results:
@@ -127,9 +175,17 @@ def read_results(folder: Path) -> Results:
         return res
     for path in sorted(folder.glob("*-result.json")):
         try:
-            record = parse_result(json.loads(path.read_text()), path.name)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, KeyError, TypeError) as e:
-            res.problems.append(f"{path}: unreadable Allure result ({e}); re-run the test or delete the file")
+            record = parse_result(json.loads(path.read_bytes()), path.name)
+        except ValidationError as e:
+            problem = _first_error(e)
+        except RecursionError:
+            problem = "nested too deeply"
+        except (OSError, ValueError) as e:  # ValueError: not UTF-8, not JSON
+            problem = str(e)
+        else:
+            problem = None
+        if problem is not None:
+            res.problems.append(f"{path}: unreadable Allure result ({problem}); re-run the test or delete the file")
             continue
         missing = [a for a in record.attachments if not (folder / a).is_file()]
         if missing:

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from hil.errors import HilError
+from hil.terminal import printable
 
 signoff_app = typer.Typer(add_completion=False, invoke_without_command=True,
                           help="Release sign-off: go/no-go, signed; `verify` checks a bundle offline.")
@@ -43,11 +44,11 @@ def create(
                                   key=signoff.lab_key(cfg.signing_key), lab=cfg.name,
                                   profiles={s.profile for s in cfg.stations.values()})
     except HilError as e:
-        typer.echo(f"signoff: {e}", err=True)
+        typer.echo(printable(f"signoff: {e}"), err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{'GO' if decision.go else 'NO-GO'}: {output}")
+    typer.echo(printable(f"{'GO' if decision.go else 'NO-GO'}: {output}"))
     for reason in decision.reasons:
-        typer.echo(f"  {reason}")
+        typer.echo(printable(f"  {reason}"))
     raise typer.Exit(0 if decision.go else 1)
 
 
@@ -65,10 +66,10 @@ def verify(
         trusted = signoff.load_public(key if key else load_lab(lab).signing_key.path)
         payload = signoff.verify(bundle, trusted)
     except signoff.VerifyError as e:
-        typer.echo(f"NOT VERIFIED: {e}", err=True)
+        typer.echo(printable(f"NOT VERIFIED: {e}"), err=True)
         raise typer.Exit(1) from None
     except (HilError, OSError) as e:
-        typer.echo(f"signoff verify: {e}", err=True)
+        typer.echo(printable(f"signoff verify: {e}"), err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"verified: {payload['decision'].upper()} for {payload['firmware']['file']} "
-               f"({len(payload['evidence'])} evidence files, signed by {payload['signer']['public_key'][:16]}…)")
+    typer.echo(printable(f"verified: {payload['decision'].upper()} for {payload['firmware']['file']} "
+               f"({len(payload['evidence'])} evidence files, signed by {payload['signer']['public_key'][:16]}…)"))

@@ -291,15 +291,18 @@ def verify(bundle: Path, trusted: Ed25519PublicKey) -> dict[str, Any]:
     bundle = Path(bundle)
     doc_path = bundle / "signoff.json"
     try:
-        doc = json.loads(doc_path.read_text())
+        doc = json.loads(doc_path.read_bytes())
         payload, sig = doc["payload"], base64.b64decode(doc["signature"], validate=True)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise VerifyError(f"{doc_path}: not a sign-off document ({e})") from None
-    if payload.get("signer", {}).get("public_key") != public_hex(trusted):
-        raise VerifyError(f"{doc_path}: signed by key {payload.get('signer', {}).get('public_key')}, "
-                          f"not the lab's key {public_hex(trusted)}")
+        signer = payload["signer"]["public_key"]
+        signed = canonical(payload)
+    except KeyError as e:
+        raise VerifyError(f"{doc_path}: not a sign-off document (no {e} field)") from None
+    except (OSError, TypeError, ValueError, RecursionError) as e:  # ValueError: not UTF-8, not JSON, not base64
+        raise VerifyError(f"{doc_path}: not a sign-off document ({type(e).__name__}: {e})") from None
+    if signer != public_hex(trusted):
+        raise VerifyError(f"{doc_path}: signed by key {signer!r}, not the lab's key {public_hex(trusted)}")
     try:
-        trusted.verify(sig, canonical(payload))
+        trusted.verify(sig, signed)
     except InvalidSignature:
         raise VerifyError(f"{doc_path}: signature does not match its content (edited after signing)") from None
     listed = {e["path"]: e for e in payload["evidence"]}
