@@ -21,6 +21,7 @@ from hil.farm.config import SigningKey, load_lab, load_profile
 from hil.report import signoff
 from hil.report.allure import read_results
 from hil.report.cli import signoff_app
+from hil.terminal import printable
 from hil.vision.camera import Camera
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,3 +242,54 @@ def test_camera_refuses_bad_optics_and_keeps_streaming(optics, message):
             assert stream.grab(10).shape == (1280, 960, 3)
     finally:
         cam.stop()
+
+
+# ------------------------------------------------------------------ device text on a terminal
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202eevil\r"
+
+
+def test_printable_replaces_every_control_character():
+    assert printable(HOSTILE + "\tok\nnext é ✓") == "\ufffd]0;owned\ufffd\ufffd[2J\ufffd31m\ufffdevil\ufffd\tok\nnext é ✓"
+
+
+def hostile_results(folder: Path, build: Path) -> None:
+    fw = firmware_hash(build)
+    for mod in ("suites.security.test_isolation", f"suites.security.test_{HOSTILE}"):  # a suite name from the device
+        write_result(folder, mod, "test_one", "failed", firmware=fw, evidence={"screen": b"ok"}, message=HOSTILE,
+                     extra_labels={"nodeid": f"{mod}::test_{HOSTILE}"})
+
+
+def assert_sanitised(text: str) -> None:
+    assert "owned" in text  # the device text is shown...
+    assert not any(c in text for c in "\x1b\x07\x9b\r\u202e")  # ...but none of its control characters
+
+
+def test_signoff_sanitises_device_text(tmp_path):
+    lab = lab_file(tmp_path, extra=f"signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}\n"
+                                   f"state_dir: {tmp_path / 'state'}\n")
+    lab.write_text(lab.read_text().replace("path: k.pem", "path: k.pem, generate: true"))
+    build = signed_build(tmp_path / "app.bin")
+    hostile_results(tmp_path / "res", build)
+    r = CliRunner().invoke(signoff_app, ["--build", str(build), "--results", str(tmp_path / "res"),
+                                         "-o", str(tmp_path / "bundle"), "--lab", str(lab)])
+    assert r.exit_code == 1 and r.output.startswith("NO-GO"), r.output
+    assert_sanitised(r.output)
+
+
+def test_nightly_console_sanitises_device_text(tmp_path, capsys):
+    from hil.farm import cli as farm_cli
+    from hil.farm import nightly as job
+    from hil.farm.quarantine import Quarantine
+
+    lab = lab_file(tmp_path, extra=f"signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}\n"
+                                   f"state_dir: {tmp_path / 'state'}\nreports_dir: {tmp_path / 'reports'}\n")
+    lab.write_text(lab.read_text().replace("path: k.pem", "path: k.pem, generate: true"))
+    cfg, build = load_lab(lab), signed_build(tmp_path / "app.bin")
+    run = job.open_run(cfg, {"file": str(build), "sha256": "0" * 64, "hash": firmware_hash(build)}, resume=False)
+    run.meta.update(profiles=["prime-emulated"], broken_stations={"emu-1": f"device said {HOSTILE}"})
+    hostile_results(run.results, build)
+    assert farm_cli._report(job, cfg, run, build, Quarantine(cfg.state_dir)) == 1
+    out = capsys.readouterr().out
+    assert "new failures: 2" in out and "sign-off: NO-GO" in out
+    assert_sanitised(out)

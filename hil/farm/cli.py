@@ -84,12 +84,12 @@ def health(stations: Annotated[Optional[list[str]], typer.Argument(help="station
                     typer.echo(f"{name}: camera_calibration: {_measure(station)}")
         except HilError as e:
             report = None
-            typer.echo(f"{name}: FAIL bring-up: {e}")
+            typer.echo(printable(f"{name}: FAIL bring-up: {e}"))
         finally:
             lease.release()
         if report is not None:
             for c in report.checks:
-                typer.echo(f"{name}: {'ok  ' if c.ok else 'skip' if c.ok is None else 'FAIL'} {c.name}: {c.detail}")
+                typer.echo(printable(f"{name}: {'ok  ' if c.ok else 'skip' if c.ok is None else 'FAIL'} {c.name}: {c.detail}"))
         if report is None or not report.ok:
             failed += 1
             if quarantine_failed:

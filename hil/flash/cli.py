@@ -15,6 +15,7 @@ import typer
 
 from hil.errors import HilError
 from hil.flash import cosign2
+from hil.terminal import printable
 
 firmware_app = typer.Typer(no_args_is_help=True, add_completion=False,
                            help="Firmware images: inspect, verify, build the emulator's.")
@@ -23,7 +24,7 @@ KeysOpt = Annotated[str, typer.Option("--keys", help="key set: production, test,
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(printable(f"error: {message}"), err=True)
     raise typer.Exit(1)
 
 
@@ -188,7 +189,7 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
                     _fail(f"{station.name}: no debug link to sideload over; pass --device")
                 with link() as client:
                     app = flasher.sideload(client, image, keyset)
-                console.print(f"sideloaded {app.name} ({app.app_id}), {len(bundle)} files")
+                console.print(printable(f"sideloaded {app.name} ({app.app_id}), {len(bundle)} files"), markup=False)
                 return
             port = samba or station.samba
             if not port:
@@ -210,5 +211,6 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
                     firmware, force=force, allow_rollback=allow_rollback)
     except HilError as e:
         _fail(str(e))
-    console.print(f"{result.action} {image}: KeyOS {result.version} ({result.hash[:16]}…)"
-                  + (f", {result.chunks_patched} chunk(s) rewritten after verify" if result.chunks_patched else ""))
+    console.print(printable(f"{result.action} {image}: KeyOS {result.version} ({result.hash[:16]}…)"
+                            + (f", {result.chunks_patched} chunk(s) rewritten after verify" if result.chunks_patched else "")),
+                  markup=False)

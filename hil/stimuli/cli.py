@@ -11,6 +11,7 @@ import typer
 
 from hil.stimuli.presenter import DEFAULT_FPS, UR_FRAGMENT_LEN, Presenter, ur_parts
 from hil.stimuli.ur import BYTE_STRING_TYPES, byte_string_ur
+from hil.terminal import printable
 
 qr_app = typer.Typer(no_args_is_help=True, help="QR codes for the Prime's camera (segno, BC-UR animated QR).")
 nfc_app = typer.Typer(no_args_is_help=True, help="NFC: tags presented to the Prime, FIDO over ISO-DEP.")
@@ -138,7 +139,7 @@ def nfc_tag(reader: str = typer.Option(..., "--reader", help=READER_HELP),
     result = nfc_reader(reader).present_tag(ndef_message(text, uri, records), timeout)
     typer.echo(f"tag read by the Prime ({len(result.apdus)} APDUs); the tag now holds {len(result.message)} bytes:")
     for record in result.records:
-        typer.echo(f"  {record}")
+        typer.echo(printable(f"  {record}"))
 
 
 @nfc_app.command("fido-info")
@@ -153,10 +154,8 @@ def nfc_fido_info(reader: str = typer.Option(..., "--reader", help=READER_HELP),
 
     with CtapNfcDevice(nfc_reader(reader).connect(timeout)) as dev:
         info = Ctap2(dev).info
-    typer.echo(f"versions: {', '.join(info.versions)}")
-    typer.echo(f"aaguid: {info.aaguid}")
-    typer.echo(f"options: {info.options}")
-    typer.echo(f"transports: {', '.join(info.transports)}")
+    typer.echo(printable(f"versions: {', '.join(info.versions)}\naaguid: {info.aaguid}\noptions: {info.options}\n"
+                         f"transports: {', '.join(info.transports)}"))
 
 
 # ---------------------------------------------------------------- hil touch

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from hil.terminal import printable
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
@@ -41,7 +43,7 @@ def ocr(image: Path = typer.Argument(..., help="a camera frame, or a 480x800 scr
         typer.echo(json.dumps(screen.to_json(), indent=1))
     else:
         for ln in screen.lines:
-            typer.echo(f"{ln.confidence:.2f}  {ln.box}  {ln.text}")
+            typer.echo(f"{ln.confidence:.2f}  {ln.box}  {printable(ln.text)}")
 
 
 @app.command()
@@ -62,4 +64,4 @@ def qr(image: Path = typer.Argument(..., help="a camera frame or a screenshot"))
         raise typer.Exit(1)
     for c in codes:
         kind = qrmod.classify_error(c.text)
-        typer.echo(c.text + (f"  [bootloader error screen: {kind}]" if kind else ""))
+        typer.echo(printable(c.text) + (f"  [bootloader error screen: {kind}]" if kind else ""))
