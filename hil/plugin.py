@@ -59,6 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     config.pluginmanager.register(BrokenResults(), "hil-broken-results")
+    from hil.report import plan
+
+    plan.register(config)  # plan.json: the collected test ids, before anything runs
 
 
 # ------------------------------------------------------------------------------------ fixtures

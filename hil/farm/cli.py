@@ -269,8 +269,9 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
         except InfrastructureError as e:  # the report still gets written, saying what it could not tell
             run.meta["broken_stations"].setdefault(cfg.coordinator, f"cannot list places quarantined in the run: {e}")
     results = read_results(run.results)
-    run.meta["finished"] = time.time()
-    night = Night.from_results(results, run_id=run.run_id, started=run.meta["started"], finished=run.meta["finished"],
+    run.save()  # stations broken in the run are on disk before the sign-off reads them: `hil signoff` agrees
+    finished = time.time()
+    night = Night.from_results(results, run_id=run.run_id, started=run.meta["started"], finished=finished,
                                lab=cfg.name, firmware=run.meta["firmware"],
                                broken_stations={**run.meta.get("unavailable", {}), **run.meta["broken_stations"]})
     history = History(cfg.reports_dir / "history.jsonl")
@@ -288,6 +289,7 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
                               lab=cfg.name, profiles=profiles)
     signoff.verify(bundle, key.public_key())
     history.append(night)
+    run.meta["finished"] = finished
     run.save()
     verdict = "GO" if decision.go else "NO-GO"
     console.print(f"sign-off: {verdict}" + ("" if decision.go else f" (failing suites: {', '.join(decision.failing_suites) or 'none'})"),

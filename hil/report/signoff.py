@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hil.errors import ConfigError, HilError
 from hil.farm.config import SigningKey, load_yaml_model
 from hil.report.allure import Results, read_results, sha256_file
+from hil.report.plan import PLAN, read_plan
 from hil.report.summary import TEMPLATES, environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +51,9 @@ class Criteria(BaseModel):
     required_profiles: tuple[str, ...] = ()  # besides every profile that ran
     clean_runs: int = Field(1, ge=1)
     allow_broken_stations: bool = False
-    allow_skipped: bool = True
+    # per suite (fnmatch over suite names), the skip reasons (regular expressions searched in the reason)
+    # that do not count against it; any other skip makes its cell "skipped", a no-go
+    allowed_skips: dict[str, tuple[str, ...]] = {}
     # flavours whose flavour-only checks must have run: a security test skipped because it needs one of
     # these (the plugin's "needs a production build") and passed in no deciding run is a no-go
     required_flavours: tuple[str, ...] = ()
@@ -161,25 +164,112 @@ def _run_meta(folder: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ decision
 
 
+CELL_STATUSES = ("passed", "failed", "broken", "skipped")
+
+
 @dataclass
 class Decision:
     go: bool
     reasons: list[str]
     failing_suites: list[str]
-    matrix: dict[str, dict[str, str]]
+    matrix: dict[str, dict[str, dict[str, Any]]]  # suite -> profile -> cell (verdict, counts, skips)
     runs: list[dict[str, Any]]
     deciding: list[Path]  # the results folders the decision rests on (their files are the evidence)
 
 
-def _cell(statuses: list[str], allow_skipped: bool) -> str:
-    if not statuses:
-        return "missing"
-    for worst in ("broken", "failed"):
-        if worst in statuses:
-            return worst
-    if "passed" not in statuses or (not allow_skipped and "skipped" in statuses):
-        return "skipped"
-    return "passed"
+class Cell:
+    """One suite on one profile: the counts of its final results, every skip with its reason and whether
+    the criteria allow it, and planned checks that left no result. Green only when something passed and
+    nothing else happened that the criteria do not allow: one pass never carries a suite."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(CELL_STATUSES, 0)
+        self.skips: list[dict[str, Any]] = []
+        self.missing: list[str] = []
+
+    def add(self, record, allowed: bool) -> None:
+        self.counts[record.status] += 1
+        if record.status == "skipped":
+            self.skips.append({"test": record.test_id, "reason": _skip_reason(record.message), "allowed": allowed})
+
+    def verdict(self) -> str:
+        for worst in ("broken", "failed"):
+            if self.counts[worst]:
+                return worst
+        if self.missing:
+            return "missing"
+        if not self.counts["passed"] or any(not s["allowed"] for s in self.skips):
+            return "skipped"
+        return "passed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict(), **self.counts, "skips": self.skips, "missing": self.missing}
+
+
+def _skip_reason(message: str) -> str:
+    return message.removeprefix("Skipped: ").strip() or "no reason given"
+
+
+def _is_security(criteria: Criteria, suite: str) -> bool:
+    return any(fnmatch.fnmatch(suite, pat) for pat in criteria.security_suites)
+
+
+def skip_allowed(criteria: Criteria, suite: str, message: str) -> bool:
+    reason = _skip_reason(message)
+    return any(re.search(rx, reason) for pat, rxs in criteria.allowed_skips.items()
+               if fnmatch.fnmatch(suite, pat) for rx in rxs)
+
+
+def suite_of(test_id: str) -> str:
+    """The suite (dotted module) of a pytest node id, as the results name it: `suites/a/test_b.py::t` ->
+    `suites.a.test_b`."""
+    return test_id.split("::", 1)[0].removesuffix(".py").replace("/", ".")
+
+
+def _plan_reasons(run: Results, plan: Plan | None, final: dict) -> tuple[list[str], dict[str, list[str]]]:
+    """What the plan says about a run: no plan, a partial plan, modules that did not collect, planned
+    checks without a final result (per suite)."""
+    name = _run_name(run.folder)
+    if plan is None:
+        return [f"run {name}: no test plan ({PLAN}); the checks that should have run are unknown"], {}
+    reasons = []
+    if plan.partial:
+        flt = " ".join(f"{k} {v!r}" for k, v in plan.filters.items()) or "a filter"
+        reasons.append(f"run {name}: a partial plan ({flt} deselected {len(plan.deselected_by_filters)} check(s)), "
+                       f"never a release")
+    for module, why in sorted(plan.collection_errors.items()):
+        reasons.append(f"run {name}: module {module} could not be collected: {why}")
+    missing: dict[str, list[str]] = {}
+    for test in plan.tests:
+        if test not in final and test not in plan.deselected_by_filters:
+            missing.setdefault(suite_of(test), []).append(test)
+    if missing:
+        tests = [t for ts in missing.values() for t in ts]
+        reasons.append(f"run {name}: {len(tests)} planned check(s) have no result: " + ", ".join(tests[:10])
+                       + (f" and {len(tests) - 10} more" if len(tests) > 10 else ""))
+    return reasons, missing
+
+
+def _run_name(folder: Path) -> str:
+    return folder.parent.name if folder.name == RESULT_DIR else folder.name
+
+
+def measured_identity(identity: dict[str, Any], records) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Per station, the build its unit reported (the `version` label: what GET_VERSION answered on the
+    station's health check) against the build under sign-off. A station that reported another version, or
+    none, ran something else: it is broken, whatever the operator's --farm-firmware said."""
+    seen: dict[str, tuple[str, set[str]]] = {}
+    for x in records:
+        serial, versions = seen.setdefault(x.station or "unknown", (x.labels.get("serial", "unknown"), set()))
+        versions.add(x.labels.get("version") or "not reported")
+    stations = {n: {"serial": serial, "versions": sorted(v)} for n, (serial, v) in sorted(seen.items())}
+    broken = {}
+    for name, entry in stations.items():
+        other = [v for v in entry["versions"] if v != identity.get("version")]
+        if other:
+            broken[name] = (f"its unit reported version {', '.join(other)}, the build under sign-off is "
+                            f"{identity.get('version')} (measured identity)")
+    return stations, broken
 
 
 def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], profiles: set[str]) -> Decision:
@@ -197,38 +287,74 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
     deciding = sorted(mine, key=lambda r: max(x.stop for x in r.records))[-criteria.clean_runs:]
     if len(deciding) < criteria.clean_runs:
         reasons.append(f"{len(deciding)} run(s) of this build in the results, the criteria need {criteria.clean_runs}")
-    cells: dict[tuple[str, str], list[str]] = {}
+    cells: dict[tuple[str, str], Cell] = {}
     seen_profiles = set(profiles) | set(criteria.required_profiles)
     run_info = []
     for r in deciding:
         reasons += [f"evidence: {p}" for p in r.problems]
-        final = r.final().values()
-        broken = _run_meta(r.folder).get("broken_stations", {})
+        final_by_id = r.final()
+        final = list(final_by_id.values())
+        meta = _run_meta(r.folder)
+        seen_profiles |= set(meta.get("profiles", []))
+        try:
+            plan = read_plan(r.folder)
+        except ValueError as e:
+            plan = None
+            reasons.append(str(e))
+        plan_reasons, missing = _plan_reasons(r, plan, final_by_id)
+        reasons += plan_reasons
+        stations, mismatched = measured_identity(identity, final)
+        broken = {**meta.get("broken_stations", {}), **mismatched}
         if broken and not criteria.allow_broken_stations:
-            reasons.append(f"run {r.folder.parent.name}: broken station(s) " + "; ".join(f"{s}: {w}" for s, w in broken.items()))
+            reasons.append(f"run {_run_name(r.folder)}: broken station(s) " + "; ".join(f"{s}: {w}" for s, w in broken.items()))
         for x in final:
-            seen_profiles.add(x.profile or "unknown")
-            if any(fnmatch.fnmatch(x.suite, pat) for pat in criteria.security_suites):
-                cells.setdefault((x.suite, x.profile or "unknown"), []).append(x.status)
-        run_info.append({"folder": str(r.folder), "tests": len(r.final()),
-                         "counts": {s: sum(1 for x in final if x.status == s) for s in ("passed", "failed", "broken", "skipped")},
-                         "broken_stations": broken})
+            profile = x.profile or "unknown"
+            seen_profiles.add(profile)
+            if _is_security(criteria, x.suite):
+                cell = cells.setdefault((x.suite, profile), Cell())
+                if (x.station or "unknown") in mismatched:  # another build's result is no evidence for this one
+                    cell.counts["broken"] += 1
+                else:
+                    cell.add(x, skip_allowed(criteria, x.suite, x.message))
+        for suite, tests in missing.items():
+            if _is_security(criteria, suite):
+                for p in sorted(seen_profiles):
+                    cells.setdefault((suite, p), Cell()).missing += tests
+        run_info.append({"folder": str(r.folder), "tests": len(final),
+                         "counts": {s: sum(1 for x in final if x.status == s) for s in CELL_STATUSES},
+                         "broken_stations": broken, "stations": stations,
+                         "plan": None if plan is None else {"tests": len(plan.tests), "partial": plan.partial,
+                                                            "collection_errors": dict(plan.collection_errors)}})
     suites = sorted({s for s, _ in cells})
     if deciding and not suites:
         reasons.append(f"no security suite ({', '.join(criteria.security_suites)}) ran")
-    matrix = {s: {p: _cell(cells.get((s, p), []), criteria.allow_skipped) for p in sorted(seen_profiles)} for s in suites}
     not_run = flavour_checks_not_run(criteria, [x for r in deciding for x in r.final().values()])
-    for x in not_run:  # allow_skipped does not cover these
-        row = matrix[x.suite]
-        if row[x.profile or "unknown"] == "passed":
-            row[x.profile or "unknown"] = "skipped"
+    for x in not_run:  # an allowed skip reason does not cover these
+        cell = cells[(x.suite, x.profile or "unknown")]
+        for skip in cell.skips:
+            if skip["test"] == x.test_id:
+                skip["allowed"] = False
     if not_run:
         reasons.append("security checks never run on the flavour they need: "
                        + ", ".join(sorted({f"{x.test_id} ({FLAVOUR_SKIP.search(x.message).group(0)})" for x in not_run})))
-    failing = sorted({s for s, row in matrix.items() for cell in row.values() if cell != "passed"})
+    matrix = {s: {p: cells.get((s, p), Cell()).to_json() for p in sorted(seen_profiles)} for s in suites}
+    for s in suites:
+        for p, cell in matrix[s].items():
+            for skip in cell["skips"]:
+                if not skip["allowed"]:
+                    reasons.append(f"suite {s}: {p}: {skip['test']} skipped, a reason the criteria do not allow "
+                                   f"({skip['reason']})")
+    failing = sorted({s for s, row in matrix.items() for cell in row.values() if cell["verdict"] != "passed"})
     for s in failing:
-        reasons.append(f"suite {s}: " + ", ".join(f"{p} {c}" for p, c in matrix[s].items() if c != "passed"))
+        reasons.append(f"suite {s}: " + ", ".join(f"{p} {c['verdict']} ({_counts(c)})"
+                                                  for p, c in matrix[s].items() if c["verdict"] != "passed"))
     return Decision(not reasons, reasons, failing, matrix, run_info, [r.folder for r in deciding])
+
+
+def _counts(cell: dict[str, Any]) -> str:
+    parts = [f"{cell[s]} {s}" for s in CELL_STATUSES if cell[s]]
+    parts += [f"{len(cell['missing'])} missing"] if cell["missing"] else []
+    return ", ".join(parts) or "no results"
 
 
 def flavour_checks_not_run(criteria: Criteria, records) -> list:
