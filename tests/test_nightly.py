@@ -58,9 +58,12 @@ def test_good_night_then_defect_night(tmp_path, lab):
     night1 = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
     meta = json.loads((night1 / "run.json").read_text())
     assert meta["finished"] and meta["flashed"] == {"emu-1": "flashed"}
-    for f in ("summary.html", "diff.txt", "diff.json", "lab.yaml", "signoff/signoff.pdf"):
+    for f in ("summary.html", "diff.txt", "diff.json", "lab.yaml", "signoff/signoff.pdf", "allure-results/plan.json"):
         assert (night1 / f).is_file(), f
-    key = signoff.load_public(tmp_path / ".hil" / "keys" / "lab-signoff-ed25519.pem")
+    summary = (night1 / "summary.html").read_text()
+    assert 'Sign-off: <b class="go">GO</b>' in summary and 'href="signoff/signoff.html"' in summary
+    assert 'href="allure-report/index.html"' in summary
+    key = signoff.load_trusted(tmp_path / ".hil" / "keys" / "lab-signoff-ed25519.trusted-signers.pem")
     assert signoff.verify(night1 / "signoff", key)["decision"] == "go"
     stations = {r.station for r in read_results(night1 / "allure-results").records}
     assert stations == {"emu-1"}
@@ -147,7 +150,7 @@ def test_station_quarantined_during_the_suites_is_no_go_and_a_later_signoff_agre
     r = _nightly(lab, build)
     assert r.exit_code == 1 and "sign-off: NO-GO" in r.output, r.output
     night = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
-    key = signoff.load_public(tmp_path / ".hil" / "keys" / "lab-signoff-ed25519.pem")
+    key = signoff.load_trusted(tmp_path / ".hil" / "keys" / "lab-signoff-ed25519.trusted-signers.pem")
     nightly_payload = signoff.verify(night / "signoff", key)
     assert any("broken station(s) emu-1: camera dark" in x for x in nightly_payload["reasons"]), nightly_payload
     later = CliRunner().invoke(signoff_app, ["--build", str(build), "--results", str(night), "-o",

@@ -1,6 +1,7 @@
 """Sign-off: go only on complete positive evidence; the bundle verifies offline and fails on any change."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -85,10 +86,43 @@ def test_go_bundle_verifies_and_tamper_fails(tmp_path, lab, build):
         (t / "signoff.json").write_text(json.dumps(doc))
     r = tampered(flip)
     assert r.exit_code == 1 and "signature does not match" in r.output
-    other = tmp_path / "other.pem"
-    signoff.lab_key(signoff.SigningKey(path=other, generate=True))
-    r = CliRunner().invoke(signoff_app, ["verify", str(b), "--key", str(other)])
-    assert r.exit_code == 1 and "not the lab's key" in r.output
+    other = signoff.SigningKey(path=tmp_path / "other.pem", generate=True)
+    signoff.lab_key(other)
+    r = CliRunner().invoke(signoff_app, ["verify", str(b), "--trusted", str(other.trusted_signers)])
+    assert r.exit_code == 1 and "not one of the trusted signers" in r.output
+    r = CliRunner().invoke(signoff_app, ["verify", str(b), "--trusted", str(other.path)])
+    assert r.exit_code == 2 and "holds a private key" in r.output
+    link = tmp_path / "linked"
+    shutil.copytree(b, link)
+    (link / "evidence" / "passwd").symlink_to("/etc/passwd")
+    r = CliRunner().invoke(signoff_app, ["verify", str(link), "--lab", str(lab)])
+    assert r.exit_code == 1 and "a symlink in a results folder" in r.output
+
+
+def test_verdict_reads_on_one_page(tmp_path, lab, build):
+    """ISO dates, the signer by name and role, criteria in words, trust as a table, the banner on a
+    test-key build, evidence grouped per check with hashes, fixture containers left out."""
+    _green(tmp_path / "res", firmware_hash(build))
+    (tmp_path / "res" / "0000-container.json").write_text("{}")
+    assert _signoff(lab, build, tmp_path / "res", tmp_path / "bundle").exit_code == 0
+    payload = json.loads((tmp_path / "bundle" / "signoff.json").read_text())["payload"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", payload["created"])
+    assert payload["signer"]["name"] == "prime-hil emulated lab" and "never a release" in payload["signer"]["role"]
+    assert payload["not_a_release"] == ["test keys", "emulated criteria"]
+    assert not any("container" in e["path"] for e in payload["evidence"])
+    check = next(c for c in payload["checks"] if c["test"] == "suites.security.test_lockdown::test_one")
+    assert [f["name"] for f in check["files"]] == ["result", "screen"] and check["version"] == "1.0.0"
+    html = (tmp_path / "bundle" / "signoff.html").read_text()
+    assert "NOT A RELEASE: test keys, emulated criteria" in html and payload["created"] in html
+    assert "<th>key set</th><th>trust</th>" in html and "The build must be fully trusted" in html
+    assert check["files"][1]["sha256"] in html and "prime-hil emulated lab, harness self-test" in html
+
+
+def test_symlink_in_results_is_refused(tmp_path, lab, build):
+    _green(tmp_path / "res", firmware_hash(build))
+    (tmp_path / "res" / "x-attachment.txt").symlink_to(lab)
+    r = _signoff(lab, build, tmp_path / "res", tmp_path / "bundle")
+    assert r.exit_code == 2 and "a symlink in a results folder" in r.output and not (tmp_path / "bundle").exists()
 
 
 def test_failing_suite_is_no_go_and_named(tmp_path, lab, build):

@@ -278,7 +278,6 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
     d = diff(history.last(before=run.run_id), night)
     (run.dir / "diff.json").write_text(json.dumps(d.__dict__, indent=2))
     (run.dir / "diff.txt").write_text(d.text() + "\n")
-    (run.dir / "summary.html").write_text(render(night, d, results))
     console.print(d.text(), markup=False)
     bundle = run.dir / "signoff"
     if bundle.exists():  # a resumed run that was killed after signing: the bundle is re-made from all results
@@ -286,12 +285,13 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
     key = signoff.lab_key(cfg.signing_key)
     profiles = set(run.meta["profiles"])
     decision = signoff.create(build, run.results, bundle, criteria_path=cfg.signoff_criteria, key=key,
-                              lab=cfg.name, profiles=profiles)
+                              lab=cfg.name, profiles=profiles, signer=cfg.signing_key)
     signoff.verify(bundle, key.public_key())
+    verdict = "GO" if decision.go else "NO-GO"
+    (run.dir / "summary.html").write_text(render(night, d, results, verdict))
     history.append(night)
     run.meta["finished"] = finished
     run.save()
-    verdict = "GO" if decision.go else "NO-GO"
     console.print(f"sign-off: {verdict}" + ("" if decision.go else f" (failing suites: {', '.join(decision.failing_suites) or 'none'})"),
                   markup=False)
     for reason in decision.reasons:

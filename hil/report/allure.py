@@ -43,6 +43,7 @@ class ResultRecord:
     stop: int
     attachments: tuple[str, ...]  # file names in the results folder
     source: str  # the result file
+    attachment_names: tuple[str, ...] = ()  # what each attachment is ("screenshot", "OCR lines"), in order
 
     @property
     def station(self) -> str | None:
@@ -84,11 +85,13 @@ class Results:
         return out
 
 
-def _attachments(node: dict) -> list[str]:
-    found = [a["source"] for a in node.get("attachments", []) if isinstance(a, dict) and "source" in a]
-    for step in node.get("steps", []) or []:
-        if isinstance(step, dict):
-            found += _attachments(step)
+def _attachments(node: dict, step: str = "") -> list[tuple[str, str]]:
+    """(name, source) of every attachment of a result and its steps; a step's name prefixes its own."""
+    found = [(f"{step}{a.get('name') or a['source']}", a["source"]) for a in node.get("attachments", [])
+             if isinstance(a, dict) and "source" in a]
+    for sub in node.get("steps", []) or []:
+        if isinstance(sub, dict):
+            found += _attachments(sub, f"{step}{sub.get('name') or 'step'} / ")
     return found
 
 
@@ -112,10 +115,11 @@ def parse_result(data: dict, source: str) -> ResultRecord:
         labels.setdefault(str(lab["name"]), str(lab["value"]))
     suite = labels.get("package") or labels.get("suite") or "?"
     details = data.get("statusDetails") or {}
+    atts = _attachments(data)
     return ResultRecord(
         test_id=result_id(data), name=str(data.get("name", "?")), suite=suite, status=status, labels=labels,
         message=str(details.get("message") or ""), start=int(data.get("start") or 0), stop=int(data.get("stop") or 0),
-        attachments=tuple(_attachments(data)), source=source,
+        attachments=tuple(src for _, src in atts), source=source, attachment_names=tuple(n for n, _ in atts),
     )
 
 

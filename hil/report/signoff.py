@@ -32,11 +32,12 @@ from hil.errors import ConfigError, HilError
 from hil.farm.config import SigningKey, load_yaml_model
 from hil.report.allure import Results, read_results, sha256_file
 from hil.report.plan import PLAN, read_plan
-from hil.report.summary import TEMPLATES, environment
+from hil.report.summary import TEMPLATES, environment, iso
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYSETS = ROOT / "firmware" / "keys"
 RESULT_DIR = "allure-results"
+RELEASE_KEYSET = "production"  # firmware/keys/production.toml: Foundation's release signers
 FLAVOUR_SKIP = re.compile(r"needs a (\w+) build")  # hil.plugin's skip reason for a flavour marker
 
 
@@ -84,6 +85,9 @@ def lab_key(spec: SigningKey) -> Ed25519PrivateKey:
         raise ConfigError(f"sign-off key {spec.path}: not a PEM private key ({e})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"sign-off key {spec.path}: not an Ed25519 key")
+    if spec.generate and not spec.trusted_signers.exists():  # a real lab provisions its trusted-signers file
+        spec.trusted_signers.write_bytes(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return key
 
 
@@ -369,12 +373,71 @@ def flavour_checks_not_run(criteria: Criteria, records) -> list:
 # ------------------------------------------------------------------------------------ bundle
 
 
+def refuse_symlinks(folder: Path) -> None:
+    """A symlink in a results folder or a bundle would put files from elsewhere under the signature."""
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            if os.path.islink(os.path.join(root, name)):
+                raise ConfigError(f"{Path(root) / name}: a symlink in a results folder; evidence must be the "
+                                  f"files themselves (copy them in, then sign)")
+
+
+def copy_evidence(results: Results, dest: Path) -> list[dict[str, Any]]:
+    """The plan, every result file of a deciding run and what it attached, copied to `dest`; fixture
+    containers are not evidence. Returns the checks: per test, its final status and its files."""
+    dest.mkdir(parents=True)
+    if (results.folder / PLAN).is_file():
+        shutil.copy2(results.folder / PLAN, dest / PLAN)
+    checks = []
+    for test_id, attempts in sorted(results.by_test().items()):
+        files = []
+        for x in attempts:
+            for name, src in (("result", x.source), *zip(x.attachment_names, x.attachments)):
+                if not (results.folder / src).is_file():
+                    continue  # missing evidence: the decision already says so
+                shutil.copy2(results.folder / src, dest / src)
+                files.append({"name": f"attempt {x.attempt}: {name}" if len(attempts) > 1 else name,
+                              "path": str(Path(dest.name) / src), "sha256": sha256_file(dest / src)})
+        last = attempts[-1]
+        checks.append({"test": test_id, "status": last.status, "station": last.station or "unknown",
+                       "version": last.labels.get("version", "not reported"), "files": files})
+    return checks
+
+
+def criteria_in_words(c: Criteria) -> list[str]:
+    """The criteria as a release manager reads them."""
+    skips = "; ".join(f"{suite}: {', '.join(rxs)}" for suite, rxs in c.allowed_skips.items()) or "none"
+    return [
+        f"The build must be fully trusted (both signatures) by the key set(s): {', '.join(c.accepted_keysets)}.",
+        f"Security suites ({', '.join(c.security_suites)}) must each pass on every profile that ran"
+        + (f" and on {', '.join(c.required_profiles)}" if c.required_profiles else "") + ".",
+        f"The latest {c.clean_runs} run(s) of this build must each be clean, with a complete test plan: "
+        "every planned check has a final result, no module failed to collect, no -k/-m filter.",
+        "Every result must come from a unit that reported this build's version.",
+        "A station broken during a deciding run " + ("is tolerated." if c.allow_broken_stations else "makes it a no-go."),
+        f"Skips allowed (reason patterns per suite): {skips}. Any other skip, or a cell with nothing passed, is a no-go.",
+        "Checks that need a flavour must have run on it: " + (", ".join(c.required_flavours) or "no flavour required") + ".",
+    ]
+
+
+def not_a_release(identity: dict[str, Any], criteria: Criteria) -> list[str]:
+    """Why this verdict can never release anything: a build not fully trusted by the production signers,
+    or criteria that accept other signers (the emulated lab's)."""
+    why = []
+    if identity.get("trust", {}).get(RELEASE_KEYSET) != "FULLY_TRUSTED":
+        why.append("test keys")
+    if set(criteria.accepted_keysets) != {RELEASE_KEYSET}:
+        why.append("emulated criteria")
+    return why
+
+
 def create(build: Path, results: Path, bundle: Path, *, criteria_path: Path, key: Ed25519PrivateKey,
-           lab: str, profiles: set[str]) -> Decision:
+           lab: str, profiles: set[str], signer: SigningKey | None = None) -> Decision:
     """Decide, copy the evidence, render, sign. Written to a temporary folder, renamed at the end."""
     bundle = Path(bundle)
     if bundle.exists():
         raise ConfigError(f"{bundle} exists; choose a new bundle path")
+    refuse_symlinks(Path(results))
     criteria = load_criteria(criteria_path)
     identity = firmware_identity(build)
     folders = find_runs(results)
@@ -383,18 +446,25 @@ def create(build: Path, results: Path, bundle: Path, *, criteria_path: Path, key
     tmp = bundle.with_name(bundle.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "evidence").mkdir(parents=True)
+    by_folder = {r.folder: r for r in runs}
+    checks = []
     for i, f in enumerate(decision.deciding):
-        shutil.copytree(f, tmp / "evidence" / f"{i:02d}-{f.parent.name if f.name == RESULT_DIR else f.name}")
+        for check in copy_evidence(by_folder[f], tmp / "evidence" / f"{i:02d}-{_run_name(f)}"):
+            check["files"] = [{**e, "path": f"evidence/{e['path']}"} for e in check["files"]]
+            checks.append(check)
     evidence = [{"path": str(p.relative_to(tmp)), "sha256": sha256_file(p), "size": p.stat().st_size}
                 for p in sorted((tmp / "evidence").rglob("*")) if p.is_file()]
     payload: dict[str, Any] = {
-        "format": "prime-hil-signoff/1", "created": int(time.time()), "lab": lab,
+        "format": "prime-hil-signoff/2", "created": iso(time.time()), "lab": lab,
         "decision": "go" if decision.go else "no-go", "reasons": decision.reasons,
+        "not_a_release": not_a_release(identity, criteria),
         "failing_suites": decision.failing_suites, "matrix": decision.matrix, "runs": decision.runs,
         "criteria": {"file": Path(criteria_path).name, "sha256": sha256_file(criteria_path),
-                     "rules": criteria.model_dump(mode="json")},
-        "firmware": identity, "harness": harness_version(), "evidence": evidence,
-        "signer": {"algorithm": "ed25519", "public_key": public_hex(key.public_key())},
+                     "rules": criteria.model_dump(mode="json"), "in_words": criteria_in_words(criteria)},
+        "firmware": identity, "harness": harness_version(), "evidence": evidence, "checks": checks,
+        "signer": {"algorithm": "ed25519", "public_key": public_hex(key.public_key()),
+                   "name": signer.name if signer else "unnamed signer",
+                   "role": signer.role if signer else "role not stated"},
     }
     html = render(payload)
     (tmp / "signoff.html").write_text(html)
@@ -412,20 +482,26 @@ def render(payload: dict[str, Any]) -> str:
     return environment().get_template("signoff.html.j2").render(p=payload, css=(TEMPLATES / "base.css").read_text())
 
 
-def verify(bundle: Path, trusted: Ed25519PublicKey) -> dict[str, Any]:
-    """Check the signature against the lab's public key and every file's hash; return the payload."""
+def verify(bundle: Path, trusted: Ed25519PublicKey | list[Ed25519PublicKey]) -> dict[str, Any]:
+    """Check the signature against the trusted signers' public keys and every file's hash; return the payload."""
     bundle = Path(bundle)
+    keys = trusted if isinstance(trusted, list) else [trusted]
     doc_path = bundle / "signoff.json"
     try:
+        refuse_symlinks(bundle)
         doc = json.loads(doc_path.read_text())
         payload, sig = doc["payload"], base64.b64decode(doc["signature"], validate=True)
+    except ConfigError as e:
+        raise VerifyError(str(e)) from None
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise VerifyError(f"{doc_path}: not a sign-off document ({e})") from None
-    if payload.get("signer", {}).get("public_key") != public_hex(trusted):
-        raise VerifyError(f"{doc_path}: signed by key {payload.get('signer', {}).get('public_key')}, "
-                          f"not the lab's key {public_hex(trusted)}")
+    signer = payload.get("signer", {}).get("public_key")
+    key = next((k for k in keys if public_hex(k) == signer), None)
+    if key is None:
+        raise VerifyError(f"{doc_path}: signed by key {signer}, not one of the trusted signers "
+                          f"({', '.join(public_hex(k)[:16] + '…' for k in keys)})")
     try:
-        trusted.verify(sig, canonical(payload))
+        key.verify(sig, canonical(payload))
     except InvalidSignature:
         raise VerifyError(f"{doc_path}: signature does not match its content (edited after signing)") from None
     listed = {e["path"]: e for e in payload["evidence"]}
@@ -442,8 +518,32 @@ def verify(bundle: Path, trusted: Ed25519PublicKey) -> dict[str, Any]:
     return payload
 
 
+def load_trusted(path: Path) -> list[Ed25519PublicKey]:
+    """A trusted-signers file: one or more PEM public keys (Ed25519). A private key is refused: whoever
+    verifies needs none, and should not hold one."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"trusted signers {path}: cannot read it ({e})") from None
+    if "PRIVATE KEY" in text:
+        raise ConfigError(f"trusted signers {path}: holds a private key; give the signers' public keys only "
+                          f"(the lab's is in {Path(path).stem}.trusted-signers.pem beside its key)")
+    keys = []
+    for block in re.findall(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", text, re.S):
+        try:
+            key = serialization.load_pem_public_key(block.encode())
+        except ValueError as e:
+            raise ConfigError(f"trusted signers {path}: a key does not parse ({e})") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigError(f"trusted signers {path}: not an Ed25519 key")
+        keys.append(key)
+    if not keys:
+        raise ConfigError(f"trusted signers {path}: no PEM public key in it")
+    return keys
+
+
 def load_public(path: Path) -> Ed25519PublicKey:
-    """A PEM public key, or the lab's private key file (its public half)."""
+    """The public half of a PEM key, public or private: the lab's own check right after signing."""
     data = Path(path).read_bytes()
     try:
         key = serialization.load_pem_public_key(data)
