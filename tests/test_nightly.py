@@ -63,6 +63,9 @@ def test_good_night_then_defect_night(tmp_path, lab):
     summary = (night1 / "summary.html").read_text()
     assert 'Sign-off: <b class="go">GO</b>' in summary and 'href="signoff/signoff.html"' in summary
     assert 'href="allure-report/index.html"' in summary
+    for f in ("categories.json", "environment.properties", "executor.json"):
+        assert (night1 / "allure-results" / f).is_file(), f
+    assert "Allure report" in r.output  # generated where Allure 3 is installed, else how to install it
     key = signoff.load_trusted(tmp_path / ".hil" / "keys" / "lab-signoff-ed25519.trusted-signers.pem")
     assert signoff.verify(night1 / "signoff", key)["decision"] == "go"
     stations = {r.station for r in read_results(night1 / "allure-results").records}

@@ -252,7 +252,7 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
 
 
 def _report(job, cfg, run, build: Path, quarantine) -> int:
-    from hil.report import signoff
+    from hil.report import allure_report, signoff
     from hil.report.allure import read_results
     from hil.report.history import History, Night, diff
     from hil.report.summary import render
@@ -282,6 +282,10 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
     bundle = run.dir / "signoff"
     if bundle.exists():  # a resumed run that was killed after signing: the bundle is re-made from all results
         shutil.rmtree(bundle)
+    stations = {**{n: f"{how} (ran the suites)" for n, how in run.meta.get("flashed", {}).items()},
+                **{n: f"broken: {why}" for n, why in run.meta["broken_stations"].items()}}
+    allure_report.write_metadata(run.results, run_id=run.run_id, lab=cfg.name, firmware=run.meta["firmware"],
+                                 harness=signoff.harness_version()["git"], stations=stations)
     key = signoff.lab_key(cfg.signing_key)
     profiles = set(run.meta["profiles"])
     decision = signoff.create(build, run.results, bundle, criteria_path=cfg.signoff_criteria, key=key,
@@ -289,6 +293,11 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
     signoff.verify(bundle, key.public_key())
     verdict = "GO" if decision.go else "NO-GO"
     (run.dir / "summary.html").write_text(render(night, d, results, verdict))
+    try:
+        console.print(f"Allure report: {allure_report.generate(run.dir, cfg.reports_dir / allure_report.HISTORY)}",
+                      markup=False)
+    except HilError as e:  # the sign-off stands without it; say how to get it
+        console.print(f"Allure report not generated: {e}", markup=False)
     history.append(night)
     run.meta["finished"] = finished
     run.save()

@@ -5,6 +5,7 @@ and runs only when no sub-command is given."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -77,3 +78,26 @@ def verify(
                f"{signer.get('role', '?')}, key {signer['public_key'][:16]}…)")
     for why in payload.get("not_a_release", []):
         typer.echo(f"NOT A RELEASE: {why}")
+
+
+report_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reports of a run (Allure 3).")
+
+
+@report_app.command("allure")
+def allure_report(
+    run: Annotated[Path, typer.Argument(help="a nightly run folder (reports/nightly/<run>)")],
+    lab: LabOpt = None,
+) -> None:
+    """Generate the run's Allure report with Allure 3, with the history of the lab's earlier nights."""
+    from hil.farm.config import load_lab
+    from hil.report import allure_report as report
+
+    try:
+        out = report.generate(run, load_lab(lab).reports_dir / report.HISTORY)
+    except report.AllureMissing as e:
+        typer.echo(f"report allure: {e}", err=True)
+        raise typer.Exit(3) from None
+    except (HilError, OSError, subprocess.SubprocessError) as e:
+        typer.echo(f"report allure: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"Allure report: {out / 'index.html'}")
