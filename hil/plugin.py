@@ -263,6 +263,14 @@ def pytest_runtest_call(item: pytest.Item):
         from hil.vision.evidence import attach
 
         attach(display.evidence())
+    readers = [v for v in getattr(item, "funcargs", {}).values() if hasattr(v, "readings")]
+    if readers:  # what a suite's screen reader saw: one named step per reading
+        from hil.vision.evidence import attach_steps
+        from hil.vision.readings import Readings
+
+        for reader in readers:
+            if isinstance(reader.readings, Readings):
+                attach_steps(reader.readings.steps())
 
 
 @pytest.fixture(autouse=True)
