@@ -307,7 +307,7 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
             reasons.append(str(e))
         plan_reasons, missing = _plan_reasons(r, plan, final_by_id)
         reasons += plan_reasons
-        stations, mismatched = measured_identity(identity, final)
+        stations, mismatched = measured_identity(identity, r.records)  # every attempt, retried ones too
         broken = {**meta.get("broken_stations", {}), **mismatched}
         if broken and not criteria.allow_broken_stations:
             reasons.append(f"run {_run_name(r.folder)}: broken station(s) " + "; ".join(f"{s}: {w}" for s, w in broken.items()))
