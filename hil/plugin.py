@@ -263,14 +263,10 @@ def pytest_runtest_call(item: pytest.Item):
         from hil.vision.evidence import attach
 
         attach(display.evidence())
-    readers = [v for v in getattr(item, "funcargs", {}).values() if hasattr(v, "readings")]
-    if readers:  # what a suite's screen reader saw: one named step per reading
-        from hil.vision.evidence import attach_steps
-        from hil.vision.readings import Readings
+    from hil.report.steps import steps_of  # what the screen reader and the probe saw, as named steps
+    from hil.vision.evidence import attach_steps
 
-        for reader in readers:
-            if isinstance(reader.readings, Readings):
-                attach_steps(reader.readings.steps())
+    attach_steps([step for value in getattr(item, "funcargs", {}).values() for step in steps_of(value)])
 
 
 @pytest.fixture(autouse=True)

@@ -73,3 +73,19 @@ def test_sees(screen):
     assert [a["name"] for a in step["attachments"]] == ["screenshot", "rectified view with OCR boxes",
                                                        "OCR lines with confidences"]
     assert all((tmp_path / "out" / a["source"]).is_file() for a in step["attachments"])
+
+
+def test_probe_runs_are_steps_with_report_and_log_excerpt():
+    from hil.probe import Probe, ProbeRun
+    from hil.report.steps import steps_of
+
+    probe = Probe(None, b"", None)
+    run = ProbeRun(None, "0xabc", 42, [{"op": "send"}], steps=1, ended=True, records={0: {"step": 0, "ok": False}},
+                   lines=["[!] Denying message send from 42", "\x1b[31mred"])
+    probe.runs.append(run)
+    (title, items), = steps_of(probe)
+    assert title == "probe 0xabc (PID 42): 1/1 steps, ended"
+    assert json.loads(items[0].data)["records"] == {"0": {"step": 0, "ok": False}}
+    assert items[1].name == "device log excerpt (last 2 of 2 lines)"
+    assert items[1].data.decode() == "[!] Denying message send from 42\n?[31mred"  # no terminal escapes
+    assert steps_of(object()) == []
