@@ -59,6 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     config.pluginmanager.register(BrokenResults(), "hil-broken-results")
+    from hil.report import plan
+
+    plan.register(config)  # plan.json: the collected test ids, before anything runs
 
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -260,6 +263,10 @@ def pytest_runtest_call(item: pytest.Item):
         from hil.vision.evidence import attach
 
         attach(display.evidence())
+    from hil.report.steps import steps_of  # what the screen reader and the probe saw, as named steps
+    from hil.vision.evidence import attach_steps
+
+    attach_steps([step for value in getattr(item, "funcargs", {}).values() for step in steps_of(value)])
 
 
 @pytest.fixture(autouse=True)

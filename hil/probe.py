@@ -206,6 +206,7 @@ class Probe:
         self.publisher = publisher
         self.launched: list[int] = []
         self.plans: dict[str, list[dict[str, Any]]] = {}  # app id -> the plan its installed bundle carries
+        self.runs: list[ProbeRun] = []  # every launch, its report and log lines (the check's evidence)
 
     def install(self, manifest: Manifest, steps: list[dict[str, Any]], timestamp: int | None = None) -> dict[str, bytes]:
         files = bundle(self.elf, manifest, steps, self.publisher, timestamp=timestamp or self.client.system_time())
@@ -219,7 +220,8 @@ class Probe:
         if result.status is not LaunchStatus.LAUNCHED:
             raise ProbeBroken(f"{self.client.device}: probe {app_id} did not launch: {result.status.name}")
         self.launched.append(result.pid)
-        return ProbeRun(self.client, app_id, result.pid, self.plans[app_id])
+        self.runs.append(ProbeRun(self.client, app_id, result.pid, self.plans[app_id]))
+        return self.runs[-1]
 
     def close(self, run: ProbeRun) -> None:
         """Close a probe that is still running (its prompts go with it)."""

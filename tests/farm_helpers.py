@@ -50,7 +50,8 @@ def firmware_hash(build: Path) -> str:
 
 
 def write_result(folder: Path, module: str, name: str, status: str, *, station: str = "emu-1",
-                 profile: str = "prime-emulated", firmware: str = "?", attempt: int = 1, message: str = "",
+                 profile: str = "prime-emulated", firmware: str = "?", version: str = "1.0.0", attempt: int = 1,
+                 message: str = "",
                  evidence: dict[str, bytes] | None = None, extra_labels: dict[str, str] | None = None) -> Path:
     """One `*-result.json` as allure-pytest writes it, with its attachments."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,8 @@ def write_result(folder: Path, module: str, name: str, status: str, *, station: 
         (folder / src).write_bytes(data)
         attachments.append({"name": att_name, "source": src, "type": "text/plain"})
     labels = {"package": module, "suite": module.rsplit(".", 1)[-1], "station": station, "serial": f"SER-{station}",
-              "profile": profile, "firmware": firmware, "attempt": str(attempt), "nodeid": f"{module}::{name}",
+              "profile": profile, "firmware": firmware, "version": version, "attempt": str(attempt),
+              "nodeid": f"{module}::{name}",
               **(extra_labels or {})}
     now = int(time.time() * 1000)
     result = {"name": name, "status": status, "statusDetails": {"message": message}, "attachments": attachments,
@@ -68,4 +70,12 @@ def write_result(folder: Path, module: str, name: str, status: str, *, station: 
               "labels": [{"name": k, "value": v} for k, v in labels.items()]}
     path = folder / f"{result['uuid']}-result.json"
     path.write_text(json.dumps(result))
+    return path
+
+
+def write_plan(folder: Path, tests: list[str], **more) -> Path:
+    """The `plan.json` the plugin records before a run (hil/report/plan.py): these test ids were collected."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "plan.json"
+    path.write_text(json.dumps({"tests": tests, **more}))
     return path

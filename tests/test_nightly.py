@@ -58,9 +58,15 @@ def test_good_night_then_defect_night(tmp_path, lab):
     night1 = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
     meta = json.loads((night1 / "run.json").read_text())
     assert meta["finished"] and meta["flashed"] == {"emu-1": "flashed"}
-    for f in ("summary.html", "diff.txt", "diff.json", "lab.yaml", "signoff/signoff.pdf"):
+    for f in ("summary.html", "diff.txt", "diff.json", "lab.yaml", "signoff/signoff.pdf", "allure-results/plan.json"):
         assert (night1 / f).is_file(), f
-    key = signoff.load_public(tmp_path / ".hil" / "keys" / "lab-signoff-ed25519.pem")
+    summary = (night1 / "summary.html").read_text()
+    assert 'Sign-off: <b class="go">GO</b>' in summary and 'href="signoff/signoff.html"' in summary
+    assert 'href="allure-report/index.html"' in summary
+    for f in ("categories.json", "environment.properties", "executor.json"):
+        assert (night1 / "allure-results" / f).is_file(), f
+    assert "Allure report" in r.output  # generated where Allure 3 is installed, else how to install it
+    key = signoff.load_trusted(tmp_path / ".hil" / "keys" / "lab-signoff-ed25519.trusted-signers.pem")
     assert signoff.verify(night1 / "signoff", key)["decision"] == "go"
     stations = {r.station for r in read_results(night1 / "allure-results").records}
     assert stations == {"emu-1"}
@@ -125,3 +131,34 @@ def test_test_ids_do_not_depend_on_where_the_repository_is(tmp_path):
     assert suites_root([str(tmp_path / "lab" / "suites")]) == tmp_path / "lab"
     assert suites_root([str(tmp_path / "lab" / "suites" / "a"), str(tmp_path / "lab" / "suites" / "b")]) == \
         tmp_path / "lab"
+
+
+@pytest.mark.slow
+def test_station_quarantined_during_the_suites_is_no_go_and_a_later_signoff_agrees(tmp_path, lab, monkeypatch):
+    """A worker quarantined a station while the suites ran: the nightly's own sign-off already knows it,
+    and `hil signoff` on the same folder afterwards decides the same, for the same reasons."""
+    from hil.farm.config import load_lab
+    from hil.farm.quarantine import Quarantine
+    from hil.report.cli import signoff_app
+
+    real = job.run_suites
+
+    def suites_then_quarantine(cmd, run, on_event, timeout):
+        rc = real(cmd, run, on_event, timeout)
+        Quarantine(load_lab(lab).state_dir).add("emu-1", "camera dark", by="gw0")
+        return rc
+
+    monkeypatch.setattr(job, "run_suites", suites_then_quarantine)
+    build = signed_build(tmp_path / "good.bin")
+    r = _nightly(lab, build)
+    assert r.exit_code == 1 and "sign-off: NO-GO" in r.output, r.output
+    night = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
+    key = signoff.load_trusted(tmp_path / ".hil" / "keys" / "lab-signoff-ed25519.trusted-signers.pem")
+    nightly_payload = signoff.verify(night / "signoff", key)
+    assert any("broken station(s) emu-1: camera dark" in x for x in nightly_payload["reasons"]), nightly_payload
+    later = CliRunner().invoke(signoff_app, ["--build", str(build), "--results", str(night), "-o",
+                                             str(tmp_path / "later"), "--lab", str(lab)])
+    assert later.exit_code == 1, later.output
+    later_payload = signoff.verify(tmp_path / "later", key)
+    assert (later_payload["decision"], later_payload["reasons"], later_payload["matrix"]) == \
+        (nightly_payload["decision"], nightly_payload["reasons"], nightly_payload["matrix"])

@@ -1,11 +1,12 @@
 """Sign-off: go only on complete positive evidence; the bundle verifies offline and fails on any change."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
-from farm_helpers import firmware_hash, signed_build, write_result
+from farm_helpers import firmware_hash, signed_build, write_plan, write_result
 from typer.testing import CliRunner
 
 from hil.report import signoff
@@ -32,9 +33,14 @@ def build(tmp_path):
     return signed_build(tmp_path / "app.bin")
 
 
+GREEN = ("suites.security.test_isolation", "suites.security.test_lockdown")
+
+
 def _green(folder, fw, **kw):
-    for mod in ("suites.security.test_isolation", "suites.security.test_lockdown"):
+    for mod in GREEN:
         write_result(folder, mod, "test_one", "passed", firmware=fw, evidence={"screen": b"ok"}, **kw)
+    if not (folder / "plan.json").exists():
+        write_plan(folder, [f"{mod}::test_one" for mod in GREEN])
 
 
 def _signoff(lab, build, results, out):
@@ -49,10 +55,12 @@ def test_go_bundle_verifies_and_tamper_fails(tmp_path, lab, build):
     assert r.output.startswith("GO")
     b = tmp_path / "bundle"
     payload = json.loads((b / "signoff.json").read_text())["payload"]
-    assert payload["matrix"] == {"suites.security.test_isolation": {"prime-emulated": "passed"},
-                                 "suites.security.test_lockdown": {"prime-emulated": "passed"}}
+    assert {s: {p: c["verdict"] for p, c in row.items()} for s, row in payload["matrix"].items()} == {
+        "suites.security.test_isolation": {"prime-emulated": "passed"},
+        "suites.security.test_lockdown": {"prime-emulated": "passed"}}
     assert payload["firmware"]["trust"]["test"] == "FULLY_TRUSTED" and payload["firmware"]["version"] == "1.0.0"
-    assert len(payload["evidence"]) == 4 and all(len(e["sha256"]) == 64 for e in payload["evidence"])
+    assert any(e["path"].endswith("/plan.json") for e in payload["evidence"])  # what was meant to run
+    assert len(payload["evidence"]) == 5 and all(len(e["sha256"]) == 64 for e in payload["evidence"])
     assert (b / "signoff.pdf").read_bytes().startswith(b"%PDF")
     ok = CliRunner().invoke(signoff_app, ["verify", str(b), "--lab", str(lab)])
     assert ok.exit_code == 0 and "verified: GO" in ok.output
@@ -78,10 +86,43 @@ def test_go_bundle_verifies_and_tamper_fails(tmp_path, lab, build):
         (t / "signoff.json").write_text(json.dumps(doc))
     r = tampered(flip)
     assert r.exit_code == 1 and "signature does not match" in r.output
-    other = tmp_path / "other.pem"
-    signoff.lab_key(signoff.SigningKey(path=other, generate=True))
-    r = CliRunner().invoke(signoff_app, ["verify", str(b), "--key", str(other)])
-    assert r.exit_code == 1 and "not the lab's key" in r.output
+    other = signoff.SigningKey(path=tmp_path / "other.pem", generate=True)
+    signoff.lab_key(other)
+    r = CliRunner().invoke(signoff_app, ["verify", str(b), "--trusted", str(other.trusted_signers)])
+    assert r.exit_code == 1 and "not one of the trusted signers" in r.output
+    r = CliRunner().invoke(signoff_app, ["verify", str(b), "--trusted", str(other.path)])
+    assert r.exit_code == 2 and "holds a private key" in r.output
+    link = tmp_path / "linked"
+    shutil.copytree(b, link)
+    (link / "evidence" / "passwd").symlink_to("/etc/passwd")
+    r = CliRunner().invoke(signoff_app, ["verify", str(link), "--lab", str(lab)])
+    assert r.exit_code == 1 and "a symlink in a results folder" in r.output
+
+
+def test_verdict_reads_on_one_page(tmp_path, lab, build):
+    """ISO dates, the signer by name and role, criteria in words, trust as a table, the banner on a
+    test-key build, evidence grouped per check with hashes, fixture containers left out."""
+    _green(tmp_path / "res", firmware_hash(build))
+    (tmp_path / "res" / "0000-container.json").write_text("{}")
+    assert _signoff(lab, build, tmp_path / "res", tmp_path / "bundle").exit_code == 0
+    payload = json.loads((tmp_path / "bundle" / "signoff.json").read_text())["payload"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", payload["created"])
+    assert payload["signer"]["name"] == "prime-hil emulated lab" and "never a release" in payload["signer"]["role"]
+    assert payload["not_a_release"] == ["test keys", "emulated criteria"]
+    assert not any("container" in e["path"] for e in payload["evidence"])
+    check = next(c for c in payload["checks"] if c["test"] == "suites.security.test_lockdown::test_one")
+    assert [f["name"] for f in check["files"]] == ["result", "screen"] and check["version"] == "1.0.0"
+    html = (tmp_path / "bundle" / "signoff.html").read_text()
+    assert "NOT A RELEASE: test keys, emulated criteria" in html and payload["created"] in html
+    assert "<th>key set</th><th>trust</th>" in html and "The build must be fully trusted" in html
+    assert check["files"][1]["sha256"][:16] in html and "prime-hil emulated lab, harness self-test" in html
+
+
+def test_symlink_in_results_is_refused(tmp_path, lab, build):
+    _green(tmp_path / "res", firmware_hash(build))
+    (tmp_path / "res" / "x-attachment.txt").symlink_to(lab)
+    r = _signoff(lab, build, tmp_path / "res", tmp_path / "bundle")
+    assert r.exit_code == 2 and "a symlink in a results folder" in r.output and not (tmp_path / "bundle").exists()
 
 
 def test_failing_suite_is_no_go_and_named(tmp_path, lab, build):
@@ -90,7 +131,7 @@ def test_failing_suite_is_no_go_and_named(tmp_path, lab, build):
     write_result(tmp_path / "res", "suites.security.test_isolation", "test_two", "failed", firmware=fw)
     r = _signoff(lab, build, tmp_path / "res", tmp_path / "bundle")
     assert r.exit_code == 1 and r.output.startswith("NO-GO")
-    assert "suite suites.security.test_isolation: prime-emulated failed" in r.output
+    assert "suite suites.security.test_isolation: prime-emulated failed (1 passed, 1 failed)" in r.output
     payload = signoff.verify(tmp_path / "bundle", signoff.load_public(tmp_path / "keys" / "lab.pem"))
     assert payload["failing_suites"] == ["suites.security.test_isolation"]
 
@@ -166,16 +207,91 @@ def test_production_only_check_skipped_for_its_flavour_is_no_go(tmp_path, build)
     fw = firmware_hash(build)
     ident = signoff.firmware_identity(build)
     criteria = signoff.Criteria(security_suites=("suites.security.*",), required_flavours=("production",),
+                                allowed_skips={"suites.security.*": ("^needs a production build",)},
                                 clean_runs=2, accepted_keysets=("test",))
     _green(tmp_path / "dev0", fw)
     _green(tmp_path / "dev", fw)
     write_result(tmp_path / "dev", "suites.security.test_lockdown", "test_refuses", "skipped", firmware=fw,
                  message="Skipped: needs a production build; tcp:1 runs a development build")
     d = signoff.decide(criteria, ident, [signoff.read_results(tmp_path / n) for n in ("dev0", "dev")], {"prime-emulated"})
-    assert not d.go and d.matrix["suites.security.test_lockdown"]["prime-emulated"] == "skipped"
+    assert not d.go and d.matrix["suites.security.test_lockdown"]["prime-emulated"]["verdict"] == "skipped"
     assert any("suites.security.test_lockdown::test_refuses (needs a production build)" in r for r in d.reasons), d.reasons
     # the same check passed on a production station in the other deciding run: go
     write_result(tmp_path / "dev0", "suites.security.test_lockdown", "test_refuses", "passed", firmware=fw,
                  station="emu-2", evidence={"screen": b"ok"})
     d = signoff.decide(criteria, ident, [signoff.read_results(tmp_path / n) for n in ("dev0", "dev")], {"prime-emulated"})
     assert d.go, d.reasons
+
+
+# ---------------------------------------------------------------- what GO wrongly said before (issue 13)
+
+
+def _decide(tmp_path, build, criteria=None, folders=("res",)):
+    criteria = criteria or signoff.load_criteria(ROOT / "signoff_criteria.emulated.yaml")
+    return signoff.decide(criteria, signoff.firmware_identity(build),
+                          [signoff.read_results(tmp_path / f) for f in folders], {"prime-emulated"})
+
+
+def test_one_passing_result_without_a_plan_or_with_modules_that_never_ran_is_no_go(tmp_path, build):
+    fw = firmware_hash(build)
+    write_result(tmp_path / "res", "suites.security.test_lockdown", "test_one", "passed", firmware=fw,
+                 evidence={"screen": b"ok"})
+    d = _decide(tmp_path, build)
+    assert not d.go and any("no test plan (plan.json)" in r for r in d.reasons), d.reasons
+    # the plan names the checks that never ran, and a module that did not import
+    write_plan(tmp_path / "res", ["suites.security.test_lockdown::test_one", "suites/security/test_firmware.py::test_a"],
+               collection_errors={"suites/security/test_isolation.py": "ImportError: cannot import name 'x'"})
+    d = _decide(tmp_path, build)
+    assert not d.go
+    assert any("1 planned check(s) have no result: suites/security/test_firmware.py::test_a" in r for r in d.reasons)
+    assert any("module suites/security/test_isolation.py could not be collected: ImportError" in r for r in d.reasons)
+    assert d.matrix["suites.security.test_firmware"]["prime-emulated"]["verdict"] == "missing"
+
+
+def test_a_run_filtered_with_k_is_a_partial_plan_and_never_go(tmp_path, build):
+    fw = firmware_hash(build)
+    write_result(tmp_path / "res", "suites.security.test_lockdown", "test_one", "passed", firmware=fw,
+                 evidence={"screen": b"ok"})
+    write_plan(tmp_path / "res", ["suites.security.test_lockdown::test_one", "suites.security.test_lockdown::test_two"],
+               filters={"-k": "one"}, deselected_by_filters=["suites.security.test_lockdown::test_two"])
+    d = _decide(tmp_path, build)
+    assert not d.go and any("a partial plan (-k 'one' deselected 1 check(s)), never a release" in r
+                            for r in d.reasons), d.reasons
+
+
+def test_the_build_is_what_the_unit_reported_not_the_operators_option(tmp_path, build):
+    """--farm-firmware named the build, but the unit answered another version: a broken station, no GO."""
+    _green(tmp_path / "res", firmware_hash(build), version="0.9.0")
+    d = _decide(tmp_path, build)
+    assert not d.go
+    assert any("broken station(s) emu-1: its unit reported version 0.9.0, the build under sign-off is 1.0.0" in r
+               for r in d.reasons), d.reasons
+    assert d.matrix["suites.security.test_lockdown"]["prime-emulated"]["verdict"] == "broken"
+    assert d.runs[0]["stations"] == {"emu-1": {"serial": "SER-emu-1", "versions": ["0.9.0"]}}
+
+
+def test_a_suite_all_skipped_but_one_is_not_passed(tmp_path, build):
+    fw = firmware_hash(build)
+    _green(tmp_path / "res", fw)
+    tests = [f"{m}::test_one" for m in GREEN]
+    for i in range(3):
+        write_result(tmp_path / "res", "suites.security.test_lockdown", f"test_s{i}", "skipped", firmware=fw,
+                     message=f"Skipped: the probe app is missing ({i})")
+        tests.append(f"suites.security.test_lockdown::test_s{i}")
+    write_plan(tmp_path / "res", tests)
+    d = _decide(tmp_path, build)
+    cell = d.matrix["suites.security.test_lockdown"]["prime-emulated"]
+    assert not d.go and cell["verdict"] == "skipped" and (cell["passed"], cell["skipped"]) == (1, 3)
+    assert {s["reason"] for s in cell["skips"]} == {f"the probe app is missing ({i})" for i in range(3)}
+    assert any("test_s0 skipped, a reason the criteria do not allow (the probe app is missing (0))" in r
+               for r in d.reasons), d.reasons
+    # the criteria allow that reason for this suite only: go
+    criteria = signoff.Criteria(security_suites=("suites.security.*",), accepted_keysets=("test",),
+                                allowed_skips={"suites.security.test_lockdown": ("^the probe app is missing",)})
+    assert _decide(tmp_path, build, criteria).go
+    # nothing passed: allowed skips alone carry no suite
+    write_result(tmp_path / "only", "suites.security.test_lockdown", "test_s", "skipped", firmware=fw,
+                 message="Skipped: the probe app is missing")
+    write_plan(tmp_path / "only", ["suites.security.test_lockdown::test_s"])
+    d = _decide(tmp_path, build, criteria, folders=("only",))
+    assert not d.go and d.matrix["suites.security.test_lockdown"]["prime-emulated"]["verdict"] == "skipped"

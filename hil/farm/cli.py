@@ -253,7 +253,7 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
 
 
 def _report(job, cfg, run, build: Path, quarantine) -> int:
-    from hil.report import signoff
+    from hil.report import allure_report, signoff
     from hil.report.allure import read_results
     from hil.report.history import History, Night, diff
     from hil.report.summary import render
@@ -270,27 +270,38 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
         except InfrastructureError as e:  # the report still gets written, saying what it could not tell
             run.meta["broken_stations"].setdefault(cfg.coordinator, f"cannot list places quarantined in the run: {e}")
     results = read_results(run.results)
-    run.meta["finished"] = time.time()
-    night = Night.from_results(results, run_id=run.run_id, started=run.meta["started"], finished=run.meta["finished"],
+    run.save()  # stations broken in the run are on disk before the sign-off reads them: `hil signoff` agrees
+    finished = time.time()
+    night = Night.from_results(results, run_id=run.run_id, started=run.meta["started"], finished=finished,
                                lab=cfg.name, firmware=run.meta["firmware"],
                                broken_stations={**run.meta.get("unavailable", {}), **run.meta["broken_stations"]})
     history = History(cfg.reports_dir / "history.jsonl")
     d = diff(history.last(before=run.run_id), night)
     (run.dir / "diff.json").write_text(json.dumps(d.__dict__, indent=2))
     (run.dir / "diff.txt").write_text(d.text() + "\n")
-    (run.dir / "summary.html").write_text(render(night, d, results))
     console.print(printable(d.text()), markup=False)
     bundle = run.dir / "signoff"
     if bundle.exists():  # a resumed run that was killed after signing: the bundle is re-made from all results
         shutil.rmtree(bundle)
+    stations = {**{n: f"{how} (ran the suites)" for n, how in run.meta.get("flashed", {}).items()},
+                **{n: f"broken: {why}" for n, why in run.meta["broken_stations"].items()}}
+    allure_report.write_metadata(run.results, run_id=run.run_id, lab=cfg.name, firmware=run.meta["firmware"],
+                                 harness=signoff.harness_version()["git"], stations=stations)
     key = signoff.lab_key(cfg.signing_key)
     profiles = set(run.meta["profiles"])
     decision = signoff.create(build, run.results, bundle, criteria_path=cfg.signoff_criteria, key=key,
-                              lab=cfg.name, profiles=profiles)
+                              lab=cfg.name, profiles=profiles, signer=cfg.signing_key)
     signoff.verify(bundle, key.public_key())
-    history.append(night)
-    run.save()
     verdict = "GO" if decision.go else "NO-GO"
+    (run.dir / "summary.html").write_text(render(night, d, results, verdict))
+    try:
+        console.print(printable(f"Allure report: {allure_report.generate(run.dir, cfg.reports_dir / allure_report.HISTORY)}"),
+                      markup=False)
+    except HilError as e:  # the sign-off stands without it; say how to get it
+        console.print(printable(f"Allure report not generated: {e}"), markup=False)
+    history.append(night)
+    run.meta["finished"] = finished
+    run.save()
     console.print(printable(f"sign-off: {verdict}" + ("" if decision.go else
                                                       f" (failing suites: {', '.join(decision.failing_suites) or 'none'})")),
                   markup=False)

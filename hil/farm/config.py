@@ -99,6 +99,14 @@ class SigningKey(_Strict):
 
     path: Path
     generate: bool = False
+    # who signs with it, as the sign-off names them (a person or a service, and in what capacity)
+    name: str = "unnamed signer"
+    role: str = "role not stated in the lab file"
+
+    @property
+    def trusted_signers(self) -> Path:
+        """The public half, beside the key: all `hil signoff verify` needs (never the private key)."""
+        return self.path.with_name(self.path.stem + ".trusted-signers.pem")
 
 
 class LabConfig(_Strict):

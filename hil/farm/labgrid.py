@@ -701,7 +701,8 @@ class LabgridFarm:
         if st is not None and lease is not None:
             self._last = {"station": st.name, "place": lease.place, "bench": lease.bench,
                           "serial": st.serial or "unknown", "profile": st.profile.name,
-                          "firmware": self.firmware or f"version:{self.version}"}
+                          "firmware": self.firmware or f"version:{self.version}",
+                          "version": self.version or "unknown"}  # measured: what the unit answered to GET_VERSION
         return dict(self._last)
 
     def close(self) -> None:

@@ -177,7 +177,8 @@ class Farm:
         if st is None:
             return dict(self._last)
         return {"station": st.name, "serial": st.serial or "unknown", "profile": st.profile.name,
-                "firmware": self.firmware or f"version:{self.version}"}
+                "firmware": self.firmware or f"version:{self.version}",
+                "version": self.version or "unknown"}  # measured: what the unit answered to GET_VERSION
 
     def close(self) -> None:
         self.drop()

@@ -45,6 +45,7 @@ class ResultRecord:
     stop: int
     attachments: tuple[str, ...]  # file names in the results folder
     source: str  # the result file
+    attachment_names: tuple[str, ...] = ()  # what each attachment is ("screenshot", "OCR lines"), in order
 
     @property
     def station(self) -> str | None:
@@ -96,18 +97,22 @@ class _Label(_Loose):
 
 
 class _Attachment(_Loose):
+    name: Any = None
     source: str | None = None
 
 
 class _Step(_Loose):
+    name: Any = None
     attachments: list[_Attachment | Any] | None = None
     steps: list[_Step | Any] | None = None
 
-    def attachment_files(self) -> list[str]:
-        found = [a.source for a in self.attachments or [] if isinstance(a, _Attachment) and a.source is not None]
+    def attachment_files(self, prefix: str = "") -> list[tuple[str, str]]:
+        """(name, source) of every attachment here and in the steps below; a step's name prefixes its own."""
+        found = [(f"{prefix}{a.name or a.source}", a.source) for a in self.attachments or []
+                 if isinstance(a, _Attachment) and a.source is not None]
         for step in self.steps or []:
             if isinstance(step, _Step):
-                found += step.attachment_files()
+                found += step.attachment_files(f"{prefix}{step.name or 'step'} / ")
         return found
 
 
@@ -150,10 +155,11 @@ def parse_result(data: Any, source: str) -> ResultRecord:
         labels.setdefault(str(lab.name), str(lab.value))
     suite = labels.get("package") or labels.get("suite") or "?"
     details = result.statusDetails or _Details()
+    atts = result.attachment_files()
     return ResultRecord(
         test_id=result.test_id(), name=str(result.name), suite=suite, status=result.status, labels=labels,
         message=str(details.message or ""), start=result.start or 0, stop=result.stop or 0,
-        attachments=tuple(result.attachment_files()), source=source,
+        attachments=tuple(src for _, src in atts), source=source, attachment_names=tuple(str(n) for n, _ in atts),
     )
 
 

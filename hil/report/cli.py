@@ -5,6 +5,7 @@ and runs only when no sub-command is given."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -42,7 +43,7 @@ def create(
             raise HilError(f"build {build}: no such file")
         decision = signoff.create(build, results, output, criteria_path=cfg.signoff_criteria,
                                   key=signoff.lab_key(cfg.signing_key), lab=cfg.name,
-                                  profiles={s.profile for s in cfg.stations.values()})
+                                  profiles={s.profile for s in cfg.stations.values()}, signer=cfg.signing_key)
     except HilError as e:
         typer.echo(printable(f"signoff: {e}"), err=True)
         raise typer.Exit(2) from None
@@ -55,15 +56,16 @@ def create(
 @signoff_app.command()
 def verify(
     bundle: Path,
-    key: Annotated[Optional[Path], typer.Option("--key", help="the lab's public key PEM (default: from the lab file)")] = None,
+    trusted_signers: Annotated[Optional[Path], typer.Option(
+        "--trusted", help="trusted-signers file: the signers' PEM public keys (default: the lab's, beside its key)")] = None,
     lab: LabOpt = None,
 ) -> None:
-    """Check the bundle's signature and every file's SHA-256, offline; exit 1 on any change."""
+    """Check the bundle's signature and every file's SHA-256, offline, with public keys only; exit 1 on any change."""
     from hil.farm.config import load_lab
     from hil.report import signoff
 
     try:
-        trusted = signoff.load_public(key if key else load_lab(lab).signing_key.path)
+        trusted = signoff.load_trusted(trusted_signers or load_lab(lab).signing_key.trusted_signers)
         payload = signoff.verify(bundle, trusted)
     except signoff.VerifyError as e:
         typer.echo(printable(f"NOT VERIFIED: {e}"), err=True)
@@ -71,5 +73,32 @@ def verify(
     except (HilError, OSError) as e:
         typer.echo(printable(f"signoff verify: {e}"), err=True)
         raise typer.Exit(2) from None
+    signer = payload["signer"]
     typer.echo(printable(f"verified: {payload['decision'].upper()} for {payload['firmware']['file']} "
-               f"({len(payload['evidence'])} evidence files, signed by {payload['signer']['public_key'][:16]}…)"))
+                         f"({len(payload['evidence'])} evidence files, signed by {signer.get('name', '?')}, "
+                         f"{signer.get('role', '?')}, key {signer['public_key'][:16]}…)"))
+    for why in payload.get("not_a_release", []):
+        typer.echo(printable(f"NOT A RELEASE: {why}"))
+
+
+report_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reports of a run (Allure 3).")
+
+
+@report_app.command("allure")
+def allure_report(
+    run: Annotated[Path, typer.Argument(help="a nightly run folder (reports/nightly/<run>)")],
+    lab: LabOpt = None,
+) -> None:
+    """Generate the run's Allure report with Allure 3, with the history of the lab's earlier nights."""
+    from hil.farm.config import load_lab
+    from hil.report import allure_report as report
+
+    try:
+        out = report.generate(run, load_lab(lab).reports_dir / report.HISTORY)
+    except report.AllureMissing as e:
+        typer.echo(printable(f"report allure: {e}"), err=True)
+        raise typer.Exit(3) from None
+    except (HilError, OSError, subprocess.SubprocessError) as e:
+        typer.echo(printable(f"report allure: {e}"), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"Allure report: {out / 'index.html'}")

@@ -31,11 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from hil.errors import ConfigError, HilError
 from hil.farm.config import SigningKey, load_yaml_model
 from hil.report.allure import Results, read_results, sha256_file
-from hil.report.summary import TEMPLATES, environment
+from hil.report.plan import PLAN, read_plan
+from hil.report.summary import TEMPLATES, environment, iso
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYSETS = ROOT / "firmware" / "keys"
 RESULT_DIR = "allure-results"
+RELEASE_KEYSET = "production"  # firmware/keys/production.toml: Foundation's release signers
 FLAVOUR_SKIP = re.compile(r"needs a (\w+) build")  # hil.plugin's skip reason for a flavour marker
 
 
@@ -50,7 +52,9 @@ class Criteria(BaseModel):
     required_profiles: tuple[str, ...] = ()  # besides every profile that ran
     clean_runs: int = Field(1, ge=1)
     allow_broken_stations: bool = False
-    allow_skipped: bool = True
+    # per suite (fnmatch over suite names), the skip reasons (regular expressions searched in the reason)
+    # that do not count against it; any other skip makes its cell "skipped", a no-go
+    allowed_skips: dict[str, tuple[str, ...]] = {}
     # flavours whose flavour-only checks must have run: a security test skipped because it needs one of
     # these (the plugin's "needs a production build") and passed in no deciding run is a no-go
     required_flavours: tuple[str, ...] = ()
@@ -81,6 +85,9 @@ def lab_key(spec: SigningKey) -> Ed25519PrivateKey:
         raise ConfigError(f"sign-off key {spec.path}: not a PEM private key ({e})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"sign-off key {spec.path}: not an Ed25519 key")
+    if spec.generate and not spec.trusted_signers.exists():  # a real lab provisions its trusted-signers file
+        spec.trusted_signers.write_bytes(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return key
 
 
@@ -161,25 +168,112 @@ def _run_meta(folder: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ decision
 
 
+CELL_STATUSES = ("passed", "failed", "broken", "skipped")
+
+
 @dataclass
 class Decision:
     go: bool
     reasons: list[str]
     failing_suites: list[str]
-    matrix: dict[str, dict[str, str]]
+    matrix: dict[str, dict[str, dict[str, Any]]]  # suite -> profile -> cell (verdict, counts, skips)
     runs: list[dict[str, Any]]
     deciding: list[Path]  # the results folders the decision rests on (their files are the evidence)
 
 
-def _cell(statuses: list[str], allow_skipped: bool) -> str:
-    if not statuses:
-        return "missing"
-    for worst in ("broken", "failed"):
-        if worst in statuses:
-            return worst
-    if "passed" not in statuses or (not allow_skipped and "skipped" in statuses):
-        return "skipped"
-    return "passed"
+class Cell:
+    """One suite on one profile: the counts of its final results, every skip with its reason and whether
+    the criteria allow it, and planned checks that left no result. Green only when something passed and
+    nothing else happened that the criteria do not allow: one pass never carries a suite."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(CELL_STATUSES, 0)
+        self.skips: list[dict[str, Any]] = []
+        self.missing: list[str] = []
+
+    def add(self, record, allowed: bool) -> None:
+        self.counts[record.status] += 1
+        if record.status == "skipped":
+            self.skips.append({"test": record.test_id, "reason": _skip_reason(record.message), "allowed": allowed})
+
+    def verdict(self) -> str:
+        for worst in ("broken", "failed"):
+            if self.counts[worst]:
+                return worst
+        if self.missing:
+            return "missing"
+        if not self.counts["passed"] or any(not s["allowed"] for s in self.skips):
+            return "skipped"
+        return "passed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict(), **self.counts, "skips": self.skips, "missing": self.missing}
+
+
+def _skip_reason(message: str) -> str:
+    return message.removeprefix("Skipped: ").strip() or "no reason given"
+
+
+def _is_security(criteria: Criteria, suite: str) -> bool:
+    return any(fnmatch.fnmatch(suite, pat) for pat in criteria.security_suites)
+
+
+def skip_allowed(criteria: Criteria, suite: str, message: str) -> bool:
+    reason = _skip_reason(message)
+    return any(re.search(rx, reason) for pat, rxs in criteria.allowed_skips.items()
+               if fnmatch.fnmatch(suite, pat) for rx in rxs)
+
+
+def suite_of(test_id: str) -> str:
+    """The suite (dotted module) of a pytest node id, as the results name it: `suites/a/test_b.py::t` ->
+    `suites.a.test_b`."""
+    return test_id.split("::", 1)[0].removesuffix(".py").replace("/", ".")
+
+
+def _plan_reasons(run: Results, plan: Plan | None, final: dict) -> tuple[list[str], dict[str, list[str]]]:
+    """What the plan says about a run: no plan, a partial plan, modules that did not collect, planned
+    checks without a final result (per suite)."""
+    name = _run_name(run.folder)
+    if plan is None:
+        return [f"run {name}: no test plan ({PLAN}); the checks that should have run are unknown"], {}
+    reasons = []
+    if plan.partial:
+        flt = " ".join(f"{k} {v!r}" for k, v in plan.filters.items()) or "a filter"
+        reasons.append(f"run {name}: a partial plan ({flt} deselected {len(plan.deselected_by_filters)} check(s)), "
+                       f"never a release")
+    for module, why in sorted(plan.collection_errors.items()):
+        reasons.append(f"run {name}: module {module} could not be collected: {why}")
+    missing: dict[str, list[str]] = {}
+    for test in plan.tests:
+        if test not in final and test not in plan.deselected_by_filters:
+            missing.setdefault(suite_of(test), []).append(test)
+    if missing:
+        tests = [t for ts in missing.values() for t in ts]
+        reasons.append(f"run {name}: {len(tests)} planned check(s) have no result: " + ", ".join(tests[:10])
+                       + (f" and {len(tests) - 10} more" if len(tests) > 10 else ""))
+    return reasons, missing
+
+
+def _run_name(folder: Path) -> str:
+    return folder.parent.name if folder.name == RESULT_DIR else folder.name
+
+
+def measured_identity(identity: dict[str, Any], records) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Per station, the build its unit reported (the `version` label: what GET_VERSION answered on the
+    station's health check) against the build under sign-off. A station that reported another version, or
+    none, ran something else: it is broken, whatever the operator's --farm-firmware said."""
+    seen: dict[str, tuple[str, set[str]]] = {}
+    for x in records:
+        serial, versions = seen.setdefault(x.station or "unknown", (x.labels.get("serial", "unknown"), set()))
+        versions.add(x.labels.get("version") or "not reported")
+    stations = {n: {"serial": serial, "versions": sorted(v)} for n, (serial, v) in sorted(seen.items())}
+    broken = {}
+    for name, entry in stations.items():
+        other = [v for v in entry["versions"] if v != identity.get("version")]
+        if other:
+            broken[name] = (f"its unit reported version {', '.join(other)}, the build under sign-off is "
+                            f"{identity.get('version')} (measured identity)")
+    return stations, broken
 
 
 def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], profiles: set[str]) -> Decision:
@@ -197,38 +291,74 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
     deciding = sorted(mine, key=lambda r: max(x.stop for x in r.records))[-criteria.clean_runs:]
     if len(deciding) < criteria.clean_runs:
         reasons.append(f"{len(deciding)} run(s) of this build in the results, the criteria need {criteria.clean_runs}")
-    cells: dict[tuple[str, str], list[str]] = {}
+    cells: dict[tuple[str, str], Cell] = {}
     seen_profiles = set(profiles) | set(criteria.required_profiles)
     run_info = []
     for r in deciding:
         reasons += [f"evidence: {p}" for p in r.problems]
-        final = r.final().values()
-        broken = _run_meta(r.folder).get("broken_stations", {})
+        final_by_id = r.final()
+        final = list(final_by_id.values())
+        meta = _run_meta(r.folder)
+        seen_profiles |= set(meta.get("profiles", []))
+        try:
+            plan = read_plan(r.folder)
+        except ValueError as e:
+            plan = None
+            reasons.append(str(e))
+        plan_reasons, missing = _plan_reasons(r, plan, final_by_id)
+        reasons += plan_reasons
+        stations, mismatched = measured_identity(identity, r.records)  # every attempt, retried ones too
+        broken = {**meta.get("broken_stations", {}), **mismatched}
         if broken and not criteria.allow_broken_stations:
-            reasons.append(f"run {r.folder.parent.name}: broken station(s) " + "; ".join(f"{s}: {w}" for s, w in broken.items()))
+            reasons.append(f"run {_run_name(r.folder)}: broken station(s) " + "; ".join(f"{s}: {w}" for s, w in broken.items()))
         for x in final:
-            seen_profiles.add(x.profile or "unknown")
-            if any(fnmatch.fnmatch(x.suite, pat) for pat in criteria.security_suites):
-                cells.setdefault((x.suite, x.profile or "unknown"), []).append(x.status)
-        run_info.append({"folder": str(r.folder), "tests": len(r.final()),
-                         "counts": {s: sum(1 for x in final if x.status == s) for s in ("passed", "failed", "broken", "skipped")},
-                         "broken_stations": broken})
+            profile = x.profile or "unknown"
+            seen_profiles.add(profile)
+            if _is_security(criteria, x.suite):
+                cell = cells.setdefault((x.suite, profile), Cell())
+                if (x.station or "unknown") in mismatched:  # another build's result is no evidence for this one
+                    cell.counts["broken"] += 1
+                else:
+                    cell.add(x, skip_allowed(criteria, x.suite, x.message))
+        for suite, tests in missing.items():
+            if _is_security(criteria, suite):
+                for p in sorted(seen_profiles):
+                    cells.setdefault((suite, p), Cell()).missing += tests
+        run_info.append({"folder": str(r.folder), "tests": len(final),
+                         "counts": {s: sum(1 for x in final if x.status == s) for s in CELL_STATUSES},
+                         "broken_stations": broken, "stations": stations,
+                         "plan": None if plan is None else {"tests": len(plan.tests), "partial": plan.partial,
+                                                            "collection_errors": dict(plan.collection_errors)}})
     suites = sorted({s for s, _ in cells})
     if deciding and not suites:
         reasons.append(f"no security suite ({', '.join(criteria.security_suites)}) ran")
-    matrix = {s: {p: _cell(cells.get((s, p), []), criteria.allow_skipped) for p in sorted(seen_profiles)} for s in suites}
     not_run = flavour_checks_not_run(criteria, [x for r in deciding for x in r.final().values()])
-    for x in not_run:  # allow_skipped does not cover these
-        row = matrix[x.suite]
-        if row[x.profile or "unknown"] == "passed":
-            row[x.profile or "unknown"] = "skipped"
+    for x in not_run:  # an allowed skip reason does not cover these
+        cell = cells[(x.suite, x.profile or "unknown")]
+        for skip in cell.skips:
+            if skip["test"] == x.test_id:
+                skip["allowed"] = False
     if not_run:
         reasons.append("security checks never run on the flavour they need: "
                        + ", ".join(sorted({f"{x.test_id} ({FLAVOUR_SKIP.search(x.message).group(0)})" for x in not_run})))
-    failing = sorted({s for s, row in matrix.items() for cell in row.values() if cell != "passed"})
+    matrix = {s: {p: cells.get((s, p), Cell()).to_json() for p in sorted(seen_profiles)} for s in suites}
+    for s in suites:
+        for p, cell in matrix[s].items():
+            for skip in cell["skips"]:
+                if not skip["allowed"]:
+                    reasons.append(f"suite {s}: {p}: {skip['test']} skipped, a reason the criteria do not allow "
+                                   f"({skip['reason']})")
+    failing = sorted({s for s, row in matrix.items() for cell in row.values() if cell["verdict"] != "passed"})
     for s in failing:
-        reasons.append(f"suite {s}: " + ", ".join(f"{p} {c}" for p, c in matrix[s].items() if c != "passed"))
+        reasons.append(f"suite {s}: " + ", ".join(f"{p} {c['verdict']} ({_counts(c)})"
+                                                  for p, c in matrix[s].items() if c["verdict"] != "passed"))
     return Decision(not reasons, reasons, failing, matrix, run_info, [r.folder for r in deciding])
+
+
+def _counts(cell: dict[str, Any]) -> str:
+    parts = [f"{cell[s]} {s}" for s in CELL_STATUSES if cell[s]]
+    parts += [f"{len(cell['missing'])} missing"] if cell["missing"] else []
+    return ", ".join(parts) or "no results"
 
 
 def flavour_checks_not_run(criteria: Criteria, records) -> list:
@@ -243,12 +373,71 @@ def flavour_checks_not_run(criteria: Criteria, records) -> list:
 # ------------------------------------------------------------------------------------ bundle
 
 
+def refuse_symlinks(folder: Path) -> None:
+    """A symlink in a results folder or a bundle would put files from elsewhere under the signature."""
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            if os.path.islink(os.path.join(root, name)):
+                raise ConfigError(f"{Path(root) / name}: a symlink in a results folder; evidence must be the "
+                                  f"files themselves (copy them in, then sign)")
+
+
+def copy_evidence(results: Results, dest: Path) -> list[dict[str, Any]]:
+    """The plan, every result file of a deciding run and what it attached, copied to `dest`; fixture
+    containers are not evidence. Returns the checks: per test, its final status and its files."""
+    dest.mkdir(parents=True)
+    if (results.folder / PLAN).is_file():
+        shutil.copy2(results.folder / PLAN, dest / PLAN)
+    checks = []
+    for test_id, attempts in sorted(results.by_test().items()):
+        files = []
+        for x in attempts:
+            for name, src in (("result", x.source), *zip(x.attachment_names, x.attachments)):
+                if not (results.folder / src).is_file():
+                    continue  # missing evidence: the decision already says so
+                shutil.copy2(results.folder / src, dest / src)
+                files.append({"name": f"attempt {x.attempt}: {name}" if len(attempts) > 1 else name,
+                              "path": str(Path(dest.name) / src), "sha256": sha256_file(dest / src)})
+        last = attempts[-1]
+        checks.append({"test": test_id, "status": last.status, "station": last.station or "unknown",
+                       "version": last.labels.get("version", "not reported"), "files": files})
+    return checks
+
+
+def criteria_in_words(c: Criteria) -> list[str]:
+    """The criteria as a release manager reads them."""
+    skips = "; ".join(f"{suite}: {', '.join(rxs)}" for suite, rxs in c.allowed_skips.items()) or "none"
+    return [
+        f"The build must be fully trusted (both signatures) by the key set(s): {', '.join(c.accepted_keysets)}.",
+        f"Security suites ({', '.join(c.security_suites)}) must each pass on every profile that ran"
+        + (f" and on {', '.join(c.required_profiles)}" if c.required_profiles else "") + ".",
+        f"The latest {c.clean_runs} run(s) of this build must each be clean, with a complete test plan: "
+        "every planned check has a final result, no module failed to collect, no -k/-m filter.",
+        "Every result must come from a unit that reported this build's version.",
+        "A station broken during a deciding run " + ("is tolerated." if c.allow_broken_stations else "makes it a no-go."),
+        f"Skips allowed (reason patterns per suite): {skips}. Any other skip, or a cell with nothing passed, is a no-go.",
+        "Checks that need a flavour must have run on it: " + (", ".join(c.required_flavours) or "no flavour required") + ".",
+    ]
+
+
+def not_a_release(identity: dict[str, Any], criteria: Criteria) -> list[str]:
+    """Why this verdict can never release anything: a build not fully trusted by the production signers,
+    or criteria that accept other signers (the emulated lab's)."""
+    why = []
+    if identity.get("trust", {}).get(RELEASE_KEYSET) != "FULLY_TRUSTED":
+        why.append("test keys")
+    if set(criteria.accepted_keysets) != {RELEASE_KEYSET}:
+        why.append("emulated criteria")
+    return why
+
+
 def create(build: Path, results: Path, bundle: Path, *, criteria_path: Path, key: Ed25519PrivateKey,
-           lab: str, profiles: set[str]) -> Decision:
+           lab: str, profiles: set[str], signer: SigningKey | None = None) -> Decision:
     """Decide, copy the evidence, render, sign. Written to a temporary folder, renamed at the end."""
     bundle = Path(bundle)
     if bundle.exists():
         raise ConfigError(f"{bundle} exists; choose a new bundle path")
+    refuse_symlinks(Path(results))
     criteria = load_criteria(criteria_path)
     identity = firmware_identity(build)
     folders = find_runs(results)
@@ -257,18 +446,25 @@ def create(build: Path, results: Path, bundle: Path, *, criteria_path: Path, key
     tmp = bundle.with_name(bundle.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "evidence").mkdir(parents=True)
+    by_folder = {r.folder: r for r in runs}
+    checks = []
     for i, f in enumerate(decision.deciding):
-        shutil.copytree(f, tmp / "evidence" / f"{i:02d}-{f.parent.name if f.name == RESULT_DIR else f.name}")
+        for check in copy_evidence(by_folder[f], tmp / "evidence" / f"{i:02d}-{_run_name(f)}"):
+            check["files"] = [{**e, "path": f"evidence/{e['path']}"} for e in check["files"]]
+            checks.append(check)
     evidence = [{"path": str(p.relative_to(tmp)), "sha256": sha256_file(p), "size": p.stat().st_size}
                 for p in sorted((tmp / "evidence").rglob("*")) if p.is_file()]
     payload: dict[str, Any] = {
-        "format": "prime-hil-signoff/1", "created": int(time.time()), "lab": lab,
+        "format": "prime-hil-signoff/2", "created": iso(time.time()), "lab": lab,
         "decision": "go" if decision.go else "no-go", "reasons": decision.reasons,
+        "not_a_release": not_a_release(identity, criteria),
         "failing_suites": decision.failing_suites, "matrix": decision.matrix, "runs": decision.runs,
         "criteria": {"file": Path(criteria_path).name, "sha256": sha256_file(criteria_path),
-                     "rules": criteria.model_dump(mode="json")},
-        "firmware": identity, "harness": harness_version(), "evidence": evidence,
-        "signer": {"algorithm": "ed25519", "public_key": public_hex(key.public_key())},
+                     "rules": criteria.model_dump(mode="json"), "in_words": criteria_in_words(criteria)},
+        "firmware": identity, "harness": harness_version(), "evidence": evidence, "checks": checks,
+        "signer": {"algorithm": "ed25519", "public_key": public_hex(key.public_key()),
+                   "name": signer.name if signer else "unnamed signer",
+                   "role": signer.role if signer else "role not stated"},
     }
     html = render(payload)
     (tmp / "signoff.html").write_text(html)
@@ -286,23 +482,29 @@ def render(payload: dict[str, Any]) -> str:
     return environment().get_template("signoff.html.j2").render(p=payload, css=(TEMPLATES / "base.css").read_text())
 
 
-def verify(bundle: Path, trusted: Ed25519PublicKey) -> dict[str, Any]:
-    """Check the signature against the lab's public key and every file's hash; return the payload."""
+def verify(bundle: Path, trusted: Ed25519PublicKey | list[Ed25519PublicKey]) -> dict[str, Any]:
+    """Check the signature against the trusted signers' public keys and every file's hash; return the payload."""
     bundle = Path(bundle)
+    keys = trusted if isinstance(trusted, list) else [trusted]
     doc_path = bundle / "signoff.json"
     try:
+        refuse_symlinks(bundle)
         doc = json.loads(doc_path.read_bytes())
         payload, sig = doc["payload"], base64.b64decode(doc["signature"], validate=True)
         signer = payload["signer"]["public_key"]
         signed = canonical(payload)
+    except ConfigError as e:
+        raise VerifyError(str(e)) from None
     except KeyError as e:
         raise VerifyError(f"{doc_path}: not a sign-off document (no {e} field)") from None
     except (OSError, TypeError, ValueError, RecursionError) as e:  # ValueError: not UTF-8, not JSON, not base64
         raise VerifyError(f"{doc_path}: not a sign-off document ({type(e).__name__}: {e})") from None
-    if signer != public_hex(trusted):
-        raise VerifyError(f"{doc_path}: signed by key {signer!r}, not the lab's key {public_hex(trusted)}")
+    key = next((k for k in keys if public_hex(k) == signer), None)
+    if key is None:
+        raise VerifyError(f"{doc_path}: signed by key {signer!r}, not one of the trusted signers "
+                          f"({', '.join(public_hex(k)[:16] + '…' for k in keys)})")
     try:
-        trusted.verify(sig, signed)
+        key.verify(sig, signed)
     except InvalidSignature:
         raise VerifyError(f"{doc_path}: signature does not match its content (edited after signing)") from None
     listed = {e["path"]: e for e in payload["evidence"]}
@@ -319,8 +521,32 @@ def verify(bundle: Path, trusted: Ed25519PublicKey) -> dict[str, Any]:
     return payload
 
 
+def load_trusted(path: Path) -> list[Ed25519PublicKey]:
+    """A trusted-signers file: one or more PEM public keys (Ed25519). A private key is refused: whoever
+    verifies needs none, and should not hold one."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"trusted signers {path}: cannot read it ({e})") from None
+    if "PRIVATE KEY" in text:
+        raise ConfigError(f"trusted signers {path}: holds a private key; give the signers' public keys only "
+                          f"(the lab's is in {Path(path).stem}.trusted-signers.pem beside its key)")
+    keys = []
+    for block in re.findall(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", text, re.S):
+        try:
+            key = serialization.load_pem_public_key(block.encode())
+        except ValueError as e:
+            raise ConfigError(f"trusted signers {path}: a key does not parse ({e})") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigError(f"trusted signers {path}: not an Ed25519 key")
+        keys.append(key)
+    if not keys:
+        raise ConfigError(f"trusted signers {path}: no PEM public key in it")
+    return keys
+
+
 def load_public(path: Path) -> Ed25519PublicKey:
-    """A PEM public key, or the lab's private key file (its public half)."""
+    """The public half of a PEM key, public or private: the lab's own check right after signing."""
     data = Path(path).read_bytes()
     try:
         key = serialization.load_pem_public_key(data)

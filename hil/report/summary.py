@@ -19,11 +19,13 @@ def environment() -> jinja2.Environment:
                               undefined=jinja2.StrictUndefined)
 
 
-def _when(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+def iso(t: float) -> str:
+    """ISO 8601 UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def render(night: Night, diff: Diff, results: Results) -> str:
+def render(night: Night, diff: Diff, results: Results, verdict: str | None = None) -> str:
+    """`verdict` is the sign-off's ("GO", "NO-GO"), linked with the Allure report beside the summary."""
     suites: dict[str, dict[str, int]] = {}
     for r in results.final().values():
         suites.setdefault(r.suite, dict.fromkeys(STATUSES, 0))[r.status] += 1
@@ -37,5 +39,5 @@ def render(night: Night, diff: Diff, results: Results) -> str:
     records = sorted(results.records, key=lambda r: (r.test_id, r.attempt))
     return environment().get_template("summary.html.j2").render(
         night=night, diff=diff, sections=sections, suites=dict(sorted(suites.items())), statuses=STATUSES,
-        records=records, started=_when(night.started), finished=_when(night.finished),
+        records=records, started=iso(night.started), finished=iso(night.finished), verdict=verdict,
         css=(TEMPLATES / "base.css").read_text())

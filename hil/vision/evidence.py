@@ -45,3 +45,12 @@ def attach(items) -> None:
              "text/plain": allure.attachment_type.TEXT, "application/json": allure.attachment_type.JSON}
     for item in items:
         allure.attach(item.data, name=item.name, attachment_type=kinds.get(item.mimetype, item.mimetype))
+
+
+def attach_steps(steps) -> None:
+    """Each (title, evidence items) as a named step of the current Allure test, its items attached in it."""
+    import allure
+
+    for title, items in steps:
+        with allure.step(title):
+            attach(items)

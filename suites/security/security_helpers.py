@@ -52,7 +52,10 @@ class ScreenReader:
     """What the panel shows, read by the station's camera when it has one, else by a screenshot."""
 
     def __init__(self, station, prime: PrimeClient):
+        from hil.vision.readings import Readings
+
         self.prime = prime
+        self.readings = Readings()  # attached to the check's Allure result as steps (hil.plugin)
         self._display = None
         if station.camera:
             from hil.vision.camera import Camera
@@ -69,12 +72,12 @@ class ScreenReader:
         from hil.vision.display import read_image
 
         if self._display is not None:
-            return self._display.read(regions, fresh=False)
+            return self.readings.add(self._display.read(regions, fresh=False))
         try:
             shot = np.asarray(self.prime.screenshot().convert("RGB"))[:, :, ::-1].copy()
         except DeviceLocked as e:  # a locked production unit: only a camera can see its screen
             raise ScreenNotReadable(f"{e}; this station has no camera to read the display instead") from None
-        return read_image(shot, REGIONS, only=regions)
+        return self.readings.add(read_image(shot, REGIONS, only=regions))
 
     def text(self, region: str | None = None) -> str:
         screen = self.read([region] if region else None)

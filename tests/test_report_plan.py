@@ -1,0 +1,35 @@
+"""The test plan a run records before anything runs: every collected id, what -k/-m left out, modules
+that did not collect; what --deselect left out (the nightly's resume) is still planned."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hil.report.allure import read_results
+from hil.report.plan import read_plan
+
+
+def test_plan_records_collection_filters_and_import_errors(tmp_path):
+    (tmp_path / "test_a.py").write_text("def test_one(): pass\ndef test_two(): pass\ndef test_three(): pass\n")
+    (tmp_path / "test_bad.py").write_text("import no_such_module_xyz\n")
+    out = tmp_path / "results"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                        "-k", "one or two", "--deselect", "test_a.py::test_two", "--continue-on-collection-errors",
+                        "--alluredir", str(out), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr  # the import error
+    plan = read_plan(out)
+    assert plan.tests == ("test_a.py::test_one", "test_a.py::test_two", "test_a.py::test_three")
+    assert plan.partial and plan.deselected_by_filters == ("test_a.py::test_three",)
+    assert plan.filters == {"-k": "one or two"}
+    assert list(plan.collection_errors) == ["test_bad.py"] and "no_such_module_xyz" in plan.collection_errors["test_bad.py"]
+    assert [x.test_id for x in read_results(out).records] == ["test_a.py::test_one"]  # matched by node id
+
+
+def test_damaged_plan_is_an_error_naming_it(tmp_path):
+    (tmp_path / "plan.json").write_text(json.dumps({"tests": "nope"}))
+    with pytest.raises(ValueError, match="plan.json: not a test plan"):
+        read_plan(tmp_path)
+    assert read_plan(tmp_path / "none") is None
