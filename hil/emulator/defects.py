@@ -132,6 +132,16 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "bootloader-accepts-third-party": (
         "keyos-boot boots an image signed only in the second slot by a key it does not know (ThirdParty)",
         "suites/security/test_firmware.py::test_device_refuses_bad_firmware[developer-signed]", "development"),
+    "ctap-dropped-prompt-allows": (
+        "a FIDO user-presence prompt dropped unanswered (home button) lets the request through",
+        "suites/security/test_fido.py::test_cancelled_or_dropped_presence_prompt_is_operation_denied",
+        "development"),
+    "ctap-prompt-over-lockscreen": (
+        "the Security Keys presence prompt is drawn over the lock screen instead of waiting for the login",
+        "suites/security/test_fido.py::test_no_presence_prompt_over_the_lock_screen", "development"),
+    "ctap-credential-not-rp-scoped": (
+        "credential ids are wrapped without the rpIdHash, so one RP's credential asserts for another",
+        "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),
 }
 
 
