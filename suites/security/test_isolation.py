@@ -23,16 +23,22 @@ def test_another_apps_memory_cannot_be_read(probe, probe_id, templates, unlocked
     before = P.running(unlocked_prime, BUILTIN_SETTINGS)
     if not before:
         raise P.ProbeBroken(f"{unlocked_prime.device}: Settings is not running: no target to read")
-    app_id = probe_id()
-    run = probe.run(manifest_for(app_id, "Memory", {}, templates),
-                    [P.read_memory(app_id, CANARY, 32), P.read_memory(SETTINGS_APP, CANARY, 32)])
-    own, other = run.finish()
-    assert own["result"] == "Ok" and own["len"] == 32, f"the probe cannot read its own page (control): {own}"
-    if other["result"] in ("ProcessNotFound", "InvalidArguments"):
-        raise P.ProbeBroken(f"{unlocked_prime.device}: the read never reached the kernel's check: {other}")
+    run, other = _read_canary_of(SETTINGS_APP, probe, probe_id(), templates)
     assert P.running(unlocked_prime, BUILTIN_SETTINGS) == before, "Settings died while the probe read its memory"
     # docs/probe.md §3: the kernel refuses to map a page another process owns with MemoryInUse
     assert other["result"] == "MemoryInUse", f"PID {run.pid} was not refused Settings' memory: {other}"
+
+
+def _read_canary_of(target_id: str, probe, reader_id: str, templates):
+    """A probe reads its own canary page (the control) and then ``target_id``'s: (the run, that read's record).
+    A read that never reached the kernel's check (no such process, malformed target) is broken."""
+    run = probe.run(manifest_for(reader_id, "Memory", {}, templates),
+                    [P.read_memory(reader_id, CANARY, 32), P.read_memory(target_id, CANARY, 32)])
+    own, other = run.finish()
+    assert own["result"] == "Ok" and own["len"] == 32, f"the probe cannot read its own page (control): {own}"
+    if other["result"] in ("ProcessNotFound", "InvalidArguments"):
+        raise P.ProbeBroken(f"{probe.client.device}: the read never reached the kernel's check: {other}")
+    return run, other
 
 
 def test_appdata_is_per_app(probe, probe_id, templates):
@@ -107,17 +113,12 @@ def test_grants_die_with_the_process(probe, probe_id, templates, screen, unlocke
     assert read["result"] == "AccessDenied", f"PID {heir.pid} inherited the exited app's Airlock grant: {read}"
 
 
-def test_third_party_apps_cannot_read_each_others_memory(probe, probe_id, templates, unlocked_prime):
+def test_third_party_apps_cannot_read_each_others_memory(probe, probe_id, templates):
     """Isolation holds between two third-party apps, not only against a Foundation one."""
     target_id, reader_id = probe_id("target"), probe_id("reader")
     target = probe.run(manifest_for(target_id, "Target", {}, templates), [])
     target.finish()  # its plan is empty: it keeps running, its canary page mapped
-    run = probe.run(manifest_for(reader_id, "Reader", {}, templates),
-                    [P.read_memory(reader_id, CANARY, 32), P.read_memory(target_id, CANARY, 32)])
-    own, other = run.finish()
-    assert own["result"] == "Ok" and own["len"] == 32, f"the probe cannot read its own page (control): {own}"
-    if other["result"] in ("ProcessNotFound", "InvalidArguments"):
-        raise P.ProbeBroken(f"{unlocked_prime.device}: the read never reached the kernel's check: {other}")
+    run, other = _read_canary_of(target_id, probe, reader_id, templates)
     assert other["result"] == "MemoryInUse", f"PID {run.pid} was not refused PID {target.pid}'s memory: {other}"
 
 
