@@ -50,10 +50,30 @@ class Mutant:
     what: str
 
 
-def _sites(tree: ast.AST) -> list[tuple[ast.AST, str]]:
-    """Every node an operator applies to, with what it does to it."""
-    out = []
+def _asks_defect(source: str) -> bool:
+    return "defects.has(" in source or "_defect(" in source
+
+
+def _seeded(tree: ast.AST) -> set[int]:
+    """Nodes of seeded-defect code: an ``if`` on ``defects.has(...)`` alone runs only on a build with that
+    defect, so its mutants are equivalent on the good build and are left out."""
+    out: set[int] = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _asks_defect(ast.unparse(node.test)) and not isinstance(node.test, ast.UnaryOp):
+            for part in [node.test, *node.body]:
+                out.update(id(n) for n in ast.walk(part))
+        elif isinstance(node, ast.Call) and _asks_defect(ast.unparse(node) + "("):
+            out.update(id(n) for n in ast.walk(node))
+    return out
+
+
+def _sites(tree: ast.AST) -> list[tuple[ast.AST, str]]:
+    """Every node an operator applies to (outside seeded-defect code), with what it does to it."""
+    out = []
+    seeded = _seeded(tree)
+    for node in ast.walk(tree):
+        if id(node) in seeded:
+            continue
         if isinstance(node, ast.Compare) and type(node.ops[0]) in FLIP:
             out.append((node, f"{type(node.ops[0]).__name__} -> {FLIP[type(node.ops[0])].__name__}"))
         elif isinstance(node, ast.BoolOp):

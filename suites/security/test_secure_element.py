@@ -138,7 +138,7 @@ def _words(screen) -> set[str]:
     return {w.lower() for w in screen.text().replace(",", " ").split() if w.lower() in BIP39}
 
 
-def _settled_words(screen, before: set[str], changed=lambda words: True, timeout: float = 5.0) -> set[str]:
+def _settled_words(screen, before: set[str], changed=lambda words: True, timeout: float = 15.0) -> set[str]:
     """The BIP39 words that appeared since ``before``, once the display shows them settled: ``changed``
     (the change expected, past camera lag) or, at the timeout, the same two or more words on the last
     reads.  Broken if the words never settle (an unreadable screen proves nothing either way)."""
