@@ -295,5 +295,12 @@ def draw_prompt(title: str, body: str, buttons: Iterable[str]) -> dict[str, Any]
     return {"op": "draw_prompt", "title": title, "body": body, "buttons": list(buttons)}
 
 
+def await_locked(timeout_s: float | None = None) -> dict[str, Any]:
+    step: dict[str, Any] = {"op": "await_locked"}
+    if timeout_s is not None:
+        step["timeout_s"] = timeout_s
+    return step
+
+
 def panic(message: str) -> dict[str, Any]:
     return {"op": "panic", "message": message}

@@ -16,6 +16,7 @@ LANES = {
     "secure_element": "app seeds, the master seed, PIN attempts, security words",
     "trusted_display": "system prompts vs look-alikes, nothing over the lock screen",
     "lockdown": "production debug-link lockdown, Developer Mode, no network",
+    "fido": "FIDO2/CTAP2 over NFC: user presence, the lock screen, credentials scoped to their RP id",
     "firmware": "unsigned, wrongly signed and rolled-back images are refused by the device",
     "destructive": "erases or bricks the unit under test (seed wipe); run only with --destructive",
 }

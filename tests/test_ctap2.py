@@ -2,6 +2,7 @@
 
 import hashlib
 import threading
+from types import SimpleNamespace
 
 import pytest
 from fido2.ctap import CtapDevice, CtapError
@@ -10,6 +11,7 @@ from fido2.webauthn import AuthenticatorData
 from fido2.hid import CAPABILITY, CTAPHID
 
 from hil.emulator import ctap2 as emu
+from hil.emulator.defects import Defects
 
 
 class FakeUI:
@@ -35,6 +37,7 @@ class FakePrime:
         self.lock = threading.RLock()
         self.ui = FakeUI(answer)
         self.lines = []
+        self.keyos = SimpleNamespace(defects=Defects())  # a good build
 
     def log(self, line):
         self.lines.append(line)

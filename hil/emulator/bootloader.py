@@ -107,6 +107,8 @@ def boot(emmc: Emmc, known_signers: frozenset[bytes], anti_rollback: AntiRollbac
     trusted = {cosign2.Trust.FULLY_TRUSTED}
     if defects.has("bootloader-accepts-partially-trusted"):
         trusted.add(cosign2.Trust.PARTIALLY_TRUSTED)
+    if defects.has("bootloader-accepts-third-party"):
+        trusted.add(cosign2.Trust.THIRD_PARTY)
     if verified.trust not in trusted:
         return BootOutcome("error", f"app.bin is {verified.trust.value}; this bootloader boots only FullyTrusted",
                            header=header)

@@ -171,13 +171,17 @@ class Authenticator:
     def _wrap(self, key: ec.EllipticCurvePrivateKey, rp_hash: bytes) -> bytes:
         nonce = os.urandom(12)
         secret = key.private_numbers().private_value.to_bytes(32, "big")
-        return bytes([CRED_ID_VERSION]) + nonce + self.aead.encrypt(nonce, secret, rp_hash)
+        return bytes([CRED_ID_VERSION]) + nonce + self.aead.encrypt(nonce, secret, self._bound_to(rp_hash))
+
+    def _bound_to(self, rp_hash: bytes) -> bytes:
+        """The associated data that scopes a credential id to its RP."""
+        return b"" if self._defect("ctap-credential-not-rp-scoped") else rp_hash
 
     def _unwrap(self, cred_id: bytes, rp_hash: bytes) -> ec.EllipticCurvePrivateKey | None:
         if len(cred_id) != 1 + 12 + 32 + 16 or cred_id[0] != CRED_ID_VERSION:
             return None
         try:
-            secret = self.aead.decrypt(cred_id[1:13], cred_id[13:], rp_hash)
+            secret = self.aead.decrypt(cred_id[1:13], cred_id[13:], self._bound_to(rp_hash))
         except InvalidTag:
             return None
         return ec.derive_private_key(int.from_bytes(secret, "big"), ec.SECP256R1())
@@ -204,17 +208,23 @@ class Authenticator:
 
             with self.prime.lock:
                 live.modal = self.prime.ui.show_modal(title, body, BUTTONS, on_answer)
+                if self._defect("ctap-prompt-over-lockscreen"):
+                    live.modal.over_lock = True
+                    self.prime.ui.refresh_modals()
             raise CtapStatus(USER_ACTION_PENDING)
         live.last_poll = now
         if live.answered.is_set():
             self._prompt = None
-            if live.answer == "Confirm":
+            if live.answer == "Confirm" or (live.answer is None and self._defect("ctap-dropped-prompt-allows")):
                 return
             raise CtapStatus(OPERATION_DENIED)
         if now - live.started > self.up_timeout:
             self._take_down(live)
             raise CtapStatus(USER_ACTION_TIMEOUT)
         raise CtapStatus(USER_ACTION_PENDING)
+
+    def _defect(self, name: str) -> bool:
+        return self.prime.keyos.defects.has(name)
 
     def _take_down(self, prompt: _Prompt) -> None:
         self._prompt = None

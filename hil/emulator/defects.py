@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# name -> (the check it breaks, the suite expected to catch it, the build flavour it shows on)
+# name -> (the check it breaks, the suite (file, or the node id of the one test) expected to catch it, the build
+# flavour it shows on); a node id keeps the seeded-defect run to the test that lane needs
 CATALOG: dict[str, tuple[str, str, str]] = {
     "kernel-ignores-range-list": (
         "the kernel treats every id >= 64 as permitted on any connection that has a range at all",
@@ -96,6 +97,51 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "bootloader-ignores-chip": (
         "keyos-boot boots a validly signed image made for another chip (magic blef, not PRM1)",
         "suites/security/test_firmware.py", "development"),
+    "sideload-manifest-any-publisher": (
+        "a sideloaded manifest is accepted when any installed publisher signed it, not the ELF's own publisher",
+        "suites/security/test_permissions.py::test_manifest_signed_by_another_key_does_not_launch", "development"),
+    "sideload-manifest-not-bound-to-elf": (
+        "a validly signed manifest launches with another validly signed ELF of its publisher (fileHashes unchecked)",
+        "suites/security/test_permissions.py::test_manifest_is_bound_to_its_elf", "development"),
+    "certificate-installed-despite-fingerprint": (
+        "INSTALL_CERTIFICATE stores the certificate before comparing the fingerprint, then answers Err",
+        "suites/security/test_permissions.py::test_certificate_with_a_wrong_fingerprint_installs_nothing",
+        "development"),
+    "fs-grant-opens-every-location": (
+        "a recorded access grant for one location opens every grant-gated location",
+        "suites/security/test_isolation.py::test_airlock_with_its_grant_and_read_grant_is_not_write", "development"),
+    "fs-grants-outlive-process": (
+        "the fs server keeps a process's access records after it exits, so a reused pid inherits them",
+        "suites/security/test_isolation.py::test_grants_die_with_the_process", "development"),
+    "kernel-isolates-only-foundation-memory": (
+        "the kernel refuses to map a Foundation process's pages but maps a third-party app's to another",
+        "suites/security/test_isolation.py::test_third_party_apps_cannot_read_each_others_memory", "development"),
+    "app-seed-served-while-locked": (
+        "a granted GetAppSeed is answered while the unit is locked instead of waiting for the login",
+        "suites/security/test_secure_element.py::test_granted_app_seed_waits_for_the_login", "development"),
+    "pin-attempt-limit-not-ten": (
+        "the secure element allows 11 login attempts before wiping, not MAX_LOGIN_ATTEMPTS = 10",
+        "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "login-keeps-failed-attempts": (
+        "a correct login does not restore the attempt counter",
+        "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "developer-mode-gates-production-only": (
+        "with Developer Mode off, a development build still takes sideloads and certificates",
+        "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates",
+        "development"),
+    "bootloader-accepts-third-party": (
+        "keyos-boot boots an image signed only in the second slot by a key it does not know (ThirdParty)",
+        "suites/security/test_firmware.py::test_device_refuses_bad_firmware[developer-signed]", "development"),
+    "ctap-dropped-prompt-allows": (
+        "a FIDO user-presence prompt dropped unanswered (home button) lets the request through",
+        "suites/security/test_fido.py::test_cancelled_or_dropped_presence_prompt_is_operation_denied",
+        "development"),
+    "ctap-prompt-over-lockscreen": (
+        "the Security Keys presence prompt is drawn over the lock screen instead of waiting for the login",
+        "suites/security/test_fido.py::test_no_presence_prompt_over_the_lock_screen", "development"),
+    "ctap-credential-not-rp-scoped": (
+        "credential ids are wrapped without the rpIdHash, so one RP's credential asserts for another",
+        "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),
 }
 
 

@@ -329,7 +329,9 @@ class Kernel:
         with self._lock:
             proc = self.process(reader)
             target = self.process(owner)
-            if target is not proc and not self.defects.has("kernel-shares-process-memory"):
+            shared = self.defects.has("kernel-shares-process-memory") or (
+                self.defects.has("kernel-isolates-only-foundation-memory") and not target.foundation)
+            if target is not proc and not shared:
                 raise KernelError(XousError.MemoryInUse, f"page {address:#x} belongs to PID {owner}")
             page = target.memory.get(address - address % PAGE)
             if page is None or length <= 0 or address % PAGE + length > PAGE:

@@ -180,7 +180,8 @@ class KeyOS:
     def boot(self) -> None:
         self.halt()
         if self.prime is not None:  # the build the bootloader just verified decides (and its defects)
-            self.defects = self.fs.defects = self.app_manager.defects = Defects.of(self.prime.build.defects)
+            self.defects = self.fs.defects = self.app_manager.defects = self.prime.se.defects = \
+                Defects.of(self.prime.build.defects)
             self.app_manager.keyos_version = self.prime.build.version
         self.kernel = Kernel(self._log, self.defects, self.seed)
         if self.broker is not None:
@@ -350,7 +351,7 @@ class KeyOS:
         """Requests made while logged out wait for login (``atsama5d2.rs``)."""
         se = self.prime.se
         deadline = time.monotonic() + timeout
-        while not se.logged_in:
+        while not se.logged_in and not self.defects.has("app-seed-served-while-locked"):
             if time.monotonic() > deadline:
                 raise KernelError(XousError.Timeout, "waiting for login")
             time.sleep(0.05)
@@ -409,6 +410,15 @@ class KeyOS:
                 return {"result": XousError.ProcessNotFound.value}
             screen.look_alike = (title, body, buttons)
             self.prime.invalidate()
+        return {"result": "Ok"}
+
+    def probe_await_locked(self, pid: int, timeout: float) -> dict[str, Any]:
+        """Until the lock screen covers the app (gui-server sends it ``Hidden``, keyos.md §1.5)."""
+        deadline = time.monotonic() + timeout
+        while not self.prime.is_locked():
+            if time.monotonic() > deadline:
+                return {"result": XousError.Timeout.value}
+            time.sleep(0.05)
         return {"result": "Ok"}
 
     def probe_panic(self, pid: int, message: str) -> None:

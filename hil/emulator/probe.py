@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 PROBE_MARKER = b"keyos-probe/1"
 PLAN_PATH = "resources/probe-plan.json"
 PREFIX = "PROBE "
-OPS = ("send", "open", "read_memory", "connect", "draw_prompt", "panic")
+OPS = ("send", "open", "read_memory", "connect", "draw_prompt", "await_locked", "panic")
 DEFAULT_TIMEOUT_S = 120.0
 STEP_PACE_S = 0.005  # keep the records well inside what the 16 KiB log ring holds between reads
 
@@ -40,6 +40,8 @@ class ProbeHost(Protocol):
 
     def probe_draw_prompt(self, pid: int, title: str, body: str, buttons: list[str]) -> dict[str, Any]: ...
 
+    def probe_await_locked(self, pid: int, timeout: float) -> dict[str, Any]: ...
+
     def probe_panic(self, pid: int, message: str) -> None: ...
 
 
@@ -61,7 +63,8 @@ def parse_plan(raw: bytes) -> list[dict[str, Any]]:
             raise PlanError(f"step {i}: op must be one of {', '.join(OPS)}")
         op = step["op"]
         need = {"send": ("server",), "open": ("location", "path", "mode"), "read_memory": ("target", "address", "length"),
-                "connect": ("server",), "draw_prompt": ("title", "body", "buttons"), "panic": ("message",)}[op]
+                "connect": ("server",), "draw_prompt": ("title", "body", "buttons"), "await_locked": (),
+                "panic": ("message",)}[op]
         missing = [k for k in need if k not in step]
         if missing:
             raise PlanError(f"step {i} ({op}): missing {', '.join(missing)}")
@@ -123,5 +126,7 @@ class ProbeRun(threading.Thread):
             return h.probe_read_memory(pid, step["target"], int(step["address"]), int(step["length"]))
         if op == "connect":
             return h.probe_connect(pid, step["server"])
+        if op == "await_locked":
+            return h.probe_await_locked(pid, timeout)
         return h.probe_draw_prompt(pid, str(step["title"]), str(step["body"]), [str(b) for b in step["buttons"]])
 

@@ -13,6 +13,8 @@ import hmac
 from embit import bip39
 from embit.wordlists.bip39 import WORDLIST
 
+from hil.emulator.defects import Defects
+
 MAX_LOGIN_ATTEMPTS = 10
 MIN_PIN_LENGTH = 6
 PIN_PREFIX_LENGTH = 4  # the digits the security words are derived from, shown while typing
@@ -29,6 +31,11 @@ class SecureElement:
         self._pin: str | None = None
         self.attempts_remaining = MAX_LOGIN_ATTEMPTS
         self.logged_in = False
+        self.defects = Defects()  # the running build's, set at each boot
+
+    @property
+    def max_attempts(self) -> int:
+        return MAX_LOGIN_ATTEMPTS + (1 if self.defects.has("pin-attempt-limit-not-ten") else 0)
 
     @staticmethod
     def valid_pin(pin: str) -> bool:
@@ -41,7 +48,7 @@ class SecureElement:
         if self._entropy is None:
             raise ValueError("no seed: the device was wiped")
         self._pin = pin
-        self.attempts_remaining = MAX_LOGIN_ATTEMPTS
+        self.attempts_remaining = self.max_attempts
 
     @property
     def wiped(self) -> bool:
@@ -53,7 +60,8 @@ class SecureElement:
             return False
         if hmac.compare_digest(pin.encode(), self._pin.encode()):
             self.logged_in = True
-            self.attempts_remaining = MAX_LOGIN_ATTEMPTS
+            if not self.defects.has("login-keeps-failed-attempts"):
+                self.attempts_remaining = self.max_attempts
             return True
         self.attempts_remaining -= 1
         if self.attempts_remaining == 0:

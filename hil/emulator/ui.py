@@ -84,6 +84,7 @@ class Modal:
     buttons: list[str]
     on_answer: Callable[[str | None], None]
     answered: bool = field(default=False, init=False)
+    over_lock: bool = field(default=False, init=False)  # only a seeded defect sets it
 
     def button_box(self, i: int) -> tuple[int, int, int, int]:
         n = len(self.buttons)
@@ -167,6 +168,9 @@ class UI:
 
     def _modals_hidden(self) -> bool:
         """Prompts wait behind the lock screen (gui-server ``show_next_permission_prompt``)."""
+        head = self.modal or (self.queue[0] if self.queue else None)
+        if head is not None and head.over_lock:
+            return False
         return self.prime.is_locked() and not self.prime.keyos.defects.has("modal-over-lockscreen")
 
     def drop_all_modals(self) -> None:

@@ -9,7 +9,8 @@ booted the bad image). Either way the unit is then put back on its own build thr
 not destructive; a station without relay, robot or camera skips them with the reason.
 
 The images are the unit's own ``app.bin`` (read back through SAM-BA), altered: stripped of its
-signatures, signed by unknown keys, with one of its two signatures (PartiallyTrusted), made for the other
+signatures, signed by unknown keys, with one of its two signatures (PartiallyTrusted), signed only in the second slot
+by an unknown key (ThirdParty), made for the other
 chip (magic ``blef``) and made older than the anti-rollback value. The last two need a valid
 signature by the units' signers: the lab's own (``--firmware-signers``, test-signed units) or, for the
 rollback, a real older release (``--firmware-rollback``); without them those cases skip.
@@ -131,6 +132,13 @@ def _partially_trusted(good: bytes, _unit) -> bytes:
     return dataclasses.replace(header, pubkey2=ZERO_PUB, signature2=ZERO_SIG).to_bytes() + good[header.size:]
 
 
+def _developer_signed(good: bytes, _unit) -> bytes:
+    """Signed only in the second slot, by a key the bootloader does not know (cosign2: ThirdParty)."""
+    header = cosign2.parse_unverified(good)
+    return cosign2.sign(good[header.size:], coincurve.PrivateKey(), version=header.version,
+                        timestamp=header.timestamp, developer=True)
+
+
 def _lab_signers(unit: Unit, request) -> tuple[coincurve.PrivateKey, coincurve.PrivateKey]:
     held = cosign2.load_keyset(Path(request.config.getoption("--firmware-signers")))
     trusted = [s.private_key() for s in held.signers if s.secret is not None and s.pubkey in unit.keys.pubkeys]
@@ -164,6 +172,7 @@ VARIANTS = {
     "unsigned": lambda good, unit, request: _unsigned(good, unit),
     "wrongly-signed": lambda good, unit, request: _wrongly_signed(good, unit),
     "partially-trusted": lambda good, unit, request: _partially_trusted(good, unit),
+    "developer-signed": lambda good, unit, request: _developer_signed(good, unit),
     "wrong-chip": _wrong_chip,
     "rolled-back": _rolled_back,
 }

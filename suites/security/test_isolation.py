@@ -23,16 +23,22 @@ def test_another_apps_memory_cannot_be_read(probe, probe_id, templates, unlocked
     before = P.running(unlocked_prime, BUILTIN_SETTINGS)
     if not before:
         raise P.ProbeBroken(f"{unlocked_prime.device}: Settings is not running: no target to read")
-    app_id = probe_id()
-    run = probe.run(manifest_for(app_id, "Memory", {}, templates),
-                    [P.read_memory(app_id, CANARY, 32), P.read_memory(SETTINGS_APP, CANARY, 32)])
-    own, other = run.finish()
-    assert own["result"] == "Ok" and own["len"] == 32, f"the probe cannot read its own page (control): {own}"
-    if other["result"] in ("ProcessNotFound", "InvalidArguments"):
-        raise P.ProbeBroken(f"{unlocked_prime.device}: the read never reached the kernel's check: {other}")
+    run, other = _read_canary_of(SETTINGS_APP, probe, probe_id(), templates)
     assert P.running(unlocked_prime, BUILTIN_SETTINGS) == before, "Settings died while the probe read its memory"
     # docs/probe.md §3: the kernel refuses to map a page another process owns with MemoryInUse
     assert other["result"] == "MemoryInUse", f"PID {run.pid} was not refused Settings' memory: {other}"
+
+
+def _read_canary_of(target_id: str, probe, reader_id: str, templates):
+    """A probe reads its own canary page (the control) and then ``target_id``'s: (the run, that read's record).
+    A read that never reached the kernel's check (no such process, malformed target) is broken."""
+    run = probe.run(manifest_for(reader_id, "Memory", {}, templates),
+                    [P.read_memory(reader_id, CANARY, 32), P.read_memory(target_id, CANARY, 32)])
+    own, other = run.finish()
+    assert own["result"] == "Ok" and own["len"] == 32, f"the probe cannot read its own page (control): {own}"
+    if other["result"] in ("ProcessNotFound", "InvalidArguments"):
+        raise P.ProbeBroken(f"{probe.client.device}: the read never reached the kernel's check: {other}")
+    return run, other
 
 
 def test_appdata_is_per_app(probe, probe_id, templates):
@@ -73,14 +79,47 @@ def test_location_needs_its_grant(location, probe, probe_id, templates):
 
 
 def test_airlock_with_its_grant_and_read_grant_is_not_write(probe, probe_id, templates, screen):
-    """The positive control: granted, the location opens; a read grant does not make a writer."""
+    """The positive control: granted, the location opens; a read grant does not make a writer, and opens
+    only its own location (the fs records ``(pid, location)``: ``os/fs/src/access.rs``)."""
     m = manifest_for(probe_id(), "Airlock", {"os/fs": ["GetAirlockReadAccess"]}, templates, template=("gui-app", "fs-generic"))
     run = probe.run(m, [P.open_file("Airlock", "probe.bin", "read", timeout_s=60),
-                        P.open_file("Airlock", "probe.bin", "write", timeout_s=20)])
+                        P.open_file("Airlock", "probe.bin", "write", timeout_s=20),
+                        P.open_file("User", "probe.bin", "read", timeout_s=20),
+                        P.open_file("Usb", "probe.bin", "read", timeout_s=20)])
     answer_prompt(screen, "Always Allow", run=run, step=0)
-    read, write = run.finish(timeout=90)
+    read, write, *elsewhere = run.finish(timeout=90)
     assert read["access"] == "Ok" and read["result"] in ("Ok", "FileNotFound"), f"granted read refused: {read}"
     assert write["result"] == "InvalidOperation", f"a read grant allowed a write: {write}"
+    assert [r["result"] for r in elsewhere] == ["AccessDenied"] * 2, f"the Airlock grant opened another location: {elsewhere}"
+
+
+def test_grants_die_with_the_process(probe, probe_id, templates, screen, unlocked_prime):
+    """A process's access records go when it exits: another app given the same PID inherits nothing."""
+    holder = probe.run(manifest_for(probe_id("holder"), "Holder", {"os/fs": ["GetAirlockReadAccess"]}, templates,
+                                    template=("gui-app", "fs-generic")),
+                       [P.open_file("Airlock", "probe.bin", "read", timeout_s=60)])
+    answer_prompt(screen, "Always Allow", run=holder, step=0)
+    (held,) = holder.finish(timeout=90)
+    assert held["access"] == "Ok", f"the holder's granted read was refused (control): {held}"
+    probe.close(holder)
+    heir_id = probe_id("heir")
+    probe.install(manifest_for(heir_id, "Heir", {}, templates, template=("gui-app", "fs-generic")),
+                  [P.open_file("Airlock", "probe.bin", "read", timeout_s=20)])
+    heir = probe.launch(heir_id)
+    if heir.pid != holder.pid:
+        raise P.ProbeBroken(f"{unlocked_prime.device}: the kernel gave PID {heir.pid}, not the freed PID {holder.pid}: "
+                            "no reuse to test")
+    (read,) = heir.finish(timeout=60)
+    assert read["result"] == "AccessDenied", f"PID {heir.pid} inherited the exited app's Airlock grant: {read}"
+
+
+def test_third_party_apps_cannot_read_each_others_memory(probe, probe_id, templates):
+    """Isolation holds between two third-party apps, not only against a Foundation one."""
+    target_id, reader_id = probe_id("target"), probe_id("reader")
+    target = probe.run(manifest_for(target_id, "Target", {}, templates), [])
+    target.finish()  # its plan is empty: it keeps running, its canary page mapped
+    run, other = _read_canary_of(target_id, probe, reader_id, templates)
+    assert other["result"] == "MemoryInUse", f"PID {run.pid} was not refused PID {target.pid}'s memory: {other}"
 
 
 def test_user_files_with_write_grant(probe, probe_id, templates, screen):

@@ -13,6 +13,7 @@ import pytest
 
 from hil import probe as P
 from hil.link.client import CommandRefused, DeviceError
+from hil.link.state import DeviceStateError
 from hil.link.protocol import LaunchStatus
 from hil.link.transport import LinkClosed, LinkError
 from security_helpers import SETTINGS_APP, manifest_for
@@ -130,6 +131,36 @@ def test_developer_mode_answer_follows_the_settings_toggle(prime, touch):
         touch.tap(*DEVELOPER_MODE_TOGGLE)
     assert turned_off, f"GET_DEVELOPER_MODE still answers on {SETTLE_S:g} s after Settings turned it off"
     assert developer_mode_within(prime, True), "Developer Mode did not come back on"
+
+
+@pytest.mark.development_only
+def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch):
+    """Developer Mode gates LOAD_APP_* and INSTALL_CERTIFICATE on every build (keyos.md §5.1, §9), not only
+    the interface's presence on production: a development build keeps its link but must refuse both, at
+    the first command (LOAD_APP_BEGIN), with nothing installed."""
+    assert prime.developer_mode() is True
+    stranger = P.Publisher.create(prime.system_time(), name="prime-hil developer-mode-off")
+    before = prime.publisher_count()
+    open_settings(prime)
+    touch.tap(*DEVELOPER_MODE_TOGGLE)
+    if not developer_mode_within(prime, False):
+        raise DeviceStateError(f"{prime.device}: Developer Mode did not turn off within {SETTLE_S:g} s")
+    refused: dict[str, str | None] = {}
+    try:
+        for what, call in [("LOAD_APP_BEGIN", lambda: prime.sideload(P.probe_app_id("developer-mode-off"),
+                                                                     {"manifest.json": b"{}"})),
+                           ("INSTALL_CERTIFICATE", lambda: prime.install_certificate(stranger.fingerprint, stranger.pem))]:
+            try:
+                call()
+                refused[what] = None
+            except CommandRefused as e:
+                refused[what] = e.command
+    finally:
+        touch.tap(*DEVELOPER_MODE_TOGGLE)
+    assert developer_mode_within(prime, True), "Developer Mode did not come back on"
+    assert all(what == command for what, command in refused.items()), \
+        f"with Developer Mode off, the first command refused was (expected -> refused): {refused}"
+    assert prime.publisher_count() == before, "a certificate was installed with Developer Mode off"
 
 
 def test_no_network_server(probe, probe_id, templates):

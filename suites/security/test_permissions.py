@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hil import probe as P
-from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates
+from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates, loads, sign_manifest
 from hil.link.client import DeviceError
 from hil.link.protocol import LaunchStatus
 
@@ -289,14 +289,49 @@ def test_tampered_binary_does_not_launch(probe, probe_id, templates, unlocked_pr
 
 
 def test_manifest_signed_by_another_key_does_not_launch(probe, probe_id, templates, unlocked_prime):
+    """The manifest must be signed by the ELF's own publisher: not by a stranger, and not by another
+    publisher whose certificate is installed too (keyos.md §3.2: pubkey2 is the app's publisher)."""
     app_id = probe_id()
-    other = P.Publisher.create(unlocked_prime.system_time())
+    other = P.Publisher.create(unlocked_prime.system_time(), name="prime-hil other publisher")
+    unlocked_prime.install_certificate(other.fingerprint, other.pem)
     m = manifest_for(app_id, "Other", {}, templates)
     files = _bundle(probe, m, [])
-    from hil.flash.manifest import loads, sign_manifest
     resigned = sign_manifest(loads(files["manifest.json"], "manifest.json"), other.secret)
     unlocked_prime.sideload(app_id, {**files, "manifest.json": resigned.dumps()})
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
+
+
+def test_manifest_is_bound_to_its_elf(probe, probe_id, templates, unlocked_prime):
+    """A validly signed manifest with another validly signed ELF of the same publisher is refused: its
+    ``fileHashes`` name the ELF it was signed with (keyos.md §1.1, §10 "Signed manifests")."""
+    app_id = probe_id()
+    m = manifest_for(app_id, "Bound", {}, templates)
+    now = unlocked_prime.system_time()
+    first = P.bundle(probe.elf, m, [], probe.publisher, timestamp=now)
+    second = P.bundle(probe.elf, manifest_for(app_id, "Bound", {}, templates), [], probe.publisher, timestamp=now - 1)
+    assert first["app.elf"] != second["app.elf"] and first["manifest.json"] != second["manifest.json"]
+    unlocked_prime.sideload(app_id, {**first, "app.elf": second["app.elf"]})
+    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
+    unlocked_prime.sideload(app_id, second)  # the positive control: the pair as signed launches
+    result = unlocked_prime.launch_app(app_id)
+    assert result.status is LaunchStatus.LAUNCHED, result
+    unlocked_prime.close_app(result.pid)
+
+
+def test_certificate_with_a_wrong_fingerprint_installs_nothing(probe, probe_id, templates, unlocked_prime):
+    """INSTALL_CERTIFICATE whose fingerprint is not sha256 of the PEM's key is refused, and nothing is
+    installed (keyos.md §3.2, §9: fingerprint = sha256 of the 33-byte compressed public key)."""
+    pub = P.Publisher.create(unlocked_prime.system_time(), name="prime-hil mismatched publisher")
+    decoy = P.Publisher.create(unlocked_prime.system_time(), name="prime-hil decoy")
+    before = unlocked_prime.publisher_count()
+    with pytest.raises(DeviceError):
+        unlocked_prime.install_certificate(decoy.fingerprint, pub.pem)
+    assert unlocked_prime.publisher_count() == before, "a refused certificate changed the installed count"
+    app_id = probe_id()
+    unlocked_prime.sideload(app_id, P.bundle(probe.elf, manifest_for(app_id, "Mismatch", {}, templates), [], pub,
+                                             timestamp=unlocked_prime.system_time()))
+    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.NO_CERTIFICATE, \
+        "an app of the refused certificate's publisher is trusted"
 
 
 def test_publisher_without_certificate_does_not_launch(probe, probe_id, templates, unlocked_prime):

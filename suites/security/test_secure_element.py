@@ -11,8 +11,9 @@ import pytest
 from embit.wordlists.bip39 import WORDLIST
 
 from hil import probe as P
-from hil.link.state import is_locked, screen_is_dark, show_lock_screen, wait_ready, wait_unlocked
+from hil.link.state import PinRejected, is_locked, screen_is_dark, show_lock_screen, wait_ready, wait_unlocked
 from hil.link.transport import LinkError
+from hil.stimuli.touch import enter_pin
 from security_helpers import PromptNotSeen, answer_prompt, manifest_for, result_without_prompt
 
 pytestmark = [pytest.mark.security, pytest.mark.secure_element]
@@ -21,6 +22,9 @@ BIP39 = set(WORDLIST)
 PIN_PREFIX = 4  # the lock screen shows the security words once this many digits are typed
 # os/security's log of the lockout (keyos.md §2.2: "On 0 attempts left: lockout erasing seed + reboot")
 # or, after the reboot, its report of the erased seed
+MAX_LOGIN_ATTEMPTS = 10  # api/security/src/lib.rs (keyos.md §2.2)
+ATTEMPTS = re.compile(r"(\d+)\s*attempts?\s*remaining", re.IGNORECASE)
+LOCKED_WATCH_S = 3.0  # how long a locked unit is watched for a seed it must not serve (a defect answers at once)
 WIPE_LOG = re.compile(r"security.*(erasing the seed|seed erased)", re.IGNORECASE)
 
 
@@ -59,6 +63,66 @@ def test_master_seed_is_foundation_only(probe, probe_id, templates, screen):
     assert all("sha256" not in r for r in records)
 
 
+def test_granted_app_seed_waits_for_the_login(probe, probe_id, templates, screen, unlocked_prime, touch, station, pin):
+    """Requests made while logged out are queued until login (``os/security/src/atsama5d2.rs``, keyos.md
+    §2.2): an app holding the grant gets no seed while the unit is locked, and the same seed after."""
+    app_id = probe_id()
+    granted = probe.run(_seed_manifest(app_id, templates), [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
+    answer_prompt(screen, "Always Allow", run=granted, step=0)
+    (seed,) = granted.finish(timeout=90)
+    assert seed["result"] == "Ok" and seed["len"] == 32, f"the granted GetAppSeed failed (control): {seed}"
+    probe.close(granted)
+    probe.install(_seed_manifest(app_id, templates),
+                  [P.await_locked(timeout_s=60), P.send("os/security", "GetAppSeed", wait=True, timeout_s=120)])
+    run = probe.launch(app_id)
+    try:
+        show_lock_screen(unlocked_prime, touch)
+        assert run.step(0, timeout=60)["result"] == "Ok", "the probe never saw the unit lock"
+        # the seed is sent the moment the lock is seen; a build that serves it answers within the watch
+        deadline = time.monotonic() + LOCKED_WATCH_S
+        while time.monotonic() < deadline and 1 not in run.records:
+            run.pump(0.1)
+        assert 1 not in run.records, f"GetAppSeed was answered while the unit was locked: {run.records[1]}"
+    finally:
+        enter_pin(touch, station.profile.touch.pin_pad, pin)
+    assert wait_unlocked(unlocked_prime), "the test PIN typed on the lock screen did not unlock"
+    after = run.step(1, timeout=60)
+    assert after["result"] == "Ok" and after["sha256"] == seed["sha256"], f"after the login: {after}"
+
+
+def _attempts_left(screen, timeout: float = 10.0) -> int:
+    """The count the lock screen shows after a wrong PIN (assumed: "<n> attempts remaining", the wording
+    of the emulated lock screen; the gui-app-lock-screen strings are not in the public index)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = screen.text()
+        if m := ATTEMPTS.search(text):
+            return int(m[1])
+        if time.monotonic() > deadline:
+            raise PromptNotSeen(f"no attempt count read on the lock screen within {timeout:g} s; read {text!r}")
+        time.sleep(0.2)
+
+
+def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, station, screen, pin):
+    """MAX_LOGIN_ATTEMPTS = 10 (``api/security/src/lib.rs``): one wrong PIN leaves 9, and a correct login
+    restores them all, so the next wrong one leaves 9 again.  Never more than one wrong PIN between two
+    correct logins: no unit comes near its wipe."""
+    pad = station.profile.touch.pin_pad
+    wrong = "".join(str((int(c) + 5) % 10) for c in pin)
+    seen = []
+    for _ in range(2):
+        show_lock_screen(unlocked_prime, touch)
+        try:
+            enter_pin(touch, pad, wrong)
+            seen.append(_attempts_left(screen))
+        finally:
+            enter_pin(touch, pad, pin)
+            if not wait_unlocked(unlocked_prime):
+                raise PinRejected(f"{unlocked_prime.device}: the test PIN did not unlock after one wrong PIN")
+    assert seen == [MAX_LOGIN_ATTEMPTS - 1] * 2, \
+        f"attempts left after one wrong PIN, twice with a correct login between: {seen}, not {MAX_LOGIN_ATTEMPTS - 1}"
+
+
 # --------------------------------------------------------------------------- the lock screen
 
 
@@ -74,7 +138,7 @@ def _words(screen) -> set[str]:
     return {w.lower() for w in screen.text().replace(",", " ").split() if w.lower() in BIP39}
 
 
-def _settled_words(screen, before: set[str], changed=lambda words: True, timeout: float = 5.0) -> set[str]:
+def _settled_words(screen, before: set[str], changed=lambda words: True, timeout: float = 15.0) -> set[str]:
     """The BIP39 words that appeared since ``before``, once the display shows them settled: ``changed``
     (the change expected, past camera lag) or, at the timeout, the same two or more words on the last
     reads.  Broken if the words never settle (an unreadable screen proves nothing either way)."""

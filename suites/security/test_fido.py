@@ -1,0 +1,205 @@
+"""FIDO2 over NFC (keyos.md §4 "NFC": T4T card emulation, FIDO AID, NFCCTAP): python-fido2's CTAP2 client
+through the station's reader against the Prime's authenticator.
+
+User presence is KeyOS's non-blocking model (``hil.stimuli.ctap_nfc``): the Prime shows the Security Keys
+prompt and answers USER_ACTION_PENDING until the user has answered. What must hold: only Confirm lets a
+request through (Cancel, or a prompt dropped unanswered, is OPERATION_DENIED); no prompt is drawn over
+the lock screen (it waits for the login); a credential id works only for the RP id it was made for.
+
+Every wait is on an event: the client's keepalive (the Prime holds the request), the prompt read on the
+display, the request's own end; each with a deadline, past which the run is broken, not failed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fido2.ctap import STATUS, CtapError
+from fido2.ctap2 import Ctap2
+
+from hil.errors import InfrastructureError
+from hil.link.state import show_lock_screen, wait_unlocked
+from hil.stimuli.ctap_nfc import CtapNfcDevice
+from hil.stimuli.nfc import reader
+from hil.stimuli.touch import enter_pin
+from security_helpers import PromptNotSeen, SYSTEM_MARKER, normal, wait_readable
+
+pytestmark = [pytest.mark.security, pytest.mark.fido]
+
+# apps/gui-app-security-keys/i18n/en.json (as hil/emulator/ctap2.py cites them)
+REGISTER_TITLE, AUTH_TITLE = "Confirm Registration", "Confirm Authentication"
+RP = {"id": "example.com", "name": "Example"}
+USER = {"id": b"hil-user", "name": "alice"}
+ES256 = [{"type": "public-key", "alg": -7}]
+CONNECT_S = 10.0  # the reader finds the Prime's card within this
+ANSWER_S = 60.0  # a request ends within this once the user has answered (the platform polls every 0.1 s)
+LOCKED_WATCH_S = 1.5  # reads of the lock screen after the Prime took the request (camera frames lag)
+
+
+class RequestBroken(InfrastructureError):
+    """The CTAP2 request never reached a verdict (reader, link or deadline): no evidence either way."""
+
+
+class CtapRequest:
+    """One CTAP2 command from python-fido2, sent in a thread while the test acts as the user.  ``pending``
+    is set when the Prime answers USER_ACTION_PENDING: it holds the request and wants presence."""
+
+    def __init__(self, nfc: str, command: Callable[[Ctap2, dict[str, Any]], Any]):
+        self.pending, self.done, self.cancel = threading.Event(), threading.Event(), threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(nfc, command), daemon=True)
+        self._thread.start()
+
+    def _run(self, nfc: str, command) -> None:
+        try:
+            with CtapNfcDevice(reader(nfc).connect(timeout=CONNECT_S)) as dev:
+                self.result = command(Ctap2(dev), {"event": self.cancel, "on_keepalive": self._keepalive})
+        except BaseException as e:  # handed to the test thread
+            self.error = e
+        finally:
+            self.done.set()
+
+    def _keepalive(self, status: int) -> None:
+        if status == STATUS.UPNEEDED:
+            self.pending.set()
+
+    def wait_pending(self, timeout: float = CONNECT_S + 20) -> bool:
+        """True once the Prime asks for presence; False if the request ended without asking."""
+        for _ in range(int(timeout * 10)):
+            if self.pending.is_set() or self.done.is_set():
+                break
+            self.pending.wait(0.1)
+        if not (self.pending.is_set() or self.done.is_set()):
+            raise RequestBroken(f"the Prime neither asked for presence nor answered within {timeout:g} s")
+        return self.pending.is_set()
+
+    def outcome(self, timeout: float = ANSWER_S) -> tuple[Any, CtapError | None]:
+        """(result, None) or (None, the CTAP error the Prime answered); broken on anything else."""
+        if not self.done.wait(timeout):
+            raise RequestBroken(f"the CTAP2 request did not end within {timeout:g} s")
+        if self.error is None:
+            return self.result, None
+        if type(self.error) is CtapError:
+            return None, self.error
+        raise RequestBroken(f"the CTAP2 request failed outside the authenticator: {self.error!r}") from self.error
+
+    def close(self) -> None:
+        self.cancel.set()
+        self._thread.join(ANSWER_S)
+
+
+@pytest.fixture
+def nfc(station) -> str:
+    if not station.nfc:
+        pytest.skip(f"station {station.name} has no NFC reader")
+    return station.nfc
+
+
+def _register(nfc: str) -> CtapRequest:
+    cdh = os.urandom(32)  # each request its own, so the Prime never takes it for a re-send of another
+    return CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, RP, USER, ES256, **kw))
+
+
+def _assert(nfc: str, rp_id: str, cred_id: bytes) -> CtapRequest:
+    cdh = os.urandom(32)
+    allow = [{"type": "public-key", "id": cred_id}]
+    return CtapRequest(nfc, lambda ctap, kw: ctap.get_assertion(rp_id, cdh, allow, **kw))
+
+
+def _answer(screen, request: CtapRequest, title: str, button: str):
+    """The prompt read on the display, then ``button`` pressed on it; the request's outcome."""
+    if not request.wait_pending():
+        return request.outcome()
+    shown = screen.wait_for(title, timeout=15)
+    screen.tap_text(button, shown)
+    return request.outcome()
+
+
+def test_cancelled_or_dropped_presence_prompt_is_operation_denied(unlocked_prime, nfc, screen):
+    """Only Confirm is presence: Cancel, and a prompt dropped unanswered (home button), answer OPERATION_DENIED."""
+    cancelled = _register(nfc)
+    try:
+        _, error = _answer(screen, cancelled, REGISTER_TITLE, "Cancel")
+    finally:
+        cancelled.close()
+    assert error is not None and error.code == CtapError.ERR.OPERATION_DENIED, \
+        f"Cancel on the presence prompt answered {error or 'a credential'}"
+    dropped = _register(nfc)
+    try:
+        if not dropped.wait_pending():
+            pytest.fail(f"the Prime answered without asking for presence: {dropped.outcome()}")
+        screen.wait_for(REGISTER_TITLE, timeout=15)
+        unlocked_prime.home()  # leaves the prompt unanswered
+        _, error = dropped.outcome()
+    finally:
+        dropped.close()
+    assert error is not None and error.code == CtapError.ERR.OPERATION_DENIED, \
+        f"a dropped presence prompt answered {error or 'a credential'}"
+
+
+def _assert_no_fido_prompt(screen, when: str) -> None:
+    """Positive evidence on every read for a few frames: the display shows something, and not the prompt."""
+    wait_readable(screen, 5.0)
+    for _ in range(int(LOCKED_WATCH_S / 0.25)):
+        text = screen.text()
+        if not text.strip():
+            raise PromptNotSeen(f"nothing read on the display {when}")
+        assert normal(REGISTER_TITLE) not in normal(text) and normal(SYSTEM_MARKER) not in normal(text), \
+            f"a presence prompt is on the lock screen {when}: {text!r}"
+        time.sleep(0.25)
+
+
+def test_no_presence_prompt_over_the_lock_screen(unlocked_prime, nfc, screen, touch, station, pin):
+    """A request arriving while locked waits behind the lock screen (no prompt there), and is asked after
+    the login (keyos.md §1.4, §2.3: prompts are never shown over the lock screen)."""
+    show_lock_screen(unlocked_prime, touch)
+    request = _register(nfc)
+    try:
+        try:
+            if not request.wait_pending():
+                pytest.fail(f"the locked Prime answered without asking for presence: {request.outcome()}")
+            _assert_no_fido_prompt(screen, "while the Prime held a FIDO request")
+        finally:
+            enter_pin(touch, station.profile.touch.pin_pad, pin)
+        assert wait_unlocked(unlocked_prime), "the test PIN typed on the lock screen did not unlock"
+        shown = screen.wait_for(REGISTER_TITLE, timeout=15)
+        screen.tap_text("Confirm", shown)
+        result, error = request.outcome()
+    finally:
+        request.close()
+    assert error is None and result.auth_data.is_user_present(), f"the request held over the lock: {error}"
+
+
+def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
+    """A credential made for example.com asserts for example.com only; for another RP id the Prime has no
+    credential (NO_CREDENTIALS) and asks nobody."""
+    made = _register(nfc)
+    try:
+        attestation, error = _answer(screen, made, REGISTER_TITLE, "Confirm")
+    finally:
+        made.close()
+    assert error is None, f"the registration (control) failed: {error}"
+    cred_id = attestation.auth_data.credential_data.credential_id
+    elsewhere = _assert(nfc, "evil.example", cred_id)
+    try:
+        asked = elsewhere.wait_pending()
+        if asked:
+            unlocked_prime.home()  # take the prompt down before failing
+        assert not asked, "the Prime asked for presence to assert for evil.example with example.com's credential"
+        _, error = elsewhere.outcome()
+    finally:
+        elsewhere.close()
+    assert error is not None and error.code == CtapError.ERR.NO_CREDENTIALS, \
+        f"example.com's credential for evil.example answered {error or 'an assertion'}"
+    own = _assert(nfc, RP["id"], cred_id)
+    try:
+        assertion, error = _answer(screen, own, AUTH_TITLE, "Confirm")
+    finally:
+        own.close()
+    assert error is None and assertion.auth_data.is_user_present(), f"the assertion (control) failed: {error}"
