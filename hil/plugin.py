@@ -33,6 +33,7 @@ MARKERS = {
     "hardware_only": "runs only on real hardware (the device profile's `physical`)",
 }
 BROKEN = ("hil_outcome", "broken")
+DESK_PIN_GUARD = pytest.StashKey[object]()  # a desk run's one in-memory PIN guard
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -139,8 +140,36 @@ def prime(device_under_test: DeviceUnderTest, pin: str, request: pytest.FixtureR
     locked production unit stays as it is."""
     dut = device_under_test
     robot = request.getfixturevalue("robot_touch") if touch_backend(dut.station, dut.flavour, True) == "robot" else None
-    bring_home(dut.client, dut.station.profile, dut.flavour, pin, touch=robot)
+    guard, quarantine = request.getfixturevalue("pin_guard")
+
+    def guarded(touch: Touch | None) -> None:  # the PIN goes only onto a verified PIN screen, once
+        from hil.farm.pin_guard import screenshot_bgr, unlock_safely
+
+        if touch is None:
+            touch, look = DebugTouch(dut.client, dut.station.profile.touch.home_button.centre), lambda: screenshot_bgr(dut.client)
+        elif dut.station.camera is None:
+            raise PinRejected(f"station {dut.station.name} has no camera: the robot would type the PIN on a screen "
+                              "nobody verified; wire a camera")
+        else:
+            display = request.getfixturevalue("display")
+            look = lambda: display.rectified()[0]  # noqa: E731
+        unlock_safely(dut.client, pin, touch, look, guard, quarantine)
+
+    bring_home(dut.client, dut.station.profile, dut.flavour, pin, touch=robot, unlock_with=guarded)
     return dut.client
+
+
+@pytest.fixture
+def pin_guard(station: Station, request: pytest.FixtureRequest):
+    """The station's PIN state (`hil.farm.pin_guard.PinGuard`) and the quarantine a rejection goes to: on a
+    lab run both live in the lab's state dir, shared by every worker; on a desk run, in memory."""
+    from hil.farm.pin_guard import PinGuard
+    from hil.farm.pytest_farm import FARM, Farm
+
+    farm = request.config.stash.get(FARM, None)
+    if isinstance(farm, Farm):
+        return PinGuard(station.name, farm.lab.state_dir), farm.quarantine
+    return request.config.stash.setdefault(DESK_PIN_GUARD, PinGuard(station.name)), None
 
 
 @pytest.fixture

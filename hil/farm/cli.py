@@ -113,6 +113,7 @@ def _measure(station) -> str:
 def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason", help="why (shown by status)")],
                    lab: LabOpt = None) -> None:
     """Take a station out of service; runs skip it until it is readmitted."""
+    from hil.farm.pin_guard import PinGuard
     from hil.farm.quarantine import Quarantine
 
     if lab and lab.startswith("labgrid://"):  # issue 8: the place's health tag and comment
@@ -128,6 +129,7 @@ def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason",
 @app.command()
 def readmit(station: str, lab: LabOpt = None) -> None:
     """Put a quarantined station back into service."""
+    from hil.farm.pin_guard import PinGuard
     from hil.farm.quarantine import Quarantine
 
     if lab and lab.startswith("labgrid://"):  # issue 8
@@ -137,6 +139,7 @@ def readmit(station: str, lab: LabOpt = None) -> None:
     cfg = _lab(lab)
     _known(cfg, station)
     gone = Quarantine(cfg.state_dir).remove(station)
+    PinGuard(station, cfg.state_dir).clear()  # the operator checked the unit's PIN
     typer.echo(f"{station}: readmitted" + (f" (was: {gone.reason})" if gone else " (was not quarantined)"))
 
 
