@@ -300,6 +300,10 @@ def _hil_markers(request: pytest.FixtureRequest) -> None:
             raise pytest.UsageError(f"{request.node.nodeid}: @{m.name} takes no arguments")
     if "production_only" in marks and "development_only" in marks:
         raise pytest.UsageError(f"{request.node.nodeid}: production_only and development_only exclude each other")
+    if request.node.get_closest_marker("destructive") is not None:  # suites/conftest.py's marker
+        profile = request.getfixturevalue("station").profile
+        if not profile.allows_wipe:
+            pytest.skip(f"erases the unit; profile {profile.name} does not allow wiping (allows_wipe)")
     if "hardware_only" in marks:
         profile = request.getfixturevalue("station").profile
         if not profile.physical:

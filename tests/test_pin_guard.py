@@ -102,3 +102,25 @@ def test_a_farm_run_with_the_wrong_pin_spends_one_attempt_per_unit_and_ends_brok
                for q in quarantined.values())
     for name in ("u1", "u2"):
         assert "rejected" in PinGuard(name, pytester.path / "state").blocked()
+
+
+def test_a_destructive_test_runs_only_where_the_profile_allows_wiping(pytester):
+    pytester.makeconftest("""
+        import pytest
+        from hil.farm.station import Station
+        from hil.link.resolve import profile_named
+
+        @pytest.fixture(scope="session")
+        def station(request):
+            return Station(request.config.getoption("--profile"), profile_named(request.config.getoption("--profile")))
+    """)
+    pytester.makepyfile("""
+        import pytest
+        @pytest.mark.destructive
+        def test_wipe(station):
+            pass
+    """)
+    args = ("-p", "no:cacheprovider", "-o", "markers=destructive: wipes")
+    pytester.runpytest_subprocess(*args, "--profile", "prime-rev-b", "-rs").stdout.fnmatch_lines(
+        ["*profile prime-rev-b does not allow wiping*"])
+    pytester.runpytest_subprocess(*args, "--profile", "prime-emulated").assert_outcomes(passed=1)

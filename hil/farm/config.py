@@ -242,6 +242,8 @@ class Profile(_Strict):
                                "production, test or a key set TOML path (what `hil flash` checks images against)")
     physical: bool = Field(True, description="real hardware; false for emulated units and KeyOS's simulator "
                            "(tests marked hardware_only skip)")
+    allows_wipe: bool = Field(False, description="units of this profile may lose their seed: only then may a test "
+                              "marked destructive type wrong PINs on purpose (hil.farm.pin_guard)")
 
     def allows(self, flavour: str, command: str) -> bool:
         rules = self.flavours.get(flavour)  # type: ignore[call-overload]
