@@ -51,6 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="build flavour of the emulated Prime started for --device=emulator")
     group.addoption("--emulator-defect", action="append", default=[], metavar="NAME",
                     help="a seeded defect the emulated build carries (repeatable; hil/emulator/defects.py)")
+    group.addoption("--emulator-seed", type=int, default=0, metavar="N",
+                    help="seed of the emulated Prime (its serial, secrets and screen layouts)")
     group.addoption("--emulator-apps", default=None, metavar="DIR",
                     help="built-in apps of the emulated Prime: a directory of <app>/manifest.json")
     group.addoption("--link-timeout", type=float, default=5.0, help="seconds to wait for each device answer")
@@ -89,7 +91,8 @@ def station(request: pytest.FixtureRequest):
         return
     try:
         with device_station(opt("--device"), opt("--profile"), flavour=opt("--emulator-flavour"),
-                            defects=tuple(opt("--emulator-defect")), apps=opt("--emulator-apps")) as st:
+                            seed=opt("--emulator-seed"), defects=tuple(opt("--emulator-defect")),
+                            apps=opt("--emulator-apps")) as st:
             if opt("--device") in (None, "emulator"):  # the plugin started it, so it knows which build it booted
                 st = dataclasses.replace(st, flavour=opt("--emulator-flavour"))
             yield st
@@ -143,20 +146,36 @@ def prime(device_under_test: DeviceUnderTest, pin: str, request: pytest.FixtureR
     guard, quarantine = request.getfixturevalue("pin_guard")
 
     def guarded(touch: Touch | None) -> None:  # the PIN goes only onto a verified PIN screen, once
-        from hil.farm.pin_guard import screenshot_bgr, unlock_safely
+        from hil.farm.pin_guard import unlock_safely
 
-        if touch is None:
-            touch, look = DebugTouch(dut.client, dut.station.profile.touch.home_button.centre), lambda: screenshot_bgr(dut.client)
-        elif dut.station.camera is None:
-            raise PinRejected(f"station {dut.station.name} has no camera: the robot would type the PIN on a screen "
-                              "nobody verified; wire a camera")
-        else:
-            display = request.getfixturevalue("display")
-            look = lambda: display.rectified()[0]  # noqa: E731
-        unlock_safely(dut.client, pin, touch, look, guard, quarantine)
+        touch = touch or DebugTouch(dut.client, dut.station.profile.touch.home_button.centre)
+        unlock_safely(dut.client, pin, touch, request.getfixturevalue("look"), guard, quarantine)
 
     bring_home(dut.client, dut.station.profile, dut.flavour, pin, touch=robot, unlock_with=guarded)
     return dut.client
+
+
+class DisplayNotVisible(InfrastructureError):
+    """Nothing can show the harness what the display shows now."""
+
+
+@pytest.fixture
+def look(device_under_test: DeviceUnderTest, request: pytest.FixtureRequest):
+    """``look()``: the display now, a rectified 480x800 BGR image to find controls in by what they show
+    (`hil.vision.pin_screen`, `hil.vision.controls`): the debug link's screenshot where the build serves
+    it even while locked, else the station's camera."""
+    dut = device_under_test
+    if "SCREENSHOT" not in dut.station.profile.flavours[dut.flavour].need_unlocked:  # type: ignore[index]
+        from hil.farm.pin_guard import screenshot_bgr
+
+        return lambda: screenshot_bgr(dut.client)
+    if dut.station.camera is None:
+        def blind():
+            raise DisplayNotVisible(f"{dut.client.device} runs a {dut.flavour} build, which hides the screen while "
+                                    f"locked, and station {dut.station.name} has no camera; wire one")
+        return blind
+    display = request.getfixturevalue("display")
+    return lambda: display.rectified()[0]
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from filelock import FileLock
 from hil.farm.quarantine import Quarantine
 from hil.link.client import PrimeClient
 from hil.link.state import PinRejected, show_lock_screen, wait_unlocked
-from hil.stimuli.touch import DebugTouch, Touch
+from hil.stimuli.touch import DebugTouch, Touch, enter_pin
 from hil.vision.pin_screen import NotAPinScreen, read_pin_screen
 
 
@@ -92,8 +92,7 @@ def unlock_safely(prime: PrimeClient, pin: str, touch: Touch, look: Callable[[],
     if before.failed:
         _stop(guard, quarantine, f"{prime.device} shows {before.failed} failed PIN attempt(s) before the harness typed; "
                                  "not typing (check the provisioned PIN, then readmit)")
-    for key in [*pin, "enter"]:
-        touch.tap(*before.keys[key])
+    enter_pin(touch, before, pin)
     if wait_unlocked(prime):
         return
     try:
@@ -102,6 +101,11 @@ def unlock_safely(prime: PrimeClient, pin: str, touch: Touch, look: Callable[[],
         after = f"attempts after unreadable ({e})"
     _stop(guard, quarantine, f"{prime.device} rejected the test PIN (one attempt used: {before.remaining} remaining "
                              f"before, {after}); check the PIN the unit was provisioned with, then readmit")
+
+
+def unlock_over_link(prime: PrimeClient, pin: str, guard: PinGuard, quarantine: Quarantine | None = None) -> None:
+    """`unlock_safely` where the build shows and takes input over the debug link while locked."""
+    unlock_safely(prime, pin, DebugTouch(prime, prime.home_button), lambda: screenshot_bgr(prime), guard, quarantine)
 
 
 def _stop(guard: PinGuard, quarantine: Quarantine | None, reason: str) -> None:

@@ -18,22 +18,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.errors import InfrastructureError
 from hil.vision import ocr
+from hil.vision.controls import ControlNotFound, find_control, normal
 
 MAX_LOGIN_ATTEMPTS = 10  # api/security/src/lib.rs
 HEADING = "Enter PIN"
 ACCEPT = "Unlock"
+DELETE = "Delete"  # assumed: the PinEntry widget's delete key label is not in the indexed KeyOS source
 _FAILED = re.compile(r"(\d+)\s*failed\s*attempts?", re.IGNORECASE)
 
 
-class NotAPinScreen(InfrastructureError):
+class NotAPinScreen(ControlNotFound):
     """What the screen shows is not (unambiguously) KeyOS's PIN entry: nothing may be typed on it."""
 
 
 @dataclass(frozen=True)
 class PinScreen:
-    keys: dict[str, tuple[int, int]]  # "0".."9" and "enter": centres in display pixels
+    """Where the keys are (display pixels; what `hil.stimuli.touch.enter_pin` taps) and the failed count."""
+
+    keys: dict[str, tuple[int, int]]  # "0".."9"
+    enter: tuple[int, int]
+    delete: tuple[int, int] | None
     failed: int
 
     @property
@@ -41,28 +46,27 @@ class PinScreen:
         return MAX_LOGIN_ATTEMPTS - self.failed
 
 
-def centre(box: tuple[int, int, int, int]) -> tuple[int, int]:
-    return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
-
-
 def find_pin_screen(lines: list[ocr.Line]) -> PinScreen:
     """The PIN screen in OCR'd ``lines`` (display pixels), or `NotAPinScreen` saying what is missing."""
     texts = [ln.text.strip() for ln in lines]
-    if HEADING.lower() not in (t.lower() for t in texts):
+    if normal(HEADING) not in map(normal, texts):
         raise NotAPinScreen(f"no {HEADING!r} heading on the screen (read: {_said(texts)})")
-    keys: dict[str, tuple[int, int]] = {}
-    for want, label in [*((d, d) for d in "0123456789"), ("enter", ACCEPT)]:
-        hits = [ln for ln in lines if ln.text.strip() == label]
-        if len(hits) != 1:
-            raise NotAPinScreen(f"PIN key {label!r} read {len(hits)} times on the screen (read: {_said(texts)})")
-        keys[want] = centre(hits[0].box)
+    try:
+        keys = {label: find_control(lines, label) for label in "0123456789"}
+        enter = find_control(lines, ACCEPT)
+    except ControlNotFound as e:
+        raise NotAPinScreen(f"not the PIN screen: PIN key {e}") from None
+    try:
+        delete: tuple[int, int] | None = find_control(lines, DELETE)
+    except ControlNotFound:
+        delete = None
     counts = [int(m.group(1)) for t in texts if (m := _FAILED.search(t))]
     if len(set(counts)) > 1:
         raise NotAPinScreen(f"two failed-attempt counts on the screen: {counts}")
     failed = counts[0] if counts else 0
     if not 0 <= failed < MAX_LOGIN_ATTEMPTS:
         raise NotAPinScreen(f"failed-attempt count {failed} is out of range")
-    return PinScreen(keys, failed)
+    return PinScreen(keys, enter, delete, failed)
 
 
 def read_pin_screen(image: np.ndarray) -> PinScreen:

@@ -6,6 +6,10 @@ heading "Enter PIN", accept button "Unlock", and, while any login attempt has fa
 secure element, so it stays across locks), the failed-attempts warning in place of the security
 words: "{n} failed attempts" while more than 6 remain, then the Master Key erase warning. The tenth
 wrong PIN erases the seed.
+
+The pad's layout depends on the seed (`pad_layout`): seeds 0 and 1 keep the table in ``hil.emulator.ui``
+(the emulator's own tests tap it), every other seed moves the pad and shuffles its digits, so a harness
+that taps a remembered coordinate instead of what the screen shows fails on it.
 """
 
 from __future__ import annotations
@@ -14,12 +18,32 @@ from typing import TYPE_CHECKING
 
 from hil.emulator import render
 from hil.emulator.secure_element import MAX_LOGIN_ATTEMPTS, MIN_PIN_LENGTH, PIN_PREFIX_LENGTH
-from hil.emulator.ui import PIN_KEY_SIZE, PIN_KEYS, Screen, pin_key_at
+import random
+
+from hil.emulator.ui import PIN_KEY_SIZE, PIN_KEYS, Screen
 
 if TYPE_CHECKING:
     from hil.emulator.prime import Prime
 
-KEY_LABELS = {"back": "<", "enter": "Unlock"}
+KEY_LABELS = {"back": "Delete", "enter": "Unlock"}  # assumed: KeyOS's PinEntry delete key label is not indexed
+PAD_SHIFTS = (0, -25, 25)  # vertical moves of the whole pad, by layout variant (keeps it clear of the warning)
+
+
+def pad_layout(seed: int) -> dict[str, tuple[int, int]]:
+    """Key centres for the emulator built with ``seed``: the classic table for seeds 0 and 1, else the
+    digits shuffled over the ten digit places, the whole pad moved up or down, Delete and Unlock swapped
+    on odd variants."""
+    if seed in (0, 1):
+        return dict(PIN_KEYS)
+    variant = seed % len(PAD_SHIFTS)
+    places = [PIN_KEYS[d] for d in "1234567890"]
+    digits = list("1234567890")
+    random.Random(seed).shuffle(digits)
+    layout = dict(zip(digits, places))
+    back, enter = PIN_KEYS["back"], PIN_KEYS["enter"]
+    layout["back"], layout["enter"] = (enter, back) if variant % 2 else (back, enter)
+    dy = PAD_SHIFTS[variant] or PAD_SHIFTS[1]
+    return {k: (x, y + dy) for k, (x, y) in layout.items()}
 
 
 def failed_attempts_warning(remaining: int) -> str:
@@ -38,6 +62,7 @@ class LockScreen(Screen):
 
     def __init__(self, prime: Prime):
         self.prime = prime
+        self.keys = pad_layout(prime.seed)
         self.entered = ""
         self.message = ""
 
@@ -65,12 +90,16 @@ class LockScreen(Screen):
         if self.message:
             canvas.wrapped((10, 270, render.WIDTH - 10, 350), self.message, size=28, bold=True)
         w, h = PIN_KEY_SIZE
-        for key, (cx, cy) in PIN_KEYS.items():
+        for key, (cx, cy) in self.keys.items():
             canvas.button((cx - w // 2, cy - h // 2, cx + w // 2, cy + h // 2), KEY_LABELS.get(key, key),
-                          size=34 if key == "enter" else 40)
+                          size=34 if len(KEY_LABELS.get(key, key)) > 1 else 40)
+
+    def key_at(self, x: int, y: int) -> str | None:
+        w, h = PIN_KEY_SIZE
+        return next((k for k, (cx, cy) in self.keys.items() if abs(x - cx) < w / 2 and abs(y - cy) < h / 2), None)
 
     def tap(self, x: int, y: int) -> None:
-        key = pin_key_at(x, y)
+        key = self.key_at(x, y)
         if key is not None:
             self.press(key)
 
