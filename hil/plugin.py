@@ -284,7 +284,7 @@ def station_camera(station: Station):
     from hil.vision.camera import Camera
 
     cal = station.camera_calibration
-    with Camera(station.camera, exposure=cal.exposure if cal else None) as camera:
+    with Camera(station.camera, mode=cal.mode if cal else None) as camera:
         yield camera
 
 

@@ -51,9 +51,9 @@ def check_camera(station: Station, timeout: float) -> str:
     from hil.vision.camera import Camera
     from hil.vision.locate import Calibration, locate
 
-    with Camera(station.camera, open_timeout=timeout) as cam:
-        frame = cam.grab(timeout)
     cal = station.camera_calibration
+    with Camera(station.camera, open_timeout=timeout, mode=cal.mode if cal else None) as cam:
+        frame = cam.grab(timeout)
     if cal is not None and cal.corners is not None:
         drift = Calibration.from_config(cal).check(frame)
         return f"panel within {drift:.1f} px of its calibration"
