@@ -28,6 +28,7 @@ class Health:
     station: str
     checks: tuple[Check, ...]
     version: str | None
+    note: str = ""  # what was tried on the station before this check (a power cycle)
 
     @property
     def ok(self) -> bool:
@@ -35,7 +36,8 @@ class Health:
 
     @property
     def reason(self) -> str:
-        return "; ".join(f"{c.name}: {c.detail}" for c in self.checks if c.ok is False)
+        failing = "; ".join(f"{c.name}: {c.detail}" for c in self.checks if c.ok is False)
+        return f"{failing} ({self.note})" if failing and self.note else failing
 
 
 def check_link(station: Station, timeout: float) -> str:
