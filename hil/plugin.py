@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from hil.errors import ConfigError, InfrastructureError
-from hil.farm.station import Station
+from hil.farm.station import Station, robot_calibration
 from hil.link.client import PrimeClient
 from hil.link.resolve import device_station, open_client
 from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked, takes_input_while_locked
@@ -224,17 +224,6 @@ def touch(prime: PrimeClient, device_under_test: DeviceUnderTest, request: pytes
     if backend == "robot":
         return request.getfixturevalue("robot_touch")
     return DebugTouch(prime, dut.station.profile.touch.home_button.centre)
-
-
-def robot_calibration(station: Station):
-    """The station's display-to-robot map: the points its lab entry records, else the file `hil touch
-    calibrate` stored for it.  An emulated bench announces its jig's points with its endpoints, as a lab
-    entry would (not in the device profile: a jig belongs to a bench, not to a hardware revision)."""
-    from hil.stimuli.robot import CALIBRATION_DIR, Calibration, calibration_path
-
-    if station.robot_calibration is not None:
-        return Calibration.fit(station.robot_calibration.points)
-    return Calibration.load(calibration_path(station.name, CALIBRATION_DIR))
 
 
 @pytest.fixture(scope="session")

@@ -299,3 +299,30 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
         console.print(f"  {reason}", markup=False)
     console.print(f"reports: {run.dir} (summary.html, diff.txt, {job.RESULTS}/, signoff/)", markup=False)
     return 0 if decision.go else 1
+
+
+station_app = typer.Typer(no_args_is_help=True, add_completion=False, help="One bench: commissioning.")
+
+
+@station_app.command("commission")
+def commission_cmd(station: str, lab: LabOpt = None,
+                   pin: Annotated[str, typer.Option("--pin", help="the PIN the unit is provisioned with")] = "123456") -> None:
+    """Walk a new bench through its assumptions, each checked on the unit: prints each finding, stores
+    what was measured in the lab state, and exits 1 if anything is wrong."""
+    from hil.farm.commission import commission
+    from hil.farm.station import bring_up
+
+    cfg = _lab(lab)
+    _known(cfg, station)
+    try:
+        with bring_up(cfg, station) as st:
+            findings = commission(st, cfg.state_dir, pin)
+    except HilError as e:
+        typer.echo(f"{station}: {e}", err=True)
+        raise typer.Exit(1) from None
+    for f in findings:
+        typer.echo(f.line())
+    unverified = [f.what for f in findings if f.verified is None]
+    if unverified:
+        typer.echo(f"could not verify: {', '.join(unverified)}")
+    raise typer.Exit(1 if any(f.verified is False for f in findings) else 0)
