@@ -4,7 +4,7 @@ import typer
 
 from hil.emulator.cli import app as emulator_app
 from hil.farm.cli import app as farm_app
-from hil.farm.cli import nightly
+from hil.farm.cli import nightly, station_app
 from hil.farm.lab_cli import lab_app
 from hil.bridge import bridge
 from hil.flash.cli import firmware_app, flash
@@ -23,6 +23,7 @@ app.add_typer(qr_app, name="qr")
 app.add_typer(nfc_app, name="nfc")
 app.add_typer(touch_app, name="touch")
 app.add_typer(farm_app, name="farm")
+app.add_typer(station_app, name="station")
 app.command("nightly")(nightly)
 app.add_typer(lab_app, name="lab")
 app.command("bridge")(bridge)

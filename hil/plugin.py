@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from hil.errors import ConfigError, InfrastructureError
-from hil.farm.station import Station
+from hil.farm.station import Station, robot_calibration
 from hil.link.client import PrimeClient
 from hil.link.resolve import device_station, open_client
 from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked, takes_input_while_locked
@@ -33,6 +33,7 @@ MARKERS = {
     "hardware_only": "runs only on real hardware (the device profile's `physical`)",
 }
 BROKEN = ("hil_outcome", "broken")
+DESK_PIN_GUARD = pytest.StashKey[object]()  # a desk run's one in-memory PIN guard
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,6 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="build flavour of the emulated Prime started for --device=emulator")
     group.addoption("--emulator-defect", action="append", default=[], metavar="NAME",
                     help="a seeded defect the emulated build carries (repeatable; hil/emulator/defects.py)")
+    group.addoption("--emulator-seed", type=int, default=0, metavar="N",
+                    help="seed of the emulated Prime (its serial, secrets and screen layouts)")
     group.addoption("--emulator-apps", default=None, metavar="DIR",
                     help="built-in apps of the emulated Prime: a directory of <app>/manifest.json")
     group.addoption("--link-timeout", type=float, default=5.0, help="seconds to wait for each device answer")
@@ -91,7 +94,8 @@ def station(request: pytest.FixtureRequest):
         return
     try:
         with device_station(opt("--device"), opt("--profile"), flavour=opt("--emulator-flavour"),
-                            defects=tuple(opt("--emulator-defect")), apps=opt("--emulator-apps")) as st:
+                            seed=opt("--emulator-seed"), defects=tuple(opt("--emulator-defect")),
+                            apps=opt("--emulator-apps")) as st:
             if opt("--device") in (None, "emulator"):  # the plugin started it, so it knows which build it booted
                 st = dataclasses.replace(st, flavour=opt("--emulator-flavour"))
             yield st
@@ -142,8 +146,52 @@ def prime(device_under_test: DeviceUnderTest, pin: str, request: pytest.FixtureR
     locked production unit stays as it is."""
     dut = device_under_test
     robot = request.getfixturevalue("robot_touch") if touch_backend(dut.station, dut.flavour, True) == "robot" else None
-    bring_home(dut.client, dut.station.profile, dut.flavour, pin, touch=robot)
+    guard, quarantine = request.getfixturevalue("pin_guard")
+
+    def guarded(touch: Touch | None) -> None:  # the PIN goes only onto a verified PIN screen, once
+        from hil.farm.pin_guard import unlock_safely
+
+        touch = touch or DebugTouch(dut.client, dut.station.profile.touch.home_button.centre)
+        unlock_safely(dut.client, pin, touch, request.getfixturevalue("look"), guard, quarantine)
+
+    bring_home(dut.client, dut.station.profile, dut.flavour, pin, touch=robot, unlock_with=guarded)
     return dut.client
+
+
+class DisplayNotVisible(InfrastructureError):
+    """Nothing can show the harness what the display shows now."""
+
+
+@pytest.fixture
+def look(device_under_test: DeviceUnderTest, request: pytest.FixtureRequest):
+    """``look()``: the display now, a rectified 480x800 BGR image to find controls in by what they show
+    (`hil.vision.pin_screen`, `hil.vision.controls`): the debug link's screenshot where the build serves
+    it even while locked, else the station's camera."""
+    dut = device_under_test
+    if "SCREENSHOT" not in dut.station.profile.flavours[dut.flavour].need_unlocked:  # type: ignore[index]
+        from hil.farm.pin_guard import screenshot_bgr
+
+        return lambda: screenshot_bgr(dut.client)
+    if dut.station.camera is None:
+        def blind():
+            raise DisplayNotVisible(f"{dut.client.device} runs a {dut.flavour} build, which hides the screen while "
+                                    f"locked, and station {dut.station.name} has no camera; wire one")
+        return blind
+    display = request.getfixturevalue("display")
+    return lambda: display.rectified()[0]
+
+
+@pytest.fixture
+def pin_guard(station: Station, request: pytest.FixtureRequest):
+    """The station's PIN state (`hil.farm.pin_guard.PinGuard`) and the quarantine a rejection goes to: on a
+    lab run both live in the lab's state dir, shared by every worker; on a desk run, in memory."""
+    from hil.farm.pin_guard import PinGuard
+    from hil.farm.pytest_farm import FARM, Farm
+
+    farm = request.config.stash.get(FARM, None)
+    if isinstance(farm, Farm):
+        return PinGuard(station.name, farm.lab.state_dir), farm.quarantine
+    return request.config.stash.setdefault(DESK_PIN_GUARD, PinGuard(station.name)), None
 
 
 @pytest.fixture
@@ -179,17 +227,6 @@ def touch(prime: PrimeClient, device_under_test: DeviceUnderTest, request: pytes
     if backend == "robot":
         return request.getfixturevalue("robot_touch")
     return DebugTouch(prime, dut.station.profile.touch.home_button.centre)
-
-
-def robot_calibration(station: Station):
-    """The station's display-to-robot map: the points its lab entry records, else the file `hil touch
-    calibrate` stored for it.  An emulated bench announces its jig's points with its endpoints, as a lab
-    entry would (not in the device profile: a jig belongs to a bench, not to a hardware revision)."""
-    from hil.stimuli.robot import CALIBRATION_DIR, Calibration, calibration_path
-
-    if station.robot_calibration is not None:
-        return Calibration.fit(station.robot_calibration.points)
-    return Calibration.load(calibration_path(station.name, CALIBRATION_DIR))
 
 
 @pytest.fixture(scope="session")
@@ -239,7 +276,7 @@ def station_camera(station: Station):
     from hil.vision.camera import Camera
 
     cal = station.camera_calibration
-    with Camera(station.camera, exposure=cal.exposure if cal else None) as camera:
+    with Camera(station.camera, mode=cal.mode if cal else None) as camera:
         yield camera
 
 
@@ -278,6 +315,10 @@ def _hil_markers(request: pytest.FixtureRequest) -> None:
             raise pytest.UsageError(f"{request.node.nodeid}: @{m.name} takes no arguments")
     if "production_only" in marks and "development_only" in marks:
         raise pytest.UsageError(f"{request.node.nodeid}: production_only and development_only exclude each other")
+    if request.node.get_closest_marker("destructive") is not None:  # suites/conftest.py's marker
+        profile = request.getfixturevalue("station").profile
+        if not profile.allows_wipe:
+            pytest.skip(f"erases the unit; profile {profile.name} does not allow wiping (allows_wipe)")
     if "hardware_only" in marks:
         profile = request.getfixturevalue("station").profile
         if not profile.physical:

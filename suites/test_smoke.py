@@ -10,6 +10,7 @@ from hil.link.client import DeviceError, DeviceLocked
 from hil.link.protocol import HEIGHT, WIDTH, LaunchStatus
 from hil.link.state import is_locked, show_lock_screen, wait_unlocked
 from hil.stimuli.touch import enter_pin
+from hil.vision.pin_screen import read_pin_screen
 
 # "Bitcoin Wallet", a built-in app of KeyOS 1.0.0 (KeyOS-Releases 1.0.0/apps/*/manifest.json)
 BITCOIN_APP = "0x426974636f696e2057616c6c65740000"
@@ -22,27 +23,20 @@ def test_version(prime):
 
 @pytest.mark.development_only
 def test_screenshot_is_480x800_and_shows_the_lock_screen(prime, station):
-    from hil.vision import ocr
-
     show_lock_screen(prime)
     shot = prime.screenshot()
     assert shot.size == (WIDTH, HEIGHT)
     assert is_locked(prime)
-    pixels = np.asarray(shot.convert("RGB"))[:, :, ::-1]  # BGR for OCR
-    pad = station.profile.touch.pin_pad
-    misread = {}
-    for digit, (x, y) in pad.keys.items():
-        text, _ = ocr.recognise(pixels[y - 35:y + 35, x - 50:x + 50])
-        if text.strip() != digit:
-            misread[digit] = text
-    assert not misread, f"PIN pad keys not where profile {station.profile.name} puts them: {misread}"
+    pad = read_pin_screen(np.asarray(shot.convert("RGB"))[:, :, ::-1].copy())  # BGR for OCR
+    assert pad.remaining == 10, f"the lock screen shows {pad.failed} failed PIN attempts"
 
 
-def test_unlock_with_the_pin_by_taps(prime, touch, station, pin):
-    """By the debug link or, where the build refuses it while locked, the stylus robot and relay."""
+def test_unlock_with_the_pin_by_taps(prime, touch, look, pin):
+    """By the debug link or, where the build refuses it while locked, the stylus robot and relay; the
+    keys are tapped where the screen shows them."""
     show_lock_screen(prime, touch)
     assert is_locked(prime)
-    enter_pin(touch, station.profile.touch.pin_pad, pin)
+    enter_pin(touch, read_pin_screen(look()), pin)
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
 
 
@@ -69,7 +63,7 @@ def test_locked_production_device_answers_locked(prime):
     with pytest.raises(DeviceLocked):
         prime.screenshot()
     with pytest.raises(DeviceLocked):
-        prime.tap(240, 400)
+        prime.tap(*prime.home_button)  # any point: the build must refuse the input itself
     with pytest.raises(DeviceLocked):
         prime.type_text("1")
     with pytest.raises(DeviceLocked):

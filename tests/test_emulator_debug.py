@@ -30,7 +30,7 @@ UNKNOWN = "0x" + "ee" * 16
 
 def _device(flavour: str) -> Device:
     """A Prime with only its debug endpoint (the launcher tests start the full set)."""
-    prime = Prime(index=1, seed=7, build=Build(flavour=flavour), boot_seconds=0)
+    prime = Prime(index=1, seed=1, build=Build(flavour=flavour), boot_seconds=0)
     device = Device(prime, {})
     server = DebugServer()
     device.endpoints.update([server.start(prime)])
@@ -52,7 +52,7 @@ def development():
     device.stop()
 
 
-def unlock_by_taps(link: RawLink, pin: str = "123456") -> None:
+def unlock_by_taps(link: RawLink, pin: str = "123456") -> None:  # PIN_KEYS: the layout of seeds 0 and 1
     for key in [*pin, "enter"]:
         assert link.request(p.tap(*PIN_KEYS[key])).status == Status.OK
 

@@ -12,6 +12,7 @@ from hil.farm.station import Station
 from hil.link.client import DeviceError, PrimeClient, ResponseTimeout
 from hil.link.protocol import LaunchStatus
 from hil.link.resolve import open_client, profile_named
+from hil.farm.pin_guard import PinGuard, unlock_over_link
 from hil.link.state import bring_home, detect_flavour, is_locked
 from hil.link.tcp import TcpTransport
 from hil.link.transport import LinkClosed
@@ -55,7 +56,8 @@ def test_queries(prime):
 
 def test_flavour_and_lock_state_from_the_device(prime, station):
     assert detect_flavour(prime, station.profile) == "development"
-    bring_home(prime, station.profile, "development", "123456")
+    bring_home(prime, station.profile, "development", "123456",
+               unlock_with=lambda touch: unlock_over_link(prime, "123456", PinGuard(station.name)))
     assert is_locked(prime) is False
     result = prime.launch_app(BITCOIN_APP)
     assert result.status in (LaunchStatus.LAUNCHED, LaunchStatus.ALREADY_RUNNING)

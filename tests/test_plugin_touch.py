@@ -142,4 +142,4 @@ def test_a_pin_the_robot_types_wrong_is_broken_and_stops_the_session(pytester):
     """)
     result = run(pytester, "--device=emulator", "--emulator-flavour=production", "--pin=000000")
     result.assert_outcomes(errors=1)  # one attempt, then the session stops: no second PIN typed
-    result.stdout.fnmatch_lines(["*did not accept the test PIN (one attempt used*", "*1 broken*"])
+    result.stdout.fnmatch_lines(["*rejected the test PIN (one attempt used: 10 remaining before, 9 remaining after*", "*1 broken*"])

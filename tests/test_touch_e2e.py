@@ -12,6 +12,7 @@ from hil.link.resolve import device_station, open_client
 from hil.stimuli.relay import PowerButtonRelay
 from hil.stimuli.robot import Calibration, StylusRobot
 from hil.stimuli.touch import RobotTouch, enter_pin
+from hil.vision.pin_screen import read_pin_screen
 from hil.vision.camera import Camera
 from hil.vision.display import Display
 
@@ -36,7 +37,7 @@ def test_production_unit_unlocked_and_confirmed_by_robot():
             with pytest.raises(DeviceLocked):
                 link.tap(240, 410)  # production: no debug input while locked
 
-            enter_pin(touch, station.profile.touch.pin_pad, PIN)
+            enter_pin(touch, read_pin_screen(display.rectified()[0]), PIN)  # the keys where the camera sees them
             display.expect_text("Apps", region="title", timeout=10)
 
             def confirm():

@@ -218,13 +218,15 @@ def emulated():
 def test_emulated_prime_over_usb_end_to_end(emulated):
     """The profile names the backend; resolve/usb/client run exactly as for a unit on a lab host."""
     from hil.link.resolve import open_client
+    from hil.farm.pin_guard import PinGuard, unlock_over_link
     from hil.link.state import bring_home, detect_flavour
 
     with open_client(f"usb:{emulated.serial}", emulated.profile, timeout=15.0, station=emulated) as prime:
         assert prime.transport.name == f"usb:{emulated.serial}" == "usb:EMU-0501"
         assert prime.version() == "1.0.0"
         assert detect_flavour(prime, emulated.profile) == "development"
-        bring_home(prime, emulated.profile, "development", "123456")
+        bring_home(prime, emulated.profile, "development", "123456",
+                   unlock_with=lambda touch: unlock_over_link(prime, "123456", PinGuard(emulated.name)))
         result = prime.launch_app("0x426974636f696e2057616c6c65740000")
         assert result.status is p.LaunchStatus.LAUNCHED
         over_usb = prime.screenshot()

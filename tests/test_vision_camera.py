@@ -1,5 +1,6 @@
 """Camera sources through OpenCV VideoCapture: the emulator's MJPEG stream, a video file, bad sources."""
 
+import re
 import threading
 import time
 
@@ -10,7 +11,8 @@ from PIL import Image
 
 from hil.emulator.camera import CameraPeripheral, Optics, Scene
 from hil.errors import ConfigError, InfrastructureError
-from hil.vision.camera import Camera, NoFrame
+from hil.farm.config import CaptureMode
+from hil.vision.camera import Camera, NoFrame, apply_mode
 from hil.vision.locate import locate
 from tests.vision_helpers import pin_pad
 
@@ -109,4 +111,52 @@ def test_unreachable_stream_is_broken():
 def test_exposure_only_for_camera_devices(stream):
     _, url = stream
     with pytest.raises(ConfigError, match="exposure"):
-        Camera(url, exposure=120)
+        Camera(url, mode=CaptureMode(width=960, height=1280, exposure=120))
+
+
+def test_a_stream_whose_frames_are_not_the_mode_is_a_configuration_error(stream):
+    _, url = stream
+    with Camera(url, mode=CaptureMode(width=960, height=1280)) as cam:  # what the emulated camera delivers
+        assert cam.grab(5).shape == (1280, 960, 3)
+    with pytest.raises(ConfigError, match=r"delivers 960x1280 frames, the station's mode says 1920x1080"):
+        Camera(url, mode=CaptureMode(width=1920, height=1080))
+
+
+class Driver:
+    """A V4L2 driver as OpenCV sees it: takes what it supports, keeps its default otherwise."""
+
+    def __init__(self, sizes=((640, 480), (1920, 1080)), fixed_focus=False):
+        self.props = {cv2.CAP_PROP_FRAME_WIDTH: 640, cv2.CAP_PROP_FRAME_HEIGHT: 480, cv2.CAP_PROP_FPS: 30}
+        self.sizes, self.fixed_focus, self.pending = sizes, fixed_focus, {}
+
+    def set(self, prop, value):
+        if prop == cv2.CAP_PROP_FOCUS and self.fixed_focus:
+            return False
+        self.pending[prop] = value
+        w = self.pending.get(cv2.CAP_PROP_FRAME_WIDTH, self.props[cv2.CAP_PROP_FRAME_WIDTH])
+        h = self.pending.get(cv2.CAP_PROP_FRAME_HEIGHT, self.props[cv2.CAP_PROP_FRAME_HEIGHT])
+        if prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT):
+            if (w, h) in self.sizes:
+                self.props[cv2.CAP_PROP_FRAME_WIDTH], self.props[cv2.CAP_PROP_FRAME_HEIGHT] = w, h
+            return True
+        self.props[prop] = value
+        return True
+
+    def get(self, prop):
+        return float(self.props.get(prop, 0))
+
+
+def test_the_capture_mode_is_set_and_read_back():
+    cap = Driver()
+    apply_mode(cap, CaptureMode(width=1920, height=1080, fps=30, focus=40, exposure=120), "/dev/video2")
+    assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 1920 and cap.get(cv2.CAP_PROP_AUTOFOCUS) == 0
+    assert cap.get(cv2.CAP_PROP_EXPOSURE) == 120 and cap.get(cv2.CAP_PROP_AUTO_EXPOSURE) == 1
+
+
+@pytest.mark.parametrize("driver, mode, says", [
+    (Driver(), CaptureMode(width=1600, height=1200), "width 640 (asked 1600), height 480 (asked 1200)"),
+    (Driver(fixed_focus=True), CaptureMode(width=1920, height=1080, focus=40), "focus 0 (asked 40)"),
+])
+def test_a_mode_the_camera_does_not_take_is_a_configuration_error(driver, mode, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        apply_mode(driver, mode, "/dev/video2")

@@ -10,7 +10,6 @@ from hil.emulator import broker
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.emulator.prime import DEFAULT_PIN
-from hil.emulator.ui import PIN_KEYS
 from hil.errors import InfrastructureError
 from hil.vision.camera import Camera
 from hil.vision.display import Display, ScreenUnreadable, Verdict
@@ -43,7 +42,7 @@ def test_lock_screen_and_security_words(station):
     assert display.expect_text("Security words", timeout=2).verdict is Verdict.PASS
     with device.prime.lock:  # a stylus on the keys, the way the robot types
         for digit in DEFAULT_PIN[:4]:
-            device.prime.touch(*PIN_KEYS[digit])
+            device.prime.touch(*device.prime.ui.lock_screen.keys[digit])  # its seed's layout
         words = " ".join(device.prime.se.security_words(DEFAULT_PIN[:4]))
     assert display.expect_text(words, TextKind.WORDS, timeout=5).verdict is Verdict.PASS
 

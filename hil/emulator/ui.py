@@ -4,7 +4,8 @@ Roles follow KeyOS's ``AppKind``: the LockScreen covers everything while locked,
 the bottom of the stack, apps are pushed above it, the ControlCenter overlays on a long power press,
 and the Alerts role draws system prompts as slide-up popups that never appear over the lock screen.
 
-Tap coordinates (panel pixels, origin top-left; the device profile copies this table)::
+Tap coordinates (panel pixels, origin top-left) for seeds 0 and 1; other seeds move the PIN pad
+(``apps/lockscreen.pad_layout``)::
 
     lock screen PIN pad       1 (80,410)  2 (240,410)  3 (400,410)
                               4 (80,510)  5 (240,510)  6 (400,510)
@@ -41,14 +42,6 @@ LAUNCHER_ROW_TOP, LAUNCHER_ROW_HEIGHT, LAUNCHER_ROWS = 110, 80, 7
 MODAL_BUTTON_HEIGHT = 70
 STATUS_BAND = (0, 0, render.WIDTH, 29)  # y < 30: drawn by gui-server only
 SYSTEM_PROMPT_MARKER = "KeyOS SYSTEM PROMPT"
-
-
-def pin_key_at(x: int, y: int) -> str | None:
-    w, h = PIN_KEY_SIZE
-    for key, (cx, cy) in PIN_KEYS.items():
-        if abs(x - cx) < w / 2 and abs(y - cy) < h / 2:
-            return key
-    return None
 
 
 def in_home_button(x: int, y: int) -> bool:

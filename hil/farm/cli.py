@@ -114,6 +114,7 @@ def _measure(station) -> str:
 def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason", help="why (shown by status)")],
                    lab: LabOpt = None) -> None:
     """Take a station out of service; runs skip it until it is readmitted."""
+    from hil.farm.pin_guard import PinGuard
     from hil.farm.quarantine import Quarantine
 
     if lab and lab.startswith("labgrid://"):  # issue 8: the place's health tag and comment
@@ -129,6 +130,7 @@ def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason",
 @app.command()
 def readmit(station: str, lab: LabOpt = None) -> None:
     """Put a quarantined station back into service."""
+    from hil.farm.pin_guard import PinGuard
     from hil.farm.quarantine import Quarantine
 
     if lab and lab.startswith("labgrid://"):  # issue 8
@@ -138,6 +140,7 @@ def readmit(station: str, lab: LabOpt = None) -> None:
     cfg = _lab(lab)
     _known(cfg, station)
     gone = Quarantine(cfg.state_dir).remove(station)
+    PinGuard(station, cfg.state_dir).clear()  # the operator checked the unit's PIN
     typer.echo(f"{station}: readmitted" + (f" (was: {gone.reason})" if gone else " (was not quarantined)"))
 
 
@@ -309,3 +312,30 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
         console.print(printable(f"  {reason}"), markup=False)
     console.print(f"reports: {run.dir} (summary.html, diff.txt, {job.RESULTS}/, signoff/)", markup=False)
     return 0 if decision.go else 1
+
+
+station_app = typer.Typer(no_args_is_help=True, add_completion=False, help="One bench: commissioning.")
+
+
+@station_app.command("commission")
+def commission_cmd(station: str, lab: LabOpt = None,
+                   pin: Annotated[str, typer.Option("--pin", help="the PIN the unit is provisioned with")] = "123456") -> None:
+    """Walk a new bench through its assumptions, each checked on the unit: prints each finding, stores
+    what was measured in the lab state, and exits 1 if anything is wrong."""
+    from hil.farm.commission import commission
+    from hil.farm.station import bring_up
+
+    cfg = _lab(lab)
+    _known(cfg, station)
+    try:
+        with bring_up(cfg, station) as st:
+            findings = commission(st, cfg.state_dir, pin)
+    except HilError as e:
+        typer.echo(f"{station}: {e}", err=True)
+        raise typer.Exit(1) from None
+    for f in findings:
+        typer.echo(f.line())
+    unverified = [f.what for f in findings if f.verified is None]
+    if unverified:
+        typer.echo(f"could not verify: {', '.join(unverified)}")
+    raise typer.Exit(1 if any(f.verified is False for f in findings) else 0)

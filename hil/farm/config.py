@@ -36,12 +36,25 @@ class EmulatedSpec(_Strict):
     pin: str | None = None
 
 
+class CaptureMode(_Strict):
+    """How the station's camera must capture (hil.vision.camera.CaptureMode): set through OpenCV on a camera
+    device and read back on open; on a stream only the frame size can be checked. Without it a V4L2 camera
+    opens at its driver's default (often 640x480), far below what the calibration's corners assume."""
+
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    fps: float | None = Field(None, gt=0)
+    focus: float | None = Field(None, description="manual focus (autofocus off); the driver's units")
+    exposure: float | None = Field(None, description="manual exposure (auto exposure off); the driver's units")
+
+
 class CameraCalibration(_Strict):
     """Where the panel sits in the camera image (TL, TR, BR, BL; hil.vision.locate.Calibration); absent
-    corners mean: locate the panel each time."""
+    corners mean: locate the panel each time. ``mode``: the capture mode those corners were measured in."""
 
     corners: tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]] | None = None
     tolerance: float = Field(6.0, gt=0, description="frame pixels the panel may move before recalibration")
+    mode: CaptureMode | None = None
 
 
 class RobotCalibration(_Strict):
@@ -250,6 +263,8 @@ class Profile(_Strict):
                                "production, test or a key set TOML path (what `hil flash` checks images against)")
     physical: bool = Field(True, description="real hardware; false for emulated units and KeyOS's simulator "
                            "(tests marked hardware_only skip)")
+    allows_wipe: bool = Field(False, description="units of this profile may lose their seed: only then may a test "
+                              "marked destructive type wrong PINs on purpose (hil.farm.pin_guard)")
 
     def allows(self, flavour: str, command: str) -> bool:
         rules = self.flavours.get(flavour)  # type: ignore[call-overload]

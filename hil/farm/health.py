@@ -28,6 +28,7 @@ class Health:
     station: str
     checks: tuple[Check, ...]
     version: str | None
+    note: str = ""  # what was tried on the station before this check (a power cycle)
 
     @property
     def ok(self) -> bool:
@@ -35,7 +36,8 @@ class Health:
 
     @property
     def reason(self) -> str:
-        return "; ".join(f"{c.name}: {c.detail}" for c in self.checks if c.ok is False)
+        failing = "; ".join(f"{c.name}: {c.detail}" for c in self.checks if c.ok is False)
+        return f"{failing} ({self.note})" if failing and self.note else failing
 
 
 def check_link(station: Station, timeout: float) -> str:
@@ -51,9 +53,9 @@ def check_camera(station: Station, timeout: float) -> str:
     from hil.vision.camera import Camera
     from hil.vision.locate import Calibration, locate
 
-    with Camera(station.camera, open_timeout=timeout) as cam:
-        frame = cam.grab(timeout)
     cal = station.camera_calibration
+    with Camera(station.camera, open_timeout=timeout, mode=cal.mode if cal else None) as cam:
+        frame = cam.grab(timeout)
     if cal is not None and cal.corners is not None:
         drift = Calibration.from_config(cal).check(frame)
         return f"panel within {drift:.1f} px of its calibration"

@@ -10,6 +10,7 @@ Loaded by hil/plugin.py (`pytest_plugins`); the plugin's `station` fixture is `f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -132,7 +133,7 @@ class Farm:
             lease = self.leases.acquire_any(candidates, self.holder, timeout=max(0.0, deadline - time.monotonic()))
             try:
                 station = self._up.enter_context(bring_up(self.lab, lease.station))
-                report = health.check(station)
+                report = power_cycled_if_unhealthy(station, health.check(station))
             except BaseException:
                 self._up.close()
                 lease.release()
@@ -152,7 +153,7 @@ class Farm:
         station, lease = self.station, self.lease
         if station is None or lease is None:
             return None
-        report = health.check(station)
+        report = power_cycled_if_unhealthy(station, health.check(station))
         if not report.ok:
             self.quarantine.add(station.name, f"{fault}; then health check failed: {report.reason}", by=str(self.holder))
         self.drop()
@@ -182,6 +183,29 @@ class Farm:
 
     def close(self) -> None:
         self.drop()
+
+
+RECOVERY_SECONDS = 90.0  # a power-cycled Prime boots KeyOS well within this
+
+
+def power_cycled_if_unhealthy(station: Station, report: health.Health) -> health.Health:
+    """The recovery step before quarantine: a unit that failed its health check, on a station with a
+    ``hub_port``, is power-cycled through uhubctl and checked again until healthy or out of time. Returns
+    the last check; an unhealthy one names the power cycle, so the quarantine reason tells what was tried."""
+    if report.ok or station.hub_port is None:
+        return report
+    from hil.stimuli.hub_port import HubPort
+
+    try:
+        HubPort(station.hub_port).cycle()
+    except HilError as e:
+        return dataclasses.replace(report, note=f"power cycle failed: {e}")
+    deadline = time.monotonic() + RECOVERY_SECONDS
+    while True:
+        again = health.check(station)
+        if again.ok or time.monotonic() > deadline:
+            return dataclasses.replace(again, note="after a power cycle of hub port " + station.hub_port)
+        time.sleep(1.0)
 
 
 @pytest.fixture(scope="session")

@@ -84,3 +84,14 @@ def to_config(station: Station) -> StationConfig:
     declared = (f"flavour={station.flavour}",) if station.flavour and f"flavour={station.flavour}" not in station.tags else ()
     return StationConfig(profile=station.profile.name, camera_calibration=station.camera_calibration,
                          robot_calibration=station.robot_calibration, tags=station.tags + declared, **wired)
+
+
+def robot_calibration(station: Station):
+    """The station's display-to-robot map: the points its lab entry records, else the file `hil touch
+    calibrate` stored for it.  An emulated bench announces its jig's points with its endpoints, as a lab
+    entry would (not in the device profile: a jig belongs to a bench, not to a hardware revision)."""
+    from hil.stimuli.robot import CALIBRATION_DIR, Calibration, calibration_path
+
+    if station.robot_calibration is not None:
+        return Calibration.fit(station.robot_calibration.points)
+    return Calibration.load(calibration_path(station.name, CALIBRATION_DIR))

@@ -13,6 +13,7 @@ Everything here is read from the device's own answers, never from knowing what k
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from hil.errors import InfrastructureError
 from hil.farm.config import Profile
@@ -129,16 +130,20 @@ def takes_input_while_locked(profile: Profile, flavour: str) -> bool:
 
 
 def bring_home(prime: PrimeClient, profile: Profile, flavour: str, pin: str, timeout: float = 30.0,
-               touch: Touch | None = None) -> bool:
+               touch: Touch | None = None, unlock_with: Callable[[Touch | None], None] | None = None) -> bool:
     """The known state tests start from: unlocked on the home screen where the build lets the debug
     link type the PIN, or where ``touch`` (a stylus robot) can type it on a locked unit; otherwise as it
-    is.  Returns whether the device ends up unlocked."""
+    is.  ``unlock_with(touch)`` types the PIN (the lab's guarded entry, `hil.farm.pin_guard`); by
+    default `unlock`.  Returns whether the device ends up unlocked."""
+    def type_pin(t: Touch | None) -> None:
+        (unlock_with or (lambda t: unlock(prime, profile, pin, t)))(t)
+
     locked = wait_ready(prime, timeout)
     if takes_input_while_locked(profile, flavour):
-        unlock(prime, profile, pin)
+        type_pin(None)
         locked = False
     elif locked and touch is not None:
-        unlock(prime, profile, pin, touch)
+        type_pin(touch)
         locked = False
     if not locked:
         prime.home()

@@ -50,7 +50,8 @@ class Touch(abc.ABC):
 
 
 def enter_pin(touch: Touch, pin_pad, pin: str) -> None:
-    """Type a PIN on the lock screen's keypad (``pin_pad``: the device profile's ``touch.pin_pad``)."""
+    """Type a PIN on the lock screen's keypad (``pin_pad``: where the screen shows the keys,
+    `hil.vision.pin_screen.PinScreen`; ``.keys[digit]`` and ``.enter`` are display points)."""
     for digit in pin:
         touch.tap(*pin_pad.keys[digit])
     touch.tap(*pin_pad.enter)

@@ -40,16 +40,47 @@ def _open_args(source: str) -> tuple[object, int, bool]:
                       "or an existing video file; fix the station's `camera` entry")
 
 
+# (property to set, value, property to read back, what it is called) for each field of a capture mode;
+# autofocus/auto exposure go off first, so the manual values hold (V4L2: CAP_PROP_AUTO_EXPOSURE 1 = manual)
+def _settings(mode) -> list[tuple[int, float, str]]:
+    out = [(cv2.CAP_PROP_FRAME_WIDTH, mode.width, "width"), (cv2.CAP_PROP_FRAME_HEIGHT, mode.height, "height")]
+    if mode.fps is not None:
+        out.append((cv2.CAP_PROP_FPS, mode.fps, "fps"))
+    if mode.focus is not None:
+        out += [(cv2.CAP_PROP_AUTOFOCUS, 0, "autofocus"), (cv2.CAP_PROP_FOCUS, mode.focus, "focus")]
+    if mode.exposure is not None:
+        out += [(cv2.CAP_PROP_AUTO_EXPOSURE, 1, "auto exposure"), (cv2.CAP_PROP_EXPOSURE, mode.exposure, "exposure")]
+    return out
+
+
+def apply_mode(cap, mode, source: str) -> None:
+    """Set ``mode`` on an opened `VideoCapture` and read every value back: a driver that refuses or
+    rounds one (a camera that cannot do 1920x1080, a fixed-focus lens) is a configuration error that
+    names the property, never a silently different picture."""
+    wrong = []
+    for prop, value, name in _settings(mode):
+        cap.set(prop, value)
+    for prop, value, name in _settings(mode):
+        got = cap.get(prop)
+        if abs(got - value) > max(0.5, 0.02 * abs(value)):
+            wrong.append(f"{name} {got:g} (asked {value:g})")
+    if wrong:
+        raise ConfigError(f"camera {source!r} did not take its capture mode: {', '.join(wrong)}; "
+                          "use a mode the camera supports (v4l2-ctl --list-formats-ext) and fix camera_calibration.mode")
+
+
 class Camera:
     """One camera. `grab(timeout)` returns a BGR frame captured after the call began (live sources)
     or the next frame (files)."""
 
-    def __init__(self, source: str | int, open_timeout: float = 10.0, exposure: float | None = None):
+    def __init__(self, source: str | int, open_timeout: float = 10.0, mode=None):
+        """``mode``: the station's capture mode (`hil.farm.config.CaptureMode`), set and checked on open."""
         self.source = str(source)
         target, api, self.live = _open_args(self.source)
-        if exposure is not None and not (isinstance(target, int) or self.source.startswith("/dev/video")):
-            raise ConfigError(f"camera {self.source!r}: an exposure can be set only on a camera device "
-                              "(index or /dev/videoN); set it on the stream's own camera instead")
+        self.device = isinstance(target, int) or self.source.startswith("/dev/video")
+        if mode is not None and not self.device and (mode.fps, mode.focus, mode.exposure) != (None, None, None):
+            raise ConfigError(f"camera {self.source!r}: fps, focus and exposure can be set only on a camera device "
+                              "(index or /dev/videoN); set them on the stream's own camera and keep only the size")
         self._open_timeout = open_timeout
         ms = int(open_timeout * 1000)
         self._cap = cv2.VideoCapture(target, api, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
@@ -58,9 +89,12 @@ class Camera:
             self._cap.release()
             raise NoFrame(f"camera {self.source!r} did not open within {open_timeout:.0f} s; "
                           "check the cable or URL and that nothing else holds the device")
-        if exposure is not None:  # manual exposure: a lab station fixes it so the panel never clips
-            self._cap.set(cv2.CAP_PROP_AUTO_EXPOSURE, 1)
-            self._cap.set(cv2.CAP_PROP_EXPOSURE, exposure)
+        if mode is not None and self.device:
+            try:
+                apply_mode(self._cap, mode, self.source)
+            except ConfigError:
+                self._cap.release()
+                raise
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._stamp = 0.0
@@ -70,6 +104,12 @@ class Camera:
         if self.live:
             self._thread = threading.Thread(target=self._run, name=f"camera {self.source}", daemon=True)
             self._thread.start()
+        if mode is not None:  # what arrives is what counts: a driver or a stream may ignore what was asked
+            h, w = self.grab(open_timeout).shape[:2]
+            if (w, h) != (mode.width, mode.height):
+                self.close()
+                raise ConfigError(f"camera {self.source!r} delivers {w}x{h} frames, the station's mode says "
+                                  f"{mode.width}x{mode.height}; fix the camera or the station's camera_calibration.mode")
 
     def _run(self) -> None:
         while not self._closed:

@@ -16,6 +16,7 @@ from hil.link.client import CommandRefused, DeviceError
 from hil.link.state import DeviceStateError
 from hil.link.protocol import LaunchStatus
 from hil.link.transport import LinkClosed, LinkError
+from hil.vision.controls import ControlNotFound, locate_control
 from security_helpers import SETTINGS_APP, manifest_for
 
 pytestmark = [pytest.mark.security, pytest.mark.lockdown]
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.security, pytest.mark.lockdown]
 NETWORK_SERVERS = ("os/net", "os/network", "os/tcp", "os/udp", "os/dns", "os/wifi", "os/ethernet", "os/http")
 NETWORK_NAME = re.compile(r"\b(net|network|tcp|udp|dns|wifi|ethernet|http)\b")
 SERVER_ROW = re.compile(r"^\s*\d+\s*\|\s*\d+\s*\|\s*(.*?)\s*\|\s*([0-9a-f]{32})\s*$", re.MULTILINE)
-DEVELOPER_MODE_TOGGLE = (240, 150)  # gui-app-settings: the Developer Mode row, first on its screen
+DEVELOPER_MODE = "Developer Mode"  # assumed: gui-app-settings' row label (its screens are not indexed in full)
 REENUMERATE_S = 10.0  # a unit whose interface came back takes this long at most to answer again
 SETTLE_S = 5.0  # a tap on the toggle takes effect within this
 
@@ -58,9 +59,18 @@ def test_production_refuses_reboot_to_samba(prime):
     assert prime.version()  # still KeyOS on the other end
 
 
-def open_settings(prime) -> None:
+def open_settings(prime, look, timeout: float = 10.0) -> tuple[int, int]:
+    """Open Settings; where its Developer Mode row shows (found by its label, never a coordinate)."""
     status = prime.launch_app(SETTINGS_APP).status
     assert status in (LaunchStatus.LAUNCHED, LaunchStatus.ALREADY_RUNNING), f"Settings did not open: {status.name}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return locate_control(look(), DEVELOPER_MODE)
+        except ControlNotFound:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def reopen(prime) -> None:
@@ -103,32 +113,32 @@ def link_gone_within(prime) -> bool:
 
 
 @pytest.mark.production_only
-def test_debug_interface_goes_away_without_developer_mode(prime, touch, device_under_test):
+def test_debug_interface_goes_away_without_developer_mode(prime, touch, look, device_under_test):
     """Developer Mode off in Settings (by touch, as a user would) removes the interface from a production
     unit; only the stylus robot can then turn it back on."""
     station = device_under_test.station
     if station.robot is None:
         pytest.skip(f"station {station.name} has no stylus robot: with Developer Mode off nothing could turn it on again")
     assert prime.developer_mode() is True
-    open_settings(prime)
-    touch.tap(*DEVELOPER_MODE_TOGGLE)
+    toggle = open_settings(prime, look)
+    touch.tap(*toggle)
     gone = link_gone_within(prime)
     if gone or prime.developer_mode() is False:  # turn it back on (a missed tap leaves it as it was)
-        touch.tap(*DEVELOPER_MODE_TOGGLE)  # the robot presses the glass; the link cannot
+        touch.tap(*toggle)  # the robot presses the glass; the link cannot
         reopen(prime)
     assert gone, f"the debug interface still answers {SETTLE_S:g} s after Developer Mode was turned off"
     assert developer_mode_within(prime, True), "Developer Mode did not come back on"
 
 
 @pytest.mark.development_only
-def test_developer_mode_answer_follows_the_settings_toggle(prime, touch):
+def test_developer_mode_answer_follows_the_settings_toggle(prime, touch, look):
     """A development build keeps its interface with Developer Mode off and reports the toggle as it is."""
     assert prime.developer_mode() is True
-    open_settings(prime)
-    touch.tap(*DEVELOPER_MODE_TOGGLE)
+    toggle = open_settings(prime, look)
+    touch.tap(*toggle)
     turned_off = developer_mode_within(prime, False)
     if turned_off:
-        touch.tap(*DEVELOPER_MODE_TOGGLE)
+        touch.tap(*toggle)
     assert turned_off, f"GET_DEVELOPER_MODE still answers on {SETTLE_S:g} s after Settings turned it off"
     assert developer_mode_within(prime, True), "Developer Mode did not come back on"
 

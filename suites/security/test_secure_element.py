@@ -14,6 +14,7 @@ from hil import probe as P
 from hil.link.state import PinRejected, is_locked, screen_is_dark, show_lock_screen, wait_ready, wait_unlocked
 from hil.link.transport import LinkError
 from hil.stimuli.touch import enter_pin
+from hil.vision.pin_screen import read_pin_screen
 from security_helpers import PromptNotSeen, answer_prompt, manifest_for, result_without_prompt
 
 pytestmark = [pytest.mark.security, pytest.mark.secure_element]
@@ -157,16 +158,18 @@ def _settled_words(screen, before: set[str], changed=lambda words: True, timeout
         time.sleep(0.2)
 
 
-def test_security_words_show_on_the_lock_screen(unlocked_prime, touch, station, screen, pin):
+def test_security_words_show_on_the_lock_screen(unlocked_prime, touch, look, screen, pin):
     prime = unlocked_prime
-    pad = station.profile.touch.pin_pad
+    show_lock_screen(prime, touch)
+    assert is_locked(prime)
+    pad = read_pin_screen(look())  # the keys where the lock screen shows them
+    if pad.delete is None:
+        raise PromptNotSeen("the PIN screen shows no Delete key")
 
     def type_keys(keys: str) -> None:  # on the PIN pad, by the debug link or (production) the robot
         for k in keys:
             touch.tap(*(pad.delete if k == "\b" else pad.enter if k == "\n" else pad.keys[k]))
 
-    show_lock_screen(prime, touch)
-    assert is_locked(prime)
     before = _words(screen)
     type_keys(pin[:PIN_PREFIX])
     shown = _settled_words(screen, before)

@@ -11,6 +11,7 @@ from hil import probe as P
 from hil.link.client import DeviceLocked
 from hil.link.state import is_locked, show_lock_screen, wait_unlocked
 from hil.stimuli.touch import enter_pin
+from hil.vision.pin_screen import read_pin_screen
 from security_helpers import PROMPT_TITLE, answer_prompt, assert_no_marker, assert_no_prompt_for, manifest_for
 
 pytestmark = [pytest.mark.security, pytest.mark.trusted_display]
@@ -34,7 +35,7 @@ def test_app_look_alike_is_told_apart(probe, probe_id, templates, screen):
     assert_no_marker(shown)  # and that its status band was seen without gui-server's marker
 
 
-def test_no_prompt_over_the_lock_screen(probe, probe_id, templates, screen, unlocked_prime, touch, station, pin):
+def test_no_prompt_over_the_lock_screen(probe, probe_id, templates, screen, unlocked_prime, touch, look, pin):
     prime = unlocked_prime
     run = probe.run(manifest_for(probe_id(), "Queued", {"os/security": ["GetAppSeed"]}, templates),
                     [P.send("os/security", "GetAppSeed", wait=True, timeout_s=90)])
@@ -44,7 +45,7 @@ def test_no_prompt_over_the_lock_screen(probe, probe_id, templates, screen, unlo
     show_lock_screen(prime, touch)  # lock, wake to the lock screen (a production unit: by robot and relay)
     assert is_locked(prime)
     assert_no_prompt_for(screen, LOCKED_WATCH_S, " over the lock screen")  # read, again and again: no prompt
-    enter_pin(touch, station.profile.touch.pin_pad, pin)
+    enter_pin(touch, read_pin_screen(look()), pin)  # the keys where the lock screen shows them
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
     answer_prompt(screen, "Not Now", run=run, step=0)  # queued while locked, shown after unlock
     assert run.step(0, timeout=60)["result"] == "AccessDenied"
@@ -56,7 +57,7 @@ def test_locked_production_unit_refuses_screenshot_and_input(prime):
         prime.press_power()  # a short press locks
     assert is_locked(prime)
     app = "0x" + "5e" * 16
-    for name, command in [("SCREENSHOT", prime.screenshot), ("SWIPE", lambda: prime.tap(240, 400)),
+    for name, command in [("SCREENSHOT", prime.screenshot), ("SWIPE", lambda: prime.tap(*prime.home_button)),
                           ("INPUT_TEXT", lambda: prime.type_text("1")), ("POWER_BTN", lambda: prime.press_power()),
                           ("CLOSE_APP", lambda: prime.close_app(1)), ("LAUNCH_APP", lambda: prime.launch_app(app)),
                           ("LOAD_APP", lambda: prime.sideload(app, {"manifest.json": b"{}"}))]:

@@ -1,7 +1,15 @@
 """The lock screen (``gui-app-lock-screen``, app id 0x0a00…): PIN pad, security words, attempts.
 
 The security words appear once the PIN prefix has been typed, so the user can check the device before
-typing the rest.  A wrong PIN shows the attempts left; the tenth erases the seed.
+typing the rest.  The strings are KeyOS's (``os/gui-app-lock-screen/i18n/en.json``, ``ui/app.slint``):
+heading "Enter PIN", accept button "Unlock", and, while any login attempt has failed (read from the
+secure element, so it stays across locks), the failed-attempts warning in place of the security
+words: "{n} failed attempts" while more than 6 remain, then the Master Key erase warning. The tenth
+wrong PIN erases the seed.
+
+The pad's layout depends on the seed (`pad_layout`): seeds 0 and 1 keep the table in ``hil.emulator.ui``
+(the emulator's own tests tap it), every other seed moves the pad and shuffles its digits, so a harness
+that taps a remembered coordinate instead of what the screen shows fails on it.
 """
 
 from __future__ import annotations
@@ -9,13 +17,44 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hil.emulator import render
-from hil.emulator.secure_element import MIN_PIN_LENGTH, PIN_PREFIX_LENGTH
-from hil.emulator.ui import PIN_KEY_SIZE, PIN_KEYS, Screen, pin_key_at
+from hil.emulator.secure_element import MAX_LOGIN_ATTEMPTS, MIN_PIN_LENGTH, PIN_PREFIX_LENGTH
+import random
+
+from hil.emulator.ui import PIN_KEY_SIZE, PIN_KEYS, Screen
 
 if TYPE_CHECKING:
     from hil.emulator.prime import Prime
 
-KEY_LABELS = {"back": "<", "enter": "OK"}
+KEY_LABELS = {"back": "Delete", "enter": "Unlock"}  # assumed: KeyOS's PinEntry delete key label is not indexed
+PAD_SHIFTS = (0, -25, 25)  # vertical moves of the whole pad, by layout variant (keeps it clear of the warning)
+
+
+def pad_layout(seed: int) -> dict[str, tuple[int, int]]:
+    """Key centres for the emulator built with ``seed``: the classic table for seeds 0 and 1, else the
+    digits shuffled over the ten digit places, the whole pad moved up or down, Delete and Unlock swapped
+    on odd variants."""
+    if seed in (0, 1):
+        return dict(PIN_KEYS)
+    variant = seed % len(PAD_SHIFTS)
+    places = [PIN_KEYS[d] for d in "1234567890"]
+    digits = list("1234567890")
+    random.Random(seed).shuffle(digits)
+    layout = dict(zip(digits, places))
+    back, enter = PIN_KEYS["back"], PIN_KEYS["enter"]
+    layout["back"], layout["enter"] = (enter, back) if variant % 2 else (back, enter)
+    dy = PAD_SHIFTS[variant] or PAD_SHIFTS[1]
+    return {k: (x, y + dy) for k, (x, y) in layout.items()}
+
+
+def failed_attempts_warning(remaining: int) -> str:
+    """KeyOS's ``IncorrectPinWarning`` text for ``remaining`` attempts ("" when none has failed)."""
+    failed = max(0, MAX_LOGIN_ATTEMPTS - remaining)
+    if failed == 0:
+        return ""
+    if remaining > 6:
+        return "1 failed attempt" if failed == 1 else f"{failed} failed attempts"
+    more = "1 more attempt" if remaining == 1 else f"{remaining} more attempts"
+    return f"{failed} failed attempts\n\nPassport will erase its Master Key after {more}"
 
 
 class LockScreen(Screen):
@@ -23,6 +62,7 @@ class LockScreen(Screen):
 
     def __init__(self, prime: Prime):
         self.prime = prime
+        self.keys = pad_layout(prime.seed)
         self.entered = ""
         self.message = ""
 
@@ -38,20 +78,28 @@ class LockScreen(Screen):
                            "Too many wrong PINs.\nThe seed has been erased.", size=32, bold=True)
             return
         canvas.title(self.title)
+        warning = failed_attempts_warning(se.attempts_remaining)
         if len(self.entered) >= PIN_PREFIX_LENGTH:
             words = " ".join(se.security_words(self.entered[:PIN_PREFIX_LENGTH]))
             canvas.text((0, 110, render.WIDTH, 170), words, size=36, bold=True)
+        elif warning:
+            canvas.wrapped((10, 105, render.WIDTH - 10, 185), warning.replace("\n\n", "\n"), size=20, bold=True)
         else:
             canvas.text((0, 110, render.WIDTH, 170), "Security words", size=28)
         canvas.text((0, 190, render.WIDTH, 260), "*" * len(self.entered) or "-", size=48, bold=True)
         if self.message:
             canvas.wrapped((10, 270, render.WIDTH - 10, 350), self.message, size=28, bold=True)
         w, h = PIN_KEY_SIZE
-        for key, (cx, cy) in PIN_KEYS.items():
-            canvas.button((cx - w // 2, cy - h // 2, cx + w // 2, cy + h // 2), KEY_LABELS.get(key, key), size=40)
+        for key, (cx, cy) in self.keys.items():
+            canvas.button((cx - w // 2, cy - h // 2, cx + w // 2, cy + h // 2), KEY_LABELS.get(key, key),
+                          size=34 if len(KEY_LABELS.get(key, key)) > 1 else 40)
+
+    def key_at(self, x: int, y: int) -> str | None:
+        w, h = PIN_KEY_SIZE
+        return next((k for k, (cx, cy) in self.keys.items() if abs(x - cx) < w / 2 and abs(y - cy) < h / 2), None)
 
     def tap(self, x: int, y: int) -> None:
-        key = pin_key_at(x, y)
+        key = self.key_at(x, y)
         if key is not None:
             self.press(key)
 

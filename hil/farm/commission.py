@@ -1,0 +1,236 @@
+"""Commissioning a station: each assumption the lab makes about a bench, checked on the unit before it is
+relied on, and what was measured written to the lab state (``<state>/commission/<station>.json``).
+
+Every finding is verified, wrong (naming what is wrong and the fix) or not verified (saying why): a
+step that cannot be checked is printed, never silently passed. The unit must run a development build
+(Settings' Developer Mode row is the robot's target, and its state is read back over the link).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hil.errors import HilError
+from hil.farm.pin_guard import PinGuard, screenshot_bgr, unlock_over_link
+from hil.farm.station import Station, robot_calibration
+from hil.link.client import PrimeClient
+from hil.link.state import bring_home, detect_flavour, screen_is_dark
+from hil.vision.controls import ControlNotFound, find_control
+from hil.vision.display import read_image
+
+SETTINGS_APP = "0xc192b79230473875f159d4423d74d00f"  # built into every KeyOS release (1.0.0 apps/)
+DEVELOPER_MODE = "Developer Mode"  # assumed: gui-app-settings' row label
+EDGE_PX = 15  # robot targets this far inside the row's edges: a calibration 2 mm off misses one
+SERIAL = re.compile(r"EMU-\d+|[A-Z0-9]{2,}-[A-Z0-9-]{3,}")
+CHROMA = 12.0  # mean |R-B| below which a screen has too little colour to tell the pixel order by
+
+
+@dataclass(frozen=True)
+class Finding:
+    what: str
+    verified: bool | None  # None: could not be verified (detail says why)
+    detail: str
+
+    def line(self) -> str:
+        mark = {True: "verified", False: "WRONG", None: "not verified"}[self.verified]
+        return f"{mark:>12}  {self.what}: {self.detail}"
+
+
+class Commissioning:
+    """One station's walk-through. ``findings`` fills as it goes; ``measured`` is what gets stored."""
+
+    def __init__(self, station: Station, state_dir: Path, pin: str) -> None:
+        self.station, self.state_dir, self.pin = station, Path(state_dir), pin
+        self.findings: list[Finding] = []
+        self.measured: dict = {}
+
+    def note(self, what: str, verified: bool | None, detail: str) -> None:
+        self.findings.append(Finding(what, verified, detail))
+
+    def run(self) -> list[Finding]:
+        try:
+            with self.station.client() as prime:
+                self._walk(prime)
+        except HilError as e:  # a step that could not even run: what stopped it is the finding
+            self.note("link" if not self.findings else "commissioning stopped", False, str(e))
+        self.note("Boot Menu", None, "not entered (it reboots the unit); check it with `hil device boot-menu`")
+        self.note("NFC reader modes", None, "not checked by commissioning yet" if self.station.nfc else "no NFC reader wired")
+        self._store()
+        return self.findings
+
+    def _walk(self, prime: PrimeClient) -> None:
+        st = self.station
+        version = prime.version()
+        self.note("link and version", True, f"{st.debug} answers, KeyOS {version}")
+        self.measured["version"] = version
+        if detect_flavour(prime, st.profile) != "development":
+            self.note("unit", None, "not a development build: the screen and robot checks need one")
+            return
+        bring_home(prime, st.profile, "development", self.pin,
+                   unlock_with=lambda _: unlock_over_link(prime, self.pin, PinGuard(st.name, self.state_dir)))
+        shot, row = self._settings(prime)
+        self._camera(shot)
+        self._robot(prime, shot, row)
+        self._relay(prime)
+
+    # ------------------------------------------------------------ steps
+    def _settings(self, prime: PrimeClient, timeout: float = 10.0):
+        """Settings open, as the screenshot shows it, and its Developer Mode row (x0, y0, x1, y1)."""
+        prime.launch_app(SETTINGS_APP)
+        deadline = time.monotonic() + timeout
+        while True:
+            shot = screenshot_bgr(prime)
+            lines = read_image(shot).lines
+            try:
+                label = find_control(lines, DEVELOPER_MODE)
+                break
+            except ControlNotFound:
+                if time.monotonic() > deadline:
+                    raise
+        return shot, enclosing_box(shot, label)
+
+    def _camera(self, shot: np.ndarray) -> None:
+        st = self.station
+        if st.camera is None:
+            self.note("camera", None, "no camera wired")
+            return
+        from hil.vision.camera import Camera
+        from hil.vision.locate import Calibration, locate
+
+        cal = st.camera_calibration
+        try:
+            with Camera(st.camera, mode=cal.mode if cal else None) as cam:
+                frame = cam.grab(10.0)
+            loc = locate(frame)
+        except HilError as e:
+            self.note("camera mode and panel location", False, f"{e}")
+            return
+        self.measured["camera_corners"] = np.asarray(loc.corners).round(1).tolist()
+        if cal is not None and cal.corners is not None:
+            try:
+                drift = Calibration.from_config(cal).verify(loc)
+            except HilError as e:
+                self.note("camera mode and panel location", False, f"{e}")
+                return
+            self.note("camera mode and panel location", True, f"{frame.shape[1]}x{frame.shape[0]}, panel within "
+                                                              f"{drift:.1f} px of its calibration")
+        else:
+            self.note("camera mode and panel location", True, f"{frame.shape[1]}x{frame.shape[0]}, panel found "
+                                                              f"({loc.method}); corners stored")
+        seen = loc.rectify(frame)
+        unit, camera = serial_on(shot), serial_on(seen)
+        if unit is None:
+            self.note("camera watches this unit", None, "the unit's screen shows no serial to compare")
+        elif camera != unit:
+            self.note("camera watches this unit", False, f"the unit shows serial {unit} but the camera reads "
+                                                         f"{camera or 'none'}: the camera points elsewhere")
+        else:
+            self.note("camera watches this unit", True, f"both show serial {unit}")
+        self._pixel_order(shot, seen)
+
+    def _pixel_order(self, shot: np.ndarray, seen: np.ndarray) -> None:
+        chroma = float(np.abs(shot[:, :, 2].astype(float) - shot[:, :, 0]).mean())
+        if chroma < CHROMA:
+            self.note("pixel order", None, f"the screen shows too little colour (mean |R-B| {chroma:.1f}) to tell "
+                                           f"{self.station.profile.screenshot_byte_order} from its swap")
+            return
+        small = [cv2.resize(im, (60, 100)).astype(float) for im in (shot, seen)]
+        as_is = np.abs(small[0] - small[1]).mean()
+        swapped = np.abs(small[0][:, :, ::-1] - small[1]).mean()
+        order = self.station.profile.screenshot_byte_order
+        self.note("pixel order", as_is <= swapped, f"{order} {'matches' if as_is <= swapped else 'is swapped against'}"
+                                                   " what the camera sees")
+
+    def _robot(self, prime: PrimeClient, shot: np.ndarray, row) -> None:
+        st = self.station
+        if st.robot is None:
+            self.note("robot calibration", None, "no stylus robot wired")
+            return
+        from hil.stimuli.robot import StylusRobot
+
+        x0, y0, x1, y1 = row
+        cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+        targets = {"top edge": (cx, y0 + EDGE_PX), "bottom edge": (cx, y1 - EDGE_PX),
+                   "left edge": (x0 + EDGE_PX, cy), "right edge": (x1 - EDGE_PX, cy)}
+        missed = []
+        with StylusRobot.open(st.robot, robot_calibration(st)) as robot:
+            for name, (x, y) in targets.items():
+                before = prime.developer_mode()
+                robot.press(x, y)
+                if not _changes(prime, before):
+                    missed.append(name)
+            if prime.developer_mode() is not True:  # an odd number of hits: put it back
+                robot.press(cx, cy)
+        self.measured["robot_targets"] = {k: list(v) for k, v in targets.items()}
+        if missed:
+            self.note("robot calibration", False, f"taps {EDGE_PX} px inside the Developer Mode row missed its "
+                                                  f"{', '.join(missed)}: the calibration is off; run `hil touch calibrate`")
+        else:
+            self.note("robot calibration", True, f"4 taps {EDGE_PX} px inside a row's edges all landed")
+
+    def _relay(self, prime: PrimeClient) -> None:
+        if self.station.relay is None:
+            self.note("power-button relay", None, "no relay wired")
+            return
+        from hil.stimuli.relay import PowerButtonRelay
+
+        with PowerButtonRelay.open(self.station.relay) as relay:
+            relay.press()
+            dark = _within(lambda: screen_is_dark(prime))
+            relay.press()
+            lit = _within(lambda: not screen_is_dark(prime))
+        self.note("power-button relay", dark and lit, "a short press turned the screen off and on" if dark and lit
+                  else "a short press did not turn the screen off and on: check the relay's wiring")
+
+    def _store(self) -> None:
+        path = self.state_dir / "commission" / f"{self.station.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"station": self.station.name, "measured": self.measured, "when": time.time(),
+                                   "findings": [asdict(f) for f in self.findings]}, indent=2))
+        tmp.replace(path)
+
+
+def _within(cond, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _changes(prime: PrimeClient, before: bool) -> bool:
+    return _within(lambda: prime.developer_mode() != before, 3.0)
+
+
+def serial_on(image: np.ndarray) -> str | None:
+    """The unit serial the screen shows (Settings' About), read by OCR."""
+    for line in read_image(image).lines:
+        if "serial" in line.text.lower() and (m := SERIAL.search(line.text.upper().replace("O", "0"))):
+            return m.group(0)
+    return None
+
+
+def enclosing_box(image: np.ndarray, point: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The smallest outlined box around ``point`` (a row's frame around its label), found by shape."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    edges = cv2.Canny(gray, 50, 150)
+    contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    boxes = [cv2.boundingRect(c) for c in contours]
+    around = [(x, y, x + w, y + h) for x, y, w, h in boxes
+              if x < point[0] < x + w and y < point[1] < y + h and w > 200 and h > 40]
+    if not around:
+        raise ControlNotFound(f"no outlined row around the {DEVELOPER_MODE!r} label")
+    return min(around, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+
+
+def commission(station: Station, state_dir: Path, pin: str) -> list[Finding]:
+    return Commissioning(station, state_dir, pin).run()

@@ -1,0 +1,80 @@
+"""The KeyOS PIN screen, found by what it shows: where its keys are and how many attempts remain.
+
+What KeyOS draws (``os/gui-app-lock-screen/ui/app.slint`` and ``i18n/en.json``, Foundation-Devices/KeyOS
+at 204fa99/cff34aa): the heading "Enter PIN", a PIN entry whose accept button reads "Unlock", and,
+once a login has failed, ``IncorrectPinWarning``: "1 failed attempt" / "{n} failed attempts" while more
+than 6 attempts remain, then "{n} failed attempts … Passport will erase its Master Key after {r} more
+attempts". Remaining attempts = ``MAX_LOGIN_ATTEMPTS`` (10, ``api/security/src/lib.rs``) - failed.
+The warning yields to the security words once a PIN prefix is typed, so it is read on an empty entry.
+
+A screen is a PIN screen only when the heading, all ten digits and "Unlock" are each read once; any
+doubt is `NotAPinScreen`, so a PIN is never typed onto something else.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.vision import ocr
+from hil.vision.controls import ControlNotFound, find_control, normal
+
+MAX_LOGIN_ATTEMPTS = 10  # api/security/src/lib.rs
+HEADING = "Enter PIN"
+ACCEPT = "Unlock"
+DELETE = "Delete"  # assumed: the PinEntry widget's delete key label is not in the indexed KeyOS source
+_FAILED = re.compile(r"(\d+)\s*failed\s*attempts?", re.IGNORECASE)
+
+
+class NotAPinScreen(ControlNotFound):
+    """What the screen shows is not (unambiguously) KeyOS's PIN entry: nothing may be typed on it."""
+
+
+@dataclass(frozen=True)
+class PinScreen:
+    """Where the keys are (display pixels; what `hil.stimuli.touch.enter_pin` taps) and the failed count."""
+
+    keys: dict[str, tuple[int, int]]  # "0".."9"
+    enter: tuple[int, int]
+    delete: tuple[int, int] | None
+    failed: int
+
+    @property
+    def remaining(self) -> int:
+        return MAX_LOGIN_ATTEMPTS - self.failed
+
+
+def find_pin_screen(lines: list[ocr.Line]) -> PinScreen:
+    """The PIN screen in OCR'd ``lines`` (display pixels), or `NotAPinScreen` saying what is missing."""
+    texts = [ln.text.strip() for ln in lines]
+    if normal(HEADING) not in map(normal, texts):
+        raise NotAPinScreen(f"no {HEADING!r} heading on the screen (read: {_said(texts)})")
+    try:
+        keys = {label: find_control(lines, label) for label in "0123456789"}
+        enter = find_control(lines, ACCEPT)
+    except ControlNotFound as e:
+        raise NotAPinScreen(f"not the PIN screen: PIN key {e}") from None
+    try:
+        delete: tuple[int, int] | None = find_control(lines, DELETE)
+    except ControlNotFound:
+        delete = None
+    counts = [int(m.group(1)) for t in texts if (m := _FAILED.search(t))]
+    if len(set(counts)) > 1:
+        raise NotAPinScreen(f"two failed-attempt counts on the screen: {counts}")
+    failed = counts[0] if counts else 0
+    if not 0 <= failed < MAX_LOGIN_ATTEMPTS:
+        raise NotAPinScreen(f"failed-attempt count {failed} is out of range")
+    return PinScreen(keys, enter, delete, failed)
+
+
+def read_pin_screen(image: np.ndarray) -> PinScreen:
+    """OCR a rectified 480x800 BGR image (a screenshot or a rectified camera view) as the PIN screen."""
+    from hil.vision.display import read_image
+
+    return find_pin_screen(read_image(image).lines)
+
+
+def _said(texts: list[str]) -> str:
+    return ", ".join(repr(t[:30]) for t in texts[:12]) or "nothing"

@@ -1,0 +1,53 @@
+"""`hil station commission`: each assumption about a bench checked on the unit; a miswired bench (camera
+watching another unit, robot calibration 5 mm off) is named, not passed."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hil.cli import app
+from hil.farm.commission import commission
+from hil.farm.config import RobotCalibration, load_lab
+from hil.farm.station import bring_up
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    text = (ROOT / "lab_config.yaml").read_text()
+    for key, val in (("state_dir: .hil", f"state_dir: {tmp_path / 'state'}"),
+                     ("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
+                     ("path: .hil/keys", f"path: {tmp_path / 'keys'}")):
+        text = text.replace(key, val)
+    (tmp_path / "lab.yaml").write_text(text)
+    return tmp_path / "lab.yaml"
+
+
+@pytest.mark.slow
+def test_an_emulated_station_is_commissioned_and_its_calibration_stored(lab):
+    r = CliRunner().invoke(app, ["station", "commission", "emu-2", "--lab", str(lab)])
+    assert r.exit_code == 0, r.output
+    for what in ("link and version", "camera mode and panel location", "camera watches this unit",
+                 "robot calibration", "power-button relay"):
+        assert f"verified  {what}" in r.output
+    assert "could not verify: pixel order, Boot Menu, NFC reader modes" in r.output
+    stored = json.loads((lab.parent / "state" / "commission" / "emu-2.json").read_text())
+    assert stored["measured"]["version"] == "1.0.0" and len(stored["measured"]["camera_corners"]) == 4
+
+
+@pytest.mark.slow
+def test_a_miswired_station_is_named(lab):
+    cfg = load_lab(lab)
+    with bring_up(cfg, "emu-2") as st, bring_up(cfg, "emu-3") as other:
+        off = RobotCalibration(points=tuple((px, (mm[0], mm[1] + 5.0)) for px, mm in st.robot_calibration.points))
+        miswired = dataclasses.replace(st, camera=other.camera, robot_calibration=off)
+        found = {f.what: f for f in commission(miswired, cfg.state_dir, "123456")}
+    assert found["camera watches this unit"].verified is False
+    assert "shows serial EMU-0201 but the camera reads none: the camera points elsewhere" in \
+        found["camera watches this unit"].detail  # the other unit shows its lock screen
+    assert found["robot calibration"].verified is False
+    assert "missed its" in found["robot calibration"].detail and "hil touch calibrate" in found["robot calibration"].detail
