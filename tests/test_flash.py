@@ -223,20 +223,31 @@ def test_cable_pull_mid_flash_is_recoverable(device, images):
     assert version_of(device) == "1.1.0"
 
 
+def _developer_signed(data: bytes) -> bytes:
+    signers = cosign2.load_keyset(emulated.TEST_SIGNERS)
+    return cosign2.sign(data, signers.signer("test-developer").private_key(), version="1.0.0", timestamp=5,
+                        developer=True)
+
+
 def test_sideload_app_bundle(device, tmp_path, release_1_0_0):
+    """A bundle as KeyOS's builder writes it: both files behind cosign2 --developer headers, and a
+    manifest key this harness does not know; it reaches the device byte for byte."""
     bundle = tmp_path / "playground"
     bundle.mkdir()
     manifest = json.loads((release_1_0_0 / "apps" / "gui-app-playground" / "manifest.json").read_text())
     manifest["appId"] = "0x" + "ab" * 16
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    signers = cosign2.load_keyset(emulated.TEST_SIGNERS)
-    (bundle / "app.elf").write_bytes(cosign2.sign(b"\x7fELF" + bytes(100), signers.signer("test-developer").private_key(),
-                                                  version="1.0.0", timestamp=5, developer=True))
+    manifest["keyosFutureKey"] = {"any": "thing"}
+    (bundle / "manifest.json").write_bytes(_developer_signed(json.dumps(manifest).encode()))
+    (bundle / "app.elf").write_bytes(_developer_signed(b"\x7fELF" + bytes(100)))
     with device.prime.lock:
         assert device.prime.login(DEFAULT_PIN)
     with open_client(device.endpoints["debug"], PROFILE) as client:
         app = sideload(client, bundle, KEYS)
     assert app.app_id == "0x" + "ab" * 16
+    with device.prime.lock:
+        uploaded = device.prime.keyos.app_manager.apps[bytes.fromhex("ab" * 16)].files
+    assert uploaded == {"manifest.json": (bundle / "manifest.json").read_bytes(),
+                        "app.elf": (bundle / "app.elf").read_bytes()}
     (bundle / "app.elf").write_bytes(b"\x7fELF unsigned")
     with open_client(device.endpoints["debug"], PROFILE) as client, pytest.raises(ImageError, match="no cosign2 header"):
         sideload(client, bundle, KEYS)

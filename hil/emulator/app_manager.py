@@ -3,7 +3,7 @@
 * Launch (``LaunchFailureReason``, keyos.md §1.4, §3.2): a sideloaded bundle launches only when its
   ``app.elf`` carries a cosign2 header that verifies, signed either by Foundation (both pairs, known
   keys) or by a publisher (pair 2 only) whose installed X.509 certificate is valid now, and when its
-  signed ``manifest.json`` verifies with the same key and lists the ELF's hash.
+  ``manifest.json`` carries a cosign2 header by the same signer and lists the ELF's hash.
 * Per-connection permissions: from the manifest's declared messages and the capability matrix;
   a message whose signature tier the app does not meet is left out, a grant-on-first-use message is
   in only once its subgroup is approved (``permission_catalog.rs``).
@@ -27,7 +27,7 @@ from hil.emulator.defects import Defects
 from hil.emulator.fs import FileSystem, Location
 from hil.emulator.kernel import MessagePermissions
 from hil.flash import cosign2
-from hil.flash.manifest import CapabilityMatrix, Manifest, ManifestError, Message, loads, verify_manifest
+from hil.flash.manifest import CapabilityMatrix, Manifest, ManifestError, Message, loads
 
 APP_MANAGER_ID = b"app-manager".ljust(16, b"\0")
 GRANTS_FILE = "permission_grants.json"
@@ -163,7 +163,7 @@ class AppManager:
             manifest = loads(raw_manifest, f"sideloaded-apps/{app.app_id.hex()}/manifest.json")
         except (ManifestError, UnicodeDecodeError):
             return "SignatureRejected"
-        authentic = (verify_manifest(manifest, signer)
+        authentic = (_signed_by(raw_manifest, signer, self.trusted_keys)
                      and manifest.file_hashes.get("app.elf") == hashlib.sha256(elf).hexdigest())
         if not authentic and not self.defects.has("sideload-accepts-tampered-manifest"):
             return "SignatureRejected"
@@ -279,3 +279,13 @@ def _older(have: str, need: str) -> bool:
         return cosign2.semver_key(have) < cosign2.semver_key(need)
     except ValueError:
         return True
+
+
+def _signed_by(data: bytes, signer: bytes, trusted_keys: frozenset[bytes]) -> bool:
+    """True when ``data`` carries a cosign2 header that verifies and names ``signer`` as its signer."""
+    try:
+        header = cosign2.verify(data, trusted_keys).header
+    except cosign2.Cosign2Error:
+        return False
+    return signer in (header.pubkey1 if header.signature1 != bytes(64) else None,
+                      header.pubkey2 if header.signature2 != bytes(64) else None)

@@ -288,15 +288,21 @@ def read_bundle(path: Path) -> dict[str, bytes]:
 
 
 def sideload(client: PrimeClient, path: Path, keys: cosign2.KeySet) -> manifest.Manifest:
-    """Check an app bundle (manifest, signed app.elf) and upload it with LOAD_APP_*."""
+    """Check an app bundle (cosign2-signed app.elf and manifest.json, as xtask ``builder.rs`` writes
+    them) and upload it unchanged with LOAD_APP_* (passport-drive ``load_app.rs``)."""
     files = read_bundle(path)
     if "manifest.json" not in files or "app.elf" not in files:
         raise ImageError(f"{path}: an app bundle needs manifest.json and app.elf at its top level")
-    app = manifest.loads(files["manifest.json"], f"{path}/manifest.json")
     try:
-        cosign2.verify(files["app.elf"], keys.pubkeys)
-    except cosign2.Cosign2Error as e:
-        raise ImageError(f"{path}/app.elf: {e}") from None
-    client.sideload(app.app_id_bytes, files)
+        app = manifest.loads(files["manifest.json"], f"{path}/manifest.json")
+    except UnicodeDecodeError:
+        raise ImageError(f"{path}/manifest.json: neither a cosign2-signed nor a plain UTF-8 JSON manifest; "
+                         "rebuild the bundle") from None
+    for name in ("app.elf", "manifest.json"):
+        try:
+            cosign2.verify(files[name], keys.pubkeys)
+        except cosign2.Cosign2Error as e:
+            raise ImageError(f"{path}/{name}: {e}; sign it with cosign2 as KeyOS's builder does") from None
+    client.sideload(app.app_id_bytes, files)  # the files as built, byte for byte
     return app
 
