@@ -111,10 +111,10 @@ def test_sideload_sends_the_load_app_sequence(device, tmp_path):
 
 
 def test_sideload_with_a_bad_path_sends_nothing(device):
-    dev, prime = device(lambda body: ok())
+    dev, prime = device(lambda body: ok(b"1.0.0"))
     with pytest.raises(p.ProtocolError, match="sideload path"):
         prime.sideload(bytes(16), {"app.elf": b"x", "../evil": b"y"})
-    assert prime.version() == "" and dev.requests == [b"\x08"]
+    assert prime.version() == "1.0.0" and dev.requests == [b"\x08"]
 
 
 # ---------------------------------------------------------------- bad input: the link closes, loudly
@@ -269,3 +269,14 @@ def test_connect_refused_names_the_device():
     s.close()
     with pytest.raises(LinkClosed, match=f"tcp:127.0.0.1:{port}: cannot connect"):
         TcpTransport("127.0.0.1", port).open()
+
+
+@pytest.mark.parametrize("call,answer", [
+    (lambda prime: prime.tap(1, 1), ok(b"\x05\x00\x00")),  # a LAUNCH_APP answer met by SWIPE, whose ack is empty
+    (lambda prime: prime.version(), ok(b"\x05\x00\x00")),  # ... met by GET_VERSION, whose answer is text
+], ids=["ack", "version"])
+def test_an_answer_that_cannot_belong_to_the_command_closes_the_link(device, call, answer):
+    dev, prime = device(lambda body: answer)
+    with pytest.raises(LinkClosed):
+        call(prime)
+    assert not prime.transport.is_open

@@ -11,6 +11,9 @@ JSON lines over TCP: one request object per line, one reply per line, ``{"ok": t
 ``garbage``        ``hex`` (default ``ffffffff``): raw bytes before the next debug response
 ``truncate``       the next debug response stops halfway and the link closes
 ``stall``          the next debug response stops halfway and the device goes silent
+``late``           the next debug response is held back and sent first to the next client, as KeyOS's
+                   simulator keeps an unread answer (``os/usb-debug/src/sim.rs``); status ``held_replies``
+``twice``          the next debug response is sent two times
 ``clear``          no more faults
 ``power_cut``      power lost: links dropped, nothing answers until ``power_on``
 ``power_on``       power back: boots to the lock screen
@@ -46,7 +49,8 @@ def status(prime: Prime) -> dict:
     return {"serial": prime.serial, "powered": prime.powered, "booting": prime.booting,
             "screen_on": prime.screen_on, "locked": prime.is_locked(), "wiped": prime.se.wiped,
             "attempts_remaining": prime.se.attempts_remaining, "developer_mode": prime.developer_mode,
-            "frame_counter": prime.frame_counter, "flavour": prime.build.flavour, "version": prime.build.version}
+            "frame_counter": prime.frame_counter, "flavour": prime.build.flavour, "version": prime.build.version,
+            "held_replies": len(prime.faults.held)}
 
 
 def apply(prime: Prime, request: dict) -> dict:
@@ -72,6 +76,10 @@ def apply(prime: Prime, request: dict) -> dict:
             faults.truncate = True
         elif cmd == "stall":
             faults.stall = True
+        elif cmd == "late":
+            faults.late = True
+        elif cmd == "twice":
+            faults.twice = True
         elif cmd == "clear":
             prime.faults = LinkFaults()
         elif cmd == "power_cut":

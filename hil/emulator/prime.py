@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from PIL import Image
@@ -64,6 +64,9 @@ class LinkFaults:
     garbage: bytes = b""  # raw bytes written to the stream before the next response
     truncate: bool = False  # the next response: length + half of the body, then close
     stall: bool = False  # the next response: length + half of the body, then silence
+    late: bool = False  # the next response is held back and goes to the next client first (sim.rs)
+    twice: bool = False  # the next response is sent two times
+    held: list[bytes] = field(default_factory=list)  # held-back responses, for the next client
 
 
 class Prime:
