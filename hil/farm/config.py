@@ -229,6 +229,30 @@ class FlavourRules(_Strict):
         return v
 
 
+class Link(_Strict):
+    """Time and memory limits of the debug link. Each limit covers a whole command, from sending it to
+    the last byte of its answer, whatever the device drips meanwhile."""
+
+    command_s: float = Field(5.0, gt=0, description="a command's limit (passport-drive load_app.rs: 5 s)")
+    command_limits_s: dict[str, float] = Field(
+        default_factory=lambda: {"LOAD_APP_FILE_BEGIN": 10.0, "LOAD_APP_CHUNK": 10.0, "LOAD_APP_END": 15.0},
+        description="per-command limits (passport-drive load_app.rs: 10 s file begin and chunks, 15 s "
+                    "LOAD_APP_END for the rename and refresh_installed_app)")
+    settle_s: float = Field(0.05, gt=0, description="quiet time that ends the drain of a link just opened")
+    log_backlog_bytes: int = Field(8 * 1024 * 1024, gt=0, description="log records kept between reads; the "
+                                   "oldest are dropped, and counted, beyond this")
+
+    @field_validator("command_limits_s")
+    @classmethod
+    def _commands(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [c for c in v if c not in Cmd.__members__]
+        if bad:
+            raise ValueError(f"unknown usb-debug command(s) {', '.join(bad)}; known: {', '.join(Cmd.__members__)}")
+        if any(t <= 0 for t in v.values()):
+            raise ValueError("every limit must be positive")
+        return v
+
+
 class Profile(_Strict):
     name: str
     description: str = ""
@@ -237,6 +261,7 @@ class Profile(_Strict):
     screenshot_byte_order: Literal["BGRA", "RGBA"]
     camera: Camera = Camera()
     touch: Touch = Touch()
+    link: Link = Link()
     flavours: dict[Literal["production", "development"], FlavourRules]
     firmware_keys: str = Field("production", description="cosign2 key set the units' bootloader trusts: "
                                "production, test or a key set TOML path (what `hil flash` checks images against)")

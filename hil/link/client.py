@@ -72,15 +72,20 @@ class PrimeClient:
     """Drives one Prime.  ``pixel_order`` and ``home_button`` come from the device profile."""
 
     def __init__(self, transport: Transport, *, pixel_order: str, home_button: tuple[int, int],
-                 timeout: float = 5.0, max_log_records: int = 100_000, settle: float = 0.05):
+                 timeout: float = 5.0, limits: Mapping[str, float] | None = None, settle: float = 0.05,
+                 max_log_bytes: int = 8 * 1024 * 1024):
         self.transport = transport
         self.pixel_order = pixel_order
         self.home_button = home_button
-        self.timeout = timeout
+        self.timeout = timeout  # a command's limit, unless ``limits`` names the command
+        self.limits = dict(limits or {})
         self.settle = settle  # quiet time that ends the drain on open
         self.stale_replies = 0  # answers to an earlier client's commands, dropped on open
+        self.dropped_log_records = 0  # the oldest records, dropped to keep the backlog in max_log_bytes
+        self.max_log_bytes = max_log_bytes
         self._fresh = True  # no command sent on this connection yet
-        self._records: collections.deque[str] = collections.deque(maxlen=max_log_records)
+        self._records: collections.deque[str] = collections.deque()
+        self._record_bytes = 0
         self._splitter = protocol.LogRecords()
 
     @property
@@ -193,12 +198,14 @@ class PrimeClient:
         deadline = time.monotonic() + timeout
         while True:
             while self._records:
-                yield self._records.popleft()
+                record = self._records.popleft()
+                self._record_bytes -= len(record)
+                yield record
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             try:
-                frame = self.transport.read_frame(remaining)
+                frame = self.transport.read_frame(remaining, complete_by=deadline)
             except LinkTimeout:
                 return
             except LinkError as e:
@@ -231,8 +238,8 @@ class PrimeClient:
 
     def _ok(self, body: bytes, command: str, extra: float = 0.0) -> bytes:
         """Send one command and return the payload of its OK response.  One deadline covers the
-        whole command: log frames arriving meanwhile do not extend it."""
-        timeout = self.timeout + extra
+        whole command: log frames arriving meanwhile, or an answer dripping in, do not extend it."""
+        timeout = self.limits.get(Cmd(body[0]).name, self.timeout) + extra
         self._drain(0.001, command)  # what is already here, without waiting
         self._fresh = False
         deadline = time.monotonic() + timeout
@@ -241,7 +248,7 @@ class PrimeClient:
             while True:
                 remaining = deadline - time.monotonic()
                 try:
-                    frame = self.transport.read_frame(remaining) if remaining > 0 else None
+                    frame = self.transport.read_frame(remaining, complete_by=deadline) if remaining > 0 else None
                 except LinkTimeout:
                     frame = None
                 if frame is None:
@@ -272,7 +279,12 @@ class PrimeClient:
             self.transport.close()
             raise LinkClosed(self.device, f"garbage from device ({e}); link closed", command) from None
         if isinstance(reply, protocol.Log):
-            self._records.extend(self._splitter.feed(reply.data))
+            for record in self._splitter.feed(reply.data):
+                self._records.append(record)
+                self._record_bytes += len(record)
+            while self._record_bytes > self.max_log_bytes:
+                self._record_bytes -= len(self._records.popleft())
+                self.dropped_log_records += 1
         return reply
 
     def _decoded(self, command: str, parse, *args):
