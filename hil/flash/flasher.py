@@ -80,22 +80,29 @@ def check_app(data: bytes, keys: cosign2.KeySet, what: str) -> cosign2.Verified:
     return verified
 
 
-def load_firmware(path: Path, keys: cosign2.KeySet) -> Firmware:
+def read_image(path: Path) -> tuple[str, bytes, bytes, str]:
+    """What the harness flashes from ``path``: (kind, file bytes, the cosign2 app image, where that
+    image is named in errors). A boot.img's app image is its ``keyos/app.bin``."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror})") from None
     if data[:4] in {m.value for m in cosign2.Magic}:
-        return Firmware(path, "app.bin", data, check_app(data, keys, str(path)))
+        return "app.bin", data, data, str(path)
     if data[510:512] == b"\x55\xaa":
         try:
             image = bootimg.BootImage.read(path)
         except bootimg.BootImageError as e:
             raise ImageError(f"{path}: {e}") from None
-        return Firmware(path, "boot.img", data, check_app(image.app, keys, f"{path}: {bootimg.APP_IMAGE}"))
+        return "boot.img", data, image.app, f"{path}: {bootimg.APP_IMAGE}"
     raise ImageError(f"{path}: neither a cosign2-signed app.bin (PRM1) nor a boot.img (MBR); "
                      f"build one with `hil firmware build-emulated` or KeyOS's xtask")
+
+
+def load_firmware(path: Path, keys: cosign2.KeySet) -> Firmware:
+    kind, data, app, where = read_image(path)
+    return Firmware(Path(path), kind, data, check_app(app, keys, where))
 
 
 @dataclass(frozen=True)
