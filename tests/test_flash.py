@@ -13,7 +13,8 @@ from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.emulator.prime import DEFAULT_PIN
 from hil.flash import cosign2, emulated
-from hil.flash.flasher import Flasher, FlashFailed, ImageError, RollbackRefused, load_firmware, sideload
+from hil.flash.flasher import (Flasher, FlashFailed, ImageError, RollbackRefused, boot_policy, load_firmware,
+                               sideload)
 from hil.flash.samba import SambaError
 from hil.link.resolve import open_client, profile_named
 from hil.link.transport import LinkClosed
@@ -127,6 +128,21 @@ def test_bad_images_never_reach_the_device(device, images, tmp_path):
     with pytest.raises(ImageError, match="neither a cosign2-signed app.bin"):
         load_firmware(junk, KEYS)
     assert emmc_digest(device) == before and device.prime.keyos_running
+
+
+def test_development_build_flashes_where_the_profile_boots_thirdparty(device, tmp_path):
+    """`cargo xtask build-all` signs with `cosign2 sign --developer` (pubkey1 zero: ThirdParty): the
+    development profile's bootloader boots that, the production one does not."""
+    signers = cosign2.load_keyset(emulated.TEST_SIGNERS)
+    build = Build(version="1.4.0", flavour="development")
+    dev = tmp_path / "app-dev.bin"
+    dev.write_bytes(cosign2.sign(build.payload(), signers.signer("test-developer").private_key(), version="1.4.0",
+                                 timestamp=emulated.default_timestamp("1.4.0"), developer=True))
+    assert cosign2.verify(dev.read_bytes(), KEYS.pubkeys).trust is cosign2.Trust.THIRD_PARTY
+    with pytest.raises(ImageError, match="trust is ThirdParty.*boots only FullyTrusted"):
+        load_firmware(dev, KEYS, boot_policy(PROFILE.boots("production")))
+    firmware = load_firmware(dev, KEYS, boot_policy(PROFILE.boots("development")))
+    assert flasher(device).flash(firmware).action == "updated" and version_of(device) == "1.4.0"
 
 
 def test_production_build_needs_the_power_button_sequence(images):

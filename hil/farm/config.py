@@ -214,11 +214,16 @@ class Camera(_Strict):
     fps: int = 30
 
 
+TrustLevel = Literal["FullyTrusted", "PartiallyTrusted", "ThirdParty"]
+
+
 class FlavourRules(_Strict):
-    """Which usb-debug commands a build flavour answers, and which need the device unlocked."""
+    """Which usb-debug commands a build flavour answers, which need the device unlocked, and which
+    cosign2 trust levels the flavour's bootloader boots (what the flasher lets onto such a unit)."""
 
     allowed: tuple[str, ...]
     need_unlocked: tuple[str, ...] = ()
+    boots: tuple[TrustLevel, ...] = ("FullyTrusted",)
 
     @field_validator("allowed", "need_unlocked")
     @classmethod
@@ -267,6 +272,11 @@ class Profile(_Strict):
                                "production, test or a key set TOML path (what `hil flash` checks images against)")
     physical: bool = Field(True, description="real hardware; false for emulated units and KeyOS's simulator "
                            "(tests marked hardware_only skip)")
+
+    def boots(self, flavour: str | None) -> tuple[str, ...]:
+        """The trust levels the bootloader of a ``flavour`` unit boots; FullyTrusted alone when unknown."""
+        rules = self.flavours.get(flavour) if flavour else None  # type: ignore[call-overload]
+        return rules.boots if rules is not None else ("FullyTrusted",)
 
     def allows(self, flavour: str, command: str) -> bool:
         rules = self.flavours.get(flavour)  # type: ignore[call-overload]

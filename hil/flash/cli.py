@@ -141,6 +141,9 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
           applet: Annotated[Optional[Path], typer.Option(help="Microchip SD/MMC applet binary")] = None,
           keys: Annotated[Optional[str], typer.Option("--keys", help="key set the device trusts: production, test "
                                                       "or a key set TOML (default: the device profile's firmware_keys)")] = None,
+          flavour: Annotated[Optional[str], typer.Option(help="development or production: the unit's bootloader, "
+                                                         "whose trust policy the profile gives (default: the "
+                                                         "station's; unknown: FullyTrusted only)")] = None,
           force: Annotated[bool, typer.Option(help="write even when the device runs the same image")] = False,
           operator: Annotated[bool, typer.Option(help="production builds: prompt a person for the power-button "
                                                  "sequence into SAM-BA")] = False,
@@ -165,7 +168,8 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
             try:
                 sideload = image.is_dir() or image.suffix == ".app"
                 bundle = flasher.read_bundle(image) if sideload else None
-                firmware = None if sideload else flasher.load_firmware(image, keyset)
+                boots = flasher.boot_policy(station.profile.boots(flavour or station.flavour))
+                firmware = None if sideload else flasher.load_firmware(image, keyset, boots)
                 applet_bytes = (applet or emulated.APPLET).read_bytes()
             except OSError as e:
                 _fail(f"{e.filename}: cannot read ({e.strerror})")

@@ -65,8 +65,13 @@ class Firmware:
         return self.app.reproducible_hash
 
 
-def check_app(data: bytes, keys: cosign2.KeySet, what: str) -> cosign2.Verified:
-    """A KeyOS image the device would boot: PRM1, signatures verify, FullyTrusted by ``keys``."""
+PRODUCTION_POLICY = frozenset({cosign2.Trust.FULLY_TRUSTED})
+
+
+def check_app(data: bytes, keys: cosign2.KeySet, what: str,
+              boots: frozenset[cosign2.Trust] = PRODUCTION_POLICY) -> cosign2.Verified:
+    """A KeyOS image the device would boot: PRM1, signatures verify, a trust its bootloader boots
+    (``boots``, from the station's profile; a production bootloader: FullyTrusted by ``keys``)."""
     try:
         verified = cosign2.verify(data, keys.pubkeys)
     except cosign2.Cosign2Error as e:
@@ -74,9 +79,9 @@ def check_app(data: bytes, keys: cosign2.KeySet, what: str) -> cosign2.Verified:
     if verified.header.magic != cosign2.Magic.ATSAMA5D27_KEYOS.value:
         raise ImageError(f"{what}: magic {verified.header.magic.decode()} is an image for the nRF52 BLE chip, "
                          f"not the Prime's SAMA5D27 (PRM1)")
-    if verified.trust is not cosign2.Trust.FULLY_TRUSTED:
-        raise ImageError(f"{what}: trust is {verified.trust.value} against key set {keys.name}; "
-                         f"the bootloader boots only FullyTrusted firmware")
+    if verified.trust not in boots:
+        raise ImageError(f"{what}: trust is {verified.trust.value} against key set {keys.name}; the unit's "
+                         f"bootloader boots only {', '.join(sorted(t.value for t in boots))} firmware")
     return verified
 
 
@@ -100,9 +105,14 @@ def read_image(path: Path) -> tuple[str, bytes, bytes, str]:
                      f"build one with `hil firmware build-emulated` or KeyOS's xtask")
 
 
-def load_firmware(path: Path, keys: cosign2.KeySet) -> Firmware:
+def load_firmware(path: Path, keys: cosign2.KeySet, boots: frozenset[cosign2.Trust] = PRODUCTION_POLICY) -> Firmware:
     kind, data, app, where = read_image(path)
-    return Firmware(Path(path), kind, data, check_app(app, keys, where))
+    return Firmware(Path(path), kind, data, check_app(app, keys, where, boots))
+
+
+def boot_policy(levels: tuple[str, ...]) -> frozenset[cosign2.Trust]:
+    """A profile's ``boots`` list as trust levels."""
+    return frozenset(cosign2.Trust(level) for level in levels)
 
 
 @dataclass(frozen=True)
