@@ -12,7 +12,7 @@ from hil.farm.station import Station
 from hil.link.client import DeviceError, PrimeClient, ResponseTimeout
 from hil.link.protocol import LaunchStatus
 from hil.link.resolve import open_client, profile_named
-from hil.link.state import bring_home, detect_flavour, is_locked
+from hil.link.state import DeviceStateError, bring_home, detect_flavour, is_locked, wait_ready
 from hil.link.tcp import TcpTransport
 from hil.link.transport import LinkClosed
 
@@ -174,3 +174,24 @@ def test_an_answer_sent_twice_closes_the_link(prime, emulator):
     with pytest.raises(LinkClosed, match="link is closed"):
         prime.version()
 
+
+
+def test_onboarding_reads_as_onboarding_and_gets_no_pin(station, emulator):
+    """gui-server answers Locked during onboarding, as on the lock screen; the process list tells them apart."""
+    from hil.link.state import State, bring_home, device_state
+
+    from hil.emulator.prime import DEFAULT_PIN
+
+    control(emulator, cmd="onboarding")
+    try:
+        with open_client(station.debug, station.profile, timeout=10.0) as prime:
+            wait_ready(prime)
+            assert device_state(prime, station.profile) is State.ONBOARDING
+            with pytest.raises(DeviceStateError, match="onboarding runs"):
+                bring_home(prime, station.profile, "development", DEFAULT_PIN)
+        assert control(emulator, cmd="status")["attempts_remaining"] == 10
+    finally:
+        control(emulator, cmd="provision", pin=DEFAULT_PIN)
+    with open_client(station.debug, station.profile, timeout=10.0) as prime:
+        wait_ready(prime)
+        assert device_state(prime, station.profile) is State.LOCKED

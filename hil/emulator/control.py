@@ -18,6 +18,8 @@ JSON lines over TCP: one request object per line, one reply per line, ``{"ok": t
 ``power_cut``      power lost: links dropped, nothing answers until ``power_on``
 ``power_on``       power back: boots to the lock screen
 ``reboot``         links dropped, boots again
+``onboarding``     the unit forgets its PIN and boots into onboarding, as a new unit does
+``provision``      ``pin``: onboarding done with this PIN; boots to the lock screen
 ``developer_mode`` ``on``: the Settings toggle (production drops the debug interface when off)
 ``camera``         the lab camera: ``fault`` covered|glare|null, ``optics`` preset or fields (camera.py)
 ``nfc``            ``field_loss`` true|false: card sessions drop mid-exchange (nfc.py)
@@ -50,7 +52,7 @@ def status(prime: Prime) -> dict:
             "screen_on": prime.screen_on, "locked": prime.is_locked(), "wiped": prime.se.wiped,
             "attempts_remaining": prime.se.attempts_remaining, "developer_mode": prime.developer_mode,
             "frame_counter": prime.frame_counter, "flavour": prime.build.flavour, "version": prime.build.version,
-            "held_replies": len(prime.faults.held)}
+            "held_replies": len(prime.faults.held), "onboarding": prime.onboarding}
 
 
 def apply(prime: Prime, request: dict) -> dict:
@@ -86,6 +88,12 @@ def apply(prime: Prime, request: dict) -> dict:
             prime.power_cut()
         elif cmd == "power_on":
             prime.power_on()
+        elif cmd == "onboarding":
+            prime.se.forget_pin()
+            prime.reboot()
+        elif cmd == "provision":
+            prime.se.set_seed_and_pin(str(request.get("pin", "")))
+            prime.reboot()
         elif cmd == "reboot":
             prime.reboot()
         elif cmd == "camera":

@@ -21,6 +21,7 @@ from hil.emulator.apps import screen_for
 from hil.emulator.apps.controlcenter import ControlCenterScreen
 from hil.emulator.apps.launcher import LauncherScreen
 from hil.emulator.apps.lockscreen import LockScreen
+from hil.emulator.apps.onboarding import OnboardingScreen
 from hil.emulator.apps.splash import BootSplash
 from hil.emulator.build import Build
 from hil.emulator.debug import DebugProtocol
@@ -87,6 +88,7 @@ class Prime:
         self.keyos = KeyOS(self.log, self.build.defects, self.build.version, seed, apps_dir)
         self.usb_debug = DebugProtocol(self)
         self.ui = UI(self, LauncherScreen(self), LockScreen(self), ControlCenterScreen(self))
+        self.ui.onboarding = OnboardingScreen()
         self.keyos.attach(self)
         self.splash = BootSplash()
         self.developer_mode = True
@@ -171,6 +173,11 @@ class Prime:
 
     def is_locked(self) -> bool:
         return not self.se.logged_in
+
+    @property
+    def onboarding(self) -> bool:
+        """No PIN set yet (a new unit): onboarding runs where the lock screen would."""
+        return not self.se.pin_set and not self.se.wiped
 
     def now(self) -> int:
         return int(time.time()) + self.clock_offset
