@@ -9,6 +9,7 @@ from hil.farm.lab_cli import lab_app
 from hil.bridge import bridge
 from hil.flash.cli import firmware_app, flash
 from hil.link.cli import app as device_app
+from hil.link.facts import app as profile_app
 from hil.report.cli import report_app, signoff_app
 from hil.stimuli.cli import nfc_app, qr_app, touch_app
 from hil.vision.cli import app as vision_app
@@ -29,3 +30,4 @@ app.add_typer(lab_app, name="lab")
 app.command("bridge")(bridge)
 app.add_typer(signoff_app, name="signoff")
 app.add_typer(report_app, name="report")
+app.add_typer(profile_app, name="profile")

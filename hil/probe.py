@@ -84,14 +84,15 @@ class Publisher:
 
 def bundle(elf: bytes, manifest: Manifest, steps: list[dict[str, Any]], publisher: Publisher, *,
            timestamp: int, version: str = "1.0.0") -> dict[str, bytes]:
-    """``app.elf`` (developer-signed cosign2), ``manifest.json`` (hashes + signature), the plan."""
+    """``app.elf`` and ``manifest.json`` (listing the ELF's hash), both developer-signed with cosign2 as
+    KeyOS's builder signs them (xtask ``builder.rs``), and the plan."""
     if len(steps) > MAX_STEPS:
         raise ValueError(f"a probe plan has at most {MAX_STEPS} steps, got {len(steps)}")
     signed_elf = cosign2.sign(elf, coincurve.PrivateKey(publisher.secret), version=version, timestamp=timestamp,
                               developer=True)
     manifest.file_hashes = {**manifest.file_hashes, "app.elf": hashlib.sha256(signed_elf).hexdigest()}
-    sign_manifest(manifest, publisher.secret)
-    return {"app.elf": signed_elf, "manifest.json": manifest.dumps(),
+    return {"app.elf": signed_elf,
+            "manifest.json": sign_manifest(manifest, publisher.secret, version=version, timestamp=timestamp),
             PLAN_PATH: json.dumps({"probe": 1, "steps": steps}, indent=1).encode()}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import struct
@@ -100,3 +101,20 @@ def test_build_emulated_cli(tmp_path):
     assert again.read_bytes() == out.read_bytes()  # deterministic
     bad = runner.invoke(firmware_app, ["build-emulated", "--defect", "no-such-defect", "-o", str(out)])
     assert bad.exit_code == 1 and "unknown defect 'no-such-defect'" in bad.stderr
+
+
+def test_inspect_reads_the_boot_image_the_nightly_flashes(image):
+    """`hil firmware inspect` sees what the flasher flashes: a boot.img's keyos/app.bin."""
+    result = CliRunner().invoke(firmware_app, ["inspect", str(image), "--keys", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["kind"] == "boot.img" and info["image"].endswith(bootimg.APP_IMAGE)
+    assert info["trust"] == "FullyTrusted" and info["version"] == "1.0.0"
+
+
+def test_inspect_of_a_file_it_cannot_parse_is_an_error_not_a_trust_level(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not firmware" * 100)
+    result = CliRunner().invoke(firmware_app, ["inspect", str(junk), "--keys", "test", "--json"])
+    assert result.exit_code == 1 and "neither a cosign2-signed app.bin" in result.stderr
+    assert "trust" not in result.stdout and result.stderr.count("\n") == 1

@@ -13,7 +13,8 @@ from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.emulator.prime import DEFAULT_PIN
 from hil.flash import cosign2, emulated
-from hil.flash.flasher import Flasher, FlashFailed, ImageError, RollbackRefused, load_firmware, sideload
+from hil.flash.flasher import (Flasher, FlashFailed, ImageError, RollbackRefused, boot_policy, load_firmware,
+                               sideload)
 from hil.flash.samba import SambaError
 from hil.link.resolve import open_client, profile_named
 from hil.link.transport import LinkClosed
@@ -129,6 +130,21 @@ def test_bad_images_never_reach_the_device(device, images, tmp_path):
     assert emmc_digest(device) == before and device.prime.keyos_running
 
 
+def test_development_build_flashes_where_the_profile_boots_thirdparty(device, tmp_path):
+    """`cargo xtask build-all` signs with `cosign2 sign --developer` (pubkey1 zero: ThirdParty): the
+    development profile's bootloader boots that, the production one does not."""
+    signers = cosign2.load_keyset(emulated.TEST_SIGNERS)
+    build = Build(version="1.4.0", flavour="development")
+    dev = tmp_path / "app-dev.bin"
+    dev.write_bytes(cosign2.sign(build.payload(), signers.signer("test-developer").private_key(), version="1.4.0",
+                                 timestamp=emulated.default_timestamp("1.4.0"), developer=True))
+    assert cosign2.verify(dev.read_bytes(), KEYS.pubkeys).trust is cosign2.Trust.THIRD_PARTY
+    with pytest.raises(ImageError, match="trust is ThirdParty.*boots only FullyTrusted"):
+        load_firmware(dev, KEYS, boot_policy(PROFILE.boots("production")))
+    firmware = load_firmware(dev, KEYS, boot_policy(PROFILE.boots("development")))
+    assert flasher(device).flash(firmware).action == "updated" and version_of(device) == "1.4.0"
+
+
 def test_production_build_needs_the_power_button_sequence(images):
     d = start(flavour="production")
     try:
@@ -223,20 +239,31 @@ def test_cable_pull_mid_flash_is_recoverable(device, images):
     assert version_of(device) == "1.1.0"
 
 
+def _developer_signed(data: bytes) -> bytes:
+    signers = cosign2.load_keyset(emulated.TEST_SIGNERS)
+    return cosign2.sign(data, signers.signer("test-developer").private_key(), version="1.0.0", timestamp=5,
+                        developer=True)
+
+
 def test_sideload_app_bundle(device, tmp_path, release_1_0_0):
+    """A bundle as KeyOS's builder writes it: both files behind cosign2 --developer headers, and a
+    manifest key this harness does not know; it reaches the device byte for byte."""
     bundle = tmp_path / "playground"
     bundle.mkdir()
     manifest = json.loads((release_1_0_0 / "apps" / "gui-app-playground" / "manifest.json").read_text())
     manifest["appId"] = "0x" + "ab" * 16
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    signers = cosign2.load_keyset(emulated.TEST_SIGNERS)
-    (bundle / "app.elf").write_bytes(cosign2.sign(b"\x7fELF" + bytes(100), signers.signer("test-developer").private_key(),
-                                                  version="1.0.0", timestamp=5, developer=True))
+    manifest["keyosFutureKey"] = {"any": "thing"}
+    (bundle / "manifest.json").write_bytes(_developer_signed(json.dumps(manifest).encode()))
+    (bundle / "app.elf").write_bytes(_developer_signed(b"\x7fELF" + bytes(100)))
     with device.prime.lock:
         assert device.prime.login(DEFAULT_PIN)
     with open_client(device.endpoints["debug"], PROFILE) as client:
         app = sideload(client, bundle, KEYS)
     assert app.app_id == "0x" + "ab" * 16
+    with device.prime.lock:
+        uploaded = device.prime.keyos.app_manager.apps[bytes.fromhex("ab" * 16)].files
+    assert uploaded == {"manifest.json": (bundle / "manifest.json").read_bytes(),
+                        "app.elf": (bundle / "app.elf").read_bytes()}
     (bundle / "app.elf").write_bytes(b"\x7fELF unsigned")
     with open_client(device.endpoints["debug"], PROFILE) as client, pytest.raises(ImageError, match="no cosign2 header"):
         sideload(client, bundle, KEYS)

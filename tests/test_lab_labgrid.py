@@ -422,7 +422,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     together = threading.Barrier(2, timeout=30)  # both places in the flasher at once, or the nightly fails
     # (b2s2, the production place, is not in this lab file)
 
-    def standin(lab_cfg, build):
+    def standin(lab_cfg, build, flavour="production"):
         def flash(station, progress):
             together.wait()
             with station.client() as p:  # through the bench's bridge, under this place's own lease

@@ -2,6 +2,7 @@
 
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -111,10 +112,10 @@ def test_sideload_sends_the_load_app_sequence(device, tmp_path):
 
 
 def test_sideload_with_a_bad_path_sends_nothing(device):
-    dev, prime = device(lambda body: ok())
+    dev, prime = device(lambda body: ok(b"1.0.0"))
     with pytest.raises(p.ProtocolError, match="sideload path"):
         prime.sideload(bytes(16), {"app.elf": b"x", "../evil": b"y"})
-    assert prime.version() == "" and dev.requests == [b"\x08"]
+    assert prime.version() == "1.0.0" and dev.requests == [b"\x08"]
 
 
 # ---------------------------------------------------------------- bad input: the link closes, loudly
@@ -269,3 +270,67 @@ def test_connect_refused_names_the_device():
     s.close()
     with pytest.raises(LinkClosed, match=f"tcp:127.0.0.1:{port}: cannot connect"):
         TcpTransport("127.0.0.1", port).open()
+
+
+@pytest.mark.parametrize("call,answer", [
+    (lambda prime: prime.tap(1, 1), ok(b"\x05\x00\x00")),  # a LAUNCH_APP answer met by SWIPE, whose ack is empty
+    (lambda prime: prime.version(), ok(b"\x05\x00\x00")),  # ... met by GET_VERSION, whose answer is text
+], ids=["ack", "version"])
+def test_an_answer_that_cannot_belong_to_the_command_closes_the_link(device, call, answer):
+    dev, prime = device(lambda body: answer)
+    with pytest.raises(LinkClosed):
+        call(prime)
+    assert not prime.transport.is_open
+
+
+def test_a_slow_drip_cannot_stretch_the_command_deadline(device):
+    """One byte every 50 ms trips neither the stall limit nor the 30 s frame limit: the command's own
+    deadline ends it."""
+    def drip(body):
+        try:
+            dev.conn.sendall(struct.pack("<I", 1000))
+            for _ in range(1000):
+                dev.conn.sendall(b"\x02")
+                time.sleep(0.05)
+        except OSError:
+            pass  # the client gave up and closed
+
+    dev, prime = device(drip, timeout=1.0, stall_timeout=0.3, frame_timeout=30.0)
+    t0 = time.monotonic()
+    with pytest.raises(LinkClosed) as e:
+        prime.version()
+    assert time.monotonic() - t0 < 10
+    assert_closed(prime, e.value, "GET_VERSION", "not complete by the command's deadline")
+
+
+def test_per_command_limits_come_from_the_profile(device):
+    """LOAD_APP_END may take 15 s on a unit (passport-drive load_app.rs); other commands keep theirs."""
+    from hil.link.resolve import profile_named
+
+    limits = profile_named("prime-rev-b").link.command_limits_s
+    assert limits["LOAD_APP_END"] == 15 and limits["LOAD_APP_CHUNK"] == 10
+    slow_end = threading.Event()
+
+    def handler(body):
+        if body[0] == p.Cmd.LOAD_APP_END:
+            slow_end.wait(0.6)  # longer than the 0.3 s default, inside LOAD_APP_END's own limit
+        return ok()
+
+    dev, prime = device(handler, timeout=0.3)
+    prime.limits = {"LOAD_APP_END": 5.0}
+    prime.sideload(bytes(16), {"app.elf": b"x"})
+    assert dev.requests[-1] == bytes([p.Cmd.LOAD_APP_END])
+
+
+def test_log_backlog_is_bounded_in_bytes_and_counts_what_it_drops(device):
+    record = "INFO: " + "x" * 1000
+
+    def flood(body):
+        return frames(*[p.log_frame([record] * 100)] * 30, p.response(Status.OK, b"1.0.0"))
+
+    dev, prime = device(flood)
+    prime.max_log_bytes = 200_000
+    assert prime.version() == "1.0.0"
+    kept = list(prime.logs(timeout=0))
+    assert 0 < sum(map(len, kept)) <= 200_000
+    assert prime.dropped_log_records == 3000 - len(kept)

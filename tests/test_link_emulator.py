@@ -13,7 +13,7 @@ from hil.link.client import DeviceError, PrimeClient, ResponseTimeout
 from hil.link.protocol import LaunchStatus
 from hil.link.resolve import open_client, profile_named
 from hil.farm.pin_guard import PinGuard, unlock_over_link
-from hil.link.state import bring_home, detect_flavour, is_locked
+from hil.link.state import DeviceStateError, bring_home, detect_flavour, is_locked, wait_ready
 from hil.link.tcp import TcpTransport
 from hil.link.transport import LinkClosed
 
@@ -141,7 +141,59 @@ def test_dropped_link_is_not_reconnected(prime, emulator):
 
 def test_a_second_client_is_turned_away(prime, station):
     prime.version()
-    with open_client(station.debug, station.profile, timeout=1.0) as second:
-        with pytest.raises(LinkClosed, match="closed the connection"):
+    with pytest.raises(LinkClosed, match="closed the connection"):  # on open (its drain) or the first command
+        with open_client(station.debug, station.profile, timeout=1.0) as second:
             second.version()
     assert prime.version() == "1.0.0"
+
+
+def wait_for(emulator, key: str, value, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while control(emulator, cmd="status")[key] != value:
+        assert time.monotonic() < deadline, f"emulator status {key} never became {value!r}"
+        time.sleep(0.02)
+
+
+def test_a_late_answer_is_not_taken_for_the_next_command(station, emulator):
+    """The simulator keeps an answer its client never read for the next client (sim.rs)."""
+    control(emulator, cmd="late")
+    with open_client(station.debug, station.profile, timeout=0.3) as first:
+        with pytest.raises(ResponseTimeout):
+            first.system_time()
+    wait_for(emulator, "held_replies", 1)
+    with open_client(station.debug, station.profile, timeout=10.0) as second:
+        wait_for(emulator, "held_replies", 0)  # the old answer is on its way to the new client
+        assert second.version() == "1.0.0"
+        assert second.stale_replies == 1
+
+
+def test_an_answer_sent_twice_closes_the_link(prime, emulator):
+    control(emulator, cmd="twice")
+    assert prime.developer_mode() is True
+    with pytest.raises(LinkClosed) as e:
+        prime.version()
+    assert "no command outstanding" in str(e.value)
+    with pytest.raises(LinkClosed, match="link is closed"):
+        prime.version()
+
+
+
+def test_onboarding_reads_as_onboarding_and_gets_no_pin(station, emulator):
+    """gui-server answers Locked during onboarding, as on the lock screen; the process list tells them apart."""
+    from hil.link.state import State, bring_home, device_state
+
+    from hil.emulator.prime import DEFAULT_PIN
+
+    control(emulator, cmd="onboarding")
+    try:
+        with open_client(station.debug, station.profile, timeout=10.0) as prime:
+            wait_ready(prime)
+            assert device_state(prime, station.profile) is State.ONBOARDING
+            with pytest.raises(DeviceStateError, match="onboarding runs"):
+                bring_home(prime, station.profile, "development", DEFAULT_PIN)
+        assert control(emulator, cmd="status")["attempts_remaining"] == 10
+    finally:
+        control(emulator, cmd="provision", pin=DEFAULT_PIN)
+    with open_client(station.debug, station.profile, timeout=10.0) as prime:
+        wait_ready(prime)
+        assert device_state(prime, station.profile) is State.LOCKED

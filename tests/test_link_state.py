@@ -7,8 +7,8 @@ from hil.link import protocol as p
 from hil.link.client import PrimeClient
 from hil.link.protocol import Cmd, LaunchStatus, Status
 from hil.link.resolve import profile_named
-from hil.link.state import (NOT_AN_APP, DeviceStateError, PinRejected, bring_home, detect_flavour, is_locked,
-                            unlock, wait_ready)
+from hil.link.state import (NOT_AN_APP, DeviceStateError, PinRejected, State, bring_home, detect_flavour,
+                            device_state, is_locked, unlock, wait_ready)
 from hil.link.tcp import TcpTransport
 
 from fake_device import ScriptedDevice, frames, ok
@@ -21,8 +21,9 @@ LIT = p.encode_screenshot(Image.new("RGBA", (480, 800), (240, 240, 240, 255)), "
 class LockScreen:
     """Just enough of a Prime: lock state, screen on/off, a PIN pad at the profile's coordinates."""
 
-    def __init__(self, pin="123456", locked=True, screen_on=True, production=False):
+    def __init__(self, pin="123456", locked=True, screen_on=True, production=False, onboarding=False):
         self.pin, self.locked, self.screen_on, self.production = pin, locked, screen_on, production
+        self.onboarding = onboarding
         self.typed = ""
         self.keys = {v: k for k, v in REV_B.touch.pin_pad.keys.items()}
         self.keys[REV_B.touch.pin_pad.enter] = "enter"
@@ -36,7 +37,13 @@ class LockScreen:
             return frames(p.response(Status.LOCKED))
         if cmd == Cmd.LAUNCH_APP:
             assert payload == NOT_AN_APP
-            return frames(p.response(Status.LOCKED)) if self.locked else ok(p.launch_reply(0, LaunchStatus.APP_ID_NOT_FOUND))
+            if self.locked or self.onboarding:  # gui-server answers Locked during onboarding too
+                return frames(p.response(Status.LOCKED))
+            return ok(p.launch_reply(0, LaunchStatus.APP_ID_NOT_FOUND))
+        if cmd == Cmd.GET_PROCESS_LIST:
+            rows = ["R 1 0 kernel 1 0 64 0", "R 5 1 gui-server 2 0 900 4"]
+            rows += ["R 31 1 gui-app-onboarding 1 0 512 3"] if self.onboarding else []
+            return ok(("\n".join([f"PROC {len(rows)}", *rows, "SUM 3 1476 65536"]) + "\n").encode())
         if cmd == Cmd.POWER_BTN:
             if self.screen_on:
                 self.locked, self.screen_on, self.typed = True, False, ""
@@ -109,14 +116,14 @@ def test_unlock_from_a_lit_lock_screen(connect):
     device = LockScreen(locked=True, screen_on=True)
     unlock(connect(device), REV_B, "123456")
     assert not device.locked
-    assert device.log == ["POWER_BTN", "SCREENSHOT", "POWER_BTN", *(f"TAP {d}" for d in "123456"), "TAP enter",
-                          "LAUNCH_APP"]
+    assert device.log == ["LAUNCH_APP", "GET_PROCESS_LIST", "POWER_BTN", "SCREENSHOT", "POWER_BTN",
+                          *(f"TAP {d}" for d in "123456"), "TAP enter", "LAUNCH_APP"]
 
 
 def test_unlock_from_a_dark_screen_does_not_lose_the_first_digit(connect):
     device = LockScreen(locked=True, screen_on=False)
     unlock(connect(device), REV_B, "123456")
-    assert not device.locked and device.log[:3] == ["POWER_BTN", "SCREENSHOT", "TAP 1"]
+    assert not device.locked and device.log[2:5] == ["POWER_BTN", "SCREENSHOT", "TAP 1"]
 
 
 def test_a_wrong_pin_is_tried_once(connect):
@@ -136,3 +143,16 @@ def test_bring_home_on_a_development_build_unlocks_and_goes_home(connect):
     device = LockScreen(locked=False)
     assert bring_home(connect(device), REV_B, "development", "123456") is True
     assert not device.locked and device.log[-1] == "TAP home"
+
+
+@pytest.mark.parametrize("kwargs, state", [({"onboarding": True}, State.ONBOARDING), ({}, State.LOCKED),
+                                           ({"locked": False}, State.UNLOCKED)], ids=["onboarding", "locked", "unlocked"])
+def test_onboarding_is_told_from_the_lock_screen(connect, kwargs, state):
+    assert device_state(connect(LockScreen(**kwargs)), REV_B) is state
+
+
+def test_no_pin_is_typed_into_onboarding(connect):
+    device = LockScreen(onboarding=True)
+    with pytest.raises(DeviceStateError, match="onboarding runs, not the lock screen: no PIN typed"):
+        bring_home(connect(device), REV_B, "development", "123456")
+    assert not any(entry.startswith("TAP") or entry == "POWER_BTN" for entry in device.log), device.log

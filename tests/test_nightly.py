@@ -29,7 +29,7 @@ def lab(tmp_path, monkeypatch):
     (tmp_path / "lab.yaml").write_text(text + "\n")
     flashed = stand_in_suites(tmp_path)
 
-    def standin(lab_cfg, build):
+    def standin(lab_cfg, build, flavour="production"):
         def flash(station, progress):
             marker = flashed / station.name
             if marker.exists() and marker.read_bytes() == build.read_bytes():

@@ -3,7 +3,7 @@
 * Launch (``LaunchFailureReason``, keyos.md §1.4, §3.2): a sideloaded bundle launches only when its
   ``app.elf`` carries a cosign2 header that verifies, signed either by Foundation (both pairs, known
   keys) or by a publisher (pair 2 only) whose installed X.509 certificate is valid now, and when its
-  signed ``manifest.json`` verifies with the same key and lists the ELF's hash.
+  ``manifest.json`` carries a cosign2 header by the same signer and lists the ELF's hash.
 * Per-connection permissions: from the manifest's declared messages and the capability matrix;
   a message whose signature tier the app does not meet is left out, a grant-on-first-use message is
   in only once its subgroup is approved (``permission_catalog.rs``).
@@ -27,7 +27,7 @@ from hil.emulator.defects import Defects
 from hil.emulator.fs import FileSystem, Location
 from hil.emulator.kernel import MessagePermissions
 from hil.flash import cosign2
-from hil.flash.manifest import CapabilityMatrix, Manifest, ManifestError, Message, loads, verify_manifest
+from hil.flash.manifest import CapabilityMatrix, Manifest, ManifestError, Message, loads
 
 APP_MANAGER_ID = b"app-manager".ljust(16, b"\0")
 GRANTS_FILE = "permission_grants.json"
@@ -169,7 +169,7 @@ class AppManager:
         if self.defects.has("sideload-manifest-any-publisher"):
             signers += [c.pubkey for c in self.certs.values()]
         bound = manifest.file_hashes.get("app.elf") == hashlib.sha256(elf).hexdigest()
-        authentic = (any(verify_manifest(manifest, key) for key in signers)
+        authentic = (any(_signed_by(raw_manifest, key, self.trusted_keys) for key in signers)
                      and (bound or self.defects.has("sideload-manifest-not-bound-to-elf")))
         if not authentic and not self.defects.has("sideload-accepts-tampered-manifest"):
             return "SignatureRejected"
@@ -285,3 +285,13 @@ def _older(have: str, need: str) -> bool:
         return cosign2.semver_key(have) < cosign2.semver_key(need)
     except ValueError:
         return True
+
+
+def _signed_by(data: bytes, signer: bytes, trusted_keys: frozenset[bytes]) -> bool:
+    """True when ``data`` carries a cosign2 header that verifies and names ``signer`` as its signer."""
+    try:
+        header = cosign2.verify(data, trusted_keys).header
+    except cosign2.Cosign2Error:
+        return False
+    return signer in (header.pubkey1 if header.signature1 != bytes(64) else None,
+                      header.pubkey2 if header.signature2 != bytes(64) else None)

@@ -3,8 +3,10 @@
 ROM: a valid MBR whose bootable FAT partition holds ``boot.bin``/``boot.cip`` (an AT91 image: the word
 at 0x14 is its size) is booted; anything else falls back to the SAM-BA monitor, as the real ROM does.
 keyos-boot (`boot/keyos-boot/src/{entrypoint,verify}.rs`): load ``1:keyos/app.bin`` (else
-``1:keyos.update/app.bin``), verify its cosign2 header against the known signers and require
-FullyTrusted (the production rule; the emulator's known signers are the test keys in ``firmware/``).
+``1:keyos.update/app.bin``), verify its cosign2 header against the known signers (the emulator's are the test keys in
+``firmware/``) and require a trust the bootloader's flavour boots: FullyTrusted for production, and
+also ThirdParty for development, whose builds xtask ``builder.rs`` signs ``cosign2 sign --developer``
+(keyos.md §10; ``verify.rs`` is not public, so the development rule is the profile's ``assumed:`` one).
 On failure it shows the FirmwareVerification error page, whose Support button shows the fw-error QR.
 The anti-rollback value plays the secure element's firmware timestamp: an image older than the
 newest one that booted is refused, and booting raises it.
@@ -82,8 +84,12 @@ def rom_finds_bootloader(emmc: Emmc) -> str | None:
     return None
 
 
+BOOTS = {"production": frozenset({cosign2.Trust.FULLY_TRUSTED}),
+         "development": frozenset({cosign2.Trust.FULLY_TRUSTED, cosign2.Trust.THIRD_PARTY})}
+
+
 def boot(emmc: Emmc, known_signers: frozenset[bytes], anti_rollback: AntiRollback,
-         defects: Defects = Defects()) -> BootOutcome:
+         defects: Defects = Defects(), flavour: str = "production") -> BootOutcome:
     """Power-on: what the ROM and keyos-boot make of the eMMC's contents (``defects``: the seeded
     regressions this bootloader carries)."""
     why = rom_finds_bootloader(emmc)
@@ -104,14 +110,15 @@ def boot(emmc: Emmc, known_signers: frozenset[bytes], anti_rollback: AntiRollbac
     except cosign2.Cosign2Error as e:
         return BootOutcome("error", f"app.bin: {e}")
     header = verified.header
-    trusted = {cosign2.Trust.FULLY_TRUSTED}
+    trusted = set(BOOTS[flavour])
     if defects.has("bootloader-accepts-partially-trusted"):
         trusted.add(cosign2.Trust.PARTIALLY_TRUSTED)
     if defects.has("bootloader-accepts-third-party"):
         trusted.add(cosign2.Trust.THIRD_PARTY)
     if verified.trust not in trusted:
-        return BootOutcome("error", f"app.bin is {verified.trust.value}; this bootloader boots only FullyTrusted",
-                           header=header)
+        allowed = " or ".join(sorted(t.value for t in BOOTS[flavour]))
+        return BootOutcome("error", f"app.bin is {verified.trust.value}; this {flavour} bootloader boots only "
+                                    f"{allowed}", header=header)
     if header.magic != cosign2.Magic.ATSAMA5D27_KEYOS.value and not defects.has("bootloader-ignores-chip"):
         return BootOutcome("error", f"app.bin has magic {header.magic!r}, not an image for this chip", header=header)
     if header.timestamp < anti_rollback.value and not defects.has("bootloader-ignores-anti-rollback"):

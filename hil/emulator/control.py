@@ -11,10 +11,15 @@ JSON lines over TCP: one request object per line, one reply per line, ``{"ok": t
 ``garbage``        ``hex`` (default ``ffffffff``): raw bytes before the next debug response
 ``truncate``       the next debug response stops halfway and the link closes
 ``stall``          the next debug response stops halfway and the device goes silent
+``late``           the next debug response is held back and sent first to the next client, as KeyOS's
+                   simulator keeps an unread answer (``os/usb-debug/src/sim.rs``); status ``held_replies``
+``twice``          the next debug response is sent two times
 ``clear``          no more faults
 ``power_cut``      power lost: links dropped, nothing answers until ``power_on``
 ``power_on``       power back: boots to the lock screen
 ``reboot``         links dropped, boots again
+``onboarding``     the unit forgets its PIN and boots into onboarding, as a new unit does
+``provision``      ``pin``: onboarding done with this PIN; boots to the lock screen
 ``developer_mode`` ``on``: the Settings toggle (production drops the debug interface when off)
 ``camera``         the lab camera: ``fault`` covered|glare|null, ``optics`` preset or fields (camera.py)
 ``nfc``            ``field_loss`` true|false: card sessions drop mid-exchange (nfc.py)
@@ -46,7 +51,8 @@ def status(prime: Prime) -> dict:
     return {"serial": prime.serial, "powered": prime.powered, "booting": prime.booting,
             "screen_on": prime.screen_on, "locked": prime.is_locked(), "wiped": prime.se.wiped,
             "attempts_remaining": prime.se.attempts_remaining, "developer_mode": prime.developer_mode,
-            "frame_counter": prime.frame_counter, "flavour": prime.build.flavour, "version": prime.build.version}
+            "frame_counter": prime.frame_counter, "flavour": prime.build.flavour, "version": prime.build.version,
+            "held_replies": len(prime.faults.held), "onboarding": prime.onboarding}
 
 
 def apply(prime: Prime, request: dict) -> dict:
@@ -72,12 +78,22 @@ def apply(prime: Prime, request: dict) -> dict:
             faults.truncate = True
         elif cmd == "stall":
             faults.stall = True
+        elif cmd == "late":
+            faults.late = True
+        elif cmd == "twice":
+            faults.twice = True
         elif cmd == "clear":
             prime.faults = LinkFaults()
         elif cmd == "power_cut":
             prime.power_cut()
         elif cmd == "power_on":
             prime.power_on()
+        elif cmd == "onboarding":
+            prime.se.forget_pin()
+            prime.reboot()
+        elif cmd == "provision":
+            prime.se.set_seed_and_pin(str(request.get("pin", "")))
+            prime.reboot()
         elif cmd == "reboot":
             prime.reboot()
         elif cmd == "camera":

@@ -93,6 +93,8 @@ USER_APPS = [
     App(bytes.fromhex("46696c652042726f7773657200000000"), "File Browser", "gui-app-file-browser"),
 ]
 SYSTEM_APPS = [LOCK_SCREEN, LAUNCHER, CONTROL_CENTER, ALERTS]
+# Runs instead of the lock screen until a PIN is set (KeyOS-Releases 1.0.0/apps/gui-app-onboarding).
+ONBOARDING = App(service_id("onboarding"), "Onboarding", "gui-app-onboarding")
 
 # Services started at boot, in order, after the kernel (pid 1); each serves ``os/<name>``
 # unless it is one of Xous's own (names, log, ticktimer). There is no network stack.
@@ -195,7 +197,7 @@ class KeyOS:
                 server = f"os/{name}"
                 aliases = tuple(a for a, c in self.matrix.aliases.items() if c == server)
                 self.kernel.create_server(proc.pid, server, aliases)
-        for app in SYSTEM_APPS:
+        for app in SYSTEM_APPS + ([ONBOARDING] if self.prime is not None and self.prime.onboarding else []):
             self.kernel.spawn(app.elf, app.app_id, foundation=True, ppid=self.pid_of("app-manager"))
 
     def halt(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from PIL import Image
@@ -21,6 +21,7 @@ from hil.emulator.apps import screen_for
 from hil.emulator.apps.controlcenter import ControlCenterScreen
 from hil.emulator.apps.launcher import LauncherScreen
 from hil.emulator.apps.lockscreen import LockScreen
+from hil.emulator.apps.onboarding import OnboardingScreen
 from hil.emulator.apps.splash import BootSplash
 from hil.emulator.build import Build
 from hil.emulator.debug import DebugProtocol
@@ -64,6 +65,9 @@ class LinkFaults:
     garbage: bytes = b""  # raw bytes written to the stream before the next response
     truncate: bool = False  # the next response: length + half of the body, then close
     stall: bool = False  # the next response: length + half of the body, then silence
+    late: bool = False  # the next response is held back and goes to the next client first (sim.rs)
+    twice: bool = False  # the next response is sent two times
+    held: list[bytes] = field(default_factory=list)  # held-back responses, for the next client
 
 
 class Prime:
@@ -84,6 +88,7 @@ class Prime:
         self.keyos = KeyOS(self.log, self.build.defects, self.build.version, seed, apps_dir)
         self.usb_debug = DebugProtocol(self)
         self.ui = UI(self, LauncherScreen(self), LockScreen(self), ControlCenterScreen(self))
+        self.ui.onboarding = OnboardingScreen()
         self.keyos.attach(self)
         self.splash = BootSplash()
         self.developer_mode = True
@@ -168,6 +173,11 @@ class Prime:
 
     def is_locked(self) -> bool:
         return not self.se.logged_in
+
+    @property
+    def onboarding(self) -> bool:
+        """No PIN set yet (a new unit): onboarding runs where the lock screen would."""
+        return not self.se.pin_set and not self.se.wiped
 
     def now(self) -> int:
         return int(time.time()) + self.clock_offset

@@ -252,6 +252,7 @@ class SambaPort:
         self.prime = prime
         self.known_signers = emulated.keyset(keys).pubkeys
         self.defects = Defects.of(prime.build.defects)  # the bootloader's: fixed when the unit is made
+        self.flavour = prime.build.flavour  # so is its trust policy (bootloader.BOOTS)
         self.anti_rollback = bootloader.AntiRollback(folder / "se-firmware-timestamp")
         self.emmc = Emmc(image, bootimg.EMULATED.total_bytes)
         self.monitor = SambaMonitor(self.emmc, Path(applet).read_bytes(), on_reset=self._reset,
@@ -276,7 +277,7 @@ class SambaPort:
 
     def boot(self) -> bool:
         """Power-on: True when KeyOS boots (``prime.build`` is then the installed build)."""
-        self.outcome = bootloader.boot(self.emmc, self.known_signers, self.anti_rollback, self.defects)
+        self.outcome = bootloader.boot(self.emmc, self.known_signers, self.anti_rollback, self.defects, self.flavour)
         self.mode, self.qr_shown = self.outcome.mode, False
         if self.mode == "keyos":
             self.monitor.leave()

@@ -51,6 +51,14 @@ class SecureElement:
         self.attempts_remaining = self.max_attempts
 
     @property
+    def pin_set(self) -> bool:
+        return self._pin is not None
+
+    def forget_pin(self) -> None:
+        """A unit before onboarding: seed kept, no PIN yet."""
+        self._pin, self.logged_in = None, False
+
+    @property
     def wiped(self) -> bool:
         return self._entropy is None
 

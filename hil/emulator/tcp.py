@@ -79,6 +79,10 @@ class DebugServer:
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(SEND_TIMEOUT_S)
+        with self.prime.lock:
+            held, self.prime.faults.held = self.prime.faults.held, []
+        for frame in held:  # answers the previous client never read
+            _send(conn, frame)
         cursor = 0
         buf = bytearray()
         partial_since: float | None = None
@@ -126,7 +130,11 @@ class DebugServer:
         faults = self.prime.faults
         with self.prime.lock:
             delay, garbage, truncate, stall = faults.delay_s, faults.garbage, faults.truncate, faults.stall
-            faults.garbage, faults.truncate, faults.stall = b"", False, False
+            late, twice = faults.late, faults.twice
+            faults.garbage, faults.truncate, faults.stall, faults.late, faults.twice = b"", False, False, False, False
+            if late:
+                faults.held.append(body)
+                return True
         if delay:
             time.sleep(delay)
         if garbage:
@@ -136,7 +144,7 @@ class DebugServer:
             if stall:
                 self._wait_until_gone(conn)
             return False
-        _send(conn, body)
+        conn.sendall(p.stream_frame(body) * (2 if twice else 1))  # a repeat arrives with the answer
         return True
 
     def _wait_until_gone(self, conn: socket.socket) -> None:

@@ -96,6 +96,7 @@ class UI:
         self.launcher = launcher
         self.lock_screen = lock_screen
         self.control_center = control_center
+        self.onboarding: Screen | None = None  # shown instead of the lock screen while no PIN is set
         self.stack: list[tuple[int, Screen]] = []  # (pid, app screen), last is in front
         self.control_center_open = False
         self.modal: Modal | None = None
@@ -103,6 +104,8 @@ class UI:
 
     # ------------------------------------------------------------ what is in front
     def front(self) -> Screen:
+        if self.onboarding is not None and self.prime.onboarding:
+            return self.onboarding
         if self.prime.is_locked():
             return self.lock_screen
         return self.stack[-1][1] if self.stack else self.launcher

@@ -201,7 +201,7 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
     build = Path(firmware) if firmware else job.default_build()
     if not build.is_file():
         raise HilError(f"firmware {build}: no such file")
-    flasher = job.samba_flasher(cfg, build)
+    flasher = job.samba_flasher(cfg, build, flavour)
     identity = signoff.firmware_identity(build)
     fw_hash = identity.get("reproducible_hash") or identity["sha256"]
     run = job.open_run(cfg, {"file": str(build), "sha256": identity["sha256"], "hash": fw_hash,

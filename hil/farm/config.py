@@ -235,11 +235,16 @@ class Camera(_Strict):
     fps: int = 30
 
 
+TrustLevel = Literal["FullyTrusted", "PartiallyTrusted", "ThirdParty"]
+
+
 class FlavourRules(_Strict):
-    """Which usb-debug commands a build flavour answers, and which need the device unlocked."""
+    """Which usb-debug commands a build flavour answers, which need the device unlocked, and which
+    cosign2 trust levels the flavour's bootloader boots (what the flasher lets onto such a unit)."""
 
     allowed: tuple[str, ...]
     need_unlocked: tuple[str, ...] = ()
+    boots: tuple[TrustLevel, ...] = ("FullyTrusted",)
 
     @field_validator("allowed", "need_unlocked")
     @classmethod
@@ -247,6 +252,30 @@ class FlavourRules(_Strict):
         bad = [c for c in v if c not in Cmd.__members__]
         if bad:
             raise ValueError(f"unknown usb-debug command(s) {', '.join(bad)}; known: {', '.join(Cmd.__members__)}")
+        return v
+
+
+class Link(_Strict):
+    """Time and memory limits of the debug link. Each limit covers a whole command, from sending it to
+    the last byte of its answer, whatever the device drips meanwhile."""
+
+    command_s: float = Field(5.0, gt=0, description="a command's limit (passport-drive load_app.rs: 5 s)")
+    command_limits_s: dict[str, float] = Field(
+        default_factory=lambda: {"LOAD_APP_FILE_BEGIN": 10.0, "LOAD_APP_CHUNK": 10.0, "LOAD_APP_END": 15.0},
+        description="per-command limits (passport-drive load_app.rs: 10 s file begin and chunks, 15 s "
+                    "LOAD_APP_END for the rename and refresh_installed_app)")
+    settle_s: float = Field(0.05, gt=0, description="quiet time that ends the drain of a link just opened")
+    log_backlog_bytes: int = Field(8 * 1024 * 1024, gt=0, description="log records kept between reads; the "
+                                   "oldest are dropped, and counted, beyond this")
+
+    @field_validator("command_limits_s")
+    @classmethod
+    def _commands(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [c for c in v if c not in Cmd.__members__]
+        if bad:
+            raise ValueError(f"unknown usb-debug command(s) {', '.join(bad)}; known: {', '.join(Cmd.__members__)}")
+        if any(t <= 0 for t in v.values()):
+            raise ValueError("every limit must be positive")
         return v
 
 
@@ -258,13 +287,21 @@ class Profile(_Strict):
     screenshot_byte_order: Literal["BGRA", "RGBA"]
     camera: Camera = Camera()
     touch: Touch = Touch()
+    link: Link = Link()
     flavours: dict[Literal["production", "development"], FlavourRules]
     firmware_keys: str = Field("production", description="cosign2 key set the units' bootloader trusts: "
                                "production, test or a key set TOML path (what `hil flash` checks images against)")
+    onboarding_process: str = Field("gui-app-onboarding", description="the process GET_PROCESS_LIST shows while "
+                                    "onboarding runs (gui-server answers Locked then, as on the lock screen)")
     physical: bool = Field(True, description="real hardware; false for emulated units and KeyOS's simulator "
                            "(tests marked hardware_only skip)")
     allows_wipe: bool = Field(False, description="units of this profile may lose their seed: only then may a test "
                               "marked destructive type wrong PINs on purpose (hil.farm.pin_guard)")
+
+    def boots(self, flavour: str | None) -> tuple[str, ...]:
+        """The trust levels the bootloader of a ``flavour`` unit boots; FullyTrusted alone when unknown."""
+        rules = self.flavours.get(flavour) if flavour else None  # type: ignore[call-overload]
+        return rules.boots if rules is not None else ("FullyTrusted",)
 
     def allows(self, flavour: str, command: str) -> bool:
         rules = self.flavours.get(flavour)  # type: ignore[call-overload]

@@ -139,10 +139,11 @@ def default_build() -> Path:
     return emulated.default_build()
 
 
-def samba_flasher(lab: LabConfig, build: Path) -> Flasher:
+def samba_flasher(lab: LabConfig, build: Path, flavour: str = "production") -> Flasher:
     """Full reflash of `build` through each station's SAM-BA port with hil.flash.flasher. The image is
     checked against the lab's trusted key set here, before any station is touched: a bad build is the
-    build's fault, not the stations'."""
+    build's fault, not the stations'. Its trust must be one every station's bootloader boots for
+    ``flavour`` (profiles' ``boots``: a development build is developer-signed, ThirdParty)."""
     from hil.flash import emulated, flasher
     from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
 
@@ -153,7 +154,9 @@ def samba_flasher(lab: LabConfig, build: Path) -> Flasher:
     except OSError as e:
         raise ConfigError(f"{lab.source}: samba_applet {lab.samba_applet}: {e.strerror}") from None
     keys = emulated.keyset(lab.firmware_keys)
-    firmware = flasher.load_firmware(build, keys)
+    boots = frozenset.intersection(*(flasher.boot_policy(lab.profile(st.profile).boots(flavour))
+                                     for st in lab.stations.values())) if lab.stations else flasher.PRODUCTION_POLICY
+    firmware = flasher.load_firmware(build, keys, boots)
 
     def flash(station: Station, progress: Callable[[float], None]) -> bool:
         if station.samba is None:

@@ -40,41 +40,41 @@ def _keyset(name: str) -> cosign2.KeySet:
 @firmware_app.command()
 def inspect(file: Path, json_out: Annotated[bool, typer.Option("--json")] = False,
             keys: KeysOpt = "production") -> None:
-    """Show a cosign2 image's header; exit 0 only if it is signed by the chosen key set."""
+    """Show the cosign2 header of what the harness would flash (an app.bin, or a boot.img's
+    keyos/app.bin); exit 0 only if it is signed by the chosen key set. A file that does not parse is
+    an error, not a trust level."""
+    from hil.flash.flasher import ImageError, read_image
+
     keyset = _keyset(keys)
     try:
-        data = file.read_bytes()
-    except OSError as e:
-        _fail(f"{file}: cannot read ({e.strerror})")
-    info: dict = {"file": str(file)}
+        kind, _, data, where = read_image(file)
+        header = cosign2.parse_unverified(data)
+    except (ImageError, cosign2.Cosign2Error) as e:
+        _fail(str(e) if isinstance(e, ImageError) else f"{file}: {e}")
+    info: dict = {"file": str(file), "kind": kind, "image": where,
+                  "magic": header.magic.decode("ascii", "replace"), "chip": header.chip.name,
+                  "version": header.version_raw.split(b"\0")[0].decode("utf-8", "replace"),
+                  "date": header.date_raw.split(b"\0")[0].decode("utf-8", "replace"), "timestamp": header.timestamp,
+                  "size": header.bin_size, "header_size": header.size,
+                  "signers": [{"pubkey": p.hex(), "name": keyset.name_of(p)}
+                              for p in (header.pubkey1, header.pubkey2) if any(p)],
+                  "reproducible_hash": cosign2.reproducible_hash(data)}
     error = None
     try:
-        header = cosign2.parse_unverified(data)
-        if header is None:
-            raise cosign2.Cosign2Error("NoHeader", f"no cosign2 header (magic {data[:4]!r} is neither PRM1 nor blef)")
-        info.update(magic=header.magic.decode("ascii", "replace"), chip=header.chip.name,
-                    version=header.version_raw.split(b"\0")[0].decode("utf-8", "replace"),
-                    date=header.date_raw.split(b"\0")[0].decode("utf-8", "replace"), timestamp=header.timestamp,
-                    size=header.bin_size, header_size=header.size,
-                    signers=[{"pubkey": p.hex(), "name": keyset.name_of(p)}
-                             for p in (header.pubkey1, header.pubkey2) if any(p)],
-                    reproducible_hash=cosign2.reproducible_hash(data))
-        verified = cosign2.verify(data, keyset.pubkeys)
-        info["trust"] = verified.trust.value
-        if verified.trust not in (cosign2.Trust.FULLY_TRUSTED, cosign2.Trust.PARTIALLY_TRUSTED):
-            error = f"{file}: trust {verified.trust.value}: not signed by key set {keyset.name}"
+        info["trust"] = cosign2.verify(data, keyset.pubkeys).trust.value
+        if info["trust"] not in (cosign2.Trust.FULLY_TRUSTED.value, cosign2.Trust.PARTIALLY_TRUSTED.value):
+            error = f"{where}: trust {info['trust']}: not signed by key set {keyset.name}"
     except cosign2.Cosign2Error as e:
-        info["trust"] = "untrusted"
-        error = f"{file}: {e}"
+        info["trust"] = "untrusted"  # a header that parses, with signatures that do not verify
+        error = f"{where}: {e}"
     info["keys"] = keyset.name
     if json_out:
         typer.echo(json.dumps({**info, "ok": error is None, "error": error}, indent=2))
     else:
-        for key in ("file", "magic", "chip", "version", "date", "timestamp", "size", "header_size", "trust", "keys",
-                    "reproducible_hash"):
-            if key in info:
-                typer.echo(f"{key:18} {info[key]}")
-        for i, signer in enumerate(info.get("signers", []), 1):
+        for key in ("file", "kind", "image", "magic", "chip", "version", "date", "timestamp", "size", "header_size",
+                    "trust", "keys", "reproducible_hash"):
+            typer.echo(f"{key:18} {info[key]}")
+        for i, signer in enumerate(info["signers"], 1):
             typer.echo(f"{'signer ' + str(i):18} {signer['pubkey']} ({signer['name'] or 'unknown'})")
     if error:
         _fail(error)
@@ -155,6 +155,9 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
           applet: Annotated[Optional[Path], typer.Option(help="Microchip SD/MMC applet binary")] = None,
           keys: Annotated[Optional[str], typer.Option("--keys", help="key set the device trusts: production, test "
                                                       "or a key set TOML (default: the device profile's firmware_keys)")] = None,
+          flavour: Annotated[Optional[str], typer.Option(help="development or production: the unit's bootloader, "
+                                                         "whose trust policy the profile gives (default: the "
+                                                         "station's; unknown: FullyTrusted only)")] = None,
           force: Annotated[bool, typer.Option(help="write even when the device runs the same image")] = False,
           operator: Annotated[bool, typer.Option(help="production builds: prompt a person for the power-button "
                                                  "sequence into SAM-BA")] = False,
@@ -179,7 +182,8 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
             try:
                 sideload = image.is_dir() or image.suffix == ".app"
                 bundle = flasher.check_bundle(image, keyset)[1] if sideload else None  # before the device is touched
-                firmware = None if sideload else flasher.load_firmware(image, keyset)
+                boots = flasher.boot_policy(station.profile.boots(flavour or station.flavour))
+                firmware = None if sideload else flasher.load_firmware(image, keyset, boots)
                 applet_bytes = (applet or emulated.APPLET).read_bytes()
             except OSError as e:
                 _fail(f"{e.filename}: cannot read ({e.strerror})")

@@ -65,8 +65,13 @@ class Firmware:
         return self.app.reproducible_hash
 
 
-def check_app(data: bytes, keys: cosign2.KeySet, what: str) -> cosign2.Verified:
-    """A KeyOS image the device would boot: PRM1, signatures verify, FullyTrusted by ``keys``."""
+PRODUCTION_POLICY = frozenset({cosign2.Trust.FULLY_TRUSTED})
+
+
+def check_app(data: bytes, keys: cosign2.KeySet, what: str,
+              boots: frozenset[cosign2.Trust] = PRODUCTION_POLICY) -> cosign2.Verified:
+    """A KeyOS image the device would boot: PRM1, signatures verify, a trust its bootloader boots
+    (``boots``, from the station's profile; a production bootloader: FullyTrusted by ``keys``)."""
     try:
         verified = cosign2.verify(data, keys.pubkeys)
     except cosign2.Cosign2Error as e:
@@ -74,28 +79,40 @@ def check_app(data: bytes, keys: cosign2.KeySet, what: str) -> cosign2.Verified:
     if verified.header.magic != cosign2.Magic.ATSAMA5D27_KEYOS.value:
         raise ImageError(f"{what}: magic {verified.header.magic.decode()} is an image for the nRF52 BLE chip, "
                          f"not the Prime's SAMA5D27 (PRM1)")
-    if verified.trust is not cosign2.Trust.FULLY_TRUSTED:
-        raise ImageError(f"{what}: trust is {verified.trust.value} against key set {keys.name}; "
-                         f"the bootloader boots only FullyTrusted firmware")
+    if verified.trust not in boots:
+        raise ImageError(f"{what}: trust is {verified.trust.value} against key set {keys.name}; the unit's "
+                         f"bootloader boots only {', '.join(sorted(t.value for t in boots))} firmware")
     return verified
 
 
-def load_firmware(path: Path, keys: cosign2.KeySet) -> Firmware:
+def read_image(path: Path) -> tuple[str, bytes, bytes, str]:
+    """What the harness flashes from ``path``: (kind, file bytes, the cosign2 app image, where that
+    image is named in errors). A boot.img's app image is its ``keyos/app.bin``."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror})") from None
     if data[:4] in {m.value for m in cosign2.Magic}:
-        return Firmware(path, "app.bin", data, check_app(data, keys, str(path)))
+        return "app.bin", data, data, str(path)
     if data[510:512] == b"\x55\xaa":
         try:
             image = bootimg.BootImage.read(path)
         except bootimg.BootImageError as e:
             raise ImageError(f"{path}: {e}") from None
-        return Firmware(path, "boot.img", data, check_app(image.app, keys, f"{path}: {bootimg.APP_IMAGE}"))
+        return "boot.img", data, image.app, f"{path}: {bootimg.APP_IMAGE}"
     raise ImageError(f"{path}: neither a cosign2-signed app.bin (PRM1) nor a boot.img (MBR); "
                      f"build one with `hil firmware build-emulated` or KeyOS's xtask")
+
+
+def load_firmware(path: Path, keys: cosign2.KeySet, boots: frozenset[cosign2.Trust] = PRODUCTION_POLICY) -> Firmware:
+    kind, data, app, where = read_image(path)
+    return Firmware(Path(path), kind, data, check_app(app, keys, where, boots))
+
+
+def boot_policy(levels: tuple[str, ...]) -> frozenset[cosign2.Trust]:
+    """A profile's ``boots`` list as trust levels."""
+    return frozenset(cosign2.Trust(level) for level in levels)
 
 
 @dataclass(frozen=True)
@@ -288,21 +305,23 @@ def read_bundle(path: Path) -> dict[str, bytes]:
 
 
 def check_bundle(path: Path, keys: cosign2.KeySet) -> tuple[manifest.Manifest, dict[str, bytes]]:
-    """An app bundle's manifest and files once its manifest parses and its app.elf verifies."""
+    """An app bundle's manifest and files once its manifest parses and both its cosign2-signed app.elf and
+    manifest.json (as xtask ``builder.rs`` writes them) verify."""
     files = read_bundle(path)
     if "manifest.json" not in files or "app.elf" not in files:
         raise ImageError(f"{path}: an app bundle needs manifest.json and app.elf at its top level")
     app = manifest.loads(files["manifest.json"], f"{path}/manifest.json")
-    try:
-        cosign2.verify(files["app.elf"], keys.pubkeys)
-    except cosign2.Cosign2Error as e:
-        raise ImageError(f"{path}/app.elf: {e}") from None
+    for name in ("app.elf", "manifest.json"):
+        try:
+            cosign2.verify(files[name], keys.pubkeys)
+        except cosign2.Cosign2Error as e:
+            raise ImageError(f"{path}/{name}: {e}; sign it with cosign2 as KeyOS's builder does") from None
     return app, files
 
 
 def sideload(client: PrimeClient, path: Path, keys: cosign2.KeySet) -> manifest.Manifest:
-    """Check an app bundle (manifest, signed app.elf) and upload it with LOAD_APP_*."""
+    """Check an app bundle and upload it unchanged with LOAD_APP_* (passport-drive ``load_app.rs``)."""
     app, files = check_bundle(path, keys)
-    client.sideload(app.app_id_bytes, files)
+    client.sideload(app.app_id_bytes, files)  # the files as built, byte for byte
     return app
 

@@ -2,22 +2,20 @@
 
 * source ``manifest.toml`` (camelCase, ``[permissions] template = [...]`` expanded from a
   ``permission_templates.toml``),
-* signed ``manifest.json`` (the same schema as JSON, plus ``appSignature``),
+* signed ``manifest.json``: a cosign2 header (2048 bytes) then the same schema as JSON; the header
+  signs the JSON bytes (xtask ``builder.rs`` runs ``cosign2 sign --developer`` on it, and
+  passport-drive ``load_app.rs`` ``manifest_json()`` skips the header to read it),
 * the release 1.0.0 ``manifest.json`` whose permissions are message-id ranges per server.
 
 The emulated Prime imports this module to load installed and sideloaded apps; the suites import
 it to generate their checks. Bad input raises :class:`ManifestError` with one line naming the
-file, the field and the fix; nothing is half-parsed.
-
-Where the source is silent (how ``appSignature`` covers a current-form manifest), this codec
-defines it: a 64-byte compact ECDSA secp256k1 signature over ``sha256(canonical_bytes())``, the
-manifest JSON without ``appSignature``, keys sorted, no whitespace. ``"0x00"`` means unsigned
-(built-in apps, trusted through the signed firmware image that carries them).
+file, the field and the fix; nothing is half-parsed. Unknown keys are ignored, as ``ManifestV0``'s plain serde derive does
+(``os/app-manifest/src/schema/manifest_v0.rs``); no KeyOS source checks an ``appSignature`` key
+(1.0.0 manifests carry ``"0x00"``), so none is read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tomllib
@@ -26,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from hil.errors import ConfigError
+from hil.flash import cosign2
 
 MESSAGE_TYPES = ("archive", "blockingArchive", "archiveEvent", "scalar", "blockingScalar", "scalarEvent",
                  "lendMut", "deferredLendMut", "move", "lend")
 APPROVALS = ("autoAllow", "grantOnFirstUse", "notUserGrantable")
 SIGNATURES = ("thirdParty", "foundation")
-UNSIGNED = "0x00"
 _APP_ID = re.compile(r"0x[0-9a-fA-F]{32}")
 _RANGE = re.compile(r"(\d+)\.\.(\d+)")
 
@@ -90,7 +88,6 @@ class Manifest:
     memory: list[str] = field(default_factory=list)
     syscall: list[str] = field(default_factory=list)
     file_hashes: dict[str, str] = field(default_factory=dict)
-    app_signature: str = UNSIGNED
 
     @property
     def app_id_bytes(self) -> bytes:
@@ -107,7 +104,7 @@ class Manifest:
         """The signed-``manifest.json`` object of a current-form manifest (templates expanded)."""
         if self.form == "release-1.0.0":
             obj = {"appName": self.app_name, "appDescription": {}, "appId": self.app_id,
-                   "appSignature": self.app_signature,
+                   "appSignature": "0x00",
                    "servers": [{"name": s, "description": {}, "messages": []} for s in self.servers],
                    "permissions": [{"server": s, "messages": f"{a}..{b}"}
                                    for s, rs in self.permission_ranges.items() for a, b in rs]}
@@ -125,17 +122,7 @@ class Manifest:
         for key, value in (("memory", self.memory), ("syscall", self.syscall), ("fileHashes", self.file_hashes)):
             if value:
                 obj[key] = value
-        obj["appSignature"] = self.app_signature
         return obj
-
-    def canonical_bytes(self) -> bytes:
-        """What ``appSignature`` signs: the JSON object without it, keys sorted, compact."""
-        obj = self.to_json_obj()
-        obj.pop("appSignature", None)
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-    def signing_digest(self) -> bytes:
-        return hashlib.sha256(self.canonical_bytes()).digest()
 
     def dumps(self) -> bytes:
         return json.dumps(self.to_json_obj(), indent=2, ensure_ascii=False).encode()
@@ -237,12 +224,6 @@ def _current(source: str, form: str, raw: dict[str, Any], templates: dict[str, d
     version = raw.get("manifestVersion", "0")
     if version != "0":
         raise _fail(source, "manifestVersion", f"{version!r} is not supported", "use \"0\" (the only schema version)")
-    known = {"manifestVersion", "appName", "appId", "publisher", "description", "version", "servers", "fixedSids",
-             "permissions", "memory", "syscall", "qrMatchRules", "fileHashes", "appSignature", "minKeyOsVersion",
-             "extends"}
-    unknown = set(raw) - known
-    if unknown:
-        raise _fail(source, sorted(unknown)[0], "is not a manifest key", "use the camelCase ManifestV0 keys")
     for key in ("version", "publisher", "description", "minKeyOsVersion"):
         if key in raw and not isinstance(raw[key], str):
             raise _fail(source, key, "must be a string", f"write {key} = \"...\"")
@@ -275,7 +256,7 @@ def _current(source: str, form: str, raw: dict[str, Any], templates: dict[str, d
         servers=parse_servers(source, raw.get("servers", {})), permissions=permissions,
         memory=_str_list(source, "memory", raw.get("memory", [])),
         syscall=_str_list(source, "syscall", raw.get("syscall", [])),
-        file_hashes=_file_hashes(source, raw), app_signature=_signature(source, raw))
+        file_hashes=_file_hashes(source, raw))
 
 
 def _file_hashes(source: str, raw: dict[str, Any]) -> dict[str, str]:
@@ -284,14 +265,6 @@ def _file_hashes(source: str, raw: dict[str, Any]) -> dict[str, str]:
                                                for v in hashes.values()):
         raise _fail(source, "fileHashes", "must map paths to bare lowercase sha256 hex", "write \"app.elf\" = \"<64 hex>\"")
     return dict(hashes)
-
-
-def _signature(source: str, raw: dict[str, Any]) -> str:
-    signature = raw.get("appSignature", UNSIGNED)
-    if not isinstance(signature, str) or not re.fullmatch(r"0x([0-9a-fA-F]{128}|00)", signature):
-        raise _fail(source, "appSignature", "must be \"0x00\" or 0x + 64 signature bytes in hex",
-                    "sign the manifest with sign_manifest()")
-    return signature.lower()
 
 
 def _release_1_0_0(source: str, raw: dict[str, Any]) -> Manifest:
@@ -311,13 +284,20 @@ def _release_1_0_0(source: str, raw: dict[str, Any]) -> Manifest:
     return Manifest(source=source, form="release-1.0.0", app_id=_app_id(source, raw.get("appId")),
                     app_name=_app_name(source, raw.get("appName")),
                     servers={s["name"]: {} for s in servers_raw}, permission_ranges=ranges,
-                    file_hashes=_file_hashes(source, raw), app_signature=_signature(source, raw))
+                    file_hashes=_file_hashes(source, raw))
+
+
+def manifest_json(data: bytes) -> bytes:
+    """The JSON of a ``manifest.json``: after its cosign2 header when it is signed, as built."""
+    signed = data[:4] in {m.value for m in cosign2.Magic}
+    return data[cosign2.DEFAULT_SIZE:] if signed else data
 
 
 def loads(data: bytes | str, source: str, templates: dict[str, dict[str, list[str]]] | None = None) -> Manifest:
-    """Parse a manifest; the form is told by the syntax (TOML vs JSON) and the permissions' shape."""
+    """Parse a manifest; the form is told by the syntax (TOML vs JSON) and the permissions' shape.
+    A signed ``manifest.json`` is read past its header; its signature is checked by whoever trusts it."""
     try:
-        text = data.decode("utf-8", "strict") if isinstance(data, bytes) else data
+        text = manifest_json(data).decode("utf-8", "strict") if isinstance(data, bytes) else data
     except UnicodeDecodeError:
         raise ManifestError(f"{source}: not UTF-8 text; a manifest is UTF-8 TOML or JSON") from None
     if source.endswith(".toml"):
@@ -364,27 +344,13 @@ def load_dir(root: str | Path, templates: dict[str, dict[str, list[str]]] | None
 # ---------------------------------------------------------------------------------- signing
 
 
-def sign_manifest(manifest: Manifest, secret: bytes) -> Manifest:
-    """Fill ``appSignature`` with the publisher key (32-byte secp256k1 secret)."""
-    from coincurve import PrivateKey
+def sign_manifest(manifest: Manifest, secret: bytes, *, version: str, timestamp: int) -> bytes:
+    """``manifest.json`` as KeyOS's builder writes it: the JSON behind a developer cosign2 header
+    (xtask ``builder.rs``: ``cosign2 sign --developer``), signed with a 32-byte secp256k1 secret."""
+    import coincurve
 
-    sig = PrivateKey(secret).sign_recoverable(manifest.signing_digest(), hasher=None)[:64]
-    manifest.app_signature = "0x" + sig.hex()
-    return manifest
-
-
-def verify_manifest(manifest: Manifest, pubkey: bytes) -> bool:
-    """True when ``appSignature`` is a valid signature of the manifest by ``pubkey`` (33 B compressed)."""
-    from coincurve import PublicKey
-    from coincurve.ecdsa import cdata_to_der, deserialize_compact
-
-    if manifest.app_signature == UNSIGNED:
-        return False
-    try:
-        der = cdata_to_der(deserialize_compact(bytes.fromhex(manifest.app_signature[2:])))
-        return PublicKey(pubkey).verify(der, manifest.signing_digest(), hasher=None)
-    except (ValueError, TypeError):
-        return False
+    return cosign2.sign(manifest.dumps(), coincurve.PrivateKey(secret), version=version, timestamp=timestamp,
+                        developer=True)
 
 
 # ------------------------------------------------------------------------ capability matrix

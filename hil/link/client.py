@@ -4,6 +4,12 @@ The device may send log frames at any time, also between a request and its respo
 keeps their records in order for :meth:`PrimeClient.logs` instead of dropping them.  Anything the
 device sends that does not decode closes the link: after garbage the next frame cannot be trusted
 to answer the next command.
+
+Responses carry no request id, so a late answer (sent after the host gave up, or kept by KeyOS's
+simulator for its next client) or a repeated one would be taken for the next command's. The client
+therefore drains the link when it opens (answers found there belong to an earlier client and are
+dropped, log records are kept) and before every command (an answer arriving with nothing outstanding
+closes the link), and an answer whose shape cannot belong to the command closes it too.
 """
 
 from __future__ import annotations
@@ -66,12 +72,20 @@ class PrimeClient:
     """Drives one Prime.  ``pixel_order`` and ``home_button`` come from the device profile."""
 
     def __init__(self, transport: Transport, *, pixel_order: str, home_button: tuple[int, int],
-                 timeout: float = 5.0, max_log_records: int = 100_000):
+                 timeout: float = 5.0, limits: Mapping[str, float] | None = None, settle: float = 0.05,
+                 max_log_bytes: int = 8 * 1024 * 1024):
         self.transport = transport
         self.pixel_order = pixel_order
         self.home_button = home_button
-        self.timeout = timeout
-        self._records: collections.deque[str] = collections.deque(maxlen=max_log_records)
+        self.timeout = timeout  # a command's limit, unless ``limits`` names the command
+        self.limits = dict(limits or {})
+        self.settle = settle  # quiet time that ends the drain on open
+        self.stale_replies = 0  # answers to an earlier client's commands, dropped on open
+        self.dropped_log_records = 0  # the oldest records, dropped to keep the backlog in max_log_bytes
+        self.max_log_bytes = max_log_bytes
+        self._fresh = True  # no command sent on this connection yet
+        self._records: collections.deque[str] = collections.deque()
+        self._record_bytes = 0
         self._splitter = protocol.LogRecords()
 
     @property
@@ -80,6 +94,8 @@ class PrimeClient:
 
     def open(self) -> PrimeClient:
         self.transport.open()
+        self._fresh = True
+        self._drain(self.settle)
         return self
 
     def close(self) -> None:
@@ -116,7 +132,7 @@ class PrimeClient:
 
     def version(self) -> str:
         payload = self._ok(protocol.request(Cmd.GET_VERSION), "GET_VERSION")
-        return self._decoded("GET_VERSION", protocol.parse_text, payload, "GET_VERSION")
+        return self._decoded("GET_VERSION", protocol.parse_version, payload)
 
     def launch_app(self, app_id: str | bytes) -> LaunchResult:
         payload = self._ok(protocol.launch_app(app_id), "LAUNCH_APP")
@@ -182,12 +198,14 @@ class PrimeClient:
         deadline = time.monotonic() + timeout
         while True:
             while self._records:
-                yield self._records.popleft()
+                record = self._records.popleft()
+                self._record_bytes -= len(record)
+                yield record
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             try:
-                frame = self.transport.read_frame(remaining)
+                frame = self.transport.read_frame(remaining, complete_by=deadline)
             except LinkTimeout:
                 return
             except LinkError as e:
@@ -199,17 +217,38 @@ class PrimeClient:
 
     # ------------------------------------------------------------ plumbing
 
+    def _drain(self, quiet: float, command: str | None = None) -> None:
+        """Take what the device has already sent, until ``quiet`` passes with nothing new: log records
+        are kept; an answer is an earlier client's when no command was sent on this link yet (dropped),
+        else one that belongs to no command (the link is closed)."""
+        try:
+            while True:
+                try:
+                    frame = self.transport.read_frame(quiet)
+                except LinkTimeout:
+                    return
+                if isinstance(self._decode(frame, command), protocol.Response):
+                    if not self._fresh:
+                        self.transport.close()
+                        raise LinkClosed(self.device, "an answer arrived with no command outstanding (a late or "
+                                         "repeated reply); link closed", command)
+                    self.stale_replies += 1
+        except LinkError as e:
+            raise type(e)(self.device, e.reason, command) from None
+
     def _ok(self, body: bytes, command: str, extra: float = 0.0) -> bytes:
         """Send one command and return the payload of its OK response.  One deadline covers the
-        whole command: log frames arriving meanwhile do not extend it."""
-        timeout = self.timeout + extra
+        whole command: log frames arriving meanwhile, or an answer dripping in, do not extend it."""
+        timeout = self.limits.get(Cmd(body[0]).name, self.timeout) + extra
+        self._drain(0.001, command)  # what is already here, without waiting
+        self._fresh = False
         deadline = time.monotonic() + timeout
         try:
             self.transport.write_frame(body, timeout)
             while True:
                 remaining = deadline - time.monotonic()
                 try:
-                    frame = self.transport.read_frame(remaining) if remaining > 0 else None
+                    frame = self.transport.read_frame(remaining, complete_by=deadline) if remaining > 0 else None
                 except LinkTimeout:
                     frame = None
                 if frame is None:
@@ -223,20 +262,29 @@ class PrimeClient:
             raise
         except LinkError as e:
             raise type(e)(self.device, e.reason, command) from None
+        if reply.status == Status.OK and body[0] in protocol.ACK_ONLY and reply.payload:
+            self.transport.close()
+            raise LinkClosed(self.device, f"a {len(reply.payload)}-byte answer cannot belong to this command (its "
+                             "ack carries none): a late or repeated reply; link closed", command)
         if reply.status == Status.ERR:
             raise DeviceError(self.device, command)
         if reply.status == Status.LOCKED:
             raise DeviceLocked(self.device, command)
         return reply.payload
 
-    def _decode(self, frame: bytes, command: str) -> protocol.Response | protocol.Log:
+    def _decode(self, frame: bytes, command: str | None) -> protocol.Response | protocol.Log:
         try:
             reply = protocol.decode_frame(frame)
         except protocol.ProtocolError as e:
             self.transport.close()
             raise LinkClosed(self.device, f"garbage from device ({e}); link closed", command) from None
         if isinstance(reply, protocol.Log):
-            self._records.extend(self._splitter.feed(reply.data))
+            for record in self._splitter.feed(reply.data):
+                self._records.append(record)
+                self._record_bytes += len(record)
+            while self._record_bytes > self.max_log_bytes:
+                self._record_bytes -= len(self._records.popleft())
+                self.dropped_log_records += 1
         return reply
 
     def _decoded(self, command: str, parse, *args):

@@ -79,6 +79,12 @@ class LaunchStatus(enum.IntEnum):
 
 KERNEL_CMD_CHARS = "himptPscaok"
 
+# Commands whose OK carries no payload, only the ack (os/usb-debug/protocol/src/lib.rs): a payload in
+# their answer means the answer belongs to another command (a late or repeated reply).
+ACK_ONLY = frozenset({Cmd.SWIPE, Cmd.POWER_BTN, Cmd.REBOOT_SAMBA, Cmd.CLOSE_APP, Cmd.INPUT_TEXT,
+                      Cmd.LOAD_APP_BEGIN, Cmd.LOAD_APP_FILE_BEGIN, Cmd.LOAD_APP_CHUNK, Cmd.LOAD_APP_END,
+                      Cmd.INSTALL_CERTIFICATE, Cmd.SET_SYSTEM_TIME})
+
 
 # ---------------------------------------------------------------- requests (host -> device)
 
@@ -272,6 +278,14 @@ def parse_text(payload: bytes, what: str) -> str:
         return payload.decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError(f"{what} reply is not UTF-8") from None
+
+
+def parse_version(payload: bytes) -> str:
+    """GET_VERSION: the KeyOS version as UTF-8 text (``dispatch.rs``), printable and non-empty."""
+    text = parse_text(payload, "GET_VERSION")
+    if not text or not text.isprintable():
+        raise ProtocolError(f"GET_VERSION reply {text[:40]!r} is not a version string")
+    return text
 
 
 def parse_bool(payload: bytes, what: str) -> bool:

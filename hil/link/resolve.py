@@ -96,10 +96,14 @@ def transport_for(device: str, profile: Profile, station: Station | None = None,
                          "usb:BUS-PORT or a tty path such as /dev/ttyACM0")
 
 
-def open_client(device: str, profile: Profile, timeout: float = 5.0, station: Station | None = None) -> PrimeClient:
-    """An unopened :class:`PrimeClient` for ``device``, configured from ``profile``."""
+def open_client(device: str, profile: Profile, timeout: float | None = None,
+                station: Station | None = None) -> PrimeClient:
+    """An unopened :class:`PrimeClient` for ``device``, configured from ``profile`` (``timeout``, when
+    given, replaces the profile's default command limit; the per-command limits stay)."""
+    link = profile.link
     return PrimeClient(transport_for(device, profile, station), pixel_order=profile.screenshot_byte_order,
-                       home_button=profile.touch.home_button.centre, timeout=timeout)
+                       home_button=profile.touch.home_button.centre, timeout=timeout or link.command_s,
+                       limits=link.command_limits_s, settle=link.settle_s, max_log_bytes=link.log_backlog_bytes)
 
 
 def profile_named(name: str) -> Profile:

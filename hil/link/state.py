@@ -1,8 +1,11 @@
-"""What state a Prime is in (booting, locked, which build flavour) and how to get it to a known one.
+"""What state a Prime is in (booting, onboarding, locked, unlocked, which build flavour) and how to get
+it to a known one.
 
 Everything here is read from the device's own answers, never from knowing what kind of unit it is:
 - readiness and lock state from LAUNCH_APP of an id no app has (NotReady while the GUI boots,
-  Locked while the lock screen is up, AppIdNotFound otherwise), which launches nothing;
+  Locked while the lock screen **or onboarding** runs, AppIdNotFound otherwise), which launches nothing;
+  onboarding is told from the lock screen by its process in GET_PROCESS_LIST (the profile names it),
+  and no PIN is ever typed while it runs;
 - which flavour the build *behaves* as, from KERNEL_CMD 't' (read-only), which the profile says only some
   flavours answer: an observation to check against the flavour the lab declares, never the declaration
   (a production build whose lockdown broke answers like a development one);
@@ -12,6 +15,7 @@ Everything here is read from the device's own answers, never from knowing what k
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable
 
@@ -48,6 +52,32 @@ def is_locked(prime: PrimeClient) -> bool | None:
     if status is LaunchStatus.APP_ID_NOT_FOUND:
         return False
     raise DeviceStateError(f"{prime.device}: launching a non-existent app answered {status.name}")
+
+
+class State(enum.Enum):
+    """What KeyOS is doing, as its debug link tells it."""
+
+    BOOTING = "booting"
+    ONBOARDING = "onboarding"
+    LOCKED = "locked"
+    UNLOCKED = "unlocked"
+
+
+def running_processes(prime: PrimeClient) -> set[str]:
+    """Process names in GET_PROCESS_LIST's compact form (``R pid ppid name …`` rows)."""
+    rows = (line.split() for line in prime.process_list().splitlines())
+    return {row[3] for row in rows if len(row) >= 4 and row[0] == "R"}
+
+
+def device_state(prime: PrimeClient, profile: Profile) -> State:
+    """Booting, onboarding, locked or unlocked, from the launch probe and, when it says Locked, the
+    process list (gui-server answers Locked during onboarding too)."""
+    locked = is_locked(prime)
+    if locked is None:
+        return State.BOOTING
+    if not locked:
+        return State.UNLOCKED
+    return State.ONBOARDING if profile.onboarding_process in running_processes(prime) else State.LOCKED
 
 
 def wait_ready(prime: PrimeClient, timeout: float = 30.0) -> bool:
@@ -106,6 +136,10 @@ def unlock(prime: PrimeClient, profile: Profile, pin: str, touch: Touch | None =
     pad = profile.touch.pin_pad
     if pad is None:
         raise DeviceStateError(f"profile {profile.name} has no touch.pin_pad; cannot unlock {prime.device} by taps")
+    state = device_state(prime, profile)
+    if state in (State.BOOTING, State.ONBOARDING):
+        raise DeviceStateError(f"{prime.device}: {state.value} runs, not the lock screen: no PIN typed (provision "
+                               "the unit through onboarding first)")
     show_lock_screen(prime, touch)
     enter_pin(touch or DebugTouch(prime, prime.home_button), pad, pin)
     if not wait_unlocked(prime):

@@ -45,6 +45,7 @@ class Transport(ABC):
         self.stall_timeout = stall_timeout
         self.frame_timeout = frame_timeout
         self._open = False
+        self._complete_by: float | None = None
 
     @property
     def is_open(self) -> bool:
@@ -71,10 +72,15 @@ class Transport(ABC):
         self._check_open()
         self._write(body, timeout)
 
-    def read_frame(self, timeout: float) -> bytes:
-        """One whole IN frame body.  :class:`LinkTimeout` if none starts within ``timeout``."""
+    def read_frame(self, timeout: float, complete_by: float | None = None) -> bytes:
+        """One whole IN frame body.  :class:`LinkTimeout` if none starts within ``timeout``; a frame
+        not complete by ``complete_by`` (monotonic, the caller's command deadline) closes the link."""
         self._check_open()
-        return self._read(timeout)
+        self._complete_by = complete_by
+        try:
+            return self._read(timeout)
+        finally:
+            self._complete_by = None
 
     def lost(self, reason: str) -> LinkClosed:
         """Close the link and return the error to raise."""
@@ -83,7 +89,8 @@ class Transport(ABC):
 
     def frame_end(self) -> float:
         """The monotonic time by which a frame whose first byte arrived just now must be complete."""
-        return time.monotonic() + self.frame_timeout
+        end = time.monotonic() + self.frame_timeout
+        return end if self._complete_by is None else min(end, self._complete_by)
 
     def next_deadline(self, frame_end: float) -> float:
         """How long the next piece of a started frame may take: a stall, but never past ``frame_end``."""
@@ -95,6 +102,8 @@ class Transport(ABC):
             return LinkTimeout(self.name, "no frame arrived in time")
         arrived = f"{got} of {size} bytes" if size is not None else f"{got} bytes"
         if deadline >= frame_end:
+            if frame_end == self._complete_by:
+                return self.lost(f"answer not complete by the command's deadline ({arrived} arrived)")
             return self.lost(f"frame not complete within {self.frame_timeout:g} s ({arrived} arrived)")
         return self.lost(f"device stopped sending mid-frame (no data for {self.stall_timeout:g} s, "
                          f"{arrived} arrived)")

@@ -37,7 +37,6 @@ def twin(manifest: Manifest, app_id: str) -> Manifest:
     out.app_id = app_id
     out.servers = {}  # a twin exposes no servers: it must not collide with the app it mirrors
     out.file_hashes = {}
-    out.app_signature = "0x00"
     return out
 
 

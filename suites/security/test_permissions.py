@@ -273,9 +273,9 @@ def _bundle(probe, manifest, steps):
 def test_tampered_manifest_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     files = _bundle(probe, manifest_for(app_id, "Tamper", {"os/security": ["GetRandom"]}, templates), [])
-    doc = files["manifest.json"].decode().replace('"GetRandom"', '"GetRandom", "GetSeed"')
-    assert doc != files["manifest.json"].decode()
-    unlocked_prime.sideload(app_id, {**files, "manifest.json": doc.encode()})
+    doc = files["manifest.json"].replace(b'"GetRandom"', b'"GetRandom", "GetSeed"')  # the JSON behind the header
+    assert doc != files["manifest.json"]
+    unlocked_prime.sideload(app_id, {**files, "manifest.json": doc})
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
 
 
@@ -296,8 +296,9 @@ def test_manifest_signed_by_another_key_does_not_launch(probe, probe_id, templat
     unlocked_prime.install_certificate(other.fingerprint, other.pem)
     m = manifest_for(app_id, "Other", {}, templates)
     files = _bundle(probe, m, [])
-    resigned = sign_manifest(loads(files["manifest.json"], "manifest.json"), other.secret)
-    unlocked_prime.sideload(app_id, {**files, "manifest.json": resigned.dumps()})
+    resigned = sign_manifest(loads(files["manifest.json"], "manifest.json"), other.secret, version="1.0.0",
+                             timestamp=unlocked_prime.system_time())
+    unlocked_prime.sideload(app_id, {**files, "manifest.json": resigned})
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
 
 
