@@ -50,6 +50,41 @@ def engine():
     })
 
 
+@functools.cache
+def frame_engine():
+    """An engine for whole camera frames: detection at the frame's own scale (text is small in it), and
+    the 0/180 degree line classifier (the camera may be mounted turned)."""
+    from rapidocr import RapidOCR
+
+    engine()  # quiet the logger once
+    return RapidOCR(params={
+        "Global.log_level": "error",
+        "Global.text_score": 0.3,
+        "Det.limit_type": "max",
+        "Det.limit_side_len": 1280,
+        "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+    })
+
+
+def quads(image: np.ndarray, eng=None) -> list[np.ndarray]:
+    """The text lines' quadrilaterals (4x2, image pixels), as the detector found them."""
+    with _engine_lock:
+        out = (eng or engine())(image, use_det=True, use_cls=False, use_rec=False)
+    return [] if out.boxes is None else [np.asarray(q, np.float32) for q in out.boxes]
+
+
+def upside_down(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bool:
+    """Whether most text lines in `boxes` are upside down (the classifier's majority, by line)."""
+    flips = []
+    for x0, y0, x1, y1 in boxes[:12]:
+        with _engine_lock:
+            out = frame_engine()(np.ascontiguousarray(image[y0:y1, x0:x1]), use_det=False, use_cls=True,
+                                 use_rec=False)
+        flips.append(bool(out.cls_res) and out.cls_res[0][0] == "180")
+    return sum(flips) * 2 > len(flips)
+
+
 def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Boxes (x0, y0, x1, y1) of the text lines in `image`."""
     with _engine_lock:
