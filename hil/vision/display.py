@@ -7,8 +7,10 @@ A verification ends in a `Verdict`:
 INCONCLUSIVE is never a pass: `expect_text` raises `ScreenUnreadable` (an InfrastructureError, reported
 as broken) for it and `TextNotShown` (an AssertionError, reported as failed) for FAIL.
 
-An address, amount or words read only up to case or a 1/l, 0/O confusion are INCONCLUSIVE: not a
-pass (those kinds forgive no confusion), and not a device failure either (OCR cannot tell them apart).
+An address, amount or words of a known kind (bech32/bech32m, base58check, hex, PIN, amounts, BIP39
+words) are checked by `hil.vision.values`: look-alikes the recogniser was unsure of are resolved by the
+kind's alphabet and checksum, a look-alike read with confidence is what the display shows (FAIL). Of an
+unknown kind, one read only up to case or a 1/l, 0/O confusion is INCONCLUSIVE.
 Glare or a weak read cannot create the expected text, only hide it, so a confident match of prose
 passes even with glare elsewhere in the region; for addresses, amounts and words (where a hidden
 neighbouring digit or word changes the meaning) any glare over the region is inconclusive.
@@ -28,7 +30,7 @@ import numpy as np
 
 from hil.errors import InfrastructureError
 from hil.vision import evidence as ev
-from hil.vision import ocr
+from hil.vision import ocr, values
 from hil.vision.locate import STANDARD_JIG, Calibration, CalibrationDrift, Jig, Location, ScreenNotFound, locate
 from hil.vision.match import TextKind, find
 
@@ -151,6 +153,13 @@ def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
     def v(verdict: Verdict, reason: str) -> Verification:
         return Verification(verdict, expected, kind, region, reason, screen)
 
+    checked = values.check(expected, lines, kind.value) if kind.strict else None
+    if checked is not None:  # a value of a known kind: its alphabet and checksum decide (hil.vision.values)
+        if glared and checked.verdict != "inconclusive":
+            return v(Verdict.INCONCLUSIVE, f"glare over {', '.join(glared)}: a character may be hidden "
+                                           f"({checked.reason})")
+        return v(Verdict(checked.verdict), checked.reason)
+
     if m is not None:
         conf = min(lines[i].confidence for i in m.lines)
         if conf < min_confidence:
@@ -255,8 +264,8 @@ def read_frame(frame: np.ndarray) -> Screen:
         M = np.vstack([[-1, 0, size[0]], [0, -1, size[1]]]) @ np.vstack([M, [0, 0, 1]])
         upright = cv2.warpAffine(frame, M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         boxes = boxes_through(M)
-    lines = [ocr.Line(text, box, conf) for box in boxes
-             for text, conf in [ocr.recognise(upright[box[1]:box[3], box[0]:box[2]])]]
+    lines = [ocr.Line(text, box, conf, chars) for box in boxes
+             for text, conf, chars in [ocr.recognise_chars(upright[box[1]:box[3], box[0]:box[2]])]]
     whole = {"frame": (0, 0, size[0], size[1])}
     return Screen(upright, ocr.sort_lines([ln for ln in lines if ln.text]), whole,
                   {"frame": glare(upright, whole["frame"])}, frame, None)

@@ -25,6 +25,7 @@ class Line:
     text: str
     box: tuple[int, int, int, int]
     confidence: float
+    chars: tuple[float, ...] = ()  # the confidence of each non-space character, where the engine gave them
 
     def to_json(self) -> dict:
         return {"text": self.text, "box": list(self.box), "confidence": round(self.confidence, 4)}
@@ -104,16 +105,25 @@ def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 
 def recognise(line: np.ndarray) -> tuple[str, float]:
-    """The text of one line image and the engine's confidence. The line's contrast is stretched first:
-    a camera's exposure and glare flatten it, and the model then confuses 1 and l."""
+    """The text of one line image and the engine's confidence (see `recognise_chars`)."""
+    return recognise_chars(line)[:2]
+
+
+def recognise_chars(line: np.ndarray) -> tuple[str, float, tuple[float, ...]]:
+    """The text of one line image, the engine's confidence, and its confidence in each non-space
+    character (what tells a shown look-alike from a confused one). The line's contrast is stretched
+    first: a camera's exposure and glare flatten it, and the model then confuses 1 and l."""
     g = cv2.cvtColor(line, cv2.COLOR_BGR2GRAY) if line.ndim == 3 else line
     lo, hi = np.percentile(g, (1, 99))
     g = np.clip((g.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
     with _engine_lock:
-        out = engine()(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), use_det=False, use_cls=False, use_rec=True)
+        out = engine()(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), use_det=False, use_cls=False, use_rec=True,
+                       return_word_box=True)
     if not out.txts:
-        return "", 0.0
-    return str(out.txts[0]), float(out.scores[0])
+        return "", 0.0, ()
+    info = out.word_results[0] if out.word_results else None
+    chars = tuple(float(c) for c in getattr(info, "confs", None) or ())
+    return str(out.txts[0]), float(out.scores[0]), chars
 
 
 def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -190,8 +200,8 @@ class RegionReader:
                     return cached
         x0, y0, x1, y1 = box
         self.calls += 1
-        text, conf = recognise(image[y0:y1, x0:x1])
-        line = Line(text, box, conf)
+        text, conf, chars = recognise_chars(image[y0:y1, x0:x1])
+        line = Line(text, box, conf, chars)
         self._lines = [(s, ln) for s, ln in self._lines if _iou(ln.box, box) <= 0.7][-200:]
         self._lines.append((signature(image[y0:y1, x0:x1]), line))
         return line
