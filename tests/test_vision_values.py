@@ -92,3 +92,17 @@ def test_check_reads_ocr_lines_with_their_character_confidences():
     rows = [BECH32[i:i + 14] for i in range(0, len(BECH32), 14)]
     lines = [Line(t, (0, 40 * i, 480, 40 * i + 30), 0.95, tuple([0.99] * len(t))) for i, t in enumerate(rows)]
     assert values.check(BECH32, lines, "address").verdict == "pass"
+
+
+@pytest.mark.parametrize("glared, verdict", [("title", "pass"), ("body", "inconclusive")])
+def test_only_glare_near_the_value_makes_it_inconclusive(glared, verdict):
+    import numpy as np
+
+    from hil.vision.display import REGIONS, Screen, judge
+    from hil.vision.match import TextKind
+
+    rows = [BECH32[i:i + 14] for i in range(0, len(BECH32), 14)]
+    lines = [Line(t, (10, 300 + 40 * i, 470, 330 + 40 * i), 0.99) for i, t in enumerate(rows)]
+    glare = {name: 0.5 if name == glared else 0.0 for name in REGIONS}
+    screen = Screen(np.zeros((800, 480, 3), np.uint8), lines, REGIONS, glare)
+    assert judge(screen, BECH32, TextKind.ADDRESS, None, 0.85).verdict.value == verdict

@@ -155,6 +155,9 @@ def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
 
     checked = values.check(expected, lines, kind.value) if kind.strict else None
     if checked is not None:  # a value of a known kind: its alphabet and checksum decide (hil.vision.values)
+        if checked.verdict == "pass" and region is None:  # only glare next to the value can hide a character
+            glared = [r for r in glared if any(_overlap(_grown(lines[i].box), screen.regions[r]) > 0
+                                               for i in checked.lines)]
         if glared and checked.verdict != "inconclusive":
             return v(Verdict.INCONCLUSIVE, f"glare over {', '.join(glared)}: a character may be hidden "
                                            f"({checked.reason})")
@@ -180,6 +183,12 @@ def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
                                        + "; ".join(f"{ln.text!r} {ln.confidence:.2f}" for ln in weak))
     shown = " | ".join(ln.text for ln in lines) or "nothing"
     return v(Verdict.FAIL, f"the {where} shows {shown}")
+
+
+def _grown(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """A line's box with a line height around it: where a hidden character would be."""
+    h = box[3] - box[1]
+    return (box[0] - h, box[1] - h, box[2] + h, box[3] + h)
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

@@ -54,6 +54,7 @@ class Glyph:
 class Outcome:
     verdict: str  # "pass", "fail" or "inconclusive"
     reason: str
+    lines: tuple[int, ...] = ()  # the lines the value was read from (for a pass)
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def _continues(code: Code, tokens: list[Token], s: int, t: int) -> bool:
 
 
 def _runs(code: Code, lines: list[list[Glyph]], lo: int, hi: int):
-    """(glyphs, continues) of runs of consecutive tokens (across lines) whose length is in [lo, hi]."""
+    """(glyphs, continues, line indexes) of runs of consecutive tokens (across lines) whose length is in [lo, hi]."""
     tokens = _tokens(lines)
     for s in range(len(tokens)):
         run: list[Glyph] = []
@@ -200,7 +201,7 @@ def _runs(code: Code, lines: list[list[Glyph]], lo: int, hi: int):
             if len(run) > hi:
                 break
             if len(run) >= lo:
-                yield run, _continues(code, tokens, s, t + 1)
+                yield run, _continues(code, tokens, s, t + 1), tuple(sorted({k.line for k in tokens[s:t + 1]}))
 
 
 def check(expected: str, lines, kind: str) -> Outcome | None:
@@ -224,11 +225,11 @@ def check_code(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
     if code is None:
         return None
     outcomes = []
-    for run, continues in _runs(code, lines, len(e) - 4, len(e) + 4):
+    for run, continues, where in _runs(code, lines, len(e) - 4, len(e) + 4):
         if len(run) == len(e):
             o = _compare(code, e, run)
             if o.verdict == "pass" and not continues:
-                return o
+                return Outcome(o.verdict, o.reason, where)
             outcomes.append(o if o.verdict != "pass" else
                             Outcome("fail", f"the display shows the {code.name} with more characters around it"))
         elif sum(code.norm(g.char) in code.alphabets[-1] for g in run) >= 0.8 * len(run):  # a value of its kind
@@ -263,7 +264,7 @@ def check_amount(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
     look-alike (O for 0, l for 1) between digits is resolved only when it was read unsure."""
     value, unit = parse_amount(expected)
     found, with_unit = [], []
-    for line in lines:
+    for n, line in enumerate(lines):
         text, weak = "", []
         for i, g in enumerate(line):
             c = g.char
@@ -283,14 +284,14 @@ def check_amount(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
                 continue
             shown = re.sub(r"[ ,]", "", m.group(1))
             weak_here = [i for i in weak if m.start() <= i < m.end()]
-            found.append((shown, weak_here, m.group(1)))
-    for shown, weak_here, raw in found:
+            found.append((shown, weak_here, m.group(1), n))
+    for shown, weak_here, raw, n in found:
         if shown == value:
             if weak_here:
                 return Outcome("inconclusive", f"the amount's digits {raw!r} read with low confidence")
-            return Outcome("pass", f"{raw.strip()} {unit} read exactly".strip())
+            return Outcome("pass", f"{raw.strip()} {unit} read exactly".strip(), (n,))
     if found:
-        return Outcome("fail", "the display shows " + ", ".join(f"{raw.strip()} {unit}".strip() for _, _, raw in found))
+        return Outcome("fail", "the display shows " + ", ".join(f"{f[2].strip()} {unit}".strip() for f in found))
     if with_unit:
         return Outcome("fail", f"no amount in {unit} reads as one: the display shows " + " | ".join(with_unit))
     return None
@@ -302,12 +303,12 @@ def check_words(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
     want = re.findall(r"[a-z]+", expected.lower())
     if not want or not all(w in _WORDS for w in want):
         return None
-    seen: list[tuple[str, list[Glyph]]] = []
-    for line in lines:
+    seen: list[tuple[str, list[Glyph], int]] = []
+    for n, line in enumerate(lines):
         for m in re.finditer(r"[A-Za-z0-9|!]+", "".join(g.char for g in line)):
             gl = line[m.start():m.end()]
             if any(c.isalpha() for c in m.group()):
-                seen.append((m.group(), gl))
+                seen.append((m.group(), gl, n))
 
     def word(gl: list[Glyph]) -> tuple[set[str], bool]:
         opts = []
@@ -319,16 +320,17 @@ def check_words(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
 
     best = None
     for s in range(len(seen) - len(want) + 1):
-        window = [word(gl) for _, gl in seen[s:s + len(want)]]
+        window = [word(gl) for _, gl, _ in seen[s:s + len(want)]]
         if all(w in ws for w, (ws, _) in zip(want, window)):
             if any(weak for _, weak in window):
                 return Outcome("inconclusive", "the words were read with low confidence")
             if all(len(ws) == 1 for ws, _ in window):
-                return Outcome("pass", "the words read exactly, each a BIP39 word")
+                return Outcome("pass", "the words read exactly, each a BIP39 word",
+                               tuple(sorted({n for _, _, n in seen[s:s + len(want)]})))
             return Outcome("inconclusive", "a word read with look-alikes fits several BIP39 words")
         hits = sum(w in ws for w, (ws, _) in zip(want, window))
         if best is None or hits > best[0]:
-            best = (hits, " ".join(t for t, _ in seen[s:s + len(want)]))
+            best = (hits, " ".join(t for t, _, _ in seen[s:s + len(want)]))
     if best is not None and best[0] > 0:
         return Outcome("fail", f"the display shows {best[1]!r}")
     return None
