@@ -62,3 +62,16 @@ def test_station_reads_a_dark_screen_through_its_calibration_and_sees_the_camera
     cam.scene = Scene(Optics(**BARE, tilt=(15.0, 10.0), stylus=(0.9, 0.9), rotation=1.5), 4)  # bumped
     with pytest.raises(CalibrationDrift, match="camera moved"):
         display.verify_text(ADDRESS, TextKind.ADDRESS)
+
+
+@pytest.mark.parametrize("theme, rotation", [("dark", 180.0), ("light", 90.0)])
+def test_ocr_reads_keyos_own_splash_filmed_without_markers(tmp_path, release_1_0_0, theme, rotation):
+    """KeyOS 1.0.0's own boot splash (../shared), filmed on a bench without a jig."""
+    from PIL import Image
+
+    splash = np.asarray(Image.open(release_1_0_0 / "blassets" / f"{theme}.png").convert("RGB"))
+    path = tmp_path / "frame.jpg"
+    cv2.imwrite(str(path), Scene(Optics(**BARE, rotation=rotation, tilt=(20.0, 0.0)), 5).frame(splash, 0, 1))
+    result = CliRunner().invoke(app, ["ocr", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [ln["text"] for ln in json.loads(result.output)["lines"]] == ["PASSPORT"]
