@@ -106,3 +106,12 @@ def test_only_glare_near_the_value_makes_it_inconclusive(glared, verdict):
     glare = {name: 0.5 if name == glared else 0.0 for name in REGIONS}
     screen = Screen(np.zeros((800, 480, 3), np.uint8), lines, REGIONS, glare)
     assert judge(screen, BECH32, TextKind.ADDRESS, None, 0.85).verdict.value == verdict
+
+
+def test_glyphs_fonts_draw_alike_are_resolved_by_the_alphabet_alone():
+    i = TAPROOT.index("l")
+    capital_i = TAPROOT[:i] + "I" + TAPROOT[i + 1:]  # I and l: one stroke in a sans font
+    one = TAPROOT[:i] + "1" + TAPROOT[i + 1:]  # 1 is a distinct glyph
+    assert check_code(TAPROOT, read(capital_i)).verdict == "pass"
+    assert check_code(TAPROOT, read(one)).verdict == "fail"
+    assert capital_i not in set(impostors(TAPROOT)) and one in set(impostors(TAPROOT))

@@ -116,8 +116,21 @@ def recognise_chars(line: np.ndarray) -> tuple[str, float, tuple[float, ...]]:
     g = cv2.cvtColor(line, cv2.COLOR_BGR2GRAY) if line.ndim == 3 else line
     lo, hi = np.percentile(g, (1, 99))
     g = np.clip((g.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
+    first = _rec(g)
+    if first[2] and min(first[2]) < UNSURE:  # a second look, with room around the line: the model reads
+        h = g.shape[0]                       # thin glyphs (l, 1, i) at a crop's edge less surely
+        second = _rec(cv2.copyMakeBorder(g, h // 4, h // 4, h // 2, h // 2, cv2.BORDER_REPLICATE))
+        if second[2] and min(second[2]) > min(first[2]):
+            return second
+    return first
+
+
+UNSURE = 0.9  # a character read with less confidence than this gets a line a second look
+
+
+def _rec(gray: np.ndarray) -> tuple[str, float, tuple[float, ...]]:
     with _engine_lock:
-        out = engine()(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), use_det=False, use_cls=False, use_rec=True,
+        out = engine()(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), use_det=False, use_cls=False, use_rec=True,
                        return_word_box=True)
     if not out.txts:
         return "", 0.0, ()

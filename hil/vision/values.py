@@ -8,7 +8,8 @@ the confusion is resolved by them, never by how close the reading looks to what 
   * a character read as a glyph that the value's alphabet does not have (a "1" after a bech32 "1",
     an "O" in base58, an "l" in a number) may be resolved to its look-alikes in the alphabet, but only
     when the recogniser was unsure of it (`RESOLVE_BELOW`): a glyph read with confidence is what the
-    display shows, and a display that shows "1" where the address has "l" fails;
+    display shows, and a display that shows "1" where the address has "l" fails (glyphs that fonts
+    draw the same, I/l/|, are resolved by the alphabet alone: `SAME_GLYPH`);
   * where several resolutions remain, the checksum (bech32/bech32m, base58check, the BIP39 word list)
     keeps the one valid value; it must be the expected one;
   * any other difference is a FAIL: the display showed something else.
@@ -39,6 +40,9 @@ LOOKALIKES: dict[str, str] = {
     "5": "sS", "s": "5", "S": "5", "2": "zZ", "z": "2", "Z": "2", "8": "B", "B": "8",
     "6": "bG", "b": "6", "G": "6", "9": "gq", "g": "9", "q": "9", "u": "v", "v": "u",
 }
+# glyphs that sans-serif fonts draw alike (capital i, small L, the bar): no camera tells them apart, so
+# the alphabet alone resolves them, however sure the recogniser was, and no impostor is made of them
+SAME_GLYPH: dict[str, str] = {"I": "l|", "l": "I|", "|": "Il"}
 _WORDS = frozenset(WORDLIST)
 
 
@@ -124,8 +128,9 @@ def _compare(code: Code, expected: str, run: list[Glyph]) -> Outcome:
             if g.conf < FLOOR:
                 weak.append(i)
             continue
-        if c not in alphabet and g.conf < RESOLVE_BELOW:
-            alts = sorted({code.norm(a) for a in LOOKALIKES.get(g.char, "")} & set(alphabet))
+        if c not in alphabet:
+            alike = SAME_GLYPH.get(g.char, "") + (LOOKALIKES.get(g.char, "") if g.conf < RESOLVE_BELOW else "")
+            alts = sorted({code.norm(a) for a in alike} & set(alphabet))
             if alts:
                 options.append(alts)
                 continue
@@ -313,7 +318,8 @@ def check_words(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
     def word(gl: list[Glyph]) -> tuple[set[str], bool]:
         opts = []
         for g in gl:
-            alts = [a.lower() for a in LOOKALIKES.get(g.char, "") if a.isalpha()] if g.conf < RESOLVE_BELOW else []
+            alike = SAME_GLYPH.get(g.char, "") + (LOOKALIKES.get(g.char, "") if g.conf < RESOLVE_BELOW else "")
+            alts = [a.lower() for a in alike if a.isalpha()]
             opts.append(sorted({g.char.lower(), *alts}))
         words = {"".join(p) for p in itertools.islice(itertools.product(*opts), 256)} & _WORDS
         return words, any(g.conf < FLOOR for g in gl)
@@ -340,14 +346,14 @@ def impostors(expected: str) -> list[str]:
     """The adversarial set a check of `expected` (an address of a known kind) must FAIL: every
     one-character substitution (from the kind's alphabet and the look-alikes), adjacent swap, insertion
     and deletion, and the look-alike substitutions 1/l, 0/o/O, rn/m. Variants that are the same value
-    (a case change of bech32) are left out."""
+    (a case change of bech32) or the same glyphs (`SAME_GLYPH`) are left out."""
     code = code_of(expected)
     if code is None:
         raise ValueError(f"{expected!r} is not an address of a known kind (bech32, base58check, hex, PIN)")
     e = expected
     out: set[str] = set()
     for i, c in enumerate(e):
-        for a in set(code.alphabets[i]) | set(LOOKALIKES.get(c, "")):
+        for a in (set(code.alphabets[i]) | set(LOOKALIKES.get(c, ""))) - set(SAME_GLYPH.get(c, "")):
             out.add(e[:i] + a + e[i + 1:])
         out.add(e[:i] + e[i + 1:])
         if i + 1 < len(e):
