@@ -52,8 +52,8 @@ def permission_prompt(app: str = "Bitcoin Wallet", group: str = "App-scoped seed
 
 
 def send_screen(amount: str = "0.01250000 BTC",
-                address: str = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh") -> Image.Image:
-    im, d, ink = _screen("Send")
+                address: str = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh", dark: bool = False) -> Image.Image:
+    im, d, ink = _screen("Send", dark)
     d.text((240, 160), amount, font=_font(34, True), fill=ink, anchor="mm")
     for i in range(0, len(address), 14):
         d.text((240, 240 + 40 * (i // 14)), address[i:i + 14], font=_font(30), fill=ink, anchor="mm")

@@ -7,6 +7,13 @@ This module renders that scene from `prime.framebuffer()` so that the harness's 
 the same kind of pixels it meets in the lab. It knows nothing of the harness: the jig geometry below is
 the physical jig's drawing, which the harness's `hil.vision.locate.Jig` describes independently.
 
+A bench may have no jig (`markers=False`: a plain plate), the camera may look at the panel obliquely
+(`tilt`, degrees about the panel's horizontal and vertical axes, a pinhole projection) or be mounted
+turned (`rotation`, any angle, 90 and 180 included), and a stylus may cross the panel (`stylus`: where
+its tip is, in display fractions). The panel is an LCD with a backlight: its black is lifted by
+`black_level` grey levels (assumed: a backlit LCD never shows the case's black; the Prime's panel is an
+LCD, reference/keyos.md "Display").
+
 Every frame is deterministic for a seed and a frame number (noise from a seeded generator), so a failing
 vision test can be replayed. Faults: ``covered`` (a lens cap: dark frame) and ``glare`` (the panel is
 blinded by a reflection).
@@ -58,6 +65,11 @@ class Optics(BaseModel):
     moire: _Unit = 0.0  # amplitude of the screen-door interference (0..1)
     jpeg: int = Field(85, ge=1, le=100)
     fps: float = Field(10.0, gt=0, le=60)
+    markers: bool = True  # the jig's fiducials are printed on the plate
+    # out-of-plane view angles, degrees (about x, about y)
+    tilt: tuple[Annotated[float, Field(ge=-60, le=60)], Annotated[float, Field(ge=-60, le=60)]] = (0.0, 0.0)
+    stylus: tuple[_Unit, _Unit] | None = None  # the stylus tip over the panel, display fractions
+    black_level: float = Field(0.0, ge=0, le=255)  # the backlit panel's black, grey levels
 
     @classmethod
     def preset(cls, name: str) -> Optics:
@@ -73,14 +85,14 @@ PRESETS = {
 }
 
 
-def _jig_canvas() -> tuple[np.ndarray, np.ndarray]:
+def _jig_canvas(markers: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The static parts of the scene (jig plate, markers, the Prime's case) and the panel's offset."""
     x0, y0, x1, y1 = JIG_RECT
     canvas = np.full((y1 - y0, x1 - x0, 3), 150, np.uint8)
     bx0, by0, bx1, by1 = BODY_RECT
     cv2.rectangle(canvas, (bx0 - x0, by0 - y0), (bx1 - x0, by1 - y0), (28, 28, 32), -1)
     aruco = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)
-    for mid, (mx, my) in MARKERS.items():
+    for mid, (mx, my) in (MARKERS.items() if markers else ()):
         q = 8  # white quiet zone around each printed marker
         cv2.rectangle(canvas, (mx - x0 - q, my - y0 - q), (mx - x0 + MARKER_SIZE + q, my - y0 + MARKER_SIZE + q),
                       (235, 235, 235), -1)
@@ -98,10 +110,21 @@ def jig_to_frame(optics: Optics, seed: int) -> np.ndarray:
     sw, sh = w * optics.scale, h * optics.scale
     a = np.deg2rad(optics.rotation)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    base = np.array([[-sw / 2, -sh / 2], [sw / 2, -sh / 2], [sw / 2, sh / 2], [-sw / 2, sh / 2]]) @ rot.T
+    base = _tilted(np.array([[-sw / 2, -sh / 2], [sw / 2, -sh / 2], [sw / 2, sh / 2], [-sw / 2, sh / 2]]),
+                   optics.tilt, 1.5 * max(fw, fh)) @ rot.T
     dst = base + [fw / 2, fh / 2] + rng.uniform(-optics.warp, optics.warp, (4, 2)) * [sw, sh]
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     return cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+
+
+def _tilted(corners: np.ndarray, tilt: tuple[float, float], focal: float) -> np.ndarray:
+    """Plane corners (centred, camera pixels at the plane's distance) seen by a pinhole camera after the
+    plane is turned by `tilt` degrees about its x and y axes."""
+    ax, ay = np.deg2rad(tilt)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    p = np.c_[corners, np.zeros(len(corners))] @ (ry @ rx).T + [0, 0, focal]
+    return p[:, :2] * focal / p[:, 2:]
 
 
 def panel_corners(optics: Optics, seed: int) -> np.ndarray:
@@ -116,7 +139,7 @@ class Scene:
 
     def __init__(self, optics: Optics = Optics(), seed: int = 0):
         self.optics, self.seed = optics, seed
-        self._canvas, self._offset = _jig_canvas()
+        self._canvas, self._offset = _jig_canvas(optics.markers)
         self._H = jig_to_frame(optics, seed)
         fw, fh = optics.frame
         yy, xx = np.mgrid[0:fh, 0:fw].astype(np.float32)
@@ -136,7 +159,18 @@ class Scene:
             return self._cached[1]
         canvas = self._canvas.copy()
         ox, oy = self._offset
-        canvas[oy:oy + PANEL_H, ox:ox + PANEL_W] = rgb[..., ::-1]
+        panel = rgb[..., ::-1]
+        if self.optics.black_level:
+            lift = self.optics.black_level
+            panel = (lift + panel.astype(np.float32) * ((255 - lift) / 255)).astype(np.uint8)
+        canvas[oy:oy + PANEL_H, ox:ox + PANEL_W] = panel
+        if self.optics.stylus is not None:  # a stylus held over the panel, its tip at `stylus`
+            tx, ty = ox + self.optics.stylus[0] * PANEL_W, oy + self.optics.stylus[1] * PANEL_H
+            tip = np.array([tx, ty])
+            end = tip + [260, 700]  # the hand is off the bottom right of the jig
+            side = np.array([-(end - tip)[1], (end - tip)[0]]) / np.linalg.norm(end - tip)
+            body = np.int32([tip + side * 3, end + side * 22, end - side * 22, tip - side * 3])
+            cv2.fillConvexPoly(canvas, body, (45, 40, 38), cv2.LINE_AA)
         img = cv2.warpPerspective(canvas, self._H, self.optics.frame, flags=cv2.INTER_AREA,
                                   borderValue=(90, 90, 90)).astype(np.float32)
         img *= self.optics.gain

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from hil.link.protocol import HEIGHT, WIDTH
@@ -20,6 +21,22 @@ INK = (0, 0, 0, 255)
 PANEL = (255, 255, 255, 255)
 MUTED = (215, 215, 210, 255)
 BLACK = (0, 0, 0, 255)
+
+# KeyOS's two system themes, by their colours: paper and ink as the 1.0.0 bootloader's splash screens
+# draw them (blassets/light.png: text (35, 31, 32) on (247, 247, 247); dark.png: white on (18, 18, 18)).
+# Screens are drawn in the light design above; a theme maps each channel's level onto the theme's
+# paper-to-ink ramp. Which theme a unit shows is its user's setting (os/settings GetSystemTheme); the emulator
+# chooses it by seed, so a farm shows both.
+THEMES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {  # name -> (paper, ink)
+    "light": ((247, 247, 247), (35, 31, 32)),
+    "dark": ((18, 18, 18), (255, 255, 255)),
+}
+
+
+def theme_for(seed: int) -> str:
+    """The system theme of the emulated unit with this seed: odd seeds dark, even light."""
+    return "dark" if seed % 2 else "light"
+
 
 TITLE_BOX = (0, 0, WIDTH, 100)
 BUTTON_BAR = (0, 700, WIDTH, HEIGHT)
@@ -40,6 +57,22 @@ class Canvas:
     def __init__(self, image: Image.Image):
         self.image = image
         self.draw = ImageDraw.Draw(image)
+        self.kept: list[tuple[int, int, int, int]] = []  # pasted images that a theme leaves alone (QR codes)
+
+    def paste(self, image: Image.Image, xy: tuple[int, int]) -> None:
+        """An image shown as it is in every theme (a QR code stays dark on light)."""
+        self.image.paste(image, xy)
+        self.kept.append((xy[0], xy[1], xy[0] + image.width, xy[1] + image.height))
+
+    def themed(self, theme: str) -> Image.Image:
+        """The frame in `theme` (see THEMES); kept images untouched."""
+        paper, ink = THEMES[theme]
+        level = np.asarray(self.image.convert("RGB"), np.float32) / 255.0  # per channel: tints survive
+        out = (np.float32(ink) + level * (np.float32(paper) - np.float32(ink))).round().astype(np.uint8)
+        rgba = np.dstack([out, np.full(level.shape[:2], 255, np.uint8)])
+        for x0, y0, x1, y1 in self.kept:
+            rgba[y0:y1, x0:x1] = np.asarray(self.image)[y0:y1, x0:x1]
+        return Image.fromarray(rgba, "RGBA")
 
     def text(self, box, text: str, size: int = 32, bold: bool = False, fill=INK) -> None:
         """Text centred in ``box`` (x0, y0, x1, y1)."""

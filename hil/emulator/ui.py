@@ -238,7 +238,7 @@ class UI:
             canvas.draw.rectangle(STATUS_BAND, fill=render.PANEL)
         if self.modal is not None and not self._modals_hidden() and not self.control_center_open:
             canvas.text(STATUS_BAND, SYSTEM_PROMPT_MARKER, size=20, bold=True)
-        return canvas.image
+        return canvas.themed(render.theme_for(self.prime.seed))
 
     def _draw_modal(self, canvas: render.Canvas, modal: Modal) -> None:
         top = modal.top()

@@ -25,8 +25,9 @@ def _load(path: Path):
 @app.command()
 def ocr(image: Path = typer.Argument(..., help="a camera frame, or a 480x800 screenshot"),
         as_json: bool = typer.Option(False, "--json", help="lines with boxes and confidences as JSON")) -> None:
-    """Locate the panel (jig markers, else its outline), rectify it and read its text."""
-    from hil.vision.display import read_image
+    """Locate the panel (jig markers, else its outline), rectify it and read its text; where no panel is
+    located, read the whole frame (JSON: "located": false, boxes in frame pixels)."""
+    from hil.vision.display import read_frame, read_image
     from hil.vision.locate import ScreenNotFound, locate
 
     frame = _load(image)
@@ -35,10 +36,12 @@ def ocr(image: Path = typer.Argument(..., help="a camera frame, or a 480x800 scr
     else:
         try:
             loc = locate(frame)
+            screen = read_image(loc.rectify(frame), location=loc, frame=frame)
         except ScreenNotFound as e:
-            typer.echo(f"error: {image}: {e}", err=True)
-            raise typer.Exit(1) from None
-        screen = read_image(loc.rectify(frame), location=loc, frame=frame)
+            screen = read_frame(frame)
+            if not screen.lines:
+                typer.echo(f"error: {image}: {e}; and no text anywhere in the frame", err=True)
+                raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(screen.to_json(), indent=1))
     else:

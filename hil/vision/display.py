@@ -7,8 +7,10 @@ A verification ends in a `Verdict`:
 INCONCLUSIVE is never a pass: `expect_text` raises `ScreenUnreadable` (an InfrastructureError, reported
 as broken) for it and `TextNotShown` (an AssertionError, reported as failed) for FAIL.
 
-An address, amount or words read only up to case or a 1/l, 0/O confusion are INCONCLUSIVE: not a
-pass (those kinds forgive no confusion), and not a device failure either (OCR cannot tell them apart).
+An address, amount or words of a known kind (bech32/bech32m, base58check, hex, PIN, amounts, BIP39
+words) are checked by `hil.vision.values`: look-alikes the recogniser was unsure of are resolved by the
+kind's alphabet and checksum, a look-alike read with confidence is what the display shows (FAIL). Of an
+unknown kind, one read only up to case or a 1/l, 0/O confusion is INCONCLUSIVE.
 Glare or a weak read cannot create the expected text, only hide it, so a confident match of prose
 passes even with glare elsewhere in the region; for addresses, amounts and words (where a hidden
 neighbouring digit or word changes the meaning) any glare over the region is inconclusive.
@@ -28,8 +30,8 @@ import numpy as np
 
 from hil.errors import InfrastructureError
 from hil.vision import evidence as ev
-from hil.vision import ocr
-from hil.vision.locate import STANDARD_JIG, Calibration, Jig, Location, ScreenNotFound, locate
+from hil.vision import ocr, values
+from hil.vision.locate import STANDARD_JIG, Calibration, CalibrationDrift, Jig, Location, ScreenNotFound, locate
 from hil.vision.match import TextKind, find
 
 # The KeyOS layout (the title bar, the content, the button bar), display pixels.
@@ -93,8 +95,9 @@ class Screen:
         return "\n".join(ln.text for ln in self.lines_in(region))
 
     def to_json(self) -> dict:
+        located_by = self.location.method if self.location else "screenshot" if self.frame is None else None
         return {"lines": [ln.to_json() for ln in self.lines], "glare": self.glare,
-                "located_by": self.location.method if self.location else "screenshot"}
+                "located": located_by is not None, "located_by": located_by or "whole frame"}
 
     def annotated(self) -> np.ndarray:
         """The rectified image with the regions and the OCR boxes drawn (green confident, red not)."""
@@ -150,6 +153,16 @@ def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
     def v(verdict: Verdict, reason: str) -> Verification:
         return Verification(verdict, expected, kind, region, reason, screen)
 
+    checked = values.check(expected, lines, kind.value) if kind.strict else None
+    if checked is not None:  # a value of a known kind: its alphabet and checksum decide (hil.vision.values)
+        if checked.verdict == "pass" and region is None:  # only glare next to the value can hide a character
+            glared = [r for r in glared if any(_overlap(_grown(lines[i].box), screen.regions[r]) > 0
+                                               for i in checked.lines)]
+        if glared and checked.verdict != "inconclusive":
+            return v(Verdict.INCONCLUSIVE, f"glare over {', '.join(glared)}: a character may be hidden "
+                                           f"({checked.reason})")
+        return v(Verdict(checked.verdict), checked.reason)
+
     if m is not None:
         conf = min(lines[i].confidence for i in m.lines)
         if conf < min_confidence:
@@ -170,6 +183,12 @@ def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
                                        + "; ".join(f"{ln.text!r} {ln.confidence:.2f}" for ln in weak))
     shown = " | ".join(ln.text for ln in lines) or "nothing"
     return v(Verdict.FAIL, f"the {where} shows {shown}")
+
+
+def _grown(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """A line's box with a line height around it: where a hidden character would be."""
+    h = box[3] - box[1]
+    return (box[0] - h, box[1] - h, box[2] + h, box[3] + h)
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -204,6 +223,63 @@ def read_image(image: np.ndarray, regions: dict[str, tuple[int, int, int, int]] 
     return Screen(image, ocr.sort_lines(lines), dict(regions), gl, frame, location)
 
 
+SURROUND_SCALE = 4  # the surround is compared at 1/4 scale
+
+
+def _surround(frame: np.ndarray, loc: Location) -> np.ndarray:
+    """The frame around the panel (the panel, whose content changes, filled flat), small, grey and
+    smoothed: what the camera's motion is estimated on."""
+    g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame.copy()
+    cv2.fillConvexPoly(g, loc.corners.astype(np.int32), int(g.mean()))
+    small = cv2.resize(g, None, fx=1 / SURROUND_SCALE, fy=1 / SURROUND_SCALE, interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(small.astype(np.float32), (0, 0), 1.5)
+
+
+def text_angle(quads: list[np.ndarray]) -> float:
+    """The text lines' direction in degrees (mod 180, in [-90, 90)), weighted by line length: the
+    average of doubled angles, so 89 and -89 degrees agree."""
+    z = 0j
+    for q in quads:
+        e = max((q[1] - q[0], q[2] - q[1]), key=lambda v: float(np.hypot(*v)))
+        z += float(np.hypot(*e)) * np.exp(2j * np.arctan2(e[1], e[0]))
+    return float((np.degrees(np.angle(z)) / 2 + 90) % 180 - 90)
+
+
+def read_frame(frame: np.ndarray) -> Screen:
+    """Read a whole camera frame in which no panel was located: its text lines, turned upright (the camera
+    may be mounted at any angle, and a line is upside down when the classifier says most are). The
+    lines' boxes are in the upright frame's pixels, not display pixels, so no region can be asked for."""
+    quads = ocr.quads(frame, ocr.frame_engine())
+    h, w = frame.shape[:2]
+    angle = text_angle(quads) if quads else 0.0
+    M = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(M[0, 0]), abs(M[0, 1])
+    size = (int(h * sin + w * cos), int(h * cos + w * sin))
+    M[:, 2] += np.array(size) / 2 - (w / 2, h / 2)
+
+    def boxes_through(m: np.ndarray) -> list[tuple[int, int, int, int]]:
+        out = []
+        for q in quads:
+            p = cv2.transform(q.reshape(-1, 1, 2), m).reshape(-1, 2)
+            x0, y0 = np.maximum(np.floor(p.min(axis=0)), 0).astype(int)
+            x1, y1 = np.minimum(np.ceil(p.max(axis=0)), size).astype(int)
+            if x1 - x0 >= 4 and y1 - y0 >= 4:
+                out.append((int(x0), int(y0), int(x1), int(y1)))
+        return out
+
+    upright = cv2.warpAffine(frame, M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    boxes = boxes_through(M)
+    if ocr.upside_down(upright, boxes):
+        M = np.vstack([[-1, 0, size[0]], [0, -1, size[1]]]) @ np.vstack([M, [0, 0, 1]])
+        upright = cv2.warpAffine(frame, M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        boxes = boxes_through(M)
+    lines = [ocr.Line(text, box, conf, chars) for box in boxes
+             for text, conf, chars in [ocr.recognise_chars(upright[box[1]:box[3], box[0]:box[2]])]]
+    whole = {"frame": (0, 0, size[0], size[1])}
+    return Screen(upright, ocr.sort_lines([ln for ln in lines if ln.text]), whole,
+                  {"frame": glare(upright, whole["frame"])}, frame, None)
+
+
 class Display:
     """The display of one station, watched by its camera (anything with `grab(timeout) -> BGR frame`)."""
 
@@ -220,13 +296,19 @@ class Display:
         self.verifications: deque[Verification] = deque(maxlen=20)
         self.extra_evidence: list[ev.Evidence] = []
         self._location: Location | None = None
+        self._surround: np.ndarray | None = None  # the frame around the panel when the calibration was first used
 
     # ------------------------------------------------------------ seeing
     def _located(self, frame: np.ndarray, fresh: bool = False) -> Location:
         """The panel's location: found once and cached (the camera and jig do not move during a test);
         `fresh` finds it again, and a station calibration is checked when it is first found."""
         if self._location is None or fresh:
-            loc = locate(frame, self.jig)
+            try:
+                loc = locate(frame, self.jig)
+            except ScreenNotFound:
+                if self.calibration is None:
+                    raise
+                loc = self._calibrated(frame)
             if self.calibration is not None:
                 self.calibration.verify(loc)
             if self._location is None or loc.drift(self._location) > MOVED:
@@ -234,8 +316,33 @@ class Display:
                 self._location = loc  # within MOVED, the old one stays: readings remain comparable
         return self._location
 
+    def _calibrated(self, frame: np.ndarray) -> Location:
+        """The station's calibrated location, for a panel that cannot be located in the frame (a dark
+        screen, no jig). The camera's steadiness is checked on what surrounds the panel, which does not
+        change: its shift since this display first used the calibration must stay within tolerance."""
+        loc = self.calibration.location
+        surround = _surround(frame, loc)
+        if self._surround is None:
+            self._surround = surround
+        warp = np.eye(2, 3, dtype=np.float32)
+        try:
+            _, warp = cv2.findTransformECC(self._surround, surround, warp, cv2.MOTION_AFFINE,
+                                           (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4), None, 5)
+        except cv2.error:
+            raise CalibrationDrift("the scene around the panel no longer matches the one first seen: the "
+                                   "camera moved; re-seat it or recalibrate") from None
+        small = loc.corners / SURROUND_SCALE
+        moved = cv2.transform(small.reshape(-1, 1, 2), warp).reshape(-1, 2) - small
+        shift = float(np.linalg.norm(moved, axis=1).max()) * SURROUND_SCALE
+        if shift > self.calibration.tolerance:
+            raise CalibrationDrift(f"the camera moved {shift:.1f} px since the calibrated panel was first used "
+                                   f"(tolerance {self.calibration.tolerance:.1f}); re-seat it or recalibrate")
+        return loc
+
     def rectified(self, fresh: bool = False) -> tuple[np.ndarray, np.ndarray, Location]:
         frame = self.camera.grab(self.frame_timeout)
+        if not fresh and self._location is not None and self._location.method == "calibration":
+            self._calibrated(frame)  # nothing in the frame vouches for the panel: check the camera every time
         loc = self._located(frame, fresh)
         return loc.rectify(frame), frame, loc
 

@@ -2,7 +2,10 @@
 
 Two ways, tried in this order: the jig's ArUco fiducials (DICT_4X4_50, whose positions relative to the
 panel are the jig's drawing, so they work whatever the screen shows, even a black one), and the panel's
-own bright contour (for a bench without fiducials; needs a lit, light screen). The result is a
+own bright contour (for a bench without fiducials; needs a lit, light screen; turned upright by its
+text, so a camera mounted at 90 or 180 degrees is fine). A dark screen on a bench without fiducials
+has no outline to find: a station then uses its calibration (`hil.vision.display.Display`), and
+`hil vision ocr` reads the whole frame. The result is a
 `Location`: a homography frame -> display plus the panel corners in the frame. A station stores the
 corners as its calibration (`lab_config.yaml`: `camera_calibration.corners`) and the health check
 re-locates and compares, so a bumped camera is caught before it yields a wrong reading.
@@ -124,9 +127,21 @@ def by_contour(frame: np.ndarray, min_area: float = 0.05) -> Location | None:
             continue  # cut by the frame's edge: not the whole panel
         w = np.linalg.norm(q[1] - q[0]) + np.linalg.norm(q[2] - q[3])
         h = np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])
+        if 1.3 < w / max(h, 1) < 2.1:  # a camera mounted turned a quarter: the long side is across
+            q, w, h = np.roll(q, -1, axis=0), h, w
         if 1.3 < h / max(w, 1) < 2.1:  # 800/480 = 1.67 under some perspective
-            return Location.from_corners(q, "contour")
+            return _upright(frame, Location.from_corners(q, "contour"))
     return None
+
+
+def _upright(frame: np.ndarray, loc: Location) -> Location:
+    """An outline has no top: the panel is turned half round when most of its text lines are upside down."""
+    from hil.vision import ocr
+
+    image = loc.rectify(frame)
+    if ocr.upside_down(image, ocr.detect(image)):
+        return Location.from_corners(np.roll(loc.corners, 2, axis=0), loc.method)
+    return loc
 
 
 def _order(q: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 """The rules by which text read off the display counts as the text expected. Stated once, here.
+(An address, amount or words of a known kind are checked by `hil.vision.values` instead.)
 
 Every kind:
   * Unicode NFKC; the ellipsis "…" equals "..."; typographic quotes and dashes equal ASCII ones;

@@ -25,6 +25,7 @@ class Line:
     text: str
     box: tuple[int, int, int, int]
     confidence: float
+    chars: tuple[float, ...] = ()  # the confidence of each non-space character, where the engine gave them
 
     def to_json(self) -> dict:
         return {"text": self.text, "box": list(self.box), "confidence": round(self.confidence, 4)}
@@ -50,6 +51,41 @@ def engine():
     })
 
 
+@functools.cache
+def frame_engine():
+    """An engine for whole camera frames: detection at the frame's own scale (text is small in it), and
+    the 0/180 degree line classifier (the camera may be mounted turned)."""
+    from rapidocr import RapidOCR
+
+    engine()  # quiet the logger once
+    return RapidOCR(params={
+        "Global.log_level": "error",
+        "Global.text_score": 0.3,
+        "Det.limit_type": "max",
+        "Det.limit_side_len": 1280,
+        "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+    })
+
+
+def quads(image: np.ndarray, eng=None) -> list[np.ndarray]:
+    """The text lines' quadrilaterals (4x2, image pixels), as the detector found them."""
+    with _engine_lock:
+        out = (eng or engine())(image, use_det=True, use_cls=False, use_rec=False)
+    return [] if out.boxes is None else [np.asarray(q, np.float32) for q in out.boxes]
+
+
+def upside_down(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bool:
+    """Whether most text lines in `boxes` are upside down (the classifier's majority, by line)."""
+    flips = []
+    for x0, y0, x1, y1 in boxes[:12]:
+        with _engine_lock:
+            out = frame_engine()(np.ascontiguousarray(image[y0:y1, x0:x1]), use_det=False, use_cls=True,
+                                 use_rec=False)
+        flips.append(bool(out.cls_res) and out.cls_res[0][0] == "180")
+    return sum(flips) * 2 > len(flips)
+
+
 def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Boxes (x0, y0, x1, y1) of the text lines in `image`."""
     with _engine_lock:
@@ -69,16 +105,38 @@ def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 
 def recognise(line: np.ndarray) -> tuple[str, float]:
-    """The text of one line image and the engine's confidence. The line's contrast is stretched first:
-    a camera's exposure and glare flatten it, and the model then confuses 1 and l."""
+    """The text of one line image and the engine's confidence (see `recognise_chars`)."""
+    return recognise_chars(line)[:2]
+
+
+def recognise_chars(line: np.ndarray) -> tuple[str, float, tuple[float, ...]]:
+    """The text of one line image, the engine's confidence, and its confidence in each non-space
+    character (what tells a shown look-alike from a confused one). The line's contrast is stretched
+    first: a camera's exposure and glare flatten it, and the model then confuses 1 and l."""
     g = cv2.cvtColor(line, cv2.COLOR_BGR2GRAY) if line.ndim == 3 else line
     lo, hi = np.percentile(g, (1, 99))
     g = np.clip((g.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
+    first = _rec(g)
+    if first[2] and min(first[2]) < UNSURE:  # a second look, with room around the line: the model reads
+        h = g.shape[0]                       # thin glyphs (l, 1, i) at a crop's edge less surely
+        second = _rec(cv2.copyMakeBorder(g, h // 4, h // 4, h // 2, h // 2, cv2.BORDER_REPLICATE))
+        if second[2] and min(second[2]) > min(first[2]):
+            return second
+    return first
+
+
+UNSURE = 0.9  # a character read with less confidence than this gets a line a second look
+
+
+def _rec(gray: np.ndarray) -> tuple[str, float, tuple[float, ...]]:
     with _engine_lock:
-        out = engine()(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), use_det=False, use_cls=False, use_rec=True)
+        out = engine()(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), use_det=False, use_cls=False, use_rec=True,
+                       return_word_box=True)
     if not out.txts:
-        return "", 0.0
-    return str(out.txts[0]), float(out.scores[0])
+        return "", 0.0, ()
+    info = out.word_results[0] if out.word_results else None
+    chars = tuple(float(c) for c in getattr(info, "confs", None) or ())
+    return str(out.txts[0]), float(out.scores[0]), chars
 
 
 def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -155,8 +213,8 @@ class RegionReader:
                     return cached
         x0, y0, x1, y1 = box
         self.calls += 1
-        text, conf = recognise(image[y0:y1, x0:x1])
-        line = Line(text, box, conf)
+        text, conf, chars = recognise_chars(image[y0:y1, x0:x1])
+        line = Line(text, box, conf, chars)
         self._lines = [(s, ln) for s, ln in self._lines if _iou(ln.box, box) <= 0.7][-200:]
         self._lines.append((signature(image[y0:y1, x0:x1]), line))
         return line

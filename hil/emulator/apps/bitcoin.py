@@ -210,7 +210,7 @@ class BitcoinScreen(Screen):
             self._qr = (self.part, image)
         image = self._qr[1]
         x0, y0, x1, y1 = QR_BOX
-        canvas.image.paste(image, (x0 + (x1 - x0 - image.width) // 2, y0 + (y1 - y0 - image.height) // 2))
+        canvas.paste(image, (x0 + (x1 - x0 - image.width) // 2, y0 + (y1 - y0 - image.height) // 2))
         canvas.text((0, 580, render.WIDTH, 640), "Scan with your wallet", size=30)
         canvas.button(DONE_BOX, "Done", size=34, filled=True)
 

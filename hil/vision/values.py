@@ -1,0 +1,367 @@
+"""Checking a value of a known kind on the display: addresses, amounts, PINs, BIP39 words.
+
+OCR confuses look-alike glyphs (1/l/I, 0/O, rn/m). For a value whose alphabet and checksum are known
+the confusion is resolved by them, never by how close the reading looks to what was expected:
+
+  * a character read as itself counts only with a reasonable confidence (`FLOOR`), else the check is
+    inconclusive;
+  * a character read as a glyph that the value's alphabet does not have (a "1" after a bech32 "1",
+    an "O" in base58, an "l" in a number) may be resolved to its look-alikes in the alphabet, but only
+    when the recogniser was unsure of it (`RESOLVE_BELOW`): a glyph read with confidence is what the
+    display shows, and a display that shows "1" where the address has "l" fails (glyphs that fonts
+    draw the same, I/l/|, are resolved by the alphabet alone: `SAME_GLYPH`);
+  * where several resolutions remain, the checksum (bech32/bech32m, base58check, the BIP39 word list)
+    keeps the one valid value; it must be the expected one;
+  * any other difference is a FAIL: the display showed something else.
+
+So an address, amount or word list shown with one character substituted, swapped, inserted or deleted,
+or a look-alike put in, fails, and a correct display read with an OCR confusion passes.
+Bech32 is case-insensitive by its specification (BIP173): "BC1Q…" and "bc1q…" are the same address.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from embit import base58, bech32
+from embit.wordlists.bip39 import WORDLIST
+
+FLOOR = 0.5  # a character read as expected but with less confidence than this proves nothing
+RESOLVE_BELOW = 0.9  # an out-of-alphabet glyph read with this confidence or more is what the display shows
+
+# glyphs OCR mistakes for one another (both ways), for resolving against an alphabet
+LOOKALIKES: dict[str, str] = {
+    "1": "lI|i", "l": "1I|i", "I": "1l|i", "|": "1lI", "i": "1lI", "!": "1l",
+    "0": "oOQD", "o": "0O", "O": "0oQD", "Q": "0O", "D": "0O",
+    "5": "sS", "s": "5", "S": "5", "2": "zZ", "z": "2", "Z": "2", "8": "B", "B": "8",
+    "6": "bG", "b": "6", "G": "6", "9": "gq", "g": "9", "q": "9", "u": "v", "v": "u",
+}
+# glyphs that sans-serif fonts draw alike (capital i, small L, the bar): no camera tells them apart, so
+# the alphabet alone resolves them, however sure the recogniser was, and no impostor is made of them
+SAME_GLYPH: dict[str, str] = {"I": "l|", "l": "I|", "|": "Il"}
+_WORDS = frozenset(WORDLIST)
+
+
+@dataclass(frozen=True)
+class Glyph:
+    """One character as read, with the recogniser's confidence in it."""
+
+    char: str
+    conf: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: str  # "pass", "fail" or "inconclusive"
+    reason: str
+    lines: tuple[int, ...] = ()  # the lines the value was read from (for a pass)
+
+
+@dataclass(frozen=True)
+class Code:
+    """A string value with a per-position alphabet and a validity check (the checksum)."""
+
+    name: str
+    fold: bool  # compare case-insensitively (bech32, and hex of one case)
+    alphabets: tuple[str, ...]  # per position
+    valid: object  # str -> bool
+
+    def norm(self, c: str) -> str:
+        return c.lower() if self.fold else c
+
+    def same(self, a: str, b: str) -> bool:
+        return (a.lower() == b.lower()) if self.fold else a == b
+
+
+def _bech32_valid(s: str) -> bool:
+    return bech32.bech32_decode(s)[0] is not None
+
+
+def _base58_valid(s: str) -> bool:
+    try:
+        base58.decode_check(s)
+        return True
+    except Exception:  # embit raises plain ValueError/Exception on a bad checksum
+        return False
+
+
+def code_of(expected: str) -> Code | None:
+    """The kind of an expected address-like value, or None when it is none that is known."""
+    e = expected
+    if _bech32_valid(e):
+        sep = e.lower().rfind("1")
+        hrp = string.ascii_lowercase + string.digits
+        return Code("bech32m" if bech32.bech32_decode(e)[2] == bech32.Encoding.BECH32M else "bech32", True,
+                    tuple([hrp] * sep + ["1"] + [bech32.CHARSET] * (len(e) - sep - 1)), _bech32_valid)
+    if len(e) >= 25 and all(c in base58.B58_DIGITS for c in e) and _base58_valid(e):
+        return Code("base58check", False, (base58.B58_DIGITS,) * len(e), _base58_valid)
+    if re.fullmatch(r"(0x)?[0-9a-f]+|(0x)?[0-9A-F]+", e):
+        digits = "0123456789abcdef" if e[2:].lower() == e[2:] else "0123456789ABCDEF"
+        head = ("0", "x") if e.startswith("0x") else ()
+        return Code("hex", False, head + (digits,) * (len(e) - len(head)), lambda s: True)
+    if re.fullmatch(r"[0-9]{4,}", e):
+        return Code("pin", False, (string.digits,) * len(e), lambda s: True)
+    return None
+
+
+def glyphs(text: str, conf: float, chars: tuple[float, ...] = ()) -> list[Glyph]:
+    """A line's characters with their confidences (the line's where the recogniser gave none)."""
+    if len(chars) == len(text):
+        return [Glyph(c, k) for c, k in zip(text, chars)]
+    if len(chars) == len(text.replace(" ", "")):
+        it = iter(chars)
+        return [Glyph(c, 1.0 if c == " " else next(it)) for c in text]
+    return [Glyph(c, conf) for c in text]
+
+
+def _compare(code: Code, expected: str, run: list[Glyph]) -> Outcome:
+    """One candidate run of glyphs against the expected value (same length)."""
+    options, weak, shown = [], [], []
+    for i, (g, want, alphabet) in enumerate(zip(run, expected, code.alphabets)):
+        c = code.norm(g.char)
+        if c == code.norm(want):
+            options.append([c])
+            if g.conf < FLOOR:
+                weak.append(i)
+            continue
+        if c not in alphabet:
+            alike = SAME_GLYPH.get(g.char, "") + (LOOKALIKES.get(g.char, "") if g.conf < RESOLVE_BELOW else "")
+            alts = sorted({code.norm(a) for a in alike} & set(alphabet))
+            if alts:
+                options.append(alts)
+                continue
+        shown.append(f"{g.char!r} at {i + 1} for {want!r}")
+    if shown:
+        return Outcome("fail", f"the display shows a different {code.name}: " + ", ".join(shown[:4]))
+    valid = [s for s in itertools.islice(map("".join, itertools.product(*options)), 4096) if code.valid(s)]
+    if len(valid) != 1 or not code.same(valid[0], expected):
+        if not valid:
+            return Outcome("fail", f"no resolution of the look-alikes read gives a valid {code.name}")
+        return Outcome("inconclusive", f"{len(valid)} valid {code.name} values fit the look-alikes read")
+    if weak:
+        return Outcome("inconclusive", f"characters {', '.join(str(i + 1) for i in weak)} read with low confidence")
+    resolved = sum(len(o) > 1 or o[0] != code.norm(g.char) for o, g in zip(options, run))
+    return Outcome("pass", f"{code.name} read exactly" + (f" ({resolved} look-alike(s) resolved by its alphabet "
+                                                          "and checksum)" if resolved else ""))
+
+
+@dataclass(frozen=True)
+class Token:
+    glyphs: tuple[Glyph, ...]
+    line: int
+
+    @property
+    def text(self) -> str:
+        return "".join(g.char for g in self.glyphs)
+
+
+def _tokens(lines: list[list[Glyph]]) -> list[Token]:
+    """Whitespace-separated tokens in reading order, each with its line."""
+    out = []
+    for n, line in enumerate(lines):
+        tok: list[Glyph] = []
+        for g in line + [Glyph(" ", 1.0)]:
+            if g.char.isspace():
+                if tok:
+                    out.append(Token(tuple(tok), n))
+                tok = []
+            else:
+                tok.append(g)
+    return out
+
+
+def _value_like(code: Code, t: Token) -> bool:
+    """Could this token be part of a value of `code` (its alphabet, and one case where case folds)?"""
+    s = t.text
+    return all(code.norm(c) in code.alphabets[-1] for c in s) and (not code.fold or s in (s.lower(), s.upper()))
+
+
+def _continues(code: Code, tokens: list[Token], s: int, t: int) -> bool:
+    """Whether the value in tokens[s:t] goes on past either end. A wrapped value fills every row but its
+    last, so a row of value characters after a full row (or on the same line) continues it."""
+    first, last = tokens[s].line, tokens[t - 1].line
+    width = {n: sum(len(k.glyphs) for k in tokens[s:t] if k.line == n) for n in (first, last)}
+    row = max(width.values())
+    if t < len(tokens) and _value_like(code, tokens[t]):
+        if tokens[t].line == last or width[last] >= row:
+            return True
+    if s > 0 and _value_like(code, tokens[s - 1]):
+        before = sum(len(k.glyphs) for k in tokens[:s] if k.line == tokens[s - 1].line)
+        if tokens[s - 1].line == first or before >= row:
+            return True
+    return False
+
+
+def _runs(code: Code, lines: list[list[Glyph]], lo: int, hi: int):
+    """(glyphs, continues, line indexes) of runs of consecutive tokens (across lines) whose length is in [lo, hi]."""
+    tokens = _tokens(lines)
+    for s in range(len(tokens)):
+        run: list[Glyph] = []
+        for t in range(s, len(tokens)):
+            run = run + list(tokens[t].glyphs)
+            if len(run) > hi:
+                break
+            if len(run) >= lo:
+                yield run, _continues(code, tokens, s, t + 1), tuple(sorted({k.line for k in tokens[s:t + 1]}))
+
+
+def check(expected: str, lines, kind: str) -> Outcome | None:
+    """The check for a value of `kind` ("address", "amount", "words") over OCR lines (`hil.vision.ocr.Line`);
+    None when there is no domain check for it or nothing like it was read."""
+    read = [glyphs(ln.text, ln.confidence, ln.chars) for ln in lines]
+    if kind == "address":
+        return check_code(expected, read)
+    if kind == "amount":
+        return check_amount(expected, read)
+    if kind == "words":
+        return check_words(expected, read)
+    return None
+
+
+def check_code(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
+    """An address, hash or PIN on the display; None when `expected` is of no known kind (the caller
+    matches it exactly) or nothing like it was read."""
+    e = re.sub(r"\s", "", expected)
+    code = code_of(e)
+    if code is None:
+        return None
+    outcomes = []
+    for run, continues, where in _runs(code, lines, len(e) - 4, len(e) + 4):
+        if len(run) == len(e):
+            o = _compare(code, e, run)
+            if o.verdict == "pass" and not continues:
+                return Outcome(o.verdict, o.reason, where)
+            outcomes.append(o if o.verdict != "pass" else
+                            Outcome("fail", f"the display shows the {code.name} with more characters around it"))
+        elif sum(code.norm(g.char) in code.alphabets[-1] for g in run) >= 0.8 * len(run):  # a value of its kind
+            outcomes.append(Outcome("fail", f"the display shows a {len(run)}-character value starting "
+                                            f"{''.join(g.char for g in run[:6])!r} where a {len(e)}-character "
+                                            f"{code.name} was expected"))
+    for verdict in ("inconclusive", "fail"):
+        for o in outcomes:
+            if o.verdict == verdict:
+                return o
+    return None
+
+
+_NUMBER = re.compile(r"(?<![\d.,])(\d[\d, ]*(?:\.[\d ]*\d)?)")
+
+
+def parse_amount(text: str) -> tuple[str, str]:
+    """(digits, unit) of "0.01250000 BTC" or "1,000,000 sats", grouping removed (the decimals are kept
+    as written: a display that drops a digit is wrong); ValueError if it is no amount."""
+    m = re.fullmatch(r"\s*(\d[\d, ]*(?:\.[\d ]*\d)?)\s*([^\d\s.,][^\s]*)?\s*", text)
+    if m is None:
+        raise ValueError(f"{text!r} is not an amount (digits, optional grouping and decimals, then a unit)")
+    try:
+        Decimal(digits := re.sub(r"[ ,]", "", m.group(1)))
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not an amount") from None
+    return digits, m.group(2) or ""
+
+
+def check_amount(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
+    """An amount: the same digits (grouping aside) in the same unit. A digit's
+    look-alike (O for 0, l for 1) between digits is resolved only when it was read unsure."""
+    value, unit = parse_amount(expected)
+    found, with_unit = [], []
+    for n, line in enumerate(lines):
+        text, weak = "", []
+        for i, g in enumerate(line):
+            c = g.char
+            near_digit = any(0 <= j < len(line) and line[j].char in "0123456789.," for j in (i - 1, i + 1))
+            if not c.isdigit() and near_digit and g.conf < RESOLVE_BELOW:
+                c = next((a for a in LOOKALIKES.get(c, "") if a.isdigit()), c)
+            if c.isdigit() and g.conf < FLOOR:
+                weak.append(i)
+            text += c
+        if unit and re.search(rf"(?<![A-Za-z]){re.escape(unit)}(?![A-Za-z])", text):
+            with_unit.append(text)
+        for m in _NUMBER.finditer(text):
+            rest = text[m.end():].lstrip()
+            if unit and not rest.startswith(unit):
+                continue
+            if unit and rest[len(unit):len(unit) + 1].isalnum():
+                continue
+            shown = re.sub(r"[ ,]", "", m.group(1))
+            weak_here = [i for i in weak if m.start() <= i < m.end()]
+            found.append((shown, weak_here, m.group(1), n))
+    for shown, weak_here, raw, n in found:
+        if shown == value:
+            if weak_here:
+                return Outcome("inconclusive", f"the amount's digits {raw!r} read with low confidence")
+            return Outcome("pass", f"{raw.strip()} {unit} read exactly".strip(), (n,))
+    if found:
+        return Outcome("fail", "the display shows " + ", ".join(f"{f[2].strip()} {unit}".strip() for f in found))
+    if with_unit:
+        return Outcome("fail", f"no amount in {unit} reads as one: the display shows " + " | ".join(with_unit))
+    return None
+
+
+def check_words(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
+    """Words in order (security words, a seed's words). Where every expected word is a BIP39 word the
+    list is the checksum: a word read with a digit look-alike resolves only to a listed word."""
+    want = re.findall(r"[a-z]+", expected.lower())
+    if not want or not all(w in _WORDS for w in want):
+        return None
+    seen: list[tuple[str, list[Glyph], int]] = []
+    for n, line in enumerate(lines):
+        for m in re.finditer(r"[A-Za-z0-9|!]+", "".join(g.char for g in line)):
+            gl = line[m.start():m.end()]
+            if any(c.isalpha() for c in m.group()):
+                seen.append((m.group(), gl, n))
+
+    def word(gl: list[Glyph]) -> tuple[set[str], bool]:
+        opts = []
+        for g in gl:
+            alike = SAME_GLYPH.get(g.char, "") + (LOOKALIKES.get(g.char, "") if g.conf < RESOLVE_BELOW else "")
+            alts = [a.lower() for a in alike if a.isalpha()]
+            opts.append(sorted({g.char.lower(), *alts}))
+        words = {"".join(p) for p in itertools.islice(itertools.product(*opts), 256)} & _WORDS
+        return words, any(g.conf < FLOOR for g in gl)
+
+    best = None
+    for s in range(len(seen) - len(want) + 1):
+        window = [word(gl) for _, gl, _ in seen[s:s + len(want)]]
+        if all(w in ws for w, (ws, _) in zip(want, window)):
+            if any(weak for _, weak in window):
+                return Outcome("inconclusive", "the words were read with low confidence")
+            if all(len(ws) == 1 for ws, _ in window):
+                return Outcome("pass", "the words read exactly, each a BIP39 word",
+                               tuple(sorted({n for _, _, n in seen[s:s + len(want)]})))
+            return Outcome("inconclusive", "a word read with look-alikes fits several BIP39 words")
+        hits = sum(w in ws for w, (ws, _) in zip(want, window))
+        if best is None or hits > best[0]:
+            best = (hits, " ".join(t for t, _, _ in seen[s:s + len(want)]))
+    if best is not None and best[0] > 0:
+        return Outcome("fail", f"the display shows {best[1]!r}")
+    return None
+
+
+def impostors(expected: str) -> list[str]:
+    """The adversarial set a check of `expected` (an address of a known kind) must FAIL: every
+    one-character substitution (from the kind's alphabet and the look-alikes), adjacent swap, insertion
+    and deletion, and the look-alike substitutions 1/l, 0/o/O, rn/m. Variants that are the same value
+    (a case change of bech32) or the same glyphs (`SAME_GLYPH`) are left out."""
+    code = code_of(expected)
+    if code is None:
+        raise ValueError(f"{expected!r} is not an address of a known kind (bech32, base58check, hex, PIN)")
+    e = expected
+    out: set[str] = set()
+    for i, c in enumerate(e):
+        for a in (set(code.alphabets[i]) | set(LOOKALIKES.get(c, ""))) - set(SAME_GLYPH.get(c, "")):
+            out.add(e[:i] + a + e[i + 1:])
+        out.add(e[:i] + e[i + 1:])
+        if i + 1 < len(e):
+            out.add(e[:i] + e[i + 1] + e[i] + e[i + 2:])
+    for i in range(len(e) + 1):
+        for a in set(code.alphabets[min(i, len(e) - 1)]):
+            out.add(e[:i] + a + e[i:])
+    for old, new in (("1", "l"), ("l", "1"), ("0", "o"), ("0", "O"), ("o", "0"), ("O", "0"), ("m", "rn"), ("rn", "m")):
+        for m in re.finditer(re.escape(old), e):
+            out.add(e[:m.start()] + new + e[m.end():])
+    return sorted(v for v in out if code.same(v, e) is False)
