@@ -67,7 +67,8 @@ def test_report_allure_says_how_to_install_or_generates_with_history(tmp_path, m
     lab = tmp_path / "lab.yaml"
     root = Path(__file__).resolve().parents[1]
     lab.write_text((root / "lab_config.yaml").read_text().replace("reports_dir: reports", f"reports_dir: {tmp_path / 'reports'}")
-                   .replace("profiles_dir: device_profiles", f"profiles_dir: {root / 'device_profiles'}"))
+                   .replace("profiles_dir: device_profiles", f"profiles_dir: {root / 'device_profiles'}")
+                   .replace("signoff_criteria: signoff", f"signoff_criteria: {root}/signoff"))
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")  # no allure there
     r = CliRunner().invoke(app, ["report", "allure", str(run), "--lab", str(lab)])
     assert r.exit_code == 3 and "npm install -g allure" in r.output, r.output
