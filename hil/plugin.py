@@ -3,8 +3,9 @@
 
 Fixtures stay thin: they call the plain functions of ``hil.link`` that also work outside pytest.
 An :class:`~hil.errors.InfrastructureError` is the lab's fault, not the device's: its test stays
-failed for pytest but is tagged ``("hil_outcome", "broken")`` and listed apart.  A lost link (or a
-PIN the device refused) stops the session at once, instead of failing every test after it.
+failed for pytest but is tagged ``("hil_outcome", "broken")`` and listed apart.  Once the link is lost
+(or the device refused the PIN), every later test that needs the device is broken at once with that
+reason, instead of waiting on a dead link; tests that need no device still run.
 
 Adding a fixture: define it below with ``@pytest.fixture``, taking ``station`` (the resources of the
 device under test) and/or ``prime`` (the connected client in its known state).
@@ -293,10 +294,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         return
     report.user_properties.append(BROKEN)
     # with the session's device lost, PIN refused or not set up, every later test would only repeat it
-    uses_device = "device_under_test" in getattr(item, "fixturenames", ())
     farm = item.config.getoption("--lab")  # the farm re-runs elsewhere and quarantines instead
-    if uses_device and not farm and (report.when == "setup" or call.excinfo.errisinstance((LinkClosed, PinRejected))):
-        item.session.shouldstop = f"hil: device lost, session stopped: {call.excinfo.value}"
+    if _uses_device(item) and not farm and item.session.stash.get(LOST, None) is None \
+            and (report.when == "setup" or call.excinfo.errisinstance((LinkClosed, PinRejected))):
+        item.session.stash[LOST] = f"{item.nodeid} ({report.when}): {call.excinfo.value}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """After the device was lost, a test that needs it is broken before any fixture touches the dead link."""
+    if item.config.getoption("--lab") or not _uses_device(item):
+        return
+    lost = item.session.stash.get(LOST, None)
+    if lost is not None:
+        raise DeviceLost(f"hil: not run, the device was lost earlier in this session: {lost}")
+
+
+def _uses_device(item: pytest.Item) -> bool:
+    return "device_under_test" in getattr(item, "fixturenames", ())
+
+
+class DeviceLost(InfrastructureError):
+    """A test that was planned but not run because the session's device is gone (a broken result)."""
+
+
+LOST = pytest.StashKey[str]()  # on the session: the first test that lost the device, and why
 
 
 class BrokenResults:

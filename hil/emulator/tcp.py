@@ -38,11 +38,12 @@ class DebugServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._drop = threading.Event()
+        self._conn: socket.socket | None = None  # the client being served
 
     def start(self, prime: Prime, host: str = "127.0.0.1", port: int = 0) -> tuple[str, str]:
         self.prime = prime
         self._listener = socket.create_server((host, port))
-        prime.on_link_reset(self._drop.set)
+        prime.on_link_reset(self._reset)
         self._thread = threading.Thread(target=self._run, name=f"debug-{prime.serial}", daemon=True)
         self._thread.start()
         bound_host, bound_port = self._listener.getsockname()[:2]
@@ -54,6 +55,16 @@ class DebugServer:
             self._thread.join(timeout=5)
         if self._listener is not None:
             self._listener.close()
+
+    def _reset(self) -> None:
+        """The link goes away now, as a USB disconnect does: the host's next read sees it closed."""
+        self._drop.set()
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already gone
 
     # ------------------------------------------------------------ accept / serve
     def _run(self) -> None:
@@ -67,6 +78,7 @@ class DebugServer:
                 conn.close()  # no vendor interface on the bus right now
                 continue
             self._drop.clear()
+            self._conn = conn
             try:
                 self._serve(conn)
             except OSError as e:
@@ -75,6 +87,7 @@ class DebugServer:
                 traceback.print_exc()
                 self.prime.log("ERROR:usb_debug: debug: internal error in the emulator, connection closed")
             finally:
+                self._conn = None
                 conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
