@@ -117,7 +117,7 @@ class DebugServer:
                     break
                 body = bytes(buf[4:4 + length])
                 del buf[:4 + length]
-                responses = handle(self.prime, body)
+                responses = handle(self.prime, body, lambda seconds: self._hold(conn, seconds))
                 cursor = self._send_logs(conn, cursor)
                 for frame in responses:
                     if not self._send_response(conn, frame):
@@ -126,6 +126,15 @@ class DebugServer:
             if partial_since is not None and time.monotonic() - partial_since > PARTIAL_FRAME_TIMEOUT_S:
                 self.prime.log("WARN:usb_debug: debug: incomplete frame timed out")
                 return
+
+    def _hold(self, conn: socket.socket, seconds: float) -> None:
+        """Wait out a gesture, ending early when the host hangs up, the link resets or the server stops."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set() and not self._drop.is_set():
+            if _hung_up(conn):
+                self.prime.log("WARN:usb_debug: debug: host left during a gesture; it lands now")
+                return
+            time.sleep(min(POLL_S, left))
 
     def _send_logs(self, conn: socket.socket, cursor: int) -> int:
         with self.prime.lock:
@@ -157,6 +166,14 @@ class DebugServer:
         while not self._stop.is_set() and not self._drop.is_set():
             if select.select([conn], [], [], POLL_S)[0] and not conn.recv(1 << 16):
                 return
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """True once the host closed its end (a frame it already sent ahead is not a hang-up)."""
+    try:
+        return bool(select.select([conn], [], [], 0)[0]) and conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _send(conn: socket.socket, body: bytes) -> None:
