@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from hil.emulator.build import DEFAULT_FLAVOUR
 from hil.errors import ConfigError, InfrastructureError
 from hil.farm.station import Station
 from hil.link.client import PrimeClient
@@ -47,7 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--flavour", choices=("development", "production"), default=None,
                     help="build flavour the unit runs, where the station does not declare it (a desk run); "
                          "without it the flavour is inferred from the device, and lockdown checks are unreliable")
-    group.addoption("--emulator-flavour", choices=("development", "production"), default="development",
+    group.addoption("--emulator-flavour", choices=("development", "production"), default=DEFAULT_FLAVOUR,
                     help="build flavour of the emulated Prime started for --device=emulator")
     group.addoption("--emulator-defect", action="append", default=[], metavar="NAME",
                     help="a seeded defect the emulated build carries (repeatable; hil/emulator/defects.py)")

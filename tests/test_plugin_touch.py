@@ -132,7 +132,7 @@ def test_without_a_robot_a_locked_production_unit_skips_with_a_reason(pytester):
                                  "*refuses debug-link input while locked, and station tcp:*has no stylus robot*"])
 
 
-def test_a_pin_the_robot_types_wrong_is_broken_and_stops_the_session(pytester):
+def test_a_pin_the_robot_types_wrong_is_broken_and_not_typed_again(pytester):
     pytester.makepyfile("""
         def test_first(prime):
             pass
@@ -141,5 +141,7 @@ def test_a_pin_the_robot_types_wrong_is_broken_and_stops_the_session(pytester):
             pass
     """)
     result = run(pytester, "--device=emulator", "--emulator-flavour=production", "--pin=000000")
-    result.assert_outcomes(errors=1)  # one attempt, then the session stops: no second PIN typed
-    result.stdout.fnmatch_lines(["*did not accept the test PIN (one attempt used*", "*1 broken*"])
+    result.assert_outcomes(errors=2)  # one attempt; the next test is broken without a second PIN typed
+    result.stdout.fnmatch_lines(["*did not accept the test PIN (one attempt used*",
+                                 "BROKEN *test_second (setup): *not run, the device was lost earlier in this session: "
+                                 "*test_first (setup): *did not accept the test PIN*", "*2 broken*"])

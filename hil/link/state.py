@@ -106,6 +106,8 @@ def unlock(prime: PrimeClient, profile: Profile, pin: str, touch: Touch | None =
     if pad is None:
         raise DeviceStateError(f"profile {profile.name} has no touch.pin_pad; cannot unlock {prime.device} by taps")
     show_lock_screen(prime, touch)
+    if is_locked(prime) is not True or (touch is None and screen_is_dark(prime)):  # never type a PIN elsewhere
+        raise DeviceStateError(f"{prime.device}: not on a lit lock screen after the power presses; PIN not typed")
     enter_pin(touch or DebugTouch(prime, prime.home_button), pad, pin)
     if not wait_unlocked(prime):
         raise PinRejected(f"{prime.device}: the lock screen did not accept the test PIN (one attempt used; "
