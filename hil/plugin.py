@@ -20,6 +20,7 @@ import pytest
 
 from hil.emulator.build import DEFAULT_FLAVOUR
 from hil.errors import ConfigError, InfrastructureError
+from hil.machine import scaled
 from hil.farm.station import Station
 from hil.link.client import PrimeClient
 from hil.link.resolve import device_station, open_client
@@ -54,7 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="a seeded defect the emulated build carries (repeatable; hil/emulator/defects.py)")
     group.addoption("--emulator-apps", default=None, metavar="DIR",
                     help="built-in apps of the emulated Prime: a directory of <app>/manifest.json")
-    group.addoption("--link-timeout", type=float, default=5.0, help="seconds to wait for each device answer")
+    group.addoption("--link-timeout", type=float, default=5.0,
+                    help="seconds to wait for each device answer (on an idle host; scaled by how busy it is)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,7 +103,8 @@ def station(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def device_under_test(station: Station, request: pytest.FixtureRequest):
     try:
-        client = open_client(station.debug, station.profile, request.config.getoption("--link-timeout"), station)
+        client = open_client(station.debug, station.profile, scaled(request.config.getoption("--link-timeout")),
+                             station)
     except ConfigError as e:
         pytest.exit(f"hil: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
     with client:
