@@ -141,11 +141,10 @@ def test_a_fault_quarantine_heals_at_the_next_night_an_operator_one_stays(tmp_pa
     from hil.farm.quarantine import OPERATOR, Quarantine
 
     text = (ROOT / "lab_config.yaml").read_text()
-    stations = "\n".join(ln for ln in text.splitlines() if ln.strip().startswith(("emu-1", "emu-2", "emu-3")))
-    lab.write_text(lab.read_text().replace("stations:\n", "stations:\n" + stations + "\n").replace(
-        "  emu-1: {profile", "  emu-0: {profile", 1))  # the fixture's emu-1 becomes an unquarantined emu-0
+    stations = "\n".join(ln for ln in text.splitlines() if ln.strip().startswith(("emu-2", "emu-3")))
+    lab.write_text(lab.read_text().replace("stations:\n", "stations:\n" + stations + "\n"))
     cfg = load_lab(lab)
-    assert set(cfg.stations) == {"emu-0", "emu-1", "emu-2", "emu-3"}
+    assert set(cfg.stations) == {"emu-1", "emu-2", "emu-3"}
     quarantine = Quarantine(cfg.state_dir)
     quarantine.add("emu-1", "health check failed: link: no response within 10 s", by="worker gw0")
     quarantine.add("emu-2", "cracked screen", by=OPERATOR)
@@ -164,7 +163,7 @@ def test_a_fault_quarantine_heals_at_the_next_night_an_operator_one_stays(tmp_pa
     run = job.open_run(cfg, {"sha256": "0" * 64})
     with contextlib.ExitStack() as stack:
         up = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: None)
-    assert sorted(up) == ["emu-0", "emu-1"]
+    assert sorted(up) == ["emu-1"]
     assert sorted(checked) == ["emu-1", "emu-3"]  # only the fault quarantines are checked
     assert run.meta["readmitted"] == {"emu-1": "readmitted: passed the health check (worker gw0 had quarantined "
                                                "it: health check failed: link: no response within 10 s)"}
