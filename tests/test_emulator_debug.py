@@ -23,6 +23,7 @@ from hil.emulator.tcp import DebugServer
 from hil.emulator.ui import PIN_KEYS
 from hil.link import protocol as p
 from hil.link.protocol import Cmd, LaunchStatus, Status
+from hil.machine import scaled
 
 BITCOIN = "0x426974636f696e2057616c6c65740000"
 SEED_VAULT = "0x53656564205661756c74000000000000"  # no own emulated UI: shows what is typed
@@ -307,7 +308,7 @@ def test_a_long_swipe_holds_only_its_own_host(development):
 
 def wait_for(found, what: str, deadline_s: float = 30.0):
     """Poll for an event of the emulator's (its threads run on their own); fail after a generous deadline."""
-    end = time.monotonic() + deadline_s
+    end = time.monotonic() + scaled(deadline_s)
     while not (result := found()):
         assert time.monotonic() < end, f"timed out waiting for {what}"
         time.sleep(0.02)

@@ -10,6 +10,7 @@ from hil.emulator.robot import display_to_mm, jig_calibration
 from hil.farm.config import RobotCalibration, StationConfig
 from hil.farm.station import Station, from_config, to_config
 from hil.link.resolve import profile_named
+from hil.machine import scaled
 from hil.plugin import robot_calibration, touch_backend
 from hil.stimuli.robot import Calibration, calibration_path
 
@@ -102,7 +103,7 @@ SESSION = """
 
 
 def run(pytester, *args):
-    return pytester.runpytest_subprocess(*ISOLATED, "-rs", *args, timeout=180)
+    return pytester.runpytest_subprocess(*ISOLATED, "-rs", *args, timeout=scaled(180))
 
 
 def test_production_unit_unlocked_by_the_robot(pytester):
