@@ -20,12 +20,12 @@ import pytest
 
 from hil.emulator.build import DEFAULT_FLAVOUR
 from hil.errors import ConfigError, InfrastructureError
-from hil.machine import scaled
 from hil.farm.station import Station
 from hil.link.client import PrimeClient
 from hil.link.resolve import device_station, open_client
 from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked, takes_input_while_locked
 from hil.link.transport import LinkClosed
+from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, RobotTouch, Touch
 
 pytest_plugins = ["hil.farm.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
