@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from hil.errors import HilError, InfrastructureError
 from hil.farm.station import Station
+from hil.machine import scaled
 
 class StationUnhealthy(InfrastructureError):
     """The station failed its health check; the message lists every failing check."""
@@ -80,8 +81,9 @@ CHECKS: dict[str, tuple[str, Callable[[Station, float], str]]] = {
 
 
 def check(station: Station, timeout: float = 10.0) -> Health:
-    """Run every check the station's resources allow; never raises for a failing check."""
-    results, version = [], None
+    """Run every check the station's resources allow, each within ``timeout`` (idle-machine seconds,
+    scaled by how busy this host is); never raises for a failing check."""
+    results, version, timeout = [], None, scaled(timeout)
     for name, (resource, fn) in CHECKS.items():
         if getattr(station, resource) is None:
             results.append(Check(name, None, f"no {resource} on this station"))

@@ -18,6 +18,7 @@ from hil.errors import InfrastructureError
 from hil.farm.config import Profile
 from hil.link.client import DeviceError, DeviceLocked, PrimeClient
 from hil.link.protocol import LaunchStatus
+from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, Touch, enter_pin
 
 NOT_AN_APP = bytes.fromhex("ff" * 16)  # an AppId no bundle carries
@@ -51,6 +52,7 @@ def is_locked(prime: PrimeClient) -> bool | None:
 
 def wait_ready(prime: PrimeClient, timeout: float = 30.0) -> bool:
     """Wait for the GUI to finish booting; returns whether the device is locked."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while (locked := is_locked(prime)) is None:
         if time.monotonic() > deadline:
@@ -117,7 +119,7 @@ def unlock(prime: PrimeClient, profile: Profile, pin: str, touch: Touch | None =
 def wait_unlocked(prime: PrimeClient, timeout: float = PIN_CHECK_SECONDS) -> bool:
     """Whether the device reads unlocked before ``timeout``: a PIN just typed is judged only after
     KeyOS's random login delay, so a single read right after typing proves nothing either way."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while is_locked(prime) is not False:  # read-only: polling spends no attempt
         if time.monotonic() > deadline:
             return False
