@@ -14,7 +14,9 @@ from hil.report.cli import report_app, signoff_app
 from hil.stimuli.cli import nfc_app, qr_app, touch_app
 from hil.vision.cli import app as vision_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="prime-hil: drive Passport Primes (real or emulated), flash them, run the lab's suites "
+                       "and its nightly, and sign off releases.")
 app.add_typer(device_app, name="device")
 app.add_typer(emulator_app, name="emulator")
 app.add_typer(firmware_app, name="firmware")

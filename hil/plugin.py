@@ -3,8 +3,9 @@
 
 Fixtures stay thin: they call the plain functions of ``hil.link`` that also work outside pytest.
 An :class:`~hil.errors.InfrastructureError` is the lab's fault, not the device's: its test stays
-failed for pytest but is tagged ``("hil_outcome", "broken")`` and listed apart.  A lost link (or a
-PIN the device refused) stops the session at once, instead of failing every test after it.
+failed for pytest but is tagged ``("hil_outcome", "broken")`` and listed apart.  Once the link is lost
+(or the device refused the PIN), every later test that needs the device is broken at once with that
+reason, instead of waiting on a dead link; tests that need no device still run.
 
 Adding a fixture: define it below with ``@pytest.fixture``, taking ``station`` (the resources of the
 device under test) and/or ``prime`` (the connected client in its known state).
@@ -17,12 +18,14 @@ from dataclasses import dataclass
 
 import pytest
 
+from hil.emulator.build import DEFAULT_FLAVOUR
 from hil.errors import ConfigError, InfrastructureError
 from hil.farm.station import Station, robot_calibration
 from hil.link.client import PrimeClient
 from hil.link.resolve import device_station, open_client
 from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked, takes_input_while_locked
 from hil.link.transport import LinkClosed
+from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, RobotTouch, Touch
 
 pytest_plugins = ["hil.farm.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
@@ -47,7 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--flavour", choices=("development", "production"), default=None,
                     help="build flavour the unit runs, where the station does not declare it (a desk run); "
                          "without it the flavour is inferred from the device, and lockdown checks are unreliable")
-    group.addoption("--emulator-flavour", choices=("development", "production"), default="development",
+    group.addoption("--emulator-flavour", choices=("development", "production"), default=DEFAULT_FLAVOUR,
                     help="build flavour of the emulated Prime started for --device=emulator")
     group.addoption("--emulator-defect", action="append", default=[], metavar="NAME",
                     help="a seeded defect the emulated build carries (repeatable; hil/emulator/defects.py)")
@@ -55,7 +58,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seed of the emulated Prime (its serial, secrets and screen layouts)")
     group.addoption("--emulator-apps", default=None, metavar="DIR",
                     help="built-in apps of the emulated Prime: a directory of <app>/manifest.json")
-    group.addoption("--link-timeout", type=float, default=5.0, help="seconds to wait for each device answer")
+    group.addoption("--link-timeout", type=float, default=5.0,
+                    help="seconds to wait for each device answer (on an idle host; scaled by how busy it is)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -106,7 +110,8 @@ def station(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def device_under_test(station: Station, request: pytest.FixtureRequest):
     try:
-        client = open_client(station.debug, station.profile, request.config.getoption("--link-timeout"), station)
+        client = open_client(station.debug, station.profile, scaled(request.config.getoption("--link-timeout")),
+                             station)
     except ConfigError as e:
         pytest.exit(f"hil: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
     with client:
@@ -341,10 +346,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         return
     report.user_properties.append(BROKEN)
     # with the session's device lost, PIN refused or not set up, every later test would only repeat it
-    uses_device = "device_under_test" in getattr(item, "fixturenames", ())
     farm = item.config.getoption("--lab")  # the farm re-runs elsewhere and quarantines instead
-    if uses_device and not farm and (report.when == "setup" or call.excinfo.errisinstance((LinkClosed, PinRejected))):
-        item.session.shouldstop = f"hil: device lost, session stopped: {call.excinfo.value}"
+    if _uses_device(item) and not farm and item.session.stash.get(LOST, None) is None \
+            and (report.when == "setup" or call.excinfo.errisinstance((LinkClosed, PinRejected))):
+        item.session.stash[LOST] = f"{item.nodeid} ({report.when}): {call.excinfo.value}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """After the device was lost, a test that needs it is broken before any fixture touches the dead link."""
+    if item.config.getoption("--lab") or not _uses_device(item):
+        return
+    lost = item.session.stash.get(LOST, None)
+    if lost is not None:
+        raise DeviceLost(f"hil: not run, the device was lost earlier in this session: {lost}")
+
+
+def _uses_device(item: pytest.Item) -> bool:
+    return "device_under_test" in getattr(item, "fixturenames", ())
+
+
+class DeviceLost(InfrastructureError):
+    """A test that was planned but not run because the session's device is gone (a broken result)."""
+
+
+LOST = pytest.StashKey[str]()  # on the session: the first test that lost the device, and why
 
 
 class BrokenResults:

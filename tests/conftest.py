@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from hil.machine import scaled
+
 pytest_plugins = ["pytester"]  # the plugin and farm tests run pytest inside pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,3 +18,14 @@ def release_1_0_0() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data/keyos-release-1.0.0 is not present in this checkout")
     return SHARED_DATA
+
+
+def pytest_collection_modifyitems(config, items):
+    """The hang limits (pytest-timeout's, per test) were set on an idle machine: scale them by how busy
+    this one is, so that load makes a test slower, never red."""
+    default = float(config.getoption("timeout", None) or config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        seconds = float(marker.args[0]) if marker and marker.args else default
+        if seconds > 0:
+            item.add_marker(pytest.mark.timeout(scaled(seconds), **(marker.kwargs if marker else {})), append=False)

@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import re
 import struct
+import time
 
 import pytest
 from cryptography import x509
@@ -22,6 +23,7 @@ from hil.emulator.tcp import DebugServer
 from hil.emulator.ui import PIN_KEYS
 from hil.link import protocol as p
 from hil.link.protocol import Cmd, LaunchStatus, Status
+from hil.machine import scaled
 
 BITCOIN = "0x426974636f696e2057616c6c65740000"
 SEED_VAULT = "0x53656564205661756c74000000000000"  # no own emulated UI: shows what is typed
@@ -279,6 +281,40 @@ def test_one_client_at_a_time(development):
         assert first.request(p.request(Cmd.GET_VERSION)).status == Status.OK
 
 
+def test_a_long_swipe_holds_only_its_own_host(development):
+    """A 65.5 s swipe holds the link (KeyOS acks after the gesture) but not the device, and once its host
+    hangs up the next host is served: it is not turned away until the swipe would have ended."""
+    prime = development.prime
+    first = RawLink(development.endpoints["debug"])
+    first.send(p.swipe(240, 700, 240, 100, 0xFFFF, 10))
+    wait_for(lambda: any("debug: swipe (240,700) -> (240,100) duration=65535ms" in line
+                         for line in prime.logs_since(0)[0]), "the swipe to start")
+    assert prime.lock.acquire(timeout=30)  # the screen, camera and control go on meanwhile
+    prime.lock.release()
+    first.close()
+
+    def served() -> RawLink | None:
+        try:
+            link = RawLink(development.endpoints["debug"], timeout=30)
+            if link.request(p.request(Cmd.GET_VERSION)).status == Status.OK:
+                return link
+        except ConnectionError:
+            pass  # still turned away as the one claimed interface
+        return None
+
+    with wait_for(served, "the next host to be served (the swipe lasts 65.5 s)") as second:
+        assert "WARN:usb_debug: debug: host left during a gesture; it lands now" in second.logs
+
+
+def wait_for(found, what: str, deadline_s: float = 30.0):
+    """Poll for an event of the emulator's (its threads run on their own); fail after a generous deadline."""
+    end = time.monotonic() + scaled(deadline_s)
+    while not (result := found()):
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return result
+
+
 def test_logs_arrive_on_connect_and_before_the_response(development):
     with RawLink(development.endpoints["debug"]) as link:
         link.request(p.request(Cmd.GET_PROCESS_LIST))
@@ -314,7 +350,8 @@ def test_reboot_samba_acks_then_leaves_keyos(development):
     with RawLink(development.endpoints["debug"], timeout=2) as link:
         assert link.request(p.request(Cmd.REBOOT_SAMBA)).status == Status.OK
         assert link.closed_by_peer()
-    assert chain.calls == ["enter_samba"]
+    with development.prime.lock:  # held from the link's drop until the boot ROM runs
+        assert chain.calls == ["enter_samba"]
     with RawLink(development.endpoints["debug"], timeout=2) as link:
         assert link.closed_by_peer()  # no KeyOS, no vendor interface
     with development.prime.lock:

@@ -28,6 +28,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hil.farm import labgrid
+from hil.machine import scaled
 from hil.farm.cli import app as farm_app
 from hil.farm.lab_cli import lab_app
 from hil.farm.lease import NoStationFree
@@ -46,6 +47,7 @@ def free_port(host: str) -> int:
 
 
 def wait_for(what: str, ok, timeout: float, every: float = 0.3):
+    timeout = scaled(timeout)  # seconds on an idle machine
     deadline = time.monotonic() + timeout
     while True:
         got = ok()
@@ -249,7 +251,7 @@ def idle(lab):
 def run(pytester, lab, *args, tags="board=prime&flavour=development"):
     return pytester.runpytest_subprocess("-p", "hil.farm.pytest_farm", "--lab", f"{lab.url}?{tags}",
                                          "--alluredir", str(pytester.path / "out"), "-p", "no:cacheprovider",
-                                         "-p", "no:randomly", *args, timeout=240)
+                                         "-p", "no:randomly", *args, timeout=scaled(240))
 
 
 def test_suites_run_across_both_benches_with_n_auto(pytester, idle, monkeypatch):
@@ -287,7 +289,7 @@ def test_a_place_kicked_by_another_user_is_broken_then_rerun_elsewhere(pytester,
         import os, subprocess
 
         def test_first(farm_station):
-            subprocess.run(["labgrid-client", "-p", farm_station.name, "release", "--kick"], check=True, timeout=60,
+            subprocess.run(["labgrid-client", "-p", farm_station.name, "release", "--kick"], check=True, timeout=scaled(60),
                            env={**os.environ, "LG_USERNAME": "operator"}, capture_output=True)
 
         def test_second(farm_station):
@@ -344,12 +346,13 @@ def test_a_worker_that_dies_holding_a_lease_is_reaped(pytester, idle):
     code = textwrap.dedent(f"""
         import os
         from hil.farm import labgrid
+from hil.machine import scaled
         os.environ["LG_USERNAME"] = labgrid.identity("gw0")
         lease = labgrid.PlaceLease(labgrid.Coordinator({idle.address!r}), {{"bench": "bench1", "health": "ok"}}, 30)
         print(lease.place, flush=True)
         os.kill(os.getpid(), 9)
     """)
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=scaled(60), cwd=ROOT)
     assert p.returncode == -9 and p.stdout.strip() == "b1s1", p.stderr
     state = idle.held()
     assert state["acquired"]["b1s1"].split("/")[1].startswith("hil-gw0-")  # left behind by the dead worker
@@ -419,7 +422,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
         """))
     flashed = stand_in_suites(tmp_path)
     flashed_over = []
-    together = threading.Barrier(2, timeout=30)  # both places in the flasher at once, or the nightly fails
+    together = threading.Barrier(2, timeout=scaled(30))  # both places in the flasher at once, or the nightly fails
     # (b2s2, the production place, is not in this lab file)
 
     def standin(lab_cfg, build, flavour="production"):
@@ -451,7 +454,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     app = typer.Typer()
     app.command()(nightly)
     try:
-        r = CliRunner().invoke(app, ["--firmware", str(build), "--lab", str(lab), "--timeout", "300",
+        r = CliRunner().invoke(app, ["--firmware", str(build), "--lab", str(lab), "--timeout", str(scaled(300)),
                                      "--flavour", "development"])
     finally:
         coord = idle.coordinator()
@@ -567,7 +570,7 @@ def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, m
     monkeypatch.setenv("PATH", idle.env["PATH"])
     app = typer.Typer()
     app.command()(nightly)
-    r = CliRunner().invoke(app, ["--lab", f"{idle.url}?bench=bench1", "--timeout", "900"])
+    r = CliRunner().invoke(app, ["--lab", f"{idle.url}?bench=bench1", "--timeout", str(scaled(900))])
     assert (tmp_path / "reports" / "nightly").is_dir(), r.output
     night = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
     meta = json.loads((night / "run.json").read_text())

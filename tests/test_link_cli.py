@@ -64,3 +64,65 @@ def test_unreachable_device_is_one_line(tmp_path):
 
 def test_device_text_cannot_drive_the_terminal():
     assert printable("INFO: ok\x1b[2J\x07 done\tx") == "INFO: ok\ufffd[2J\ufffd done\tx"
+
+
+def test_a_started_emulator_answers_once_booted():
+    """`--device emulator` powers one on here: info waits out its boot instead of answering "booting"."""
+    result = runner.invoke(app, ["info", "--device", "emulator"])
+    assert result.exit_code == 0, result.output
+    assert "locked:         true" in result.output and "flavour:        development" in result.output
+
+
+@pytest.fixture
+def fresh():
+    """Devices of their own: unlocking changes what the module's shared device shows."""
+    made = []
+
+    def make(flavour: str) -> str:
+        made.append(start_device(2, 0, Build(flavour=flavour), boot_seconds=0))
+        return made[-1].endpoints["debug"]
+
+    yield make
+    for device in made:
+        device.stop()
+
+
+def test_unlock_types_the_pin_on_the_lock_screen(fresh):
+    debug = fresh("development")
+    assert hil_device(debug, "unlock", "--pin", "123456").output.strip() == f"tcp:{debug[4:]}: unlocked"
+    assert "locked:         false" in hil_device(debug, "info").output
+    assert hil_device(debug, "unlock").output.strip().endswith(": already unlocked")
+
+
+def test_unlock_with_a_wrong_pin_is_one_line_and_one_attempt(fresh):
+    debug = fresh("development")
+    result = hil_device(debug, "unlock", "--pin", "999999")
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "the lock screen did not accept the test PIN (one attempt used" in result.output
+
+
+def test_unlock_of_a_locked_production_build_says_how(fresh):
+    result = hil_device(fresh("production"), "unlock")
+    assert result.exit_code == 1
+    assert "runs a production build, which refuses debug-link input while locked; type the PIN on its screen" \
+        in result.output
+
+
+def test_one_default_flavour_for_emulators():
+    from hil.emulator.cli import start
+    from hil.emulator.launcher import EmulatorProcess
+    from hil.link.resolve import device_station
+
+    import inspect
+
+    assert inspect.signature(start).parameters["flavour"].default.default == "development"  # hil emulator start
+    assert EmulatorProcess().args[EmulatorProcess().args.index("--flavour") + 1] == "development"
+    assert inspect.signature(device_station).parameters["flavour"].default == "development"  # --device emulator
+
+
+def test_top_level_help_is_for_users():
+    from hil.cli import app as hil
+
+    result = runner.invoke(hil, ["--help"])
+    assert result.exit_code == 0 and "drive Passport Primes" in result.output
+    assert "heavy imports" not in result.output

@@ -116,14 +116,28 @@ def test_unlock_from_a_lit_lock_screen(connect):
     device = LockScreen(locked=True, screen_on=True)
     unlock(connect(device), REV_B, "123456")
     assert not device.locked
-    assert device.log == ["LAUNCH_APP", "GET_PROCESS_LIST", "POWER_BTN", "SCREENSHOT", "POWER_BTN",
-                          *(f"TAP {d}" for d in "123456"), "TAP enter", "LAUNCH_APP"]
+    assert device.log == ["LAUNCH_APP", "GET_PROCESS_LIST", "POWER_BTN", "SCREENSHOT", "POWER_BTN", "LAUNCH_APP",
+                          "SCREENSHOT", *(f"TAP {d}" for d in "123456"), "TAP enter", "LAUNCH_APP"]
 
 
 def test_unlock_from_a_dark_screen_does_not_lose_the_first_digit(connect):
     device = LockScreen(locked=True, screen_on=False)
     unlock(connect(device), REV_B, "123456")
-    assert not device.locked and device.log[2:5] == ["POWER_BTN", "SCREENSHOT", "TAP 1"]
+    assert not device.locked and device.log[2:7] == ["POWER_BTN", "SCREENSHOT", "LAUNCH_APP", "SCREENSHOT", "TAP 1"]
+
+
+def test_no_pin_is_typed_off_the_lock_screen(connect):
+    """The power presses did not end on the lock screen (the device says it is unlocked): nothing is typed."""
+    class ReadsUnlocked(LockScreen):
+        def __call__(self, body):
+            if body[0] == Cmd.LAUNCH_APP:
+                return ok(p.launch_reply(0, LaunchStatus.APP_ID_NOT_FOUND))
+            return super().__call__(body)
+
+    device = ReadsUnlocked(locked=True, screen_on=True)
+    with pytest.raises(DeviceStateError, match="not on a lit lock screen after the power presses; PIN not typed"):
+        unlock(connect(device), REV_B, "123456")
+    assert not any(entry.startswith("TAP") for entry in device.log)
 
 
 def test_a_wrong_pin_is_tried_once(connect):

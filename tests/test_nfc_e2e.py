@@ -16,6 +16,7 @@ from hil.emulator.launcher import start_device
 from hil.emulator.nfc import LISTEN_S
 from hil.emulator.prime import DEFAULT_PIN
 from hil.link.resolve import profile_named
+from hil.machine import scaled
 from hil.stimuli.ctap_nfc import CtapNfcDevice
 from hil.stimuli.nfc import NfcFieldLost, NfcReader, NoCardFound, ndef_message
 from hil.stimuli.relay import PowerButtonRelay
@@ -45,7 +46,7 @@ def touch(unit):
 
 
 def wait_modal(prime, title, timeout=10):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         with prime.lock:
             if prime.ui.modal is not None and prime.ui.modal.title == title:

@@ -72,8 +72,12 @@ def test_good_night_then_defect_night(tmp_path, lab):
     assert stations == {"emu-1"}
 
     bad = signed_build(tmp_path / "defect.bin", b'{"keyos": "emulated", "defects": ["kernel-skips-permission-check"]}')
+    from hil.farm.quarantine import Quarantine
+    Quarantine(tmp_path / ".hil").add("emu-1", "health check failed: link: no response", by="worker gw0")
     r = _nightly(lab, bad)
     assert r.exit_code == 1, r.output
+    assert "emu-1: readmitted: passed the health check (worker gw0 had quarantined it: health check failed: " \
+           "link: no response)" in r.output
     assert "sign-off: NO-GO (failing suites: suites.security.test_isolation)" in r.output
     assert "new failures: 1" in r.output and "test_kernel_denies_undeclared_send" in r.output
     night2 = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
@@ -162,3 +166,47 @@ def test_station_quarantined_during_the_suites_is_no_go_and_a_later_signoff_agre
     later_payload = signoff.verify(tmp_path / "later", key)
     assert (later_payload["decision"], later_payload["reasons"], later_payload["matrix"]) == \
         (nightly_payload["decision"], nightly_payload["reasons"], nightly_payload["matrix"])
+
+
+def test_a_fault_quarantine_heals_at_the_next_night_an_operator_one_stays(tmp_path, lab, monkeypatch):
+    """emu-1 was quarantined by a fault, emu-2 by a person, emu-3 by a fault and is still sick: at the start of
+    the night emu-1 passes its health check and is readmitted with a line saying so; emu-2 and emu-3 stay out."""
+    import contextlib
+
+    from hil.farm import health
+    from hil.farm.config import load_lab
+    from hil.farm.quarantine import OPERATOR, Quarantine
+
+    text = (ROOT / "lab_config.yaml").read_text()
+    stations = "\n".join(ln for ln in text.splitlines() if ln.strip().startswith(("emu-2", "emu-3")))
+    lab.write_text(lab.read_text().replace("stations:\n", "stations:\n" + stations + "\n"))
+    cfg = load_lab(lab)
+    assert set(cfg.stations) == {"emu-1", "emu-2", "emu-3"}
+    quarantine = Quarantine(cfg.state_dir)
+    quarantine.add("emu-1", "health check failed: link: no response within 10 s", by="worker gw0")
+    quarantine.add("emu-2", "cracked screen", by=OPERATOR)
+    quarantine.add("emu-3", "flashing failed: SAM-BA deadline", by="worker gw1")
+    checked = []
+    real_check = health.check
+
+    def check(station, timeout=10.0):
+        checked.append(station.name)
+        report = real_check(station, timeout)
+        if station.name != "emu-3":
+            return report
+        return health.Health(station.name, (health.Check("link", False, "no response within 10 s"),), None)
+
+    monkeypatch.setattr(health, "check", check)
+    run = job.open_run(cfg, {"sha256": "0" * 64})
+    with contextlib.ExitStack() as stack:
+        up = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: None)
+    assert sorted(up) == ["emu-1"]
+    assert sorted(checked) == ["emu-1", "emu-3"]  # only the fault quarantines are checked
+    assert run.meta["readmitted"] == {"emu-1": "readmitted: passed the health check (worker gw0 had quarantined "
+                                               "it: health check failed: link: no response within 10 s)"}
+    assert set(quarantine.entries()) == {"emu-2", "emu-3"}
+    assert run.meta["unavailable"] == {
+        "emu-2": "in quarantine since before the run: cracked screen",
+        "emu-3": "in quarantine since before the run: flashing failed: SAM-BA deadline; "
+                 "health check failed again: link: no response within 10 s"}
+    assert run.meta["broken_stations"] == {}

@@ -2,6 +2,8 @@
 
 import pytest
 
+from hil.emulator.build import Build
+from hil.emulator.launcher import start_device
 from hil.link import protocol as p
 from hil.link.protocol import Status
 
@@ -95,8 +97,9 @@ def test_unusable_device_string_is_one_line(pytester):
     result.stdout.fnmatch_lines(["*hil: 'serial:P1-0042' is not a device: use emulator, tcp:HOST:PORT*"])
 
 
-def test_lost_device_stops_the_session(pytester, fake_device):
-    """The device answers the flavour probe, then goes away: one broken test, the rest never run."""
+def test_lost_device_breaks_every_later_device_test(pytester, fake_device):
+    """The device answers the flavour probe, then goes away: the test that lost it and every later test
+    that needs it are broken with the reason; a test without the device still runs."""
     def handler(body):
         if body[0] == p.Cmd.KERNEL_CMD:
             return ok(b"R 1 0 kernel")
@@ -114,10 +117,51 @@ def test_lost_device_stops_the_session(pytester, fake_device):
             pass
     """)
     result = run(pytester, "--device", f"tcp:127.0.0.1:{dev.port}", "--profile", "prime-rev-b")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["BROKEN *test_one (call)*", "1 broken",
-                                 "*Interrupted: hil: device lost, session stopped: tcp:127.0.0.1:*, GET_VERSION: "
-                                 "device closed the connection*"])
+    result.assert_outcomes(failed=1, errors=1, passed=1)
+    result.stdout.fnmatch_lines(["BROKEN *test_one (call)*device closed the connection*",
+                                 "BROKEN *test_two (setup): *DeviceLost: hil: not run, the device was lost earlier in this "
+                                 "session: *test_one (call): tcp:127.0.0.1:*, GET_VERSION: device closed the connection*",
+                                 "2 broken"])
+    result.stdout.no_fnmatch_line("*Interrupted*")
+
+
+def test_link_dropped_mid_run_on_an_emulator(pytester):
+    """A control fault drops the emulator's link in the middle of a single-device run: every planned
+    device test after it is broken (none missing), and the session ends normally."""
+    device = start_device(1, 0, Build(flavour="development"), boot_seconds=0)
+    try:
+        pytester.makepyfile(f"""
+            import json, socket
+
+            def test_before(device_under_test):
+                assert device_under_test.client.version() == "1.0.0"
+
+            def test_drop(device_under_test):
+                host, port = "{device.endpoints['control']}".removeprefix("tcp:").rsplit(":", 1)
+                with socket.create_connection((host, int(port)), timeout=30) as s:
+                    s.sendall(json.dumps({{"cmd": "drop"}}).encode() + b"\\n")
+                    assert json.loads(s.makefile().readline())["ok"]
+                device_under_test.client.version()
+
+            def test_after_1(prime):
+                pass
+
+            def test_after_2(device_under_test):
+                pass
+
+            def test_no_device():
+                pass
+        """)
+        result = run(pytester, "--device", device.endpoints["debug"], "--profile", "prime-emulated",
+                     "--flavour", "development", "-p", "no:randomly")
+    finally:
+        device.stop()
+    result.assert_outcomes(passed=2, failed=1, errors=2)
+    result.stdout.fnmatch_lines(["BROKEN *test_drop (call)*",
+                                 "BROKEN *test_after_1 (setup): *DeviceLost: hil: not run, the device was lost earlier*test_drop*",
+                                 "BROKEN *test_after_2 (setup): *DeviceLost: hil: not run, the device was lost earlier*test_drop*",
+                                 "3 broken"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
 def test_undeclared_flavour_is_inferred_with_a_warning(pytester, fake_device):

@@ -7,6 +7,7 @@ PSBT back off the display as an animated UR through the camera, and verifies the
 
 from hil.emulator.secure_element import SecureElement
 from hil.link.resolve import device_station, open_client
+from hil.machine import scaled
 from hil.stimuli.presenter import Presenter, ur_parts
 from hil.stimuli.psbt import build_spend, verify_signed
 from hil.stimuli.ur import byte_string_ur, ur_byte_string
@@ -34,22 +35,22 @@ def test_sign_psbt_through_both_cameras():
         presenter.start(station.qr_display)  # the monitor facing the Prime's camera
         with presenter, open_client(station.debug, station.profile) as prime, Camera(station.camera) as camera:
             display = Display(camera)
-            display.expect_text("Enter PIN", region="title", timeout=10)
+            display.expect_text("Enter PIN", region="title", timeout=scaled(10))
             pad = read_pin_screen(display.rectified()[0])  # the keys where the camera sees them
             for digit in PIN:
                 prime.tap(*pad.keys[digit])
             prime.tap(*pad.enter)
-            display.expect_text("Apps", region="title", timeout=10)
+            display.expect_text("Apps", region="title", timeout=scaled(10))
 
             presenter.show(ur_parts(byte_string_ur("psbt", spend.serialize()), 100), fps=8)
-            display.expect_text("Sign Transaction", region="title", timeout=30)
+            display.expect_text("Sign Transaction", region="title", timeout=scaled(30))
             display.expect_text(btc(spend.amount), TextKind.AMOUNT, region="body")
             display.expect_text(spend.destination, TextKind.ADDRESS, region="body")
             display.expect_text(btc(spend.fee), TextKind.AMOUNT, region="body")
             presenter.show([])
 
             prime.tap(*SIGN)
-            display.expect_text("Signed Transaction", region="title", timeout=10)
-            signed = vision_qr.collect_ur(lambda: display.rectified()[0], timeout=60)
+            display.expect_text("Signed Transaction", region="title", timeout=scaled(10))
+            signed = vision_qr.collect_ur(lambda: display.rectified()[0], timeout=scaled(60))
         assert signed.type == "psbt"
         assert verify_signed(ur_byte_string(signed), spend.psbt) == 1

@@ -11,6 +11,7 @@ from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.emulator.prime import DEFAULT_PIN
 from hil.emulator.qrcam import Assembler, Scan, route
+from hil.machine import scaled
 from hil.stimuli.presenter import Presenter, ur_parts
 from hil.stimuli.psbt import build_spend, verify_signed
 from hil.stimuli.ur import URDecoder, byte_string_ur, ur_byte_string
@@ -34,7 +35,7 @@ def unlock(prime):
 
 
 def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         value = predicate()
         if value:

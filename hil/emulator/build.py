@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 FLAVOURS = ("production", "development")
+DEFAULT_FLAVOUR = "development"  # of an emulator started without one: takes debug-link input while locked
 
 
 class BuildError(ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hil.emulator.build import FLAVOURS
+from hil.emulator.build import DEFAULT_FLAVOUR, FLAVOURS
 from hil.emulator.prime import DEFAULT_PIN
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -12,7 +12,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 def start(count: int = typer.Option(1, min=1, max=64, help="devices to run"),
           seed: int = typer.Option(0, help="same seed, same serials, seeds and security words"),
-          flavour: str = typer.Option("production", help=" or ".join(FLAVOURS)),
+          flavour: str = typer.Option(DEFAULT_FLAVOUR, help=" or ".join(FLAVOURS)),
           version: str = typer.Option("1.0.0", help="KeyOS version the build reports"),
           pin: str = typer.Option(DEFAULT_PIN, help="the PIN set on every device (6+ digits)"),
           defect: list[str] = typer.Option([], help="a seeded defect the build carries (repeatable; see "

@@ -5,6 +5,12 @@ and SET_SYSTEM_TIME and Locked to screenshot/swipe/power/text/close while locked
 LOAD_APP_*, INSTALL_CERTIFICATE and SET_SYSTEM_TIME check the lock in every build; a malformed
 request is answered Err; an empty one is ignored.  Sideloads are staged in
 ``keyos/sideloaded-apps/<hex>.part`` and swapped in by LOAD_APP_END.
+
+SWIPE and POWER_BTN hold the link for the gesture, as ``dispatch.rs`` sleeps through ``duration_ms``
+(up to 65.5 s) and the press (200 ms / 3 s) before its Ack; the rest of the device (screen, camera,
+control) runs on meanwhile.  assumed: when the host leaves mid-gesture, the gesture lands at once and
+the link is free for the next host.  KeyOS's simulator (``os/usb-debug/src/sim.rs``) would refuse
+newcomers until the sleep ends; a lab whose test timed out would then find a healthy unit unreachable.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from hil.link import protocol as p
 from hil.link.protocol import Cmd, LaunchStatus, Status
@@ -25,6 +31,7 @@ SIDELOAD_ROOT = "keyos/sideloaded-apps"
 POWER_SHORT_MS, POWER_LONG_MS = 200, 3000
 REBOOT_AFTER_ACK_S = 0.1
 PRODUCTION_REFUSED = {Cmd.REBOOT_SAMBA, Cmd.KERNEL_CMD, Cmd.SET_SYSTEM_TIME}
+GESTURES = {Cmd.SWIPE, Cmd.POWER_BTN}  # held for their duration before the Ack
 PRODUCTION_NEEDS_UNLOCK = {Cmd.SCREENSHOT, Cmd.SWIPE, Cmd.POWER_BTN, Cmd.INPUT_TEXT, Cmd.CLOSE_APP}
 LAUNCH_OUTCOMES = {"Launched": LaunchStatus.LAUNCHED, "AlreadyRunning": LaunchStatus.ALREADY_RUNNING,
                    "AppIdNotFound": LaunchStatus.APP_ID_NOT_FOUND, "NotReady": LaunchStatus.NOT_READY}
@@ -48,9 +55,10 @@ class Upload:
     current: tuple[str, int, bytearray] | None = None  # (path, expected size, written so far)
 
 
-def handle(prime: Prime, body: bytes) -> list[bytes]:
-    """Frame bodies answering one request body (none for an empty request)."""
-    return prime.usb_debug.handle(body)
+def handle(prime: Prime, body: bytes, hold: Callable[[float], None] = time.sleep) -> list[bytes]:
+    """Frame bodies answering one request body (none for an empty request).  ``hold(seconds)`` waits
+    out a gesture; the transport ends it early when its host is gone."""
+    return prime.usb_debug.handle(body, hold)
 
 
 class DebugProtocol:
@@ -63,7 +71,7 @@ class DebugProtocol:
     def log(self, level: str, message: str) -> None:
         self.prime.log(f"{level}:usb_debug: debug: {message}")
 
-    def handle(self, body: bytes) -> list[bytes]:
+    def handle(self, body: bytes, hold: Callable[[float], None] = time.sleep) -> list[bytes]:
         if not body:
             return []
         prime = self.prime
@@ -82,8 +90,9 @@ class DebugProtocol:
             if prime.build.production and cmd in PRODUCTION_NEEDS_UNLOCK and prime.is_locked() and not defect:
                 self.log("WARN", f"command 0x{cmd:02x} rejected: device is locked")
                 return [LOCKED]
+        command = getattr(self, f"_{cmd.name.lower()}")
         try:
-            return [getattr(self, f"_{cmd.name.lower()}")(payload)]
+            return [command(payload, hold) if cmd in GESTURES else command(payload)]
         except p.ProtocolError as e:
             self.log("WARN", f"{cmd.name}: {e}")
             return [ERR]
@@ -94,18 +103,19 @@ class DebugProtocol:
             image = self.prime.framebuffer()
         return p.response(Status.OK, p.encode_screenshot(image, "BGRA"))  # ARGB8888 words, little-endian
 
-    def _swipe(self, payload: bytes) -> bytes:
+    def _swipe(self, payload: bytes, hold: Callable[[float], None]) -> bytes:
         sx, sy, ex, ey, duration_ms, steps = p.parse_swipe(payload)
-        time.sleep(duration_ms / 1000)
+        self.log("DEBUG", f"swipe ({sx},{sy}) -> ({ex},{ey}) duration={duration_ms}ms steps={steps}")
+        hold(duration_ms / 1000)
         with self.prime.lock:
             self.prime.swipe(sx, sy, ex, ey, duration_ms, steps)
         return OK
 
-    def _power_btn(self, payload: bytes) -> bytes:
+    def _power_btn(self, payload: bytes, hold: Callable[[float], None]) -> bytes:
         if len(payload) != 1:
             raise p.ProtocolError("POWER_BTN payload must be 1 byte")
         long = payload[0] != 0
-        time.sleep((POWER_LONG_MS if long else POWER_SHORT_MS) / 1000)
+        hold((POWER_LONG_MS if long else POWER_SHORT_MS) / 1000)
         with self.prime.lock:
             self.prime.press_power(long)
         return OK

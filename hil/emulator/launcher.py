@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO
 
-from hil.emulator.build import Build
+from hil.emulator.build import DEFAULT_FLAVOUR, Build
 from hil.emulator.camera import CameraPeripheral
 from hil.emulator.control import ControlServer
 from hil.emulator.nfc import EmulatedNfc
@@ -67,7 +67,7 @@ def start_device(index: int, seed: int, build: Build, pin: str = DEFAULT_PIN, **
     return device
 
 
-def run(count: int = 1, seed: int = 0, flavour: str = "production", version: str = "1.0.0",
+def run(count: int = 1, seed: int = 0, flavour: str = DEFAULT_FLAVOUR, version: str = "1.0.0",
         pin: str = DEFAULT_PIN, out: IO[str] = sys.stdout, stop: threading.Event | None = None,
         defects: tuple[str, ...] = (), apps: str | None = None) -> None:
     """Serve ``count`` devices until ``stop`` is set (or SIGINT/SIGTERM in the main thread)."""
@@ -100,7 +100,7 @@ class EmulatorTimeout(InfrastructureError):
 class EmulatorProcess:
     """``python -m hil.emulator`` as a context manager; ``devices`` holds one endpoint dict per device."""
 
-    def __init__(self, count: int = 1, seed: int = 0, flavour: str = "production", version: str = "1.0.0",
+    def __init__(self, count: int = 1, seed: int = 0, flavour: str = DEFAULT_FLAVOUR, version: str = "1.0.0",
                  pin: str | None = None, timeout: float = 30.0, defects: tuple[str, ...] = (),
                  apps: str | None = None):
         self.args = ["--count", str(count), "--seed", str(seed), "--flavour", flavour, "--version", version]

@@ -38,11 +38,12 @@ class DebugServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._drop = threading.Event()
+        self._conn: socket.socket | None = None  # the client being served
 
     def start(self, prime: Prime, host: str = "127.0.0.1", port: int = 0) -> tuple[str, str]:
         self.prime = prime
         self._listener = socket.create_server((host, port))
-        prime.on_link_reset(self._drop.set)
+        prime.on_link_reset(self._reset)
         self._thread = threading.Thread(target=self._run, name=f"debug-{prime.serial}", daemon=True)
         self._thread.start()
         bound_host, bound_port = self._listener.getsockname()[:2]
@@ -54,6 +55,16 @@ class DebugServer:
             self._thread.join(timeout=5)
         if self._listener is not None:
             self._listener.close()
+
+    def _reset(self) -> None:
+        """The link goes away now, as a USB disconnect does: the host's next read sees it closed."""
+        self._drop.set()
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already gone
 
     # ------------------------------------------------------------ accept / serve
     def _run(self) -> None:
@@ -67,6 +78,7 @@ class DebugServer:
                 conn.close()  # no vendor interface on the bus right now
                 continue
             self._drop.clear()
+            self._conn = conn
             try:
                 self._serve(conn)
             except OSError as e:
@@ -75,6 +87,7 @@ class DebugServer:
                 traceback.print_exc()
                 self.prime.log("ERROR:usb_debug: debug: internal error in the emulator, connection closed")
             finally:
+                self._conn = None
                 conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -108,7 +121,7 @@ class DebugServer:
                     break
                 body = bytes(buf[4:4 + length])
                 del buf[:4 + length]
-                responses = handle(self.prime, body)
+                responses = handle(self.prime, body, lambda seconds: self._hold(conn, seconds))
                 cursor = self._send_logs(conn, cursor)
                 for frame in responses:
                     if not self._send_response(conn, frame):
@@ -117,6 +130,15 @@ class DebugServer:
             if partial_since is not None and time.monotonic() - partial_since > PARTIAL_FRAME_TIMEOUT_S:
                 self.prime.log("WARN:usb_debug: debug: incomplete frame timed out")
                 return
+
+    def _hold(self, conn: socket.socket, seconds: float) -> None:
+        """Wait out a gesture, ending early when the host hangs up, the link resets or the server stops."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set() and not self._drop.is_set():
+            if _hung_up(conn):
+                self.prime.log("WARN:usb_debug: debug: host left during a gesture; it lands now")
+                return
+            time.sleep(min(POLL_S, left))
 
     def _send_logs(self, conn: socket.socket, cursor: int) -> int:
         with self.prime.lock:
@@ -152,6 +174,14 @@ class DebugServer:
         while not self._stop.is_set() and not self._drop.is_set():
             if select.select([conn], [], [], POLL_S)[0] and not conn.recv(1 << 16):
                 return
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """True once the host closed its end (a frame it already sent ahead is not a hang-up)."""
+    try:
+        return bool(select.select([conn], [], [], 0)[0]) and conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _send(conn: socket.socket, body: bytes) -> None:

@@ -115,7 +115,7 @@ def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason",
                    lab: LabOpt = None) -> None:
     """Take a station out of service; runs skip it until it is readmitted."""
     from hil.farm.pin_guard import PinGuard
-    from hil.farm.quarantine import Quarantine
+    from hil.farm.quarantine import OPERATOR, Quarantine
 
     if lab and lab.startswith("labgrid://"):  # issue 8: the place's health tag and comment
         from hil.farm import lab_cli
@@ -123,7 +123,7 @@ def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason",
         return lab_cli.quarantine_cmd(station, reason, coordinator=lab)
     cfg = _lab(lab)
     _known(cfg, station)
-    Quarantine(cfg.state_dir).add(station, reason, by="operator")
+    Quarantine(cfg.state_dir).add(station, reason, by=OPERATOR)
     typer.echo(f"{station}: quarantined ({reason})")
 
 
@@ -222,6 +222,8 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
             else:
                 up = bar.add_task("bring-up", total=len(cfg.stations))
                 stations = job.bring_up_all(cfg, stack, run, quarantine, lambda _n: bar.advance(up))
+                for name, line in run.meta["readmitted"].items():
+                    console.print(f"{name}: {line}", markup=False, soft_wrap=True)
                 tasks = {n: bar.add_task(f"flash {n}", total=100) for n in stations}
                 stations = job.flash_all(stations, flasher, leases, run, quarantine,
                                          lambda n, frac: bar.update(tasks[n], completed=int(frac * 100)), flavour)

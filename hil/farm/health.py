@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hil.errors import HilError, InfrastructureError
 from hil.farm.station import Station
+from hil.machine import scaled
 
 class StationUnhealthy(InfrastructureError):
     """The station failed its health check; the message lists every failing check."""
@@ -82,19 +84,29 @@ CHECKS: dict[str, tuple[str, Callable[[Station, float], str]]] = {
 
 
 def check(station: Station, timeout: float = 10.0) -> Health:
-    """Run every check the station's resources allow; never raises for a failing check."""
+    """Run every check the station's resources allow, all at once (a dead unit costs one timeout, not one
+    per check), each within ``timeout`` (idle-machine seconds, scaled by how busy this host is); never
+    raises for a failing check."""
+    timeout = scaled(timeout)
+    wanted = {name: fn for name, (resource, fn) in CHECKS.items() if getattr(station, resource) is not None}
+    with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
+        running = {name: pool.submit(_timed, fn, station, timeout) for name, fn in wanted.items()}
     results, version = [], None
-    for name, (resource, fn) in CHECKS.items():
-        if getattr(station, resource) is None:
+    for name, (resource, _) in CHECKS.items():
+        if name not in running:
             results.append(Check(name, None, f"no {resource} on this station"))
             continue
-        start = time.monotonic()
         try:
-            detail = fn(station, timeout)
+            detail, took = running[name].result()
         except (HilError, OSError, ImportError) as e:
             results.append(Check(name, False, str(e) or type(e).__name__))
             continue
         if name == "link":
             version, detail = detail, f"version {detail}"
-        results.append(Check(name, True, f"{detail} ({time.monotonic() - start:.1f}s)"))
+        results.append(Check(name, True, f"{detail} ({took:.1f}s)"))
     return Health(station.name, tuple(results), version)
+
+
+def _timed(fn: Callable[[Station, float], str], station: Station, timeout: float) -> tuple[str, float]:
+    start = time.monotonic()
+    return fn(station, timeout), time.monotonic() - start

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from hil.errors import ConfigError, HilError, InfrastructureError
+from hil.farm import health
 from hil.farm.config import LabConfig, read_yaml
 from hil.farm.lease import FileLeases, Holder
 from hil.farm.quarantine import Quarantine
@@ -92,15 +93,17 @@ def finished_tests(results: Path) -> set[str]:
 def bring_up_all(lab: LabConfig, stack: contextlib.ExitStack, run: Run, quarantine: Quarantine,
                  on_station: Callable[[str], None]) -> dict[str, Station]:
     """Every station not in quarantine, live; one that does not come up is quarantined with the reason.
-    Stations quarantined before the run are `unavailable` (they take no part), not broken in this run;
+    A station a fault quarantined before the run is brought up and health-checked: it is readmitted
+    (``run.meta["readmitted"]`` says so) when it passes, else it stays out.  Stations an operator
+    quarantined, and those that stay out, are `unavailable` (they take no part), not broken in this run;
     one quarantined during an earlier part of a resumed run is broken in it."""
     held = quarantine.entries()
-    run.meta["unavailable"] = {}
+    run.meta["unavailable"], run.meta["readmitted"] = {}, {}
     wanted = []
     for name in lab.stations:
         if name in held and held[name].since >= run.meta["started"]:
             run.meta["broken_stations"][name] = held[name].reason
-        elif name in held:
+        elif name in held and held[name].by_operator:
             run.meta["unavailable"][name] = f"in quarantine since before the run: {held[name].reason}"
         else:
             wanted.append(name)
@@ -113,15 +116,35 @@ def bring_up_all(lab: LabConfig, stack: contextlib.ExitStack, run: Run, quaranti
             stack.push(cm.__exit__)
         return station
 
+    def heal(name: str) -> Station | None:
+        """A fault's quarantine is lifted by a health check that passes now."""
+        was = held[name]
+        try:
+            station = start(name)
+        except (HilError, OSError) as e:
+            run.meta["unavailable"][name] = f"in quarantine since before the run: {was.reason}; bring-up failed: {e}"
+            return None
+        report = health.check(station)
+        if not report.ok:
+            run.meta["unavailable"][name] = (f"in quarantine since before the run: {was.reason}; "
+                                             f"health check failed again: {report.reason}")
+            return None
+        quarantine.remove(name)
+        run.meta["readmitted"][name] = f"readmitted: passed the health check ({was.by} had quarantined it: {was.reason})"
+        return station
+
     out = {}
     with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
-        futures = {name: pool.submit(start, name) for name in wanted}
+        futures = {name: pool.submit(heal if name in held else start, name) for name in wanted}
         for name, future in futures.items():
             try:
-                out[name] = future.result()
+                station = future.result()
             except (HilError, OSError) as e:
                 quarantine.add(name, f"bring-up failed: {e}")
                 run.meta["broken_stations"][name] = f"bring-up failed: {e}"
+            else:
+                if station is not None:
+                    out[name] = station
             on_station(name)
     for name in lab.stations:
         if name not in wanted:

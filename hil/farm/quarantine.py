@@ -1,4 +1,8 @@
-"""Quarantine: stations taken out of service with the reason, until an operator readmits them.
+"""Quarantine: stations taken out of service with the reason, until they are readmitted.
+
+An operator's quarantine (`hil farm quarantine`) lasts until an operator readmits the station; one a
+fault caused (a failed health check, bring-up or flash) is lifted by the next nightly when the station
+passes its health check then.
 
 Persisted as `<state_dir>/quarantine.json`, updated under a file lock with an atomic replace, so
 several workers quarantining at once lose nothing and a crash leaves either the old or the new file.
@@ -20,6 +24,7 @@ from hil.errors import ConfigError
 
 
 _THREADS: dict[Path, threading.Lock] = {}
+OPERATOR = "operator"  # `by` of a person's quarantine
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,10 @@ class Entry:
     reason: str
     since: float
     by: str
+
+    @property
+    def by_operator(self) -> bool:
+        return self.by == OPERATOR
 
 
 class Quarantine:

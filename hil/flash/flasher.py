@@ -22,6 +22,7 @@ from pathlib import Path
 from fs.errors import FSError
 from pyfatfs import PyFATException
 
+from hil import machine
 from hil.errors import ConfigError, InfrastructureError
 from hil.flash import bootimg, cosign2, manifest
 from hil.flash.samba import EmmcFile, Samba, SambaError, Sdmmc
@@ -131,10 +132,11 @@ class Flasher:
                  progress: Progress = lambda phase, done, total: None, timeout: float = 60.0,
                  io_timeout: float = 10.0):
         """``timeout`` bounds waiting for the device to enter SAM-BA and to boot again;
-        ``io_timeout`` bounds each answer of the monitor and its applet."""
+        ``io_timeout`` bounds each answer of the monitor and its applet (both idle-machine seconds,
+        scaled by how busy this host is)."""
         self.samba_port, self.applet, self.keys = samba_port, applet, keys
         self.link, self.enter_samba, self.progress = link, enter_samba, progress
-        self.timeout, self.io_timeout = timeout, io_timeout
+        self.timeout, self.io_timeout = machine.scaled(timeout), machine.scaled(io_timeout)
 
     def flash(self, firmware: Firmware, *, force: bool = False, allow_rollback: bool = False) -> FlashResult:
         running = self._running_version()

@@ -18,16 +18,21 @@ DEVICE = typer.Option(..., "--device", envvar="HIL_DEVICE",
                       help="emulator | tcp:HOST:PORT | usb:SERIAL | usb:BUS-PORT | /dev/ttyACMn (env HIL_DEVICE)")
 PROFILE = typer.Option(None, "--profile", help="device profile (default: prime-rev-b; the emulator's own)")
 TIMEOUT = typer.Option(5.0, "--timeout", help="seconds to wait for each answer")
+BOOT_TIMEOUT = 60.0  # seconds an emulator started here may take to boot
 
 
 @contextmanager
 def connected(device: str, profile: str | None, timeout: float, station_too: bool = False) -> Iterator:
-    """The open client (and its station); any harness error becomes one line on stderr, exit status 1."""
+    """The open client (and its station); any harness error becomes one line on stderr, exit status 1.
+    An emulator started here is answered for only once it has booted (not its splash, not "booting")."""
     from hil.link.resolve import device_station, open_client
+    from hil.link.state import wait_ready
 
     try:
         with device_station(device, profile) as station, \
                 open_client(station.debug, station.profile, timeout, station) as prime:
+            if device == "emulator":  # powered on just now, by us
+                wait_ready(prime, BOOT_TIMEOUT)
             yield (prime, station) if station_too else prime
     except HilError as e:
         typer.echo(printable(f"hil device: {e}"), err=True)
@@ -62,6 +67,30 @@ def screenshot(output: Path = typer.Option(..., "-o", "--output", help="PNG file
         image = prime.screenshot()
     image.save(output, format="PNG")
     typer.echo(f"{output}: {image.width}x{image.height}")
+
+
+@app.command()
+def unlock(pin: str = typer.Option("123456", "--pin", help="the PIN the unit was provisioned with"),
+           device: str = DEVICE, profile: str = PROFILE, timeout: float = TIMEOUT) -> None:
+    """Unlock a locked Prime: type PIN on its lock screen through the debug link (one attempt of its 10).
+
+    Only builds that take debug-link input while locked (development; the profile says which) can be
+    unlocked so; a locked production build refuses it (KeyOS dispatch.rs) and is unlocked on the glass."""
+    from hil.link.state import detect_flavour, is_locked, takes_input_while_locked
+    from hil.link.state import unlock as type_pin
+
+    with connected(device, profile, timeout, station_too=True) as (prime, station):
+        if is_locked(prime) is False:
+            typer.echo(f"{prime.device}: already unlocked")
+            return
+        flavour = detect_flavour(prime, station.profile)
+        if not takes_input_while_locked(station.profile, flavour):
+            typer.echo(f"hil device: {prime.device} runs a {flavour} build, which refuses debug-link input while "
+                       "locked; type the PIN on its screen (a lab station: `hil touch tap X Y --via robot`, the "
+                       f"PIN pad is in device_profiles/{station.profile.name}.yaml)", err=True)
+            raise typer.Exit(1)
+        type_pin(prime, station.profile, pin)
+    typer.echo(f"{prime.device}: unlocked")
 
 
 @app.command()

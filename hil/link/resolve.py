@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hil.emulator.build import DEFAULT_FLAVOUR
 from hil.errors import ConfigError
 from hil.farm.config import Profile, load_profile
 from hil.farm.station import Station
@@ -111,7 +112,7 @@ def profile_named(name: str) -> Profile:
 
 
 @contextmanager
-def device_station(device: str | None, profile: str | None = None, *, flavour: str = "development",
+def device_station(device: str | None, profile: str | None = None, *, flavour: str = DEFAULT_FLAVOUR,
                    seed: int = 0, defects: tuple[str, ...] = (), apps: str | None = None) -> Iterator[Station]:
     """The station a ``--device`` string stands for.  ``emulator`` (or None) starts an emulated Prime
     of the given build flavour for as long as the block runs."""

@@ -23,6 +23,7 @@ from hil.errors import InfrastructureError
 from hil.farm.config import Profile
 from hil.link.client import DeviceError, DeviceLocked, PrimeClient
 from hil.link.protocol import LaunchStatus
+from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, Touch, enter_pin
 
 NOT_AN_APP = bytes.fromhex("ff" * 16)  # an AppId no bundle carries
@@ -82,6 +83,7 @@ def device_state(prime: PrimeClient, profile: Profile) -> State:
 
 def wait_ready(prime: PrimeClient, timeout: float = 30.0) -> bool:
     """Wait for the GUI to finish booting; returns whether the device is locked."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while (locked := is_locked(prime)) is None:
         if time.monotonic() > deadline:
@@ -141,6 +143,8 @@ def unlock(prime: PrimeClient, profile: Profile, pin: str, touch: Touch | None =
         raise DeviceStateError(f"{prime.device}: {state.value} runs, not the lock screen: no PIN typed (provision "
                                "the unit through onboarding first)")
     show_lock_screen(prime, touch)
+    if is_locked(prime) is not True or (touch is None and screen_is_dark(prime)):  # never type a PIN elsewhere
+        raise DeviceStateError(f"{prime.device}: not on a lit lock screen after the power presses; PIN not typed")
     enter_pin(touch or DebugTouch(prime, prime.home_button), pad, pin)
     if not wait_unlocked(prime):
         raise PinRejected(f"{prime.device}: the lock screen did not accept the test PIN (one attempt used; "
@@ -150,7 +154,7 @@ def unlock(prime: PrimeClient, profile: Profile, pin: str, touch: Touch | None =
 def wait_unlocked(prime: PrimeClient, timeout: float = PIN_CHECK_SECONDS) -> bool:
     """Whether the device reads unlocked before ``timeout``: a PIN just typed is judged only after
     KeyOS's random login delay, so a single read right after typing proves nothing either way."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while is_locked(prime) is not False:  # read-only: polling spends no attempt
         if time.monotonic() > deadline:
             return False

@@ -32,6 +32,7 @@ from hil.flash.flasher import Firmware, Flasher, FlashFailed, load_firmware
 from hil.flash.samba import EmmcFile, Samba
 from hil.link.resolve import open_client
 from hil.link.transport import LinkError
+from hil.machine import scaled
 from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
 from security_helpers import PromptNotSeen, ScreenReader, normal
 
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.security, pytest.mark.firmware]
 
 ERROR_PAGE = "Firmware Error"  # boot/keyos-boot system_errors.rs, SystemErrorCode::FirmwareVerification
 ZERO_PUB, ZERO_SIG = bytes(33), bytes(64)
-SAMBA_TIMEOUT = 45.0  # the Boot Menu sequence alone holds the button 10.5 s
+SAMBA_TIMEOUT = 45.0  # on an idle host (the Flasher and the waits here scale it); the Boot Menu holds 10.5 s
 
 
 @dataclasses.dataclass
@@ -86,7 +87,7 @@ def _read_installed(station, enter_samba, applet: bytes) -> bytes:
     enter_samba()
     samba = Samba.open(station.samba, timeout=10)
     try:
-        samba.connect(timeout=SAMBA_TIMEOUT)  # repeats N# while the monitor comes up
+        samba.connect(timeout=scaled(SAMBA_TIMEOUT))  # repeats N# while the monitor comes up
         sd = samba.sdmmc(applet)
         disk = EmmcFile(sd, sd.pages * sd.page_size)
         system = bootimg.partition_table(disk.read(bootimg.SECTOR), sd.pages * sd.page_size)[1]
@@ -100,7 +101,7 @@ def _read_installed(station, enter_samba, applet: bytes) -> bytes:
 
 
 def _await_keyos(station, version: str, timeout: float = SAMBA_TIMEOUT) -> None:
-    deadline, seen = time.monotonic() + timeout, "nothing"
+    deadline, seen = time.monotonic() + scaled(timeout), "nothing"
     while time.monotonic() < deadline:
         try:
             with open_client(station.debug, station.profile) as client:

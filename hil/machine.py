@@ -1,0 +1,38 @@
+"""How busy this machine is: a factor that the host-side deadlines scale by.
+
+A deadline set on an idle machine runs out on a loaded one although nothing is wrong (the nightly's
+workers, the emulators and the test run share the same cores).  The factor is measured once per process:
+a short CPU-bound probe's wall-clock time over the CPU time it got.  Idle, that is 1; with two busy
+processes per core it is about 2.  It never shortens a deadline, and it is capped so that a real hang
+is still reported in bounded time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+
+PROBE_CPU_S = 0.05  # CPU time the probe spends (well above the clock's resolution)
+MAX_FACTOR = 8.0
+
+
+@functools.cache
+def factor() -> float:
+    """This process's factor: measured on first use."""
+    return measure()
+
+
+def measure() -> float:
+    """Wall time over CPU time of a short CPU-bound probe, between 1 and ``MAX_FACTOR``."""
+    wall0, cpu0 = time.perf_counter(), time.thread_time()
+    block = bytes(64 * 1024)
+    while time.thread_time() - cpu0 < PROBE_CPU_S:
+        hashlib.sha256(block).digest()
+    measured = (time.perf_counter() - wall0) / (time.thread_time() - cpu0)
+    return min(MAX_FACTOR, max(1.0, measured))
+
+
+def scaled(seconds: float) -> float:
+    """``seconds`` measured on an idle machine, as long as they take here."""
+    return seconds * factor()
