@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what it needs (apt + .venv) first.
-.PHONY: setup nightly test
+.PHONY: setup nightly test fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -11,3 +11,7 @@ nightly: setup
 # ran; make passes that on as a failure.
 test: setup
 	.venv/bin/python -m pytest -n 2 -q -m ""
+
+# The decoders of untrusted bytes with a long Hypothesis budget and fresh inputs (tests/test_hostile_input.py).
+fuzz: setup
+	HIL_HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_hostile_input.py

@@ -20,6 +20,6 @@ fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[labgrid]'
+  .venv/bin/pip install -q -e '.[labgrid,test]'
   touch "$stamp"
 fi

@@ -363,8 +363,9 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(f"{path}: cannot read ({e.strerror}); check the path") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)
         root = loader.get_single_node()
         return (loader.construct_document(root) if root is not None else None), root
     except yaml.YAMLError as e:
@@ -374,7 +375,8 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to read; flatten the file") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml_model(path: Path, model: type[BaseModel], **extra: Any) -> Any:

@@ -172,10 +172,31 @@ class _Window(io.RawIOBase):
         self._fp.flush()
 
 
+def _check_volume(boot_sector: bytes, part: Partition) -> None:
+    """Refuse a FAT boot sector whose sizes do not fit its partition or whose FAT is far larger than its clusters
+    need: pyfatfs would parse every entry of such a FAT (tens of seconds for a few inflated bytes)."""
+    if len(boot_sector) < 40:
+        return
+    bps, spc, reserved, fats = struct.unpack_from("<HBHB", boot_sector, 11)
+    total = struct.unpack_from("<H", boot_sector, 19)[0] or struct.unpack_from("<I", boot_sector, 32)[0]
+    fat_sectors = struct.unpack_from("<H", boot_sector, 22)[0] or struct.unpack_from("<I", boot_sector, 36)[0]
+    if not bps or not spc:
+        return  # pyfatfs names these itself
+    clusters = max(total - reserved - fats * fat_sectors, 0) // spc
+    if total * bps > part.sectors * SECTOR:
+        raise BootImageError(f"partition {part.index}: its FAT volume claims {total * bps} bytes, the partition "
+                             f"holds {part.sectors * SECTOR}; rebuild the image")
+    if fat_sectors * bps > 2 * 4 * (clusters + 2) + 64 * bps:
+        raise BootImageError(f"partition {part.index}: a FAT of {fat_sectors} sectors for {clusters} clusters; "
+                             "the volume is damaged, rebuild the image")
+
+
 @contextmanager
 def mount(fp, part: Partition) -> Iterator[PyFatBytesIOFS]:
     """The FAT file system of one partition of an open image or eMMC file."""
     window = _Window(fp, part.offset, part.end)
+    _check_volume(window.read(SECTOR), part)
+    window.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "not cleanly unmounted": a flash cut short is our normal case

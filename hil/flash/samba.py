@@ -30,6 +30,9 @@ BSC_CR = 0xF8048054
 APPLET_ADDR = 0x220000
 MAILBOX = 0x220004
 CHUNK = 64 * 1024  # FLASH_TRANSFER_CHUNK_SIZE
+# assumed: the applet's buffer lies in the SAMA5D2's SRAM (128 KiB) or the L2 cache mapped as SRAM (128 KiB); a
+# larger size reported by a misbehaving monitor must not become a read of that many bytes.
+MAX_APPLET_BUFFER = 0x40000
 POLL = 0.1  # the port's read timeout; `Samba._read` waits for a whole answer in steps of it
 
 CMD_INITIALIZE = 0x00
@@ -147,7 +150,8 @@ class Samba:
         if status != 0:
             raise SambaError(f"{self.port.name}: SD/MMC applet failed to initialise (status {status})")
         buffer_addr, buffer_size, page_size, pages = (self.read_u32(MAILBOX + off) for off in (8, 0xC, 0x10, 0x14))
-        if page_size == 0 or page_size & (page_size - 1) or buffer_size < page_size or pages == 0:
+        if (page_size == 0 or page_size & (page_size - 1) or not page_size <= buffer_size <= MAX_APPLET_BUFFER
+                or pages == 0):
             raise SambaError(f"{self.port.name}: applet reported page size {page_size}, buffer {buffer_size}, "
                              f"{pages} pages")
         return Sdmmc(self, buffer_addr, buffer_size, page_size, pages)
