@@ -360,6 +360,9 @@ class Display:
         names = [region] if region else None
 
         def found(lines: list[ocr.Line]) -> bool:  # read no further than the expected text
+            checked = values.check(text, lines, kind.value) if kind.strict else None
+            if checked is not None:
+                return checked.verdict == "pass"
             return find(text, [ln.text for ln in lines], kind) is not None
 
         try:
