@@ -184,7 +184,7 @@ def test_verify_malformed_bundle_says_not_verified(tmp_path, doc):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     (tmp_path / "pub.pem").write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    r = CliRunner().invoke(signoff_app, ["verify", str(tmp_path / "b"), "--key", str(tmp_path / "pub.pem")])
+    r = CliRunner().invoke(signoff_app, ["verify", str(tmp_path / "b"), "--trusted", str(tmp_path / "pub.pem")])
     assert r.exit_code == 1
     assert one_line_error(r).startswith(f"NOT VERIFIED: {tmp_path / 'b' / 'signoff.json'}: not a sign-off document (")
 

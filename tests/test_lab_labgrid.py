@@ -404,7 +404,8 @@ def test_an_exporter_killed_with_9_orphans_the_place(idle):
 def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle, monkeypatch):
     """`hil nightly` with a coordinator in the lab file: the places flashed at once, each under its own labgrid
     lease (a stand-in flasher, as in test_nightly.py), the suites across both benches, reports on the
-    controller; a place a worker quarantines during the suites is among the summary's broken stations."""
+    controller; a place a worker quarantines during the suites is among the summary's broken stations, and
+    in run.json before the sign-off reads it: the criteria forbid broken stations, so it is a no-go (issue 13)."""
     import hil.farm.nightly as job
     import typer
     from farm_helpers import signed_build, stand_in_suites
@@ -462,8 +463,8 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
             labgrid.readmit(coord, "b2s1")
         finally:
             coord.close()
-    assert r.exit_code == 0, r.output
-    assert "sign-off: GO" in r.output
+    assert r.exit_code == 1, r.output
+    assert "sign-off: NO-GO" in r.output and "broken station(s) b2s1: quarantined: health check failed" in r.output
     night = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
     meta = json.loads((night / "run.json").read_text())
     assert meta["finished"] and meta["flashed"] == {"b1s1": "flashed", "b2s1": "flashed"}
@@ -473,7 +474,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     for f in ("summary.html", "diff.txt", "diff.json", "signoff/signoff.pdf"):
         assert (night / f).is_file(), f
     key = signoff.load_public(idle.dir / "key.pem")
-    assert signoff.verify(night / "signoff", key)["decision"] == "go"
+    assert signoff.verify(night / "signoff", key)["decision"] == "no-go"
     records = read_results(night / "allure-results").records
     assert len(records) == 2 and all(x.status == "passed" for x in records)
     assert all(x.labels["place"] == x.station and x.labels["bench"] in BENCHES for x in records)
@@ -492,7 +493,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     from hil.farm.config import load_lab
 
     plain = load_lab(lab).model_copy(update={"stations": {}, "coordinator": f"{idle.url}?bench=bench2"})
-    run = SimpleNamespace(meta={"broken_stations": {}})
+    run = SimpleNamespace(meta={"broken_stations": {}, "firmware": {"version": "1.0.0"}})
     together = threading.Barrier(1)
     plain = plain.model_copy(update={"coordinator": f"{idle.url}?station=b2s1"})
     assert list(labgrid.flash_places(plain, standin(plain, build), run, lambda n, f: None, "development", tag)) == \

@@ -210,3 +210,14 @@ def test_a_fault_quarantine_heals_at_the_next_night_an_operator_one_stays(tmp_pa
         "emu-3": "in quarantine since before the run: flashing failed: SAM-BA deadline; "
                  "health check failed again: link: no response within 10 s"}
     assert run.meta["broken_stations"] == {}
+
+
+@pytest.mark.slow
+def test_unit_that_reports_another_version_after_flashing_is_broken(tmp_path, lab):
+    """The flasher said done, but the unit answers GET_VERSION with another build's version: the station is
+    quarantined as broken, whatever the operator meant to flash."""
+    build = signed_build(tmp_path / "v2.bin", version="2.0.0")  # the stand-in flasher leaves 1.0.0 running
+    r = _nightly(lab, build)
+    assert r.exit_code == 2 and "no station is usable" in r.output, r.output
+    meta = json.loads(next((tmp_path / "reports" / "nightly").glob("*/run.json")).read_text())
+    assert meta["broken_stations"] == {"emu-1": "flashed, but its unit reports version 1.0.0, not the build's 2.0.0"}

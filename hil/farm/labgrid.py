@@ -567,12 +567,17 @@ def flash_places(lab: LabConfig, flasher, run, progress, flavour: str, build: st
 
             def one(name: str) -> str | None:
                 lease, station = leases[name]
+                from hil.farm.nightly import measure
+
                 try:
                     with lease_token(lease.token):
                         flashed = flasher(station, lambda frac: progress(name, frac))
+                        run.meta.setdefault("flashed", {})[name] = "flashed" if flashed else "already on the build"
+                        why = measure(station, run.meta["firmware"].get("version"))  # what the unit booted
                 except (HilError, OSError) as e:
                     return f"flashing failed on bench {lease.bench}: {e}"
-                run.meta.setdefault("flashed", {})[name] = "flashed" if flashed else "already on the build"
+                if why:
+                    return why
                 progress(name, 1.0)
                 return None
 

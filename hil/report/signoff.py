@@ -2,10 +2,16 @@
 with the suite × profile matrix, every evidence file by SHA-256, the firmware's cosign2 identity and
 the harness version, signed with the lab's Ed25519 key, so it can be checked later without the lab.
 
+The decision rests on what is on disk: each deciding run's test plan (`plan.json`, every check that
+should have a final result), the version each unit reported (the `version` label), `run.json`'s broken
+stations, and per suite and profile the counts of its results with every skip and whether the criteria
+allow its reason.
+
 A bundle is a folder: `signoff.json` ({"payload", "signature"}), `signoff.html`, `signoff.pdf` and
-`evidence/<run>/...` (copies of the deciding runs' Allure results). The signature covers the canonical
-JSON of the payload, which lists the hash of every other file; `verify` fails on any change, any
-missing file and any extra file. Missing or unreadable evidence is a no-go, never a go.
+`evidence/<run>/...` (the plan, each result file and its attachments; fixture containers are not
+evidence). The signature covers the canonical JSON of the payload, which lists the hash of every other
+file; `verify` needs only the signer's public key and fails on any change, any missing file, any extra
+file and any symlink. Missing or unreadable evidence is a no-go, never a go.
 """
 
 from __future__ import annotations
