@@ -98,6 +98,9 @@ def station(request: pytest.FixtureRequest):
 
 @pytest.fixture(scope="session")
 def device_under_test(station: Station, request: pytest.FixtureRequest):
+    missing = station.profile.link_missing(declared_flavour(station, request.config.getoption("--flavour")))
+    if missing:
+        pytest.skip(f"{missing}; this check needs it")
     try:
         client = open_client(station.debug, station.profile, request.config.getoption("--link-timeout"), station)
     except ConfigError as e:

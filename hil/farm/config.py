@@ -224,6 +224,8 @@ class FlavourRules(_Strict):
     allowed: tuple[str, ...]
     need_unlocked: tuple[str, ...] = ()
     boots: tuple[TrustLevel, ...] = ("FullyTrusted",)
+    debug_link: bool = Field(True, description="the build has the usb-debug interface at all (xtask: a "
+                             "--production-firmware build has it only with --log-usb-debug)")
 
     @field_validator("allowed", "need_unlocked")
     @classmethod
@@ -279,6 +281,13 @@ class Profile(_Strict):
         """The trust levels the bootloader of a ``flavour`` unit boots; FullyTrusted alone when unknown."""
         rules = self.flavours.get(flavour) if flavour else None  # type: ignore[call-overload]
         return rules.boots if rules is not None else ("FullyTrusted",)
+
+    def link_missing(self, flavour: str | None) -> str | None:
+        """Why a ``flavour`` build has no debug link, or None when it has one (or the flavour is unknown)."""
+        rules = self.flavours.get(flavour) if flavour else None  # type: ignore[call-overload]
+        if rules is None or rules.debug_link:
+            return None
+        return f"profile {self.name}: a {flavour} build has no debug link (usb-debug is not in it)"
 
     def allows(self, flavour: str, command: str) -> bool:
         rules = self.flavours.get(flavour)  # type: ignore[call-overload]

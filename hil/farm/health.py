@@ -1,6 +1,7 @@
 """The health check a station passes before its first test (LAVA-style): the link answers and reports a
 version, the camera sees a lit screen, the NFC reader answers. A check is skipped only where the
-station has no such resource; a check that cannot run is a failure, never a pass.
+station has no such resource (or its profile says the station's build has no debug link); a check that
+cannot run is a failure, never a pass.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def check(station: Station, timeout: float = 10.0) -> Health:
     for name, (resource, fn) in CHECKS.items():
         if getattr(station, resource) is None:
             results.append(Check(name, None, f"no {resource} on this station"))
+            continue
+        if name == "link" and (why := station.profile.link_missing(station.flavour)):
+            results.append(Check(name, None, why))  # the production lane runs on camera, robot and relay
             continue
         start = time.monotonic()
         try:
