@@ -4,8 +4,10 @@
 ``bridge:HOST:PORT`` a bench's ``hil bridge`` (a lab across hosts): TCP after the lease token in ``LG_TOKEN``
 ``usb:SERIAL``     the Prime with that serial number
 ``usb:BUS-PORT``   the Prime on that USB port path (``1-2.3``), as stations are pinned
-``/dev/ttyACM0``   a tty of the Prime (its CDC-ACM log serial): sysfs names the USB device that owns
-                   it, whose vendor interface is the debug link
+``usb``            the only Prime present (two present: an error listing both)
+``/dev/ttyACM0``   a tty of the Prime (its CDC-ACM log serial), or a symlink to one
+                   (``/dev/serial/by-id/…``): sysfs names the USB device that owns it, whose vendor
+                   interface is the debug link
 ``emulator``       a fresh emulated Prime (see :func:`device_station`)
 
 Which pyusb backend reaches a USB device is the device profile's ``usb.backend``.
@@ -41,7 +43,7 @@ def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = ("
     """``usb:BUS-PORT`` of the Prime owning the tty at ``path``, with its debug interface present."""
     if not os.path.exists(path):
         raise DeviceNotFound(f"{path}: no such device (is the Prime plugged in? `ls /dev/ttyACM*`)")
-    tty = sysfs / "class" / "tty" / Path(path).name
+    tty = sysfs / "class" / "tty" / Path(os.path.realpath(path)).name  # /dev/serial/by-id/… links resolve
     if not (tty / "device").exists():
         raise DeviceNotFound(f"{path}: exists but sysfs has no device behind it ({tty}); not a USB serial port")
     intf = (tty / "device").resolve()
@@ -86,13 +88,13 @@ def transport_for(device: str, profile: Profile, station: Station | None = None,
     if device.startswith("/"):
         return transport_for(resolve_tty(device, sysfs, (profile.usb.keyos, profile.usb.legacy)), profile,
                              station, stall_timeout)
-    if kind == "usb" and rest:
+    if kind == "usb":  # bare "usb": the only Prime present
         endpoints = {k: getattr(station, k) for k in ("debug", "serial", "usb_port")} if station else {}
         backend = load_backend(profile.usb.backend, **endpoints)
-        where = {"port": rest} if BUS_PORT.fullmatch(rest) else {"serial": rest}
+        where = {} if not rest else {"port": rest} if BUS_PORT.fullmatch(rest) else {"serial": rest}
         return UsbTransport(ids=(profile.usb.keyos, profile.usb.legacy), backend=backend,
                             stall_timeout=stall_timeout, name=device, **where)
-    raise DeviceNotFound(f"{device!r} is not a device: use emulator, tcp:HOST:PORT, bridge:HOST:PORT, usb:SERIAL, "
+    raise DeviceNotFound(f"{device!r} is not a device: use emulator, tcp:HOST:PORT, bridge:HOST:PORT, usb, usb:SERIAL, "
                          "usb:BUS-PORT or a tty path such as /dev/ttyACM0")
 
 
