@@ -39,8 +39,19 @@ class DeviceNotFound(ConfigError):
     """A ``--device`` that names nothing usable; the message says what was found there instead."""
 
 
-def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = ("1307:0165", "2c97:7011")) -> str:
-    """``usb:BUS-PORT`` of the Prime owning the tty at ``path``, with its debug interface present."""
+class SambaRom(DeviceNotFound):
+    """The tty is the Prime's SAM-BA boot ROM (03eb:6124): no debug link until KeyOS runs on ``port``,
+    the USB port path both identities share (``hil.farm.first_contact`` gets it there)."""
+
+    def __init__(self, message: str, tty: str, port: str):
+        super().__init__(message)
+        self.tty, self.port = tty, port
+
+
+def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = ("1307:0165", "2c97:7011"),
+                samba: str = "03eb:6124") -> str:
+    """``usb:BUS-PORT`` of the Prime owning the tty at ``path``, with its debug interface present
+    (:class:`SambaRom` when the tty is the unit's boot ROM)."""
     if not os.path.exists(path):
         raise DeviceNotFound(f"{path}: no such device (is the Prime plugged in? `ls /dev/ttyACM*`)")
     tty = sysfs / "class" / "tty" / Path(os.path.realpath(path)).name  # /dev/serial/by-id/… links resolve
@@ -53,10 +64,13 @@ def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = ("
         raise DeviceNotFound(f"{path}: a tty on {intf.name}, not on a USB device")
     found = f"{vid}:{pid}"
     product = " ".join(x for x in (_attr(usb_dev, "manufacturer"), _attr(usb_dev, "product")) if x) or "unnamed"
+    if found == samba:
+        raise SambaRom(f"{path}: belongs to USB device {found} {product!r} at {usb_dev.name}, a Prime in SAM-BA "
+                       "mode: no debug link until KeyOS runs (flash it with --firmware, or boot its eMMC)",
+                       path, usb_dev.name)
     if found not in ids:
-        hint = " (a Prime in SAM-BA mode: no debug link until KeyOS runs)" if found == "03eb:6124" else ""
         raise DeviceNotFound(f"{path}: belongs to USB device {found} {product!r} at {usb_dev.name}, "
-                             f"not a Prime running KeyOS ({', '.join(ids)}){hint}")
+                             f"not a Prime running KeyOS ({', '.join(ids)})")
     siblings = [d for d in usb_dev.glob(f"{usb_dev.name}:*") if _attr(d, "bInterfaceClass") == VENDOR_CLASS]
     if not siblings:
         raise DeviceNotFound(f"{path}: Prime {found} at {usb_dev.name} has no debug interface (class 0xff); "
@@ -86,8 +100,8 @@ def transport_for(device: str, profile: Profile, station: Station | None = None,
 
         return transport(device, stall_timeout)
     if device.startswith("/"):
-        return transport_for(resolve_tty(device, sysfs, (profile.usb.keyos, profile.usb.legacy)), profile,
-                             station, stall_timeout)
+        return transport_for(resolve_tty(device, sysfs, (profile.usb.keyos, profile.usb.legacy), profile.usb.samba),
+                             profile, station, stall_timeout)
     if kind == "usb":  # bare "usb": the only Prime present
         endpoints = {k: getattr(station, k) for k in ("debug", "serial", "usb_port")} if station else {}
         backend = load_backend(profile.usb.backend, **endpoints)
