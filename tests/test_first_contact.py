@@ -37,6 +37,8 @@ def test_a_samba_tty_boots_the_emmc_and_takes_keyos_on_the_same_port(unit):
     assert device == "usb:1-1"
     with open_client(device, PROFILE, station=_station(unit)) as client:
         assert client.version() == "1.0.0"
+    from hil.farm.unit_state import UnitState, unit_state
+    assert unit_state(_station(unit)) is UnitState.LOCKED  # KeyOS answers: its own state
 
 
 def test_a_samba_tty_is_flashed_with_the_build_given(unit, tmp_path):
@@ -46,3 +48,16 @@ def test_a_samba_tty_is_flashed_with_the_build_given(unit, tmp_path):
                        flavour="development", timeout=30)
     with open_client(device, PROFILE, station=_station(unit)) as client:
         assert client.version() == "1.1.0"
+
+
+def test_unit_state_without_keyos_comes_from_the_rom_or_the_screen(unit):
+    """SAM-BA answers on its port; the Boot Menu is read off the panel by the camera (no KeyOS either way)."""
+    from hil.farm.unit_state import UnitState, unit_state
+
+    station = _station(unit)
+    assert unit_state(station, timeout=5) is UnitState.SAMBA
+    with unit.prime.lock:
+        unit.prime.firmware.monitor.leave()
+        unit.prime.firmware.boot_menu()
+        unit.prime.invalidate()
+    assert unit_state(station, timeout=5) is UnitState.BOOT_MENU

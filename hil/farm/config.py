@@ -272,6 +272,9 @@ class Profile(_Strict):
     flavours: dict[Literal["production", "development"], FlavourRules]
     firmware_keys: str = Field("production", description="cosign2 key set the units' bootloader trusts: "
                                "production, test or a key set TOML path (what `hil flash` checks images against)")
+    bootloader_titles: dict[Literal["error", "menu"], str] = Field(
+        default_factory=lambda: {"error": "Firmware Error", "menu": "Boot Menu"},
+        description="titles of keyos-boot's pages, read by the camera when no KeyOS answers")
     onboarding_process: str = Field("gui-app-onboarding", description="the process GET_PROCESS_LIST shows while "
                                     "onboarding runs (gui-server answers Locked then, as on the lock screen)")
     physical: bool = Field(True, description="real hardware; false for emulated units and KeyOS's simulator "
