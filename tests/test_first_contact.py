@@ -2,6 +2,8 @@
 take the KeyOS debug interface that enumerates on the same USB port path (the emulated Prime's pyusb
 backend)."""
 
+import time
+
 import pytest
 
 from hil.emulator.build import Build
@@ -38,7 +40,10 @@ def test_a_samba_tty_boots_the_emmc_and_takes_keyos_on_the_same_port(unit):
     with open_client(device, PROFILE, station=_station(unit)) as client:
         assert client.version() == "1.0.0"
     from hil.farm.unit_state import UnitState, unit_state
-    assert unit_state(_station(unit)) is UnitState.LOCKED  # KeyOS answers: its own state
+    deadline = time.monotonic() + 30
+    while (state := unit_state(_station(unit))) is UnitState.BOOTING and time.monotonic() < deadline:
+        time.sleep(0.1)  # KeyOS answers, its GUI still starting
+    assert state is UnitState.LOCKED
 
 
 def test_a_samba_tty_is_flashed_with_the_build_given(unit, tmp_path):
