@@ -2,8 +2,9 @@
 
     python benchmarks/flash.py [--mib 64]
 
-Prints MB/s for both and their ratio (SAM-BA / raw): the cost of the monitor protocol, the applet
-mailbox round trips and the read-back verify, on top of what the pty itself can carry.
+Prints MB/s of the SAM-BA write and of its read-back verify, each against the raw pty copy (the goal
+is a ratio of at least 0.9): the cost of the monitor protocol and the applet mailbox round trips on top
+of what the pty itself can carry. tests/test_benchmark_flash.py runs it small in CI's slow lane.
 """
 
 from __future__ import annotations
@@ -60,10 +61,10 @@ def samba_flash(data: bytes, verify: bool) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         emmc = Emmc(Path(tmp) / "emmc.img", len(data) + 1024 * 1024)
         monitor = SambaMonitor(emmc, applet)
-        monitor.start()
+        path = monitor.start_pty()
         monitor.enter()
         try:
-            with Samba.open(monitor.path, timeout=10) as samba:
+            with Samba.open(path, timeout=10) as samba:
                 samba.connect()
                 sd = samba.sdmmc(applet)
                 start = time.perf_counter()
@@ -81,20 +82,25 @@ def samba_flash(data: bytes, verify: bool) -> tuple[float, float]:
     return written, checked
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=64)
-    args = parser.parse_args()
-    data = os.urandom(args.mib * 1024 * 1024)
+def measure(mib: float) -> dict[str, float]:
+    """MB/s of a raw pty copy, the SAM-BA write and its read-back verify, and the ratios to raw."""
+    data = os.urandom(int(mib * 1024 * 1024))
     mb = len(data) / 1e6
     raw = raw_copy(data)
     write, verify = samba_flash(data, verify=True)
-    print(f"image                 {args.mib} MiB")
-    print(f"raw pty copy          {mb / raw:8.1f} MB/s  ({raw:.2f} s)")
-    print(f"SAM-BA write          {mb / write:8.1f} MB/s  ({write:.2f} s)")
-    print(f"SAM-BA read-back      {mb / verify:8.1f} MB/s  ({verify:.2f} s)")
-    print(f"ratio write/raw       {raw / write:8.2f}")
-    print(f"ratio flash+verify/raw {raw / (write + verify):7.2f}")
+    return {"raw": mb / raw, "write": mb / write, "verify": mb / verify,
+            "write_ratio": raw / write, "verify_ratio": raw / verify}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=float, default=64)
+    args = parser.parse_args()
+    r = measure(args.mib)
+    print(f"image                 {args.mib:g} MiB")
+    print(f"raw pty copy          {r['raw']:8.1f} MB/s")
+    print(f"SAM-BA write          {r['write']:8.1f} MB/s  ratio to raw {r['write_ratio']:.2f} (goal >= 0.9)")
+    print(f"SAM-BA verify         {r['verify']:8.1f} MB/s  ratio to raw {r['verify_ratio']:.2f} (goal >= 0.9)")
 
 
 if __name__ == "__main__":

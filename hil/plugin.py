@@ -58,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seed of the emulated Prime (its serial, secrets and screen layouts)")
     group.addoption("--emulator-apps", default=None, metavar="DIR",
                     help="built-in apps of the emulated Prime: a directory of <app>/manifest.json")
+    group.addoption("--firmware", default=None, metavar="IMAGE",
+                    help="boot.img or app.bin to flash when --device is a tty of the unit's SAM-BA ROM "
+                         "(without it the unit boots what its eMMC holds)")
     group.addoption("--link-timeout", type=float, default=5.0,
                     help="seconds to wait for each device answer (on an idle host; scaled by how busy it is)")
 
@@ -102,13 +105,16 @@ def station(request: pytest.FixtureRequest):
                             apps=opt("--emulator-apps")) as st:
             if opt("--device") in (None, "emulator"):  # the plugin started it, so it knows which build it booted
                 st = dataclasses.replace(st, flavour=opt("--emulator-flavour"))
-            yield st
+            yield _past_samba(st, request)
     except ConfigError as e:  # a --device or --profile that names nothing usable: say so once
         pytest.exit(f"hil: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")
 def device_under_test(station: Station, request: pytest.FixtureRequest):
+    missing = station.profile.link_missing(declared_flavour(station, request.config.getoption("--flavour")))
+    if missing:
+        pytest.skip(f"{missing}; this check needs it")
     try:
         client = open_client(station.debug, station.profile, scaled(request.config.getoption("--link-timeout")),
                              station)
@@ -121,6 +127,31 @@ def device_under_test(station: Station, request: pytest.FixtureRequest):
             _warn(request.config, f"hil: WARNING: nothing declares the build flavour of {client.device} (give --flavour); "
                                   f"inferred {observed!r} from its answers, so lockdown checks are unreliable")
         yield DeviceUnderTest(station, client, declared or observed, observed, declared is not None)
+
+
+def _past_samba(station: Station, request: pytest.FixtureRequest) -> Station:
+    """A ``--device`` tty that is the unit's SAM-BA ROM: flash ``--firmware`` (or boot the eMMC) and
+    take the KeyOS debug interface on the same USB port path (hil.farm.first_contact)."""
+    from pathlib import Path
+
+    from hil.link.resolve import SambaRom, transport_for
+
+    if not (station.debug or "").startswith("/"):
+        return station
+    try:
+        transport_for(station.debug, station.profile, station)
+        return station
+    except SambaRom as rom:
+        from hil.farm.first_contact import take_over
+        from hil.flash import emulated
+
+        opt = request.config.getoption
+        applet = Path(opt("--samba-applet", default=None) or emulated.APPLET).read_bytes()
+        firmware = opt("--firmware")
+        device = take_over(rom, station, applet, emulated.keyset(station.profile.firmware_keys),
+                           firmware=Path(firmware) if firmware else None,
+                           flavour=declared_flavour(station, opt("--flavour")))
+        return dataclasses.replace(station, debug=device)
 
 
 def declared_flavour(station: Station, option: str | None) -> str | None:

@@ -60,3 +60,16 @@ def test_dead_link_fails(station):
         control(station.control, cmd="power_on")
     link = next(c for c in report.checks if c.name == "link")
     assert link.ok is False and not report.ok and report.version is None
+
+
+def test_a_build_without_the_debug_link_is_not_asked_for_it(station):
+    """A production build may lack usb-debug (xtask --production-firmware): the link check is skipped with
+    that reason and never tried (the link here would answer; it must not be asked)."""
+    from dataclasses import replace
+
+    from hil.link.resolve import profile_named
+
+    rev_b = profile_named("prime-rev-b")
+    report = health.check(replace(station, profile=rev_b, flavour="production", debug="tcp:127.0.0.1:1"))
+    link = next(c for c in report.checks if c.name == "link")
+    assert link.ok is None and "has no debug link" in link.detail and report.version is None

@@ -115,3 +115,18 @@ def test_station_for_a_wired_device():
         assert st.debug == "tcp:10.0.0.5:7664" and st.profile.name == "keyos-simulator"
     with device_station("usb:1-2", None) as st:
         assert st.profile.name == "prime-rev-b"
+
+
+def test_a_symlinked_tty_resolves(tmp_path, sys):
+    """/dev/serial/by-id/… names link to the ttyACM node; sysfs knows the node's name, not the link's."""
+    dev = usb_device(sys, "1-2.3", "1307", "0165", "Passport Prime", ["08", "03", "ff", "02", "0a"])
+    node = tty(tmp_path, "ttyACM0", dev / "1-2.3:1.3")
+    link = tmp_path / "dev" / "usb-Foundation_Devices_Passport_Prime-if03"
+    link.symlink_to(node)
+    assert resolve_tty(str(link), sys) == "usb:1-2.3"
+
+
+def test_bare_usb_is_the_only_prime(monkeypatch):
+    monkeypatch.setattr("hil.link.resolve.load_backend", lambda spec, **kw: None)
+    t = transport_for("usb", profile_named("prime-rev-b"))
+    assert isinstance(t, UsbTransport) and t.port is None and t.serial is None and t.name == "usb"

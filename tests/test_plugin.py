@@ -201,9 +201,24 @@ def test_declared_flavour_decides_and_disagreement_shows(pytester, fake_device):
         def test_dev():
             pass
     """)
-    result = run(pytester, "--device", f"tcp:127.0.0.1:{dev.port}", "--profile", "prime-rev-b", "--flavour", "production")
+    # prime-emulated: its production build keeps the debug link (rev B's has none)
+    result = run(pytester, "--device", f"tcp:127.0.0.1:{dev.port}", "--profile", "prime-emulated", "--flavour", "production")
     result.assert_outcomes(passed=1, skipped=1)
     assert "lockdown checks are unreliable" not in result.stdout.str()
+
+
+def test_checks_that_need_the_link_skip_on_a_build_without_it(pytester):
+    """Rev B production builds have no usb-debug: link checks skip with that reason, the others run."""
+    pytester.makepyfile("""
+        def test_needs_link(device_under_test):
+            raise AssertionError("must not run")
+
+        def test_needs_no_link():
+            pass
+    """)
+    result = run(pytester, "--device", "tcp:127.0.0.1:9", "--profile", "prime-rev-b", "--flavour", "production", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*a production build has no debug link*"])
 
 
 def test_emulator_flavour_is_declared(pytester):

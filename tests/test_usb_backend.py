@@ -7,6 +7,7 @@ scripted fake device, so every USB framing rule (ZLP, short reads, disconnects) 
 import time
 
 import pytest
+import usb.backend
 import usb.core
 import usb.util
 
@@ -285,3 +286,25 @@ def test_without_developer_mode_there_is_no_debug_interface(fake):
     with pytest.raises(LinkClosed, match="1-1 has no usb-debug interface.*Developer Mode"):
         UsbTransport(backend=DeveloperModeOff(debug=f"tcp:127.0.0.1:{dev.port}")).open()
     assert dev.requests == []
+
+
+class _TwoPrimes(usb.backend.IBackend):
+    """Two emulated Primes on one bus (ports 1 and 2)."""
+
+    def __init__(self, *backends):
+        self.backends = backends
+
+    def enumerate_devices(self):
+        for b in self.backends:
+            yield from b.enumerate_devices()
+
+    def get_device_descriptor(self, dev):
+        return dev.get_device_descriptor(dev)
+
+
+def test_bare_usb_with_two_primes_present_lists_both(fake):
+    (_, one), (_, two) = fake(lambda body: ok()), fake(lambda body: ok())
+    two.port = 2
+    with pytest.raises(LinkClosed) as e:
+        UsbTransport(backend=_TwoPrimes(one, two), name="usb").open()
+    assert "several Primes match (usb:1-1, usb:1-2)" in str(e.value) and "\n" not in str(e.value)

@@ -245,6 +245,8 @@ class FlavourRules(_Strict):
     allowed: tuple[str, ...]
     need_unlocked: tuple[str, ...] = ()
     boots: tuple[TrustLevel, ...] = ("FullyTrusted",)
+    debug_link: bool = Field(True, description="the build has the usb-debug interface at all (xtask: a "
+                             "--production-firmware build has it only with --log-usb-debug)")
 
     @field_validator("allowed", "need_unlocked")
     @classmethod
@@ -291,6 +293,9 @@ class Profile(_Strict):
     flavours: dict[Literal["production", "development"], FlavourRules]
     firmware_keys: str = Field("production", description="cosign2 key set the units' bootloader trusts: "
                                "production, test or a key set TOML path (what `hil flash` checks images against)")
+    bootloader_titles: dict[Literal["error", "menu"], str] = Field(
+        default_factory=lambda: {"error": "Firmware Error", "menu": "Boot Menu"},
+        description="titles of keyos-boot's pages, read by the camera when no KeyOS answers")
     onboarding_process: str = Field("gui-app-onboarding", description="the process GET_PROCESS_LIST shows while "
                                     "onboarding runs (gui-server answers Locked then, as on the lock screen)")
     physical: bool = Field(True, description="real hardware; false for emulated units and KeyOS's simulator "
@@ -302,6 +307,13 @@ class Profile(_Strict):
         """The trust levels the bootloader of a ``flavour`` unit boots; FullyTrusted alone when unknown."""
         rules = self.flavours.get(flavour) if flavour else None  # type: ignore[call-overload]
         return rules.boots if rules is not None else ("FullyTrusted",)
+
+    def link_missing(self, flavour: str | None) -> str | None:
+        """Why a ``flavour`` build has no debug link, or None when it has one (or the flavour is unknown)."""
+        rules = self.flavours.get(flavour) if flavour else None  # type: ignore[call-overload]
+        if rules is None or rules.debug_link:
+            return None
+        return f"profile {self.name}: a {flavour} build has no debug link (usb-debug is not in it)"
 
     def allows(self, flavour: str, command: str) -> bool:
         rules = self.flavours.get(flavour)  # type: ignore[call-overload]

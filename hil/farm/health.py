@@ -1,6 +1,7 @@
 """The health check a station passes before its first test (LAVA-style): the link answers and reports a
 version, the camera sees a lit screen, the NFC reader answers. A check is skipped only where the
-station has no such resource; a check that cannot run is a failure, never a pass.
+station has no such resource (or its profile says the station's build has no debug link); a check that
+cannot run is a failure, never a pass.
 """
 
 from __future__ import annotations
@@ -88,13 +89,16 @@ def check(station: Station, timeout: float = 10.0) -> Health:
     per check), each within ``timeout`` (idle-machine seconds, scaled by how busy this host is); never
     raises for a failing check."""
     timeout = scaled(timeout)
-    wanted = {name: fn for name, (resource, fn) in CHECKS.items() if getattr(station, resource) is not None}
+    # the production lane may run on camera, robot and relay alone: a build without the link is not asked for it
+    no_link = station.profile.link_missing(station.flavour)
+    wanted = {name: fn for name, (resource, fn) in CHECKS.items()
+              if getattr(station, resource) is not None and not (name == "link" and no_link)}
     with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
         running = {name: pool.submit(_timed, fn, station, timeout) for name, fn in wanted.items()}
     results, version = [], None
     for name, (resource, _) in CHECKS.items():
         if name not in running:
-            results.append(Check(name, None, f"no {resource} on this station"))
+            results.append(Check(name, None, no_link if name == "link" and no_link else f"no {resource} on this station"))
             continue
         try:
             detail, took = running[name].result()

@@ -4,8 +4,10 @@
 ``bridge:HOST:PORT`` a bench's ``hil bridge`` (a lab across hosts): TCP after the lease token in ``LG_TOKEN``
 ``usb:SERIAL``     the Prime with that serial number
 ``usb:BUS-PORT``   the Prime on that USB port path (``1-2.3``), as stations are pinned
-``/dev/ttyACM0``   a tty of the Prime (its CDC-ACM log serial): sysfs names the USB device that owns
-                   it, whose vendor interface is the debug link
+``usb``            the only Prime present (two present: an error listing both)
+``/dev/ttyACM0``   a tty of the Prime (its CDC-ACM log serial), or a symlink to one
+                   (``/dev/serial/by-id/…``): sysfs names the USB device that owns it, whose vendor
+                   interface is the debug link
 ``emulator``       a fresh emulated Prime (see :func:`device_station`)
 
 Which pyusb backend reaches a USB device is the device profile's ``usb.backend``.
@@ -38,11 +40,22 @@ class DeviceNotFound(ConfigError):
     """A ``--device`` that names nothing usable; the message says what was found there instead."""
 
 
-def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = ("1307:0165", "2c97:7011")) -> str:
-    """``usb:BUS-PORT`` of the Prime owning the tty at ``path``, with its debug interface present."""
+class SambaRom(DeviceNotFound):
+    """The tty is the Prime's SAM-BA boot ROM (03eb:6124): no debug link until KeyOS runs on ``port``,
+    the USB port path both identities share (``hil.farm.first_contact`` gets it there)."""
+
+    def __init__(self, message: str, tty: str, port: str):
+        super().__init__(message)
+        self.tty, self.port = tty, port
+
+
+def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = ("1307:0165", "2c97:7011"),
+                samba: str = "03eb:6124") -> str:
+    """``usb:BUS-PORT`` of the Prime owning the tty at ``path``, with its debug interface present
+    (:class:`SambaRom` when the tty is the unit's boot ROM)."""
     if not os.path.exists(path):
         raise DeviceNotFound(f"{path}: no such device (is the Prime plugged in? `ls /dev/ttyACM*`)")
-    tty = sysfs / "class" / "tty" / Path(path).name
+    tty = sysfs / "class" / "tty" / Path(os.path.realpath(path)).name  # /dev/serial/by-id/… links resolve
     if not (tty / "device").exists():
         raise DeviceNotFound(f"{path}: exists but sysfs has no device behind it ({tty}); not a USB serial port")
     intf = (tty / "device").resolve()
@@ -52,10 +65,13 @@ def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = ("
         raise DeviceNotFound(f"{path}: a tty on {intf.name}, not on a USB device")
     found = f"{vid}:{pid}"
     product = " ".join(x for x in (_attr(usb_dev, "manufacturer"), _attr(usb_dev, "product")) if x) or "unnamed"
+    if found == samba:
+        raise SambaRom(f"{path}: belongs to USB device {found} {product!r} at {usb_dev.name}, a Prime in SAM-BA "
+                       "mode: no debug link until KeyOS runs (flash it with --firmware, or boot its eMMC)",
+                       path, usb_dev.name)
     if found not in ids:
-        hint = " (a Prime in SAM-BA mode: no debug link until KeyOS runs)" if found == "03eb:6124" else ""
         raise DeviceNotFound(f"{path}: belongs to USB device {found} {product!r} at {usb_dev.name}, "
-                             f"not a Prime running KeyOS ({', '.join(ids)}){hint}")
+                             f"not a Prime running KeyOS ({', '.join(ids)})")
     siblings = [d for d in usb_dev.glob(f"{usb_dev.name}:*") if _attr(d, "bInterfaceClass") == VENDOR_CLASS]
     if not siblings:
         raise DeviceNotFound(f"{path}: Prime {found} at {usb_dev.name} has no debug interface (class 0xff); "
@@ -85,15 +101,15 @@ def transport_for(device: str, profile: Profile, station: Station | None = None,
 
         return transport(device, stall_timeout)
     if device.startswith("/"):
-        return transport_for(resolve_tty(device, sysfs, (profile.usb.keyos, profile.usb.legacy)), profile,
-                             station, stall_timeout)
-    if kind == "usb" and rest:
+        return transport_for(resolve_tty(device, sysfs, (profile.usb.keyos, profile.usb.legacy), profile.usb.samba),
+                             profile, station, stall_timeout)
+    if kind == "usb":  # bare "usb": the only Prime present
         endpoints = {k: getattr(station, k) for k in ("debug", "serial", "usb_port")} if station else {}
         backend = load_backend(profile.usb.backend, **endpoints)
-        where = {"port": rest} if BUS_PORT.fullmatch(rest) else {"serial": rest}
+        where = {} if not rest else {"port": rest} if BUS_PORT.fullmatch(rest) else {"serial": rest}
         return UsbTransport(ids=(profile.usb.keyos, profile.usb.legacy), backend=backend,
                             stall_timeout=stall_timeout, name=device, **where)
-    raise DeviceNotFound(f"{device!r} is not a device: use emulator, tcp:HOST:PORT, bridge:HOST:PORT, usb:SERIAL, "
+    raise DeviceNotFound(f"{device!r} is not a device: use emulator, tcp:HOST:PORT, bridge:HOST:PORT, usb, usb:SERIAL, "
                          "usb:BUS-PORT or a tty path such as /dev/ttyACM0")
 
 

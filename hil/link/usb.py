@@ -67,19 +67,20 @@ class UsbTransport(Transport):
     # ------------------------------------------------------------ open / close
 
     def _find(self) -> usb.core.Device:
+        found = []  # every identity at once: a Prime in KeyOS and one in legacy mode are two Primes
         for vid_pid in self.ids:
             vid, pid = (int(x, 16) for x in vid_pid.split(":"))
             try:
-                found = [d for d in usb.core.find(find_all=True, idVendor=vid, idProduct=pid, backend=self.backend)
-                         if self._matches(d)]
+                found += [d for d in usb.core.find(find_all=True, idVendor=vid, idProduct=pid, backend=self.backend)
+                          if self._matches(d)]
             except usb.core.NoBackendError:
                 raise ConfigError("pyusb found no USB backend; install libusb-1.0 (Debian: apt-get install "
                                   "libusb-1.0-0)") from None
-            if len(found) > 1:
-                listed = ", ".join(f"usb:{port_path(d)}" for d in found)
-                raise LinkClosed(self.name, f"several Primes match ({listed}); name one with usb:SERIAL or usb:BUS-PORT")
-            if found:
-                return found[0]
+        if len(found) > 1:
+            listed = ", ".join(f"usb:{port_path(d)}" for d in found)
+            raise LinkClosed(self.name, f"several Primes match ({listed}); name one with usb:SERIAL or usb:BUS-PORT")
+        if found:
+            return found[0]
         wanted = f" with serial {self.serial}" if self.serial else f" at port {self.port}" if self.port else ""
         raise LinkClosed(self.name, f"no Prime{wanted} on USB (looked for {', '.join(self.ids)})")
 
