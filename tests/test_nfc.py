@@ -14,11 +14,15 @@ from fido2.ctap2 import Ctap2
 from fido2.server import Fido2Server
 from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
 
+from pathlib import Path
+
 from hil.emulator.nfc import EmulatedNfc, free_udp_port
 from hil.errors import ConfigError, InfrastructureError
 from hil.stimuli.ctap_nfc import MAX_RESPONSE, ApduError, CtapNfcDevice, EndlessResponse
 from hil.stimuli.nfc import NfcFieldLost, NfcReader, NoCardFound, ndef_message
 from tests.test_ctap2 import FakeUI
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class FakePrime:
@@ -190,3 +194,25 @@ def test_endless_get_response_is_cut_off_at_the_deadline():
     with pytest.raises(EndlessResponse, match=r"after \d+ bytes \(limits: 65536 bytes, 0.3 s\)"):
         CtapNfcDevice(card, response_timeout=0.3)
     assert time.monotonic() - started < 2 and card.fetches < 30
+
+
+# ---------------------------------------------------------------- real readers (nfcpy's own drivers)
+
+
+@pytest.mark.parametrize("path, driver", [("usb:072f:2200", "acr122"), ("usb:04e6:5591", "pn533"),
+                                          ("usb:054c:06c1", "rcs380"), ("tty:USB0:pn532", "pn532"),
+                                          ("udp:127.0.0.1:5000", "udp"), ("usb:003:009", None)])
+def test_the_driver_a_path_selects_is_nfcpys(path, driver):
+    from hil.stimuli.nfc_readers import driver_of
+
+    assert driver_of(path) == driver
+
+
+def test_a_reader_that_cannot_present_a_tag_is_refused_when_the_lab_loads(tmp_path):
+    from hil.farm.config import load_lab
+
+    text = (ROOT / "lab_config.example.yaml").read_text().replace("usb:04e6:5591", "usb:072f:2200", 1)
+    (tmp_path / "lab.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"NFC reader usb:072f:2200 \(nfcpy driver acr122\) cannot present a tag; "
+                                          r"use a PN533 reader such as the Identive SCL3711 \(usb:04e6:5591\)"):
+        load_lab(tmp_path / "lab.yaml")

@@ -99,6 +99,19 @@ class StationConfig(_Strict):
             raise ValueError("a wired station needs at least `debug` and `usb_port` (or an `emulated:` block)")
         return self
 
+    @field_validator("nfc")
+    @classmethod
+    def _reader_can(cls, v: str | None) -> str | None:
+        """The reader must both read the Prime's card and present tags to it (hil.stimuli.nfc_readers)."""
+        if v is not None:
+            from hil.stimuli.nfc_readers import check_reader
+
+            try:
+                check_reader(v)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        return v
+
 
 class Bench(_Strict):
     """A bench host of a labgrid lab: runs a labgrid exporter and `hil bridge` for its stations."""
