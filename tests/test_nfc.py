@@ -216,3 +216,50 @@ def test_a_reader_that_cannot_present_a_tag_is_refused_when_the_lab_loads(tmp_pa
     with pytest.raises(ConfigError, match=r"NFC reader usb:072f:2200 \(nfcpy driver acr122\) cannot present a tag; "
                                           r"use a PN533 reader such as the Identive SCL3711 \(usb:04e6:5591\)"):
         load_lab(tmp_path / "lab.yaml")
+
+
+def ndef_reader(blocks_seen: list[bytes]):
+    """A phone reading a Type 4 tag's NDEF message (NFC Forum T4T 2.0), block by block, then leaving."""
+    def apdus():
+        yield bytes.fromhex("00A4040007D276000085010100")  # SELECT the NDEF application
+        yield bytes.fromhex("00A4000C02E103")  # SELECT CC
+        yield bytes.fromhex("00B000000F")  # READ the CC
+        yield bytes.fromhex("00A4000C02E104")  # SELECT the NDEF file
+        nlen = yield bytes.fromhex("00B0000002")  # READ its length
+        yield bytes.fromhex("00B00002") + bytes([int.from_bytes(nlen[:2], "big")])
+    script, pcb, last = apdus(), 0, None
+
+    def on_block(sent: bytes):
+        nonlocal pcb, last
+        blocks_seen.append(sent)
+        try:
+            apdu = next(script) if last is None else script.send(sent[1:])
+        except StopIteration:
+            return None if sent[:1] == b"\xc2" else b"\xc2"  # S(DESELECT), then leave
+        last = apdu
+        block, pcb = bytes([0x02 | pcb]) + apdu, pcb ^ 1
+        return block
+    return on_block
+
+
+def test_a_tag_is_presented_through_nfcpys_real_pn533_driver(monkeypatch):
+    """The chip answers RATS itself (with the harness's ATS) and hands over the first I-block: the harness
+    must serve it, with a 4-byte random UID (08h), or a PN533 bench cannot present a tag at all."""
+    import nfc.clf.device
+    import nfc.clf.pn533
+
+    from tests.pn533_chip import Pn533
+
+    seen: list[bytes] = []
+    chip = Pn533(rats=bytes.fromhex("E080"), reader=ndef_reader(seen))
+    def connect(path):  # what nfc.clf.device.connect does once pyusb has found the SCL3711
+        device = nfc.clf.pn533.init(chip)
+        device._path = path  # noqa: SLF001
+        return device
+
+    monkeypatch.setattr(nfc.clf.device, "connect", connect)
+    message = ndef_message(text="Prime test tag")
+    result = NfcReader("usb:04e6:5591").present_tag(message, timeout=5)
+    assert result.read and result.message == message
+    assert chip.sent[0] == bytes.fromhex("0578A07002")  # the harness's ATS, sent by the chip for it
+    assert result.apdus[0] == "00a4040007d276000085010100"  # the first I-block was served, not dropped
