@@ -268,6 +268,10 @@ class Profile(_Strict):
                                "production, test or a key set TOML path (what `hil flash` checks images against)")
     physical: bool = Field(True, description="real hardware; false for emulated units and KeyOS's simulator "
                            "(tests marked hardware_only skip)")
+    kernel_log: Literal["debug-link", "uart"] = Field("uart", description="where the kernel's own println! lines "
+                                                      "(the '[!] Denying message send' evidence, xous/kernel/src/"
+                                                      "syscall.rs) reach the lab: streamed over the usb-debug link, or only "
+                                                      "on the kernel's serial console (xous/kernel/src/debug/serial.rs)")
     allows_wipe: bool = Field(False, description="units of this profile may lose their seed: only then may a test "
                               "marked destructive type wrong PINs on purpose (hil.farm.pin_guard)")
 
