@@ -200,7 +200,8 @@ def bench_touch(d):
     robot = StylusRobot.open(d.bench["robot"], bench_calibration())
     relay = PowerButtonRelay.open(d.bench["relay"])
     t = RobotTouch(robot, relay, profile.touch.home_button.centre)
-    t.pin_pad = profile.touch.pin_pad
+    keys = d.prime.ui.lock_screen.keys  # the emulator's own layout for its seed
+    t.pin_pad = SimpleNamespace(keys=keys, enter=keys["enter"])
     return t, robot, relay
 
 
@@ -325,7 +326,7 @@ def lab(tmp_path, **stations) -> LabConfig:
         "benches": {"bench1": {"host": "10.77.0.11"}, "bench2": {"host": "10.77.0.12"}},
         "stations": stations or {
             "b1s0": {"profile": "prime-rev-b", "bench": "bench1", "debug": "usb:1-2.3", "usb_port": "1-2.3",
-                     "samba": "/dev/ttyACM0", "camera": "http://10.77.0.11:8080/stream.mjpg", "nfc": "usb:072f:2200",
+                     "samba": "/dev/ttyACM0", "camera": "http://10.77.0.11:8080/stream.mjpg", "nfc": "usb:04e6:5591",
                      "robot": "/dev/serial/by-path/robot", "relay": "/dev/serial/by-path/relay",
                      "robot_calibration": {"points": [[[0, 0], [10, 20]], [[480, 0], [60, 20]], [[0, 800], [10, 100]]]},
                      "bridge_port": 7701, "tags": ["rev=b"]},

@@ -14,11 +14,15 @@ from fido2.ctap2 import Ctap2
 from fido2.server import Fido2Server
 from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
 
+from pathlib import Path
+
 from hil.emulator.nfc import EmulatedNfc, free_udp_port
 from hil.errors import ConfigError, InfrastructureError
 from hil.stimuli.ctap_nfc import MAX_RESPONSE, ApduError, CtapNfcDevice, EndlessResponse
 from hil.stimuli.nfc import NfcFieldLost, NfcReader, NoCardFound, ndef_message
 from tests.test_ctap2 import FakeUI
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class FakePrime:
@@ -190,3 +194,72 @@ def test_endless_get_response_is_cut_off_at_the_deadline():
     with pytest.raises(EndlessResponse, match=r"after \d+ bytes \(limits: 65536 bytes, 0.3 s\)"):
         CtapNfcDevice(card, response_timeout=0.3)
     assert time.monotonic() - started < 2 and card.fetches < 30
+
+
+# ---------------------------------------------------------------- real readers (nfcpy's own drivers)
+
+
+@pytest.mark.parametrize("path, driver", [("usb:072f:2200", "acr122"), ("usb:04e6:5591", "pn533"),
+                                          ("usb:054c:06c1", "rcs380"), ("tty:USB0:pn532", "pn532"),
+                                          ("udp:127.0.0.1:5000", "udp"), ("usb:003:009", None)])
+def test_the_driver_a_path_selects_is_nfcpys(path, driver):
+    from hil.stimuli.nfc_readers import driver_of
+
+    assert driver_of(path) == driver
+
+
+def test_a_reader_that_cannot_present_a_tag_is_refused_when_the_lab_loads(tmp_path):
+    from hil.farm.config import load_lab
+
+    text = (ROOT / "lab_config.example.yaml").read_text().replace("usb:04e6:5591", "usb:072f:2200", 1)
+    (tmp_path / "lab.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"NFC reader usb:072f:2200 \(nfcpy driver acr122\) cannot present a tag; "
+                                          r"use a PN533 reader such as the Identive SCL3711 \(usb:04e6:5591\)"):
+        load_lab(tmp_path / "lab.yaml")
+
+
+def ndef_reader(blocks_seen: list[bytes]):
+    """A phone reading a Type 4 tag's NDEF message (NFC Forum T4T 2.0), block by block, then leaving."""
+    def apdus():
+        yield bytes.fromhex("00A4040007D276000085010100")  # SELECT the NDEF application
+        yield bytes.fromhex("00A4000C02E103")  # SELECT CC
+        yield bytes.fromhex("00B000000F")  # READ the CC
+        yield bytes.fromhex("00A4000C02E104")  # SELECT the NDEF file
+        nlen = yield bytes.fromhex("00B0000002")  # READ its length
+        yield bytes.fromhex("00B00002") + bytes([int.from_bytes(nlen[:2], "big")])
+    script, pcb, last = apdus(), 0, None
+
+    def on_block(sent: bytes):
+        nonlocal pcb, last
+        blocks_seen.append(sent)
+        try:
+            apdu = next(script) if last is None else script.send(sent[1:])
+        except StopIteration:
+            return None if sent[:1] == b"\xc2" else b"\xc2"  # S(DESELECT), then leave
+        last = apdu
+        block, pcb = bytes([0x02 | pcb]) + apdu, pcb ^ 1
+        return block
+    return on_block
+
+
+def test_a_tag_is_presented_through_nfcpys_real_pn533_driver(monkeypatch):
+    """The chip answers RATS itself (with the harness's ATS) and hands over the first I-block: the harness
+    must serve it, with a 4-byte random UID (08h), or a PN533 bench cannot present a tag at all."""
+    import nfc.clf.device
+    import nfc.clf.pn533
+
+    from tests.pn533_chip import Pn533
+
+    seen: list[bytes] = []
+    chip = Pn533(rats=bytes.fromhex("E080"), reader=ndef_reader(seen))
+    def connect(path):  # what nfc.clf.device.connect does once pyusb has found the SCL3711
+        device = nfc.clf.pn533.init(chip)
+        device._path = path  # noqa: SLF001
+        return device
+
+    monkeypatch.setattr(nfc.clf.device, "connect", connect)
+    message = ndef_message(text="Prime test tag")
+    result = NfcReader("usb:04e6:5591").present_tag(message, timeout=5)
+    assert result.read and result.message == message
+    assert chip.sent[0] == bytes.fromhex("0578A07002")  # the harness's ATS, sent by the chip for it
+    assert result.apdus[0] == "00a4040007d276000085010100"  # the first I-block was served, not dropped

@@ -3,6 +3,7 @@ are registered in the launcher, reachable at the station keys, and act on the re
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from fido2.client import ClientError
@@ -41,7 +42,8 @@ def touch(unit):
     with StylusRobot.open(unit.endpoints["robot"], bench_calibration()) as robot, \
             PowerButtonRelay.open(unit.endpoints["relay"]) as relay:
         t = RobotTouch(robot, relay, profile.touch.home_button.centre)
-        t.pin_pad = profile.touch.pin_pad
+        keys = unit.prime.ui.lock_screen.keys  # the emulator's own layout for its seed
+        t.pin_pad = SimpleNamespace(keys=keys, enter=keys["enter"])
         yield t
 
 

@@ -49,3 +49,10 @@ def test_the_suites_pass_on_another_layout(seed):
                         "-k", "unlock_with_the_pin or lock_screen or developer_mode_answer"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and re.search(r"\b3 passed", r.stdout), r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def test_kernel_deny_evidence_is_where_the_profile_says():
+    from hil.link.resolve import profile_named
+
+    assert profile_named("prime-emulated").kernel_log == "debug-link"  # the emulator streams it with its logs
+    assert profile_named("prime-rev-b").kernel_log == "uart"  # assumed until a unit shows otherwise

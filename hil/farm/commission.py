@@ -61,7 +61,7 @@ class Commissioning:
         except HilError as e:  # a step that could not even run: what stopped it is the finding
             self.note("link" if not self.findings else "commissioning stopped", False, str(e))
         self.note("Boot Menu", None, "not entered (it reboots the unit); check it with `hil device boot-menu`")
-        self.note("NFC reader modes", None, "not checked by commissioning yet" if self.station.nfc else "no NFC reader wired")
+        self._nfc()
         self._store()
         return self.findings
 
@@ -188,6 +188,23 @@ class Commissioning:
             lit = _within(lambda: not screen_is_dark(prime))
         self.note("power-button relay", dark and lit, "a short press turned the screen off and on" if dark and lit
                   else "a short press did not turn the screen off and on: check the relay's wiring")
+
+    def _nfc(self) -> None:
+        """Which modes the reader's nfcpy driver supports (hil.stimuli.nfc_readers); that it answers is the
+        health check's (hil.farm.health.check_nfc)."""
+        from hil.stimuli.nfc_readers import MODES, driver_of
+
+        path = self.station.nfc
+        if path is None:
+            self.note("NFC reader modes", None, "no NFC reader wired")
+            return
+        driver = driver_of(path)
+        if driver is None:
+            self.note("NFC reader modes", None, f"{path}: the driver is known only once it is opened (give usb:VID:PID)")
+            return
+        self.measured["nfc_driver"] = driver
+        self.note("NFC reader modes", MODES.get(driver) == MODES["pn533"],
+                  f"{path}: nfcpy driver {driver} can {' and '.join(sorted(MODES.get(driver, ())) ) or 'nothing known'}")
 
     def _store(self) -> None:
         path = self.state_dir / "commission" / f"{self.station.name}.json"

@@ -99,6 +99,19 @@ class StationConfig(_Strict):
             raise ValueError("a wired station needs at least `debug` and `usb_port` (or an `emulated:` block)")
         return self
 
+    @field_validator("nfc")
+    @classmethod
+    def _reader_can(cls, v: str | None) -> str | None:
+        """The reader must both read the Prime's card and present tags to it (hil.stimuli.nfc_readers)."""
+        if v is not None:
+            from hil.stimuli.nfc_readers import check_reader
+
+            try:
+                check_reader(v)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        return v
+
 
 class Bench(_Strict):
     """A bench host of a labgrid lab: runs a labgrid exporter and `hil bridge` for its stations."""
@@ -300,6 +313,10 @@ class Profile(_Strict):
                                     "onboarding runs (gui-server answers Locked then, as on the lock screen)")
     physical: bool = Field(True, description="real hardware; false for emulated units and KeyOS's simulator "
                            "(tests marked hardware_only skip)")
+    kernel_log: Literal["debug-link", "uart"] = Field("uart", description="where the kernel's own println! lines "
+                                                      "(the '[!] Denying message send' evidence, xous/kernel/src/"
+                                                      "syscall.rs) reach the lab: streamed over the usb-debug link, or only "
+                                                      "on the kernel's serial console (xous/kernel/src/debug/serial.rs)")
     allows_wipe: bool = Field(False, description="units of this profile may lose their seed: only then may a test "
                               "marked destructive type wrong PINs on purpose (hil.farm.pin_guard)")
 

@@ -114,7 +114,7 @@ def _one_line_errors(command):
 
 
 
-READER_HELP = "the station's NFC reader as an nfcpy path: usb:072f:2200 in the lab, udp:127.0.0.1:PORT for the emulator"
+READER_HELP = "the station's NFC reader as an nfcpy path: usb:04e6:5591 (a PN533 reader) in the lab, udp:127.0.0.1:PORT for the emulator"
 
 
 @nfc_app.command("tag")

@@ -10,15 +10,17 @@ from __future__ import annotations
 ATS = bytes.fromhex("0578A07002")  # FSCI 8 (256 B), FWI 10 (~309 ms), SFGI 0, no CID/NAD
 
 
-def serve_card(clf, handler, idle_s: float = 5.0) -> str:
+def serve_card(clf, handler, idle_s: float = 5.0, first: bytes = b"\xE0") -> str:
     """Answer RATS with the ATS, then I-blocks (with command chaining; each whole APDU goes to
     ``handler`` and its answer back), R(NAK) retransmission and S(DESELECT), until the session ends.
-    Returns how it ended; never raises for what the reader or the RF link does."""
+    ``first``: the command the activation delivered: RATS, or the first block where the reader's chip
+    answered RATS itself (nfcpy's PN53x and RC-S380 drivers). Returns how it ended; never raises for
+    what the reader or the RF link does."""
     import nfc.clf
 
     last, chained = b"", b""
     try:
-        cmd = clf.exchange(ATS, idle_s)
+        cmd = clf.exchange(ATS, idle_s) if first[:1] == b"\xE0" else first
         while cmd:
             pcb = cmd[0]
             if pcb & 0xE2 == 0x02:  # I-block

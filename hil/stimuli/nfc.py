@@ -1,4 +1,4 @@
-"""The lab's NFC reader, through nfcpy: ``usb:072f:2200`` on a bench, ``udp:127.0.0.1:PORT`` against
+"""The lab's NFC reader, through nfcpy: ``usb:04e6:5591`` (a PN533 reader, hil.stimuli.nfc_readers) on a bench, ``udp:127.0.0.1:PORT`` against
 the emulated Prime.
 
 Two roles. As a reader it activates the Prime's ISO-DEP card emulation (NFC-A, ISO 14443-4) and
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import ndef
 
 from hil.errors import ConfigError, InfrastructureError
-from hil.stimuli.isodep import serve_card
+from hil.stimuli.isodep import ATS, serve_card
 
 log = logging.getLogger(__name__)
 NDEF_AID = bytes.fromhex("D2760000850101")
@@ -203,8 +203,9 @@ class NfcReader:
         card = Type4Tag(message)
         target = nfc.clf.LocalTarget("106A")
         target.sens_res = bytearray.fromhex("4400")
-        target.sdd_res = bytearray(uid or b"\x04" + os.urandom(6))
+        target.sdd_res = bytearray(uid or b"\x08" + os.urandom(3))  # PN53x/RC-S380 take only a random 4-byte UID
         target.sel_res = bytearray.fromhex("20")
+        target.rats_res = bytearray(ATS)  # where the chip answers RATS itself, with the harness's ATS
         apdus: list[str] = []
 
         def handler(c: bytes) -> bytes:
@@ -216,11 +217,11 @@ class NfcReader:
             while time.monotonic() < deadline:
                 started = time.monotonic()
                 activated = clf.listen(target, min(1.0, max(0.05, deadline - started)))
-                if activated is None or not activated.tt4_cmd or activated.tt4_cmd[0] != 0xE0:
+                if activated is None or not activated.tt4_cmd:
                     if time.monotonic() - started < 0.05:
                         time.sleep(0.05)  # the other side holds the air (port); wait for its turn
                     continue
-                ended = serve_card(clf, handler)
+                ended = serve_card(clf, handler, first=bytes(activated.tt4_cmd))  # RATS, or (PN53x) an I-block
                 if card.fully_read:
                     return TagResult(True, card.message, apdus)
                 if ended != "deselect":

@@ -206,3 +206,13 @@ def assert_no_marker(shown) -> None:
     if band.std() > BLANK_BAND_STD:
         raise PromptNotSeen(f"the status band shows something (pixel spread {band.std():.1f}) but no text was read "
                             "there: cannot tell whether the marker is in it")
+
+
+def deny_lines_reach_the_lab(station, record_property) -> bool:
+    """Whether the kernel's deny lines come over the debug link on this profile (``kernel_log``); where
+    they go only to the serial console, the check says it relies on the AccessDenied results alone."""
+    if station.profile.kernel_log == "debug-link":
+        return True
+    record_property("relies_on", f"AccessDenied results only: profile {station.profile.name} sends the kernel's "
+                                 "deny lines to its serial console, not the debug link")
+    return False
