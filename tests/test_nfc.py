@@ -3,6 +3,7 @@ to its reader, and a field that drops mid-exchange. Each test has its own udp po
 
 import threading
 import time
+from types import SimpleNamespace
 
 import ndef
 import nfc
@@ -14,6 +15,7 @@ from fido2.ctap2 import Ctap2
 from fido2.server import Fido2Server
 from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity
 
+from hil.emulator.defects import Defects
 from hil.emulator.nfc import EmulatedNfc, free_udp_port
 from hil.errors import ConfigError, InfrastructureError
 from hil.stimuli.ctap_nfc import MAX_RESPONSE, ApduError, CtapNfcDevice, EndlessResponse
@@ -27,6 +29,7 @@ class FakePrime:
         self.ui = FakeUI(answer)
         self.seed, self.serial = 7, "EMU-0001"
         self.powered = self.keyos_running = True
+        self.keyos = SimpleNamespace(defects=Defects())  # a good build
         self.lines = []
 
     def log(self, line):
