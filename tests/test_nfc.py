@@ -3,6 +3,7 @@ to its reader, and a field that drops mid-exchange. Each test has its own udp po
 
 import threading
 import time
+from types import SimpleNamespace
 
 import ndef
 import nfc
@@ -16,6 +17,7 @@ from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialRpE
 
 from pathlib import Path
 
+from hil.emulator.defects import Defects
 from hil.emulator.nfc import EmulatedNfc, free_udp_port
 from hil.errors import ConfigError, InfrastructureError
 from hil.stimuli.ctap_nfc import MAX_RESPONSE, ApduError, CtapNfcDevice, EndlessResponse
@@ -31,6 +33,7 @@ class FakePrime:
         self.ui = FakeUI(answer)
         self.seed, self.serial = 7, "EMU-0001"
         self.powered = self.keyos_running = True
+        self.keyos = SimpleNamespace(defects=Defects())  # a good build
         self.lines = []
 
     def log(self, line):

@@ -29,8 +29,9 @@ NFCCTAP_MSG = 0x10
 USER_ACTION_PENDING = 0x23
 # Each block is waited for this long, not only the frame waiting time the card's ATS states (FWI 7: 39 ms
 # on the emulated card): a CTAP2 answer (a key pair, a signature) on a loaded host takes longer, and
-# nfcpy's R(NAK) retries then cross the late answer and end in a protocol error.
-APDU_TIMEOUT = 2.0
+# nfcpy's R(NAK) retries then cross the late answer and end in a protocol error.  With its 5 retries a
+# field really lost is still reported within 6 s (inside a bench bridge's 10 s margin).
+APDU_TIMEOUT = 1.0
 MAX_RESPONSE = 64 * 1024  # far above any CTAP2 response KeyOS sends (its CBOR messages fit in a few KiB)
 SW_MEANING = {0x6A81: "function not supported", 0x6A82: "file or application not found", 0x6700: "wrong length",
               0x6D00: "instruction not supported", 0x6E00: "class not supported", 0x6281: "corrupted data",
