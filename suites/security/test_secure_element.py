@@ -11,7 +11,9 @@ import pytest
 from embit.wordlists.bip39 import WORDLIST
 
 from hil import probe as P
-from hil.link.state import PinRejected, is_locked, screen_is_dark, show_lock_screen, wait_ready, wait_unlocked
+from hil.link.state import (PIN_CHECK_SECONDS, PinRejected, is_locked, screen_is_dark, show_lock_screen, wait_ready,
+                            wait_unlocked)
+from hil.machine import scaled
 from hil.link.transport import LinkError
 from hil.stimuli.touch import enter_pin
 from hil.vision.pin_screen import read_pin_screen
@@ -24,7 +26,6 @@ PIN_PREFIX = 4  # the lock screen shows the security words once this many digits
 # os/security's log of the lockout (keyos.md §2.2: "On 0 attempts left: lockout erasing seed + reboot")
 # or, after the reboot, its report of the erased seed
 MAX_LOGIN_ATTEMPTS = 10  # api/security/src/lib.rs (keyos.md §2.2)
-ATTEMPTS = re.compile(r"(\d+)\s*attempts?\s*remaining", re.IGNORECASE)
 LOCKED_WATCH_S = 3.0  # how long a locked unit is watched for a seed it must not serve (a defect answers at once)
 WIPE_LOG = re.compile(r"security.*(erasing the seed|seed erased)", re.IGNORECASE)
 
@@ -65,7 +66,7 @@ def test_master_seed_is_foundation_only(probe, probe_id, templates, screen):
     assert all("sha256" not in r for r in records)
 
 
-def test_granted_app_seed_waits_for_the_login(probe, probe_id, templates, screen, unlocked_prime, touch, station, pin):
+def test_granted_app_seed_waits_for_the_login(probe, probe_id, templates, screen, unlocked_prime, touch, look, pin):
     """Requests made while logged out are queued until login (``os/security/src/atsama5d2.rs``, keyos.md
     §2.2): an app holding the grant gets no seed while the unit is locked, and the same seed after."""
     app_id = probe_id()
@@ -86,43 +87,46 @@ def test_granted_app_seed_waits_for_the_login(probe, probe_id, templates, screen
             run.pump(0.1)
         assert 1 not in run.records, f"GetAppSeed was answered while the unit was locked: {run.records[1]}"
     finally:
-        enter_pin(touch, station.profile.touch.pin_pad, pin)
+        enter_pin(touch, read_pin_screen(look()), pin)  # the keys where the lock screen shows them
     assert wait_unlocked(unlocked_prime), "the test PIN typed on the lock screen did not unlock"
     after = run.step(1, timeout=60)
     assert after["result"] == "Ok" and after["sha256"] == seed["sha256"], f"after the login: {after}"
 
 
-def _attempts_left(screen, timeout: float = 10.0) -> int:
-    """The count the lock screen shows after a wrong PIN (assumed: "<n> attempts remaining", the wording
-    of the emulated lock screen; the gui-app-lock-screen strings are not in the public index)."""
-    deadline = time.monotonic() + timeout
+def _failed_after_a_wrong_pin(look, timeout: float = PIN_CHECK_SECONDS) -> int:
+    """The failed-attempt count the PIN screen shows once the wrong PIN is judged (KeyOS's
+    ``IncorrectPinWarning``, read by `hil.vision.pin_screen`); 0 if the screen, still readable as the
+    PIN screen, shows none by the deadline (KeyOS judges a login within its random delay)."""
+    deadline = time.monotonic() + scaled(timeout)
     while True:
-        text = screen.text()
-        if m := ATTEMPTS.search(text):
-            return int(m[1])
-        if time.monotonic() > deadline:
-            raise PromptNotSeen(f"no attempt count read on the lock screen within {timeout:g} s; read {text!r}")
+        failed = read_pin_screen(look()).failed
+        if failed or time.monotonic() > deadline:
+            return failed
         time.sleep(0.2)
 
 
-def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, station, screen, pin):
-    """MAX_LOGIN_ATTEMPTS = 10 (``api/security/src/lib.rs``): one wrong PIN leaves 9, and a correct login
-    restores them all, so the next wrong one leaves 9 again.  Never more than one wrong PIN between two
-    correct logins: no unit comes near its wipe."""
-    pad = station.profile.touch.pin_pad
+def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, look, pin):
+    """MAX_LOGIN_ATTEMPTS = 10 (``api/security/src/lib.rs``): one wrong PIN shows exactly one failed attempt,
+    and a correct login restores the count, so the next wrong one shows one again.  Never more than one
+    wrong PIN between two correct logins, and none on a unit that already shows a failed attempt: no unit
+    comes near its wipe."""
     wrong = "".join(str((int(c) + 5) % 10) for c in pin)
     seen = []
-    for _ in range(2):
+    for round_ in range(2):
         show_lock_screen(unlocked_prime, touch)
+        pad = read_pin_screen(look())
+        if pad.failed and round_ == 0:
+            raise PinRejected(f"{unlocked_prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
+                              "not typing a wrong PIN on it")
+        assert pad.failed == 0, f"a correct login did not restore the attempt count: {pad.failed} failed shown"
         try:
             enter_pin(touch, pad, wrong)
-            seen.append(_attempts_left(screen))
+            seen.append(_failed_after_a_wrong_pin(look))
         finally:
-            enter_pin(touch, pad, pin)
+            enter_pin(touch, read_pin_screen(look()), pin)
             if not wait_unlocked(unlocked_prime):
                 raise PinRejected(f"{unlocked_prime.device}: the test PIN did not unlock after one wrong PIN")
-    assert seen == [MAX_LOGIN_ATTEMPTS - 1] * 2, \
-        f"attempts left after one wrong PIN, twice with a correct login between: {seen}, not {MAX_LOGIN_ATTEMPTS - 1}"
+    assert seen == [1, 1], f"failed attempts shown after one wrong PIN, twice with a correct login between: {seen}"
 
 
 # --------------------------------------------------------------------------- the lock screen
