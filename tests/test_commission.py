@@ -21,7 +21,8 @@ def lab(tmp_path):
     text = (ROOT / "lab_config.yaml").read_text()
     for key, val in (("state_dir: .hil", f"state_dir: {tmp_path / 'state'}"),
                      ("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
-                     ("path: .hil/keys", f"path: {tmp_path / 'keys'}")):
+                     ("path: .hil/keys", f"path: {tmp_path / 'keys'}"),
+                     ("signoff_criteria: ", f"signoff_criteria: {ROOT}/")):
         text = text.replace(key, val)
     (tmp_path / "lab.yaml").write_text(text)
     return tmp_path / "lab.yaml"

@@ -41,6 +41,7 @@ def test_a_hung_unit_is_power_cycled_instead_of_quarantined(pytester, uhubctl_on
         hub = d["control"].split(":", 1)[1]  # the emulator's power switch answers as the hub
         (pytester.path / "lab.yaml").write_text(
             f"name: power-lab\nstate_dir: {pytester.path / 'state'}\nprofiles_dir: {ROOT / 'device_profiles'}\n"
+            f"signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}\n"
             f"signing_key: {{path: {pytester.path / 'key.pem'}, generate: true}}\nstations:\n"
             f"  u1: {{profile: prime-emulated, debug: '{d['debug']}', usb_port: {d['usb_port']}, hub_port: '{hub}:1'}}\n")
         pytester.makepyfile(test_s=f"""

@@ -81,6 +81,7 @@ def test_a_farm_run_with_the_wrong_pin_spends_one_attempt_per_unit_and_ends_brok
                            for i, d in enumerate(emu.devices, 1))
         (pytester.path / "lab.yaml").write_text(
             f"name: pin-lab\nstate_dir: {pytester.path / 'state'}\nprofiles_dir: {ROOT / 'device_profiles'}\n"
+            f"signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}\n"
             f"signing_key: {{path: {pytester.path / 'key.pem'}, generate: true}}\nstations:\n{stations}")
         pytester.makepyfile(test_s="""
             import pytest
