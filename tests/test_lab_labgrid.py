@@ -119,6 +119,7 @@ class Lab:
             name: two-benches
             state_dir: {path / 'state'}
             profiles_dir: {ROOT / 'device_profiles'}
+            signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}
             signing_key: {{path: {path / 'key.pem'}, generate: true}}
             coordinator: {self.url}
             benches:

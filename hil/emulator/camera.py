@@ -60,7 +60,7 @@ class Optics(BaseModel):
     blur: float = Field(0.8, ge=0, le=25)  # lens blur, Gaussian sigma in camera pixels
     noise: float = Field(4.0, ge=0, le=128)  # sensor noise, sigma in grey levels
     gain: float = Field(0.9, ge=0, le=4)  # exposure
-    glare: tuple[_Unit, _Unit, Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(ge=0, le=255)]] = (
+    glare: tuple[_Unit, _Unit, Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(ge=0, le=1024)]] = (
         0.92, 0.05, 0.10, 60.0)  # x, y (frame fractions), radius (fraction of the frame), strength
     moire: _Unit = 0.0  # amplitude of the screen-door interference (0..1)
     jpeg: int = Field(85, ge=1, le=100)

@@ -131,7 +131,7 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "development"),
     "bootloader-accepts-third-party": (
         "keyos-boot boots an image signed only in the second slot by a key it does not know (ThirdParty)",
-        "suites/security/test_firmware.py::test_device_refuses_bad_firmware[developer-signed]", "development"),
+        "suites/security/test_firmware.py::test_device_refuses_bad_firmware[developer-signed]", "production"),
     "ctap-dropped-prompt-allows": (
         "a FIDO user-presence prompt dropped unanswered (home button) lets the request through",
         "suites/security/test_fido.py::test_cancelled_or_dropped_presence_prompt_is_operation_denied",

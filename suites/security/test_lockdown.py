@@ -144,15 +144,15 @@ def test_developer_mode_answer_follows_the_settings_toggle(prime, touch, look):
 
 
 @pytest.mark.development_only
-def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch):
+def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch, look):
     """Developer Mode gates LOAD_APP_* and INSTALL_CERTIFICATE on every build (keyos.md §5.1, §9), not only
     the interface's presence on production: a development build keeps its link but must refuse both, at
     the first command (LOAD_APP_BEGIN), with nothing installed."""
     assert prime.developer_mode() is True
     stranger = P.Publisher.create(prime.system_time(), name="prime-hil developer-mode-off")
     before = prime.publisher_count()
-    open_settings(prime)
-    touch.tap(*DEVELOPER_MODE_TOGGLE)
+    toggle = open_settings(prime, look)  # the switch where the Settings screen shows it
+    touch.tap(*toggle)
     if not developer_mode_within(prime, False):
         raise DeviceStateError(f"{prime.device}: Developer Mode did not turn off within {SETTLE_S:g} s")
     refused: dict[str, str | None] = {}
@@ -166,7 +166,7 @@ def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch):
             except CommandRefused as e:
                 refused[what] = e.command
     finally:
-        touch.tap(*DEVELOPER_MODE_TOGGLE)
+        touch.tap(*toggle)
     assert developer_mode_within(prime, True), "Developer Mode did not come back on"
     assert all(what == command for what, command in refused.items()), \
         f"with Developer Mode off, the first command refused was (expected -> refused): {refused}"
