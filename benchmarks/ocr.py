@@ -274,7 +274,6 @@ def main() -> None:
                     notes.append(f"FALSE PASS {oname}/{name}: shown {imp!r}, expected {to!r}: {v.reason}")
     print(f"adversarial set, drawn and filmed ({sum(filmed.values())} impostors, 3 optics, both themes): {filmed}; "
           f"false passes {filmed['pass']}")
-    ms = statistics.median(all_ms)
     acc_min = min(1 - e / c for e, c in per_theme.values())
     print(f"goal ratios: accuracy {acc_min / GOAL_ACCURACY:.3f} (>= 1 meets {GOAL_ACCURACY:.1%} in each theme), "
           f"time {GOAL_MS / p95:.2f} (>= 1 meets {GOAL_MS:.0f} ms at p95)")

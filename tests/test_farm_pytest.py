@@ -5,7 +5,6 @@ import json
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from hil.report.allure import read_results
 

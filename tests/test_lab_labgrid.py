@@ -289,6 +289,8 @@ def test_a_place_kicked_by_another_user_is_broken_then_rerun_elsewhere(pytester,
     pytester.makepyfile(test_k="""
         import os, subprocess
 
+        from hil.machine import scaled
+
         def test_first(farm_station):
             subprocess.run(["labgrid-client", "-p", farm_station.name, "release", "--kick"], check=True, timeout=scaled(60),
                            env={**os.environ, "LG_USERNAME": "operator"}, capture_output=True)
@@ -347,7 +349,6 @@ def test_a_worker_that_dies_holding_a_lease_is_reaped(pytester, idle):
     code = textwrap.dedent(f"""
         import os
         from hil.farm import labgrid
-from hil.machine import scaled
         os.environ["LG_USERNAME"] = labgrid.identity("gw0")
         lease = labgrid.PlaceLease(labgrid.Coordinator({idle.address!r}), {{"bench": "bench1", "health": "ok"}}, 30)
         print(lease.place, flush=True)
@@ -419,7 +420,6 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
                    + textwrap.dedent(f"""\
         reports_dir: {tmp_path / 'reports'}
         suites: [{tmp_path / 'suites'}]
-        signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}
         samba_applet: {ROOT / 'firmware' / 'emulated' / 'sdmmc-applet.bin'}
         """))
     flashed = stand_in_suites(tmp_path)

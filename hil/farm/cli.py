@@ -114,7 +114,6 @@ def _measure(station) -> str:
 def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason", help="why (shown by status)")],
                    lab: LabOpt = None) -> None:
     """Take a station out of service; runs skip it until it is readmitted."""
-    from hil.farm.pin_guard import PinGuard
     from hil.farm.quarantine import OPERATOR, Quarantine
 
     if lab and lab.startswith("labgrid://"):  # issue 8: the place's health tag and comment

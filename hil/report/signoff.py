@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hil.errors import ConfigError, HilError
 from hil.farm.config import SigningKey, load_yaml_model
 from hil.report.allure import Results, read_results, sha256_file
-from hil.report.plan import PLAN, read_plan
+from hil.report.plan import PLAN, Plan, read_plan
 from hil.report.summary import TEMPLATES, environment, iso
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,6 @@ a crash stays contained (keyos.md §1.4, §1.5, §2.1)."""
 
 from __future__ import annotations
 
-import re
 
 import pytest
 
