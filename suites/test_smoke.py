@@ -10,7 +10,7 @@ from hil.link.client import DeviceError, DeviceLocked
 from hil.link.protocol import HEIGHT, WIDTH, LaunchStatus
 from hil.link.state import is_locked, show_lock_screen, wait_unlocked
 from hil.stimuli.touch import enter_pin
-from hil.vision.pin_screen import read_pin_screen
+from hil.vision.pin_screen import read_pin_screen, wait_pin_screen
 
 # "Bitcoin Wallet", a built-in app of KeyOS 1.0.0 (KeyOS-Releases 1.0.0/apps/*/manifest.json)
 BITCOIN_APP = "0x426974636f696e2057616c6c65740000"
@@ -36,7 +36,7 @@ def test_unlock_with_the_pin_by_taps(prime, touch, look, pin):
     keys are tapped where the screen shows them."""
     show_lock_screen(prime, touch)
     assert is_locked(prime)
-    enter_pin(touch, read_pin_screen(look()), pin)
+    enter_pin(touch, wait_pin_screen(look), pin)
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
 
 

@@ -25,7 +25,7 @@ from hil.farm.quarantine import Quarantine
 from hil.link.client import PrimeClient
 from hil.link.state import PinRejected, show_lock_screen, wait_unlocked
 from hil.stimuli.touch import DebugTouch, Touch, enter_pin
-from hil.vision.pin_screen import NotAPinScreen, read_pin_screen
+from hil.vision.pin_screen import NotAPinScreen, read_pin_screen, wait_pin_screen
 
 
 class PinBlocked(PinRejected):
@@ -88,7 +88,7 @@ def unlock_safely(prime: PrimeClient, pin: str, touch: Touch, look: Callable[[],
     if (why := guard.blocked()) is not None:
         raise PinBlocked(f"station {guard.station}: no PIN entry ({why})")
     show_lock_screen(prime, None if isinstance(touch, DebugTouch) else touch)  # the link sees dark/lit
-    before = read_pin_screen(look())
+    before = wait_pin_screen(look)
     if before.failed:
         _stop(guard, quarantine, f"{prime.device} shows {before.failed} failed PIN attempt(s) before the harness typed; "
                                  "not typing (check the provisioned PIN, then readmit)")

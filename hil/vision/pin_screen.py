@@ -14,10 +14,13 @@ doubt is `NotAPinScreen`, so a PIN is never typed onto something else.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from hil.machine import scaled
 from hil.vision import ocr
 from hil.vision.controls import ControlNotFound, find_control, normal
 
@@ -74,6 +77,19 @@ def read_pin_screen(image: np.ndarray) -> PinScreen:
     from hil.vision.display import read_image
 
     return find_pin_screen(read_image(image).lines)
+
+
+def wait_pin_screen(look: Callable[[], np.ndarray], timeout: float = 10.0) -> PinScreen:
+    """The PIN screen once ``look()`` shows it: a camera's frame may still be the one from before the wake.
+    `NotAPinScreen` (the last reading's) when it is not seen within ``timeout`` idle-machine seconds."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        try:
+            return read_pin_screen(look())
+        except NotAPinScreen:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def _said(texts: list[str]) -> str:

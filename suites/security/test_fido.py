@@ -27,7 +27,7 @@ from hil.link.state import show_lock_screen, wait_unlocked
 from hil.stimuli.ctap_nfc import CtapNfcDevice
 from hil.stimuli.nfc import reader
 from hil.stimuli.touch import enter_pin
-from hil.vision.pin_screen import NotAPinScreen, read_pin_screen
+from hil.vision.pin_screen import NotAPinScreen, wait_pin_screen
 from security_helpers import PromptNotSeen, SYSTEM_MARKER, normal, wait_readable
 
 pytestmark = [pytest.mark.security, pytest.mark.fido]
@@ -158,7 +158,7 @@ def _assert_no_fido_prompt(screen, when: str) -> None:
 
 def _pin_screen_or_none(look):
     try:
-        return read_pin_screen(look())
+        return wait_pin_screen(look)
     except NotAPinScreen:
         return None
 

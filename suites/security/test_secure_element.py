@@ -16,7 +16,7 @@ from hil.link.state import (PIN_CHECK_SECONDS, PinRejected, is_locked, screen_is
 from hil.machine import scaled
 from hil.link.transport import LinkError
 from hil.stimuli.touch import enter_pin
-from hil.vision.pin_screen import read_pin_screen
+from hil.vision.pin_screen import wait_pin_screen
 from security_helpers import PromptNotSeen, answer_prompt, deny_lines_reach_the_lab, manifest_for, result_without_prompt
 
 pytestmark = [pytest.mark.security, pytest.mark.secure_element]
@@ -87,7 +87,7 @@ def test_granted_app_seed_waits_for_the_login(probe, probe_id, templates, screen
             run.pump(0.1)
         assert 1 not in run.records, f"GetAppSeed was answered while the unit was locked: {run.records[1]}"
     finally:
-        enter_pin(touch, read_pin_screen(look()), pin)  # the keys where the lock screen shows them
+        enter_pin(touch, wait_pin_screen(look), pin)  # the keys where the lock screen shows them
     assert wait_unlocked(unlocked_prime), "the test PIN typed on the lock screen did not unlock"
     after = run.step(1, timeout=60)
     assert after["result"] == "Ok" and after["sha256"] == seed["sha256"], f"after the login: {after}"
@@ -99,7 +99,7 @@ def _failed_after_a_wrong_pin(look, timeout: float = PIN_CHECK_SECONDS) -> int:
     PIN screen, shows none by the deadline (KeyOS judges a login within its random delay)."""
     deadline = time.monotonic() + scaled(timeout)
     while True:
-        failed = read_pin_screen(look()).failed
+        failed = wait_pin_screen(look).failed
         if failed or time.monotonic() > deadline:
             return failed
         time.sleep(0.2)
@@ -114,7 +114,7 @@ def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, lo
     seen = []
     for round_ in range(2):
         show_lock_screen(unlocked_prime, touch)
-        pad = read_pin_screen(look())
+        pad = wait_pin_screen(look)
         if pad.failed and round_ == 0:
             raise PinRejected(f"{unlocked_prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
                               "not typing a wrong PIN on it")
@@ -123,7 +123,7 @@ def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, lo
             enter_pin(touch, pad, wrong)
             seen.append(_failed_after_a_wrong_pin(look))
         finally:
-            enter_pin(touch, read_pin_screen(look()), pin)
+            enter_pin(touch, wait_pin_screen(look), pin)
             if not wait_unlocked(unlocked_prime):
                 raise PinRejected(f"{unlocked_prime.device}: the test PIN did not unlock after one wrong PIN")
     assert seen == [1, 1], f"failed attempts shown after one wrong PIN, twice with a correct login between: {seen}"
@@ -167,7 +167,7 @@ def test_security_words_show_on_the_lock_screen(unlocked_prime, touch, look, scr
     prime = unlocked_prime
     show_lock_screen(prime, touch)
     assert is_locked(prime)
-    pad = read_pin_screen(look())  # the keys where the lock screen shows them
+    pad = wait_pin_screen(look)  # the keys where the lock screen shows them
     if pad.delete is None:
         raise PromptNotSeen("the PIN screen shows no Delete key")
 

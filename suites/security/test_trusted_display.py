@@ -11,7 +11,7 @@ from hil import probe as P
 from hil.link.client import DeviceLocked
 from hil.link.state import is_locked, show_lock_screen, wait_unlocked
 from hil.stimuli.touch import enter_pin
-from hil.vision.pin_screen import read_pin_screen
+from hil.vision.pin_screen import wait_pin_screen
 from security_helpers import PROMPT_TITLE, answer_prompt, assert_no_marker, assert_no_prompt_for, manifest_for
 
 pytestmark = [pytest.mark.security, pytest.mark.trusted_display]
@@ -45,7 +45,7 @@ def test_no_prompt_over_the_lock_screen(probe, probe_id, templates, screen, unlo
     show_lock_screen(prime, touch)  # lock, wake to the lock screen (a production unit: by robot and relay)
     assert is_locked(prime)
     assert_no_prompt_for(screen, LOCKED_WATCH_S, " over the lock screen")  # read, again and again: no prompt
-    enter_pin(touch, read_pin_screen(look()), pin)  # the keys where the lock screen shows them
+    enter_pin(touch, wait_pin_screen(look), pin)  # the keys where the lock screen shows them
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
     answer_prompt(screen, "Not Now", run=run, step=0)  # queued while locked, shown after unlock
     assert run.step(0, timeout=60)["result"] == "AccessDenied"
