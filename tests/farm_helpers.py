@@ -79,3 +79,15 @@ def write_plan(folder: Path, tests: list[str], **more) -> Path:
     path = folder / "plan.json"
     path.write_text(json.dumps({"tests": tests, **more}))
     return path
+
+
+def lab_in(tmp_path: Path) -> Path:
+    """The repository's emulated lab, with its state, key and paths moved into ``tmp_path``."""
+    text = (ROOT / "lab_config.yaml").read_text()
+    for key, val in (("state_dir: .hil", f"state_dir: {tmp_path / 'state'}"),
+                     ("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
+                     ("signoff_criteria: ", f"signoff_criteria: {ROOT}/"),
+                     ("path: .hil/keys/lab-signoff-ed25519.pem", f"path: {tmp_path / 'keys' / 'lab.pem'}")):
+        text = text.replace(key, val)
+    (tmp_path / "lab.yaml").write_text(text)
+    return tmp_path / "lab.yaml"

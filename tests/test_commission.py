@@ -12,20 +12,14 @@ from hil.cli import app
 from hil.farm.commission import commission
 from hil.farm.config import RobotCalibration, load_lab
 from hil.farm.station import bring_up
+from farm_helpers import lab_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def lab(tmp_path):
-    text = (ROOT / "lab_config.yaml").read_text()
-    for key, val in (("state_dir: .hil", f"state_dir: {tmp_path / 'state'}"),
-                     ("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
-                     ("path: .hil/keys", f"path: {tmp_path / 'keys'}"),
-                     ("signoff_criteria: ", f"signoff_criteria: {ROOT}/")):
-        text = text.replace(key, val)
-    (tmp_path / "lab.yaml").write_text(text)
-    return tmp_path / "lab.yaml"
+    return lab_in(tmp_path)
 
 
 @pytest.mark.slow

@@ -11,21 +11,14 @@ from typer.testing import CliRunner
 
 from hil.report import signoff
 from hil.report.cli import signoff_app
+from farm_helpers import lab_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def lab(tmp_path):
-    text = (ROOT / "lab_config.yaml").read_text()
-    for key, val in (("state_dir: .hil", f"state_dir: {tmp_path / 'state'}"),
-                     ("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
-                     ("signoff_criteria: signoff_criteria.emulated.yaml", f"signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}"),
-                     ("path: .hil/keys/lab-signoff-ed25519.pem", f"path: {tmp_path / 'keys' / 'lab.pem'}")):
-        text = text.replace(key, val)
-    p = tmp_path / "lab.yaml"
-    p.write_text(text)
-    return p
+    return lab_in(tmp_path)
 
 
 @pytest.fixture
