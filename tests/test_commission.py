@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def lab(tmp_path):
-    return lab_in(tmp_path)
+    """The shipped lab with emu-2 a development unit: commissioning drives Settings' Developer Mode row."""
+    path = lab_in(tmp_path)
+    path.write_text(path.read_text().replace("seed: 2, flavour: production", "seed: 2, flavour: development"))
+    return path
 
 
 @pytest.mark.slow

@@ -221,3 +221,24 @@ def test_unit_that_reports_another_version_after_flashing_is_broken(tmp_path, la
     assert r.exit_code == 2 and "no station is usable" in r.output, r.output
     meta = json.loads(next((tmp_path / "reports" / "nightly").glob("*/run.json")).read_text())
     assert meta["broken_stations"] == {"emu-1": "flashed, but its unit reports version 1.0.0, not the build's 2.0.0"}
+
+
+@pytest.mark.slow
+def test_the_repositorys_lab_holds_its_release_to_the_production_bootloader(tmp_path):
+    """The shipped emulated lab, its real flasher and a real check: the nightly flashes a production build
+    and declares it, so the units' bootloaders must be production ones, and the check that a
+    developer-signed image is refused runs and passes: neither skipped nor failed."""
+    from farm_helpers import lab_in
+
+    lab = lab_in(tmp_path)
+    check = "suites/security/test_firmware.py::test_device_refuses_bad_firmware[developer-signed]"
+    text = "\n".join(ln for ln in lab.read_text().splitlines() if not ln.strip().startswith(("emu-2", "emu-3", "emu-4")))
+    text = text.replace("suites: [suites]", f"suites: ['{ROOT / check}']").replace("reports_dir: reports",
+                                                                                 f"reports_dir: {tmp_path / 'reports'}")
+    lab.write_text(text.replace("samba_applet: firmware", f"samba_applet: {ROOT / 'firmware'}") + "\n")
+    app = typer.Typer()
+    app.command()(nightly)
+    r = CliRunner().invoke(app, ["--lab", str(lab)])
+    night = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
+    outcomes = {(rec.station, rec.status) for rec in read_results(night / "allure-results").final().values()}
+    assert outcomes == {("emu-1", "passed")}, r.output
