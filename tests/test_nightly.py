@@ -14,6 +14,7 @@ import hil.farm.nightly as job
 from hil.farm.cli import nightly
 from hil.report import signoff
 from hil.report.allure import read_results
+from hil.report.plan import read_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -242,3 +243,4 @@ def test_the_repositorys_lab_holds_its_release_to_the_production_bootloader(tmp_
     night = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
     outcomes = {(rec.station, rec.status) for rec in read_results(night / "allure-results").final().values()}
     assert outcomes == {("emu-1", "passed")}, r.output
+    assert read_plan(night / "allure-results").flavour == "production"

@@ -237,7 +237,7 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
         done = job.finished_tests(run.results) if run.resumed else set()
         if done:
             console.print(f"resuming: {len(done)} test(s) already have a result")
-        cmd = job.pytest_command(run, run_lab, len(stations), fw_hash, [str(p) for p in cfg.suites], done)
+        cmd = job.pytest_command(run, run_lab, len(stations), fw_hash, [str(p) for p in cfg.suites], done, flavour)
         finished: set[str] = set()
         with _progress() as bar:
             task = bar.add_task(f"suites on {len(stations)} station(s)", total=None)

@@ -270,9 +270,10 @@ def suites_root(suites: list[str]) -> Path:
 
 
 def pytest_command(run: Run, run_lab: Path, workers: int, firmware_hash: str, suites: list[str],
-                   deselect: set[str]) -> list[str]:
+                   deselect: set[str], flavour: str) -> list[str]:
+    """The suites' pytest command; ``--flavour`` (the stations declare it too) puts the build's flavour in the plan."""
     cmd = [sys.executable, "-m", "pytest", *suites, "-n", str(workers), "--rootdir", str(suites_root(suites)),
-           "--lab", str(run_lab), "--farm-firmware", firmware_hash, "--farm-events", str(run.dir / "events.jsonl"),
+           "--lab", str(run_lab), "--flavour", flavour, "--farm-firmware", firmware_hash, "--farm-events", str(run.dir / "events.jsonl"),
            "--alluredir", str(run.results), "-q", "-rN", "-p", "no:cacheprovider",
            "--continue-on-collection-errors"]  # a module that does not import is named by the plan, the rest runs
     for nodeid in sorted(deselect):
