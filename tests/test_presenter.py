@@ -78,3 +78,24 @@ def test_restart_after_stop_serves_again():
         assert first.startswith("http://127.0.0.1:") and ok and zxingcpp.read_barcodes(frame)[0].text == "one"
     finally:
         p.stop()
+
+
+@pytest.mark.parametrize("size", [600, 2300, 5200])
+def test_ur_loop_completes_within_a_round_and_a_quarter_from_any_start(size):
+    """A camera that joins anywhere and misses nothing needs seqLen parts from a round's start and
+    at most seqLen + seqLen // 4 from anywhere else; each round's mixed parts are new."""
+    message = bytes((i * 7 + 3) % 251 for i in range(size))
+    parts = ur_parts(byte_string_ur("psbt", message), 200)
+    seq_len = int(parts[0].split("/")[1].split("-")[1])
+    needed = []
+    for start in range(len(parts)):
+        dec, shown = URDecoder(), 0
+        while not dec.is_complete():
+            dec.receive_part(parts[(start + shown) % len(parts)])
+            shown += 1
+        assert ur_byte_string(dec.result) == message
+        needed.append(shown)
+    assert needed[0] == seq_len
+    assert max(needed) <= seq_len + seq_len // 4 < len(parts)
+    mixed = [p for p in parts if int(p.split("/")[1].split("-")[0]) > seq_len]
+    assert len(mixed) == len(set(mixed)) == 3 * (seq_len // 4)

@@ -33,13 +33,21 @@ image-rendering:pixelated;object-fit:contain}</style></head>
 """
 
 
-def ur_parts(ur: UR, max_fragment_len: int = UR_FRAGMENT_LEN, loops: int = 3) -> list[str]:
-    """The part strings an animated QR cycles: every fragment once, then mixed parts, `loops` × the
-    fragment count in all, so a camera that misses frames still completes from the fountain parts."""
+def ur_parts(ur: UR, max_fragment_len: int = UR_FRAGMENT_LEN, rounds: int = 3) -> list[str]:
+    """The part strings an animated QR cycles: `rounds` rounds, each every fragment on its own (the
+    seqLen pure parts, in order) followed by seqLen // 4 mixed parts that no other round repeats.
+
+    A camera joins the loop at any moment. Wherever it joins, one round and a bit holds every pure
+    part, so a camera that misses nothing finishes within seqLen + seqLen // 4 frames (≤ 1.25 × the
+    bound), and within seqLen if it joins at a round's start, as BC-UR encoders emit them. The mixed
+    parts (fresh in every round) stand in for the pure parts a camera missed; a loop of mixed parts
+    instead would cost a camera joining mid-loop ~1.4 × seqLen (the fountain's overhead)."""
     enc = UREncoder(ur, max_fragment_len)
+    seq_len = enc.fountain.seq_len
     if enc.is_single_part():
         return [enc.next_part()]
-    return [enc.next_part() for _ in range(loops * enc.fountain.seq_len)]
+    pure = [enc.next_part() for _ in range(seq_len)]
+    return [part for _ in range(rounds) for part in pure + [enc.next_part() for _ in range(seq_len // 4)]]
 
 
 class Presenter:
