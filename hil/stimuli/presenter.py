@@ -2,7 +2,10 @@
 
 A station's `qr_display` address is where it binds. The monitor's browser opens `/` (a full-screen
 page that shows the stream); a camera or the emulated Prime reads `/stream.mjpg` (MJPEG) directly.
-Frames follow one wall clock, so every viewer sees the same frame at the same moment, as on a monitor.
+Frames follow one schedule (frame k goes up at t0 + k/fps on the presenter's monotonic clock), so every
+viewer sees the same frame at the same moment, as on a monitor. Each MJPEG part carries its frame's
+`X-Display-Time` (that clock, seconds): a browser ignores it, the emulated Prime's camera uses it to
+know when the monitor's picture changed, as light tells a real camera.
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ from hil.stimuli.ur import UR, UREncoder
 
 DEFAULT_FPS = 8.0
 STATIC_FPS = 5.0  # a still QR is re-sent at this rate so that a stream reader keeps getting frames
+CAMERA_FPS = 30.0  # the Prime's OVM7690 (KeyOS os/camera/src/atsama5d2.rs: ISC clock divider 13, "around 30 fps")
+CAPTURE_WINDOW_S = 1 / CAMERA_FPS
+"""assumed: one capture integrates the monitor over at most one camera frame period (exposure and
+rolling-shutter readout together; at 30 fps neither can be longer). KeyOS leaves exposure to the
+sensor's automatic control (`set_auto_controls`), so the source gives no figure."""
+MAX_FPS = 1 / (1 / CAMERA_FPS + CAPTURE_WINDOW_S)
+"""15 fps: a code must stay up one camera period plus one capture window, so that, whatever the
+camera's phase, one capture falls wholly inside it; faster, some codes reach the camera only blended
+with their neighbours."""
 UR_FRAGMENT_LEN = 200  # passport2's UR2 encoder uses 200 (keyos.md §6)
 
 PAGE = b"""<!doctype html>
@@ -65,8 +77,9 @@ class Presenter:
     # ---------------------------------------------------------------- content
     def show(self, payloads: Sequence[str | bytes], fps: float = DEFAULT_FPS) -> None:
         """Replace what the monitor shows (an empty list shows a blank white frame)."""
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, not {fps}")
+        if not 0 < fps <= MAX_FPS:
+            raise ValueError(f"fps must be above 0 and at most {MAX_FPS:g} (the Prime's camera needs each code "
+                             f"up for two of its frames), not {fps}")
         jpegs = [_jpeg(qr.render(p, self.size)) for p in payloads] or [_jpeg(Image.new("L", (self.size,) * 2, 255))]
         with self._lock:
             self._jpegs = jpegs
@@ -74,12 +87,22 @@ class Presenter:
             self._t0 = time.monotonic()
             self.generation = getattr(self, "generation", 0) + 1
 
-    def current(self) -> tuple[int, bytes, float]:
-        """The frame on screen now: (index, JPEG, seconds until the next frame)."""
+    def current(self) -> bytes:
+        """The JPEG on screen now."""
         with self._lock:
-            ticks = (time.monotonic() - self._t0) * self._fps
-            i = int(ticks) % len(self._jpegs)
-            return i, self._jpegs[i], (1 - ticks % 1) / self._fps
+            return self._jpegs[int((time.monotonic() - self._t0) * self._fps) % len(self._jpegs)]
+
+    def after(self, sent: tuple[int, int] | None) -> tuple[tuple[int, int], bytes, float]:
+        """The frame a stream sends after `sent` ((generation, tick) of its last frame, None at first):
+        ((generation, tick), JPEG, when it goes up). Every tick follows the one before, so a reader that
+        fell behind is sent each frame late rather than losing it, up to one whole loop behind; new
+        content, or a reader further behind, starts at the frame up now."""
+        with self._lock:
+            now = int((time.monotonic() - self._t0) * self._fps)
+            tick = now
+            if sent is not None and sent[0] == self.generation and now - sent[1] <= len(self._jpegs):
+                tick = sent[1] + 1
+            return (self.generation, tick), self._jpegs[tick % len(self._jpegs)], self._t0 + tick / self._fps
 
     @property
     def fps(self) -> float:
@@ -150,7 +173,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path in ("/", "/index.html"):
             self._send(200, "text/html; charset=utf-8", PAGE)
         elif path == "/frame.jpg":
-            self._send(200, "image/jpeg", self.presenter.current()[1])
+            self._send(200, "image/jpeg", self.presenter.current())
         elif path == "/stream.mjpg":
             self._stream()
         else:
@@ -169,13 +192,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        p = self.presenter
+        p, sent = self.presenter, None
         try:
             while not p._stopping.is_set():
-                _, jpeg, until_next = p.current()
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
+                sent, jpeg, shown_at = p.after(sent)
+                if p._stopping.wait(shown_at - time.monotonic()):
+                    break
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n"
+                                 b"X-Display-Time: %.6f\r\n\r\n" % (len(jpeg), shown_at))
                 self.wfile.write(jpeg + b"\r\n")
                 self.wfile.flush()
-                p._stopping.wait(until_next + 0.002)
         except (BrokenPipeError, ConnectionResetError):
             pass
