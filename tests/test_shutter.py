@@ -3,6 +3,7 @@ exposure, and the presenter's fastest rate leaves every code one clean capture."
 
 import numpy as np
 import pytest
+import zxingcpp
 
 from hil.emulator.shutter import CAMERA_PERIOD_S, MonitorStream, Shutter
 from hil.stimuli.presenter import MAX_FPS, Presenter
@@ -65,3 +66,23 @@ def test_the_camera_reads_the_presenters_stream_with_display_times():
 def test_a_stream_not_from_the_presenter_is_refused():
     with Presenter(["x"]) as presenter, pytest.raises(ValueError, match="not an MJPEG stream"):
         MonitorStream(presenter.url + "/", timeout=10)
+
+
+def test_new_content_goes_up_at_once_and_a_stale_frame_never_does():
+    with Presenter(["one", "two"], fps=0.01) as presenter:  # the next frame would be 100 s away
+        stream = MonitorStream(presenter.url + "/stream.mjpg", timeout=10)
+        try:
+            first = stream.read()
+            presenter.show(["three", "four"], fps=0.01)
+            second = stream.read()  # within the read timeout, not 100 s
+        finally:
+            stream.close()
+    assert zxingcpp.read_barcodes(first[1])[0].text == "one"
+    assert zxingcpp.read_barcodes(second[1])[0].text == "three" and second[0] > first[0]
+
+
+def test_display_times_going_back_are_refused():
+    shutter, a = Shutter(), np.zeros((1, 1), np.uint8)
+    shutter.show(1.0, a, b"a")
+    with pytest.raises(ValueError, match="went back"):
+        shutter.show(0.5, a, b"b")

@@ -83,6 +83,9 @@ class Shutter:
         """The monitor shows `picture` from `at` on (`key` names it: the same key again is no change).
         Returns the captures that ended by `at`, whose light is now all known, oldest first. A capture
         that saw one picture only is that very array, so a caller can tell repeats by identity."""
+        if self._shown and at < self._shown[-1][0]:
+            raise ValueError(f"the monitor's display time went back from {self._shown[-1][0]:.3f} to {at:.3f}: "
+                             "qr_display must be one QR presenter's stream")
         if self._next_end is None:
             self._next_end = at + self.window + self.phase
         captures = []

@@ -68,6 +68,7 @@ class Presenter:
     def __init__(self, payloads: Sequence[str | bytes] = (), fps: float = DEFAULT_FPS, size: int = qr.FRAME_SIZE):
         self.size = size
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # new content or stopping: streams stop waiting
         self._stopping = threading.Event()
         self._server: socketserver.ThreadingTCPServer | None = None
         self._thread: threading.Thread | None = None
@@ -86,6 +87,7 @@ class Presenter:
             self._fps = fps if len(jpegs) > 1 else min(fps, STATIC_FPS)
             self._t0 = time.monotonic()
             self.generation = getattr(self, "generation", 0) + 1
+            self._changed.notify_all()
 
     def current(self) -> bytes:
         """The JPEG on screen now."""
@@ -103,6 +105,12 @@ class Presenter:
             if sent is not None and sent[0] == self.generation and now - sent[1] <= len(self._jpegs):
                 tick = sent[1] + 1
             return (self.generation, tick), self._jpegs[tick % len(self._jpegs)], self._t0 + tick / self._fps
+
+    def wait_until(self, shown_at: float, generation: int) -> bool:
+        """Wait for `shown_at`; True at once if the content changes from `generation` or the presenter stops."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._stopping.is_set() or self.generation != generation,
+                                          timeout=shown_at - time.monotonic())
 
     @property
     def fps(self) -> float:
@@ -136,6 +144,8 @@ class Presenter:
 
     def stop(self) -> None:
         self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -196,8 +206,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             while not p._stopping.is_set():
                 sent, jpeg, shown_at = p.after(sent)
-                if p._stopping.wait(shown_at - time.monotonic()):
-                    break
+                if p.wait_until(shown_at, sent[0]):
+                    continue  # new content (or stopping) while this frame waited: it never goes up
                 self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n"
                                  b"X-Display-Time: %.6f\r\n\r\n" % (len(jpeg), shown_at))
                 self.wfile.write(jpeg + b"\r\n")
