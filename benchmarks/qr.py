@@ -3,8 +3,8 @@
 The lower bound is the fragment count (seqLen): no receiver can finish with fewer parts than
 fragments. The ratio frames/seqLen says what the fountain code costs when the camera starts mid-loop
 and misses frames. Two paths:
-  * frames: parts rendered as the presenter renders them (qr.render), JPEG-compressed, read by
-    zxing-cpp, with a random start and a share of frames lost (the camera missing a refresh);
+  * frames: the presenter's loop rendered as the presenter renders it (qr.render), JPEG-compressed,
+    read by zxing-cpp, with a random start and a share of frames lost (glare, focus, a missed refresh);
   * stream: the real presenter over HTTP, captured as the emulated Prime's camera captures it (30
     captures a second, each integrating the monitor over its exposure, so a code changing mid-exposure
     comes out blended with the next: hil/emulator/shutter.py), decoded by zxing-cpp. The count is of
@@ -51,22 +51,24 @@ def camera_view(image: Image.Image) -> np.ndarray:
 
 
 def frames_needed(psbt: bytes, fragment: int, loss: float, rnd: random.Random, limit: int = 2000) -> tuple[int, int]:
-    """(display frames shown until the camera completes, seqLen), starting at a random point of the loop."""
-    enc = UREncoder(byte_string_ur("psbt", psbt), fragment)
-    for _ in range(rnd.randrange(enc.fountain.seq_len)):
-        enc.next_part()
+    """(display frames shown until the camera completes, seqLen), starting at a random point of the
+    presenter's loop (`ur_parts`)."""
+    parts = ur_parts(byte_string_ur("psbt", psbt), fragment)
+    start, views = rnd.randrange(len(parts)), {}
     dec, shown = URDecoder(), 0
     while not dec.is_complete():
+        part = parts[(start + shown) % len(parts)]
         shown += 1
-        part = enc.next_part()
         if shown > limit:
             raise RuntimeError("did not complete")
         if rnd.random() < loss:
             continue
-        for symbol in zxingcpp.read_barcodes(camera_view(qr.render(part))):
+        if part not in views:
+            views[part] = camera_view(qr.render(part))
+        for symbol in zxingcpp.read_barcodes(views[part]):
             dec.receive_part(symbol.text)
     assert ur_byte_string(dec.result) == psbt
-    return shown, enc.fountain.seq_len
+    return shown, UREncoder(byte_string_ur("psbt", psbt), fragment).fountain.seq_len
 
 
 def stream_run(psbt: bytes, fragment: int, fps: float, rnd: random.Random) -> tuple[int, int]:
@@ -117,6 +119,7 @@ def main() -> None:
         frames = sorted(r[0] for r in runs)
         print(f"  fragment {fragment}, {fps:g} fps, seqLen {seq_len}: frames {frames}; ratio median "
               f"{statistics.median(frames) / seq_len:.2f}, worst {frames[-1] / seq_len:.2f}")
+
 
 if __name__ == "__main__":
     main()
