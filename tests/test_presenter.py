@@ -40,7 +40,7 @@ def test_page_and_still_frame(presenter):
 def test_animated_ur_through_the_mjpeg_stream(presenter):
     psbt = b"psbt\xff" + bytes(range(256)) * 3
     parts = ur_parts(byte_string_ur("psbt", psbt), max_fragment_len=150)
-    presenter.show(parts, fps=20)
+    presenter.show(parts, fps=15)
     assert presenter.frame_count == len(parts) > 1
     cap = cv2.VideoCapture(presenter.url + "/stream.mjpg", cv2.CAP_FFMPEG)
     dec, frames = URDecoder(), 0
@@ -78,3 +78,40 @@ def test_restart_after_stop_serves_again():
         assert first.startswith("http://127.0.0.1:") and ok and zxingcpp.read_barcodes(frame)[0].text == "one"
     finally:
         p.stop()
+
+
+@pytest.mark.parametrize("size", [600, 2300, 5200])
+def test_ur_loop_completes_within_a_round_and_a_quarter_from_any_start(size):
+    """A camera that joins anywhere and misses nothing needs seqLen parts from a round's start and
+    at most seqLen + seqLen // 4 from anywhere else; each round's mixed parts are new."""
+    message = bytes((i * 7 + 3) % 251 for i in range(size))
+    parts = ur_parts(byte_string_ur("psbt", message), 200)
+    seq_len = int(parts[0].split("/")[1].split("-")[1])
+    needed = []
+    for start in range(len(parts)):
+        dec, shown = URDecoder(), 0
+        while not dec.is_complete():
+            dec.receive_part(parts[(start + shown) % len(parts)])
+            shown += 1
+        assert ur_byte_string(dec.result) == message
+        needed.append(shown)
+    assert needed[0] == seq_len
+    assert max(needed) <= seq_len + seq_len // 4 < len(parts)
+    mixed = [p for p in parts if int(p.split("/")[1].split("-")[0]) > seq_len]
+    assert len(mixed) == len(set(mixed)) == 3 * (seq_len // 4)
+
+
+def test_rates_above_what_the_primes_camera_can_follow_are_refused():
+    with pytest.raises(ValueError, match="at most 15"):
+        Presenter(["a", "b"], fps=16)
+
+
+def test_a_stream_behind_is_sent_every_frame_late_up_to_one_loop():
+    p = Presenter(["a", "b", "c"], fps=0.01)  # 100 s a frame: the test runs well inside frame 10
+    p._t0 -= 10.5 / 0.01
+    gen = p.generation
+    assert p.after(None)[0] == (gen, 10)
+    (_, tick), jpeg, shown_at = p.after((gen, 8))
+    assert tick == 9 and shown_at == pytest.approx(p._t0 + 900) and jpeg == p._jpegs[0]  # late, not lost
+    assert p.after((gen, 6))[0] == (gen, 10)  # more than a loop behind: back to the frame up now
+    assert p.after((gen - 1, 9))[0] == (gen, 10)  # new content starts at the frame up now

@@ -1,17 +1,22 @@
 """The emulated Prime's camera reading the QR presenter, qrMatchRules routing, and the Bitcoin app
 (in process: the Prime's state is inspected directly; the harness-only path is in test_qr_e2e.py)."""
 
+import threading
 import time
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import zxingcpp
 
+from hil.emulator import qrcam
 from hil.emulator.apps.bitcoin import REJECT_BOX, SIGN_BOX, BitcoinScreen
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.emulator.prime import DEFAULT_PIN
 from hil.emulator.qrcam import Assembler, Scan, route
 from hil.machine import scaled
+from hil.stimuli import qr
 from hil.stimuli.presenter import Presenter, ur_parts
 from hil.stimuli.psbt import build_spend, verify_signed
 from hil.stimuli.ur import URDecoder, byte_string_ur, ur_byte_string
@@ -136,3 +141,23 @@ def test_reject_signs_nothing_and_a_multisig_policy_opens_the_bitcoin_app(device
     presenter.show(["Name: lab\nPolicy: 2 of 3\nFormat: P2WSH"])
     wait_for(lambda: screen.state == "message")
     assert screen.message.startswith("Multisig Configuration")
+
+
+def test_the_camera_decodes_a_picture_once_while_it_stays_up_and_rescans_after_a_blank(monkeypatch):
+    decodes, scans = [], []
+    read = zxingcpp.read_barcodes
+    monkeypatch.setattr(qrcam.zxingcpp, "read_barcodes", lambda *a, **k: decodes.append(1) or read(*a, **k))
+    cam = qrcam.QRCameraPeripheral()
+    cam.prime = SimpleNamespace(lock=threading.Lock(), powered=True, screen_on=True, booting=False,
+                                is_locked=lambda: False, log=print)
+    cam.deliver = scans.append
+    code, blank = np.asarray(qr.render("hello")), np.full((480, 480), 255, np.uint8)
+    for _ in range(30):  # one second of captures of one picture
+        cam.look(code)
+    assert len(decodes) == 1 and [s.text for s in scans] == ["hello"]
+    for picture in [blank] * (qrcam.FORGET_AFTER_BLANK_FRAMES - 1) + [code.copy()]:
+        cam.look(picture)
+    assert len(decodes) == 3 and len(scans) == 1  # a short gap: the code is still the one in view
+    for picture in [blank.copy()] * qrcam.FORGET_AFTER_BLANK_FRAMES + [code.copy()]:
+        cam.look(picture)
+    assert len(decodes) == 5 and [s.text for s in scans] == ["hello", "hello"]  # shown again: scanned again

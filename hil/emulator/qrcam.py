@@ -2,7 +2,8 @@
 
 The monitor is the harness's QR presenter: this peripheral reads its MJPEG stream at `qr_display`
 (given at start, or a free loopback port announced as the station's `qr_display` for the harness to
-bind), decodes every frame with zxing-cpp, gathers animated BC-UR parts, and routes each complete
+bind), captures it as the sensor would (30 captures a second, each over its exposure: shutter.py),
+decodes every new capture with zxing-cpp, gathers animated BC-UR parts, and routes each complete
 payload as KeyOS's scanner does: by the apps' `qrMatchRules` (UR sub-rules by `ur_type`, QR sub-rules by
 length and regex, priority 1-5; several apps at the best priority => the user picks one). The camera
 works only while the device is on and unlocked. Simplification: KeyOS scans once the user opens the
@@ -13,6 +14,8 @@ a code that stays in view is delivered once.
 from __future__ import annotations
 
 import hashlib
+import http.client
+import random
 import re
 import socket
 import threading
@@ -26,16 +29,16 @@ import numpy as np
 import zxingcpp
 
 from hil.emulator.apps import bitcoin
+from hil.emulator.shutter import CAMERA_PERIOD_S, MonitorStream, Shutter
 from hil.stimuli.ur import URDecoder, URError
 
 if TYPE_CHECKING:
     from hil.emulator.prime import Prime
 
 FRAME = 480
-OPEN_TIMEOUT_MS = 1500
-READ_TIMEOUT_MS = 2000
+READ_TIMEOUT_S = 2.0
 RETRY_S = 0.3
-FORGET_AFTER_BLANK_FRAMES = 8  # this many frames without a code and the same code scans again
+FORGET_AFTER_BLANK_FRAMES = 24  # this many captures (0.8 s) without a code and the same code scans again
 
 
 @dataclass(frozen=True)
@@ -171,15 +174,15 @@ class QRCameraPeripheral:
         self.assembler = Assembler()
         self.frames_seen = 0
         self._blank = 0
+        self._decoded: tuple[np.ndarray | None, list] = (None, [])
 
     def start(self, prime: Prime, qr_display: str | None = None) -> tuple[str, str]:
         self.prime = prime
+        self.seed = prime.seed * 1000 + prime.index
         url = (qr_display or free_loopback_url()).rstrip("/")
         if urlsplit(url).scheme != "http":
             raise ValueError(f"qr_display {url!r} must be an http:// address of the QR presenter")
         self.stream = url + "/stream.mjpg"
-        parts = urlsplit(url)
-        self._address = (parts.hostname, parts.port or 80)
         self._thread = threading.Thread(target=self._run, name="emu-qrcam", daemon=True)
         self._thread.start()
         return "qr_display", url
@@ -187,34 +190,26 @@ class QRCameraPeripheral:
     def stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=READ_TIMEOUT_MS / 1000 + 2)
+            self._thread.join(timeout=READ_TIMEOUT_S + 2)
 
     # ------------------------------------------------------------ the camera loop
     def _run(self) -> None:
         while not self._stopping.is_set():
-            if not self._monitor_on():
-                self._stopping.wait(RETRY_S)
-                continue
-            cap = cv2.VideoCapture(self.stream, cv2.CAP_FFMPEG,
-                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
-                                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
             try:
-                while cap.isOpened() and not self._stopping.is_set():
-                    ok, frame = cap.read()
-                    if not ok:
-                        break  # the monitor went dark (presenter stopped): look again shortly
-                    self.look(frame)
-            finally:
-                cap.release()
+                self.watch(MonitorStream(self.stream, READ_TIMEOUT_S))
+            except (OSError, EOFError, ValueError, http.client.HTTPException):
+                pass  # the monitor went dark (presenter stopped) or is not a presenter: look again shortly
             self._stopping.wait(RETRY_S)
 
-    def _monitor_on(self) -> bool:
-        """Something serves at `qr_display` (checked first, so a dark monitor costs no FFmpeg open)."""
+    def watch(self, stream: MonitorStream) -> None:
+        """Capture `stream` until it ends or the camera stops; each new capture goes to `look`."""
+        shutter = Shutter(phase=random.Random(self.seed).random() * CAMERA_PERIOD_S)
         try:
-            socket.create_connection(self._address, timeout=0.5).close()
-            return True
-        except OSError:
-            return False
+            while not self._stopping.is_set():
+                for capture in shutter.show(*stream.read()):
+                    self.look(capture)
+        finally:
+            stream.close()
 
     def look(self, frame: np.ndarray) -> None:
         """One camera frame: decode while the device is awake and unlocked, then route what completes."""
@@ -223,7 +218,9 @@ class QRCameraPeripheral:
             if not (prime.powered and prime.screen_on and not prime.booting and not prime.is_locked()):
                 return
         self.frames_seen += 1
-        symbols = zxingcpp.read_barcodes(center_crop(frame), formats=zxingcpp.BarcodeFormat.QRCode)
+        if frame is not self._decoded[0]:  # a picture that stays up reads the same: decode it once
+            self._decoded = frame, zxingcpp.read_barcodes(center_crop(frame), formats=zxingcpp.BarcodeFormat.QRCode)
+        symbols = self._decoded[1]
         self._blank = 0 if symbols else self._blank + 1
         if self._blank >= FORGET_AFTER_BLANK_FRAMES:
             self.assembler.last = None

@@ -55,13 +55,16 @@ def _binary(data: str | bytes) -> bytes:
 @qr_app.command("show")
 def show(payload: str = typer.Argument(..., help=PAYLOAD_HELP),
          ur: str | None = typer.Option(None, "--ur", help=UR_HELP),
-         fps: float = typer.Option(DEFAULT_FPS, "--fps", help="frames per second of an animated QR"),
+         fps: float = typer.Option(DEFAULT_FPS, "--fps", help="frames per second of an animated QR (at most 15)"),
          fragment: int = typer.Option(UR_FRAGMENT_LEN, "--fragment", help="UR fragment size in bytes"),
          address: str = typer.Option("http://127.0.0.1:8090", "--address",
                                      help="where to serve: the station's qr_display")) -> None:
     """Serve the QR presenter (page at /, MJPEG at /stream.mjpg) until Ctrl-C."""
     frames = payloads(payload, ur, fragment)
-    presenter = Presenter(frames, fps)
+    try:
+        presenter = Presenter(frames, fps)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--fps") from None
     url = presenter.start(address)
     typer.echo(f"{len(frames)} frame(s) at {presenter.fps:g} fps: open {url}/ on the monitor facing the "
                f"Prime's camera (stream: {url}/stream.mjpg); Ctrl-C to stop")
