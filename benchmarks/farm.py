@@ -21,19 +21,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import resource
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness_timing import CATEGORIES, DIR_ENV, breakdown, cpu_seconds, read_records  # noqa: E402
+from harness_timing import CATEGORIES, breakdown, cpu_seconds, read_records, run_pytest  # noqa: E402
 
 from hil.farm import nightly  # noqa: E402
 from hil.farm.config import load_lab  # noqa: E402
@@ -65,24 +62,12 @@ def run_farm(size: int, latency_s: float, suites: list[str], extra: list[str], w
         timing.mkdir()
         cmd = [sys.executable, "-m", "pytest", *suites, "-n", str(size), "--lab", str(run_lab),
                "--alluredir", str(results), "-q", "-p", "no:cacheprovider", "-p", "harness_timing", *extra]
-        proc, t0, t_end, harness_cpu = run_timed(cmd, timing)
+        proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing)
         before_stop = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
     emulators_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - before_stop
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else f"pytest exited {proc.returncode}"
     return {"size": size, "wall": t_end - t0, "harness_cpu": harness_cpu, "emulators_cpu": emulators_cpu,
             "summary": last, **breakdown(read_records(timing), t0, t_end)}
-
-
-def run_timed(cmd: list[str], timing: Path) -> tuple[subprocess.CompletedProcess, float, float, float]:
-    """pytest with the timing plugin: its result, start and end (epoch seconds), and the CPU of its process
-    tree (it and its xdist workers, all reaped when it returns)."""
-    env = {**os.environ, DIR_ENV: str(timing),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]))}
-    cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-    t_end = time.time()
-    return proc, t0, t_end, cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - cpu
 
 
 def print_breakdown(rows: list[dict], key: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -112,6 +113,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # ---------------------------------------------------------------- the benchmarks' side
+
+
+def run_pytest(cmd: list[str], cwd: Path, timing: Path, **env: str) -> tuple[subprocess.CompletedProcess, float, float, float]:
+    """pytest (``cmd`` loads ``-p harness_timing``) writing its records into ``timing``: its result, start and end
+    (epoch seconds), and the CPU of its process tree (it and its xdist workers, all reaped when it returns)."""
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, **env, DIR_ENV: str(timing), "PYTHONPATH": path}
+    cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    t_end = time.time()
+    return proc, t0, t_end, cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - cpu
 
 
 def read_records(directory: Path) -> list[dict]:

@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -39,7 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness_timing import DIR_ENV, breakdown, cpu_seconds, read_records  # noqa: E402
+from harness_timing import breakdown, cpu_seconds, read_records, run_pytest  # noqa: E402
 
 from hil.link import protocol  # noqa: E402
 from hil.link.protocol import Cmd, LaunchStatus, Status  # noqa: E402
@@ -121,17 +119,13 @@ def main() -> None:
             cmd = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "lab50_suite.py"), "-n", str(args.stations),
                    "--lab", str(lab), "--alluredir", str(work / "results"), "-q", "-p", "no:cacheprovider",
                    "-p", "harness_timing", "--rootdir", str(ROOT)]
-            env = {**os.environ, DIR_ENV: str(timing), "LAB50_TESTS": str(args.tests), "LAB50_ANSWERS": str(args.answers),
-                   "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]))}
-            before = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
-            t0 = time.time()
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-            t_end = time.time()
-            harness_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - before
+            proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing, LAB50_TESTS=str(args.tests),
+                                                      LAB50_ANSWERS=str(args.answers))
+            before_stop = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
         finally:
             links.send_signal(signal.SIGTERM)
             links.wait(timeout=30)
-        devices_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - before - harness_cpu
+        devices_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - before_stop
         run = breakdown(read_records(timing), t0, t_end)
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else f"pytest exited {proc.returncode}"
     if proc.returncode != 0:
