@@ -7,6 +7,8 @@ health checks, fixtures that unlock and prepare the device, reporting), i.e.
 1 - sum(test call durations) / (stations x wall time); then CPU seconds per test of the harness (the pytest
 process tree: controller and workers) and, apart, of the emulators; "stations per core" = a station's time
 per test (stations x wall / tests) / harness CPU per test, how many stations one controller core can drive;
+the same in steady state ("steady": the workers' CPU after their start-up, against the tests' own wall time),
+which a long nightly approaches as start-up is shared by more tests;
 and a breakdown of the stations' time (benchmarks/harness_timing.py, a pytest plugin loaded with -p).
 
 CPU is split by process tree with getrusage(RUSAGE_CHILDREN): pytest and its workers are reaped when pytest
@@ -96,14 +98,16 @@ def main() -> None:
     base = rows[0]["wall"]
     print(f"\nlatency {args.latency_ms:.0f} ms per debug answer")
     print(f"{'stations':>8} {'wall s':>8} {'speedup':>8} {'ideal':>6} {'harness share':>14} {'tests':>6} "
-          f"{'harness CPU s/test':>19} {'controller':>10} {'emulators CPU s/test':>21} {'stations/core':>14}")
+          f"{'harness CPU s/test':>19} {'controller':>10} {'emulators CPU s/test':>21} {'stations/core':>14} "
+          f"{'steady CPU s/test':>18} {'steady stations/core':>21}")
     for r in rows:
         tests = r["tests"] or 1
         share = 1 - r["seconds"]["test bodies"] / (r["size"] * r["wall"])
         per_test = r["harness_cpu"] / tests
         print(f"{r['size']:>8} {r['wall']:>8.1f} {base / r['wall']:>7.2f}x {r['size'] / rows[0]['size']:>5.0f}x "
               f"{share:>13.0%} {r['tests']:>6} {per_test:>19.2f} {r['controller_cpu'] / (r['harness_cpu'] or 1):>10.0%} "
-              f"{r['emulators_cpu'] / tests:>21.2f} {r['size'] * r['wall'] / tests / (per_test or 1):>14.1f}")
+              f"{r['emulators_cpu'] / tests:>21.2f} {r['size'] * r['wall'] / tests / (per_test or 1):>14.1f} "
+              f"{r['steady_cpu'] / tests:>18.2f} {r['test_span'] / (r['steady_cpu'] or 1):>21.1f}")
     print_breakdown(rows, "size")
 
 

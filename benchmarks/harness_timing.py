@@ -63,7 +63,7 @@ class Timing:
         self.wrap_health(config)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.record["collected"] = time.time()
+        self.record.update(collected=time.time(), cpu_collected=cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)))
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem):
@@ -133,7 +133,8 @@ def read_records(directory: Path) -> list[dict]:
 
 def breakdown(records: Iterable[dict], t0: float, t_end: float) -> dict:
     """The stations' time (one worker = one station, from the run's start ``t0`` to its end ``t_end``) split
-    into `CATEGORIES`, in seconds, plus the test count and the CPU of controller and workers.
+    into `CATEGORIES`, in seconds, plus the test count, the CPU of controller and workers, the workers' CPU
+    after their start-up (``steady_cpu``: what running the tests costs, start-up apart) and the tests' spans.
 
     Per worker: start-up+collection until its collection finished; leasing = self-time of the lease fixtures
     less the health check inside them; device prep = the rest of setup; reporting = a test's protocol span
@@ -141,13 +142,14 @@ def breakdown(records: Iterable[dict], t0: float, t_end: float) -> dict:
     controller checks the workers' collections and hands out tests), between tests, and after the last (idling
     while other stations finish, session end, pytest's exit)."""
     totals = dict.fromkeys(CATEGORIES, 0.0)
-    out = {"stations": 0, "tests": 0, "controller_cpu": 0.0, "workers_cpu": 0.0}
+    out = {"stations": 0, "tests": 0, "controller_cpu": 0.0, "workers_cpu": 0.0, "steady_cpu": 0.0, "test_span": 0.0}
     for rec in records:
         if rec["worker"] == "controller":
             out["controller_cpu"] += rec.get("cpu", 0.0)
             continue
         out["stations"] += 1
         out["workers_cpu"] += rec.get("cpu", 0.0)
+        out["steady_cpu"] += rec.get("cpu", 0.0) - rec.get("cpu_collected", rec.get("cpu", 0.0))
         tests = sorted(rec["tests"], key=lambda t: t["start"])
         out["tests"] += len(tests)
         ready = rec["collected"] if rec["collected"] is not None else t_end
@@ -162,6 +164,7 @@ def breakdown(records: Iterable[dict], t0: float, t_end: float) -> dict:
             totals["test bodies"] += t["call"]
             totals["teardown+evidence"] += t["teardown"]
             totals["reporting"] += max(0.0, (t["stop"] - t["start"]) - t["setup"] - t["call"] - t["teardown"])
+            out["test_span"] += t["stop"] - t["start"]
             cursor = max(cursor, t["stop"])
         totals["wait:end"] += max(0.0, t_end - cursor)
     return {**out, "seconds": totals}

@@ -14,7 +14,9 @@ round trips, one screenshot decoded and encoded as evidence per test, Allure rep
 per-test device preparation of the real suites (the ``prime`` fixture's lock screen, PIN entry read by vision),
 camera frames and OCR, NFC, flashing, and the nightly's history and sign-off after the run; farm.py measures
 those on the emulator. Prints wall time, the pytest tree's CPU (the controller host's: controller and workers)
-and the fake devices' CPU apart, lease wait per test, and the stations' time by category. The machine may
+and the fake devices' CPU apart, lease wait per test, the stations' time by category, and how many stations
+one controller core drives: over the whole run, in steady state (start-up apart), and on paper (the modelled
+device time per test over the workers' CPU per test, which no load on this machine inflates). The machine may
 be shared: CPU figures are this run's own, wall times are not.
 
     .venv/bin/python benchmarks/lab50.py [--stations 50] [--tests 200] [--answers 50] [--latency-ms 20]
@@ -150,10 +152,15 @@ def print_table(args: argparse.Namespace, run: dict, wall: float, harness_cpu: f
         ("fake devices' CPU (apart)", f"{devices_cpu:.1f} s"),
         ("lease wait per test", f"{secs['leasing'] / tests * 1000:.1f} ms"),
         ("health check per test", f"{secs['health check'] / tests * 1000:.1f} ms"),
-        ("stations per controller core", f"{args.stations * wall / tests / (harness_cpu / tests or 1):.1f}"),
+        ("workers' start-up CPU per station", f"{(run['workers_cpu'] - run['steady_cpu']) / (run['stations'] or 1):.2f} s"),
+        ("workers' CPU per test after start-up", f"{run['steady_cpu'] / tests:.3f} s"),
+        ("stations per controller core:", ""),
+        ("  whole run (stations x wall / CPU)", f"{args.stations * wall / (harness_cpu or 1):.1f}"),
+        ("  steady (test wall / CPU per test)", f"{run['test_span'] / (run['steady_cpu'] or 1):.1f}"),
+        ("  on paper (device time / CPU per test)", f"{modelled * tests / (run['steady_cpu'] or 1):.1f}"),
     ]
     for name, value in rows:
-        print(f"  {name:<36} {value}")
+        print(f"  {name:<42} {value}")
     whole = run["stations"] * wall or 1.0
     print("  stations' time: " + ", ".join(f"{c} {s / whole:.1%}" for c, s in secs.items()))
 

@@ -24,7 +24,7 @@ RECORDS = [
     {"worker": "controller", "collected": None, "tests": [], "cpu": 3.0},
     # t0 = 0, run ends at 20: collected at 4, first test 5..9 (setup 3 of which lease 2.5 incl. health 2),
     # second 10..12, then idle until the end
-    {"worker": "gw0", "collected": 4.0, "cpu": 5.0,
+    {"worker": "gw0", "collected": 4.0, "cpu": 5.0, "cpu_collected": 1.5,
      "tests": [record(10.0, 12.0, setup=0.5, call=1.0, teardown=0.25),
                record(5.0, 9.0, setup=3.0, call=0.5, teardown=0.25, lease=2.5, health=2.0)]},
     {"worker": "gw1", "collected": 6.0, "cpu": 4.0, "tests": [record(6.0, 18.0, setup=1.0, call=10.0, teardown=0.5)]},
@@ -38,6 +38,8 @@ def test_breakdown_splits_each_stations_time_into_categories_that_add_up_to_stat
     assert sum(secs.values()) == pytest.approx(2 * 20.0)
     assert (run["stations"], run["tests"]) == (2, 3)
     assert (run["controller_cpu"], run["workers_cpu"]) == (3.0, 9.0)
+    assert run["steady_cpu"] == pytest.approx(3.5)  # gw1 recorded no CPU at collection: no steady share known
+    assert run["test_span"] == pytest.approx(4.0 + 2.0 + 12.0)
     assert secs["start-up+collection"] == pytest.approx(4.0 + 6.0)
     assert secs["health check"] == pytest.approx(2.0)
     assert secs["leasing"] == pytest.approx(0.5)  # the lease fixture's self-time less the health check inside it
