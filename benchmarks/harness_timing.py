@@ -95,12 +95,6 @@ class Timing:
         before its unconfigure."""
         self.write(end=time.time(), cpu=cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)))
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        """Again, where the process lives that long: the session's end (pytest's and plugins' clean-up) is
-        not free."""
-        self.write(unconfigured=time.time(), cpu_unconfigured=cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)))
-
     def write(self, **more) -> None:
         self.record.update(more)
         (self.out / f"{self.record['worker']}-{os.getpid()}.json").write_text(json.dumps(self.record))
