@@ -4,7 +4,16 @@
 Prints, per farm size: wall time, speedup over one station, and the harness's share of the wall time:
 the part of the stations' time spent outside test bodies (pytest and xdist start-up, collection, leasing,
 health checks, fixtures that unlock and prepare the device, reporting), i.e.
-1 - sum(test call durations) / (stations x wall time).
+1 - sum(test call durations) / (stations x wall time); then CPU seconds per test of the harness (the pytest
+process tree: controller and workers) and, apart, of the emulators; "stations per core" = a station's time
+per test (stations x wall / tests) / harness CPU per test, how many stations one controller core can drive;
+the same in steady state ("steady": the workers' CPU after their start-up, against the tests' own wall time),
+which a long nightly approaches as start-up is shared by more tests;
+and a breakdown of the stations' time (benchmarks/harness_timing.py, a pytest plugin loaded with -p).
+
+CPU is split by process tree with getrusage(RUSAGE_CHILDREN): pytest and its workers are reaped when pytest
+exits, the emulators only when their stations are stopped afterwards. The machine may be shared: the CPU
+figures are this run's own, the wall times are not.
 
     .venv/bin/python benchmarks/farm.py [--latency-ms 20] [--sizes 1 2 4] [-k EXPR] [SUITES...]
 """
@@ -14,20 +23,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import resource
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness_timing import CATEGORIES, breakdown, cpu_seconds, read_records, run_pytest  # noqa: E402
+
 from hil.farm import nightly  # noqa: E402
 from hil.farm.config import load_lab  # noqa: E402
 from hil.farm.station import bring_up  # noqa: E402
-from hil.report.allure import read_results  # noqa: E402
 
 
 def control(endpoint: str, **cmd) -> dict:
@@ -51,16 +60,25 @@ def run_farm(size: int, latency_s: float, suites: list[str], extra: list[str], w
         state = work / f"state-{size}"
         lab = lab.model_copy(update={"state_dir": state})
         run_lab = nightly.write_run_lab(lab, stations, work / f"lab-{size}.yaml")
-        results = work / f"results-{size}"
+        results, timing = work / f"results-{size}", work / f"timing-{size}"
+        timing.mkdir()
         cmd = [sys.executable, "-m", "pytest", *suites, "-n", str(size), "--lab", str(run_lab),
-               "--alluredir", str(results), "-q", "-p", "no:cacheprovider", *extra]
-        start = time.monotonic()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        wall = time.monotonic() - start
-    res = read_results(results)
-    busy = sum(max(0, r.stop - r.start) for r in res.records) / 1000
+               "--alluredir", str(results), "-q", "-p", "no:cacheprovider", "-p", "harness_timing", *extra]
+        proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing)
+        before_stop = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
+    emulators_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - before_stop
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else f"pytest exited {proc.returncode}"
-    return {"size": size, "wall": wall, "busy": busy, "tests": len(res.records), "summary": last}
+    return {"size": size, "wall": t_end - t0, "harness_cpu": harness_cpu, "emulators_cpu": emulators_cpu,
+            "summary": last, **breakdown(read_records(timing), t0, t_end)}
+
+
+def print_breakdown(rows: list[dict], key: str) -> None:
+    """The stations' time by category, in % of stations x wall, one row per ``key`` value."""
+    print(f"\nstations' time (% of stations x wall; harness_timing.py says what each is)")
+    print(f"{key:>8} " + " ".join(f"{c:>{max(8, len(c))}}" for c in CATEGORIES))
+    for r in rows:
+        whole = r["stations"] * r["wall"] or 1.0
+        print(f"{r[key]:>8} " + " ".join(f"{r['seconds'][c] / whole:>{max(8, len(c))}.1%}" for c in CATEGORIES))
 
 
 def main() -> None:
@@ -79,11 +97,18 @@ def main() -> None:
             print(f"{size} station(s): {row['wall']:6.1f} s wall, {row['tests']} results ({row['summary']})", flush=True)
     base = rows[0]["wall"]
     print(f"\nlatency {args.latency_ms:.0f} ms per debug answer")
-    print(f"{'stations':>8} {'wall s':>8} {'speedup':>8} {'ideal':>6} {'harness share':>14}")
+    print(f"{'stations':>8} {'wall s':>8} {'speedup':>8} {'ideal':>6} {'harness share':>14} {'tests':>6} "
+          f"{'harness CPU s/test':>19} {'controller':>10} {'emulators CPU s/test':>21} {'stations/core':>14} "
+          f"{'steady CPU s/test':>18} {'steady stations/core':>21}")
     for r in rows:
-        share = 1 - r["busy"] / (r["size"] * r["wall"])
+        tests = r["tests"] or 1
+        share = 1 - r["seconds"]["test bodies"] / (r["size"] * r["wall"])
+        per_test = r["harness_cpu"] / tests
         print(f"{r['size']:>8} {r['wall']:>8.1f} {base / r['wall']:>7.2f}x {r['size'] / rows[0]['size']:>5.0f}x "
-              f"{share:>13.0%}")
+              f"{share:>13.0%} {r['tests']:>6} {per_test:>19.2f} {r['controller_cpu'] / (r['harness_cpu'] or 1):>10.0%} "
+              f"{r['emulators_cpu'] / tests:>21.2f} {r['size'] * r['wall'] / tests / (per_test or 1):>14.1f} "
+              f"{r['steady_cpu'] / tests:>18.2f} {r['test_span'] / (r['steady_cpu'] or 1):>21.1f}")
+    print_breakdown(rows, "size")
 
 
 if __name__ == "__main__":
