@@ -112,7 +112,7 @@ def test_killed_night_is_resumed(tmp_path, lab):
 
 
 def test_typo_in_lab_is_a_clear_error(tmp_path, lab):
-    lab.write_text(lab.read_text().replace("flavour: development", "flavor: development", 1))
+    lab.write_text(lab.read_text().replace("seed: 1, flavour: production", "seed: 1, flavor: production"))
     r = _nightly(lab, tmp_path / "none.bin")
     assert r.exit_code == 2 and "stations.emu-1.emulated.flavor: unknown field (typo?)" in r.output
 
