@@ -47,7 +47,7 @@ from hil.emulator.build import Build  # noqa: E402
 from hil.emulator.camera import Optics, Scene, panel_corners  # noqa: E402
 from hil.emulator.launcher import start_device  # noqa: E402
 from hil.emulator.prime import DEFAULT_PIN  # noqa: E402
-from hil.emulator.ui import PIN_KEYS, SYSTEM_PROMPT_MARKER  # noqa: E402
+from hil.emulator.ui import PIN_KEYS  # noqa: E402
 from hil.vision import ocr, values  # noqa: E402
 from hil.vision.display import Display, Verdict, read_frame, read_image  # noqa: E402
 from hil.vision.locate import Calibration, ScreenNotFound, locate  # noqa: E402
@@ -77,7 +77,7 @@ def emulator_screens(seed: int):
             body = broker.BODY.format("Bitcoin Wallet", "App Seed")
             p.ui.show_modal(broker.TITLE, body, [broker.ALWAYS, broker.NOT_NOW, broker.NEVER], lambda a: None)
             yield (f"prompt-{seed}", p.framebuffer().copy(),
-                   [SYSTEM_PROMPT_MARKER, broker.TITLE, body, broker.ALWAYS, broker.NOT_NOW, broker.NEVER],
+                   [broker.TITLE, body, broker.ALWAYS, broker.NOT_NOW, broker.NEVER],
                    [(broker.TITLE, TextKind.PROSE, None), (body, TextKind.PROSE, None),
                     (broker.ALWAYS, TextKind.PROSE, None), (broker.NEVER, TextKind.PROSE, None)])
     finally:

@@ -14,7 +14,7 @@ from hil.emulator.build import Build
 from hil.emulator.keyos import SETTINGS, USER_APPS
 from hil.emulator.prime import Prime
 from hil.emulator.secure_element import MAX_LOGIN_ATTEMPTS, SecureElement
-from hil.emulator.ui import LAUNCHER_ROW_HEIGHT, LAUNCHER_ROW_TOP, PIN_KEYS, Modal
+from hil.emulator.ui import LAUNCHER_ROW_HEIGHT, LAUNCHER_ROW_TOP, MODAL_HEIGHT, PIN_KEYS, STATUS_BAND, Modal
 
 HOME = (100, 910)
 
@@ -189,6 +189,36 @@ def test_modal_waits_for_unlock_and_returns_the_button():
     x0, y0, x1, y1 = modal.button_box(1)
     prime.touch(240, (y0 + y1) // 2)
     assert answers == ["Not Now"] and prime.ui.modal is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])  # light and dark theme
+def test_modal_is_composited_as_gui_server_does(seed):
+    """layers.rs: the app's surface, a black overlay at alpha 255 - 24, the 600-px popup, the strip on top."""
+    prime = make(seed=seed)
+    enter_pin(prime, "123456")
+    before = prime.framebuffer().convert("L")
+    prime.ui.show_modal("Allow Access?", "Bitcoin Wallet wants to access App-scoped seed",
+                        ["Always Allow", "Not Now", "Never Allow"], lambda answer: None)
+    after = prime.framebuffer().convert("L")
+    top = 800 - MODAL_HEIGHT
+    behind = (0, STATUS_BAND[3] + 1, 480, top - 30)
+    assert max(after.crop(behind).getextrema()) <= 0.1 * max(before.crop(behind).getextrema()) + 2
+    strip = (0, 0, 480, STATUS_BAND[3] + 1)
+    assert after.crop(strip).tobytes() == before.crop(strip).tobytes()  # drawn over the overlay, undimmed
+    assert after.crop((0, top + 30, 480, 800)).tobytes() != before.crop((0, top + 30, 480, 800)).tobytes()
+
+
+def test_app_surface_over_modal_defect_hides_the_prompt_that_still_takes_the_touch():
+    prime = Prime(index=1, seed=1, build=Build(flavour="development", defects=("app-surface-over-modal",)),
+                  boot_seconds=0)
+    enter_pin(prime, "123456")
+    before = prime.framebuffer().tobytes()
+    answers = []
+    modal = prime.ui.show_modal("Allow Access?", "body", ["Always Allow", "Not Now"], answers.append)
+    assert prime.framebuffer().tobytes() == before  # nothing of the prompt shows
+    x0, y0, x1, y1 = modal.button_box(0)
+    prime.touch(240, (y0 + y1) // 2)
+    assert answers == ["Always Allow"]
 
 
 def test_modal_hidden_by_lock_and_dropped_by_home_or_power_loss():

@@ -14,19 +14,16 @@ from hil.vision.display import Screen
 from hil.vision.ocr import Line
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "suites" / "security"))
-from security_helpers import (PROMPT_BUTTONS, PROMPT_TITLE, REGIONS, SYSTEM_MARKER,  # noqa: E402
-                              PromptNotSeen, ScreenReader, answer_prompt, assert_no_marker, assert_no_prompt,
-                              assert_no_prompt_for, result_without_prompt)
+from security_helpers import (PROMPT_BUTTONS, PROMPT_TITLE, REGIONS, PromptNotSeen,  # noqa: E402
+                              ScreenReader, answer_prompt, assert_no_prompt, assert_no_prompt_for,
+                              result_without_prompt)
 
 PANEL = 229  # the grey of an empty panel
 
 
-def screen_of(*texts: tuple[str, int], ink_in_band: bool = False) -> Screen:
-    """A screen read with ``texts`` as (text, top y) lines; ``ink_in_band``: something drawn in the status
-    band that no line was read from."""
+def screen_of(*texts: tuple[str, int]) -> Screen:
+    """A screen read with ``texts`` as (text, top y) lines."""
     image = np.full((800, 480, 3), PANEL, np.uint8)
-    if ink_in_band:
-        image[8:22, 40:200] = 20
     lines = [Line(text, (60, y, 420, y + 24), 0.95) for text, y in texts]
     return Screen(image, lines, dict(REGIONS), {})
 
@@ -35,16 +32,17 @@ UNREADABLE = screen_of()
 HOME = screen_of(("Bitcoin Wallet", 200), ("Settings", 300))
 BODY = "Seed Probe wants to access App-scoped seed"
 BUTTON_Y = dict(zip(PROMPT_BUTTONS, (710, 740, 770)))
-PROMPT = screen_of((SYSTEM_MARKER, 4), (PROMPT_TITLE, 400), (BODY, 450), *BUTTON_Y.items())
-LOOK_ALIKE = screen_of((PROMPT_TITLE, 400), (BODY, 450), *BUTTON_Y.items())
+PROMPT = screen_of((PROMPT_TITLE, 400), (BODY, 450), *BUTTON_Y.items())
 
 
 class FakePrime:
     def __init__(self):
         self.taps: list[tuple[int, int]] = []
+        self.on_tap = lambda: None  # what the device does when tapped
 
     def tap(self, x: int, y: int) -> None:
         self.taps.append((x, y))
+        self.on_tap()
 
 
 class ScriptedScreen(ScreenReader):
@@ -62,11 +60,15 @@ class ScriptedScreen(ScreenReader):
 
 
 class FakeRun:
-    """A probe run whose step record arrives at the ``at``-th pump (never, if None)."""
+    """A probe run whose step record arrives at the ``at``-th pump (never, if None), or once ``answer()`` is
+    called (the broker resolving the parked step)."""
 
     def __init__(self, step: int, at: int | None, result: str = "AccessDenied"):
         self.records: dict[int, dict] = {}
         self.pumps, self._step, self._at, self._result = 0, step, at, result
+
+    def answer(self) -> None:
+        self._at = self.pumps + 1
 
     def pump(self, timeout: float) -> None:
         self.pumps += 1
@@ -101,34 +103,54 @@ def test_wait_for_a_wrong_screen_is_broken_and_names_what_it_read():
 # ------------------------------------------------------------------------------------ answer_prompt
 
 
-def test_answer_prompt_taps_the_button_of_a_system_prompt():
-    screen = ScriptedScreen(HOME, PROMPT)
-    answer_prompt(screen, "Not Now", body=BODY, timeout=3, run=FakeRun(0, at=None), step=0)
+def test_answer_prompt_taps_the_button_and_returns_the_record_the_broker_answers_with():
+    screen, run = ScriptedScreen(HOME, PROMPT), FakeRun(0, at=None)
+    screen.prime.on_tap = run.answer
+    assert answer_prompt(screen, "Not Now", body=BODY, timeout=3, run=run, step=0)["result"] == "AccessDenied"
     assert screen.prime.taps == [(240, BUTTON_Y["Not Now"] + 12)]
+
+
+def test_answer_prompt_waits_past_a_look_alike_for_the_prompt_with_its_body():
+    look_alike = screen_of((PROMPT_TITLE, 400), ("Seed Probe wants to access Haptics and LED", 450), *BUTTON_Y.items())
+    screen, run = ScriptedScreen(look_alike, look_alike, PROMPT), FakeRun(0, at=None)
+    screen.prime.on_tap = run.answer
+    answer_prompt(screen, "Not Now", body=BODY, timeout=3, run=run, step=0)
+    assert screen.reads >= 3 and len(screen.prime.taps) == 1
 
 
 def test_answer_prompt_on_an_unreadable_screen_is_broken():
     screen = ScriptedScreen(UNREADABLE)
-    broken(answer_prompt, screen, "Not Now", timeout=0.3)
+    broken(answer_prompt, screen, "Not Now", timeout=0.3, run=FakeRun(0, at=None), step=0)
     assert screen.prime.taps == []
 
 
 @pytest.mark.parametrize("wrong, why", [
-    (LOOK_ALIKE, "marker"),
-    (screen_of((SYSTEM_MARKER, 4), (PROMPT_TITLE, 400), (BODY, 450), ("Always Allow", 710)), "button"),
-    (screen_of((SYSTEM_MARKER, 4), (PROMPT_TITLE, 400), ("Spoof wants your master seed", 450), *BUTTON_Y.items()),
-     "body"),
+    (screen_of((PROMPT_TITLE, 400), (BODY, 450), ("Always Allow", 710)), "button"),
+    (screen_of((PROMPT_TITLE, 400), ("Spoof wants your master seed", 450), *BUTTON_Y.items()), "body other"),
 ])
 def test_answer_prompt_fails_on_a_wrong_prompt_and_taps_nothing(wrong, why):
     screen = ScriptedScreen(wrong)
     with pytest.raises(AssertionError, match=why):
-        answer_prompt(screen, "Always Allow", body=BODY, timeout=3)
+        answer_prompt(screen, "Always Allow", body=BODY, timeout=0.5, run=FakeRun(0, at=None), step=0)
     assert screen.prime.taps == []
 
 
 def test_answer_prompt_fails_when_the_step_is_answered_without_a_prompt():
     with pytest.raises(AssertionError, match="without a prompt"):
         answer_prompt(ScriptedScreen(HOME), "Not Now", timeout=3, run=FakeRun(0, at=2), step=0)
+
+
+def test_answer_prompt_fails_when_the_prompt_leaves_but_the_step_stays_parked():
+    """What was answered was not the broker's prompt: a look-alike the app took down when tapped."""
+    with pytest.raises(AssertionError, match="not the broker's prompt"):
+        answer_prompt(ScriptedScreen(PROMPT, HOME), "Not Now", timeout=0.5, run=FakeRun(0, at=None), step=0)
+
+
+@pytest.mark.parametrize("after", [PROMPT, UNREADABLE])
+def test_answer_prompt_is_broken_when_the_tap_is_not_seen_to_reach_the_prompt(after):
+    screen = ScriptedScreen(PROMPT, after)
+    e = broken(answer_prompt, screen, "Not Now", timeout=0.5, run=FakeRun(0, at=None), step=0)
+    assert "did not reach" in str(e) and len(screen.prime.taps) == 1
 
 
 # ------------------------------------------------------------------------------------ result_without_prompt
@@ -165,8 +187,8 @@ def test_assert_no_prompt_on_an_unreadable_screen_is_broken(blank):
     broken(assert_no_prompt, ScriptedScreen(blank))
 
 
-@pytest.mark.parametrize("shown", [PROMPT, LOOK_ALIKE, screen_of((SYSTEM_MARKER, 4), ("Enter PIN", 50))])
-def test_assert_no_prompt_fails_on_a_prompt_title_or_marker(shown):
+@pytest.mark.parametrize("shown", [PROMPT, screen_of((PROMPT_TITLE, 400), ("Enter PIN", 50))])
+def test_assert_no_prompt_fails_on_a_prompt_title(shown):
     with pytest.raises(AssertionError, match="prompt is on screen"):
         assert_no_prompt(ScriptedScreen(shown))
 
@@ -188,20 +210,3 @@ def test_assert_no_prompt_for_is_broken_by_a_blank_read_once_watching():
 
 def test_assert_no_prompt_for_is_broken_when_the_display_never_shows_anything():
     broken(assert_no_prompt_for, ScriptedScreen(UNREADABLE), 1, wake_timeout=0.3)
-
-
-# ------------------------------------------------------------------------------------ assert_no_marker
-
-
-def test_assert_no_marker_passes_on_a_look_alike_with_a_blank_band():
-    assert_no_marker(LOOK_ALIKE)
-
-
-def test_assert_no_marker_fails_on_the_marker_in_the_band():
-    with pytest.raises(AssertionError, match="marker"):
-        assert_no_marker(PROMPT)
-
-
-@pytest.mark.parametrize("shown", [UNREADABLE, screen_of((PROMPT_TITLE, 400), ink_in_band=True)])
-def test_assert_no_marker_without_a_read_of_the_band_is_broken(shown):
-    broken(assert_no_marker, shown)

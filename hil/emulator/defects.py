@@ -43,9 +43,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "modal-over-lockscreen": (
         "the permission prompt is drawn over the lock screen instead of queued until unlock",
         "suites/security/test_trusted_display.py", "development"),
-    "status-band-unprotected": (
-        "the compositor lets an app surface draw into gui-server's status band (and its prompt marker)",
-        "suites/security/test_trusted_display.py", "development"),
+    "app-surface-over-modal": (
+        "the compositor stacks the background app's surface over a modal, which still takes the touches",
+        "suites/security/test_trusted_display.py::test_app_look_alike_is_told_apart", "development"),
     "fs-skips-airlock-grant": (
         "the fs server opens Airlock files without a recorded GetAirlock…Access grant",
         "suites/security/test_isolation.py", "development"),

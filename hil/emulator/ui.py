@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from hil.emulator import render
 
@@ -40,8 +40,16 @@ PIN_KEY_SIZE = (160, 100)
 HOME_BUTTON = (0, 850, 200, 971)  # x0, y0, x1, y1 inclusive, below the 800-px panel
 LAUNCHER_ROW_TOP, LAUNCHER_ROW_HEIGHT, LAUNCHER_ROWS = 110, 80, 7
 MODAL_BUTTON_HEIGHT = 70
-STATUS_BAND = (0, 0, render.WIDTH, 29)  # y < 30: drawn by gui-server only
-SYSTEM_PROMPT_MARKER = "KeyOS SYSTEM PROMPT"
+# The collapsed Control Center strip, which gui-server composites above every app surface and above a modal's
+# dark overlay (os/gui-server/src/layers.rs ``update_layers``). KeyOS makes it 40 px tall
+# (api/gui-server/src/consts.rs CONTROL_CENTER_HEIGHT_COLLAPSED_PX); assumed: 30 px here, so the emulator's title
+# row keeps its place. It looks the same whether or not a prompt is up: it marks nothing (docs/probe.md §5).
+STATUS_BAND = (0, 0, render.WIDTH, 29)
+# A SlideUpFixedPopup modal ends MODAL_HEIGHT tall at the bottom of the panel (os/gui-server/src/modal.rs
+# ``final_height``, api/gui-server/src/consts.rs MODAL_HEIGHT = 600); behind it a full-panel black layer darkens
+# the background app's surface, at alpha 255 - 24 once the modal is up (modal.rs BACKGROUND_DARKEN_ALPHA_MAX).
+MODAL_HEIGHT = 600
+MODAL_DARKEN_ALPHA = 255 - 24
 
 
 def in_home_button(x: int, y: int) -> bool:
@@ -225,27 +233,41 @@ class UI:
         self.prime.invalidate()
 
     def render(self) -> Image.Image:
+        theme = render.theme_for(self.prime.seed)
         canvas = render.Canvas(render.blank())
-        self.front().draw(canvas)
-        if self.modal is not None and not self._modals_hidden():
-            self._draw_modal(canvas, self.modal)
         if self.control_center_open:
-            canvas = render.Canvas(render.blank())
             self.control_center.draw(canvas)
-        # gui-server's status band: no app surface reaches it; the marker says an Alerts-role prompt is up
-        # (docs/probe.md §5).
-        if not self.prime.keyos.defects.has("status-band-unprotected"):
-            canvas.draw.rectangle(STATUS_BAND, fill=render.PANEL)
-        if self.modal is not None and not self._modals_hidden() and not self.control_center_open:
-            canvas.text(STATUS_BAND, SYSTEM_PROMPT_MARKER, size=20, bold=True)
-        return canvas.themed(render.theme_for(self.prime.seed))
+        else:
+            self.front().draw(canvas)
+        canvas.draw.rectangle(STATUS_BAND, fill=render.PANEL)
+        frame = canvas.themed(theme)
+        if self.modal is None or self._modals_hidden() or self.control_center_open:
+            return frame
+        if self.prime.keyos.defects.has("app-surface-over-modal"):
+            return frame  # the app's surface is stacked over the modal, which still takes the touches
+        # layers.rs, GuiState::Modal: the background window, the dark overlay, the modal window, then the
+        # Control Center strip on top. gui-server draws all of it, yet an app could draw the same pixels.
+        x0, y0, x1, y1 = STATUS_BAND
+        strip = frame.crop((x0, y0, x1, y1 + 1))
+        frame = Image.blend(frame, Image.new("RGBA", frame.size, render.BLACK), MODAL_DARKEN_ALPHA / 255)
+        popup = render.Canvas(render.blank())
+        draw_alert(popup, self.modal)
+        shape = Image.new("L", frame.size, 0)
+        ImageDraw.Draw(shape).rounded_rectangle(ALERT_BOX, radius=24, fill=255)
+        frame.paste(popup.themed(theme), (0, 0), shape)
+        frame.paste(strip, (x0, y0))
+        return frame
 
-    def _draw_modal(self, canvas: render.Canvas, modal: Modal) -> None:
-        top = modal.top()
-        canvas.draw.rectangle((0, 0, render.WIDTH, top), fill=render.MUTED)
-        canvas.draw.rounded_rectangle((0, top, render.WIDTH, render.HEIGHT + 20), radius=24,
-                                      fill=render.PANEL, outline=render.INK, width=3)
-        canvas.text((0, top + 10, render.WIDTH, top + 70), modal.title, size=36, bold=True)
-        canvas.wrapped((10, top + 75, render.WIDTH - 10, top + 215), modal.body, size=28)
-        for i, label in enumerate(modal.buttons):
-            canvas.button(modal.button_box(i), label, size=30, filled=i == 0)
+
+ALERT_BOX = (0, render.HEIGHT - MODAL_HEIGHT, render.WIDTH, render.HEIGHT + 20)  # rounded corners on top only
+
+
+def draw_alert(canvas: render.Canvas, modal: Modal) -> None:
+    """The Alerts app's window, as the emulator draws it: title, body and buttons of ``modal``. Any app can
+    draw the same (an app holding ShowModal can even have the Alerts app itself draw it: docs/probe.md §5)."""
+    top = modal.top()
+    canvas.draw.rounded_rectangle(ALERT_BOX, radius=24, fill=render.PANEL, outline=render.INK, width=3)
+    canvas.text((0, top + 10, render.WIDTH, top + 70), modal.title, size=36, bold=True)
+    canvas.wrapped((10, top + 75, render.WIDTH - 10, top + 215), modal.body, size=28)
+    for i, label in enumerate(modal.buttons):
+        canvas.button(modal.button_box(i), label, size=30, filled=i == 0)

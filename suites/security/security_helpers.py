@@ -14,11 +14,8 @@ from hil.link.client import DeviceLocked, PrimeClient
 
 PROMPT_TITLE = "Allow Access?"
 PROMPT_BUTTONS = ("Always Allow", "Not Now", "Never Allow")
-SYSTEM_MARKER = "KeyOS SYSTEM PROMPT"  # docs/probe.md §5: drawn by gui-server in the status band
-REGIONS = {"status": (0, 0, 480, 30), "title": (0, 30, 480, 100), "body": (0, 100, 480, 700),
+REGIONS = {"title": (0, 30, 480, 100), "body": (0, 100, 480, 700),
            "buttons": (0, 700, 480, 800)}
-BLANK_BAND_STD = 6.0  # grey-level spread of a status band with nothing drawn in it (camera noise: ~2)
-BAND_INSET = 4  # pixels left out at the band's edges, where a rectified camera view catches the bezel
 SETTINGS_APP = "0xc192b79230473875f159d4423d74d00f"  # built into every KeyOS release (1.0.0 apps/)
 BUILTIN_SETTINGS = "gui-app-settings"  # its process name in the kernel's process list
 
@@ -116,33 +113,48 @@ def normal(text: str) -> str:
     return "".join(text.lower().replace("…", "...").split())
 
 
-def answer_prompt(screen: ScreenReader, button: str, body: str | None = None, timeout: float = 15.0,
-                  run=None, step: int | None = None) -> None:
-    """Wait for the system permission prompt, check it is the real one, and press ``button``.
+def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: str | None = None,
+                  timeout: float = 15.0) -> dict:
+    """Wait for the permission prompt of ``run``'s parked ``step`` (with ``body``, if given), press ``button``,
+    and return the step's record.
 
-    With a probe ``run`` and its parked ``step``: that step answering before any prompt shows is a
-    device failure (it decided without asking), not a display problem."""
+    No pixel tells gui-server's prompt from an app's look-alike (docs/probe.md §5), so the evidence that what
+    was answered is the broker's prompt is the broker's own: the step stays parked until the prompt shows
+    (answered before: decided without asking, failed) and is answered once ``button`` is pressed.  A prompt
+    that leaves the screen while the step stays parked was not the broker's (failed); one still up after the
+    tap was not reached (broken)."""
     deadline = time.monotonic() + timeout
+    other = ""  # the last prompt read with another body (an app's look-alike, say)
     while True:
-        if run is not None:
-            run.pump(0.05)
-            if step in run.records:
-                raise AssertionError(f"step {step} was answered {run.records[step]['result']!r} without a prompt")
+        run.pump(0.05)
+        if step in run.records:
+            raise AssertionError(f"step {step} was answered {run.records[step]['result']!r} without a prompt")
         shown = screen.read()
         text = " ".join(line.text for line in shown.lines)
         if normal(PROMPT_TITLE) in normal(text):
-            break
+            if body is None or normal(body) in normal(text):
+                break
+            other = text
         if time.monotonic() > deadline:
+            if other:
+                raise AssertionError(f"within {timeout:g} s the only prompts read had a body other than {body!r}; "
+                                     f"last read: {other!r}")
             raise PromptNotSeen(f"{PROMPT_TITLE!r} not read on the display within {timeout:g} s; it shows: {text!r}")
         time.sleep(0.1)
     for label in PROMPT_BUTTONS:
         assert normal(label) in normal(text), f"prompt lacks the {label!r} button; read: {text!r}"
-    if body is not None:
-        assert normal(body) in normal(text), f"prompt body is not {body!r}; read: {text!r}"
-    status = shown.text("status")
-    assert normal(SYSTEM_MARKER) in normal(status), \
-        f"a prompt without gui-server's marker in the status band (read {status!r}): not a system prompt"
     screen.tap_text(button, shown)
+    deadline = time.monotonic() + timeout
+    while step not in run.records:
+        if time.monotonic() > deadline:
+            after = screen.text()
+            if not after.strip() or normal(PROMPT_TITLE) in normal(after):
+                raise PromptNotSeen(f"{button!r} tapped, step {step} still parked after {timeout:g} s and the "
+                                    f"prompt not seen to leave (it shows: {after!r}): the tap did not reach it")
+            raise AssertionError(f"{button!r} tapped and the prompt left the screen, but step {step} is still "
+                                 f"parked: what was answered was not the broker's prompt (it shows: {after!r})")
+        run.pump(0.05)
+    return run.records[step]
 
 
 def result_without_prompt(screen: ScreenReader, run, step: int, timeout: float = 20.0) -> dict:
@@ -158,14 +170,13 @@ def result_without_prompt(screen: ScreenReader, run, step: int, timeout: float =
 
 
 def assert_no_prompt(screen: ScreenReader, when: str = "") -> None:
-    """Positive evidence that no prompt is up: the screen was read, and it has neither title nor marker.
+    """Positive evidence that no prompt is up: the screen was read, and it has no prompt title.
     ``when`` (" while ...") says in the message what was going on."""
     shown = screen.read()
     text = " ".join(line.text for line in shown.lines)
     if not text.strip():
         raise PromptNotSeen(f"nothing read on the display{when}: cannot tell whether a prompt is up")
-    assert normal(PROMPT_TITLE) not in normal(text) and normal(SYSTEM_MARKER) not in normal(text), \
-        f"a permission prompt is on screen{when}: {text!r}"
+    assert normal(PROMPT_TITLE) not in normal(text), f"a permission prompt is on screen{when}: {text!r}"
 
 
 def assert_no_prompt_for(screen: ScreenReader, seconds: float, when: str = "", wake_timeout: float = 5.0) -> None:
@@ -188,24 +199,6 @@ def wait_readable(screen: ScreenReader, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise PromptNotSeen(f"nothing read on the display within {timeout:g} s")
         time.sleep(0.2)
-
-
-def assert_no_marker(shown) -> None:
-    """Positive evidence that gui-server's marker is not in the status band of ``shown`` (a screen read):
-    the band reads as text that is not the marker, or its pixels are blank (nothing drawn there).  A band
-    with ink on it but no text read is unreadable: broken."""
-    if not shown.lines:
-        raise PromptNotSeen("nothing read on the display: cannot tell whether the marker is in the status band")
-    status = shown.text("status")
-    assert normal(SYSTEM_MARKER) not in normal(status), \
-        f"gui-server's system-prompt marker is in the status band (read {status!r})"
-    if status.strip():
-        return
-    x0, y0, x1, y1 = (c + d for c, d in zip(shown.regions["status"], (BAND_INSET, BAND_INSET, -BAND_INSET, -BAND_INSET)))
-    band = np.asarray(shown.image[y0:y1, x0:x1], dtype=np.float32).mean(axis=2)
-    if band.std() > BLANK_BAND_STD:
-        raise PromptNotSeen(f"the status band shows something (pixel spread {band.std():.1f}) but no text was read "
-                            "there: cannot tell whether the marker is in it")
 
 
 def deny_lines_reach_the_lab(station, record_property) -> bool:
