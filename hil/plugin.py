@@ -20,9 +20,9 @@ import pytest
 
 from hil.emulator.build import DEFAULT_FLAVOUR
 from hil.errors import ConfigError, InfrastructureError
-from hil.farm.station import Station, robot_calibration
+from hil.farm.station import Station, device_station, robot_calibration
 from hil.link.client import PrimeClient
-from hil.link.resolve import device_station, open_client
+from hil.link.resolve import open_client
 from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked, takes_input_while_locked
 from hil.link.transport import LinkClosed
 from hil.machine import scaled

@@ -17,7 +17,8 @@ from hil.emulator.launcher import EmulatorProcess
 from hil.errors import ConfigError
 from hil.flash import emulated, manifest
 from hil.flash.flasher import check_bundle
-from hil.farm.config import SigningKey, load_lab, load_profile
+from hil.farm.config import load_lab, SigningKey
+from hil.profile import load_profile
 from hil.report import signoff
 from hil.report.allure import read_results
 from hil.report.cli import signoff_app

@@ -11,7 +11,8 @@ from hil.emulator.launcher import start_device
 from hil.farm.first_contact import take_over
 from hil.farm.station import Station
 from hil.flash import emulated
-from hil.link.resolve import SambaRom, open_client, profile_named
+from hil.link.resolve import open_client, SambaRom
+from hil.profile import profile_named
 
 KEYS = emulated.keyset("test")
 PROFILE = profile_named("prime-emulated")

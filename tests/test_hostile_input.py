@@ -25,7 +25,9 @@ from hil.emulator.build import Build
 from hil.emulator.ctap2 import Authenticator
 from hil.emulator.nfc import FidoApplet
 from hil.errors import ConfigError, InfrastructureError
-from hil.farm.config import LabConfig, Profile, load_yaml_model, read_yaml
+from hil.farm.config import LabConfig
+from hil.profile import Profile
+from hil.yamlfile import load_yaml_model, read_yaml
 from hil.flash import bootimg, cosign2, emulated, manifest, release
 from hil.flash.samba import Samba, SambaError
 from hil.link import protocol

@@ -18,7 +18,8 @@ from hil.farm.config import LabConfig
 from hil.farm.station import Station
 from hil.link import protocol
 from hil.link.client import PrimeClient
-from hil.link.resolve import PROFILES_DIR, profile_named, transport_for
+from hil.link.resolve import transport_for
+from hil.profile import profile_named, PROFILES_DIR
 from hil.link.transport import LinkClosed
 
 

@@ -110,7 +110,7 @@ def test_a_destructive_test_runs_only_where_the_profile_allows_wiping(pytester):
     pytester.makeconftest("""
         import pytest
         from hil.farm.station import Station
-        from hil.link.resolve import profile_named
+        from hil.profile import profile_named
 
         @pytest.fixture(scope="session")
         def station(request):

@@ -209,7 +209,7 @@ def test_profile_names_the_backend(fake):
 def emulated():
     from hil.emulator.launcher import EmulatorProcess
     from hil.farm.station import Station
-    from hil.link.resolve import profile_named
+    from hil.profile import profile_named
 
     with EmulatorProcess(count=1, seed=5, flavour="development") as emu:
         endpoints = emu.devices[0]

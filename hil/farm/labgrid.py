@@ -33,7 +33,8 @@ from pydantic import ValidationError
 
 from hil.bridge import PORT_OFFSETS
 from hil.errors import ConfigError, HilError, InfrastructureError
-from hil.farm.config import LabConfig, Profile, RobotCalibration, load_profile
+from hil.farm.config import LabConfig, RobotCalibration
+from hil.profile import Profile, load_profile
 from hil.farm.lease import NoStationFree
 from hil.farm.station import Station
 
@@ -358,7 +359,7 @@ def station_from_place(coord: Coordinator, name: str, token: str, profiles_dir: 
     """The place's acquired resources as a `Station` (looked up once; the caller keeps it); `token` is the
     lease token the bench's camera relay asks for. Profiles come from the repository's `device_profiles/`
     unless `profiles_dir` says otherwise."""
-    from hil.link.resolve import PROFILES_DIR
+    from hil.profile import PROFILES_DIR
     place = coord.places[name]
     found: dict = {}
     bench = place.tags.get("bench", "?")

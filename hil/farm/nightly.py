@@ -25,7 +25,8 @@ import yaml
 
 from hil.errors import ConfigError, HilError, InfrastructureError
 from hil.farm import health
-from hil.farm.config import LabConfig, read_yaml
+from hil.farm.config import LabConfig
+from hil.yamlfile import read_yaml
 from hil.farm.lease import FileLeases, Holder
 from hil.farm.quarantine import Quarantine
 from hil.farm.station import Station, bring_up, to_config

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from hil.errors import InfrastructureError
-from hil.farm.config import Profile
+from hil.profile import Profile
 from hil.link.client import DeviceError, DeviceLocked, PrimeClient
 from hil.link.protocol import LaunchStatus
 from hil.machine import scaled
