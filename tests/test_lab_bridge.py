@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from hil.bridge import HELLO, BridgeTransport, StationBridge, recv_frame
+from hil.farm.bridge import StationBridge
+from hil.link.bridge import BridgeTransport, HELLO, recv_frame
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.errors import ConfigError
@@ -127,7 +128,7 @@ def test_the_camera_is_relayed_to_lease_holders_only(device):
     import urllib.error
     import urllib.request
 
-    from hil.bridge import CameraRelay
+    from hil.farm.bridge import CameraRelay
     from hil.vision.camera import Camera
 
     lease = Lease()
@@ -170,7 +171,7 @@ def test_a_hung_bridge_is_a_broken_link_not_a_wait_forever():
 @pytest.fixture
 def bench(monkeypatch):
     """A production unit whose robot, relay and NFC reader are served by lease-checked bench endpoints."""
-    from hil.bridge import NfcService, SerialBridge
+    from hil.farm.bridge import NfcService, SerialBridge
     from hil.stimuli.relay import PowerButtonRelay
     from hil.stimuli.robot import StylusRobot
 
@@ -292,7 +293,7 @@ def test_garbage_from_a_bench_nfc_service_is_one_clear_error(monkeypatch, answer
     """The bench is untrusted input: a bad answer, or none, is an NfcError naming the reader, never a hang."""
     import threading
 
-    from hil.bridge import RemoteNfcReader
+    from hil.stimuli.nfc_bridge import RemoteNfcReader
     from hil.stimuli.nfc import NfcError
 
     monkeypatch.setenv("LG_TOKEN", "T")

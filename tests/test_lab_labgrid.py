@@ -167,7 +167,7 @@ class Lab:
     def up(self) -> None:
         self.start_coordinator()
         for bench in BENCHES:
-            self.start(f"bridge-{bench}", [sys.executable, "-m", "hil.bridge", bench, "--lab", str(self.lab),
+            self.start(f"bridge-{bench}", [sys.executable, "-m", "hil.farm.bridge", bench, "--lab", str(self.lab),
                                            "--exporter-config", str(self.exporter_yaml(bench))], bench=bench)
         for bench in BENCHES:
             wait_for(f"the bridge of {bench}", lambda b=bench: self.exporter_yaml(b).exists(), 120)

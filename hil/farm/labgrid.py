@@ -24,6 +24,7 @@ import os
 import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -31,12 +32,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import yaml
 from pydantic import ValidationError
 
-from hil.bridge import PORT_OFFSETS
 from hil.errors import ConfigError, HilError, InfrastructureError
 from hil.farm.config import LabConfig, RobotCalibration
 from hil.profile import Profile, load_profile
 from hil.farm.lease import NoStationFree
 from hil.farm.station import Station
+from hil.link.bridge import lease_token
+from hil.profile import PROFILES_DIR
 
 SCHEME = "labgrid://"
 INSTRUMENTS = {"nfc": "PrimeNfc", "robot": "PrimeRobot", "relay": "PrimeRelay"}  # station key: resource class
@@ -44,6 +46,8 @@ DEFAULT_PORT = 20408
 HEALTH = "health"
 FLASHED = ("flavour", "build")  # tags the nightly sets on the places it flashed
 QUARANTINED = "quarantined: "
+# where each endpoint of a station listens on its bench, from its `bridge_port` (`hil bridge` serves them there)
+PORT_OFFSETS = {"debug": 0, "camera": 1, "nfc": 2, "robot": 3, "relay": 4}
 
 
 class CoordinatorUnavailable(InfrastructureError):
@@ -312,8 +316,8 @@ def auto_workers(url: str) -> int:
 
 def exporter_config(lab: LabConfig, bench: str, live: dict[str, dict] | None = None) -> str:
     """The labgrid exporter YAML of one bench: one resource group per station. A running bridge passes,
-    per station, what it serves (`hil.bridge.serve_station`) over the lab file's values; without it the
-    endpoints are at `bridge_port` plus `hil.bridge.PORT_OFFSETS`."""
+    per station, what it serves (`hil.farm.bridge.serve_station`) over the lab file's values; without it the
+    endpoints are at `bridge_port` plus `PORT_OFFSETS`."""
     if bench not in lab.benches:
         raise ConfigError(f"{lab.source}: no bench {bench!r} (known: {', '.join(lab.benches) or 'none'})")
     host = lab.benches[bench].host
@@ -359,7 +363,6 @@ def station_from_place(coord: Coordinator, name: str, token: str, profiles_dir: 
     """The place's acquired resources as a `Station` (looked up once; the caller keeps it); `token` is the
     lease token the bench's camera relay asks for. Profiles come from the repository's `device_profiles/`
     unless `profiles_dir` says otherwise."""
-    from hil.profile import PROFILES_DIR
     place = coord.places[name]
     found: dict = {}
     bench = place.tags.get("bench", "?")
@@ -536,14 +539,10 @@ def flash_places(lab: LabConfig, flasher, run, progress, flavour: str, build: st
     """The nightly's flashing step on labgrid. Each place (`_lab_places`) is leased (reserved by its
     `station` tag) and its station built, one after the other, in this process's one coordinator session;
     then all are flashed at once, as the file-lock nightly does, each thread presenting its own place's
-    lease token to the bridges (`hil.bridge.lease_token`); the flasher never calls the coordinator. A place
+    lease token to the bridges (`hil.link.bridge.lease_token`); the flasher never calls the coordinator. A place
     flashed is tagged with the build's `flavour` and `build` (the tag the suites' workers reserve by, see
     `run_url`); a place out of service is left out; one that cannot be leased or flashed loses its `build`
     tag and is quarantined with the reason. `run.meta` records both. Returns the usable stations."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from hil.bridge import lease_token
-
     with _nightly_session(lab) as coord:
         leases: dict[str, tuple[PlaceLease, Station]] = {}
         failed: dict[str, str] = {}

@@ -20,19 +20,15 @@ import re
 from pathlib import Path
 from typing import Protocol
 
-from hil.errors import ConfigError
+from hil.link import bridge
 from hil.link.client import PrimeClient
 from hil.link.tcp import TcpTransport
-from hil.link.transport import Transport
+from hil.link.transport import DeviceNotFound, Transport
 from hil.link.usb import UsbTransport, load_backend
 from hil.profile import Profile
 
 BUS_PORT = re.compile(r"\d+-\d+(\.\d+)*")
 VENDOR_CLASS = "ff"
-
-
-class DeviceNotFound(ConfigError):
-    """A ``--device`` that names nothing usable; the message says what was found there instead."""
 
 
 class SambaRom(DeviceNotFound):
@@ -100,9 +96,7 @@ def transport_for(device: str, profile: Profile, station: Endpoints | None = Non
             raise DeviceNotFound(f"{device}: expected tcp:HOST:PORT, e.g. tcp:127.0.0.1:7664")
         return TcpTransport(host, int(port), stall_timeout=stall_timeout)
     if kind == "bridge":  # a bench's `hil bridge` (issue 8): TCP after a lease handshake
-        from hil.bridge import transport
-
-        return transport(device, stall_timeout)
+        return bridge.transport(device, stall_timeout)
     if device.startswith("/"):
         return transport_for(resolve_tty(device, sysfs, (profile.usb.keyos, profile.usb.legacy), profile.usb.samba),
                              profile, station, stall_timeout)
