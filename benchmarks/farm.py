@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hil.farm import nightly  # noqa: E402
-from hil.farm.config import load_lab  # noqa: E402
-from hil.farm.station import bring_up  # noqa: E402
+from hil.lab import nightly  # noqa: E402
+from hil.lab.config import load_lab  # noqa: E402
+from hil.lab.station import bring_up  # noqa: E402
 from hil.report.allure import read_results  # noqa: E402
 
 

@@ -180,7 +180,7 @@ class Profile(_Strict):
                                                       "syscall.rs) reach the lab: streamed over the usb-debug link, or only "
                                                       "on the kernel's serial console (xous/kernel/src/debug/serial.rs)")
     allows_wipe: bool = Field(False, description="units of this profile may lose their seed: only then may a test "
-                              "marked destructive type wrong PINs on purpose (hil.farm.pin_guard)")
+                              "marked destructive type wrong PINs on purpose (hil.lab.pin_guard)")
 
     def boots(self, flavour: str | None) -> tuple[str, ...]:
         """The trust levels the bootloader of a ``flavour`` unit boots; FullyTrusted alone when unknown."""

@@ -34,5 +34,5 @@ def test_emulator_imports_only_codecs_of_the_harness():
 
 def test_the_rule_checker_sees_a_forbidden_import(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("from hil.vision import ocr\nfrom hil.link import protocol\nimport hil.farm.lease\n")
-    assert imported_modules(bad) == {"hil.vision", "hil.link.protocol", "hil.farm.lease"}
+    bad.write_text("from hil.vision import ocr\nfrom hil.link import protocol\nimport hil.lab.lease\n")
+    assert imported_modules(bad) == {"hil.vision", "hil.link.protocol", "hil.lab.lease"}

@@ -13,7 +13,7 @@ from hil.emulator.defects import Defects
 from hil.emulator.emmc import Emmc
 from hil.emulator.launcher import start_device
 from hil.errors import ConfigError
-from hil.farm.station import Station
+from hil.lab.station import Station
 from hil.flash import bootimg, cosign2, emulated
 from hil.flash.flasher import Flasher, load_firmware
 from hil.flash.samba import Samba

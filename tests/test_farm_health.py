@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from hil.farm import health
-from hil.farm.config import load_lab
-from hil.farm.station import bring_up
+from hil.lab import health
+from hil.lab.config import load_lab
+from hil.lab.station import bring_up
 
 ROOT = Path(__file__).resolve().parents[1]
 

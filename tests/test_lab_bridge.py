@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from hil.farm.bridge import StationBridge
+from hil.lab.bridge import StationBridge
 from hil.link.bridge import BridgeTransport, HELLO, recv_frame
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.errors import ConfigError
-from hil.farm import labgrid
-from hil.farm.config import LabConfig
-from hil.farm.station import Station
+from hil.lab import labgrid
+from hil.lab.config import LabConfig
+from hil.lab.station import Station
 from hil.link import protocol
 from hil.link.client import PrimeClient
 from hil.link.resolve import transport_for
@@ -128,7 +128,7 @@ def test_the_camera_is_relayed_to_lease_holders_only(device):
     import urllib.error
     import urllib.request
 
-    from hil.farm.bridge import CameraRelay
+    from hil.lab.bridge import CameraRelay
     from hil.vision.camera import Camera
 
     lease = Lease()
@@ -171,7 +171,7 @@ def test_a_hung_bridge_is_a_broken_link_not_a_wait_forever():
 @pytest.fixture
 def bench(monkeypatch):
     """A production unit whose robot, relay and NFC reader are served by lease-checked bench endpoints."""
-    from hil.farm.bridge import NfcService, SerialBridge
+    from hil.lab.bridge import NfcService, SerialBridge
     from hil.stimuli.relay import PowerButtonRelay
     from hil.stimuli.robot import StylusRobot
 

@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hil.farm import labgrid
+from hil.lab import labgrid
 from hil.machine import scaled
-from hil.farm.cli import app as farm_app
-from hil.farm.lab_cli import lab_app
-from hil.farm.lease import NoStationFree
+from hil.lab.cli import app as farm_app
+from hil.lab.lab_cli import lab_app
+from hil.lab.lease import NoStationFree
 from hil.report.allure import read_results
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,7 @@ class Lab:
     def up(self) -> None:
         self.start_coordinator()
         for bench in BENCHES:
-            self.start(f"bridge-{bench}", [sys.executable, "-m", "hil.farm.bridge", bench, "--lab", str(self.lab),
+            self.start(f"bridge-{bench}", [sys.executable, "-m", "hil.lab.bridge", bench, "--lab", str(self.lab),
                                            "--exporter-config", str(self.exporter_yaml(bench))], bench=bench)
         for bench in BENCHES:
             wait_for(f"the bridge of {bench}", lambda b=bench: self.exporter_yaml(b).exists(), 120)
@@ -250,7 +250,7 @@ def idle(lab):
 
 
 def run(pytester, lab, *args, tags="board=prime&flavour=development"):
-    return pytester.runpytest_subprocess("-p", "hil.farm.pytest_farm", "--lab", f"{lab.url}?{tags}",
+    return pytester.runpytest_subprocess("-p", "hil.lab.pytest_farm", "--lab", f"{lab.url}?{tags}",
                                          "--alluredir", str(pytester.path / "out"), "-p", "no:cacheprovider",
                                          "-p", "no:randomly", *args, timeout=scaled(240))
 
@@ -348,7 +348,7 @@ def test_a_bridge_that_stops_answering_quarantines_its_place(pytester, idle, mon
 def test_a_worker_that_dies_holding_a_lease_is_reaped(pytester, idle):
     code = textwrap.dedent(f"""
         import os
-        from hil.farm import labgrid
+        from hil.lab import labgrid
         os.environ["LG_USERNAME"] = labgrid.identity("gw0")
         lease = labgrid.PlaceLease(labgrid.Coordinator({idle.address!r}), {{"bench": "bench1", "health": "ok"}}, 30)
         print(lease.place, flush=True)
@@ -408,11 +408,11 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     lease (a stand-in flasher, as in test_nightly.py), the suites across both benches, reports on the
     controller; a place a worker quarantines during the suites is among the summary's broken stations, and
     in run.json before the sign-off reads it: the criteria forbid broken stations, so it is a no-go (issue 13)."""
-    import hil.farm.nightly as job
+    import hil.lab.nightly as job
     import typer
     from farm_helpers import signed_build, stand_in_suites
 
-    from hil.farm.cli import nightly
+    from hil.lab.cli import nightly
     from hil.report import signoff
 
     lab = tmp_path / "nightly.yaml"
@@ -491,7 +491,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     # `--lab labgrid://HOST:PORT?tags` with a lab file of no bench stations: the places come from the URL
     from types import SimpleNamespace
 
-    from hil.farm.config import load_lab
+    from hil.lab.config import load_lab
 
     plain = load_lab(lab).model_copy(update={"stations": {}, "coordinator": f"{idle.url}?bench=bench2"})
     run = SimpleNamespace(meta={"broken_stations": {}, "firmware": {"version": "1.0.0"}})
@@ -550,8 +550,8 @@ def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, m
     Last in the module: b1s1 stays on production."""
     import typer
 
-    import hil.farm.config as config
-    from hil.farm.cli import nightly
+    import hil.lab.config as config
+    from hil.lab.cli import nightly
     from hil.report import signoff
 
     lab = tmp_path / "lab_config.yaml"

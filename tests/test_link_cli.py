@@ -111,7 +111,7 @@ def test_unlock_of_a_locked_production_build_says_how(fresh):
 def test_one_default_flavour_for_emulators():
     from hil.emulator.cli import start
     from hil.emulator.launcher import EmulatorProcess
-    from hil.farm.station import device_station
+    from hil.lab.station import device_station
 
     import inspect
 

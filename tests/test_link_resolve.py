@@ -2,7 +2,7 @@
 
 import pytest
 
-from hil.farm.station import device_station
+from hil.lab.station import device_station
 from hil.link.resolve import DeviceNotFound, resolve_tty, transport_for
 from hil.profile import profile_named
 from hil.link.tcp import TcpTransport

@@ -6,7 +6,7 @@ PSBT back off the display as an animated UR through the camera, and verifies the
 """
 
 from hil.emulator.secure_element import SecureElement
-from hil.farm.station import device_station
+from hil.lab.station import device_station
 from hil.link.resolve import open_client
 from hil.machine import scaled
 from hil.stimuli.presenter import Presenter, ur_parts

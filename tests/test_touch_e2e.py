@@ -8,7 +8,7 @@ from fido_helpers import register_over_nfc
 
 from hil.emulator import robot as emulated_bench
 from hil.link.client import DeviceLocked
-from hil.farm.station import device_station
+from hil.lab.station import device_station
 from hil.link.resolve import open_client
 from hil.stimuli.relay import PowerButtonRelay
 from hil.stimuli.robot import Calibration, StylusRobot

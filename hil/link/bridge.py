@@ -1,5 +1,5 @@
 """``bridge:HOST:PORT``: a station's endpoint on a bench host, behind that bench's lease-checked `hil bridge`
-(the lab's `hil.farm.bridge`), as a link transport beside usb and tcp.
+(the lab's `hil.lab.bridge`), as a link transport beside usb and tcp.
 
 The first frame a client sends is `HIL-LEASE <token>`, where the token is the labgrid reservation token of
 the station's place (`LG_TOKEN`, as `labgrid-client reserve --shell` prints it, or the thread's

@@ -8,7 +8,7 @@
 ``/dev/ttyACM0``   a tty of the Prime (its CDC-ACM log serial), or a symlink to one
                    (``/dev/serial/by-id/…``): sysfs names the USB device that owns it, whose vendor
                    interface is the debug link
-``emulator``       a fresh emulated Prime (the lab's :func:`hil.farm.station.device_station`)
+``emulator``       a fresh emulated Prime (the lab's :func:`hil.lab.station.device_station`)
 
 Which pyusb backend reaches a USB device is the device profile's ``usb.backend``.
 """
@@ -33,7 +33,7 @@ VENDOR_CLASS = "ff"
 
 class SambaRom(DeviceNotFound):
     """The tty is the Prime's SAM-BA boot ROM (03eb:6124): no debug link until KeyOS runs on ``port``,
-    the USB port path both identities share (``hil.farm.first_contact`` gets it there)."""
+    the USB port path both identities share (``hil.lab.first_contact`` gets it there)."""
 
     def __init__(self, message: str, tty: str, port: str):
         super().__init__(message)

@@ -81,7 +81,7 @@ class StationConfig(_Strict):
     control: str | None = Field(None, description="emulator only (faults, power); tests use it, the harness never does")
     tags: tuple[str, ...] = ()
     emulated: EmulatedSpec | None = None
-    bench: str | None = Field(None, description="bench host it is wired to (issue 8, hil/farm/labgrid.py); its "
+    bench: str | None = Field(None, description="bench host it is wired to (issue 8, hil/lab/labgrid.py); its "
                               "endpoints are then the bench's, served by `hil bridge` there")
     bridge_port: int | None = Field(None, ge=0, le=65535, description="TCP port of its `hil bridge` on the bench")
 

@@ -23,8 +23,8 @@ def _fail(e: HilError) -> typer.Exit:
 
 
 def _coordinator(lab: str | None, coordinator: str | None):
-    from hil.farm.config import load_lab
-    from hil.farm.labgrid import Coordinator, LabUrl
+    from hil.lab.config import load_lab
+    from hil.lab.labgrid import Coordinator, LabUrl
 
     url = coordinator
     if url is None:
@@ -50,8 +50,8 @@ def _connected(lab: str | None, coordinator: str | None) -> Iterator:
 @lab_app.command()
 def sync(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     """Create or update a labgrid place per station (match `<bench>/<station>/*`, tags, health=ok)."""
-    from hil.farm import labgrid
-    from hil.farm.config import load_lab
+    from hil.lab import labgrid
+    from hil.lab.config import load_lab
 
     with _connected(lab, coordinator) as coord:
         changes = labgrid.sync(load_lab(lab), coord)
@@ -62,8 +62,8 @@ def sync(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
 @lab_app.command("exporter-config")
 def exporter_config(bench: str, lab: LabOpt = None) -> None:
     """Print BENCH's labgrid exporter YAML (run `labgrid-exporter` on the bench with it)."""
-    from hil.farm import labgrid
-    from hil.farm.config import load_lab
+    from hil.lab import labgrid
+    from hil.lab.config import load_lab
 
     try:
         typer.echo(labgrid.exporter_config(load_lab(lab), bench), nl=False)
@@ -91,7 +91,7 @@ def status(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
 @lab_app.command()
 def reap(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     """Release places and cancel reservations left by crashed runs of this host (holder process gone)."""
-    from hil.farm import labgrid
+    from hil.lab import labgrid
 
     with _connected(lab, coordinator) as coord:
         done = labgrid.reap(coord)
@@ -103,7 +103,7 @@ def reap(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
 def quarantine_cmd(place: str, reason: Annotated[str, typer.Option("--reason", help="why (the place's comment)")],
                    lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     """Take a place out of service: removes health=ok, sets the reason as its comment."""
-    from hil.farm import labgrid
+    from hil.lab import labgrid
 
     with _connected(lab, coordinator) as coord:
         labgrid.quarantine(coord, place, reason)
@@ -113,7 +113,7 @@ def quarantine_cmd(place: str, reason: Annotated[str, typer.Option("--reason", h
 @lab_app.command()
 def readmit(place: str, lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     """Put a quarantined place back into service (health=ok, comment cleared)."""
-    from hil.farm import labgrid
+    from hil.lab import labgrid
 
     with _connected(lab, coordinator) as coord:
         was = labgrid.readmit(coord, place)

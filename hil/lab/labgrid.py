@@ -33,10 +33,10 @@ import yaml
 from pydantic import ValidationError
 
 from hil.errors import ConfigError, HilError, InfrastructureError
-from hil.farm.config import LabConfig, RobotCalibration
+from hil.lab.config import LabConfig, RobotCalibration
 from hil.profile import Profile, load_profile
-from hil.farm.lease import NoStationFree
-from hil.farm.station import Station
+from hil.lab.lease import NoStationFree
+from hil.lab.station import Station
 from hil.link.bridge import lease_token
 from hil.profile import PROFILES_DIR
 
@@ -316,7 +316,7 @@ def auto_workers(url: str) -> int:
 
 def exporter_config(lab: LabConfig, bench: str, live: dict[str, dict] | None = None) -> str:
     """The labgrid exporter YAML of one bench: one resource group per station. A running bridge passes,
-    per station, what it serves (`hil.farm.bridge.serve_station`) over the lab file's values; without it the
+    per station, what it serves (`hil.lab.bridge.serve_station`) over the lab file's values; without it the
     endpoints are at `bridge_port` plus `PORT_OFFSETS`."""
     if bench not in lab.benches:
         raise ConfigError(f"{lab.source}: no bench {bench!r} (known: {', '.join(lab.benches) or 'none'})")
@@ -567,7 +567,7 @@ def flash_places(lab: LabConfig, flasher, run, progress, flavour: str, build: st
 
             def one(name: str) -> str | None:
                 lease, station = leases[name]
-                from hil.farm.nightly import measure
+                from hil.lab.nightly import measure
 
                 try:
                     with lease_token(lease.token):
@@ -623,7 +623,7 @@ def quarantined_places(lab: LabConfig) -> dict[str, str]:
 
 
 class LabgridFarm:
-    """What `hil.farm.pytest_farm.Farm` is for a lab file, on labgrid: this worker's one place."""
+    """What `hil.lab.pytest_farm.Farm` is for a lab file, on labgrid: this worker's one place."""
 
     def __init__(self, config, url: str) -> None:
         self.config, self.url = config, LabUrl.parse(url)
@@ -654,7 +654,7 @@ class LabgridFarm:
         return self._take()
 
     def _take(self, exclude: frozenset[str] = frozenset()) -> Station:
-        from hil.farm import health
+        from hil.lab import health
 
         timeout = self.config.getoption("farm_lease_timeout")
         deadline = time.monotonic() + timeout
@@ -679,7 +679,7 @@ class LabgridFarm:
     def replace_after_fault(self, fault: str) -> None:
         """After an infrastructure fault: quarantine the place if it is now unhealthy, then lease another
         (never the same one: a lost place was taken by someone, a faulty one is suspect)."""
-        from hil.farm import health
+        from hil.lab import health
 
         lease, station = self.lease, self.station
         if lease is None or station is None:

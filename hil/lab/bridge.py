@@ -45,10 +45,10 @@ import typer
 
 from hil.emulator.launcher import EmulatorProcess
 from hil.errors import HilError, InfrastructureError
-from hil.farm.config import load_lab
-from hil.farm.labgrid import PORT_OFFSETS, Coordinator, LabUrl
-from hil.farm.labgrid import exporter_config as render
-from hil.farm.station import Station, from_config
+from hil.lab.config import load_lab
+from hil.lab.labgrid import PORT_OFFSETS, Coordinator, LabUrl
+from hil.lab.labgrid import exporter_config as render
+from hil.lab.station import Station, from_config
 from hil.link import protocol
 from hil.link.bridge import DENIED, HANDSHAKE_LIMIT, HELLO, OK, recv_frame
 from hil.link.resolve import transport_for
@@ -499,5 +499,5 @@ def _local_station(cfg, name: str, stack: contextlib.ExitStack):
     return local, lambda: transport_for(local.debug, profile, local)
 
 
-if __name__ == "__main__":  # `python -m hil.farm.bridge BENCH`: what the bench's systemd unit runs
+if __name__ == "__main__":  # `python -m hil.lab.bridge BENCH`: what the bench's systemd unit runs
     typer.run(bridge)

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from hil.errors import ConfigError, HilError, InfrastructureError
-from hil.farm import health
-from hil.farm.config import LabConfig, load_lab
-from hil.farm.lease import FileLease, FileLeases, Holder, LeaseLost, NoStationFree
-from hil.farm.quarantine import Quarantine
-from hil.farm.station import Station, bring_up
+from hil.lab import health
+from hil.lab.config import LabConfig, load_lab
+from hil.lab.lease import FileLease, FileLeases, Holder, LeaseLost, NoStationFree
+from hil.lab.quarantine import Quarantine
+from hil.lab.station import Station, bring_up
 from hil.report.allure import attach_json
 
 INFRA_FAULT = pytest.StashKey[str]()  # set on an item whose last attempt hit an InfrastructureError
@@ -48,7 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("lab"):
-        from hil.farm import labgrid  # issue 8: --lab labgrid://HOST:PORT[?tag=value] leases labgrid places
+        from hil.lab import labgrid  # issue 8: --lab labgrid://HOST:PORT[?tag=value] leases labgrid places
 
         try:
             lab = None if labgrid.is_url(config.getoption("lab")) else load_lab(config.getoption("lab"))
@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (the CPU count)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto` on a labgrid lab: one worker per free matching place (issue 8)."""
-    from hil.farm import labgrid
+    from hil.lab import labgrid
 
     lab = config.getoption("lab")
     if not labgrid.is_url(lab):

@@ -16,7 +16,7 @@ from typing import Any
 from hil.emulator.build import DEFAULT_FLAVOUR
 from hil.emulator.launcher import EmulatorProcess
 from hil.errors import InfrastructureError
-from hil.farm.config import CameraCalibration, LabConfig, RobotCalibration, StationConfig
+from hil.lab.config import CameraCalibration, LabConfig, RobotCalibration, StationConfig
 from hil.link.client import PrimeClient
 from hil.link.resolve import open_client
 from hil.profile import DEFAULT_PROFILE, Profile, profile_named

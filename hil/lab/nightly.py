@@ -24,12 +24,12 @@ from pathlib import Path
 import yaml
 
 from hil.errors import ConfigError, HilError, InfrastructureError
-from hil.farm import health
-from hil.farm.config import LabConfig
+from hil.lab import health
+from hil.lab.config import LabConfig
 from hil.yamlfile import read_yaml
-from hil.farm.lease import FileLeases, Holder
-from hil.farm.quarantine import Quarantine
-from hil.farm.station import Station, bring_up, to_config
+from hil.lab.lease import FileLeases, Holder
+from hil.lab.quarantine import Quarantine
+from hil.lab.station import Station, bring_up, to_config
 from hil.report.allure import read_results
 
 ROOT = Path(__file__).resolve().parents[2]
