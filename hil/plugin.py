@@ -28,7 +28,7 @@ from hil.link.transport import LinkClosed
 from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, RobotTouch, Touch
 
-pytest_plugins = ["hil.lab.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
+pytest_plugins = ["hil.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
 
 MARKERS = {
     "production_only": "runs only against a production build (the flavour the station or --flavour declares)",
@@ -222,11 +222,12 @@ def pin_guard(station: Station, request: pytest.FixtureRequest):
     """The station's PIN state (`hil.lab.pin_guard.PinGuard`) and the quarantine a rejection goes to: on a
     lab run both live in the lab's state dir, shared by every worker; on a desk run, in memory."""
     from hil.lab.pin_guard import PinGuard
-    from hil.lab.pytest_farm import FARM, Farm
+    from hil.lab.farm import FileStations
+    from hil.pytest_farm import FARM
 
-    farm = request.config.stash.get(FARM, None)
-    if isinstance(farm, Farm):
-        return PinGuard(station.name, farm.lab.state_dir), farm.quarantine
+    local = getattr(request.config.stash.get(FARM, None), "leases", None)
+    if isinstance(local, FileStations):
+        return PinGuard(station.name, local.lab.state_dir), local.quarantine
     return request.config.stash.setdefault(DESK_PIN_GUARD, PinGuard(station.name)), None
 
 

@@ -35,7 +35,7 @@ def write_lab(path: Path, stations: int) -> Path:
 
 
 def run(pytester, *args):
-    return pytester.runpytest_subprocess("-p", "hil.lab.pytest_farm", "--lab", str(pytester.path / "lab.yaml"),
+    return pytester.runpytest_subprocess("-p", "hil.pytest_farm", "--lab", str(pytester.path / "lab.yaml"),
                                          "--alluredir", str(pytester.path / "out"), "-p", "no:cacheprovider", *args)
 
 

@@ -89,7 +89,7 @@ def test_a_farm_run_with_the_wrong_pin_spends_one_attempt_per_unit_and_ends_brok
             def test_home(prime, i):
                 assert prime.version()
         """)
-        r = pytester.runpytest_subprocess("-p", "hil.lab.pytest_farm", "--lab", str(pytester.path / "lab.yaml"),
+        r = pytester.runpytest_subprocess("-p", "hil.pytest_farm", "--lab", str(pytester.path / "lab.yaml"),
                                           "--pin", "999999", "--alluredir", str(pytester.path / "out"),
                                           "-p", "no:cacheprovider")
         attempts = [control(d["control"], cmd="status")["attempts_remaining"] for d in emu.devices]

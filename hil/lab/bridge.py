@@ -46,8 +46,9 @@ import typer
 from hil.emulator.launcher import EmulatorProcess
 from hil.errors import HilError, InfrastructureError
 from hil.lab.config import load_lab
-from hil.lab.labgrid import PORT_OFFSETS, Coordinator, LabUrl
-from hil.lab.labgrid import exporter_config as render
+from hil.lab.exporter import PORT_OFFSETS
+from hil.lab.exporter import exporter_config as render
+from hil.lab.labgrid import Coordinator, LabUrl
 from hil.lab.station import Station, from_config
 from hil.link import protocol
 from hil.link.bridge import DENIED, HANDSHAKE_LIMIT, HELLO, OK, recv_frame

@@ -196,6 +196,7 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
     from hil.lab.lease import FileLeases
     from hil.lab.quarantine import Quarantine
     from hil.report import signoff
+    from hil.report.allure import finished_tests
 
     build = Path(firmware) if firmware else job.default_build()
     if not build.is_file():
@@ -211,7 +212,7 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
     with contextlib.ExitStack() as stack:
         with _progress() as bar:
             if cfg.coordinator:  # issue 8: the stations are labgrid places on bench hosts, leased there
-                from hil.lab.labgrid import build_tag, flash_places, run_url
+                from hil.lab.place_flash import build_tag, flash_places, run_url
 
                 tasks: dict = {}  # one bar per place, made on its first update (only its own thread updates it)
                 stations = flash_places(cfg, flasher, run, lambda n, frac: bar.update(
@@ -234,7 +235,7 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
         run.save()
         if not stations:
             raise HilError("no station is usable; see `hil farm status`")
-        done = job.finished_tests(run.results) if run.resumed else set()
+        done = finished_tests(run.results) if run.resumed else set()
         if done:
             console.print(f"resuming: {len(done)} test(s) already have a result")
         cmd = job.pytest_command(run, run_lab, len(stations), fw_hash, [str(p) for p in cfg.suites], done)
@@ -266,7 +267,7 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
         if entry.since >= run.meta["started"] and name not in run.meta.get("unavailable", {}):
             run.meta["broken_stations"].setdefault(name, entry.reason)
     if cfg.coordinator:  # issue 8: places the workers quarantined during the suites (labgrid keeps the reason)
-        from hil.lab.labgrid import quarantined_places
+        from hil.lab.place_flash import quarantined_places
 
         try:
             for name, why in quarantined_places(cfg).items():
