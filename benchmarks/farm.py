@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from harness_timing import CATEGORIES, breakdown, cpu_seconds, read_records, run_pytest  # noqa: E402
 
-from hil.farm import nightly  # noqa: E402
-from hil.farm.config import load_lab  # noqa: E402
-from hil.farm.station import bring_up  # noqa: E402
+from hil.lab import nightly  # noqa: E402
+from hil.lab.config import load_lab  # noqa: E402
+from hil.lab.station import bring_up  # noqa: E402
 
 
 def control(endpoint: str, **cmd) -> dict:

@@ -6,7 +6,7 @@ and ``benchmarks/`` on ``PYTHONPATH``; with ``HIL_TIMING_DIR`` set, each process
 when its session ends: when collection finished, each test's protocol span with its setup/call/teardown durations,
 the self-time of its fixtures, the time spent in the farm's health check, and the process's own CPU.
 Nothing in hil/ knows about it. Fixtures are told apart by name only (`LEASE_FIXTURES`); the health check is
-found as the ``health`` module the farm plugin uses, so a moved farm package still measures.
+``hil.lab.health.check``, wrapped where the farm calls it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import os
 import resource
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,25 +43,23 @@ class Timing:
         self.stack: list[list[float]] = []  # per running fixture setup: [start, time spent in nested setups]
         self.health = 0.0
 
-    def wrap_health(self, config: pytest.Config) -> None:
-        """Time the farm's health check (called inside the lease fixture) without touching hil/."""
-        for plugin in config.pluginmanager.get_plugins():
-            health = getattr(plugin, "health", None)
-            check = getattr(health, "check", None)
-            if callable(check) and getattr(check, "__module__", "").endswith("health"):
-                def timed(*args, _check=check, **kwargs):
-                    start = time.perf_counter()
-                    try:
-                        return _check(*args, **kwargs)
-                    finally:
-                        self.health += time.perf_counter() - start
-                health.check = timed
-                self.record["health_timed"] = True
-                return
+    def wrap_health(self) -> None:
+        """Time the lab's health check (called inside the lease fixture) without touching hil/."""
+        health = sys.modules.get("hil.lab.health")  # loaded by the farm plugin under --lab
+        check = getattr(health, "check", None)
+        if callable(check):
+            def timed(*args, _check=check, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return _check(*args, **kwargs)
+                finally:
+                    self.health += time.perf_counter() - start
+            health.check = timed
+            self.record["health_timed"] = True
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config: pytest.Config) -> None:
-        self.wrap_health(config)
+        self.wrap_health()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.record.update(collected=time.time(), cpu_collected=cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)))

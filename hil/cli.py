@@ -3,10 +3,10 @@
 import typer
 
 from hil.emulator.cli import app as emulator_app
-from hil.farm.cli import app as farm_app
-from hil.farm.cli import nightly, station_app
-from hil.farm.lab_cli import lab_app
-from hil.bridge import bridge
+from hil.lab.cli import app as farm_app
+from hil.lab.cli import nightly, station_app
+from hil.lab.lab_cli import lab_app
+from hil.lab.bridge import bridge
 from hil.flash.cli import firmware_app, flash
 from hil.link.cli import app as device_app
 from hil.link.facts import app as profile_app

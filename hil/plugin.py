@@ -20,15 +20,15 @@ import pytest
 
 from hil.emulator.build import DEFAULT_FLAVOUR
 from hil.errors import ConfigError, InfrastructureError
-from hil.farm.station import Station, robot_calibration
+from hil.lab.station import Station, device_station, robot_calibration
 from hil.link.client import PrimeClient
-from hil.link.resolve import device_station, open_client
+from hil.link.resolve import open_client
 from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked, takes_input_while_locked
 from hil.link.transport import LinkClosed
 from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, RobotTouch, Touch
 
-pytest_plugins = ["hil.farm.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
+pytest_plugins = ["hil.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
 
 MARKERS = {
     "production_only": "runs only against a production build (the flavour the station or --flavour declares)",
@@ -131,7 +131,7 @@ def device_under_test(station: Station, request: pytest.FixtureRequest):
 
 def _past_samba(station: Station, request: pytest.FixtureRequest) -> Station:
     """A ``--device`` tty that is the unit's SAM-BA ROM: flash ``--firmware`` (or boot the eMMC) and
-    take the KeyOS debug interface on the same USB port path (hil.farm.first_contact)."""
+    take the KeyOS debug interface on the same USB port path (hil.lab.first_contact)."""
     from pathlib import Path
 
     from hil.link.resolve import SambaRom, transport_for
@@ -142,7 +142,7 @@ def _past_samba(station: Station, request: pytest.FixtureRequest) -> Station:
         transport_for(station.debug, station.profile, station)
         return station
     except SambaRom as rom:
-        from hil.farm.first_contact import take_over
+        from hil.lab.first_contact import take_over
         from hil.flash import emulated
 
         opt = request.config.getoption
@@ -185,7 +185,7 @@ def prime(device_under_test: DeviceUnderTest, pin: str, request: pytest.FixtureR
     guard, quarantine = request.getfixturevalue("pin_guard")
 
     def guarded(touch: Touch | None) -> None:  # the PIN goes only onto a verified PIN screen, once
-        from hil.farm.pin_guard import unlock_safely
+        from hil.lab.pin_guard import unlock_safely
 
         touch = touch or DebugTouch(dut.client, dut.station.profile.touch.home_button.centre)
         unlock_safely(dut.client, pin, touch, request.getfixturevalue("look"), guard, quarantine)
@@ -205,7 +205,7 @@ def look(device_under_test: DeviceUnderTest, request: pytest.FixtureRequest):
     it even while locked, else the station's camera."""
     dut = device_under_test
     if "SCREENSHOT" not in dut.station.profile.flavours[dut.flavour].need_unlocked:  # type: ignore[index]
-        from hil.farm.pin_guard import screenshot_bgr
+        from hil.lab.pin_guard import screenshot_bgr
 
         return lambda: screenshot_bgr(dut.client)
     if dut.station.camera is None:
@@ -219,14 +219,15 @@ def look(device_under_test: DeviceUnderTest, request: pytest.FixtureRequest):
 
 @pytest.fixture
 def pin_guard(station: Station, request: pytest.FixtureRequest):
-    """The station's PIN state (`hil.farm.pin_guard.PinGuard`) and the quarantine a rejection goes to: on a
+    """The station's PIN state (`hil.lab.pin_guard.PinGuard`) and the quarantine a rejection goes to: on a
     lab run both live in the lab's state dir, shared by every worker; on a desk run, in memory."""
-    from hil.farm.pin_guard import PinGuard
-    from hil.farm.pytest_farm import FARM, Farm
+    from hil.lab.pin_guard import PinGuard
+    from hil.lab.farm import FileStations
+    from hil.pytest_farm import FARM
 
-    farm = request.config.stash.get(FARM, None)
-    if isinstance(farm, Farm):
-        return PinGuard(station.name, farm.lab.state_dir), farm.quarantine
+    local = getattr(request.config.stash.get(FARM, None), "leases", None)
+    if isinstance(local, FileStations):
+        return PinGuard(station.name, local.lab.state_dir), local.quarantine
     return request.config.stash.setdefault(DESK_PIN_GUARD, PinGuard(station.name)), None
 
 

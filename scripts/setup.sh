@@ -21,5 +21,10 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[labgrid,test]'
+  # labgrid without its pyserial fork (pyproject.toml, the labgrid extra): one `serial` package only.
+  if .venv/bin/pip show -q pyserial-labgrid 2>/dev/null; then
+    .venv/bin/pip uninstall -q -y pyserial-labgrid && .venv/bin/pip install -q --force-reinstall --no-deps pyserial==3.5
+  fi
+  .venv/bin/pip install -q --no-deps labgrid==26.0.1
   touch "$stamp"
 fi

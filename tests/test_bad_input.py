@@ -17,7 +17,8 @@ from hil.emulator.launcher import EmulatorProcess
 from hil.errors import ConfigError
 from hil.flash import emulated, manifest
 from hil.flash.flasher import check_bundle
-from hil.farm.config import SigningKey, load_lab, load_profile
+from hil.lab.config import load_lab, SigningKey
+from hil.profile import load_profile
 from hil.report import signoff
 from hil.report.allure import read_results
 from hil.report.cli import signoff_app
@@ -278,9 +279,9 @@ def test_signoff_sanitises_device_text(tmp_path):
 
 
 def test_nightly_console_sanitises_device_text(tmp_path, capsys):
-    from hil.farm import cli as farm_cli
-    from hil.farm import nightly as job
-    from hil.farm.quarantine import Quarantine
+    from hil.lab import cli as farm_cli
+    from hil.lab import nightly as job
+    from hil.lab.quarantine import Quarantine
 
     lab = lab_file(tmp_path, extra=f"signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}\n"
                                    f"state_dir: {tmp_path / 'state'}\nreports_dir: {tmp_path / 'reports'}\n")

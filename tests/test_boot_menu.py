@@ -13,11 +13,12 @@ from hil.emulator.defects import Defects
 from hil.emulator.emmc import Emmc
 from hil.emulator.launcher import start_device
 from hil.errors import ConfigError
-from hil.farm.station import Station
+from hil.lab.station import Station
 from hil.flash import bootimg, cosign2, emulated
 from hil.flash.flasher import Flasher, load_firmware
 from hil.flash.samba import Samba
-from hil.link.resolve import open_client, profile_named
+from hil.link.resolve import open_client
+from hil.profile import profile_named
 from hil.stimuli.boot_menu import can_enter_samba, enter_samba, station_enter_samba
 from tests.test_flash_boot import install
 

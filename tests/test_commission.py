@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hil.cli import app
-from hil.farm.commission import commission
-from hil.farm.config import RobotCalibration, load_lab
-from hil.farm.station import bring_up
+from hil.lab.commission import commission
+from hil.lab.config import RobotCalibration, load_lab
+from hil.lab.station import bring_up
 from farm_helpers import lab_in
 
 ROOT = Path(__file__).resolve().parents[1]

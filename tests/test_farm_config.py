@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from hil.errors import ConfigError
-from hil.farm.config import load_lab, load_profile
+from hil.lab.config import load_lab
+from hil.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from hil.farm import health
-from hil.farm.config import load_lab
-from hil.farm.station import bring_up
+from hil.lab import health
+from hil.lab.config import load_lab
+from hil.lab.station import bring_up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def test_a_build_without_the_debug_link_is_not_asked_for_it(station):
     that reason and never tried (the link here would answer; it must not be asked)."""
     from dataclasses import replace
 
-    from hil.link.resolve import profile_named
+    from hil.profile import profile_named
 
     rev_b = profile_named("prime-rev-b")
     report = health.check(replace(station, profile=rev_b, flavour="production", debug="tcp:127.0.0.1:1"))

@@ -6,14 +6,14 @@ import textwrap
 
 import pytest
 
-from hil.farm.lease import FileLeases, Holder, LeaseLost, NoStationFree
+from hil.lab.lease import FileLeases, Holder, LeaseLost, NoStationFree
 
 
 def _hold_in_other_process(state, station):
     """A child process that leases `station` and waits for stdin to close."""
     code = textwrap.dedent(f"""
         import sys
-        from hil.farm.lease import FileLeases, Holder
+        from hil.lab.lease import FileLeases, Holder
         lease = FileLeases({str(state)!r}).acquire({station!r}, Holder.me("gw7", "run-x"))
         print("held", flush=True)
         sys.stdin.read()

@@ -35,13 +35,13 @@ def write_lab(path: Path, stations: int) -> Path:
 
 
 def run(pytester, *args):
-    return pytester.runpytest_subprocess("-p", "hil.farm.pytest_farm", "--lab", str(pytester.path / "lab.yaml"),
+    return pytester.runpytest_subprocess("-p", "hil.pytest_farm", "--lab", str(pytester.path / "lab.yaml"),
                                          "--alluredir", str(pytester.path / "out"), "-p", "no:cacheprovider", *args)
 
 
 def test_one_station_per_worker_labels_and_quarantine_respected(pytester):
     write_lab(pytester.path, 3)
-    from hil.farm.quarantine import Quarantine
+    from hil.lab.quarantine import Quarantine
     Quarantine(pytester.path / "state").add("emu-3", "camera dark")
     pytester.makepyfile(test_s="""
         import pytest
@@ -77,7 +77,7 @@ def test_vanished_station_rerun_elsewhere_then_lost_lease(pytester):
                 yield station.name, p
     """)
     pytester.makepyfile(test_v=CONTROL + textwrap.dedent(f"""
-        from hil.farm.lease import FileLeases
+        from hil.lab.lease import FileLeases
 
         def test_power_cut(session_link, station):
             name, p = session_link

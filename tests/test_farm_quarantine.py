@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hil.errors import ConfigError
-from hil.farm.cli import app
-from hil.farm.quarantine import Quarantine
+from hil.lab.cli import app
+from hil.lab.quarantine import Quarantine
 
 ROOT = Path(__file__).resolve().parents[1]
 

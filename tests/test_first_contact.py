@@ -8,10 +8,11 @@ import pytest
 
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
-from hil.farm.first_contact import take_over
-from hil.farm.station import Station
+from hil.lab.first_contact import take_over
+from hil.lab.station import Station
 from hil.flash import emulated
-from hil.link.resolve import SambaRom, open_client, profile_named
+from hil.link.resolve import open_client, SambaRom
+from hil.profile import profile_named
 
 KEYS = emulated.keyset("test")
 PROFILE = profile_named("prime-emulated")
@@ -39,7 +40,7 @@ def test_a_samba_tty_boots_the_emmc_and_takes_keyos_on_the_same_port(unit):
     assert device == "usb:1-1"
     with open_client(device, PROFILE, station=_station(unit)) as client:
         assert client.version() == "1.0.0"
-    from hil.farm.unit_state import UnitState, unit_state
+    from hil.lab.unit_state import UnitState, unit_state
     deadline = time.monotonic() + 30
     while (state := unit_state(_station(unit))) is UnitState.BOOTING and time.monotonic() < deadline:
         time.sleep(0.1)  # KeyOS answers, its GUI still starting
@@ -57,7 +58,7 @@ def test_a_samba_tty_is_flashed_with_the_build_given(unit, tmp_path):
 
 def test_unit_state_without_keyos_comes_from_the_rom_or_the_screen(unit):
     """SAM-BA answers on its port; the Boot Menu is read off the panel by the camera (no KeyOS either way)."""
-    from hil.farm.unit_state import UnitState, unit_state
+    from hil.lab.unit_state import UnitState, unit_state
 
     station = _station(unit)
     assert unit_state(station, timeout=5) is UnitState.SAMBA

@@ -16,7 +16,8 @@ from hil.flash import cosign2, emulated
 from hil.flash.flasher import (Flasher, FlashFailed, ImageError, RollbackRefused, boot_policy, load_firmware,
                                sideload)
 from hil.flash.samba import SambaError
-from hil.link.resolve import open_client, profile_named
+from hil.link.resolve import open_client
+from hil.profile import profile_named
 from hil.link.transport import LinkClosed
 
 KEYS = emulated.keyset("test")

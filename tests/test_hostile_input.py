@@ -25,7 +25,9 @@ from hil.emulator.build import Build
 from hil.emulator.ctap2 import Authenticator
 from hil.emulator.nfc import FidoApplet
 from hil.errors import ConfigError, InfrastructureError
-from hil.farm.config import LabConfig, Profile, load_yaml_model, read_yaml
+from hil.lab.config import LabConfig
+from hil.profile import Profile
+from hil.yamlfile import load_yaml_model, read_yaml
 from hil.flash import bootimg, cosign2, emulated, manifest, release
 from hil.flash.samba import Samba, SambaError
 from hil.link import protocol
@@ -474,7 +476,7 @@ def test_allure_result_files(tmp_path_factory, text):
 def bundle(tmp_path_factory):
     from farm_helpers import firmware_hash, signed_build, write_result
 
-    from hil.farm.config import SigningKey
+    from hil.lab.config import SigningKey
 
     tmp = tmp_path_factory.mktemp("signoff")
     build = signed_build(tmp / "app.bin")

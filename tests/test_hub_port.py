@@ -58,7 +58,7 @@ def test_a_hung_unit_is_power_cycled_instead_of_quarantined(pytester, uhubctl_on
                 with farm_station.client(timeout=2) as p:
                     assert p.version() == "1.0.0"
         """)
-        r = pytester.runpytest_subprocess("-p", "hil.farm.pytest_farm", "--lab", str(pytester.path / "lab.yaml"),
+        r = pytester.runpytest_subprocess("-p", "hil.pytest_farm", "--lab", str(pytester.path / "lab.yaml"),
                                           "-p", "no:cacheprovider", "-rA")
         powered = control(d["control"], cmd="status")["powered"]
     out = r.stdout.str()

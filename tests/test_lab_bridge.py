@@ -9,16 +9,18 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from hil.bridge import HELLO, BridgeTransport, StationBridge, recv_frame
+from hil.lab.bridge import StationBridge
+from hil.link.bridge import BridgeTransport, HELLO, recv_frame
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.errors import ConfigError
-from hil.farm import labgrid
-from hil.farm.config import LabConfig
-from hil.farm.station import Station
+from hil.lab import exporter, labgrid, places
+from hil.lab.config import LabConfig
+from hil.lab.station import Station
 from hil.link import protocol
 from hil.link.client import PrimeClient
-from hil.link.resolve import PROFILES_DIR, profile_named, transport_for
+from hil.link.resolve import transport_for
+from hil.profile import profile_named, PROFILES_DIR
 from hil.link.transport import LinkClosed
 
 
@@ -126,7 +128,7 @@ def test_the_camera_is_relayed_to_lease_holders_only(device):
     import urllib.error
     import urllib.request
 
-    from hil.bridge import CameraRelay
+    from hil.lab.bridge import CameraRelay
     from hil.vision.camera import Camera
 
     lease = Lease()
@@ -169,7 +171,7 @@ def test_a_hung_bridge_is_a_broken_link_not_a_wait_forever():
 @pytest.fixture
 def bench(monkeypatch):
     """A production unit whose robot, relay and NFC reader are served by lease-checked bench endpoints."""
-    from hil.bridge import NfcService, SerialBridge
+    from hil.lab.bridge import NfcService, SerialBridge
     from hil.stimuli.relay import PowerButtonRelay
     from hil.stimuli.robot import StylusRobot
 
@@ -291,7 +293,7 @@ def test_garbage_from_a_bench_nfc_service_is_one_clear_error(monkeypatch, answer
     """The bench is untrusted input: a bad answer, or none, is an NfcError naming the reader, never a hang."""
     import threading
 
-    from hil.bridge import RemoteNfcReader
+    from hil.stimuli.nfc_bridge import RemoteNfcReader
     from hil.stimuli.nfc import NfcError
 
     monkeypatch.setenv("LG_TOKEN", "T")
@@ -336,9 +338,9 @@ def lab(tmp_path, **stations) -> LabConfig:
 
 def test_place_tags_from_the_lab_file(tmp_path):
     cfg = lab(tmp_path)
-    assert labgrid.place_tags(cfg, "b1s0") == {"rev": "b", "board": "prime", "nfc": "yes", "bench": "bench1",
+    assert places.place_tags(cfg, "b1s0") == {"rev": "b", "board": "prime", "nfc": "yes", "bench": "bench1",
                                                "station": "b1s0"}
-    assert labgrid.place_tags(cfg, "b2s0") == {"board": "prime", "flavour": "development", "nfc": "no",
+    assert places.place_tags(cfg, "b2s0") == {"board": "prime", "flavour": "development", "nfc": "no",
                                                "bench": "bench2", "station": "b2s0"}
 
 
@@ -346,15 +348,15 @@ def test_bad_tags_and_unknown_bench_are_config_errors(tmp_path):
     cfg = lab(tmp_path, x={"profile": "prime-rev-b", "bench": "bench1", "debug": "usb:1-1", "usb_port": "1-1",
                           "tags": ["rev=B"]})
     with pytest.raises(ConfigError, match="station x: tags rev=B must be lowercase"):
-        labgrid.place_tags(cfg, "x")
+        places.place_tags(cfg, "x")
     cfg = lab(tmp_path, y={"profile": "prime-rev-b", "bench": "bench9", "debug": "usb:1-1", "usb_port": "1-1"})
     with pytest.raises(ConfigError, match="bench 'bench9' is not under `benches`"):
-        labgrid.place_tags(cfg, "y")
+        places.place_tags(cfg, "y")
 
 
 def test_exporter_config_of_a_bench(tmp_path):
     cfg = lab(tmp_path)
-    groups = yaml.safe_load(labgrid.exporter_config(cfg, "bench1"))
+    groups = yaml.safe_load(exporter.exporter_config(cfg, "bench1"))
     assert groups == {"b1s0": {
         "location": "bench1",
         "debug": {"cls": "PrimeDebugLink", "host": "10.77.0.11", "port": 7701},
@@ -367,13 +369,13 @@ def test_exporter_config_of_a_bench(tmp_path):
         "nfc": {"cls": "PrimeNfc", "host": "10.77.0.11", "port": 7703},  # the bridge's NFC service
         "robot": {"cls": "PrimeRobot", "host": "10.77.0.11", "port": 7704},
         "relay": {"cls": "PrimeRelay", "host": "10.77.0.11", "port": 7705}}}
-    live = yaml.safe_load(labgrid.exporter_config(cfg, "bench2", {"b2s0": {"port": 40001, "serial": "EMU-0001",
+    live = yaml.safe_load(exporter.exporter_config(cfg, "bench2", {"b2s0": {"port": 40001, "serial": "EMU-0001",
                                                                            "camera": "http://10.77.0.12:40002/stream.mjpg"}}))
     assert live["b2s0"]["debug"]["port"] == 40001 and live["b2s0"]["station"]["serial"] == "EMU-0001"
     assert live["b2s0"]["camera"] == {"cls": "HTTPVideoStream", "url": "http://10.77.0.12:40002/stream.mjpg"}
-    assert "camera" not in yaml.safe_load(labgrid.exporter_config(cfg, "bench2"))["b2s0"]
+    assert "camera" not in yaml.safe_load(exporter.exporter_config(cfg, "bench2"))["b2s0"]
     with pytest.raises(ConfigError, match="no bench 'bench7'"):
-        labgrid.exporter_config(cfg, "bench7")
+        exporter.exporter_config(cfg, "bench7")
 
 
 def places_of(exporter_yaml: str, bench: str, tags: dict) -> SimpleNamespace:
@@ -388,8 +390,8 @@ def places_of(exporter_yaml: str, bench: str, tags: dict) -> SimpleNamespace:
 
 
 def test_a_place_becomes_a_station_with_every_bench_endpoint(tmp_path):
-    coord = places_of(labgrid.exporter_config(lab(tmp_path), "bench1"), "bench1", {"flavour": "production"})
-    st = labgrid.station_from_place(coord, "b1s0", "TOKEN7")
+    coord = places_of(exporter.exporter_config(lab(tmp_path), "bench1"), "bench1", {"flavour": "production"})
+    st = exporter.station_from_place(coord, "b1s0", "TOKEN7")
     assert (st.debug, st.nfc, st.robot, st.relay) == ("bridge:10.77.0.11:7701", "bridge:10.77.0.11:7703",
                                                       "bridge:10.77.0.11:7704", "bridge:10.77.0.11:7705")
     assert st.camera == "http://10.77.0.11:7702/stream.mjpg?lease=TOKEN7" and st.flavour == "production"
@@ -397,11 +399,11 @@ def test_a_place_becomes_a_station_with_every_bench_endpoint(tmp_path):
     coord.resources["bench1"]["b1s0"]["station"].params["robot_calibration"] = "[[1, 2"
     with pytest.raises(labgrid.PlaceLost, match="bench bench1, place b1s0: the exporter's robot_calibration is not "
                                                 "valid .*; regenerate it with `hil lab exporter-config bench1`"):
-        labgrid.station_from_place(coord, "b1s0", "TOKEN7")
+        exporter.station_from_place(coord, "b1s0", "TOKEN7")
     coord.resources["bench1"]["b1s0"]["station"].params["robot_calibration"] = "[[[0, 0], [1, 1]]]"  # one point
     with pytest.raises(labgrid.PlaceLost, match=r"robot_calibration is not valid \(Tuple should have at least 3 "
                                                 r"items after validation, not 1\); regenerate") as e:
-        labgrid.station_from_place(coord, "b1s0", "TOKEN7")
+        exporter.station_from_place(coord, "b1s0", "TOKEN7")
     assert "\n" not in str(e.value)
 
 

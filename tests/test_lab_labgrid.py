@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hil.farm import labgrid
+from hil.lab import labgrid, place_flash, places
 from hil.machine import scaled
-from hil.farm.cli import app as farm_app
-from hil.farm.lab_cli import lab_app
-from hil.farm.lease import NoStationFree
+from hil.lab.cli import app as farm_app
+from hil.lab.lab_cli import lab_app
+from hil.lab.lease import NoStationFree
 from hil.report.allure import read_results
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,7 @@ class Lab:
     def up(self) -> None:
         self.start_coordinator()
         for bench in BENCHES:
-            self.start(f"bridge-{bench}", [sys.executable, "-m", "hil.bridge", bench, "--lab", str(self.lab),
+            self.start(f"bridge-{bench}", [sys.executable, "-m", "hil.lab.bridge", bench, "--lab", str(self.lab),
                                            "--exporter-config", str(self.exporter_yaml(bench))], bench=bench)
         for bench in BENCHES:
             wait_for(f"the bridge of {bench}", lambda b=bench: self.exporter_yaml(b).exists(), 120)
@@ -250,7 +250,7 @@ def idle(lab):
 
 
 def run(pytester, lab, *args, tags="board=prime&flavour=development"):
-    return pytester.runpytest_subprocess("-p", "hil.farm.pytest_farm", "--lab", f"{lab.url}?{tags}",
+    return pytester.runpytest_subprocess("-p", "hil.pytest_farm", "--lab", f"{lab.url}?{tags}",
                                          "--alluredir", str(pytester.path / "out"), "-p", "no:cacheprovider",
                                          "-p", "no:randomly", *args, timeout=scaled(240))
 
@@ -339,7 +339,7 @@ def test_a_bridge_that_stops_answering_quarantines_its_place(pytester, idle, mon
     assert state["comments"][hung].startswith("quarantined: ")
     assert f"health check failed on bench {first.labels['bench']}" in state["comments"][hung]
     # the quarantined place is out of `-n auto`, and readmit brings it back
-    assert labgrid.auto_workers(f"{idle.url}?board=prime&flavour=development") == 1
+    assert places.auto_workers(f"{idle.url}?board=prime&flavour=development") == 1
     out = CliRunner().invoke(farm_app, ["readmit", hung, "--lab", idle.url])  # = hil lab readmit
     assert out.exit_code == 0 and f"{hung}: readmitted (was: quarantined: " in out.output
     assert idle.held()["tags"][hung]["health"] == "ok"
@@ -348,9 +348,9 @@ def test_a_bridge_that_stops_answering_quarantines_its_place(pytester, idle, mon
 def test_a_worker_that_dies_holding_a_lease_is_reaped(pytester, idle):
     code = textwrap.dedent(f"""
         import os
-        from hil.farm import labgrid
-        os.environ["LG_USERNAME"] = labgrid.identity("gw0")
-        lease = labgrid.PlaceLease(labgrid.Coordinator({idle.address!r}), {{"bench": "bench1", "health": "ok"}}, 30)
+        from hil.lab import labgrid, places
+        os.environ["LG_USERNAME"] = places.identity("gw0")
+        lease = places.PlaceLease(labgrid.Coordinator({idle.address!r}), {{"bench": "bench1", "health": "ok"}}, 30)
         print(lease.place, flush=True)
         os.kill(os.getpid(), 9)
     """)
@@ -361,7 +361,7 @@ def test_a_worker_that_dies_holding_a_lease_is_reaped(pytester, idle):
     c = idle.coordinator()
     try:
         with pytest.raises(NoStationFree, match="no place with tags bench=bench1 health=ok free within 1 s"):
-            labgrid.PlaceLease(c, {"bench": "bench1", "health": "ok"}, 1)
+            places.PlaceLease(c, {"bench": "bench1", "health": "ok"}, 1)
     finally:
         c.close()
     pytester.makepyfile(test_n="def test_n(farm_station):\n    pass\n")
@@ -380,7 +380,7 @@ def test_a_worker_that_dies_holding_a_lease_is_reaped(pytester, idle):
 def test_an_exporter_killed_with_9_orphans_the_place(idle):
     c = idle.coordinator()
     try:
-        lease = labgrid.PlaceLease(c, {"station": "b2s1", "health": "ok"}, 10)
+        lease = places.PlaceLease(c, {"station": "b2s1", "health": "ok"}, 10)
         try:
             lease.check()
             idle.procs["exporter-bench2"].kill()
@@ -408,11 +408,11 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     lease (a stand-in flasher, as in test_nightly.py), the suites across both benches, reports on the
     controller; a place a worker quarantines during the suites is among the summary's broken stations, and
     in run.json before the sign-off reads it: the criteria forbid broken stations, so it is a no-go (issue 13)."""
-    import hil.farm.nightly as job
+    import hil.lab.nightly as job
     import typer
     from farm_helpers import signed_build, stand_in_suites
 
-    from hil.farm.cli import nightly
+    from hil.lab.cli import nightly
     from hil.report import signoff
 
     lab = tmp_path / "nightly.yaml"
@@ -445,7 +445,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
         code = suites(*args, **kw)
         coord = idle.coordinator()
         try:
-            labgrid.quarantine(coord, "b2s1", "health check failed on bench bench2: stand-in")
+            places.quarantine(coord, "b2s1", "health check failed on bench bench2: stand-in")
         finally:
             coord.close()
         return code
@@ -461,7 +461,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     finally:
         coord = idle.coordinator()
         try:
-            labgrid.readmit(coord, "b2s1")
+            places.readmit(coord, "b2s1")
         finally:
             coord.close()
     assert r.exit_code == 1, r.output
@@ -481,7 +481,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     assert all(x.labels["place"] == x.station and x.labels["bench"] in BENCHES for x in records)
     assert all(x.firmware != "?" and not x.firmware.startswith("version:") for x in records)
     # the places say what they run now, and `hil lab sync` from the lab file keeps that
-    tag = labgrid.build_tag(meta["firmware"]["hash"])
+    tag = place_flash.build_tag(meta["firmware"]["hash"])
     out = CliRunner().invoke(lab_app, ["sync", "--lab", str(idle.lab)])
     assert out.exit_code == 0, out.output
     tags = idle.held()["tags"]
@@ -491,13 +491,13 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
     # `--lab labgrid://HOST:PORT?tags` with a lab file of no bench stations: the places come from the URL
     from types import SimpleNamespace
 
-    from hil.farm.config import load_lab
+    from hil.lab.config import load_lab
 
     plain = load_lab(lab).model_copy(update={"stations": {}, "coordinator": f"{idle.url}?bench=bench2"})
     run = SimpleNamespace(meta={"broken_stations": {}, "firmware": {"version": "1.0.0"}})
     together = threading.Barrier(1)
     plain = plain.model_copy(update={"coordinator": f"{idle.url}?station=b2s1"})
-    assert list(labgrid.flash_places(plain, standin(plain, build), run, lambda n, f: None, "development", tag)) == \
+    assert list(place_flash.flash_places(plain, standin(plain, build), run, lambda n, f: None, "development", tag)) == \
         ["b2s1"]
     assert run.meta["flashed"] == {"b2s1": "flashed"}
 
@@ -505,7 +505,7 @@ def test_nightly_leases_the_benches_and_reports_on_the_controller(tmp_path, idle
 def test_a_coordinator_restart_loses_the_lease_then_the_lab_recovers(idle):
     c = idle.coordinator()
     try:
-        lease = labgrid.PlaceLease(c, {"bench": "bench1", "health": "ok"}, 10)
+        lease = places.PlaceLease(c, {"bench": "bench1", "health": "ok"}, 10)
         idle.procs["coordinator"].terminate()
         idle.procs["coordinator"].wait(15)
         idle.start_coordinator()
@@ -519,7 +519,7 @@ def test_a_coordinator_restart_loses_the_lease_then_the_lab_recovers(idle):
     idle.wait_resources(60)
     c = idle.coordinator()
     try:
-        lease = labgrid.PlaceLease(c, {"bench": "bench1", "health": "ok"}, 20)
+        lease = places.PlaceLease(c, {"bench": "bench1", "health": "ok"}, 20)
         lease.check()
         lease.release()
     finally:
@@ -550,8 +550,8 @@ def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, m
     Last in the module: b1s1 stays on production."""
     import typer
 
-    import hil.farm.config as config
-    from hil.farm.cli import nightly
+    import hil.lab.config as config
+    from hil.lab.cli import nightly
     from hil.report import signoff
 
     lab = tmp_path / "lab_config.yaml"
@@ -581,7 +581,7 @@ def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, m
     assert meta["flashed"] == {"b1s1": "flashed"} and meta["broken_stations"] == {}
     assert meta["profiles"] == ["prime-emulated"]
     tags = idle.held()["tags"]["b1s1"]
-    assert (tags["flavour"], tags["build"]) == ("production", labgrid.build_tag(meta["firmware"]["hash"]))
+    assert (tags["flavour"], tags["build"]) == ("production", place_flash.build_tag(meta["firmware"]["hash"]))
     for f in ("summary.html", "diff.txt", "diff.json", "signoff/signoff.pdf"):
         assert (night / f).is_file(), f
     assert signoff.verify(night / "signoff", signoff.load_public(tmp_path / "key.pem"))["decision"] == "go"

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.link.cli import app, printable
-from hil.link.resolve import profile_named
+from hil.profile import profile_named
 
 runner = CliRunner()
 
@@ -111,7 +111,7 @@ def test_unlock_of_a_locked_production_build_says_how(fresh):
 def test_one_default_flavour_for_emulators():
     from hil.emulator.cli import start
     from hil.emulator.launcher import EmulatorProcess
-    from hil.link.resolve import device_station
+    from hil.lab.station import device_station
 
     import inspect
 

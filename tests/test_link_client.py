@@ -305,7 +305,7 @@ def test_a_slow_drip_cannot_stretch_the_command_deadline(device):
 
 def test_per_command_limits_come_from_the_profile(device):
     """LOAD_APP_END may take 15 s on a unit (passport-drive load_app.rs); other commands keep theirs."""
-    from hil.link.resolve import profile_named
+    from hil.profile import profile_named
 
     limits = profile_named("prime-rev-b").link.command_limits_s
     assert limits["LOAD_APP_END"] == 15 and limits["LOAD_APP_CHUNK"] == 10

@@ -8,11 +8,12 @@ import time
 import pytest
 
 from hil.emulator.launcher import EmulatorProcess
-from hil.farm.station import Station
+from hil.lab.station import Station
 from hil.link.client import DeviceError, PrimeClient, ResponseTimeout
 from hil.link.protocol import LaunchStatus
-from hil.link.resolve import open_client, profile_named
-from hil.farm.pin_guard import PinGuard, unlock_over_link
+from hil.link.resolve import open_client
+from hil.profile import profile_named
+from hil.lab.pin_guard import PinGuard, unlock_over_link
 from hil.link.state import DeviceStateError, bring_home, detect_flavour, is_locked, wait_ready
 from hil.link.tcp import TcpTransport
 from hil.link.transport import LinkClosed

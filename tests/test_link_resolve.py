@@ -2,7 +2,9 @@
 
 import pytest
 
-from hil.link.resolve import DeviceNotFound, device_station, profile_named, resolve_tty, transport_for
+from hil.lab.station import device_station
+from hil.link.resolve import DeviceNotFound, resolve_tty, transport_for
+from hil.profile import profile_named
 from hil.link.tcp import TcpTransport
 from hil.link.usb import UsbTransport
 

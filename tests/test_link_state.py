@@ -6,7 +6,7 @@ from PIL import Image
 from hil.link import protocol as p
 from hil.link.client import PrimeClient
 from hil.link.protocol import Cmd, LaunchStatus, Status
-from hil.link.resolve import profile_named
+from hil.profile import profile_named
 from hil.link.state import (NOT_AN_APP, DeviceStateError, PinRejected, State, bring_home, detect_flavour,
                             device_state, is_locked, unlock, wait_ready)
 from hil.link.tcp import TcpTransport

@@ -212,7 +212,7 @@ def test_the_driver_a_path_selects_is_nfcpys(path, driver):
 
 
 def test_a_reader_that_cannot_present_a_tag_is_refused_when_the_lab_loads(tmp_path):
-    from hil.farm.config import load_lab
+    from hil.lab.config import load_lab
 
     text = (ROOT / "lab_config.example.yaml").read_text().replace("usb:04e6:5591", "usb:072f:2200", 1) \
         .replace("signoff_criteria: ", f"signoff_criteria: {ROOT}/")

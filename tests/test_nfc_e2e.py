@@ -16,7 +16,7 @@ from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.emulator.nfc import LISTEN_S
 from hil.emulator.prime import DEFAULT_PIN
-from hil.link.resolve import profile_named
+from hil.profile import profile_named
 from hil.machine import scaled
 from hil.stimuli.ctap_nfc import CtapNfcDevice
 from hil.stimuli.nfc import NfcFieldLost, NfcReader, NoCardFound, ndef_message

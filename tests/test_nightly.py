@@ -10,8 +10,8 @@ import typer
 from farm_helpers import firmware_hash, signed_build, stand_in_suites, write_result
 from typer.testing import CliRunner
 
-import hil.farm.nightly as job
-from hil.farm.cli import nightly
+import hil.lab.nightly as job
+from hil.lab.cli import nightly
 from hil.report import signoff
 from hil.report.allure import read_results
 from hil.report.plan import read_plan
@@ -73,7 +73,7 @@ def test_good_night_then_defect_night(tmp_path, lab):
     assert stations == {"emu-1"}
 
     bad = signed_build(tmp_path / "defect.bin", b'{"keyos": "emulated", "defects": ["kernel-skips-permission-check"]}')
-    from hil.farm.quarantine import Quarantine
+    from hil.lab.quarantine import Quarantine
     Quarantine(tmp_path / ".hil").add("emu-1", "health check failed: link: no response", by="worker gw0")
     r = _nightly(lab, bad)
     assert r.exit_code == 1, r.output
@@ -92,7 +92,7 @@ def test_good_night_then_defect_night(tmp_path, lab):
 @pytest.mark.slow
 def test_killed_night_is_resumed(tmp_path, lab):
     build = signed_build(tmp_path / "good.bin")
-    from hil.farm.config import load_lab
+    from hil.lab.config import load_lab
     cfg = load_lab(lab)
     ident = signoff.firmware_identity(build)
     run = job.open_run(cfg, {"file": str(build), "sha256": ident["sha256"], "hash": firmware_hash(build),
@@ -129,7 +129,7 @@ def test_untrusted_build_stops_before_any_station(tmp_path, lab, monkeypatch):
 def test_test_ids_do_not_depend_on_where_the_repository_is(tmp_path):
     """The suites' ids start at the repository for its own suites, else beside the lab's suites folder,
     wherever the reports are written and whatever pytest's working directory."""
-    from hil.farm.nightly import ROOT, suites_root
+    from hil.lab.nightly import ROOT, suites_root
 
     assert suites_root([str(ROOT / "suites")]) == ROOT
     assert suites_root([str(ROOT / "suites" / "security" / "test_lockdown.py")]) == ROOT
@@ -142,8 +142,8 @@ def test_test_ids_do_not_depend_on_where_the_repository_is(tmp_path):
 def test_station_quarantined_during_the_suites_is_no_go_and_a_later_signoff_agrees(tmp_path, lab, monkeypatch):
     """A worker quarantined a station while the suites ran: the nightly's own sign-off already knows it,
     and `hil signoff` on the same folder afterwards decides the same, for the same reasons."""
-    from hil.farm.config import load_lab
-    from hil.farm.quarantine import Quarantine
+    from hil.lab.config import load_lab
+    from hil.lab.quarantine import Quarantine
     from hil.report.cli import signoff_app
 
     real = job.run_suites
@@ -174,9 +174,9 @@ def test_a_fault_quarantine_heals_at_the_next_night_an_operator_one_stays(tmp_pa
     the night emu-1 passes its health check and is readmitted with a line saying so; emu-2 and emu-3 stay out."""
     import contextlib
 
-    from hil.farm import health
-    from hil.farm.config import load_lab
-    from hil.farm.quarantine import OPERATOR, Quarantine
+    from hil.lab import health
+    from hil.lab.config import load_lab
+    from hil.lab.quarantine import OPERATOR, Quarantine
 
     text = (ROOT / "lab_config.yaml").read_text()
     stations = "\n".join(ln for ln in text.splitlines() if ln.strip().startswith(("emu-2", "emu-3")))

@@ -12,7 +12,7 @@ from hil.emulator.apps.lockscreen import failed_attempts_warning
 from hil.emulator.build import Build
 from hil.emulator.launcher import EmulatorProcess
 from hil.emulator.prime import Prime
-from hil.farm.pin_guard import PinGuard
+from hil.lab.pin_guard import PinGuard
 from hil.report.allure import read_results
 from hil.vision import ocr
 from hil.vision.pin_screen import NotAPinScreen, find_pin_screen, read_pin_screen
@@ -89,7 +89,7 @@ def test_a_farm_run_with_the_wrong_pin_spends_one_attempt_per_unit_and_ends_brok
             def test_home(prime, i):
                 assert prime.version()
         """)
-        r = pytester.runpytest_subprocess("-p", "hil.farm.pytest_farm", "--lab", str(pytester.path / "lab.yaml"),
+        r = pytester.runpytest_subprocess("-p", "hil.pytest_farm", "--lab", str(pytester.path / "lab.yaml"),
                                           "--pin", "999999", "--alluredir", str(pytester.path / "out"),
                                           "-p", "no:cacheprovider")
         attempts = [control(d["control"], cmd="status")["attempts_remaining"] for d in emu.devices]
@@ -109,8 +109,8 @@ def test_a_farm_run_with_the_wrong_pin_spends_one_attempt_per_unit_and_ends_brok
 def test_a_destructive_test_runs_only_where_the_profile_allows_wiping(pytester):
     pytester.makeconftest("""
         import pytest
-        from hil.farm.station import Station
-        from hil.link.resolve import profile_named
+        from hil.lab.station import Station
+        from hil.profile import profile_named
 
         @pytest.fixture(scope="session")
         def station(request):

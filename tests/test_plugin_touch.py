@@ -7,9 +7,9 @@ from pydantic import ValidationError
 
 from hil.emulator.launcher import EmulatorProcess
 from hil.emulator.robot import display_to_mm, jig_calibration
-from hil.farm.config import RobotCalibration, StationConfig
-from hil.farm.station import Station, from_config, to_config
-from hil.link.resolve import profile_named
+from hil.lab.config import RobotCalibration, StationConfig
+from hil.lab.station import Station, from_config, to_config
+from hil.profile import profile_named
 from hil.machine import scaled
 from hil.plugin import robot_calibration, touch_backend
 from hil.stimuli.robot import Calibration, calibration_path

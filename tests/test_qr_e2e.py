@@ -6,7 +6,8 @@ PSBT back off the display as an animated UR through the camera, and verifies the
 """
 
 from hil.emulator.secure_element import SecureElement
-from hil.link.resolve import device_station, open_client
+from hil.lab.station import device_station
+from hil.link.resolve import open_client
 from hil.machine import scaled
 from hil.stimuli.presenter import Presenter, ur_parts
 from hil.stimuli.psbt import build_spend, verify_signed

@@ -52,7 +52,7 @@ def test_the_suites_pass_on_another_layout(seed):
 
 
 def test_kernel_deny_evidence_is_where_the_profile_says():
-    from hil.link.resolve import profile_named
+    from hil.profile import profile_named
 
     assert profile_named("prime-emulated").kernel_log == "debug-link"  # the emulator streams it with its logs
     assert profile_named("prime-rev-b").kernel_log == "uart"  # assumed until a unit shows otherwise

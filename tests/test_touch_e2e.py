@@ -8,7 +8,8 @@ from fido_helpers import register_over_nfc
 
 from hil.emulator import robot as emulated_bench
 from hil.link.client import DeviceLocked
-from hil.link.resolve import device_station, open_client
+from hil.lab.station import device_station
+from hil.link.resolve import open_client
 from hil.stimuli.relay import PowerButtonRelay
 from hil.stimuli.robot import Calibration, StylusRobot
 from hil.stimuli.touch import RobotTouch, enter_pin

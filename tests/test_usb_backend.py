@@ -208,8 +208,8 @@ def test_profile_names_the_backend(fake):
 @pytest.fixture(scope="module")
 def emulated():
     from hil.emulator.launcher import EmulatorProcess
-    from hil.farm.station import Station
-    from hil.link.resolve import profile_named
+    from hil.lab.station import Station
+    from hil.profile import profile_named
 
     with EmulatorProcess(count=1, seed=5, flavour="development") as emu:
         endpoints = emu.devices[0]
@@ -219,7 +219,7 @@ def emulated():
 def test_emulated_prime_over_usb_end_to_end(emulated):
     """The profile names the backend; resolve/usb/client run exactly as for a unit on a lab host."""
     from hil.link.resolve import open_client
-    from hil.farm.pin_guard import PinGuard, unlock_over_link
+    from hil.lab.pin_guard import PinGuard, unlock_over_link
     from hil.link.state import bring_home, detect_flavour
 
     with open_client(f"usb:{emulated.serial}", emulated.profile, timeout=15.0, station=emulated) as prime:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from hil.emulator.camera import CameraPeripheral, Optics, Scene
 from hil.errors import ConfigError, InfrastructureError
-from hil.farm.config import CaptureMode
+from hil.lab.config import CaptureMode
 from hil.vision.camera import Camera, NoFrame, apply_mode
 from hil.vision.locate import locate
 from tests.vision_helpers import pin_pad

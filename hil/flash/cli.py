@@ -170,7 +170,8 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from hil.flash import emulated, flasher
-    from hil.link.resolve import device_station, open_client
+    from hil.lab.station import device_station
+    from hil.link.resolve import open_client
     from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
 
     console = Console(stderr=True)

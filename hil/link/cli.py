@@ -25,7 +25,8 @@ BOOT_TIMEOUT = 60.0  # seconds an emulator started here may take to boot
 def connected(device: str, profile: str | None, timeout: float, station_too: bool = False) -> Iterator:
     """The open client (and its station); any harness error becomes one line on stderr, exit status 1.
     An emulator started here is answered for only once it has booted (not its splash, not "booting")."""
-    from hil.link.resolve import device_station, open_client
+    from hil.lab.station import device_station
+    from hil.link.resolve import open_client
     from hil.link.state import wait_ready
 
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from hil.link import protocol
-from hil.link.resolve import PROFILES_DIR
+from hil.profile import PROFILES_DIR
 
 _NOTE = re.compile(r"#\s*assumed:\s*(?P<why>.*)$")
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from hil.errors import HilError
+from hil.profile import Cmd
 
 MAX_OUT = 65535  # one bulk OUT transfer
 MAX_FRAME = 2 * 1024 * 1024  # one IN frame
@@ -29,28 +30,6 @@ LOG_RECORD_END = 0x1E
 
 class ProtocolError(HilError):
     """Bytes that do not follow the usb-debug format."""
-
-
-class Cmd(enum.IntEnum):
-    SCREENSHOT = 0x01
-    SWIPE = 0x02
-    POWER_BTN = 0x03
-    REBOOT_SAMBA = 0x04
-    CLOSE_APP = 0x05
-    KERNEL_CMD = 0x06
-    INPUT_TEXT = 0x07
-    GET_VERSION = 0x08
-    LAUNCH_APP = 0x09
-    GET_DEVELOPER_MODE = 0x0A
-    LOAD_APP_BEGIN = 0x0B
-    LOAD_APP_FILE_BEGIN = 0x0C
-    LOAD_APP_CHUNK = 0x0D
-    LOAD_APP_END = 0x0E
-    GET_PROCESS_LIST = 0x0F
-    GET_ALLOWED_PUBLISHER_COUNT = 0x11
-    INSTALL_CERTIFICATE = 0x13
-    GET_SYSTEM_TIME = 0x14
-    SET_SYSTEM_TIME = 0x15
 
 
 class FrameKind(enum.IntEnum):

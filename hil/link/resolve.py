@@ -8,7 +8,7 @@
 ``/dev/ttyACM0``   a tty of the Prime (its CDC-ACM log serial), or a symlink to one
                    (``/dev/serial/by-id/…``): sysfs names the USB device that owns it, whose vendor
                    interface is the debug link
-``emulator``       a fresh emulated Prime (see :func:`device_station`)
+``emulator``       a fresh emulated Prime (the lab's :func:`hil.lab.station.device_station`)
 
 Which pyusb backend reaches a USB device is the device profile's ``usb.backend``.
 """
@@ -17,32 +17,23 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
-from hil.emulator.build import DEFAULT_FLAVOUR
-from hil.errors import ConfigError
-from hil.farm.config import Profile, load_profile
-from hil.farm.station import Station
+from hil.link import bridge
 from hil.link.client import PrimeClient
 from hil.link.tcp import TcpTransport
-from hil.link.transport import Transport
+from hil.link.transport import DeviceNotFound, Transport
 from hil.link.usb import UsbTransport, load_backend
+from hil.profile import Profile
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
-DEFAULT_PROFILE = "prime-rev-b"  # what is plugged into a lab host; the emulator names its own
 BUS_PORT = re.compile(r"\d+-\d+(\.\d+)*")
 VENDOR_CLASS = "ff"
 
 
-class DeviceNotFound(ConfigError):
-    """A ``--device`` that names nothing usable; the message says what was found there instead."""
-
-
 class SambaRom(DeviceNotFound):
     """The tty is the Prime's SAM-BA boot ROM (03eb:6124): no debug link until KeyOS runs on ``port``,
-    the USB port path both identities share (``hil.farm.first_contact`` gets it there)."""
+    the USB port path both identities share (``hil.lab.first_contact`` gets it there)."""
 
     def __init__(self, message: str, tty: str, port: str):
         super().__init__(message)
@@ -79,6 +70,14 @@ def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = ("
     return f"usb:{usb_dev.name}"
 
 
+class Endpoints(Protocol):
+    """What a USB backend may need of the station a link belongs to (a lab's `Station` has these)."""
+
+    debug: str | None
+    serial: str | None
+    usb_port: str | None
+
+
 def _attr(d: Path, name: str) -> str | None:
     try:
         return (d / name).read_text().strip()
@@ -86,7 +85,7 @@ def _attr(d: Path, name: str) -> str | None:
         return None
 
 
-def transport_for(device: str, profile: Profile, station: Station | None = None,
+def transport_for(device: str, profile: Profile, station: Endpoints | None = None,
                   stall_timeout: float = 5.0, sysfs: Path = Path("/sys")) -> Transport:
     """The transport a ``--device`` string names.  ``station`` supplies the endpoints a profile's
     USB backend may need (the emulated Prime's backend forwards to its ``debug`` endpoint)."""
@@ -97,9 +96,7 @@ def transport_for(device: str, profile: Profile, station: Station | None = None,
             raise DeviceNotFound(f"{device}: expected tcp:HOST:PORT, e.g. tcp:127.0.0.1:7664")
         return TcpTransport(host, int(port), stall_timeout=stall_timeout)
     if kind == "bridge":  # a bench's `hil bridge` (issue 8): TCP after a lease handshake
-        from hil.bridge import transport
-
-        return transport(device, stall_timeout)
+        return bridge.transport(device, stall_timeout)
     if device.startswith("/"):
         return transport_for(resolve_tty(device, sysfs, (profile.usb.keyos, profile.usb.legacy), profile.usb.samba),
                              profile, station, stall_timeout)
@@ -114,29 +111,10 @@ def transport_for(device: str, profile: Profile, station: Station | None = None,
 
 
 def open_client(device: str, profile: Profile, timeout: float | None = None,
-                station: Station | None = None) -> PrimeClient:
+                station: Endpoints | None = None) -> PrimeClient:
     """An unopened :class:`PrimeClient` for ``device``, configured from ``profile`` (``timeout``, when
     given, replaces the profile's default command limit; the per-command limits stay)."""
     link = profile.link
     return PrimeClient(transport_for(device, profile, station), pixel_order=profile.screenshot_byte_order,
                        home_button=profile.touch.home_button.centre, timeout=timeout or link.command_s,
                        limits=link.command_limits_s, settle=link.settle_s, max_log_bytes=link.log_backlog_bytes)
-
-
-def profile_named(name: str) -> Profile:
-    return load_profile(name, PROFILES_DIR)
-
-
-@contextmanager
-def device_station(device: str | None, profile: str | None = None, *, flavour: str = DEFAULT_FLAVOUR,
-                   seed: int = 0, defects: tuple[str, ...] = (), apps: str | None = None) -> Iterator[Station]:
-    """The station a ``--device`` string stands for.  ``emulator`` (or None) starts an emulated Prime
-    of the given build flavour for as long as the block runs."""
-    if device in (None, "emulator"):
-        from hil.emulator.launcher import EmulatorProcess
-
-        with EmulatorProcess(count=1, seed=seed, flavour=flavour, defects=defects, apps=apps) as emu:
-            endpoints = emu.devices[0]
-            yield Station.from_endpoints("emulator", profile_named(profile or endpoints["profile"]), endpoints)
-        return
-    yield Station(name=device, profile=profile_named(profile or DEFAULT_PROFILE), debug=device)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from hil.errors import InfrastructureError
-from hil.farm.config import Profile
+from hil.profile import Profile
 from hil.link.client import DeviceError, DeviceLocked, PrimeClient
 from hil.link.protocol import LaunchStatus
 from hil.machine import scaled
@@ -171,7 +171,7 @@ def bring_home(prime: PrimeClient, profile: Profile, flavour: str, pin: str, tim
                touch: Touch | None = None, unlock_with: Callable[[Touch | None], None] | None = None) -> bool:
     """The known state tests start from: unlocked on the home screen where the build lets the debug
     link type the PIN, or where ``touch`` (a stylus robot) can type it on a locked unit; otherwise as it
-    is.  ``unlock_with(touch)`` types the PIN (the lab's guarded entry, `hil.farm.pin_guard`); by
+    is.  ``unlock_with(touch)`` types the PIN (the lab's guarded entry, `hil.lab.pin_guard`); by
     default `unlock`.  Returns whether the device ends up unlocked."""
     def type_pin(t: Touch | None) -> None:
         (unlock_with or (lambda t: unlock(prime, profile, pin, t)))(t)

@@ -10,7 +10,11 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 
-from hil.errors import InfrastructureError
+from hil.errors import ConfigError, InfrastructureError
+
+
+class DeviceNotFound(ConfigError):
+    """A ``--device`` that names nothing usable; the message says what was found there instead."""
 
 
 class LinkError(InfrastructureError):

@@ -206,3 +206,12 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def finished_tests(results: Path) -> set[str]:
+    """Node ids whose final attempt left a result (a retried attempt is not final)."""
+    done = set()
+    for r in read_results(results).records:
+        if "nodeid" in r.labels and r.labels.get("retried") != "true":
+            done.add(r.labels["nodeid"])
+    return done

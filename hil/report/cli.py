@@ -34,7 +34,7 @@ def create(
     if build is None or results is None or output is None:
         typer.echo("usage: hil signoff --build BUILD --results DIR -o BUNDLE  |  hil signoff verify BUNDLE", err=True)
         raise typer.Exit(2)
-    from hil.farm.config import load_lab
+    from hil.lab.config import load_lab
     from hil.report import signoff
 
     try:
@@ -61,7 +61,7 @@ def verify(
     lab: LabOpt = None,
 ) -> None:
     """Check the bundle's signature and every file's SHA-256, offline, with public keys only; exit 1 on any change."""
-    from hil.farm.config import load_lab
+    from hil.lab.config import load_lab
     from hil.report import signoff
 
     try:
@@ -90,7 +90,7 @@ def allure_report(
     lab: LabOpt = None,
 ) -> None:
     """Generate the run's Allure report with Allure 3, with the history of the lab's earlier nights."""
-    from hil.farm.config import load_lab
+    from hil.lab.config import load_lab
     from hil.report import allure_report as report
 
     try:

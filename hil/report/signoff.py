@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, Field
 
 from hil.errors import ConfigError, HilError
-from hil.farm.config import SigningKey, load_yaml_model
+from hil.lab.config import SigningKey
+from hil.yamlfile import load_yaml_model
 from hil.report.allure import Results, read_results, sha256_file
 from hil.report.plan import PLAN, Plan, read_plan
 from hil.report.summary import TEMPLATES, environment, iso

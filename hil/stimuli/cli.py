@@ -174,7 +174,8 @@ def _calibration_file(calibration: Path | None, station: str | None, cal_dir: Pa
 def _touch(via: str, device: str | None, robot: str | None, relay: str | None, calibration: Path | None,
            profile_name: str):
     """A Touch backend from what is wired; the caller closes what it returns second."""
-    from hil.link.resolve import open_client, profile_named
+    from hil.link.resolve import open_client
+    from hil.profile import profile_named
     from hil.stimuli import touch
 
     profile = profile_named(profile_name)

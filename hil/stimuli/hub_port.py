@@ -2,7 +2,7 @@
 
 A station's ``hub_port`` is ``HUB:PORT`` as uhubctl names them (``-l 1-2 -p 3``: ``"1-2:3"``). The
 farm cycles it as the recovery step before quarantining a unit that stopped answering
-(hil.farm.pytest_farm). uhubctl must be on PATH; an emulated bench puts hil.emulator.uhubctl there.
+(hil.pytest_farm). uhubctl must be on PATH; an emulated bench puts hil.emulator.uhubctl there.
 """
 
 from __future__ import annotations

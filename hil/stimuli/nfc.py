@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import ndef
 
+from hil import schemes
 from hil.errors import ConfigError, InfrastructureError
 from hil.stimuli.isodep import ATS, serve_card
 
@@ -150,13 +151,10 @@ class IsoDepSession:
 
 
 def reader(path: str):
-    """The station's reader: an nfcpy path on this host, or ``bridge:HOST:PORT`` for one on a bench host
-    (``hil.bridge.RemoteNfcReader``, the same calls)."""
-    if path.startswith("bridge:"):
-        from hil.bridge import RemoteNfcReader
-
-        return RemoteNfcReader(path)
-    return NfcReader(path)
+    """The station's reader: an nfcpy path on this host, or an address scheme's reader with the same calls
+    (``bridge:HOST:PORT``: one on a bench host, ``hil.stimuli.nfc_bridge``)."""
+    remote = schemes.opener("nfc", path)
+    return remote(path) if remote is not None else NfcReader(path)
 
 
 class NfcReader:

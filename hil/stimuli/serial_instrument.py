@@ -1,7 +1,7 @@
 """A bench instrument behind one pyserial port: the stylus robot and the power-button relay.
 
-Opening one is opening the port by URL (a tty, ``rfc2217://``, ``socket://``, or ``bridge:HOST:PORT``
-for one on a bench host, behind its lease-checked ``hil bridge``) and bringing the
+Opening one is opening the port by URL (a tty, ``rfc2217://``, ``socket://``, or an address scheme of
+``hil.schemes`` such as ``bridge:HOST:PORT`` for one on a bench host) and bringing the
 instrument to a known state. Either failing is the station's fault (an
 :class:`~hil.errors.InfrastructureError` naming the instrument and its URL), and a port whose
 instrument did not come up is closed, never left open.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import serial
 
+from hil import schemes
 from hil.errors import InfrastructureError
 
 
@@ -28,12 +29,9 @@ class SerialInstrument:
         """Open the port at ``url``, construct the instrument on it (``args``/``kw`` are the
         constructor's after the port) and bring it up."""
         try:
-            if url.startswith("bridge:"):  # a bench's instrument, through its `hil bridge` (issue 8)
-                from hil.bridge import serial_port
-
-                port = serial_port(url, cls.baudrate, cls.read_timeout)
-            else:
-                port = serial.serial_for_url(url, baudrate=cls.baudrate, timeout=cls.read_timeout)
+            remote = schemes.opener("serial", url)  # e.g. `bridge:`, a bench's instrument behind its `hil bridge`
+            opened = remote or serial.serial_for_url
+            port = opened(url, baudrate=cls.baudrate, timeout=cls.read_timeout)
         except (serial.SerialException, OSError) as e:
             raise cls.error(f"cannot open {cls.what} at {url}: {e}") from None
         instrument = cls(port, *args, **kw)

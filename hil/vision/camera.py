@@ -74,7 +74,7 @@ class Camera:
     or the next frame (files)."""
 
     def __init__(self, source: str | int, open_timeout: float = 10.0, mode=None):
-        """``mode``: the station's capture mode (`hil.farm.config.CaptureMode`), set and checked on open."""
+        """``mode``: the station's capture mode (`hil.lab.config.CaptureMode`), set and checked on open."""
         self.source = str(source)
         target, api, self.live = _open_args(self.source)
         self.device = isinstance(target, int) or self.source.startswith("/dev/video")

@@ -23,8 +23,8 @@ def _fail(e: HilError) -> typer.Exit:
 
 
 def _coordinator(lab: str | None, coordinator: str | None):
-    from hil.farm.config import load_lab
-    from hil.farm.labgrid import Coordinator, LabUrl
+    from hil.lab.config import load_lab
+    from hil.lab.labgrid import Coordinator, LabUrl
 
     url = coordinator
     if url is None:
@@ -50,11 +50,11 @@ def _connected(lab: str | None, coordinator: str | None) -> Iterator:
 @lab_app.command()
 def sync(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     """Create or update a labgrid place per station (match `<bench>/<station>/*`, tags, health=ok)."""
-    from hil.farm import labgrid
-    from hil.farm.config import load_lab
+    from hil.lab import places
+    from hil.lab.config import load_lab
 
     with _connected(lab, coordinator) as coord:
-        changes = labgrid.sync(load_lab(lab), coord)
+        changes = places.sync(load_lab(lab), coord)
     for line in changes or ["places already match the lab file"]:
         typer.echo(line)
 
@@ -62,11 +62,11 @@ def sync(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
 @lab_app.command("exporter-config")
 def exporter_config(bench: str, lab: LabOpt = None) -> None:
     """Print BENCH's labgrid exporter YAML (run `labgrid-exporter` on the bench with it)."""
-    from hil.farm import labgrid
-    from hil.farm.config import load_lab
+    from hil.lab import exporter
+    from hil.lab.config import load_lab
 
     try:
-        typer.echo(labgrid.exporter_config(load_lab(lab), bench), nl=False)
+        typer.echo(exporter.exporter_config(load_lab(lab), bench), nl=False)
     except HilError as e:
         raise _fail(e) from None
 
@@ -91,10 +91,10 @@ def status(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
 @lab_app.command()
 def reap(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     """Release places and cancel reservations left by crashed runs of this host (holder process gone)."""
-    from hil.farm import labgrid
+    from hil.lab import places
 
     with _connected(lab, coordinator) as coord:
-        done = labgrid.reap(coord)
+        done = places.reap(coord)
     for line in done or ["nothing to reap"]:
         typer.echo(line)
 
@@ -103,18 +103,18 @@ def reap(lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
 def quarantine_cmd(place: str, reason: Annotated[str, typer.Option("--reason", help="why (the place's comment)")],
                    lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     """Take a place out of service: removes health=ok, sets the reason as its comment."""
-    from hil.farm import labgrid
+    from hil.lab import places
 
     with _connected(lab, coordinator) as coord:
-        labgrid.quarantine(coord, place, reason)
+        places.quarantine(coord, place, reason)
     typer.echo(f"{place}: quarantined ({reason})")
 
 
 @lab_app.command()
 def readmit(place: str, lab: LabOpt = None, coordinator: CoordOpt = None) -> None:
     """Put a quarantined place back into service (health=ok, comment cleared)."""
-    from hil.farm import labgrid
+    from hil.lab import places
 
     with _connected(lab, coordinator) as coord:
-        was = labgrid.readmit(coord, place)
+        was = places.readmit(coord, place)
     typer.echo(f"{place}: readmitted" + (f" (was: {was})" if was else ""))

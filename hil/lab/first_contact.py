@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from hil.errors import InfrastructureError
-from hil.farm.station import Station
+from hil.lab.station import Station
 from hil.flash import cosign2
 from hil.flash.flasher import Flasher, boot_policy, load_firmware
 from hil.flash.samba import Samba, SambaError

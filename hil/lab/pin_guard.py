@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from hil.farm.quarantine import Quarantine
+from hil.lab.quarantine import Quarantine
 from hil.link.client import PrimeClient
 from hil.link.state import PinRejected, show_lock_screen, wait_unlocked
 from hil.stimuli.touch import DebugTouch, Touch, enter_pin

@@ -9,8 +9,6 @@ Loaded by hil/plugin.py (`pytest_plugins`); the plugin's `station` fixture is `f
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import os
 import time
@@ -20,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from hil.errors import ConfigError, HilError, InfrastructureError
-from hil.farm import health
-from hil.farm.config import LabConfig, load_lab
-from hil.farm.lease import FileLease, FileLeases, Holder, LeaseLost, NoStationFree
-from hil.farm.quarantine import Quarantine
-from hil.farm.station import Station, bring_up
+from hil.lab import labgrid
+from hil.lab import places
+from hil.lab.config import load_lab
+from hil.lab.farm import Farm, FileStations
+from hil.lab.lease import Holder
+from hil.lab.station import Station
 from hil.report.allure import attach_json
 
 INFRA_FAULT = pytest.StashKey[str]()  # set on an item whose last attempt hit an InfrastructureError
@@ -47,12 +46,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("lab"):
-        from hil.farm import labgrid  # issue 8: --lab labgrid://HOST:PORT[?tag=value] leases labgrid places
-
-        try:
-            lab = None if labgrid.is_url(config.getoption("lab")) else load_lab(config.getoption("lab"))
-            config.stash[FARM] = labgrid.LabgridFarm(config, config.getoption("lab")) if lab is None else Farm(config, lab)
+    lab = config.getoption("lab")
+    if lab:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        holder = Holder.me(worker, run_id(config))
+        try:  # issue 8: --lab labgrid://HOST:PORT[?tag=value] leases labgrid places
+            leases = places.PlaceLeases(lab, worker) if labgrid.is_url(lab) else FileStations(load_lab(lab), holder)
+            config.stash[FARM] = Farm(leases, holder, config.getoption("farm_firmware"),
+                                      config.getoption("farm_lease_timeout"))
         except ConfigError as e:
             raise pytest.UsageError(str(e)) from None
         config.add_cleanup(config.stash[FARM].close)
@@ -63,13 +64,11 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (the CPU count)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto` on a labgrid lab: one worker per free matching place (issue 8)."""
-    from hil.farm import labgrid
-
     lab = config.getoption("lab")
     if not labgrid.is_url(lab):
         return None
     try:
-        return labgrid.auto_workers(lab)
+        return places.auto_workers(lab)
     except HilError as e:
         raise pytest.UsageError(f"-n auto: {e}") from None
 
@@ -79,133 +78,6 @@ def run_id(config: pytest.Config) -> str:
     if workerinput is not None:
         return workerinput["testrunuid"]
     return os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
-
-
-class Farm:
-    """This process's share of the lab: at most one leased, live, healthy station at a time."""
-
-    def __init__(self, config: pytest.Config, lab: LabConfig) -> None:
-        self.config, self.lab = config, lab
-        self.leases = FileLeases(lab.state_dir)
-        self.quarantine = Quarantine(lab.state_dir)
-        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        self.holder = Holder.me(self.worker, run_id(config))
-        self.firmware: str | None = config.getoption("farm_firmware")
-        self.lease: FileLease | None = None
-        self.station: Station | None = None
-        self.version: str | None = None
-        self.lost: str | None = None  # why this worker has no station any more
-        self._up = contextlib.ExitStack()
-        self._last: dict[str, str] = {}
-
-    def _order(self, exclude: set[str]) -> list[str]:
-        """Free candidates, starting at this worker's index so workers spread over the lab."""
-        names = [n for n in self.lab.stations if n not in exclude]
-        bad = self.quarantine.entries()
-        names = [n for n in names if n not in bad]
-        idx = int(self.worker[2:]) if self.worker.startswith("gw") and self.worker[2:].isdigit() else 0
-        return names[idx % len(names):] + names[:idx % len(names)] if names else []
-
-    def current(self) -> Station:
-        """The worker's station, leasing and health-checking one at first use."""
-        if self.lost:
-            raise LeaseLost(self.lost)
-        if self.station is not None:
-            try:
-                self.lease.check()
-            except LeaseLost as e:
-                self.lost = f"{e} (the rest of {self.worker}'s tests are broken)"
-                self.drop()
-                raise
-            return self.station
-        return self._take(exclude=set())
-
-    def _take(self, exclude: set[str], timeout: float | None = None) -> Station:
-        timeout = self.config.getoption("farm_lease_timeout") if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        while True:
-            candidates = self._order(exclude)
-            if not candidates:
-                bad = self.quarantine.entries()
-                why = "; ".join(f"{n}: {e.reason}" for n, e in bad.items()) or "none configured"
-                raise NoStationFree(f"no station left for {self.worker} (excluded {sorted(exclude) or 'none'}; "
-                                    f"quarantined: {why})")
-            lease = self.leases.acquire_any(candidates, self.holder, timeout=max(0.0, deadline - time.monotonic()))
-            try:
-                station = self._up.enter_context(bring_up(self.lab, lease.station))
-                report = power_cycled_if_unhealthy(station, health.check(station))
-            except BaseException:
-                self._up.close()
-                lease.release()
-                raise
-            if report.ok:
-                self.lease, self.station, self.version = lease, station, report.version
-                return station
-            self.quarantine.add(lease.station, f"health check failed: {report.reason}", by=str(self.holder))
-            self._up.close()
-            lease.release()
-            exclude = exclude | {lease.station}
-
-    def replace_after_fault(self, fault: str) -> health.Health | None:
-        """After an infrastructure fault: quarantine the station if it is now unhealthy, then move to
-        another station; back to the same one only if it is healthy and no other is free. Returns the
-        health check of the faulted station (evidence for the interrupted attempt)."""
-        station, lease = self.station, self.lease
-        if station is None or lease is None:
-            return None
-        report = power_cycled_if_unhealthy(station, health.check(station))
-        if not report.ok:
-            self.quarantine.add(station.name, f"{fault}; then health check failed: {report.reason}", by=str(self.holder))
-        self.drop()
-        try:  # a healthy station is not worth waiting for another: take a free one now or stay
-            self._take(exclude={station.name}, timeout=None if not report.ok else 0.0)
-        except NoStationFree:
-            if not report.ok:
-                raise
-            self._take(exclude=set())
-        return report
-
-    def drop(self) -> None:
-        self._last = self.labels() or self._last
-        self._up.close()
-        if self.lease is not None:
-            self.lease.release()
-        self.lease = self.station = None
-
-    def labels(self) -> dict[str, str]:
-        """Where the test runs; after the station was lost, where it last ran."""
-        st = self.station
-        if st is None:
-            return dict(self._last)
-        return {"station": st.name, "serial": st.serial or "unknown", "profile": st.profile.name,
-                "firmware": self.firmware or f"version:{self.version}",
-                "version": self.version or "unknown"}  # measured: what the unit answered to GET_VERSION
-
-    def close(self) -> None:
-        self.drop()
-
-
-RECOVERY_SECONDS = 90.0  # a power-cycled Prime boots KeyOS well within this
-
-
-def power_cycled_if_unhealthy(station: Station, report: health.Health) -> health.Health:
-    """The recovery step before quarantine: a unit that failed its health check, on a station with a
-    ``hub_port``, is power-cycled through uhubctl and checked again until healthy or out of time. Returns
-    the last check; an unhealthy one names the power cycle, so the quarantine reason tells what was tried."""
-    if report.ok or station.hub_port is None:
-        return report
-    from hil.stimuli.hub_port import HubPort
-
-    try:
-        HubPort(station.hub_port).cycle()
-    except HilError as e:
-        return dataclasses.replace(report, note=f"power cycle failed: {e}")
-    deadline = time.monotonic() + RECOVERY_SECONDS
-    while True:
-        again = health.check(station)
-        if again.ok or time.monotonic() > deadline:
-            return dataclasses.replace(again, note="after a power cycle of hub port " + station.hub_port)
-        time.sleep(1.0)
 
 
 @pytest.fixture(scope="session")

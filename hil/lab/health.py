@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hil.errors import HilError, InfrastructureError
-from hil.farm.station import Station
+from hil.lab.station import Station
 from hil.machine import scaled
 
 class StationUnhealthy(InfrastructureError):

@@ -13,8 +13,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from hil.emulator.build import DEFAULT_FLAVOUR
+from hil.emulator.launcher import EmulatorProcess
 from hil.errors import InfrastructureError
-from hil.farm.config import CameraCalibration, LabConfig, Profile, RobotCalibration, StationConfig
+from hil.lab.config import CameraCalibration, LabConfig, RobotCalibration, StationConfig
+from hil.link.client import PrimeClient
+from hil.link.resolve import open_client
+from hil.profile import DEFAULT_PROFILE, Profile, profile_named
+from hil.stimuli import robot
 
 RESOURCES = ("serial", "debug", "usb_port", "samba", "camera", "qr_display", "nfc", "robot", "relay", "hub_port")
 
@@ -39,10 +45,8 @@ class Station:
     tags: tuple[str, ...] = ()
     flavour: str | None = None  # the build flavour the unit is expected to run, where the lab knows it
 
-    def client(self, timeout: float = 5.0):
+    def client(self, timeout: float = 5.0) -> PrimeClient:
         """An unopened `PrimeClient` on this station's debug link, configured from its profile."""
-        from hil.link.resolve import open_client
-
         if self.debug is None:
             raise InfrastructureError(f"station {self.name}: no debug link configured")
         return open_client(self.debug, self.profile, timeout, self)
@@ -69,8 +73,6 @@ def bring_up(lab: LabConfig, name: str) -> Iterator[Station]:
     if cfg.emulated is None:
         yield from_config(name, cfg, profile)
         return
-    from hil.emulator.launcher import EmulatorProcess
-
     spec = cfg.emulated
     with EmulatorProcess(count=1, seed=spec.seed, flavour=spec.flavour, version=spec.version, pin=spec.pin) as emu:
         endpoints = emu.devices[0]
@@ -86,12 +88,23 @@ def to_config(station: Station) -> StationConfig:
                          robot_calibration=station.robot_calibration, tags=station.tags + declared, **wired)
 
 
-def robot_calibration(station: Station):
+def robot_calibration(station: Station) -> robot.Calibration:
     """The station's display-to-robot map: the points its lab entry records, else the file `hil touch
     calibrate` stored for it.  An emulated bench announces its jig's points with its endpoints, as a lab
     entry would (not in the device profile: a jig belongs to a bench, not to a hardware revision)."""
-    from hil.stimuli.robot import CALIBRATION_DIR, Calibration, calibration_path
-
     if station.robot_calibration is not None:
-        return Calibration.fit(station.robot_calibration.points)
-    return Calibration.load(calibration_path(station.name, CALIBRATION_DIR))
+        return robot.Calibration.fit(station.robot_calibration.points)
+    return robot.Calibration.load(robot.calibration_path(station.name, robot.CALIBRATION_DIR))
+
+
+@contextmanager
+def device_station(device: str | None, profile: str | None = None, *, flavour: str = DEFAULT_FLAVOUR,
+                   seed: int = 0, defects: tuple[str, ...] = (), apps: str | None = None) -> Iterator[Station]:
+    """The station a ``--device`` string stands for.  ``emulator`` (or None) starts an emulated Prime
+    of the given build flavour for as long as the block runs."""
+    if device in (None, "emulator"):
+        with EmulatorProcess(count=1, seed=seed, flavour=flavour, defects=defects, apps=apps) as emu:
+            endpoints = emu.devices[0]
+            yield Station.from_endpoints("emulator", profile_named(profile or endpoints["profile"]), endpoints)
+        return
+    yield Station(name=device, profile=profile_named(profile or DEFAULT_PROFILE), debug=device)

@@ -1,4 +1,5 @@
-"""`hil bridge`: the bench side of a labgrid lab (issue 8), and the clients of what it serves.
+"""`hil bridge`: the bench side of a labgrid lab (issue 8). Its clients are the drivers' own `bridge:` address
+schemes (`hil.link.bridge`, `hil.stimuli.nfc_bridge`); this module imports the drivers, never the reverse.
 
 For each Prime wired to this bench host it serves, each on its own TCP port and each to the station's
 lease holder only:
@@ -28,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import socket
 import threading
@@ -42,261 +42,23 @@ from urllib.parse import parse_qs, urlsplit
 
 import serial
 import typer
-from serial.urlhandler.protocol_socket import Serial as SocketSerial
 
-from hil.errors import InfrastructureError
+from hil.emulator.launcher import EmulatorProcess
+from hil.errors import HilError, InfrastructureError
+from hil.lab.config import load_lab
+from hil.lab.exporter import PORT_OFFSETS
+from hil.lab.exporter import exporter_config as render
+from hil.lab.labgrid import Coordinator, LabUrl
+from hil.lab.station import Station, from_config
 from hil.link import protocol
-from hil.link.tcp import TcpTransport
-from hil.link.transport import LinkClosed, LinkTimeout, Transport
+from hil.link.bridge import DENIED, HANDSHAKE_LIMIT, HELLO, OK, recv_frame
+from hil.link.resolve import transport_for
+from hil.link.transport import LinkTimeout, Transport
+from hil.stimuli.nfc import NfcError, NfcReader
+from hil.stimuli.relay import PowerButtonRelay
+from hil.stimuli.robot import StylusRobot
 
-HELLO, OK, DENIED = b"HIL-LEASE ", b"OK ", b"DENIED "
-HANDSHAKE_LIMIT = 1024  # a hello or an answer longer than this is not one
-TOKEN_ENV = "LG_TOKEN"
-# where each endpoint of a station listens, from its `bridge_port` (hil lab exporter-config says the same)
-PORT_OFFSETS = {"debug": 0, "camera": 1, "nfc": 2, "robot": 3, "relay": 4}
 log = logging.getLogger("hil.bridge")
-
-
-class LeaseRefused(InfrastructureError):
-    """A bench endpoint did not let this client in (no lease, another lease, busy, hung)."""
-
-
-# ------------------------------------------------------------------------------ the handshake, both sides
-
-
-def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("timed out")
-            sock.settimeout(left)
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
-def recv_frame(sock: socket.socket, limit: int | None = None, deadline: float | None = None) -> bytes | None:
-    """One frame body, or None when the peer closed; a bad length (or one over `limit`) raises
-    `ProtocolError`, and passing `deadline` (monotonic) raises `TimeoutError`."""
-    header = _recv_exact(sock, protocol.STREAM_HEADER.size, deadline)
-    if header is None:
-        return None
-    length = protocol.stream_length(header)
-    if limit is not None and length > limit:
-        raise protocol.ProtocolError(f"a {length}-byte frame where at most {limit} bytes were expected")
-    body = _recv_exact(sock, length, deadline)
-    if body is None:
-        raise protocol.ProtocolError("the peer closed the connection mid-frame")
-    return body
-
-
-def current_token() -> str | None:
-    """The lease token this thread presents: its `lease_token`, else `LG_TOKEN`."""
-    return getattr(_lease, "token", None) or os.environ.get(TOKEN_ENV)
-
-
-def present_lease(sock: socket.socket, token: str | None, timeout: float) -> str:
-    """The client's side of the handshake on a connected socket; returns the station's name."""
-    if not token:
-        raise LeaseRefused(f"no lease token; set {TOKEN_ENV} to the labgrid reservation token of the station's "
-                           "place (`labgrid-client reserve --shell`, then acquire it)")
-    deadline = time.monotonic() + timeout
-    try:
-        sock.settimeout(timeout)
-        sock.sendall(protocol.stream_frame(HELLO + token.encode()))
-        answer = recv_frame(sock, HANDSHAKE_LIMIT, deadline)
-    except TimeoutError:
-        raise LeaseRefused(f"bridge did not answer the lease handshake within {timeout:g} s (bridge hung?)") from None
-    except (OSError, protocol.ProtocolError) as e:
-        raise LeaseRefused(f"lease handshake failed: {e}") from None
-    if answer is None:
-        raise LeaseRefused("bridge closed the connection during the lease handshake")
-    if answer.startswith(OK):
-        return answer[len(OK):].decode(errors="replace")
-    reason = answer[len(DENIED):] if answer.startswith(DENIED) else answer[:80]
-    raise LeaseRefused(f"bridge refused the link: {reason.decode(errors='replace')}")
-
-
-_lease = threading.local()
-
-
-@contextlib.contextmanager
-def lease_token(token: str):
-    """Links opened by this thread present `token` instead of `LG_TOKEN`: the nightly flashes several places
-    at once from one process, each under its own labgrid lease, and the environment is per process."""
-    _lease.token = token
-    try:
-        yield
-    finally:
-        _lease.token = None
-
-
-def address(device: str) -> tuple[str, int]:
-    """HOST and PORT of `bridge:HOST:PORT`."""
-    from hil.link.resolve import DeviceNotFound
-
-    host, _, port = device.partition(":")[2].rpartition(":")
-    if not device.startswith("bridge:") or not host or not port.isdigit():
-        raise DeviceNotFound(f"{device}: expected bridge:HOST:PORT, e.g. bridge:10.0.0.11:7701")
-    return host, int(port)
-
-
-# ------------------------------------------------------------------------------ client side
-
-
-class BridgeTransport(TcpTransport):
-    """`bridge:HOST:PORT`: the TCP link of a bench's bridge, opened with this process's lease token."""
-
-    def __init__(self, host: str, port: int, token: str | None, *, stall_timeout: float = 5.0):
-        super().__init__(host, port, stall_timeout=stall_timeout)
-        self.name = f"bridge:{host}:{port}"
-        self.token = token
-
-    def _open_link(self) -> None:
-        super()._open_link()
-        try:
-            present_lease(self._sock, self.token, self.connect_timeout)
-        except LeaseRefused as e:
-            self._close_link()
-            raise LinkClosed(self.name, str(e)) from None
-
-
-def transport(device: str, stall_timeout: float = 5.0) -> BridgeTransport:
-    """The transport of a `bridge:HOST:PORT` device string, presenting `current_token()`."""
-    host, port = address(device)
-    return BridgeTransport(host, port, current_token(), stall_timeout=stall_timeout)
-
-
-class LeasedSerial(SocketSerial):
-    """A bench's serial instrument (robot, relay) through its bridge: pyserial's `socket://` port that
-    presents the lease before the instrument's first byte."""
-
-    def __init__(self, device: str, token: str | None, **kw: Any) -> None:
-        self.token = token
-        host, port = address(device)
-        super().__init__(f"socket://{host}:{port}", **kw)
-
-    def open(self) -> None:
-        super().open()
-        try:
-            self._socket.setblocking(True)
-            present_lease(self._socket, self.token, 5.0)
-            self._socket.setblocking(False)
-        except LeaseRefused as e:
-            self.close()
-            raise serial.SerialException(str(e)) from None
-
-
-def serial_port(device: str, baudrate: int, timeout: float) -> LeasedSerial:
-    return LeasedSerial(device, current_token(), baudrate=baudrate, timeout=timeout)
-
-
-class RemoteNfcReader:
-    """The NFC reader of a bench host through its bridge (`bridge:HOST:PORT`), with `NfcReader`'s calls.
-    Each call is one request frame (JSON) and one answer; the bench's answer is untrusted input."""
-
-    margin = 10.0  # seconds the bench may take beyond the operation's own timeout
-
-    def __init__(self, device: str) -> None:
-        self.path = device
-        self.host, self.port = address(device)
-
-    def _open(self) -> socket.socket:
-        from hil.stimuli.nfc import NfcError
-
-        try:
-            sock = socket.create_connection((self.host, self.port), timeout=5.0)
-        except OSError as e:
-            raise NfcError(f"cannot reach the NFC reader at {self.path}: {e.strerror or e}") from None
-        try:
-            present_lease(sock, current_token(), 5.0)
-        except LeaseRefused as e:
-            sock.close()
-            raise NfcError(f"NFC reader at {self.path}: {e}") from None
-        return sock
-
-    def call(self, sock: socket.socket, request: dict, timeout: float | None) -> dict:
-        """One operation on the bench; its errors come back as the same `NfcError` classes."""
-        from hil.stimuli import nfc
-
-        wait = (timeout if timeout is not None else 5.0) + self.margin
-        try:
-            sock.sendall(protocol.stream_frame(json.dumps(request).encode()))
-            body = recv_frame(sock, 1 << 16, time.monotonic() + wait)
-        except TimeoutError:
-            raise nfc.NfcFieldLost(f"NFC reader at {self.path} did not answer {request['op']} within {wait:g} s") from None
-        except (OSError, protocol.ProtocolError) as e:
-            raise nfc.NfcFieldLost(f"NFC reader at {self.path} lost during {request['op']}: {e}") from None
-        if body is None:
-            raise nfc.NfcFieldLost(f"NFC reader at {self.path} closed the link during {request['op']} "
-                                   "(lease ended, or the bridge stopped)")
-        try:
-            answer = json.loads(body)
-            if "error" in answer:
-                kind = {c.__name__: c for c in (nfc.NfcError, nfc.NfcFieldLost, nfc.NoCardFound)}[answer["error"]]
-                raise kind(str(answer["message"]))
-            if not isinstance(answer["ok"], dict):
-                raise TypeError("ok is not an object")
-            return answer["ok"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise nfc.NfcError(f"NFC reader at {self.path} sent garbage ({e.__class__.__name__}: {e}): "
-                               f"{body[:80]!r}") from None
-
-    def connect(self, timeout: float = 5.0) -> RemoteIsoDepSession:
-        sock = self._open()
-        try:
-            got = self.call(sock, {"op": "connect", "timeout": timeout}, timeout)
-            try:
-                identifier = bytes.fromhex(got["identifier"])
-            except (KeyError, TypeError, ValueError) as e:
-                from hil.stimuli.nfc import NfcError
-
-                raise NfcError(f"NFC reader at {self.path} sent garbage for connect: {e}") from None
-        except BaseException:
-            sock.close()
-            raise
-        return RemoteIsoDepSession(self, sock, identifier)
-
-    def present_tag(self, message: bytes, timeout: float = 10.0, uid: bytes | None = None):
-        from hil.stimuli.nfc import NfcError, TagResult
-
-        with contextlib.closing(self._open()) as sock:
-            got = self.call(sock, {"op": "present_tag", "message": message.hex(), "timeout": timeout,
-                                   "uid": uid.hex() if uid else None}, timeout)
-        try:
-            return TagResult(bool(got["read"]), bytes.fromhex(got["message"]), [str(a) for a in got["apdus"]])
-        except (KeyError, TypeError, ValueError) as e:
-            raise NfcError(f"NFC reader at {self.path} sent garbage for present_tag: {e}") from None
-
-
-class RemoteIsoDepSession:
-    """An activated ISO-DEP card on a bench's reader: `IsoDepSession`'s calls, one round trip each."""
-
-    def __init__(self, reader: RemoteNfcReader, sock: socket.socket, identifier: bytes) -> None:
-        self.reader, self.sock, self.where, self.identifier = reader, sock, reader.path, identifier
-
-    def apdu(self, command: bytes, timeout: float | None = None) -> tuple[bytes, int]:
-        from hil.stimuli.nfc import NfcError
-
-        got = self.reader.call(self.sock, {"op": "apdu", "command": bytes(command).hex(), "timeout": timeout}, timeout)
-        try:
-            sw = got["sw"]
-            if not isinstance(sw, int) or not 0 <= sw <= 0xFFFF:
-                raise ValueError(f"status word {sw!r}")
-            return bytes.fromhex(got["data"]), sw
-        except (KeyError, TypeError, ValueError) as e:
-            raise NfcError(f"NFC reader at {self.where} sent garbage for an APDU: {e}") from None
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
-# ------------------------------------------------------------------------------ bench side
 
 
 class LeasedEndpoint:
@@ -505,7 +267,6 @@ class NfcService(LeasedEndpoint):
         self.path = path
 
     def open(self):
-        from hil.stimuli.nfc import NfcReader
 
         return NfcReader(self.path)
 
@@ -513,8 +274,6 @@ class NfcService(LeasedEndpoint):
         pass  # NfcReader opens its frontend per operation
 
     def session(self, conn: socket.socket, reader) -> None:
-        from hil.stimuli.nfc import NfcError
-
         try:
             while (body := recv_frame(conn, 1 << 16)) is not None:
                 try:
@@ -538,8 +297,6 @@ class NfcService(LeasedEndpoint):
             card.close()
 
     def _do(self, reader, req: dict) -> dict:
-        from hil.stimuli.nfc import NfcError
-
         op = req["op"]
         if op == "connect":
             self._drop_card()
@@ -630,8 +387,6 @@ class LeaseCheck:
         self._lock = threading.Lock()  # one coordinator session per process at a time
 
     def __call__(self, place: str, token: str) -> str | None:
-        from hil.farm.labgrid import Coordinator
-
         with self._lock:
             try:
                 coord = Coordinator(self.address, self.timeout)
@@ -666,10 +421,6 @@ def bridge(
 ) -> None:
     """Serve the debug link, camera, NFC reader, robot and relay of every Prime on this bench, to lease
     holders only."""
-    from hil.farm.config import load_lab
-    from hil.farm.labgrid import LabUrl, exporter_config as render
-    from hil.errors import HilError
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         cfg = load_lab(lab)
@@ -704,9 +455,6 @@ def serve_station(stack: contextlib.ExitStack, cfg, name: str, check: Callable[[
     """Start every endpoint of one station (stopped by `stack`); returns what the exporter publishes:
     the endpoints' ports (`port` is the debug link's), the camera relay's URL, the unit's serial, an
     emulated unit's SAM-BA pty and the robot's calibration points."""
-    from hil.stimuli.relay import PowerButtonRelay
-    from hil.stimuli.robot import StylusRobot
-
     local, opener = _local_station(cfg, name, stack)
     base = cfg.stations[name].bridge_port
 
@@ -740,14 +488,9 @@ def _local_station(cfg, name: str, stack: contextlib.ExitStack):
     """The station as this bench sees it, and how the bridge reaches its unit: an emulated one's TCP
     endpoint (the emulator started here), or the unit on its USB port path through the profile's pyusb
     backend, found afresh for every client."""
-    from hil.farm.station import Station, from_config
-    from hil.link.resolve import transport_for
-
     st = cfg.stations[name]
     profile = cfg.profile(st.profile)
     if st.emulated is not None:
-        from hil.emulator.launcher import EmulatorProcess
-
         e = st.emulated
         emu = stack.enter_context(EmulatorProcess(count=1, seed=e.seed, flavour=e.flavour, version=e.version,
                                                   pin=e.pin))
@@ -757,5 +500,5 @@ def _local_station(cfg, name: str, stack: contextlib.ExitStack):
     return local, lambda: transport_for(local.debug, profile, local)
 
 
-if __name__ == "__main__":  # `python -m hil.bridge BENCH`: what the bench's systemd unit runs
+if __name__ == "__main__":  # `python -m hil.lab.bridge BENCH`: what the bench's systemd unit runs
     typer.run(bridge)

@@ -9,7 +9,7 @@ import enum
 
 import numpy as np
 
-from hil.farm.station import Station
+from hil.lab.station import Station
 from hil.flash.samba import Samba, SambaError
 from hil.link.state import DeviceStateError, device_state
 from hil.link.transport import LinkError

@@ -24,12 +24,12 @@ from pathlib import Path
 import yaml
 
 from hil.errors import ConfigError, HilError, InfrastructureError
-from hil.farm import health
-from hil.farm.config import LabConfig, read_yaml
-from hil.farm.lease import FileLeases, Holder
-from hil.farm.quarantine import Quarantine
-from hil.farm.station import Station, bring_up, to_config
-from hil.report.allure import read_results
+from hil.lab import health
+from hil.lab.config import LabConfig
+from hil.yamlfile import read_yaml
+from hil.lab.lease import FileLeases, Holder
+from hil.lab.quarantine import Quarantine
+from hil.lab.station import Station, bring_up, to_config
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = "allure-results"
@@ -79,15 +79,6 @@ def open_run(lab: LabConfig, firmware: dict, *, resume: bool = True) -> Run:
                         "finished": None, "broken_stations": {}})
     run.save()
     return run
-
-
-def finished_tests(results: Path) -> set[str]:
-    """Node ids whose final attempt left a result (a retried attempt is not final)."""
-    done = set()
-    for r in read_results(results).records:
-        if "nodeid" in r.labels and r.labels.get("retried") != "true":
-            done.add(r.labels["nodeid"])
-    return done
 
 
 def bring_up_all(lab: LabConfig, stack: contextlib.ExitStack, run: Run, quarantine: Quarantine,

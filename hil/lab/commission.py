@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from hil.errors import HilError
-from hil.farm.pin_guard import PinGuard, screenshot_bgr, unlock_over_link
-from hil.farm.station import Station, robot_calibration
+from hil.lab.pin_guard import PinGuard, screenshot_bgr, unlock_over_link
+from hil.lab.station import Station, robot_calibration
 from hil.link.client import PrimeClient
 from hil.link.state import bring_home, detect_flavour, screen_is_dark
 from hil.vision.controls import ControlNotFound, find_control
@@ -191,7 +191,7 @@ class Commissioning:
 
     def _nfc(self) -> None:
         """Which modes the reader's nfcpy driver supports (hil.stimuli.nfc_readers); that it answers is the
-        health check's (hil.farm.health.check_nfc)."""
+        health check's (hil.lab.health.check_nfc)."""
         from hil.stimuli.nfc_readers import MODES, driver_of
 
         path = self.station.nfc

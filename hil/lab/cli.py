@@ -25,7 +25,7 @@ LabOpt = Annotated[Optional[str], typer.Option("--lab", help="lab file (default:
 
 
 def _lab(lab: str | None):
-    from hil.farm.config import load_lab
+    from hil.lab.config import load_lab
 
     try:
         return load_lab(lab)
@@ -37,8 +37,8 @@ def _lab(lab: str | None):
 @app.command()
 def status(lab: LabOpt = None) -> None:
     """Every station: profile, who leases it, quarantine reason."""
-    from hil.farm.lease import FileLeases
-    from hil.farm.quarantine import Quarantine
+    from hil.lab.lease import FileLeases
+    from hil.lab.quarantine import Quarantine
 
     cfg = _lab(lab)
     leases, quarantine = FileLeases(cfg.state_dir), Quarantine(cfg.state_dir)
@@ -61,10 +61,10 @@ def health(stations: Annotated[Optional[list[str]], typer.Argument(help="station
            calibrate: Annotated[bool, typer.Option(help="print each camera's measured `camera_calibration`")] = False,
            ) -> None:
     """Run the health check (link, version, camera sees the panel, NFC) on stations that are not leased."""
-    from hil.farm import health as checks
-    from hil.farm.lease import FileLeases, Holder
-    from hil.farm.quarantine import Quarantine
-    from hil.farm.station import bring_up
+    from hil.lab import health as checks
+    from hil.lab.lease import FileLeases, Holder
+    from hil.lab.quarantine import Quarantine
+    from hil.lab.station import bring_up
 
     cfg = _lab(lab)
     names = stations or list(cfg.stations)
@@ -114,10 +114,10 @@ def _measure(station) -> str:
 def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason", help="why (shown by status)")],
                    lab: LabOpt = None) -> None:
     """Take a station out of service; runs skip it until it is readmitted."""
-    from hil.farm.quarantine import OPERATOR, Quarantine
+    from hil.lab.quarantine import OPERATOR, Quarantine
 
     if lab and lab.startswith("labgrid://"):  # issue 8: the place's health tag and comment
-        from hil.farm import lab_cli
+        from hil.lab import lab_cli
 
         return lab_cli.quarantine_cmd(station, reason, coordinator=lab)
     cfg = _lab(lab)
@@ -129,11 +129,11 @@ def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason",
 @app.command()
 def readmit(station: str, lab: LabOpt = None) -> None:
     """Put a quarantined station back into service."""
-    from hil.farm.pin_guard import PinGuard
-    from hil.farm.quarantine import Quarantine
+    from hil.lab.pin_guard import PinGuard
+    from hil.lab.quarantine import Quarantine
 
     if lab and lab.startswith("labgrid://"):  # issue 8
-        from hil.farm import lab_cli
+        from hil.lab import lab_cli
 
         return lab_cli.readmit(station, coordinator=lab)
     cfg = _lab(lab)
@@ -161,7 +161,7 @@ def nightly(
     timeout: Annotated[float, typer.Option(help="seconds the suites may take")] = 3600.0,
 ) -> None:
     """Flash every station, run the suites across the farm, then history, diff, summary and sign-off."""
-    from hil.farm import nightly as job
+    from hil.lab import nightly as job
 
     if flavour not in ("production", "development"):
         raise typer.BadParameter(f"{flavour!r}: the flavour is production or development", param_hint="--flavour")
@@ -193,9 +193,10 @@ def _progress() -> Progress:
 
 
 def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout: float) -> int:
-    from hil.farm.lease import FileLeases
-    from hil.farm.quarantine import Quarantine
+    from hil.lab.lease import FileLeases
+    from hil.lab.quarantine import Quarantine
     from hil.report import signoff
+    from hil.report.allure import finished_tests
 
     build = Path(firmware) if firmware else job.default_build()
     if not build.is_file():
@@ -211,7 +212,7 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
     with contextlib.ExitStack() as stack:
         with _progress() as bar:
             if cfg.coordinator:  # issue 8: the stations are labgrid places on bench hosts, leased there
-                from hil.farm.labgrid import build_tag, flash_places, run_url
+                from hil.lab.place_flash import build_tag, flash_places, run_url
 
                 tasks: dict = {}  # one bar per place, made on its first update (only its own thread updates it)
                 stations = flash_places(cfg, flasher, run, lambda n, frac: bar.update(
@@ -234,7 +235,7 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
         run.save()
         if not stations:
             raise HilError("no station is usable; see `hil farm status`")
-        done = job.finished_tests(run.results) if run.resumed else set()
+        done = finished_tests(run.results) if run.resumed else set()
         if done:
             console.print(f"resuming: {len(done)} test(s) already have a result")
         cmd = job.pytest_command(run, run_lab, len(stations), fw_hash, [str(p) for p in cfg.suites], done, flavour)
@@ -266,7 +267,7 @@ def _report(job, cfg, run, build: Path, quarantine) -> int:
         if entry.since >= run.meta["started"] and name not in run.meta.get("unavailable", {}):
             run.meta["broken_stations"].setdefault(name, entry.reason)
     if cfg.coordinator:  # issue 8: places the workers quarantined during the suites (labgrid keeps the reason)
-        from hil.farm.labgrid import quarantined_places
+        from hil.lab.place_flash import quarantined_places
 
         try:
             for name, why in quarantined_places(cfg).items():
@@ -323,8 +324,8 @@ def commission_cmd(station: str, lab: LabOpt = None,
                    pin: Annotated[str, typer.Option("--pin", help="the PIN the unit is provisioned with")] = "123456") -> None:
     """Walk a new bench through its assumptions, each checked on the unit: prints each finding, stores
     what was measured in the lab state, and exits 1 if anything is wrong."""
-    from hil.farm.commission import commission
-    from hil.farm.station import bring_up
+    from hil.lab.commission import commission
+    from hil.lab.station import bring_up
 
     cfg = _lab(lab)
     _known(cfg, station)
