@@ -74,7 +74,7 @@ def run_farm(size: int, latency_s: float, suites: list[str], extra: list[str], w
 
 def print_breakdown(rows: list[dict], key: str) -> None:
     """The stations' time by category, in % of stations x wall, one row per ``key`` value."""
-    print(f"\nstations' time (% of stations x wall; harness_timing.py says what each is)")
+    print("\nstations' time (% of stations x wall; harness_timing.py says what each is)")
     print(f"{key:>8} " + " ".join(f"{c:>{max(8, len(c))}}" for c in CATEGORIES))
     for r in rows:
         whole = r["stations"] * r["wall"] or 1.0

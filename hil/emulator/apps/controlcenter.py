@@ -22,7 +22,7 @@ class ControlCenterScreen(Screen):
 
     def draw(self, canvas: render.Canvas) -> None:
         canvas.title(self.title)
-        canvas.left(30, 160, f"Battery 100%", size=30)
+        canvas.left(30, 160, "Battery 100%", size=30)
         canvas.left(30, 210, "USB connected", size=30)
         canvas.draw.rounded_rectangle(SLIDER, radius=40, fill=render.PANEL, outline=render.INK, width=3)
         canvas.draw.ellipse((SLIDER[0] + 6, SLIDER[1] + 6, SLIDER[0] + 74, SLIDER[3] - 6), fill=render.INK)
