@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness_timing import CATEGORIES, breakdown, cpu_seconds, read_records, run_pytest  # noqa: E402
 
+from hil.emulator.launcher import control_endpoint  # noqa: E402
 from hil.lab import nightly  # noqa: E402
 from hil.lab.config import load_lab  # noqa: E402
 from hil.lab.station import bring_up  # noqa: E402
@@ -56,7 +57,7 @@ def run_farm(size: int, latency_s: float, suites: list[str], extra: list[str], w
     with contextlib.ExitStack() as stack:
         stations = {n: stack.enter_context(bring_up(lab, n)) for n in names}
         for st in stations.values():
-            control(st.control, cmd="delay", seconds=latency_s)
+            control(control_endpoint(st.debug), cmd="delay", seconds=latency_s)
         state = work / f"state-{size}"
         lab = lab.model_copy(update={"state_dir": state})
         run_lab = nightly.write_run_lab(lab, stations, work / f"lab-{size}.yaml")

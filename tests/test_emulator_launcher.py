@@ -10,7 +10,7 @@ import sys
 import pytest
 from emulator_raw import RawLink
 
-from hil.emulator.launcher import EmulatorDied, EmulatorProcess, EmulatorTimeout
+from hil.emulator.launcher import EmulatorDied, EmulatorProcess, EmulatorTimeout, control_endpoint
 from hil.errors import InfrastructureError
 from hil.link import protocol as p
 from hil.link.protocol import Cmd, Status
@@ -27,8 +27,11 @@ def test_two_devices_each_on_their_own_ports():
         for device in emu.devices:
             with RawLink(device["debug"]) as link:
                 assert link.request(p.request(Cmd.GET_VERSION)) == p.Response(Status.OK, b"1.2.3")
+            assert control_endpoint(device["debug"]) == device["control"]
         process = emu._proc
     assert process.returncode == 0  # SIGTERM is a clean stop
+    with pytest.raises(LookupError, match="no emulator started by this process"):
+        control_endpoint(first["debug"])  # a stopped emulator's control endpoint is forgotten
 
 
 def test_bad_option_is_a_died_error_with_stderr():

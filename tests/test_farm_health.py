@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from hil.emulator.launcher import control_endpoint
 from hil.lab import health
 from hil.lab.config import load_lab
 from hil.lab.station import bring_up
@@ -35,11 +36,11 @@ def test_healthy_station(station):
 
 
 def test_covered_camera_fails(station):
-    assert control(station.control, cmd="camera", fault="covered")["ok"]
+    assert control(control_endpoint(station.debug), cmd="camera", fault="covered")["ok"]
     try:
         report = health.check(station)
     finally:
-        control(station.control, cmd="camera", fault=None)
+        control(control_endpoint(station.debug), cmd="camera", fault=None)
     assert not report.ok
     assert [c.name for c in report.checks if c.ok is False] == ["camera"]
     assert "camera:" in report.reason
@@ -53,11 +54,11 @@ def test_missing_resource_is_skipped_not_passed(station):
 
 
 def test_dead_link_fails(station):
-    assert control(station.control, cmd="power_cut")["ok"]
+    assert control(control_endpoint(station.debug), cmd="power_cut")["ok"]
     try:
         report = health.check(station, timeout=2)
     finally:
-        control(station.control, cmd="power_on")
+        control(control_endpoint(station.debug), cmd="power_on")
     link = next(c for c in report.checks if c.name == "link")
     assert link.ok is False and not report.ok and report.version is None
 

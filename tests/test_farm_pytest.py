@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTROL = '''
 import json, socket
 
+from hil.emulator.launcher import control_endpoint
+
 def control(endpoint, **cmd):
     host, port = endpoint.split(":")[1:]
     with socket.create_connection((host, int(port)), timeout=5) as s:
@@ -82,7 +84,7 @@ def test_vanished_station_rerun_elsewhere_then_lost_lease(pytester):
         def test_power_cut(session_link, station):
             name, p = session_link
             if name == "emu-1":
-                control(station.control, cmd="power_cut")  # the link is gone when the reply comes
+                control(control_endpoint(station.debug), cmd="power_cut")  # the link is gone when the reply comes
             assert p.version() == "1.0.0"
 
         def test_no_frame_on_a_healthy_station(session_link, tmp_path_factory):

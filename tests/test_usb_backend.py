@@ -245,11 +245,12 @@ def test_emulated_prime_unplugged_over_usb(emulated):
     import json
     import socket
 
+    from hil.emulator.launcher import control_endpoint
     from hil.link.resolve import open_client
 
     with open_client("usb:1-1", emulated.profile, station=emulated) as prime:
         assert prime.version() == "1.0.0"
-        host, port = emulated.control.removeprefix("tcp:").rsplit(":", 1)
+        host, port = control_endpoint(emulated.debug).removeprefix("tcp:").rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=5) as s:
             s.sendall(json.dumps({"cmd": "drop"}).encode() + b"\n")
             assert json.loads(s.makefile().readline())["ok"]

@@ -97,6 +97,18 @@ class EmulatorTimeout(InfrastructureError):
     """The emulator process did not report its endpoints in time."""
 
 
+_CONTROLS: dict[str, str] = {}  # debug endpoint -> control endpoint, of the emulators this process runs
+
+
+def control_endpoint(debug: str) -> str:
+    """The control endpoint (faults, power) of the emulated Prime this process started with debug link
+    ``debug``. Tests and benchmarks drive it; a harness station has no such endpoint, so it is asked for here."""
+    try:
+        return _CONTROLS[debug]
+    except KeyError:
+        raise LookupError(f"{debug}: no emulator started by this process has that debug link") from None
+
+
 class EmulatorProcess:
     """``python -m hil.emulator`` as a context manager; ``devices`` holds one endpoint dict per device."""
 
@@ -143,6 +155,8 @@ class EmulatorProcess:
                     raise EmulatorDied(f"emulator exited with code {self._proc.returncode} before reporting its "
                                        f"endpoints: {self.stderr_tail()}")
                 self.devices.append(self._parse(line))
+                if "control" in self.devices[-1]:
+                    _CONTROLS[self.devices[-1]["debug"]] = self.devices[-1]["control"]
         except BaseException:
             self.stop()
             raise
@@ -172,6 +186,8 @@ class EmulatorProcess:
         """SIGTERM, then SIGKILL after ``grace`` seconds."""
         if self._proc is None:
             return
+        for device in self.devices:
+            _CONTROLS.pop(device["debug"], None)
         if self._proc.poll() is None:
             self._proc.terminate()
             try:

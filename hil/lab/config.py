@@ -78,7 +78,6 @@ class StationConfig(_Strict):
     robot_calibration: RobotCalibration | None = None
     relay: str | None = None
     hub_port: str | None = Field(None, description="switchable hub port for power cycling, uhubctl form HUB:PORT")
-    control: str | None = Field(None, description="emulator only (faults, power); tests use it, the harness never does")
     tags: tuple[str, ...] = ()
     emulated: EmulatedSpec | None = None
     bench: str | None = Field(None, description="bench host it is wired to (issue 8, hil/lab/labgrid.py); its "
@@ -87,8 +86,7 @@ class StationConfig(_Strict):
 
     @model_validator(mode="after")
     def _wired_or_emulated(self) -> StationConfig:
-        wired = [k for k in ("debug", "usb_port", "samba", "camera", "qr_display", "nfc", "robot", "relay", "hub_port",
-                           "control")
+        wired = [k for k in ("debug", "usb_port", "samba", "camera", "qr_display", "nfc", "robot", "relay", "hub_port")
                  if getattr(self, k) is not None]
         if self.emulated is not None and wired:
             raise ValueError(f"an emulated station gets its endpoints from the emulator; remove {', '.join(wired)}")

@@ -41,7 +41,6 @@ class Station:
     robot_calibration: RobotCalibration | None = None
     relay: str | None = None
     hub_port: str | None = None
-    control: str | None = None  # emulator only; tests use it, the harness never does
     tags: tuple[str, ...] = ()
     flavour: str | None = None  # the build flavour the unit is expected to run, where the lab knows it
 
@@ -53,14 +52,14 @@ class Station:
 
     @classmethod
     def from_endpoints(cls, name: str, profile: Profile, endpoints: dict[str, Any], **more: Any) -> Station:
-        known = {k: endpoints[k] for k in (*RESOURCES, "control") if endpoints.get(k) is not None}
+        known = {k: endpoints[k] for k in RESOURCES if endpoints.get(k) is not None}
         if endpoints.get("robot_calibration") is not None:  # an emulated bench announces its jig geometry
             known["robot_calibration"] = RobotCalibration(points=endpoints["robot_calibration"])
         return cls(name=name, profile=profile, **known, **more)
 
 
 def from_config(name: str, cfg: StationConfig, profile: Profile) -> Station:
-    wired = {k: getattr(cfg, k) for k in (*RESOURCES, "control")}
+    wired = {k: getattr(cfg, k) for k in RESOURCES}
     return Station(name=name, profile=profile, camera_calibration=cfg.camera_calibration,
                    robot_calibration=cfg.robot_calibration, tags=cfg.tags, **wired)
 
@@ -82,7 +81,7 @@ def bring_up(lab: LabConfig, name: str) -> Iterator[Station]:
 def to_config(station: Station) -> StationConfig:
     """The live station as a wired entry of a lab file, so pytest workers reach a station this process
     brought up (the nightly writes such a file for its run)."""
-    wired = {k: getattr(station, k) for k in (*RESOURCES, "control") if getattr(station, k) is not None}
+    wired = {k: getattr(station, k) for k in RESOURCES if getattr(station, k) is not None}
     declared = (f"flavour={station.flavour}",) if station.flavour and f"flavour={station.flavour}" not in station.tags else ()
     return StationConfig(profile=station.profile.name, camera_calibration=station.camera_calibration,
                          robot_calibration=station.robot_calibration, tags=station.tags + declared, **wired)
