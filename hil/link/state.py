@@ -171,13 +171,15 @@ def bring_home(prime: PrimeClient, profile: Profile, flavour: str, pin: str, tim
                touch: Touch | None = None, unlock_with: Callable[[Touch | None], None] | None = None) -> bool:
     """The known state tests start from: unlocked on the home screen where the build lets the debug
     link type the PIN, or where ``touch`` (a stylus robot) can type it on a locked unit; otherwise as it
-    is.  ``unlock_with(touch)`` types the PIN (the lab's guarded entry, `hil.farm.pin_guard`); by
-    default `unlock`.  Returns whether the device ends up unlocked."""
+    is.  A unit that is already unlocked is only sent home (the home button closes apps, prompts and the
+    control center), not locked and unlocked again.  ``unlock_with(touch)`` types the PIN (the lab's
+    guarded entry, `hil.farm.pin_guard`); by default `unlock`.  Returns whether the device ends up
+    unlocked."""
     def type_pin(t: Touch | None) -> None:
         (unlock_with or (lambda t: unlock(prime, profile, pin, t)))(t)
 
     locked = wait_ready(prime, timeout)
-    if takes_input_while_locked(profile, flavour):
+    if locked and takes_input_while_locked(profile, flavour):
         type_pin(None)
         locked = False
     elif locked and touch is not None:
