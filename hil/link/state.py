@@ -27,8 +27,9 @@ from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, Touch, enter_pin
 
 NOT_AN_APP = bytes.fromhex("ff" * 16)  # an AppId no bundle carries
-DARK_LEVEL = 16
-PIN_CHECK_SECONDS = 5.0  # KeyOS adds a random delay to each login (keyos.md §2.2)  # brightest pixel of a screen that is off
+DARK_LEVEL = 16  # brightest pixel of a screen that is off
+PIN_CHECK_SECONDS = 5.0  # KeyOS adds a random delay to each login (keyos.md §2.2)
+POLL_S = 0.1  # longest gap between two reads of the lock state; a log record from the device ends it sooner
 
 
 class DeviceStateError(InfrastructureError):
@@ -88,7 +89,7 @@ def wait_ready(prime: PrimeClient, timeout: float = 30.0) -> bool:
     while (locked := is_locked(prime)) is None:
         if time.monotonic() > deadline:
             raise DeviceStateError(f"{prime.device}: GUI still not ready (LAUNCH_APP answers NotReady) after {timeout:g} s")
-        time.sleep(0.1)
+        prime.wait_log(POLL_S)
     return locked
 
 
@@ -158,7 +159,7 @@ def wait_unlocked(prime: PrimeClient, timeout: float = PIN_CHECK_SECONDS) -> boo
     while is_locked(prime) is not False:  # read-only: polling spends no attempt
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.1)
+        prime.wait_log(POLL_S)
     return True
 
 
