@@ -330,8 +330,11 @@ def display(station_camera, station: Station):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    """Attach the display's evidence while the test is still the current Allure result."""
+    """Attach the display's evidence while the test is still the current Allure result; with no Allure
+    results being written (no ``--alluredir``) nothing is encoded."""
     yield
+    if item.config.pluginmanager.get_plugin("allure_listener") is None:
+        return
     display = getattr(item, "funcargs", {}).get("display")
     if display is not None:
         from hil.vision.evidence import attach

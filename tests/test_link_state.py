@@ -154,9 +154,15 @@ def test_bring_home_on_a_production_build_leaves_it_locked(connect):
 
 
 def test_bring_home_on_a_development_build_unlocks_and_goes_home(connect):
+    device = LockScreen()
+    assert bring_home(connect(device), REV_B, "development", "123456") is True
+    assert not device.locked and device.log.count("TAP enter") == 1 and device.log[-1] == "TAP home"
+
+
+def test_an_unlocked_unit_is_only_sent_home_not_unlocked_again(connect):
     device = LockScreen(locked=False)
     assert bring_home(connect(device), REV_B, "development", "123456") is True
-    assert not device.locked and device.log[-1] == "TAP home"
+    assert device.log == ["LAUNCH_APP", "TAP home"]
 
 
 @pytest.mark.parametrize("kwargs, state", [({"onboarding": True}, State.ONBOARDING), ({}, State.LOCKED),

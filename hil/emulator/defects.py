@@ -15,88 +15,101 @@ from dataclasses import dataclass
 CATALOG: dict[str, tuple[str, str, str]] = {
     "kernel-ignores-range-list": (
         "the kernel treats every id >= 64 as permitted on any connection that has a range at all",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::"
+        "test_declared_messages_delivered_undeclared_denied_with_log_line[wallet-sync-demo]",
+        "development"),
     "mask-off-by-one": (
         "MessagePermissions.add sets bit id+1 instead of id for ids below 64",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::"
+        "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
+        "development"),
     "kernel-skips-server-pid-check": (
         "a connection with an empty mask is treated as the server's own process",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::"
+        "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
+        "development"),
     "no-deny-log-line": (
         "the kernel denies an undeclared send silently, without its log line",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::"
+        "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
+        "development"),
     "foundation-tier-not-enforced": (
         "foundation-only messages are granted to third-party apps that declare them",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::"
+        "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
+        "development"),
     "broker-persists-not-now": (
         "'Not Now' is stored like 'Never Allow' instead of denying for this run only",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::test_not_now_denies_for_this_run_only", "development"),
     "broker-allows-on-timeout": (
         "a prompt dropped unanswered resolves as allowed",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::test_unanswered_prompt_denies_and_stores_nothing", "development"),
     "broker-ignores-persisted-deny": (
         "a stored 'Never Allow' is ignored and the user is asked again",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::test_never_allow_persists", "development"),
     "grant-per-message-not-subgroup": (
         "grants are stored per message, so approving one message does not cover its subgroup",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::"
+        "test_first_use_prompts_then_always_allow_persists_for_the_subgroup[GetAirlockReadAccess]",
+        "development"),
     "modal-over-lockscreen": (
         "the permission prompt is drawn over the lock screen instead of queued until unlock",
-        "suites/security/test_trusted_display.py", "development"),
+        "suites/security/test_trusted_display.py::test_no_prompt_over_the_lock_screen", "development"),
     "app-surface-over-modal": (
         "the compositor stacks the background app's surface over a modal, which still takes the touches",
         "suites/security/test_trusted_display.py::test_app_look_alike_is_told_apart", "development"),
     "fs-skips-airlock-grant": (
         "the fs server opens Airlock files without a recorded GetAirlock…Access grant",
-        "suites/security/test_isolation.py", "development"),
+        "suites/security/test_isolation.py::test_location_needs_its_grant[Airlock]", "development"),
     "fs-write-with-read-grant": (
         "a read grant is accepted for writes",
-        "suites/security/test_isolation.py", "development"),
+        "suites/security/test_isolation.py::test_airlock_with_its_grant_and_read_grant_is_not_write", "development"),
     "fs-appdata-not-scoped": (
         "AppData paths resolve to one shared directory instead of one per app",
-        "suites/security/test_isolation.py", "development"),
+        "suites/security/test_isolation.py::test_appdata_is_per_app", "development"),
     "kernel-shares-process-memory": (
         "a process can map another process's pages",
-        "suites/security/test_isolation.py", "development"),
+        "suites/security/test_isolation.py::test_another_apps_memory_cannot_be_read", "development"),
     "crash-takes-down-system": (
         "a panicking app takes its server connections' peers down with it",
-        "suites/security/test_isolation.py", "development"),
+        "suites/security/test_isolation.py::test_crash_is_contained", "development"),
     "app-seed-without-prompt": (
         "GetAppSeed is answered without the grant-on-first-use prompt",
-        "suites/security/test_secure_element.py", "development"),
+        "suites/security/test_secure_element.py::test_app_seed_needs_the_users_grant_and_is_per_app", "development"),
     "app-seed-not-scoped": (
         "every app receives the same app seed",
-        "suites/security/test_secure_element.py", "development"),
+        "suites/security/test_secure_element.py::test_app_seed_needs_the_users_grant_and_is_per_app", "development"),
     "production-allows-reboot-samba": (
         "a production build answers REBOOT_SAMBA (the door to reflashing it)",
-        "suites/security/test_lockdown.py", "production"),
+        "suites/security/test_lockdown.py::test_production_refuses_reboot_to_samba", "production"),
     "production-answers-kernel-cmd": (
         "a production build answers KERNEL_CMD (process, server and memory tables to anyone on USB)",
-        "suites/security/test_lockdown.py", "production"),
+        "suites/security/test_lockdown.py::test_build_answers_as_its_declared_flavour", "production"),
     "screenshot-while-locked": (
         "a locked production build answers SCREENSHOT",
-        "suites/security/test_trusted_display.py", "production"),
+        "suites/security/test_trusted_display.py::test_locked_production_unit_refuses_screenshot_and_input",
+        "production"),
     "network-stack-present": (
         "the build registers a network server apps can connect to",
-        "suites/security/test_lockdown.py", "development"),
+        "suites/security/test_lockdown.py::test_no_network_server", "development"),
     "sideload-skips-cert-expiry": (
         "an app signed by an expired publisher certificate launches",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::test_publisher_certificate_validity_is_enforced[expired]", "development"),
     "sideload-accepts-tampered-manifest": (
         "a sideloaded manifest edited after signing launches",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::test_tampered_manifest_does_not_launch", "development"),
     "sideload-shadows-foundation-app": (
         "a sideload may take the app id of a built-in Foundation app",
-        "suites/security/test_permissions.py", "development"),
+        "suites/security/test_permissions.py::test_sideload_cannot_take_a_foundation_app_id", "development"),
     "bootloader-accepts-partially-trusted": (
         "keyos-boot boots an image only one known signer signed (PartiallyTrusted)",
-        "suites/security/test_firmware.py", "development"),
+        "suites/security/test_firmware.py::test_device_refuses_bad_firmware[partially-trusted]", "development"),
     "bootloader-ignores-anti-rollback": (
         "keyos-boot boots a validly signed image older than the secure element's firmware timestamp",
-        "suites/security/test_firmware.py", "development"),
+        "suites/security/test_firmware.py::test_device_refuses_bad_firmware[rolled-back]", "development"),
     "bootloader-ignores-chip": (
         "keyos-boot boots a validly signed image made for another chip (magic blef, not PRM1)",
-        "suites/security/test_firmware.py", "development"),
+        "suites/security/test_firmware.py::test_device_refuses_bad_firmware[wrong-chip]", "development"),
     "sideload-manifest-any-publisher": (
         "a sideloaded manifest is accepted when any installed publisher signed it, not the ELF's own publisher",
         "suites/security/test_permissions.py::test_manifest_signed_by_another_key_does_not_launch", "development"),

@@ -202,18 +202,27 @@ class PrimeClient:
                 self._record_bytes -= len(record)
                 yield record
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or not self._take_frame(remaining):  # a record begun in time may finish
                 return
-            try:
-                frame = self.transport.read_frame(remaining)  # a record begun in time may finish
-            except LinkTimeout:
-                return
-            except LinkError as e:
-                raise type(e)(self.device, e.reason, "logs") from None
-            if isinstance(self._decode(frame, "logs"), protocol.Response):
-                self.transport.close()
-                raise LinkClosed(self.device, "response frame arrived with no command outstanding; link closed",
-                                 "logs")
+
+    def wait_log(self, timeout: float) -> None:
+        """Until the device sends a log record (kept for `logs`) or ``timeout`` passes: what a poll of the
+        device's state waits on between reads, so that what the device reports is looked at at once."""
+        self._take_frame(timeout)
+
+    def _take_frame(self, timeout: float) -> bool:
+        """One frame the device sent unasked (log records, queued); False when none came in ``timeout``.
+        A response frame here (none was asked for) closes the link."""
+        try:
+            frame = self.transport.read_frame(timeout)
+        except LinkTimeout:
+            return False
+        except LinkError as e:
+            raise type(e)(self.device, e.reason, "logs") from None
+        if isinstance(self._decode(frame, "logs"), protocol.Response):
+            self.transport.close()
+            raise LinkClosed(self.device, "response frame arrived with no command outstanding; link closed", "logs")
+        return True
 
     # ------------------------------------------------------------ plumbing
 

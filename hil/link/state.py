@@ -27,8 +27,9 @@ from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, Touch, enter_pin
 
 NOT_AN_APP = bytes.fromhex("ff" * 16)  # an AppId no bundle carries
-DARK_LEVEL = 16
-PIN_CHECK_SECONDS = 5.0  # KeyOS adds a random delay to each login (keyos.md §2.2)  # brightest pixel of a screen that is off
+DARK_LEVEL = 16  # brightest pixel of a screen that is off
+PIN_CHECK_SECONDS = 5.0  # KeyOS adds a random delay to each login (keyos.md §2.2)
+POLL_S = 0.1  # longest gap between two reads of the lock state; a log record from the device ends it sooner
 
 
 class DeviceStateError(InfrastructureError):
@@ -88,7 +89,7 @@ def wait_ready(prime: PrimeClient, timeout: float = 30.0) -> bool:
     while (locked := is_locked(prime)) is None:
         if time.monotonic() > deadline:
             raise DeviceStateError(f"{prime.device}: GUI still not ready (LAUNCH_APP answers NotReady) after {timeout:g} s")
-        time.sleep(0.1)
+        prime.wait_log(POLL_S)
     return locked
 
 
@@ -158,7 +159,7 @@ def wait_unlocked(prime: PrimeClient, timeout: float = PIN_CHECK_SECONDS) -> boo
     while is_locked(prime) is not False:  # read-only: polling spends no attempt
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.1)
+        prime.wait_log(POLL_S)
     return True
 
 
@@ -171,13 +172,15 @@ def bring_home(prime: PrimeClient, profile: Profile, flavour: str, pin: str, tim
                touch: Touch | None = None, unlock_with: Callable[[Touch | None], None] | None = None) -> bool:
     """The known state tests start from: unlocked on the home screen where the build lets the debug
     link type the PIN, or where ``touch`` (a stylus robot) can type it on a locked unit; otherwise as it
-    is.  ``unlock_with(touch)`` types the PIN (the lab's guarded entry, `hil.lab.pin_guard`); by
-    default `unlock`.  Returns whether the device ends up unlocked."""
+    is.  A unit that is already unlocked is only sent home (the home button closes apps, prompts and the
+    control center), not locked and unlocked again.  ``unlock_with(touch)`` types the PIN (the lab's
+    guarded entry, `hil.lab.pin_guard`); by default `unlock`.  Returns whether the device ends up
+    unlocked."""
     def type_pin(t: Touch | None) -> None:
         (unlock_with or (lambda t: unlock(prime, profile, pin, t)))(t)
 
     locked = wait_ready(prime, timeout)
-    if takes_input_while_locked(profile, flavour):
+    if locked and takes_input_while_locked(profile, flavour):
         type_pin(None)
         locked = False
     elif locked and touch is not None:

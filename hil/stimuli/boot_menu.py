@@ -22,8 +22,10 @@ from hil.stimuli.touch import Touch
 
 HARD_OFF_MS = 10_500  # "hold power 10 s", with a margin
 CLICKS = 3  # the first powers the unit on, the next two open the Boot Menu
-CLICK_GAP_S = 0.2  # released long enough for keyos-boot's 10 ms button polling to see it
-MENU_SETTLE_S = 0.5  # the menu is drawn after the last click
+CLICK_GAP_S = 0.2  # a physical release between presses, long enough for keyos-boot's 10 ms button polling
+# assumed: the time keyos-boot takes to draw its menu after the last click. A real pause, not a poll: in this step
+# nothing can report the menu (no debug link, and the sequence has no camera), and a tap before it lands nowhere.
+MENU_SETTLE_S = 0.5
 
 
 def enter_samba(relay: PowerButtonRelay, touch: Touch, samba_entry: tuple[int, int] | None) -> None:

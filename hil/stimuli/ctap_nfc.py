@@ -111,7 +111,7 @@ class CtapNfcDevice(CtapDevice):
                 told = True
             if event is not None and event.wait(self.poll_interval):
                 raise CtapError(CtapError.ERR.KEEPALIVE_CANCEL)
-            if event is None:
+            if event is None:  # ISO-DEP is command/response: the card cannot say when the user answered
                 time.sleep(self.poll_interval)
             if time.monotonic() > deadline:
                 raise PresenceTimeout(f"the Prime still wanted user presence after {self.presence_deadline:.0f} s")

@@ -186,7 +186,7 @@ class NfcReader:
                 if isinstance(tag, nfc.tag.tt4.Type4Tag):
                     log.info("ISO-DEP card %s on %s", tag.identifier.hex(), self.path)
                     return IsoDepSession(clf, tag)
-                time.sleep(0.05)
+                time.sleep(0.05)  # a card cannot announce itself: the reader polls the field for one
         except BaseException:
             clf.close()
             raise

@@ -189,7 +189,7 @@ class StylusRobot(SerialInstrument):
                 return st
             if st.state == "Alarm":
                 raise RobotError("robot is in alarm state; it needs a reset and homing ($H)")
-            time.sleep(0.05)
+            time.sleep(0.05)  # GRBL reports its state only when asked ('?'), so rest is polled
         raise RobotError(f"robot did not come to rest within {self.timeout:.0f} s")
 
     # --------------------------------------------------------------- motion

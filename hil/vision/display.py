@@ -385,8 +385,7 @@ class Display:
             if result.verdict is Verdict.PASS:
                 return result
             if time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
+                break  # no pause before the next reading: it waits for the camera's next frame (`Camera.grab`)
         shown = f"; it shows: {result.screen.text(region)!r}" if result.screen is not None else ""
         msg = (f"display {result.verdict.value} for {text!r} ({kind.value}) after {timeout:.1f} s: "
                f"{result.reason}{shown}")

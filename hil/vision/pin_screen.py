@@ -84,12 +84,11 @@ def wait_pin_screen(look: Callable[[], np.ndarray], timeout: float = 10.0) -> Pi
     `NotAPinScreen` (the last reading's) when it is not seen within ``timeout`` idle-machine seconds."""
     deadline = time.monotonic() + scaled(timeout)
     while True:
-        try:
+        try:  # no pause between readings: a camera's look() waits for its next frame, a screenshot is read anew
             return read_pin_screen(look())
         except NotAPinScreen:
             if time.monotonic() > deadline:
                 raise
-        time.sleep(0.2)
 
 
 def _said(texts: list[str]) -> str:

@@ -89,8 +89,7 @@ class ScreenReader:
             lines = screen.lines_in(region) if region else screen.lines
             seen = " | ".join(line.text for line in lines)
             if normal(text) in normal(seen.replace(" | ", "")):
-                return screen
-            time.sleep(0.2)
+                return screen  # else read again at once: a read waits for a new camera frame or screenshot
         raise PromptNotSeen(f"{text!r} not read on the display within {timeout:g} s; it shows: {seen!r}")
 
     def tap_text(self, label: str, screen=None) -> None:
@@ -140,7 +139,6 @@ def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: st
                 raise AssertionError(f"within {timeout:g} s the only prompts read had a body other than {body!r}; "
                                      f"last read: {other!r}")
             raise PromptNotSeen(f"{PROMPT_TITLE!r} not read on the display within {timeout:g} s; it shows: {text!r}")
-        time.sleep(0.1)
     for label in PROMPT_BUTTONS:
         assert normal(label) in normal(text), f"prompt lacks the {label!r} button; read: {text!r}"
     screen.tap_text(button, shown)
@@ -189,7 +187,7 @@ def assert_no_prompt_for(screen: ScreenReader, seconds: float, when: str = "", w
         assert_no_prompt(screen, when)
         if time.monotonic() > deadline:
             return
-        time.sleep(0.2)
+        time.sleep(0.2)  # the watch is a span of time; its reads need not come back to back
 
 
 def wait_readable(screen: ScreenReader, timeout: float) -> None:
@@ -198,7 +196,6 @@ def wait_readable(screen: ScreenReader, timeout: float) -> None:
     while not screen.text().strip():
         if time.monotonic() > deadline:
             raise PromptNotSeen(f"nothing read on the display within {timeout:g} s")
-        time.sleep(0.2)
 
 
 def deny_lines_reach_the_lab(station, record_property) -> bool:
