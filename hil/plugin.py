@@ -13,7 +13,6 @@ device under test) and/or ``prime`` (the connected client in its known state).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -104,7 +103,7 @@ def station(request: pytest.FixtureRequest):
                             seed=opt("--emulator-seed"), defects=tuple(opt("--emulator-defect")),
                             apps=opt("--emulator-apps")) as st:
             if opt("--device") in (None, "emulator"):  # the plugin started it, so it knows which build it booted
-                st = dataclasses.replace(st, flavour=opt("--emulator-flavour"))
+                st = st.model_copy(update={"flavour": opt("--emulator-flavour")})
             yield _past_samba(st, request)
     except ConfigError as e:  # a --device or --profile that names nothing usable: say so once
         pytest.exit(f"hil: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
@@ -151,7 +150,7 @@ def _past_samba(station: Station, request: pytest.FixtureRequest) -> Station:
         device = take_over(rom, station, applet, emulated.keyset(station.profile.firmware_keys),
                            firmware=Path(firmware) if firmware else None,
                            flavour=declared_flavour(station, opt("--flavour")))
-        return dataclasses.replace(station, debug=device)
+        return station.model_copy(update={"debug": device})
 
 
 def declared_flavour(station: Station, option: str | None) -> str | None:

@@ -1,7 +1,6 @@
 """`hil station commission`: each assumption about a bench checked on the unit; a miswired bench (camera
 watching another unit, robot calibration 5 mm off) is named, not passed."""
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def test_a_miswired_station_is_named(lab):
     cfg = load_lab(lab)
     with bring_up(cfg, "emu-2") as st, bring_up(cfg, "emu-3") as other:
         off = RobotCalibration(points=tuple((px, (mm[0], mm[1] + 5.0)) for px, mm in st.robot_calibration.points))
-        miswired = dataclasses.replace(st, camera=other.camera, robot_calibration=off)
+        miswired = st.model_copy(update={"camera": other.camera, "robot_calibration": off})
         found = {f.what: f for f in commission(miswired, cfg.state_dir, "123456")}
     assert found["camera watches this unit"].verified is False
     assert "shows serial EMU-0201 but the camera reads none: the camera points elsewhere" in \

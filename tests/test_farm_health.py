@@ -47,9 +47,8 @@ def test_covered_camera_fails(station):
 
 
 def test_missing_resource_is_skipped_not_passed(station):
-    from dataclasses import replace
 
-    report = health.check(replace(station, nfc=None, camera=None))
+    report = health.check(station.model_copy(update={"nfc": None, "camera": None}))
     assert [(c.name, c.ok) for c in report.checks] == [("link", True), ("camera", None), ("nfc", None)]
 
 
@@ -66,11 +65,10 @@ def test_dead_link_fails(station):
 def test_a_build_without_the_debug_link_is_not_asked_for_it(station):
     """A production build may lack usb-debug (xtask --production-firmware): the link check is skipped with
     that reason and never tried (the link here would answer; it must not be asked)."""
-    from dataclasses import replace
 
     from hil.profile import profile_named
 
     rev_b = profile_named("prime-rev-b")
-    report = health.check(replace(station, profile=rev_b, flavour="production", debug="tcp:127.0.0.1:1"))
+    report = health.check(station.model_copy(update={"profile": rev_b, "flavour": "production", "debug": "tcp:127.0.0.1:1"}))
     link = next(c for c in report.checks if c.name == "link")
     assert link.ok is None and "has no debug link" in link.detail and report.version is None

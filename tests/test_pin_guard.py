@@ -114,7 +114,7 @@ def test_a_destructive_test_runs_only_where_the_profile_allows_wiping(pytester):
 
         @pytest.fixture(scope="session")
         def station(request):
-            return Station(request.config.getoption("--profile"), profile_named(request.config.getoption("--profile")))
+            return Station(name=request.config.getoption("--profile"), profile=profile_named(request.config.getoption("--profile")))
     """)
     pytester.makepyfile("""
         import pytest

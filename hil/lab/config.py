@@ -62,10 +62,10 @@ class RobotCalibration(_Strict):
     points: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = Field(min_length=3)
 
 
-class StationConfig(_Strict):
-    """What is wired to one Prime. Keys follow docs/architecture.md ("A station's resources")."""
+class Wiring(_Strict):
+    """What is wired to one Prime, by the names of docs/architecture.md ("A station's resources"): the fields
+    a station's lab-file entry (`StationConfig`) and the live station (`hil.lab.station.Station`) share."""
 
-    profile: str
     serial: str | None = None
     debug: str | None = None
     usb_port: str | None = None
@@ -79,6 +79,17 @@ class StationConfig(_Strict):
     relay: str | None = None
     hub_port: str | None = Field(None, description="switchable hub port for power cycling, uhubctl form HUB:PORT")
     tags: tuple[str, ...] = ()
+
+    @classmethod
+    def endpoints(cls) -> tuple[str, ...]:
+        """The addresses among the fields (what an emulator announces, what a lab file wires)."""
+        return tuple(k for k, f in cls.model_fields.items() if f.annotation == (str | None))
+
+
+class StationConfig(Wiring):
+    """A station's entry in the lab file: its wiring, the profile by name, and how it comes to life."""
+
+    profile: str
     emulated: EmulatedSpec | None = None
     bench: str | None = Field(None, description="bench host it is wired to (issue 8, hil/lab/labgrid.py); its "
                               "endpoints are then the bench's, served by `hil bridge` there")
@@ -86,8 +97,7 @@ class StationConfig(_Strict):
 
     @model_validator(mode="after")
     def _wired_or_emulated(self) -> StationConfig:
-        wired = [k for k in ("debug", "usb_port", "samba", "camera", "qr_display", "nfc", "robot", "relay", "hub_port")
-                 if getattr(self, k) is not None]
+        wired = [k for k in Wiring.endpoints() if k != "serial" and getattr(self, k) is not None]
         if self.emulated is not None and wired:
             raise ValueError(f"an emulated station gets its endpoints from the emulator; remove {', '.join(wired)}")
         if self.emulated is None and (self.debug is None or self.usb_port is None):

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -217,7 +217,7 @@ def flash_all(stations: dict[str, Station], flasher: Flasher, leases: FileLeases
 
     with ThreadPoolExecutor(max_workers=max(1, len(stations))) as pool:
         ok = dict(zip(stations, pool.map(lambda item: one(*item), stations.items())))
-    return {n: replace(s, flavour=flavour) for n, s in stations.items() if ok[n]}
+    return {n: s.model_copy(update={"flavour": flavour}) for n, s in stations.items() if ok[n]}
 
 
 def measure(station: Station, version: str | None) -> str | None:

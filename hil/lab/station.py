@@ -1,6 +1,6 @@
 """A station: the resources wired to one Prime, by the names of docs/architecture.md.
 
-A `Station` is plain data: drivers take its endpoints and do not care whether it is a bench unit, an
+A `Station` is plain data (frozen; a changed copy is ``station.model_copy(update=...)``): drivers take its endpoints and do not care whether it is a bench unit, an
 emulated Prime started here, or (issue 8) a labgrid place expanded into network endpoints.
 `bring_up` turns a station of the lab file into a live `Station`; for an emulated station it starts
 the emulator and stops it on exit.
@@ -10,39 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import Field
 
 from hil.emulator.build import DEFAULT_FLAVOUR
 from hil.emulator.launcher import EmulatorProcess
 from hil.errors import InfrastructureError
-from hil.lab.config import CameraCalibration, LabConfig, RobotCalibration, StationConfig
+from hil.lab.config import LabConfig, RobotCalibration, StationConfig, Wiring
 from hil.link.client import PrimeClient
 from hil.link.resolve import open_client
 from hil.profile import DEFAULT_PROFILE, Profile, profile_named
 from hil.stimuli import robot
 
-RESOURCES = ("serial", "debug", "usb_port", "samba", "camera", "qr_display", "nfc", "robot", "relay", "hub_port")
 
+class Station(Wiring):
+    """A live station: its wiring (the lab file's fields, or an emulator's endpoints), its profile loaded, and
+    the build flavour the unit is expected to run where the lab knows it."""
 
-@dataclass(frozen=True)
-class Station:
     name: str
-    profile: Profile = field(repr=False)
-    serial: str | None = None
-    debug: str | None = None
-    usb_port: str | None = None
-    samba: str | None = None
-    camera: str | None = None
-    camera_calibration: CameraCalibration | None = None
-    qr_display: str | None = None
-    nfc: str | None = None
-    robot: str | None = None
-    robot_calibration: RobotCalibration | None = None
-    relay: str | None = None
-    hub_port: str | None = None
-    tags: tuple[str, ...] = ()
-    flavour: str | None = None  # the build flavour the unit is expected to run, where the lab knows it
+    profile: Profile = Field(repr=False)
+    flavour: str | None = None
 
     def client(self, timeout: float = 5.0) -> PrimeClient:
         """An unopened `PrimeClient` on this station's debug link, configured from its profile."""
@@ -52,16 +40,14 @@ class Station:
 
     @classmethod
     def from_endpoints(cls, name: str, profile: Profile, endpoints: dict[str, Any], **more: Any) -> Station:
-        known = {k: endpoints[k] for k in RESOURCES if endpoints.get(k) is not None}
+        known = {k: endpoints[k] for k in Wiring.endpoints() if endpoints.get(k) is not None}
         if endpoints.get("robot_calibration") is not None:  # an emulated bench announces its jig geometry
             known["robot_calibration"] = RobotCalibration(points=endpoints["robot_calibration"])
         return cls(name=name, profile=profile, **known, **more)
 
 
 def from_config(name: str, cfg: StationConfig, profile: Profile) -> Station:
-    wired = {k: getattr(cfg, k) for k in RESOURCES}
-    return Station(name=name, profile=profile, camera_calibration=cfg.camera_calibration,
-                   robot_calibration=cfg.robot_calibration, tags=cfg.tags, **wired)
+    return Station(name=name, profile=profile, **{k: getattr(cfg, k) for k in Wiring.model_fields})
 
 
 @contextmanager
@@ -81,10 +67,9 @@ def bring_up(lab: LabConfig, name: str) -> Iterator[Station]:
 def to_config(station: Station) -> StationConfig:
     """The live station as a wired entry of a lab file, so pytest workers reach a station this process
     brought up (the nightly writes such a file for its run)."""
-    wired = {k: getattr(station, k) for k in RESOURCES if getattr(station, k) is not None}
+    wired = {k: getattr(station, k) for k in Wiring.model_fields if k != "tags"}
     declared = (f"flavour={station.flavour}",) if station.flavour and f"flavour={station.flavour}" not in station.tags else ()
-    return StationConfig(profile=station.profile.name, camera_calibration=station.camera_calibration,
-                         robot_calibration=station.robot_calibration, tags=station.tags + declared, **wired)
+    return StationConfig(profile=station.profile.name, tags=station.tags + declared, **wired)
 
 
 def robot_calibration(station: Station) -> robot.Calibration:
