@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from urllib.parse import urlencode
 
 from hil.errors import HilError
@@ -101,7 +100,7 @@ def flash_places(lab: LabConfig, flasher, run, progress, flavour: str, build: st
                 coord.call("SetPlaceTags", f"place {name}: no build", placename=name, tags={"build": ""})
                 quarantine(coord, name, why)
             run.meta["broken_stations"][name] = why
-        done = {n: replace(leases[n][1], flavour=flavour) for n in leases if outcome[n] is None}
+        done = {n: leases[n][1].model_copy(update={"flavour": flavour}) for n in leases if outcome[n] is None}
         for name in done:
             coord.call("SetPlaceTags", f"place {name}: flashed", placename=name,
                        tags={"flavour": flavour, "build": build})
