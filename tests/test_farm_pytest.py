@@ -5,6 +5,7 @@ import json
 import textwrap
 from pathlib import Path
 
+from farm_helpers import lab_in
 
 from hil.report.allure import read_results
 
@@ -24,16 +25,13 @@ def control(endpoint, **cmd):
 
 
 def write_lab(path: Path, stations: int) -> Path:
-    text = (ROOT / "lab_config.yaml").read_text()
-    for key, val in (("state_dir: .hil", f"state_dir: {path / 'state'}"),
-                     ("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
-                     ("path: .hil/keys", f"path: {path / 'keys'}"),
-                     ("signoff_criteria: ", f"signoff_criteria: {ROOT}/")):
-        text = text.replace(key, val)
+    """The shipped lab moved into ``path`` (farm_helpers.lab_in), with only its first ``stations`` stations."""
+    lab = lab_in(path)
     keep = [f"emu-{i}" for i in range(1, stations + 1)]
-    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("emu-") or ln.strip().split(":")[0] in keep]
-    (path / "lab.yaml").write_text("\n".join(lines) + "\n")
-    return path / "lab.yaml"
+    lines = [ln for ln in lab.read_text().splitlines()
+             if not ln.strip().startswith("emu-") or ln.strip().split(":")[0] in keep]
+    lab.write_text("\n".join(lines) + "\n")
+    return lab
 
 
 def run(pytester, *args):
