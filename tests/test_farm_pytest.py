@@ -9,7 +9,6 @@ from farm_helpers import lab_in
 
 from hil.report.allure import read_results
 
-ROOT = Path(__file__).resolve().parents[1]
 
 CONTROL = '''
 import json, socket
