@@ -34,7 +34,8 @@ from hil.lab.lab_cli import lab_app
 from hil.lab.lease import NoStationFree
 from hil.report.allure import read_results
 
-pytestmark = pytest.mark.slow
+# One worker holds the whole module: its benches share the 10.151.0.x addresses (and one coordinator).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("labgrid")]
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BENCHES = {"bench1": "b1s1", "bench2": "b2s1"}
