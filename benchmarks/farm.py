@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import resource
+import shutil
 import socket
 import sys
 import tempfile
@@ -59,6 +60,12 @@ def run_farm(size: int, latency_s: float, suites: list[str], extra: list[str], w
         for st in stations.values():
             control(control_endpoint(st.debug), cmd="delay", seconds=latency_s)
         state = work / f"state-{size}"
+        # the farm starts the longest tests first by the lab's last run (hil.lab.durations): each size
+        # starts from the durations the run before it recorded, as a nightly starts from last night's
+        state.mkdir()
+        last_run = work / "durations.json"
+        if last_run.exists():
+            shutil.copy(last_run, state)
         lab = lab.model_copy(update={"state_dir": state})
         run_lab = nightly.write_run_lab(lab, stations, work / f"lab-{size}.yaml")
         results, timing = work / f"results-{size}", work / f"timing-{size}"
@@ -67,6 +74,8 @@ def run_farm(size: int, latency_s: float, suites: list[str], extra: list[str], w
                "--alluredir", str(results), "-q", "-p", "no:cacheprovider", "-p", "harness_timing", *extra]
         proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing)
         before_stop = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
+        if (state / "durations.json").exists():
+            shutil.copy(state / "durations.json", last_run)
     emulators_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - before_stop
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else f"pytest exited {proc.returncode}"
     return {"size": size, "wall": t_end - t0, "harness_cpu": harness_cpu, "emulators_cpu": emulators_cpu,

@@ -21,6 +21,7 @@ from hil.errors import ConfigError, HilError, InfrastructureError
 from hil.lab import labgrid
 from hil.lab import places
 from hil.lab.config import load_lab
+from hil.lab.durations import Durations, longest_first
 from hil.lab.farm import Farm, FileStations
 from hil.lab.lease import Holder
 from hil.lab.station import Station
@@ -51,7 +52,12 @@ def pytest_configure(config: pytest.Config) -> None:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         holder = Holder.me(worker, run_id(config))
         try:  # issue 8: --lab labgrid://HOST:PORT[?tag=value] leases labgrid places
-            leases = places.PlaceLeases(lab, worker) if labgrid.is_url(lab) else FileStations(load_lab(lab), holder)
+            if labgrid.is_url(lab):
+                leases = places.PlaceLeases(lab, worker)
+            else:
+                cfg = load_lab(lab)
+                leases = FileStations(cfg, holder)
+                config.pluginmanager.register(LongestFirst(Durations(cfg.state_dir)), "hil-farm-schedule")
             config.stash[FARM] = Farm(leases, holder, config.getoption("farm_firmware"),
                                       config.getoption("farm_lease_timeout"))
         except ConfigError as e:
@@ -199,6 +205,31 @@ def pytest_report_teststatus(report: pytest.TestReport):
     if report.outcome == RERUN:
         return RERUN, "R", ("RERUN", {"yellow": True})
     return None
+
+
+class LongestFirst:
+    """Tests start longest first by the lab's last run (hil.lab.durations), so no station sits idle at the
+    end while another finishes the long ones; the controller records this run's durations at the end."""
+
+    def __init__(self, durations: Durations) -> None:
+        self.durations = durations
+        self.seconds: dict[str, float] = {}
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        try:
+            known = self.durations.load()
+        except ConfigError as e:
+            raise pytest.UsageError(str(e)) from None
+        order = {nodeid: n for n, nodeid in enumerate(longest_first([i.nodeid for i in items], known))}
+        items.sort(key=lambda i: order[i.nodeid])
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not hasattr(session.config, "workerinput"):
+            self.durations.record(self.seconds)
 
 
 # ---------------------------------------------------------------- the nightly's event record

@@ -119,3 +119,38 @@ def test_vanished_station_rerun_elsewhere_then_lost_lease(pytester):
         ("test_v.py::test_no_frame_on_a_healthy_station", 1, True),
         ("test_v.py::test_no_frame_on_a_healthy_station", 2, False),
         ("test_v.py::test_next", 1, False), ("test_v.py::test_after_lost", 1, False)]
+
+
+def test_tests_start_longest_first_by_the_labs_last_run(pytester):
+    """The lab's recorded durations order the run (never-timed tests first, then longest first); the run's
+    own durations are merged back, keeping those of tests it did not run; a corrupt record is a usage error."""
+    write_lab(pytester.path, 1)
+    state = pytester.path / "state"
+    state.mkdir()
+    record = state / "durations.json"
+    record.write_text(json.dumps({"test_s.py::test_short": 1.0, "test_s.py::test_long": 50.0,
+                                  "test_other.py::test_gone": 7.0}))
+    pytester.makepyfile(test_s="""
+        def test_short(): pass
+        def test_long(): pass
+        def test_new(): pass
+    """)
+    r = run(pytester, "-v", "-p", "no:randomly")
+    ran = [ln.split()[0] for ln in r.stdout.lines if ln.startswith("test_s.py::") and "PASSED" in ln]
+    assert ran == ["test_s.py::test_new", "test_s.py::test_long", "test_s.py::test_short"]
+    after = json.loads(record.read_text())
+    assert after["test_other.py::test_gone"] == 7.0
+    assert {"test_s.py::test_new", "test_s.py::test_long", "test_s.py::test_short"} <= set(after)
+    assert after["test_s.py::test_long"] < 50.0  # measured now, not the old figure
+
+    before = json.loads(record.read_text())  # under xdist the workers order and the controller records
+    r = run(pytester, "-n", "1", "--farm-events", str(pytester.path / "events.jsonl"))
+    r.assert_outcomes(passed=3)
+    finished = [json.loads(ln)["nodeid"] for ln in (pytester.path / "events.jsonl").read_text().splitlines()
+                if json.loads(ln)["event"] == "finished"]
+    assert finished == sorted(finished, key=lambda t: -before[t])
+    assert json.loads(record.read_text()) != before
+
+    record.write_text("{not json")
+    r = run(pytester)
+    assert r.ret == 4 and "durations.json: corrupt test durations" in r.stderr.str() + r.stdout.str()
