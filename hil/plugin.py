@@ -189,7 +189,7 @@ def prime(device_under_test: DeviceUnderTest, pin: str, request: pytest.FixtureR
         touch = touch or DebugTouch(dut.client, dut.station.profile.touch.home_button.centre)
         unlock_safely(dut.client, pin, touch, request.getfixturevalue("look"), guard, quarantine)
 
-    bring_home(dut.client, dut.station.profile, dut.flavour, pin, touch=robot, unlock_with=guarded)
+    bring_home(dut.client, dut.station.profile, dut.flavour, guarded, touch=robot)
     return dut.client
 
 

@@ -73,8 +73,8 @@ class Commissioning:
         if detect_flavour(prime, st.profile) != "development":
             self.note("unit", None, "not a development build: the screen and robot checks need one")
             return
-        bring_home(prime, st.profile, "development", self.pin,
-                   unlock_with=lambda _: unlock_over_link(prime, self.pin, PinGuard(st.name, self.state_dir)))
+        bring_home(prime, st.profile, "development",
+                   lambda _: unlock_over_link(prime, self.pin, PinGuard(st.name, self.state_dir)))
         shot, row = self._settings(prime)
         self._camera(shot)
         self._robot(prime, shot, row)

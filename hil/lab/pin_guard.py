@@ -23,9 +23,9 @@ from filelock import FileLock
 
 from hil.lab.quarantine import Quarantine
 from hil.link.client import PrimeClient
-from hil.link.state import PinRejected, show_lock_screen, wait_unlocked
-from hil.stimuli.touch import DebugTouch, Touch, enter_pin
-from hil.vision.pin_screen import NotAPinScreen, read_pin_screen, wait_pin_screen
+from hil.link.state import PinRejected, unlock
+from hil.stimuli.touch import DebugTouch, Touch
+from hil.vision.pin_screen import NotAPinScreen, PinScreen, read_pin_screen, wait_pin_screen
 
 
 class PinBlocked(PinRejected):
@@ -81,26 +81,33 @@ def screenshot_bgr(prime: PrimeClient) -> np.ndarray:
 
 def unlock_safely(prime: PrimeClient, pin: str, touch: Touch, look: Callable[[], np.ndarray],
                   guard: PinGuard, quarantine: Quarantine | None = None) -> None:
-    """Type ``pin`` once, with ``touch``, on the PIN screen that ``look()`` (a rectified 480x800 BGR view:
-    a screenshot or the camera) shows; raise `PinRejected` (and block and quarantine the station) when it
-    is not accepted, `PinBlocked` when an earlier rejection blocks it, `NotAPinScreen` when the screen
-    is not verifiably the PIN screen (nothing typed)."""
+    """`hil.link.state.unlock` with ``touch``, on the PIN screen that ``look()`` (a rectified 480x800 BGR
+    view: a screenshot or the camera) shows; raise `PinRejected` (and block and quarantine the station)
+    when it is not accepted, `PinBlocked` when an earlier rejection blocks it, `NotAPinScreen` when the
+    screen is not verifiably the PIN screen (nothing typed)."""
     if (why := guard.blocked()) is not None:
         raise PinBlocked(f"station {guard.station}: no PIN entry ({why})")
-    show_lock_screen(prime, None if isinstance(touch, DebugTouch) else touch)  # the link sees dark/lit
-    before = wait_pin_screen(look)
-    if before.failed:
-        _stop(guard, quarantine, f"{prime.device} shows {before.failed} failed PIN attempt(s) before the harness typed; "
-                                 "not typing (check the provisioned PIN, then readmit)")
-    enter_pin(touch, before, pin)
-    if wait_unlocked(prime):
-        return
-    try:
-        after = f"{read_pin_screen(look()).remaining} remaining after"
-    except NotAPinScreen as e:
-        after = f"attempts after unreadable ({e})"
-    _stop(guard, quarantine, f"{prime.device} rejected the test PIN (one attempt used: {before.remaining} remaining "
-                             f"before, {after}); check the PIN the unit was provisioned with, then readmit")
+    seen: list[PinScreen] = []
+
+    def find_pad() -> PinScreen:
+        before = wait_pin_screen(look)
+        if before.failed:
+            _stop(guard, quarantine, f"{prime.device} shows {before.failed} failed PIN attempt(s) before the harness "
+                                     "typed; not typing (check the provisioned PIN, then readmit)")
+        seen.append(before)
+        return before
+
+    try:  # the link sees dark/lit by itself: only a glass-pressing touch goes to unlock
+        unlock(prime, pin, find_pad, None if isinstance(touch, DebugTouch) else touch)
+    except PinRejected:
+        if not seen:  # stopped before typing: already blocked, with its reason
+            raise
+        try:
+            after = f"{read_pin_screen(look()).remaining} remaining after"
+        except NotAPinScreen as e:
+            after = f"attempts after unreadable ({e})"
+        _stop(guard, quarantine, f"{prime.device} rejected the test PIN (one attempt used: {seen[0].remaining} "
+                                 f"remaining before, {after}); check the PIN the unit was provisioned with, then readmit")
 
 
 def unlock_over_link(prime: PrimeClient, pin: str, guard: PinGuard, quarantine: Quarantine | None = None) -> None:
