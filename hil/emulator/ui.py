@@ -4,8 +4,10 @@ Roles follow KeyOS's ``AppKind``: the LockScreen covers everything while locked,
 the bottom of the stack, apps are pushed above it, the ControlCenter overlays on a long power press,
 and the Alerts role draws system prompts as slide-up popups that never appear over the lock screen.
 
-Tap coordinates (panel pixels, origin top-left) for seeds 0 and 1; other seeds move the PIN pad
-(``apps/lockscreen.pad_layout``)::
+Tap coordinates (panel pixels, origin top-left) for seeds 0 and 1 (``CLASSIC_SEEDS``); every other seed
+lays its screens out differently, so a harness that taps a remembered point fails its own tests: the PIN
+pad (``apps/lockscreen.pad_layout``), the launcher's rows (``apps/launcher``), the Settings rows
+(``apps/settings``) and the modal's buttons (``modal_layout``)::
 
     lock screen PIN pad       1 (80,410)  2 (240,410)  3 (400,410)
                               4 (80,510)  5 (240,510)  6 (400,510)
@@ -36,10 +38,12 @@ PIN_KEYS: dict[str, tuple[int, int]] = {
     "7": (80, 610), "8": (240, 610), "9": (400, 610),
     "back": (80, 710), "0": (240, 710), "enter": (400, 710),
 }
+CLASSIC_SEEDS = (0, 1)  # the layout in the table above
 PIN_KEY_SIZE = (160, 100)
 HOME_BUTTON = (0, 850, 200, 971)  # x0, y0, x1, y1 inclusive, below the 800-px panel
 LAUNCHER_ROW_TOP, LAUNCHER_ROW_HEIGHT, LAUNCHER_ROWS = 110, 80, 7
 MODAL_BUTTON_HEIGHT = 70
+MODAL_LIFTS = (40, 80)  # how far other seeds raise a modal's buttons off the panel's bottom edge
 # The collapsed Control Center strip, which gui-server composites above every app surface and above a modal's
 # dark overlay (os/gui-server/src/layers.rs ``update_layers``). KeyOS makes it 40 px tall
 # (api/gui-server/src/consts.rs CONTROL_CENTER_HEIGHT_COLLAPSED_PX); assumed: 30 px here, so the emulator's title
@@ -84,16 +88,31 @@ class Modal:
     body: str
     buttons: list[str]
     on_answer: Callable[[str | None], None]
+    lift: int = 0  # the buttons' rise off the bottom edge, and
+    reverse: bool = False  # whether they stack in reverse order (other seeds' layouts: `modal_layout`)
     answered: bool = field(default=False, init=False)
     over_lock: bool = field(default=False, init=False)  # only a seeded defect sets it
 
     def button_box(self, i: int) -> tuple[int, int, int, int]:
         n = len(self.buttons)
-        top = render.HEIGHT - MODAL_BUTTON_HEIGHT * (n - i)
+        slot = n - 1 - i if self.reverse else i
+        top = render.HEIGHT - MODAL_BUTTON_HEIGHT * (n - slot) - self._lift()
         return (0, top, render.WIDTH, top + MODAL_BUTTON_HEIGHT)
 
     def top(self) -> int:
-        return render.HEIGHT - MODAL_BUTTON_HEIGHT * len(self.buttons) - 220
+        return render.HEIGHT - MODAL_BUTTON_HEIGHT * len(self.buttons) - 220 - self._lift()
+
+    def _lift(self) -> int:
+        """``lift``, as far as the title stays inside the popup."""
+        room = MODAL_HEIGHT - MODAL_BUTTON_HEIGHT * len(self.buttons) - 220 - 10
+        return max(0, min(self.lift, room))
+
+
+def modal_layout(seed: int) -> dict:
+    """Where the unit with ``seed`` puts a modal's buttons (`Modal`'s ``lift`` and ``reverse``)."""
+    if seed in CLASSIC_SEEDS:
+        return {}
+    return {"lift": MODAL_LIFTS[seed % 2], "reverse": seed // 2 % 2 == 1}
 
 
 class UI:
@@ -147,7 +166,7 @@ class UI:
         """Ask the user; never over the lock screen (queued until unlock)."""
         if not buttons:
             raise ValueError("a modal needs at least one button")
-        modal = Modal(title, body, list(buttons), on_answer)
+        modal = Modal(title, body, list(buttons), on_answer, **modal_layout(self.prime.seed))
         self.queue.append(modal)
         self.refresh_modals()
         return modal
