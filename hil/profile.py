@@ -57,6 +57,9 @@ class UsbIds(_Strict):
 class Display(_Strict):
     width: int = Field(480, gt=0)
     height: int = Field(800, gt=0)
+    modal_height: int = Field(600, gt=0, description="a SlideUpFixedPopup modal (a permission prompt) fills the "
+                              "panel's bottom this tall (api/gui-server/src/consts.rs MODAL_HEIGHT); a press "
+                              "above it cancels it (os/gui-server/src/modal.rs modal_process_touch)")
 
 
 class Rect(_Strict):

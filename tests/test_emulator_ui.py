@@ -184,11 +184,22 @@ def test_modal_waits_for_unlock_and_returns_the_button():
     enter_pin(prime, "123456")
     modal = prime.ui.modal
     assert isinstance(modal, Modal) and modal.title == "Allow Access?"
-    prime.touch(240, 100)  # outside the buttons: ignored
-    assert answers == []
+    prime.touch(240, 800 - MODAL_HEIGHT + 10)  # inside the popup, off the buttons: ignored
+    assert answers == [] and prime.ui.modal is modal
     x0, y0, x1, y1 = modal.button_box(1)
     prime.touch(240, (y0 + y1) // 2)
     assert answers == ["Not Now"] and prime.ui.modal is None
+
+
+def test_a_touch_above_the_popup_cancels_it_and_the_next_prompt_shows():
+    """modal.rs modal_process_touch: a press outside the popup collapses the modal, unanswered."""
+    prime = make()
+    enter_pin(prime, "123456")
+    answers = []
+    prime.ui.show_modal("First", "body", ["OK"], answers.append)
+    prime.ui.show_modal("Second", "body", ["OK"], answers.append)
+    prime.touch(240, 800 - MODAL_HEIGHT - 10)
+    assert answers == [None] and prime.ui.modal.title == "Second"
 
 
 @pytest.mark.parametrize("seed", [0, 1])  # light and dark theme

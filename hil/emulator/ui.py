@@ -16,7 +16,7 @@ pad (``apps/lockscreen.pad_layout``), the launcher's rows (``apps/launcher``), t
     launcher row i (0-based)  (240, 150 + 80*i), up to 7 rows
     settings Developer Mode   (240, 150)  (the toggle row)
     control center slider     swipe (60,720) -> (420,720): shut down; any other tap closes it
-    modal button i of n       (240, 800 - 70*(n-i) + 35), full width
+    modal button i of n       (240, 800 - 70*(n-i) + 35), full width; a press above y 200 cancels the modal
     virtual home button       (100, 910)  (below the panel: x 0-200, y 850-971)
 """
 
@@ -52,6 +52,9 @@ STATUS_BAND = (0, 0, render.WIDTH, 29)
 # A SlideUpFixedPopup modal ends MODAL_HEIGHT tall at the bottom of the panel (os/gui-server/src/modal.rs
 # ``final_height``, api/gui-server/src/consts.rs MODAL_HEIGHT = 600); behind it a full-panel black layer darkens
 # the background app's surface, at alpha 255 - 24 once the modal is up (modal.rs BACKGROUND_DARKEN_ALPHA_MAX).
+# A press above the popup cancels it (``modal_process_touch``: not within the modal's area => Collapsing); the
+# request it carried is answered as canceled, which a permission prompt takes as a denial, recording nothing
+# (os/gui-server/src/permissions.rs ``PendingPermissionPrompt``: ``AlertResult::Canceled`` and its ``Drop``).
 MODAL_HEIGHT = 600
 MODAL_DARKEN_ALPHA = 255 - 24
 
@@ -239,6 +242,10 @@ class UI:
 
     def _modal_tap(self, x: int, y: int) -> None:
         modal = self.modal
+        if y < ALERT_BOX[1]:  # a press above the popup collapses it, unanswered (modal.rs modal_process_touch)
+            self._drop_modal()
+            self.refresh_modals()
+            return
         for i, label in enumerate(modal.buttons):
             x0, y0, x1, y1 = modal.button_box(i)
             if x0 <= x < x1 and y0 <= y < y1:
