@@ -47,7 +47,6 @@ from hil.emulator.build import Build  # noqa: E402
 from hil.emulator.camera import Optics, Scene, panel_corners  # noqa: E402
 from hil.emulator.launcher import start_device  # noqa: E402
 from hil.emulator.prime import DEFAULT_PIN  # noqa: E402
-from hil.emulator.ui import PIN_KEYS  # noqa: E402
 from hil.vision import ocr, values  # noqa: E402
 from hil.vision.display import Display, Verdict, read_frame, read_image  # noqa: E402
 from hil.vision.locate import Calibration, ScreenNotFound, locate  # noqa: E402
@@ -69,7 +68,7 @@ def emulator_screens(seed: int):
             yield (f"lock-{seed}", p.framebuffer().copy(), ["Enter PIN", "Security words", "-", *KEYS],
                    [("Enter PIN", TextKind.PROSE, "title"), ("Security words", TextKind.PROSE, None)])
             for d in DEFAULT_PIN[:4]:
-                p.touch(*PIN_KEYS[d])
+                p.touch(*p.ui.lock_screen.keys[d])  # its seed's layout
             words = " ".join(p.se.security_words(DEFAULT_PIN[:4]))
             yield (f"words-{seed}", p.framebuffer().copy(), ["Enter PIN", words, "****", *KEYS],
                    [(words, TextKind.WORDS, None), ("Enter PIN", TextKind.PROSE, "title")])

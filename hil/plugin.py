@@ -189,7 +189,7 @@ def prime(device_under_test: DeviceUnderTest, pin: str, request: pytest.FixtureR
         touch = touch or DebugTouch(dut.client, dut.station.profile.touch.home_button.centre)
         unlock_safely(dut.client, pin, touch, request.getfixturevalue("look"), guard, quarantine)
 
-    bring_home(dut.client, dut.station.profile, dut.flavour, pin, touch=robot, unlock_with=guarded)
+    bring_home(dut.client, dut.station.profile, dut.flavour, guarded, touch=robot)
     return dut.client
 
 
@@ -218,15 +218,20 @@ def look(device_under_test: DeviceUnderTest, request: pytest.FixtureRequest):
 
 @pytest.fixture
 def pin_guard(station: Station, request: pytest.FixtureRequest):
-    """The station's PIN state (`hil.lab.pin_guard.PinGuard`) and the quarantine a rejection goes to: on a
-    lab run both live in the lab's state dir, shared by every worker; on a desk run, in memory."""
-    from hil.lab.pin_guard import PinGuard
+    """The station's PIN state (`hil.lab.pin_guard`) and the quarantine a rejection goes to: on a lab run
+    both live in the lab's state dir, shared by every worker; on labgrid, on the place (its coordinator,
+    shared by every host), which blocking quarantines; on a desk run, in memory."""
+    from hil.lab.pin_guard import PinGuard, PlacePinGuard
     from hil.lab.farm import FileStations
+    from hil.lab.places import PlaceLeases
     from hil.pytest_farm import FARM
 
-    local = getattr(request.config.stash.get(FARM, None), "leases", None)
+    farm = request.config.stash.get(FARM, None)
+    local = getattr(farm, "leases", None)
     if isinstance(local, FileStations):
         return PinGuard(station.name, local.lab.state_dir), local.quarantine
+    if isinstance(local, PlaceLeases) and farm.lease is not None:
+        return PlacePinGuard(farm.lease.coord, farm.lease.place), None
     return request.config.stash.setdefault(DESK_PIN_GUARD, PinGuard(station.name)), None
 
 

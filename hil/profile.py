@@ -57,6 +57,9 @@ class UsbIds(_Strict):
 class Display(_Strict):
     width: int = Field(480, gt=0)
     height: int = Field(800, gt=0)
+    modal_height: int = Field(600, gt=0, description="a SlideUpFixedPopup modal (a permission prompt) fills the "
+                              "panel's bottom this tall (api/gui-server/src/consts.rs MODAL_HEIGHT); a press "
+                              "above it cancels it (os/gui-server/src/modal.rs modal_process_touch)")
 
 
 class Rect(_Strict):
@@ -76,28 +79,11 @@ class Rect(_Strict):
         return (self.x0 + self.x1) // 2, (self.y0 + self.y1) // 2
 
 
-class PinPad(_Strict):
-    """Centres of the PIN-entry keys on the lock screen, in display coordinates."""
-
-    keys: dict[Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], tuple[int, int]]
-    enter: tuple[int, int]
-    delete: tuple[int, int]
-
-    @field_validator("keys")
-    @classmethod
-    def _all_digits(cls, v: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
-        missing = sorted(set("0123456789") - set(v))
-        if missing:
-            raise ValueError(f"missing digits {', '.join(missing)}")
-        return v
-
-
 class Touch(_Strict):
     """Touch geometry; the virtual home button lies below the LCD (keyos.md §4)."""
 
     offset_y: int = -30
     home_button: Rect = Rect(x0=0, y0=850, x1=200, y1=971)
-    pin_pad: PinPad | None = None
     boot_menu_samba: tuple[int, int] | None = Field(None, description="centre of the bootloader Boot Menu's "
                                                     "'SAM-BA mode' entry (hil.stimuli.boot_menu)")
 

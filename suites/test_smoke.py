@@ -2,18 +2,23 @@
 launches its apps, and a production build keeps a locked device closed.  Runs against any Prime."""
 
 import re
+import time
 
 import numpy as np
 import pytest
 
 from hil.link.client import DeviceError, DeviceLocked
 from hil.link.protocol import HEIGHT, WIDTH, LaunchStatus
-from hil.link.state import is_locked, show_lock_screen, wait_unlocked
+from hil.link.state import is_locked, running_processes, show_lock_screen, wait_unlocked
+from hil.machine import scaled
 from hil.stimuli.touch import enter_pin
+from hil.vision.controls import wait_control
 from hil.vision.pin_screen import read_pin_screen, wait_pin_screen
 
 # "Bitcoin Wallet", a built-in app of KeyOS 1.0.0 (KeyOS-Releases 1.0.0/apps/*/manifest.json)
 BITCOIN_APP = "0x426974636f696e2057616c6c65740000"
+BITCOIN_NAME, BITCOIN_PROCESS = "Bitcoin Wallet", "gui-app-bitcoin"  # its manifest's name and ELF
+LAUNCH_S = 5.0  # a tapped launcher row has started its app within this
 NO_SUCH_APP = "0x" + "ee" * 16
 
 
@@ -48,6 +53,21 @@ def test_launch_a_builtin_app(unlocked_prime):
     assert re.search(rf"^\w+ {result.pid} \d+ gui-app-bitcoin\b", unlocked_prime.process_list(), re.MULTILINE), \
         f"PID {result.pid} (gui-app-bitcoin) missing from the process list"
     unlocked_prime.close_app(result.pid)
+
+
+def test_launch_a_builtin_app_from_its_launcher_row(unlocked_prime, touch, look):
+    """The launcher lists the app under its name (assumed: gui-app-launcher labels apps with their manifest
+    name; its screens are not in the public index); a tap where the screen shows that row starts it."""
+    for row in unlocked_prime.process_list().splitlines():  # not running yet, so the tap is what starts it
+        if row.split()[3:4] == [BITCOIN_PROCESS]:
+            unlocked_prime.close_app(int(row.split()[1]))
+    touch.home()
+    touch.tap(*wait_control(look, BITCOIN_NAME))
+    deadline = time.monotonic() + scaled(LAUNCH_S)
+    while BITCOIN_PROCESS not in running_processes(unlocked_prime):
+        assert time.monotonic() < deadline, f"tapping the {BITCOIN_NAME!r} row started no {BITCOIN_PROCESS} process"
+        unlocked_prime.wait_log(0.1)
+    touch.home()
 
 
 def test_unknown_app_id_gives_app_id_not_found(unlocked_prime):

@@ -29,9 +29,10 @@ def test_an_emulated_station_is_commissioned_and_its_calibration_stored(lab):
     r = CliRunner().invoke(app, ["station", "commission", "emu-2", "--lab", str(lab)])
     assert r.exit_code == 0, r.output
     for what in ("link and version", "camera mode and panel location", "camera watches this unit",
-                 "robot calibration", "power-button relay", "NFC reader modes"):
+                 "robot calibration", "power-button relay", "Boot Menu", "NFC reader modes"):
         assert f"verified  {what}" in r.output
-    assert "could not verify: pixel order, Boot Menu" in r.output
+    assert "brought up SAM-BA on" in r.output and "booted KeyOS again" in r.output
+    assert "could not verify: pixel order" in r.output and "could not verify: pixel order," not in r.output
     stored = json.loads((lab.parent / "state" / "commission" / "emu-2.json").read_text())
     assert stored["measured"]["version"] == "1.0.0" and len(stored["measured"]["camera_corners"]) == 4
 
@@ -41,10 +42,13 @@ def test_a_miswired_station_is_named(lab):
     cfg = load_lab(lab)
     with bring_up(cfg, "emu-2") as st, bring_up(cfg, "emu-3") as other:
         off = RobotCalibration(points=tuple((px, (mm[0], mm[1] + 5.0)) for px, mm in st.robot_calibration.points))
-        miswired = st.model_copy(update={"camera": other.camera, "robot_calibration": off})
+        miswired = st.model_copy(update={"camera": other.camera, "robot_calibration": off, "samba": other.samba})
         found = {f.what: f for f in commission(miswired, cfg.state_dir, "123456")}
     assert found["camera watches this unit"].verified is False
     assert "shows serial EMU-0201 but the camera reads none: the camera points elsewhere" in \
         found["camera watches this unit"].detail  # the other unit shows its lock screen
     assert found["robot calibration"].verified is False
     assert "missed its" in found["robot calibration"].detail and "hil touch calibrate" in found["robot calibration"].detail
+    assert found["Boot Menu"].verified is False
+    assert f"SAM-BA does not answer on {other.samba}" in found["Boot Menu"].detail, found["Boot Menu"].detail
+    assert "then KeyOS did not answer" not in found["Boot Menu"].detail  # the relay's power cycle brought it back

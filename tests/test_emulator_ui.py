@@ -108,7 +108,7 @@ def test_same_seed_same_screens():
     for _ in range(2):
         prime = make(seed=9)
         enter_pin(prime, "123456")
-        prime.touch(240, LAUNCHER_ROW_TOP + LAUNCHER_ROW_HEIGHT // 2)
+        prime.touch(240, prime.ui.launcher.top + LAUNCHER_ROW_HEIGHT // 2)  # its first row, where seed 9 puts it
         frames.append(prime.framebuffer().tobytes())
     assert frames[0] == frames[1]
 
@@ -184,11 +184,28 @@ def test_modal_waits_for_unlock_and_returns_the_button():
     enter_pin(prime, "123456")
     modal = prime.ui.modal
     assert isinstance(modal, Modal) and modal.title == "Allow Access?"
-    prime.touch(240, 100)  # outside the buttons: ignored
-    assert answers == []
+    prime.touch(240, 800 - MODAL_HEIGHT + 10)  # inside the popup, off the buttons: ignored
+    assert answers == [] and prime.ui.modal is modal
     x0, y0, x1, y1 = modal.button_box(1)
     prime.touch(240, (y0 + y1) // 2)
     assert answers == ["Not Now"] and prime.ui.modal is None
+
+
+def two_prompts():
+    """An unlocked unit with prompts "First" (up) and "Second" (queued), and the list their answers go to."""
+    prime = make()
+    enter_pin(prime, "123456")
+    answers = []
+    prime.ui.show_modal("First", "body", ["OK"], answers.append)
+    prime.ui.show_modal("Second", "body", ["OK"], answers.append)
+    return prime, answers
+
+
+def test_a_touch_above_the_popup_cancels_it_and_the_next_prompt_shows():
+    """modal.rs modal_process_touch: a press outside the popup collapses the modal, unanswered."""
+    prime, answers = two_prompts()
+    prime.touch(240, 800 - MODAL_HEIGHT - 10)
+    assert answers == [None] and prime.ui.modal.title == "Second"
 
 
 @pytest.mark.parametrize("seed", [0, 1])  # light and dark theme
@@ -222,11 +239,7 @@ def test_app_surface_over_modal_defect_hides_the_prompt_that_still_takes_the_tou
 
 
 def test_modal_hidden_by_lock_and_dropped_by_home_or_power_loss():
-    prime = make()
-    enter_pin(prime, "123456")
-    answers = []
-    prime.ui.show_modal("First", "body", ["OK"], answers.append)
-    prime.ui.show_modal("Second", "body", ["OK"], answers.append)
+    prime, answers = two_prompts()
     prime.press_power(long=False)
     assert prime.ui.modal is None and answers == []  # requeued, not answered
     prime.press_power(long=False)

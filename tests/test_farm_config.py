@@ -30,7 +30,6 @@ def test_profiles_carry_device_facts():
     assert emu.usb.keyos == "1307:0165" and emu.touch.home_button.centre == (100, 910)
     assert emu.allows("development", "KERNEL_CMD") and not emu.allows("production", "KERNEL_CMD")
     assert "SCREENSHOT" in emu.flavours["production"].need_unlocked
-    assert emu.touch.pin_pad.keys["5"] == (240, 510)
 
 
 def _lab(tmp_path, body: str) -> Path:

@@ -215,7 +215,7 @@ def test_robot_relay_and_nfc_work_through_the_bench(bench):
     from hil.emulator.prime import DEFAULT_PIN
     from hil.stimuli.nfc import ndef_message, reader
     from hil.stimuli.touch import enter_pin
-    from tests.test_nfc_e2e import CONFIRM, wait_modal
+    from tests.test_nfc_e2e import button, wait_modal
 
     assert all(url.startswith("bridge:127.0.0.1:") for url in bench.bench.values())
     touch, robot, relay = bench_touch(bench)
@@ -226,7 +226,7 @@ def test_robot_relay_and_nfc_work_through_the_bench(bench):
 
         def confirm():
             wait_modal(bench.prime, "Confirm Registration")
-            touch.tap(*CONFIRM)
+            touch.tap(*button(bench.prime, "Confirm"))
 
         server, state, out = register_over_nfc(bench.bench["nfc"], confirm)
         assert "error" not in out, out.get("error")

@@ -542,6 +542,45 @@ def test_the_production_lane_runs_over_labgrid(pytester, idle, monkeypatch):
     assert [x.status for x in unlock] == ["passed"]
 
 
+def test_a_rejected_pin_blocks_the_unit_on_the_coordinator_for_every_host(pytester, idle, monkeypatch):
+    """A wrong --pin on the production place b2s2 (typed by the bench's robot where its camera shows the
+    keys): one attempt is spent, the run is broken, and the place is tagged pin=blocked and quarantined
+    with the reason on the coordinator, where a worker in another process (as on another host) reads the
+    block; `hil lab sync` keeps it and only readmit clears it. (b2s2's unit keeps its one failed attempt:
+    no later test here uses it.)"""
+    monkeypatch.setenv("PATH", idle.env["PATH"])
+    pytester.makepyfile(test_p="""
+        def test_on_the_unlocked_unit(prime):
+            assert prime.version()
+    """)
+    r = run(pytester, idle, "-n", "1", "--pin", "999999", "--farm-lease-timeout", "5", tags="flavour=production")
+    records = read_results(pytester.path / "out").records
+    assert records and {x.status for x in records} == {"broken"}, r.stdout.str()[-3000:]
+    first = records[0]
+    assert first.station == "b2s2" and "one attempt used: 10 remaining before, 9 remaining after" in first.message
+    state = idle.held()
+    assert state["tags"]["b2s2"].get("pin") == "blocked" and "health" not in state["tags"]["b2s2"], state
+    assert state["comments"]["b2s2"].startswith(f"{labgrid.QUARANTINED}PIN: ") and "rejected" in state["comments"]["b2s2"]
+
+    other_host = textwrap.dedent(f"""\
+        from hil.lab.labgrid import Coordinator
+        from hil.lab.pin_guard import PlacePinGuard
+        c = Coordinator({idle.address!r})
+        try:
+            print(PlacePinGuard(c, "b2s2").blocked())
+        finally:
+            c.close()
+        """)
+    seen = subprocess.run([sys.executable, "-c", other_host], capture_output=True, text=True, env=idle.env,
+                          timeout=scaled(60))
+    assert "rejected the test PIN" in seen.stdout, seen.stdout + seen.stderr
+    assert CliRunner().invoke(lab_app, ["sync", "--lab", str(idle.lab)]).exit_code == 0
+    assert idle.held()["tags"]["b2s2"].get("pin") == "blocked"  # the lab file cannot unblock it
+    assert CliRunner().invoke(lab_app, ["readmit", "b2s2", "--lab", str(idle.lab)]).exit_code == 0
+    tags = idle.held()["tags"]["b2s2"]
+    assert "pin" not in tags and tags.get("health") == "ok"
+
+
 def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, monkeypatch):
     """`hil nightly --lab labgrid://HOST:PORT?bench=bench1`: the lab file supplies reports, suites, keys and
     criteria (here a stand-in for the repo's), the URL the places. b1s1 runs a development build; the

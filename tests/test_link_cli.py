@@ -39,12 +39,11 @@ def test_screenshot_writes_a_png(emulated, tmp_path):
         assert img.format == "PNG" and img.size == (480, 800)
 
 
-def test_unlock_by_taps_then_launch(emulated):
+def test_unlock_on_the_keys_the_screen_shows_then_launch(emulated):
     locked = hil_device(emulated, "launch", "0x426974636f696e2057616c6c65740000")
     assert locked.exit_code == 1 and "LAUNCH_APP: device answered Locked" in locked.output
-    pad = profile_named("prime-emulated").touch.pin_pad
-    for key in [*(pad.keys[d] for d in "123456"), pad.enter]:
-        assert hil_device(emulated, "tap", str(key[0]), str(key[1])).exit_code == 0
+    unlocked = hil_device(emulated, "unlock", "--pin", "123456")
+    assert unlocked.exit_code == 0 and unlocked.output.strip().endswith("unlocked"), unlocked.output
     launched = hil_device(emulated, "launch", "0x426974636f696e2057616c6c65740000")
     assert launched.exit_code == 0 and launched.output.startswith(("LAUNCHED pid=", "ALREADY_RUNNING pid="))
     missing = hil_device(emulated, "launch", "0x" + "ee" * 16)
@@ -52,6 +51,8 @@ def test_unlock_by_taps_then_launch(emulated):
     bad = hil_device(emulated, "launch", "bitcoin")
     assert bad.exit_code == 2 and "not hex" in bad.output
     assert "gui-app-bitcoin" in hil_device(emulated, "ps").output
+    home = profile_named("prime-emulated").touch.home_button.centre
+    assert hil_device(emulated, "tap", str(home[0]), str(home[1])).exit_code == 0
     assert hil_device(emulated, "type", "abc").exit_code == 0
     assert hil_device(emulated, "power").exit_code == 0
 
@@ -98,7 +99,7 @@ def test_unlock_with_a_wrong_pin_is_one_line_and_one_attempt(fresh):
     debug = fresh("development")
     result = hil_device(debug, "unlock", "--pin", "999999")
     assert result.exit_code == 1 and result.output.count("\n") == 1
-    assert "the lock screen did not accept the test PIN (one attempt used" in result.output
+    assert "rejected the test PIN (one attempt used: 10 remaining before, 9 remaining after)" in result.output
 
 
 def test_unlock_of_a_locked_production_build_says_how(fresh):

@@ -57,8 +57,8 @@ def test_queries(prime):
 
 def test_flavour_and_lock_state_from_the_device(prime, station):
     assert detect_flavour(prime, station.profile) == "development"
-    bring_home(prime, station.profile, "development", "123456",
-               unlock_with=lambda touch: unlock_over_link(prime, "123456", PinGuard(station.name)))
+    bring_home(prime, station.profile, "development",
+               lambda touch: unlock_over_link(prime, "123456", PinGuard(station.name)))
     assert is_locked(prime) is False
     result = prime.launch_app(BITCOIN_APP)
     assert result.status in (LaunchStatus.LAUNCHED, LaunchStatus.ALREADY_RUNNING)
@@ -190,7 +190,8 @@ def test_onboarding_reads_as_onboarding_and_gets_no_pin(station, emulator):
             wait_ready(prime)
             assert device_state(prime, station.profile) is State.ONBOARDING
             with pytest.raises(DeviceStateError, match="onboarding runs"):
-                bring_home(prime, station.profile, "development", DEFAULT_PIN)
+                bring_home(prime, station.profile, "development",
+                           lambda touch: unlock_over_link(prime, DEFAULT_PIN, PinGuard(station.name)))
         assert control(emulator, cmd="status")["attempts_remaining"] == 10
     finally:
         control(emulator, cmd="provision", pin=DEFAULT_PIN)

@@ -25,7 +25,6 @@ from hil.stimuli.robot import RobotError, StylusRobot
 from hil.stimuli.touch import RobotTouch, enter_pin
 from tests.test_robot import bench_calibration
 
-CANCEL, CONFIRM = (240, 695), (240, 765)  # two-button modal (hil/emulator/ui.py)
 
 
 @pytest.fixture
@@ -57,10 +56,18 @@ def wait_modal(prime, title, timeout=10):
     raise AssertionError(f"no {title!r} prompt on the display")
 
 
-def webauthn(unit, answer_at, touch):
+def button(prime, label):
+    """Where the emulator shows the modal's ``label`` button (its seed's layout)."""
+    with prime.lock:
+        modal = prime.ui.modal
+        x0, y0, x1, y1 = modal.button_box(modal.buttons.index(label))
+    return (x0 + x1) // 2, (y0 + y1) // 2
+
+
+def webauthn(unit, label, touch):
     def answer():
         wait_modal(unit.prime, "Confirm Registration")
-        touch.tap(*answer_at)
+        touch.tap(*button(unit.prime, label))
     return register_over_nfc(unit.endpoints["nfc"], answer)
 
 
@@ -68,7 +75,7 @@ def test_robot_unlocks_and_confirms_fido_registration(unit, touch):
     assert unit.prime.is_locked()
     enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
     assert not unit.prime.is_locked()
-    server, state, out = webauthn(unit, CONFIRM, touch)
+    server, state, out = webauthn(unit, "Confirm", touch)
     assert "error" not in out, out.get("error")
     assert server.register_complete(state, out["response"]).is_user_present()
     touch.power()
@@ -94,7 +101,7 @@ def test_prompt_waits_behind_the_lock_screen(unit, touch):
             assert unit.prime.is_locked() and unit.prime.ui.modal is None
         enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
         wait_modal(unit.prime, "Confirm Registration")
-        touch.tap(*CONFIRM)
+        touch.tap(*button(unit.prime, "Confirm"))
     finally:
         t.join(20)
     assert "error" not in out, out.get("error")
@@ -103,7 +110,7 @@ def test_prompt_waits_behind_the_lock_screen(unit, touch):
 
 def test_cancel_on_the_prime_denies_registration(unit, touch):
     enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
-    _, _, out = webauthn(unit, CANCEL, touch)
+    _, _, out = webauthn(unit, "Cancel", touch)
     assert isinstance(out.get("error"), ClientError) and "OPERATION_DENIED" in repr(out["error"].cause)
 
 

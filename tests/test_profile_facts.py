@@ -16,5 +16,5 @@ def test_assumed_notes_are_found_with_their_setting(tmp_path):
 def test_hil_profile_facts_lists_the_lab_profiles_assumptions():
     result = CliRunner().invoke(app, ["profile", "facts", "prime-rev-b"])
     assert result.exit_code == 0, result.output
-    assert "prime-rev-b.yaml" in result.output and "settle_s" in result.output and "pin_pad" in result.output
+    assert "prime-rev-b.yaml" in result.output and "settle_s" in result.output and "kernel_log" in result.output
     assert CliRunner().invoke(app, ["profile", "facts", "no-such-profile"]).exit_code == 2

@@ -33,22 +33,52 @@ def test_the_pattern_catches_what_it_is_for():
     assert not COORDINATE.search("DISPLAY_SIZE = (480, 800)")
 
 
-def test_the_pin_pad_and_settings_move_with_the_seed():
-    from hil.emulator.apps.lockscreen import pad_layout
+def layout(seed: int) -> dict:
+    """Where the emulated unit with ``seed`` shows what the suites tap: PIN keys, launcher rows, the
+    Developer Mode row and a permission prompt's buttons (display points)."""
+    from hil.emulator.broker import ALWAYS, NEVER, NOT_NOW
+    from hil.emulator.build import Build
+    from hil.emulator.prime import Prime
+    from hil.emulator.ui import LAUNCHER_ROW_HEIGHT
 
-    layouts = {tuple(sorted(pad_layout(seed).items())) for seed in (1, 2, 3, 4)}
-    assert len(layouts) == 4
+    prime = Prime(index=1, seed=seed, build=Build(flavour="development"), boot_seconds=0)
+    with prime.lock:
+        assert prime.login("123456")
+        launcher = prime.ui.launcher
+        rows = {app.name: (240, launcher.top + i * LAUNCHER_ROW_HEIGHT + LAUNCHER_ROW_HEIGHT // 2)
+                for i, app in enumerate(launcher.apps())}
+        modal = prime.ui.show_modal("Allow Access?", "Probe wants to access App-scoped seed", [ALWAYS, NOT_NOW, NEVER],
+                                    lambda answer: None)
+        buttons = {label: modal.button_box(i)[1] for i, label in enumerate(modal.buttons)}
+    return {"pad": prime.ui.lock_screen.keys, "rows": rows, "buttons": buttons}
+
+
+def test_every_seed_moves_what_the_suites_tap():
+    """A point remembered from one layout misses on the others: each of the suites' three seeds puts the
+    PIN keys, the launcher rows and the prompt's buttons somewhere else than seed 0 and than each other."""
+    from hil.emulator.apps.settings import SettingsScreen
+    from hil.emulator.prime import Prime
+
+    seen = {seed: layout(seed) for seed in (0, 2, 3, 4)}
+    for part in ("pad", "rows", "buttons"):
+        assert len({tuple(sorted(s[part].items())) for s in seen.values()}) == 4, part
+    classic, other = (SettingsScreen(Prime(seed=s, boot_seconds=0), None).row for s in (0, 2))
+    assert classic != other  # the Developer Mode row
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [2, 3, 4])
 def test_the_suites_pass_on_another_layout(seed):
-    """PIN entry by taps, the harness's own unlock, the lock screen read, Developer Mode by its label."""
+    """The suite checks that tap what the screen shows, on three other layouts: the PIN pad (by taps and by
+    the harness's own unlock, and after a prompt queued behind the lock screen), a launcher row, a permission
+    prompt's button and the Developer Mode row."""
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--emulator-seed", str(seed),
                         "suites/test_smoke.py", "suites/security/test_lockdown.py",
-                        "-k", "unlock_with_the_pin or lock_screen or developer_mode_answer"],
+                        "suites/security/test_trusted_display.py",
+                        "-k", "unlock_with_the_pin or lock_screen or launcher_row or developer_mode_answer "
+                              "or prompt_is_a_system_prompt"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and re.search(r"\b3 passed", r.stdout), r.stdout[-3000:] + r.stderr[-2000:]
+    assert r.returncode == 0 and re.search(r"\b6 passed", r.stdout), r.stdout[-3000:] + r.stderr[-2000:]
 
 
 def test_kernel_deny_evidence_is_where_the_profile_says():

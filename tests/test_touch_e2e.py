@@ -15,10 +15,10 @@ from hil.stimuli.robot import Calibration, StylusRobot
 from hil.stimuli.touch import RobotTouch, enter_pin
 from hil.vision.pin_screen import read_pin_screen
 from hil.vision.camera import Camera
+from hil.vision.controls import locate_control
 from hil.vision.display import Display
 
 PIN = "123456"  # hil.emulator.prime.DEFAULT_PIN
-CONFIRM = (240, 765)  # second of two modal buttons (hil/emulator/ui.py: 800 - 70*(n-i) + 35)
 
 
 def station_calibration() -> Calibration:
@@ -43,7 +43,7 @@ def test_production_unit_unlocked_and_confirmed_by_robot():
 
             def confirm():
                 display.expect_text("Confirm Registration", region="body", timeout=20)
-                touch.tap(*CONFIRM)
+                touch.tap(*locate_control(display.rectified()[0], "Confirm"))  # where the camera sees it
 
             server, state, outcome = register_over_nfc(station.nfc, confirm)
             assert "error" not in outcome, outcome.get("error")

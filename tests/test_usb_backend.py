@@ -226,8 +226,8 @@ def test_emulated_prime_over_usb_end_to_end(emulated):
         assert prime.transport.name == f"usb:{emulated.serial}" == "usb:EMU-0501"
         assert prime.version() == "1.0.0"
         assert detect_flavour(prime, emulated.profile) == "development"
-        bring_home(prime, emulated.profile, "development", "123456",
-                   unlock_with=lambda touch: unlock_over_link(prime, "123456", PinGuard(emulated.name)))
+        bring_home(prime, emulated.profile, "development",
+                   lambda touch: unlock_over_link(prime, "123456", PinGuard(emulated.name)))
         result = prime.launch_app("0x426974636f696e2057616c6c65740000")
         assert result.status is p.LaunchStatus.LAUNCHED
         over_usb = prime.screenshot()

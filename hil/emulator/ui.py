@@ -4,8 +4,10 @@ Roles follow KeyOS's ``AppKind``: the LockScreen covers everything while locked,
 the bottom of the stack, apps are pushed above it, the ControlCenter overlays on a long power press,
 and the Alerts role draws system prompts as slide-up popups that never appear over the lock screen.
 
-Tap coordinates (panel pixels, origin top-left) for seeds 0 and 1; other seeds move the PIN pad
-(``apps/lockscreen.pad_layout``)::
+Tap coordinates (panel pixels, origin top-left) for seeds 0 and 1 (``CLASSIC_SEEDS``); every other seed
+lays its screens out differently, so a harness that taps a remembered point fails its own tests: the PIN
+pad (``apps/lockscreen.pad_layout``), the launcher's rows (``apps/launcher``), the Settings rows
+(``apps/settings``) and the modal's buttons (``modal_layout``)::
 
     lock screen PIN pad       1 (80,410)  2 (240,410)  3 (400,410)
                               4 (80,510)  5 (240,510)  6 (400,510)
@@ -14,7 +16,7 @@ Tap coordinates (panel pixels, origin top-left) for seeds 0 and 1; other seeds m
     launcher row i (0-based)  (240, 150 + 80*i), up to 7 rows
     settings Developer Mode   (240, 150)  (the toggle row)
     control center slider     swipe (60,720) -> (420,720): shut down; any other tap closes it
-    modal button i of n       (240, 800 - 70*(n-i) + 35), full width
+    modal button i of n       (240, 800 - 70*(n-i) + 35), full width; a press above y 200 cancels the modal
     virtual home button       (100, 910)  (below the panel: x 0-200, y 850-971)
 """
 
@@ -36,10 +38,12 @@ PIN_KEYS: dict[str, tuple[int, int]] = {
     "7": (80, 610), "8": (240, 610), "9": (400, 610),
     "back": (80, 710), "0": (240, 710), "enter": (400, 710),
 }
+CLASSIC_SEEDS = (0, 1)  # the layout in the table above
 PIN_KEY_SIZE = (160, 100)
 HOME_BUTTON = (0, 850, 200, 971)  # x0, y0, x1, y1 inclusive, below the 800-px panel
 LAUNCHER_ROW_TOP, LAUNCHER_ROW_HEIGHT, LAUNCHER_ROWS = 110, 80, 7
 MODAL_BUTTON_HEIGHT = 70
+MODAL_LIFTS = (40, 80)  # how far other seeds raise a modal's buttons off the panel's bottom edge
 # The collapsed Control Center strip, which gui-server composites above every app surface and above a modal's
 # dark overlay (os/gui-server/src/layers.rs ``update_layers``). KeyOS makes it 40 px tall
 # (api/gui-server/src/consts.rs CONTROL_CENTER_HEIGHT_COLLAPSED_PX); assumed: 30 px here, so the emulator's title
@@ -48,6 +52,9 @@ STATUS_BAND = (0, 0, render.WIDTH, 29)
 # A SlideUpFixedPopup modal ends MODAL_HEIGHT tall at the bottom of the panel (os/gui-server/src/modal.rs
 # ``final_height``, api/gui-server/src/consts.rs MODAL_HEIGHT = 600); behind it a full-panel black layer darkens
 # the background app's surface, at alpha 255 - 24 once the modal is up (modal.rs BACKGROUND_DARKEN_ALPHA_MAX).
+# A press above the popup cancels it (``modal_process_touch``: not within the modal's area => Collapsing); the
+# request it carried is answered as canceled, which a permission prompt takes as a denial, recording nothing
+# (os/gui-server/src/permissions.rs ``PendingPermissionPrompt``: ``AlertResult::Canceled`` and its ``Drop``).
 MODAL_HEIGHT = 600
 MODAL_DARKEN_ALPHA = 255 - 24
 
@@ -84,16 +91,31 @@ class Modal:
     body: str
     buttons: list[str]
     on_answer: Callable[[str | None], None]
+    lift: int = 0  # the buttons' rise off the bottom edge, and
+    reverse: bool = False  # whether they stack in reverse order (other seeds' layouts: `modal_layout`)
     answered: bool = field(default=False, init=False)
     over_lock: bool = field(default=False, init=False)  # only a seeded defect sets it
 
     def button_box(self, i: int) -> tuple[int, int, int, int]:
         n = len(self.buttons)
-        top = render.HEIGHT - MODAL_BUTTON_HEIGHT * (n - i)
+        slot = n - 1 - i if self.reverse else i
+        top = render.HEIGHT - MODAL_BUTTON_HEIGHT * (n - slot) - self._lift()
         return (0, top, render.WIDTH, top + MODAL_BUTTON_HEIGHT)
 
     def top(self) -> int:
-        return render.HEIGHT - MODAL_BUTTON_HEIGHT * len(self.buttons) - 220
+        return render.HEIGHT - MODAL_BUTTON_HEIGHT * len(self.buttons) - 220 - self._lift()
+
+    def _lift(self) -> int:
+        """``lift``, as far as the title stays inside the popup."""
+        room = MODAL_HEIGHT - MODAL_BUTTON_HEIGHT * len(self.buttons) - 220 - 10
+        return max(0, min(self.lift, room))
+
+
+def modal_layout(seed: int) -> dict:
+    """Where the unit with ``seed`` puts a modal's buttons (`Modal`'s ``lift`` and ``reverse``)."""
+    if seed in CLASSIC_SEEDS:
+        return {}
+    return {"lift": MODAL_LIFTS[seed % 2], "reverse": seed // 2 % 2 == 1}
 
 
 class UI:
@@ -147,7 +169,7 @@ class UI:
         """Ask the user; never over the lock screen (queued until unlock)."""
         if not buttons:
             raise ValueError("a modal needs at least one button")
-        modal = Modal(title, body, list(buttons), on_answer)
+        modal = Modal(title, body, list(buttons), on_answer, **modal_layout(self.prime.seed))
         self.queue.append(modal)
         self.refresh_modals()
         return modal
@@ -220,6 +242,10 @@ class UI:
 
     def _modal_tap(self, x: int, y: int) -> None:
         modal = self.modal
+        if y < ALERT_BOX[1]:  # a press above the popup collapses it, unanswered (modal.rs modal_process_touch)
+            self._drop_modal()
+            self.refresh_modals()
+            return
         for i, label in enumerate(modal.buttons):
             x0, y0, x1, y1 = modal.button_box(i)
             if x0 <= x < x1 and y0 <= y < y1:

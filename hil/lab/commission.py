@@ -21,7 +21,8 @@ from hil.errors import HilError
 from hil.lab.pin_guard import PinGuard, screenshot_bgr, unlock_over_link
 from hil.lab.station import Station, robot_calibration
 from hil.link.client import PrimeClient
-from hil.link.state import bring_home, detect_flavour, screen_is_dark
+from hil.link.state import bring_home, detect_flavour, screen_is_dark, wait_ready
+from hil.machine import scaled
 from hil.vision.controls import ControlNotFound, find_control
 from hil.vision.display import read_image
 
@@ -50,6 +51,7 @@ class Commissioning:
         self.station, self.state_dir, self.pin = station, Path(state_dir), pin
         self.findings: list[Finding] = []
         self.measured: dict = {}
+        self.watched = False  # the camera was seen to watch this unit (then it can tell what the unit shows)
 
     def note(self, what: str, verified: bool | None, detail: str) -> None:
         self.findings.append(Finding(what, verified, detail))
@@ -60,7 +62,7 @@ class Commissioning:
                 self._walk(prime)
         except HilError as e:  # a step that could not even run: what stopped it is the finding
             self.note("link" if not self.findings else "commissioning stopped", False, str(e))
-        self.note("Boot Menu", None, "not entered (it reboots the unit); check it with `hil device boot-menu`")
+        self._boot_menu()
         self._nfc()
         self._store()
         return self.findings
@@ -73,8 +75,8 @@ class Commissioning:
         if detect_flavour(prime, st.profile) != "development":
             self.note("unit", None, "not a development build: the screen and robot checks need one")
             return
-        bring_home(prime, st.profile, "development", self.pin,
-                   unlock_with=lambda _: unlock_over_link(prime, self.pin, PinGuard(st.name, self.state_dir)))
+        bring_home(prime, st.profile, "development",
+                   lambda _: unlock_over_link(prime, self.pin, PinGuard(st.name, self.state_dir)))
         shot, row = self._settings(prime)
         self._camera(shot)
         self._robot(prime, shot, row)
@@ -133,6 +135,7 @@ class Commissioning:
                                                          f"{camera or 'none'}: the camera points elsewhere")
         else:
             self.note("camera watches this unit", True, f"both show serial {unit}")
+            self.watched = True
         self._pixel_order(shot, seen)
 
     def _pixel_order(self, shot: np.ndarray, seen: np.ndarray) -> None:
@@ -188,6 +191,78 @@ class Commissioning:
             lit = _within(lambda: not screen_is_dark(prime))
         self.note("power-button relay", dark and lit, "a short press turned the screen off and on" if dark and lit
                   else "a short press did not turn the screen off and on: check the relay's wiring")
+
+    def _boot_menu(self) -> None:
+        """keyos-boot's Boot Menu reached as the flasher reaches it (`hil.stimuli.boot_menu`): the relay's
+        hold and clicks open it (read by the camera, where one watches this unit), the robot taps its
+        'SAM-BA mode' entry and the SAM-BA ROM answers on the station's port; the ROM's reset then boots
+        KeyOS again (a miswired step: the relay's power cycle does)."""
+        from hil.flash.samba import Samba, SambaError
+        from hil.stimuli.boot_menu import can_enter_samba, open_boot_menu, power_cycle
+        from hil.stimuli.relay import PowerButtonRelay
+        from hil.stimuli.robot import StylusRobot
+
+        st = self.station
+        if (why := can_enter_samba(st)) is not None:
+            self.note("Boot Menu", None, why)
+            return
+        if not any(f.what == "link and version" and f.verified for f in self.findings):
+            self.note("Boot Menu", None, "not entered: KeyOS did not answer, so the unit could not be brought back")
+            return
+        entry, port = st.profile.touch.boot_menu_samba, st.samba
+        with PowerButtonRelay.open(st.relay) as relay:
+            open_boot_menu(relay)
+            if self.watched and not self._shows_boot_menu():
+                power_cycle(relay)
+                self._back_to_keyos("the Boot Menu did not show after the relay's 10 s hold and three clicks: "
+                                    "check the relay's wiring to the power button")
+                return
+            with StylusRobot.open(st.robot, robot_calibration(st)) as robot:
+                robot.press(*entry)
+            try:
+                with Samba.open(port, timeout=10.0) as samba:
+                    samba.connect(timeout=10.0)
+                    samba.reboot_to_normal()
+            except SambaError as e:
+                missed = self.watched and self._shows_boot_menu(timeout=2.0)
+                power_cycle(relay)
+                self._back_to_keyos(
+                    f"the robot tapped 'SAM-BA mode' at {entry} but the camera still shows the Boot Menu: the tap "
+                    "missed (check touch.boot_menu_samba in the profile and the robot calibration)" if missed else
+                    f"the robot tapped 'SAM-BA mode' at {entry} but SAM-BA does not answer on {port} ({e}): check the "
+                    "station's samba port (and, with no camera watching, the relay and the tap)")
+                return
+        seen = ", the camera read it" if self.watched else " (no camera watching this unit to read it)"
+        self._back_to_keyos(None, f"the relay's hold and three clicks opened it{seen}; the robot's tap on 'SAM-BA "
+                                  f"mode' brought up SAM-BA on {port}; its reset booted KeyOS again")
+
+    def _shows_boot_menu(self, timeout: float = 10.0) -> bool:
+        from hil.vision.camera import Camera
+        from hil.vision.display import Display, TextNotShown
+
+        cal = self.station.camera_calibration
+        with Camera(self.station.camera, mode=cal.mode if cal else None) as cam:
+            try:
+                Display(cam).expect_text(self.station.profile.bootloader_titles["menu"], timeout=timeout)
+                return True
+            except (TextNotShown, HilError):
+                return False
+
+    def _back_to_keyos(self, wrong: str | None, right: str = "", timeout: float = 60.0) -> None:
+        """Note the Boot Menu finding once KeyOS answers again; a unit that does not come back is named too."""
+        deadline = time.monotonic() + scaled(timeout)
+        while True:
+            try:
+                with self.station.client() as prime:
+                    wait_ready(prime, timeout)
+                break
+            except HilError as e:
+                if time.monotonic() > deadline:
+                    self.note("Boot Menu", False, f"{wrong or right}; then KeyOS did not answer within {timeout:g} s "
+                                                  f"({e}): the unit is left in the bootloader or off")
+                    return
+                time.sleep(0.5)
+        self.note("Boot Menu", wrong is None, wrong or right)
 
     def _nfc(self) -> None:
         """Which modes the reader's nfcpy driver supports (hil.stimuli.nfc_readers); that it answers is the

@@ -31,6 +31,7 @@ from hil.errors import ConfigError, InfrastructureError
 SCHEME = "labgrid://"
 DEFAULT_PORT = 20408
 HEALTH = "health"
+PIN, PIN_BLOCKED = "pin", "blocked"  # a place whose unit rejected the test PIN (hil.lab.pin_guard.PlacePinGuard)
 FLASHED = ("flavour", "build")  # tags the nightly sets on the places it flashed
 QUARANTINED = "quarantined: "
 

@@ -16,8 +16,8 @@ from hil.errors import ConfigError, HilError
 from hil.lab.config import LabConfig
 from hil.lab.exporter import station_from_place
 from hil.lab.health import Health
-from hil.lab.labgrid import (FLASHED, HEALTH, QUARANTINED, Coordinator, CoordinatorUnavailable, LabgridError, LabUrl,
-                             PlaceLost, show_tags, tag_ok)
+from hil.lab.labgrid import (FLASHED, HEALTH, PIN, QUARANTINED, Coordinator, CoordinatorUnavailable, LabgridError,
+                             LabUrl, PlaceLost, show_tags, tag_ok)
 from hil.lab.lease import NoStationFree
 from hil.lab.station import Station
 
@@ -59,9 +59,9 @@ def station_tag(name: str) -> str:
 
 def sync(lab: LabConfig, coord: Coordinator) -> list[str]:
     """Create or update one place per station on a bench: its match and tags. A quarantined place keeps its
-    quarantine (no `health=ok` back); only `readmit` restores it. The `flavour` and `build` a flash set
-    (`flash_places`) stay: they say what the unit runs, which the lab file cannot know. Returns what
-    changed, one line each."""
+    quarantine (no `health=ok` back) and a blocked PIN its `pin` tag; only `readmit` restores them. The
+    `flavour` and `build` a flash set (`flash_places`) stay: they say what the unit runs, which the lab file
+    cannot know. Returns what changed, one line each."""
     done = []
     names = [n for n, st in lab.stations.items() if st.bench is not None]
     if not names:
@@ -82,8 +82,8 @@ def sync(lab: LabConfig, coord: Coordinator) -> list[str]:
             coord.call("AddPlaceMatch", f"place {name}: match {pattern}", placename=name, pattern=pattern)
             done.append(f"{name}: match {pattern}")
         quarantined = place.comment.startswith(QUARANTINED)
-        flashed = {k: place.tags[k] for k in FLASHED if place.tags.get(k)}  # what the unit runs now
-        want = {**tags, **flashed, **({} if quarantined else {HEALTH: "ok"})}
+        kept = {k: place.tags[k] for k in (*FLASHED, PIN) if place.tags.get(k)}  # what the unit runs, its PIN state
+        want = {**tags, **kept, **({} if quarantined else {HEALTH: "ok"})}
         stale = {k: "" for k in place.tags if k not in want and k != HEALTH}
         if {k: v for k, v in place.tags.items() if k != HEALTH or not quarantined} != want or stale:
             coord.call("SetPlaceTags", f"place {name}: set tags", placename=name, tags={**stale, **want})
@@ -101,13 +101,14 @@ def quarantine(coord: Coordinator, place: str, reason: str) -> None:
 
 
 def readmit(coord: Coordinator, place: str) -> str:
-    """Put the place back into service; returns the comment it had."""
+    """Put the place back into service, its PIN entry unblocked (the operator checked the unit's PIN);
+    returns the comment it had."""
     coord.refresh()
     if place not in coord.places:
         raise ConfigError(f"no place {place!r} on labgrid coordinator {coord.address}")
     was = coord.places[place].comment
     coord.call("SetPlaceComment", f"place {place}: comment", placename=place, comment="")
-    coord.call("SetPlaceTags", f"place {place}: readmit", placename=place, tags={HEALTH: "ok"})
+    coord.call("SetPlaceTags", f"place {place}: readmit", placename=place, tags={HEALTH: "ok", PIN: ""})
     return was
 
 

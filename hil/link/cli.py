@@ -73,12 +73,13 @@ def screenshot(output: Path = typer.Option(..., "-o", "--output", help="PNG file
 @app.command()
 def unlock(pin: str = typer.Option("123456", "--pin", help="the PIN the unit was provisioned with"),
            device: str = DEVICE, profile: str = PROFILE, timeout: float = TIMEOUT) -> None:
-    """Unlock a locked Prime: type PIN on its lock screen through the debug link (one attempt of its 10).
+    """Unlock a locked Prime: type PIN on its lock screen through the debug link (one attempt of its 10),
+    on the keys where the screenshot shows them.
 
     Only builds that take debug-link input while locked (development; the profile says which) can be
     unlocked so; a locked production build refuses it (KeyOS dispatch.rs) and is unlocked on the glass."""
-    from hil.link.state import detect_flavour, is_locked, takes_input_while_locked
-    from hil.link.state import unlock as type_pin
+    from hil.lab.pin_guard import PinGuard, unlock_over_link
+    from hil.link.state import bring_home, detect_flavour, is_locked, takes_input_while_locked
 
     with connected(device, profile, timeout, station_too=True) as (prime, station):
         if is_locked(prime) is False:
@@ -87,10 +88,9 @@ def unlock(pin: str = typer.Option("123456", "--pin", help="the PIN the unit was
         flavour = detect_flavour(prime, station.profile)
         if not takes_input_while_locked(station.profile, flavour):
             typer.echo(f"hil device: {prime.device} runs a {flavour} build, which refuses debug-link input while "
-                       "locked; type the PIN on its screen (a lab station: `hil touch tap X Y --via robot`, the "
-                       f"PIN pad is in device_profiles/{station.profile.name}.yaml)", err=True)
+                       "locked; type the PIN on its screen (a lab station: its stylus robot, `hil touch`)", err=True)
             raise typer.Exit(1)
-        type_pin(prime, station.profile, pin)
+        bring_home(prime, station.profile, flavour, lambda _: unlock_over_link(prime, pin, PinGuard(station.name)))
     typer.echo(f"{prime.device}: unlocked")
 
 

@@ -9,8 +9,9 @@ Everything here is read from the device's own answers, never from knowing what k
 - which flavour the build *behaves* as, from KERNEL_CMD 't' (read-only), which the profile says only some
   flavours answer: an observation to check against the flavour the lab declares, never the declaration
   (a production build whose lockdown broke answers like a development one);
-- unlocking by tapping the profile's PIN pad: over the debug link where the build takes input while
-  locked, else with a ``touch`` that presses the glass itself (a stylus robot and a power-button relay).
+- unlocking by tapping the PIN pad where the screen shows it (the caller reads the screen: the link does
+  not, `hil.lab.pin_guard` does with `hil.vision.pin_screen`): over the debug link where the build takes
+  input while locked, else with a ``touch`` that presses the glass itself (a stylus robot and a relay).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from hil.profile import Profile
 from hil.link.client import DeviceError, DeviceLocked, PrimeClient
 from hil.link.protocol import LaunchStatus
 from hil.machine import scaled
-from hil.stimuli.touch import DebugTouch, Touch, enter_pin
+from hil.stimuli.touch import DebugTouch, PinPad, Touch, enter_pin
 
 NOT_AN_APP = bytes.fromhex("ff" * 16)  # an AppId no bundle carries
 DARK_LEVEL = 16  # brightest pixel of a screen that is off
@@ -129,24 +130,17 @@ def show_lock_screen(prime: PrimeClient, touch: Touch | None = None) -> None:
         prime.press_power()  # wake to the lock screen
 
 
-def unlock(prime: PrimeClient, profile: Profile, pin: str, touch: Touch | None = None) -> None:
-    """Lock, wake to a fresh lock screen, and type ``pin`` on the PIN pad, with ``touch`` (default: the
-    debug link), then read the lock state over the link.
+def unlock(prime: PrimeClient, pin: str, find_pad: Callable[[], PinPad], touch: Touch | None = None) -> None:
+    """Lock, wake to a fresh lock screen, and type ``pin`` where ``find_pad()`` (the caller's reading of
+    the screen now) shows the keys, with ``touch`` (default: the debug link), then read the lock state.
 
     One attempt only: wrong PINs count towards the 10 that wipe the seed, so a PIN that is not
     accepted is reported, never retried.
     """
-    pad = profile.touch.pin_pad
-    if pad is None:
-        raise DeviceStateError(f"profile {profile.name} has no touch.pin_pad; cannot unlock {prime.device} by taps")
-    state = device_state(prime, profile)
-    if state in (State.BOOTING, State.ONBOARDING):
-        raise DeviceStateError(f"{prime.device}: {state.value} runs, not the lock screen: no PIN typed (provision "
-                               "the unit through onboarding first)")
     show_lock_screen(prime, touch)
     if is_locked(prime) is not True or (touch is None and screen_is_dark(prime)):  # never type a PIN elsewhere
         raise DeviceStateError(f"{prime.device}: not on a lit lock screen after the power presses; PIN not typed")
-    enter_pin(touch or DebugTouch(prime, prime.home_button), pad, pin)
+    enter_pin(touch or DebugTouch(prime, prime.home_button), find_pad(), pin)
     if not wait_unlocked(prime):
         raise PinRejected(f"{prime.device}: the lock screen did not accept the test PIN (one attempt used; "
                           "check the PIN the unit was provisioned with)")
@@ -168,16 +162,20 @@ def takes_input_while_locked(profile: Profile, flavour: str) -> bool:
     return "SWIPE" not in profile.flavours[flavour].need_unlocked  # type: ignore[index]
 
 
-def bring_home(prime: PrimeClient, profile: Profile, flavour: str, pin: str, timeout: float = 30.0,
-               touch: Touch | None = None, unlock_with: Callable[[Touch | None], None] | None = None) -> bool:
+def bring_home(prime: PrimeClient, profile: Profile, flavour: str, unlock_with: Callable[[Touch | None], None],
+               timeout: float = 30.0, touch: Touch | None = None) -> bool:
     """The known state tests start from: unlocked on the home screen where the build lets the debug
     link type the PIN, or where ``touch`` (a stylus robot) can type it on a locked unit; otherwise as it
     is.  A unit that is already unlocked is only sent home (the home button closes apps, prompts and the
     control center), not locked and unlocked again.  ``unlock_with(touch)`` types the PIN (the lab's
-    guarded entry, `hil.lab.pin_guard`); by default `unlock`.  Returns whether the device ends up
-    unlocked."""
+    guarded entry, `hil.lab.pin_guard`), never while onboarding runs.  Returns whether the device ends
+    up unlocked."""
     def type_pin(t: Touch | None) -> None:
-        (unlock_with or (lambda t: unlock(prime, profile, pin, t)))(t)
+        state = device_state(prime, profile)
+        if state is not State.LOCKED:
+            raise DeviceStateError(f"{prime.device}: {state.value} runs, not the lock screen: no PIN typed "
+                                   "(provision the unit through onboarding first)")
+        unlock_with(t)
 
     locked = wait_ready(prime, timeout)
     if locked and takes_input_while_locked(profile, flavour):

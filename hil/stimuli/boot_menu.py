@@ -33,13 +33,26 @@ def enter_samba(relay: PowerButtonRelay, touch: Touch, samba_entry: tuple[int, i
     if samba_entry is None:
         raise ConfigError("the device profile has no touch.boot_menu_samba (where the Boot Menu's "
                           "'SAM-BA mode' entry is); measure it on a unit and add it to the profile")
+    open_boot_menu(relay)
+    touch.tap(*samba_entry)
+
+
+def open_boot_menu(relay: PowerButtonRelay) -> None:
+    """Power off by the long hold, then the three clicks that open the Boot Menu."""
     relay.press(hold_ms=HARD_OFF_MS)
     time.sleep(CLICK_GAP_S)
     for _ in range(CLICKS):
         relay.press()
         time.sleep(CLICK_GAP_S)
     time.sleep(MENU_SETTLE_S)
-    touch.tap(*samba_entry)
+
+
+def power_cycle(relay: PowerButtonRelay) -> None:
+    """Off by the long hold, on by one click: KeyOS boots as usual (no clicks at the logo), whatever ran
+    (the Boot Menu, SAM-BA, a hung KeyOS)."""
+    relay.press(hold_ms=HARD_OFF_MS)
+    time.sleep(CLICK_GAP_S)
+    relay.press()
 
 
 def robot_calibration(station):

@@ -205,7 +205,7 @@ RELAY = typer.Option(None, "--relay", help="power-button relay board serial port
 CAL = typer.Option(None, "--calibration", help="robot calibration JSON (default: the --station's stored one)")
 STATION = typer.Option(None, "--station", help="station name: picks its stored robot calibration")
 CAL_DIR = typer.Option(None, "--calibration-dir", help="where stored calibrations live (default ~/.local/share/prime-hil/robot)")
-PROFILE = typer.Option("prime-rev-b", "--profile", help="device profile (home button, PIN pad)")
+PROFILE = typer.Option("prime-rev-b", "--profile", help="device profile (home button)")
 
 
 @touch_app.command("tap")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import abc
 import select
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from hil.errors import InfrastructureError
 
@@ -49,9 +50,15 @@ class Touch(abc.ABC):
         self.tap(*self.home_button)
 
 
-def enter_pin(touch: Touch, pin_pad, pin: str) -> None:
-    """Type a PIN on the lock screen's keypad (``pin_pad``: where the screen shows the keys,
-    `hil.vision.pin_screen.PinScreen`; ``.keys[digit]`` and ``.enter`` are display points)."""
+class PinPad(Protocol):
+    """Where the screen shows the PIN keys, as display points (`hil.vision.pin_screen.PinScreen` reads them)."""
+
+    keys: Mapping[str, tuple[int, int]]
+    enter: tuple[int, int]
+
+
+def enter_pin(touch: Touch, pin_pad: PinPad, pin: str) -> None:
+    """Type a PIN on the lock screen's keypad, where ``pin_pad`` says the screen shows the keys."""
     for digit in pin:
         touch.tap(*pin_pad.keys[digit])
     touch.tap(*pin_pad.enter)

@@ -7,9 +7,13 @@ A label read nowhere, or twice, is `ControlNotFound` (infrastructure: no verdict
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
 from hil.errors import InfrastructureError
+from hil.machine import scaled
 from hil.vision import ocr
 
 
@@ -40,3 +44,15 @@ def locate_control(image: np.ndarray, label: str) -> tuple[int, int]:
     from hil.vision.display import read_image
 
     return find_control(read_image(image).lines, label)
+
+
+def wait_control(look: Callable[[], np.ndarray], label: str, timeout: float = 10.0) -> tuple[int, int]:
+    """`locate_control` on ``look()`` until the label is read once (a screen just asked for may not be up
+    yet); the last reading's `ControlNotFound` after ``timeout`` idle-machine seconds."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:  # no pause: a camera's look() waits for its next frame, a screenshot is taken anew
+        try:
+            return locate_control(look(), label)
+        except ControlNotFound:
+            if time.monotonic() > deadline:
+                raise

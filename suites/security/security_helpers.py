@@ -155,6 +155,13 @@ def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: st
     return run.records[step]
 
 
+def outside_the_prompt(profile) -> tuple[int, int]:
+    """A point above the prompt's popup (the panel's bottom ``display.modal_height``) and below the Control
+    Center strip (40 px, api/gui-server/src/consts.rs CONTROL_CENTER_HEIGHT_COLLAPSED_PX), whatever the
+    popup shows."""
+    return profile.display.width // 2, (profile.display.height - profile.display.modal_height) // 2
+
+
 def result_without_prompt(screen: ScreenReader, run, step: int, timeout: float = 20.0) -> dict:
     """The step's record, which must arrive with no prompt shown (a stored decision, or not grantable)."""
     deadline = time.monotonic() + timeout

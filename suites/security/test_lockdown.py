@@ -16,7 +16,7 @@ from hil.link.client import CommandRefused, DeviceError
 from hil.link.state import DeviceStateError
 from hil.link.protocol import LaunchStatus
 from hil.link.transport import LinkClosed, LinkError
-from hil.vision.controls import ControlNotFound, locate_control
+from hil.vision.controls import wait_control
 from security_helpers import SETTINGS_APP, manifest_for
 
 pytestmark = [pytest.mark.security, pytest.mark.lockdown]
@@ -63,14 +63,7 @@ def open_settings(prime, look, timeout: float = 10.0) -> tuple[int, int]:
     """Open Settings; where its Developer Mode row shows (found by its label, never a coordinate)."""
     status = prime.launch_app(SETTINGS_APP).status
     assert status in (LaunchStatus.LAUNCHED, LaunchStatus.ALREADY_RUNNING), f"Settings did not open: {status.name}"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return locate_control(look(), DEVELOPER_MODE)
-        except ControlNotFound:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    return wait_control(look, DEVELOPER_MODE, timeout)
 
 
 def reopen(prime) -> None:

@@ -19,7 +19,7 @@ from hil.link.client import DeviceError
 from hil.link.protocol import LaunchStatus
 
 from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for,
-                              normal, result_without_prompt, twin)
+                              normal, outside_the_prompt, result_without_prompt, twin)
 
 pytestmark = [pytest.mark.security, pytest.mark.permissions]
 
@@ -216,6 +216,23 @@ def test_unanswered_prompt_denies_and_stores_nothing(probe, probe_id, templates,
     screen.wait_for("Allow Access?")
     unlocked_prime.home()  # leaving the prompt drops it unanswered
     assert run.step(0, timeout=60)["result"] == "AccessDenied", "a prompt dropped unanswered did not deny"
+    probe.close(run)
+    again = probe.launch(app_id)
+    answer_prompt(screen, "Not Now", run=again, step=0)  # asked again: nothing was stored
+    assert again.step(0, timeout=60)["result"] == "AccessDenied"
+
+
+def test_a_touch_outside_the_prompt_denies_and_stores_nothing(probe, probe_id, templates, screen, touch, station):
+    """gui-server cancels the popup on a press above it (os/gui-server/src/modal.rs ``modal_process_touch``),
+    and a canceled permission prompt denies without recording a decision (permissions.rs
+    ``PendingPermissionPrompt::finish``: ``AlertResult::Canceled``)."""
+    app_id = probe_id()
+    run = _seed_probe(probe, app_id, templates, [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
+    screen.wait_for("Allow Access?")
+    run.pump(0.05)
+    assert 0 not in run.records, f"step 0 was answered {run.records[0]['result']!r} before the prompt was dismissed"
+    touch.tap(*outside_the_prompt(station.profile))
+    assert run.step(0, timeout=60)["result"] == "AccessDenied", "a prompt dismissed by a touch outside it did not deny"
     probe.close(run)
     again = probe.launch(app_id)
     answer_prompt(screen, "Not Now", run=again, step=0)  # asked again: nothing was stored

@@ -20,7 +20,7 @@ from hil.emulator import render
 from hil.emulator.secure_element import MAX_LOGIN_ATTEMPTS, MIN_PIN_LENGTH, PIN_PREFIX_LENGTH
 import random
 
-from hil.emulator.ui import PIN_KEY_SIZE, PIN_KEYS, Screen
+from hil.emulator.ui import CLASSIC_SEEDS, PIN_KEY_SIZE, PIN_KEYS, Screen
 
 if TYPE_CHECKING:
     from hil.emulator.prime import Prime
@@ -33,7 +33,7 @@ def pad_layout(seed: int) -> dict[str, tuple[int, int]]:
     """Key centres for the emulator built with ``seed``: the classic table for seeds 0 and 1, else the
     digits shuffled over the ten digit places, the whole pad moved up or down, Delete and Unlock swapped
     on odd variants."""
-    if seed in (0, 1):
+    if seed in CLASSIC_SEEDS:
         return dict(PIN_KEYS)
     variant = seed % len(PAD_SHIFTS)
     places = [PIN_KEYS[d] for d in "1234567890"]

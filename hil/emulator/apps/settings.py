@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hil.emulator import render
-from hil.emulator.ui import Screen
+from hil.emulator.ui import CLASSIC_SEEDS, Screen
 
 if TYPE_CHECKING:
     from hil.emulator.keyos import App
@@ -24,7 +24,7 @@ class SettingsScreen(Screen):
 
     def __init__(self, prime: Prime, app: App):
         self.prime = prime
-        about_first = prime.seed not in (0, 1)
+        about_first = prime.seed not in CLASSIC_SEEDS
         x0, y0, x1, y1 = DEVELOPER_MODE_ROW
         self.row = (x0, y0 + ABOUT_HEIGHT, x1, y1 + ABOUT_HEIGHT) if about_first else DEVELOPER_MODE_ROW
         self.about_top = 110 if about_first else 230
