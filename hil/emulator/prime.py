@@ -123,15 +123,17 @@ class Prime:
         self.ui.stack.clear()
         self.app_screens.clear()
         self.keyos_running = self.firmware is None or self.firmware.boot()
-        if not self.keyos_running:
+        if self.keyos_running:
+            self.keyos.boot()
+            self.log(f"[LOG] Starting with PID {self.keyos.pid_of('xous-log')}")
+            self.log(f"INFO:keyos: KeyOS {self.build.version} ({self.build.flavour}) booting on {self.serial}")
+            self.log(f"INFO:security: {'seed erased' if self.se.wiped else 'seed present'}, "
+                     f"{self.se.attempts_remaining} login attempts remaining")
+        else:
             self.keyos.halt()
-            self.invalidate()
-            return
-        self.keyos.boot()
-        self.log(f"[LOG] Starting with PID {self.keyos.pid_of('xous-log')}")
-        self.log(f"INFO:keyos: KeyOS {self.build.version} ({self.build.flavour}) booting on {self.serial}")
-        self.log(f"INFO:security: {'seed erased' if self.se.wiped else 'seed present'}, "
-                 f"{self.se.attempts_remaining} login attempts remaining")
+        # The loading screen (and its Boot Menu window) starts when the emulator's own work for the boot is
+        # done: on a loaded host that work can take a second, which a real unit's window never loses.
+        self._booted_at = self._logo_until = time.monotonic() + self.boot_seconds
         self.invalidate()
 
     def power_cut(self) -> None:
