@@ -28,3 +28,14 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --no-deps labgrid==26.0.1
   touch "$stamp"
 fi
+# Allure 3 (the nightly's Allure report; Node.js, no Java), pinned, into the venv where npm is present.
+allure_pkg=$(.venv/bin/python -c 'from hil.report.allure_report import NPM_PACKAGE; print(NPM_PACKAGE)')
+if [ ! -f ".venv/allure/.installed-$allure_pkg" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: no npm, so no Allure 3 report (install Node.js and re-run; the nightly runs without it)" >&2
+  elif npm install --prefix .venv/allure --no-audit --no-fund --silent "$allure_pkg" >/dev/null; then
+    touch ".venv/allure/.installed-$allure_pkg"
+  else
+    echo "setup: npm could not install $allure_pkg; the nightly runs without the Allure 3 report" >&2
+  fi
+fi

@@ -1,9 +1,12 @@
 """Reading Allure results back: statuses, farm labels, retries, and a corrupt folder named, not hidden."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from farm_helpers import write_result
 
@@ -61,6 +64,7 @@ def test_report_allure_says_how_to_install_or_generates_with_history(tmp_path, m
     from typer.testing import CliRunner
 
     from hil.cli import app
+    from hil.report import allure_report
 
     run = tmp_path / "reports" / "nightly" / "n1"
     write_result(run / "allure-results", "suites.test_x", "test_a", "passed")
@@ -69,19 +73,24 @@ def test_report_allure_says_how_to_install_or_generates_with_history(tmp_path, m
     lab.write_text((root / "lab_config.yaml").read_text().replace("reports_dir: reports", f"reports_dir: {tmp_path / 'reports'}")
                    .replace("profiles_dir: device_profiles", f"profiles_dir: {root / 'device_profiles'}")
                    .replace("signoff_criteria: signoff", f"signoff_criteria: {root}/signoff"))
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")  # no allure there
-    r = CliRunner().invoke(app, ["report", "allure", str(run), "--lab", str(lab)])
-    assert r.exit_code == 3 and "npm install -g allure" in r.output, r.output
+    monkeypatch.setattr(allure_report, "LOCAL", tmp_path / "no-venv-allure")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
     (tmp_path / "bin").mkdir()
-    fake = tmp_path / "bin" / "allure"  # records how it was called, writes a report
-    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\nmkdir -p "$6" && echo ok > "$6/index.html"\n')
+    fake = tmp_path / "bin" / "allure"
+    fake.write_text("#!/bin/sh\necho 2.30.0\n")  # Allure 2 on PATH is not taken
     fake.chmod(0o755)
+    r = CliRunner().invoke(app, ["report", "allure", str(run), "--lab", str(lab)])
+    assert r.exit_code == 3 and "is not Allure 3" in r.output and "npm install --prefix" in r.output, r.output
+    # Allure 3 on PATH: records how it was called, writes a report
+    fake.write_text(f'#!/bin/sh\n[ "$1" = --version ] && echo 3.18.0 && exit 0\necho "$@" > {tmp_path}/args\n'
+                    'mkdir -p "$6" && echo ok > "$6/index.html"\n')
     r = CliRunner().invoke(app, ["report", "allure", str(run), "--lab", str(lab)])
     assert r.exit_code == 0, r.output
     assert (run / "allure-report" / "index.html").is_file()
     assert (tmp_path / "args").read_text().split()[:2] == ["generate", str(run / "allure-results")]
     config = json.loads((run / "allurerc.json").read_text())
-    assert config["historyPath"] == str(tmp_path / "reports" / "allure-history.jsonl")
+    assert config["historyPath"] == str(tmp_path / "reports" / "allure-history.jsonl") and config["appendHistory"]
+    assert [c["matchedStatuses"] for c in config["categories"]] == [["broken"], ["failed"]]
 
 
 def test_no_phantom_teardown_entries(tmp_path):
@@ -95,3 +104,51 @@ def test_no_phantom_teardown_entries(tmp_path):
     containers = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*-container.json")]
     names = [a["name"] for c in containers for a in c.get("afters", [])]
     assert any(n.startswith("f::") for n in names) and not [n for n in names if "<lambda>" in n], names
+
+
+@pytest.mark.slow
+def test_allure3_report_files_lab_faults_apart_and_carries_history(tmp_path):
+    """The real Allure 3 on a real allure-pytest run, two nights: broken under lab faults, failed under KeyOS
+    regressions, the environment and executor shown, and the second night's trend holds the first."""
+    from hil.report import allure_report
+
+    try:
+        allure_report.allure3()
+    except allure_report.AllureMissing as e:
+        pytest.skip(str(e))
+    (tmp_path / "test_night.py").write_text("def test_ok():\n    pass\n"
+                                            "def test_regression():\n    assert 'locked' == 'unlocked'\n"
+                                            "def test_lab_fault():\n    raise ConnectionError('debug link lost')\n")
+    history = tmp_path / "reports" / allure_report.HISTORY
+    for night in ("n1", "n2"):
+        results = tmp_path / night / "allure-results"
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                            "--alluredir", str(results), str(tmp_path / "test_night.py")],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1, r.stdout + r.stderr
+        allure_report.write_metadata(results, run_id=night, lab="emulated", harness="834b809",
+                                     firmware={"file": "app.bin", "version": "1.0.0", "hash": "ab" * 32},
+                                     stations={"emu-1": "flashed (ran the suites)"})
+        report = allure_report.generate(tmp_path / night, history)
+    widgets = report / "widgets"
+    categories = json.loads((widgets / "categories.json").read_text())["nodes"].values()
+    assert {c["name"]: c["statistic"] for c in categories if c["type"] == "category"} == {
+        "Lab faults (infrastructure)": {"total": 1, "broken": 1}, "KeyOS regressions": {"total": 1, "failed": 1}}
+    env = {e["name"]: e["values"] for e in json.loads((widgets / "allure_environment.json").read_text())}
+    assert env["build.version"] == ["1.0.0"] and env["station.emu-1"] == ["flashed (ran the suites)"]
+    executor = json.loads(re.search(r'"executor":(\{[^}]*\})', (report / "index.html").read_text()).group(1))
+    assert executor["buildName"] == "n2" and executor["name"] == "prime-hil nightly on emulated"
+    assert _trend(report) == ["prime-hil n1", "current"]
+    regression = next(json.loads(p.read_text()) for p in (report / "data" / "test-results").glob("*.json")
+                      if json.loads(p.read_text())["name"] == "test_regression")
+    assert [h["status"] for h in regression["history"]] == ["failed"]
+    assert len(history.read_text().splitlines()) == 2
+    allure_report.generate(tmp_path / "n1", history)  # made again: the first night, without the second
+    assert len(history.read_text().splitlines()) == 2
+    assert _trend(tmp_path / "n1" / "allure-report") == ["current"]
+
+
+def _trend(report: Path) -> list[str]:
+    """The nights in the report's status trend chart."""
+    charts = json.loads((report / "widgets" / "charts.json").read_text())["general"].values()
+    return next([point["name"] for point in c["data"]] for c in charts if c["type"] == "statusDynamics")

@@ -111,6 +111,45 @@ def test_verdict_reads_on_one_page(tmp_path, lab, build):
     assert check["files"][1]["sha256"][:16] in html and "prime-hil emulated lab, harness self-test" in html
 
 
+EVIDENCE = tuple(f"display reading 1: Allow Access? | Grant Probe wants to access / {what}" for what in (
+    "camera frame, panel outlined", "rectified view with OCR boxes", "OCR lines with confidences")) + (
+    "probe 0x519ecf69d7fdfa8db9c2a106f38e8b2b (PID 28): 2/2 steps, ended / probe report",
+    "probe 0x519ecf69d7fdfa8db9c2a106f38e8b2b (PID 28): 2/2 steps, ended / device log excerpt (last 9 of 9 lines)",
+    "screenshot")
+
+
+def test_pdf_holds_the_verdict_on_page_one_and_the_evidence_after(tmp_path, lab, build):
+    """A nightly-sized bundle (60 checks, 6 files each): the banner, verdict, reasons, trust, the matrix with
+    counts and the criteria on page 1 of the PDF; the evidence per check, grouped by test, on the pages after."""
+    from weasyprint import HTML
+
+    fw = firmware_hash(build)
+    modules = [f"suites.security.test_{m}" for m in ("isolation", "lockdown", "permissions", "trusted_display")]
+    tests = [(m, f"test_check_{i}[parameter_{i}]") for m in modules for i in range(15)]
+    for m, t in tests:
+        write_result(tmp_path / "res", m, t, "passed", firmware=fw, evidence={e: t.encode() for e in EVIDENCE})
+    write_result(tmp_path / "res", modules[0], "test_dev_only", "skipped", firmware=fw,
+                 message="Skipped: needs a development build")
+    write_plan(tmp_path / "res", [f"{m}::{t}" for m, t in tests] + [f"{modules[0]}::test_dev_only"])
+    assert _signoff(lab, build, tmp_path / "res", tmp_path / "bundle").exit_code == 0
+    doc = HTML(filename=tmp_path / "bundle" / "signoff.html").render()  # signoff.pdf is this document
+    page_of = {}
+    for label, (page, _, _), _, _ in doc.make_bookmark_tree()[0][2]:
+        page_of[label] = page
+    assert doc.make_bookmark_tree()[0][0] == "Release sign-off: GO" and doc.make_bookmark_tree()[0][1][0] == 0
+    assert {h: page_of[h] for h in ("Reasons", "Trust", "Security suites × profiles", "Criteria")} == dict.fromkeys(
+        ("Reasons", "Trust", "Security suites × profiles", "Criteria"), 0)
+    assert page_of["Skips (1)"] == 1 and page_of["Evidence per check (61 checks, 422 files)"] >= 1
+    assert len(doc.pages) <= 6, len(doc.pages)  # the table of one file per row took 11
+    html = (tmp_path / "bundle" / "signoff.html").read_text()
+    assert html.index('<div class="banner">NOT A RELEASE') < html.index("<h1>Release sign-off") < html.index('<div class="details">')
+    assert "<b>passed</b>:\n15 passed, 0 failed, 0 broken, 1 skipped" in html
+    assert '<h3 class="mono">suites.security.test_lockdown</h3>' in html  # one group per module, tests by name
+    assert '<span class="name">test_check_3[parameter_3]</span>' in html
+    assert '<span class="step">display reading 1: Allow Access? | Grant Prob…</span>' in html  # files under their step
+    assert '<span class="file in-step">OCR lines with confidences <span class="mono">' in html
+
+
 def test_symlink_in_results_is_refused(tmp_path, lab, build):
     _green(tmp_path / "res", firmware_hash(build))
     (tmp_path / "res" / "x-attachment.txt").symlink_to(lab)

@@ -485,8 +485,23 @@ def create(build: Path, results: Path, bundle: Path, *, criteria_path: Path, key
     return decision
 
 
+def evidence_by_module(checks: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The checks grouped by test module, each named by its test alone, its files under the step that
+    attached them (an attachment is named `step / what`), for the evidence list."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in checks:
+        module, _, name = c["test"].rpartition("::")
+        steps: dict[str, list[dict[str, str]]] = {}
+        for f in c["files"]:
+            step, _, what = f["name"].rpartition(" / ")
+            steps.setdefault(step, []).append({"name": what, "sha256": f["sha256"]})
+        groups.setdefault(module or "?", []).append({**c, "name": name, "steps": list(steps.items())})
+    return list(groups.items())
+
+
 def render(payload: dict[str, Any]) -> str:
-    return environment().get_template("signoff.html.j2").render(p=payload, css=(TEMPLATES / "base.css").read_text())
+    return environment().get_template("signoff.html.j2").render(
+        p=payload, evidence=evidence_by_module(payload["checks"]), css=(TEMPLATES / "base.css").read_text())
 
 
 def verify(bundle: Path, trusted: Ed25519PublicKey | list[Ed25519PublicKey]) -> dict[str, Any]:
