@@ -135,3 +135,26 @@ def test_unit_state_without_keyos_comes_from_the_rom_or_the_screen(unit):
         unit.prime.firmware.boot_menu()
         unit.prime.invalidate()
     assert unit_state(station, timeout=5) is UnitState.BOOT_MENU
+
+
+def test_error_page_and_off_are_told_apart_and_enumerate_nothing(unit):
+    """keyos-boot's error page (an app.bin it cannot verify) and a unit without power: neither KeyOS nor the
+    ROM answers; the camera tells them apart, and the port path shows no device either way."""
+    from hil.flash import bootimg
+    from hil.lab.unit_state import UnitState, unit_state
+
+    station = _station(unit)
+    sysdir = usb_host.SYS / "bus" / "usb" / "devices" / unit.endpoints["usb_port"]
+    with unit.prime.lock, open(unit.prime.firmware.emmc.path, "r+b") as fp:
+        system = bootimg.partition_table(fp.read(512))[1]
+        with bootimg.mount(fp, system) as fs:
+            fs.remove(bootimg.APP_IMAGE)
+            fs.writebytes(bootimg.APP_IMAGE, b"\x7fELF" + bytes(5000))  # no cosign2 header
+        unit.prime.firmware.monitor.leave()
+        unit.prime.reboot()
+    assert unit_state(station, timeout=3) is UnitState.BOOTLOADER_ERROR
+    assert not sysdir.exists()
+    with unit.prime.lock:
+        unit.prime.power_cut()
+    assert unit_state(station, timeout=3) is UnitState.OFF
+    assert not sysdir.exists()
