@@ -124,9 +124,9 @@ class Samba:
         self.send(self.write_request(addr, data))
 
     @staticmethod
-    def write_request(addr: int, data: bytes | memoryview) -> bytes:
-        """``S``: ``data`` stored at ``addr``."""
-        return b"".join((f"S{addr:x},{len(data):x}#".encode(), data))
+    def write_request(addr: int, data: bytes | memoryview, then: bytes = b"") -> bytes:
+        """``S``: ``data`` stored at ``addr``, and the commands ``then`` after it (one copy of the data)."""
+        return b"".join((f"S{addr:x},{len(data):x}#".encode(), data, then))
 
     def read(self, addr: int, length: int) -> bytes:
         self.send(f"R{addr:x},{length:x}#".encode())
@@ -196,7 +196,7 @@ class Samba:
         """``n`` bytes within ``timeout``, read in steps of the port's own timeout. That one is set once, at
         open: on a bench's ser2net port each change costs a round of RFC 2217 negotiation."""
         deadline = time.monotonic() + timeout
-        data = b""
+        data = bytearray()
         try:
             while True:
                 data += self.port.read(n - len(data))
@@ -206,7 +206,7 @@ class Samba:
             raise SambaError(f"{self.port.name}: {what}: read failed ({e}); device gone?") from None
         if required and len(data) != n:
             raise SambaError(f"{self.port.name}: {what}: got {len(data)} of {n} bytes in {timeout:.1f}s")
-        return data
+        return bytes(data)
 
 
 @dataclass
@@ -305,8 +305,9 @@ class Sdmmc:
         return stats
 
     def _send_write(self, page: int, data: bytes | memoryview) -> None:
-        self.samba.send(self.samba.write_request(self.buffer_addr, data)
-                        + self.samba.applet_request(CMD_WRITE_PAGES, [page, len(data) // self.page_size]))
+        self.samba.send(self.samba.write_request(self.buffer_addr, data,
+                                                 self.samba.applet_request(CMD_WRITE_PAGES,
+                                                                           [page, len(data) // self.page_size])))
 
     def _send_read(self, page: int, count: int) -> None:
         self.samba.send(self.samba.applet_request(CMD_READ_PAGES, [page, count])
