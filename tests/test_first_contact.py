@@ -158,3 +158,22 @@ def test_error_page_and_off_are_told_apart_and_enumerate_nothing(unit):
         unit.prime.power_cut()
     assert unit_state(station, timeout=3) is UnitState.OFF
     assert not sysdir.exists()
+
+
+def test_the_flasher_follows_the_by_path_name_from_keyos_into_the_rom(unit, tmp_path):
+    """A station wired by its stable name (/dev/serial/by-path/…): absent while KeyOS runs, it appears when
+    REBOOT_SAMBA brings the ROM up on that port, and the Flasher flashes through it and sees KeyOS back."""
+    from hil.flash.flasher import Flasher, boot_policy, load_firmware
+
+    station, port = _station(unit), unit.endpoints["usb_port"]
+    take_over(_rom(unit), station, emulated.APPLET.read_bytes(), KEYS, timeout=30)  # the unit runs KeyOS
+    assert not _by_path(unit).exists()
+    image = tmp_path / "boot-1.3.0.img"
+    emulated.write_boot_image(image, Build(version="1.3.0", flavour="development"))
+    firmware = load_firmware(image, KEYS, boot_policy(PROFILE.boots("development")))
+
+    def link():
+        return open_client(f"usb:{port}", PROFILE, station=station)
+
+    result = Flasher(str(_by_path(unit)), emulated.APPLET.read_bytes(), KEYS, link=link, timeout=30).flash(firmware)
+    assert result.version == "1.3.0" and not _by_path(unit).exists()
