@@ -247,7 +247,7 @@ class Sdmmc:
         view, pending = memoryview(data), None
         for pos in range(0, len(data), self.chunk_size):
             chunk = view[pos:pos + self.chunk_size]
-            # assumed: the ROM runs commands in arrival order, G returning once the applet has (the ROM is closed source)
+            # assumed: the ROM runs commands in arrival order, G returning once the applet has (its source is closed)
             self._send_write(page + pos // self.page_size, chunk)
             if pending:
                 try:
