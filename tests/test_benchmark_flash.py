@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_flash_benchmark_runs_and_reports_write_and_verify_against_raw():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "flash.py"), "--mib", "1"],
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "flash.py"), "--mib", "1", "--rounds", "1"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = {line.split()[0] + " " + line.split()[1]: line for line in proc.stdout.splitlines() if line.strip()}

@@ -1,5 +1,7 @@
 """--device strings, and a tty resolved through a fake sysfs tree to the Prime that owns it."""
 
+import os
+
 import pytest
 
 from hil.lab.station import device_station
@@ -14,7 +16,7 @@ def usb_device(sys, name, vid, pid, product, interfaces):
     dev = sys / "devices" / "pci0000:00" / "0000:00:14.0" / "usb1" / name
     dev.mkdir(parents=True)
     for attr, value in (("idVendor", vid), ("idProduct", pid), ("product", product), ("manufacturer", "Maker"),
-                        ("busnum", name.split("-")[0]), ("devpath", name.split("-")[1])):
+                        ("busnum", name.split("-")[0]), ("devpath", name.split("-")[1])):  # the port path's parts
         (dev / attr).write_text(value + "\n")
     for number, cls in enumerate(interfaces):
         intf = dev / f"{name}:1.{number}"
@@ -24,15 +26,32 @@ def usb_device(sys, name, vid, pid, product, interfaces):
 
 
 def tty(tmp_path, name, interface_dir=None):
-    """/dev/NAME plus /sys/class/tty/NAME, whose `device` link points at the owning interface."""
+    """/dev/NAME, a character device (a pty stands in for the ttyACM node), plus sysfs's view of it:
+    ``class/tty/NAME`` whose ``device`` link points at the owning interface, and ``dev/char/MAJOR:MINOR``."""
+    master, slave = os.openpty()
+    OPEN.extend((master, slave))
     (tmp_path / "dev").mkdir(exist_ok=True)
     node = tmp_path / "dev" / name
-    node.write_text("")
+    node.symlink_to(os.ttyname(slave))
     cls = tmp_path / "sys" / "class" / "tty" / name
     cls.mkdir(parents=True)
     if interface_dir is not None:
         (cls / "device").symlink_to(interface_dir)
+    rdev = os.stat(node).st_rdev
+    char = tmp_path / "sys" / "dev" / "char"
+    char.mkdir(parents=True, exist_ok=True)
+    (char / f"{os.major(rdev)}:{os.minor(rdev)}").symlink_to(cls)
     return str(node)
+
+
+OPEN: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_ptys():
+    yield
+    while OPEN:
+        os.close(OPEN.pop())
 
 
 @pytest.fixture
@@ -83,6 +102,9 @@ def test_tty_that_is_not_usb(tmp_path, sys):
         resolve_tty(tty(tmp_path, "ttyS0", platform), sys)
     with pytest.raises(DeviceNotFound, match="not a USB serial port"):
         resolve_tty(tty(tmp_path, "ttyS1"), sys)
+    (tmp_path / "dev" / "plain").write_text("")
+    with pytest.raises(DeviceNotFound, match="plain: not a character device"):
+        resolve_tty(str(tmp_path / "dev" / "plain"), sys)
 
 
 def test_device_strings():

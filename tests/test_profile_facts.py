@@ -17,4 +17,7 @@ def test_hil_profile_facts_lists_the_lab_profiles_assumptions():
     result = CliRunner().invoke(app, ["profile", "facts", "prime-rev-b"])
     assert result.exit_code == 0, result.output
     assert "prime-rev-b.yaml" in result.output and "settle_s" in result.output and "kernel_log" in result.output
+    samba = [line for line in result.output.splitlines() if line.startswith("samba.py:")]
+    assert any("MAX_APPLET_BUFFER" in line for line in samba)  # the SAM-BA driver's facts too
+    assert any("arrival order" in line for line in samba)  # what pipelining the page transfers rests on
     assert CliRunner().invoke(app, ["profile", "facts", "no-such-profile"]).exit_code == 2

@@ -60,7 +60,7 @@ def test_wrong_chip_is_refused(client, monkeypatch):
 
 
 def test_applet_needs_l2_as_sram_and_the_right_code(client, monitor):
-    client._send(b"N#")
+    client.send(b"N#")
     assert client._read(2, 1, "N#") == b"\n\r"
     with pytest.raises(SambaError, match="did not acknowledge"):  # L2 still a cache: nothing at 0x220000
         client.sdmmc(APPLET)

@@ -248,14 +248,15 @@ def test_emulated_prime_unplugged_over_usb(emulated):
     from hil.emulator.launcher import control_endpoint
     from hil.link.resolve import open_client
 
-    with open_client("usb:1-1", emulated.profile, station=emulated) as prime:
+    device = f"usb:{emulated.usb_port}"
+    with open_client(device, emulated.profile, station=emulated) as prime:
         assert prime.version() == "1.0.0"
         host, port = control_endpoint(emulated.debug).removeprefix("tcp:").rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=5) as s:
             s.sendall(json.dumps({"cmd": "drop"}).encode() + b"\n")
             assert json.loads(s.makefile().readline())["ok"]
         time.sleep(0.3)
-        with pytest.raises(LinkClosed, match="usb:1-1, GET_VERSION: device disconnected"):
+        with pytest.raises(LinkClosed, match=f"{device}, GET_VERSION: device disconnected"):
             prime.version()
 
 
@@ -304,8 +305,8 @@ class _TwoPrimes(usb.backend.IBackend):
 
 
 def test_bare_usb_with_two_primes_present_lists_both(fake):
-    (_, one), (_, two) = fake(lambda body: ok()), fake(lambda body: ok())
-    two.port = 2
+    (_, one), (dev, _) = fake(lambda body: ok()), fake(lambda body: ok())
+    two = EmulatedPrimeBackend(debug=f"tcp:127.0.0.1:{dev.port}", port=2)
     with pytest.raises(LinkClosed) as e:
         UsbTransport(backend=_TwoPrimes(one, two), name="usb").open()
     assert "several Primes match (usb:1-1, usb:1-2)" in str(e.value) and "\n" not in str(e.value)

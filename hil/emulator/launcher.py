@@ -30,6 +30,7 @@ from hil.emulator.relay import EmulatedRelay
 from hil.emulator.robot import EmulatedRobot, jig_calibration
 from hil.emulator.samba import SambaPort
 from hil.emulator.tcp import DebugServer
+from hil.emulator.usb_host import UsbPort
 from hil.errors import InfrastructureError
 from hil.flash.manifest import load_dir
 
@@ -53,13 +54,16 @@ class Device:
 def start_device(index: int, seed: int, build: Build, pin: str = DEFAULT_PIN, **prime_opts) -> Device:
     """One Prime with all its peripherals (``prime_opts`` go to ``Prime``, e.g. ``boot_seconds``)."""
     prime = Prime(index=index, seed=seed, build=build, pin=pin, **prime_opts)
-    device = Device(prime, {"serial": prime.serial, "usb_port": f"emu-{index}", "profile": PROFILE})
+    device = Device(prime, {"serial": prime.serial, "profile": PROFILE})
     try:
         for cls in PERIPHERALS:
             peripheral = cls()
             key, endpoint = peripheral.start(prime)
             device.running.append(peripheral)
             device.endpoints[key] = endpoint
+        port = UsbPort(prime, device.endpoints)  # the unit on its own USB port: re-enumerates as its mode changes
+        device.running.append(port)
+        device.endpoints["usb_port"] = port.path
         device.endpoints["robot_calibration"] = jig_calibration()  # the bench's, as a lab file records it
     except BaseException:
         device.stop()

@@ -104,6 +104,7 @@ class Prime:
         self._button_down_at: float | None = None
         self._powered_by_press = False
         self._link_listeners: list[Callable[[], None]] = []
+        self._change_listeners: list[Callable[[], None]] = []
         self.app_screens: dict[int, Screen] = {}  # pid -> its screen, kept while the app runs
         # The boot chain (the SAM-BA peripheral sets it): ``boot() -> bool`` at power-on (False: no
         # KeyOS runs), ``screen()`` shown while none does, ``touch(x, y)`` there, ``enter_samba()``.
@@ -208,6 +209,15 @@ class Prime:
     def invalidate(self) -> None:
         self._frame = None
         self.frame_counter += 1
+        for callback in self._change_listeners:
+            callback()
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Called after every change of state (power, boot, mode, screen): the USB port re-reads its identity."""
+        self._change_listeners.append(callback)
+
+    def remove_on_change(self, callback: Callable[[], None]) -> None:
+        self._change_listeners.remove(callback)
 
     def framebuffer(self) -> Image.Image:
         """RGBA 480x800 of what the panel shows now; black when it is off."""

@@ -201,9 +201,13 @@ class SambaMonitor(PtyDevice):
             self._store(MAILBOX + 8 + 4 * i, struct.pack("<I", value))
 
     def _applet_loaded(self) -> bool:
-        code = self._load(APPLET_ADDR, len(self.applet))
-        skip = slice(MAILBOX - APPLET_ADDR, MAILBOX_END - APPLET_ADDR)  # the mailbox is scratch
-        return code[:skip.start] + code[skip.stop:] == self.applet[:skip.start] + self.applet[skip.stop:]
+        region = self._region(APPLET_ADDR, len(self.applet))
+        if region is None:
+            return False
+        mem, off = region
+        code, applet = memoryview(mem)[off:off + len(self.applet)], memoryview(self.applet)
+        start, stop = MAILBOX - APPLET_ADDR, MAILBOX_END - APPLET_ADDR  # the mailbox is scratch
+        return code[:start] == applet[:start] and code[stop:] == applet[stop:]
 
     def _applet(self, cmd: int, args: list[int]) -> tuple[int, list[int]]:
         if cmd == CMD_INITIALIZE:
@@ -220,7 +224,8 @@ class SambaMonitor(PtyDevice):
         if cmd == CMD_READ_PAGES:
             self._store(BUFFER_ADDR, self.emmc.read_pages(page, count))
         else:
-            self.emmc.write_pages(page, self._load(BUFFER_ADDR, count * PAGE))
+            mem, off = self._region(BUFFER_ADDR, count * PAGE)
+            self.emmc.write_pages(page, memoryview(mem)[off:off + count * PAGE])  # straight from the SRAM buffer
         return APPLET_SUCCESS, [count]
 
 

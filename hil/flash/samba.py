@@ -5,6 +5,11 @@ Follows KeyOS's own flasher (`utils/sambuca/src/{lib,flash}.rs`, keyos.md §7): 
 check (CIDR & 0xffffffe0 == 0x8a5c08c0); L2 cache turned into SRAM so the applet fits at 0x220000;
 then the applet mailbox at 0x220004: ``cmd``, ``status``, arguments, ack = 0xFFFFFFFF - cmd.
 
+The monitor runs its commands one after another, in the order they arrive (``G`` returns when the applet
+has), and in binary mode only ``w``, ``R`` and ``V`` answer.  So an applet run goes out as one write
+(mailbox words, ``G``, the two ``w`` of its answer), and page transfers are pipelined: the next chunk's
+commands are sent before the previous chunk's answer is read, so the cable never idles for a round trip.
+
 The port is a plain pyserial object opened from a URL (``/dev/ttyACM0``, ``rfc2217://…``, a pty).
 DTR/RTS are never set: a pty refuses them and the ROM does not need them. Every read has a
 timeout; a monitor that goes quiet or answers garbage raises :class:`SambaError` (broken, not failed).
@@ -44,6 +49,10 @@ class SambaError(InfrastructureError):
     """The monitor or its applet did not do what was asked (silence, garbage, a bad status)."""
 
 
+class AppletFailed(SambaError):
+    """The applet answered with a failure status: the monitor is fine and answers what was sent after."""
+
+
 class Samba:
     """One SAM-BA monitor session in binary mode."""
 
@@ -78,7 +87,7 @@ class Samba:
         """
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
-            self._send(b"N#")
+            self.send(b"N#")
             ack = self._read(2, min(0.25, self.timeout), "N# (binary mode)", required=False)
             if ack == b"\n\r":
                 break
@@ -93,7 +102,7 @@ class Samba:
         self.write_u32(SFR_L2CC_HRAMC, 0)
 
     def version(self) -> str:
-        self._send(b"V#")
+        self.send(b"V#")
         text = bytearray()
         while chunk := self._read(1, 0.1, "V#", required=False):
             text += chunk
@@ -105,21 +114,30 @@ class Samba:
         return version
 
     def read_u32(self, addr: int) -> int:
-        self._send(f"w{addr:x},#".encode())
+        self.send(f"w{addr:x},#".encode())
         return int.from_bytes(self._read(4, self.timeout, f"w{addr:x}"), "little")
 
     def write_u32(self, addr: int, value: int) -> None:
-        self._send(f"W{addr:x},{value:08x}#".encode())
+        self.send(f"W{addr:x},{value:08x}#".encode())
 
     def write(self, addr: int, data: bytes) -> None:
-        self._send(f"S{addr:x},{len(data):x}#".encode() + data)
+        self.send(self.write_request(addr, data))
+
+    @staticmethod
+    def write_request(addr: int, data: bytes | memoryview, then: bytes = b"") -> bytes:
+        """``S``: ``data`` stored at ``addr``, and the commands ``then`` after it (one copy of the data)."""
+        return b"".join((f"S{addr:x},{len(data):x}#".encode(), data, then))
 
     def read(self, addr: int, length: int) -> bytes:
-        self._send(f"R{addr:x},{length:x}#".encode())
+        self.send(f"R{addr:x},{length:x}#".encode())
+        return self.read_answer(addr, length)
+
+    def read_answer(self, addr: int, length: int) -> bytes:
+        """The ``length`` bytes an ``R`` sent earlier answers."""
         return self._read(length, self.timeout + length / 65536, f"R{addr:x},{length:x}")
 
     def go(self, addr: int) -> None:
-        self._send(f"G{addr:x}#".encode())
+        self.send(f"G{addr:x}#".encode())
 
     def reboot_to_normal(self) -> None:
         """Clear the boot-sequence bits and reset (sambuca ``reboot_to_normal``)."""
@@ -130,15 +148,23 @@ class Samba:
 
     def applet_command(self, cmd: int, args: list[int]) -> int:
         """Run one applet command; returns its status (0 = success)."""
-        self.write_u32(MAILBOX, cmd)
-        self.write_u32(MAILBOX + 4, 0xFFFFFFFF)
-        for i, arg in enumerate(args):
-            self.write_u32(MAILBOX + 8 + 4 * i, arg)
-        self.go(APPLET_ADDR)
-        ack = self.read_u32(MAILBOX)
+        self.send(self.applet_request(cmd, args))
+        return self.applet_status(cmd)
+
+    @staticmethod
+    def applet_request(cmd: int, args: list[int]) -> bytes:
+        """The commands of one applet run: its mailbox words, ``G``, then ``w`` of the ack and the status."""
+        words = (cmd, 0xFFFFFFFF, *args)
+        return (b"".join(f"W{MAILBOX + 4 * i:x},{w:08x}#".encode() for i, w in enumerate(words))
+                + f"G{APPLET_ADDR:x}#w{MAILBOX:x},#w{MAILBOX + 4:x},#".encode())
+
+    def applet_status(self, cmd: int) -> int:
+        """The answer of an applet run sent with :meth:`applet_request`: its status (0 = success)."""
+        answer = self._read(8, self.timeout, f"applet command {cmd:#x}")
+        ack, status = int.from_bytes(answer[:4], "little"), int.from_bytes(answer[4:], "little")
         if ack != 0xFFFFFFFF - cmd:
             raise SambaError(f"{self.port.name}: applet did not acknowledge command {cmd:#x} (mailbox {ack:08x})")
-        return self.read_u32(MAILBOX + 4)
+        return status
 
     def sdmmc(self, applet: bytes, *, instance: int = 0, ioset: int = 1, partition: int = 0,
               bus_width: int = 8, voltages: int = 3) -> Sdmmc:
@@ -158,7 +184,8 @@ class Samba:
 
     # ------------------------------------------------------------ plumbing
 
-    def _send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
+        """Commands as one write (the monitor takes them one after another)."""
         try:
             self.port.write(data)
             self.port.flush()
@@ -169,7 +196,7 @@ class Samba:
         """``n`` bytes within ``timeout``, read in steps of the port's own timeout. That one is set once, at
         open: on a bench's ser2net port each change costs a round of RFC 2217 negotiation."""
         deadline = time.monotonic() + timeout
-        data = b""
+        data = bytearray()
         try:
             while True:
                 data += self.port.read(n - len(data))
@@ -179,7 +206,7 @@ class Samba:
             raise SambaError(f"{self.port.name}: {what}: read failed ({e}); device gone?") from None
         if required and len(data) != n:
             raise SambaError(f"{self.port.name}: {what}: got {len(data)} of {n} bytes in {timeout:.1f}s")
-        return data
+        return bytes(data)
 
 
 @dataclass
@@ -204,21 +231,35 @@ class Sdmmc:
 
     def write_pages(self, page: int, data: bytes) -> None:
         self._aligned(data)
-        self.samba.write(self.buffer_addr, data)
-        self._run(CMD_WRITE_PAGES, page, len(data) // self.page_size, "writing")
+        self._send_write(page, data)
+        self._check(CMD_WRITE_PAGES, page, len(data) // self.page_size, "writing")
 
     def read_pages(self, page: int, count: int) -> bytes:
-        self._run(CMD_READ_PAGES, page, count, "reading")
-        return self.samba.read(self.buffer_addr, count * self.page_size)
+        self._send_read(page, count)
+        return self._receive_read(page, count)
 
     def write(self, offset: int, data: bytes, progress: Callable[[int], None] = lambda n: None) -> None:
-        """Write ``data`` at byte ``offset`` in chunks; ``progress`` gets the bytes done so far."""
+        """Write ``data`` at byte ``offset`` in chunks; ``progress`` gets the bytes done so far.  Each chunk
+        goes out before the previous one's status is read: the monitor stores it into the buffer only
+        after the applet has written the previous one."""
         page = self._page(offset)
         self._aligned(data)
+        view, pending = memoryview(data), None
         for pos in range(0, len(data), self.chunk_size):
-            chunk = data[pos:pos + self.chunk_size]
-            self.write_pages(page + pos // self.page_size, chunk)
-            progress(pos + len(chunk))
+            chunk = view[pos:pos + self.chunk_size]
+            # assumed: the ROM runs commands in arrival order, G returning once the applet has (its source is closed)
+            self._send_write(page + pos // self.page_size, chunk)
+            if pending:
+                try:
+                    self._check(CMD_WRITE_PAGES, *pending, "writing")
+                except AppletFailed:
+                    self.samba.applet_status(CMD_WRITE_PAGES)  # the chunk sent after it answers too
+                    raise
+                progress(pos)
+            pending = (page + pos // self.page_size, len(chunk) // self.page_size)
+        if pending:
+            self._check(CMD_WRITE_PAGES, *pending, "writing")
+            progress(len(data))
 
     def read(self, offset: int, length: int) -> bytes:
         page = self._page(offset)
@@ -232,29 +273,58 @@ class Sdmmc:
     def verify(self, offset: int, data: bytes, progress: Callable[[int], None] = lambda n: None,
                auto_patch: bool = True) -> VerifyStats:
         """Read back and compare chunk by chunk, rewriting a chunk that differs (sambuca
-        ``verify_flash``); a chunk still wrong after :attr:`MAX_REWRITES` raises."""
+        ``verify_flash``); a chunk still wrong after :attr:`MAX_REWRITES` raises.  The next chunk's read
+        is asked for before this one's answer is taken (and taken before a rewrite)."""
         page = self._page(offset)
         stats = VerifyStats()
-        for pos in range(0, len(data), self.chunk_size):
-            chunk = data[pos:pos + self.chunk_size]
-            first = page + pos // self.page_size
-            tries = 0
-            while self.read_pages(first, len(chunk) // self.page_size) != chunk:
-                if not auto_patch or tries == self.MAX_REWRITES:
-                    raise SambaError(f"eMMC pages {first}..{first + len(chunk) // self.page_size} "
-                                     f"differ from the image after {tries} rewrite(s)")
-                tries += 1
-                self.write_pages(first, chunk)
-            if tries:
+        chunks = [(pos, page + pos // self.page_size, min(self.chunk_size, len(data) - pos) // self.page_size)
+                  for pos in range(0, len(data), self.chunk_size)]
+        if chunks:
+            self._send_read(*chunks[0][1:])
+        ahead: bytes | None = None  # the next chunk's answer, taken early to make way for a rewrite
+        for i, (pos, first, count) in enumerate(chunks):
+            got = ahead if ahead is not None else self._receive_read(first, count)
+            ahead = None
+            if i + 1 < len(chunks):
+                self._send_read(*chunks[i + 1][1:])
+            chunk = data[pos:pos + count * self.page_size]
+            if got != chunk:
+                if i + 1 < len(chunks):
+                    ahead = self._receive_read(*chunks[i + 1][1:])
+                tries = 0
+                while got != chunk:
+                    if not auto_patch or tries == self.MAX_REWRITES:
+                        raise SambaError(f"eMMC pages {first}..{first + count} differ from the image after "
+                                         f"{tries} rewrite(s)")
+                    tries += 1
+                    self.write_pages(first, chunk)
+                    got = self.read_pages(first, count)
                 stats.chunks_patched += 1
                 stats.attempts += tries
             progress(pos + len(chunk))
         return stats
 
-    def _run(self, cmd: int, page: int, count: int, what: str) -> None:
-        status = self.samba.applet_command(cmd, [page, count])
+    def _send_write(self, page: int, data: bytes | memoryview) -> None:
+        self.samba.send(self.samba.write_request(self.buffer_addr, data,
+                                                 self.samba.applet_request(CMD_WRITE_PAGES,
+                                                                           [page, len(data) // self.page_size])))
+
+    def _send_read(self, page: int, count: int) -> None:
+        self.samba.send(self.samba.applet_request(CMD_READ_PAGES, [page, count])
+                         + f"R{self.buffer_addr:x},{count * self.page_size:x}#".encode())
+
+    def _receive_read(self, page: int, count: int) -> bytes:
+        try:
+            self._check(CMD_READ_PAGES, page, count, "reading")
+        except AppletFailed:
+            self.samba.read_answer(self.buffer_addr, count * self.page_size)  # R answers whatever the buffer holds
+            raise
+        return self.samba.read_answer(self.buffer_addr, count * self.page_size)
+
+    def _check(self, cmd: int, page: int, count: int, what: str) -> None:
+        status = self.samba.applet_status(cmd)
         if status != 0:
-            raise SambaError(f"SD/MMC applet: status {status} after {what} {count} page(s) at page {page}")
+            raise AppletFailed(f"SD/MMC applet: status {status} after {what} {count} page(s) at page {page}")
 
     def _page(self, offset: int) -> int:
         if offset % self.page_size:

@@ -1,7 +1,8 @@
 """First contact with a Prime whose only tty is its SAM-BA boot ROM (03eb:6124, keyos.md §10): flash the
 build given (or boot what its eMMC holds), then wait for KeyOS to enumerate on the same USB port path
-and take its debug interface there. A unit changes USB identity between SAM-BA and KeyOS but not its
-port path, which is how a station is pinned."""
+and take its debug interface there; and the way back, KeyOS to the ROM's tty on that port path. A unit
+changes USB identity between SAM-BA and KeyOS but not its port path (sysfs ``busnum``/``devpath``),
+which is how a station is pinned."""
 
 from __future__ import annotations
 
@@ -13,12 +14,32 @@ from hil.lab.station import Station
 from hil.flash import cosign2
 from hil.flash.flasher import Flasher, boot_policy, load_firmware
 from hil.flash.samba import Samba, SambaError
-from hil.link.resolve import SambaRom, open_client
+from hil.link.resolve import SambaRom, open_client, rom_tty
+from hil.link.usb import host_sysfs
 from hil.link.transport import LinkError
 
 
 class KeyOsDidNotEnumerate(InfrastructureError):
     """The unit left SAM-BA but no KeyOS debug interface answered on its port path in time."""
+
+
+class RomDidNotEnumerate(InfrastructureError):
+    """The unit acknowledged REBOOT_SAMBA but no SAM-BA ROM tty appeared on its port path in time."""
+
+
+def back_to_samba(port: str, station: Station, timeout: float = 60.0) -> SambaRom:
+    """REBOOT_SAMBA to the KeyOS unit at USB port path ``port``, then its ROM's tty on that same path
+    (as sysfs shows it: the ttyACM node numbers may change, the port path does not)."""
+    with open_client(f"usb:{port}", station.profile, station=station) as client:
+        client.reboot_to_samba()
+    sysfs, deadline = host_sysfs(station.profile.usb.backend), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tty = rom_tty(port, sysfs, station.profile.usb.samba)
+        if tty is not None:
+            return SambaRom(f"{tty}: the SAM-BA ROM at {port}", tty, port)
+        time.sleep(0.1)  # the unit is still re-enumerating
+    raise RomDidNotEnumerate(f"usb:{port}: no SAM-BA ROM ({station.profile.usb.samba}) on USB port {port} within "
+                             f"{timeout:g} s of REBOOT_SAMBA")
 
 
 def take_over(rom: SambaRom, station: Station, applet: bytes, keys: cosign2.KeySet, *,

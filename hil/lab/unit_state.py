@@ -53,10 +53,11 @@ def _from_screen(station: Station, timeout: float) -> UnitState:
     from hil.vision.display import Display
 
     with Camera(station.camera) as camera:
-        frame = camera.grab(timeout)
-        if int(np.max(frame)) < DARK_LEVEL:
+        display = Display(camera, frame_timeout=timeout)
+        panel = display.rectified(fresh=True)[0]  # the panel alone: the jig and the room around it stay lit
+        if np.percentile(panel, 99) < DARK_LEVEL:  # a percentile, so that sensor noise does not light it
             return UnitState.OFF
-        text = Display(camera).read(fresh=True).text().casefold()
+        text = display.read().text().casefold()
     titles = station.profile.bootloader_titles
     if titles["error"].casefold() in text:
         return UnitState.BOOTLOADER_ERROR

@@ -1,5 +1,5 @@
-"""The device facts the harness takes on trust: every ``assumed:`` note in the device profiles and the
-wire codec, so that a lab knows what to settle on a real unit (``hil profile facts``)."""
+"""The device facts the harness takes on trust: every ``assumed:`` note in the device profiles, the
+wire codec and the SAM-BA driver, so that a lab knows what to settle on a real unit (``hil profile facts``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from hil.flash import samba
 from hil.link import protocol
 from hil.profile import PROFILES_DIR
 
@@ -28,17 +29,20 @@ class Fact:
 def assumed_facts(path: Path) -> list[Fact]:
     """The ``# assumed: why`` notes in one file, with the setting each is written on."""
     facts = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
         m = _NOTE.search(line)
         if m:
-            facts.append(Fact(path, number, line[:m.start()].strip() or "(next line)", m["why"].strip()))
+            below = (ln.strip() for ln in lines[number:] if ln.strip() and not ln.strip().startswith("#"))
+            what = line[:m.start()].strip() or next(below, "(end of file)")  # a note on its own line: the code below
+            facts.append(Fact(path, number, what, m["why"].strip()))
     return facts
 
 
 def sources(profile: str | None = None) -> list[Path]:
-    """The profile files (one, or all) and the wire codec."""
+    """The profile files (one, or all), the wire codec and the SAM-BA monitor's driver."""
     profiles = [PROFILES_DIR / f"{profile}.yaml"] if profile else sorted(PROFILES_DIR.glob("*.yaml"))
-    return [*profiles, Path(protocol.__file__)]
+    return [*profiles, Path(protocol.__file__), Path(samba.__file__)]
 
 
 @app.command("facts")

@@ -12,6 +12,7 @@ import errno
 import importlib
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import usb.core
 import usb.util
@@ -40,15 +41,24 @@ def load_backend(spec: str, **station: str | None):
         if backend is None:
             raise ConfigError("pyusb found no libusb-1.0; install it (Debian: apt-get install libusb-1.0-0)")
         return backend
-    module, _, name = spec.partition(":")
     try:
-        factory = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise ConfigError(f"USB backend {spec!r} not found; use 'libusb1' or 'package.module:Factory'") from None
-    try:
-        return factory(**station)
+        return _factory(spec)(**station)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"USB backend {spec}: {e}") from None
+
+
+def host_sysfs(spec: str) -> Path:
+    """Where the host that the backend ``spec`` reaches presents its USB devices: ``/sys`` for libusb1,
+    else the factory's ``sysfs`` (an emulated host's)."""
+    return Path("/sys") if spec == "libusb1" else Path(getattr(_factory(spec), "sysfs", "/sys"))
+
+
+def _factory(spec: str):
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"USB backend {spec!r} not found; use 'libusb1' or 'package.module:Factory'") from None
 
 
 class UsbTransport(Transport):
