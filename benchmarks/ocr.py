@@ -13,8 +13,8 @@ station's calibration (the panel corners measured at commissioning) rectifies th
   checks         a test's flow on each optics through `Display.verify_text`, on one core; address and
                  amount checks: conclusive (pass or fail) and correct (pass: the screens are right);
   adversarial    every impostor of each review address (`hil.vision.values.impostors`): checked as read
-                 exactly (the whole set), and a sample drawn on the review screen and filmed; a pass is a
-                 false pass, an inconclusive is counted too;
+                 exactly (the whole set), and a sample drawn on the review screen and filmed (half of it
+                 look-alike substitutions); a pass is a false pass, an inconclusive is counted too;
   whole frame    `read_frame` on the markerless frames, not located: accuracy and CPU time, separately.
 
 Time is CPU time of the verifying thread (OCR runs on one thread), so a loaded machine does not
@@ -152,6 +152,17 @@ def station(opt: Optics, seed: int) -> Calibration | None:
     return None if opt.markers else Calibration(tuple(map(tuple, panel_corners(opt, seed).tolist())))
 
 
+def look_alike_split(address: str) -> tuple[list[str], list[str]]:
+    """The address's impostors: those with one look-alike put in (1/l, 0/o, ...: the ones OCR confuses), and
+    the rest. The filmed sample takes half from each, since a random sample would hardly meet the first."""
+    alike, other = [], []
+    for imp in values.impostors(address):
+        diff = [i for i, (a, b) in enumerate(zip(imp, address)) if a != b] if len(imp) == len(address) else []
+        one = len(diff) == 1 and address[diff[0]] in values.LOOKALIKES.get(imp[diff[0]], "")
+        (alike if one else other).append(imp)
+    return alike, other
+
+
 def pct(part: int, whole: int) -> str:
     return f"{part}/{whole} ({100 * part / max(whole, 1):.2f} %)"
 
@@ -262,7 +273,9 @@ def main() -> None:
         opt = optics[oname]
         scene = Scene(opt, seed=11)
         for name, _, _, _, theme, (to, amount, fee) in reviews[:2] + reviews[3:5]:
-            sample = arng.sample(values.impostors(to), args.filmed_impostors // 4)
+            alike, other = look_alike_split(to)
+            n = args.filmed_impostors // 4
+            sample = arng.sample(alike, min(len(alike), n // 2)) + arng.sample(other, n - min(len(alike), n // 2))
             cam = Replay()
             display = Display(cam, calibration=station(opt, 11))
             for imp in sample:
