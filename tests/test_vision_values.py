@@ -145,3 +145,13 @@ def test_glyphs_fonts_draw_alike_are_resolved_by_the_alphabet_alone():
     assert check_code(TAPROOT, read(capital_i)).verdict == "pass"
     assert check_code(TAPROOT, read(one)).verdict == "fail"
     assert capital_i not in set(impostors(TAPROOT)) and one in set(impostors(TAPROOT))
+
+
+def test_a_failed_address_is_reported_by_its_own_characters_not_a_run_of_the_screen_around_it():
+    i = TAPROOT.index("l")
+    shown = TAPROOT[:i] + "1" + TAPROOT[i + 1:]
+    screen = [[Glyph(c, 0.99) for c in t] for t in ("Sign Transaction", "Amount", "4.52270985 BTC", "To")]
+    screen += read(shown) + [[Glyph(c, 0.99) for c in t] for t in ("Fee", "0.00048076 BTC")]
+    o = check_code(TAPROOT, screen)
+    assert o.verdict == "fail" and f"'1' at {i + 1} for 'l'" in o.reason, o.reason
+

@@ -244,23 +244,28 @@ def check_code(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
     code = code_of(e)
     if code is None:
         return None
-    outcomes = []
+    same_length, other_length = [], []
     for run, continues, where in _runs(code, lines, len(e) - 4, len(e) + 4):
         if len(run) == len(e):
             o = _compare(code, e, run)
             if o.verdict == "pass" and not continues:
                 return Outcome(o.verdict, o.reason, where)
-            outcomes.append(o if o.verdict != "pass" else
-                            Outcome("fail", f"the display shows the {code.name} with more characters around it"))
-        elif sum(code.norm(g.char) in code.alphabets[-1] for g in run) >= 0.8 * len(run):  # a value of its kind
-            outcomes.append(Outcome("fail", f"the display shows a {len(run)}-character value starting "
-                                            f"{''.join(g.char for g in run[:6])!r} where a {len(e)}-character "
-                                            f"{code.name} was expected"))
-    for verdict in ("inconclusive", "fail"):
-        for o in outcomes:
-            if o.verdict == verdict:
-                return o
-    return None
+            same_length.append(o if o.verdict != "pass" else
+                               Outcome("fail", f"the display shows the {code.name} with more characters around it"))
+        elif _of_kind(code, "".join(g.char for g in run)):
+            other_length.append(Outcome("fail", f"the display shows a {len(run)}-character value starting "
+                                                f"{''.join(g.char for g in run[:6])!r} where a {len(e)}-character "
+                                                f"{code.name} was expected"))
+    # what the value's own characters say comes before a run of another length
+    ranked = [o for v in ("inconclusive", "fail") for o in same_length if o.verdict == v] + other_length
+    return ranked[0] if ranked else None
+
+
+def _of_kind(code: Code, text: str) -> bool:
+    """Whether `text` could be a value of `code`'s kind: its characters, in one case where the case folds
+    (so a title such as "Sign Transaction" or an amount "0.5 BTC" run into an address is not one)."""
+    chars = set().union(*map(set, code.alphabets))
+    return all(code.norm(c) in chars for c in text) and (not code.fold or text in (text.lower(), text.upper()))
 
 
 _NUMBER = re.compile(r"(?<![\d.,])(\d[\d, ]*(?:\.[\d ]*\d)?)")
