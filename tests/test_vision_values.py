@@ -151,7 +151,7 @@ def test_a_failed_address_is_reported_by_its_own_characters_not_a_run_of_the_scr
     i = TAPROOT.index("l")
     shown = TAPROOT[:i] + "1" + TAPROOT[i + 1:]
     screen = [[Glyph(c, 0.99) for c in t] for t in ("Sign Transaction", "Amount", "4.52270985 BTC", "To")]
-    screen += read(shown) + [[Glyph(c, 0.99) for c in t] for t in ("Fee", "0.00048076 BTC")]
-    o = check_code(TAPROOT, screen)
-    assert o.verdict == "fail" and f"'1' at {i + 1} for 'l'" in o.reason, o.reason
+    for rows in (read(shown), [[Glyph(c, 0.99) for c in shown[k:k + 15]] for k in range(0, len(shown), 15)]):
+        o = check_code(TAPROOT, screen + rows + [[Glyph(c, 0.99) for c in t] for t in ("Fee", "0.00048076 BTC")])
+        assert o.verdict == "fail" and f"the display shows a different bech32: '1' at {i + 1} for 'l'" == o.reason
 

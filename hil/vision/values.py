@@ -250,14 +250,16 @@ def check_code(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
             o = _compare(code, e, run)
             if o.verdict == "pass" and not continues:
                 return Outcome(o.verdict, o.reason, where)
-            same_length.append(o if o.verdict != "pass" else
-                               Outcome("fail", f"the display shows the {code.name} with more characters around it"))
+            differences = sum(code.norm(g.char) != code.norm(w) for g, w in zip(run, e))
+            same_length.append((differences, o if o.verdict != "pass" else
+                                Outcome("fail", f"the display shows the {code.name} with more characters around it")))
         elif _of_kind(code, "".join(g.char for g in run)):
             other_length.append(Outcome("fail", f"the display shows a {len(run)}-character value starting "
                                                 f"{''.join(g.char for g in run[:6])!r} where a {len(e)}-character "
                                                 f"{code.name} was expected"))
-    # what the value's own characters say comes before a run of another length
-    ranked = [o for v in ("inconclusive", "fail") for o in same_length if o.verdict == v] + other_length
+    # what the value's own characters say (the run closest to them: not a title run into it) comes first
+    same_length.sort(key=lambda d_o: d_o[0])
+    ranked = [o for v in ("inconclusive", "fail") for _, o in same_length if o.verdict == v] + other_length
     return ranked[0] if ranked else None
 
 
