@@ -2,8 +2,8 @@
 checks, the adversarial set, and CPU time per verification, on camera views of emulator screens.
 
 Screens come from the emulated Prime itself (lock screen, security words, the permission prompt; seed 1
-shows KeyOS's dark theme, seed 2 the light one) and from its Bitcoin app's renderer (transaction review
-with addresses and amounts, drawn in both themes). Each is filmed through the emulator camera's optics:
+shows KeyOS's dark theme, seed 2 the light one) and from its Bitcoin app's renderer (transaction reviews to
+segwit and taproot addresses, drawn in both themes). Each is filmed through the emulator camera's optics:
 the two presets and random optics the tests never use (tilt up to 30 degrees, camera turned 90 or 180,
 glare, a stylus over the panel, benches with and without the jig's markers). Without markers the
 station's calibration (the panel corners measured at commissioning) rectifies the view.
@@ -13,8 +13,8 @@ station's calibration (the panel corners measured at commissioning) rectifies th
   checks         a test's flow on each optics through `Display.verify_text`, on one core; address and
                  amount checks: conclusive (pass or fail) and correct (pass: the screens are right);
   adversarial    every impostor of each review address (`hil.vision.values.impostors`): checked as read
-                 exactly (the whole set), and a sample drawn on the review screen and filmed; a pass is a
-                 false pass, an inconclusive is counted too;
+                 exactly (the whole set), and a sample drawn on the review screen and filmed (half of it
+                 look-alike substitutions); a pass is a false pass, an inconclusive is counted too;
   whole frame    `read_frame` on the markerless frames, not located: accuracy and CPU time, separately.
 
 Time is CPU time of the verifying thread (OCR runs on one thread), so a loaded machine does not
@@ -31,7 +31,6 @@ import random
 import statistics
 import sys
 import time
-from types import SimpleNamespace
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -47,12 +46,12 @@ from hil.emulator.build import Build  # noqa: E402
 from hil.emulator.camera import Optics, Scene, panel_corners  # noqa: E402
 from hil.emulator.launcher import start_device  # noqa: E402
 from hil.emulator.prime import DEFAULT_PIN  # noqa: E402
+from hil.emulator.apps.lockscreen import KEY_LABELS  # noqa: E402
 from hil.vision import ocr, values  # noqa: E402
 from hil.vision.display import Display, Verdict, read_frame, read_image  # noqa: E402
 from hil.vision.locate import Calibration, ScreenNotFound, locate  # noqa: E402
 from hil.vision.match import TextKind  # noqa: E402
 
-KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "<", "0", "OK"]
 GOAL_ACCURACY, GOAL_MS = 0.995, 150.0
 
 
@@ -65,12 +64,14 @@ def emulator_screens(seed: int):
         while p.booting and time.monotonic() < deadline:
             time.sleep(0.05)
         with p.lock:
-            yield (f"lock-{seed}", p.framebuffer().copy(), ["Enter PIN", "Security words", "-", *KEYS],
+            pad = p.ui.lock_screen.keys  # this seed's pad (seeds other than 0 and 1 shuffle it)
+            keys = [KEY_LABELS.get(k, k) for k, _ in sorted(pad.items(), key=lambda kv: (kv[1][1], kv[1][0]))]
+            yield (f"lock-{seed}", p.framebuffer().copy(), ["Enter PIN", "Security words", "-", *keys],
                    [("Enter PIN", TextKind.PROSE, "title"), ("Security words", TextKind.PROSE, None)])
             for d in DEFAULT_PIN[:4]:
-                p.touch(*p.ui.lock_screen.keys[d])  # its seed's layout
+                p.touch(*pad[d])
             words = " ".join(p.se.security_words(DEFAULT_PIN[:4]))
-            yield (f"words-{seed}", p.framebuffer().copy(), ["Enter PIN", words, "****", *KEYS],
+            yield (f"words-{seed}", p.framebuffer().copy(), ["Enter PIN", words, "****", *keys],
                    [(words, TextKind.WORDS, None), ("Enter PIN", TextKind.PROSE, "title")])
             assert p.login(DEFAULT_PIN)
             body = broker.BODY.format("Bitcoin Wallet", "App Seed")
@@ -86,18 +87,16 @@ def emulator_screens(seed: int):
 def draw_review(to: str, amount: int, fee: int, theme: str):
     """The Bitcoin app's transaction review as its own renderer draws it, in `theme`."""
     canvas = render.Canvas(render.blank())
-    bitcoin.BitcoinScreen._draw_review(SimpleNamespace(review={"amount": amount, "fee": fee, "to": to,
-                                                               "outputs": 1}), canvas)
+    bitcoin.draw_review(canvas, {"amount": amount, "fee": fee, "to": to, "outputs": 1})
     return canvas.themed(theme)
 
 
-def review_screen(rng: random.Random, theme: str):
-    """The transaction review for a random spend to a random segwit address. (Not taproot: the app's
-    review has room for four rows of 15, and a 62-character address's fifth row overlaps "Fee".)"""
-    key = ec.PrivateKey(rng.randbytes(32))
-    to = script.p2wpkh(key.get_public_key()).address(NETWORKS["main"])
+def review_screen(rng: random.Random, theme: str, taproot: bool):
+    """The transaction review for a random spend to a random segwit (bech32) or taproot (bech32m) address."""
+    key = ec.PrivateKey(rng.randbytes(32)).get_public_key()
+    to = (script.p2tr(key) if taproot else script.p2wpkh(key)).address(NETWORKS["main"])
     amount, fee = rng.randrange(10_000, 500_000_000), rng.randrange(200, 50_000)
-    rows = [to[i:i + 15] for i in range(0, len(to), 15)]
+    rows = bitcoin.address_rows(to)
     return (f"review-{theme}-{to[-6:]}", draw_review(to, amount, fee, theme),
             ["Sign Transaction", "Amount", bitcoin.btc(amount), "To", *rows, "Fee", bitcoin.btc(fee), "Reject", "Sign"],
             [("Sign Transaction", TextKind.PROSE, "title"), (bitcoin.btc(amount), TextKind.AMOUNT, None),
@@ -107,7 +106,8 @@ def review_screen(rng: random.Random, theme: str):
 def random_optics(rng: random.Random) -> Optics:
     turn = rng.choice([0.0, 0.0, 90.0, 180.0])
     return Optics(scale=rng.uniform(0.7, 0.85) if turn == 90 else rng.uniform(0.75, 1.0), warp=rng.uniform(0.0, 0.05),
-                  rotation=turn + rng.uniform(-5, 5), tilt=(rng.uniform(-30, 30), rng.uniform(-15, 15)),
+                  rotation=(turn + rng.uniform(-5, 5) + 180) % 360 - 180,  # 180 + 4 is -176
+                  tilt=(rng.uniform(-30, 30), rng.uniform(-15, 15)),
                   blur=rng.uniform(0.5, 1.6), noise=rng.uniform(2, 10), gain=rng.uniform(0.65, 1.0),
                   glare=(rng.choice([0.05, 0.95]), rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.12),
                          rng.uniform(20, 80)),
@@ -152,6 +152,17 @@ def station(opt: Optics, seed: int) -> Calibration | None:
     return None if opt.markers else Calibration(tuple(map(tuple, panel_corners(opt, seed).tolist())))
 
 
+def look_alike_split(address: str) -> tuple[list[str], list[str]]:
+    """The address's impostors: those with one look-alike put in (1/l, 0/o, ...: the ones OCR confuses), and
+    the rest. The filmed sample takes half from each, since a random sample would hardly meet the first."""
+    alike, other = [], []
+    for imp in values.impostors(address):
+        diff = [i for i, (a, b) in enumerate(zip(imp, address)) if a != b] if len(imp) == len(address) else []
+        one = len(diff) == 1 and address[diff[0]] in values.LOOKALIKES.get(imp[diff[0]], "")
+        (alike if one else other).append(imp)
+    return alike, other
+
+
 def pct(part: int, whole: int) -> str:
     return f"{part}/{whole} ({100 * part / max(whole, 1):.2f} %)"
 
@@ -164,7 +175,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     rng = random.Random(2026)
     screens = [(*s, render.theme_for(seed), None) for seed in (1, 2) for s in emulator_screens(seed)]
-    screens += [review_screen(rng, theme) for theme in ("dark", "light") for _ in range(3)]
+    screens += [review_screen(rng, theme, taproot) for theme in ("dark", "light") for taproot in (False, True, False)]
     optics = {"default": Optics.preset("default"), "hard": Optics.preset("hard")}
     optics.update({f"random{i}": random_optics(rng) for i in range(args.random)})
     t0 = time.perf_counter()
@@ -262,7 +273,9 @@ def main() -> None:
         opt = optics[oname]
         scene = Scene(opt, seed=11)
         for name, _, _, _, theme, (to, amount, fee) in reviews[:2] + reviews[3:5]:
-            sample = arng.sample(values.impostors(to), args.filmed_impostors // 4)
+            alike, other = look_alike_split(to)
+            n = args.filmed_impostors // 4
+            sample = arng.sample(alike, min(len(alike), n // 2)) + arng.sample(other, n - min(len(alike), n // 2))
             cam = Replay()
             display = Display(cam, calibration=station(opt, 11))
             for imp in sample:

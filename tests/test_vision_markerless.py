@@ -51,6 +51,23 @@ def test_ocr_reads_the_whole_frame_of_a_dark_screen(tmp_path, optics):
     assert [ln["text"] for ln in out["lines"]] == LINES
 
 
+@pytest.mark.parametrize("optics, shown", [
+    (Optics(**BARE | {"scale": 1.3}, rotation=180.0, tilt=(0.0, -30.0)), LINES),
+    (Optics(**BARE | {"scale": 1.35}, rotation=90.0, tilt=(30.0, 0.0)), LINES[1:]),  # the title is out of frame
+])
+def test_ocr_reads_the_whole_frame_of_a_light_screen_whose_outline_is_out_of_frame(tmp_path, optics, shown):
+    frame = Scene(optics, 3).frame(rgb(False), 0, 1)
+    with pytest.raises(ScreenNotFound):
+        locate(frame)
+    path = tmp_path / "frame.jpg"
+    cv2.imwrite(str(path), frame)
+    result = CliRunner().invoke(app, ["ocr", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["located"] is False and out["located_by"] == "whole frame"
+    assert [ln["text"] for ln in out["lines"]] == shown
+
+
 def test_station_reads_a_dark_screen_through_its_calibration_and_sees_the_camera_move():
     optics = Optics(**BARE, tilt=(15.0, 10.0), stylus=(0.9, 0.9))
     cal = Calibration(tuple(map(tuple, panel_corners(optics, 4).tolist())))

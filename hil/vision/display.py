@@ -8,9 +8,10 @@ INCONCLUSIVE is never a pass: `expect_text` raises `ScreenUnreadable` (an Infras
 as broken) for it and `TextNotShown` (an AssertionError, reported as failed) for FAIL.
 
 An address, amount or words of a known kind (bech32/bech32m, base58check, hex, PIN, amounts, BIP39
-words) are checked by `hil.vision.values`: look-alikes the recogniser was unsure of are resolved by the
-kind's alphabet and checksum, a look-alike read with confidence is what the display shows (FAIL). Of an
-unknown kind, one read only up to case or a 1/l, 0/O confusion is INCONCLUSIVE.
+words) are checked by `hil.vision.values`: a look-alike read with confidence is what the display shows
+(FAIL); one read unsure is resolved by the kind's alphabet and checksum to a FAIL (no valid value) or an
+INCONCLUSIVE (never a pass: the display may show the look-alike). Of an unknown kind, one read only up to
+case or a 1/l, 0/O confusion is INCONCLUSIVE.
 Glare or a weak read cannot create the expected text, only hide it, so a confident match of prose
 passes even with glare elsewhere in the region; for addresses, amounts and words (where a hidden
 neighbouring digit or word changes the meaning) any glare over the region is inconclusive.

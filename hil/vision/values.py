@@ -3,19 +3,21 @@
 OCR confuses look-alike glyphs (1/l/I, 0/O, rn/m). For a value whose alphabet and checksum are known
 the confusion is resolved by them, never by how close the reading looks to what was expected:
 
-  * a character read as itself counts only with a reasonable confidence (`FLOOR`), else the check is
-    inconclusive;
+  * a character read as itself counts only with a reasonable confidence (`FLOOR`), and one that has
+    look-alikes (`LOOKALIKES`: a display could show one of them in its place) only when the recogniser
+    was sure of it (`RESOLVE_BELOW`); else the check is inconclusive;
   * a character read as a glyph that the value's alphabet does not have (a "1" after a bech32 "1",
-    an "O" in base58, an "l" in a number) may be resolved to its look-alikes in the alphabet, but only
-    when the recogniser was unsure of it (`RESOLVE_BELOW`): a glyph read with confidence is what the
-    display shows, and a display that shows "1" where the address has "l" fails (glyphs that fonts
-    draw the same, I/l/|, are resolved by the alphabet alone: `SAME_GLYPH`);
-  * where several resolutions remain, the checksum (bech32/bech32m, base58check, the BIP39 word list)
-    keeps the one valid value; it must be the expected one;
+    an "O" in base58, an "l" in a number) is what the display shows when the recogniser was sure of it
+    (a display that shows "1" where the address has "l" fails); read unsure, it stands for its
+    look-alikes in the alphabet, and the checksum (bech32/bech32m, base58check, the BIP39 word list)
+    decides: no valid resolution is a FAIL, and one that gives the expected value is still INCONCLUSIVE,
+    because the display may show the look-alike itself (an impostor is never passed on an unsure
+    glyph). Glyphs that fonts draw the same (I/l/|: `SAME_GLYPH`) are resolved by the alphabet alone;
   * any other difference is a FAIL: the display showed something else.
 
 So an address, amount or word list shown with one character substituted, swapped, inserted or deleted,
-or a look-alike put in, fails, and a correct display read with an OCR confusion passes.
+or a look-alike put in, fails or is inconclusive, never passes; a correct display passes when every
+character was read surely.
 Bech32 is case-insensitive by its specification (BIP173): "BC1Q…" and "bc1q…" are the same address.
 """
 
@@ -118,21 +120,31 @@ def glyphs(text: str, conf: float, chars: tuple[float, ...] = ()) -> list[Glyph]
     return [Glyph(c, conf) for c in text]
 
 
+def sure_enough(expected: str, conf: float) -> bool:
+    """Whether a character read as `expected` with `conf` proves it is shown: one with look-alikes (which a
+    display could show in its place, and OCR then reads as it) needs `RESOLVE_BELOW`, any other `FLOOR`."""
+    return conf >= (RESOLVE_BELOW if expected in LOOKALIKES or expected.upper() in LOOKALIKES else FLOOR)
+
+
 def _compare(code: Code, expected: str, run: list[Glyph]) -> Outcome:
     """One candidate run of glyphs against the expected value (same length)."""
-    options, weak, shown = [], [], []
+    options, weak, shown, unsure = [], [], [], []
     for i, (g, want, alphabet) in enumerate(zip(run, expected, code.alphabets)):
         c = code.norm(g.char)
         if c == code.norm(want):
             options.append([c])
-            if g.conf < FLOOR:
+            if not sure_enough(want, g.conf):
                 weak.append(i)
             continue
         if c not in alphabet:
-            alike = SAME_GLYPH.get(g.char, "") + (LOOKALIKES.get(g.char, "") if g.conf < RESOLVE_BELOW else "")
-            alts = sorted({code.norm(a) for a in alike} & set(alphabet))
-            if alts:
-                options.append(alts)
+            same = sorted({code.norm(a) for a in SAME_GLYPH.get(g.char, "")} & set(alphabet))
+            alike = sorted({code.norm(a) for a in LOOKALIKES.get(g.char, "")} & set(alphabet))
+            if same:
+                options.append(same)
+                continue
+            if alike and g.conf < RESOLVE_BELOW:
+                options.append(alike)
+                unsure.append(f"{g.char!r} at {i + 1}")
                 continue
         shown.append(f"{g.char!r} at {i + 1} for {want!r}")
     if shown:
@@ -142,11 +154,14 @@ def _compare(code: Code, expected: str, run: list[Glyph]) -> Outcome:
         if not valid:
             return Outcome("fail", f"no resolution of the look-alikes read gives a valid {code.name}")
         return Outcome("inconclusive", f"{len(valid)} valid {code.name} values fit the look-alikes read")
+    if unsure:
+        return Outcome("inconclusive", f"only the expected {code.name} fits its alphabet and checksum, but "
+                                       f"{', '.join(unsure[:4])} read unsure as a look-alike the display may show")
     if weak:
         return Outcome("inconclusive", f"characters {', '.join(str(i + 1) for i in weak)} read with low confidence")
     resolved = sum(len(o) > 1 or o[0] != code.norm(g.char) for o, g in zip(options, run))
-    return Outcome("pass", f"{code.name} read exactly" + (f" ({resolved} look-alike(s) resolved by its alphabet "
-                                                          "and checksum)" if resolved else ""))
+    return Outcome("pass", f"{code.name} read exactly" + (f" ({resolved} glyph(s) drawn alike resolved by its "
+                                                          "alphabet)" if resolved else ""))
 
 
 @dataclass(frozen=True)
@@ -229,23 +244,30 @@ def check_code(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
     code = code_of(e)
     if code is None:
         return None
-    outcomes = []
+    same_length, other_length = [], []
     for run, continues, where in _runs(code, lines, len(e) - 4, len(e) + 4):
         if len(run) == len(e):
             o = _compare(code, e, run)
             if o.verdict == "pass" and not continues:
                 return Outcome(o.verdict, o.reason, where)
-            outcomes.append(o if o.verdict != "pass" else
-                            Outcome("fail", f"the display shows the {code.name} with more characters around it"))
-        elif sum(code.norm(g.char) in code.alphabets[-1] for g in run) >= 0.8 * len(run):  # a value of its kind
-            outcomes.append(Outcome("fail", f"the display shows a {len(run)}-character value starting "
-                                            f"{''.join(g.char for g in run[:6])!r} where a {len(e)}-character "
-                                            f"{code.name} was expected"))
-    for verdict in ("inconclusive", "fail"):
-        for o in outcomes:
-            if o.verdict == verdict:
-                return o
-    return None
+            differences = sum(code.norm(g.char) != code.norm(w) for g, w in zip(run, e))
+            same_length.append((differences, o if o.verdict != "pass" else
+                                Outcome("fail", f"the display shows the {code.name} with more characters around it")))
+        elif _of_kind(code, "".join(g.char for g in run)):
+            other_length.append(Outcome("fail", f"the display shows a {len(run)}-character value starting "
+                                                f"{''.join(g.char for g in run[:6])!r} where a {len(e)}-character "
+                                                f"{code.name} was expected"))
+    # what the value's own characters say (the run closest to them: not a title run into it) comes first
+    same_length.sort(key=lambda d_o: d_o[0])
+    ranked = [o for v in ("inconclusive", "fail") for _, o in same_length if o.verdict == v] + other_length
+    return ranked[0] if ranked else None
+
+
+def _of_kind(code: Code, text: str) -> bool:
+    """Whether `text` could be a value of `code`'s kind: its characters, in one case where the case folds
+    (so a title such as "Sign Transaction" or an amount "0.5 BTC" run into an address is not one)."""
+    chars = set().union(*map(set, code.alphabets))
+    return all(code.norm(c) in chars for c in text) and (not code.fold or text in (text.lower(), text.upper()))
 
 
 _NUMBER = re.compile(r"(?<![\d.,])(\d[\d, ]*(?:\.[\d ]*\d)?)")
@@ -265,8 +287,9 @@ def parse_amount(text: str) -> tuple[str, str]:
 
 
 def check_amount(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
-    """An amount: the same digits (grouping aside) in the same unit. A digit's
-    look-alike (O for 0, l for 1) between digits is resolved only when it was read unsure."""
+    """An amount: the same digits (grouping aside) in the same unit. A digit's look-alike (O for 0, l for 1)
+    between digits read unsure stands for the digit, and an amount that then matches is inconclusive (the
+    display may show the look-alike); read surely, it is what the display shows."""
     value, unit = parse_amount(expected)
     found, with_unit = [], []
     for n, line in enumerate(lines):
@@ -276,7 +299,7 @@ def check_amount(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
             near_digit = any(0 <= j < len(line) and line[j].char in "0123456789.," for j in (i - 1, i + 1))
             if not c.isdigit() and near_digit and g.conf < RESOLVE_BELOW:
                 c = next((a for a in LOOKALIKES.get(c, "") if a.isdigit()), c)
-            if c.isdigit() and g.conf < FLOOR:
+            if c.isdigit() and (c != g.char or not sure_enough(c, g.conf)):  # an unsure digit or look-alike
                 weak.append(i)
             text += c
         if unit and re.search(rf"(?<![A-Za-z]){re.escape(unit)}(?![A-Za-z])", text):
@@ -293,7 +316,7 @@ def check_amount(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
     for shown, weak_here, raw, n in found:
         if shown == value:
             if weak_here:
-                return Outcome("inconclusive", f"the amount's digits {raw!r} read with low confidence")
+                return Outcome("inconclusive", f"the amount's digits {raw!r} read unsure (a look-alike may be shown)")
             return Outcome("pass", f"{raw.strip()} {unit} read exactly".strip(), (n,))
     if found:
         return Outcome("fail", "the display shows " + ", ".join(f"{f[2].strip()} {unit}".strip() for f in found))
@@ -304,7 +327,8 @@ def check_amount(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
 
 def check_words(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
     """Words in order (security words, a seed's words). Where every expected word is a BIP39 word the
-    list is the checksum: a word read with a digit look-alike resolves only to a listed word."""
+    list is the checksum: a word read with an unsure look-alike resolves only to a listed word, and is then
+    inconclusive (the display may show the look-alike)."""
     want = re.findall(r"[a-z]+", expected.lower())
     if not want or not all(w in _WORDS for w in want):
         return None
@@ -315,14 +339,17 @@ def check_words(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
             if any(c.isalpha() for c in m.group()):
                 seen.append((m.group(), gl, n))
 
+    def drawn_as(g: Glyph) -> set[str]:  # what a glyph read surely is: itself, or one drawn the same
+        return {g.char.lower(), *(a.lower() for a in SAME_GLYPH.get(g.char, "") if a.isalpha())}
+
     def word(gl: list[Glyph]) -> tuple[set[str], bool]:
-        opts = []
-        for g in gl:
-            alike = SAME_GLYPH.get(g.char, "") + (LOOKALIKES.get(g.char, "") if g.conf < RESOLVE_BELOW else "")
-            alts = [a.lower() for a in alike if a.isalpha()]
-            opts.append(sorted({g.char.lower(), *alts}))
+        opts = [sorted(drawn_as(g) | ({a.lower() for a in LOOKALIKES.get(g.char, "") if a.isalpha()}
+                                      if g.conf < RESOLVE_BELOW else set())) for g in gl]
         words = {"".join(p) for p in itertools.islice(itertools.product(*opts), 256)} & _WORDS
-        return words, any(g.conf < FLOOR for g in gl)
+        return words, any(not sure_enough(g.char, g.conf) for g in gl)
+
+    def read_as(gl: list[Glyph], w: str) -> bool:
+        return len(gl) == len(w) and all(c in drawn_as(g) for g, c in zip(gl, w))
 
     best = None
     for s in range(len(seen) - len(want) + 1):
@@ -330,9 +357,12 @@ def check_words(expected: str, lines: list[list[Glyph]]) -> Outcome | None:
         if all(w in ws for w, (ws, _) in zip(want, window)):
             if any(weak for _, weak in window):
                 return Outcome("inconclusive", "the words were read with low confidence")
-            if all(len(ws) == 1 for ws, _ in window):
+            if all(read_as(gl, w) for w, (_, gl, _) in zip(want, seen[s:s + len(want)])):
                 return Outcome("pass", "the words read exactly, each a BIP39 word",
                                tuple(sorted({n for _, _, n in seen[s:s + len(want)]})))
+            if all(len(ws) == 1 for ws, _ in window):
+                return Outcome("inconclusive", "a word read with an unsure look-alike fits only the expected "
+                                               "BIP39 word, but the display may show the look-alike")
             return Outcome("inconclusive", "a word read with look-alikes fits several BIP39 words")
         hits = sum(w in ws for w, (ws, _) in zip(want, window))
         if best is None or hits > best[0]:

@@ -57,6 +57,7 @@ REJECT_BOX = (10, 700, 240, 800)
 SIGN_BOX = (240, 700, 470, 800)
 DONE_BOX = (10, 700, 470, 800)
 QR_BOX = (30, 130, 450, 550)
+ADDRESS_ROW_CHARS, ADDRESS_ROW_STEP = 15, 48  # the review's address: characters per row, row pitch (px)
 DISPLAY_FPS = 4.0  # parts per second of the signed-PSBT animation
 DISPLAY_FRAGMENT_LEN = 100  # small parts: low-version QR codes that a camera reads off a phone-sized panel
 NETWORK = NETWORKS["main"]
@@ -64,6 +65,33 @@ NETWORK = NETWORKS["main"]
 
 def btc(sats: int) -> str:
     return f"{sats // 100_000_000}.{sats % 100_000_000:08d} BTC"
+
+
+def address_rows(address: str) -> list[str]:
+    """The rows the review wraps an address into. KeyOS's BtcAddress widget wraps an address by a fixed
+    number of items per row (apps/gui-app-bitcoin/ui/widgets/transaction-card.slint, ``items-per-row``);
+    assumed: 15 characters a row at this font size (the widget's source, ui/ui/widgets/btc-address.slint,
+    is not indexed)."""
+    return [address[i:i + ADDRESS_ROW_CHARS] for i in range(0, len(address), ADDRESS_ROW_CHARS)]
+
+
+def draw_review(canvas: render.Canvas, review: dict) -> None:
+    """The transaction review: amount, destination, fee (`review` as `BitcoinScreen._review` makes it)."""
+    canvas.title("Sign Transaction")
+    r = review
+    canvas.left(30, 150, "Amount", size=30)
+    canvas.left(30, 200, btc(r["amount"]), size=40, bold=True)
+    canvas.left(30, 270, "To" if r["outputs"] == 1 else f"To (1 of {r['outputs']})", size=30)
+    rows = address_rows(r["to"])
+    for i, row in enumerate(rows):
+        canvas.left(30, 320 + ADDRESS_ROW_STEP * i, row, size=36, bold=True)
+    # the card is a vertical layout (apps/gui-app-bitcoin/ui/widgets/transaction-card.slint): the fee
+    # section follows the address however many rows it wraps to (a taproot address takes five)
+    fee_y = 320 + ADDRESS_ROW_STEP * (len(rows) - 1) + 84
+    canvas.left(30, fee_y, "Fee", size=30)
+    canvas.left(30, fee_y + 50, btc(r["fee"]), size=40, bold=True)
+    canvas.button(REJECT_BOX, "Reject", size=34)
+    canvas.button(SIGN_BOX, "Sign", size=34, filled=True)
 
 
 def _inside(box, x: int, y: int) -> bool:
@@ -185,18 +213,7 @@ class BitcoinScreen(Screen):
         canvas.wrapped((20, 250, render.WIDTH - 20, 450), "Scan a PSBT QR code to sign a transaction.", size=32)
 
     def _draw_review(self, canvas: render.Canvas) -> None:
-        canvas.title("Sign Transaction")
-        r = self.review
-        canvas.left(30, 150, "Amount", size=30)
-        canvas.left(30, 200, btc(r["amount"]), size=40, bold=True)
-        canvas.left(30, 270, "To" if r["outputs"] == 1 else f"To (1 of {r['outputs']})", size=30)
-        address = r["to"]
-        for i in range(0, len(address), 15):
-            canvas.left(30, 320 + 48 * (i // 15), address[i:i + 15], size=36, bold=True)
-        canvas.left(30, 500, "Fee", size=30)
-        canvas.left(30, 550, btc(r["fee"]), size=40, bold=True)
-        canvas.button(REJECT_BOX, "Reject", size=34)
-        canvas.button(SIGN_BOX, "Sign", size=34, filled=True)
+        draw_review(canvas, self.review)
 
     def _draw_signed(self, canvas: render.Canvas) -> None:
         canvas.title("Signed Transaction")
