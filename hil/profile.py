@@ -85,7 +85,8 @@ class Touch(_Strict):
     offset_y: int = -30
     home_button: Rect = Rect(x0=0, y0=850, x1=200, y1=971)
     boot_menu_samba: tuple[int, int] | None = Field(None, description="centre of the bootloader Boot Menu's "
-                                                    "'SAM-BA mode' entry (hil.stimuli.boot_menu)")
+                                                    "'SAM-BA mode' entry, measured on a unit: tapped only where no "
+                                                    "camera reads the menu (hil.stimuli.boot_menu)")
 
 
 class Camera(_Strict):
@@ -155,7 +156,7 @@ class Profile(_Strict):
     firmware_keys: str = Field("production", description="cosign2 key set the units' bootloader trusts: "
                                "production, test or a key set TOML path (what `hil flash` checks images against)")
     bootloader_titles: dict[Literal["error", "menu"], str] = Field(
-        default_factory=lambda: {"error": "Firmware Error", "menu": "Boot Menu"},
+        default_factory=lambda: {"error": "Firmware Error", "menu": "BOOT MENU"},
         description="titles of keyos-boot's pages, read by the camera when no KeyOS answers")
     onboarding_process: str = Field("gui-app-onboarding", description="the process GET_PROCESS_LIST shows while "
                                     "onboarding runs (gui-server answers Locked then, as on the lock screen)")

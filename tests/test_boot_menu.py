@@ -39,8 +39,8 @@ class Clock:
 
 
 @pytest.fixture
-def unit(monkeypatch):
-    d = start_device(1, 0, Build(flavour="production"))
+def unit(monkeypatch, request):
+    d = start_device(1, getattr(request, "param", 0), Build(flavour="production"))
     clock = Clock()
     monkeypatch.setattr(prime_module, "time", clock)
     with d.prime.lock:
@@ -113,12 +113,43 @@ def test_other_boot_menu_entries(unit, entry, mode):
     for _ in range(2):
         click(prime, clock)  # at the logo of the boot the fixture started
     assert prime.firmware.mode == "menu"
-    x0, y0, x1, y1 = bootloader.MENU_BUTTONS[entry][0]
+    x0, y0, x1, y1 = bootloader.menu_buttons(prime.seed)[entry][0]
     prime.touch((x0 + x1) // 2, (y0 + y1) // 2)
     if mode is None:
         assert not prime.powered
     else:
         assert prime.firmware.mode == mode and prime.keyos_running
+
+
+@pytest.mark.parametrize("unit", [2, 3, 4], indirect=True)
+def test_other_seeds_move_the_samba_entry_off_the_profile_point(unit):
+    """A point remembered from one unit's Boot Menu taps something else on another's: only reading the
+    entry off the screen finds it."""
+    prime, clock = unit
+    for _ in range(2):
+        click(prime, clock)
+    assert prime.firmware.mode == "menu" and shown(prime, bootloader.menu_page(prime.seed))
+    prime.touch(*SAMBA_ENTRY)
+    assert prime.firmware.mode == "menu" and not prime.firmware.monitor.active
+    x0, y0, x1, y1 = bootloader.menu_buttons(prime.seed)["samba"][0]
+    prime.touch((x0 + x1) // 2, (y0 + y1) // 2)
+    assert prime.firmware.mode == "samba"
+
+
+def test_the_menu_reads_as_keyos_boot_draws_it():
+    """boot/keyos-boot/src/menu_page.rs: the title, the three entries, the two buttons, as OCR reads them."""
+    import cv2
+    import numpy as np
+
+    from hil.stimuli.boot_menu import SAMBA_ENTRY as LABEL
+    from hil.vision.controls import normal
+    from hil.vision.display import read_image
+
+    image = cv2.cvtColor(np.asarray(bootloader.menu_page(3).convert("RGB")), cv2.COLOR_RGB2BGR)
+    read = {normal(line.text) for line in read_image(image).lines}
+    for label in (PROFILE.bootloader_titles["menu"], "System Information", "Recovery", LABEL, "Start KeyOS",
+                  "Shut Down"):
+        assert normal(label) in read, (label, read)
 
 
 # ------------------------------------------------------------ the harness side
@@ -134,17 +165,20 @@ def test_stations_without_relay_or_robot_say_why():
                                         "SAM-BA through the Boot Menu")
     wired = Station(name="bench-1", profile=profile_named("prime-rev-b"), samba="/dev/ttyACM1",
                     relay="/dev/ttyACM2", robot="/dev/ttyUSB0")
-    assert can_enter_samba(wired) == "device profile prime-rev-b has no touch.boot_menu_samba"
+    assert can_enter_samba(wired) == ("station bench-1 has no camera to read the Boot Menu by, and device profile "
+                                      "prime-rev-b has no touch.boot_menu_samba")
+    assert can_enter_samba(wired.model_copy(update={"camera": "/dev/video0"})) is None  # it reads the entry
     with pytest.raises(ConfigError):
         with station_enter_samba(station):
             pass
 
 
 def test_flasher_updates_a_production_unit_through_the_boot_menu(tmp_path):
-    """Production refuses REBOOT_SAMBA: the relay and robot press the sequence, then GET_VERSION."""
+    """Production refuses REBOOT_SAMBA: the relay and robot press the sequence, then GET_VERSION. This bench
+    has no camera: the robot taps the profile's point, measured on this (classic) layout."""
     d = start_device(1, 0, Build(flavour="production", version="1.0.0"))
     try:
-        station = Station.from_endpoints("emu", PROFILE, d.endpoints)
+        station = Station.from_endpoints("emu", PROFILE, d.endpoints).model_copy(update={"camera": None})
         app = tmp_path / "app.bin"
         app.write_bytes(emulated.app_image(Build(flavour="production", version="1.0.1")))
         keys = emulated.keyset(PROFILE.firmware_keys)
@@ -158,7 +192,8 @@ def test_flasher_updates_a_production_unit_through_the_boot_menu(tmp_path):
 
 
 def test_relay_sequence_recovers_a_unit_from_the_error_page(tmp_path):
-    d = start_device(1, 0, Build(flavour="development"))
+    """On a layout the profile's point misses (seed 2), the robot taps the entry where the camera reads it."""
+    d = start_device(1, 2, Build(flavour="development"))
     try:
         station = Station.from_endpoints("emu", PROFILE, d.endpoints)
         with d.prime.lock:
@@ -169,6 +204,7 @@ def test_relay_sequence_recovers_a_unit_from_the_error_page(tmp_path):
             press()
             with Samba.open(station.samba, timeout=5) as samba:
                 samba.connect(timeout=10)  # the ROM monitor answers: the unit is in SAM-BA
+        assert "INFO:boot: Boot Menu: SAM-BA mode" in d.prime.logs_since(0)[0]
     finally:
         d.stop()
 

@@ -14,10 +14,15 @@ newest one that booted is refused, and booting raises it.
 The Boot Menu (`boot_screen.rs` ``try_boot_menu`` / ``show_boot_screen(BootScreenPage::Menu)``): after
 the loading screen the bootloader watches the power button for 1 s, each counted click restarting that
 second; at the second click it shows the Boot Menu instead of verifying, whatever is installed, so it
-is reachable from a unit that would show the error page. Its pages are touch-driven (FT3269). Inferred,
-not in the public source we found: the menu's entries (keyos.md §3.5 names "SAM-BA mode"; Continue and
-Shut Down follow ``set_continue_boot`` and the error page; Recovery is left out, the emulator has no
-recovery OS) and their layout, drawn like the error page's buttons.
+is reachable from a unit that would show the error page. Its pages are touch-driven (FT3269). The page
+is `menu_page.rs` ``MenuPage::new``: the title "BOOT MENU", a menu of "System Information", "Recovery" and
+"(Debug) SAM-BA mode", then the buttons "Start KeyOS" and "Shut Down" at the bottom. System Information
+and Recovery boot the recovery image, which the emulator does not have: their taps are logged and change
+nothing. ``menu_page.rs`` adds the SAM-BA entry only ``#[cfg(not(feature = "production"))]``; the
+emulator still offers it on production bootloaders, which is how the harness reflashes a production unit
+today (open: on a real production unit this route does not exist). Where the menu sits is the
+emulator's own: seeds 0 and 1 (``ui.CLASSIC_SEEDS``) keep one layout, every other seed moves the menu
+down, so a point remembered from one unit misses on another.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from hil.emulator import render
 from hil.emulator.build import Build, BuildError
 from hil.emulator.defects import Defects
 from hil.emulator.emmc import Emmc
+from hil.emulator.ui import CLASSIC_SEEDS
 from hil.flash import bootimg, cosign2
 from hil.link.protocol import HEIGHT, WIDTH
 
@@ -173,24 +179,37 @@ def error_page() -> Image.Image:
     return image
 
 
-BOOT_MENU_TITLE = "Boot Menu"
-MENU_SAMBA_BUTTON = _button(40 + BUTTON_H + 40)
-MENU_CONTINUE_BUTTON = _button(MENU_SAMBA_BUTTON[3] + GAP)
-MENU_BUTTONS = {"samba": (MENU_SAMBA_BUTTON, "SAM-BA mode"), "continue": (MENU_CONTINUE_BUTTON, "Continue Boot"),
-                "shut_down": (SHUT_DOWN_BUTTON, "Shut Down")}
+BOOT_MENU_TITLE = "BOOT MENU"  # menu_page.rs
+MENU_ENTRIES = {"system_info": "System Information", "recovery": "Recovery", "samba": "(Debug) SAM-BA mode"}
+MENU_ROW_H = 72
+MENU_TOP = 40 + BUTTON_H + 24
+MENU_SHIFTS = (60, 120, 180)  # how far a non-classic seed moves the menu down: each more than half a row
 
 
-def menu_page() -> Image.Image:
-    """The Boot Menu: SAM-BA mode / Continue Boot / Shut Down."""
+def menu_buttons(seed: int = 0) -> dict[str, tuple[tuple[int, int, int, int], str]]:
+    """The Boot Menu's entries and buttons (name: box, label) on the unit with ``seed``."""
+    top = MENU_TOP + (0 if seed in CLASSIC_SEEDS else MENU_SHIFTS[seed % len(MENU_SHIFTS)])
+    rows = {name: ((MARGIN, top + i * MENU_ROW_H, WIDTH - MARGIN, top + (i + 1) * MENU_ROW_H), label)
+            for i, (name, label) in enumerate(MENU_ENTRIES.items())}
+    return rows | {"continue": (SUPPORT_BUTTON, "Start KeyOS"), "shut_down": (SHUT_DOWN_BUTTON, "Shut Down")}
+
+
+def menu_page(seed: int = 0) -> Image.Image:
+    """The Boot Menu: its three entries, then Start KeyOS / Shut Down."""
     image, draw = _page(BOOT_MENU_TITLE)
-    for name, (box, label) in MENU_BUTTONS.items():
-        _draw_button(draw, box, label, name == "samba")
+    for name, (box, label) in menu_buttons(seed).items():
+        if name in MENU_ENTRIES:
+            draw.line((box[0], box[3], box[2], box[3]), fill=GREY, width=1)
+            draw.text((box[0] + 8, (box[1] + box[3]) / 2), label, font=render.font(28), fill=WHITE, anchor="lm")
+            draw.text((box[2] - 8, (box[1] + box[3]) / 2), ">", font=render.font(28), fill=GREY, anchor="rm")
+        else:
+            _draw_button(draw, box, label, name == "continue")
     return image
 
 
-def menu_button(x: int, y: int) -> str | None:
-    """Which Boot Menu entry a tap at (x, y) hits."""
-    return next((name for name, ((x0, y0, x1, y1), _) in MENU_BUTTONS.items()
+def menu_button(x: int, y: int, seed: int = 0) -> str | None:
+    """Which Boot Menu entry a tap at (x, y) hits on the unit with ``seed``."""
+    return next((name for name, ((x0, y0, x1, y1), _) in menu_buttons(seed).items()
                  if x0 <= x < x1 and y0 <= y < y1), None)
 
 

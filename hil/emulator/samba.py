@@ -310,14 +310,16 @@ class SambaPort:
         if self.mode == "samba":
             return Image.new("RGBA", (480, 800), (0, 0, 0, 255))  # the ROM never turns the display on
         if self.mode == "menu":
-            return bootloader.menu_page()
+            return bootloader.menu_page(self.prime.seed)
         return bootloader.qr_page() if self.qr_shown else bootloader.error_page()
 
     def touch(self, x: int, y: int) -> None:
         """A tap on the bootloader's pages."""
         if self.mode == "menu":
-            entry = bootloader.menu_button(x, y)
-            if entry == "samba":
+            entry = bootloader.menu_button(x, y, self.prime.seed)
+            if entry in ("system_info", "recovery"):
+                self.prime.log(f"INFO:boot: Boot Menu: {bootloader.MENU_ENTRIES[entry]} (no recovery image emulated)")
+            elif entry == "samba":
                 self.prime.log("INFO:boot: Boot Menu: SAM-BA mode")
                 self.enter_samba()
                 self.prime.invalidate()

@@ -144,7 +144,7 @@ def build_emulated(version: Annotated[str, typer.Option()] = "1.0.0",
 
 
 def _ask_operator() -> None:
-    typer.prompt("Hold the power button 10 s, click it 3 times at the logo, choose \"SAM-BA mode\" "
+    typer.prompt("Hold the power button 10 s, click it 3 times at the logo, choose \"(Debug) SAM-BA mode\" "
                  "in the Boot Menu, then press Enter", default="", show_default=False, err=True)
 
 

@@ -194,11 +194,11 @@ class Commissioning:
 
     def _boot_menu(self) -> None:
         """keyos-boot's Boot Menu reached as the flasher reaches it (`hil.stimuli.boot_menu`): the relay's
-        hold and clicks open it (read by the camera, where one watches this unit), the robot taps its
-        'SAM-BA mode' entry and the SAM-BA ROM answers on the station's port; the ROM's reset then boots
-        KeyOS again (a miswired step: the relay's power cycle does)."""
+        hold and clicks open it, the robot taps its 'SAM-BA mode' entry (where the camera reads it, when one
+        watches this unit; else at the profile's point) and the SAM-BA ROM answers on the station's port; the
+        ROM's reset then boots KeyOS again (a miswired step: the relay's power cycle does)."""
         from hil.flash.samba import Samba, SambaError
-        from hil.stimuli.boot_menu import can_enter_samba, open_boot_menu, power_cycle
+        from hil.stimuli.boot_menu import SAMBA_ENTRY, can_enter_samba, open_boot_menu, power_cycle
         from hil.stimuli.relay import PowerButtonRelay
         from hil.stimuli.robot import StylusRobot
 
@@ -210,13 +210,18 @@ class Commissioning:
             self.note("Boot Menu", None, "not entered: KeyOS did not answer, so the unit could not be brought back")
             return
         entry, port = st.profile.touch.boot_menu_samba, st.samba
+        if entry is None and not self.watched:
+            self.note("Boot Menu", None, f"not entered: no camera watches this unit to find the {SAMBA_ENTRY!r} "
+                                         "entry by, and the device profile has no touch.boot_menu_samba")
+            return
         with PowerButtonRelay.open(st.relay) as relay:
             open_boot_menu(relay)
-            if self.watched and not self._shows_boot_menu():
-                power_cycle(relay)
-                self._back_to_keyos("the Boot Menu did not show after the relay's 10 s hold and three clicks: "
-                                    "check the relay's wiring to the power button")
-                return
+            if self.watched:
+                entry, wrong = self._samba_entry()
+                if wrong:
+                    power_cycle(relay)
+                    self._back_to_keyos(wrong)
+                    return
             with StylusRobot.open(st.robot, robot_calibration(st)) as robot:
                 robot.press(*entry)
             try:
@@ -227,14 +232,32 @@ class Commissioning:
                 missed = self.watched and self._shows_boot_menu(timeout=2.0)
                 power_cycle(relay)
                 self._back_to_keyos(
-                    f"the robot tapped 'SAM-BA mode' at {entry} but the camera still shows the Boot Menu: the tap "
-                    "missed (check touch.boot_menu_samba in the profile and the robot calibration)" if missed else
-                    f"the robot tapped 'SAM-BA mode' at {entry} but SAM-BA does not answer on {port} ({e}): check the "
+                    f"the robot tapped {SAMBA_ENTRY!r} at {entry} but the camera still shows the Boot Menu: the tap "
+                    "missed (check the robot calibration)" if missed else
+                    f"the robot tapped {SAMBA_ENTRY!r} at {entry} but SAM-BA does not answer on {port} ({e}): check the "
                     "station's samba port (and, with no camera watching, the relay and the tap)")
                 return
-        seen = ", the camera read it" if self.watched else " (no camera watching this unit to read it)"
-        self._back_to_keyos(None, f"the relay's hold and three clicks opened it{seen}; the robot's tap on 'SAM-BA "
-                                  f"mode' brought up SAM-BA on {port}; its reset booted KeyOS again")
+        seen = (f", the camera read it and its entry at {entry}" if self.watched else
+                " (no camera watching this unit to read it; the entry tapped at the profile's point)")
+        self._back_to_keyos(None, f"the relay's hold and three clicks opened it{seen}; the robot's tap on {SAMBA_ENTRY!r} "
+                                  f"brought up SAM-BA on {port}; its reset booted KeyOS again")
+
+    def _samba_entry(self) -> tuple[tuple[int, int] | None, str | None]:
+        """Where the camera reads the Boot Menu's SAM-BA entry, or what is wrong: no menu, or no entry."""
+        from hil.stimuli.boot_menu import SAMBA_ENTRY, samba_entry_on, station_display
+        from hil.vision.camera import Camera
+        from hil.vision.controls import ControlNotFound
+
+        if not self._shows_boot_menu():
+            return None, ("the Boot Menu did not show after the relay's 10 s hold and three clicks: check the "
+                          "relay's wiring to the power button")
+        cal = self.station.camera_calibration
+        with Camera(self.station.camera, mode=cal.mode if cal else None) as cam:
+            try:
+                return samba_entry_on(station_display(self.station, cam)), None
+            except ControlNotFound as e:
+                return None, (f"the Boot Menu shows no {SAMBA_ENTRY!r} entry ({e}); keyos-boot adds it only in "
+                              "non-production bootloaders (menu_page.rs)")
 
     def _shows_boot_menu(self, timeout: float = 10.0) -> bool:
         from hil.vision.camera import Camera

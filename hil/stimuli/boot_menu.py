@@ -4,10 +4,11 @@ error page, is reflashed (keyos.md §3.5: hold power 10 s, click it at the logo,
 
 The hold lets the PMIC cut power whatever runs (KeyOS, the error page, the Boot Menu); the first
 click powers the unit on and keyos-boot counts the next two at its logo (``boot_screen.rs``
-``try_boot_menu``: two clicks, each within a second of the last). The Boot Menu is touch-driven, so
-the entry is tapped at the device profile's ``touch.boot_menu_samba`` by the station's stylus robot
-(or a person). Nothing here waits for the monitor: the flasher does, with its timeout, and a menu
-that never opened ends there as a broken run.
+``try_boot_menu``: two clicks, each within a second of the last). The Boot Menu is touch-driven: the
+station's stylus robot taps the entry where the station's camera reads it ("(Debug) SAM-BA mode",
+``menu_page.rs``); only a bench without a camera taps the device profile's ``touch.boot_menu_samba``,
+a point measured on a unit. Nothing here waits for the monitor: the flasher does, with its timeout,
+and a menu that never opened ends there as a broken run (or, watched, as `ControlNotFound`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 
+import numpy as np
+
 from hil.errors import ConfigError
 from hil.stimuli.relay import PowerButtonRelay
 from hil.stimuli.touch import Touch
@@ -23,18 +26,48 @@ from hil.stimuli.touch import Touch
 HARD_OFF_MS = 10_500  # "hold power 10 s", with a margin
 CLICKS = 3  # the first powers the unit on, the next two open the Boot Menu
 CLICK_GAP_S = 0.2  # a physical release between presses, long enough for keyos-boot's 10 ms button polling
-# assumed: the time keyos-boot takes to draw its menu after the last click. A real pause, not a poll: in this step
-# nothing can report the menu (no debug link, and the sequence has no camera), and a tap before it lands nowhere.
+# assumed: the time keyos-boot takes to draw its menu after the last click. A real pause, not a poll: on a bench
+# without a camera nothing can report the menu (no debug link), and a tap before it lands nowhere.
 MENU_SETTLE_S = 0.5
+# boot/keyos-boot/src/menu_page.rs MenuPage::new: the entry a non-production bootloader adds to its menu
+SAMBA_ENTRY = "(Debug) SAM-BA mode"
+MENU_READ_S = 10.0  # the camera reads the menu until its entry shows (idle-machine seconds)
 
 
-def enter_samba(relay: PowerButtonRelay, touch: Touch, samba_entry: tuple[int, int] | None) -> None:
-    """Press the sequence: power off by the long hold, three clicks, tap "SAM-BA mode"."""
-    if samba_entry is None:
+def enter_samba(relay: PowerButtonRelay, touch: Touch, samba_entry: tuple[int, int] | None,
+                find_entry: Callable[[], tuple[int, int]] | None = None) -> None:
+    """Press the sequence: power off by the long hold, three clicks, tap "SAM-BA mode" where
+    ``find_entry`` (the camera) reads it, else at the profile's ``samba_entry``."""
+    if find_entry is None and samba_entry is None:
         raise ConfigError("the device profile has no touch.boot_menu_samba (where the Boot Menu's "
-                          "'SAM-BA mode' entry is); measure it on a unit and add it to the profile")
+                          "'SAM-BA mode' entry is) and no camera reads the menu; wire the station's camera, "
+                          "or measure the point on a unit and add it to the profile")
     open_boot_menu(relay)
-    touch.tap(*samba_entry)
+    touch.tap(*(find_entry() if find_entry is not None else samba_entry))
+
+
+def samba_entry_on(display, timeout: float = MENU_READ_S) -> tuple[int, int]:
+    """Where the camera's ``display`` (`hil.vision.display.Display`) reads the Boot Menu's SAM-BA entry,
+    in display points; `ControlNotFound` when it is not read once (no menu, or a bootloader without it)."""
+    from hil.vision.controls import wait_control
+    from hil.vision.locate import ScreenNotFound
+
+    def look() -> np.ndarray:
+        try:
+            return display.rectified(fresh=True)[0]
+        except ScreenNotFound:  # the panel still dark or redrawing: nothing to read yet
+            return np.zeros((1, 1, 3), np.uint8)
+
+    return wait_control(look, SAMBA_ENTRY, timeout)
+
+
+def station_display(station, camera):
+    """The station's display as its open ``camera`` sees it, with the station's panel calibration."""
+    from hil.vision.display import Display
+    from hil.vision.locate import Calibration
+
+    cal = station.camera_calibration
+    return Display(camera, calibration=Calibration.from_config(cal) if cal and cal.corners else None)
 
 
 def open_boot_menu(relay: PowerButtonRelay) -> None:
@@ -71,26 +104,29 @@ def can_enter_samba(station) -> str | None:
                                        ("SAM-BA port", station.samba)) if not have]
     if missing:
         return f"station {station.name} has no {' or '.join(missing)} to reach SAM-BA through the Boot Menu"
-    if station.profile.touch.boot_menu_samba is None:
-        return f"device profile {station.profile.name} has no touch.boot_menu_samba"
+    if station.profile.touch.boot_menu_samba is None and not station.camera:
+        return (f"station {station.name} has no camera to read the Boot Menu by, and device profile "
+                f"{station.profile.name} has no touch.boot_menu_samba")
     return None
 
 
 @contextlib.contextmanager
-def station_enter_samba(station, relay: PowerButtonRelay | None = None,
-                        touch: Touch | None = None) -> Iterator[Callable[[], None]]:
-    """``enter_samba`` for a station, as the flasher takes it (no arguments). The relay and robot
-    are opened on first use only (a unit that answers REBOOT_SAMBA never needs them), or given
-    already open (the pytest session's own) and then left open."""
+def station_enter_samba(station, relay: PowerButtonRelay | None = None, touch: Touch | None = None,
+                        camera=None) -> Iterator[Callable[[], None]]:
+    """``enter_samba`` for a station, as the flasher takes it (no arguments). The relay, robot and
+    camera are opened on first use only (a unit that answers REBOOT_SAMBA never needs them), or given
+    already open (the pytest session's own) and then left open. A station with a camera taps the entry
+    where the camera reads it."""
     why = can_enter_samba(station)
     if why:
         raise ConfigError(why)
     opened: list = []
 
     def press() -> None:
-        nonlocal relay, touch
+        nonlocal relay, touch, camera
         from hil.stimuli.robot import StylusRobot
         from hil.stimuli.touch import RobotTouch
+        from hil.vision.camera import Camera
 
         if relay is None:
             relay = PowerButtonRelay.open(station.relay)
@@ -99,7 +135,12 @@ def station_enter_samba(station, relay: PowerButtonRelay | None = None,
             robot = StylusRobot.open(station.robot, robot_calibration(station))
             opened.append(robot)
             touch = RobotTouch(robot, relay, station.profile.touch.home_button.centre)
-        enter_samba(relay, touch, station.profile.touch.boot_menu_samba)
+        if camera is None and station.camera:
+            cal = station.camera_calibration
+            camera = Camera(station.camera, mode=cal.mode if cal else None)
+            opened.append(camera)
+        find = (lambda: samba_entry_on(station_display(station, camera))) if camera is not None else None
+        enter_samba(relay, touch, station.profile.touch.boot_menu_samba, find)
 
     try:
         yield press

@@ -72,8 +72,9 @@ def unit(device_under_test, request) -> Unit:
     keys = emulated.keyset(opt("--firmware-keys") or station.profile.firmware_keys)
     applet = Path(opt("--samba-applet")).read_bytes()
     relay, touch = request.getfixturevalue("station_relay"), request.getfixturevalue("robot_touch")
+    camera = request.getfixturevalue("station_camera")  # reads where the Boot Menu shows its SAM-BA entry
     client = device_under_test.client
-    with station_enter_samba(station, relay, touch) as enter_samba:
+    with station_enter_samba(station, relay, touch, camera) as enter_samba:
         client.close()  # the unit leaves KeyOS: the link goes with it
         try:
             good = _read_installed(station, enter_samba, applet)
