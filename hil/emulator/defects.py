@@ -52,6 +52,12 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_permissions.py::"
         "test_first_use_prompts_then_always_allow_persists_for_the_subgroup[GetAirlockReadAccess]",
         "development"),
+    "prompt-name-cap-off-by-one": (
+        "the permission prompt shows 25 characters of the app's own name before its ellipsis, not 24",
+        "suites/security/test_permissions.py::test_prompt_caps_the_apps_name[long]", "development"),
+    "broker-keeps-withdrawn-prompt": (
+        "a prompt whose request was withdrawn (its app closed, its send gave up) stays on the screen",
+        "suites/security/test_trusted_display.py::test_prompt_leaves_with_its_request", "development"),
     "modal-over-lockscreen": (
         "the permission prompt is drawn over the lock screen instead of queued until unlock",
         "suites/security/test_trusted_display.py::test_no_prompt_over_the_lock_screen", "development"),

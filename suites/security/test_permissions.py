@@ -169,14 +169,20 @@ def test_first_use_prompts_then_always_allow_persists_for_the_subgroup(server, m
             "the grant did not cover the rest of its subgroup"
 
 
-def test_prompt_caps_the_apps_name(probe, probe_id, templates, screen):
-    """The app name is the app's own text: the prompt shows at most 24 characters of it."""
-    name = "Wallet Companion Extended Edition Pro"
+@pytest.mark.parametrize("name", ["Wallet Companion Extended Edition Pro", "Wallet Companion Edition"],
+                         ids=["long", "exactly-24"])
+def test_prompt_caps_the_apps_name(name, probe, probe_id, templates, screen):
+    """The app name is the app's own text: the prompt shows exactly 24 characters of it, then "…"; a name of
+    24 characters shows whole (gui-server's MAX_APP_NAME, keyos.md §1.4)."""
     run = probe.run(manifest_for(probe_id(), name, {"os/security": ["GetAppSeed"]}, templates),
                     [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
     shown = screen.wait_for("Allow Access?")
     text = " ".join(line.text for line in shown.lines)
-    assert normal(name[:24]) in normal(text) and normal(name) not in normal(text), f"name not capped: {text!r}"
+    if len(name) > 24:
+        assert normal(name[:24]) in normal(text) and normal(name[:25]) not in normal(text), \
+            f"name not capped at 24 characters: {text!r}"
+    else:
+        assert normal(f"{name} wants to access") in normal(text), f"a 24-character name was cut: {text!r}"
     assert normal("wants to access App-scoped seed") in normal(text), text
     answer_prompt(screen, "Not Now", run=run, step=0)
     assert run.step(0, timeout=60)["result"] == "AccessDenied"
