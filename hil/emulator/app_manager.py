@@ -142,6 +142,8 @@ class AppManager:
         if not app.sideloaded:
             return None
         elf, raw_manifest = app.files.get("app.elf"), app.files.get("manifest.json")
+        if elf is None and self.defects.has("sideload-launches-without-elf"):
+            return None
         if elf is None or raw_manifest is None:
             return "SignatureRejected"
         try:

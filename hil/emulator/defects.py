@@ -104,6 +104,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "sideload-accepts-tampered-manifest": (
         "a sideloaded manifest edited after signing launches",
         "suites/security/test_permissions.py::test_tampered_manifest_does_not_launch", "development"),
+    "sideload-launches-without-elf": (
+        "a sideloaded bundle with no app.elf launches: with no ELF there is no signature to check, so none is",
+        "suites/security/test_permissions.py::test_bundle_without_its_elf_does_not_launch", "development"),
     "sideload-shadows-foundation-app": (
         "a sideload may take the app id of a built-in Foundation app",
         "suites/security/test_permissions.py::test_sideload_cannot_take_a_foundation_app_id", "development"),

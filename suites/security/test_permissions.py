@@ -289,6 +289,25 @@ def test_tampered_manifest_does_not_launch(probe, probe_id, templates, unlocked_
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
 
 
+# assumed: which LaunchFailureReason KeyOS gives a bundle without app.elf is not in its source (dispatch.rs names
+# SignatureRejected for what does not verify, Internal for the rest); refused at LOAD_APP_END, the id is not found
+NOTHING_TO_LAUNCH = {LaunchStatus.SIGNATURE_REJECTED, LaunchStatus.INTERNAL_ERROR, LaunchStatus.APP_ID_NOT_FOUND}
+
+
+def test_bundle_without_its_elf_does_not_launch(probe, probe_id, templates, unlocked_prime):
+    """A validly signed manifest alone is not an app: with no app.elf whose signature could verify, nothing
+    launches under its id."""
+    app_id = probe_id()
+    files = _bundle(probe, manifest_for(app_id, "No Elf", {"os/security": ["GetRandom"]}, templates), [])
+    del files["app.elf"]
+    try:
+        unlocked_prime.sideload(app_id, files)
+    except DeviceError:
+        pass  # refused at LOAD_APP_END: then the launch below finds no such app
+    status = unlocked_prime.launch_app(app_id).status
+    assert status in NOTHING_TO_LAUNCH, f"a bundle without app.elf answered {status.name} to LAUNCH_APP"
+
+
 def test_tampered_binary_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     files = _bundle(probe, manifest_for(app_id, "Tamper", {}, templates), [])
