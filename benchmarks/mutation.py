@@ -192,8 +192,9 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def run(m: Mutant, copy: Path, timeout: float) -> str:
-    """killed | survived | broken | timeout (killed by timeout)."""
+def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
+    """killed | survived | broken | timeout (killed by timeout), and the test that decided it (with the
+    plugin's one-line reason for a broken one)."""
     target = copy / "hil" / "emulator" / f"{m.module}.py"
     original = target.read_text()
     target.write_text(mutated_source(m))
@@ -205,14 +206,17 @@ def run(m: Mutant, copy: Path, timeout: float) -> str:
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "timeout"
+        return "timeout", f"still running after {timeout:g} s"
     finally:
         _kill_group(proc)
         target.write_text(original)
-    failed = set(re.findall(r"^FAILED (\S+)", out, re.MULTILINE)) - set(re.findall(r"^BROKEN (\S+)", out, re.MULTILINE))
+    broken = re.findall(r"^BROKEN (\S+.*)$", out, re.MULTILINE)
+    failed = sorted(set(re.findall(r"^FAILED (\S+)", out, re.MULTILINE)) - {b.split()[0] for b in broken})
     if proc.returncode == 0:
-        return "survived"
-    return "killed" if failed else "broken"
+        return "survived", ""
+    if failed:
+        return "killed", failed[0]
+    return "broken", (broken or out.strip().splitlines()[-1:] or ["no output"])[0][:200]
 
 
 def main() -> int:
@@ -238,10 +242,12 @@ def main() -> int:
             skipped = [m for m in todo if m.key in judged]
             start = time.monotonic()
             for m in todo:  # one line per mutant as it ends: a campaign of hours shows its survivors early
-                outcome = "equivalent" if m.key in judged else run(m, copy, args.timeout)
+                outcome, by = ("equivalent", judged[m.key]) if m.key in judged else run(m, copy, args.timeout)
                 if outcome != "equivalent":
                     results[outcome].append(m)
                 print(f"  {outcome}: hil/emulator/{module}.py:{m.line}: {m.key}", flush=True)
+                if by:
+                    print(f"    {by}", flush=True)
             killed = len(results["killed"]) + len(results["timeout"])
             ran = killed + len(results["survived"])
             pct = 100 * killed / ran if ran else 0.0
