@@ -79,19 +79,26 @@ class Equivalents(Strict):
         return value
 
 
-def _asks_defect(source: str) -> bool:
-    return "defects.has(" in source or "_defect(" in source
+def _defect_only(node: ast.AST) -> bool:
+    """An expression that is false on a build without seeded defects: ``defects.has(X)`` (or the module's
+    ``_defect(X)``), an ``and`` with such an operand, an ``or`` of nothing else."""
+    if isinstance(node, ast.Call):
+        return "defects.has" in ast.unparse(node.func) or ast.unparse(node.func).endswith("_defect")
+    if isinstance(node, ast.BoolOp):
+        return (any if isinstance(node.op, ast.And) else all)(_defect_only(v) for v in node.values)
+    return False
 
 
 def _seeded(tree: ast.AST) -> set[int]:
-    """Nodes of seeded-defect code: an ``if`` on ``defects.has(...)`` alone runs only on a build with that
-    defect, so its mutants are equivalent on the good build and are left out."""
+    """Nodes that only a build with a seeded defect evaluates or can be changed by: a defect-only expression,
+    and the body of an ``if`` (or ``x if … else``) on one. Their mutants are equivalent on the good build and
+    are left out; the real check beside a defect switch (``a < b and not defects.has(X)``) is mutated."""
     out: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and _asks_defect(ast.unparse(node.test)) and not isinstance(node.test, ast.UnaryOp):
-            for part in [node.test, *node.body]:
+        if isinstance(node, (ast.If, ast.IfExp)) and _defect_only(node.test):
+            for part in [node.test, *(node.body if isinstance(node.body, list) else [node.body])]:
                 out.update(id(n) for n in ast.walk(part))
-        elif isinstance(node, ast.Call) and _asks_defect(ast.unparse(node) + "("):
+        elif isinstance(node, ast.expr) and _defect_only(node):
             out.update(id(n) for n in ast.walk(node))
     return out
 
