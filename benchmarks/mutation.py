@@ -186,17 +186,18 @@ def mutated_source(m: Mutant) -> str:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """The pytest run and the emulated Prime it started share one process group: end them all."""
+    """The pytest run and the emulated Prime it started share one process group: end them all (SIGTERM lets
+    the run stop its emulator; SIGKILL then takes whatever is left)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
+            break
         try:
             proc.wait(timeout=10)
-            return
         except subprocess.TimeoutExpired:
             continue
+    proc.wait()
 
 
 def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
