@@ -158,6 +158,8 @@ class AppManager:
                 return "NoCertificate"
             if now < cert.not_before:
                 return "PublisherCertificateNotYetActive"
+            if now == cert.not_after and self.defects.has("sideload-cert-expires-a-second-early"):
+                return "PublisherCertificateExpired"
             if now > cert.not_after and not self.defects.has("sideload-skips-cert-expiry"):
                 return "PublisherCertificateExpired"
             signer, app.foundation = verified.header.pubkey2, False

@@ -101,6 +101,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "sideload-skips-cert-expiry": (
         "an app signed by an expired publisher certificate launches",
         "suites/security/test_permissions.py::test_publisher_certificate_validity_is_enforced[expired]", "development"),
+    "sideload-cert-expires-a-second-early": (
+        "a publisher certificate is taken as expired at its notAfter second, not after it",
+        "suites/security/test_permissions.py::test_publisher_certificate_is_valid_through_both_edges[not-after]",
+        "development"),
     "sideload-accepts-tampered-manifest": (
         "a sideloaded manifest edited after signing launches",
         "suites/security/test_permissions.py::test_tampered_manifest_does_not_launch", "development"),

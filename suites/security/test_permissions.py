@@ -9,11 +9,13 @@ broker's prompt (read on the display) and each answer behaves and persists as sp
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from hil import probe as P
+from hil.errors import InfrastructureError
 from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates, loads, sign_manifest
 from hil.link.client import DeviceError
 from hil.link.protocol import LaunchStatus
@@ -390,6 +392,49 @@ def test_publisher_certificate_validity_is_enforced(valid_from, valid_for, statu
     unlocked_prime.sideload(app_id, P.bundle(probe.elf, manifest_for(app_id, "Dated", {}, templates), [], pub,
                                              timestamp=now))
     assert unlocked_prime.launch_app(app_id).status is expected
+
+
+class ClockNotHeld(InfrastructureError):
+    """The unit's clock never held the second a launch was to happen at: no evidence either way."""
+
+
+def _launch_at(prime, second: int, app_id: str) -> LaunchStatus:
+    """LAUNCH_APP with the unit's clock at ``second``: the clock is set, and the answer counts only when a read
+    after it still shows that second (the clock ticks on by itself; an attempt that straddles a tick is
+    tried again)."""
+    for _ in range(5):
+        prime.set_system_time(second)
+        result = prime.launch_app(app_id)
+        held = prime.system_time() == second
+        if result.status is LaunchStatus.LAUNCHED:
+            prime.close_app(result.pid)
+        if held:
+            return result.status
+    raise ClockNotHeld(f"{prime.device}: the clock set to {second} moved on before each of 5 launches answered")
+
+
+@pytest.mark.development_only  # a production build refuses SET_SYSTEM_TIME
+@pytest.mark.parametrize("edge", ["not-before", "not-after"])
+def test_publisher_certificate_is_valid_through_both_edges(edge, probe, probe_id, templates, unlocked_prime):
+    """X.509 validity includes both its ends (RFC 5280 §4.1.2.5; assumed: KeyOS's "valid now" check,
+    THIRD_PARTY_CERTIFICATE_FORMAT.md, follows it): at the very second of notBefore or notAfter the app
+    launches, one second outside it does not."""
+    prime = unlocked_prime
+    start, since = prime.system_time(), time.monotonic()
+    pub = P.Publisher.create(start, valid_from=3600, valid_for=3600)
+    prime.install_certificate(pub.fingerprint, pub.pem)
+    app_id = probe_id()
+    prime.sideload(app_id, P.bundle(probe.elf, manifest_for(app_id, "Edge", {}, templates), [], pub, timestamp=start))
+    if edge == "not-before":
+        inside, outside, refused = start + 3600, start + 3599, LaunchStatus.CERT_NOT_YET_ACTIVE
+    else:
+        inside, outside, refused = start + 7200, start + 7201, LaunchStatus.CERT_EXPIRED
+    try:
+        assert _launch_at(prime, outside, app_id) is refused, f"launched one second outside its certificate ({edge})"
+        status = _launch_at(prime, inside, app_id)
+        assert status is LaunchStatus.LAUNCHED, f"at the {edge} second of its certificate the app answered {status.name}"
+    finally:
+        prime.set_system_time(start + round(time.monotonic() - since))
 
 
 def test_app_needing_a_newer_keyos_does_not_launch(probe, probe_id, templates, unlocked_prime):
