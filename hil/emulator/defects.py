@@ -148,6 +148,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "pin-attempt-limit-not-ten": (
         "the secure element allows 11 login attempts before wiping, not MAX_LOGIN_ATTEMPTS = 10",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "wrong-pin-wipes-at-once": (
+        "the first wrong PIN erases the seed, as if it had been the tenth",
+        "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
     "login-keeps-failed-attempts": (
         "a correct login does not restore the attempt counter",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
