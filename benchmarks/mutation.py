@@ -63,7 +63,7 @@ class Mutant:
 
 
 class Equivalents(Strict):
-    """``mutation_equivalent.yaml``: module -> mutant key -> why the mutant cannot change what a device does."""
+    """``mutation_equivalent.yaml``: module -> mutant key -> why no claim of the catalogue can tell it apart."""
 
     equivalent: dict[str, dict[str, str]]
 
