@@ -168,6 +168,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "ctap-prompt-over-lockscreen": (
         "the Security Keys presence prompt is drawn over the lock screen instead of waiting for the login",
         "suites/security/test_fido.py::test_no_presence_prompt_over_the_lock_screen", "development"),
+    "ctap-accepts-uv-option": (
+        "a makeCredential that demands user verification (option uv) is taken on with presence alone",
+        "suites/security/test_fido.py::test_user_verification_is_never_claimed", "development"),
     "ctap-credential-not-rp-scoped": (
         "credential ids are wrapped without the rpIdHash, so one RP's credential asserts for another",
         "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),

@@ -214,3 +214,21 @@ def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
     finally:
         own.close()
     assert error is None and assertion.auth_data.is_user_present(), f"the assertion (control) failed: {error}"
+
+
+def test_user_verification_is_never_claimed(unlocked_prime, nfc):
+    """KeyOS has no built-in user verification (getInfo names no "uv" option): a request that demands it
+    (option uv = true) is refused as an option the Prime lacks, before any presence prompt, so no answer
+    can tell an RP that the user was verified."""
+    cdh = os.urandom(32)
+    request = CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, RP, USER, ES256, options={"uv": True}, **kw))
+    try:
+        asked = request.wait_pending()
+        if asked:
+            unlocked_prime.home()  # take the prompt down before failing
+        assert not asked, "the Prime asked for presence to register with user verification it does not have"
+        _, error = request.outcome()
+    finally:
+        request.close()
+    assert error is not None and error.code in (CtapError.ERR.INVALID_OPTION, CtapError.ERR.UNSUPPORTED_OPTION), \
+        f"a request demanding user verification answered {error or 'a credential'}"
