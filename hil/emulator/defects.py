@@ -33,6 +33,11 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_permissions.py::"
         "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
         "development"),
+    "app-server-declarations-ignored": (
+        "app-manager resolves declared messages against the OS's servers only, so a declared message of a server "
+        "another app exposes is never delivered",
+        "suites/security/test_permissions.py::test_declared_message_of_another_apps_server_is_delivered",
+        "development"),
     "foundation-tier-not-enforced": (
         "foundation-only messages are granted to third-party apps that declare them",
         "suites/security/test_permissions.py::"

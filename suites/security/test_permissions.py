@@ -113,6 +113,22 @@ def _check_chunk(cases, app_manifest, matrix, probe, app_id, deny_lines: bool):
     assert len({next(iter(s)) for s in sids.values()}) == len(sids), f"two servers share a SID: {sids}"
 
 
+def test_declared_message_of_another_apps_server_is_delivered(probe, probe_id, templates):
+    """Declarations name the servers apps expose as well as the OS's (keyos.md §1.1 ``servers``): a message of
+    another app's server is delivered when declared and denied, with the kernel's line, when not."""
+    server = f"probe/{probe_id('server')[2:10]}"
+    messages = {"Ping": {"id": 1, "requiredSignature": "thirdParty"}, "Pong": {"id": 2, "requiredSignature": "thirdParty"}}
+    exposer = manifest_for(probe_id("server"), "Echo", {}, templates, servers={server: messages})
+    host = probe.run(exposer, [P.await_locked(timeout_s=120)])  # runs, its server up, while the other sends
+    caller = manifest_for(probe_id("caller"), "Caller", {server: ["Ping"]}, templates)
+    run = probe.run(caller, [P.send(server, id=1, wait=False), P.send(server, id=2, wait=False)])
+    records = run.finish()
+    probe.close(host)
+    assert [r["result"] for r in records] == ["Ok", "AccessDenied"], \
+        f"declared Ping / undeclared Pong to {server} answered {records}"
+    assert [d.msgid for d in run.denies if d.pid == run.pid] == [2]
+
+
 def test_undeclared_grantable_message_is_denied_without_a_prompt(probe, probe_id, templates, screen):
     """A waiting send of a grantable message the app never declared: the broker denies it silently."""
     m = manifest_for(probe_id(), "Undeclared", {}, templates)
