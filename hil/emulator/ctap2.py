@@ -126,7 +126,8 @@ class Authenticator:
         key = ec.generate_private_key(ec.SECP256R1())
         cred_id = self._wrap(key, rp_hash)
         pub = key.public_key().public_numbers()
-        cose = _cbor({1: 2, 3: ES256, -1: 1, -2: pub.x.to_bytes(32, "big"), -3: pub.y.to_bytes(32, "big")})
+        crv = 2 if self._defect("ctap-cose-key-wrong-curve") else 1  # COSE crv 1: P-256
+        cose = _cbor({1: 2, 3: ES256, -1: crv, -2: pub.x.to_bytes(32, "big"), -3: pub.y.to_bytes(32, "big")})
         self.counter += 1
         auth_data = (rp_hash + bytes([FLAG_UP | FLAG_AT]) + struct.pack(">I", self.counter) + self.aaguid
                      + struct.pack(">H", len(cred_id)) + cred_id + cose)

@@ -176,6 +176,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "ctap-accepts-uv-option": (
         "a makeCredential that demands user verification (option uv) is taken on with presence alone",
         "suites/security/test_fido.py::test_user_verification_is_never_claimed", "development"),
+    "ctap-cose-key-wrong-curve": (
+        "the registered credential's COSE key names curve P-384 (crv 2) for its P-256 key",
+        "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),
     "ctap-credential-not-rp-scoped": (
         "credential ids are wrapped without the rpIdHash, so one RP's credential asserts for another",
         "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),
