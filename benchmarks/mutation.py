@@ -4,13 +4,15 @@ regressions of the model (not our seeded list) the suites catch.
 An AST-operator runner: each mutant changes one node of one module (a comparison flipped, ``and``/``or``
 swapped, a ``not`` dropped, an integer constant moved by one, a returned boolean inverted). It is written
 into a private copy of the repository, and the suites that exercise that module run against an emulated
-Prime built from the copy (``-x``: the first red test kills it). A run that ends broken (infrastructure) is
-counted apart, never as killed; a run that outlives ``--timeout`` (a mutant that hangs the device) is ended
-with its whole process group and counted as killed by timeout, shown apart. Mutants a person judged
-equivalent (``mutation_equivalent.yaml``, one line of reason each) are left out of the score, which is
-killed / non-equivalent mutants run. Each mutant is listed as it ends, with its line and key: a survivor is
-for a person to judge (equivalent) or to write the missing check for. ``--max-mutants N --seed S`` samples
-N mutants of each module, the same ones for the same seed and module source whatever other modules run.
+Prime built from the copy (``-x``: the first red test kills it; a run stopped by a broken test runs again to
+the end, where a later check may still fail). A run that ends broken (infrastructure) is counted apart, never
+as killed; a run that outlives ``--timeout`` (a mutant that hangs the device) is ended with its whole process
+group and counted as killed by timeout, shown apart. Mutants a person judged equivalent
+(``mutation_equivalent.yaml``, one line of reason each) are left out of the score, which is killed /
+non-equivalent mutants run. Each mutant is listed as it ends, with its line and key and the test that killed
+it: a survivor is for a person to judge (equivalent) or to write the missing check for.
+``--max-mutants N --seed S`` samples N mutants of each module, the same ones for the same seed and module
+source whatever other modules run.
 
     .venv/bin/python benchmarks/mutation.py --modules broker --max-mutants 8 --seed 1 [--timeout 300]
 """
@@ -200,14 +202,11 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
-    """killed | survived | broken | timeout (killed by timeout), and the test that decided it (with the
-    plugin's one-line reason for a broken one)."""
-    target = copy / "hil" / "emulator" / f"{m.module}.py"
-    original = target.read_text()
-    target.write_text(mutated_source(m))
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-x", "-rfE", "--device=emulator",
-           *MODULES[m.module]]
+def _suites(copy: Path, module: str, timeout: float, *options: str) -> tuple[str, str]:
+    """One run of the module's suites against the copy: killed | survived | broken | timeout, and the test that
+    decided it (with the plugin's one-line reason for a broken one)."""
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", "--device=emulator", *options,
+           *MODULES[module]]
     proc = subprocess.Popen(cmd, cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True,
                             env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
@@ -217,7 +216,6 @@ def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
         return "timeout", f"still running after {timeout:g} s"
     finally:
         _kill_group(proc)
-        target.write_text(original)
     broken = re.findall(r"^BROKEN (\S+.*)$", out, re.MULTILINE)
     failed = sorted(set(re.findall(r"^FAILED (\S+)", out, re.MULTILINE)) - {b.split()[0] for b in broken})
     if proc.returncode == 0:
@@ -225,6 +223,23 @@ def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
     if failed:
         return "killed", failed[0]
     return "broken", (broken or out.strip().splitlines()[-1:] or ["no output"])[0][:200]
+
+
+def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
+    """The mutant against its suites, stopping at the first red test; a run that stops on a broken test is run
+    again to the end, since a check after it may still judge the mutant (a probe that no longer launches
+    breaks the probe's checks, and fails the launch checks)."""
+    target = copy / "hil" / "emulator" / f"{m.module}.py"
+    original = target.read_text()
+    target.write_text(mutated_source(m))
+    try:
+        outcome = _suites(copy, m.module, timeout, "-x")
+        if outcome[0] == "broken":
+            again = _suites(copy, m.module, timeout)
+            outcome = again if again[0] == "killed" else outcome  # a full run of broken checks may well time out
+        return outcome
+    finally:
+        target.write_text(original)
 
 
 def main() -> int:
