@@ -156,6 +156,8 @@ class AppManager:
             cert = self.certs.get(publisher_fingerprint(verified.header.pubkey2))
             if cert is None:
                 return "NoCertificate"
+            if now == cert.not_before and self.defects.has("sideload-cert-active-a-second-late"):
+                return "PublisherCertificateNotYetActive"
             if now < cert.not_before:
                 return "PublisherCertificateNotYetActive"
             if now == cert.not_after and self.defects.has("sideload-cert-expires-a-second-early"):

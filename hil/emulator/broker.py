@@ -67,7 +67,10 @@ class PermissionBroker:
         cap = MAX_APP_NAME
         if self.app_manager.defects.has("prompt-name-cap-off-by-one"):
             cap += 1
-        body = BODY.format(cap_app_name(info.app_name, cap), info.label)
+        name = cap_app_name(info.app_name, cap)
+        if self.app_manager.defects.has("prompt-ellipsis-on-a-full-length-name") and len(name) == cap:
+            name += "…"
+        body = BODY.format(name, info.label)
 
         def answered(button: str | None) -> None:
             self._prompts.pop(rid, None)

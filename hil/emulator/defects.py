@@ -60,6 +60,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "prompt-name-cap-off-by-one": (
         "the permission prompt shows 25 characters of the app's own name before its ellipsis, not 24",
         "suites/security/test_permissions.py::test_prompt_caps_the_apps_name[long]", "development"),
+    "prompt-ellipsis-on-a-full-length-name": (
+        "an app name of exactly 24 characters is shown whole but followed by an ellipsis, as if it had been cut",
+        "suites/security/test_permissions.py::test_prompt_caps_the_apps_name[exactly-24]", "development"),
     "broker-keeps-withdrawn-prompt": (
         "a prompt whose request was withdrawn (its app closed, its send gave up) stays on the screen",
         "suites/security/test_trusted_display.py::test_prompt_leaves_with_its_request", "development"),
@@ -109,6 +112,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "sideload-cert-expires-a-second-early": (
         "a publisher certificate is taken as expired at its notAfter second, not after it",
         "suites/security/test_permissions.py::test_publisher_certificate_is_valid_through_both_edges[not-after]",
+        "development"),
+    "sideload-cert-active-a-second-late": (
+        "a publisher certificate is taken as not yet active at its notBefore second, not before it",
+        "suites/security/test_permissions.py::test_publisher_certificate_is_valid_through_both_edges[not-before]",
         "development"),
     "sideload-accepts-tampered-manifest": (
         "a sideloaded manifest edited after signing launches",
