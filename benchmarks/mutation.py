@@ -145,27 +145,34 @@ class _Apply(ast.NodeTransformer):
         return node
 
 
-def _scopes(tree: ast.AST) -> dict[int, str]:
-    """id(node) -> the qualified name of the function or class it sits in ("" at module level)."""
-    out: dict[int, str] = {}
+def _scopes(tree: ast.AST) -> dict[int, tuple[str, ast.AST]]:
+    """id(node) -> the qualified name of the function or class it sits in ("" at module level), and its parent."""
+    out: dict[int, tuple[str, ast.AST]] = {}
 
     def visit(node: ast.AST, scope: str) -> None:
         for child in ast.iter_child_nodes(node):
             inner = scope
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 inner = f"{scope}.{child.name}" if scope else child.name
-            out[id(child)] = inner
+            out[id(child)] = (inner, node)
             visit(child, inner)
 
     visit(tree, "")
     return out
 
 
+def _source(node: ast.AST, parent: ast.AST | None) -> str:
+    """The mutated code as the key shows it: a bare number with the expression around it (70 characters)."""
+    text = ast.unparse(parent if isinstance(node, ast.Constant) and isinstance(parent, ast.expr) else node)
+    return text if len(text) <= 70 else text[:69] + "…"
+
+
 def mutants(module: str) -> list[Mutant]:
     tree = ast.parse((ROOT / "hil" / "emulator" / f"{module}.py").read_text())
     scopes, seen, out = _scopes(tree), {}, []
     for i, (node, what) in enumerate(_sites(tree)):
-        key = f"{scopes.get(id(node), '')}: {what}: {ast.unparse(node)}"
+        scope, parent = scopes.get(id(node), ("", None))
+        key = f"{scope}: {what}: {_source(node, parent)}"
         seen[key] = seen.get(key, 0) + 1
         out.append(Mutant(module, i, getattr(node, "lineno", 0), what,
                           key if seen[key] == 1 else f"{key} #{seen[key]}"))
