@@ -4,20 +4,28 @@ regressions of the model (not our seeded list) the suites catch.
 An AST-operator runner: each mutant changes one node of one module (a comparison flipped, ``and``/``or``
 swapped, a ``not`` dropped, an integer constant moved by one, a returned boolean inverted). It is written
 into a private copy of the repository, and the suites that exercise that module run against an emulated
-Prime built from the copy (``-x``: the first red test kills it). A run that ends broken (infrastructure) or
-times out is counted apart, never as killed. Prints killed / run per module and lists the survivors with
-their line, for a person to judge (an equivalent mutant) or to write the missing check.
+Prime built from the copy (``-x``: the first red test kills it; a run stopped by a broken test runs again to
+the end, where a later check may still fail). A run that ends broken (infrastructure) is counted apart, never
+as killed; a run that outlives ``--timeout`` (a mutant that hangs the device) is ended with its whole process
+group and counted as killed by timeout, shown apart. Mutants a person judged equivalent
+(``mutation_equivalent.yaml``, one line of reason each) are left out of the score, which is killed /
+non-equivalent mutants run. Each mutant is listed as it ends, with its line and key and the test that killed
+it: a survivor is for a person to judge (equivalent) or to write the missing check for.
+``--max-mutants N --seed S`` samples N mutants of each module, the same ones for the same seed and module
+source whatever other modules run.
 
-    .venv/bin/python benchmarks/mutation.py [--modules kernel fs ...] [--max-mutants 5] [--timeout 600]
+    .venv/bin/python benchmarks/mutation.py --modules broker --max-mutants 8 --seed 1 [--timeout 300]
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,7 +33,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import field_validator
+
+from hil.yamlfile import Strict, load_yaml_model
+
 ROOT = Path(__file__).resolve().parents[1]
+EQUIVALENT = Path(__file__).resolve().with_name("mutation_equivalent.yaml")
 SEC = "suites/security/"
 # module of hil/emulator -> the suites that exercise it (the lanes a regression there shows in)
 MODULES = {
@@ -48,21 +61,46 @@ class Mutant:
     index: int  # the index-th mutable site of the module, in ast.walk order
     line: int
     what: str
+    key: str  # "function: operator: source", stable while the code it mutates is unchanged (#n if repeated)
 
 
-def _asks_defect(source: str) -> bool:
-    return "defects.has(" in source or "_defect(" in source
+class Equivalents(Strict):
+    """``mutation_equivalent.yaml``: module -> mutant key -> why no claim of the catalogue can tell it apart."""
+
+    equivalent: dict[str, dict[str, str]]
+
+    @field_validator("equivalent")
+    @classmethod
+    def _reasoned(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for module, keys in value.items():
+            if module not in MODULES:
+                raise ValueError(f"{module!r} is not a mutated module ({', '.join(MODULES)})")
+            for key, reason in keys.items():
+                if not reason.strip():
+                    raise ValueError(f"{module}: {key!r} gives no reason")
+        return value
+
+
+def _defect_only(node: ast.AST) -> bool:
+    """An expression that is false on a build without seeded defects: ``defects.has(X)`` (or the module's
+    ``_defect(X)``), an ``and`` with such an operand, an ``or`` of nothing else."""
+    if isinstance(node, ast.Call):
+        return "defects.has" in ast.unparse(node.func) or ast.unparse(node.func).endswith("_defect")
+    if isinstance(node, ast.BoolOp):
+        return (any if isinstance(node.op, ast.And) else all)(_defect_only(v) for v in node.values)
+    return False
 
 
 def _seeded(tree: ast.AST) -> set[int]:
-    """Nodes of seeded-defect code: an ``if`` on ``defects.has(...)`` alone runs only on a build with that
-    defect, so its mutants are equivalent on the good build and are left out."""
+    """Nodes that only a build with a seeded defect evaluates or can be changed by: a defect-only expression,
+    and the body of an ``if`` (or ``x if … else``) on one. Their mutants are equivalent on the good build and
+    are left out; the real check beside a defect switch (``a < b and not defects.has(X)``) is mutated."""
     out: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and _asks_defect(ast.unparse(node.test)) and not isinstance(node.test, ast.UnaryOp):
-            for part in [node.test, *node.body]:
+        if isinstance(node, (ast.If, ast.IfExp)) and _defect_only(node.test):
+            for part in [node.test, *(node.body if isinstance(node.body, list) else [node.body])]:
                 out.update(id(n) for n in ast.walk(part))
-        elif isinstance(node, ast.Call) and _asks_defect(ast.unparse(node) + "("):
+        elif isinstance(node, ast.expr) and _defect_only(node):
             out.update(id(n) for n in ast.walk(node))
     return out
 
@@ -107,9 +145,47 @@ class _Apply(ast.NodeTransformer):
         return node
 
 
+def _scopes(tree: ast.AST) -> dict[int, tuple[str, ast.AST]]:
+    """id(node) -> the qualified name of the function or class it sits in ("" at module level), and its parent."""
+    out: dict[int, tuple[str, ast.AST]] = {}
+
+    def visit(node: ast.AST, scope: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = scope
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                inner = f"{scope}.{child.name}" if scope else child.name
+            out[id(child)] = (inner, node)
+            visit(child, inner)
+
+    visit(tree, "")
+    return out
+
+
+def _source(node: ast.AST, parent: ast.AST | None) -> str:
+    """The mutated code as the key shows it: a bare number with the expression around it (70 characters)."""
+    text = ast.unparse(parent if isinstance(node, ast.Constant) and isinstance(parent, ast.expr) else node)
+    return text if len(text) <= 70 else text[:69] + "…"
+
+
 def mutants(module: str) -> list[Mutant]:
     tree = ast.parse((ROOT / "hil" / "emulator" / f"{module}.py").read_text())
-    return [Mutant(module, i, getattr(node, "lineno", 0), what) for i, (node, what) in enumerate(_sites(tree))]
+    scopes, seen, out = _scopes(tree), {}, []
+    for i, (node, what) in enumerate(_sites(tree)):
+        scope, parent = scopes.get(id(node), ("", None))
+        key = f"{scope}: {what}: {_source(node, parent)}"
+        seen[key] = seen.get(key, 0) + 1
+        out.append(Mutant(module, i, getattr(node, "lineno", 0), what,
+                          key if seen[key] == 1 else f"{key} #{seen[key]}"))
+    return out
+
+
+def sample(module: str, count: int, seed: int) -> list[Mutant]:
+    """``count`` mutants of the module (all when 0), drawn by a generator seeded with the seed and the module
+    name, so a module's sample does not depend on which other modules run before it."""
+    todo = mutants(module)
+    if count:
+        todo = sorted(random.Random(f"{seed}:{module}").sample(todo, min(count, len(todo))), key=lambda m: m.index)
+    return todo
 
 
 def mutated_source(m: Mutant) -> str:
@@ -118,25 +194,59 @@ def mutated_source(m: Mutant) -> str:
     return ast.unparse(ast.fix_missing_locations(_Apply(node).visit(tree)))
 
 
-def run(m: Mutant, copy: Path, timeout: float) -> str:
-    """killed | survived | broken | timeout."""
+def _kill_group(proc: subprocess.Popen) -> None:
+    """The pytest run and the emulated Prime it started share one process group: end them all (SIGTERM lets
+    the run stop its emulator; SIGKILL then takes whatever is left)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
+
+
+def _suites(copy: Path, module: str, timeout: float, *options: str) -> tuple[str, str]:
+    """One run of the module's suites against the copy: killed | survived | broken | timeout, and the test that
+    decided it (with the plugin's one-line reason for a broken one)."""
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", "--device=emulator", *options,
+           *MODULES[module]]
+    proc = subprocess.Popen(cmd, cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True,
+                            env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", f"still running after {timeout:g} s"
+    finally:
+        _kill_group(proc)
+    broken = re.findall(r"^BROKEN (\S+.*)$", out, re.MULTILINE)
+    failed = sorted(set(re.findall(r"^FAILED (\S+)", out, re.MULTILINE)) - {b.split()[0] for b in broken})
+    if proc.returncode == 0:
+        return "survived", ""
+    if failed:
+        return "killed", failed[0]
+    return "broken", (broken or out.strip().splitlines()[-1:] or ["no output"])[0][:200]
+
+
+def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
+    """The mutant against its suites, stopping at the first red test; a run that stops on a broken test is run
+    again to the end, since a check after it may still judge the mutant (a probe that no longer launches
+    breaks the probe's checks, and fails the launch checks)."""
     target = copy / "hil" / "emulator" / f"{m.module}.py"
     original = target.read_text()
     target.write_text(mutated_source(m))
     try:
-        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-x", "-rfE", "--device=emulator",
-               *MODULES[m.module]]
-        proc = subprocess.run(cmd, cwd=copy, capture_output=True, text=True, timeout=timeout,
-                              env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
-    except subprocess.TimeoutExpired:
-        return "timeout"
+        outcome = _suites(copy, m.module, timeout, "-x")
+        if outcome[0] == "broken":
+            again = _suites(copy, m.module, timeout)
+            outcome = again if again[0] == "killed" else outcome  # a full run of broken checks may well time out
+        return outcome
     finally:
         target.write_text(original)
-    out = proc.stdout + proc.stderr
-    failed = set(re.findall(r"^FAILED (\S+)", out, re.MULTILINE)) - set(re.findall(r"^BROKEN (\S+)", out, re.MULTILINE))
-    if proc.returncode == 0:
-        return "survived"
-    return "killed" if failed else "broken"
 
 
 def main() -> int:
@@ -144,9 +254,9 @@ def main() -> int:
     ap.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
     ap.add_argument("--max-mutants", type=int, default=0, help="a random sample of this many per module (0: all)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per mutant run")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant run; past it: killed by timeout")
     args = ap.parse_args()
-    rng = random.Random(args.seed)
+    equivalent = load_yaml_model(EQUIVALENT, Equivalents).equivalent
     with tempfile.TemporaryDirectory(prefix="hil-mutation-") as tmp:
         copy = Path(tmp) / "repo"
         files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
@@ -155,20 +265,27 @@ def main() -> int:
                 (copy / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / rel, copy / rel)
         for module in args.modules:
-            todo = mutants(module)
-            if args.max_mutants:
-                todo = sorted(rng.sample(todo, min(args.max_mutants, len(todo))), key=lambda m: m.index)
+            judged = equivalent.get(module, {})
+            every = {m.key for m in mutants(module)}
+            todo = sample(module, args.max_mutants, args.seed)
             results: dict[str, list[Mutant]] = {"killed": [], "survived": [], "broken": [], "timeout": []}
+            skipped = [m for m in todo if m.key in judged]
             start = time.monotonic()
-            for m in todo:
-                results[run(m, copy, args.timeout)].append(m)
-            ran = len(results["killed"]) + len(results["survived"])
-            pct = 100 * len(results["killed"]) / ran if ran else 0.0
-            print(f"{module}: killed {len(results['killed'])} / {ran} ({pct:.0f} %) of {len(todo)} sampled "
-                  f"(of {len(mutants(module))}); broken {len(results['broken'])}, timeout {len(results['timeout'])}; "
-                  f"{time.monotonic() - start:.0f} s", flush=True)
-            for m in results["survived"]:
-                print(f"  survived: hil/emulator/{module}.py:{m.line}: {m.what}", flush=True)
+            for m in todo:  # one line per mutant as it ends: a campaign of hours shows its survivors early
+                outcome, by = ("equivalent", judged[m.key]) if m.key in judged else run(m, copy, args.timeout)
+                if outcome != "equivalent":
+                    results[outcome].append(m)
+                print(f"  {outcome}: hil/emulator/{module}.py:{m.line}: {m.key}", flush=True)
+                if by:
+                    print(f"    {by}", flush=True)
+            killed = len(results["killed"]) + len(results["timeout"])
+            ran = killed + len(results["survived"])
+            pct = 100 * killed / ran if ran else 0.0
+            print(f"{module}: killed {killed} / {ran} non-equivalent ({pct:.0f} %; {len(results['timeout'])} of them "
+                  f"by timeout) of {len(todo)} sampled (of {len(every)}); equivalent {len(skipped)}, "
+                  f"broken {len(results['broken'])}; {time.monotonic() - start:.0f} s", flush=True)
+            for key in sorted(set(judged) - every):
+                print(f"  stale equivalent entry (no such mutant now): {module}: {key}", flush=True)
     return 0
 
 

@@ -142,6 +142,8 @@ class AppManager:
         if not app.sideloaded:
             return None
         elf, raw_manifest = app.files.get("app.elf"), app.files.get("manifest.json")
+        if elf is None and self.defects.has("sideload-launches-without-elf"):
+            return None
         if elf is None or raw_manifest is None:
             return "SignatureRejected"
         try:
@@ -154,8 +156,12 @@ class AppManager:
             cert = self.certs.get(publisher_fingerprint(verified.header.pubkey2))
             if cert is None:
                 return "NoCertificate"
+            if now == cert.not_before and self.defects.has("sideload-cert-active-a-second-late"):
+                return "PublisherCertificateNotYetActive"
             if now < cert.not_before:
                 return "PublisherCertificateNotYetActive"
+            if now == cert.not_after and self.defects.has("sideload-cert-expires-a-second-early"):
+                return "PublisherCertificateExpired"
             if now > cert.not_after and not self.defects.has("sideload-skips-cert-expiry"):
                 return "PublisherCertificateExpired"
             signer, app.foundation = verified.header.pubkey2, False
@@ -185,6 +191,8 @@ class AppManager:
     def resolve(self, manifest: Manifest, server: str, name: str) -> Message | None:
         """A declared message name on a server: the system matrix, or a server an app exposes."""
         msg = self.matrix.message(server, name)
+        if msg is None and self.defects.has("app-server-declarations-ignored"):
+            return None
         if msg is None:
             for other in self.apps.values():
                 if other.manifest and server in other.manifest.servers:

@@ -30,9 +30,9 @@ class ModalHost(Protocol):
     def dismiss(self, modal) -> None: ...
 
 
-def cap_app_name(name: str) -> str:
+def cap_app_name(name: str, cap: int = MAX_APP_NAME) -> str:
     """The app name is the app's own text: cap it so it cannot crowd the OS's words off the prompt."""
-    return name if len(name) <= MAX_APP_NAME else name[:MAX_APP_NAME] + "…"
+    return name if len(name) <= cap else name[:cap] + "…"
 
 
 class PermissionBroker:
@@ -64,7 +64,13 @@ class PermissionBroker:
             self.kernel.resolve(rid, False, req)
             return
         msg = self.app_manager.matrix.by_id(req.server.name, req.message_id)
-        body = BODY.format(cap_app_name(info.app_name), info.label)
+        cap = MAX_APP_NAME
+        if self.app_manager.defects.has("prompt-name-cap-off-by-one"):
+            cap += 1
+        name = cap_app_name(info.app_name, cap)
+        if self.app_manager.defects.has("prompt-ellipsis-on-a-full-length-name") and len(name) == cap:
+            name += "…"
+        body = BODY.format(name, info.label)
 
         def answered(button: str | None) -> None:
             self._prompts.pop(rid, None)
@@ -91,4 +97,6 @@ class PermissionBroker:
         with self._device_lock():
             prompt = self._prompts.get(rid)
             if prompt is not None:
+                if self.app_manager.defects.has("broker-keeps-withdrawn-prompt"):
+                    return
                 self.modals.dismiss(prompt[1])

@@ -112,7 +112,7 @@ class Authenticator:
         _check_pin_uv(req)
         if not any(isinstance(p, dict) and p.get("alg") == ES256 and p.get("type") == "public-key" for p in params):
             raise CtapStatus(UNSUPPORTED_ALGORITHM)
-        opts = _options(req.get(7))
+        opts = _options(req.get(7), self._defect("ctap-accepts-uv-option"))
         if opts.get("up") is False:
             raise CtapStatus(INVALID_OPTION)
         if 10 in req:  # enterpriseAttestation
@@ -126,7 +126,8 @@ class Authenticator:
         key = ec.generate_private_key(ec.SECP256R1())
         cred_id = self._wrap(key, rp_hash)
         pub = key.public_key().public_numbers()
-        cose = _cbor({1: 2, 3: ES256, -1: 1, -2: pub.x.to_bytes(32, "big"), -3: pub.y.to_bytes(32, "big")})
+        crv = 2 if self._defect("ctap-cose-key-wrong-curve") else 1  # COSE crv 1: P-256
+        cose = _cbor({1: 2, 3: ES256, -1: crv, -2: pub.x.to_bytes(32, "big"), -3: pub.y.to_bytes(32, "big")})
         self.counter += 1
         auth_data = (rp_hash + bytes([FLAG_UP | FLAG_AT]) + struct.pack(">I", self.counter) + self.aaguid
                      + struct.pack(">H", len(cred_id)) + cred_id + cose)
@@ -269,12 +270,13 @@ def _check_pin_uv(req: dict) -> None:
         raise CtapStatus(INVALID_PARAMETER if 9 in req else MISSING_PARAMETER)
 
 
-def _options(opts) -> dict:
+def _options(opts, uv_taken: bool = False) -> dict:
+    """``uv_taken``: a seeded defect's authenticator, which lets a request that demands user verification on."""
     if opts is None:
         return {}
     if not isinstance(opts, dict) or not all(isinstance(v, bool) for v in opts.values()):
         raise CtapStatus(CBOR_UNEXPECTED_TYPE)
-    if opts.get("uv") is True:
+    if opts.get("uv") is True and not uv_taken:
         raise CtapStatus(INVALID_OPTION)  # no built-in user verification
     if "rk" in opts:
         raise CtapStatus(UNSUPPORTED_OPTION)  # no discoverable credentials

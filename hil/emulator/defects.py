@@ -33,6 +33,11 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_permissions.py::"
         "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
         "development"),
+    "app-server-declarations-ignored": (
+        "app-manager resolves declared messages against the OS's servers only, so a declared message of a server "
+        "another app exposes is never delivered",
+        "suites/security/test_permissions.py::test_declared_message_of_another_apps_server_is_delivered",
+        "development"),
     "foundation-tier-not-enforced": (
         "foundation-only messages are granted to third-party apps that declare them",
         "suites/security/test_permissions.py::"
@@ -52,6 +57,15 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_permissions.py::"
         "test_first_use_prompts_then_always_allow_persists_for_the_subgroup[GetAirlockReadAccess]",
         "development"),
+    "prompt-name-cap-off-by-one": (
+        "the permission prompt shows 25 characters of the app's own name before its ellipsis, not 24",
+        "suites/security/test_permissions.py::test_prompt_caps_the_apps_name[long]", "development"),
+    "prompt-ellipsis-on-a-full-length-name": (
+        "an app name of exactly 24 characters is shown whole but followed by an ellipsis, as if it had been cut",
+        "suites/security/test_permissions.py::test_prompt_caps_the_apps_name[exactly-24]", "development"),
+    "broker-keeps-withdrawn-prompt": (
+        "a prompt whose request was withdrawn (its app closed, its send gave up) stays on the screen",
+        "suites/security/test_trusted_display.py::test_prompt_leaves_with_its_request", "development"),
     "modal-over-lockscreen": (
         "the permission prompt is drawn over the lock screen instead of queued until unlock",
         "suites/security/test_trusted_display.py::test_no_prompt_over_the_lock_screen", "development"),
@@ -95,9 +109,20 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "sideload-skips-cert-expiry": (
         "an app signed by an expired publisher certificate launches",
         "suites/security/test_permissions.py::test_publisher_certificate_validity_is_enforced[expired]", "development"),
+    "sideload-cert-expires-a-second-early": (
+        "a publisher certificate is taken as expired at its notAfter second, not after it",
+        "suites/security/test_permissions.py::test_publisher_certificate_is_valid_through_both_edges[not-after]",
+        "development"),
+    "sideload-cert-active-a-second-late": (
+        "a publisher certificate is taken as not yet active at its notBefore second, not before it",
+        "suites/security/test_permissions.py::test_publisher_certificate_is_valid_through_both_edges[not-before]",
+        "development"),
     "sideload-accepts-tampered-manifest": (
         "a sideloaded manifest edited after signing launches",
         "suites/security/test_permissions.py::test_tampered_manifest_does_not_launch", "development"),
+    "sideload-launches-without-elf": (
+        "a sideloaded bundle with no app.elf launches: with no ELF there is no signature to check, so none is",
+        "suites/security/test_permissions.py::test_bundle_without_its_elf_does_not_launch", "development"),
     "sideload-shadows-foundation-app": (
         "a sideload may take the app id of a built-in Foundation app",
         "suites/security/test_permissions.py::test_sideload_cannot_take_a_foundation_app_id", "development"),
@@ -135,6 +160,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "pin-attempt-limit-not-ten": (
         "the secure element allows 11 login attempts before wiping, not MAX_LOGIN_ATTEMPTS = 10",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "wrong-pin-wipes-at-once": (
+        "the first wrong PIN erases the seed, as if it had been the tenth",
+        "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
     "login-keeps-failed-attempts": (
         "a correct login does not restore the attempt counter",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
@@ -152,6 +180,12 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "ctap-prompt-over-lockscreen": (
         "the Security Keys presence prompt is drawn over the lock screen instead of waiting for the login",
         "suites/security/test_fido.py::test_no_presence_prompt_over_the_lock_screen", "development"),
+    "ctap-accepts-uv-option": (
+        "a makeCredential that demands user verification (option uv) is taken on with presence alone",
+        "suites/security/test_fido.py::test_user_verification_is_never_claimed", "development"),
+    "ctap-cose-key-wrong-curve": (
+        "the registered credential's COSE key names curve P-384 (crv 2) for its P-256 key",
+        "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),
     "ctap-credential-not-rp-scoped": (
         "credential ids are wrapped without the rpIdHash, so one RP's credential asserts for another",
         "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),

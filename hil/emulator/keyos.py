@@ -241,7 +241,7 @@ class KeyOS:
         if installed is not None and installed.manifest is not None:
             app.name = installed.manifest.name
         self.log(f"INFO:app_manager: launched {app.name} ({app.app_id.hex()}) as PID {proc.pid}")
-        if installed is not None and installed.sideloaded and is_probe(installed.files["app.elf"][cosign2.DEFAULT_SIZE:]):
+        if installed is not None and installed.sideloaded and is_probe(installed.files.get("app.elf", b"")[cosign2.DEFAULT_SIZE:]):
             self._start_probe(proc, installed)
         return RunApp("Launched", proc.pid)
 

@@ -72,6 +72,8 @@ class SecureElement:
                 self.attempts_remaining = self.max_attempts
             return True
         self.attempts_remaining -= 1
+        if self.defects.has("wrong-pin-wipes-at-once"):
+            self.attempts_remaining = 0
         if self.attempts_remaining == 0:
             self.wipe()
         return False

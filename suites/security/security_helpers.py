@@ -197,6 +197,20 @@ def assert_no_prompt_for(screen: ScreenReader, seconds: float, when: str = "", w
         time.sleep(0.2)  # the watch is a span of time; its reads need not come back to back
 
 
+def wait_prompt_gone(screen: ScreenReader, timeout: float, when: str = "") -> None:
+    """Until a read shows the display without a prompt: failed if the prompt is still read at the deadline,
+    broken if the display reads as nothing (no evidence either way)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = screen.text()
+        if text.strip() and normal(PROMPT_TITLE) not in normal(text):
+            return
+        if time.monotonic() > deadline:
+            if not text.strip():
+                raise PromptNotSeen(f"nothing read on the display{when}: cannot tell whether the prompt left")
+            raise AssertionError(f"the permission prompt is still on screen{when}, {timeout:g} s on: {text!r}")
+
+
 def wait_readable(screen: ScreenReader, timeout: float) -> None:
     """Until the display shows some text; broken if it never does."""
     deadline = time.monotonic() + timeout

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from fido2.ctap import STATUS, CtapError
 from fido2.ctap2 import Ctap2
 
@@ -107,8 +108,8 @@ def _register(nfc: str) -> CtapRequest:
     return CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, RP, USER, ES256, **kw))
 
 
-def _assert(nfc: str, rp_id: str, cred_id: bytes) -> CtapRequest:
-    cdh = os.urandom(32)
+def _assert(nfc: str, rp_id: str, cred_id: bytes, cdh: bytes | None = None) -> CtapRequest:
+    cdh = cdh or os.urandom(32)
     allow = [{"type": "public-key", "id": cred_id}]
     return CtapRequest(nfc, lambda ctap, kw: ctap.get_assertion(rp_id, cdh, allow, **kw))
 
@@ -197,6 +198,9 @@ def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
         made.close()
     assert error is None, f"the registration (control) failed: {error}"
     cred_id = attestation.auth_data.credential_data.credential_id
+    key = attestation.auth_data.credential_data.public_key
+    assert (key.get(1), key.get(3), key.get(-1)) == (2, -7, 1), \
+        f"the credential's COSE key is not the EC2 P-256 ES256 key it was made as (kty, alg, crv): {dict(key)}"
     elsewhere = _assert(nfc, "evil.example", cred_id)
     try:
         asked = elsewhere.wait_pending()
@@ -208,9 +212,32 @@ def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
         elsewhere.close()
     assert error is not None and error.code == CtapError.ERR.NO_CREDENTIALS, \
         f"example.com's credential for evil.example answered {error or 'an assertion'}"
-    own = _assert(nfc, RP["id"], cred_id)
+    cdh = os.urandom(32)
+    own = _assert(nfc, RP["id"], cred_id, cdh)
     try:
         assertion, error = _answer(screen, own, AUTH_TITLE, "Confirm")
     finally:
         own.close()
     assert error is None and assertion.auth_data.is_user_present(), f"the assertion (control) failed: {error}"
+    try:  # signed by the key the credential registered, over this request's challenge
+        key.verify(assertion.auth_data + cdh, assertion.signature)
+    except InvalidSignature:
+        pytest.fail("the assertion does not verify with the public key its credential registered")
+
+
+def test_user_verification_is_never_claimed(unlocked_prime, nfc):
+    """KeyOS has no built-in user verification (getInfo names no "uv" option): a request that demands it
+    (option uv = true) is refused as an option the Prime lacks, before any presence prompt, so no answer
+    can tell an RP that the user was verified."""
+    cdh = os.urandom(32)
+    request = CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, RP, USER, ES256, options={"uv": True}, **kw))
+    try:
+        asked = request.wait_pending()
+        if asked:
+            unlocked_prime.home()  # take the prompt down before failing
+        assert not asked, "the Prime asked for presence to register with user verification it does not have"
+        _, error = request.outcome()
+    finally:
+        request.close()
+    assert error is not None and error.code in (CtapError.ERR.INVALID_OPTION, CtapError.ERR.UNSUPPORTED_OPTION), \
+        f"a request demanding user verification answered {error or 'a credential'}"

@@ -9,14 +9,18 @@ broker's prompt (read on the display) and each answer behaves and persists as sp
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 
 import pytest
 
 from hil import probe as P
+from hil.errors import InfrastructureError
 from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates, loads, sign_manifest
 from hil.link.client import DeviceError
 from hil.link.protocol import LaunchStatus
+from hil.link.transport import LinkError
 
 from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for,
                               normal, outside_the_prompt, result_without_prompt, twin)
@@ -111,6 +115,22 @@ def _check_chunk(cases, app_manifest, matrix, probe, app_id, deny_lines: bool):
     assert len({next(iter(s)) for s in sids.values()}) == len(sids), f"two servers share a SID: {sids}"
 
 
+def test_declared_message_of_another_apps_server_is_delivered(probe, probe_id, templates):
+    """Declarations name the servers apps expose as well as the OS's (keyos.md §1.1 ``servers``): a message of
+    another app's server is delivered when declared and denied, with the kernel's line, when not."""
+    server = f"probe/{probe_id('server')[2:10]}"
+    messages = {"Ping": {"id": 1, "requiredSignature": "thirdParty"}, "Pong": {"id": 2, "requiredSignature": "thirdParty"}}
+    exposer = manifest_for(probe_id("server"), "Echo", {}, templates, servers={server: messages})
+    host = probe.run(exposer, [P.await_locked(timeout_s=120)])  # runs, its server up, while the other sends
+    caller = manifest_for(probe_id("caller"), "Caller", {server: ["Ping"]}, templates)
+    run = probe.run(caller, [P.send(server, id=1, wait=False), P.send(server, id=2, wait=False)])
+    records = run.finish()
+    probe.close(host)
+    assert [r["result"] for r in records] == ["Ok", "AccessDenied"], \
+        f"declared Ping / undeclared Pong to {server} answered {records}"
+    assert [d.msgid for d in run.denies if d.pid == run.pid] == [2]
+
+
 def test_undeclared_grantable_message_is_denied_without_a_prompt(probe, probe_id, templates, screen):
     """A waiting send of a grantable message the app never declared: the broker denies it silently."""
     m = manifest_for(probe_id(), "Undeclared", {}, templates)
@@ -169,14 +189,20 @@ def test_first_use_prompts_then_always_allow_persists_for_the_subgroup(server, m
             "the grant did not cover the rest of its subgroup"
 
 
-def test_prompt_caps_the_apps_name(probe, probe_id, templates, screen):
-    """The app name is the app's own text: the prompt shows at most 24 characters of it."""
-    name = "Wallet Companion Extended Edition Pro"
+@pytest.mark.parametrize("name", ["Wallet Companion Extended Edition Pro", "Wallet Companion Edition"],
+                         ids=["long", "exactly-24"])
+def test_prompt_caps_the_apps_name(name, probe, probe_id, templates, screen):
+    """The app name is the app's own text: the prompt shows exactly 24 characters of it, then "…"; a name of
+    24 characters shows whole (gui-server's MAX_APP_NAME, keyos.md §1.4)."""
     run = probe.run(manifest_for(probe_id(), name, {"os/security": ["GetAppSeed"]}, templates),
                     [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
     shown = screen.wait_for("Allow Access?")
     text = " ".join(line.text for line in shown.lines)
-    assert normal(name[:24]) in normal(text) and normal(name) not in normal(text), f"name not capped: {text!r}"
+    if len(name) > 24:
+        assert normal(name[:24]) in normal(text) and normal(name[:25]) not in normal(text), \
+            f"name not capped at 24 characters: {text!r}"
+    else:
+        assert normal(f"{name} wants to access") in normal(text), f"a 24-character name was cut: {text!r}"
     assert normal("wants to access App-scoped seed") in normal(text), text
     answer_prompt(screen, "Not Now", run=run, step=0)
     assert run.step(0, timeout=60)["result"] == "AccessDenied"
@@ -300,6 +326,25 @@ def test_tampered_manifest_does_not_launch(probe, probe_id, templates, unlocked_
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
 
 
+# assumed: which LaunchFailureReason KeyOS gives a bundle without app.elf is not in its source (dispatch.rs names
+# SignatureRejected for what does not verify, Internal for the rest); refused at LOAD_APP_END, the id is not found
+NOTHING_TO_LAUNCH = {LaunchStatus.SIGNATURE_REJECTED, LaunchStatus.INTERNAL_ERROR, LaunchStatus.APP_ID_NOT_FOUND}
+
+
+def test_bundle_without_its_elf_does_not_launch(probe, probe_id, templates, unlocked_prime):
+    """A validly signed manifest alone is not an app: with no app.elf whose signature could verify, nothing
+    launches under its id."""
+    app_id = probe_id()
+    files = _bundle(probe, manifest_for(app_id, "No Elf", {"os/security": ["GetRandom"]}, templates), [])
+    del files["app.elf"]
+    try:
+        unlocked_prime.sideload(app_id, files)
+    except DeviceError:
+        pass  # refused at LOAD_APP_END: then the launch below finds no such app
+    status = unlocked_prime.launch_app(app_id).status
+    assert status in NOTHING_TO_LAUNCH, f"a bundle without app.elf answered {status.name} to LAUNCH_APP"
+
+
 def test_tampered_binary_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     files = _bundle(probe, manifest_for(app_id, "Tamper", {}, templates), [])
@@ -382,6 +427,50 @@ def test_publisher_certificate_validity_is_enforced(valid_from, valid_for, statu
     unlocked_prime.sideload(app_id, P.bundle(probe.elf, manifest_for(app_id, "Dated", {}, templates), [], pub,
                                              timestamp=now))
     assert unlocked_prime.launch_app(app_id).status is expected
+
+
+class ClockNotHeld(InfrastructureError):
+    """The unit's clock never held the second a launch was to happen at: no evidence either way."""
+
+
+def _launch_at(prime, second: int, app_id: str) -> LaunchStatus:
+    """LAUNCH_APP with the unit's clock at ``second``: the clock is set, and the answer counts only when a read
+    after it still shows that second (the clock ticks on by itself; an attempt that straddles a tick is
+    tried again)."""
+    for _ in range(5):
+        prime.set_system_time(second)
+        result = prime.launch_app(app_id)
+        held = prime.system_time() == second
+        if result.status is LaunchStatus.LAUNCHED:
+            prime.close_app(result.pid)
+        if held:
+            return result.status
+    raise ClockNotHeld(f"{prime.device}: the clock set to {second} moved on before each of 5 launches answered")
+
+
+@pytest.mark.development_only  # a production build refuses SET_SYSTEM_TIME
+@pytest.mark.parametrize("edge", ["not-before", "not-after"])
+def test_publisher_certificate_is_valid_through_both_edges(edge, probe, probe_id, templates, unlocked_prime):
+    """X.509 validity includes both its ends (RFC 5280 §4.1.2.5; assumed: KeyOS's "valid now" check,
+    THIRD_PARTY_CERTIFICATE_FORMAT.md, follows it): at the very second of notBefore or notAfter the app
+    launches, one second outside it does not."""
+    prime = unlocked_prime
+    start, since = prime.system_time(), time.monotonic()
+    pub = P.Publisher.create(start, valid_from=3600, valid_for=3600)
+    prime.install_certificate(pub.fingerprint, pub.pem)
+    app_id = probe_id()
+    prime.sideload(app_id, P.bundle(probe.elf, manifest_for(app_id, "Edge", {}, templates), [], pub, timestamp=start))
+    if edge == "not-before":
+        inside, outside, refused = start + 3600, start + 3599, LaunchStatus.CERT_NOT_YET_ACTIVE
+    else:
+        inside, outside, refused = start + 7200, start + 7201, LaunchStatus.CERT_EXPIRED
+    try:
+        assert _launch_at(prime, outside, app_id) is refused, f"launched one second outside its certificate ({edge})"
+        status = _launch_at(prime, inside, app_id)
+        assert status is LaunchStatus.LAUNCHED, f"at the {edge} second of its certificate the app answered {status.name}"
+    finally:  # the clock back; a lost link is already the run's error, not to be hidden behind this one
+        with contextlib.suppress(LinkError):
+            prime.set_system_time(start + round(time.monotonic() - since))
 
 
 def test_app_needing_a_newer_keyos_does_not_launch(probe, probe_id, templates, unlocked_prime):

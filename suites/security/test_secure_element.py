@@ -11,6 +11,7 @@ import pytest
 from embit.wordlists.bip39 import WORDLIST
 
 from hil import probe as P
+from hil.errors import InfrastructureError
 from hil.link.state import (PIN_CHECK_SECONDS, PinRejected, is_locked, screen_is_dark, show_lock_screen, wait_ready,
                             wait_unlocked)
 from hil.machine import scaled
@@ -119,14 +120,33 @@ def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, lo
             raise PinRejected(f"{unlocked_prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
                               "not typing a wrong PIN on it")
         assert pad.failed == 0, f"a correct login did not restore the attempt count: {pad.failed} failed shown"
+        wiped = False
         try:
             enter_pin(touch, pad, wrong)
             seen.append(_failed_after_a_wrong_pin(look))
+        except InfrastructureError:
+            wiped = _reports_a_wipe(unlocked_prime)  # the PIN screen went away: the unit's own word says why
+            if not wiped:
+                raise
         finally:
-            enter_pin(touch, wait_pin_screen(look), pin)
-            if not wait_unlocked(unlocked_prime):
-                raise PinRejected(f"{unlocked_prime.device}: the test PIN did not unlock after one wrong PIN")
+            if not wiped:
+                enter_pin(touch, wait_pin_screen(look), pin)
+                if not wait_unlocked(unlocked_prime):
+                    raise PinRejected(f"{unlocked_prime.device}: the test PIN did not unlock after one wrong PIN")
+        assert not wiped, "one wrong PIN erased the seed (the unit logged the wipe)"
     assert seen == [1, 1], f"failed attempts shown after one wrong PIN, twice with a correct login between: {seen}"
+
+
+def _reports_a_wipe(prime) -> bool:
+    """Whether the unit logs that its seed was erased (the lockout, or its report after the reboot); the
+    link is taken again first if the reboot dropped it."""
+    try:
+        lines = list(prime.logs(1.0))
+    except LinkError:
+        _reconnect(prime)
+        wait_ready(prime, 60)
+        lines = list(prime.logs(1.0))
+    return any(WIPE_LOG.search(line) for line in lines)
 
 
 # --------------------------------------------------------------------------- the lock screen

@@ -12,10 +12,12 @@ from hil.link.client import DeviceLocked
 from hil.link.state import is_locked, show_lock_screen, wait_unlocked
 from hil.stimuli.touch import enter_pin
 from hil.vision.pin_screen import wait_pin_screen
-from security_helpers import PROMPT_BUTTONS, PROMPT_TITLE, answer_prompt, assert_no_prompt_for, manifest_for
+from security_helpers import (PROMPT_BUTTONS, PROMPT_TITLE, answer_prompt, assert_no_prompt_for, manifest_for,
+                              wait_prompt_gone)
 
 pytestmark = [pytest.mark.security, pytest.mark.trusted_display]
 LOCKED_WATCH_S = 3.0  # how long the lock screen is watched for a prompt that should stay queued
+PROMPT_GONE_S = 10.0  # deadline for a withdrawn prompt to leave the screen (it goes at once)
 
 
 def test_permission_prompt_is_a_system_prompt(probe, probe_id, templates, screen):
@@ -37,6 +39,16 @@ def test_app_look_alike_is_told_apart(probe, probe_id, templates, screen):
     assert run.step(0)["result"] == "Ok"  # the look-alike is on the app's surface
     answer = answer_prompt(screen, "Not Now", body="Spoof wants to access App-scoped seed", run=run, step=1)
     assert answer["result"] == "AccessDenied", f"'Not Now' on the prompt the display showed answered {answer}"
+
+
+def test_prompt_leaves_with_its_request(probe, probe_id, templates, screen):
+    """A prompt lives as long as the send it asks about: once its app is closed the kernel withdraws the
+    request and the prompt leaves the screen (an answer to it could only mislead the user)."""
+    run = probe.run(manifest_for(probe_id(), "Withdrawn", {"os/security": ["GetAppSeed"]}, templates),
+                    [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
+    screen.wait_for(PROMPT_TITLE)
+    probe.close(run)
+    wait_prompt_gone(screen, PROMPT_GONE_S, " after its app was closed")
 
 
 def test_no_prompt_over_the_lock_screen(probe, probe_id, templates, screen, unlocked_prime, touch, look, pin):
