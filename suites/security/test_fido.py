@@ -201,15 +201,9 @@ def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
     key = attestation.auth_data.credential_data.public_key
     assert (key.get(1), key.get(3), key.get(-1)) == (2, -7, 1), \
         f"the credential's COSE key is not the EC2 P-256 ES256 key it was made as (kty, alg, crv): {dict(key)}"
-    elsewhere = _assert(nfc, "evil.example", cred_id)
-    try:
-        asked = elsewhere.wait_pending()
-        if asked:
-            unlocked_prime.home()  # take the prompt down before failing
-        assert not asked, "the Prime asked for presence to assert for evil.example with example.com's credential"
-        _, error = elsewhere.outcome()
-    finally:
-        elsewhere.close()
+    error = _refused_without_a_prompt(
+        _assert(nfc, "evil.example", cred_id), unlocked_prime,
+        "the Prime asked for presence to assert for evil.example with example.com's credential")
     assert error is not None and error.code == CtapError.ERR.NO_CREDENTIALS, \
         f"example.com's credential for evil.example answered {error or 'an assertion'}"
     cdh = os.urandom(32)
@@ -225,19 +219,27 @@ def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
         pytest.fail("the assertion does not verify with the public key its credential registered")
 
 
+def _refused_without_a_prompt(request, prime, asked: str):
+    """The request's error, having checked that no presence prompt came up for it (``asked`` says why that
+    fails); a prompt that did come is taken down first."""
+    try:
+        prompted = request.wait_pending()
+        if prompted:
+            prime.home()  # take the prompt down before failing
+        assert not prompted, asked
+        _, error = request.outcome()
+    finally:
+        request.close()
+    return error
+
+
 def test_user_verification_is_never_claimed(unlocked_prime, nfc):
     """KeyOS has no built-in user verification (getInfo names no "uv" option): a request that demands it
     (option uv = true) is refused as an option the Prime lacks, before any presence prompt, so no answer
     can tell an RP that the user was verified."""
     cdh = os.urandom(32)
     request = CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, RP, USER, ES256, options={"uv": True}, **kw))
-    try:
-        asked = request.wait_pending()
-        if asked:
-            unlocked_prime.home()  # take the prompt down before failing
-        assert not asked, "the Prime asked for presence to register with user verification it does not have"
-        _, error = request.outcome()
-    finally:
-        request.close()
+    error = _refused_without_a_prompt(
+        request, unlocked_prime, "the Prime asked for presence to register with user verification it does not have")
     assert error is not None and error.code in (CtapError.ERR.INVALID_OPTION, CtapError.ERR.UNSUPPORTED_OPTION), \
         f"a request demanding user verification answered {error or 'a credential'}"
