@@ -104,7 +104,8 @@ def test_the_endpoint_stays_when_the_unit_re_enumerates(device):
     """The bridge finds the unit by USB port path for each client, so a reboot changes nothing outside."""
     profile = profile_named("prime-emulated")
     local = Station.from_endpoints("b1s1", profile, device.endpoints)
-    b = StationBridge("b1s1", lambda: transport_for("usb:1-1", profile, local), Lease()).start()
+    port = device.endpoints["usb_port"]  # the emulated host's own port path (another test's unit may hold 1-1)
+    b = StationBridge("b1s1", lambda: transport_for(f"usb:{port}", profile, local), Lease()).start()
     try:
         with client(b, "GOODTOKEN1") as p:
             assert p.version() == "1.0.0"
