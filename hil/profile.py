@@ -109,6 +109,9 @@ class FlavourRules(_Strict):
     boots: tuple[TrustLevel, ...] = ("FullyTrusted",)
     debug_link: bool = Field(True, description="the build has the usb-debug interface at all (xtask: a "
                              "--production-firmware build has it only with --log-usb-debug)")
+    samba_in_boot_menu: bool = Field(True, description="the flavour's bootloader offers '(Debug) SAM-BA mode' in its "
+                                     "Boot Menu (keyos-boot menu_page.rs: only cfg(not(feature = \"production\"))); "
+                                     "without it the lab reaches SAM-BA by the CD pads (hil.stimuli.cd_pads)")
 
     @field_validator("allowed", "need_unlocked")
     @classmethod
@@ -166,6 +169,9 @@ class Profile(_Strict):
                                                       "(the '[!] Denying message send' evidence, xous/kernel/src/"
                                                       "syscall.rs) reach the lab: streamed over the usb-debug link, or only "
                                                       "on the kernel's serial console (xous/kernel/src/debug/serial.rs)")
+    cd_pads_hold_s: float = Field(2.0, gt=0, description="how long the CD pads stay shorted after the power-on "
+                                  "click before the jig lets go (KeyOS DEVELOPMENT.md: remove the short once the "
+                                  "screen is blank, i.e. the ROM has started SAM-BA)")
     allows_wipe: bool = Field(False, description="units of this profile may lose their seed: only then may a test "
                               "marked destructive type wrong PINs on purpose (hil.lab.pin_guard)")
 
@@ -173,6 +179,11 @@ class Profile(_Strict):
         """The trust levels the bootloader of a ``flavour`` unit boots; FullyTrusted alone when unknown."""
         rules = self.flavours.get(flavour) if flavour else None  # type: ignore[call-overload]
         return rules.boots if rules is not None else ("FullyTrusted",)
+
+    def samba_in_boot_menu(self, flavour: str | None) -> bool | None:
+        """Whether a ``flavour`` unit's Boot Menu has the SAM-BA entry; None when the flavour is unknown."""
+        rules = self.flavours.get(flavour) if flavour else None  # type: ignore[call-overload]
+        return rules.samba_in_boot_menu if rules is not None else None
 
     def link_missing(self, flavour: str | None) -> str | None:
         """Why a ``flavour`` build has no debug link, or None when it has one (or the flavour is unknown)."""

@@ -19,7 +19,7 @@ from hil.flash.flasher import Flasher, load_firmware
 from hil.flash.samba import Samba
 from hil.link.resolve import open_client
 from hil.profile import profile_named
-from hil.stimuli.boot_menu import can_enter_samba, enter_samba, station_enter_samba
+from hil.stimuli.boot_menu import can_enter_samba, enter_samba, flasher_route, route, station_enter_samba
 from tests.test_flash_boot import install
 
 PROFILE = profile_named("prime-emulated")
@@ -38,13 +38,27 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def unit(monkeypatch, request):
-    d = start_device(1, getattr(request, "param", 0), Build(flavour="production"))
+def _unit(monkeypatch, seed: int, flavour: str):
+    d = start_device(1, seed, Build(flavour=flavour))
     clock = Clock()
     monkeypatch.setattr(prime_module, "time", clock)
     with d.prime.lock:
         d.prime.reboot()  # boot again on the test's clock
+    return d, clock
+
+
+@pytest.fixture
+def unit(monkeypatch, request):
+    """A production unit (its bootloader's Boot Menu has no SAM-BA entry)."""
+    d, clock = _unit(monkeypatch, getattr(request, "param", 0), "production")
+    yield d.prime, clock
+    d.stop()
+
+
+@pytest.fixture
+def dev_unit(monkeypatch, request):
+    """A development unit (its Boot Menu has the "(Debug) SAM-BA mode" entry)."""
+    d, clock = _unit(monkeypatch, getattr(request, "param", 0), "development")
     yield d.prime, clock
     d.stop()
 
@@ -60,8 +74,8 @@ def shown(prime, image) -> bool:
     return ImageChops.difference(prime.framebuffer().convert("RGB"), image.convert("RGB")).getbbox() is None
 
 
-def test_hold_then_three_clicks_opens_the_boot_menu_and_its_samba_entry(unit):
-    prime, clock = unit
+def test_hold_then_three_clicks_opens_the_boot_menu_and_its_samba_entry(dev_unit):
+    prime, clock = dev_unit
     clock.now += 2  # booted, KeyOS running
     assert prime.keyos_running
     click(prime, clock, hold=10.5)
@@ -73,6 +87,39 @@ def test_hold_then_three_clicks_opens_the_boot_menu_and_its_samba_entry(unit):
     prime.touch(*SAMBA_ENTRY)
     assert prime.firmware.mode == "samba" and prime.firmware.monitor.active
     assert "INFO:boot: Boot Menu: SAM-BA mode" in prime.logs_since(0)[0]
+
+
+def test_a_production_boot_menu_has_no_samba_entry(unit):
+    """menu_page.rs adds "(Debug) SAM-BA mode" only cfg(not(feature = "production")): a production unit's menu
+    draws System Information and Recovery alone, and a tap where a development menu has the entry does nothing."""
+    prime, clock = unit
+    for _ in range(2):
+        click(prime, clock)  # at the logo of the boot the fixture started
+    assert prime.firmware.mode == "menu"
+    assert shown(prime, bootloader.menu_page(prime.seed, "production"))
+    assert not shown(prime, bootloader.menu_page(prime.seed, "development"))
+    assert "samba" not in bootloader.menu_buttons(prime.seed, "production")
+    prime.touch(*SAMBA_ENTRY)
+    x0, y0, x1, y1 = bootloader.menu_buttons(prime.seed, "production")["recovery"][0]
+    prime.touch((x0 + x1) // 2, (y0 + y1) // 2)  # Recovery: logged, no recovery image emulated
+    assert prime.firmware.mode == "menu" and not prime.firmware.monitor.active
+
+
+def test_cd_pads_shorted_at_power_on_start_samba_on_any_flavour(unit):
+    """The ROM, not keyos-boot: with the CD pads shorted it skips the eMMC (DEVELOPMENT.md "Recovering a Bricked
+    Device"); the short lifted, the next power-on boots KeyOS again."""
+    prime, clock = unit
+    clock.now += 2
+    prime.cd_pads_shorted = True
+    click(prime, clock, hold=10.5)
+    click(prime, clock)
+    assert prime.firmware.mode == "samba" and prime.firmware.monitor.active and not prime.keyos_running
+    assert "ERROR:boot: the CD pads are shorted: the ROM skips the eMMC" in prime.logs_since(0)[0]
+    prime.cd_pads_shorted = False
+    click(prime, clock, hold=10.5)
+    click(prime, clock)
+    clock.now += 2
+    assert prime.firmware.mode == "keyos" and prime.keyos_running
 
 
 def test_the_boot_menu_is_reachable_from_the_error_page(unit):
@@ -121,11 +168,11 @@ def test_other_boot_menu_entries(unit, entry, mode):
         assert prime.firmware.mode == mode and prime.keyos_running
 
 
-@pytest.mark.parametrize("unit", [2, 3, 4], indirect=True)
-def test_other_seeds_move_the_samba_entry_off_the_profile_point(unit):
+@pytest.mark.parametrize("dev_unit", [2, 3, 4], indirect=True)
+def test_other_seeds_move_the_samba_entry_off_the_profile_point(dev_unit):
     """A point remembered from one unit's Boot Menu taps something else on another's: only reading the
     entry off the screen finds it."""
-    prime, clock = unit
+    prime, clock = dev_unit
     for _ in range(2):
         click(prime, clock)
     assert prime.firmware.mode == "menu" and shown(prime, bootloader.menu_page(prime.seed))
@@ -152,6 +199,35 @@ def test_the_menu_reads_as_keyos_boot_draws_it():
         assert normal(label) in read, (label, read)
 
 
+class Page:
+    """A camera's `Display` that sees one bootloader page, rectified (what `samba_entry_shown` reads)."""
+
+    def __init__(self, image):
+        import cv2
+        import numpy as np
+
+        self.image = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+
+    def rectified(self, fresh: bool = False):
+        return self.image, None
+
+
+@pytest.mark.parametrize("flavour, has_entry", [("production", False), ("development", True)])
+def test_the_camera_tells_a_production_boot_menu_by_its_missing_entry(flavour, has_entry):
+    from hil.stimuli.boot_menu import samba_entry_shown
+
+    assert samba_entry_shown(Page(bootloader.menu_page(3, flavour)), timeout=5) is has_entry
+
+
+def test_no_readable_menu_is_never_taken_for_a_missing_entry():
+    """Fail closed: a frame without the menu's Recovery entry (here the error page) says nothing about the entry."""
+    from hil.stimuli.boot_menu import samba_entry_shown
+    from hil.vision.controls import ControlNotFound
+
+    with pytest.raises(ControlNotFound):
+        samba_entry_shown(Page(bootloader.error_page()), timeout=0)
+
+
 # ------------------------------------------------------------ the harness side
 
 def test_enter_samba_needs_the_profile_coordinate():
@@ -173,29 +249,86 @@ def test_stations_without_relay_or_robot_say_why():
             pass
 
 
-def test_flasher_updates_a_production_unit_through_the_boot_menu(tmp_path):
-    """Production refuses REBOOT_SAMBA: the relay and robot press the sequence, then GET_VERSION. This bench
-    has no camera: the robot taps the profile's point, measured on this (classic) layout."""
+@pytest.fixture
+def quick_hold(monkeypatch):
+    """The PMIC's 10 s hard-off, shortened on both sides (the in-process emulator's and the relay's hold), so
+    a power cycle through the relay takes a second and a half."""
+    from hil.stimuli import boot_menu
+
+    monkeypatch.setattr(prime_module, "HARD_OFF_SECONDS", 1.2)
+    monkeypatch.setattr(boot_menu, "HARD_OFF_MS", 1500)
+
+
+def _station(d, flavour: str | None, **update) -> Station:
+    profile = PROFILE.model_copy(update={"cd_pads_hold_s": 0.2})
+    return Station.from_endpoints("emu", profile, d.endpoints, flavour=flavour).model_copy(update=update)
+
+
+def test_flasher_updates_a_production_unit_through_the_cd_pads(tmp_path, quick_hold):
+    """Production refuses REBOOT_SAMBA and its Boot Menu has no SAM-BA entry: the jig's relay shorts the CD
+    pads through a power cycle, the ROM starts SAM-BA, the flasher writes and then reads GET_VERSION. No
+    robot, camera or Boot Menu takes part."""
     d = start_device(1, 0, Build(flavour="production", version="1.0.0"))
     try:
-        station = Station.from_endpoints("emu", PROFILE, d.endpoints).model_copy(update={"camera": None})
+        station = _station(d, "production", camera=None, robot=None)
+        assert station.cd_relay == 2  # the emulated jig announces its CD relay
         app = tmp_path / "app.bin"
         app.write_bytes(emulated.app_image(Build(flavour="production", version="1.0.1")))
         keys = emulated.keyset(PROFILE.firmware_keys)
-        with station_enter_samba(station) as press:
+        with flasher_route(station) as press:
             result = Flasher(station.samba, emulated.APPLET.read_bytes(), keys, timeout=30, enter_samba=press,
                              link=lambda: open_client(station.debug, station.profile)).flash(load_firmware(app, keys))
         assert (result.action, result.version) == ("updated", "1.0.1")
-        assert "INFO:boot: Boot Menu: SAM-BA mode" in d.prime.logs_since(0)[0]
+        logs = d.prime.logs_since(0)[0]
+        assert "ERROR:boot: the CD pads are shorted: the ROM skips the eMMC" in logs
+        assert not any("Boot Menu" in line for line in logs)
+        assert not d.prime.cd_pads_shorted  # the jig let go of the pads
     finally:
         d.stop()
 
 
+def test_a_production_station_without_the_cd_relay_is_told_what_to_wire(tmp_path):
+    """No Boot Menu attempt on a production unit: the flasher's call into SAM-BA fails with one line naming the
+    missing relay and the fix, and the unit is left running KeyOS."""
+    d = start_device(1, 0, Build(flavour="production", version="1.0.0"))
+    try:
+        station = _station(d, "production", cd_relay=None)
+        why = can_enter_samba(station)
+        assert why is not None and "\n" not in why
+        assert "relay across the CD pads (`cd_relay`)" in why and "name it as `cd_relay` in lab_config.yaml" in why
+        assert "menu_page.rs" in why
+        app = tmp_path / "app.bin"
+        app.write_bytes(emulated.app_image(Build(flavour="production", version="1.0.1")))
+        keys = emulated.keyset(PROFILE.firmware_keys)
+        with flasher_route(station) as press, pytest.raises(ConfigError) as e:
+            Flasher(station.samba, emulated.APPLET.read_bytes(), keys, timeout=30, enter_samba=press,
+                    link=lambda: open_client(station.debug, station.profile)).flash(load_firmware(app, keys))
+        assert str(e.value) == why
+        assert not any("Boot Menu" in line for line in d.prime.logs_since(0)[0])
+        assert d.prime.keyos_running and d.prime.firmware.mode == "keyos"
+    finally:
+        d.stop()
+
+
+def test_routes_follow_the_profile_and_the_flavour():
+    """Development: the Boot Menu (after REBOOT_SAMBA); production: the CD pads; unknown: the CD pads where the
+    jig has them (the ROM route works on every flavour), else the Boot Menu as before."""
+    wired = Station(name="bench-1", profile=profile_named("prime-rev-b"), samba="/dev/ttyACM1", relay="/dev/ttyACM2",
+                    robot="/dev/ttyUSB0", camera="/dev/video0")
+    assert route(wired.model_copy(update={"flavour": "development", "cd_relay": 2})) == "boot-menu"
+    assert route(wired.model_copy(update={"flavour": "production"})) == "cd-pads"
+    assert route(wired.model_copy(update={"cd_relay": 2})) == "cd-pads"
+    assert route(wired) == "boot-menu"
+    assert can_enter_samba(wired.model_copy(update={"flavour": "production", "cd_relay": 2, "robot": None,
+                                                    "camera": None})) is None  # no robot or camera needed
+
+
 def test_relay_sequence_recovers_a_unit_from_the_error_page(tmp_path):
-    """On a layout the profile's point misses (seed 2), the robot taps the entry where the camera reads it."""
+    """Development, unchanged: on a layout the profile's point misses (seed 2), the robot taps the Boot Menu's
+    entry where the camera reads it, although the jig also has the CD relay."""
     d = start_device(1, 2, Build(flavour="development"))
     try:
-        station = Station.from_endpoints("emu", PROFILE, d.endpoints)
+        station = Station.from_endpoints("emu", PROFILE, d.endpoints, flavour="development")
         with d.prime.lock:
             d.prime.firmware.anti_rollback.raise_to(2**32 - 1)
             d.prime.reboot()

@@ -18,9 +18,10 @@ is reachable from a unit that would show the error page. Its pages are touch-dri
 is `menu_page.rs` ``MenuPage::new``: the title "BOOT MENU", a menu of "System Information", "Recovery" and
 "(Debug) SAM-BA mode", then the buttons "Start KeyOS" and "Shut Down" at the bottom. System Information
 and Recovery boot the recovery image, which the emulator does not have: their taps are logged and change
-nothing. ``menu_page.rs`` adds the SAM-BA entry only ``#[cfg(not(feature = "production"))]``; the
-emulator still offers it on production bootloaders, which is how the harness reflashes a production unit
-today (open: on a real production unit this route does not exist). Where the menu sits is the
+nothing. ``menu_page.rs`` adds the SAM-BA entry only ``#[cfg(not(feature = "production"))]`` (and
+``boot_common::enter_sam_ba_mode`` exists only then): a production bootloader's menu has two entries, and
+a production unit reaches SAM-BA only through the ROM, by the CD pads shorted at power-on (KeyOS
+``DEVELOPMENT.md`` "Recovering a Bricked Device"; ``SambaPort.boot``). Where the menu sits is the
 emulator's own: seeds 0 and 1 (``ui.CLASSIC_SEEDS``) keep one layout, every other seed moves the menu
 down, so a point remembered from one unit misses on another.
 """
@@ -181,23 +182,29 @@ def error_page() -> Image.Image:
 
 BOOT_MENU_TITLE = "BOOT MENU"  # menu_page.rs
 MENU_ENTRIES = {"system_info": "System Information", "recovery": "Recovery", "samba": "(Debug) SAM-BA mode"}
+PRODUCTION_ENTRIES = ("system_info", "recovery")  # menu_page.rs: the SAM-BA entry is cfg(not(feature = "production"))
 MENU_ROW_H = 72
 MENU_TOP = 40 + BUTTON_H + 24
 MENU_SHIFTS = (60, 120, 180)  # how far a non-classic seed moves the menu down: each more than half a row
 
 
-def menu_buttons(seed: int = 0) -> dict[str, tuple[tuple[int, int, int, int], str]]:
-    """The Boot Menu's entries and buttons (name: box, label) on the unit with ``seed``."""
+def menu_entries(flavour: str) -> dict[str, str]:
+    """The Boot Menu's entries a ``flavour`` bootloader draws (name: label)."""
+    return {n: label for n, label in MENU_ENTRIES.items() if flavour != "production" or n in PRODUCTION_ENTRIES}
+
+
+def menu_buttons(seed: int = 0, flavour: str = "development") -> dict[str, tuple[tuple[int, int, int, int], str]]:
+    """The Boot Menu's entries and buttons (name: box, label) on the ``flavour`` unit with ``seed``."""
     top = MENU_TOP + (0 if seed in CLASSIC_SEEDS else MENU_SHIFTS[seed % len(MENU_SHIFTS)])
     rows = {name: ((MARGIN, top + i * MENU_ROW_H, WIDTH - MARGIN, top + (i + 1) * MENU_ROW_H), label)
-            for i, (name, label) in enumerate(MENU_ENTRIES.items())}
+            for i, (name, label) in enumerate(menu_entries(flavour).items())}
     return rows | {"continue": (SUPPORT_BUTTON, "Start KeyOS"), "shut_down": (SHUT_DOWN_BUTTON, "Shut Down")}
 
 
-def menu_page(seed: int = 0) -> Image.Image:
-    """The Boot Menu: its three entries, then Start KeyOS / Shut Down."""
+def menu_page(seed: int = 0, flavour: str = "development") -> Image.Image:
+    """The Boot Menu: its entries (three; two in production), then Start KeyOS / Shut Down."""
     image, draw = _page(BOOT_MENU_TITLE)
-    for name, (box, label) in menu_buttons(seed).items():
+    for name, (box, label) in menu_buttons(seed, flavour).items():
         if name in MENU_ENTRIES:
             draw.line((box[0], box[3], box[2], box[3]), fill=GREY, width=1)
             draw.text((box[0] + 8, (box[1] + box[3]) / 2), label, font=render.font(28), fill=WHITE, anchor="lm")
@@ -207,9 +214,9 @@ def menu_page(seed: int = 0) -> Image.Image:
     return image
 
 
-def menu_button(x: int, y: int, seed: int = 0) -> str | None:
-    """Which Boot Menu entry a tap at (x, y) hits on the unit with ``seed``."""
-    return next((name for name, ((x0, y0, x1, y1), _) in menu_buttons(seed).items()
+def menu_button(x: int, y: int, seed: int = 0, flavour: str = "development") -> str | None:
+    """Which Boot Menu entry a tap at (x, y) hits on the ``flavour`` unit with ``seed``."""
+    return next((name for name, ((x0, y0, x1, y1), _) in menu_buttons(seed, flavour).items()
                  if x0 <= x < x1 and y0 <= y < y1), None)
 
 

@@ -26,7 +26,7 @@ from hil.emulator.control import ControlServer
 from hil.emulator.nfc import EmulatedNfc
 from hil.emulator.prime import DEFAULT_PIN, Prime
 from hil.emulator.qrcam import QRCameraPeripheral
-from hil.emulator.relay import EmulatedRelay
+from hil.emulator.relay import CD_PADS_CHANNEL, EmulatedRelay
 from hil.emulator.robot import EmulatedRobot, jig_calibration
 from hil.emulator.samba import SambaPort
 from hil.emulator.tcp import DebugServer
@@ -65,6 +65,7 @@ def start_device(index: int, seed: int, build: Build, pin: str = DEFAULT_PIN, **
         device.running.append(port)
         device.endpoints["usb_port"] = port.path
         device.endpoints["robot_calibration"] = jig_calibration()  # the bench's, as a lab file records it
+        device.endpoints["cd_relay"] = CD_PADS_CHANNEL  # the jig's relay board: channel 2 across the CD pads
     except BaseException:
         device.stop()
         raise

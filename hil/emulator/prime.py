@@ -110,6 +110,7 @@ class Prime:
         # KeyOS runs), ``screen()`` shown while none does, ``touch(x, y)`` there, ``enter_samba()``.
         self.firmware = None
         self.keyos_running = False
+        self.cd_pads_shorted = False  # the jig's relay across the CD pads (the ROM reads them at power-on)
         self.power_on()
 
     # ------------------------------------------------------------ power and boot

@@ -1,13 +1,17 @@
-"""The emulated power-button relay: a Devantech USB-RLY02 on a pty, relay 1 wired across the Prime's
-power button. Each edge of relay 1 is an edge of the button (``Prime.power_button``): the Prime
-decides what a press means (KeyOS: long from 1000 ms; the PMIC: off after 10 s; keyos-boot: clicks
-at the logo open the Boot Menu)."""
+"""The emulated jig relay board: a Devantech USB-RLY02 on a pty, relay 1 wired across the Prime's
+power button, relay 2 across its CD pads. Each edge of relay 1 is an edge of the button
+(``Prime.power_button``): the Prime decides what a press means (KeyOS: long from 1000 ms; the PMIC: off
+after 10 s; keyos-boot: clicks at the logo open the Boot Menu). Relay 2 closed is the pads shorted: the
+boot ROM that powers on then skips the eMMC and starts SAM-BA (KeyOS DEVELOPMENT.md, "Recovering a Bricked
+Device"), the one way into SAM-BA a production unit has."""
 
 from __future__ import annotations
 
 from hil.emulator.pty import PtyDevice
 
 MODULE_ID, FIRMWARE = 10, 1  # USB-RLY02
+POWER_BUTTON, CD_PADS = 0x01, 0x02  # relay 1, relay 2 (state bits)
+CD_PADS_CHANNEL = 2  # what the emulated bench announces as its station's ``cd_relay``
 
 
 class EmulatedRelay(PtyDevice):
@@ -45,7 +49,8 @@ class EmulatedRelay(PtyDevice):
             # anything else: the board ignores it, as the real one does
 
     def _apply(self, states: int) -> None:
-        was, self.states = self.states & 1, states & 0x03
-        if was != self.states & 1:
-            with self.prime.lock:
-                self.prime.power_button(down=bool(self.states & 1))
+        was, self.states = self.states, states & 0x03
+        with self.prime.lock:
+            self.prime.cd_pads_shorted = bool(self.states & CD_PADS)
+            if (was ^ self.states) & POWER_BUTTON:
+                self.prime.power_button(down=bool(self.states & POWER_BUTTON))

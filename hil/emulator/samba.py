@@ -281,8 +281,14 @@ class SambaPort:
     # ------------------------------------------------------------ what the Prime asks
 
     def boot(self) -> bool:
-        """Power-on: True when KeyOS boots (``prime.build`` is then the installed build)."""
-        self.outcome = bootloader.boot(self.emmc, self.known_signers, self.anti_rollback, self.defects, self.flavour)
+        """Power-on: True when KeyOS boots (``prime.build`` is then the installed build). With the CD pads
+        shorted the ROM does not boot from the eMMC and starts its monitor (KeyOS DEVELOPMENT.md,
+        "Recovering a Bricked Device"), whatever the eMMC holds and whatever the bootloader's flavour."""
+        if self.prime.cd_pads_shorted:
+            self.outcome = bootloader.BootOutcome("samba", "the CD pads are shorted: the ROM skips the eMMC")
+        else:
+            self.outcome = bootloader.boot(self.emmc, self.known_signers, self.anti_rollback, self.defects,
+                                           self.flavour)
         self.mode, self.qr_shown = self.outcome.mode, False
         if self.mode == "keyos":
             self.monitor.leave()
@@ -310,13 +316,13 @@ class SambaPort:
         if self.mode == "samba":
             return Image.new("RGBA", (480, 800), (0, 0, 0, 255))  # the ROM never turns the display on
         if self.mode == "menu":
-            return bootloader.menu_page(self.prime.seed)
+            return bootloader.menu_page(self.prime.seed, self.flavour)
         return bootloader.qr_page() if self.qr_shown else bootloader.error_page()
 
     def touch(self, x: int, y: int) -> None:
         """A tap on the bootloader's pages."""
         if self.mode == "menu":
-            entry = bootloader.menu_button(x, y, self.prime.seed)
+            entry = bootloader.menu_button(x, y, self.prime.seed, self.flavour)
             if entry in ("system_info", "recovery"):
                 self.prime.log(f"INFO:boot: Boot Menu: {bootloader.MENU_ENTRIES[entry]} (no recovery image emulated)")
             elif entry == "samba":

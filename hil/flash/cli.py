@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -143,9 +144,13 @@ def build_emulated(version: Annotated[str, typer.Option()] = "1.0.0",
     typer.echo(str(out))
 
 
-def _ask_operator() -> None:
-    typer.prompt("Hold the power button 10 s, click it 3 times at the logo, choose \"(Debug) SAM-BA mode\" "
-                 "in the Boot Menu, then press Enter", default="", show_default=False, err=True)
+def _ask_operator(route: str) -> Callable[[], None]:
+    """A person presses the station's route into SAM-BA: the Boot Menu's entry (development bootloaders), or
+    the CD pads short (production ones, whose Boot Menu has no SAM-BA entry: keyos-boot menu_page.rs)."""
+    how = ("Short the CD pads, hold the power button 10 s, click it once, release the short when the screen "
+           "is blank" if route == "cd-pads" else
+           "Hold the power button 10 s, click it 3 times at the logo, choose \"(Debug) SAM-BA mode\" in the Boot Menu")
+    return lambda: typer.prompt(f"{how}, then press Enter", default="", show_default=False, err=True)
 
 
 def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an app bundle (directory or .app)")],
@@ -159,20 +164,20 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
                                                          "whose trust policy the profile gives (default: the "
                                                          "station's; unknown: FullyTrusted only)")] = None,
           force: Annotated[bool, typer.Option(help="write even when the device runs the same image")] = False,
-          operator: Annotated[bool, typer.Option(help="production builds: prompt a person for the power-button "
-                                                 "sequence into SAM-BA")] = False,
+          operator: Annotated[bool, typer.Option(help="prompt a person to take the unit into SAM-BA (CD pads on "
+                                                 "a production bootloader, Boot Menu on a development one)")] = False,
           allow_rollback: Annotated[bool, typer.Option("--allow-rollback", help="DANGER: install an OLDER image "
                                                        "than the device runs")] = False) -> None:
     """Flash a Prime over USB-C: full reflash (boot.img), app.bin update, or app sideload. Production
-    builds refuse REBOOT_SAMBA: the station's relay and robot press the Boot Menu sequence, else
-    --operator asks a person."""
+    builds refuse REBOOT_SAMBA and their Boot Menu has no SAM-BA entry: the station's relay across the CD
+    pads takes them there (development: relay and robot through the Boot Menu), else --operator asks a person."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from hil.flash import emulated, flasher
     from hil.lab.station import device_station
     from hil.link.resolve import open_client
-    from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
+    from hil.stimuli.boot_menu import flasher_route, route
 
     console = Console(stderr=True)
     if allow_rollback:
@@ -199,9 +204,8 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
             port = samba or station.samba
             if not port:
                 _fail(f"{station.name}: no SAM-BA port; pass --samba PORT")
-            buttons = contextlib.nullcontext(_ask_operator if operator else None)
-            if not operator and can_enter_samba(station) is None:
-                buttons = station_enter_samba(station)
+            station = station.model_copy(update={"flavour": flavour or station.flavour})  # its bootloader's: the route
+            buttons = contextlib.nullcontext(_ask_operator(route(station))) if operator else flasher_route(station)
             with buttons as enter_samba, Progress("{task.description}", BarColumn(), DownloadColumn(),
                                                   TransferSpeedColumn(), console=console, transient=True) as bar:
                 tasks: dict[str, int] = {}

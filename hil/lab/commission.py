@@ -193,6 +193,84 @@ class Commissioning:
                   else "a short press did not turn the screen off and on: check the relay's wiring")
 
     def _boot_menu(self) -> None:
+        """SAM-BA reached as the flasher reaches it (`hil.stimuli.boot_menu.route`): through the Boot Menu on a
+        development bootloader; on a production one, the Boot Menu is read for the SAM-BA entry it must not
+        have, and the CD pads are shorted."""
+        from hil.stimuli.boot_menu import route
+
+        if route(self.station) == "cd-pads":
+            self._production_boot_menu()
+            self._cd_pads()
+        else:
+            self._development_boot_menu()
+
+    def _production_boot_menu(self) -> None:
+        """A device fact: the production Boot Menu, as the camera reads it, has no SAM-BA entry (keyos-boot
+        menu_page.rs adds it only cfg(not(feature = "production"))). Judged only where the camera reads the
+        menu's Recovery entry; the relay's power cycle then boots KeyOS again."""
+        from hil.stimuli.boot_menu import SAMBA_ENTRY, open_boot_menu, power_cycle, samba_entry_shown, station_display
+        from hil.stimuli.relay import PowerButtonRelay
+        from hil.vision.camera import Camera
+        from hil.vision.controls import ControlNotFound
+
+        st, what = self.station, "production Boot Menu has no SAM-BA entry"
+        if st.relay is None or st.camera is None:
+            self.note(what, None, f"no {'power-button relay' if st.relay is None else 'camera'} to open and read the "
+                                  "Boot Menu with")
+            return
+        if not any(f.what == "link and version" and f.verified for f in self.findings):
+            self.note(what, None, "not entered: KeyOS did not answer, so the unit could not be brought back")
+            return
+        cal = st.camera_calibration
+        with PowerButtonRelay.open(st.relay) as relay:
+            open_boot_menu(relay)
+            try:
+                with Camera(st.camera, mode=cal.mode if cal else None) as cam:
+                    shown = samba_entry_shown(station_display(st, cam))
+            except ControlNotFound as e:
+                power_cycle(relay)
+                self._back_to_keyos(what, f"the camera read no Boot Menu after the relay's 10 s hold and three clicks "
+                                          f"({e}): check the relay's wiring and the camera")
+                return
+            power_cycle(relay)
+        self.measured["boot_menu_samba_entry"] = shown
+        self._back_to_keyos(what, f"the Boot Menu shows {SAMBA_ENTRY!r}, which keyos-boot menu_page.rs leaves out of "
+                                  "production bootloaders: this unit's bootloader is not production (fix the station's "
+                                  "flavour) or the profile's samba_in_boot_menu is wrong" if shown else None,
+                            "the camera read the Boot Menu's Recovery entry and no SAM-BA entry, as keyos-boot "
+                            "menu_page.rs builds it for production")
+
+    def _cd_pads(self) -> None:
+        """The production route into SAM-BA (`hil.stimuli.cd_pads`): the CD relay's short at power-on brings up the
+        ROM's monitor on the station's port; its reset boots KeyOS again."""
+        from hil.flash.samba import Samba, SambaError
+        from hil.stimuli.boot_menu import can_enter_samba, power_cycle
+        from hil.stimuli.cd_pads import enter_samba
+        from hil.stimuli.relay import PowerButtonRelay
+
+        st, what = self.station, "SAM-BA by the CD pads"
+        if (why := can_enter_samba(st)) is not None:
+            self.note(what, False, why)
+            return
+        if not any(f.what == "link and version" and f.verified for f in self.findings):
+            self.note(what, None, "not entered: KeyOS did not answer, so the unit could not be brought back")
+            return
+        with PowerButtonRelay.open(st.relay) as relay:
+            enter_samba(relay, st.cd_relay, st.profile.cd_pads_hold_s)
+            try:
+                with Samba.open(st.samba, timeout=10.0) as samba:
+                    samba.connect(timeout=10.0)
+                    samba.reboot_to_normal()
+            except SambaError as e:
+                power_cycle(relay)
+                self._back_to_keyos(what, f"relay {st.cd_relay} shorted the CD pads through a power cycle but SAM-BA "
+                                          f"does not answer on {st.samba} ({e}): check the CD relay's wiring and the "
+                                          "station's samba port")
+                return
+        self._back_to_keyos(what, None, f"relay {st.cd_relay} shorted the CD pads through a power cycle; SAM-BA "
+                                        f"answered on {st.samba}; its reset booted KeyOS again")
+
+    def _development_boot_menu(self) -> None:
         """keyos-boot's Boot Menu reached as the flasher reaches it (`hil.stimuli.boot_menu`): the relay's
         hold and clicks open it, the robot taps its 'SAM-BA mode' entry (where the camera reads it, when one
         watches this unit; else at the profile's point) and the SAM-BA ROM answers on the station's port; the
@@ -220,7 +298,7 @@ class Commissioning:
                 entry, wrong = self._samba_entry()
                 if wrong:
                     power_cycle(relay)
-                    self._back_to_keyos(wrong)
+                    self._back_to_keyos("Boot Menu", wrong)
                     return
             with StylusRobot.open(st.robot, robot_calibration(st)) as robot:
                 robot.press(*entry)
@@ -232,14 +310,14 @@ class Commissioning:
                 missed = self.watched and self._shows_boot_menu(timeout=2.0)
                 power_cycle(relay)
                 self._back_to_keyos(
-                    f"the robot tapped {SAMBA_ENTRY!r} at {entry} but the camera still shows the Boot Menu: the tap "
+                    "Boot Menu", f"the robot tapped {SAMBA_ENTRY!r} at {entry} but the camera still shows the Boot Menu: the tap "
                     "missed (check the robot calibration)" if missed else
                     f"the robot tapped {SAMBA_ENTRY!r} at {entry} but SAM-BA does not answer on {port} ({e}): check the "
                     "station's samba port (and, with no camera watching, the relay and the tap)")
                 return
         seen = (f", the camera read it and its entry at {entry}" if self.watched else
                 " (no camera watching this unit to read it; the entry tapped at the profile's point)")
-        self._back_to_keyos(None, f"the relay's hold and three clicks opened it{seen}; the robot's tap on {SAMBA_ENTRY!r} "
+        self._back_to_keyos("Boot Menu", None, f"the relay's hold and three clicks opened it{seen}; the robot's tap on {SAMBA_ENTRY!r} "
                                   f"brought up SAM-BA on {port}; its reset booted KeyOS again")
 
     def _samba_entry(self) -> tuple[tuple[int, int] | None, str | None]:
@@ -271,8 +349,8 @@ class Commissioning:
             except (TextNotShown, HilError):
                 return False
 
-    def _back_to_keyos(self, wrong: str | None, right: str = "", timeout: float = 60.0) -> None:
-        """Note the Boot Menu finding once KeyOS answers again; a unit that does not come back is named too."""
+    def _back_to_keyos(self, what: str, wrong: str | None, right: str = "", timeout: float = 60.0) -> None:
+        """Note the finding ``what`` once KeyOS answers again; a unit that does not come back is named too."""
         deadline = time.monotonic() + scaled(timeout)
         while True:
             try:
@@ -281,11 +359,11 @@ class Commissioning:
                 break
             except HilError as e:
                 if time.monotonic() > deadline:
-                    self.note("Boot Menu", False, f"{wrong or right}; then KeyOS did not answer within {timeout:g} s "
-                                                  f"({e}): the unit is left in the bootloader or off")
+                    self.note(what, False, f"{wrong or right}; then KeyOS did not answer within {timeout:g} s "
+                                           f"({e}): the unit is left in the bootloader or off")
                     return
                 time.sleep(0.5)
-        self.note("Boot Menu", wrong is None, wrong or right)
+        self.note(what, wrong is None, wrong or right)
 
     def _nfc(self) -> None:
         """Which modes the reader's nfcpy driver supports (hil.stimuli.nfc_readers); that it answers is the

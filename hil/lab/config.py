@@ -77,6 +77,9 @@ class Wiring(_Strict):
     robot: str | None = None
     robot_calibration: RobotCalibration | None = None
     relay: str | None = None
+    cd_relay: int | None = Field(None, ge=2, le=8, description="channel of the `relay` board wired across the "
+                                 "unit's CD pads (channel 1 is the power button): shorted at power-on, the ROM starts "
+                                 "SAM-BA; a production unit's only way there (hil.stimuli.cd_pads)")
     hub_port: str | None = Field(None, description="switchable hub port for power cycling, uhubctl form HUB:PORT")
     tags: tuple[str, ...] = ()
 

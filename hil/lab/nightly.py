@@ -159,7 +159,7 @@ def samba_flasher(lab: LabConfig, build: Path, flavour: str = "production") -> F
     build's fault, not the stations'. Its trust must be one every station's bootloader boots for
     ``flavour`` (profiles' ``boots``: a development build is developer-signed, ThirdParty)."""
     from hil.flash import emulated, flasher
-    from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
+    from hil.stimuli.boot_menu import flasher_route
 
     if lab.samba_applet is None:
         raise ConfigError(f"{lab.source}: no `samba_applet`; the flasher needs the SD/MMC applet")
@@ -176,10 +176,9 @@ def samba_flasher(lab: LabConfig, build: Path, flavour: str = "production") -> F
         if station.samba is None:
             raise flasher.FlashFailed(f"station {station.name} has no SAM-BA port (`samba`) to flash through")
         link = (lambda: station.client()) if station.debug else None
-        # production builds, and a unit left on the bootloader's error page, answer no REBOOT_SAMBA:
-        # the station's relay and robot press the Boot Menu sequence where it has them
-        buttons = contextlib.nullcontext() if can_enter_samba(station) else station_enter_samba(station)
-        with buttons as enter_samba:
+        # production builds, and a unit left on the bootloader's error page, answer no REBOOT_SAMBA: the
+        # station's jig takes the unit there by its route (CD pads on production, Boot Menu on development)
+        with flasher_route(station) as enter_samba:
             result = flasher.Flasher(station.samba, applet, keys, link=link, enter_samba=enter_samba,
                                      progress=lambda _phase, done, total: progress(done / total if total else 0.0)
                                      ).flash(firmware)

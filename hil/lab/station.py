@@ -43,6 +43,8 @@ class Station(Wiring):
         known = {k: endpoints[k] for k in Wiring.endpoints() if endpoints.get(k) is not None}
         if endpoints.get("robot_calibration") is not None:  # an emulated bench announces its jig geometry
             known["robot_calibration"] = RobotCalibration(points=endpoints["robot_calibration"])
+        if endpoints.get("cd_relay") is not None:  # and which channel of its relay board shorts the CD pads
+            known["cd_relay"] = endpoints["cd_relay"]
         return cls(name=name, profile=profile, **known, **more)
 
 

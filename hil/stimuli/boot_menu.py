@@ -1,6 +1,8 @@
-"""Into SAM-BA by the power button: the way a production unit, or one stuck on the bootloader's
-error page, is reflashed (keyos.md §3.5: hold power 10 s, click it at the logo, Boot Menu →
-"SAM-BA mode").
+"""Into SAM-BA by the power button: the way a development unit that does not answer REBOOT_SAMBA (one
+stuck on the bootloader's error page, or without a debug link) is reflashed (keyos.md §3.5: hold power
+10 s, click it at the logo, Boot Menu → "SAM-BA mode"). A production unit's Boot Menu has no such entry
+(``menu_page.rs``): ``route`` sends such a station through the CD pads (`hil.stimuli.cd_pads`) instead,
+and a production station without that relay gets the one line saying so, never a Boot Menu attempt.
 
 The hold lets the PMIC cut power whatever runs (KeyOS, the error page, the Boot Menu); the first
 click powers the unit on and keyos-boot counts the next two at its logo (``boot_screen.rs``
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from hil.errors import ConfigError
+from hil.machine import scaled
 from hil.stimuli.relay import PowerButtonRelay
 from hil.stimuli.touch import Touch
 
@@ -31,6 +34,7 @@ CLICK_GAP_S = 0.2  # a physical release between presses, long enough for keyos-b
 MENU_SETTLE_S = 0.5
 # boot/keyos-boot/src/menu_page.rs MenuPage::new: the entry a non-production bootloader adds to its menu
 SAMBA_ENTRY = "(Debug) SAM-BA mode"
+RECOVERY_ENTRY = "Recovery"  # menu_page.rs: an entry of every flavour's Boot Menu
 MENU_READ_S = 10.0  # the camera reads the menu until its entry shows (idle-machine seconds)
 
 
@@ -46,19 +50,42 @@ def enter_samba(relay: PowerButtonRelay, touch: Touch, samba_entry: tuple[int, i
     touch.tap(*(find_entry() if find_entry is not None else samba_entry))
 
 
+def _look(display) -> np.ndarray:
+    """The display's next frame, rectified; an empty image while the panel is dark or redrawing."""
+    from hil.vision.locate import ScreenNotFound
+
+    try:
+        return display.rectified(fresh=True)[0]
+    except ScreenNotFound:  # nothing to read yet
+        return np.zeros((1, 1, 3), np.uint8)
+
+
 def samba_entry_on(display, timeout: float = MENU_READ_S) -> tuple[int, int]:
     """Where the camera's ``display`` (`hil.vision.display.Display`) reads the Boot Menu's SAM-BA entry,
     in display points; `ControlNotFound` when it is not read once (no menu, or a bootloader without it)."""
     from hil.vision.controls import wait_control
-    from hil.vision.locate import ScreenNotFound
 
-    def look() -> np.ndarray:
+    return wait_control(lambda: _look(display), SAMBA_ENTRY, timeout)
+
+
+def samba_entry_shown(display, timeout: float = MENU_READ_S) -> bool:
+    """Whether the Boot Menu the camera's ``display`` reads has its SAM-BA entry, judged on a frame where the
+    "Recovery" entry every flavour draws is read (the menu is up and readable). Any line that reads like
+    "SAM-BA" or "Debug" counts as the entry, so a misread entry is never taken for its absence;
+    `ControlNotFound` when no readable menu comes within ``timeout``."""
+    from hil.vision.controls import ControlNotFound, find_control, normal
+    from hil.vision.display import read_image
+
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        lines = read_image(_look(display)).lines
         try:
-            return display.rectified(fresh=True)[0]
-        except ScreenNotFound:  # the panel still dark or redrawing: nothing to read yet
-            return np.zeros((1, 1, 3), np.uint8)
-
-    return wait_control(look, SAMBA_ENTRY, timeout)
+            find_control(lines, RECOVERY_ENTRY)
+        except ControlNotFound:
+            if time.monotonic() > deadline:
+                raise
+            continue
+        return any(word in normal(ln.text).replace("-", "") for ln in lines for word in ("samba", "debug"))
 
 
 def station_display(station, camera):
@@ -98,8 +125,26 @@ def robot_calibration(station):
     return Calibration.load(calibration_path(station.name, CALIBRATION_DIR))
 
 
+def route(station) -> str:
+    """How the station's unit reaches SAM-BA when it answers no REBOOT_SAMBA: ``"cd-pads"`` where its
+    bootloader's Boot Menu has no SAM-BA entry (the profile's ``samba_in_boot_menu`` for the station's
+    flavour), or the flavour is unknown and the jig has the CD relay (the ROM route works on every flavour);
+    else ``"boot-menu"``."""
+    in_menu = station.profile.samba_in_boot_menu(station.flavour)
+    return "cd-pads" if in_menu is False or (in_menu is None and station.cd_relay) else "boot-menu"
+
+
 def can_enter_samba(station) -> str | None:
-    """Why the station cannot press the sequence itself, or None when it can."""
+    """Why the station cannot take its unit into SAM-BA itself (one line naming what to wire), or None."""
+    if route(station) == "cd-pads":
+        missing = [what for what, have in (("power-button relay (`relay`)", station.relay),
+                                           ("relay across the CD pads (`cd_relay`)", station.cd_relay),
+                                           ("SAM-BA port (`samba`)", station.samba)) if not have]
+        lead = (f"a {station.flavour} bootloader's Boot Menu has no SAM-BA entry (keyos-boot menu_page.rs), so only "
+                f"the CD pads reach SAM-BA" if station.cd_relay is None else "its jig reaches SAM-BA by the CD pads")
+        fix = ("wire a channel of its relay board across the CD pads and name it as `cd_relay` in lab_config.yaml"
+               if station.cd_relay is None else "wire it and name it in lab_config.yaml")
+        return f"station {station.name}: {lead}, and the station has no {' or '.join(missing)}; {fix}" if missing else None
     missing = [what for what, have in (("power-button relay", station.relay), ("stylus robot", station.robot),
                                        ("SAM-BA port", station.samba)) if not have]
     if missing:
@@ -110,13 +155,27 @@ def can_enter_samba(station) -> str | None:
     return None
 
 
+def flasher_route(station) -> contextlib.AbstractContextManager[Callable[[], None] | None]:
+    """The flasher's ``enter_samba`` for ``station``, as a context: its route pressed by its jig where it can;
+    where only the CD pads would do and the jig lacks them, a call that fails with the one line naming what
+    to wire (the flasher makes it only when REBOOT_SAMBA is not answered); else None (the flasher says why)."""
+    why = can_enter_samba(station)
+    if why is None:
+        return station_enter_samba(station)
+    if route(station) == "cd-pads":
+        def refuse() -> None:
+            raise ConfigError(why)
+        return contextlib.nullcontext(refuse)
+    return contextlib.nullcontext(None)
+
+
 @contextlib.contextmanager
 def station_enter_samba(station, relay: PowerButtonRelay | None = None, touch: Touch | None = None,
                         camera=None) -> Iterator[Callable[[], None]]:
-    """``enter_samba`` for a station, as the flasher takes it (no arguments). The relay, robot and
-    camera are opened on first use only (a unit that answers REBOOT_SAMBA never needs them), or given
-    already open (the pytest session's own) and then left open. A station with a camera taps the entry
-    where the camera reads it."""
+    """``enter_samba`` for a station, as the flasher takes it (no arguments), by the station's ``route``.
+    The relay, robot and camera are opened on first use only (a unit that answers REBOOT_SAMBA never needs
+    them), or given already open (the pytest session's own) and then left open. A station with a camera
+    taps the Boot Menu's entry where the camera reads it."""
     why = can_enter_samba(station)
     if why:
         raise ConfigError(why)
@@ -131,6 +190,11 @@ def station_enter_samba(station, relay: PowerButtonRelay | None = None, touch: T
         if relay is None:
             relay = PowerButtonRelay.open(station.relay)
             opened.append(relay)
+        if route(station) == "cd-pads":
+            from hil.stimuli import cd_pads
+
+            cd_pads.enter_samba(relay, station.cd_relay, station.profile.cd_pads_hold_s)
+            return
         if touch is None:
             robot = StylusRobot.open(station.robot, robot_calibration(station))
             opened.append(robot)

@@ -65,6 +65,10 @@ class PowerButtonRelay(SerialInstrument):
         self.module = f"{MODULE_IDS[module_id]} v{firmware}"
         return self.module
 
+    def sibling(self, channel: int) -> PowerButtonRelay:
+        """Another relay of the same board on the same open port (the jig's relay across the CD pads)."""
+        return type(self)(self.port, channel, self.timeout)
+
     def closed(self) -> bool:
         return bool(self._ask(GET_STATES, 1)[0] >> (self.channel - 1) & 1)
 
