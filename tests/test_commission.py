@@ -53,3 +53,33 @@ def test_a_miswired_station_is_named(lab):
     assert found["Boot Menu"].verified is False
     assert f"SAM-BA does not answer on {other.samba}" in found["Boot Menu"].detail, found["Boot Menu"].detail
     assert "then KeyOS did not answer" not in found["Boot Menu"].detail  # the relay's power cycle brought it back
+
+
+@pytest.mark.slow
+def test_a_production_station_reports_its_boot_menu_and_reaches_samba_by_the_cd_pads(tmp_path, monkeypatch):
+    """A production unit: the camera reads its Boot Menu without a SAM-BA entry (a device fact, stored), and the
+    CD relay's short at power-on brings up SAM-BA; KeyOS answers again after each."""
+    from hil.emulator import prime as prime_module
+    from hil.emulator.build import Build
+    from hil.emulator.launcher import start_device
+    from hil.lab.station import Station
+    from hil.profile import profile_named
+    from hil.stimuli import boot_menu
+
+    monkeypatch.setattr(prime_module, "HARD_OFF_SECONDS", 1.2)  # the PMIC's 10 s hard-off, shortened on both sides
+    monkeypatch.setattr(boot_menu, "HARD_OFF_MS", 1500)
+    d = start_device(1, 3, Build(flavour="production"))
+    try:
+        profile = profile_named("prime-emulated").model_copy(update={"cd_pads_hold_s": 0.2})
+        station = Station.from_endpoints("emu-p", profile, d.endpoints, flavour="production")
+        found = {f.what: f for f in commission(station, tmp_path, "123456")}
+        logs = d.prime.logs_since(0)[0]
+    finally:
+        d.stop()
+    menu, pads = found["production Boot Menu has no SAM-BA entry"], found["SAM-BA by the CD pads"]
+    assert menu.verified is True, menu.detail
+    assert pads.verified is True and f"SAM-BA answered on {station.samba}" in pads.detail, pads.detail
+    assert "Boot Menu" not in found  # no attempt at the development route
+    assert "ERROR:boot: the CD pads are shorted: the ROM skips the eMMC" in logs
+    stored = json.loads((tmp_path / "commission" / "emu-p.json").read_text())
+    assert stored["measured"]["boot_menu_samba_entry"] is False

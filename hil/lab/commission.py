@@ -244,8 +244,7 @@ class Commissioning:
         """The production route into SAM-BA (`hil.stimuli.cd_pads`): the CD relay's short at power-on brings up the
         ROM's monitor on the station's port; its reset boots KeyOS again."""
         from hil.flash.samba import Samba, SambaError
-        from hil.stimuli.boot_menu import can_enter_samba, power_cycle
-        from hil.stimuli.cd_pads import enter_samba
+        from hil.stimuli.boot_menu import by_cd_pads, can_enter_samba, power_cycle
         from hil.stimuli.relay import PowerButtonRelay
 
         st, what = self.station, "SAM-BA by the CD pads"
@@ -256,7 +255,7 @@ class Commissioning:
             self.note(what, None, "not entered: KeyOS did not answer, so the unit could not be brought back")
             return
         with PowerButtonRelay.open(st.relay) as relay:
-            enter_samba(relay, st.cd_relay, st.profile.cd_pads_hold_s)
+            by_cd_pads(st, relay)
             try:
                 with Samba.open(st.samba, timeout=10.0) as samba:
                     samba.connect(timeout=10.0)

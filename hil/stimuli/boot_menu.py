@@ -23,6 +23,7 @@ import numpy as np
 
 from hil.errors import ConfigError
 from hil.machine import scaled
+from hil.stimuli import cd_pads
 from hil.stimuli.relay import PowerButtonRelay
 from hil.stimuli.touch import Touch
 
@@ -155,6 +156,12 @@ def can_enter_samba(station) -> str | None:
     return None
 
 
+def by_cd_pads(station, relay: PowerButtonRelay) -> None:
+    """The station's unit into SAM-BA by its CD pads: ``relay`` (the power button's, open) power-cycles it while
+    the same board's ``cd_relay`` channel shorts them."""
+    cd_pads.enter_samba(relay.sibling(station.cd_relay), lambda: power_cycle(relay), station.profile.cd_pads_hold_s)
+
+
 def flasher_route(station) -> contextlib.AbstractContextManager[Callable[[], None] | None]:
     """The flasher's ``enter_samba`` for ``station``, as a context: its route pressed by its jig where it can;
     where only the CD pads would do and the jig lacks them, a call that fails with the one line naming what
@@ -191,9 +198,7 @@ def station_enter_samba(station, relay: PowerButtonRelay | None = None, touch: T
             relay = PowerButtonRelay.open(station.relay)
             opened.append(relay)
         if route(station) == "cd-pads":
-            from hil.stimuli import cd_pads
-
-            cd_pads.enter_samba(relay, station.cd_relay, station.profile.cd_pads_hold_s)
+            by_cd_pads(station, relay)
             return
         if touch is None:
             robot = StylusRobot.open(station.robot, robot_calibration(station))

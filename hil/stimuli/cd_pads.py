@@ -12,18 +12,17 @@ no robot and no camera: the ROM acts before any bootloader runs, whatever the eM
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from hil.stimuli.boot_menu import power_cycle
 from hil.stimuli.relay import PowerButtonRelay
 
 
-def enter_samba(relay: PowerButtonRelay, channel: int, hold_s: float) -> None:
-    """Short the pads (relay ``channel`` of the power relay's board), power-cycle the unit, keep the short
-    ``hold_s`` past the power-on click (the profile's ``cd_pads_hold_s``), then let go."""
-    pads = relay.sibling(channel)
+def enter_samba(pads: PowerButtonRelay, power_cycle: Callable[[], None], hold_s: float) -> None:
+    """Short the pads (``pads``: the relay across them), ``power_cycle`` the unit (the power button's 10 s hold
+    and click), keep the short ``hold_s`` past the power-on click (the profile's ``cd_pads_hold_s``), let go."""
     pads.set(True)
     try:
-        power_cycle(relay)
+        power_cycle()
         time.sleep(hold_s)  # a physical hold: no link answers while the ROM decides, nothing to poll
     finally:
         pads.set(False)
