@@ -177,3 +177,30 @@ def test_the_flasher_follows_the_by_path_name_from_keyos_into_the_rom(unit, tmp_
 
     result = Flasher(str(_by_path(unit)), emulated.APPLET.read_bytes(), KEYS, link=link, timeout=30).flash(firmware)
     assert result.version == "1.3.0" and not _by_path(unit).exists()
+
+
+def test_back_to_samba_takes_a_production_unit_by_its_cd_pads(monkeypatch):
+    """Production refuses REBOOT_SAMBA and its Boot Menu has no SAM-BA entry: `back_to_samba` goes the
+    station's route, the jig's relay across the CD pads, and finds the ROM on the same port path; a station
+    without that relay is told so in one line, and its unit is left in KeyOS."""
+    from hil.emulator import prime as prime_module
+    from hil.errors import ConfigError
+    from hil.stimuli import boot_menu
+
+    monkeypatch.setattr(prime_module, "HARD_OFF_SECONDS", 1.2)  # the PMIC's 10 s hard-off, shortened on both sides
+    monkeypatch.setattr(boot_menu, "HARD_OFF_MS", 1500)
+    d = start_device(1, 0, Build(version="1.0.0", flavour="production"))
+    try:
+        profile = PROFILE.model_copy(update={"cd_pads_hold_s": 0.2})
+        station = Station.from_endpoints("desk", profile, d.endpoints, flavour="production")
+        port = d.endpoints["usb_port"]
+        with pytest.raises(ConfigError, match=r"REBOOT_SAMBA.*`cd_relay` in lab_config.yaml") as e:
+            back_to_samba(port, station.model_copy(update={"cd_relay": None}), timeout=30)
+        assert "\n" not in str(e.value) and d.prime.keyos_running
+        rom = back_to_samba(port, station, timeout=30)
+        assert rom.port == port and rom.tty == d.endpoints["samba"]
+        logs = d.prime.logs_since(0)[0]
+        assert "ERROR:boot: the CD pads are shorted: the ROM skips the eMMC" in logs
+        assert not any("Boot Menu" in line for line in logs)
+    finally:
+        d.stop()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from hil.errors import InfrastructureError
+from hil.errors import ConfigError, InfrastructureError
 from hil.lab.station import Station
 from hil.flash import cosign2
 from hil.flash.flasher import Flasher, boot_policy, load_firmware
 from hil.flash.samba import Samba, SambaError
+from hil.link.client import DeviceError
 from hil.link.resolve import SambaRom, open_client, rom_tty
 from hil.link.usb import host_sysfs
 from hil.link.transport import LinkError
@@ -24,14 +25,24 @@ class KeyOsDidNotEnumerate(InfrastructureError):
 
 
 class RomDidNotEnumerate(InfrastructureError):
-    """The unit acknowledged REBOOT_SAMBA but no SAM-BA ROM tty appeared on its port path in time."""
+    """The unit was sent to SAM-BA (REBOOT_SAMBA or its jig) but no ROM tty appeared on its port path in time."""
 
 
 def back_to_samba(port: str, station: Station, timeout: float = 60.0) -> SambaRom:
-    """REBOOT_SAMBA to the KeyOS unit at USB port path ``port``, then its ROM's tty on that same path
-    (as sysfs shows it: the ttyACM node numbers may change, the port path does not)."""
-    with open_client(f"usb:{port}", station.profile, station=station) as client:
-        client.reboot_to_samba()
+    """The unit at USB port path ``port`` into its ROM, then the ROM's tty on that same path (as sysfs shows
+    it: the ttyACM node numbers may change, the port path does not). REBOOT_SAMBA where the build answers
+    it; else the station's jig by its route (`hil.stimuli.boot_menu.route`: the CD pads on a production
+    bootloader, whose Boot Menu has no SAM-BA entry; the Boot Menu on a development one)."""
+    from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
+
+    try:
+        with open_client(f"usb:{port}", station.profile, station=station) as client:
+            client.reboot_to_samba()
+    except (DeviceError, LinkError) as e:
+        if (why := can_enter_samba(station)) is not None:
+            raise ConfigError(f"usb:{port}: no REBOOT_SAMBA ({e}); {why}") from None
+        with station_enter_samba(station) as press:
+            press()
     sysfs, deadline = host_sysfs(station.profile.usb.backend), time.monotonic() + timeout
     while time.monotonic() < deadline:
         tty = rom_tty(port, sysfs, station.profile.usb.samba)
@@ -39,7 +50,7 @@ def back_to_samba(port: str, station: Station, timeout: float = 60.0) -> SambaRo
             return SambaRom(f"{tty}: the SAM-BA ROM at {port}", tty, port)
         time.sleep(0.1)  # the unit is still re-enumerating
     raise RomDidNotEnumerate(f"usb:{port}: no SAM-BA ROM ({station.profile.usb.samba}) on USB port {port} within "
-                             f"{timeout:g} s of REBOOT_SAMBA")
+                             f"{timeout:g} s of asking for it")
 
 
 def take_over(rom: SambaRom, station: Station, applet: bytes, keys: cosign2.KeySet, *,
