@@ -146,16 +146,19 @@ def test_development_build_flashes_where_the_profile_boots_thirdparty(device, tm
     assert flasher(device).flash(firmware).action == "updated" and version_of(device) == "1.4.0"
 
 
-def test_production_build_needs_the_power_button_sequence(images):
+def test_production_build_needs_the_stations_cd_relay(images):
     d = start(flavour="production")
     try:
-        with pytest.raises(FlashFailed, match="refused REBOOT_SAMBA.*power-button sequence"):
+        with pytest.raises(FlashFailed, match="refused REBOOT_SAMBA.*CD relay.*--operator"):
             flasher(d).flash(load_firmware(images["app-1.3.0"], KEYS))
         presses = []
 
-        def operator():
+        def operator():  # a person shorts the CD pads through a power cycle: the ROM starts SAM-BA
             presses.append(1)
-            d.prime.firmware.enter_samba()  # what the Boot Menu's "SAM-BA mode" does
+            with d.prime.lock:
+                d.prime.cd_pads_shorted = True
+                d.prime.reboot()
+                d.prime.cd_pads_shorted = False
 
         assert flasher(d, enter_samba=operator).flash(load_firmware(images["app-1.3.0"], KEYS)).action == "updated"
         assert presses == [1] and version_of(d) == "1.3.0"

@@ -4,9 +4,10 @@ The harness's own pre-flash checks (``hil.flash.flasher.load_firmware``) are byp
 image goes onto the eMMC through SAM-BA exactly as an attacker with the boot ROM would put it, and the
 *device* must refuse to boot it. Evidence of a refusal is positive: the station's camera reads the
 bootloader's "Firmware Error" page. A KeyOS answering on the debug link instead is a failure (the unit
-booted the bad image). Either way the unit is then put back on its own build through the Boot Menu
-(relay and robot: ``hil.stimuli.boot_menu``) and must report that build's version, so the cases are
-not destructive; a station without relay, robot or camera skips them with the reason.
+booted the bad image). Either way the unit is then put back on its own build through SAM-BA, reached by
+the station's route (``hil.stimuli.boot_menu.route``: the CD pads on a production bootloader, the Boot
+Menu by relay and robot on a development one) and must report that build's version, so the cases are
+not destructive; a station without what its route needs, or without a camera, skips them with the reason.
 
 The images are the unit's own ``app.bin`` (read back through SAM-BA), altered: stripped of its
 signatures, signed by unknown keys, with one of its two signatures (PartiallyTrusted), signed
