@@ -204,3 +204,28 @@ def test_back_to_samba_takes_a_production_unit_by_its_cd_pads(monkeypatch):
         assert not any("Boot Menu" in line for line in logs)
     finally:
         d.stop()
+
+
+def test_hil_flash_finds_the_rom_from_the_device_without_samba(unit, tmp_path):
+    """`hil flash --device <the ROM's tty>` flashes there; `--device usb:BUS-PORT` on a unit running KeyOS takes
+    it to its ROM on that port path (REBOOT_SAMBA on this development unit): no --samba either way."""
+    import typer
+    from typer.testing import CliRunner
+
+    from hil.flash.cli import flash
+
+    app = typer.Typer()
+    app.command("flash")(flash)
+    app.command("noop")(lambda: None)
+    port = unit.endpoints["usb_port"]
+    image = tmp_path / "boot-1.1.0.img"
+    emulated.write_boot_image(image, Build(version="1.1.0", flavour="development"))
+    common = ["--profile", "prime-emulated", "--flavour", "development", "--keys", "test"]
+    r = CliRunner().invoke(app, ["flash", str(image), "--device", str(_by_path(unit)), *common])
+    assert r.exit_code == 0 and "flashed" in r.output and "KeyOS 1.1.0" in r.output, r.output
+    app_bin = tmp_path / "app.bin"
+    app_bin.write_bytes(emulated.app_image(Build(version="1.2.0", flavour="development")))
+    r = CliRunner().invoke(app, ["flash", str(app_bin), "--device", f"usb:{port}", *common])
+    assert r.exit_code == 0 and "updated" in r.output and "KeyOS 1.2.0" in r.output, r.output
+    with open_client(f"usb:{port}", PROFILE, station=_station(unit)) as client:
+        assert client.version() == "1.2.0"

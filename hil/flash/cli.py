@@ -153,9 +153,30 @@ def _ask_operator(route: str) -> Callable[[], None]:
     return lambda: typer.prompt(f"{how}, then press Enter", default="", show_default=False, err=True)
 
 
+def _rom(station):
+    """The unit's SAM-BA ROM (`SambaRom`: its tty and USB port path) when no --samba names it, found from its
+    --device: a tty the ROM owns, or the ROM that `back_to_samba` brings up on the device's USB port path
+    (REBOOT_SAMBA, else the station's route); None where the device names no port path (tcp:, usb:SERIAL)."""
+    from hil.lab.first_contact import back_to_samba
+    from hil.link.resolve import BUS_PORT, SambaRom, resolve_tty
+    from hil.link.usb import host_sysfs
+
+    device, usb = station.debug or "", station.profile.usb
+    try:
+        if device.startswith("/"):
+            device = resolve_tty(device, host_sysfs(usb.backend), (usb.keyos, usb.legacy), usb.samba)
+    except SambaRom as rom:
+        return rom  # the unit is in SAM-BA already
+    kind, _, port = device.partition(":")
+    if kind != "usb" or not BUS_PORT.fullmatch(port):
+        return None
+    return back_to_samba(port, station.model_copy(update={"usb_port": port}))
+
+
 def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an app bundle (directory or .app)")],
           device: Annotated[Optional[str], typer.Option(help="debug link: emulator, tcp:HOST:PORT, usb:…, /dev/ttyACM0")] = None,
-          samba: Annotated[Optional[str], typer.Option(help="SAM-BA serial port (default: the station's)")] = None,
+          samba: Annotated[Optional[str], typer.Option(help="SAM-BA serial port (default: the station's, or the ROM "
+                                                   "found on the --device's USB port path)")] = None,
           profile: Annotated[Optional[str], typer.Option(help="device profile name")] = None,
           applet: Annotated[Optional[Path], typer.Option(help="Microchip SD/MMC applet binary")] = None,
           keys: Annotated[Optional[str], typer.Option("--keys", help="key set the device trusts: production, test "
@@ -193,18 +214,22 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
                 applet_bytes = (applet or emulated.APPLET).read_bytes()
             except OSError as e:
                 _fail(f"{e.filename}: cannot read ({e.strerror})")
-            link = (lambda: open_client(station.debug, station.profile)) if station.debug else None
             if sideload:
+                link = (lambda: open_client(station.debug, station.profile)) if station.debug else None
                 if link is None:
                     _fail(f"{station.name}: no debug link to sideload over; pass --device")
                 with link() as client:
                     app = flasher.sideload(client, image, keyset)
                 console.print(printable(f"sideloaded {app.name} ({app.app_id}), {len(bundle)} files"), markup=False)
                 return
-            port = samba or station.samba
-            if not port:
-                _fail(f"{station.name}: no SAM-BA port; pass --samba PORT")
             station = station.model_copy(update={"flavour": flavour or station.flavour})  # its bootloader's: the route
+            port = samba or station.samba
+            if not port and (rom := _rom(station)) is not None:  # KeyOS comes back on the ROM's port path
+                port, station = rom.tty, station.model_copy(update={"debug": f"usb:{rom.port}", "usb_port": rom.port})
+            if not port:
+                _fail(f"{station.name}: no SAM-BA port; pass --samba PORT, or a --device that names the unit's USB "
+                      f"port (usb:BUS-PORT, or a tty of the unit)")
+            link = (lambda: open_client(station.debug, station.profile, station=station)) if station.debug else None
             buttons = contextlib.nullcontext(_ask_operator(route(station))) if operator else flasher_route(station)
             with buttons as enter_samba, Progress("{task.description}", BarColumn(), DownloadColumn(),
                                                   TransferSpeedColumn(), console=console, transient=True) as bar:
