@@ -330,7 +330,7 @@ def lab(tmp_path, **stations) -> LabConfig:
         "stations": stations or {
             "b1s0": {"profile": "prime-rev-b", "bench": "bench1", "debug": "usb:1-2.3", "usb_port": "1-2.3",
                      "samba": "/dev/ttyACM0", "camera": "http://10.77.0.11:8080/stream.mjpg", "nfc": "usb:04e6:5591",
-                     "robot": "/dev/serial/by-path/robot", "relay": "/dev/serial/by-path/relay",
+                     "robot": "/dev/serial/by-path/robot", "relay": "/dev/serial/by-path/relay", "cd_relay": 2,
                      "robot_calibration": {"points": [[[0, 0], [10, 20]], [[480, 0], [60, 20]], [[0, 800], [10, 100]]]},
                      "bridge_port": 7701, "tags": ["rev=b"]},
             "b2s0": {"profile": "prime-emulated", "bench": "bench2", "emulated": {"seed": 2}, "bridge_port": 7702},
@@ -363,7 +363,7 @@ def test_exporter_config_of_a_bench(tmp_path):
         "debug": {"cls": "PrimeDebugLink", "host": "10.77.0.11", "port": 7701},
         "station": {"cls": "PrimeStation", "profile": "prime-rev-b", "usb_port": "1-2.3", "serial": "",
                     "robot_calibration": "[[[0.0, 0.0], [10.0, 20.0]], [[480.0, 0.0], [60.0, 20.0]], "
-                                         "[[0.0, 800.0], [10.0, 100.0]]]"},
+                                         "[[0.0, 800.0], [10.0, 100.0]]]", "cd_relay": 2},
         "samba": {"cls": "USBSerialPort", "speed": 115200,
                   "match": {"@sys_name": "1-2.3", "ID_VENDOR_ID": "03eb", "ID_MODEL_ID": "6124"}},
         "camera": {"cls": "HTTPVideoStream", "url": "http://10.77.0.11:7702/stream.mjpg"},  # the bridge's relay
@@ -397,6 +397,7 @@ def test_a_place_becomes_a_station_with_every_bench_endpoint(tmp_path):
                                                       "bridge:10.77.0.11:7704", "bridge:10.77.0.11:7705")
     assert st.camera == "http://10.77.0.11:7702/stream.mjpg?lease=TOKEN7" and st.flavour == "production"
     assert st.robot_calibration == lab(tmp_path).stations["b1s0"].robot_calibration
+    assert st.cd_relay == 2  # the relay board's channel across the CD pads: the place's way into SAM-BA
     coord.resources["bench1"]["b1s0"]["station"].params["robot_calibration"] = "[[1, 2"
     with pytest.raises(labgrid.PlaceLost, match="bench bench1, place b1s0: the exporter's robot_calibration is not "
                                                 "valid .*; regenerate it with `hil lab exporter-config bench1`"):

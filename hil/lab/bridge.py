@@ -479,6 +479,8 @@ def serve_station(stack: contextlib.ExitStack, cfg, name: str, check: Callable[[
                                              at("relay"))).port
     if local.robot_calibration is not None:
         live["robot_calibration"] = local.robot_calibration.points
+    if local.cd_relay is not None:
+        live["cd_relay"] = local.cd_relay  # a channel of the relay board served above
     if cfg.stations[name].emulated is not None:
         live["samba"] = local.samba  # the exporter serves it through ser2net like a wired unit's CDC port
     return live

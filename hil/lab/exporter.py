@@ -61,6 +61,9 @@ def exporter_config(lab: LabConfig, bench: str, live: dict[str, dict] | None = N
         points = now.get("robot_calibration") or (st.robot_calibration.points if st.robot_calibration else None)
         if points:  # labgrid passes resource parameters as scalars: the points go as JSON
             group["station"]["robot_calibration"] = json.dumps(points)
+        cd_relay = now.get("cd_relay") or st.cd_relay  # the relay board's channel across the CD pads
+        if cd_relay:
+            group["station"]["cd_relay"] = cd_relay
         groups[name] = group
     if not groups:
         raise ConfigError(f"{lab.source}: bench {bench} has no stations")
@@ -99,6 +102,7 @@ def station_from_place(coord: Coordinator, name: str, token: str, profiles_dir: 
                    usb_port=info.get("usb_port") or None, serial=info.get("serial") or None,
                    samba=f"rfc2217://{samba['host']}:{samba['port']}?ign_set_control" if samba else None,
                    camera=f"{found['HTTPVideoStream']['url']}?lease={token}" if "HTTPVideoStream" in found else None,
-                   robot_calibration=calibration, **instruments,
+                   robot_calibration=calibration, cd_relay=int(info["cd_relay"]) if info.get("cd_relay") else None,
+                   **instruments,
                    tags=tuple(f"{k}={v}" for k, v in sorted(place.tags.items())),
                    flavour=place.tags.get("flavour"))
