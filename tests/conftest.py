@@ -20,6 +20,17 @@ def release_1_0_0() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def quick_hold(monkeypatch):
+    """The PMIC's 10 s hard-off, shortened on both sides (an in-process emulator's and the relay's hold), so a
+    power cycle through the relay takes a second and a half."""
+    from hil.emulator import prime
+    from hil.stimuli import boot_menu
+
+    monkeypatch.setattr(prime, "HARD_OFF_SECONDS", 1.2)
+    monkeypatch.setattr(boot_menu, "HARD_OFF_MS", 1500)
+
+
 def pytest_collection_modifyitems(config, items):
     """The hang limits (pytest-timeout's, per test) were set on an idle machine: scale them by how busy
     this one is, so that load makes a test slower, never red. The slow tests go first (a stable sort), so

@@ -249,16 +249,6 @@ def test_stations_without_relay_or_robot_say_why():
             pass
 
 
-@pytest.fixture
-def quick_hold(monkeypatch):
-    """The PMIC's 10 s hard-off, shortened on both sides (the in-process emulator's and the relay's hold), so
-    a power cycle through the relay takes a second and a half."""
-    from hil.stimuli import boot_menu
-
-    monkeypatch.setattr(prime_module, "HARD_OFF_SECONDS", 1.2)
-    monkeypatch.setattr(boot_menu, "HARD_OFF_MS", 1500)
-
-
 def _station(d, flavour: str | None, **update) -> Station:
     profile = PROFILE.model_copy(update={"cd_pads_hold_s": 0.2})
     return Station.from_endpoints("emu", profile, d.endpoints, flavour=flavour).model_copy(update=update)

@@ -56,18 +56,14 @@ def test_a_miswired_station_is_named(lab):
 
 
 @pytest.mark.slow
-def test_a_production_station_reports_its_boot_menu_and_reaches_samba_by_the_cd_pads(tmp_path, monkeypatch):
+def test_a_production_station_reports_its_boot_menu_and_reaches_samba_by_the_cd_pads(tmp_path, quick_hold):
     """A production unit: the camera reads its Boot Menu without a SAM-BA entry (a device fact, stored), and the
     CD relay's short at power-on brings up SAM-BA; KeyOS answers again after each."""
-    from hil.emulator import prime as prime_module
     from hil.emulator.build import Build
     from hil.emulator.launcher import start_device
     from hil.lab.station import Station
     from hil.profile import profile_named
-    from hil.stimuli import boot_menu
 
-    monkeypatch.setattr(prime_module, "HARD_OFF_SECONDS", 1.2)  # the PMIC's 10 s hard-off, shortened on both sides
-    monkeypatch.setattr(boot_menu, "HARD_OFF_MS", 1500)
     d = start_device(1, 3, Build(flavour="production"))
     try:
         profile = profile_named("prime-emulated").model_copy(update={"cd_pads_hold_s": 0.2})

@@ -179,16 +179,12 @@ def test_the_flasher_follows_the_by_path_name_from_keyos_into_the_rom(unit, tmp_
     assert result.version == "1.3.0" and not _by_path(unit).exists()
 
 
-def test_back_to_samba_takes_a_production_unit_by_its_cd_pads(monkeypatch):
+def test_back_to_samba_takes_a_production_unit_by_its_cd_pads(quick_hold):
     """Production refuses REBOOT_SAMBA and its Boot Menu has no SAM-BA entry: `back_to_samba` goes the
     station's route, the jig's relay across the CD pads, and finds the ROM on the same port path; a station
     without that relay is told so in one line, and its unit is left in KeyOS."""
-    from hil.emulator import prime as prime_module
     from hil.errors import ConfigError
-    from hil.stimuli import boot_menu
 
-    monkeypatch.setattr(prime_module, "HARD_OFF_SECONDS", 1.2)  # the PMIC's 10 s hard-off, shortened on both sides
-    monkeypatch.setattr(boot_menu, "HARD_OFF_MS", 1500)
     d = start_device(1, 0, Build(version="1.0.0", flavour="production"))
     try:
         profile = PROFILE.model_copy(update={"cd_pads_hold_s": 0.2})
