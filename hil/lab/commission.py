@@ -2,8 +2,10 @@
 relied on, and what was measured written to the lab state (``<state>/commission/<station>.json``).
 
 Every finding is verified, wrong (naming what is wrong and the fix) or not verified (saying why): a
-step that cannot be checked is printed, never silently passed. The unit must run a development build
-(Settings' Developer Mode row is the robot's target, and its state is read back over the link).
+step that cannot be checked is printed, never silently passed. The screen and robot checks need a development
+build (Settings' Developer Mode row is the robot's target, and its state is read back over the link); the way
+into SAM-BA is checked on either, by the station's route (a production unit's Boot Menu is read for the SAM-BA
+entry it must not have, and its CD relay is tried).
 """
 
 from __future__ import annotations
