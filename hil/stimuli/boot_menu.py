@@ -71,9 +71,9 @@ def samba_entry_on(display, timeout: float = MENU_READ_S) -> tuple[int, int]:
 
 def samba_entry_shown(display, timeout: float = MENU_READ_S) -> bool:
     """Whether the Boot Menu the camera's ``display`` reads has its SAM-BA entry, judged on a frame where the
-    "Recovery" entry every flavour draws is read (the menu is up and readable). Any line that reads like
-    "SAM-BA" or "Debug" counts as the entry, so a misread entry is never taken for its absence;
-    `ControlNotFound` when no readable menu comes within ``timeout``."""
+    "Recovery" entry every flavour draws is read (the menu is up and readable). Any line with "SAM-BA" or
+    "Debug" in it counts as the entry, so a partly misread one still counts; `ControlNotFound` when no
+    readable menu comes within ``timeout``."""
     from hil.vision.controls import ControlNotFound, find_control, normal
     from hil.vision.display import read_image
 
