@@ -79,3 +79,26 @@ def test_a_production_station_reports_its_boot_menu_and_reaches_samba_by_the_cd_
     assert "ERROR:boot: the CD pads are shorted: the ROM skips the eMMC" in logs
     stored = json.loads((tmp_path / "commission" / "emu-p.json").read_text())
     assert stored["measured"]["boot_menu_samba_entry"] is False
+
+
+@pytest.mark.slow
+def test_a_boot_menu_with_the_samba_entry_on_a_production_station_is_wrong(tmp_path, quick_hold):
+    """The device fact can fail: a station declared production whose unit's Boot Menu shows the SAM-BA entry
+    (a development bootloader) is named, with the fix."""
+    from hil.emulator.build import Build
+    from hil.emulator.launcher import start_device
+    from hil.lab.commission import Commissioning
+    from hil.lab.station import Station
+    from hil.profile import profile_named
+
+    d = start_device(1, 3, Build(flavour="development"))
+    try:
+        station = Station.from_endpoints("emu-p", profile_named("prime-emulated"), d.endpoints, flavour="production")
+        walk = Commissioning(station, tmp_path, "123456")
+        walk.note("link and version", True, "KeyOS answers")  # what the walk found before the Boot Menu step
+        walk._production_boot_menu()
+    finally:
+        d.stop()
+    menu = walk.findings[-1]
+    assert (menu.what, menu.verified) == ("production Boot Menu has no SAM-BA entry", False), menu.detail
+    assert "this unit's bootloader is not production" in menu.detail and walk.measured["boot_menu_samba_entry"] is True
