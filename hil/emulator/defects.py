@@ -163,6 +163,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "wrong-pin-wipes-at-once": (
         "the first wrong PIN erases the seed, as if it had been the tenth",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "security-words-ignore-pin": (
+        "the secure element derives the security words from its serial and seed only, so every PIN prefix shows "
+        "the same two words",
+        "suites/security/test_secure_element.py::test_security_words_show_on_the_lock_screen", "development"),
     "login-keeps-failed-attempts": (
         "a correct login does not restore the attempt counter",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),

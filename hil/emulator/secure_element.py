@@ -108,6 +108,8 @@ class SecureElement:
     def security_words(self, pin_prefix: str) -> tuple[str, str]:
         """``GetSecurityWords``: two BIP39 words from the PIN prefix, SE serial and seed fingerprint."""
         fingerprint = self.seed_fingerprint() if not self.wiped else b""
+        if self.defects.has("security-words-ignore-pin"):
+            pin_prefix = ""
         digest = hashlib.sha256(pin_prefix.encode() + self.se_serial + fingerprint).digest()
         first, second = int.from_bytes(digest[:2], "big") >> 5, int.from_bytes(digest[2:4], "big") >> 5
         return WORDLIST[first], WORDLIST[second]
