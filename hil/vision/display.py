@@ -354,7 +354,8 @@ class Display:
     # ------------------------------------------------------------ verifying
     def verify_text(self, text: str, kind: TextKind = TextKind.PROSE, region: str | None = None) -> Verification:
         """One reading, one verdict. A FAIL or INCONCLUSIVE reading is confirmed by locating the panel
-        afresh first, so a moved camera is never mistaken for a device that shows the wrong thing."""
+        afresh, so a moved camera is never mistaken for a device that shows the wrong thing: where the panel
+        moved, the display is read again; where it did not, the reading stands."""
         if region is not None and region not in self.regions:
             raise ValueError(f"unknown display region {region!r}; known: {', '.join(self.regions)}")
         names = [region] if region else None
@@ -368,7 +369,11 @@ class Display:
         try:
             result = judge(self.read(names, until=found), text, kind, region, self.min_confidence)
             if result.verdict is not Verdict.PASS:
-                result = judge(self.read(names, fresh=True), text, kind, region, self.min_confidence)
+                seen = self._location
+                image, frame, loc = self.rectified(fresh=True)
+                if loc is not seen:  # the panel moved: what was read is not comparable, so read it again
+                    result = judge(read_image(image, self.regions, self.reader, loc, frame, names), text, kind,
+                                   region, self.min_confidence)
         except ScreenNotFound as e:
             self._location = None
             result = Verification(Verdict.INCONCLUSIVE, text, kind, region, str(e), None)

@@ -42,7 +42,9 @@ def read_line(image: np.ndarray, box: tuple[int, int, int, int]) -> Line:
     """The line in `box` of `image`, its glyphs measured (see `told_apart`)."""
     x0, y0, x1, y1 = box
     text, conf, chars, xs = recognise_chars(image[y0:y1, x0:x1])
-    return Line(text, box, conf, chars, (), shapes.measure(gray_line(image[y0:y1, x0:x1]), text, chars, xs))
+    m0, m1 = max(0, x0 - (y1 - y0) // 2), min(image.shape[1], x1 + (y1 - y0) // 2)  # a glyph at the box's edge whole
+    ink = shapes.measure(gray_line(image[y0:y1, m0:m1]), text, chars, tuple(x + x0 - m0 for x in xs))
+    return Line(text, box, conf, chars, (), ink)
 
 
 def told_apart(lines: list[Line]) -> list[Line]:
@@ -56,6 +58,7 @@ def told_apart(lines: list[Line]) -> list[Line]:
     return out
 
 
+REC_HEIGHT, REC_MIN_WIDTH, REC_STRIDE = 48, 48, 8  # the recogniser's input height, least width, column step
 _engine_lock = threading.Lock()  # RapidOCR keeps per-call flags on the engine: one call at a time
 
 
@@ -71,6 +74,7 @@ def engine():
         "Global.text_score": 0.3,  # keep weak reads: a low confidence is reported, not hidden
         "Det.limit_type": "max",  # never upscale a region crop: display pixels are already large
         "Det.limit_side_len": 480,  # the panel's text is large: detection at 0.6 scale finds every line
+        "Rec.rec_img_shape": [3, REC_HEIGHT, REC_MIN_WIDTH],  # a short line ("To", "12") is not padded to 320
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
     })
@@ -88,6 +92,7 @@ def frame_engine():
         "Global.text_score": 0.3,
         "Det.limit_type": "max",
         "Det.limit_side_len": 1280,
+        "Rec.rec_img_shape": [3, REC_HEIGHT, REC_MIN_WIDTH],
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
     })
@@ -141,8 +146,9 @@ def recognise_chars(line: np.ndarray) -> tuple[str, float, tuple[float, ...], tu
     model then confuses 1 and l."""
     g = gray_line(line)
     first = _rec(g)
-    if first[2] and min(first[2]) < UNSURE:  # a second look, with room around the line: the model reads
-        h = g.shape[0]                       # thin glyphs (l, 1, i) at a crop's edge less surely
+    edges = first[2][:2] + first[2][-2:]
+    if edges and min(edges) < UNSURE:  # a second look, with room around the line: the model reads thin
+        h = g.shape[0]                 # glyphs (l, 1, i) at a crop's edge less surely (elsewhere: `shapes`)
         second = _rec(cv2.copyMakeBorder(g, h // 4, h // 4, h // 2, h // 2, cv2.BORDER_REPLICATE))
         if second[2] and min(second[2]) > min(first[2]):
             return (*second[:3], tuple(x - h // 2 for x in second[3]))
@@ -157,7 +163,6 @@ def gray_line(line: np.ndarray) -> np.ndarray:
 
 
 UNSURE = 0.9  # a character read with less confidence than this gets a line a second look
-REC_HEIGHT, REC_MIN_WIDTH, REC_STRIDE = 48, 320, 8  # the recogniser's input height, padded width, column step
 
 
 def _rec(gray: np.ndarray) -> tuple[str, float, tuple[float, ...], tuple[float, ...]]:

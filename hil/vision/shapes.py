@@ -19,6 +19,7 @@ and "|" descends below the baseline.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -47,7 +48,7 @@ class Component:
     mask: np.ndarray  # its ink (0..1) in its bounding box
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: a line's measure, cached with it
 class Ink:
     """One line's glyphs, measured: the component of each non-space character (None when unclear)."""
 
@@ -119,19 +120,23 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
         return comps[k]
 
 
-    def above(j: int, k: int) -> bool:  # component j is a mark over component k (the dot of i, j)
-        return (j != k and stats[j, 1] + stats[j, 3] <= stats[k, 1] + 1
+    def above(j: int, k: int) -> bool:  # component j is a mark just over component k (the dot of i, j), not a
+        gap = stats[k, 1] - (stats[j, 1] + stats[j, 3])  # piece of the line above cut by the crop's edge
+        return (j != k and -1 <= gap <= 0.4 * stats[k, 3] and stats[j, 1] > 0
                 and stats[j, 0] < stats[k, 0] + stats[k, 2] and stats[k, 0] < stats[j, 0] + stats[j, 2])
 
     def inside(j: int, k: int) -> bool:  # component j lies within component k's box (the dot in a zero)
         return (j != k and stats[k, 0] <= stats[j, 0] and stats[j, 0] + stats[j, 2] <= stats[k, 0] + stats[k, 2]
                 and stats[k, 1] <= stats[j, 1] and stats[j, 1] + stats[j, 3] <= stats[k, 1] + stats[k, 3])
 
+    tall = max(stats[k, 3] for k in big)
+    big = [k for k in big if not ((stats[k, 1] == 0 or stats[k, 1] + stats[k, 3] >= ink.shape[0])
+                                  and stats[k, 3] < 0.5 * tall)]  # pieces of the lines above and below
     main = sorted((k for k in big if not any(above(k, j) or inside(k, j) for j in big)), key=lambda k: stats[k, 0])
     spans = [(stats[k, 0], stats[k, 0] + stats[k, 2]) for k in main]
     owner = align(xs, spans)
     pitch = float(np.median(np.diff(xs))) if len(xs) > 1 else float(gray.shape[0])
-    owner = [m if m is not None and max(0, spans[m][0] - x, x - spans[m][1]) <= pitch / 2 else None
+    owner = [m if m is not None and max(0, spans[m][0] - x, x - spans[m][1]) <= pitch else None
              for x, m in zip(xs, owner)]  # a centre far from its span: the alignment is not to be trusted there
     glyphs, dots = [], []
     for i, m in enumerate(owner):
@@ -250,7 +255,7 @@ def ruled_out(ink: Ink, i: int, c: str, bar_l: bool = False) -> str | None:
     if c not in DESCENDERS and drop > max(tol, 0.15 * ink.scale):
         return "it descends below the baseline"
     rows = g.mask.max(axis=1)
-    if c == "i" and not ink.dots[i] and rows[2: len(rows) // 2].min(initial=1.0) >= 0.75 * float(np.median(rows)):
+    if c == "i" and not ink.dots[i] and rows[2: len(rows) // 2].min(initial=1.0) >= 0.5 * float(np.median(rows)):
         return "no dot above it"  # (a dot that blur joined to the stroke leaves a dip between them)
     stem, wide = _stem(g.mask), strokes(g.mask)
     if c in "1lI|" and stem is not None:
@@ -279,18 +284,26 @@ def ruled_out(ink: Ink, i: int, c: str, bar_l: bool = False) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def bar_l(ink: Ink | None) -> bool:
-    """Whether the line shows an l or I (as the recogniser read it, however surely) as a bare stroke as tall
-    as its digits: then this font's l is one, and a glyph clearly wider is no l."""
-    if ink is None:
+    """Whether the line shows this font's l as a bare stroke: a glyph read as one of 1, l, I among lowercase
+    letters or digits (no capital: so no capital I), sitting on the baseline, as tall as the line's capitals or more, no dot over
+    it, and a bare stroke (a 1 has a flag: then it is an l). A glyph clearly wider is then no l."""
+    if ink is None or "cap" not in ink.levels and "asc" not in ink.levels:
         return False
-    tall = max((ink.levels[k][0] for k in ("cap", "asc") if k in ink.levels), default=None)
-    return tall is not None and any(
-        c in "lI" and g is not None and (w := strokes(g.mask)) is not None and w <= BAR
-        and ink.height(j) >= tall - max(3 * ink.noise, LEVEL_TOLERANCE * ink.scale)
-        for j, (c, g) in enumerate(zip(ink.chars, ink.glyphs)))
+    tall = max(ink.levels[k][0] for k in ("cap", "asc") if k in ink.levels)
+    tol = max(3 * ink.noise, LEVEL_TOLERANCE * ink.scale)
+
+    def lower_between(j: int) -> bool:  # its neighbours: lowercase letters or digits, and no capital
+        near = [ink.chars[k] for k in (j - 1, j + 1) if 0 <= k < len(ink.chars) and ink.chars[k].isalnum()]
+        return bool(near) and not any(c.isupper() for c in near)
+
+    return any(c in "1lI" and g is not None and (w := strokes(g.mask)) is not None and w <= BAR
+               and ink.height(j) >= tall - tol and abs(ink.drop(j)) < tol and not ink.dots[j] and lower_between(j)
+               for j, (c, g) in enumerate(zip(ink.chars, ink.glyphs)))
 
 
+@functools.lru_cache(maxsize=8192)
 def decide(ink: Ink | None, i: int, read: str, screen_bar_l: bool = False) -> tuple[str, str] | None:
     """(the one glyph of `read`'s look-alike group that glyph `i` can be, why not the others), or None when
     its shape does not tell (or `read` is no look-alike this module measures). Glyphs fonts draw alike
@@ -308,6 +321,6 @@ def decide(ink: Ink | None, i: int, read: str, screen_bar_l: bool = False) -> tu
         else:
             why.append(f"not {c!r}: {reason}")
     alike = {c for c in left if c in SAME_GLYPH}
-    if len(left) - len(alike) + bool(alike) != 1:
-        return None
+    if len(left) - len(alike) + bool(alike) != 1 or left == ["|"]:  # a bar is what is left when a glyph of
+        return None                                                 # no candidate (a j read as i) is ruled out
     return (read if read in left else left[0]), "; ".join(why)
