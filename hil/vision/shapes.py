@@ -55,7 +55,7 @@ class Ink:
     chars: str  # the non-space characters as read
     confs: tuple[float, ...]
     glyphs: tuple[Component | None, ...]
-    dots: tuple[bool, ...]  # a separate mark above the glyph (the dot of i, j)
+    dots: tuple[bool | None, ...]  # ink just above the glyph (the dot of i, j); None: that space is not seen
     baseline: tuple[float, ...]  # the bottom row at x: a polynomial (np.polyval; a lens bends the line)
     levels: dict[str, tuple[float, int]]  # level name -> (height above the baseline, how many glyphs)
     trend: tuple[float, ...]  # the glyphs' size at x against the line's mean (a lens bends and scales it)
@@ -81,6 +81,16 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
         return np.zeros_like(g)
     ink = np.clip((g - lo) / (hi - lo), 0, 1)
     return ink if np.median(ink) < 0.5 else 1 - ink
+
+
+def _dot(ink: np.ndarray, stat: np.ndarray) -> bool | None:
+    """Whether there is ink just above a glyph (over its middle third, up to half its height): a dot. None
+    when the line's crop does not show that much above it (absence of a dot is then no evidence)."""
+    x, y, w, h = stat[:4]
+    reach = max(2, h // 2)
+    if y - reach < 0:
+        return None
+    return bool(ink[y - reach:y - 1, x + w // 3:x + w - w // 3].max(initial=0.0) >= 0.35)
 
 
 def _edge(profile: np.ndarray, start: int, step: int) -> float:
@@ -120,9 +130,9 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
         return comps[k]
 
 
-    def above(j: int, k: int) -> bool:  # component j is a mark just over component k (the dot of i, j), not a
-        gap = stats[k, 1] - (stats[j, 1] + stats[j, 3])  # piece of the line above cut by the crop's edge
-        return (j != k and -1 <= gap <= 0.4 * stats[k, 3] and stats[j, 1] > 0
+    def above(j: int, k: int) -> bool:  # component j is a mark just over component k (the dot of i, j)
+        gap = stats[k, 1] - (stats[j, 1] + stats[j, 3])
+        return (j != k and -1 <= gap <= 0.4 * stats[k, 3]
                 and stats[j, 0] < stats[k, 0] + stats[k, 2] and stats[k, 0] < stats[j, 0] + stats[j, 2])
 
     def inside(j: int, k: int) -> bool:  # component j lies within component k's box (the dot in a zero)
@@ -143,7 +153,7 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
         alone = m is not None and owner.count(m) == 1  # two characters in one blob (blur): neither is measured
         k = main[m] if alone else None
         glyphs.append(component(k) if alone else None)
-        dots.append(alone and any(above(j, k) for j in big))
+        dots.append(_dot(ink, stats[k]) if alone else None)
     sure = [i for i, (c, g) in enumerate(zip(chars, glyphs)) if g is not None and confs[i] >= SURE]
     sits = [i for i in sure if chars[i] in SITS]
     if not sits:  # no baseline
@@ -169,6 +179,9 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
     spread += [abs(probe.drop(i)) for i in sits]
     noise = max(0.25, 1.4826 * float(np.median(spread))) if len(spread) >= 5 else 0.5
     scale = max([lv for lv, _ in levels.values()] or [gray.shape[0] * 0.6])
+    lv = {k: v for k, (v, _) in levels.items()}
+    if noise > LEVEL_TOLERANCE * scale or lv.get("x", 0) >= X_MAX * max(lv.get("cap", 0), lv.get("asc", 0)) > 0:
+        return None  # the sure glyphs disagree (a glyph matched to the wrong blob): nothing here is evidence
     return Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, levels, trend, noise, scale)
 
 
@@ -255,8 +268,11 @@ def ruled_out(ink: Ink, i: int, c: str, bar_l: bool = False) -> str | None:
     if c not in DESCENDERS and drop > max(tol, 0.15 * ink.scale):
         return "it descends below the baseline"
     rows = g.mask.max(axis=1)
-    if c == "i" and not ink.dots[i] and rows[2: len(rows) // 2].min(initial=1.0) >= 0.5 * float(np.median(rows)):
-        return "no dot above it"  # (a dot that blur joined to the stroke leaves a dip between them)
+    if c == "i" and rows[2: len(rows) // 2].min(initial=1.0) >= 0.75 * float(np.median(rows)):  # no dip: a dot
+        if ink.dots[i] is False:                                   # that blur joined to its stroke leaves one
+            return "no dot above it"
+        if tall is not None and h >= tall - tol:  # an i's dot sits above its x-height stroke, not a tall one's
+            return "a stroke as tall as the capitals, with no dot joined to it"
     stem, wide = _stem(g.mask), strokes(g.mask)
     if c in "1lI|" and stem is not None:
         rows = g.mask.shape[0]
@@ -287,8 +303,8 @@ def ruled_out(ink: Ink, i: int, c: str, bar_l: bool = False) -> str | None:
 @functools.lru_cache(maxsize=1024)
 def bar_l(ink: Ink | None) -> bool:
     """Whether the line shows this font's l as a bare stroke: a glyph read as one of 1, l, I among lowercase
-    letters or digits (no capital: so no capital I), sitting on the baseline, as tall as the line's capitals or more, no dot over
-    it, and a bare stroke (a 1 has a flag: then it is an l). A glyph clearly wider is then no l."""
+    letters or digits (no capital: so no capital I), as tall as the line's capitals or more, and neither a 1
+    (a bare stroke: a 1 has a flag), a bar nor an i. A glyph clearly wider is then no l."""
     if ink is None or "cap" not in ink.levels and "asc" not in ink.levels:
         return False
     tall = max(ink.levels[k][0] for k in ("cap", "asc") if k in ink.levels)
@@ -298,8 +314,8 @@ def bar_l(ink: Ink | None) -> bool:
         near = [ink.chars[k] for k in (j - 1, j + 1) if 0 <= k < len(ink.chars) and ink.chars[k].isalnum()]
         return bool(near) and not any(c.isupper() for c in near)
 
-    return any(c in "1lI" and g is not None and (w := strokes(g.mask)) is not None and w <= BAR
-               and ink.height(j) >= tall - tol and abs(ink.drop(j)) < tol and not ink.dots[j] and lower_between(j)
+    return any(c in "1lI" and g is not None and ink.height(j) >= tall - tol and lower_between(j)
+               and all(ruled_out(ink, j, other) for other in "1|i")  # a bare stroke, on the baseline, no i
                for j, (c, g) in enumerate(zip(ink.chars, ink.glyphs)))
 
 

@@ -16,8 +16,9 @@ the confusion is resolved by them, never by how close the reading looks to what 
   * any other difference is a FAIL: the display showed something else.
 
 A look-alike whose shape on the display proved which glyph it is (`hil.vision.shapes`: its height against
-the line's x-height and ascender, a bare stroke or a flag, measured on the same line) counts as read surely,
-whatever the recogniser's confidence; where the shape does not tell, the rules above stand.
+the line's x-height and ascender, a bare stroke or a flag, measured on the same line) counts as read surely;
+where the recogniser was sure of another glyph, the two disagree and the character is unsure; where the
+shape does not tell, the rules above stand.
 
 So an address, amount or word list shown with one character substituted, swapped, inserted or deleted,
 or a look-alike put in, fails or is inconclusive, never passes; a correct display passes when every
@@ -118,7 +119,7 @@ def code_of(expected: str) -> Code | None:
 def glyphs(text: str, conf: float, chars: tuple[float, ...] = (), shapes: tuple[str, ...] = ()) -> list[Glyph]:
     """A line's characters with their confidences (the line's where the recogniser gave none). A character
     whose shape proved which look-alike it is (`shapes`, per non-space character: `hil.vision.shapes`) is
-    that one, surely, whatever the recogniser read."""
+    that one, surely (see `_shaped`)."""
     if len(chars) == len(text):
         out = [Glyph(c, k) for c, k in zip(text, chars)]
     elif len(chars) == len(text.replace(" ", "")):
@@ -128,8 +129,16 @@ def glyphs(text: str, conf: float, chars: tuple[float, ...] = (), shapes: tuple[
         out = [Glyph(c, conf) for c in text]
     if len(shapes) == len(text.replace(" ", "")):
         it = iter(shapes)
-        out = [g if g.char == " " or not (s := next(it)) else Glyph(s, 1.0, True) for g in out]
+        out = [g if g.char == " " or not (s := next(it)) else _shaped(g, s) for g in out]
     return out
+
+
+def _shaped(g: Glyph, shape: str) -> Glyph:
+    """A glyph whose shape decided it: that glyph, surely, unless the recogniser was sure of another one;
+    then the two disagree and neither is sure (never a pass on either's word)."""
+    if shape == g.char or g.conf < RESOLVE_BELOW:
+        return Glyph(shape, 1.0, True)
+    return Glyph(g.char, min(g.conf, FLOOR / 2))
 
 
 def sure_enough(expected: str, conf: float) -> bool:
@@ -153,6 +162,8 @@ def _compare(code: Code, expected: str, run: list[Glyph]) -> Outcome:
             alike = sorted({code.norm(a) for a in LOOKALIKES.get(g.char, "")} & set(alphabet))
             if same:
                 options.append(same)
+                if g.conf < RESOLVE_BELOW:  # an I read unsure may be an i: no pass on it
+                    weak.append(i)
                 continue
             if alike and g.conf < RESOLVE_BELOW:
                 options.append(alike)
