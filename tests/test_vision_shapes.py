@@ -49,10 +49,11 @@ def test_the_genuine_address_passes_its_1_and_l_told_apart_by_shape(dark):
 @pytest.mark.parametrize("shown", [
     swap(ADDRESS, "1", "l", 0),  # the separator drawn as an l
     swap(ADDRESS, "l", "1"),
+    swap(ADDRESS, "l", "i"),
     swap(ADDRESS, "0", "o"),
     swap(ADDRESS, "m", "rn"),
     swap(ADDRESS, "s", "x"),  # a plain one-character substitution
-], ids=["1-for-l", "l-for-1", "0-for-o", "rn-for-m", "s-for-x"])
+], ids=["1-for-l", "l-for-1", "l-for-i", "0-for-o", "rn-for-m", "s-for-x"])
 def test_each_look_alike_impostor_fails(shown, dark):
     assert verdict(ADDRESS, filmed(shown, dark)) == "fail", shown
 
