@@ -143,6 +143,7 @@ def test_glyphs_fonts_draw_alike_are_resolved_by_the_alphabet_alone():
     capital_i = TAPROOT[:i] + "I" + TAPROOT[i + 1:]  # I and l: one stroke in a sans font
     one = TAPROOT[:i] + "1" + TAPROOT[i + 1:]  # 1 is a distinct glyph
     assert check_code(TAPROOT, read(capital_i)).verdict == "pass"
+    assert check_code(TAPROOT, read(capital_i, weak={i: 0.7})).verdict == "inconclusive"  # unsure: maybe an i
     assert check_code(TAPROOT, read(one)).verdict == "fail"
     assert capital_i not in set(impostors(TAPROOT)) and one in set(impostors(TAPROOT))
 

@@ -221,7 +221,7 @@ def read_image(image: np.ndarray, regions: dict[str, tuple[int, int, int, int]] 
             if until is not None and until(lines):
                 break
     gl = {name: glare(image, box) for name, box in regions.items()} if frame is not None else {}
-    return Screen(image, ocr.sort_lines(lines), dict(regions), gl, frame, location)
+    return Screen(image, ocr.sort_lines(ocr.told_apart(lines)), dict(regions), gl, frame, location)
 
 
 SURROUND_SCALE = 4  # the surround is compared at 1/4 scale
@@ -274,10 +274,9 @@ def read_frame(frame: np.ndarray) -> Screen:
         M = np.vstack([[-1, 0, size[0]], [0, -1, size[1]]]) @ np.vstack([M, [0, 0, 1]])
         upright = cv2.warpAffine(frame, M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         boxes = boxes_through(M)
-    lines = [ocr.Line(text, box, conf, chars) for box in boxes
-             for text, conf, chars in [ocr.recognise_chars(upright[box[1]:box[3], box[0]:box[2]])]]
+    lines = [ocr.read_line(upright, box) for box in boxes]
     whole = {"frame": (0, 0, size[0], size[1])}
-    return Screen(upright, ocr.sort_lines([ln for ln in lines if ln.text]), whole,
+    return Screen(upright, ocr.sort_lines(ocr.told_apart([ln for ln in lines if ln.text])), whole,
                   {"frame": glare(upright, whole["frame"])}, frame, None)
 
 
@@ -355,13 +354,14 @@ class Display:
     # ------------------------------------------------------------ verifying
     def verify_text(self, text: str, kind: TextKind = TextKind.PROSE, region: str | None = None) -> Verification:
         """One reading, one verdict. A FAIL or INCONCLUSIVE reading is confirmed by locating the panel
-        afresh first, so a moved camera is never mistaken for a device that shows the wrong thing."""
+        afresh, so a moved camera is never mistaken for a device that shows the wrong thing: where the panel
+        moved, the display is read again; where it did not, the reading stands."""
         if region is not None and region not in self.regions:
             raise ValueError(f"unknown display region {region!r}; known: {', '.join(self.regions)}")
         names = [region] if region else None
 
         def found(lines: list[ocr.Line]) -> bool:  # read no further than the expected text
-            checked = values.check(text, lines, kind.value) if kind.strict else None
+            checked = values.check(text, ocr.told_apart(lines), kind.value) if kind.strict else None
             if checked is not None:
                 return checked.verdict == "pass"
             return find(text, [ln.text for ln in lines], kind) is not None
@@ -369,7 +369,11 @@ class Display:
         try:
             result = judge(self.read(names, until=found), text, kind, region, self.min_confidence)
             if result.verdict is not Verdict.PASS:
-                result = judge(self.read(names, fresh=True), text, kind, region, self.min_confidence)
+                seen = self._location
+                image, frame, loc = self.rectified(fresh=True)
+                if loc is not seen:  # the panel moved: what was read is not comparable, so read it again
+                    result = judge(read_image(image, self.regions, self.reader, loc, frame, names), text, kind,
+                                   region, self.min_confidence)
         except ScreenNotFound as e:
             self._location = None
             result = Verification(Verdict.INCONCLUSIVE, text, kind, region, str(e), None)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
+
+from hil.vision import shapes
 
 
 @dataclass(frozen=True)
@@ -26,11 +28,37 @@ class Line:
     box: tuple[int, int, int, int]
     confidence: float
     chars: tuple[float, ...] = ()  # the confidence of each non-space character, where the engine gave them
+    shapes: tuple[str, ...] = ()  # per non-space character: the look-alike its shape proved it is, or ""
+    ink: shapes.Ink | None = field(default=None, compare=False, repr=False)  # its glyphs, measured
 
     def to_json(self) -> dict:
-        return {"text": self.text, "box": list(self.box), "confidence": round(self.confidence, 4)}
+        out = {"text": self.text, "box": list(self.box), "confidence": round(self.confidence, 4)}
+        if any(self.shapes):
+            out["shapes"] = "".join(s or "." for s in self.shapes)
+        return out
 
 
+def read_line(image: np.ndarray, box: tuple[int, int, int, int]) -> Line:
+    """The line in `box` of `image`, its glyphs measured (see `told_apart`)."""
+    x0, y0, x1, y1 = box
+    text, conf, chars, xs = recognise_chars(image[y0:y1, x0:x1])
+    m0, m1 = max(0, x0 - (y1 - y0) // 2), min(image.shape[1], x1 + (y1 - y0) // 2)  # a glyph at the box's edge whole
+    ink = shapes.measure(gray_line(image[y0:y1, m0:m1]), text, chars, tuple(x + x0 - m0 for x in xs))
+    return Line(text, box, conf, chars, (), ink)
+
+
+def told_apart(lines: list[Line]) -> list[Line]:
+    """The lines of one screen with their look-alike glyphs told apart by their shape where that is
+    decisive (`hil.vision.shapes`); a line showing this font's l as a bare stroke tells about all of them."""
+    bar_l = any(shapes.bar_l(ln.ink) for ln in lines)
+    out = []
+    for ln in lines:
+        decided = tuple((shapes.decide(ln.ink, i, c, bar_l) or ("",))[0] for i, c in enumerate(ln.text.replace(" ", "")))
+        out.append(replace(ln, shapes=decided if any(decided) else ()))
+    return out
+
+
+REC_HEIGHT, REC_MIN_WIDTH, REC_STRIDE = 48, 48, 8  # the recogniser's input height, least width, column step
 _engine_lock = threading.Lock()  # RapidOCR keeps per-call flags on the engine: one call at a time
 
 
@@ -46,6 +74,7 @@ def engine():
         "Global.text_score": 0.3,  # keep weak reads: a low confidence is reported, not hidden
         "Det.limit_type": "max",  # never upscale a region crop: display pixels are already large
         "Det.limit_side_len": 480,  # the panel's text is large: detection at 0.6 scale finds every line
+        "Rec.rec_img_shape": [3, REC_HEIGHT, REC_MIN_WIDTH],  # a short line ("To", "12") is not padded to 320
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
     })
@@ -63,6 +92,7 @@ def frame_engine():
         "Global.text_score": 0.3,
         "Det.limit_type": "max",
         "Det.limit_side_len": 1280,
+        "Rec.rec_img_shape": [3, REC_HEIGHT, REC_MIN_WIDTH],
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
     })
@@ -109,34 +139,45 @@ def recognise(line: np.ndarray) -> tuple[str, float]:
     return recognise_chars(line)[:2]
 
 
-def recognise_chars(line: np.ndarray) -> tuple[str, float, tuple[float, ...]]:
-    """The text of one line image, the engine's confidence, and its confidence in each non-space
-    character (what tells a shown look-alike from a confused one). The line's contrast is stretched
-    first: a camera's exposure and glare flatten it, and the model then confuses 1 and l."""
-    g = cv2.cvtColor(line, cv2.COLOR_BGR2GRAY) if line.ndim == 3 else line
-    lo, hi = np.percentile(g, (1, 99))
-    g = np.clip((g.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
+def recognise_chars(line: np.ndarray) -> tuple[str, float, tuple[float, ...], tuple[float, ...]]:
+    """The text of one line image, the engine's confidence, its confidence in each non-space character
+    (what tells a shown look-alike from a confused one), and each non-space character's x-centre in
+    `line`. The line's contrast is stretched first: a camera's exposure and glare flatten it, and the
+    model then confuses 1 and l."""
+    g = gray_line(line)
     first = _rec(g)
-    if first[2] and min(first[2]) < UNSURE:  # a second look, with room around the line: the model reads
-        h = g.shape[0]                       # thin glyphs (l, 1, i) at a crop's edge less surely
+    edges = first[2][:2] + first[2][-2:]
+    if edges and min(edges) < UNSURE:  # a second look, with room around the line: the model reads thin
+        h = g.shape[0]                 # glyphs (l, 1, i) at a crop's edge less surely (elsewhere: `shapes`)
         second = _rec(cv2.copyMakeBorder(g, h // 4, h // 4, h // 2, h // 2, cv2.BORDER_REPLICATE))
         if second[2] and min(second[2]) > min(first[2]):
-            return second
+            return (*second[:3], tuple(x - h // 2 for x in second[3]))
     return first
+
+
+def gray_line(line: np.ndarray) -> np.ndarray:
+    """A line image in grey, its contrast stretched (1st to 99th percentile)."""
+    g = cv2.cvtColor(line, cv2.COLOR_BGR2GRAY) if line.ndim == 3 else line
+    lo, hi = np.percentile(g, (1, 99))
+    return np.clip((g.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
 
 
 UNSURE = 0.9  # a character read with less confidence than this gets a line a second look
 
 
-def _rec(gray: np.ndarray) -> tuple[str, float, tuple[float, ...]]:
+def _rec(gray: np.ndarray) -> tuple[str, float, tuple[float, ...], tuple[float, ...]]:
     with _engine_lock:
         out = engine()(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), use_det=False, use_cls=False, use_rec=True,
                        return_word_box=True)
     if not out.txts:
-        return "", 0.0, ()
+        return "", 0.0, (), ()
     info = out.word_results[0] if out.word_results else None
     chars = tuple(float(c) for c in getattr(info, "confs", None) or ())
-    return str(out.txts[0]), float(out.scores[0]), chars
+    h, w = gray.shape[:2]
+    resized = min(max(REC_MIN_WIDTH, REC_HEIGHT * w / h), np.ceil(REC_HEIGHT * w / h))
+    cols = [c for word in (getattr(info, "word_cols", None) or ()) for c in word]
+    xs = tuple(float((c + 0.5) * REC_STRIDE * w / resized) for c in cols)  # a column's centre, in `gray`
+    return str(out.txts[0]), float(out.scores[0]), chars, xs
 
 
 def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -213,8 +254,7 @@ class RegionReader:
                     return cached
         x0, y0, x1, y1 = box
         self.calls += 1
-        text, conf, chars = recognise_chars(image[y0:y1, x0:x1])
-        line = Line(text, box, conf, chars)
+        line = read_line(image, box)
         self._lines = [(s, ln) for s, ln in self._lines if _iou(ln.box, box) <= 0.7][-200:]
         self._lines.append((signature(image[y0:y1, x0:x1]), line))
         return line

@@ -15,6 +15,11 @@ the confusion is resolved by them, never by how close the reading looks to what 
     glyph). Glyphs that fonts draw the same (I/l/|: `SAME_GLYPH`) are resolved by the alphabet alone;
   * any other difference is a FAIL: the display showed something else.
 
+A look-alike whose shape on the display proved which glyph it is (`hil.vision.shapes`: its height against
+the line's x-height and ascender, a bare stroke or a flag, measured on the same line) counts as read surely;
+where the recogniser was sure of another glyph, the two disagree and the character is unsure; where the
+shape does not tell, the rules above stand.
+
 So an address, amount or word list shown with one character substituted, swapped, inserted or deleted,
 or a look-alike put in, fails or is inconclusive, never passes; a correct display passes when every
 character was read surely.
@@ -54,6 +59,7 @@ class Glyph:
 
     char: str
     conf: float
+    shaped: bool = False  # told from its look-alikes by its shape on the display (`hil.vision.shapes`)
 
 
 @dataclass(frozen=True)
@@ -110,14 +116,29 @@ def code_of(expected: str) -> Code | None:
     return None
 
 
-def glyphs(text: str, conf: float, chars: tuple[float, ...] = ()) -> list[Glyph]:
-    """A line's characters with their confidences (the line's where the recogniser gave none)."""
+def glyphs(text: str, conf: float, chars: tuple[float, ...] = (), shapes: tuple[str, ...] = ()) -> list[Glyph]:
+    """A line's characters with their confidences (the line's where the recogniser gave none). A character
+    whose shape proved which look-alike it is (`shapes`, per non-space character: `hil.vision.shapes`) is
+    that one, surely (see `_shaped`)."""
     if len(chars) == len(text):
-        return [Glyph(c, k) for c, k in zip(text, chars)]
-    if len(chars) == len(text.replace(" ", "")):
+        out = [Glyph(c, k) for c, k in zip(text, chars)]
+    elif len(chars) == len(text.replace(" ", "")):
         it = iter(chars)
-        return [Glyph(c, 1.0 if c == " " else next(it)) for c in text]
-    return [Glyph(c, conf) for c in text]
+        out = [Glyph(c, 1.0 if c == " " else next(it)) for c in text]
+    else:
+        out = [Glyph(c, conf) for c in text]
+    if len(shapes) == len(text.replace(" ", "")):
+        it = iter(shapes)
+        out = [g if g.char == " " or not (s := next(it)) else _shaped(g, s) for g in out]
+    return out
+
+
+def _shaped(g: Glyph, shape: str) -> Glyph:
+    """A glyph whose shape decided it: that glyph, surely, unless the recogniser was sure of another one;
+    then the two disagree and neither is sure (never a pass on either's word)."""
+    if shape == g.char or g.conf < RESOLVE_BELOW:
+        return Glyph(shape, 1.0, True)
+    return Glyph(g.char, min(g.conf, FLOOR / 2))
 
 
 def sure_enough(expected: str, conf: float) -> bool:
@@ -141,6 +162,8 @@ def _compare(code: Code, expected: str, run: list[Glyph]) -> Outcome:
             alike = sorted({code.norm(a) for a in LOOKALIKES.get(g.char, "")} & set(alphabet))
             if same:
                 options.append(same)
+                if g.conf < RESOLVE_BELOW:  # an I read unsure may be an i: no pass on it
+                    weak.append(i)
                 continue
             if alike and g.conf < RESOLVE_BELOW:
                 options.append(alike)
@@ -160,8 +183,10 @@ def _compare(code: Code, expected: str, run: list[Glyph]) -> Outcome:
     if weak:
         return Outcome("inconclusive", f"characters {', '.join(str(i + 1) for i in weak)} read with low confidence")
     resolved = sum(len(o) > 1 or o[0] != code.norm(g.char) for o, g in zip(options, run))
+    shaped = sum(g.shaped for g in run)
     return Outcome("pass", f"{code.name} read exactly" + (f" ({resolved} glyph(s) drawn alike resolved by its "
-                                                          "alphabet)" if resolved else ""))
+                                                          "alphabet)" if resolved else "")
+                   + (f" ({shaped} look-alike(s) told apart by their shape)" if shaped else ""))
 
 
 @dataclass(frozen=True)
@@ -227,7 +252,7 @@ def _runs(code: Code, lines: list[list[Glyph]], lo: int, hi: int):
 def check(expected: str, lines, kind: str) -> Outcome | None:
     """The check for a value of `kind` ("address", "amount", "words") over OCR lines (`hil.vision.ocr.Line`);
     None when there is no domain check for it or nothing like it was read."""
-    read = [glyphs(ln.text, ln.confidence, ln.chars) for ln in lines]
+    read = [glyphs(ln.text, ln.confidence, ln.chars, ln.shapes) for ln in lines]
     if kind == "address":
         return check_code(expected, read)
     if kind == "amount":

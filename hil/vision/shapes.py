@@ -1,0 +1,342 @@
+"""Telling look-alike glyphs apart by their shape on the rectified line, whatever the font.
+
+The recogniser reads some glyphs unsure (1/l/I, 0/o/O): its confidence does not say which one the display
+shows. The glyph itself does, measured against the same line's glyphs that were read surely (same font,
+same optics), never against a font we know:
+
+  * its height above the line's baseline against the line's levels: x-height (o) against digit and cap
+    height (0, O, 1) and the ascender (l);
+  * whether it sits on the baseline (a bar "|" and a Q descend) and has a dot above it (i);
+  * its width against its own stroke (a bare stroke: l, I, |), a flag down to the left from its top (1),
+    a straight left side meeting a corner (D), and its width against the line's digits (a wide O).
+
+Each measure only rules candidates out, and only by a margin beyond what blur and noise do to a glyph; a
+glyph is decided when exactly one candidate is left. Otherwise (too blurred, a level not on the line, a
+font whose glyphs agree on every measure) it stays unsure, and the value check stays INCONCLUSIVE.
+assumed: a font's "1" has a flag (a bare-bar "1" is rare), an "l" or "I" has none going down from its top,
+and "|" descends below the baseline.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from hil.vision.values import SAME_GLYPH
+
+X_HEIGHT = set("acemnorsuvwxzgpqy")
+DIGITS = set("0123456789")
+CAPS = set("ABCDEFGHKLMNPRSTUVWXYZ")
+ASCENDERS = set("bdhk")  # l is what is being told apart; f and t vary by font
+SITS = X_HEIGHT - set("gpqy") | DIGITS | CAPS | ASCENDERS  # glyphs on the baseline
+# digits and capitals share a level: fonts differ by a few per cent between them, less than blur does
+LEVEL = {**{c: "x" for c in X_HEIGHT}, **{c: "cap" for c in DIGITS | CAPS | {"I", "O"}},
+         **{c: "asc" for c in ASCENDERS | {"l"}}}
+GROUPS = ("1lI|i", "0oOQD")  # the look-alikes whose shapes this module tells apart
+SURE = 0.97  # a glyph read at least this surely is a reference for the line's levels and for likeness
+
+
+@dataclass(frozen=True)
+class Component:
+    x0: int
+    x1: int  # exclusive
+    top: float  # sub-pixel, rows of the line crop
+    bottom: float
+    mask: np.ndarray  # its ink (0..1) in its bounding box
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: a line's measure, cached with it
+class Ink:
+    """One line's glyphs, measured: the component of each non-space character (None when unclear)."""
+
+    chars: str  # the non-space characters as read
+    confs: tuple[float, ...]
+    glyphs: tuple[Component | None, ...]
+    dots: tuple[bool | None, ...]  # ink just above the glyph (the dot of i, j); None: that space is not seen
+    baseline: tuple[float, ...]  # the bottom row at x: a polynomial (np.polyval; a lens bends the line)
+    levels: dict[str, tuple[float, int]]  # level name -> (height above the baseline, how many glyphs)
+    trend: tuple[float, ...]  # the glyphs' size at x against the line's mean (a lens bends and scales it)
+    noise: float  # pixels: the spread of the sure glyphs' heights about their levels
+    scale: float  # pixels: the line's tallest measured level
+
+    def height(self, i: int) -> float:
+        g = self.glyphs[i]
+        x = (g.x0 + g.x1) / 2
+        return (float(np.polyval(self.baseline, x)) - g.top) / float(np.polyval(self.trend, x))
+
+    def drop(self, i: int) -> float:
+        """How far below the baseline glyph `i` ends (pixels)."""
+        g = self.glyphs[i]
+        return g.bottom - float(np.polyval(self.baseline, (g.x0 + g.x1) / 2))
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """0 (background) .. 1 (ink), whichever the polarity: the text is the line's minority."""
+    g = gray.astype(np.float32)
+    lo, hi = np.percentile(g, (3, 97))
+    if hi - lo < 1:
+        return np.zeros_like(g)
+    ink = np.clip((g - lo) / (hi - lo), 0, 1)
+    return ink if np.median(ink) < 0.5 else 1 - ink
+
+
+def _dot(ink: np.ndarray, stat: np.ndarray) -> bool | None:
+    """Whether there is ink just above a glyph (over its middle third, up to half its height): a dot. None
+    when the line's crop does not show that much above it (absence of a dot is then no evidence)."""
+    x, y, w, h = stat[:4]
+    reach = max(2, h // 2)
+    if y - reach < 0:
+        return None
+    return bool(ink[y - reach:y - 1, x + w // 3:x + w - w // 3].max(initial=0.0) >= 0.35)
+
+
+def _edge(profile: np.ndarray, start: int, step: int) -> float:
+    """Where `profile` crosses 0.5 going outwards from `start` (sub-pixel)."""
+    i = start
+    while 0 <= i + step < len(profile) and profile[i + step] >= 0.5:
+        i += step
+    j = i + step
+    if not 0 <= j < len(profile):
+        return float(i)
+    v0, v1 = profile[i], profile[j]
+    return i + step * (v0 - 0.5) / max(v0 - v1, 1e-6)
+
+
+def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[float, ...]) -> Ink | None:
+    """The line's glyphs (`xs`: the x-centre of each non-space character in `gray`), or None."""
+    chars = text.replace(" ", "")
+    if len(confs) == len(text):  # the recogniser gave the spaces a confidence too
+        confs = tuple(k for c, k in zip(text, confs) if c != " ")
+    if not chars or len(xs) != len(chars) or len(confs) != len(chars):
+        return None
+    ink = ink_map(gray)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((ink >= 0.5).astype(np.uint8), connectivity=8)
+    if n < 2:
+        return None
+    big = [k for k in range(1, n) if stats[k, cv2.CC_STAT_AREA] >= 4]
+    comps: dict[int, Component] = {}
+
+    def component(k: int) -> Component:
+        if k not in comps:
+            x, y, w, h = stats[k, :4]
+            mask = np.where(labels[y:y + h, x:x + w] == k, ink[y:y + h, x:x + w], 0).astype(np.float32)
+            lab = labels[:, x:x + w]
+            col = ink[:, x:x + w] * ((lab == k) | (lab == 0))  # its ink and the faint edge around it
+            prof = col.max(axis=1)
+            comps[k] = Component(int(x), int(x + w), _edge(prof, y, -1), _edge(prof, y + h - 1, 1), mask)
+        return comps[k]
+
+
+    def above(j: int, k: int) -> bool:  # component j is a mark just over component k (the dot of i, j)
+        gap = stats[k, 1] - (stats[j, 1] + stats[j, 3])
+        return (j != k and -1 <= gap <= 0.4 * stats[k, 3]
+                and stats[j, 0] < stats[k, 0] + stats[k, 2] and stats[k, 0] < stats[j, 0] + stats[j, 2])
+
+    def inside(j: int, k: int) -> bool:  # component j lies within component k's box (the dot in a zero)
+        return (j != k and stats[k, 0] <= stats[j, 0] and stats[j, 0] + stats[j, 2] <= stats[k, 0] + stats[k, 2]
+                and stats[k, 1] <= stats[j, 1] and stats[j, 1] + stats[j, 3] <= stats[k, 1] + stats[k, 3])
+
+    tall = max(stats[k, 3] for k in big)
+    big = [k for k in big if not ((stats[k, 1] == 0 or stats[k, 1] + stats[k, 3] >= ink.shape[0])
+                                  and stats[k, 3] < 0.5 * tall)]  # pieces of the lines above and below
+    main = sorted((k for k in big if not any(above(k, j) or inside(k, j) for j in big)), key=lambda k: stats[k, 0])
+    spans = [(stats[k, 0], stats[k, 0] + stats[k, 2]) for k in main]
+    owner = align(xs, spans)
+    pitch = float(np.median(np.diff(xs))) if len(xs) > 1 else float(gray.shape[0])
+    owner = [m if m is not None and max(0, spans[m][0] - x, x - spans[m][1]) <= pitch else None
+             for x, m in zip(xs, owner)]  # a centre far from its span: the alignment is not to be trusted there
+    glyphs, dots = [], []
+    for i, m in enumerate(owner):
+        alone = m is not None and owner.count(m) == 1  # two characters in one blob (blur): neither is measured
+        k = main[m] if alone else None
+        glyphs.append(component(k) if alone else None)
+        dots.append(_dot(ink, stats[k]) if alone else None)
+    sure = [i for i, (c, g) in enumerate(zip(chars, glyphs)) if g is not None and confs[i] >= SURE]
+    sits = [i for i in sure if chars[i] in SITS]
+    if not sits:  # no baseline
+        return None
+    cx = np.array([(glyphs[i].x0 + glyphs[i].x1) / 2 for i in sits])
+    bottoms = np.array([glyphs[i].bottom for i in sits])
+    fit = tuple(np.polyfit(cx, bottoms, min(2, len(sits) // 3))) if np.ptp(cx) > 0 else (float(np.median(bottoms)),)
+    probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, (1.0,), 0.0, 1.0)
+    refs = [i for i in sure if chars[i] in LEVEL and chars[i] not in "lIO01"]  # look-alikes are no reference
+    levels = {k: float(np.median([probe.height(i) for i in refs if LEVEL[chars[i]] == k])) for k in
+              {LEVEL[chars[i]] for i in refs}}
+    trend = (1.0,)
+    if len(refs) >= 4:
+        x = np.array([(glyphs[i].x0 + glyphs[i].x1) / 2 for i in refs])
+        if np.ptp(x) > 0:
+            trend = tuple(np.polyfit(x, [probe.height(i) / levels[LEVEL[chars[i]]] for i in refs], 1))
+    probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, trend, 0.0, 1.0)
+    heights: dict[str, list[float]] = {}
+    for i in refs:
+        heights.setdefault(LEVEL[chars[i]], []).append(probe.height(i))
+    levels = {k: (float(np.median(v)), len(v)) for k, v in heights.items()}
+    spread = [abs(h - levels[k][0]) for k, v in heights.items() for h in v if len(v) >= 3]
+    spread += [abs(probe.drop(i)) for i in sits]
+    noise = max(0.25, 1.4826 * float(np.median(spread))) if len(spread) >= 5 else 0.5
+    scale = max([lv for lv, _ in levels.values()] or [gray.shape[0] * 0.6])
+    lv = {k: v for k, (v, _) in levels.items()}
+    if noise > LEVEL_TOLERANCE * scale or lv.get("x", 0) >= X_MAX * max(lv.get("cap", 0), lv.get("asc", 0)) > 0:
+        return None  # the sure glyphs disagree (a glyph matched to the wrong blob): nothing here is evidence
+    return Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, levels, trend, noise, scale)
+
+
+def align(xs: tuple[float, ...], spans: list[tuple[int, int]]) -> list[int | None]:
+    """Which span (a component's columns, left to right) holds each character (x-centres, left to right):
+    in order, every character in one span, a span holding one or more characters or none (a mark the
+    recogniser skipped); the least total distance of the centres from their spans. The recogniser's
+    centres are rough (one column is 8 input pixels), the order is not."""
+    n, m = len(xs), len(spans)
+    if m == 0:
+        return [None] * n
+    inf = float("inf")
+    miss = max(1.0, float(np.median([b - a for a, b in spans])))  # the cost of a span holding no character
+
+    def far(i: int, j: int) -> float:
+        a, b = spans[j]
+        return max(0.0, a - xs[i], xs[i] - b)
+
+    # cost[i][j]: characters [0, i) placed, spans [0, j) used or skipped, the last character in span j - 1
+    cost = np.full((n + 1, m + 1), inf)
+    back = np.zeros((n + 1, m + 1), np.int8)  # 0: span skipped, 1: a new span, 2: the same span again
+    cost[0, 0] = 0.0
+    for j in range(1, m + 1):
+        cost[0, j] = cost[0, j - 1] + miss
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            options = (cost[i, j - 1] + miss if back[i, j - 1] == 0 or i == 0 else inf,  # span j-1 skipped
+                       cost[i - 1, j - 1] + far(i - 1, j - 1),  # character i-1 opens span j-1
+                       cost[i - 1, j] + far(i - 1, j - 1) if back[i - 1, j] else inf)  # and shares it
+            back[i, j] = int(np.argmin(options))
+            cost[i, j] = options[back[i, j]]
+    out: list[int | None] = [None] * n
+    i, j = n, int(np.argmin([cost[n, jj] + (m - jj) * miss for jj in range(m + 1)]))
+    while i > 0 and j > 0:
+        step = back[i, j]
+        if step == 0:
+            j -= 1
+        else:
+            out[i - 1] = j - 1
+            i, j = (i - 1, j - 1) if step == 1 else (i - 1, j)
+    return out
+
+
+X_MAX = 0.8  # x-height / cap height stays below this in Latin fonts (0.5-0.77)
+LEVEL_TOLERANCE = 0.06  # of the line's height: what blur does to a narrow glyph's top (a 1's flag, an l)
+BAR, NOT_BAR = 1.6, 2.2  # a glyph this many of its own stroke widths wide is a bare stroke / clearly is not
+DESCENDERS = set("gpqyQ|")
+
+
+def _stem(mask: np.ndarray) -> tuple[int, int] | None:
+    """The columns of a glyph's vertical stroke: inked on most of its rows."""
+    cols = np.flatnonzero((mask >= 0.5).mean(axis=0) >= 0.6)
+    return (int(cols[0]), int(cols[-1]) + 1) if len(cols) else None
+
+
+def strokes(mask: np.ndarray) -> float | None:
+    """A glyph's width in its own stroke widths (about 1 for a bare stroke l, I, |), or None."""
+    stem = _stem(mask)
+    return mask.shape[1] / (stem[1] - stem[0]) if stem else None
+
+
+def _reach(mask: np.ndarray, rows: slice, stem: tuple[int, int]) -> tuple[float, float]:
+    """How far the ink of `rows` reaches left and right of the stroke, in stroke widths."""
+    on = (mask[rows] >= 0.5).any(axis=0)
+    cols = np.flatnonzero(on)
+    w = stem[1] - stem[0]
+    return (stem[0] - cols[0]) / w if len(cols) else 0.0, (cols[-1] + 1 - stem[1]) / w if len(cols) else 0.0
+
+
+def ruled_out(ink: Ink, i: int, c: str, bar_l: bool = False) -> str | None:
+    """Why glyph `i` is not `c`, by a measure beyond what blur and noise do to it, or None. `bar_l`: the
+    screen shows an l or I of this font as a bare stroke."""
+    g = ink.glyphs[i]
+    tol = max(3 * ink.noise, LEVEL_TOLERANCE * ink.scale)
+    level, h = LEVEL.get(c), ink.height(i)
+    if level in ink.levels and abs(h - ink.levels[level][0]) > tol:
+        return f"{h:.1f} px tall, the line's {level} height is {ink.levels[level][0]:.1f}"
+    tall = ink.levels["cap"][0] if "cap" in ink.levels else None
+    if level == "x" and "x" not in ink.levels and tall and h > X_MAX * tall + tol:
+        return f"{h:.1f} px tall, near the line's cap height {tall:.1f} (no font's x-height is)"
+    drop = ink.drop(i)
+    if c in DESCENDERS and drop < tol:
+        return "it sits on the baseline"
+    if c not in DESCENDERS and drop > max(tol, 0.15 * ink.scale):
+        return "it descends below the baseline"
+    rows = g.mask.max(axis=1)
+    if c == "i" and rows[2: len(rows) // 2].min(initial=1.0) >= 0.75 * float(np.median(rows)):  # no dip: a dot
+        if ink.dots[i] is False:                                   # that blur joined to its stroke leaves one
+            return "no dot above it"
+        if tall is not None and h >= tall - tol:  # an i's dot sits above its x-height stroke, not a tall one's
+            return "a stroke as tall as the capitals, with no dot joined to it"
+    stem, wide = _stem(g.mask), strokes(g.mask)
+    if c in "1lI|" and stem is not None:
+        rows = g.mask.shape[0]
+        top_left, top_right = _reach(g.mask, slice(0, max(2, rows * 35 // 100)), stem)
+        if c == "1" and wide <= BAR:
+            return "a bare stroke (a 1 has a flag)"
+        if c in "I|" and top_left >= 0.5 and top_right <= 0.25:
+            return "its top reaches left only (an I or a bar is symmetric)"
+        if c in "lI" and bar_l and wide >= NOT_BAR:
+            return f"{wide:.1f} strokes wide, and this screen's l or I is a bare stroke"
+    if c in "0oOQD":  # D has a straight left side meeting its top in a corner; the others are round there
+        on = g.mask >= 0.5
+        lefts = np.where(on.any(axis=1), on.argmax(axis=1), on.shape[1])
+        straight = float((lefts <= lefts.min() + 1).mean())
+        h, w = g.mask.shape
+        corner = float(g.mask[: max(1, h // 5), : max(1, w // 5)].max())
+        if c == "D" and corner < 0.3:
+            return "a round top left corner"
+        if c != "D" and straight > 0.8 and corner >= 0.5:
+            return "a straight left side with a corner"
+    digits = [ink.glyphs[j].x1 - ink.glyphs[j].x0 for j, d in enumerate(ink.chars)  # 0 and 1 have look-alikes
+              if d in DIGITS - {"0", "1"} and ink.glyphs[j] is not None and ink.confs[j] >= SURE]
+    if c == "0" and len(digits) >= 2 and (g.x1 - g.x0) > 1.3 * float(np.median(digits)):
+        return "wider than the line's digits by a third"  # (an O may be no wider: monospaced fonts)
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def bar_l(ink: Ink | None) -> bool:
+    """Whether the line shows this font's l as a bare stroke: a glyph read as one of 1, l, I among lowercase
+    letters or digits (no capital: so no capital I), as tall as the line's capitals or more, and neither a 1
+    (a bare stroke: a 1 has a flag), a bar nor an i. A glyph clearly wider is then no l."""
+    if ink is None or "cap" not in ink.levels and "asc" not in ink.levels:
+        return False
+    tall = max(ink.levels[k][0] for k in ("cap", "asc") if k in ink.levels)
+    tol = max(3 * ink.noise, LEVEL_TOLERANCE * ink.scale)
+
+    def lower_between(j: int) -> bool:  # its neighbours: lowercase letters or digits, and no capital
+        near = [ink.chars[k] for k in (j - 1, j + 1) if 0 <= k < len(ink.chars) and ink.chars[k].isalnum()]
+        return bool(near) and not any(c.isupper() for c in near)
+
+    return any(c in "1lI" and g is not None and ink.height(j) >= tall - tol and lower_between(j)
+               and all(ruled_out(ink, j, other) for other in "1|i")  # a bare stroke, on the baseline, no i
+               for j, (c, g) in enumerate(zip(ink.chars, ink.glyphs)))
+
+
+@functools.lru_cache(maxsize=8192)
+def decide(ink: Ink | None, i: int, read: str, screen_bar_l: bool = False) -> tuple[str, str] | None:
+    """(the one glyph of `read`'s look-alike group that glyph `i` can be, why not the others), or None when
+    its shape does not tell (or `read` is no look-alike this module measures). Glyphs fonts draw alike
+    (I, l: `values.SAME_GLYPH`) count as one. A glyph too faint to measure (blur thinned it below the
+    line's ink level) is never decided. `screen_bar_l`: another line of the screen shows an l as a bare
+    stroke (`bar_l`)."""
+    group = next((g for g in GROUPS if read in g), None)
+    if group is None or ink is None or ink.glyphs[i] is None or float(ink.glyphs[i].mask.max()) < 0.8:
+        return None
+    left, why = [], []
+    for c in group:
+        reason = ruled_out(ink, i, c, screen_bar_l or bar_l(ink))
+        if reason is None:
+            left.append(c)
+        else:
+            why.append(f"not {c!r}: {reason}")
+    alike = {c for c in left if c in SAME_GLYPH}
+    if len(left) - len(alike) + bool(alike) != 1 or left == ["|"]:  # a bar is what is left when a glyph of
+        return None                                                 # no candidate (a j read as i) is ruled out
+    return (read if read in left else left[0]), "; ".join(why)

@@ -1,0 +1,83 @@
+"""Look-alike glyphs told apart by their shape on the display (hil.vision.shapes): the genuine address passes
+on both themes, each look-alike impostor fails, and a glyph too blurred to measure is never decided."""
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from hil.vision import ocr, shapes, values
+from tests.vision_helpers import FONT_BOLD
+
+MONO = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
+ADDRESS = "bc1qcsh8a7f0mdsr47zy6pj04tv4mwdumlfaslcy8n"  # the p2wpkh address of key 4: a 1, two l, a 0, an m
+
+
+def filmed(text: str, dark: bool, font: str = FONT_BOLD, blur: float = 1.0) -> list[ocr.Line]:
+    """`text` drawn in rows of 15 as the review draws an address, blurred and noisy like a camera's view,
+    then read (and its look-alikes told apart)."""
+    rows = [text[i:i + 15] for i in range(0, len(text), 15)]
+    im = Image.new("L", (480, 60 * len(rows)), 15 if dark else 240)
+    d = ImageDraw.Draw(im)
+    for n, row in enumerate(rows):
+        d.text((20, 30 + 60 * n), row, font=ImageFont.truetype(font, 36), fill=235 if dark else 20, anchor="lm")
+    g = cv2.GaussianBlur(np.asarray(im, np.float32), (0, 0), blur)
+    g = np.clip(g + np.random.default_rng(len(text)).normal(0, 3, g.shape), 0, 255).astype(np.uint8)
+    image = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
+    return ocr.told_apart([ocr.read_line(image, (0, 60 * n + 4, 480, 60 * n + 56)) for n in range(len(rows))])
+
+
+def verdict(expected: str, lines: list[ocr.Line]) -> str:
+    outcome = values.check(expected, lines, "address")
+    return outcome.verdict if outcome else "not found"
+
+
+def swap(text: str, old: str, new: str, after: int = 3) -> str:
+    i = text.index(old, after)
+    return text[:i] + new + text[i + len(old):]
+
+
+@pytest.mark.parametrize("dark", [True, False], ids=["dark", "light"])
+def test_the_genuine_address_passes_its_1_and_l_told_apart_by_shape(dark):
+    lines = filmed(ADDRESS, dark)
+    assert verdict(ADDRESS, lines) == "pass"
+    told = "".join(s or "." for ln in lines for s in (ln.shapes or ("",) * len(ln.text.replace(" ", ""))))
+    assert told[2] == "1" and {told[i] for i, c in enumerate(ADDRESS) if c == "l"} <= {"l", "."}
+
+
+@pytest.mark.parametrize("dark", [True, False], ids=["dark", "light"])
+@pytest.mark.parametrize("shown", [
+    swap(ADDRESS, "1", "l", 0),  # the separator drawn as an l
+    swap(ADDRESS, "l", "1"),
+    swap(ADDRESS, "l", "i"),
+    swap(ADDRESS, "0", "o"),
+    swap(ADDRESS, "m", "rn"),
+    swap(ADDRESS, "s", "x"),  # a plain one-character substitution
+], ids=["1-for-l", "l-for-1", "l-for-i", "0-for-o", "rn-for-m", "s-for-x"])
+def test_each_look_alike_impostor_fails(shown, dark):
+    assert verdict(ADDRESS, filmed(shown, dark)) == "fail", shown
+
+
+def test_another_font_never_passes_an_impostor():
+    """DejaVu Sans Mono draws l with a serif and a tail: its shape proves less, never a false pass."""
+    for shown in (swap(ADDRESS, "1", "l", 0), swap(ADDRESS, "l", "1"), swap(ADDRESS, "0", "o")):
+        assert verdict(ADDRESS, filmed(shown, True, MONO)) != "pass", shown
+
+
+def test_a_glyph_too_blurred_to_measure_stays_unsure():
+    lines = filmed(ADDRESS, True, blur=3.5)
+    assert verdict(ADDRESS, lines) != "pass"
+    ink = lines[0].ink
+    if ink is not None and ink.glyphs[2] is not None:  # the separator, if still a glyph of its own
+        assert shapes.decide(ink, 2, "1") is None
+
+
+def test_shapes_rule_out_by_level_and_stroke():
+    """The measures themselves, on one clean line: o is x-height, 0 is not; l is a bare stroke, 1 is not."""
+    line = filmed("bc1qz0o9dl7k2", True, blur=0.8)[0]
+    ink, text = line.ink, line.text.replace(" ", "")
+    assert ink is not None and text == "bc1qz0o9dl7k2"
+    zero, oh, ell, one = text.index("0"), text.index("o"), text.index("l"), text.index("1")
+    assert shapes.ruled_out(ink, zero, "o") and shapes.ruled_out(ink, oh, "0")
+    assert shapes.ruled_out(ink, ell, "1") and not shapes.ruled_out(ink, one, "1")
+    assert shapes.decide(ink, zero, "0") is None  # 0 or O: no width tells them apart in every font
