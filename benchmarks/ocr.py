@@ -46,6 +46,7 @@ from hil.emulator.build import Build  # noqa: E402
 from hil.emulator.camera import Optics, Scene, panel_corners  # noqa: E402
 from hil.emulator.launcher import start_device  # noqa: E402
 from hil.emulator.prime import DEFAULT_PIN  # noqa: E402
+from hil.emulator.ui import ALERT_BOX, LAUNCHER_ROW_HEIGHT  # noqa: E402
 from hil.emulator.apps.lockscreen import KEY_LABELS  # noqa: E402
 from hil.vision import ocr, values  # noqa: E402
 from hil.vision.display import Display, Verdict, read_frame, read_image  # noqa: E402
@@ -75,9 +76,12 @@ def emulator_screens(seed: int):
                    [(words, TextKind.WORDS, None), ("Enter PIN", TextKind.PROSE, "title")])
             assert p.login(DEFAULT_PIN)
             body = broker.BODY.format("Bitcoin Wallet", "App Seed")
-            p.ui.show_modal(broker.TITLE, body, [broker.ALWAYS, broker.NOT_NOW, broker.NEVER], lambda a: None)
-            yield (f"prompt-{seed}", p.framebuffer().copy(),
-                   [broker.TITLE, body, broker.ALWAYS, broker.NOT_NOW, broker.NEVER],
+            modal = p.ui.show_modal(broker.TITLE, body, [broker.ALWAYS, broker.NOT_NOW, broker.NEVER], lambda a: None)
+            launcher = p.ui.launcher  # behind the popup, darkened: its title and the rows above the popup's top
+            behind = [launcher.title] + [app.name for i, app in enumerate(launcher.apps())
+                                         if launcher.top + (i + 0.5) * LAUNCHER_ROW_HEIGHT < ALERT_BOX[1]]
+            buttons = sorted(modal.buttons, key=lambda b: modal.button_box(modal.buttons.index(b))[1])
+            yield (f"prompt-{seed}", p.framebuffer().copy(), [*behind, broker.TITLE, body, *buttons],
                    [(broker.TITLE, TextKind.PROSE, None), (body, TextKind.PROSE, None),
                     (broker.ALWAYS, TextKind.PROSE, None), (broker.NEVER, TextKind.PROSE, None)])
     finally:
