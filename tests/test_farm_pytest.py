@@ -154,3 +154,31 @@ def test_tests_start_longest_first_by_the_labs_last_run(pytester):
     record.write_text("{not json")
     r = run(pytester)
     assert r.ret == 4 and "durations.json: corrupt test durations" in r.stderr.str() + r.stdout.str()
+
+
+def test_a_station_is_health_checked_once_per_lease_not_per_test(pytester):
+    write_lab(pytester.path, 1)
+    pytester.makeconftest("""
+        from hil.lab import health
+
+        CHECKED = []
+        _check = health.check
+
+        def counted(station, *args, **kwargs):
+            CHECKED.append(station.name)
+            return _check(station, *args, **kwargs)
+
+        health.check = counted
+
+        def pytest_sessionfinish(session):
+            (session.config.rootpath / "checked.txt").write_text(" ".join(CHECKED))
+    """)
+    pytester.makepyfile(test_h="""
+        import pytest
+        @pytest.mark.parametrize("i", range(3))
+        def test_version(farm_station, i):
+            with farm_station.client() as p:
+                assert p.version() == "1.0.0"
+    """)
+    run(pytester).assert_outcomes(passed=3)
+    assert (pytester.path / "checked.txt").read_text().split() == ["emu-1"]
