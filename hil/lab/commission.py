@@ -222,6 +222,8 @@ class Commissioning:
                     power_cycle(relay)
                     self._back_to_keyos(wrong)
                     return
+            else:
+                time.sleep(st.profile.touch.boot_menu_settle_s)  # nothing reports the menu to a blind bench
             with StylusRobot.open(st.robot, robot_calibration(st)) as robot:
                 robot.press(*entry)
             try:
