@@ -353,6 +353,14 @@ def pytest_runtest_call(item: pytest.Item):
     attach_steps([step for value in getattr(item, "funcargs", {}).values() for step in steps_of(value)])
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The evidence images encoded in the background (`hil.vision.evidence`) are all written before the run ends."""
+    from hil.vision.evidence import flush
+
+    for failure in flush():
+        _warn(session.config, f"hil: WARNING: an evidence image was not written: {failure}")
+
+
 @pytest.fixture(autouse=True)
 def _hil_markers(request: pytest.FixtureRequest) -> None:
     """Skip by marker; the device is only contacted when a test carries one."""
