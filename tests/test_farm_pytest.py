@@ -182,3 +182,22 @@ def test_a_station_is_health_checked_once_per_lease_not_per_test(pytester):
     """)
     run(pytester).assert_outcomes(passed=3)
     assert (pytester.path / "checked.txt").read_text().split() == ["emu-1"]
+
+
+def test_the_longest_tests_are_spread_over_the_stations_not_handed_to_the_first(pytester):
+    """Longest first by the last run (hil.lab.durations), and xdist hands them out one at a time: its default
+    first chunks (a quarter of each worker's share, consecutive) would give the four longest all to one worker."""
+    write_lab(pytester.path, 2)
+    ids = [f"test_l.py::test_t[{i}]" for i in range(40)]
+    (pytester.path / "state").mkdir(exist_ok=True)
+    (pytester.path / "state" / "durations.json").write_text(json.dumps({n: 100.0 - i for i, n in enumerate(ids)}))
+    pytester.makepyfile(test_l="""
+        import os, pytest
+        @pytest.mark.parametrize("i", range(40))
+        def test_t(i, request):
+            with open(request.config.rootpath / "ran.txt", "a") as f:
+                f.write(f"{i} {os.environ['PYTEST_XDIST_WORKER']}\\n")
+    """)
+    run(pytester, "-n", "2").assert_outcomes(passed=40)
+    worker = dict(line.split() for line in (pytester.path / "ran.txt").read_text().splitlines())
+    assert sorted(worker[str(i)] for i in range(4)) == ["gw0", "gw0", "gw1", "gw1"]
