@@ -25,7 +25,8 @@ import pytest
 DIR_ENV = "HIL_TIMING_DIR"
 LEASE_FIXTURES = {"farm_station", "_farm_guard"}  # lease the worker's station, check it is still ours
 CATEGORIES = ("start-up+collection", "leasing", "health check", "device prep", "test bodies",
-              "teardown+evidence", "reporting", "wait:first test", "wait:between", "wait:end")
+              "teardown+evidence", "reporting", "wait:first test", "wait:between", "wait:idle station",
+              "wait:session end")
 
 
 def cpu_seconds(usage: resource.struct_rusage) -> float:
@@ -132,10 +133,14 @@ def breakdown(records: Iterable[dict], t0: float, t_end: float) -> dict:
     Per worker: start-up+collection until its collection finished; leasing = self-time of the lease fixtures
     less the health check inside them; device prep = the rest of setup; reporting = a test's protocol span
     beyond its three phases (log reports, Allure writing, labels); waits = before the first test (the
-    controller checks the workers' collections and hands out tests), between tests, and after the last (idling
-    while other stations finish, session end, pytest's exit)."""
+    controller checks the workers' collections and hands out tests), between tests, and after its last test:
+    idle station (until the last test of the whole run ends, on another station) and session end (from then
+    until pytest has exited: session teardown, the workers' shutdown, reports, the interpreter's exit)."""
     totals = dict.fromkeys(CATEGORIES, 0.0)
     out = {"stations": 0, "tests": 0, "controller_cpu": 0.0, "workers_cpu": 0.0, "steady_cpu": 0.0, "test_span": 0.0}
+    records = list(records)
+    stops = [t["stop"] for rec in records if rec["worker"] != "controller" for t in rec["tests"]]
+    last_stop = max(stops, default=t_end)
     for rec in records:
         if rec["worker"] == "controller":
             out["controller_cpu"] += rec.get("cpu", 0.0)
@@ -159,5 +164,6 @@ def breakdown(records: Iterable[dict], t0: float, t_end: float) -> dict:
             totals["reporting"] += max(0.0, (t["stop"] - t["start"]) - t["setup"] - t["call"] - t["teardown"])
             out["test_span"] += t["stop"] - t["start"]
             cursor = max(cursor, t["stop"])
-        totals["wait:end"] += max(0.0, t_end - cursor)
+        totals["wait:idle station"] += max(0.0, min(last_stop, t_end) - cursor)
+        totals["wait:session end"] += max(0.0, t_end - max(cursor, last_stop))
     return {**out, "seconds": totals}

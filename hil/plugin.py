@@ -22,7 +22,7 @@ from hil.errors import ConfigError, InfrastructureError
 from hil.lab.station import Station, device_station, robot_calibration
 from hil.link.client import PrimeClient
 from hil.link.resolve import open_client
-from hil.link.state import PinRejected, bring_home, detect_flavour, is_locked, takes_input_while_locked
+from hil.link.state import PinRejected, bring_home, detect_flavour, takes_input_while_locked
 from hil.link.transport import LinkClosed
 from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, RobotTouch, Touch
@@ -189,8 +189,11 @@ def prime(device_under_test: DeviceUnderTest, pin: str, request: pytest.FixtureR
         touch = touch or DebugTouch(dut.client, dut.station.profile.touch.home_button.centre)
         unlock_safely(dut.client, pin, touch, request.getfixturevalue("look"), guard, quarantine)
 
-    bring_home(dut.client, dut.station.profile, dut.flavour, guarded, touch=robot)
+    request.node.stash[UNLOCKED] = bring_home(dut.client, dut.station.profile, dut.flavour, guarded, touch=robot)
     return dut.client
+
+
+UNLOCKED = pytest.StashKey[bool]()  # on the test: whether `prime` left the unit unlocked (asked once per test)
 
 
 class DisplayNotVisible(InfrastructureError):
@@ -236,10 +239,10 @@ def pin_guard(station: Station, request: pytest.FixtureRequest):
 
 
 @pytest.fixture
-def unlocked_prime(prime: PrimeClient, device_under_test: DeviceUnderTest) -> PrimeClient:
+def unlocked_prime(prime: PrimeClient, device_under_test: DeviceUnderTest, request: pytest.FixtureRequest) -> PrimeClient:
     """``prime``, unlocked; skipped where the build refuses debug input while locked and the station
     has no stylus robot to type the PIN."""
-    if is_locked(prime):
+    if not request.node.stash[UNLOCKED]:
         pytest.skip(f"{prime.device} runs a {device_under_test.flavour} build, which refuses debug-link "
                     f"input while locked, and station {device_under_test.station.name} has no stylus robot")
     return prime
@@ -261,7 +264,7 @@ def touch(prime: PrimeClient, device_under_test: DeviceUnderTest, request: pytes
     """The station's touchscreen and power button (`hil.stimuli.touch.Touch`), pressed by whatever
     the station and the build allow (`touch_backend`); skipped where nothing can."""
     dut = device_under_test
-    backend = touch_backend(dut.station, dut.flavour, bool(is_locked(prime)))
+    backend = touch_backend(dut.station, dut.flavour, not request.node.stash[UNLOCKED])
     if backend is None:
         pytest.skip(f"{prime.device} is locked and runs a {dut.flavour} build, which refuses debug-link input "
                     f"while locked; station {dut.station.name} has no stylus robot")
@@ -348,6 +351,14 @@ def pytest_runtest_call(item: pytest.Item):
     from hil.vision.evidence import attach_steps
 
     attach_steps([step for value in getattr(item, "funcargs", {}).values() for step in steps_of(value)])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The evidence images encoded in the background (`hil.vision.evidence`) are all written before the run ends."""
+    from hil.vision.evidence import flush
+
+    for failure in flush():
+        _warn(session.config, f"hil: WARNING: an evidence image was not written: {failure}")
 
 
 @pytest.fixture(autouse=True)

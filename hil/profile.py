@@ -87,6 +87,11 @@ class Touch(_Strict):
     boot_menu_samba: tuple[int, int] | None = Field(None, description="centre of the bootloader Boot Menu's "
                                                     "'SAM-BA mode' entry, measured on a unit: tapped only where no "
                                                     "camera reads the menu (hil.stimuli.boot_menu)")
+    # assumed: the time keyos-boot takes to draw its menu after the last click (menu_page.rs gives none). Waited
+    # out only by a bench without a camera, where nothing reports the menu (no debug link) and a tap before it lands
+    # nowhere; a camera reads the menu as soon as it shows.
+    boot_menu_settle_s: float = Field(0.5, ge=0, description="seconds a bench without a camera waits after the "
+                                      "clicks before tapping boot_menu_samba")
 
 
 class Camera(_Strict):

@@ -58,6 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
                 cfg = load_lab(lab)
                 leases = FileStations(cfg, holder)
                 config.pluginmanager.register(LongestFirst(Durations(cfg.state_dir)), "hil-farm-schedule")
+                if getattr(config.option, "maxschedchunk", False) is None:  # xdist's --dist load, not chosen
+                    config.option.maxschedchunk = 1  # else its first chunks hand the longest tests to one station
             config.stash[FARM] = Farm(leases, holder, config.getoption("farm_firmware"),
                                       config.getoption("farm_lease_timeout"))
         except ConfigError as e:

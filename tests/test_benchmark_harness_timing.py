@@ -49,7 +49,9 @@ def test_breakdown_splits_each_stations_time_into_categories_that_add_up_to_stat
     assert secs["reporting"] == pytest.approx(0.25 + 0.25 + 0.5)  # protocol span beyond its three phases
     assert secs["wait:first test"] == pytest.approx(1.0)
     assert secs["wait:between"] == pytest.approx(1.0)
-    assert secs["wait:end"] == pytest.approx(8.0 + 2.0)
+    # after its last test gw0 idles until gw1's last test ends (12..18), then both wait for the session's end
+    assert secs["wait:idle station"] == pytest.approx(6.0)
+    assert secs["wait:session end"] == pytest.approx(2.0 + 2.0)
 
 
 def test_a_worker_that_never_finished_collecting_counts_as_start_up_to_the_end():

@@ -235,6 +235,39 @@ def test_enter_samba_needs_the_profile_coordinate():
         enter_samba(relay=None, touch=None, samba_entry=None)
 
 
+class Pressed:
+    """What the relay and the robot were asked to do, and every pause in between (none taken)."""
+
+    def __init__(self):
+        self.log: list = []
+
+    def press(self, hold_ms=None):
+        self.log.append(("press", hold_ms))
+
+    def tap(self, x, y):
+        self.log.append(("tap", (x, y)))
+
+    def sleep(self, seconds):
+        self.log.append(("sleep", seconds))
+
+
+@pytest.mark.parametrize("watched", [True, False], ids=["camera", "blind"])
+def test_only_a_blind_bench_waits_for_the_boot_menu_to_draw(monkeypatch, watched):
+    """With a camera the tap waits on the menu showing (find_entry's own deadline): no pause after the clicks
+    but the relay's physical gaps; without one, the profile's settle time, then the profile's point."""
+    from hil.stimuli import boot_menu
+
+    bench = Pressed()
+    monkeypatch.setattr(boot_menu, "time", bench)
+    find = (lambda: bench.log.append(("read", None)) or (11, 22)) if watched else None
+    enter_samba(bench, bench, SAMBA_ENTRY, find, blind_settle_s=PROFILE.touch.boot_menu_settle_s)
+    clicks = [("press", boot_menu.HARD_OFF_MS), ("sleep", boot_menu.CLICK_GAP_S)] + \
+        [("press", None), ("sleep", boot_menu.CLICK_GAP_S)] * boot_menu.CLICKS
+    wait = [("read", None), ("tap", (11, 22))] if watched else \
+        [("sleep", PROFILE.touch.boot_menu_settle_s), ("tap", SAMBA_ENTRY)]
+    assert bench.log == clicks + wait
+
+
 def test_stations_without_relay_or_robot_say_why():
     station = Station(name="bench-1", profile=profile_named("prime-rev-b"), samba="/dev/ttyACM1")
     assert can_enter_samba(station) == ("station bench-1 has no power-button relay or stylus robot to reach "

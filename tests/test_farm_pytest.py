@@ -154,3 +154,50 @@ def test_tests_start_longest_first_by_the_labs_last_run(pytester):
     record.write_text("{not json")
     r = run(pytester)
     assert r.ret == 4 and "durations.json: corrupt test durations" in r.stderr.str() + r.stdout.str()
+
+
+def test_a_station_is_health_checked_once_per_lease_not_per_test(pytester):
+    write_lab(pytester.path, 1)
+    pytester.makeconftest("""
+        from hil.lab import health
+
+        CHECKED = []
+        _check = health.check
+
+        def counted(station, *args, **kwargs):
+            CHECKED.append(station.name)
+            return _check(station, *args, **kwargs)
+
+        health.check = counted
+
+        def pytest_sessionfinish(session):
+            (session.config.rootpath / "checked.txt").write_text(" ".join(CHECKED))
+    """)
+    pytester.makepyfile(test_h="""
+        import pytest
+        @pytest.mark.parametrize("i", range(3))
+        def test_version(farm_station, i):
+            with farm_station.client() as p:
+                assert p.version() == "1.0.0"
+    """)
+    run(pytester).assert_outcomes(passed=3)
+    assert (pytester.path / "checked.txt").read_text().split() == ["emu-1"]
+
+
+def test_the_longest_tests_are_spread_over_the_stations_not_handed_to_the_first(pytester):
+    """Longest first by the last run (hil.lab.durations), and xdist hands them out one at a time: its default
+    first chunks (a quarter of each worker's share, consecutive) would give the four longest all to one worker."""
+    write_lab(pytester.path, 2)
+    ids = [f"test_l.py::test_t[{i}]" for i in range(40)]
+    (pytester.path / "state").mkdir(exist_ok=True)
+    (pytester.path / "state" / "durations.json").write_text(json.dumps({n: 100.0 - i for i, n in enumerate(ids)}))
+    pytester.makepyfile(test_l="""
+        import os, pytest
+        @pytest.mark.parametrize("i", range(40))
+        def test_t(i, request):
+            with open(request.config.rootpath / "ran.txt", "a") as f:
+                f.write(f"{i} {os.environ['PYTEST_XDIST_WORKER']}\\n")
+    """)
+    run(pytester, "-n", "2").assert_outcomes(passed=40)
+    worker = dict(line.split() for line in (pytester.path / "ran.txt").read_text().splitlines())
+    assert sorted(worker[str(i)] for i in range(4)) == ["gw0", "gw0", "gw1", "gw1"]

@@ -146,3 +146,34 @@ def test_a_pin_the_robot_types_wrong_is_broken_and_not_typed_again(pytester):
     result.stdout.fnmatch_lines(["*rejected the test PIN (one attempt used: 10 remaining before, 9 remaining after*",
                                  "BROKEN *test_second (setup): *not run, the device was lost earlier in this session: "
                                  "*test_first (setup): *rejected the test PIN*", "*2 broken*"])
+
+
+def test_a_test_that_asks_for_the_unit_several_ways_reads_its_lock_state_once(pytester):
+    """`prime`, `unlocked_prime` and `touch` in one test: the state `prime` brought the unit to is asked once
+    (one LAUNCH_APP probe on a unit already unlocked), not again by each fixture built on it."""
+    pytester.makeconftest("""
+        import pytest
+        from hil.link.client import PrimeClient
+
+        PROBES = []
+        _launch = PrimeClient.launch_app
+
+        def counted(self, app_id):
+            PROBES.append(app_id)
+            return _launch(self, app_id)
+
+        PrimeClient.launch_app = counted
+
+        @pytest.fixture
+        def probes():
+            PROBES.clear()  # counted from the test's first fixture that touches the unit
+            return PROBES
+    """)
+    pytester.makepyfile("""
+        def test_unlocks_the_fresh_unit(prime):
+            pass
+
+        def test_all_three(probes, prime, unlocked_prime, touch):
+            assert len(probes) == 1 and unlocked_prime is prime and touch is not None
+    """)
+    run(pytester, "--device=emulator").assert_outcomes(passed=2)

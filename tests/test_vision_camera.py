@@ -160,3 +160,23 @@ def test_the_capture_mode_is_set_and_read_back():
 def test_a_mode_the_camera_does_not_take_is_a_configuration_error(driver, mode, says):
     with pytest.raises(ConfigError, match=re.escape(says)):
         apply_mode(driver, mode, "/dev/video2")
+
+
+def test_an_open_camera_decodes_only_the_frames_a_grab_waits_for(stream):
+    """Left open between checks, the camera takes the stream's frames (nothing stale builds up) without
+    decoding them: counted, not timed."""
+    _, url = stream
+    def taken_past(cam, n):  # the camera's thread has taken n more frames (deadline: broken, not failed)
+        deadline, want = time.monotonic() + 10, cam.taken + n
+        while cam.taken < want:
+            assert time.monotonic() < deadline, "the stream stalled"
+            time.sleep(0.05)
+
+    with Camera(url) as cam:
+        cam.grab(5)
+        taken_past(cam, 2)  # past the frame that may have been in hand when the grab returned
+        decoded = cam.decoded
+        taken_past(cam, 3)
+        assert cam.decoded == decoded  # three frames went by, none decoded
+        cam.grab(5)
+        assert cam.decoded > decoded

@@ -23,7 +23,7 @@ from hil.errors import HilError
 from hil.lab.pin_guard import PinGuard, screenshot_bgr, unlock_over_link
 from hil.lab.station import Station, robot_calibration
 from hil.link.client import PrimeClient
-from hil.link.state import bring_home, detect_flavour, screen_is_dark, wait_ready
+from hil.link.state import POLL_S, bring_home, detect_flavour, screen_is_dark, wait_ready
 from hil.machine import scaled
 from hil.vision.controls import ControlNotFound, find_control
 from hil.vision.display import read_image
@@ -188,9 +188,9 @@ class Commissioning:
 
         with PowerButtonRelay.open(self.station.relay) as relay:
             relay.press()
-            dark = _within(lambda: screen_is_dark(prime))
+            dark = _within(prime, lambda: screen_is_dark(prime))
             relay.press()
-            lit = _within(lambda: not screen_is_dark(prime))
+            lit = _within(prime, lambda: not screen_is_dark(prime))
         self.note("power-button relay", dark and lit, "a short press turned the screen off and on" if dark and lit
                   else "a short press did not turn the screen off and on: check the relay's wiring")
 
@@ -301,6 +301,8 @@ class Commissioning:
                     power_cycle(relay)
                     self._back_to_keyos("Boot Menu", wrong)
                     return
+            else:
+                time.sleep(st.profile.touch.boot_menu_settle_s)  # nothing reports the menu to a blind bench
             with StylusRobot.open(st.robot, robot_calibration(st)) as robot:
                 robot.press(*entry)
             try:
@@ -392,17 +394,19 @@ class Commissioning:
         tmp.replace(path)
 
 
-def _within(cond, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
+def _within(prime: PrimeClient, cond, timeout: float = 5.0) -> bool:
+    """Whether ``cond()`` (a read of the device) holds within ``timeout`` (idle-machine seconds); between
+    reads it waits on the device's log (a record ends the wait at once), never a fixed pause."""
+    deadline = time.monotonic() + scaled(timeout)
     while not cond():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.1)
+        prime.wait_log(POLL_S)
     return True
 
 
 def _changes(prime: PrimeClient, before: bool) -> bool:
-    return _within(lambda: prime.developer_mode() != before, 3.0)
+    return _within(prime, lambda: prime.developer_mode() != before, 3.0)
 
 
 def serial_on(image: np.ndarray) -> str | None:

@@ -30,9 +30,6 @@ from hil.stimuli.touch import Touch
 HARD_OFF_MS = 10_500  # "hold power 10 s", with a margin
 CLICKS = 3  # the first powers the unit on, the next two open the Boot Menu
 CLICK_GAP_S = 0.2  # a physical release between presses, long enough for keyos-boot's 10 ms button polling
-# assumed: the time keyos-boot takes to draw its menu after the last click. A real pause, not a poll: on a bench
-# without a camera nothing can report the menu (no debug link), and a tap before it lands nowhere.
-MENU_SETTLE_S = 0.5
 # boot/keyos-boot/src/menu_page.rs MenuPage::new: the entry a non-production bootloader adds to its menu
 SAMBA_ENTRY = "(Debug) SAM-BA mode"
 RECOVERY_ENTRY = "Recovery"  # menu_page.rs: an entry of every flavour's Boot Menu
@@ -40,15 +37,20 @@ MENU_READ_S = 10.0  # the camera reads the menu until its entry shows (idle-mach
 
 
 def enter_samba(relay: PowerButtonRelay, touch: Touch, samba_entry: tuple[int, int] | None,
-                find_entry: Callable[[], tuple[int, int]] | None = None) -> None:
+                find_entry: Callable[[], tuple[int, int]] | None = None, blind_settle_s: float = 0.0) -> None:
     """Press the sequence: power off by the long hold, three clicks, tap "SAM-BA mode" where
-    ``find_entry`` (the camera) reads it, else at the profile's ``samba_entry``."""
+    ``find_entry`` (the camera) reads it as soon as it shows, else, ``blind_settle_s`` (the profile's
+    ``touch.boot_menu_settle_s``) after the clicks, at the profile's ``samba_entry``."""
     if find_entry is None and samba_entry is None:
         raise ConfigError("the device profile has no touch.boot_menu_samba (where the Boot Menu's "
                           "'SAM-BA mode' entry is) and no camera reads the menu; wire the station's camera, "
                           "or measure the point on a unit and add it to the profile")
     open_boot_menu(relay)
-    touch.tap(*(find_entry() if find_entry is not None else samba_entry))
+    if find_entry is not None:
+        touch.tap(*find_entry())  # waits on the camera until the entry shows, with its deadline
+        return
+    time.sleep(blind_settle_s)  # nothing can report the menu to a blind bench: wait out its drawing
+    touch.tap(*samba_entry)
 
 
 def _look(display) -> np.ndarray:
@@ -99,13 +101,13 @@ def station_display(station, camera):
 
 
 def open_boot_menu(relay: PowerButtonRelay) -> None:
-    """Power off by the long hold, then the three clicks that open the Boot Menu."""
+    """Power off by the long hold, then the three clicks that open the Boot Menu; returns at the last click,
+    before the menu is drawn (a camera waits for it, a blind bench waits its profile's settle time)."""
     relay.press(hold_ms=HARD_OFF_MS)
     time.sleep(CLICK_GAP_S)
     for _ in range(CLICKS):
         relay.press()
         time.sleep(CLICK_GAP_S)
-    time.sleep(MENU_SETTLE_S)
 
 
 def power_cycle(relay: PowerButtonRelay) -> None:
@@ -209,7 +211,7 @@ def station_enter_samba(station, relay: PowerButtonRelay | None = None, touch: T
             camera = Camera(station.camera, mode=cal.mode if cal else None)
             opened.append(camera)
         find = (lambda: samba_entry_on(station_display(station, camera))) if camera is not None else None
-        enter_samba(relay, touch, station.profile.touch.boot_menu_samba, find)
+        enter_samba(relay, touch, station.profile.touch.boot_menu_samba, find, station.profile.touch.boot_menu_settle_s)
 
     try:
         yield press
