@@ -50,6 +50,7 @@ MODULES = {
     "debug": [SEC + "test_lockdown.py", SEC + "test_trusted_display.py"],
     "bootloader": [SEC + "test_firmware.py"],
     "ctap2": [SEC + "test_fido.py"],
+    "ui": [SEC + "test_trusted_display.py", SEC + "test_permissions.py"],  # the Alerts role's prompts
 }
 FLIP = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
         ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
@@ -167,6 +168,12 @@ def _source(node: ast.AST, parent: ast.AST | None) -> str:
     return text if len(text) <= 70 else text[:69] + "…"
 
 
+def _within(key: str, functions: tuple[str, ...]) -> bool:
+    """Whether a mutant's function (its key's first part) is one of ``functions`` or sits inside one."""
+    scope = key.split(": ", 1)[0]
+    return not functions or any(scope == f or scope.startswith(f + ".") for f in functions)
+
+
 def mutants(module: str) -> list[Mutant]:
     tree = ast.parse((ROOT / "hil" / "emulator" / f"{module}.py").read_text())
     scopes, seen, out = _scopes(tree), {}, []
@@ -179,10 +186,11 @@ def mutants(module: str) -> list[Mutant]:
     return out
 
 
-def sample(module: str, count: int, seed: int) -> list[Mutant]:
+def sample(module: str, count: int, seed: int, functions: tuple[str, ...] = ()) -> list[Mutant]:
     """``count`` mutants of the module (all when 0), drawn by a generator seeded with the seed and the module
-    name, so a module's sample does not depend on which other modules run before it."""
-    todo = mutants(module)
+    name, so a module's sample does not depend on which other modules run before it; only those inside
+    ``functions`` when given (a module's policy code, not the pages it draws)."""
+    todo = [m for m in mutants(module) if _within(m.key, functions)]
     if count:
         todo = sorted(random.Random(f"{seed}:{module}").sample(todo, min(count, len(todo))), key=lambda m: m.index)
     return todo
@@ -254,6 +262,8 @@ def main() -> int:
     ap.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
     ap.add_argument("--max-mutants", type=int, default=0, help="a random sample of this many per module (0: all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--functions", nargs="+", default=[], metavar="NAME",
+                    help="only mutants inside these functions or classes (e.g. boot AntiRollback), for every module run")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant run; past it: killed by timeout")
     args = ap.parse_args()
     equivalent = load_yaml_model(EQUIVALENT, Equivalents).equivalent
@@ -267,7 +277,10 @@ def main() -> int:
         for module in args.modules:
             judged = equivalent.get(module, {})
             every = {m.key for m in mutants(module)}
-            todo = sample(module, args.max_mutants, args.seed)
+            todo = sample(module, args.max_mutants, args.seed, tuple(args.functions))
+            if not todo:
+                print(f"{module}: no mutant inside {' '.join(args.functions)}", flush=True)
+                continue
             results: dict[str, list[Mutant]] = {"killed": [], "survived": [], "broken": [], "timeout": []}
             skipped = [m for m in todo if m.key in judged]
             start = time.monotonic()
