@@ -148,6 +148,12 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "fs-grant-opens-every-location": (
         "a recorded access grant for one location opens every grant-gated location",
         "suites/security/test_isolation.py::test_airlock_with_its_grant_and_read_grant_is_not_write", "development"),
+    "fs-user-grant-opens-usb": (
+        "the fs server takes an app's User access records for the Usb location too (a User grant opens a USB drive)",
+        "suites/security/test_isolation.py::test_a_locations_grants_open_it_and_no_other[User]", "development"),
+    "fs-app-resources-writable": (
+        "the fs server lets an app write its own AppResources (the signed bundle's resources/) as if it were AppData",
+        "suites/security/test_isolation.py::test_own_resources_read_only", "development"),
     "fs-grants-outlive-process": (
         "the fs server keeps a process's access records after it exits, so a reused pid inherits them",
         "suites/security/test_isolation.py::test_grants_die_with_the_process", "development"),
