@@ -4,8 +4,9 @@ regressions of the model (not our seeded list) the suites catch.
 An AST-operator runner: each mutant changes one node of one module (a comparison flipped, ``and``/``or``
 swapped, a ``not`` dropped, an integer constant moved by one, a returned boolean inverted). It is written
 into a private copy of the repository, and the suites that exercise that module run against an emulated
-Prime built from the copy (``-x``: the first red test kills it; a run stopped by a broken test runs again to
-the end, where a later check may still fail). A run that ends broken (infrastructure) is counted apart, never
+Prime built from the copy, a development build and then, if it passed there, a production one
+(``-x``: the first red test kills it; a run stopped by a broken test runs again to the end, where a later check
+may still fail). A run that ends broken (infrastructure) is counted apart, never
 as killed; a run that outlives ``--timeout`` (a mutant that hangs the device) is ended with its whole process
 group and counted as killed by timeout, shown apart. Mutants a person judged equivalent
 (``mutation_equivalent.yaml``, one line of reason each) are left out of the score, which is killed /
@@ -52,6 +53,7 @@ MODULES = {
     "ctap2": [SEC + "test_fido.py"],
     "ui": [SEC + "test_trusted_display.py", SEC + "test_permissions.py"],  # the Alerts role's prompts
 }
+FLAVOURS = ("development", "production")  # the emulated builds each mutant runs on, until one kills it
 FLIP = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
         ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
 
@@ -240,19 +242,30 @@ def _suites(copy: Path, module: str, timeout: float, *options: str) -> tuple[str
     return "broken", (broken or out.strip().splitlines()[-1:] or ["no output"])[0][:200]
 
 
+def _judged(copy: Path, module: str, timeout: float, flavour: str) -> tuple[str, str]:
+    """The module's suites on one build flavour, stopping at the first red test; a run that stops on a broken
+    test is run again to the end, since a check after it may still judge the mutant (a probe that no longer
+    launches breaks the probe's checks, and fails the launch checks)."""
+    options = ("--emulator-flavour", flavour)
+    outcome = _suites(copy, module, timeout, "-x", *options)
+    if outcome[0] == "broken":
+        again = _suites(copy, module, timeout, *options)
+        outcome = again if again[0] == "killed" else outcome  # a full run of broken checks may well time out
+    return outcome
+
+
 def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
-    """The mutant against its suites, stopping at the first red test; a run that stops on a broken test is run
-    again to the end, since a check after it may still judge the mutant (a probe that no longer launches
-    breaks the probe's checks, and fails the launch checks)."""
+    """The mutant against its suites on each build flavour in turn (production-only checks, such as the
+    lockdown of the debug link, run only there), until one does not pass: a survivor passed on every one."""
     target = copy / "hil" / "emulator" / f"{m.module}.py"
     original = target.read_text()
     target.write_text(mutated_source(m))
     try:
-        outcome = _suites(copy, m.module, timeout, "-x")
-        if outcome[0] == "broken":
-            again = _suites(copy, m.module, timeout)
-            outcome = again if again[0] == "killed" else outcome  # a full run of broken checks may well time out
-        return outcome
+        for flavour in FLAVOURS:
+            outcome, by = _judged(copy, m.module, timeout, flavour)
+            if outcome != "survived":
+                return outcome, f"{by} ({flavour})"
+        return "survived", ""
     finally:
         target.write_text(original)
 
