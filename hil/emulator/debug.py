@@ -183,7 +183,7 @@ class DebugProtocol:
         with self.prime.lock:
             if refused := self._locked_or_no_developer_mode("set_system_time"):
                 return refused
-            if seconds == 0 or seconds > 0xFFFFFFFF:
+            if (seconds == 0 and not self.prime.keyos.defects.has("clock-takes-zero")) or seconds > 0xFFFFFFFF:
                 self.log("WARN", f"set_system_time rejected: {seconds} is outside the RTC range")
                 return ERR
             self.prime.clock_offset = seconds - int(time.time())

@@ -176,6 +176,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "with Developer Mode off, a development build still takes sideloads and certificates",
         "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates",
         "development"),
+    "clock-takes-zero": (
+        "SET_SYSTEM_TIME takes 0 (the clock set to 1970, before every certificate's not-before) instead of Err",
+        "suites/security/test_lockdown.py::test_clock_takes_exactly_the_rtc_range", "development"),
     "bootloader-accepts-third-party": (
         "keyos-boot boots an image signed only in the second slot by a key it does not know (ThirdParty)",
         "suites/security/test_firmware.py::test_device_refuses_bad_firmware[developer-signed]", "production"),
