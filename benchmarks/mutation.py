@@ -13,7 +13,8 @@ group and counted as killed by timeout, shown apart. Mutants a person judged equ
 non-equivalent mutants run. Each mutant is listed as it ends, with its line and key and the test that killed
 it: a survivor is for a person to judge (equivalent) or to write the missing check for.
 ``--max-mutants N --seed S`` samples N mutants of each module, the same ones for the same seed and module
-source whatever other modules run.
+source whatever other modules run; ``--functions`` keeps a module's policy code only (its pages and layout
+left out); ``--keys`` runs exactly the mutants named (a sample's survivors again, once a check is added).
 
     .venv/bin/python benchmarks/mutation.py --modules broker --max-mutants 8 --seed 1 [--timeout 300]
 """
@@ -277,6 +278,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--functions", nargs="+", default=[], metavar="NAME",
                     help="only mutants inside these functions or classes (e.g. boot AntiRollback), for every module run")
+    ap.add_argument("--keys", nargs="+", default=[], metavar="KEY",
+                    help="only the mutants with these keys, as a run prints them (e.g. survivors, after a new check)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant run; past it: killed by timeout")
     args = ap.parse_args()
     equivalent = load_yaml_model(EQUIVALENT, Equivalents).equivalent
@@ -291,8 +294,10 @@ def main() -> int:
             judged = equivalent.get(module, {})
             every = {m.key for m in mutants(module)}
             todo = sample(module, args.max_mutants, args.seed, tuple(args.functions))
+            if args.keys:
+                todo = [m for m in mutants(module) if m.key in args.keys]
             if not todo:
-                print(f"{module}: no mutant inside {' '.join(args.functions)}", flush=True)
+                print(f"{module}: no mutant sampled ({' '.join(args.functions + args.keys)})", flush=True)
                 continue
             results: dict[str, list[Mutant]] = {"killed": [], "survived": [], "broken": [], "timeout": []}
             skipped = [m for m in todo if m.key in judged]
