@@ -49,7 +49,7 @@ MODULES = {
     "app_manager": [SEC + "test_permissions.py", SEC + "test_secure_element.py"],
     "fs": [SEC + "test_isolation.py"],
     "secure_element": [SEC + "test_secure_element.py"],
-    "debug": [SEC + "test_lockdown.py", SEC + "test_trusted_display.py"],
+    "debug": [SEC + "test_lockdown.py", SEC + "test_trusted_display.py", SEC + "test_permissions.py"],  # + sideloads
     "bootloader": [SEC + "test_firmware.py"],
     "ctap2": [SEC + "test_fido.py"],
     "ui": [SEC + "test_trusted_display.py", SEC + "test_permissions.py"],  # the Alerts role's prompts
