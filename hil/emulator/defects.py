@@ -141,6 +141,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "sideload-manifest-not-bound-to-elf": (
         "a validly signed manifest launches with another validly signed ELF of its publisher (fileHashes unchecked)",
         "suites/security/test_permissions.py::test_manifest_is_bound_to_its_elf", "development"),
+    "sideload-path-dotdot": (
+        "LOAD_APP_FILE_BEGIN lets '..' parts through, so a sideload writes outside its own app's directory",
+        "suites/security/test_permissions.py::test_sideload_paths_stay_inside_the_bundle", "development"),
     "certificate-installed-despite-fingerprint": (
         "INSTALL_CERTIFICATE stores the certificate before comparing the fingerprint, then answers Err",
         "suites/security/test_permissions.py::test_certificate_with_a_wrong_fingerprint_installs_nothing",
