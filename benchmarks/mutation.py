@@ -243,11 +243,11 @@ def _suites(copy: Path, module: str, timeout: float, *options: str) -> tuple[str
     return "broken", (broken or out.strip().splitlines()[-1:] or ["no output"])[0][:200]
 
 
-def _judged(copy: Path, module: str, timeout: float, flavour: str) -> tuple[str, str]:
+def _judged(copy: Path, module: str, timeout: float, flavour: str, *extra: str) -> tuple[str, str]:
     """The module's suites on one build flavour, stopping at the first red test; a run that stops on a broken
     test is run again to the end, since a check after it may still judge the mutant (a probe that no longer
     launches breaks the probe's checks, and fails the launch checks)."""
-    options = ("--emulator-flavour", flavour)
+    options = ("--emulator-flavour", flavour, *extra)
     outcome = _suites(copy, module, timeout, "-x", *options)
     if outcome[0] == "broken":
         again = _suites(copy, module, timeout, *options)
@@ -255,7 +255,7 @@ def _judged(copy: Path, module: str, timeout: float, flavour: str) -> tuple[str,
     return outcome
 
 
-def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
+def run(m: Mutant, copy: Path, timeout: float, *extra: str) -> tuple[str, str]:
     """The mutant against its suites on each build flavour in turn (production-only checks, such as the
     lockdown of the debug link, run only there), until one does not pass: a survivor passed on every one."""
     target = copy / "hil" / "emulator" / f"{m.module}.py"
@@ -263,7 +263,7 @@ def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
     target.write_text(mutated_source(m))
     try:
         for flavour in FLAVOURS:
-            outcome, by = _judged(copy, m.module, timeout, flavour)
+            outcome, by = _judged(copy, m.module, timeout, flavour, *extra)
             if outcome != "survived":
                 return outcome, f"{by} ({flavour})"
         return "survived", ""
@@ -280,6 +280,8 @@ def main() -> int:
                     help="only mutants inside these functions or classes (e.g. boot AntiRollback), for every module run")
     ap.add_argument("--keys", nargs="+", default=[], metavar="KEY",
                     help="only the mutants with these keys, as a run prints them (e.g. survivors, after a new check)")
+    ap.add_argument("--destructive", action="store_true",
+                    help="run the suites' destructive checks too (seed wipes: the emulated Prime is disposable)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant run; past it: killed by timeout")
     args = ap.parse_args()
     equivalent = load_yaml_model(EQUIVALENT, Equivalents).equivalent
@@ -303,7 +305,8 @@ def main() -> int:
             skipped = [m for m in todo if m.key in judged]
             start = time.monotonic()
             for m in todo:  # one line per mutant as it ends: a campaign of hours shows its survivors early
-                outcome, by = ("equivalent", judged[m.key]) if m.key in judged else run(m, copy, args.timeout)
+                outcome, by = ("equivalent", judged[m.key]) if m.key in judged else \
+                    run(m, copy, args.timeout, *(["--destructive"] if args.destructive else []))
                 if outcome != "equivalent":
                     results[outcome].append(m)
                 print(f"  {outcome}: hil/emulator/{module}.py:{m.line}: {m.key}", flush=True)
