@@ -49,6 +49,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "broker-allows-on-timeout": (
         "a prompt dropped unanswered resolves as allowed",
         "suites/security/test_permissions.py::test_unanswered_prompt_denies_and_stores_nothing", "development"),
+    "modal-ignores-drags": (
+        "a drag on the screen while a prompt is up goes to the app beneath it, so it neither cancels nor answers it",
+        "suites/security/test_permissions.py::test_a_touch_outside_the_prompt_denies_and_stores_nothing[drag]",
+        "development"),
     "broker-ignores-persisted-deny": (
         "a stored 'Never Allow' is ignored and the user is asked again",
         "suites/security/test_permissions.py::test_never_allow_persists", "development"),
