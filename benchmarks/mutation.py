@@ -4,15 +4,17 @@ regressions of the model (not our seeded list) the suites catch.
 An AST-operator runner: each mutant changes one node of one module (a comparison flipped, ``and``/``or``
 swapped, a ``not`` dropped, an integer constant moved by one, a returned boolean inverted). It is written
 into a private copy of the repository, and the suites that exercise that module run against an emulated
-Prime built from the copy (``-x``: the first red test kills it; a run stopped by a broken test runs again to
-the end, where a later check may still fail). A run that ends broken (infrastructure) is counted apart, never
+Prime built from the copy, a development build and then, if it passed there, a production one
+(``-x``: the first red test kills it; a run stopped by a broken test runs again to the end, where a later check
+may still fail). A run that ends broken (infrastructure) is counted apart, never
 as killed; a run that outlives ``--timeout`` (a mutant that hangs the device) is ended with its whole process
 group and counted as killed by timeout, shown apart. Mutants a person judged equivalent
 (``mutation_equivalent.yaml``, one line of reason each) are left out of the score, which is killed /
 non-equivalent mutants run. Each mutant is listed as it ends, with its line and key and the test that killed
 it: a survivor is for a person to judge (equivalent) or to write the missing check for.
 ``--max-mutants N --seed S`` samples N mutants of each module, the same ones for the same seed and module
-source whatever other modules run.
+source whatever other modules run; ``--functions`` keeps a module's policy code only (its pages and layout
+left out); ``--keys`` runs exactly the mutants named (a sample's survivors again, once a check is added).
 
     .venv/bin/python benchmarks/mutation.py --modules broker --max-mutants 8 --seed 1 [--timeout 300]
 """
@@ -47,10 +49,12 @@ MODULES = {
     "app_manager": [SEC + "test_permissions.py", SEC + "test_secure_element.py"],
     "fs": [SEC + "test_isolation.py"],
     "secure_element": [SEC + "test_secure_element.py"],
-    "debug": [SEC + "test_lockdown.py", SEC + "test_trusted_display.py"],
+    "debug": [SEC + "test_lockdown.py", SEC + "test_trusted_display.py", SEC + "test_permissions.py"],  # + sideloads
     "bootloader": [SEC + "test_firmware.py"],
     "ctap2": [SEC + "test_fido.py"],
+    "ui": [SEC + "test_trusted_display.py", SEC + "test_permissions.py"],  # the Alerts role's prompts
 }
+FLAVOURS = ("development", "production")  # the emulated builds each mutant runs on, until one kills it
 FLIP = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
         ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
 
@@ -167,6 +171,12 @@ def _source(node: ast.AST, parent: ast.AST | None) -> str:
     return text if len(text) <= 70 else text[:69] + "…"
 
 
+def _within(key: str, functions: tuple[str, ...]) -> bool:
+    """Whether a mutant's function (its key's first part) is one of ``functions`` or sits inside one."""
+    scope = key.split(": ", 1)[0]
+    return not functions or any(scope == f or scope.startswith(f + ".") for f in functions)
+
+
 def mutants(module: str) -> list[Mutant]:
     tree = ast.parse((ROOT / "hil" / "emulator" / f"{module}.py").read_text())
     scopes, seen, out = _scopes(tree), {}, []
@@ -179,10 +189,11 @@ def mutants(module: str) -> list[Mutant]:
     return out
 
 
-def sample(module: str, count: int, seed: int) -> list[Mutant]:
+def sample(module: str, count: int, seed: int, functions: tuple[str, ...] = ()) -> list[Mutant]:
     """``count`` mutants of the module (all when 0), drawn by a generator seeded with the seed and the module
-    name, so a module's sample does not depend on which other modules run before it."""
-    todo = mutants(module)
+    name, so a module's sample does not depend on which other modules run before it; only those inside
+    ``functions`` when given (a module's policy code, not the pages it draws)."""
+    todo = [m for m in mutants(module) if _within(m.key, functions)]
     if count:
         todo = sorted(random.Random(f"{seed}:{module}").sample(todo, min(count, len(todo))), key=lambda m: m.index)
     return todo
@@ -232,19 +243,30 @@ def _suites(copy: Path, module: str, timeout: float, *options: str) -> tuple[str
     return "broken", (broken or out.strip().splitlines()[-1:] or ["no output"])[0][:200]
 
 
-def run(m: Mutant, copy: Path, timeout: float) -> tuple[str, str]:
-    """The mutant against its suites, stopping at the first red test; a run that stops on a broken test is run
-    again to the end, since a check after it may still judge the mutant (a probe that no longer launches
-    breaks the probe's checks, and fails the launch checks)."""
+def _judged(copy: Path, module: str, timeout: float, flavour: str, *extra: str) -> tuple[str, str]:
+    """The module's suites on one build flavour, stopping at the first red test; a run that stops on a broken
+    test is run again to the end, since a check after it may still judge the mutant (a probe that no longer
+    launches breaks the probe's checks, and fails the launch checks)."""
+    options = ("--emulator-flavour", flavour, *extra)
+    outcome = _suites(copy, module, timeout, "-x", *options)
+    if outcome[0] == "broken":
+        again = _suites(copy, module, timeout, *options)
+        outcome = again if again[0] == "killed" else outcome  # a full run of broken checks may well time out
+    return outcome
+
+
+def run(m: Mutant, copy: Path, timeout: float, *extra: str) -> tuple[str, str]:
+    """The mutant against its suites on each build flavour in turn (production-only checks, such as the
+    lockdown of the debug link, run only there), until one does not pass: a survivor passed on every one."""
     target = copy / "hil" / "emulator" / f"{m.module}.py"
     original = target.read_text()
     target.write_text(mutated_source(m))
     try:
-        outcome = _suites(copy, m.module, timeout, "-x")
-        if outcome[0] == "broken":
-            again = _suites(copy, m.module, timeout)
-            outcome = again if again[0] == "killed" else outcome  # a full run of broken checks may well time out
-        return outcome
+        for flavour in FLAVOURS:
+            outcome, by = _judged(copy, m.module, timeout, flavour, *extra)
+            if outcome != "survived":
+                return outcome, f"{by} ({flavour})"
+        return "survived", ""
     finally:
         target.write_text(original)
 
@@ -254,6 +276,12 @@ def main() -> int:
     ap.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
     ap.add_argument("--max-mutants", type=int, default=0, help="a random sample of this many per module (0: all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--functions", nargs="+", default=[], metavar="NAME",
+                    help="only mutants inside these functions or classes (e.g. boot AntiRollback), for every module run")
+    ap.add_argument("--keys", nargs="+", default=[], metavar="KEY",
+                    help="only the mutants with these keys, as a run prints them (e.g. survivors, after a new check)")
+    ap.add_argument("--destructive", action="store_true",
+                    help="run the suites' destructive checks too (seed wipes: the emulated Prime is disposable)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant run; past it: killed by timeout")
     args = ap.parse_args()
     equivalent = load_yaml_model(EQUIVALENT, Equivalents).equivalent
@@ -267,12 +295,18 @@ def main() -> int:
         for module in args.modules:
             judged = equivalent.get(module, {})
             every = {m.key for m in mutants(module)}
-            todo = sample(module, args.max_mutants, args.seed)
+            todo = sample(module, args.max_mutants, args.seed, tuple(args.functions))
+            if args.keys:
+                todo = [m for m in mutants(module) if m.key in args.keys]
+            if not todo:
+                print(f"{module}: no mutant sampled ({' '.join(args.functions + args.keys)})", flush=True)
+                continue
             results: dict[str, list[Mutant]] = {"killed": [], "survived": [], "broken": [], "timeout": []}
             skipped = [m for m in todo if m.key in judged]
             start = time.monotonic()
             for m in todo:  # one line per mutant as it ends: a campaign of hours shows its survivors early
-                outcome, by = ("equivalent", judged[m.key]) if m.key in judged else run(m, copy, args.timeout)
+                outcome, by = ("equivalent", judged[m.key]) if m.key in judged else \
+                    run(m, copy, args.timeout, *(["--destructive"] if args.destructive else []))
                 if outcome != "equivalent":
                     results[outcome].append(m)
                 print(f"  {outcome}: hil/emulator/{module}.py:{m.line}: {m.key}", flush=True)

@@ -1,5 +1,5 @@
 """The mutation benchmark's own rules: a module's sample is the same for the same seed whatever else runs,
-every equivalent-mutant judgement still names a mutant of today's source, and a run that outlives its
+a ``--functions`` sample holds only mutants of those functions, every equivalent-mutant judgement still names a mutant of today's source, and a run that outlives its
 timeout takes its whole process group (the emulated Prime it started) with it."""
 
 from __future__ import annotations
@@ -21,6 +21,14 @@ def test_a_modules_sample_repeats_for_its_seed():
     assert [m.key for m in first] == [m.key for m in mutation.sample("broker", 5, seed=3)]
     assert len(first) == 5 and len({m.key for m in first}) == 5
     assert {m.key for m in mutation.sample("broker", 0, seed=3)} == {m.key for m in mutation.mutants("broker")}
+
+
+def test_a_function_filter_samples_only_inside_those_functions():
+    policy = mutation.sample("bootloader", 0, seed=3, functions=("boot", "AntiRollback"))
+    assert policy and all(m.key.split(": ")[0] in ("boot", "AntiRollback.value", "AntiRollback.raise_to")
+                          for m in policy)
+    assert len(policy) < len(mutation.mutants("bootloader"))  # the drawing code is left out
+    assert not mutation.sample("bootloader", 0, seed=3, functions=("boo",))  # a name, not a prefix
 
 
 def test_every_equivalent_judgement_names_a_mutant_of_todays_source():

@@ -31,6 +31,7 @@ from hil.flash.manifest import CapabilityMatrix, Manifest, ManifestError, Messag
 
 APP_MANAGER_ID = b"app-manager".ljust(16, b"\0")
 GRANTS_FILE = "permission_grants.json"
+RESOURCES = "resources/"  # a bundle's folder that fs serves as its AppResources location (keyos.md §2.1)
 MAX_CERT_BYTES = 16 * 1024
 
 
@@ -122,8 +123,12 @@ class AppManager:
         return existing is None or existing.sideloaded or self.defects.has("sideload-shadows-foundation-app")
 
     def install_sideloaded(self, app_id: bytes, files: dict[str, bytes]) -> InstalledApp:
+        """The bundle's ``resources/`` become the app's ``AppResources`` location (fs ``RegisterAppResources``)."""
         app = InstalledApp(app_id, None, foundation=False, sideloaded=True, files=dict(files))
         self.apps[app_id] = app
+        for path, data in files.items():
+            if path.startswith(RESOURCES):
+                self.fs.system_write(Location.AppResources, app_id, path.removeprefix(RESOURCES), data)
         return app
 
     def import_certificate(self, fingerprint: str, pem: bytes) -> PublisherCert:

@@ -183,7 +183,7 @@ class DebugProtocol:
         with self.prime.lock:
             if refused := self._locked_or_no_developer_mode("set_system_time"):
                 return refused
-            if seconds == 0 or seconds > 0xFFFFFFFF:
+            if (seconds == 0 and not self.prime.keyos.defects.has("clock-takes-zero")) or seconds > 0xFFFFFFFF:
                 self.log("WARN", f"set_system_time rejected: {seconds} is outside the RTC range")
                 return ERR
             self.prime.clock_offset = seconds - int(time.time())
@@ -260,7 +260,8 @@ class DebugProtocol:
         with self.prime.lock:
             if refused := self._locked_during_upload("LOAD_APP_FILE_BEGIN"):
                 return refused
-            if len(payload) - 8 > p.MAX_SIDELOAD_PATH or not valid_upload_path(path):
+            lax = self.prime.keyos.defects.has("sideload-path-dotdot") and valid_upload_path(path.replace("..", "p"))
+            if len(payload) - 8 > p.MAX_SIDELOAD_PATH or not (valid_upload_path(path) or lax):
                 self.log("WARN", f"LOAD_APP_FILE_BEGIN: invalid file path: {path!r}")
                 return ERR
             if self.upload is None or self.upload.current is not None:

@@ -49,6 +49,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "broker-allows-on-timeout": (
         "a prompt dropped unanswered resolves as allowed",
         "suites/security/test_permissions.py::test_unanswered_prompt_denies_and_stores_nothing", "development"),
+    "modal-ignores-drags": (
+        "a drag on the screen while a prompt is up goes to the app beneath it, so it neither cancels nor answers it",
+        "suites/security/test_permissions.py::test_a_touch_outside_the_prompt_denies_and_stores_nothing[drag]",
+        "development"),
     "broker-ignores-persisted-deny": (
         "a stored 'Never Allow' is ignored and the user is asked again",
         "suites/security/test_permissions.py::test_never_allow_persists", "development"),
@@ -141,6 +145,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "sideload-manifest-not-bound-to-elf": (
         "a validly signed manifest launches with another validly signed ELF of its publisher (fileHashes unchecked)",
         "suites/security/test_permissions.py::test_manifest_is_bound_to_its_elf", "development"),
+    "sideload-path-dotdot": (
+        "LOAD_APP_FILE_BEGIN lets '..' parts through, so a sideload writes outside its own app's directory",
+        "suites/security/test_permissions.py::test_sideload_paths_stay_inside_the_bundle", "development"),
     "certificate-installed-despite-fingerprint": (
         "INSTALL_CERTIFICATE stores the certificate before comparing the fingerprint, then answers Err",
         "suites/security/test_permissions.py::test_certificate_with_a_wrong_fingerprint_installs_nothing",
@@ -148,6 +155,12 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "fs-grant-opens-every-location": (
         "a recorded access grant for one location opens every grant-gated location",
         "suites/security/test_isolation.py::test_airlock_with_its_grant_and_read_grant_is_not_write", "development"),
+    "fs-user-grant-opens-usb": (
+        "the fs server takes an app's User access records for the Usb location too (a User grant opens a USB drive)",
+        "suites/security/test_isolation.py::test_a_locations_grants_open_it_and_no_other[User]", "development"),
+    "fs-app-resources-writable": (
+        "the fs server lets an app write its own AppResources (the signed bundle's resources/) as if it were AppData",
+        "suites/security/test_isolation.py::test_own_resources_read_only", "development"),
     "fs-grants-outlive-process": (
         "the fs server keeps a process's access records after it exits, so a reused pid inherits them",
         "suites/security/test_isolation.py::test_grants_die_with_the_process", "development"),
@@ -174,6 +187,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "with Developer Mode off, a development build still takes sideloads and certificates",
         "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates",
         "development"),
+    "clock-takes-zero": (
+        "SET_SYSTEM_TIME takes 0 (the clock set to 1970, before every certificate's not-before) instead of Err",
+        "suites/security/test_lockdown.py::test_clock_takes_exactly_the_rtc_range", "development"),
     "bootloader-accepts-third-party": (
         "keyos-boot boots an image signed only in the second slot by a key it does not know (ThirdParty)",
         "suites/security/test_firmware.py::test_device_refuses_bad_firmware[developer-signed]", "production"),

@@ -84,6 +84,8 @@ class FileSystem:
             return True
         if self.defects.has("fs-grant-opens-every-location"):
             return any(g[0] == pid and (g[2] or not write) for g in self._grants)
+        if loc is Location.Usb and self.defects.has("fs-user-grant-opens-usb"):
+            return self._allowed(pid, Location.User, write)
         if write:
             return (pid, loc, True) in self._grants
         return (pid, loc, False) in self._grants or (pid, loc, True) in self._grants
@@ -110,7 +112,8 @@ class FileSystem:
 
     def check(self, pid: int, app_id: bytes, loc: Location, write: bool) -> None:
         """The open-time check of ``access.rs``."""
-        if write and loc in READ_ONLY:
+        writable = loc is Location.AppResources and self.defects.has("fs-app-resources-writable")
+        if write and loc in READ_ONLY and not writable:
             raise FsError(XousError.InvalidOperation, f"{loc.name} is read-only")
         if loc in ACCESS_MESSAGES and not self._allowed(pid, loc, write):
             if write:

@@ -229,7 +229,7 @@ class UI:
     def swipe(self, sx: int, sy: int, ex: int, ey: int) -> None:
         if self.control_center_open:
             self.control_center.swipe(sx, sy, ex, ey)
-        elif self.modal is not None and not self._modals_hidden():
+        elif self.modal is not None and not self._modals_hidden() and not self.prime.keyos.defects.has("modal-ignores-drags"):
             self._modal_tap(sx, sy)
         else:
             self.front().swipe(sx, sy, ex, ey)

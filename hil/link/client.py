@@ -170,6 +170,11 @@ class PrimeClient:
     def install_certificate(self, fingerprint: str, pem: bytes) -> None:
         self._ok(protocol.install_certificate(fingerprint, pem), "INSTALL_CERTIFICATE")
 
+    def request(self, body: bytes) -> bytes:
+        """One request as given, unchecked by the host (a suite's input that the device itself must refuse):
+        the OK payload, or CommandRefused."""
+        return self._ok(body, Cmd(body[0]).name)
+
     def sideload(self, app_id: str | bytes, files: Mapping[str, bytes] | Path) -> None:
         """Upload an app bundle (``{relative path: bytes}`` or a directory) with LOAD_APP_*.
 

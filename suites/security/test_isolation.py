@@ -92,6 +92,40 @@ def test_airlock_with_its_grant_and_read_grant_is_not_write(probe, probe_id, tem
     assert [r["result"] for r in elsewhere] == ["AccessDenied"] * 2, f"the Airlock grant opened another location: {elsewhere}"
 
 
+GRANT_GATED = ["User", "Airlock", "Usb"]  # the locations a third-party app opens with its grants (keyos.md §2.1)
+
+
+@pytest.mark.parametrize("location", GRANT_GATED)
+def test_a_locations_grants_open_it_and_no_other(location, probe, probe_id, templates, screen):
+    """Scope per location (``access.rs`` records ``(pid, location)``): both grants of one location open it, and
+    every other grant-gated location stays closed, to reads (AccessDenied) and writes (InvalidOperation)."""
+    others = [o for o in GRANT_GATED if o != location]
+    m = manifest_for(probe_id(), "One Location", {"os/fs": [f"Get{location}ReadAccess", f"Get{location}WriteAccess"]},
+                     templates, template=("gui-app", "fs-generic"))
+    run = probe.run(m, [P.open_file(location, "probe.bin", "write", timeout_s=60), P.open_file(location, "probe.bin", "read"),
+                        *(P.open_file(o, "probe.bin", mode, timeout_s=20) for o in others for mode in ("read", "write"))])
+    answer_prompt(screen, "Always Allow", run=run, step=0)
+    write, read, *elsewhere = run.finish(timeout=90)
+    assert write["access"] == read["access"] == "Ok", f"{location}'s own grants were refused (control): {write}, {read}"
+    if location == "User":  # there from the first unlock; a USB drive and the Airlock come and go (keyos.md §2.1)
+        assert write["result"] == read["result"] == "Ok", f"User with its grants did not open: {write}, {read}"
+    answers = [(r["access"], r["result"]) for r in elsewhere]
+    assert answers == [("AccessDenied", "AccessDenied"), ("AccessDenied", "InvalidOperation")] * len(others), \
+        f"{location}'s grants opened {', '.join(others)} (read, write each): {answers}"
+
+
+def test_own_resources_read_only(probe, probe_id, templates):
+    """AppResources is the app's own bundle ``resources/``, read without a grant and never written
+    (keyos.md §2.1); CommonAssets is read-only too. The probe reads its own plan there (docs/probe.md §1)."""
+    run = probe.run(manifest_for(probe_id(), "Resources", {}, templates, template=("gui-app", "fs-generic")),
+                    [P.open_file("AppResources", "probe-plan.json", "read"),
+                     P.open_file("AppResources", "probe-plan.json", "write"),
+                     P.open_file("CommonAssets", "probe.bin", "write")])
+    read, *writes = run.finish(timeout=60)
+    assert read["result"] == "Ok", f"the probe cannot read its own plan: {read}"
+    assert [w["result"] for w in writes] == ["InvalidOperation"] * 2, f"a read-only location took a write: {writes}"
+
+
 def test_grants_die_with_the_process(probe, probe_id, templates, screen, unlocked_prime):
     """A process's access records go when it exits: another app given the same PID inherits nothing."""
     holder = probe.run(manifest_for(probe_id("holder"), "Holder", {"os/fs": ["GetAirlockReadAccess"]}, templates,

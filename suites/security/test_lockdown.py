@@ -52,6 +52,32 @@ def test_production_refuses_setting_the_clock(prime):
     assert abs(prime.system_time() - now) < 60, "the refused SET_SYSTEM_TIME still moved the clock"
 
 
+U32_MAX = 0xFFFF_FFFF
+
+
+@pytest.mark.development_only  # a production build refuses SET_SYSTEM_TIME outright
+def test_clock_takes_exactly_the_rtc_range(prime):
+    """SET_SYSTEM_TIME rejects 0 and values above u32::MAX (``os/usb-debug/src/dispatch.rs``, keyos.md §10 "Lock
+    rules"), leaving the clock alone, and takes u32::MAX itself; the clock is put back after."""
+    now, since = prime.system_time(), time.monotonic()
+    refused, moved, top = {}, {}, None
+    try:
+        for second in (0, U32_MAX + 1):
+            try:
+                prime.set_system_time(second)
+                refused[second] = False
+            except CommandRefused:
+                refused[second] = True
+            moved[second] = abs(prime.system_time() - (now + time.monotonic() - since)) > 60
+        prime.set_system_time(U32_MAX)
+        top = prime.system_time()
+    finally:
+        prime.set_system_time(now + round(time.monotonic() - since))
+    assert refused == {0: True, U32_MAX + 1: True} and not any(moved.values()), \
+        f"outside the RTC range, SET_SYSTEM_TIME refused {refused} and moved the clock {moved}"
+    assert U32_MAX <= top < U32_MAX + 60, f"the clock set to u32::MAX reads {top}"
+
+
 @pytest.mark.production_only
 def test_production_refuses_reboot_to_samba(prime):
     with pytest.raises(DeviceError):

@@ -10,6 +10,7 @@ broker's prompt (read on the display) and each answer behaves and persists as sp
 from __future__ import annotations
 
 import contextlib
+import struct
 import time
 from pathlib import Path
 
@@ -18,8 +19,8 @@ import pytest
 from hil import probe as P
 from hil.errors import InfrastructureError
 from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates, loads, sign_manifest
-from hil.link.client import DeviceError
-from hil.link.protocol import LaunchStatus
+from hil.link.client import CommandRefused, DeviceError
+from hil.link.protocol import Cmd, LaunchStatus, load_app_begin, request
 from hil.link.transport import LinkError
 
 from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for,
@@ -248,7 +249,9 @@ def test_unanswered_prompt_denies_and_stores_nothing(probe, probe_id, templates,
     assert again.step(0, timeout=60)["result"] == "AccessDenied"
 
 
-def test_a_touch_outside_the_prompt_denies_and_stores_nothing(probe, probe_id, templates, screen, touch, station):
+@pytest.mark.parametrize("gesture", ["tap", "drag"])
+def test_a_touch_outside_the_prompt_denies_and_stores_nothing(gesture, probe, probe_id, templates, screen, touch,
+                                                               station):
     """gui-server cancels the popup on a press above it (os/gui-server/src/modal.rs ``modal_process_touch``),
     and a canceled permission prompt denies without recording a decision (permissions.rs
     ``PendingPermissionPrompt::finish``: ``AlertResult::Canceled``)."""
@@ -257,8 +260,17 @@ def test_a_touch_outside_the_prompt_denies_and_stores_nothing(probe, probe_id, t
     screen.wait_for("Allow Access?")
     run.pump(0.05)
     assert 0 not in run.records, f"step 0 was answered {run.records[0]['result']!r} before the prompt was dismissed"
-    touch.tap(*outside_the_prompt(station.profile))
-    assert run.step(0, timeout=60)["result"] == "AccessDenied", "a prompt dismissed by a touch outside it did not deny"
+    x, y = outside_the_prompt(station.profile)
+    if gesture == "tap":
+        touch.tap(x, y)
+    else:  # a drag that starts above the popup and stays there: the press point decides (modal_process_touch)
+        touch.swipe(x, y, x, y + 40)
+    deadline = time.monotonic() + 30
+    while 0 not in run.records and time.monotonic() < deadline:
+        run.pump(0.1)
+    if 0 not in run.records:  # still parked: a prompt still shown is the evidence, anything else proves nothing
+        assert "Allow Access?" not in screen.text(), f"the prompt stayed up after a {gesture} above it"
+    assert run.step(0, timeout=60)["result"] == "AccessDenied", f"a prompt dismissed by a {gesture} outside it did not deny"
     probe.close(run)
     again = probe.launch(app_id)
     answer_prompt(screen, "Not Now", run=again, step=0)  # asked again: nothing was stored
@@ -315,6 +327,26 @@ def test_sideload_cannot_take_a_foundation_app_id(probe, templates, unlocked_pri
 
 def _bundle(probe, manifest, steps):
     return P.bundle(probe.elf, manifest, steps, probe.publisher, timestamp=probe.client.system_time())
+
+
+# paths a sideload must not write: out of the bundle, absolute, or with an empty or '.' part or a trailing '/'
+ESCAPES = ["../escape.bin", "/escape.bin", "resources/../../escape.bin", "resources//x", "resources/./x", "resources/"]
+
+
+def test_sideload_paths_stay_inside_the_bundle(probe_id, unlocked_prime):
+    """LOAD_APP_FILE_BEGIN takes a relative path without empty, '.' or '..' parts or a trailing '/'
+    (``os/usb-debug/src/dispatch.rs`` ``is_valid_upload_relative_path``): the device itself refuses each escape
+    with Err, sent past the host's own check, and takes the shortest path, one character."""
+    app_id = probe_id()
+    taken = {}
+    for path in [*ESCAPES, "x"]:
+        unlocked_prime.request(load_app_begin(app_id))  # each path in a session of its own
+        try:
+            unlocked_prime.request(request(Cmd.LOAD_APP_FILE_BEGIN, struct.pack("<Q", 1) + path.encode()))
+            taken[path] = True
+        except CommandRefused:
+            taken[path] = False
+    assert taken == {**dict.fromkeys(ESCAPES, False), "x": True}, f"LOAD_APP_FILE_BEGIN took (path: taken): {taken}"
 
 
 def test_tampered_manifest_does_not_launch(probe, probe_id, templates, unlocked_prime):
