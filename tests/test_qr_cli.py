@@ -59,7 +59,10 @@ def test_show_serves_until_interrupted():
     import cv2
     import numpy as np
 
-    code = "from hil.stimuli.cli import qr_app; qr_app(['show', 'hello lab', '--address', 'http://127.0.0.1:0'])"
+    # Ctrl-C as a terminal delivers it: a shell's background job (a CI runner may start make so) inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt for it
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from hil.stimuli.cli import qr_app; qr_app(['show', 'hello lab', '--address', 'http://127.0.0.1:0'])")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
