@@ -616,7 +616,8 @@ def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, m
     assert (tmp_path / "reports" / "nightly").is_dir(), r.output
     night = sorted((tmp_path / "reports" / "nightly").iterdir())[-1]
     meta = json.loads((night / "run.json").read_text())
-    assert r.exit_code == 0, r.output + (night / "pytest.log").read_text()[-3000:]
+    log = night / "pytest.log"
+    assert r.exit_code == 0, r.output + (log.read_text()[-3000:] if log.exists() else "(pytest never started)")
     assert "sign-off: GO" in r.output
     assert meta["flashed"] == {"b1s1": "flashed"} and meta["broken_stations"] == {}
     assert meta["profiles"] == ["prime-emulated"]

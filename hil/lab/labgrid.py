@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 
 from hil.errors import ConfigError, InfrastructureError
+from hil.machine import scaled
 
 SCHEME = "labgrid://"
 DEFAULT_PORT = 20408
@@ -110,11 +111,12 @@ class Coordinator:
         import grpc
         from labgrid.remote.client import Error
 
+        timeout = scaled(self.timeout)  # the coordinator may share this host's cores (a lab of one host)
         try:
-            return self.loop.run_until_complete(asyncio.wait_for(coro, self.timeout))
+            return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
         except TimeoutError:
             raise CoordinatorUnavailable(f"labgrid coordinator {self.address}: no answer to {what} within "
-                                         f"{self.timeout:g} s") from None
+                                         f"{timeout:.3g} s") from None
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.UNAVAILABLE:
                 raise CoordinatorUnavailable(f"labgrid coordinator {self.address} unavailable ({what})") from None
