@@ -88,7 +88,8 @@ def test_the_text_shows_what_the_shapes_told():
     as read (the value checks hold it unsure); a capital I among lowercase letters and digits is written l."""
     assert ocr.as_told("pz7v9170", (0.99,) * 5 + (0.5,) + (0.99,) * 2, ("",) * 5 + ("l", "", "")) == "pz7v9l70"
     assert ocr.as_told("pz7v9170", (0.99,) * 8, ("",) * 5 + ("l", "", "")) == "pz7v9170"
-    assert ocr.as_told("Iw9zh7 AIIow 12", (), ()) == "lw9zh7 AIIow 12"
+    assert ocr.as_told("Iw9zh7 AIIow 12 System Information walIet", (), ()) == \
+        "lw9zh7 AIIow 12 System Information wallet"
 
 
 def test_text_the_display_dims_is_found():

@@ -67,13 +67,21 @@ def told_apart(lines: list[Line]) -> list[Line]:
 def as_told(text: str, chars: tuple[float, ...], decided: tuple[str, ...]) -> str:
     """`text` with each glyph read unsure replaced by the look-alike its shape proved (where the recogniser was
     sure of another, its reading stands: the value checks treat that as unsure), and a capital I that sans
-    fonts draw as an l (`values.SAME_GLYPH`) written l in a word of lowercase letters and digits."""
+    fonts draw as an l (`values.SAME_GLYPH`) written l in a word of lowercase letters and digits (`_ell`)."""
     confs = tuple(k for c, k in zip(text, chars) if c != " ") if len(chars) == len(text) else chars
     it = iter(range(len(text.replace(" ", ""))))
     told = "".join(c if c == " " else decided[i] if (i := next(it)) < len(decided) and decided[i]
                    and i < len(confs) and confs[i] < values.RESOLVE_BELOW else c for c in text)
-    return " ".join(re.sub("I", "l", w) if "I" in w and not re.search(r"[A-HJ-Z]", w) and re.search(r"[a-z]", w)
-                    else w for w in told.split(" "))
+    return " ".join(_ell(w) for w in told.split(" "))
+
+
+def _ell(word: str) -> str:
+    """`word` with its capital I written l where it stands among lowercase letters and digits (no other
+    capital); a word's first I stays, as in "Information", unless digits show the word is no word."""
+    if "I" not in word or re.search(r"[A-HJ-Z]", word) or not re.search(r"[a-z]", word):
+        return word
+    head = word[0] if word[0] == "I" and not re.search(r"\d", word) else ""
+    return head + word[len(head):].replace("I", "l")
 
 
 REC_HEIGHT, REC_MIN_WIDTH, REC_STRIDE = 48, 48, 8  # the recogniser's input height, least width, column step
