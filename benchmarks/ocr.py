@@ -26,6 +26,8 @@ conclusive, 0 false passes, <= 150 ms per verification. Run:
 from __future__ import annotations
 
 import argparse
+import collections
+import difflib
 import os
 import random
 import statistics
@@ -167,6 +169,12 @@ def look_alike_split(address: str) -> tuple[list[str], list[str]]:
     return alike, other
 
 
+def char_errors(want: str, got: str):
+    """The edits from `want` to `got`: (expected piece, read piece), e.g. ('l', '1'), ('', '.')."""
+    ops = difflib.SequenceMatcher(None, want, got, autojunk=False).get_opcodes()
+    return [(want[i0:i1], got[j0:j1]) for op, i0, i1, j0, j1 in ops if op != "equal"]
+
+
 def pct(part: int, whole: int) -> str:
     return f"{part}/{whole} ({100 * part / max(whole, 1):.2f} %)"
 
@@ -193,6 +201,8 @@ def main() -> None:
     all_ms, notes = [], []
     strict = {"total": 0, "conclusive": 0, "passed": 0}
     whole = {"errors": 0, "chars": 0, "ms": []}
+    edits: collections.Counter = collections.Counter()  # (expected, read) -> count
+    where: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
     for oname, opt in optics.items():
         scene = Scene(opt, seed=11)
         cal = station(opt, 11)
@@ -205,6 +215,9 @@ def main() -> None:
             screen = read_image(loc.rectify(frame), reader=ocr.RegionReader(), location=loc, frame=frame)
             want, got = squash(expected), squash(ln.text for ln in screen.lines)
             e = levenshtein(want, got)
+            for edit in char_errors(want, got):
+                edits[edit] += 1
+                where[edit].add(f"{name.rsplit('-', 1)[0]}@{oname}")
             for bucket in (acc[theme], per_theme[theme]):
                 bucket[0] += e
                 bucket[1] += len(want)
@@ -257,6 +270,10 @@ def main() -> None:
         print(f"whole-frame fallback (nothing located, {len(whole['ms'])} frames): character accuracy "
               f"{1 - whole['errors'] / whole['chars']:.4f}, CPU median {statistics.median(whole['ms']):.0f} ms, "
               f"p95 {sorted(whole['ms'])[int(0.95 * (len(whole['ms']) - 1))]:.0f} ms")
+
+    print("character errors, most frequent first (expected -> read: count, screens@optics):")
+    for (a, b), n in edits.most_common(15):
+        print(f"  {a!r:>8} -> {b!r:<8} {n:3d}  {', '.join(sorted(where[a, b])[:6])}")
 
     # the adversarial set: as read exactly (all of it), then a sample drawn and filmed
     reviews = [s for s in screens if s[5] is not None]

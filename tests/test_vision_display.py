@@ -150,6 +150,24 @@ def test_address_confusions_are_decided_by_the_alphabet(observed, verdict):
     assert judge(screen, ADDR, TextKind.ADDRESS, "body", 0.85).verdict is verdict
 
 
+@pytest.mark.parametrize("observed, verdict", [
+    (["Never Allow", "Not Now", "Always Allo v"], Verdict.INCONCLUSIVE),  # a stylus over the "w", read sure
+    (["Never Allow", "Not Now", "Alway Allow"], Verdict.INCONCLUSIVE),
+    (["Never Allow", "Not Now"], Verdict.FAIL),  # the button is not there
+    (["Never Allow", "Not Now", "Always Ask"], Verdict.FAIL),  # another button
+])
+def test_prose_read_a_character_off_is_inconclusive_not_failed(observed, verdict):
+    """A genuine prompt with one glyph garbled was not read, so it is no evidence the device showed other text."""
+    from hil.vision.display import REGIONS, Screen, judge
+    from hil.vision.ocr import Line
+
+    lines = [Line(t, (10, 560 + 70 * i, 470, 600 + 70 * i), 0.999) for i, t in enumerate(observed)]
+    screen = Screen(np.zeros((800, 480, 3), np.uint8), lines, REGIONS, {"buttons": 0.0})
+    v = judge(screen, "Always Allow", TextKind.PROSE, None, 0.85)
+    assert v.verdict is verdict, v.reason
+    assert judge(screen, "Deny", TextKind.PROSE, None, 0.85).verdict is Verdict.FAIL  # too short to be near
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(8))
 def test_sweep_random_optics_never_a_wrong_verdict(seed):

@@ -81,3 +81,25 @@ def test_shapes_rule_out_by_level_and_stroke():
     assert shapes.ruled_out(ink, zero, "o") and shapes.ruled_out(ink, oh, "0")
     assert shapes.ruled_out(ink, ell, "1") and not shapes.ruled_out(ink, one, "1")
     assert shapes.decide(ink, zero, "0") is None  # 0 or O: no width tells them apart in every font
+
+
+def test_the_text_shows_what_the_shapes_told():
+    """An unsure glyph reads as the look-alike its shape proved; a sure one that the shape contradicts stays
+    as read (the value checks hold it unsure); a capital I among lowercase letters and digits is written l."""
+    assert ocr.as_told("pz7v9170", (0.99,) * 5 + (0.5,) + (0.99,) * 2, ("",) * 5 + ("l", "", "")) == "pz7v9l70"
+    assert ocr.as_told("pz7v9170", (0.99,) * 8, ("",) * 5 + ("l", "", "")) == "pz7v9170"
+    assert ocr.as_told("Iw9zh7 AIIow 12 System Information walIet", (), ()) == \
+        "lw9zh7 AIIow 12 System Information wallet"
+
+
+def test_text_the_display_dims_is_found():
+    """A screen behind a prompt's dark overlay: its text is dim, and is read as well as the prompt's."""
+    im = Image.new("L", (480, 300), 12)
+    d = ImageDraw.Draw(im)
+    d.text((240, 60), "Settings", font=ImageFont.truetype(FONT_BOLD, 32), fill=34, anchor="mm")
+    d.text((240, 200), "Allow Access?", font=ImageFont.truetype(FONT_BOLD, 36), fill=235, anchor="mm")
+    g = cv2.GaussianBlur(np.asarray(im, np.float32), (0, 0), 1.2)
+    g = np.clip(g + np.random.default_rng(3).normal(0, 2, g.shape), 0, 255).astype(np.uint8)
+    image = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
+    texts = [ocr.read_line(image, box).text for box in ocr.detect(image)]
+    assert texts == ["Settings", "Allow Access?"]

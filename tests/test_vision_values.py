@@ -156,3 +156,27 @@ def test_a_failed_address_is_reported_by_its_own_characters_not_a_run_of_the_scr
         o = check_code(TAPROOT, screen + rows + [[Glyph(c, 0.99) for c in t] for t in ("Fee", "0.00048076 BTC")])
         assert o.verdict == "fail" and f"the display shows a different bech32: '1' at {i + 1} for 'l'" == o.reason
 
+
+
+def test_a_recogniser_and_shape_disagreement_is_decided_by_the_alphabet_where_only_one_can_be_there():
+    """The recogniser sure of a "1" where bech32 data (which has no 1) has an "l", and the glyph measured a bare
+    stroke: only the l can be there, the checksum agrees, so the address passes. Where the shape agrees with
+    the recogniser, or the alphabet has both glyphs, the disagreement stands (never a pass on it)."""
+    address = "bc1qcsh8a7f0mdsr47zy6pj04tv4mwdumlfaslcy8n"
+    i = address.index("l")
+    shown_as_1 = address[:i] + "1" + address[i + 1:]
+
+    def line(text: str, shape: str) -> list[list[Glyph]]:
+        shapes = tuple(shape if k == i else "" for k in range(len(text)))
+        return [values.glyphs(text, 0.99, (0.99,) * len(text), shapes)]
+
+    assert check_code(address, line(shown_as_1, "l")).verdict == "pass"
+    assert check_code(address, line(shown_as_1, "")).verdict == "fail"  # no shape: a sure 1 is shown
+    assert check_code(address, line(shown_as_1, "1")).verdict == "fail"
+    j = address.index("0")
+    shown_o = address[:j] + "o" + address[j + 1:]  # the recogniser sure of an o, the shape a zero
+    assert check_code(address, [values.glyphs(shown_o, 0.99, (0.99,) * len(shown_o),
+                                              tuple("0" if k == j else "" for k in range(len(shown_o))))]
+                      ).verdict == "pass"
+    # the recogniser sure of the expected l, the shape a 1 (not in the alphabet): no pass on the recogniser's word
+    assert check_code(address, line(address, "1")).verdict == "inconclusive"

@@ -3,7 +3,8 @@
 A verification ends in a `Verdict`:
   PASS          the expected text was read, with confidence, where it was expected;
   FAIL          the region was read clearly, and the text is not there: the device showed something else;
-  INCONCLUSIVE  the harness could not tell (no panel found, glare over the region, low confidence).
+  INCONCLUSIVE  the harness could not tell (no panel found, glare over the region, low confidence, prose
+                read only a character or so off: `hil.vision.match.near`).
 INCONCLUSIVE is never a pass: `expect_text` raises `ScreenUnreadable` (an InfrastructureError, reported
 as broken) for it and `TextNotShown` (an AssertionError, reported as failed) for FAIL.
 
@@ -33,7 +34,7 @@ from hil.errors import InfrastructureError
 from hil.vision import evidence as ev
 from hil.vision import ocr, values
 from hil.vision.locate import STANDARD_JIG, Calibration, CalibrationDrift, Jig, Location, ScreenNotFound, locate
-from hil.vision.match import TextKind, find
+from hil.vision.match import TextKind, find, near
 
 # The KeyOS layout (the title bar, the content, the button bar), display pixels.
 REGIONS: dict[str, tuple[int, int, int, int]] = {
@@ -182,6 +183,10 @@ def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
     if weak:
         return v(Verdict.INCONCLUSIVE, f"not found, and {len(weak)} line(s) read with low confidence: "
                                        + "; ".join(f"{ln.text!r} {ln.confidence:.2f}" for ln in weak))
+    close = near(expected, [ln.text for ln in lines]) if kind is TextKind.PROSE else None
+    if close is not None:
+        return v(Verdict.INCONCLUSIVE, f"read only as {close.text!r}, {close.edits} character(s) off: a glyph "
+                                       "hidden (a stylus, a reflection) or misread, so no clear reading")
     shown = " | ".join(ln.text for ln in lines) or "nothing"
     return v(Verdict.FAIL, f"the {where} shows {shown}")
 

@@ -18,6 +18,10 @@ Per kind (`TextKind`):
             consecutively, as whole words.
   EXACT     anything else that must match character for character: case-sensitive, whitespace runs
             equal one space.
+
+Prose found only `near` (a character or so off, in a longer text) was not read clearly: a stylus over a
+glyph or a reflection garbles one glyph and the recogniser is then sure of the wrong one. That reading is
+evidence of neither the expected text nor another one.
 """
 
 from __future__ import annotations
@@ -82,6 +86,38 @@ def find(expected: str, observed: list[str], kind: TextKind) -> Match | None:
         return None
     return Match(tuple(i for i, s in enumerate(starts)
                        if s < m.end() and s + len(pieces[i]) > m.start()))
+
+
+NEAR_EVERY = 8  # prose found with up to one edit per this many characters is `near` (none under 8)
+
+
+@dataclass(frozen=True)
+class Near:
+    """Where prose was found only approximately: the text read there and how many edits it is off."""
+
+    text: str
+    edits: int
+
+
+def near(expected: str, observed: list[str]) -> Near | None:
+    """The prose `expected` found in the observed lines (joined, under the PROSE rules) with at least one
+    and at most one edit per `NEAR_EVERY` characters, or None."""
+    want = _key(canonical(expected), TextKind.PROSE)
+    allowed = len(want) // NEAR_EVERY
+    joined = "".join(_key(canonical(t), TextKind.PROSE) for t in observed)
+    if not allowed or not joined:
+        return None
+    # the least edits of `want` into any substring of `joined` (Sellers): row[j] ends at joined[j - 1]
+    row, start = [0] * (len(joined) + 1), list(range(len(joined) + 1))
+    for i, c in enumerate(want, 1):
+        new, new_start = [i], [0]
+        for j, d in enumerate(joined, 1):
+            new.append(min(row[j - 1] + (c != d), row[j] + 1, new[j - 1] + 1))
+            new_start.append(start[j - 1] if new[j] == row[j - 1] + (c != d) else
+                             start[j] if new[j] == row[j] + 1 else new_start[j - 1])
+        row, start = new, new_start
+    end = min(range(len(row)), key=row.__getitem__)
+    return Near(joined[start[end]:end], row[end]) if 0 < row[end] <= allowed else None
 
 
 def _key(text: str, kind: TextKind) -> str:

@@ -17,8 +17,10 @@ the confusion is resolved by them, never by how close the reading looks to what 
 
 A look-alike whose shape on the display proved which glyph it is (`hil.vision.shapes`: its height against
 the line's x-height and ascender, a bare stroke or a flag, measured on the same line) counts as read surely;
-where the recogniser was sure of another glyph, the two disagree and the character is unsure; where the
-shape does not tell, the rules above stand.
+where the recogniser was sure of another glyph, the two disagree and the character is unsure, unless the
+value's alphabet has only one of the two at that place (a "1" read where bech32 data has an "l", the shape
+a bare stroke): a display cannot show the other in a value of that kind, so the alphabet decides, and the
+checksum then checks the whole. Where the shape does not tell, the rules above stand.
 
 So an address, amount or word list shown with one character substituted, swapped, inserted or deleted,
 or a look-alike put in, fails or is inconclusive, never passes; a correct display passes when every
@@ -60,6 +62,7 @@ class Glyph:
     char: str
     conf: float
     shaped: bool = False  # told from its look-alikes by its shape on the display (`hil.vision.shapes`)
+    shape: str = ""  # the look-alike its shape proved it is, where the recogniser was sure of `char` instead
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def _shaped(g: Glyph, shape: str) -> Glyph:
     then the two disagree and neither is sure (never a pass on either's word)."""
     if shape == g.char or g.conf < RESOLVE_BELOW:
         return Glyph(shape, 1.0, True)
-    return Glyph(g.char, min(g.conf, FLOOR / 2))
+    return Glyph(g.char, min(g.conf, FLOOR / 2), shape=shape)
 
 
 def sure_enough(expected: str, conf: float) -> bool:
@@ -150,6 +153,7 @@ def sure_enough(expected: str, conf: float) -> bool:
 def _compare(code: Code, expected: str, run: list[Glyph]) -> Outcome:
     """One candidate run of glyphs against the expected value (same length)."""
     options, weak, shown, unsure = [], [], [], []
+    run = [_by_alphabet(code, g, alphabet) for g, alphabet in zip(run, code.alphabets)]
     for i, (g, want, alphabet) in enumerate(zip(run, expected, code.alphabets)):
         c = code.norm(g.char)
         if c == code.norm(want):
@@ -187,6 +191,14 @@ def _compare(code: Code, expected: str, run: list[Glyph]) -> Outcome:
     return Outcome("pass", f"{code.name} read exactly" + (f" ({resolved} glyph(s) drawn alike resolved by its "
                                                           "alphabet)" if resolved else "")
                    + (f" ({shaped} look-alike(s) told apart by their shape)" if shaped else ""))
+
+
+def _by_alphabet(code: Code, g: Glyph, alphabet: str) -> Glyph:
+    """A glyph the recogniser and its shape disagree on, decided by the alphabet where only the shape's glyph
+    can be in a value of this kind at this place (see the module's docstring); else as it is."""
+    if g.shape and code.norm(g.char) not in alphabet and code.norm(g.shape) in alphabet:
+        return Glyph(g.shape, 1.0, True)
+    return g
 
 
 @dataclass(frozen=True)
