@@ -60,8 +60,11 @@ def probe(unlocked_prime: PrimeClient, publisher, _installed_publishers, request
 
 
 @pytest.fixture
-def screen(station, unlocked_prime) -> ScreenReader:
-    reader = ScreenReader(station, unlocked_prime)
+def screen(station, unlocked_prime, request) -> ScreenReader:
+    """The display read by the session's camera (one stream per station, not one opened per test), else
+    by screenshots."""
+    camera = request.getfixturevalue("station_camera") if station.camera else None
+    reader = ScreenReader(station, unlocked_prime, camera)
     yield reader
     reader.close()
 

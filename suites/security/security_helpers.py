@@ -47,22 +47,27 @@ class ScreenNotReadable(InfrastructureError):
 class ScreenReader:
     """What the panel shows, read by the station's camera when it has one, else by a screenshot."""
 
-    def __init__(self, station, prime: PrimeClient):
+    def __init__(self, station, prime: PrimeClient, camera=None):
+        """``camera``: the station's, already open (the session's `station_camera`); without it the reader
+        opens the station's own and closes it with itself."""
         from hil.vision.readings import Readings
 
         self.prime = prime
         self.readings = Readings()  # attached to the check's Allure result as steps (hil.plugin)
         self._display = None
-        if station.camera:
+        self._owned = None
+        if camera is None and station.camera:
             from hil.vision.camera import Camera
+
+            camera = self._owned = Camera(station.camera)
+        if camera is not None:
             from hil.vision.display import Display
 
-            self._camera = Camera(station.camera)
-            self._display = Display(self._camera, regions=REGIONS)
+            self._display = Display(camera, regions=REGIONS)
 
     def close(self) -> None:
-        if self._display is not None:
-            self._camera.close()
+        if self._owned is not None:
+            self._owned.close()
 
     def read(self, regions: list[str] | None = None):
         from hil.vision.display import read_image
