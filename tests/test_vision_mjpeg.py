@@ -86,3 +86,13 @@ def test_a_malformed_stream_is_broken_with_its_reason(serve, body, says):
     with Camera(serve("multipart/x-mixed-replace; boundary=frame", body), open_timeout=5) as cam:
         with pytest.raises(NoFrame, match=says):
             cam.grab(5)
+
+
+@pytest.mark.parametrize("body, forever", [
+    (b"\r\n", True),  # blank lines without end, never a delimiter
+    (b"--frame\r\n" + b"X-Pad: y\r\n" * 100, False),  # a part that is all headers
+], ids=["endless-blank-lines", "header-flood"])
+def test_a_stream_that_never_comes_to_a_frame_is_broken_not_read_forever(serve, body, forever):
+    with Camera(serve("multipart/x-mixed-replace; boundary=frame", body, forever=forever), open_timeout=5) as cam:
+        with pytest.raises(NoFrame, match="expected the part delimiter|more than 64 header lines"):
+            cam.grab(5)

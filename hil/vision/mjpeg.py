@@ -18,6 +18,7 @@ import numpy as np
 
 MAX_PART = 16 * 1024 * 1024  # a larger JPEG is not a camera frame
 MAX_HEADER_LINE = 8192
+MAX_LINES = 64  # blank lines before a delimiter, or header lines in a part: more is not a camera
 
 
 class MjpegStream:
@@ -65,14 +66,20 @@ class MjpegStream:
     def _next_part(self) -> bytes | None:
         try:
             line = self._line()
-            while line.strip() == b"":  # the CRLF that ends the previous part
+            for _ in range(MAX_LINES):  # the CRLF that ends the previous part
+                if line.strip():
+                    break
                 line = self._line()
             if not line.startswith(self._delimiter) or line.strip().endswith(b"--"):
                 self.error = "the stream ended" if line.strip().endswith(b"--") else \
                     f"expected the part delimiter {self._delimiter!r}, got {line[:40]!r}"
                 return None
-            headers = {}
+            headers, count = {}, 0
             while (line := self._line()).strip():
+                count += 1
+                if count > MAX_LINES:
+                    self.error = f"a part with more than {MAX_LINES} header lines is not a camera frame"
+                    return None
                 name, _, value = line.decode("latin-1").partition(":")
                 headers[name.strip().lower()] = value.strip()
         except EOFError:
