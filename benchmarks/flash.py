@@ -38,12 +38,13 @@ def raw_copy(data: bytes) -> float:
     tty.setraw(slave)
     port = serial.Serial(os.ttyname(slave), timeout=10)
     got = 0
+    buffer = bytearray(1 << 16)  # read as the emulated devices read (hil/emulator/pty.py): into one buffer
 
     def drain():
         nonlocal got
         while got < len(data):
             select.select([master], [], [], 1)
-            got += len(os.read(master, 1 << 20))
+            got += os.readv(master, [buffer])
 
     reader = threading.Thread(target=drain)
     start = time.perf_counter()
