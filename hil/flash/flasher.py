@@ -207,20 +207,12 @@ class Flasher:
         return samba
 
     def _enter_samba(self) -> None:
-        why = "no debug link configured"
-        if self.link is not None:
-            try:
-                with self.link() as client:
-                    client.reboot_to_samba()
-                return
-            except DeviceError as e:
-                why = f"the device refused REBOOT_SAMBA ({e}); production builds need the station's CD relay"
-            except LinkError as e:
-                why = f"debug link unavailable ({e})"
-        if self.enter_samba is None:
-            raise FlashFailed(f"cannot put the device in SAM-BA mode: {why}; wire the station's jig (docs/firmware.md) "
-                              f"or pass --operator")
-        self.enter_samba()
+        from hil.stimuli.boot_menu import SambaUnreachable, reach_samba
+
+        try:
+            reach_samba(self.link, self.enter_samba)
+        except SambaUnreachable as e:
+            raise FlashFailed(str(e)) from None
 
     def _write_image(self, sd: Sdmmc, data: bytes) -> int:
         page = sd.page_size
