@@ -43,7 +43,7 @@ MAX_APPLET_BUFFER = 0x40000
 POLL = 0.1  # the port's read timeout; `Samba._read` waits for a whole answer in steps of it
 # assumed: the ROM runs commands in arrival order, G returning once the applet has (its source is closed); so
 # chunks' commands may be sent before earlier chunks are answered. Four 64 KiB chunks ahead cover a host that is
-# scheduled late by a few milliseconds (one chunk ahead lost a fifth of the throughput on a loaded host).
+# scheduled late by a few milliseconds (8 rounds on a loaded host: median 0.86 of a raw copy one ahead, 0.94 four).
 IN_FLIGHT = 4
 
 CMD_INITIALIZE = 0x00
