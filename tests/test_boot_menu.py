@@ -326,7 +326,7 @@ def test_a_production_station_without_the_cd_relay_is_told_what_to_wire(tmp_path
         with flasher_route(station) as press, pytest.raises(ConfigError) as e:
             Flasher(station.samba, emulated.APPLET.read_bytes(), keys, timeout=30, enter_samba=press,
                     link=lambda: open_client(station.debug, station.profile)).flash(load_firmware(app, keys))
-        assert str(e.value) == why
+        assert str(e.value).startswith("the device refused REBOOT_SAMBA") and str(e.value).endswith(f"; {why}")
         assert not any("Boot Menu" in line for line in d.prime.logs_since(0)[0])
         assert d.prime.keyos_running and d.prime.firmware.mode == "keyos"
     finally:
@@ -415,4 +415,43 @@ def test_hil_flash_checks_images_against_the_profiles_trust_set(tmp_path):
     assert refused.exit_code == 1 and "unknown pubkey1" in refused.stderr
     accepted = CliRunner().invoke(app, ["flash", str(image), "--device", "tcp:127.0.0.1:9", "--samba", "/dev/null",
                                         "--profile", "prime-emulated"])
-    assert "cannot put the device in SAM-BA mode" in accepted.stderr  # past the image check: no device there
+    assert "no REBOOT_SAMBA: debug link unavailable" in accepted.stderr  # past the image check: no device there
+    assert "to reach SAM-BA through the Boot Menu" in accepted.stderr  # and the station has no jig to press it
+
+
+def test_reach_samba_asks_reboot_samba_first_and_presses_the_route_only_when_refused():
+    """The one way into SAM-BA (the flasher's and first contact's): REBOOT_SAMBA where the build answers it, the
+    jig only when it does not, and a jig that cannot press says so after why REBOOT_SAMBA did not do."""
+    import contextlib
+
+    from hil.link.client import DeviceError
+    from hil.link.transport import LinkError
+    from hil.stimuli.boot_menu import SambaUnreachable, reach_samba
+
+    asked, presses = [], []
+
+    class Client:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def reboot_to_samba(self):
+            asked.append(1)
+            if self.answer:
+                raise self.answer
+
+    def link(answer=None):
+        return lambda: contextlib.nullcontext(Client(answer))
+
+    reach_samba(link(), lambda: presses.append(1))
+    assert (asked, presses) == ([1], [])  # a development build answered: no jig
+    refused = DeviceError("usb:1-2", "REBOOT_SAMBA")
+    reach_samba(link(refused), lambda: presses.append(1))
+    assert (len(asked), presses) == (2, [1])  # production refused: the jig pressed the route
+
+    def refuse():
+        raise ConfigError("station s has no relay across the CD pads (`cd_relay`)")
+    with pytest.raises(ConfigError, match=r"^the device refused REBOOT_SAMBA \(usb:1-2, REBOOT_SAMBA: device answered "
+                                          r"Err\); station s has no"):
+        reach_samba(link(refused), refuse)
+    with pytest.raises(SambaUnreachable, match="debug link unavailable.*--operator"):
+        reach_samba(link(LinkError("usb:1-2", "no device")), None)

@@ -139,3 +139,25 @@ def test_power_cut_mid_write_goes_dark(client, monitor):
         sd.write(0, os.urandom(65536))
     assert cuts == [1] and not monitor.active
     assert monitor.emmc.read_pages(6, 1) == bytes(512)  # only whole pages before the cut were stored
+
+
+def test_pipelined_transfers_keep_answers_in_step(client, monitor):
+    """Several chunks are in flight at once: a chunk rewritten mid-verify, and failures in the middle of a
+    write or a read, leave every later answer with the command it belongs to."""
+    client.connect()
+    sd = client.sdmmc(APPLET)
+    data = os.urandom(8 * 65536)
+    sd.write(0, data)
+    monitor.emmc.arm_bad_writes(1)
+    sd.write_pages(5 * 128, data[5 * 65536:6 * 65536])  # the sixth of eight chunks goes bad
+    stats = sd.verify(0, data)
+    assert (stats.chunks_patched, stats.attempts) == (1, 1)
+    assert monitor.emmc.read_pages(0, 8 * 128) == data
+    beyond_end = (sd.pages - 3 * 128) * 512  # chunks 4.. of 8 run past the eMMC's end
+    with pytest.raises(SambaError, match="status 15 after writing 128 page"):
+        sd.write(beyond_end, data)
+    assert client.read_u32(0xFC069000) & 0xFFFFFFE0 == 0x8A5C08C0  # the link is in step
+    with pytest.raises(SambaError, match="status 15 after reading 128 page"):
+        sd.verify(beyond_end, data)
+    assert client.read_u32(0xFC069000) & 0xFFFFFFE0 == 0x8A5C08C0
+    assert sd.read(0, 65536) == data[:65536]

@@ -43,15 +43,32 @@ class PtyDevice:
             view = view[os.write(self._master, view):]
 
     def _run(self) -> None:
+        # Reads land in memory the caller owns: os.read(fd, n) allocates n bytes per call, and the pty hands
+        # over at most its line discipline's 4 KiB at a time, so a large n cost more than the read itself (a
+        # SAM-BA S payload arrives in thousands of reads).
+        buffer = memoryview(bytearray(1 << 16))
         while not self._stop.is_set():
             if not select.select([self._master], [], [], 0.1)[0]:
                 continue
+            target = self.payload_target()
             try:
-                data = os.read(self._master, 1 << 20)  # take a SAM-BA S payload in as few reads as the pty allows
+                n = os.readv(self._master, [buffer if target is None else target])
             except OSError:
                 return
-            if data:
-                self.on_bytes(data)
+            if not n:
+                continue
+            if target is None:
+                self.on_bytes(bytes(buffer[:n]))
+            else:
+                self.on_payload(n)
 
     def on_bytes(self, data: bytes) -> None:
         raise NotImplementedError
+
+    def payload_target(self) -> memoryview | None:
+        """Where the next bytes belong when the device already knows (a bulk payload it is receiving), so they
+        are read straight into it; None hands them to :meth:`on_bytes`."""
+        return None
+
+    def on_payload(self, n: int) -> None:
+        """``n`` bytes were read into :meth:`payload_target`."""

@@ -90,6 +90,22 @@ class SambaMonitor(PtyDevice):
         if self.active:
             self._feed(data)
 
+    def payload_target(self) -> memoryview | None:
+        """The rest of an S payload goes straight to the memory it is for (when no command bytes wait)."""
+        pending = self._pending
+        if not self.active or pending is None or self._buf:
+            return None
+        region = self._region(pending[0], pending[1])
+        if region is None:
+            return None
+        mem, off = region
+        return memoryview(mem)[off:off + pending[1]]
+
+    def on_payload(self, n: int) -> None:
+        if self._pending is not None:  # else the cable was pulled meanwhile: what arrived is lost
+            addr, left = self._pending
+            self._pending = (addr + n, left - n) if left > n else None
+
     def _feed(self, data: bytes) -> None:
         if self._buf:
             data = bytes(self._buf) + data
@@ -171,9 +187,6 @@ class SambaMonitor(PtyDevice):
             mem, off = region
             mem[off:off + len(data)] = data
 
-    def _word(self, addr: int) -> int:
-        return struct.unpack("<I", self._load(addr, 4))[0]
-
     def _write_word(self, addr: int, value: int) -> None:
         if addr == SFR_L2CC_HRAMC:
             self.l2_sram = value & 1 == 0
@@ -188,8 +201,7 @@ class SambaMonitor(PtyDevice):
     def _go(self, addr: int) -> None:
         if addr != APPLET_ADDR or not self._applet_loaded():
             return  # jumping into anything but the applet it knows: the emulated core does nothing
-        cmd = self._word(MAILBOX)
-        args = [self._word(MAILBOX + 8 + 4 * i) for i in range(9)]
+        cmd, _status, *args = struct.unpack("<11I", self._load(MAILBOX, 44))
         try:
             status, out = self._applet(cmd, args)
         except PowerCut:
@@ -205,9 +217,10 @@ class SambaMonitor(PtyDevice):
         if region is None:
             return False
         mem, off = region
-        code, applet = memoryview(mem)[off:off + len(self.applet)], memoryview(self.applet)
         start, stop = MAILBOX - APPLET_ADDR, MAILBOX_END - APPLET_ADDR  # the mailbox is scratch
-        return code[:start] == applet[:start] and code[stop:] == applet[stop:]
+        # bytearray slices compare with memcmp (memoryviews compare byte by byte: 60 us per G on 4 KiB)
+        return (mem[off:off + start] == self.applet[:start]
+                and mem[off + stop:off + len(self.applet)] == self.applet[stop:])
 
     def _applet(self, cmd: int, args: list[int]) -> tuple[int, list[int]]:
         if cmd == CMD_INITIALIZE:

@@ -188,10 +188,15 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
           operator: Annotated[bool, typer.Option(help="prompt a person to take the unit into SAM-BA (CD pads on "
                                                  "a production bootloader, Boot Menu on a development one)")] = False,
           allow_rollback: Annotated[bool, typer.Option("--allow-rollback", help="DANGER: install an OLDER image "
-                                                       "than the device runs")] = False) -> None:
+                                                       "than the device runs")] = False,
+          lab: Annotated[Optional[str], typer.Option(help="with --station: a lab file, or a labgrid://HOST:PORT "
+                                                     "URL as `hil nightly --lab` takes it")] = None,
+          station: Annotated[Optional[str], typer.Option(help="flash this station of the lab (default lab: the "
+                                                         "repo's lab_config.yaml) as the nightly does")] = None) -> None:
     """Flash a Prime over USB-C: full reflash (boot.img), app.bin update, or app sideload. Production
     builds refuse REBOOT_SAMBA and their Boot Menu has no SAM-BA entry: the station's relay across the CD
-    pads takes them there (development: relay and robot through the Boot Menu), else --operator asks a person."""
+    pads takes them there (development: relay and robot through the Boot Menu), else --operator asks a person.
+    With --station, one station of the lab, flashed, leased and routed into SAM-BA as the nightly does it."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -201,6 +206,14 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
     from hil.stimuli.boot_menu import flasher_route, route
 
     console = Console(stderr=True)
+    if lab is not None or station is not None:
+        given = [name for name, value in (("--device", device), ("--samba", samba), ("--profile", profile),
+                                          ("--applet", applet), ("--keys", keys), ("--operator", operator),
+                                          ("--force", force), ("--allow-rollback", allow_rollback)) if value]
+        if given:
+            _fail(f"{', '.join(given)}: not with --lab/--station, where the lab file gives the station's wiring, "
+                  f"applet and key set")
+        return _flash_station(image, lab, station, flavour, console)
     if allow_rollback:
         console.print("[bold red]WARNING: --allow-rollback: an older image may replace a newer one[/]")
     try:
@@ -248,3 +261,26 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
     console.print(printable(f"{result.action} {image}: KeyOS {result.version} ({result.hash[:16]}…)"
                             + (f", {result.chunks_patched} chunk(s) rewritten after verify" if result.chunks_patched else "")),
                   markup=False)
+
+
+def _flash_station(image: Path, lab: str | None, name: str | None, flavour: str | None, console) -> None:
+    """`hil flash IMAGE --station NAME [--lab LAB]`: `hil.lab.station_flash`, with a progress bar."""
+    from rich.progress import BarColumn, Progress
+
+    from hil.lab.config import lab_from_option
+    from hil.lab.station_flash import flash_station
+
+    try:
+        cfg = lab_from_option(lab)
+        if name is None:
+            _fail(f"--lab: which station? pass --station NAME (stations of {cfg.source}: "
+                  f"{', '.join(cfg.stations) or 'none'})")
+        if image.is_dir() or image.suffix == ".app":
+            _fail(f"{image}: an app bundle is sideloaded over a debug link (--device), not flashed onto a station")
+        with Progress("{task.description}", BarColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(f"flash {name}", total=1.0)
+            flashed = flash_station(cfg, name, image, flavour, lambda frac: bar.update(task, completed=frac))
+    except HilError as e:
+        _fail(str(e))
+    console.print(printable(f"{'flashed' if flashed else 'already on the build:'} station {name}: {image}"), markup=False,
+                  soft_wrap=True)

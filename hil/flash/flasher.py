@@ -2,9 +2,9 @@
 
 Everything about the image is checked before the device is touched (signatures against the key
 set, chip, partition table, rollback against the version the device reports). The device is then
-put in SAM-BA mode (REBOOT_SAMBA over the debug link on development builds; otherwise whatever
-``enter_samba`` does: the station's jig by its route, CD pads on production, Boot Menu on development
-(hil.stimuli.boot_menu.route), or an operator).
+put in SAM-BA mode by `hil.stimuli.boot_menu.reach_samba` (REBOOT_SAMBA over the debug link on development
+builds; otherwise ``enter_samba``: the station's jig by its route, CD pads on production, Boot Menu on
+development, or an operator).
 What is installed is read back first: the same image hash means nothing is written, an older
 image than the installed one (cosign2 timestamp, the anti-rollback value) is refused. A full
 reflash invalidates the MBR first and writes it last, so a cable pull or power cut at any offset
@@ -207,20 +207,12 @@ class Flasher:
         return samba
 
     def _enter_samba(self) -> None:
-        why = "no debug link configured"
-        if self.link is not None:
-            try:
-                with self.link() as client:
-                    client.reboot_to_samba()
-                return
-            except DeviceError as e:
-                why = f"the device refused REBOOT_SAMBA ({e}); production builds need the station's CD relay"
-            except LinkError as e:
-                why = f"debug link unavailable ({e})"
-        if self.enter_samba is None:
-            raise FlashFailed(f"cannot put the device in SAM-BA mode: {why}; wire the station's jig (docs/firmware.md) "
-                              f"or pass --operator")
-        self.enter_samba()
+        from hil.stimuli.boot_menu import SambaUnreachable, reach_samba
+
+        try:
+            reach_samba(self.link, self.enter_samba)
+        except SambaUnreachable as e:
+            raise FlashFailed(str(e)) from None
 
     def _write_image(self, sd: Sdmmc, data: bytes) -> int:
         page = sd.page_size

@@ -24,11 +24,12 @@ console = Console()
 LabOpt = Annotated[Optional[str], typer.Option("--lab", help="lab file (default: lab_config.yaml of the repo)")]
 
 
-def _lab(lab: str | None):
-    from hil.lab.config import load_lab
+def _lab(lab: str | None, labgrid: bool = False):
+    """The lab file ``--lab`` names; with ``labgrid``, a ``labgrid://`` URL too (`lab_from_option`)."""
+    from hil.lab.config import lab_from_option, load_lab
 
     try:
-        return load_lab(lab)
+        return lab_from_option(lab) if labgrid else load_lab(lab)
     except HilError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None
@@ -165,9 +166,7 @@ def nightly(
 
     if flavour not in ("production", "development"):
         raise typer.BadParameter(f"{flavour!r}: the flavour is production or development", param_hint="--flavour")
-    cfg = _lab(None if lab and lab.startswith("labgrid://") else lab)
-    if lab and lab.startswith("labgrid://"):  # issue 8: the repo's lab file, its stations leased on labgrid
-        cfg = cfg.model_copy(update={"coordinator": lab})
+    cfg = _lab(lab, labgrid=True)  # issue 8: a labgrid:// URL is the repo's lab file, its stations leased there
     previous = signal.signal(signal.SIGTERM, _interrupt)  # so `finally` stops pytest and the emulators
     try:
         code = _nightly(job, cfg, firmware, flavour, fresh, timeout)

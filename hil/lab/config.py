@@ -185,6 +185,14 @@ class LabConfig(_Strict):
         return load_profile(name, self.profiles_dir)
 
 
+def lab_from_option(lab: str | None) -> LabConfig:
+    """What a ``--lab`` option names: a lab file (default: the repository's), or a ``labgrid://`` URL, which is the
+    repository's lab file with its stations leased as places on that coordinator (issue 8)."""
+    if lab and lab.startswith("labgrid://"):
+        return load_lab().model_copy(update={"coordinator": lab})
+    return load_lab(lab)
+
+
 def load_lab(path: str | Path | None = None) -> LabConfig:
     """Read and validate a lab file, check every station's profile exists, resolve paths."""
     p = Path(path) if path else DEFAULT_LAB

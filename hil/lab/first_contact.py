@@ -14,7 +14,6 @@ from hil.lab.station import Station
 from hil.flash import cosign2
 from hil.flash.flasher import Flasher, boot_policy, load_firmware
 from hil.flash.samba import Samba, SambaError
-from hil.link.client import DeviceError
 from hil.link.resolve import SambaRom, open_client, rom_tty
 from hil.link.usb import host_sysfs
 from hil.link.transport import LinkError
@@ -33,16 +32,13 @@ def back_to_samba(port: str, station: Station, timeout: float = 60.0) -> SambaRo
     it: the ttyACM node numbers may change, the port path does not). REBOOT_SAMBA where the build answers
     it; else the station's jig by its route (`hil.stimuli.boot_menu.route`: the CD pads on a production
     bootloader, whose Boot Menu has no SAM-BA entry; the Boot Menu on a development one)."""
-    from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
+    from hil.stimuli.boot_menu import flasher_route, reach_samba
 
     try:
-        with open_client(f"usb:{port}", station.profile, station=station) as client:
-            client.reboot_to_samba()
-    except (DeviceError, LinkError) as e:
-        if (why := can_enter_samba(station)) is not None:
-            raise ConfigError(f"usb:{port}: no REBOOT_SAMBA ({e}); {why}") from None
-        with station_enter_samba(station) as press:
-            press()
+        with flasher_route(station) as press:
+            reach_samba(lambda: open_client(f"usb:{port}", station.profile, station=station), press)
+    except ConfigError as e:
+        raise ConfigError(f"usb:{port}: {e}") from None
     sysfs, deadline = host_sysfs(station.profile.usb.backend), time.monotonic() + timeout
     while time.monotonic() < deadline:
         tty = rom_tty(port, sysfs, station.profile.usb.samba)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
-from hil.errors import HilError
+from hil.errors import ConfigError, HilError
 from hil.lab.config import LabConfig
 from hil.lab.exporter import station_from_place
 from hil.lab.labgrid import FLASHED, HEALTH, SCHEME, Coordinator, LabUrl
@@ -28,11 +29,11 @@ def _lab_places(lab: LabConfig, coord: Coordinator) -> list[str]:
 
 
 @contextlib.contextmanager
-def _nightly_session(lab: LabConfig):
-    """The nightly's one coordinator session, as labgrid user `hil-nightly-<pid>` (so `reap` knows it)."""
+def _nightly_session(lab: LabConfig, worker: str = "nightly"):
+    """The nightly's one coordinator session, as labgrid user `hil-<worker>-<pid>` (so `reap` knows it)."""
     assert lab.coordinator is not None
     saved = os.environ.get("LG_USERNAME")
-    os.environ["LG_USERNAME"] = identity("nightly")
+    os.environ["LG_USERNAME"] = identity(worker)
     coord = Coordinator(LabUrl.parse(lab.coordinator).address)
     try:
         coord.refresh()
@@ -65,15 +66,9 @@ def flash_places(lab: LabConfig, flasher, run, progress, flavour: str, build: st
                     run.meta["broken_stations"][name] = why
                     continue
                 try:
-                    lease = PlaceLease(coord, {"station": station_tag(name), HEALTH: "ok"}, 60)
+                    leases[name] = _lease(coord, name)
                 except (HilError, OSError) as e:
                     failed[name] = f"leasing failed on bench {place.tags.get('bench', '?')}: {e}"
-                    continue
-                try:
-                    leases[name] = lease, station_from_place(coord, name, lease.token)
-                except (HilError, OSError) as e:
-                    lease.release()
-                    failed[name] = f"leasing failed on bench {lease.bench}: {e}"
 
             def one(name: str) -> str | None:
                 lease, station = leases[name]
@@ -105,6 +100,37 @@ def flash_places(lab: LabConfig, flasher, run, progress, flavour: str, build: st
             coord.call("SetPlaceTags", f"place {name}: flashed", placename=name,
                        tags={"flavour": flavour, "build": build})
         return done
+
+
+def _lease(coord: Coordinator, name: str) -> tuple[PlaceLease, Station]:
+    """The place of station ``name`` leased (reserved by its `station` tag, in service) and its station built."""
+    lease = PlaceLease(coord, {"station": station_tag(name), HEALTH: "ok"}, 60)
+    try:
+        return lease, station_from_place(coord, name, lease.token)
+    except BaseException:
+        lease.release()
+        raise
+
+
+@contextlib.contextmanager
+def leased_place(lab: LabConfig, name: str, worker: str) -> Iterator[Station]:
+    """One place of a labgrid lab leased as the nightly leases its places, as labgrid user `hil-<worker>-<pid>`,
+    its lease token presented to the bridges, for as long as the block runs. A place the coordinator does not
+    have, or has out of service, is a one-line `ConfigError`."""
+    with _nightly_session(lab, worker) as coord:
+        place = coord.places.get(name)
+        if place is None:
+            raise ConfigError(f"no labgrid place {name!r} on {lab.coordinator}; places: "
+                              f"{', '.join(sorted(coord.places)) or 'none'} (`hil lab sync` makes them)")
+        if place.tags.get(HEALTH) != "ok":
+            raise ConfigError(f"labgrid place {name} is in quarantine: {place.comment}; `hil farm readmit {name} "
+                              f"--lab {lab.coordinator}` once the unit is fixed")
+        lease, station = _lease(coord, name)
+        try:
+            with lease_token(lease.token):
+                yield station
+        finally:
+            lease.release()
 
 
 def build_tag(firmware_hash: str) -> str:

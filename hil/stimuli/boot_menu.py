@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from hil.errors import ConfigError
+from hil.errors import ConfigError, InfrastructureError
 from hil.machine import scaled
 from hil.stimuli import cd_pads
 from hil.stimuli.relay import PowerButtonRelay
@@ -164,18 +164,49 @@ def by_cd_pads(station, relay: PowerButtonRelay) -> None:
     cd_pads.enter_samba(relay.sibling(station.cd_relay), lambda: power_cycle(relay), station.profile.cd_pads_hold_s)
 
 
-def flasher_route(station) -> contextlib.AbstractContextManager[Callable[[], None] | None]:
-    """The flasher's ``enter_samba`` for ``station``, as a context: its route pressed by its jig where it can;
-    where only the CD pads would do and the jig lacks them, a call that fails with the one line naming what
-    to wire (the flasher makes it only when REBOOT_SAMBA is not answered); else None (the flasher says why)."""
+class SambaUnreachable(InfrastructureError):
+    """Nothing can take the unit into SAM-BA: no REBOOT_SAMBA answered, and no jig or person to press the route."""
+
+
+def reach_samba(link: Callable[[], contextlib.AbstractContextManager] | None, press: Callable[[], None] | None) -> None:
+    """The unit into SAM-BA, the one way every caller takes (the flasher, first contact's ``back_to_samba``):
+    REBOOT_SAMBA over ``link`` where its build answers it (usb-debug dispatch; production refuses it, keyos.md
+    §5.1), else ``press``: the station's jig by its `route` (`flasher_route`) or a person. Nothing here waits
+    for the monitor; a jig that cannot press the route says why (`ConfigError`), after why REBOOT_SAMBA did not do."""
+    from hil.link.client import DeviceError
+    from hil.link.transport import LinkError
+
+    why = "no debug link configured"
+    if link is not None:
+        try:
+            with link() as client:
+                client.reboot_to_samba()
+            return
+        except DeviceError as e:
+            why = f"the device refused REBOOT_SAMBA ({e})"
+        except LinkError as e:
+            why = f"no REBOOT_SAMBA: debug link unavailable ({e})"
+    if press is None:
+        raise SambaUnreachable(f"cannot put the device in SAM-BA mode: {why}; production builds need the station's "
+                               f"CD relay, development ones its relay and robot: wire the station's jig "
+                               f"(docs/firmware.md) or pass --operator")
+    try:
+        press()
+    except ConfigError as e:
+        raise ConfigError(f"{why}; {e}") from None
+
+
+def flasher_route(station) -> contextlib.AbstractContextManager[Callable[[], None]]:
+    """The ``press`` of `reach_samba` for ``station``, as a context: its route pressed by its jig where it can;
+    else a call that fails with the one line naming what to wire (made only when REBOOT_SAMBA is not
+    answered: a development unit that answers it needs no jig)."""
     why = can_enter_samba(station)
     if why is None:
         return station_enter_samba(station)
-    if route(station) == "cd-pads":
-        def refuse() -> None:
-            raise ConfigError(why)
-        return contextlib.nullcontext(refuse)
-    return contextlib.nullcontext(None)
+
+    def refuse() -> None:
+        raise ConfigError(why)
+    return contextlib.nullcontext(refuse)
 
 
 @contextlib.contextmanager
