@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from hil.emulator.build import Build
 from hil.flash import emulated
 from hil.flash.cli import flash
-from hil.lab.lease import FileLeases, Holder
+from hil.lab.lease import FileLeases
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLD = """
