@@ -23,6 +23,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_permissions.py::"
         "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
         "development"),
+    "run-ending-at-64-takes-a-range-slot": (
+        "MessagePermissions.add files a run ending exactly at id 63 in one of the four range slots as well as the "
+        "mask, so a connection that also declares four separate runs of ids >= 64 is refused its last one",
+        "suites/security/test_permissions.py::test_a_run_ending_at_64_takes_no_range_slot", "development"),
     "kernel-skips-server-pid-check": (
         "a connection with an empty mask is treated as the server's own process",
         "suites/security/test_permissions.py::"
