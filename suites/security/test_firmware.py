@@ -226,28 +226,7 @@ def _recover(unit: Unit, tmp_path: Path) -> None:
     unit.flasher(link=True).flash(load_firmware(path, unit.keys), force=True, allow_rollback=True)
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
-    bad = VARIANTS[variant](unit.good, unit, request)
-    unit.client.close()  # the unit leaves KeyOS for SAM-BA and the bootloader
-    verdict: BaseException | None = None
-    try:
-        _flash_raw(unit, bad)
-        _refused(unit, variant)
-    except BaseException as e:  # recover the unit first, then report
-        verdict = e
-    try:
-        _recover(unit, tmp_path)
-        unit.client.open()  # the test took the unit away on purpose and asks for the link back
-    except Exception as recovery:
-        if isinstance(verdict, AssertionError):  # the device booted a bad image: that stays a failure
-            raise AssertionError(f"{verdict} (and recovering the unit afterwards failed: {recovery})") from recovery
-        raise
-    if verdict is not None:
-        raise verdict
-    assert unit.client.version() == cosign2.parse_unverified(unit.good).version
-
-
+# before the image cases: it needs no SAM-BA, so it judges the menu even where their fixture cannot reach it
 def test_boot_menu_offers_samba_only_on_a_development_bootloader(device_under_test, station_relay, station_camera):
     """keyos-boot ``menu_page.rs`` adds "(Debug) SAM-BA mode" only ``#[cfg(not(feature = "production"))]``: on a
     production unit the Boot Menu, opened by the power button as anyone holding the unit can open it, must not
@@ -269,3 +248,26 @@ def test_boot_menu_offers_samba_only_on_a_development_bootloader(device_under_te
         dut.client.open()
     assert shown is (dut.flavour != "production"), \
         f"the {dut.flavour} bootloader's Boot Menu {'offers' if shown else 'lacks'} its SAM-BA entry"
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
+    bad = VARIANTS[variant](unit.good, unit, request)
+    unit.client.close()  # the unit leaves KeyOS for SAM-BA and the bootloader
+    verdict: BaseException | None = None
+    try:
+        _flash_raw(unit, bad)
+        _refused(unit, variant)
+    except BaseException as e:  # recover the unit first, then report
+        verdict = e
+    try:
+        _recover(unit, tmp_path)
+        unit.client.open()  # the test took the unit away on purpose and asks for the link back
+    except Exception as recovery:
+        if isinstance(verdict, AssertionError):  # the device booted a bad image: that stays a failure
+            raise AssertionError(f"{verdict} (and recovering the unit afterwards failed: {recovery})") from recovery
+        raise
+    if verdict is not None:
+        raise verdict
+    assert unit.client.version() == cosign2.parse_unverified(unit.good).version
+
