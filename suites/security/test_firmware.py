@@ -16,6 +16,9 @@ flavour's bootloader boots development builds), made for the other chip (magic `
 anti-rollback value. The last two need a valid
 signature by the units' signers: the lab's own (``--firmware-signers``, test-signed units) or, for the
 rollback, a real older release (``--firmware-rollback``); without them those cases skip.
+
+The Boot Menu, opened by the power button as anyone holding a unit can, offers "(Debug) SAM-BA mode" only on a
+development bootloader (keyos-boot ``menu_page.rs``): the camera reads it, and a production menu with it fails.
 """
 
 from __future__ import annotations
