@@ -219,6 +219,14 @@ def test_the_camera_tells_a_production_boot_menu_by_its_missing_entry(flavour, h
     assert samba_entry_shown(Page(bootloader.menu_page(3, flavour)), timeout=5) is has_entry
 
 
+def test_a_menu_that_offers_samba_without_recovery_offers_it(monkeypatch):
+    """A production menu drawn with the SAM-BA entry alone is read as offering it, not as unreadable."""
+    from hil.stimuli.boot_menu import samba_entry_shown
+
+    monkeypatch.setattr(bootloader, "PRODUCTION_ENTRIES", ("samba",))
+    assert samba_entry_shown(Page(bootloader.menu_page(3, "production")), timeout=5) is True
+
+
 def test_no_readable_menu_is_never_taken_for_a_missing_entry():
     """Fail closed: a frame without the menu's Recovery entry (here the error page) says nothing about the entry."""
     from hil.stimuli.boot_menu import samba_entry_shown

@@ -59,6 +59,23 @@ def test_ranges_for_high_ids_merge_and_are_limited_to_four():
     assert err.value.error is XousError.InvalidArguments
 
 
+@pytest.mark.parametrize("defect", [[], ["run-ending-at-64-takes-a-range-slot"]])
+def test_a_run_ending_at_64_takes_no_range_slot(defect):
+    """server.rs: ``if messages.end <= 64`` returns before the range list, so ``0..64`` and four high runs fit."""
+    perms = MessagePermissions(Defects.of(defect))
+    perms.add(0, 64)
+    for a in (1000, 2000, 3000):
+        perms.add(a, a + 1)
+    if defect:
+        with pytest.raises(KernelError) as err:
+            perms.add(4000, 4001)
+        assert err.value.error is XousError.KernelTableFull
+        return
+    perms.add(4000, 4001)
+    assert perms.ranges == [(1000, 1001), (2000, 2001), (3000, 3001), (4000, 4001)]
+    assert perms.is_permitted(63) and not perms.is_permitted(64) and perms.is_permitted(4000)
+
+
 def test_add_ids_uses_the_fewest_ranges():
     perms = MessagePermissions()
     perms.add_ids([104, 100, 101, 102, 103, 105, 8, 2])

@@ -23,6 +23,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_permissions.py::"
         "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
         "development"),
+    "run-ending-at-64-takes-a-range-slot": (
+        "MessagePermissions.add files a run ending exactly at id 63 in one of the four range slots as well as the "
+        "mask, so a connection that also declares four separate runs of ids >= 64 is refused its last one",
+        "suites/security/test_permissions.py::test_a_run_ending_at_64_takes_no_range_slot", "development"),
     "kernel-skips-server-pid-check": (
         "a connection with an empty mask is treated as the server's own process",
         "suites/security/test_permissions.py::"
@@ -190,6 +194,11 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "clock-takes-zero": (
         "SET_SYSTEM_TIME takes 0 (the clock set to 1970, before every certificate's not-before) instead of Err",
         "suites/security/test_lockdown.py::test_clock_takes_exactly_the_rtc_range", "development"),
+    "bootloader-menu-offers-samba": (
+        "a production keyos-boot is built with the debug Boot Menu: its menu offers '(Debug) SAM-BA mode', the ROM "
+        "monitor that writes any image to the eMMC, to whoever holds the unit",
+        "suites/security/test_firmware.py::test_boot_menu_offers_samba_only_on_a_development_bootloader",
+        "production"),
     "bootloader-accepts-third-party": (
         "keyos-boot boots an image signed only in the second slot by a key it does not know (ThirdParty)",
         "suites/security/test_firmware.py::test_device_refuses_bad_firmware[developer-signed]", "production"),

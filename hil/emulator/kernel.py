@@ -54,7 +54,8 @@ class KernelError(Exception):
 
 
 class MessagePermissions:
-    """A u64 mask for ids 0..63 plus up to four half-open ranges for ids >= 64 (``server.rs``)."""
+    """A u64 mask for ids 0..63 plus up to four half-open ranges for ids >= 64 (``server.rs``): a range that
+    ends at 64 or below lives in the mask alone and takes no range slot."""
 
     def __init__(self, defects: Defects = Defects()):
         self.mask = 0
@@ -69,7 +70,10 @@ class MessagePermissions:
         for mid in range(start, min(end, 64)):
             if mid + shift < 64:
                 self.mask |= 1 << (mid + shift)
-        if end <= 64:
+        in_mask_only = end <= 64
+        if end == 64 and self._defects.has("run-ending-at-64-takes-a-range-slot"):
+            in_mask_only = False
+        if in_mask_only:
             return
         for i, (a, b) in enumerate(self.ranges):
             if a <= end and start <= b:

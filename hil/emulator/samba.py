@@ -317,6 +317,11 @@ class SambaPort:
         self.mode = "samba"
         self.monitor.enter()
 
+    @property
+    def _menu_flavour(self) -> str:
+        """The flavour whose Boot Menu the bootloader draws (``menu_page.rs`` cfg ``production``)."""
+        return "development" if self.defects.has("bootloader-menu-offers-samba") else self.flavour
+
     def boot_menu(self) -> None:
         """Clicks at the logo: keyos-boot shows its Boot Menu."""
         self.mode, self.qr_shown = "menu", False
@@ -329,13 +334,13 @@ class SambaPort:
         if self.mode == "samba":
             return Image.new("RGBA", (480, 800), (0, 0, 0, 255))  # the ROM never turns the display on
         if self.mode == "menu":
-            return bootloader.menu_page(self.prime.seed, self.flavour)
+            return bootloader.menu_page(self.prime.seed, self._menu_flavour)
         return bootloader.qr_page() if self.qr_shown else bootloader.error_page()
 
     def touch(self, x: int, y: int) -> None:
         """A tap on the bootloader's pages."""
         if self.mode == "menu":
-            entry = bootloader.menu_button(x, y, self.prime.seed, self.flavour)
+            entry = bootloader.menu_button(x, y, self.prime.seed, self._menu_flavour)
             if entry in ("system_info", "recovery"):
                 self.prime.log(f"INFO:boot: Boot Menu: {bootloader.MENU_ENTRIES[entry]} (no recovery image emulated)")
             elif entry == "samba":

@@ -33,6 +33,7 @@ CLICK_GAP_S = 0.2  # a physical release between presses, long enough for keyos-b
 # boot/keyos-boot/src/menu_page.rs MenuPage::new: the entry a non-production bootloader adds to its menu
 SAMBA_ENTRY = "(Debug) SAM-BA mode"
 RECOVERY_ENTRY = "Recovery"  # menu_page.rs: an entry of every flavour's Boot Menu
+MENU_TITLE = "BOOT MENU"  # menu_page.rs MenuPage::new
 MENU_READ_S = 10.0  # the camera reads the menu until its entry shows (idle-machine seconds)
 
 
@@ -72,23 +73,27 @@ def samba_entry_on(display, timeout: float = MENU_READ_S) -> tuple[int, int]:
 
 
 def samba_entry_shown(display, timeout: float = MENU_READ_S) -> bool:
-    """Whether the Boot Menu the camera's ``display`` reads has its SAM-BA entry, judged on a frame where the
-    "Recovery" entry every flavour draws is read (the menu is up and readable). Any line with "SAM-BA" or
-    "Debug" in it counts as the entry, so a partly misread one still counts; `ControlNotFound` when no
-    readable menu comes within ``timeout``."""
+    """Whether the Boot Menu the camera's ``display`` reads has its SAM-BA entry. Its absence is judged only on a
+    frame where the "Recovery" entry every flavour draws is read (the menu is up and readable); its presence on
+    any frame with the menu's title, so a menu that offers SAM-BA and lost Recovery still counts as offering it.
+    Any line with "SAM-BA" or "Debug" in it counts as the entry, so a partly misread one still counts;
+    `ControlNotFound` when no readable menu comes within ``timeout``."""
     from hil.vision.controls import ControlNotFound, find_control, normal
     from hil.vision.display import read_image
 
     deadline = time.monotonic() + scaled(timeout)
     while True:
         lines = read_image(_look(display)).lines
+        shown = any(word in normal(ln.text).replace("-", "") for ln in lines for word in ("samba", "debug"))
         try:
             find_control(lines, RECOVERY_ENTRY)
+            return shown
         except ControlNotFound:
+            if shown and any(normal(ln.text) == normal(MENU_TITLE) for ln in lines):
+                return True
             if time.monotonic() > deadline:
                 raise
             continue
-        return any(word in normal(ln.text).replace("-", "") for ln in lines for word in ("samba", "debug"))
 
 
 def station_display(station, camera):

@@ -16,6 +16,9 @@ flavour's bootloader boots development builds), made for the other chip (magic `
 anti-rollback value. The last two need a valid
 signature by the units' signers: the lab's own (``--firmware-signers``, test-signed units) or, for the
 rollback, a real older release (``--firmware-rollback``); without them those cases skip.
+
+The Boot Menu, opened by the power button as anyone holding a unit can, offers "(Debug) SAM-BA mode" only on a
+development bootloader (keyos-boot ``menu_page.rs``): the camera reads it, and a production menu with it fails.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from hil.flash.samba import EmmcFile, Samba
 from hil.link.resolve import open_client
 from hil.link.transport import LinkError
 from hil.machine import scaled
-from hil.stimuli.boot_menu import can_enter_samba, station_enter_samba
+from hil.stimuli.boot_menu import (can_enter_samba, open_boot_menu, power_cycle, samba_entry_shown, station_display,
+                                   station_enter_samba)
 from security_helpers import PromptNotSeen, ScreenReader, normal
 
 pytestmark = [pytest.mark.security, pytest.mark.firmware]
@@ -225,6 +229,30 @@ def _recover(unit: Unit, tmp_path: Path) -> None:
     unit.flasher(link=True).flash(load_firmware(path, unit.keys), force=True, allow_rollback=True)
 
 
+# before the image cases: it needs no SAM-BA, so it judges the menu even where their fixture cannot reach it
+def test_boot_menu_offers_samba_only_on_a_development_bootloader(device_under_test, station_relay, station_camera):
+    """keyos-boot ``menu_page.rs`` adds "(Debug) SAM-BA mode" only ``#[cfg(not(feature = "production"))]``: on a
+    production unit the Boot Menu, opened by the power button as anyone holding the unit can open it, must not
+    offer the ROM monitor, which writes any image to the eMMC. Read by the camera on a frame that shows the
+    menu's Recovery entry (a menu that is never read is broken, not a pass); then KeyOS boots again."""
+    dut = device_under_test
+    if not dut.declared:
+        pytest.skip(f"{dut.client.device}: no declared flavour, so no expectation for its Boot Menu")
+    version = dut.client.version()
+    dut.client.close()  # the unit leaves KeyOS for its bootloader's menu
+    try:
+        open_boot_menu(station_relay)
+        try:
+            shown = samba_entry_shown(station_display(dut.station, station_camera))
+        finally:
+            power_cycle(station_relay)
+            _await_keyos(dut.station, version)
+    finally:
+        dut.client.open()
+    assert shown is (dut.flavour != "production"), \
+        f"the {dut.flavour} bootloader's Boot Menu {'offers' if shown else 'lacks'} its SAM-BA entry"
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
     bad = VARIANTS[variant](unit.good, unit, request)
@@ -245,3 +273,4 @@ def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
     if verdict is not None:
         raise verdict
     assert unit.client.version() == cosign2.parse_unverified(unit.good).version
+

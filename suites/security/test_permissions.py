@@ -10,6 +10,7 @@ broker's prompt (read on the display) and each answer behaves and persists as sp
 from __future__ import annotations
 
 import contextlib
+import json
 import struct
 import time
 from pathlib import Path
@@ -130,6 +131,29 @@ def test_declared_message_of_another_apps_server_is_delivered(probe, probe_id, t
     assert [r["result"] for r in records] == ["Ok", "AccessDenied"], \
         f"declared Ping / undeclared Pong to {server} answered {records}"
     assert [d.msgid for d in run.denies if d.pid == run.pid] == [2]
+
+
+# a 1.0.0 manifest's runs on one server: 0..64 fills the mask up to id 63 and, ending at 64, takes none of the
+# kernel's four range slots (server.rs ``MessagePermissions::add``: ``if messages.end <= 64`` returns before the
+# list), so four separate runs of high ids fit beside it; ids far above any message the matrix names
+RUNS_ON_ONE_SERVER = ((0, 64), (1000, 1001), (2000, 2002), (3000, 3001), (4000, 4001))
+
+
+def test_a_run_ending_at_64_takes_no_range_slot(probe, probe_id, station, record_property):
+    """Every run is delivered at its ends (0..64 at 63) and the ids just outside each are refused; were the low run
+    given a slot, the fourth high run would find none (``KernelTableFull``) and the connection would be lost."""
+    server, app_id = "os/gui-server", probe_id()
+    doc = {"appName": {"en": "Ranges"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
+           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in RUNS_ON_ONE_SERVER]}
+    cases = [(mid, a <= mid < b) for a, b in RUNS_ON_ONE_SERVER for mid in sorted({a - 1, a, b - 1, b} - {-1, 0})]
+    run = probe.run(loads(json.dumps(doc), "<probe Ranges>/manifest.json"),
+                    [P.send(server, id=mid, wait=False) for mid, _ in cases])
+    records = run.finish()
+    got = {mid: rec["result"] for (mid, _), rec in zip(cases, records)}
+    want = {mid: "Ok" if ok else "AccessDenied" for mid, ok in cases}
+    assert got == want, f"runs {RUNS_ON_ONE_SERVER} on {server}: answered {got}, expected {want}"
+    if deny_lines_reach_the_lab(station, record_property):
+        assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
 
 
 def test_undeclared_grantable_message_is_denied_without_a_prompt(probe, probe_id, templates, screen):
