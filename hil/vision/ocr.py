@@ -137,14 +137,19 @@ def quads(image: np.ndarray, eng=None) -> list[np.ndarray]:
 
 
 def upside_down(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bool:
-    """Whether most text lines in `boxes` are upside down (the classifier's majority, by line)."""
-    flips = []
-    for x0, y0, x1, y1 in boxes[:12]:
+    """Whether most text lines in `boxes` are upside down (the classifier's majority of the first 12 lines,
+    by line; it stops once the lines left cannot change it)."""
+    lines = boxes[:12]
+    flips = upright = 0
+    for x0, y0, x1, y1 in lines:
         with _engine_lock:
             out = frame_engine()(np.ascontiguousarray(image[y0:y1, x0:x1]), use_det=False, use_cls=True,
                                  use_rec=False)
-        flips.append(bool(out.cls_res) and out.cls_res[0][0] == "180")
-    return sum(flips) * 2 > len(flips)
+        flipped = bool(out.cls_res) and out.cls_res[0][0] == "180"
+        flips, upright = flips + flipped, upright + (not flipped)
+        if flips * 2 > len(lines) or upright * 2 >= len(lines):
+            break
+    return flips * 2 > len(lines)
 
 
 def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
