@@ -198,7 +198,7 @@ def main() -> None:
     print(f"{'optics':9s} {'bench':11s} {'dark acc':>8s} {'light acc':>9s} {'checks':>7s} {'cpu med':>7s} {'p95':>5s}"
           "  worst screen")
     per_theme = {"dark": [0, 0], "light": [0, 0]}
-    all_ms, notes = [], []
+    all_ms, notes, slow = [], [], []
     strict = {"total": 0, "conclusive": 0, "passed": 0}
     whole = {"errors": 0, "chars": 0, "ms": []}
     edits: collections.Counter = collections.Counter()  # (expected, read) -> count
@@ -243,6 +243,7 @@ def main() -> None:
                 t = time.process_time()
                 v = display.verify_text(text, kind, region)
                 times.append((time.process_time() - t) * 1000)  # CPU time: one thread, so one core's time
+                slow.append((times[-1], f"{oname}/{name}: {kind.value} {v.verdict.value}"))
                 total += 1
                 passed += v.verdict is Verdict.PASS
                 if kind in (TextKind.ADDRESS, TextKind.AMOUNT):
@@ -266,6 +267,7 @@ def main() -> None:
     p95 = sorted(all_ms)[int(0.95 * (len(all_ms) - 1))]
     print(f"CPU per verification (one thread): median {statistics.median(all_ms):.1f} ms, p95 {p95:.1f} ms, "
           f"mean {statistics.mean(all_ms):.1f} ms ({len(all_ms)} verifications; load average {os.getloadavg()[0]:.1f})")
+    print("slowest verifications: " + ", ".join(f"{ms:.0f} ms {what}" for ms, what in sorted(slow)[::-1][:12]))
     if whole["chars"]:
         print(f"whole-frame fallback (nothing located, {len(whole['ms'])} frames): character accuracy "
               f"{1 - whole['errors'] / whole['chars']:.4f}, CPU median {statistics.median(whole['ms']):.0f} ms, "

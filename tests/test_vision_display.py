@@ -3,13 +3,15 @@
 import cv2
 import numpy as np
 import pytest
+from PIL import ImageDraw
 
 from hil.emulator.camera import Optics
 from hil.errors import InfrastructureError
 from hil.vision import evidence as ev
+from hil.vision import values
 from hil.vision.display import Display, DisplayTimeout, ScreenUnreadable, TextNotShown, Verdict
 from hil.vision.match import TextKind
-from tests.vision_helpers import FilmedScreen, permission_prompt, pin_pad, send_screen
+from tests.vision_helpers import FilmedScreen, _font, permission_prompt, pin_pad, send_screen
 
 ADDR = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"
 
@@ -65,6 +67,24 @@ def test_wrong_region_fails():
     assert d.verify_text("Enter PIN", region="body").verdict is Verdict.FAIL
     with pytest.raises(ValueError, match="known: title"):
         d.verify_text("Enter PIN", region="footer")
+
+
+@pytest.mark.parametrize("expected, kind", [(ADDR, TextKind.ADDRESS), ("0.01250000 BTC", TextKind.AMOUNT)])
+def test_a_value_read_inconclusive_is_read_no_further(monkeypatch, expected, kind):
+    """Lines below an address or amount read up to look-alikes cannot make it pass: they are not recognised."""
+    im = send_screen(address=ADDR)
+    ImageDraw.Draw(im).text((240, 600), "Reject", font=_font(30), fill="black", anchor="mm")
+    real = values.check
+
+    def unsure(expected, lines, kind):  # the value read, but a look-alike in it unsure
+        o = real(expected, lines, kind)
+        return values.Outcome("inconclusive", "a look-alike read unsure") if o and o.verdict == "pass" else o
+
+    monkeypatch.setattr(values, "check", unsure)
+    v = Display(FilmedScreen(im)).verify_text(expected, kind)
+    assert v.verdict is Verdict.INCONCLUSIVE and v.reason == "a look-alike read unsure"
+    assert "Reject" not in v.screen.text()
+    assert "Reject" in Display(FilmedScreen(im)).read().text()  # it is there to read
 
 
 @pytest.mark.parametrize("fault, reason", [("covered", "covered"), ("glare", "glare")])

@@ -368,7 +368,12 @@ class Display:
         def found(lines: list[ocr.Line]) -> bool:  # read no further than the expected text
             checked = values.check(text, ocr.told_apart(lines), kind.value) if kind.strict else None
             if checked is not None:
-                return checked.verdict == "pass"
+                # an address or amount read up to look-alikes stays inconclusive however many lines follow
+                # (values.check_code ranks it before any fail, check_amount decides on its first reading): only a
+                # second copy of an address, or a later line showing the font's l as a bare stroke
+                # (ocr.told_apart), could still make it pass; reading stops there, never passing more
+                return checked.verdict == "pass" or (
+                    kind in (TextKind.ADDRESS, TextKind.AMOUNT) and checked.verdict == "inconclusive")
             return find(text, [ln.text for ln in lines], kind) is not None
 
         try:

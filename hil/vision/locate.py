@@ -139,7 +139,9 @@ def _upright(frame: np.ndarray, loc: Location) -> Location:
     from hil.vision import ocr
 
     image = loc.rectify(frame)
-    if ocr.upside_down(image, ocr.detect(image)):
+    small = cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)  # lines found at half the
+    boxes = [tuple(2 * v for v in b) for b in ocr.detect(small)]  # panel's scale (~1/4 of the CPU), read at full
+    if ocr.upside_down(image, boxes):
         return Location.from_corners(np.roll(loc.corners, 2, axis=0), loc.method)
     return loc
 

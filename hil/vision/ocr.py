@@ -43,9 +43,14 @@ def read_line(image: np.ndarray, box: tuple[int, int, int, int]) -> Line:
     """The line in `box` of `image`, its glyphs measured (see `told_apart`)."""
     x0, y0, x1, y1 = box
     text, conf, chars, xs = recognise_chars(image[y0:y1, x0:x1])
+    if not set(text) & LOOK_ALIKE:  # nothing in it for `told_apart` to tell: measuring would cost ~5 ms for naught
+        return Line(text, box, conf, chars)
     m0, m1 = max(0, x0 - (y1 - y0) // 2), min(image.shape[1], x1 + (y1 - y0) // 2)  # a glyph at the box's edge whole
     ink = shapes.measure(gray_line(image[y0:y1, m0:m1]), text, chars, tuple(x + x0 - m0 for x in xs))
     return Line(text, box, conf, chars, (), ink)
+
+
+LOOK_ALIKE = set("".join(shapes.GROUPS))  # the glyphs `shapes` tells apart (a line of none has nothing to decide)
 
 
 def told_apart(lines: list[Line]) -> list[Line]:
@@ -132,14 +137,19 @@ def quads(image: np.ndarray, eng=None) -> list[np.ndarray]:
 
 
 def upside_down(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bool:
-    """Whether most text lines in `boxes` are upside down (the classifier's majority, by line)."""
-    flips = []
-    for x0, y0, x1, y1 in boxes[:12]:
+    """Whether most text lines in `boxes` are upside down (the classifier's majority of the first 12 lines,
+    by line; it stops once the lines left cannot change it)."""
+    lines = boxes[:12]
+    flips = upright = 0
+    for x0, y0, x1, y1 in lines:
         with _engine_lock:
             out = frame_engine()(np.ascontiguousarray(image[y0:y1, x0:x1]), use_det=False, use_cls=True,
                                  use_rec=False)
-        flips.append(bool(out.cls_res) and out.cls_res[0][0] == "180")
-    return sum(flips) * 2 > len(flips)
+        flipped = bool(out.cls_res) and out.cls_res[0][0] == "180"
+        flips, upright = flips + flipped, upright + (not flipped)
+        if flips * 2 > len(lines) or upright * 2 >= len(lines):
+            break
+    return flips * 2 > len(lines)
 
 
 def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:

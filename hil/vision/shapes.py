@@ -196,27 +196,27 @@ def align(xs: tuple[float, ...], spans: list[tuple[int, int]]) -> list[int | Non
     inf = float("inf")
     miss = max(1.0, float(np.median([b - a for a, b in spans])))  # the cost of a span holding no character
 
-    def far(i: int, j: int) -> float:
-        a, b = spans[j]
-        return max(0.0, a - xs[i], xs[i] - b)
-
+    a, b = np.array(spans, float).T
+    x = np.array(xs, float)[:, None]
+    far = np.maximum(0.0, np.maximum(a - x, x - b)).tolist()  # far[i][j]: centre i's distance from span j
     # cost[i][j]: characters [0, i) placed, spans [0, j) used or skipped, the last character in span j - 1
-    cost = np.full((n + 1, m + 1), inf)
-    back = np.zeros((n + 1, m + 1), np.int8)  # 0: span skipped, 1: a new span, 2: the same span again
-    cost[0, 0] = 0.0
+    cost = [[inf] * (m + 1) for _ in range(n + 1)]
+    back = [[0] * (m + 1) for _ in range(n + 1)]  # 0: span skipped, 1: a new span, 2: the same span again
+    cost[0][0] = 0.0
     for j in range(1, m + 1):
-        cost[0, j] = cost[0, j - 1] + miss
+        cost[0][j] = cost[0][j - 1] + miss
     for i in range(1, n + 1):
         for j in range(1, m + 1):
-            options = (cost[i, j - 1] + miss if back[i, j - 1] == 0 or i == 0 else inf,  # span j-1 skipped
-                       cost[i - 1, j - 1] + far(i - 1, j - 1),  # character i-1 opens span j-1
-                       cost[i - 1, j] + far(i - 1, j - 1) if back[i - 1, j] else inf)  # and shares it
-            back[i, j] = int(np.argmin(options))
-            cost[i, j] = options[back[i, j]]
+            options = (cost[i][j - 1] + miss if back[i][j - 1] == 0 or i == 0 else inf,  # span j-1 skipped
+                       cost[i - 1][j - 1] + far[i - 1][j - 1],  # character i-1 opens span j-1
+                       cost[i - 1][j] + far[i - 1][j - 1] if back[i - 1][j] else inf)  # and shares it
+            back[i][j] = options.index(min(options))
+            cost[i][j] = options[back[i][j]]
     out: list[int | None] = [None] * n
-    i, j = n, int(np.argmin([cost[n, jj] + (m - jj) * miss for jj in range(m + 1)]))
+    ends = [cost[n][jj] + (m - jj) * miss for jj in range(m + 1)]
+    i, j = n, ends.index(min(ends))
     while i > 0 and j > 0:
-        step = back[i, j]
+        step = back[i][j]
         if step == 0:
             j -= 1
         else:
