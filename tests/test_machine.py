@@ -35,6 +35,24 @@ def test_a_busy_machine_gets_longer_deadlines(monkeypatch):
     assert machine.measure() == 1.0
 
 
-def test_timeouts_of_these_tests_are_scaled(request):
+def test_timeouts_of_these_tests_are_scaled(request, monkeypatch):
+    """The hook that sets each test's hang limit scales it by the factor at collection."""
     marker = request.node.get_closest_marker("timeout")
     assert marker is not None and 300 <= marker.args[0] <= 300 * machine.MAX_FACTOR
+    hook = next(p for p in request.config.pluginmanager.get_plugins()
+                if getattr(p, "__file__", "").endswith("tests/conftest.py")).pytest_collection_modifyitems
+
+    class Item:
+        def __init__(self, seconds):
+            self.markers = {"timeout": pytest.mark.timeout(seconds).mark}
+
+        def get_closest_marker(self, name):
+            return self.markers.get(name)
+
+        def add_marker(self, mark, append=True):
+            self.markers[mark.name] = mark.mark
+
+    monkeypatch.setattr(machine, "factor", lambda: 2.0)
+    items = [Item(300), Item(45)]
+    hook(request.config, items)
+    assert [i.markers["timeout"].args[0] for i in items] == [600, 90]

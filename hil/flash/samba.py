@@ -303,7 +303,13 @@ class Sdmmc:
                 raise
             chunk = data[pos:pos + count * self.page_size]
             if got != chunk:
-                taken.extend(self._receive_read(*c[1:]) for c in chunks[i + 1 + len(taken):requested])
+                rest = chunks[i + 1 + len(taken):requested]  # take the answers still coming before a rewrite
+                for k, c in enumerate(rest):
+                    try:
+                        taken.append(self._receive_read(*c[1:]))
+                    except AppletFailed:
+                        self._drain_reads(rest[k + 1:])
+                        raise
                 tries = 0
                 while got != chunk:
                     if not auto_patch or tries == self.MAX_REWRITES:

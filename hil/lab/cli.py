@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hil.errors import HilError, InfrastructureError
+from hil.lab.labgrid import is_url
 from hil.terminal import printable
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The lab's stations: leases and quarantine.")
@@ -117,7 +118,7 @@ def quarantine_cmd(station: str, reason: Annotated[str, typer.Option("--reason",
     """Take a station out of service; runs skip it until it is readmitted."""
     from hil.lab.quarantine import OPERATOR, Quarantine
 
-    if lab and lab.startswith("labgrid://"):  # issue 8: the place's health tag and comment
+    if is_url(lab):  # issue 8: the place's health tag and comment
         from hil.lab import lab_cli
 
         return lab_cli.quarantine_cmd(station, reason, coordinator=lab)
@@ -133,7 +134,7 @@ def readmit(station: str, lab: LabOpt = None) -> None:
     from hil.lab.pin_guard import PinGuard
     from hil.lab.quarantine import Quarantine
 
-    if lab and lab.startswith("labgrid://"):  # issue 8
+    if is_url(lab):  # issue 8
         from hil.lab import lab_cli
 
         return lab_cli.readmit(station, coordinator=lab)

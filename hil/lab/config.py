@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from hil.errors import ConfigError
+from hil.lab.labgrid import is_url
 from hil.profile import Profile, load_profile
 from hil.stimuli.nfc_readers import check_reader
 from hil.yamlfile import Strict as _Strict
@@ -188,7 +189,7 @@ class LabConfig(_Strict):
 def lab_from_option(lab: str | None) -> LabConfig:
     """What a ``--lab`` option names: a lab file (default: the repository's), or a ``labgrid://`` URL, which is the
     repository's lab file with its stations leased as places on that coordinator (issue 8)."""
-    if lab and lab.startswith("labgrid://"):
+    if is_url(lab):
         return load_lab().model_copy(update={"coordinator": lab})
     return load_lab(lab)
 

@@ -21,13 +21,15 @@ WORKER = "hil flash"
 def flash_station(lab: LabConfig, name: str, build: Path, flavour: str | None,
                   progress: Callable[[float], None]) -> bool:
     """Flash ``build`` onto station ``name``; False when it already runs it. ``flavour`` is the bootloader's, whose
-    trust policy the image must meet (None: FullyTrusted only). An unknown station is a one-line `ConfigError`."""
+    trust policy the image must meet and whose route into SAM-BA the jig takes (None: the station's declared one).
+    An unknown station is a one-line `ConfigError`."""
     if not lab.coordinator and name not in lab.stations:
         raise ConfigError(f"no station {name!r} in {lab.source}; stations: {', '.join(lab.stations) or 'none'}")
     own = {name: lab.stations[name]} if name in lab.stations else {}  # its trust policy, not the whole lab's
-    flash = samba_flasher(lab.model_copy(update={"stations": own}), build, flavour)  # checks the image first
     with _leased(lab, name) as station:
-        return flash(station, progress)
+        flavour = flavour or station.flavour
+        flash = samba_flasher(lab.model_copy(update={"stations": own}), build, flavour)  # checks the image first
+        return flash(station.model_copy(update={"flavour": flavour}), progress)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templa
 from hil.link.client import CommandRefused, DeviceError
 from hil.link.protocol import Cmd, LaunchStatus, load_app_begin, request
 from hil.link.transport import LinkError
+from hil.machine import scaled
 
 from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for,
                               normal, outside_the_prompt, result_without_prompt, twin)
@@ -273,6 +274,11 @@ def test_unanswered_prompt_denies_and_stores_nothing(probe, probe_id, templates,
     assert again.step(0, timeout=60)["result"] == "AccessDenied"
 
 
+# assumed: a drag long enough for gui-server to take it as a move, not a press (modal.rs names no threshold), and
+# short enough to stay above the popup from `outside_the_prompt`, which leaves room for it
+DRAG_PX = 40
+
+
 @pytest.mark.parametrize("gesture", ["tap", "drag"])
 def test_a_touch_outside_the_prompt_denies_and_stores_nothing(gesture, probe, probe_id, templates, screen, touch,
                                                                station):
@@ -288,8 +294,8 @@ def test_a_touch_outside_the_prompt_denies_and_stores_nothing(gesture, probe, pr
     if gesture == "tap":
         touch.tap(x, y)
     else:  # a drag that starts above the popup and stays there: the press point decides (modal_process_touch)
-        touch.swipe(x, y, x, y + 40)
-    deadline = time.monotonic() + 30
+        touch.swipe(x, y, x, y + DRAG_PX)
+    deadline = time.monotonic() + scaled(30)
     while 0 not in run.records and time.monotonic() < deadline:
         run.pump(0.1)
     if 0 not in run.records:  # still parked: a prompt still shown is the evidence, anything else proves nothing
