@@ -117,6 +117,18 @@ def normal(text: str) -> str:
     return "".join(text.lower().replace("…", "...").split())
 
 
+def title_shown(title: str, text: str) -> bool:
+    """Whether the text read shows ``title`` (case, spacing and look-alikes folded). A read a character or so off
+    it is no evidence either way: `PromptNotSeen` (absence is passed only on a read that is clearly not it)."""
+    from hil.vision.match import TextKind, find, near
+
+    if find(title, [text], TextKind.PROSE) is not None:
+        return True
+    if (off := near(title, [text])) is not None:
+        raise PromptNotSeen(f"{title!r} read only as {off.text!r}: cannot tell whether it is up")
+    return False
+
+
 def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: str | None = None,
                   timeout: float = 15.0) -> dict:
     """Wait for the permission prompt of ``run``'s parked ``step`` (with ``body``, if given), press ``button``,
@@ -151,7 +163,7 @@ def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: st
     while step not in run.records:
         if time.monotonic() > deadline:
             after = screen.text()
-            if not after.strip() or normal(PROMPT_TITLE) in normal(after):
+            if not after.strip() or title_shown(PROMPT_TITLE, after):
                 raise PromptNotSeen(f"{button!r} tapped, step {step} still parked after {timeout:g} s and the "
                                     f"prompt not seen to leave (it shows: {after!r}): the tap did not reach it")
             raise AssertionError(f"{button!r} tapped and the prompt left the screen, but step {step} is still "
@@ -186,7 +198,7 @@ def assert_no_prompt(screen: ScreenReader, when: str = "") -> None:
     text = " ".join(line.text for line in shown.lines)
     if not text.strip():
         raise PromptNotSeen(f"nothing read on the display{when}: cannot tell whether a prompt is up")
-    assert normal(PROMPT_TITLE) not in normal(text), f"a permission prompt is on screen{when}: {text!r}"
+    assert not title_shown(PROMPT_TITLE, text), f"a permission prompt is on screen{when}: {text!r}"
 
 
 def assert_no_prompt_for(screen: ScreenReader, seconds: float, when: str = "", wake_timeout: float = 5.0) -> None:
@@ -208,8 +220,13 @@ def wait_prompt_gone(screen: ScreenReader, timeout: float, when: str = "") -> No
     deadline = time.monotonic() + timeout
     while True:
         text = screen.text()
-        if text.strip() and normal(PROMPT_TITLE) not in normal(text):
-            return
+        try:
+            if text.strip() and not title_shown(PROMPT_TITLE, text):
+                return
+        except PromptNotSeen:
+            if time.monotonic() > deadline:
+                raise
+            continue
         if time.monotonic() > deadline:
             if not text.strip():
                 raise PromptNotSeen(f"nothing read on the display{when}: cannot tell whether the prompt left")

@@ -29,7 +29,7 @@ from hil.stimuli.ctap_nfc import CtapNfcDevice
 from hil.stimuli.nfc import reader
 from hil.stimuli.touch import enter_pin
 from hil.vision.pin_screen import NotAPinScreen, wait_pin_screen
-from security_helpers import PromptNotSeen, normal, wait_readable
+from security_helpers import PromptNotSeen, title_shown, wait_readable
 
 pytestmark = [pytest.mark.security, pytest.mark.fido]
 
@@ -152,7 +152,7 @@ def _assert_no_fido_prompt(screen, when: str) -> None:
         text = screen.text()
         if not text.strip():
             raise PromptNotSeen(f"nothing read on the display {when}")
-        assert normal(REGISTER_TITLE) not in normal(text), f"a presence prompt is on the lock screen {when}: {text!r}"
+        assert not title_shown(REGISTER_TITLE, text), f"a presence prompt is on the lock screen {when}: {text!r}"
         time.sleep(0.25)
 
 
