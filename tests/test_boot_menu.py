@@ -463,3 +463,19 @@ def test_reach_samba_asks_reboot_samba_first_and_presses_the_route_only_when_ref
         reach_samba(link(refused), refuse)
     with pytest.raises(SambaUnreachable, match="debug link unavailable.*--operator"):
         reach_samba(link(LinkError("usb:1-2", "no device")), None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("defect, outcome", [(None, "1 passed"), ("bootloader-menu-offers-samba", "1 failed")])
+def test_the_boot_menu_check_runs_on_a_production_build_without_the_debug_link(defect, outcome):
+    """Issue 14 point 7: the production lane runs on camera, robot and relay alone where the build has no usb-debug
+    (rev B's profile says so of its production build): the Boot Menu check needs only relay and camera, so it runs
+    there, passes on a good build and fails (not broken, not skipped) on the seeded defect."""
+    from tests.test_seeded_defects import failed_not_broken, run_suites
+
+    check = "suites/security/test_firmware.py::test_boot_menu_offers_samba_only_on_a_development_bootloader"
+    args = ("--emulator-defect", defect) if defect else ()
+    code, out = run_suites("--emulator-flavour", "production", "--profile", "prime-rev-b", *args, check)
+    assert outcome in out and "no debug link" not in out, out[-3000:]
+    assert failed_not_broken(out) == ({check} if defect else set()) and code == (1 if defect else 0), out[-3000:]

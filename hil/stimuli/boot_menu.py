@@ -54,7 +54,7 @@ def enter_samba(relay: PowerButtonRelay, touch: Touch, samba_entry: tuple[int, i
     touch.tap(*samba_entry)
 
 
-def _look(display) -> np.ndarray:
+def panel_view(display) -> np.ndarray:
     """The display's next frame, rectified; an empty image while the panel is dark or redrawing."""
     from hil.vision.locate import ScreenNotFound
 
@@ -69,7 +69,7 @@ def samba_entry_on(display, timeout: float = MENU_READ_S) -> tuple[int, int]:
     in display points; `ControlNotFound` when it is not read once (no menu, or a bootloader without it)."""
     from hil.vision.controls import wait_control
 
-    return wait_control(lambda: _look(display), SAMBA_ENTRY, timeout)
+    return wait_control(lambda: panel_view(display), SAMBA_ENTRY, timeout)
 
 
 def samba_entry_shown(display, timeout: float = MENU_READ_S) -> bool:
@@ -83,7 +83,7 @@ def samba_entry_shown(display, timeout: float = MENU_READ_S) -> bool:
 
     deadline = time.monotonic() + scaled(timeout)
     while True:
-        lines = read_image(_look(display)).lines
+        lines = read_image(panel_view(display)).lines
         shown = any(word in normal(ln.text).replace("-", "") for ln in lines for word in ("samba", "debug"))
         try:
             find_control(lines, RECOVERY_ENTRY)

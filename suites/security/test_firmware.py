@@ -23,9 +23,10 @@ development bootloader (keyos-boot ``menu_page.rs``): the camera reads it, and a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import coincurve
@@ -37,8 +38,9 @@ from hil.flash.samba import EmmcFile, Samba
 from hil.link.resolve import open_client
 from hil.link.transport import LinkError
 from hil.machine import scaled
-from hil.stimuli.boot_menu import (can_enter_samba, open_boot_menu, power_cycle, samba_entry_shown, station_display,
-                                   station_enter_samba)
+from hil.stimuli.boot_menu import (can_enter_samba, open_boot_menu, panel_view, power_cycle, samba_entry_shown,
+                                   station_display, station_enter_samba)
+from hil.vision.pin_screen import NotAPinScreen, wait_pin_screen
 from security_helpers import PromptNotSeen, ScreenReader, normal
 
 pytestmark = [pytest.mark.security, pytest.mark.firmware]
@@ -230,27 +232,50 @@ def _recover(unit: Unit, tmp_path: Path) -> None:
 
 
 # before the image cases: it needs no SAM-BA, so it judges the menu even where their fixture cannot reach it
-def test_boot_menu_offers_samba_only_on_a_development_bootloader(device_under_test, station_relay, station_camera):
+def test_boot_menu_offers_samba_only_on_a_development_bootloader(station, unit_flavour, station_relay, station_camera,
+                                                                 request):
     """keyos-boot ``menu_page.rs`` adds "(Debug) SAM-BA mode" only ``#[cfg(not(feature = "production"))]``: on a
     production unit the Boot Menu, opened by the power button as anyone holding the unit can open it, must not
     offer the ROM monitor, which writes any image to the eMMC. Read by the camera on a frame that shows the
-    menu's Recovery entry (a menu that is never read is broken, not a pass); then KeyOS boots again."""
-    dut = device_under_test
-    if not dut.declared:
-        pytest.skip(f"{dut.client.device}: no declared flavour, so no expectation for its Boot Menu")
-    version = dut.client.version()
-    dut.client.close()  # the unit leaves KeyOS for its bootloader's menu
-    try:
+    menu's Recovery entry (a menu that is never read is broken, not a pass); then KeyOS boots again. Relay and
+    camera alone: it runs on a build without the debug link too (issue 14 point 7)."""
+    if unit_flavour is None:
+        pytest.skip(f"station {station.name}: no declared flavour (give --flavour), so no expectation for its Boot Menu")
+    display = station_display(station, station_camera)
+    with _away_from_keyos(station, unit_flavour, display, request):
         open_boot_menu(station_relay)
         try:
-            shown = samba_entry_shown(station_display(dut.station, station_camera))
+            shown = samba_entry_shown(display)
         finally:
             power_cycle(station_relay)
-            _await_keyos(dut.station, version)
+    assert shown is (unit_flavour != "production"), \
+        f"the {unit_flavour} bootloader's Boot Menu {'offers' if shown else 'lacks'} its SAM-BA entry"
+
+
+@contextlib.contextmanager
+def _away_from_keyos(station, flavour: str, display, request) -> Iterator[None]:
+    """The unit leaves KeyOS for the block and must come back: on the debug link with the version it had (the
+    session's client closed meanwhile, KeyOS serves one), or, on a build without the link, on the camera as
+    KeyOS's PIN screen (every boot ends locked)."""
+    if station.profile.link_missing(flavour):
+        try:
+            yield
+        finally:
+            try:
+                wait_pin_screen(lambda: panel_view(display), SAMBA_TIMEOUT)
+            except NotAPinScreen as e:
+                raise NotAPinScreen(f"KeyOS did not come back on the camera within {SAMBA_TIMEOUT:g} s ({e})") from None
+        return
+    client = request.getfixturevalue("device_under_test").client
+    version = client.version()
+    client.close()
+    try:
+        yield
     finally:
-        dut.client.open()
-    assert shown is (dut.flavour != "production"), \
-        f"the {dut.flavour} bootloader's Boot Menu {'offers' if shown else 'lacks'} its SAM-BA entry"
+        try:
+            _await_keyos(station, version)
+        finally:
+            client.open()
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
