@@ -128,6 +128,13 @@ def device_under_test(station: Station, request: pytest.FixtureRequest):
         yield DeviceUnderTest(station, client, declared or observed, observed, declared is not None)
 
 
+@pytest.fixture(scope="session")
+def unit_flavour(station: Station, request: pytest.FixtureRequest) -> str | None:
+    """The flavour the station's unit is declared to run (`declared_flavour`), None where nothing declares it;
+    for checks that need no debug link (camera, relay, robot), so that they run on a build without it too."""
+    return declared_flavour(station, request.config.getoption("--flavour"))
+
+
 def _past_samba(station: Station, request: pytest.FixtureRequest) -> Station:
     """A ``--device`` tty that is the unit's SAM-BA ROM: flash ``--firmware`` (or boot the eMMC) and
     take the KeyOS debug interface on the same USB port path (hil.lab.first_contact)."""

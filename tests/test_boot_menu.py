@@ -425,6 +425,7 @@ def test_hil_flash_checks_images_against_the_profiles_trust_set(tmp_path):
                                         "--profile", "prime-emulated"])
     assert "no REBOOT_SAMBA: debug link unavailable" in accepted.stderr  # past the image check: no device there
     assert "to reach SAM-BA through the Boot Menu" in accepted.stderr  # and the station has no jig to press it
+    assert "or pass --operator" in accepted.stderr  # which a person can do instead
 
 
 def test_reach_samba_asks_reboot_samba_first_and_presses_the_route_only_when_refused():
@@ -434,7 +435,7 @@ def test_reach_samba_asks_reboot_samba_first_and_presses_the_route_only_when_ref
 
     from hil.link.client import DeviceError
     from hil.link.transport import LinkError
-    from hil.stimuli.boot_menu import SambaUnreachable, reach_samba
+    from hil.flash.samba_entry import SambaUnreachable, reach_samba
 
     asked, presses = [], []
 
@@ -461,5 +462,25 @@ def test_reach_samba_asks_reboot_samba_first_and_presses_the_route_only_when_ref
     with pytest.raises(ConfigError, match=r"^the device refused REBOOT_SAMBA \(usb:1-2, REBOOT_SAMBA: device answered "
                                           r"Err\); station s has no"):
         reach_samba(link(refused), refuse)
-    with pytest.raises(SambaUnreachable, match="debug link unavailable.*--operator"):
+    with pytest.raises(SambaUnreachable, match="debug link unavailable.*have a person take it there"):
         reach_samba(link(LinkError("usb:1-2", "no device")), None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("defects", [(), ("bootloader-menu-offers-samba", "bootloader-accepts-third-party")])
+def test_the_firmware_checks_run_on_a_production_build_without_the_debug_link(defects):
+    """Issue 14 point 7: the production lane runs on camera, robot and relay alone where the build has no usb-debug
+    (rev B's profile says so of its production build). The Boot Menu check needs only relay and camera, the image
+    checks the CD pads, SAM-BA and the camera: they run there, pass on a good build and fail (not broken, not
+    skipped) on the seeded defects. One run per build, the two checks in it (one image variant: the one a defect
+    turns red)."""
+    from tests.test_seeded_defects import failed_not_broken, run_suites
+
+    checks = {"suites/security/test_firmware.py::test_boot_menu_offers_samba_only_on_a_development_bootloader",
+              "suites/security/test_firmware.py::test_device_refuses_bad_firmware[developer-signed]"}
+    args = [arg for defect in defects for arg in ("--emulator-defect", defect)]
+    code, out = run_suites("--emulator-flavour", "production", "--profile", "prime-rev-b", "--firmware-keys", "test",
+                           *args, *sorted(checks))
+    assert f"2 {'failed' if defects else 'passed'}" in out and "no debug link" not in out, out[-3000:]
+    assert failed_not_broken(out) == (checks if defects else set()) and code == (1 if defects else 0), out[-3000:]

@@ -161,3 +161,27 @@ def test_pipelined_transfers_keep_answers_in_step(client, monitor):
         sd.verify(beyond_end, data)
     assert client.read_u32(0xFC069000) & 0xFFFFFFE0 == 0x8A5C08C0
     assert sd.read(0, 65536) == data[:65536]
+
+
+def test_a_monitor_that_hangs_up_is_gone_at_once_not_waited_for(client, monitor):
+    """A local tty is read straight into one buffer (no select before each read): a hung-up port still ends the
+    read at once as broken, not after the timeout, and not as an empty answer."""
+    client.connect()
+    monitor.stop()  # the unit's USB goes away under the open port
+    start = time.monotonic()
+    with pytest.raises(SambaError, match="read failed.*device gone"):
+        client.read_answer(0x220000, 65536)
+    assert time.monotonic() - start < client.timeout
+
+
+def test_a_port_without_a_descriptor_is_read_through_pyserial():
+    """rfc2217:// and the like have no file descriptor: their answers come through pyserial's read,
+    and a short answer is broken after the timeout."""
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    samba = Samba(port, timeout=0.3)
+    answer = os.urandom(4000)  # loop:// holds 4 KiB
+    port.write(answer)
+    assert samba.read_answer(0, len(answer)) == answer
+    port.write(b"abc")
+    with pytest.raises(SambaError, match="got 3 of 4 bytes"):
+        samba.read_answer(0, 4)

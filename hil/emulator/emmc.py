@@ -47,11 +47,18 @@ class Emmc:
         self._bad_writes = count
 
     def read_pages(self, page: int, count: int) -> bytes:
-        self._check(page, count)
+        data = bytearray(count * PAGE)
+        self.read_pages_into(page, memoryview(data))
+        return bytes(data)
+
+    def read_pages_into(self, page: int, into: memoryview) -> None:
+        """``len(into)`` bytes of whole pages from ``page`` on, read straight into ``into`` (the applet's SRAM
+        buffer: no copy of a chunk per read)."""
+        self._check(page, len(into) // PAGE)
         with self._lock:
             self._fp.seek(page * PAGE)
-            data = self._fp.read(count * PAGE)
-        return data + bytes(count * PAGE - len(data))
+            got = self._fp.readinto(into)
+        into[got:] = bytes(len(into) - got)  # past the file's end the image reads as zeros
 
     def write_pages(self, page: int, data: bytes) -> None:
         self._check(page, len(data) // PAGE)

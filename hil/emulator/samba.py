@@ -171,7 +171,9 @@ class SambaMonitor(PtyDevice):
             return self.l2, addr - L2_SRAM[0]
         return None
 
-    def _load(self, addr: int, length: int) -> bytes:
+    def _load(self, addr: int, length: int) -> bytes | memoryview:
+        """What a read of ``length`` bytes at ``addr`` sees; memory is lent, not copied (an R of a 64 KiB chunk
+        goes out from it at once, before the next command can change it)."""
         if length == 4 and addr in (CIDR, EXID, SFR_L2CC_HRAMC):
             value = {CIDR: SAMA5D27_CIDR, EXID: SAMA5D27_EXID, SFR_L2CC_HRAMC: int(not self.l2_sram)}[addr]
             return struct.pack("<I", value)
@@ -179,7 +181,7 @@ class SambaMonitor(PtyDevice):
         if region is None:
             return bytes(length)  # nothing mapped there: reads as zeros
         mem, off = region
-        return bytes(mem[off:off + length])
+        return memoryview(mem)[off:off + length]
 
     def _store(self, addr: int, data: bytes | memoryview) -> None:
         region = self._region(addr, len(data))
@@ -234,11 +236,12 @@ class SambaMonitor(PtyDevice):
         page, count = args[0], args[1]
         if not self.initialised or count * PAGE > BUFFER_SIZE or page + count > self.emmc.pages:
             return APPLET_FAIL, []
+        mem, off = self._region(BUFFER_ADDR, count * PAGE)
+        buffer = memoryview(mem)[off:off + count * PAGE]  # the eMMC's pages move straight to or from SRAM
         if cmd == CMD_READ_PAGES:
-            self._store(BUFFER_ADDR, self.emmc.read_pages(page, count))
+            self.emmc.read_pages_into(page, buffer)
         else:
-            mem, off = self._region(BUFFER_ADDR, count * PAGE)
-            self.emmc.write_pages(page, memoryview(mem)[off:off + count * PAGE])  # straight from the SRAM buffer
+            self.emmc.write_pages(page, buffer)
         return APPLET_SUCCESS, [count]
 
 

@@ -243,7 +243,8 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
                 _fail(f"{station.name}: no SAM-BA port; pass --samba PORT, or a --device that names the unit's USB "
                       f"port (usb:BUS-PORT, or a tty of the unit)")
             link = (lambda: open_client(station.debug, station.profile, station=station)) if station.debug else None
-            buttons = contextlib.nullcontext(_ask_operator(route(station))) if operator else flasher_route(station)
+            buttons = contextlib.nullcontext(_ask_operator(route(station))) if operator else \
+                flasher_route(station, otherwise="or pass --operator to have a person take it there")
             with buttons as enter_samba, Progress("{task.description}", BarColumn(), DownloadColumn(),
                                                   TransferSpeedColumn(), console=console, transient=True) as bar:
                 tasks: dict[str, int] = {}

@@ -2,7 +2,7 @@
 
 Everything about the image is checked before the device is touched (signatures against the key
 set, chip, partition table, rollback against the version the device reports). The device is then
-put in SAM-BA mode by `hil.stimuli.boot_menu.reach_samba` (REBOOT_SAMBA over the debug link on development
+put in SAM-BA mode by `hil.flash.samba_entry.reach_samba` (REBOOT_SAMBA over the debug link on development
 builds; otherwise ``enter_samba``: the station's jig by its route, CD pads on production, Boot Menu on
 development, or an operator).
 What is installed is read back first: the same image hash means nothing is written, an older
@@ -27,6 +27,7 @@ from hil import machine
 from hil.errors import ConfigError, InfrastructureError
 from hil.flash import bootimg, cosign2, manifest
 from hil.flash.samba import EmmcFile, Samba, SambaError, Sdmmc
+from hil.flash.samba_entry import SambaUnreachable, reach_samba
 from hil.link.client import DeviceError, PrimeClient
 from hil.link.transport import LinkError
 
@@ -207,8 +208,6 @@ class Flasher:
         return samba
 
     def _enter_samba(self) -> None:
-        from hil.stimuli.boot_menu import SambaUnreachable, reach_samba
-
         try:
             reach_samba(self.link, self.enter_samba)
         except SambaUnreachable as e:

@@ -19,6 +19,8 @@ timeout; a monitor that goes quiet or answers garbage raises :class:`SambaError`
 from __future__ import annotations
 
 import io
+import os
+import select
 import time
 from collections import deque
 from collections.abc import Callable
@@ -202,17 +204,47 @@ class Samba:
         """``n`` bytes within ``timeout``, read in steps of the port's own timeout. That one is set once, at
         open: on a bench's ser2net port each change costs a round of RFC 2217 negotiation."""
         deadline = time.monotonic() + timeout
-        data = bytearray()
+        fd = getattr(self.port, "fd", None)  # a local tty (pyserial's posix port); None over the network
         try:
-            while True:
-                data += self.port.read(n - len(data))
-                if len(data) >= n or time.monotonic() >= deadline:
-                    break
+            data = self._read_fd(fd, n, deadline) if fd is not None else self._read_port(n, deadline)
         except (serial.SerialException, OSError) as e:
             raise SambaError(f"{self.port.name}: {what}: read failed ({e}); device gone?") from None
         if required and len(data) != n:
             raise SambaError(f"{self.port.name}: {what}: got {len(data)} of {n} bytes in {timeout:.1f}s")
-        return bytes(data)
+        return data
+
+    def _read_port(self, n: int, deadline: float) -> bytes:
+        data = bytearray()
+        while True:
+            data += self.port.read(n - len(data))
+            if len(data) >= n or time.monotonic() >= deadline:
+                return bytes(data)
+
+    @staticmethod
+    def _read_fd(fd: int, n: int, deadline: float) -> bytes:
+        """Up to ``n`` bytes from a local tty by ``deadline``, read straight into one buffer, waiting (select)
+        only when it holds nothing. pyserial's ``read(n)`` selects before every read and allocates ``n`` bytes
+        for each, while a CDC-ACM or pty tty hands over a few KiB at a time: a 64 KiB answer cost 16 of each
+        (docs/benchmarks.md "Flashing"). pyserial's descriptor is non-blocking and its termios has VMIN 0, so
+        an empty tty reads as 0 bytes (or EAGAIN); one that select calls readable and still reads as empty
+        has hung up, as pyserial's own read says."""
+        data = bytearray(n)
+        view, got, waited = memoryview(data), 0, False
+        while got < n:
+            try:
+                k = os.readv(fd, [view[got:]])
+            except BlockingIOError:
+                k = 0
+            if k:
+                got, waited = got + k, False
+                continue
+            if waited:
+                raise serial.SerialException("the port is readable but returns no data (device disconnected?)")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            waited = bool(select.select([fd], [], [], min(POLL, left))[0])
+        return bytes(data) if got == n else bytes(data[:got])
 
 
 @dataclass

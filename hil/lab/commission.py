@@ -277,7 +277,7 @@ class Commissioning:
         watches this unit; else at the profile's point) and the SAM-BA ROM answers on the station's port; the
         ROM's reset then boots KeyOS again (a miswired step: the relay's power cycle does)."""
         from hil.flash.samba import Samba, SambaError
-        from hil.stimuli.boot_menu import SAMBA_ENTRY, can_enter_samba, open_boot_menu, power_cycle
+        from hil.stimuli.boot_menu import SAMBA_ENTRY, blind_samba_entry, can_enter_samba, open_boot_menu, power_cycle
         from hil.stimuli.relay import PowerButtonRelay
         from hil.stimuli.robot import StylusRobot
 
@@ -302,7 +302,7 @@ class Commissioning:
                     self._back_to_keyos("Boot Menu", wrong)
                     return
             else:
-                time.sleep(st.profile.touch.boot_menu_settle_s)  # nothing reports the menu to a blind bench
+                entry = blind_samba_entry(entry, st.profile.touch.boot_menu_settle_s)
             with StylusRobot.open(st.robot, robot_calibration(st)) as robot:
                 robot.press(*entry)
             try:

@@ -32,7 +32,8 @@ def back_to_samba(port: str, station: Station, timeout: float = 60.0) -> SambaRo
     it: the ttyACM node numbers may change, the port path does not). REBOOT_SAMBA where the build answers
     it; else the station's jig by its route (`hil.stimuli.boot_menu.route`: the CD pads on a production
     bootloader, whose Boot Menu has no SAM-BA entry; the Boot Menu on a development one)."""
-    from hil.stimuli.boot_menu import flasher_route, reach_samba
+    from hil.flash.samba_entry import reach_samba
+    from hil.stimuli.boot_menu import flasher_route
 
     try:
         with flasher_route(station) as press:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from hil.errors import ConfigError, InfrastructureError
+from hil.errors import ConfigError
 from hil.machine import scaled
 from hil.stimuli import cd_pads
 from hil.stimuli.relay import PowerButtonRelay
@@ -50,11 +50,18 @@ def enter_samba(relay: PowerButtonRelay, touch: Touch, samba_entry: tuple[int, i
     if find_entry is not None:
         touch.tap(*find_entry())  # waits on the camera until the entry shows, with its deadline
         return
-    time.sleep(blind_settle_s)  # nothing can report the menu to a blind bench: wait out its drawing
-    touch.tap(*samba_entry)
+    touch.tap(*blind_samba_entry(samba_entry, blind_settle_s))
 
 
-def _look(display) -> np.ndarray:
+def blind_samba_entry(entry: tuple[int, int], settle_s: float) -> tuple[int, int]:
+    """Where a bench without a camera taps the Boot Menu's SAM-BA entry: the profile's point ``entry``
+    (``touch.boot_menu_samba``), once ``settle_s`` (``touch.boot_menu_settle_s``) has passed since the last
+    click. Nothing can report the menu to such a bench, so it waits out the drawing."""
+    time.sleep(settle_s)
+    return entry
+
+
+def panel_view(display) -> np.ndarray:
     """The display's next frame, rectified; an empty image while the panel is dark or redrawing."""
     from hil.vision.locate import ScreenNotFound
 
@@ -69,7 +76,7 @@ def samba_entry_on(display, timeout: float = MENU_READ_S) -> tuple[int, int]:
     in display points; `ControlNotFound` when it is not read once (no menu, or a bootloader without it)."""
     from hil.vision.controls import wait_control
 
-    return wait_control(lambda: _look(display), SAMBA_ENTRY, timeout)
+    return wait_control(lambda: panel_view(display), SAMBA_ENTRY, timeout)
 
 
 def samba_entry_shown(display, timeout: float = MENU_READ_S) -> bool:
@@ -83,7 +90,7 @@ def samba_entry_shown(display, timeout: float = MENU_READ_S) -> bool:
 
     deadline = time.monotonic() + scaled(timeout)
     while True:
-        lines = read_image(_look(display)).lines
+        lines = read_image(panel_view(display)).lines
         shown = any(word in normal(ln.text).replace("-", "") for ln in lines for word in ("samba", "debug"))
         try:
             find_control(lines, RECOVERY_ENTRY)
@@ -169,48 +176,17 @@ def by_cd_pads(station, relay: PowerButtonRelay) -> None:
     cd_pads.enter_samba(relay.sibling(station.cd_relay), lambda: power_cycle(relay), station.profile.cd_pads_hold_s)
 
 
-class SambaUnreachable(InfrastructureError):
-    """Nothing can take the unit into SAM-BA: no REBOOT_SAMBA answered, and no jig or person to press the route."""
-
-
-def reach_samba(link: Callable[[], contextlib.AbstractContextManager] | None, press: Callable[[], None] | None) -> None:
-    """The unit into SAM-BA, the one way every caller takes (the flasher, first contact's ``back_to_samba``):
-    REBOOT_SAMBA over ``link`` where its build answers it (usb-debug dispatch; production refuses it, keyos.md
-    §5.1), else ``press``: the station's jig by its `route` (`flasher_route`) or a person. Nothing here waits
-    for the monitor; a jig that cannot press the route says why (`ConfigError`), after why REBOOT_SAMBA did not do."""
-    from hil.link.client import DeviceError
-    from hil.link.transport import LinkError
-
-    why = "no debug link configured"
-    if link is not None:
-        try:
-            with link() as client:
-                client.reboot_to_samba()
-            return
-        except DeviceError as e:
-            why = f"the device refused REBOOT_SAMBA ({e})"
-        except LinkError as e:
-            why = f"no REBOOT_SAMBA: debug link unavailable ({e})"
-    if press is None:
-        raise SambaUnreachable(f"cannot put the device in SAM-BA mode: {why}; production builds need the station's "
-                               f"CD relay, development ones its relay and robot: wire the station's jig "
-                               f"(docs/firmware.md) or pass --operator")
-    try:
-        press()
-    except ConfigError as e:
-        raise ConfigError(f"{why}; {e}") from None
-
-
-def flasher_route(station) -> contextlib.AbstractContextManager[Callable[[], None]]:
-    """The ``press`` of `reach_samba` for ``station``, as a context: its route pressed by its jig where it can;
-    else a call that fails with the one line naming what to wire (made only when REBOOT_SAMBA is not
-    answered: a development unit that answers it needs no jig)."""
+def flasher_route(station, otherwise: str | None = None) -> contextlib.AbstractContextManager[Callable[[], None]]:
+    """The ``press`` of `hil.flash.samba_entry.reach_samba` for ``station``, as a context: its route pressed by its
+    jig where it can; else a call that fails with the one line naming what to wire, and ``otherwise``, what else
+    the caller offers (`hil flash --operator`), when given (made only when REBOOT_SAMBA is not answered: a
+    development unit that answers it needs no jig)."""
     why = can_enter_samba(station)
     if why is None:
         return station_enter_samba(station)
 
     def refuse() -> None:
-        raise ConfigError(why)
+        raise ConfigError(f"{why}; {otherwise}" if otherwise else why)
     return contextlib.nullcontext(refuse)
 
 

@@ -3,8 +3,8 @@
 The harness's own pre-flash checks (``hil.flash.flasher.load_firmware``) are bypassed on purpose: the
 image goes onto the eMMC through SAM-BA exactly as an attacker with the boot ROM would put it, and the
 *device* must refuse to boot it. Evidence of a refusal is positive: the station's camera reads the
-bootloader's "Firmware Error" page. A KeyOS answering on the debug link instead is a failure (the unit
-booted the bad image). Either way the unit is then put back on its own build through SAM-BA, reached by
+bootloader's "Firmware Error" page. KeyOS running instead is a failure (the unit booted the bad image): it
+answers on the debug link, or, on a build without the link (issue 14 point 7), the camera reads its PIN screen. Either way the unit is then put back on its own build through SAM-BA, reached by
 the station's route (``hil.stimuli.boot_menu.route``: the CD pads on a production bootloader, the Boot
 Menu by relay and robot on a development one) and must report that build's version, so the cases are
 not destructive; a station without what its route needs, or without a camera, skips them with the reason.
@@ -23,9 +23,10 @@ development bootloader (keyos-boot ``menu_page.rs``): the camera reads it, and a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import coincurve
@@ -37,8 +38,9 @@ from hil.flash.samba import EmmcFile, Samba
 from hil.link.resolve import open_client
 from hil.link.transport import LinkError
 from hil.machine import scaled
-from hil.stimuli.boot_menu import (can_enter_samba, open_boot_menu, power_cycle, samba_entry_shown, station_display,
-                                   station_enter_samba)
+from hil.stimuli.boot_menu import (can_enter_samba, open_boot_menu, panel_view, power_cycle, samba_entry_shown,
+                                   station_display, station_enter_samba)
+from hil.vision.pin_screen import NotAPinScreen, read_pin_screen, wait_pin_screen
 from security_helpers import PromptNotSeen, ScreenReader, normal
 
 pytestmark = [pytest.mark.security, pytest.mark.firmware]
@@ -48,12 +50,78 @@ ZERO_PUB, ZERO_SIG = bytes(33), bytes(64)
 SAMBA_TIMEOUT = 45.0  # on an idle host (the Flasher and the waits here scale it); the Boot Menu holds 10.5 s
 
 
+class KeyOSWatch:
+    """Where the cases see KeyOS run: on the debug link (GET_VERSION answers), or, on a build without the link
+    (issue 14 point 7), on the camera (its PIN screen, where every boot ends; the version cannot be read there).
+    Holds the session's client (KeyOS serves one debug client at a time): closed while the unit is away."""
+
+    def __init__(self, station, display, client=None):
+        self.station, self.display, self.client = station, display, client
+
+    @classmethod
+    def of(cls, station, flavour: str, display, request) -> KeyOSWatch:
+        if station.profile.link_missing(flavour):
+            return cls(station, display)
+        return cls(station, display, request.getfixturevalue("device_under_test").client)
+
+    def version(self) -> str | None:
+        """The version KeyOS reports now; None without the link."""
+        return self.client.version() if self.client is not None else None
+
+    def seen(self) -> str | None:
+        """What shows KeyOS running, from one look, or None."""
+        if self.client is None:
+            try:
+                read_pin_screen(panel_view(self.display))
+            except NotAPinScreen:
+                return None
+            return "KeyOS's PIN screen shows on the camera"
+        try:
+            with open_client(self.station.debug, self.station.profile) as client:
+                return f"KeyOS {client.version()} answers on the debug link"
+        except LinkError:
+            return None
+
+    def leave(self) -> None:
+        """The unit leaves KeyOS: the link goes with it."""
+        if self.client is not None:
+            self.client.close()
+
+    def rejoin(self) -> None:
+        """The session's client back (the test took the unit away on purpose)."""
+        if self.client is not None:
+            self.client.open()
+
+    def wait(self, version: str | None, timeout: float = SAMBA_TIMEOUT) -> None:
+        """Until KeyOS runs again: ``version`` on the link; without it, its PIN screen on the camera."""
+        if self.client is not None:
+            _await_keyos(self.station, version, timeout)
+            return
+        try:
+            wait_pin_screen(lambda: panel_view(self.display), timeout)
+        except NotAPinScreen as e:
+            raise NotAPinScreen(f"KeyOS did not come back on the camera within {timeout:g} s ({e})") from None
+
+    @contextlib.contextmanager
+    def away(self) -> Iterator[None]:
+        """The unit leaves KeyOS for the block and must come back as it was."""
+        version = self.version()
+        self.leave()
+        try:
+            yield
+        finally:
+            try:
+                self.wait(version)
+            finally:
+                self.rejoin()
+
+
 @dataclasses.dataclass
 class Unit:
     """The station's unit with what the cases need: its own build and the hands to reach SAM-BA."""
 
     station: object
-    client: object  # the session's PrimeClient (KeyOS serves one debug client at a time)
+    keyos: KeyOSWatch
     enter_samba: Callable[[], None]
     applet: bytes
     keys: cosign2.KeySet
@@ -61,34 +129,35 @@ class Unit:
     flavour: str | None  # the build (and bootloader) the station declares
 
     def flasher(self, link: bool) -> Flasher:
-        opener = (lambda: open_client(self.station.debug, self.station.profile)) if link else None
+        opener = (lambda: open_client(self.station.debug, self.station.profile)) \
+            if link and self.keyos.client is not None else None
         return Flasher(self.station.samba, self.applet, self.keys, link=opener, enter_samba=self.enter_samba,
                        timeout=SAMBA_TIMEOUT)
 
 
 @pytest.fixture(scope="module")
-def unit(device_under_test, request) -> Unit:
-    station = device_under_test.station
+def unit(station, unit_flavour, request) -> Unit:
     why = can_enter_samba(station) or (None if station.camera else
                                        f"station {station.name} has no camera to see the bootloader's error page")
     if why:
         pytest.skip(why)
+    flavour = unit_flavour or request.getfixturevalue("device_under_test").flavour  # undeclared: as it answers
     opt = request.config.getoption
     keys = emulated.keyset(opt("--firmware-keys") or station.profile.firmware_keys)
     applet = Path(opt("--samba-applet")).read_bytes()
     relay, touch = request.getfixturevalue("station_relay"), request.getfixturevalue("robot_touch")
     camera = request.getfixturevalue("station_camera")  # reads where the Boot Menu shows its SAM-BA entry
-    client = device_under_test.client
+    keyos = KeyOSWatch.of(station, flavour, station_display(station, camera), request)
     with station_enter_samba(station, relay, touch, camera) as enter_samba:
-        client.close()  # the unit leaves KeyOS: the link goes with it
+        keyos.leave()
         try:
-            good = _read_installed(station, enter_samba, applet)
+            good = _read_installed(station, enter_samba, applet, keyos)
         finally:
-            client.open()  # the test took the unit away on purpose and asks for the link back
-        yield Unit(station, client, enter_samba, applet, keys, good, device_under_test.flavour)
+            keyos.rejoin()
+        yield Unit(station, keyos, enter_samba, applet, keys, good, flavour)
 
 
-def _read_installed(station, enter_samba, applet: bytes) -> bytes:
+def _read_installed(station, enter_samba, applet: bytes, keyos: KeyOSWatch) -> bytes:
     """The app.bin the unit runs, read through SAM-BA (entered by the Boot Menu); then boot it again."""
     enter_samba()
     samba = Samba.open(station.samba, timeout=10)
@@ -102,11 +171,11 @@ def _read_installed(station, enter_samba, applet: bytes) -> bytes:
     finally:
         samba.close()
     assert app is not None, "the unit has no keyos/app.bin"
-    _await_keyos(station, cosign2.parse_unverified(app).version)
+    keyos.wait(cosign2.parse_unverified(app).version)
     return app
 
 
-def _await_keyos(station, version: str, timeout: float = SAMBA_TIMEOUT) -> None:
+def _await_keyos(station, version: str | None, timeout: float = SAMBA_TIMEOUT) -> None:
     deadline, seen = time.monotonic() + scaled(timeout), "nothing"
     while time.monotonic() < deadline:
         try:
@@ -203,60 +272,54 @@ def _flash_raw(unit: Unit, image: bytes) -> None:
 
 def _refused(unit: Unit, variant: str, timeout: float = 30.0) -> None:
     """Positive evidence either way: the bootloader's error page read by the camera (refused), or
-    KeyOS answering on the debug link again (booted the bad image: failed)."""
+    KeyOS running again (booted the bad image: failed), as `KeyOSWatch` sees it."""
     reader = ScreenReader(unit.station, None)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             if normal(ERROR_PAGE) in normal(reader.text()):
                 return
-            try:
-                with open_client(unit.station.debug, unit.station.profile) as client:
-                    version = client.version()
-            except LinkError:
-                time.sleep(0.5)
-                continue
-            raise AssertionError(f"the unit booted the {variant} image: KeyOS {version} answers on the debug link")
+            seen = unit.keyos.seen()
+            if seen is not None:
+                raise AssertionError(f"the unit booted the {variant} image: {seen}")
         raise PromptNotSeen(f"neither the bootloader's {ERROR_PAGE!r} page nor KeyOS within {timeout:g} s")
     finally:
         reader.close()
 
 
 def _recover(unit: Unit, tmp_path: Path) -> None:
-    """The unit's own build back on it through the Boot Menu; the flasher checks GET_VERSION."""
+    """The unit's own build back on it by its route into SAM-BA; the flasher checks GET_VERSION where the
+    build has the link, and KeyOS must show again (`KeyOSWatch.back`)."""
     path = tmp_path / "good-app.bin"
     path.write_bytes(unit.good)
     unit.flasher(link=True).flash(load_firmware(path, unit.keys), force=True, allow_rollback=True)
 
 
 # before the image cases: it needs no SAM-BA, so it judges the menu even where their fixture cannot reach it
-def test_boot_menu_offers_samba_only_on_a_development_bootloader(device_under_test, station_relay, station_camera):
+def test_boot_menu_offers_samba_only_on_a_development_bootloader(station, unit_flavour, station_relay, station_camera,
+                                                                 request):
     """keyos-boot ``menu_page.rs`` adds "(Debug) SAM-BA mode" only ``#[cfg(not(feature = "production"))]``: on a
     production unit the Boot Menu, opened by the power button as anyone holding the unit can open it, must not
     offer the ROM monitor, which writes any image to the eMMC. Read by the camera on a frame that shows the
-    menu's Recovery entry (a menu that is never read is broken, not a pass); then KeyOS boots again."""
-    dut = device_under_test
-    if not dut.declared:
-        pytest.skip(f"{dut.client.device}: no declared flavour, so no expectation for its Boot Menu")
-    version = dut.client.version()
-    dut.client.close()  # the unit leaves KeyOS for its bootloader's menu
-    try:
+    menu's Recovery entry (a menu that is never read is broken, not a pass); then KeyOS boots again. Relay and
+    camera alone: it runs on a build without the debug link too (issue 14 point 7)."""
+    if unit_flavour is None:
+        pytest.skip(f"station {station.name}: no declared flavour (give --flavour), so no expectation for its Boot Menu")
+    keyos = KeyOSWatch.of(station, unit_flavour, station_display(station, station_camera), request)
+    with keyos.away():
         open_boot_menu(station_relay)
         try:
-            shown = samba_entry_shown(station_display(dut.station, station_camera))
+            shown = samba_entry_shown(keyos.display)
         finally:
             power_cycle(station_relay)
-            _await_keyos(dut.station, version)
-    finally:
-        dut.client.open()
-    assert shown is (dut.flavour != "production"), \
-        f"the {dut.flavour} bootloader's Boot Menu {'offers' if shown else 'lacks'} its SAM-BA entry"
+    assert shown is (unit_flavour != "production"), \
+        f"the {unit_flavour} bootloader's Boot Menu {'offers' if shown else 'lacks'} its SAM-BA entry"
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
     bad = VARIANTS[variant](unit.good, unit, request)
-    unit.client.close()  # the unit leaves KeyOS for SAM-BA and the bootloader
+    unit.keyos.leave()  # for SAM-BA and the bootloader
     verdict: BaseException | None = None
     try:
         _flash_raw(unit, bad)
@@ -265,12 +328,13 @@ def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
         verdict = e
     try:
         _recover(unit, tmp_path)
-        unit.client.open()  # the test took the unit away on purpose and asks for the link back
+        unit.keyos.wait(cosign2.parse_unverified(unit.good).version)
+        unit.keyos.rejoin()
     except Exception as recovery:
         if isinstance(verdict, AssertionError):  # the device booted a bad image: that stays a failure
             raise AssertionError(f"{verdict} (and recovering the unit afterwards failed: {recovery})") from recovery
         raise
     if verdict is not None:
         raise verdict
-    assert unit.client.version() == cosign2.parse_unverified(unit.good).version
+    assert unit.keyos.version() in (None, cosign2.parse_unverified(unit.good).version)  # None: no link to ask
 
