@@ -1,6 +1,8 @@
 """Look-alike glyphs told apart by their shape on the display (hil.vision.shapes): the genuine address passes
 on both themes, each look-alike impostor fails, and a glyph too blurred to measure is never decided."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -13,14 +15,15 @@ MONO = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
 ADDRESS = "bc1qcsh8a7f0mdsr47zy6pj04tv4mwdumlfaslcy8n"  # the p2wpkh address of key 4: a 1, two l, a 0, an m
 
 
-def filmed(text: str, dark: bool, font: str = FONT_BOLD, blur: float = 1.0) -> list[ocr.Line]:
-    """`text` drawn in rows of 15 as the review draws an address, blurred and noisy like a camera's view,
-    then read (and its look-alikes told apart)."""
-    rows = [text[i:i + 15] for i in range(0, len(text), 15)]
+def filmed(text: str, dark: bool, font: str = FONT_BOLD, blur: float = 1.0, above: str = "") -> list[ocr.Line]:
+    """`text` drawn in rows of 15 as the review draws an address (under `above`, a larger line such as the
+    amount), blurred and noisy like a camera's view, then read (and its look-alikes told apart)."""
+    rows = [(text[i:i + 15], 36) for i in range(0, len(text), 15)]
+    rows = [(above, 40)] + rows if above else rows
     im = Image.new("L", (480, 60 * len(rows)), 15 if dark else 240)
     d = ImageDraw.Draw(im)
-    for n, row in enumerate(rows):
-        d.text((20, 30 + 60 * n), row, font=ImageFont.truetype(font, 36), fill=235 if dark else 20, anchor="lm")
+    for n, (row, size) in enumerate(rows):
+        d.text((20, 30 + 60 * n), row, font=ImageFont.truetype(font, size), fill=235 if dark else 20, anchor="lm")
     g = cv2.GaussianBlur(np.asarray(im, np.float32), (0, 0), blur)
     g = np.clip(g + np.random.default_rng(len(text)).normal(0, 3, g.shape), 0, 255).astype(np.uint8)
     image = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
@@ -62,6 +65,29 @@ def test_another_font_never_passes_an_impostor():
     """DejaVu Sans Mono draws l with a serif and a tail: its shape proves less, never a false pass."""
     for shown in (swap(ADDRESS, "1", "l", 0), swap(ADDRESS, "l", "1"), swap(ADDRESS, "0", "o")):
         assert verdict(ADDRESS, filmed(shown, True, MONO)) != "pass", shown
+
+
+NO_BARE_L = "bc1qcvfdspz7jeg6hn4jaaafr30zrge4zflhpqps7a"  # its only l is joined to an f: no bare l on show
+
+
+def test_a_1_read_surely_elsewhere_tells_the_separator_from_an_l():
+    """Nothing shows this font's l, and the separator's 1 is read unsure: a 1 with its flag read surely in the
+    amount above shows what this font's 1 is, and the separator drawn as it is no l. An l shown there still
+    fails, in this font and in one whose l has a flag of its own (DejaVu Sans Mono)."""
+    assert verdict(NO_BARE_L, filmed(NO_BARE_L, False)) == "inconclusive"
+    lines = filmed(NO_BARE_L, False, above="1.82757946 BTC")
+    assert verdict(NO_BARE_L, lines) == "pass"
+    assert lines[1].shapes[2] == "1" and len(shapes.font(ln.ink for ln in lines).ones) == 1
+    impostor = swap(NO_BARE_L, "1", "l", 0)
+    assert verdict(NO_BARE_L, filmed(impostor, False, above="1.82757946 BTC")) == "fail"
+    assert verdict(NO_BARE_L, filmed(impostor, True, MONO, above="1.82757946 BTC")) != "pass"
+
+
+def test_the_evidence_keeps_the_raw_reading_and_the_decided_text():
+    line = ocr.Line("bclq", (0, 0, 10, 10), 0.6)
+    told = dataclasses.replace(line, text="bc1q", raw=line.read)
+    assert told.to_json()["read"] == "bclq" and told.to_json()["text"] == "bc1q" and "read" not in line.to_json()
+    assert ocr.told_apart([told])[0].read == "bclq"  # telling apart again starts from the recogniser's reading
 
 
 def test_a_glyph_too_blurred_to_measure_stays_unsure():

@@ -31,9 +31,17 @@ class Line:
     chars: tuple[float, ...] = ()  # the confidence of each non-space character, where the engine gave them
     shapes: tuple[str, ...] = ()  # per non-space character: the look-alike its shape proved it is, or ""
     ink: shapes.Ink | None = field(default=None, compare=False, repr=False)  # its glyphs, measured
+    raw: str | None = None  # the recogniser's own reading, where `told_apart` wrote `text` otherwise
+
+    @property
+    def read(self) -> str:
+        """What the recogniser read, before any look-alike was told apart by its shape."""
+        return self.text if self.raw is None else self.raw
 
     def to_json(self) -> dict:
         out = {"text": self.text, "box": list(self.box), "confidence": round(self.confidence, 4)}
+        if self.read != self.text:
+            out["read"] = self.read  # the recogniser's reading; "text" is what was decided from it
         if any(self.shapes):
             out["shapes"] = "".join(s or "." for s in self.shapes)
         return out
@@ -55,17 +63,19 @@ LOOK_ALIKE = set("".join(shapes.GROUPS))  # the glyphs `shapes` tells apart (a l
 
 def told_apart(lines: list[Line]) -> list[Line]:
     """The lines of one screen with their look-alike glyphs told apart by their shape where that is
-    decisive (`hil.vision.shapes`); a line showing this font's l as a bare stroke tells about all of them.
-    The text shows what was told (`as_told`); the recogniser's own reading stays in `ink`."""
-    bar_l = any(shapes.bar_l(ln.ink) for ln in lines)
+    decisive (`hil.vision.shapes`); what one line shows of the font (an l as a bare stroke, a 1 with its
+    flag read surely) tells about all of them. The text shows what was told (`as_told`); the recogniser's
+    own reading stays in `ink` and `read`."""
+    font = shapes.font(ln.ink for ln in lines)
     out = []
-    def decided(text: str) -> tuple[str, ...]:
-        return tuple((shapes.decide(ln.ink, i, c, bar_l) or ("",))[0] for i, c in enumerate(text.replace(" ", "")))
+
+    def decided(ln: Line, text: str) -> tuple[str, ...]:
+        return tuple((shapes.decide(ln.ink, i, c, font) or ("",))[0] for i, c in enumerate(text.replace(" ", "")))
 
     for ln in lines:
-        text = as_told(ln.text, ln.chars, decided(ln.text))
-        told = decided(text)  # of glyphs drawn alike (I, l) the one now written
-        out.append(replace(ln, text=text, shapes=told if any(told) else ()))
+        text = as_told(ln.read, ln.chars, decided(ln, ln.read))
+        told = decided(ln, text)  # of glyphs drawn alike (I, l) the one now written
+        out.append(replace(ln, text=text, shapes=told if any(told) else (), raw=ln.read if text != ln.read else None))
     return out
 
 
