@@ -83,6 +83,17 @@ def test_a_1_read_surely_elsewhere_tells_the_separator_from_an_l():
     assert verdict(NO_BARE_L, filmed(impostor, True, MONO, above="1.82757946 BTC")) != "pass"
 
 
+def test_each_character_centre_falls_on_its_glyph():
+    """The recogniser's columns (`ocr.REC_STRIDE` input pixels each) put each character on its own glyph."""
+    text, font = "bc1qz0o9dl7k2", ImageFont.truetype(FONT_BOLD, 36)
+    im = Image.new("L", (480, 60), 240)
+    ImageDraw.Draw(im).text((20, 30), text, font=font, fill=20, anchor="lm")
+    read, _, _, xs = ocr.recognise_chars(cv2.cvtColor(np.asarray(im), cv2.COLOR_GRAY2BGR))
+    assert read == text and len(xs) == len(text)
+    for i, x in enumerate(xs):  # the glyph's advance: from the end of the text before it to the end of its own
+        assert font.getlength(text[:i]) + 20 <= x <= font.getlength(text[:i + 1]) + 20, (text[i], x)
+
+
 def test_the_evidence_keeps_the_raw_reading_and_the_decided_text():
     line = ocr.Line("bclq", (0, 0, 10, 10), 0.6)
     told = dataclasses.replace(line, text="bc1q", raw=line.read)

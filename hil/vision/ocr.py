@@ -99,7 +99,12 @@ def _ell(word: str) -> str:
     return head + word[len(head):].replace("I", "l")
 
 
-REC_HEIGHT, REC_MIN_WIDTH, REC_STRIDE = 48, 48, 8  # the recogniser's input height, least width, column step
+REC_HEIGHT, REC_MIN_WIDTH = 48, 48  # the recogniser's input height and least width (set in `engine`)
+# input pixels per output column of the recogniser's CTC head: the shipped PP-OCR model gives 6, 20 and 40 columns
+# for inputs 48, 160 and 320 wide (measured on rapidocr 3.10's model; rapidocr's own word boxes divide the line
+# by that column count: rapidocr/ch_ppocr_rec/utils.py `line_txt_len`, cal_rec_boxes/main.py `avg_col_width`).
+# assumed: another release's model keeps it (tests/test_vision_shapes.py checks each character's centre falls on it)
+REC_STRIDE = 8
 _engine_lock = threading.Lock()  # RapidOCR keeps per-call flags on the engine: one call at a time
 
 
