@@ -94,6 +94,24 @@ def test_each_character_centre_falls_on_its_glyph():
         assert font.getlength(text[:i]) + 20 <= x <= font.getlength(text[:i + 1]) + 20, (text[i], x)
 
 
+def test_a_code_row_whose_unsure_end_glyph_its_shape_decides_is_read_once(monkeypatch):
+    """The second look at a line with an unsure glyph at its end (`ocr.recognise_chars`) is skipped for a code
+    row whose shape decides that glyph (an l as a bare stroke), and kept for words (it may find a space)."""
+    real, calls = ocr._rec, []
+
+    def unsure_second_glyph(gray):
+        text, conf, chars, xs = real(gray)
+        calls.append(text)
+        return text, conf, chars[:1] + (0.6,) + chars[2:], xs
+    monkeypatch.setattr(ocr, "_rec", unsure_second_glyph)
+    for text, looks in (("blw9zh7qz3yq8xa", 1), ("Allow Access", 2)):
+        calls.clear()
+        im = Image.new("L", (480, 60), 240)
+        ImageDraw.Draw(im).text((20, 30), text, font=ImageFont.truetype(FONT_BOLD, 36), fill=20, anchor="lm")
+        line = ocr.read_line(cv2.cvtColor(np.asarray(im), cv2.COLOR_GRAY2BGR), (0, 2, 480, 58))
+        assert line.text.replace(" ", "") == text.replace(" ", "") and len(calls) == looks, (text, calls)
+
+
 def test_the_evidence_keeps_the_raw_reading_and_the_decided_text():
     line = ocr.Line("bclq", (0, 0, 10, 10), 0.6)
     told = dataclasses.replace(line, text="bc1q", raw=line.read)

@@ -50,12 +50,27 @@ class Line:
 def read_line(image: np.ndarray, box: tuple[int, int, int, int]) -> Line:
     """The line in `box` of `image`, its glyphs measured (see `told_apart`)."""
     x0, y0, x1, y1 = box
-    text, conf, chars, xs = recognise_chars(image[y0:y1, x0:x1])
-    if not set(text) & LOOK_ALIKE:  # nothing in it for `told_apart` to tell: measuring would cost ~5 ms for naught
-        return Line(text, box, conf, chars)
     m0, m1 = max(0, x0 - (y1 - y0) // 2), min(image.shape[1], x1 + (y1 - y0) // 2)  # a glyph at the box's edge whole
-    ink = shapes.measure(gray_line(image[y0:y1, m0:m1]), text, chars, tuple(x + x0 - m0 for x in xs))
-    return Line(text, box, conf, chars, (), ink)
+    measured: dict[tuple, shapes.Ink | None] = {}
+
+    def ink(reading: tuple) -> shapes.Ink | None:
+        text, _, chars, xs = reading
+        if not set(text) & LOOK_ALIKE:  # nothing in it for `told_apart` to tell: measuring would cost ~5 ms for naught
+            return None
+        if reading not in measured:
+            xs = tuple(x + x0 - m0 for x in xs)
+            measured[reading] = shapes.measure(gray_line(image[y0:y1, m0:m1]), text, chars, xs)
+        return measured[reading]
+
+    def told(reading: tuple, unsure: list[int]) -> bool:
+        """A code's unsure glyphs decided by their shape on this line. Only a code (letters and digits run
+        together: an address row): in words a second look may also find a space the first one missed."""
+        text = reading[0]
+        code = text.isalnum() and not text.isalpha() and not text.isdigit()
+        return code and all(i < len(text) and shapes.decide(ink(reading), i, text[i]) is not None for i in unsure)
+
+    reading = recognise_chars(image[y0:y1, x0:x1], told)
+    return Line(reading[0], box, reading[1], reading[2], (), ink(reading))
 
 
 LOOK_ALIKE = set("".join(shapes.GROUPS))  # the glyphs `shapes` tells apart (a line of none has nothing to decide)
@@ -198,16 +213,18 @@ def recognise(line: np.ndarray) -> tuple[str, float]:
     return recognise_chars(line)[:2]
 
 
-def recognise_chars(line: np.ndarray) -> tuple[str, float, tuple[float, ...], tuple[float, ...]]:
+def recognise_chars(line: np.ndarray, told=None) -> tuple[str, float, tuple[float, ...], tuple[float, ...]]:
     """The text of one line image, the engine's confidence, its confidence in each non-space character
     (what tells a shown look-alike from a confused one), and each non-space character's x-centre in
     `line`. The line's contrast is stretched first: a camera's exposure and glare flatten it, and the
-    model then confuses 1 and l."""
+    model then confuses 1 and l. A character at either end read unsure gets the line a second look, unless
+    `told` (reading, their indexes -> bool) says their shapes already decide them."""
     g = gray_line(line)
     first = _rec(g)
-    edges = first[2][:2] + first[2][-2:]
-    if edges and min(edges) < UNSURE:  # a second look, with room around the line: the model reads thin
-        h = g.shape[0]                 # glyphs (l, 1, i) at a crop's edge less surely (elsewhere: `shapes`)
+    n = len(first[2])
+    unsure = [i for i in sorted({0, 1, n - 2, n - 1}) if 0 <= i < n and first[2][i] < UNSURE]
+    if unsure and not (told is not None and told(first, unsure)):  # a second look, with room around the line:
+        h = g.shape[0]  # the model reads thin glyphs (l, 1, i) at a crop's edge less surely (elsewhere: `shapes`)
         second = _rec(cv2.copyMakeBorder(g, h // 4, h // 4, h // 2, h // 2, cv2.BORDER_REPLICATE))
         if second[2] and min(second[2]) > min(first[2]):
             return (*second[:3], tuple(x - h // 2 for x in second[3]))
