@@ -138,6 +138,20 @@ def test_shapes_rule_out_by_level_and_stroke():
     assert shapes.decide(ink, zero, "0") is None  # 0 or O: no width tells them apart in every font
 
 
+def test_a_9_is_told_from_g_and_q_by_the_baseline():
+    """A 9 sits on the baseline at the digits' height; a g and a q descend (and stay undecided between them)."""
+    line = filmed("4.5227g985q7", False)[0]
+    ink, text = line.ink, line.text.replace(" ", "")
+    assert ink is not None and text == "4.5227g985q7"
+    nine, gee, queue = text.index("9"), text.index("g"), text.index("q")
+    assert shapes.decide(ink, nine, "9")[0] == "9" and shapes.decide(ink, nine, "g")[0] == "9"
+    assert shapes.ruled_out(ink, gee, "9") and shapes.ruled_out(ink, queue, "9")
+    assert shapes.decide(ink, gee, "g") is None and shapes.decide(ink, queue, "9") is None
+    amount = "4.52270985 BTC"
+    assert values.check(amount, filmed(amount, False), "amount").verdict == "pass"
+    assert values.check(amount, filmed("4.52270g85 BTC", False), "amount").verdict != "pass"
+
+
 def test_the_text_shows_what_the_shapes_told():
     """An unsure glyph reads as the look-alike its shape proved; a sure one that the shape contradicts stays
     as read (the value checks hold it unsure); a capital I among lowercase letters and digits is written l."""

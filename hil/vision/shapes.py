@@ -6,7 +6,7 @@ same optics), never against a font we know:
 
   * its height above the line's baseline against the line's levels: x-height (o) against digit and cap
     height (0, O, 1) and the ascender (l);
-  * whether it sits on the baseline (a bar "|" and a Q descend) and has a dot above it (i);
+  * whether it sits on the baseline (a bar "|", a Q, g and q descend; a 9 does not) and has a dot above it (i);
   * its width against its own stroke (a bare stroke: l, I, |), a flag down to the left from its top (1),
     a straight left side meeting a corner (D), and its width against the line's digits (a wide O);
   * what the screen shows of its font elsewhere (`Font`): an l drawn as a bare stroke, or a 1 with its flag
@@ -16,7 +16,7 @@ Each measure only rules candidates out, and only by a margin beyond what blur an
 glyph is decided when exactly one candidate is left. Otherwise (too blurred, a level not on the line, a
 font whose glyphs agree on every measure) it stays unsure, and the value check stays INCONCLUSIVE.
 assumed: a font's "1" has a flag (a bare-bar "1" is rare), an "l" or "I" has none going down from its top,
-and "|" descends below the baseline; a font's l is not drawn as its flagged 1 (`ALIKE`).
+and "|" descends below the baseline (figures are lining: a 9 sits on it); a font's l is not drawn as its flagged 1 (`ALIKE`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ SITS = X_HEIGHT - set("gpqy") | DIGITS | CAPS | ASCENDERS  # glyphs on the basel
 # digits and capitals share a level: fonts differ by a few per cent between them, less than blur does
 LEVEL = {**{c: "x" for c in X_HEIGHT}, **{c: "cap" for c in DIGITS | CAPS | {"I", "O"}},
          **{c: "asc" for c in ASCENDERS | {"l"}}}
-GROUPS = ("1lI|i", "0oOQD")  # the look-alikes whose shapes this module tells apart
+GROUPS = ("1lI|i", "0oOQD", "9gq")  # the look-alikes whose shapes this module tells apart
 SURE = 0.97  # a glyph read at least this surely is a reference for the line's levels and for likeness
 
 
