@@ -123,6 +123,12 @@ REC_STRIDE = 8
 _engine_lock = threading.Lock()  # RapidOCR keeps per-call flags on the engine: one call at a time
 
 
+# the least mean text score of a detected box: at rapidocr's default (0.5) a lone short mark, the empty PIN field's
+# "-" (16x6 display pixels, 10x4 at the detector's scale), is dropped even on a clean screenshot; at 0.3 it is found
+# (measured on the emulator's lock screen; the benchmark's accuracy and time: docs/benchmarks.md "Camera OCR")
+DET_BOX_THRESH = 0.3
+
+
 @functools.cache
 def engine():
     """The process's one RapidOCR engine (models from the wheel, no download)."""
@@ -135,6 +141,7 @@ def engine():
         "Global.text_score": 0.3,  # keep weak reads: a low confidence is reported, not hidden
         "Det.limit_type": "max",  # never upscale a region crop: display pixels are already large
         "Det.limit_side_len": 480,  # the panel's text is large: detection at 0.6 scale finds every line
+        "Det.box_thresh": DET_BOX_THRESH,
         "Rec.rec_img_shape": [3, REC_HEIGHT, REC_MIN_WIDTH],  # a short line ("To", "12") is not padded to 320
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
