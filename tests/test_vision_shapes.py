@@ -119,6 +119,24 @@ def test_the_evidence_keeps_the_raw_reading_and_the_decided_text():
     assert ocr.told_apart([told])[0].read == "bclq"  # telling apart again starts from the recogniser's reading
 
 
+def test_a_stroke_that_blur_joined_to_the_next_glyph_is_measured_up_to_its_stem():
+    """An l joined to the t after it (blur over the t's crossbar) is one blob: the stroke opening it is measured
+    as a bare stroke, so no 1; a 1 there keeps its flag on its free left side, and stays undecided."""
+    font = ImageFont.truetype(FONT_BOLD, 36)
+    for text, told in (("svdltzye74c", "l"), ("svd1tzye74c", None)):
+        im = Image.new("L", (480, 60), 240)
+        d = ImageDraw.Draw(im)
+        d.text((20, 30), text, font=font, fill=20, anchor="lm")
+        x0, x1 = (20 + font.getlength(text[:i]) + font.getlength(text[i]) / 2 for i in (3, 4))
+        y = 30 + font.getbbox("x", anchor="lm")[1] + 2
+        d.rectangle((x0, y, x1, y + 3), fill=20)  # the join, at the crossbar's height
+        image = cv2.cvtColor(cv2.GaussianBlur(np.asarray(im), (0, 0), 1.0), cv2.COLOR_GRAY2BGR)
+        line = ocr.read_line(image, (0, 2, 480, 58))
+        assert line.text == text and line.ink.glyphs[4] is None  # the t shares the blob: not measured
+        decided = shapes.decide(line.ink, 3, text[3])
+        assert (decided and decided[0]) == told, (text, decided)
+
+
 def test_a_glyph_too_blurred_to_measure_stays_unsure():
     lines = filmed(ADDRESS, True, blur=3.5)
     assert verdict(ADDRESS, lines) != "pass"

@@ -132,6 +132,26 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
         return comps[k]
 
 
+    def leading(k: int) -> tuple[Component, tuple[int, int, int, int]] | None:
+        """The stroke that opens blob k (a glyph blur joined to the next), up to the end of its first
+        full-height stem, and its box; None without one. Nothing is joined on its left, where a 1's flag
+        would be, so what it shows there is its own."""
+        x, y, w, h = stats[k, :4]
+        own = np.where(labels[y:y + h, x:x + w] == k, ink[y:y + h, x:x + w], 0)
+        cols = np.flatnonzero((own >= 0.5).mean(axis=0) >= 0.6)
+        if not len(cols):
+            return None
+        end = int(cols[0]) + 1
+        while end < w and (own[:, end] >= 0.5).mean() >= 0.6:
+            end += 1
+        rows = np.flatnonzero((own[:, :end] >= 0.5).any(axis=1))
+        r0, r1 = int(rows[0]), int(rows[-1]) + 1
+        lab = labels[:, x:x + end]
+        prof = (ink[:, x:x + end] * ((lab == k) | (lab == 0))).max(axis=1)
+        g = Component(int(x), int(x + end), _edge(prof, y + r0, -1), _edge(prof, y + r1 - 1, 1),
+                      own[r0:r1, :end].astype(np.float32))
+        return g, (int(x), int(y + r0), end, r1 - r0)
+
     def above(j: int, k: int) -> bool:  # component j is a mark just over component k (the dot of i, j)
         gap = stats[k, 1] - (stats[j, 1] + stats[j, 3])
         return (j != k and -1 <= gap <= 0.4 * stats[k, 3]
@@ -152,10 +172,12 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
              for x, m in zip(xs, owner)]  # a centre far from its span: the alignment is not to be trusted there
     glyphs, dots = [], []
     for i, m in enumerate(owner):
-        alone = m is not None and owner.count(m) == 1  # two characters in one blob (blur): neither is measured
-        k = main[m] if alone else None
-        glyphs.append(component(k) if alone else None)
-        dots.append(_dot(ink, stats[k]) if alone else None)
+        alone = m is not None and owner.count(m) == 1  # two characters in one blob (blur): neither is measured,
+        k = main[m] if m is not None else None          # but a stroke glyph opening it (l, 1: `leading`)
+        opening = leading(k) if not alone and k is not None and owner.index(m) == i and chars[i] in GROUPS[0] \
+            else None
+        glyphs.append(component(k) if alone else opening[0] if opening else None)
+        dots.append(_dot(ink, stats[k]) if alone else _dot(ink, np.array(opening[1])) if opening else None)
     sure = [i for i, (c, g) in enumerate(zip(chars, glyphs)) if g is not None and confs[i] >= SURE]
     sits = [i for i in sure if chars[i] in SITS]
     if not sits:  # no baseline
