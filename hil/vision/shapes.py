@@ -16,7 +16,8 @@ Each measure only rules candidates out, and only by a margin beyond what blur an
 glyph is decided when exactly one candidate is left. Otherwise (too blurred, a level not on the line, a
 font whose glyphs agree on every measure) it stays unsure, and the value check stays INCONCLUSIVE.
 assumed: a font's "1" has a flag (a bare-bar "1" is rare), an "l" or "I" has none going down from its top,
-and "|" descends below the baseline (figures are lining: a 9 sits on it); a font's l is not drawn as its flagged 1 (`ALIKE`).
+and "|" descends below the baseline; figures are lining (a 9 sits on it); a font's l is not drawn as its
+flagged 1 (`ALIKE`).
 """
 
 from __future__ import annotations
