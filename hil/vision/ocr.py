@@ -160,6 +160,7 @@ def frame_engine():
         "Global.text_score": 0.3,
         "Det.limit_type": "max",
         "Det.limit_side_len": 1280,
+        "Det.box_thresh": DET_BOX_THRESH,
         "Rec.rec_img_shape": [3, REC_HEIGHT, REC_MIN_WIDTH],
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
@@ -171,6 +172,13 @@ def quads(image: np.ndarray, eng=None) -> list[np.ndarray]:
     with _engine_lock:
         out = (eng or engine())(image, use_det=True, use_cls=False, use_rec=False)
     return [] if out.boxes is None else [np.asarray(q, np.float32) for q in out.boxes]
+
+
+def equalised(image: np.ndarray) -> np.ndarray:
+    """`image` with its contrast equalised tile by tile (`EQUALISE`): text the display dims (a screen behind a
+    prompt's dark overlay) is then found as well as text at full contrast."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    return cv2.cvtColor(cv2.createCLAHE(*EQUALISE).apply(grey), cv2.COLOR_GRAY2BGR)  # one each: not thread-safe
 
 
 def upside_down(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bool:
@@ -190,18 +198,10 @@ def upside_down(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bo
 
 
 def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Boxes (x0, y0, x1, y1) of the text lines in `image`, found on its contrast equalised tile by tile: text
-    the display dims (a screen behind a prompt's dark overlay) is found as well as text at full contrast."""
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    even = cv2.cvtColor(cv2.createCLAHE(*EQUALISE).apply(grey), cv2.COLOR_GRAY2BGR)  # one each: not thread-safe
-    with _engine_lock:
-        out = engine()(even, use_det=True, use_cls=False, use_rec=False)
-    if out.boxes is None:
-        return []
+    """Boxes (x0, y0, x1, y1) of the text lines in `image`, found on it `equalised`."""
     h, w = image.shape[:2]
     boxes = []
-    for quad in out.boxes:
-        q = np.asarray(quad)
+    for q in quads(equalised(image)):
         x0, y0 = np.floor(q.min(axis=0)).astype(int)
         x1, y1 = np.ceil(q.max(axis=0)).astype(int)
         x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
