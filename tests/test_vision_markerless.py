@@ -6,14 +6,15 @@ import json
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 from typer.testing import CliRunner
 
 from hil.emulator.camera import Optics, Scene, panel_corners
 from hil.vision.cli import app
-from hil.vision.display import Display, Verdict
+from hil.vision.display import Display, Verdict, read_frame
 from hil.vision.locate import Calibration, CalibrationDrift, ScreenNotFound, locate
 from hil.vision.match import TextKind
-from tests.vision_helpers import FilmedScreen, send_screen
+from tests.vision_helpers import FONT_BOLD, FilmedScreen, send_screen
 
 ADDRESS = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"
 LINES = ["Send", "0.01250000 BTC", ADDRESS[:14], ADDRESS[14:28], ADDRESS[28:]]
@@ -98,11 +99,6 @@ def test_the_whole_frame_finds_text_the_display_dims():
     """A dark screen behind a prompt's overlay, filmed turned 180 degrees without markers: its dimmed rows are read
     from the whole frame too (found on the frame's contrast equalised, besides the frame as it is), and the frame is
     turned upright by the lines at full contrast (dim ones outvoted them)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from hil.vision.display import read_frame
-    from tests.vision_helpers import FONT_BOLD
-
     im = Image.new("RGB", (480, 800), (12, 12, 12))
     d = ImageDraw.Draw(im)
     for y, text in ((60, "Settings"), (140, "Bitcoin Wallet")):  # behind the overlay: barely above black
