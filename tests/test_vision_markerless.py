@@ -6,14 +6,15 @@ import json
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 from typer.testing import CliRunner
 
 from hil.emulator.camera import Optics, Scene, panel_corners
 from hil.vision.cli import app
-from hil.vision.display import Display, Verdict
+from hil.vision.display import Display, Verdict, read_frame
 from hil.vision.locate import Calibration, CalibrationDrift, ScreenNotFound, locate
 from hil.vision.match import TextKind
-from tests.vision_helpers import FilmedScreen, send_screen
+from tests.vision_helpers import FONT_BOLD, FilmedScreen, send_screen
 
 ADDRESS = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"
 LINES = ["Send", "0.01250000 BTC", ADDRESS[:14], ADDRESS[14:28], ADDRESS[28:]]
@@ -92,3 +93,16 @@ def test_ocr_reads_keyos_own_splash_filmed_without_markers(tmp_path, release_1_0
     result = CliRunner().invoke(app, ["ocr", str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert [ln["text"] for ln in json.loads(result.output)["lines"]] == ["PASSPORT"]
+
+
+def test_the_whole_frame_finds_text_the_display_dims():
+    """A dark screen behind a prompt's overlay, filmed turned 180 degrees without markers: its dimmed rows are read
+    from the whole frame too (found on the frame's contrast equalised, besides the frame as it is), and the frame is
+    turned upright by the lines at full contrast (dim ones outvoted them)."""
+    im = Image.new("RGB", (480, 800), (12, 12, 12))
+    d = ImageDraw.Draw(im)
+    for y, text in ((60, "Settings"), (140, "Bitcoin Wallet")):  # behind the overlay: barely above black
+        d.text((240, y), text, font=ImageFont.truetype(FONT_BOLD, 32), fill=(24, 24, 24), anchor="mm")
+    d.text((240, 400), "Allow Access?", font=ImageFont.truetype(FONT_BOLD, 36), fill=(235, 235, 235), anchor="mm")
+    frame = Scene(Optics(**BARE, rotation=180.0, tilt=(20.0, 0.0)), 3).frame(np.asarray(im), 0, 1)
+    assert [ln.text for ln in read_frame(frame).lines] == ["Settings", "Bitcoin Wallet", "Allow Access?"]

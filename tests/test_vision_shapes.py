@@ -1,6 +1,8 @@
 """Look-alike glyphs told apart by their shape on the display (hil.vision.shapes): the genuine address passes
 on both themes, each look-alike impostor fails, and a glyph too blurred to measure is never decided."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -13,14 +15,15 @@ MONO = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
 ADDRESS = "bc1qcsh8a7f0mdsr47zy6pj04tv4mwdumlfaslcy8n"  # the p2wpkh address of key 4: a 1, two l, a 0, an m
 
 
-def filmed(text: str, dark: bool, font: str = FONT_BOLD, blur: float = 1.0) -> list[ocr.Line]:
-    """`text` drawn in rows of 15 as the review draws an address, blurred and noisy like a camera's view,
-    then read (and its look-alikes told apart)."""
-    rows = [text[i:i + 15] for i in range(0, len(text), 15)]
+def filmed(text: str, dark: bool, font: str = FONT_BOLD, blur: float = 1.0, above: str = "") -> list[ocr.Line]:
+    """`text` drawn in rows of 15 as the review draws an address (under `above`, a larger line such as the
+    amount), blurred and noisy like a camera's view, then read (and its look-alikes told apart)."""
+    rows = [(text[i:i + 15], 36) for i in range(0, len(text), 15)]
+    rows = [(above, 40)] + rows if above else rows
     im = Image.new("L", (480, 60 * len(rows)), 15 if dark else 240)
     d = ImageDraw.Draw(im)
-    for n, row in enumerate(rows):
-        d.text((20, 30 + 60 * n), row, font=ImageFont.truetype(font, 36), fill=235 if dark else 20, anchor="lm")
+    for n, (row, size) in enumerate(rows):
+        d.text((20, 30 + 60 * n), row, font=ImageFont.truetype(font, size), fill=235 if dark else 20, anchor="lm")
     g = cv2.GaussianBlur(np.asarray(im, np.float32), (0, 0), blur)
     g = np.clip(g + np.random.default_rng(len(text)).normal(0, 3, g.shape), 0, 255).astype(np.uint8)
     image = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
@@ -64,6 +67,76 @@ def test_another_font_never_passes_an_impostor():
         assert verdict(ADDRESS, filmed(shown, True, MONO)) != "pass", shown
 
 
+NO_BARE_L = "bc1qcvfdspz7jeg6hn4jaaafr30zrge4zflhpqps7a"  # its only l is joined to an f: no bare l on show
+
+
+def test_a_1_read_surely_elsewhere_tells_the_separator_from_an_l():
+    """Nothing shows this font's l, and the separator's 1 is read unsure: a 1 with its flag read surely in the
+    amount above shows what this font's 1 is, and the separator drawn as it is no l. An l shown there still
+    fails, in this font and in one whose l has a flag of its own (DejaVu Sans Mono)."""
+    assert verdict(NO_BARE_L, filmed(NO_BARE_L, False)) == "inconclusive"
+    lines = filmed(NO_BARE_L, False, above="1.82757946 BTC")
+    assert verdict(NO_BARE_L, lines) == "pass"
+    assert lines[1].shapes[2] == "1" and len(shapes.font(ln.ink for ln in lines).ones) == 1
+    impostor = swap(NO_BARE_L, "1", "l", 0)
+    assert verdict(NO_BARE_L, filmed(impostor, False, above="1.82757946 BTC")) == "fail"
+    assert verdict(NO_BARE_L, filmed(impostor, True, MONO, above="1.82757946 BTC")) != "pass"
+
+
+def test_each_character_centre_falls_on_its_glyph():
+    """The recogniser's columns (`ocr.REC_STRIDE` input pixels each) put each character on its own glyph."""
+    text, font = "bc1qz0o9dl7k2", ImageFont.truetype(FONT_BOLD, 36)
+    im = Image.new("L", (480, 60), 240)
+    ImageDraw.Draw(im).text((20, 30), text, font=font, fill=20, anchor="lm")
+    read, _, _, xs = ocr.recognise_chars(cv2.cvtColor(np.asarray(im), cv2.COLOR_GRAY2BGR))
+    assert read == text and len(xs) == len(text)
+    for i, x in enumerate(xs):  # the glyph's advance: from the end of the text before it to the end of its own
+        assert font.getlength(text[:i]) + 20 <= x <= font.getlength(text[:i + 1]) + 20, (text[i], x)
+
+
+def test_a_code_row_whose_unsure_end_glyph_its_shape_decides_is_read_once(monkeypatch):
+    """The second look at a line with an unsure glyph at its end (`ocr.recognise_chars`) is skipped for a code
+    row whose shape decides that glyph (an l as a bare stroke), and kept for words (it may find a space)."""
+    real, calls = ocr._rec, []
+
+    def unsure_second_glyph(gray):
+        text, conf, chars, xs = real(gray)
+        calls.append(text)
+        return text, conf, chars[:1] + (0.6,) + chars[2:], xs
+    monkeypatch.setattr(ocr, "_rec", unsure_second_glyph)
+    for text, looks in (("blw9zh7qz3yq8xa", 1), ("Allow Access", 2)):
+        calls.clear()
+        im = Image.new("L", (480, 60), 240)
+        ImageDraw.Draw(im).text((20, 30), text, font=ImageFont.truetype(FONT_BOLD, 36), fill=20, anchor="lm")
+        line = ocr.read_line(cv2.cvtColor(np.asarray(im), cv2.COLOR_GRAY2BGR), (0, 2, 480, 58))
+        assert line.text.replace(" ", "") == text.replace(" ", "") and len(calls) == looks, (text, calls)
+
+
+def test_the_evidence_keeps_the_raw_reading_and_the_decided_text():
+    line = ocr.Line("bclq", (0, 0, 10, 10), 0.6)
+    told = dataclasses.replace(line, text="bc1q", raw=line.read)
+    assert told.to_json()["read"] == "bclq" and told.to_json()["text"] == "bc1q" and "read" not in line.to_json()
+    assert ocr.told_apart([told])[0].read == "bclq"  # telling apart again starts from the recogniser's reading
+
+
+def test_a_stroke_that_blur_joined_to_the_next_glyph_is_measured_up_to_its_stem():
+    """An l joined to the t after it (blur over the t's crossbar) is one blob: the stroke opening it is measured
+    as a bare stroke, so no 1; a 1 there keeps its flag on its free left side, and stays undecided."""
+    font = ImageFont.truetype(FONT_BOLD, 36)
+    for text, told in (("svdltzye74c", "l"), ("svd1tzye74c", None)):
+        im = Image.new("L", (480, 60), 240)
+        d = ImageDraw.Draw(im)
+        d.text((20, 30), text, font=font, fill=20, anchor="lm")
+        x0, x1 = (20 + font.getlength(text[:i]) + font.getlength(text[i]) / 2 for i in (3, 4))
+        y = 30 + font.getbbox("x", anchor="lm")[1] + 2
+        d.rectangle((x0, y, x1, y + 3), fill=20)  # the join, at the crossbar's height
+        image = cv2.cvtColor(cv2.GaussianBlur(np.asarray(im), (0, 0), 1.0), cv2.COLOR_GRAY2BGR)
+        line = ocr.read_line(image, (0, 2, 480, 58))
+        assert line.text == text and line.ink.glyphs[4] is None  # the t shares the blob: not measured
+        decided = shapes.decide(line.ink, 3, text[3])
+        assert (decided and decided[0]) == told, (text, decided)
+
+
 def test_a_glyph_too_blurred_to_measure_stays_unsure():
     lines = filmed(ADDRESS, True, blur=3.5)
     assert verdict(ADDRESS, lines) != "pass"
@@ -81,6 +154,20 @@ def test_shapes_rule_out_by_level_and_stroke():
     assert shapes.ruled_out(ink, zero, "o") and shapes.ruled_out(ink, oh, "0")
     assert shapes.ruled_out(ink, ell, "1") and not shapes.ruled_out(ink, one, "1")
     assert shapes.decide(ink, zero, "0") is None  # 0 or O: no width tells them apart in every font
+
+
+def test_a_9_is_told_from_g_and_q_by_the_baseline():
+    """A 9 sits on the baseline at the digits' height; a g and a q descend (and stay undecided between them)."""
+    line = filmed("4.5227g985q7", False)[0]
+    ink, text = line.ink, line.text.replace(" ", "")
+    assert ink is not None and text == "4.5227g985q7"
+    nine, gee, queue = text.index("9"), text.index("g"), text.index("q")
+    assert shapes.decide(ink, nine, "9")[0] == "9" and shapes.decide(ink, nine, "g")[0] == "9"
+    assert shapes.ruled_out(ink, gee, "9") and shapes.ruled_out(ink, queue, "9")
+    assert shapes.decide(ink, gee, "g") is None and shapes.decide(ink, queue, "9") is None
+    amount = "4.52270985 BTC"
+    assert values.check(amount, filmed(amount, False), "amount").verdict == "pass"
+    assert values.check(amount, filmed("4.52270g85 BTC", False), "amount").verdict != "pass"
 
 
 def test_the_text_shows_what_the_shapes_told():

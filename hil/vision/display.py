@@ -251,11 +251,18 @@ def text_angle(quads: list[np.ndarray]) -> float:
     return float((np.degrees(np.angle(z)) / 2 + 90) % 180 - 90)
 
 
+def _box(quad: np.ndarray) -> tuple[int, int, int, int]:
+    (x0, y0), (x1, y1) = quad.min(axis=0), quad.max(axis=0)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
 def read_frame(frame: np.ndarray) -> Screen:
     """Read a whole camera frame in which no panel was located: its text lines, turned upright (the camera
     may be mounted at any angle, and a line is upside down when the classifier says most are). The
     lines' boxes are in the upright frame's pixels, not display pixels, so no region can be asked for."""
-    quads = ocr.quads(frame, ocr.frame_engine())
+    plain = ocr.quads(frame, ocr.frame_engine())  # and on the frame equalised, for text the display dims
+    quads = plain + [q for q in ocr.quads(ocr.equalised(frame), ocr.frame_engine())
+                     if not any(_overlap(_box(q), _box(p)) > 0.5 or _overlap(_box(p), _box(q)) > 0.5 for p in plain)]
     h, w = frame.shape[:2]
     angle = text_angle(quads) if quads else 0.0
     M = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
@@ -263,9 +270,9 @@ def read_frame(frame: np.ndarray) -> Screen:
     size = (int(h * sin + w * cos), int(h * cos + w * sin))
     M[:, 2] += np.array(size) / 2 - (w / 2, h / 2)
 
-    def boxes_through(m: np.ndarray) -> list[tuple[int, int, int, int]]:
+    def boxes_through(m: np.ndarray, qs: list[np.ndarray]) -> list[tuple[int, int, int, int]]:
         out = []
-        for q in quads:
+        for q in qs:
             p = cv2.transform(q.reshape(-1, 1, 2), m).reshape(-1, 2)
             x0, y0 = np.maximum(np.floor(p.min(axis=0)), 0).astype(int)
             x1, y1 = np.minimum(np.ceil(p.max(axis=0)), size).astype(int)
@@ -274,11 +281,11 @@ def read_frame(frame: np.ndarray) -> Screen:
         return out
 
     upright = cv2.warpAffine(frame, M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    boxes = boxes_through(M)
-    if ocr.upside_down(upright, boxes):
+    boxes = boxes_through(M, quads)
+    if ocr.upside_down(upright, boxes_through(M, plain or quads)):  # judged on the lines at full contrast
         M = np.vstack([[-1, 0, size[0]], [0, -1, size[1]]]) @ np.vstack([M, [0, 0, 1]])
         upright = cv2.warpAffine(frame, M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        boxes = boxes_through(M)
+        boxes = boxes_through(M, quads)
     lines = [ocr.read_line(upright, box) for box in boxes]
     whole = {"frame": (0, 0, size[0], size[1])}
     return Screen(upright, ocr.sort_lines(ocr.told_apart([ln for ln in lines if ln.text])), whole,

@@ -31,9 +31,17 @@ class Line:
     chars: tuple[float, ...] = ()  # the confidence of each non-space character, where the engine gave them
     shapes: tuple[str, ...] = ()  # per non-space character: the look-alike its shape proved it is, or ""
     ink: shapes.Ink | None = field(default=None, compare=False, repr=False)  # its glyphs, measured
+    raw: str | None = None  # the recogniser's own reading, where `told_apart` wrote `text` otherwise
+
+    @property
+    def read(self) -> str:
+        """What the recogniser read, before any look-alike was told apart by its shape."""
+        return self.text if self.raw is None else self.raw
 
     def to_json(self) -> dict:
         out = {"text": self.text, "box": list(self.box), "confidence": round(self.confidence, 4)}
+        if self.read != self.text:
+            out["read"] = self.read  # the recogniser's reading; "text" is what was decided from it
         if any(self.shapes):
             out["shapes"] = "".join(s or "." for s in self.shapes)
         return out
@@ -42,12 +50,27 @@ class Line:
 def read_line(image: np.ndarray, box: tuple[int, int, int, int]) -> Line:
     """The line in `box` of `image`, its glyphs measured (see `told_apart`)."""
     x0, y0, x1, y1 = box
-    text, conf, chars, xs = recognise_chars(image[y0:y1, x0:x1])
-    if not set(text) & LOOK_ALIKE:  # nothing in it for `told_apart` to tell: measuring would cost ~5 ms for naught
-        return Line(text, box, conf, chars)
     m0, m1 = max(0, x0 - (y1 - y0) // 2), min(image.shape[1], x1 + (y1 - y0) // 2)  # a glyph at the box's edge whole
-    ink = shapes.measure(gray_line(image[y0:y1, m0:m1]), text, chars, tuple(x + x0 - m0 for x in xs))
-    return Line(text, box, conf, chars, (), ink)
+    measured: dict[tuple, shapes.Ink | None] = {}
+
+    def ink(reading: tuple) -> shapes.Ink | None:
+        text, _, chars, xs = reading
+        if not set(text) & LOOK_ALIKE:  # nothing in it for `told_apart` to tell: measuring would cost ~5 ms for naught
+            return None
+        if reading not in measured:
+            xs = tuple(x + x0 - m0 for x in xs)
+            measured[reading] = shapes.measure(gray_line(image[y0:y1, m0:m1]), text, chars, xs)
+        return measured[reading]
+
+    def told(reading: tuple, unsure: list[int]) -> bool:
+        """A code's unsure glyphs decided by their shape on this line. Only a code (letters and digits run
+        together: an address row): in words a second look may also find a space the first one missed."""
+        text = reading[0]
+        code = text.isalnum() and not text.isalpha() and not text.isdigit()
+        return code and all(i < len(text) and shapes.decide(ink(reading), i, text[i]) is not None for i in unsure)
+
+    reading = recognise_chars(image[y0:y1, x0:x1], told)
+    return Line(reading[0], box, reading[1], reading[2], (), ink(reading))
 
 
 LOOK_ALIKE = set("".join(shapes.GROUPS))  # the glyphs `shapes` tells apart (a line of none has nothing to decide)
@@ -55,17 +78,19 @@ LOOK_ALIKE = set("".join(shapes.GROUPS))  # the glyphs `shapes` tells apart (a l
 
 def told_apart(lines: list[Line]) -> list[Line]:
     """The lines of one screen with their look-alike glyphs told apart by their shape where that is
-    decisive (`hil.vision.shapes`); a line showing this font's l as a bare stroke tells about all of them.
-    The text shows what was told (`as_told`); the recogniser's own reading stays in `ink`."""
-    bar_l = any(shapes.bar_l(ln.ink) for ln in lines)
+    decisive (`hil.vision.shapes`); what one line shows of the font (an l as a bare stroke, a 1 with its
+    flag read surely) tells about all of them. The text shows what was told (`as_told`); the recogniser's
+    own reading stays in `ink` and `read`."""
+    font = shapes.font(ln.ink for ln in lines)
     out = []
-    def decided(text: str) -> tuple[str, ...]:
-        return tuple((shapes.decide(ln.ink, i, c, bar_l) or ("",))[0] for i, c in enumerate(text.replace(" ", "")))
+
+    def decided(ln: Line, text: str) -> tuple[str, ...]:
+        return tuple((shapes.decide(ln.ink, i, c, font) or ("",))[0] for i, c in enumerate(text.replace(" ", "")))
 
     for ln in lines:
-        text = as_told(ln.text, ln.chars, decided(ln.text))
-        told = decided(text)  # of glyphs drawn alike (I, l) the one now written
-        out.append(replace(ln, text=text, shapes=told if any(told) else ()))
+        text = as_told(ln.read, ln.chars, decided(ln, ln.read))
+        told = decided(ln, text)  # of glyphs drawn alike (I, l) the one now written
+        out.append(replace(ln, text=text, shapes=told if any(told) else (), raw=ln.read if text != ln.read else None))
     return out
 
 
@@ -89,8 +114,19 @@ def _ell(word: str) -> str:
     return head + word[len(head):].replace("I", "l")
 
 
-REC_HEIGHT, REC_MIN_WIDTH, REC_STRIDE = 48, 48, 8  # the recogniser's input height, least width, column step
+REC_HEIGHT, REC_MIN_WIDTH = 48, 48  # the recogniser's input height and least width (set in `engine`)
+# input pixels per output column of the recogniser's CTC head: the shipped PP-OCR model gives 6, 20 and 40 columns
+# for inputs 48, 160 and 320 wide (measured on rapidocr 3.10's model; rapidocr's own word boxes divide the line
+# by that column count: rapidocr/ch_ppocr_rec/utils.py `line_txt_len`, cal_rec_boxes/main.py `avg_col_width`).
+# assumed: another release's model keeps it (tests/test_vision_shapes.py checks each character's centre falls on it)
+REC_STRIDE = 8
 _engine_lock = threading.Lock()  # RapidOCR keeps per-call flags on the engine: one call at a time
+
+
+# the least mean text score of a detected box: at rapidocr's default (0.5) a lone short mark, the empty PIN field's
+# "-" (16x6 display pixels, 10x4 at the detector's scale), is dropped even on a clean screenshot; at 0.3 it is found
+# (measured on the emulator's lock screen; the benchmark's accuracy and time: docs/benchmarks.md "Camera OCR")
+DET_BOX_THRESH = 0.3
 
 
 @functools.cache
@@ -105,6 +141,7 @@ def engine():
         "Global.text_score": 0.3,  # keep weak reads: a low confidence is reported, not hidden
         "Det.limit_type": "max",  # never upscale a region crop: display pixels are already large
         "Det.limit_side_len": 480,  # the panel's text is large: detection at 0.6 scale finds every line
+        "Det.box_thresh": DET_BOX_THRESH,
         "Rec.rec_img_shape": [3, REC_HEIGHT, REC_MIN_WIDTH],  # a short line ("To", "12") is not padded to 320
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
@@ -123,6 +160,7 @@ def frame_engine():
         "Global.text_score": 0.3,
         "Det.limit_type": "max",
         "Det.limit_side_len": 1280,
+        "Det.box_thresh": DET_BOX_THRESH,
         "Rec.rec_img_shape": [3, REC_HEIGHT, REC_MIN_WIDTH],
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
@@ -134,6 +172,13 @@ def quads(image: np.ndarray, eng=None) -> list[np.ndarray]:
     with _engine_lock:
         out = (eng or engine())(image, use_det=True, use_cls=False, use_rec=False)
     return [] if out.boxes is None else [np.asarray(q, np.float32) for q in out.boxes]
+
+
+def equalised(image: np.ndarray) -> np.ndarray:
+    """`image` with its contrast equalised tile by tile (`EQUALISE`): text the display dims (a screen behind a
+    prompt's dark overlay) is then found as well as text at full contrast."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    return cv2.cvtColor(cv2.createCLAHE(*EQUALISE).apply(grey), cv2.COLOR_GRAY2BGR)  # one each: not thread-safe
 
 
 def upside_down(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bool:
@@ -153,18 +198,10 @@ def upside_down(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bo
 
 
 def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Boxes (x0, y0, x1, y1) of the text lines in `image`, found on its contrast equalised tile by tile: text
-    the display dims (a screen behind a prompt's dark overlay) is found as well as text at full contrast."""
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    even = cv2.cvtColor(cv2.createCLAHE(*EQUALISE).apply(grey), cv2.COLOR_GRAY2BGR)  # one each: not thread-safe
-    with _engine_lock:
-        out = engine()(even, use_det=True, use_cls=False, use_rec=False)
-    if out.boxes is None:
-        return []
+    """Boxes (x0, y0, x1, y1) of the text lines in `image`, found on it `equalised`."""
     h, w = image.shape[:2]
     boxes = []
-    for quad in out.boxes:
-        q = np.asarray(quad)
+    for q in quads(equalised(image)):
         x0, y0 = np.floor(q.min(axis=0)).astype(int)
         x1, y1 = np.ceil(q.max(axis=0)).astype(int)
         x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
@@ -183,16 +220,18 @@ def recognise(line: np.ndarray) -> tuple[str, float]:
     return recognise_chars(line)[:2]
 
 
-def recognise_chars(line: np.ndarray) -> tuple[str, float, tuple[float, ...], tuple[float, ...]]:
+def recognise_chars(line: np.ndarray, told=None) -> tuple[str, float, tuple[float, ...], tuple[float, ...]]:
     """The text of one line image, the engine's confidence, its confidence in each non-space character
     (what tells a shown look-alike from a confused one), and each non-space character's x-centre in
     `line`. The line's contrast is stretched first: a camera's exposure and glare flatten it, and the
-    model then confuses 1 and l."""
+    model then confuses 1 and l. A character at either end read unsure gets the line a second look, unless
+    `told` (reading, their indexes -> bool) says their shapes already decide them."""
     g = gray_line(line)
     first = _rec(g)
-    edges = first[2][:2] + first[2][-2:]
-    if edges and min(edges) < UNSURE:  # a second look, with room around the line: the model reads thin
-        h = g.shape[0]                 # glyphs (l, 1, i) at a crop's edge less surely (elsewhere: `shapes`)
+    n = len(first[2])
+    unsure = [i for i in sorted({0, 1, n - 2, n - 1}) if 0 <= i < n and first[2][i] < UNSURE]
+    if unsure and not (told is not None and told(first, unsure)):  # a second look, with room around the line:
+        h = g.shape[0]  # the model reads thin glyphs (l, 1, i) at a crop's edge less surely (elsewhere: `shapes`)
         second = _rec(cv2.copyMakeBorder(g, h // 4, h // 4, h // 2, h // 2, cv2.BORDER_REPLICATE))
         if second[2] and min(second[2]) > min(first[2]):
             return (*second[:3], tuple(x - h // 2 for x in second[3]))

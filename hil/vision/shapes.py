@@ -6,21 +6,23 @@ same optics), never against a font we know:
 
   * its height above the line's baseline against the line's levels: x-height (o) against digit and cap
     height (0, O, 1) and the ascender (l);
-  * whether it sits on the baseline (a bar "|" and a Q descend) and has a dot above it (i);
+  * whether it sits on the baseline (a bar "|", a Q, g and q descend; a 9 does not) and has a dot above it (i);
   * its width against its own stroke (a bare stroke: l, I, |), a flag down to the left from its top (1),
-    a straight left side meeting a corner (D), and its width against the line's digits (a wide O).
+    a straight left side meeting a corner (D), and its width against the line's digits (a wide O);
+  * what the screen shows of its font elsewhere (`Font`): an l drawn as a bare stroke, or a 1 with its flag
+    read surely (an amount's 1): a glyph drawn as that 1 is no l, I or bar.
 
 Each measure only rules candidates out, and only by a margin beyond what blur and noise do to a glyph; a
 glyph is decided when exactly one candidate is left. Otherwise (too blurred, a level not on the line, a
 font whose glyphs agree on every measure) it stays unsure, and the value check stays INCONCLUSIVE.
 assumed: a font's "1" has a flag (a bare-bar "1" is rare), an "l" or "I" has none going down from its top,
-and "|" descends below the baseline.
+and "|" descends below the baseline; figures are lining (a 9 sits on it); a font's l is not drawn as its
+flagged 1 (`ALIKE`).
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -35,11 +37,11 @@ SITS = X_HEIGHT - set("gpqy") | DIGITS | CAPS | ASCENDERS  # glyphs on the basel
 # digits and capitals share a level: fonts differ by a few per cent between them, less than blur does
 LEVEL = {**{c: "x" for c in X_HEIGHT}, **{c: "cap" for c in DIGITS | CAPS | {"I", "O"}},
          **{c: "asc" for c in ASCENDERS | {"l"}}}
-GROUPS = ("1lI|i", "0oOQD")  # the look-alikes whose shapes this module tells apart
+GROUPS = ("1lI|i", "0oOQD", "9gq")  # the look-alikes whose shapes this module tells apart
 SURE = 0.97  # a glyph read at least this surely is a reference for the line's levels and for likeness
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one glyph on one screen: compared by identity
 class Component:
     x0: int
     x1: int  # exclusive
@@ -61,6 +63,7 @@ class Ink:
     trend: tuple[float, ...]  # the glyphs' size at x against the line's mean (a lens bends and scales it)
     noise: float  # pixels: the spread of the sure glyphs' heights about their levels
     scale: float  # pixels: the line's tallest measured level
+    memo: dict = field(default_factory=dict, repr=False)  # what was decided of its glyphs (it lives with them)
 
     def height(self, i: int) -> float:
         g = self.glyphs[i]
@@ -130,6 +133,26 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
         return comps[k]
 
 
+    def leading(k: int) -> tuple[Component, tuple[int, int, int, int]] | None:
+        """The stroke that opens blob k (a glyph blur joined to the next), up to the end of its first
+        full-height stem, and its box; None without one. Nothing is joined on its left, where a 1's flag
+        would be, so what it shows there is its own."""
+        x, y, w, h = stats[k, :4]
+        own = np.where(labels[y:y + h, x:x + w] == k, ink[y:y + h, x:x + w], 0)
+        cols = np.flatnonzero((own >= 0.5).mean(axis=0) >= 0.6)
+        if not len(cols):
+            return None
+        end = int(cols[0]) + 1
+        while end < w and (own[:, end] >= 0.5).mean() >= 0.6:
+            end += 1
+        rows = np.flatnonzero((own[:, :end] >= 0.5).any(axis=1))
+        r0, r1 = int(rows[0]), int(rows[-1]) + 1
+        lab = labels[:, x:x + end]
+        prof = (ink[:, x:x + end] * ((lab == k) | (lab == 0))).max(axis=1)
+        g = Component(int(x), int(x + end), _edge(prof, y + r0, -1), _edge(prof, y + r1 - 1, 1),
+                      own[r0:r1, :end].astype(np.float32))
+        return g, (int(x), int(y + r0), end, r1 - r0)
+
     def above(j: int, k: int) -> bool:  # component j is a mark just over component k (the dot of i, j)
         gap = stats[k, 1] - (stats[j, 1] + stats[j, 3])
         return (j != k and -1 <= gap <= 0.4 * stats[k, 3]
@@ -150,10 +173,12 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
              for x, m in zip(xs, owner)]  # a centre far from its span: the alignment is not to be trusted there
     glyphs, dots = [], []
     for i, m in enumerate(owner):
-        alone = m is not None and owner.count(m) == 1  # two characters in one blob (blur): neither is measured
-        k = main[m] if alone else None
-        glyphs.append(component(k) if alone else None)
-        dots.append(_dot(ink, stats[k]) if alone else None)
+        alone = m is not None and owner.count(m) == 1  # two characters in one blob (blur): neither is measured,
+        k = main[m] if m is not None else None          # but a stroke glyph opening it (l, 1: `leading`)
+        opening = leading(k) if not alone and k is not None and owner.index(m) == i and chars[i] in GROUPS[0] \
+            else None
+        glyphs.append(component(k) if alone else opening[0] if opening else None)
+        dots.append(_dot(ink, stats[k]) if alone else _dot(ink, np.array(opening[1])) if opening else None)
     sure = [i for i, (c, g) in enumerate(zip(chars, glyphs)) if g is not None and confs[i] >= SURE]
     sits = [i for i in sure if chars[i] in SITS]
     if not sits:  # no baseline
@@ -251,9 +276,60 @@ def _reach(mask: np.ndarray, rows: slice, stem: tuple[int, int]) -> tuple[float,
     return (stem[0] - cols[0]) / w if len(cols) else 0.0, (cols[-1] + 1 - stem[1]) / w if len(cols) else 0.0
 
 
-def ruled_out(ink: Ink, i: int, c: str, bar_l: bool = False) -> str | None:
-    """Why glyph `i` is not `c`, by a measure beyond what blur and noise do to it, or None. `bar_l`: the
-    screen shows an l or I of this font as a bare stroke."""
+@dataclass(frozen=True)
+class Font:
+    """What a screen's lines show of its font, measured on glyphs read surely: an l or I drawn as a bare
+    stroke (`bar_l`), and 1s drawn with their flag (`ones`: what this font's 1 looks like on this screen)."""
+
+    bar_l: bool = False
+    ones: tuple[Component, ...] = ()
+
+
+def font(inks) -> Font:
+    """The `Font` evidence of a screen's measured lines (None where a line was not measured)."""
+    inks = [ink for ink in inks if ink is not None]
+    return Font(any(bar_l(ink) for ink in inks), tuple(ink.glyphs[j] for ink in inks for j in flagged_ones(ink)))
+
+
+# assumed: two views of one glyph, scaled to one height, keep their width within ALIKE_WIDTH of each other and
+# their ink correlates by ALIKE or more, and an l and a 1 of one font do not both. Measured (camera views of the
+# emulator's DejaVu Sans Bold, and DejaVu Sans, Sans Mono and Serif drawn blurred): a 1 against an amount's 1
+# on the same screen 0.89-0.98 (widths within 9 %); a 1 against an l: Sans 0.29-0.59 (2-4x the width), Mono
+# 0.68-0.76 (same width), Serif 0.79-0.88 (1.5x the width)
+ALIKE, ALIKE_WIDTH = 0.85, 0.2
+
+
+def alike(a: Component, b: Component) -> bool:
+    """Whether two glyphs have one shape, whatever their size (see `ALIKE`)."""
+    (ha, wa), (hb, wb) = a.mask.shape, b.mask.shape
+    ra, rb = wa / ha, wb / hb
+    if abs(ra - rb) > ALIKE_WIDTH * max(ra, rb):
+        return False
+    size = (max(3, round(32 * (ra + rb) / 2)), 32)
+    pa, pb = (cv2.resize(m, size, interpolation=cv2.INTER_AREA).ravel() for m in (a.mask, b.mask))
+    if pa.std() == 0 or pb.std() == 0:
+        return False
+    return float(np.corrcoef(pa, pb)[0, 1]) >= ALIKE
+
+
+def flagged_ones(ink: Ink) -> tuple[int, ...]:
+    """The glyphs of the line read surely as a 1 that has a 1's flag: no bare stroke, its top reaching left
+    only. They show what this font's 1 looks like (`Font.ones`)."""
+    if "ones" not in ink.memo:
+        out = []
+        for j, (c, k, g) in enumerate(zip(ink.chars, ink.confs, ink.glyphs)):
+            if c != "1" or k < SURE or g is None or float(g.mask.max()) < 0.8 or (stem := _stem(g.mask)) is None:
+                continue
+            left, right = _reach(g.mask, slice(0, max(2, g.mask.shape[0] * 35 // 100)), stem)
+            if strokes(g.mask) >= NOT_BAR and left >= 0.5 and right <= 0.25:
+                out.append(j)
+        ink.memo["ones"] = tuple(out)
+    return ink.memo["ones"]
+
+
+def ruled_out(ink: Ink, i: int, c: str, screen: Font = Font()) -> str | None:
+    """Why glyph `i` is not `c`, by a measure beyond what blur and noise do to it, or None. `screen`: what the
+    screen shows of its font elsewhere."""
     g = ink.glyphs[i]
     tol = max(3 * ink.noise, LEVEL_TOLERANCE * ink.scale)
     level, h = LEVEL.get(c), ink.height(i)
@@ -281,8 +357,10 @@ def ruled_out(ink: Ink, i: int, c: str, bar_l: bool = False) -> str | None:
             return "a bare stroke (a 1 has a flag)"
         if c in "I|" and top_left >= 0.5 and top_right <= 0.25:
             return "its top reaches left only (an I or a bar is symmetric)"
-        if c in "lI" and bar_l and wide >= NOT_BAR:
+        if c in "lI" and (screen.bar_l or bar_l(ink)) and wide >= NOT_BAR:
             return f"{wide:.1f} strokes wide, and this screen's l or I is a bare stroke"
+        if c in "lI|" and any(one is not g and alike(g, one) for one in screen.ones):
+            return "drawn as this screen's 1 read surely elsewhere, flag and all"
     if c in "0oOQD":  # D has a straight left side meeting its top in a corner; the others are round there
         on = g.mask >= 0.5
         lefts = np.where(on.any(axis=1), on.argmax(axis=1), on.shape[1])
@@ -300,13 +378,14 @@ def ruled_out(ink: Ink, i: int, c: str, bar_l: bool = False) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=1024)
 def bar_l(ink: Ink | None) -> bool:
     """Whether the line shows this font's l as a bare stroke: a glyph read as one of 1, l, I among lowercase
     letters or digits (no capital: so no capital I), as tall as the line's capitals or more, and neither a 1
     (a bare stroke: a 1 has a flag), a bar nor an i. A glyph clearly wider is then no l."""
     if ink is None or "cap" not in ink.levels and "asc" not in ink.levels:
         return False
+    if "bar_l" in ink.memo:
+        return ink.memo["bar_l"]
     tall = max(ink.levels[k][0] for k in ("cap", "asc") if k in ink.levels)
     tol = max(3 * ink.noise, LEVEL_TOLERANCE * ink.scale)
 
@@ -314,29 +393,32 @@ def bar_l(ink: Ink | None) -> bool:
         near = [ink.chars[k] for k in (j - 1, j + 1) if 0 <= k < len(ink.chars) and ink.chars[k].isalnum()]
         return bool(near) and not any(c.isupper() for c in near)
 
-    return any(c in "1lI" and g is not None and ink.height(j) >= tall - tol and lower_between(j)
-               and all(ruled_out(ink, j, other) for other in "1|i")  # a bare stroke, on the baseline, no i
-               for j, (c, g) in enumerate(zip(ink.chars, ink.glyphs)))
+    ink.memo["bar_l"] = any(c in "1lI" and g is not None and ink.height(j) >= tall - tol and lower_between(j)
+                            and all(ruled_out(ink, j, other) for other in "1|i")  # a bare stroke, on the baseline
+                            for j, (c, g) in enumerate(zip(ink.chars, ink.glyphs)))
+    return ink.memo["bar_l"]
 
 
-@functools.lru_cache(maxsize=8192)
-def decide(ink: Ink | None, i: int, read: str, screen_bar_l: bool = False) -> tuple[str, str] | None:
+def decide(ink: Ink | None, i: int, read: str, screen: Font = Font()) -> tuple[str, str] | None:
     """(the one glyph of `read`'s look-alike group that glyph `i` can be, why not the others), or None when
     its shape does not tell (or `read` is no look-alike this module measures). Glyphs fonts draw alike
     (I, l: `values.SAME_GLYPH`) count as one. A glyph too faint to measure (blur thinned it below the
-    line's ink level) is never decided. `screen_bar_l`: another line of the screen shows an l as a bare
-    stroke (`bar_l`)."""
+    line's ink level) is never decided. `screen`: what the screen shows of its font elsewhere (`font`).
+    Kept with the line's measure: a screen's lines are told apart again as each is read."""
     group = next((g for g in GROUPS if read in g), None)
     if group is None or ink is None or ink.glyphs[i] is None or float(ink.glyphs[i].mask.max()) < 0.8:
         return None
-    left, why = [], []
-    for c in group:
-        reason = ruled_out(ink, i, c, screen_bar_l or bar_l(ink))
-        if reason is None:
-            left.append(c)
-        else:
-            why.append(f"not {c!r}: {reason}")
-    alike = {c for c in left if c in SAME_GLYPH}
-    if len(left) - len(alike) + bool(alike) != 1 or left == ["|"]:  # a bar is what is left when a glyph of
-        return None                                                 # no candidate (a j read as i) is ruled out
-    return (read if read in left else left[0]), "; ".join(why)
+    key = (i, read, screen)
+    if key not in ink.memo:
+        left, why = [], []
+        for c in group:
+            reason = ruled_out(ink, i, c, screen)
+            if reason is None:
+                left.append(c)
+            else:
+                why.append(f"not {c!r}: {reason}")
+        same = {c for c in left if c in SAME_GLYPH}
+        # a bar is what is left when a glyph of no candidate (a j read as i) is ruled out: no decision
+        undecided = len(left) - len(same) + bool(same) != 1 or left == ["|"]
+        ink.memo[key] = None if undecided else ((read if read in left else left[0]), "; ".join(why))
+    return ink.memo[key]
