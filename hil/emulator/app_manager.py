@@ -144,7 +144,7 @@ class AppManager:
 
     def verify_launch(self, app: InstalledApp, now: int) -> str | None:
         """None when the app may launch, else the ``LaunchFailureReason`` name."""
-        if not app.sideloaded:
+        if not app.sideloaded or (app.manifest is not None and self.defects.has("launch-verdict-kept-from-the-first-launch")):
             return None
         elf, raw_manifest = app.files.get("app.elf"), app.files.get("manifest.json")
         if elf is None and self.defects.has("sideload-launches-without-elf"):

@@ -20,10 +20,14 @@ import pytest
 from hil import probe as P
 from hil.errors import InfrastructureError
 from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates, loads, sign_manifest
-from hil.link.client import CommandRefused, DeviceError
-from hil.link.protocol import Cmd, LaunchStatus, load_app_begin, request
+from hil.link.client import CommandRefused, DeviceError, DeviceLocked
+from hil.link.protocol import (MAX_CHUNK, Cmd, LaunchStatus, load_app_begin, load_app_chunk, load_app_file_begin,
+                               request)
+from hil.link.state import show_lock_screen, wait_unlocked
 from hil.link.transport import LinkError
 from hil.machine import scaled
+from hil.stimuli.touch import enter_pin
+from hil.vision.pin_screen import wait_pin_screen
 
 from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for,
                               normal, outside_the_prompt, result_without_prompt, twin)
@@ -379,6 +383,73 @@ def test_sideload_paths_stay_inside_the_bundle(probe_id, unlocked_prime):
     assert taken == {**dict.fromkeys(ESCAPES, False), "x": True}, f"LOAD_APP_FILE_BEGIN took (path: taken): {taken}"
 
 
+def _staged(prime, app_id: str, files: dict[str, bytes], cut: bytes = b"") -> None:
+    """LOAD_APP_BEGIN and ``files`` sent whole, as the host sends them, and no LOAD_APP_END; ``cut`` (a
+    path) is the one file whose upload stops halfway."""
+    prime.request(load_app_begin(app_id))
+    for path, data in files.items():
+        prime.request(load_app_file_begin(len(data), path))
+        sent = data[:len(data) // 2] if path == cut else data
+        for i in range(0, len(sent), MAX_CHUNK):
+            prime.request(load_app_chunk(sent[i:i + MAX_CHUNK]))
+
+
+def _stale_and_own(probe, app_id: str) -> tuple[str, str]:
+    """Launch the installed probe: what it finds of the stale file, and of its own plan (the control)."""
+    run = probe.launch(app_id)
+    stale, own = run.finish()
+    probe.close(run)
+    assert own["result"] == "Ok", f"the probe cannot read its own plan (control): {own}"
+    return stale["result"], own["result"]
+
+
+def test_load_app_end_takes_only_a_whole_fresh_bundle(probe, probe_id, templates, unlocked_prime):
+    """``os/usb-debug/src/dispatch.rs``: LOAD_APP_END with a file still open is refused ("incomplete session")
+    and the installed bundle "remains intact until the replacement upload completes"; a chunk past its file's
+    declared size is refused ("would exceed expected size"); LOAD_APP_BEGIN aborts the unfinished session and
+    removes its staged files, so nothing of it reaches the next bundle."""
+    prime, app_id = unlocked_prime, probe_id()
+    m = manifest_for(app_id, "Whole", {}, templates)
+    plan = [P.open_file("AppResources", "stale.bin", "read"), P.open_file("AppResources", "probe-plan.json", "read")]
+    files = probe.install(m, plan)
+    assert _stale_and_own(probe, app_id)[0] == "FileNotFound", "the installed bundle has a file it was not given"
+    stale = {"resources/stale.bin": b"stale", "manifest.json": files["manifest.json"], "app.elf": files["app.elf"]}
+    _staged(prime, app_id, stale, cut="app.elf")
+    with pytest.raises(CommandRefused):
+        prime.request(request(Cmd.LOAD_APP_END))
+    assert _stale_and_own(probe, app_id)[0] == "FileNotFound", "a refused LOAD_APP_END changed the installed bundle"
+    _staged(prime, app_id, {"resources/stale.bin": b"stale"})
+    prime.request(load_app_file_begin(4, "resources/size.bin"))
+    with pytest.raises(CommandRefused):
+        prime.request(load_app_chunk(b"12345678"))  # twice the size declared: refused, the session left open
+    probe.install(m, plan)  # a fresh LOAD_APP_BEGIN .. LOAD_APP_END
+    assert _stale_and_own(probe, app_id)[0] == "FileNotFound", "the unfinished session's file reached the new bundle"
+
+
+def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, templates, unlocked_prime, touch, look, pin):
+    """On every build (keyos.md §10 "Lock rules"; ``dispatch.rs`` ``reject_load_app_if_locked`` on each LOAD_APP_*
+    command, and ``install_certificate``'s own check) a locked unit answers Locked to LOAD_APP_END and to
+    INSTALL_CERTIFICATE, and the locked LOAD_APP_END aborts its session: nothing of it is installed."""
+    prime, app_id = unlocked_prime, probe_id()
+    files = _bundle(probe, manifest_for(app_id, "Locked", {}, templates), [])
+    stranger = P.Publisher.create(prime.system_time(), name="prime-hil locked")
+    before = prime.publisher_count()
+    _staged(prime, app_id, files)  # the whole bundle: only LOAD_APP_END is left
+    show_lock_screen(prime, touch)
+    try:
+        with pytest.raises(DeviceLocked):
+            prime.request(request(Cmd.LOAD_APP_END))
+        with pytest.raises(DeviceLocked):
+            prime.install_certificate(stranger.fingerprint, stranger.pem)
+    finally:
+        enter_pin(touch, wait_pin_screen(look), pin)  # the keys where the lock screen shows them
+    assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
+    with pytest.raises(CommandRefused):
+        prime.request(request(Cmd.LOAD_APP_END))  # the session went with the locked answer
+    assert prime.launch_app(app_id).status is LaunchStatus.APP_ID_NOT_FOUND, "a bundle ended while locked was installed"
+    assert prime.publisher_count() == before, "a certificate was installed while the unit was locked"
+
+
 def test_tampered_manifest_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     files = _bundle(probe, manifest_for(app_id, "Tamper", {"os/security": ["GetRandom"]}, templates), [])
@@ -530,6 +601,27 @@ def test_publisher_certificate_is_valid_through_both_edges(edge, probe, probe_id
         assert _launch_at(prime, outside, app_id) is refused, f"launched one second outside its certificate ({edge})"
         status = _launch_at(prime, inside, app_id)
         assert status is LaunchStatus.LAUNCHED, f"at the {edge} second of its certificate the app answered {status.name}"
+    finally:  # the clock back; a lost link is already the run's error, not to be hidden behind this one
+        with contextlib.suppress(LinkError):
+            prime.set_system_time(start + round(time.monotonic() - since))
+
+
+@pytest.mark.development_only  # a production build refuses SET_SYSTEM_TIME
+def test_certificate_validity_is_judged_at_every_launch(probe, probe_id, templates, unlocked_prime):
+    """A launch that passed once decides nothing for the next: the publisher's certificate must be valid *now*
+    at each launch (keyos.md §1.4 ``LaunchFailureReason``, §3.2), so the same installed app, launched again once
+    its certificate has expired, answers PublisherCertificateExpired."""
+    prime = unlocked_prime
+    start, since = prime.system_time(), time.monotonic()
+    pub = P.Publisher.create(start, valid_from=-60, valid_for=3600)  # valid until start + 3540
+    prime.install_certificate(pub.fingerprint, pub.pem)
+    app_id = probe_id()
+    prime.sideload(app_id, P.bundle(probe.elf, manifest_for(app_id, "Again", {}, templates), [], pub, timestamp=start))
+    try:
+        status = _launch_at(prime, start + 1, app_id)
+        assert status is LaunchStatus.LAUNCHED, f"the app did not launch inside its certificate (control): {status.name}"
+        status = _launch_at(prime, start + 3600, app_id)
+        assert status is LaunchStatus.CERT_EXPIRED, f"launched again after its certificate expired: {status.name}"
     finally:  # the clock back; a lost link is already the run's error, not to be hidden behind this one
         with contextlib.suppress(LinkError):
             prime.set_system_time(start + round(time.monotonic() - since))
