@@ -204,6 +204,12 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "load-app-end-while-locked": (
         "LOAD_APP_END skips the lock check the other LOAD_APP_* commands make, installing a bundle while locked",
         "suites/security/test_permissions.py::test_sideload_and_certificates_wait_for_the_unlock", "production"),
+    "kernel-merges-runs-one-apart": (
+        "MessagePermissions.add merges a run into a range one id away, permitting the undeclared id between them",
+        "suites/security/test_permissions.py::test_runs_one_id_apart_stay_apart", "development"),
+    "certificate-fingerprint-judged-by-its-short-form": (
+        "INSTALL_CERTIFICATE compares only the first and last 8 hex characters of the fingerprint (the UI's short form)",
+        "suites/security/test_permissions.py::test_certificate_fingerprint_is_compared_whole", "development"),
     "launch-verdict-kept-from-the-first-launch": (
         "app-manager verifies a sideloaded app at its first launch only, so an expired certificate still launches it",
         "suites/security/test_permissions.py::test_certificate_validity_is_judged_at_every_launch", "development"),

@@ -161,6 +161,27 @@ def test_a_run_ending_at_64_takes_no_range_slot(probe, probe_id, station, record
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
 
 
+# two runs with exactly one id between them (server.rs ``MessagePermissions::add``: a run joins a range it overlaps
+# or touches, so the id between stays out); ids far above any message the matrix names
+RUNS_ONE_APART = ((1000, 1001), (1002, 1003))
+
+
+def test_runs_one_id_apart_stay_apart(probe, probe_id, station, record_property):
+    """Each run is delivered and the ids around and between them are refused: the id between two runs one apart
+    is no more permitted than any other undeclared id."""
+    server, app_id = "os/gui-server", probe_id()
+    doc = {"appName": {"en": "Apart"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
+           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in RUNS_ONE_APART]}
+    cases = [(mid, any(a <= mid < b for a, b in RUNS_ONE_APART)) for mid in range(999, 1004)]
+    run = probe.run(loads(json.dumps(doc), "<probe Apart>/manifest.json"),
+                    [P.send(server, id=mid, wait=False) for mid, _ in cases])
+    got = {mid: rec["result"] for (mid, _), rec in zip(cases, run.finish())}
+    want = {mid: "Ok" if ok else "AccessDenied" for mid, ok in cases}
+    assert got == want, f"runs {RUNS_ONE_APART} on {server}: answered {got}, expected {want}"
+    if deny_lines_reach_the_lab(station, record_property):
+        assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
+
+
 def test_undeclared_grantable_message_is_denied_without_a_prompt(probe, probe_id, templates, screen):
     """A waiting send of a grantable message the app never declared: the broker denies it silently."""
     m = manifest_for(probe_id(), "Undeclared", {}, templates)
@@ -532,6 +553,23 @@ def test_certificate_with_a_wrong_fingerprint_installs_nothing(probe, probe_id, 
                                              timestamp=unlocked_prime.system_time()))
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.NO_CERTIFICATE, \
         "an app of the refused certificate's publisher is trusted"
+
+
+def test_certificate_fingerprint_is_compared_whole(unlocked_prime):
+    """The fingerprint is all 64 hex characters of sha256 of the key (keyos.md §3.2,
+    ``os/app-manager/THIRD_PARTY_CERTIFICATE_FORMAT.md``); its short form ``12345678…90abcdef`` is for people. A
+    fingerprint that agrees with the key's only in those 16 characters is refused and installs nothing; the same
+    PEM with its own fingerprint then installs (the control: the refusal was the fingerprint's)."""
+    prime = unlocked_prime
+    pub = P.Publisher.create(prime.system_time(), name="prime-hil short-form look-alike")
+    fp = pub.fingerprint
+    look_alike = fp[:8] + "".join("1" if c == "0" else "0" for c in fp[8:-8]) + fp[-8:]
+    before = prime.publisher_count()
+    with pytest.raises(DeviceError):
+        prime.install_certificate(look_alike, pub.pem)
+    assert prime.publisher_count() == before, "a certificate whose fingerprint matched only in its short form installed"
+    prime.install_certificate(fp, pub.pem)
+    assert prime.publisher_count().installed == before.installed + 1, "the certificate with its own fingerprint (control)"
 
 
 def test_publisher_without_certificate_does_not_launch(probe, probe_id, templates, unlocked_prime):
