@@ -188,17 +188,23 @@ def test_no_presence_prompt_over_the_lock_screen(unlocked_prime, nfc, screen, to
     assert error is None and result.auth_data.is_user_present(), f"the request held over the lock: {error}"
 
 
-def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
-    """A credential made for example.com asserts for example.com only; for another RP id the Prime has no
-    credential (NO_CREDENTIALS) and asks nobody."""
+def _credential(nfc, screen):
+    """A credential for example.com, registered with the user's Confirm (the control of the checks that use it):
+    its attested credential data (id, public key)."""
     made = _register(nfc)
     try:
         attestation, error = _answer(screen, made, REGISTER_TITLE, "Confirm")
     finally:
         made.close()
     assert error is None, f"the registration (control) failed: {error}"
-    cred_id = attestation.auth_data.credential_data.credential_id
-    key = attestation.auth_data.credential_data.public_key
+    return attestation.auth_data.credential_data
+
+
+def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
+    """A credential made for example.com asserts for example.com only; for another RP id the Prime has no
+    credential (NO_CREDENTIALS) and asks nobody."""
+    made = _credential(nfc, screen)
+    cred_id, key = made.credential_id, made.public_key
     assert (key.get(1), key.get(3), key.get(-1)) == (2, -7, 1), \
         f"the credential's COSE key is not the EC2 P-256 ES256 key it was made as (kty, alg, crv): {dict(key)}"
     error = _refused_without_a_prompt(
@@ -245,22 +251,11 @@ def test_user_verification_is_never_claimed(unlocked_prime, nfc):
         f"a request demanding user verification answered {error or 'a credential'}"
 
 
-def _credential(nfc, screen) -> bytes:
-    """A credential for example.com, registered with the user's Confirm (the control of the checks that use it)."""
-    made = _register(nfc)
-    try:
-        attestation, error = _answer(screen, made, REGISTER_TITLE, "Confirm")
-    finally:
-        made.close()
-    assert error is None, f"the registration (control) failed: {error}"
-    return attestation.auth_data.credential_data.credential_id
-
-
 def test_a_confirm_answers_only_the_request_it_was_shown_for(unlocked_prime, nfc, screen):
     """Presence belongs to one request: the Prime matches the re-sent request to its prompt by the request's hash
     (hil/emulator/ctap2.py after os/fido/src/ctap). A prompt confirmed after its platform went away lets no other
     request through: the next, different request is asked for itself."""
-    cred_id = _credential(nfc, screen)
+    cred_id = _credential(nfc, screen).credential_id
     orphan = _register(nfc)
     try:
         if not orphan.wait_pending():
@@ -286,7 +281,7 @@ def test_a_confirm_answers_only_the_request_it_was_shown_for(unlocked_prime, nfc
 def test_a_silent_assertion_claims_no_presence(unlocked_prime, nfc, screen):
     """getAssertion with the option up = false asks for no presence (CTAP 2.1 §6.2.2), so its authenticator data
     must not set the UP flag: no answer may claim a presence nobody gave. Refusing the option is also safe."""
-    cred_id = _credential(nfc, screen)
+    cred_id = _credential(nfc, screen).credential_id
     cdh = os.urandom(32)
     allow = [{"type": "public-key", "id": cred_id}]
     silent = CtapRequest(nfc, lambda ctap, kw: ctap.get_assertion(RP["id"], cdh, allow, options={"up": False}, **kw))

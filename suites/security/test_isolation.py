@@ -144,47 +144,39 @@ def test_own_resources_read_only(probe, probe_id, templates):
 
 def test_grants_die_with_the_process(probe, probe_id, templates, screen, unlocked_prime):
     """A process's access records go when it exits: another app given the same PID inherits nothing."""
-    holder = probe.run(manifest_for(probe_id("holder"), "Holder", {"os/fs": ["GetAirlockReadAccess"]}, templates,
-                                    template=("gui-app", "fs-generic")),
-                       [P.open_file("Airlock", "probe.bin", "read", timeout_s=60)])
-    answer_prompt(screen, "Always Allow", run=holder, step=0)
-    (held,) = holder.finish(timeout=90)
-    assert held["access"] == "Ok", f"the holder's granted read was refused (control): {held}"
-    _opened(held, "Airlock", missing_file=True)
-    probe.close(holder)
-    heir_id = probe_id("heir")
-    probe.install(manifest_for(heir_id, "Heir", {}, templates, template=("gui-app", "fs-generic")),
-                  [P.open_file("Airlock", "probe.bin", "read", timeout_s=20)])
-    heir = probe.launch(heir_id)
-    if heir.pid != holder.pid:
-        raise P.ProbeBroken(f"{unlocked_prime.device}: the kernel gave PID {heir.pid}, not the freed PID {holder.pid}: "
-                            "no reuse to test")
-    (read,) = heir.finish(timeout=60)
-    assert read["result"] == "AccessDenied", f"PID {heir.pid} inherited the exited app's Airlock grant: {read}"
+    _heir_of_an_airlock_grant(probe, probe_id, templates, screen, unlocked_prime, [], "exited")
 
 
 def test_grants_die_with_a_crashed_process(probe, probe_id, templates, screen, unlocked_prime):
     """The crash path too: a panic ends the process like an exit (keyos.md §1.5, ``[LOG] PANIC in PID``), and its
     access records go with it (``os/fs/src/access.rs`` records ``(pid, location)``): the app given its PID next
     inherits nothing."""
+    _heir_of_an_airlock_grant(probe, probe_id, templates, screen, unlocked_prime,
+                              [P.panic("holder panics on purpose")], "crashed")
+
+
+def _heir_of_an_airlock_grant(probe, probe_id, templates, screen, prime, ending: list, how: str) -> None:
+    """A holder opens the Airlock with its grant, then its plan's ``ending`` (none: it is closed); the app given
+    its PID next must be refused the Airlock."""
     holder = probe.run(manifest_for(probe_id("holder"), "Holder", {"os/fs": ["GetAirlockReadAccess"]}, templates,
                                     template=("gui-app", "fs-generic")),
-                       [P.open_file("Airlock", "probe.bin", "read", timeout_s=60), P.panic("holder panics on purpose")])
+                       [P.open_file("Airlock", "probe.bin", "read", timeout_s=60), *ending])
     answer_prompt(screen, "Always Allow", run=holder, step=0)
     held = holder.step(0, timeout=90)
     assert held["access"] == "Ok", f"the holder's granted read was refused (control): {held}"
     _opened(held, "Airlock", missing_file=True)
-    holder.wait(lambda: holder.panic is not None, 20, "the PANIC line")
-    probe.close(holder)  # already gone: only the probe's own bookkeeping
+    if ending:
+        holder.wait(lambda: holder.panic is not None, 20, "the PANIC line")
+    probe.close(holder)  # after a panic, only the probe's own bookkeeping
     heir_id = probe_id("heir")
     probe.install(manifest_for(heir_id, "Heir", {}, templates, template=("gui-app", "fs-generic")),
                   [P.open_file("Airlock", "probe.bin", "read", timeout_s=20)])
     heir = probe.launch(heir_id)
     if heir.pid != holder.pid:
-        raise P.ProbeBroken(f"{unlocked_prime.device}: the kernel gave PID {heir.pid}, not the crashed PID {holder.pid}: "
+        raise P.ProbeBroken(f"{prime.device}: the kernel gave PID {heir.pid}, not the {how} app's PID {holder.pid}: "
                             "no reuse to test")
     (read,) = heir.finish(timeout=60)
-    assert read["result"] == "AccessDenied", f"PID {heir.pid} inherited the crashed app's Airlock grant: {read}"
+    assert read["result"] == "AccessDenied", f"PID {heir.pid} inherited the {how} app's Airlock grant: {read}"
 
 
 def test_third_party_apps_cannot_read_each_others_memory(probe, probe_id, templates):
