@@ -204,6 +204,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "load-app-end-while-locked": (
         "LOAD_APP_END skips the lock check the other LOAD_APP_* commands make, installing a bundle while locked",
         "suites/security/test_permissions.py::test_sideload_and_certificates_wait_for_the_unlock", "production"),
+    "bootloader-anti-rollback-a-second-slack": (
+        "keyos-boot refuses an image older than the anti-rollback value by more than a second only",
+        "suites/security/test_firmware.py::test_device_refuses_bad_firmware[rolled-back-a-second]", "development"),
     "kernel-merges-runs-one-apart": (
         "MessagePermissions.add merges a run into a range one id away, permitting the undeclared id between them",
         "suites/security/test_permissions.py::test_runs_one_id_apart_stay_apart", "development"),
