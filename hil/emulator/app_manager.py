@@ -188,7 +188,9 @@ class AppManager:
             return "SignatureRejected"
         if manifest.app_id_bytes != app.app_id:
             return "SignatureRejected"
-        if manifest.min_keyos_version and _older(self.keyos_version, manifest.min_keyos_version):
+        need = manifest.min_keyos_version
+        exclusive = need == self.keyos_version and self.defects.has("min-keyos-version-exclusive")
+        if need and (_older(self.keyos_version, need) or exclusive):
             return "KeyOsVersionTooOld"
         app.manifest = manifest
         return None

@@ -213,6 +213,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "certificate-fingerprint-judged-by-its-short-form": (
         "INSTALL_CERTIFICATE compares only the first and last 8 hex characters of the fingerprint (the UI's short form)",
         "suites/security/test_permissions.py::test_certificate_fingerprint_is_compared_whole", "development"),
+    "min-keyos-version-exclusive": (
+        "app-manager refuses an app whose min-keyos-version is exactly the running KeyOS (KeyOsVersionTooOld)",
+        "suites/security/test_permissions.py::test_app_needing_exactly_this_keyos_launches", "development"),
     "launch-verdict-kept-from-the-first-launch": (
         "app-manager verifies a sideloaded app at its first launch only, so an expired certificate still launches it",
         "suites/security/test_permissions.py::test_certificate_validity_is_judged_at_every_launch", "development"),

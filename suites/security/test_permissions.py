@@ -672,6 +672,16 @@ def test_app_needing_a_newer_keyos_does_not_launch(probe, probe_id, templates, u
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.KEYOS_VERSION_TOO_OLD
 
 
+def test_app_needing_exactly_this_keyos_launches(probe, probe_id, templates, unlocked_prime):
+    """``min-keyos-version`` is the least version the app runs on (keyos.md §1.1 app-config.toml): an app asking for
+    exactly the version the unit reports (GET_VERSION, "same as Settings → About → KeyOS", §3.3) launches."""
+    app_id, version = probe_id(), unlocked_prime.version()
+    probe.install(manifest_for(app_id, "Exact", {}, templates, minKeyOsVersion=version), [])
+    result = unlocked_prime.launch_app(app_id)
+    assert result.status is LaunchStatus.LAUNCHED, f"an app needing KeyOS {version} answered {result.status.name} on it"
+    unlocked_prime.close_app(result.pid)
+
+
 def test_a_valid_sideload_launches(probe, probe_id, templates):
     """The positive control of the launch checks above: the lab's own signed bundle runs."""
     run = probe.run(manifest_for(probe_id(), "Valid", {}, templates), [P.send("os/gui-server", "RequestRedraw", wait=False)])
