@@ -135,7 +135,9 @@ class AppManager:
         cert = parse_publisher_cert(pem)
         if self.defects.has("certificate-installed-despite-fingerprint"):
             self.certs[cert.fingerprint] = cert
-        if cert.fingerprint != fingerprint:
+        short = self.defects.has("certificate-fingerprint-judged-by-its-short-form")
+        judged = (lambda f: (f[:8], f[-8:])) if short else (lambda f: f)  # the defect: as the UI shows it
+        if judged(cert.fingerprint) != judged(fingerprint):
             raise CertificateError(f"fingerprint {fingerprint} does not match the certificate's key {cert.fingerprint}")
         self.certs[cert.fingerprint] = cert
         return cert
@@ -144,7 +146,7 @@ class AppManager:
 
     def verify_launch(self, app: InstalledApp, now: int) -> str | None:
         """None when the app may launch, else the ``LaunchFailureReason`` name."""
-        if not app.sideloaded:
+        if not app.sideloaded or (app.manifest is not None and self.defects.has("launch-verdict-kept-from-the-first-launch")):
             return None
         elf, raw_manifest = app.files.get("app.elf"), app.files.get("manifest.json")
         if elf is None and self.defects.has("sideload-launches-without-elf"):
@@ -186,7 +188,9 @@ class AppManager:
             return "SignatureRejected"
         if manifest.app_id_bytes != app.app_id:
             return "SignatureRejected"
-        if manifest.min_keyos_version and _older(self.keyos_version, manifest.min_keyos_version):
+        need = manifest.min_keyos_version
+        exclusive = need == self.keyos_version and self.defects.has("min-keyos-version-exclusive")
+        if need and (_older(self.keyos_version, need) or exclusive):
             return "KeyOsVersionTooOld"
         app.manifest = manifest
         return None

@@ -128,7 +128,8 @@ def boot(emmc: Emmc, known_signers: frozenset[bytes], anti_rollback: AntiRollbac
                                     f"{allowed}", header=header)
     if header.magic != cosign2.Magic.ATSAMA5D27_KEYOS.value and not defects.has("bootloader-ignores-chip"):
         return BootOutcome("error", f"app.bin has magic {header.magic!r}, not an image for this chip", header=header)
-    if header.timestamp < anti_rollback.value and not defects.has("bootloader-ignores-anti-rollback"):
+    slack = 1 if defects.has("bootloader-anti-rollback-a-second-slack") else 0
+    if header.timestamp < anti_rollback.value - slack and not defects.has("bootloader-ignores-anti-rollback"):
         return BootOutcome("error", f"app.bin timestamp {header.timestamp} is older than the anti-rollback "
                                     f"value {anti_rollback.value}", header=header)
     try:

@@ -157,7 +157,7 @@ class Authenticator:
                     break
         if found is None:
             raise CtapStatus(NO_CREDENTIALS)
-        flags = 0
+        flags = FLAG_UP if self._defect("ctap-silent-assertion-claims-presence") else 0
         if opts.get("up", True):
             self._presence(fingerprint, AUTH_TITLE, f"{AUTH_BODY.format(KEY_LABEL)}\n{rp_id}")
             flags |= FLAG_UP
@@ -196,7 +196,9 @@ class Authenticator:
             self._take_down(live)  # its platform went away
             live = None
         if live is not None and live.fingerprint != fingerprint:
-            if live.answered.is_set():
+            if live.answered.is_set() and self._defect("ctap-confirm-outlives-its-request"):
+                live.fingerprint = fingerprint  # the answer is taken for whichever request comes next
+            elif live.answered.is_set():
                 self._prompt = live = None
             else:
                 raise CtapStatus(USER_ACTION_PENDING)  # one prompt at a time; the other platform waits

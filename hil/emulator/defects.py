@@ -191,6 +191,49 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "with Developer Mode off, a development build still takes sideloads and certificates",
         "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates",
         "development"),
+    # regressions written against the claims (suites/claims.yaml), each a check no suite made before
+    "load-app-end-takes-an-incomplete-file": (
+        "LOAD_APP_END swaps in a bundle while one of its files is still open, half uploaded",
+        "suites/security/test_permissions.py::test_load_app_end_takes_only_a_whole_fresh_bundle", "development"),
+    "load-app-chunk-overruns-its-size": (
+        "LOAD_APP_CHUNK takes a chunk that runs past the size LOAD_APP_FILE_BEGIN declared",
+        "suites/security/test_permissions.py::test_load_app_end_takes_only_a_whole_fresh_bundle", "development"),
+    "load-app-begin-keeps-the-unfinished-session": (
+        "LOAD_APP_BEGIN for the same app id resumes the unfinished session, so its staged files reach the next bundle",
+        "suites/security/test_permissions.py::test_load_app_end_takes_only_a_whole_fresh_bundle", "development"),
+    "load-app-end-while-locked": (
+        "LOAD_APP_END skips the lock check the other LOAD_APP_* commands make, installing a bundle while locked",
+        "suites/security/test_permissions.py::test_sideload_and_certificates_wait_for_the_unlock", "production"),
+    "bootloader-anti-rollback-a-second-slack": (
+        "keyos-boot refuses an image older than the anti-rollback value by more than a second only",
+        "suites/security/test_firmware.py::test_device_refuses_bad_firmware[rolled-back-a-second]", "development"),
+    "kernel-merges-runs-one-apart": (
+        "MessagePermissions.add merges a run into a range one id away, permitting the undeclared id between them",
+        "suites/security/test_permissions.py::test_runs_one_id_apart_stay_apart", "development"),
+    "certificate-fingerprint-judged-by-its-short-form": (
+        "INSTALL_CERTIFICATE compares only the first and last 8 hex characters of the fingerprint (the UI's short form)",
+        "suites/security/test_permissions.py::test_certificate_fingerprint_is_compared_whole", "development"),
+    "min-keyos-version-exclusive": (
+        "app-manager refuses an app whose min-keyos-version is exactly the running KeyOS (KeyOsVersionTooOld)",
+        "suites/security/test_permissions.py::test_app_needing_exactly_this_keyos_launches", "development"),
+    "launch-verdict-kept-from-the-first-launch": (
+        "app-manager verifies a sideloaded app at its first launch only, so an expired certificate still launches it",
+        "suites/security/test_permissions.py::test_certificate_validity_is_judged_at_every_launch", "development"),
+    "crash-path-keeps-fs-grants": (
+        "a panicked process's fs access records are not dropped (only an exit drops them): a reused PID inherits them",
+        "suites/security/test_isolation.py::test_grants_die_with_a_crashed_process", "development"),
+    "fs-usb-access-not-recorded": (
+        "the fs server acknowledges GetUsbRead/WriteAccess without recording it, so Usb never opens with its grants",
+        "suites/security/test_isolation.py::test_a_locations_grants_open_it_and_no_other[Usb]", "development"),
+    "pin-judged-by-its-prefix": (
+        "the secure element compares only as many typed digits as the PIN has: the PIN with digits more unlocks",
+        "suites/security/test_secure_element.py::test_only_the_whole_pin_unlocks", "production"),
+    "ctap-confirm-outlives-its-request": (
+        "a Confirm nobody collected (its platform left) lets the next, different CTAP2 request through unprompted",
+        "suites/security/test_fido.py::test_a_confirm_answers_only_the_request_it_was_shown_for", "development"),
+    "ctap-silent-assertion-claims-presence": (
+        "getAssertion with up = false sets the UP flag in its authenticator data though nobody was asked",
+        "suites/security/test_fido.py::test_a_silent_assertion_claims_no_presence", "development"),
     "clock-takes-zero": (
         "SET_SYSTEM_TIME takes 0 (the clock set to 1970, before every certificate's not-before) instead of Err",
         "suites/security/test_lockdown.py::test_clock_takes_exactly_the_rtc_range", "development"),

@@ -75,8 +75,9 @@ class MessagePermissions:
             in_mask_only = False
         if in_mask_only:
             return
+        gap = 1 if self._defects.has("kernel-merges-runs-one-apart") else 0
         for i, (a, b) in enumerate(self.ranges):
-            if a <= end and start <= b:
+            if a <= end + gap and start <= b + gap:
                 self.ranges[i] = (min(a, start), max(b, end))
                 return
         if len(self.ranges) == MESSAGE_PERMISSION_COUNT:

@@ -281,7 +281,10 @@ class KeyOS:
         before = set(self.processes)
         self.kernel.terminate(pid, panic=message)
         for gone in before - set(self.processes):
-            self._gone(gone)
+            if self.defects.has("crash-path-keeps-fs-grants"):
+                self._probes.pop(gone, None)
+            else:
+                self._gone(gone)
             if self.prime is not None:
                 self.prime.app_screens.pop(gone, None)
                 self.prime.ui.remove_app(gone)

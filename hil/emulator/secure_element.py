@@ -66,7 +66,8 @@ class SecureElement:
         """One attempt. The tenth wrong PIN erases the seed (the caller reboots into a wiped device)."""
         if self.wiped or self._pin is None or self.attempts_remaining == 0:
             return False
-        if hmac.compare_digest(pin.encode(), self._pin.encode()):
+        typed = pin[:len(self._pin)] if self.defects.has("pin-judged-by-its-prefix") else pin
+        if hmac.compare_digest(typed.encode(), self._pin.encode()):
             self.logged_in = True
             if not self.defects.has("login-keeps-failed-attempts"):
                 self.attempts_remaining = self.max_attempts

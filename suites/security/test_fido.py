@@ -188,17 +188,23 @@ def test_no_presence_prompt_over_the_lock_screen(unlocked_prime, nfc, screen, to
     assert error is None and result.auth_data.is_user_present(), f"the request held over the lock: {error}"
 
 
-def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
-    """A credential made for example.com asserts for example.com only; for another RP id the Prime has no
-    credential (NO_CREDENTIALS) and asks nobody."""
+def _credential(nfc, screen):
+    """A credential for example.com, registered with the user's Confirm (the control of the checks that use it):
+    its attested credential data (id, public key)."""
     made = _register(nfc)
     try:
         attestation, error = _answer(screen, made, REGISTER_TITLE, "Confirm")
     finally:
         made.close()
     assert error is None, f"the registration (control) failed: {error}"
-    cred_id = attestation.auth_data.credential_data.credential_id
-    key = attestation.auth_data.credential_data.public_key
+    return attestation.auth_data.credential_data
+
+
+def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
+    """A credential made for example.com asserts for example.com only; for another RP id the Prime has no
+    credential (NO_CREDENTIALS) and asks nobody."""
+    made = _credential(nfc, screen)
+    cred_id, key = made.credential_id, made.public_key
     assert (key.get(1), key.get(3), key.get(-1)) == (2, -7, 1), \
         f"the credential's COSE key is not the EC2 P-256 ES256 key it was made as (kty, alg, crv): {dict(key)}"
     error = _refused_without_a_prompt(
@@ -243,3 +249,45 @@ def test_user_verification_is_never_claimed(unlocked_prime, nfc):
         request, unlocked_prime, "the Prime asked for presence to register with user verification it does not have")
     assert error is not None and error.code in (CtapError.ERR.INVALID_OPTION, CtapError.ERR.UNSUPPORTED_OPTION), \
         f"a request demanding user verification answered {error or 'a credential'}"
+
+
+def test_a_confirm_answers_only_the_request_it_was_shown_for(unlocked_prime, nfc, screen):
+    """Presence belongs to one request: the Prime matches the re-sent request to its prompt by the request's hash
+    (hil/emulator/ctap2.py after os/fido/src/ctap). A prompt confirmed after its platform went away lets no other
+    request through: the next, different request is asked for itself."""
+    cred_id = _credential(nfc, screen).credential_id
+    orphan = _register(nfc)
+    try:
+        if not orphan.wait_pending():
+            pytest.fail(f"the Prime answered without asking for presence: {orphan.outcome()}")
+        shown = screen.wait_for(REGISTER_TITLE, timeout=15)
+    finally:
+        orphan.close()  # its platform stops re-sending: nothing will ever collect this Confirm
+    screen.tap_text("Confirm", shown)
+    other = _assert(nfc, RP["id"], cred_id)
+    try:
+        prompted = other.wait_pending()
+        if prompted:
+            _, error = _answer(screen, other, AUTH_TITLE, "Cancel")
+        else:
+            result, error = other.outcome()
+    finally:
+        other.close()
+    assert prompted, f"an assertion went through on the Confirm given to another request's prompt: {error or result}"
+    assert error is not None and error.code == CtapError.ERR.OPERATION_DENIED, \
+        f"the assertion's own prompt, cancelled, answered {error or 'an assertion'}"
+
+
+def test_a_silent_assertion_claims_no_presence(unlocked_prime, nfc, screen):
+    """getAssertion with the option up = false asks for no presence (CTAP 2.1 §6.2.2), so its authenticator data
+    must not set the UP flag: no answer may claim a presence nobody gave. Refusing the option is also safe."""
+    cred_id = _credential(nfc, screen).credential_id
+    cdh = os.urandom(32)
+    allow = [{"type": "public-key", "id": cred_id}]
+    silent = CtapRequest(nfc, lambda ctap, kw: ctap.get_assertion(RP["id"], cdh, allow, options={"up": False}, **kw))
+    error = _refused_without_a_prompt(silent, unlocked_prime, "the Prime asked for presence for an up=false assertion")
+    if error is not None:
+        assert error.code in (CtapError.ERR.INVALID_OPTION, CtapError.ERR.UNSUPPORTED_OPTION), \
+            f"the up=false assertion answered {error}"
+        return
+    assert not silent.result.auth_data.is_user_present(), "an assertion made without a presence test claims one (UP)"

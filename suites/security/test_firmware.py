@@ -250,6 +250,12 @@ def _rolled_back(good: bytes, unit: Unit, request) -> bytes:
     return bad
 
 
+def _rolled_back_a_second(good: bytes, unit: Unit, request) -> bytes:
+    """One second older than the running image: the anti-rollback rule has no slack (keyos.md §3.5, "header timestamp
+    must be >= current SE firmware timestamp"; the running image's is the least that value can be)."""
+    return _resigned(good, unit, request, timestamp=cosign2.parse_unverified(good).timestamp - 1)
+
+
 VARIANTS = {
     "unsigned": lambda good, unit, request: _unsigned(good, unit),
     "wrongly-signed": lambda good, unit, request: _wrongly_signed(good, unit),
@@ -257,6 +263,7 @@ VARIANTS = {
     "developer-signed": _developer_signed,
     "wrong-chip": _wrong_chip,
     "rolled-back": _rolled_back,
+    "rolled-back-a-second": _rolled_back_a_second,
 }
 
 

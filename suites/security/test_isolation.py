@@ -107,11 +107,27 @@ def test_a_locations_grants_open_it_and_no_other(location, probe, probe_id, temp
     answer_prompt(screen, "Always Allow", run=run, step=0)
     write, read, *elsewhere = run.finish(timeout=90)
     assert write["access"] == read["access"] == "Ok", f"{location}'s own grants were refused (control): {write}, {read}"
-    if location == "User":  # there from the first unlock; a USB drive and the Airlock come and go (keyos.md §2.1)
-        assert write["result"] == read["result"] == "Ok", f"User with its grants did not open: {write}, {read}"
+    for opened in (write, read):
+        _opened(opened, location)
     answers = [(r["access"], r["result"]) for r in elsewhere]
     assert answers == [("AccessDenied", "AccessDenied"), ("AccessDenied", "InvalidOperation")] * len(others), \
         f"{location}'s grants opened {', '.join(others)} (read, write each): {answers}"
+
+
+REFUSED = ("AccessDenied", "InvalidOperation")  # the fs access layer's answers (os/fs/src/access.rs)
+
+
+def _opened(record: dict, location: str, missing_file: bool = False) -> None:
+    """Positive evidence that an open with its grants reached the location: Ok (or FileNotFound, when a read may
+    find no file there).  Refused by the access layer is a failure; any other answer means the location was not
+    there to open (User is there from the first unlock; a USB drive and the Airlock come and go, keyos.md §2.1):
+    broken, not a pass."""
+    result = record["result"]
+    assert result not in REFUSED, f"{location} with its grant refused the open: {record}"
+    if result != "Ok" and not (missing_file and result == "FileNotFound"):
+        if location == "User":
+            raise AssertionError(f"User with its grants did not open: {record}")
+        raise P.ProbeBroken(f"{location} did not open with its grants ({result}): it is not there, no evidence either way")
 
 
 def test_own_resources_read_only(probe, probe_id, templates):
@@ -128,22 +144,39 @@ def test_own_resources_read_only(probe, probe_id, templates):
 
 def test_grants_die_with_the_process(probe, probe_id, templates, screen, unlocked_prime):
     """A process's access records go when it exits: another app given the same PID inherits nothing."""
+    _heir_of_an_airlock_grant(probe, probe_id, templates, screen, unlocked_prime, [], "exited")
+
+
+def test_grants_die_with_a_crashed_process(probe, probe_id, templates, screen, unlocked_prime):
+    """The crash path too: a panic ends the process like an exit (keyos.md §1.5, ``[LOG] PANIC in PID``), and its
+    access records go with it (``os/fs/src/access.rs`` records ``(pid, location)``): the app given its PID next
+    inherits nothing."""
+    _heir_of_an_airlock_grant(probe, probe_id, templates, screen, unlocked_prime,
+                              [P.panic("holder panics on purpose")], "crashed")
+
+
+def _heir_of_an_airlock_grant(probe, probe_id, templates, screen, prime, ending: list, how: str) -> None:
+    """A holder opens the Airlock with its grant, then its plan's ``ending`` (none: it is closed); the app given
+    its PID next must be refused the Airlock."""
     holder = probe.run(manifest_for(probe_id("holder"), "Holder", {"os/fs": ["GetAirlockReadAccess"]}, templates,
                                     template=("gui-app", "fs-generic")),
-                       [P.open_file("Airlock", "probe.bin", "read", timeout_s=60)])
+                       [P.open_file("Airlock", "probe.bin", "read", timeout_s=60), *ending])
     answer_prompt(screen, "Always Allow", run=holder, step=0)
-    (held,) = holder.finish(timeout=90)
+    held = holder.step(0, timeout=90)
     assert held["access"] == "Ok", f"the holder's granted read was refused (control): {held}"
-    probe.close(holder)
+    _opened(held, "Airlock", missing_file=True)
+    if ending:
+        holder.wait(lambda: holder.panic is not None, 20, "the PANIC line")
+    probe.close(holder)  # after a panic, only the probe's own bookkeeping
     heir_id = probe_id("heir")
     probe.install(manifest_for(heir_id, "Heir", {}, templates, template=("gui-app", "fs-generic")),
                   [P.open_file("Airlock", "probe.bin", "read", timeout_s=20)])
     heir = probe.launch(heir_id)
     if heir.pid != holder.pid:
-        raise P.ProbeBroken(f"{unlocked_prime.device}: the kernel gave PID {heir.pid}, not the freed PID {holder.pid}: "
+        raise P.ProbeBroken(f"{prime.device}: the kernel gave PID {heir.pid}, not the {how} app's PID {holder.pid}: "
                             "no reuse to test")
     (read,) = heir.finish(timeout=60)
-    assert read["result"] == "AccessDenied", f"PID {heir.pid} inherited the exited app's Airlock grant: {read}"
+    assert read["result"] == "AccessDenied", f"PID {heir.pid} inherited the {how} app's Airlock grant: {read}"
 
 
 def test_third_party_apps_cannot_read_each_others_memory(probe, probe_id, templates):

@@ -20,10 +20,14 @@ import pytest
 from hil import probe as P
 from hil.errors import InfrastructureError
 from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates, loads, sign_manifest
-from hil.link.client import CommandRefused, DeviceError
-from hil.link.protocol import Cmd, LaunchStatus, load_app_begin, request
+from hil.link.client import CommandRefused, DeviceError, DeviceLocked
+from hil.link.protocol import (MAX_CHUNK, Cmd, LaunchStatus, load_app_begin, load_app_chunk, load_app_file_begin,
+                               request)
+from hil.link.state import show_lock_screen, wait_unlocked
 from hil.link.transport import LinkError
 from hil.machine import scaled
+from hil.stimuli.touch import enter_pin
+from hil.vision.pin_screen import wait_pin_screen
 
 from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for,
                               normal, outside_the_prompt, result_without_prompt, twin)
@@ -153,6 +157,27 @@ def test_a_run_ending_at_64_takes_no_range_slot(probe, probe_id, station, record
     got = {mid: rec["result"] for (mid, _), rec in zip(cases, records)}
     want = {mid: "Ok" if ok else "AccessDenied" for mid, ok in cases}
     assert got == want, f"runs {RUNS_ON_ONE_SERVER} on {server}: answered {got}, expected {want}"
+    if deny_lines_reach_the_lab(station, record_property):
+        assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
+
+
+# two runs with exactly one id between them (server.rs ``MessagePermissions::add``: a run joins a range it overlaps
+# or touches, so the id between stays out); ids far above any message the matrix names
+RUNS_ONE_APART = ((1000, 1001), (1002, 1003))
+
+
+def test_runs_one_id_apart_stay_apart(probe, probe_id, station, record_property):
+    """Each run is delivered and the ids around and between them are refused: the id between two runs one apart
+    is no more permitted than any other undeclared id."""
+    server, app_id = "os/gui-server", probe_id()
+    doc = {"appName": {"en": "Apart"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
+           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in RUNS_ONE_APART]}
+    cases = [(mid, any(a <= mid < b for a, b in RUNS_ONE_APART)) for mid in range(999, 1004)]
+    run = probe.run(loads(json.dumps(doc), "<probe Apart>/manifest.json"),
+                    [P.send(server, id=mid, wait=False) for mid, _ in cases])
+    got = {mid: rec["result"] for (mid, _), rec in zip(cases, run.finish())}
+    want = {mid: "Ok" if ok else "AccessDenied" for mid, ok in cases}
+    assert got == want, f"runs {RUNS_ONE_APART} on {server}: answered {got}, expected {want}"
     if deny_lines_reach_the_lab(station, record_property):
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
 
@@ -379,6 +404,73 @@ def test_sideload_paths_stay_inside_the_bundle(probe_id, unlocked_prime):
     assert taken == {**dict.fromkeys(ESCAPES, False), "x": True}, f"LOAD_APP_FILE_BEGIN took (path: taken): {taken}"
 
 
+def _staged(prime, app_id: str, files: dict[str, bytes], cut: bytes = b"") -> None:
+    """LOAD_APP_BEGIN and ``files`` sent whole, as the host sends them, and no LOAD_APP_END; ``cut`` (a
+    path) is the one file whose upload stops halfway."""
+    prime.request(load_app_begin(app_id))
+    for path, data in files.items():
+        prime.request(load_app_file_begin(len(data), path))
+        sent = data[:len(data) // 2] if path == cut else data
+        for i in range(0, len(sent), MAX_CHUNK):
+            prime.request(load_app_chunk(sent[i:i + MAX_CHUNK]))
+
+
+def _stale_and_own(probe, app_id: str) -> tuple[str, str]:
+    """Launch the installed probe: what it finds of the stale file, and of its own plan (the control)."""
+    run = probe.launch(app_id)
+    stale, own = run.finish()
+    probe.close(run)
+    assert own["result"] == "Ok", f"the probe cannot read its own plan (control): {own}"
+    return stale["result"], own["result"]
+
+
+def test_load_app_end_takes_only_a_whole_fresh_bundle(probe, probe_id, templates, unlocked_prime):
+    """``os/usb-debug/src/dispatch.rs``: LOAD_APP_END with a file still open is refused ("incomplete session")
+    and the installed bundle "remains intact until the replacement upload completes"; a chunk past its file's
+    declared size is refused ("would exceed expected size"); LOAD_APP_BEGIN aborts the unfinished session and
+    removes its staged files, so nothing of it reaches the next bundle."""
+    prime, app_id = unlocked_prime, probe_id()
+    m = manifest_for(app_id, "Whole", {}, templates)
+    plan = [P.open_file("AppResources", "stale.bin", "read"), P.open_file("AppResources", "probe-plan.json", "read")]
+    files = probe.install(m, plan)
+    assert _stale_and_own(probe, app_id)[0] == "FileNotFound", "the installed bundle has a file it was not given"
+    stale = {"resources/stale.bin": b"stale", "manifest.json": files["manifest.json"], "app.elf": files["app.elf"]}
+    _staged(prime, app_id, stale, cut="app.elf")
+    with pytest.raises(DeviceError):
+        prime.request(request(Cmd.LOAD_APP_END))
+    assert _stale_and_own(probe, app_id)[0] == "FileNotFound", "a refused LOAD_APP_END changed the installed bundle"
+    _staged(prime, app_id, {"resources/stale.bin": b"stale"})
+    prime.request(load_app_file_begin(4, "resources/size.bin"))
+    with pytest.raises(DeviceError):
+        prime.request(load_app_chunk(b"12345678"))  # twice the size declared: refused, the session left open
+    probe.install(m, plan)  # a fresh LOAD_APP_BEGIN .. LOAD_APP_END
+    assert _stale_and_own(probe, app_id)[0] == "FileNotFound", "the unfinished session's file reached the new bundle"
+
+
+def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, templates, unlocked_prime, touch, look, pin):
+    """On every build (keyos.md §10 "Lock rules"; ``dispatch.rs`` ``reject_load_app_if_locked`` on each LOAD_APP_*
+    command, and ``install_certificate``'s own check) a locked unit answers Locked to LOAD_APP_END and to
+    INSTALL_CERTIFICATE, and the locked LOAD_APP_END aborts its session: nothing of it is installed."""
+    prime, app_id = unlocked_prime, probe_id()
+    files = _bundle(probe, manifest_for(app_id, "Locked", {}, templates), [])
+    stranger = P.Publisher.create(prime.system_time(), name="prime-hil locked")
+    before = prime.publisher_count()
+    _staged(prime, app_id, files)  # the whole bundle: only LOAD_APP_END is left
+    show_lock_screen(prime, touch)
+    try:
+        with pytest.raises(DeviceLocked):
+            prime.request(request(Cmd.LOAD_APP_END))
+        with pytest.raises(DeviceLocked):
+            prime.install_certificate(stranger.fingerprint, stranger.pem)
+    finally:
+        enter_pin(touch, wait_pin_screen(look), pin)  # the keys where the lock screen shows them
+    assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
+    with pytest.raises(DeviceError):
+        prime.request(request(Cmd.LOAD_APP_END))  # the session went with the locked answer
+    assert prime.launch_app(app_id).status is LaunchStatus.APP_ID_NOT_FOUND, "a bundle ended while locked was installed"
+    assert prime.publisher_count() == before, "a certificate was installed while the unit was locked"
+
+
 def test_tampered_manifest_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     files = _bundle(probe, manifest_for(app_id, "Tamper", {"os/security": ["GetRandom"]}, templates), [])
@@ -463,6 +555,23 @@ def test_certificate_with_a_wrong_fingerprint_installs_nothing(probe, probe_id, 
         "an app of the refused certificate's publisher is trusted"
 
 
+def test_certificate_fingerprint_is_compared_whole(unlocked_prime):
+    """The fingerprint is all 64 hex characters of sha256 of the key (keyos.md §3.2,
+    ``os/app-manager/THIRD_PARTY_CERTIFICATE_FORMAT.md``); its short form ``12345678…90abcdef`` is for people. A
+    fingerprint that agrees with the key's only in those 16 characters is refused and installs nothing; the same
+    PEM with its own fingerprint then installs (the control: the refusal was the fingerprint's)."""
+    prime = unlocked_prime
+    pub = P.Publisher.create(prime.system_time(), name="prime-hil short-form look-alike")
+    fp = pub.fingerprint
+    look_alike = fp[:8] + "".join("1" if c == "0" else "0" for c in fp[8:-8]) + fp[-8:]
+    before = prime.publisher_count()
+    with pytest.raises(DeviceError):
+        prime.install_certificate(look_alike, pub.pem)
+    assert prime.publisher_count() == before, "a certificate whose fingerprint matched only in its short form installed"
+    prime.install_certificate(fp, pub.pem)
+    assert prime.publisher_count().installed == before.installed + 1, "the certificate with its own fingerprint (control)"
+
+
 def test_publisher_without_certificate_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     stranger = P.Publisher.create(unlocked_prime.system_time())
@@ -535,11 +644,42 @@ def test_publisher_certificate_is_valid_through_both_edges(edge, probe, probe_id
             prime.set_system_time(start + round(time.monotonic() - since))
 
 
+@pytest.mark.development_only  # a production build refuses SET_SYSTEM_TIME
+def test_certificate_validity_is_judged_at_every_launch(probe, probe_id, templates, unlocked_prime):
+    """A launch that passed once decides nothing for the next: the publisher's certificate must be valid *now*
+    at each launch (keyos.md §1.4 ``LaunchFailureReason``, §3.2), so the same installed app, launched again once
+    its certificate has expired, answers PublisherCertificateExpired."""
+    prime = unlocked_prime
+    start, since = prime.system_time(), time.monotonic()
+    pub = P.Publisher.create(start, valid_from=-60, valid_for=3600)  # valid until start + 3540
+    prime.install_certificate(pub.fingerprint, pub.pem)
+    app_id = probe_id()
+    prime.sideload(app_id, P.bundle(probe.elf, manifest_for(app_id, "Again", {}, templates), [], pub, timestamp=start))
+    try:
+        status = _launch_at(prime, start + 1, app_id)
+        assert status is LaunchStatus.LAUNCHED, f"the app did not launch inside its certificate (control): {status.name}"
+        status = _launch_at(prime, start + 3600, app_id)
+        assert status is LaunchStatus.CERT_EXPIRED, f"launched again after its certificate expired: {status.name}"
+    finally:  # the clock back; a lost link is already the run's error, not to be hidden behind this one
+        with contextlib.suppress(LinkError):
+            prime.set_system_time(start + round(time.monotonic() - since))
+
+
 def test_app_needing_a_newer_keyos_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     m = manifest_for(app_id, "Future", {}, templates, minKeyOsVersion="99.0.0")
     unlocked_prime.sideload(app_id, _bundle(probe, m, []))
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.KEYOS_VERSION_TOO_OLD
+
+
+def test_app_needing_exactly_this_keyos_launches(probe, probe_id, templates, unlocked_prime):
+    """``min-keyos-version`` is the least version the app runs on (keyos.md §1.1 app-config.toml): an app asking for
+    exactly the version the unit reports (GET_VERSION, "same as Settings → About → KeyOS", §3.3) launches."""
+    app_id, version = probe_id(), unlocked_prime.version()
+    probe.install(manifest_for(app_id, "Exact", {}, templates, minKeyOsVersion=version), [])
+    result = unlocked_prime.launch_app(app_id)
+    assert result.status is LaunchStatus.LAUNCHED, f"an app needing KeyOS {version} answered {result.status.name} on it"
+    unlocked_prime.close_app(result.pid)
 
 
 def test_a_valid_sideload_launches(probe, probe_id, templates):

@@ -138,6 +138,34 @@ def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, lo
     assert seen == [1, 1], f"failed attempts shown after one wrong PIN, twice with a correct login between: {seen}"
 
 
+def test_only_the_whole_pin_unlocks(unlocked_prime, touch, look, pin):
+    """The PIN is judged whole, not by the digits it shares with what was typed: os/security keys the seed with
+    sha256(PIN ‖ "SeedEncryption") (keyos.md §2.2), so the PIN with one digit more is a wrong PIN. It does not
+    unlock and counts one failed attempt; the PIN itself then unlocks.  One wrong PIN, on a unit showing none."""
+    prime = unlocked_prime
+    show_lock_screen(prime, touch)
+    pad = wait_pin_screen(look)
+    if pad.failed:
+        raise PinRejected(f"{prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
+                          "not typing a wrong PIN on it")
+    unlocked = False
+    try:
+        enter_pin(touch, pad, pin + pin[-1])
+        try:
+            failed = _failed_after_a_wrong_pin(look)
+        except InfrastructureError:  # no PIN screen to read: the unit unlocked, or the screen is lost (broken)
+            unlocked = is_locked(prime) is False
+            if not unlocked:
+                raise
+    finally:
+        if not unlocked:
+            enter_pin(touch, wait_pin_screen(look), pin)
+            if not wait_unlocked(prime):
+                raise PinRejected(f"{prime.device}: the test PIN did not unlock after one wrong PIN")
+    assert not unlocked, "the PIN with one digit more unlocked the unit"
+    assert failed == 1, f"the PIN with one digit more showed {failed} failed attempts, not 1"
+
+
 def _reports_a_wipe(prime) -> bool:
     """Whether the unit logs that its seed was erased (the lockout, or its report after the reboot); the
     link is taken again first if the reboot dropped it."""
