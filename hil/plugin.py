@@ -324,10 +324,7 @@ def station_camera(station: Station):
     """The camera watching the station's display, opened once per session; skipped where none is wired."""
     if station.camera is None:
         pytest.skip(f"station {station.name} has no camera watching its display")
-    from hil.vision.camera import Camera
-
-    cal = station.camera_calibration
-    with Camera(station.camera, mode=cal.mode if cal else None) as camera:
+    with station.open_camera() as camera:
         yield camera
 
 
@@ -335,11 +332,7 @@ def station_camera(station: Station):
 def display(station_camera, station: Station):
     """The display as the camera sees it (`hil.vision.display.Display`); the evidence of every
     verification (frames, rectified view with OCR boxes, text) is attached to the Allure result."""
-    from hil.vision.display import Display
-    from hil.vision.locate import Calibration
-
-    cal = station.camera_calibration
-    return Display(station_camera, calibration=Calibration.from_config(cal) if cal and cal.corners else None)
+    return station.display(station_camera)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -102,11 +102,10 @@ def health(stations: Annotated[Optional[list[str]], typer.Argument(help="station
 def _measure(station) -> str:
     import json as _json
 
-    from hil.vision.camera import Camera
     from hil.vision.locate import Calibration
 
     try:
-        with Camera(station.camera) as cam:
+        with station.open_camera() as cam:
             return _json.dumps(Calibration.measure(cam.grab(10.0)).to_config())
     except HilError as e:
         return f"not measured ({e})"

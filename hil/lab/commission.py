@@ -105,12 +105,11 @@ class Commissioning:
         if st.camera is None:
             self.note("camera", None, "no camera wired")
             return
-        from hil.vision.camera import Camera
         from hil.vision.locate import Calibration, locate
 
         cal = st.camera_calibration
         try:
-            with Camera(st.camera, mode=cal.mode if cal else None) as cam:
+            with st.open_camera() as cam:
                 frame = cam.grab(10.0)
             loc = locate(frame)
         except HilError as e:
@@ -210,9 +209,8 @@ class Commissioning:
         """A device fact: the production Boot Menu, as the camera reads it, has no SAM-BA entry (keyos-boot
         menu_page.rs adds it only cfg(not(feature = "production"))). Judged only where the camera reads the
         menu's Recovery entry; the relay's power cycle then boots KeyOS again."""
-        from hil.stimuli.boot_menu import SAMBA_ENTRY, open_boot_menu, power_cycle, samba_entry_shown, station_display
+        from hil.stimuli.boot_menu import SAMBA_ENTRY, open_boot_menu, power_cycle, samba_entry_shown
         from hil.stimuli.relay import PowerButtonRelay
-        from hil.vision.camera import Camera
         from hil.vision.controls import ControlNotFound
 
         st, what = self.station, "production Boot Menu has no SAM-BA entry"
@@ -223,12 +221,11 @@ class Commissioning:
         if not any(f.what == "link and version" and f.verified for f in self.findings):
             self.note(what, None, "not entered: KeyOS did not answer, so the unit could not be brought back")
             return
-        cal = st.camera_calibration
         with PowerButtonRelay.open(st.relay) as relay:
             open_boot_menu(relay)
             try:
-                with Camera(st.camera, mode=cal.mode if cal else None) as cam:
-                    shown = samba_entry_shown(station_display(st, cam))
+                with st.open_camera() as cam:
+                    shown = samba_entry_shown(st.display(cam))
             except ControlNotFound as e:
                 power_cycle(relay)
                 self._back_to_keyos(what, f"the camera read no Boot Menu after the relay's 10 s hold and three clicks "
@@ -325,29 +322,25 @@ class Commissioning:
 
     def _samba_entry(self) -> tuple[tuple[int, int] | None, str | None]:
         """Where the camera reads the Boot Menu's SAM-BA entry, or what is wrong: no menu, or no entry."""
-        from hil.stimuli.boot_menu import SAMBA_ENTRY, samba_entry_on, station_display
-        from hil.vision.camera import Camera
+        from hil.stimuli.boot_menu import SAMBA_ENTRY, samba_entry_on
         from hil.vision.controls import ControlNotFound
 
         if not self._shows_boot_menu():
             return None, ("the Boot Menu did not show after the relay's 10 s hold and three clicks: check the "
                           "relay's wiring to the power button")
-        cal = self.station.camera_calibration
-        with Camera(self.station.camera, mode=cal.mode if cal else None) as cam:
+        with self.station.open_camera() as cam:
             try:
-                return samba_entry_on(station_display(self.station, cam)), None
+                return samba_entry_on(self.station.display(cam)), None
             except ControlNotFound as e:
                 return None, (f"the Boot Menu shows no {SAMBA_ENTRY!r} entry ({e}); keyos-boot adds it only in "
                               "non-production bootloaders (menu_page.rs)")
 
     def _shows_boot_menu(self, timeout: float = 10.0) -> bool:
-        from hil.vision.camera import Camera
-        from hil.vision.display import Display, TextNotShown
+        from hil.vision.display import TextNotShown
 
-        cal = self.station.camera_calibration
-        with Camera(self.station.camera, mode=cal.mode if cal else None) as cam:
+        with self.station.open_camera() as cam:
             try:
-                Display(cam).expect_text(self.station.profile.bootloader_titles["menu"], timeout=timeout)
+                self.station.display(cam).expect_text(self.station.profile.bootloader_titles["menu"], timeout=timeout)
                 return True
             except (TextNotShown, HilError):
                 return False

@@ -53,11 +53,10 @@ def check_link(station: Station, timeout: float) -> str:
 
 def check_camera(station: Station, timeout: float) -> str:
     """A frame arrives in time and the panel is found in it, where the station's calibration says."""
-    from hil.vision.camera import Camera
     from hil.vision.locate import Calibration, locate
 
     cal = station.camera_calibration
-    with Camera(station.camera, open_timeout=timeout, mode=cal.mode if cal else None) as cam:
+    with station.open_camera(open_timeout=timeout) as cam:
         frame = cam.grab(timeout)
     if cal is not None and cal.corners is not None:
         drift = Calibration.from_config(cal).check(frame)

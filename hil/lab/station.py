@@ -38,6 +38,25 @@ class Station(Wiring):
             raise InfrastructureError(f"station {self.name}: no debug link configured")
         return open_client(self.debug, self.profile, timeout, self)
 
+    def open_camera(self, **kw: Any):
+        """The camera watching this station's display, opened (`hil.vision.camera.Camera`; close it), in the
+        capture mode its calibration was measured in."""
+        from hil.vision.camera import Camera
+
+        if self.camera is None:
+            raise InfrastructureError(f"station {self.name}: no camera configured")
+        cal = self.camera_calibration
+        return Camera(self.camera, mode=cal.mode if cal else None, **kw)
+
+    def display(self, camera, **kw: Any):
+        """The display as ``camera`` (this station's, open) sees it (`hil.vision.display.Display`), located by
+        the panel calibration measured at commissioning where there is one."""
+        from hil.vision.display import Display
+        from hil.vision.locate import Calibration
+
+        cal = self.camera_calibration
+        return Display(camera, calibration=Calibration.from_config(cal) if cal and cal.corners else None, **kw)
+
     @classmethod
     def from_endpoints(cls, name: str, profile: Profile, endpoints: dict[str, Any], **more: Any) -> Station:
         known = {k: endpoints[k] for k in Wiring.endpoints() if endpoints.get(k) is not None}

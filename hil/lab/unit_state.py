@@ -49,11 +49,8 @@ def unit_state(station: Station, timeout: float = 5.0) -> UnitState:
 
 
 def _from_screen(station: Station, timeout: float) -> UnitState:
-    from hil.vision.camera import Camera
-    from hil.vision.display import Display
-
-    with Camera(station.camera) as camera:
-        display = Display(camera, frame_timeout=timeout)
+    with station.open_camera() as camera:
+        display = station.display(camera, frame_timeout=timeout)
         panel = display.rectified(fresh=True)[0]  # the panel alone: the jig and the room around it stay lit
         if np.percentile(panel, 99) < DARK_LEVEL:  # a percentile, so that sensor noise does not light it
             return UnitState.OFF

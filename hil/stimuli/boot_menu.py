@@ -103,15 +103,6 @@ def samba_entry_shown(display, timeout: float = MENU_READ_S) -> bool:
             continue
 
 
-def station_display(station, camera):
-    """The station's display as its open ``camera`` sees it, with the station's panel calibration."""
-    from hil.vision.display import Display
-    from hil.vision.locate import Calibration
-
-    cal = station.camera_calibration
-    return Display(camera, calibration=Calibration.from_config(cal) if cal and cal.corners else None)
-
-
 def open_boot_menu(relay: PowerButtonRelay) -> None:
     """Power off by the long hold, then the three clicks that open the Boot Menu; returns at the last click,
     before the menu is drawn (a camera waits for it, a blind bench waits its profile's settle time)."""
@@ -206,7 +197,6 @@ def station_enter_samba(station, relay: PowerButtonRelay | None = None, touch: T
         nonlocal relay, touch, camera
         from hil.stimuli.robot import StylusRobot
         from hil.stimuli.touch import RobotTouch
-        from hil.vision.camera import Camera
 
         if relay is None:
             relay = PowerButtonRelay.open(station.relay)
@@ -219,10 +209,9 @@ def station_enter_samba(station, relay: PowerButtonRelay | None = None, touch: T
             opened.append(robot)
             touch = RobotTouch(robot, relay, station.profile.touch.home_button.centre)
         if camera is None and station.camera:
-            cal = station.camera_calibration
-            camera = Camera(station.camera, mode=cal.mode if cal else None)
+            camera = station.open_camera()
             opened.append(camera)
-        find = (lambda: samba_entry_on(station_display(station, camera))) if camera is not None else None
+        find = (lambda: samba_entry_on(station.display(camera))) if camera is not None else None
         enter_samba(relay, touch, station.profile.touch.boot_menu_samba, find, station.profile.touch.boot_menu_settle_s)
 
     try:

@@ -57,13 +57,9 @@ class ScreenReader:
         self._display = None
         self._owned = None
         if camera is None and station.camera:
-            from hil.vision.camera import Camera
-
-            camera = self._owned = Camera(station.camera)
+            camera = self._owned = station.open_camera()
         if camera is not None:
-            from hil.vision.display import Display
-
-            self._display = Display(camera, regions=REGIONS)
+            self._display = station.display(camera, regions=REGIONS)
 
     def close(self) -> None:
         if self._owned is not None:

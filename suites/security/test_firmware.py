@@ -39,7 +39,7 @@ from hil.link.resolve import open_client
 from hil.link.transport import LinkError
 from hil.machine import scaled
 from hil.stimuli.boot_menu import (can_enter_samba, open_boot_menu, panel_view, power_cycle, samba_entry_shown,
-                                   station_display, station_enter_samba)
+                                   station_enter_samba)
 from hil.vision.pin_screen import NotAPinScreen, read_pin_screen, wait_pin_screen
 from security_helpers import PromptNotSeen, ScreenReader, normal
 
@@ -147,7 +147,7 @@ def unit(station, unit_flavour, request) -> Unit:
     applet = Path(opt("--samba-applet")).read_bytes()
     relay, touch = request.getfixturevalue("station_relay"), request.getfixturevalue("robot_touch")
     camera = request.getfixturevalue("station_camera")  # reads where the Boot Menu shows its SAM-BA entry
-    keyos = KeyOSWatch.of(station, flavour, station_display(station, camera), request)
+    keyos = KeyOSWatch.of(station, flavour, station.display(camera), request)
     with station_enter_samba(station, relay, touch, camera) as enter_samba:
         keyos.leave()
         try:
@@ -312,7 +312,7 @@ def test_boot_menu_offers_samba_only_on_a_development_bootloader(station, unit_f
     camera alone: it runs on a build without the debug link too (issue 14 point 7)."""
     if unit_flavour is None:
         pytest.skip(f"station {station.name}: no declared flavour (give --flavour), so no expectation for its Boot Menu")
-    keyos = KeyOSWatch.of(station, unit_flavour, station_display(station, station_camera), request)
+    keyos = KeyOSWatch.of(station, unit_flavour, station.display(station_camera), request)
     with keyos.away():
         open_boot_menu(station_relay)
         try:
