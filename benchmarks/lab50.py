@@ -120,7 +120,7 @@ def main() -> None:
             timing.mkdir()
             cmd = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "lab50_suite.py"), "-n", str(args.stations),
                    "--lab", str(lab), "--alluredir", str(work / "results"), "-q", "-p", "no:cacheprovider",
-                   "-p", "harness_timing", "-p", "no:hypothesispytest",  # as the nightly (hil.lab.nightly.pytest_command)
+                   "-p", "harness_timing", "-p", "no:hypothesispytest", "-p", "no:labgrid",  # as the nightly (hil.lab.nightly.pytest_command)
                    "--rootdir", str(ROOT)]
             proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing, LAB50_TESTS=str(args.tests),
                                                       LAB50_ANSWERS=str(args.answers))

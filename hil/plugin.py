@@ -13,7 +13,7 @@ device under test) and/or ``prime`` (the connected client in its known state).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -22,7 +22,7 @@ from hil.errors import ConfigError, InfrastructureError
 from hil.lab.station import Station, device_station, robot_calibration
 from hil.link.client import PrimeClient
 from hil.link.resolve import open_client
-from hil.link.state import PinRejected, bring_home, detect_flavour, takes_input_while_locked
+from hil.link.state import HomeScreen, PinRejected, bring_home, detect_flavour, takes_input_while_locked
 from hil.link.transport import LinkClosed
 from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, RobotTouch, Touch
@@ -89,6 +89,7 @@ class DeviceUnderTest:
     flavour: str
     observed: str
     declared: bool = True
+    home: HomeScreen = field(default_factory=HomeScreen)  # what its display showed after the last home press
 
 
 @pytest.fixture(scope="session")
@@ -196,7 +197,8 @@ def prime(device_under_test: DeviceUnderTest, pin: str, request: pytest.FixtureR
         touch = touch or DebugTouch(dut.client, dut.station.profile.touch.home_button.centre)
         unlock_safely(dut.client, pin, touch, request.getfixturevalue("look"), guard, quarantine)
 
-    request.node.stash[UNLOCKED] = bring_home(dut.client, dut.station.profile, dut.flavour, guarded, touch=robot)
+    request.node.stash[UNLOCKED] = bring_home(dut.client, dut.station.profile, dut.flavour, guarded, touch=robot,
+                                              home=dut.home)
     return dut.client
 
 

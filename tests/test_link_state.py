@@ -9,7 +9,7 @@ from hil.link import protocol as p
 from hil.link.client import PrimeClient
 from hil.link.protocol import Cmd, LaunchStatus, Status
 from hil.profile import profile_named
-from hil.link.state import (NOT_AN_APP, DeviceStateError, PinRejected, State, bring_home, detect_flavour,
+from hil.link.state import (NOT_AN_APP, DeviceStateError, HomeScreen, PinRejected, State, bring_home, detect_flavour,
                             device_state, is_locked, unlock, wait_ready)
 from hil.link.tcp import TcpTransport
 
@@ -187,3 +187,49 @@ def test_no_pin_is_typed_into_onboarding(connect):
     with pytest.raises(DeviceStateError, match="onboarding runs, not the lock screen: no PIN typed"):
         bring_home(client := connect(device), REV_B, "development", typer_of(client))
     assert not any(entry.startswith("TAP") or entry == "POWER_BTN" for entry in device.log), device.log
+
+
+class Launcher(LockScreen):
+    """Unlocked; a tap anywhere but home opens an app over the home screen, the home press closes it. With
+    ``lagging`` each screenshot shows the screen as it was before the last touch (drawn one read late)."""
+
+    def __init__(self, lagging=False):
+        super().__init__(locked=False)
+        self.front, self.lagging, self.drawn = "home", lagging, "home"
+
+    def __call__(self, body):
+        cmd, payload = p.parse_request(body)
+        if cmd == Cmd.SCREENSHOT:
+            self.log.append(cmd.name)
+            shown, self.drawn = self.drawn, self.front
+            return ok(LIT if shown == "home" else DARK)
+        if cmd == Cmd.SWIPE:
+            self.log.append("TAP home" if p.parse_swipe(payload)[:2] == REV_B.touch.home_button.centre else "TAP")
+            self.front = "home" if self.log[-1] == "TAP home" else "app"
+            self.drawn = self.drawn if self.lagging else self.front
+            return ok()
+        return super().__call__(body)
+
+
+@pytest.mark.parametrize("opened", [True, False], ids=["app-in-front", "home-already"])
+def test_a_unit_showing_its_home_screen_is_not_pressed_again(connect, opened):
+    device, home = Launcher(), HomeScreen()
+    client = connect(device)
+    if opened:  # the press changes the screen; else it leaves it as it was, read twice
+        client.tap(200, 300)
+    for _ in range(3):
+        assert bring_home(client, REV_B, "development", typer_of(client), home=home) is True
+    assert device.log.count("TAP home") == 1 and device.front == "home", device.log
+    client.tap(200, 300)  # a test opens an app: the screen differs, so the next start presses home
+    bring_home(client, REV_B, "development", typer_of(client), home=home)
+    assert device.log.count("TAP home") == 2 and device.front == "home"
+
+
+def test_a_press_not_yet_drawn_is_not_taken_for_the_home_screen(connect):
+    device, home = Launcher(lagging=True), HomeScreen()
+    client = connect(device)
+    for _ in range(3):  # each press is read back before it is drawn: the app's screen is never kept as home
+        client.tap(200, 300)
+        client.screenshot()  # the app is drawn
+        bring_home(client, REV_B, "development", typer_of(client), home=home)
+    assert device.log.count("TAP home") == 3, device.log

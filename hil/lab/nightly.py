@@ -266,6 +266,7 @@ def pytest_command(run: Run, run_lab: Path, workers: int, firmware_hash: str, su
            "--lab", str(run_lab), "--flavour", flavour, "--farm-firmware", firmware_hash, "--farm-events", str(run.dir / "events.jsonl"),
            "--alluredir", str(run.results), "-q", "-rN", "-p", "no:cacheprovider",
            "-p", "no:hypothesispytest",  # @given runs without it; the plugin costs each worker ~2 s at exit (benchmarks/lab50.py)
+           "-p", "no:labgrid",  # labgrid's own pytest plugin (--lg-env) is unused (places: hil.lab.labgrid); ~0.9 s CPU a process
            "--continue-on-collection-errors"]  # a module that does not import is named by the plan, the rest runs
     for nodeid in sorted(deselect):
         cmd += ["--deselect", nodeid]

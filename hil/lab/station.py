@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import Field
 
 from hil.emulator.build import DEFAULT_FLAVOUR
-from hil.emulator.launcher import EmulatorProcess
 from hil.errors import InfrastructureError
 from hil.lab.config import LabConfig, RobotCalibration, StationConfig, Wiring
 from hil.link.client import PrimeClient
@@ -79,6 +78,8 @@ def bring_up(lab: LabConfig, name: str) -> Iterator[Station]:
     if cfg.emulated is None:
         yield from_config(name, cfg, profile)
         return
+    from hil.emulator.launcher import EmulatorProcess  # here: a worker of a lab run only reaches wired stations
+
     spec = cfg.emulated
     with EmulatorProcess(count=1, seed=spec.seed, flavour=spec.flavour, version=spec.version, pin=spec.pin) as emu:
         endpoints = emu.devices[0]
@@ -108,6 +109,8 @@ def device_station(device: str | None, profile: str | None = None, *, flavour: s
     """The station a ``--device`` string stands for.  ``emulator`` (or None) starts an emulated Prime
     of the given build flavour for as long as the block runs."""
     if device in (None, "emulator"):
+        from hil.emulator.launcher import EmulatorProcess
+
         with EmulatorProcess(count=1, seed=seed, flavour=flavour, defects=defects, apps=apps) as emu:
             endpoints = emu.devices[0]
             yield Station.from_endpoints("emulator", profile_named(profile or endpoints["profile"]), endpoints)
