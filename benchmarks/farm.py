@@ -72,7 +72,7 @@ def run_farm(size: int, latency_s: float, suites: list[str], extra: list[str], w
         timing.mkdir()
         cmd = [sys.executable, "-m", "pytest", *suites, "-n", str(size), "--lab", str(run_lab),
                "--alluredir", str(results), "-q", "-p", "no:cacheprovider", "-p", "harness_timing",
-               "-p", "no:hypothesispytest", "-p", "no:labgrid", *extra]  # as the nightly runs the suites (hil.lab.nightly.pytest_command)
+               *nightly.UNUSED_PLUGINS, *extra]
         proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing)
         before_stop = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
         if (state / "durations.json").exists():

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness_timing import breakdown, cpu_seconds, read_records, run_pytest  # noqa: E402
 
+from hil.lab import nightly  # noqa: E402
 from hil.link import protocol  # noqa: E402
 from hil.link.protocol import Cmd, LaunchStatus, Status  # noqa: E402
 
@@ -120,7 +121,7 @@ def main() -> None:
             timing.mkdir()
             cmd = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "lab50_suite.py"), "-n", str(args.stations),
                    "--lab", str(lab), "--alluredir", str(work / "results"), "-q", "-p", "no:cacheprovider",
-                   "-p", "harness_timing", "-p", "no:hypothesispytest", "-p", "no:labgrid",  # as the nightly (hil.lab.nightly.pytest_command)
+                   "-p", "harness_timing", *nightly.UNUSED_PLUGINS,
                    "--rootdir", str(ROOT)]
             proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing, LAB50_TESTS=str(args.tests),
                                                       LAB50_ANSWERS=str(args.answers))

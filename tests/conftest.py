@@ -3,10 +3,15 @@
 from pathlib import Path
 
 import pytest
+from rapidocr import RapidOCR  # noqa: F401
 
 from hil.machine import scaled
 
 pytest_plugins = ["pytester"]  # the plugin and farm tests run pytest inside pytest
+# rapidocr (and omegaconf, which holds its settings) imported before any in-process pytester run: such a run
+# drops the modules first imported inside it, and an OCR engine made there (hil.vision.ocr keeps one per
+# process) would then meet a re-imported omegaconf whose classes are not its own (RecursionError on its
+# first read).
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data" / "keyos-release-1.0.0"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hil.lab.nightly import UNUSED_PLUGINS
+
 ROOT = Path(__file__).resolve().parents[1]
 # a tap at a literal point, or a name (not a *_SIZE: sizes are physical facts) bound to a literal point
 COORDINATE = re.compile(r"(?:tap|press|swipe|long_press)\(\s*\d+\s*,\s*\d+"
@@ -72,7 +74,8 @@ def test_the_suites_pass_on_another_layout(seed):
     """The suite checks that tap what the screen shows, on three other layouts: the PIN pad (by taps and by
     the harness's own unlock, and after a prompt queued behind the lock screen), a launcher row, a permission
     prompt's button and the Developer Mode row."""
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--emulator-seed", str(seed),
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *UNUSED_PLUGINS,
+                        "--emulator-seed", str(seed),
                         "suites/test_smoke.py", "suites/security/test_lockdown.py",
                         "suites/security/test_trusted_display.py",
                         "-k", "unlock_with_the_pin or lock_screen or launcher_row or developer_mode_answer "

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hil.emulator.defects import CATALOG
+from hil.lab.nightly import UNUSED_PLUGINS
 from hil.machine import scaled
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_S + 60)]
 
 def run_suites(*args: str) -> tuple[int, str]:
     """One suite run in a fresh process; returns (exit code, output)."""
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", "--device=emulator", *args]
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *UNUSED_PLUGINS, "-q", "-rfE", "--device=emulator", *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=scaled(RUN_S))
     return proc.returncode, proc.stdout + proc.stderr
 

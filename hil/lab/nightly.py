@@ -259,14 +259,18 @@ def suites_root(suites: list[str]) -> Path:
     return Path(os.path.commonpath(paths)).parent
 
 
+# Plugins a suite run never uses, left out of its pytest processes: @given runs without hypothesis's plugin,
+# which costs each worker ~2 s at exit (benchmarks/lab50.py); labgrid's own (--lg-env) is unused, places go
+# through hil.lab.labgrid, and its imports cost ~0.9 s CPU a process.
+UNUSED_PLUGINS = ("-p", "no:hypothesispytest", "-p", "no:labgrid")
+
+
 def pytest_command(run: Run, run_lab: Path, workers: int, firmware_hash: str, suites: list[str],
                    deselect: set[str], flavour: str) -> list[str]:
     """The suites' pytest command; ``--flavour`` (the stations declare it too) puts the build's flavour in the plan."""
     cmd = [sys.executable, "-m", "pytest", *suites, "-n", str(workers), "--rootdir", str(suites_root(suites)),
            "--lab", str(run_lab), "--flavour", flavour, "--farm-firmware", firmware_hash, "--farm-events", str(run.dir / "events.jsonl"),
-           "--alluredir", str(run.results), "-q", "-rN", "-p", "no:cacheprovider",
-           "-p", "no:hypothesispytest",  # @given runs without it; the plugin costs each worker ~2 s at exit (benchmarks/lab50.py)
-           "-p", "no:labgrid",  # labgrid's own pytest plugin (--lg-env) is unused (places: hil.lab.labgrid); ~0.9 s CPU a process
+           "--alluredir", str(run.results), "-q", "-rN", "-p", "no:cacheprovider", *UNUSED_PLUGINS,
            "--continue-on-collection-errors"]  # a module that does not import is named by the plan, the rest runs
     for nodeid in sorted(deselect):
         cmd += ["--deselect", nodeid]
