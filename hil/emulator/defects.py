@@ -180,6 +180,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "wrong-pin-wipes-at-once": (
         "the first wrong PIN erases the seed, as if it had been the tenth",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "last-attempt-refuses-right-pin": (
+        "the secure element refuses the right PIN when one login attempt is left, so the tenth attempt is lost",
+        "suites/security/test_secure_element.py::test_the_last_attempt_is_the_tenth_and_still_takes_the_right_pin",
+        "development"),
     "security-words-ignore-pin": (
         "the secure element derives the security words from its serial and seed only, so every PIN prefix shows "
         "the same two words",

@@ -67,6 +67,8 @@ class SecureElement:
         if self.wiped or self._pin is None or self.attempts_remaining == 0:
             return False
         if hmac.compare_digest(pin.encode(), self._pin.encode()):
+            if self.attempts_remaining == 1 and self.defects.has("last-attempt-refuses-right-pin"):
+                return False
             self.logged_in = True
             if not self.defects.has("login-keeps-failed-attempts"):
                 self.attempts_remaining = self.max_attempts
