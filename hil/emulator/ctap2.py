@@ -83,6 +83,8 @@ class Authenticator:
         """One CTAP2 request (command byte + CBOR) -> status byte + CBOR."""
         try:
             if cmd == GET_INFO:
+                if self._defect("ctap-get-info-takes-a-parameter"):
+                    data = b""
                 if data:
                     raise CtapStatus(INVALID_LENGTH)
                 return bytes([OK]) + _cbor(self.info())
