@@ -112,6 +112,8 @@ class Authenticator:
         rp_id = _field(rp, "id", str)
         _field(user, "id", bytes)
         _check_pin_uv(req)
+        if self._defect("ctap-registers-without-a-shared-algorithm"):
+            params = [{"alg": ES256, "type": "public-key"}]
         if not any(isinstance(p, dict) and p.get("alg") == ES256 and p.get("type") == "public-key" for p in params):
             raise CtapStatus(UNSUPPORTED_ALGORITHM)
         opts = _options(req.get(7), self._defect("ctap-accepts-uv-option"))

@@ -247,7 +247,7 @@ def test_user_verification_is_never_claimed(unlocked_prime, nfc):
         f"a request demanding user verification answered {error or 'a credential'}"
 
 
-# Requests the Prime must refuse as malformed, before any credential or presence prompt, each with the status
+# Requests the Prime must refuse, malformed or asking what it lacks, before any credential or presence prompt, each with the status
 # CTAP 2.1 gives it (§6.4 authenticatorGetInfo takes no parameters, §8.2 the status codes; assumed: os/fido
 # follows them, its source is not in the public index): name -> (command, CBOR after it, status)
 MALFORMED = {
@@ -256,12 +256,17 @@ MALFORMED = {
     "makeCredential not a map": (0x01, cbor.encode([bytes(32)]), CtapError.ERR.CBOR_UNEXPECTED_TYPE),
     "makeCredential without clientDataHash": (0x01, cbor.encode({2: RP, 3: USER, 4: ES256}),
                                               CtapError.ERR.MISSING_PARAMETER),
+    # §6.1.2 step 3, before any presence: no algorithm in pubKeyCredParams the Prime has (ES256 only, getInfo 10)
+    "makeCredential offering RS256 only": (0x01, cbor.encode({1: bytes(32), 2: RP, 3: USER,
+                                                               4: [{"type": "public-key", "alg": -257}]}),
+                                           CtapError.ERR.UNSUPPORTED_ALGORITHM),
 }
 
 
 def test_a_malformed_request_is_refused_with_its_status_unprompted(unlocked_prime, nfc):
-    """Each malformed request answers exactly its CTAP status, and none asks for presence (a request that
-    does is cancelled at its first keepalive, its prompt taken down, and counted as asking)."""
+    """Each request answers exactly its CTAP status (malformed, or asking for an algorithm the Prime lacks), and
+    none asks for presence (a request that does is cancelled at its first keepalive, its prompt taken down, and
+    counted as asking)."""
     answered = {}
     with CtapNfcDevice(reader(nfc).connect(timeout=CONNECT_S)) as dev:
         for name, (command, body, _) in MALFORMED.items():
@@ -278,4 +283,4 @@ def test_a_malformed_request_is_refused_with_its_status_unprompted(unlocked_prim
                 raise RequestBroken(f"{name}: the Prime answered nothing")
             answered[name] = f"0x{answer[0]:02X}"
     expected = {name: f"0x{status:02X}" for name, (_, _, status) in MALFORMED.items()}
-    assert answered == expected, f"malformed requests answered {answered}, not {expected}"
+    assert answered == expected, f"the requests answered {answered}, not {expected}"
