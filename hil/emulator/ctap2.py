@@ -83,6 +83,8 @@ class Authenticator:
         """One CTAP2 request (command byte + CBOR) -> status byte + CBOR."""
         try:
             if cmd == GET_INFO:
+                if self._defect("ctap-get-info-takes-a-parameter"):
+                    data = b""
                 if data:
                     raise CtapStatus(INVALID_LENGTH)
                 return bytes([OK]) + _cbor(self.info())
@@ -110,6 +112,8 @@ class Authenticator:
         rp_id = _field(rp, "id", str)
         _field(user, "id", bytes)
         _check_pin_uv(req)
+        if self._defect("ctap-registers-without-a-shared-algorithm"):
+            params = [{"alg": ES256, "type": "public-key"}]
         if not any(isinstance(p, dict) and p.get("alg") == ES256 and p.get("type") == "public-key" for p in params):
             raise CtapStatus(UNSUPPORTED_ALGORITHM)
         opts = _options(req.get(7), self._defect("ctap-accepts-uv-option"))

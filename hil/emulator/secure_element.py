@@ -68,6 +68,8 @@ class SecureElement:
             return False
         typed = pin[:len(self._pin)] if self.defects.has("pin-judged-by-its-prefix") else pin
         if hmac.compare_digest(typed.encode(), self._pin.encode()):
+            if self.attempts_remaining == 1 and self.defects.has("last-attempt-refuses-right-pin"):
+                return False
             self.logged_in = True
             if not self.defects.has("login-keeps-failed-attempts"):
                 self.attempts_remaining = self.max_attempts

@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
+from fido2 import cbor
 from fido2.ctap import STATUS, CtapError
+from fido2.hid import CTAPHID
 from fido2.ctap2 import Ctap2
 
 from hil.errors import InfrastructureError
@@ -291,3 +293,42 @@ def test_a_silent_assertion_claims_no_presence(unlocked_prime, nfc, screen):
             f"the up=false assertion answered {error}"
         return
     assert not silent.result.auth_data.is_user_present(), "an assertion made without a presence test claims one (UP)"
+
+
+# Requests the Prime must refuse, malformed or asking what it lacks, before any credential or presence prompt, each with the status
+# CTAP 2.1 gives it (§6.4 authenticatorGetInfo takes no parameters, §8.2 the status codes; assumed: os/fido
+# follows them, its source is not in the public index): name -> (command, CBOR after it, status)
+MALFORMED = {
+    "getInfo with a parameter": (0x04, cbor.encode({}), CtapError.ERR.INVALID_LENGTH),
+    "makeCredential cut off in its CBOR": (0x01, cbor.encode({1: bytes(32)})[:-8], CtapError.ERR.INVALID_CBOR),
+    "makeCredential not a map": (0x01, cbor.encode([bytes(32)]), CtapError.ERR.CBOR_UNEXPECTED_TYPE),
+    "makeCredential without clientDataHash": (0x01, cbor.encode({2: RP, 3: USER, 4: ES256}),
+                                              CtapError.ERR.MISSING_PARAMETER),
+    # §6.1.2 step 3, before any presence: no algorithm in pubKeyCredParams the Prime has (ES256 only, getInfo 10)
+    "makeCredential offering RS256 only": (0x01, cbor.encode({1: bytes(32), 2: RP, 3: USER,
+                                                               4: [{"type": "public-key", "alg": -257}]}),
+                                           CtapError.ERR.UNSUPPORTED_ALGORITHM),
+}
+
+
+def test_a_malformed_request_is_refused_with_its_status_unprompted(unlocked_prime, nfc):
+    """Each request answers exactly its CTAP status (malformed, or asking for an algorithm the Prime lacks), and
+    none asks for presence (a request that does is cancelled at its first keepalive, its prompt taken down, and
+    counted as asking)."""
+    answered = {}
+    with CtapNfcDevice(reader(nfc).connect(timeout=CONNECT_S)) as dev:
+        for name, (command, body, _) in MALFORMED.items():
+            asked = threading.Event()
+            try:
+                answer = dev.call(CTAPHID.CBOR, bytes([command]) + body, asked, lambda _status: asked.set())
+            except CtapError as e:
+                if e.code != CtapError.ERR.KEEPALIVE_CANCEL:
+                    raise RequestBroken(f"{name}: the request failed outside the authenticator: {e!r}") from e
+                unlocked_prime.home()  # take the prompt down
+                answered[name] = "asked for presence"
+                continue
+            if not answer:
+                raise RequestBroken(f"{name}: the Prime answered nothing")
+            answered[name] = f"0x{answer[0]:02X}"
+    expected = {name: f"0x{status:02X}" for name, (_, _, status) in MALFORMED.items()}
+    assert answered == expected, f"the requests answered {answered}, not {expected}"

@@ -18,7 +18,8 @@ from hil.link.state import (PIN_CHECK_SECONDS, PinRejected, is_locked, screen_is
 from hil.machine import scaled
 from hil.link.transport import LinkError
 from hil.stimuli.touch import enter_pin
-from hil.vision.pin_screen import wait_pin_screen
+from hil.vision.display import read_image
+from hil.vision.pin_screen import NotAPinScreen, PinScreen, find_pin_screen, wait_pin_screen
 from security_helpers import PromptNotSeen, answer_prompt, deny_lines_reach_the_lab, manifest_for, result_without_prompt
 
 pytestmark = [pytest.mark.security, pytest.mark.secure_element]
@@ -164,6 +165,91 @@ def test_only_the_whole_pin_unlocks(unlocked_prime, touch, look, pin):
                 raise PinRejected(f"{prime.device}: the test PIN did not unlock after one wrong PIN")
     assert not unlocked, "the PIN with one digit more unlocked the unit"
     assert failed == 1, f"the PIN with one digit more showed {failed} failed attempts, not 1"
+
+
+# KeyOS's erase warning (``IncorrectPinWarning``, ``os/gui-app-lock-screen/i18n/en.json``, see
+# `hil.vision.pin_screen`): "... Passport will erase its Master Key after {r} more attempts", shown once no
+# more than 6 attempts remain; the unit's own statement of how many are left
+ERASE_AFTER = re.compile(r"erase\s+its\s+Master\s+Key\s+after\s+(\d+)\s+more\s+attempts?", re.IGNORECASE)
+ERASE_WARNING_FROM = 6  # remaining attempts at and below which the warning names them
+
+
+def _attempts_shown(look) -> tuple[PinScreen, int | None]:
+    """The PIN screen and the remaining attempts its erase warning states (None: no warning shown), read
+    from one frame."""
+    deadline = time.monotonic() + scaled(10.0)
+    while True:  # no pause between readings: a camera's look() waits for its next frame
+        lines = read_image(look()).lines
+        try:
+            pad = find_pin_screen(lines)
+        except NotAPinScreen:
+            if time.monotonic() > deadline:
+                raise
+            continue  # a frame from before the wake or the judgement
+        said = ERASE_AFTER.search(" ".join(ln.text for ln in lines))
+        return pad, int(said.group(1)) if said else None
+
+
+def _attempts_shown_as(look, expected: tuple[int, int | None]) -> tuple[PinScreen, int | None]:
+    """The PIN screen once it shows ``expected`` (failed count, attempts left), or at the deadline (KeyOS
+    judges a login within its random delay) what it shows then: a camera's frame may still show the entry
+    being typed (security words, no warning) or the screen before it."""
+    deadline = time.monotonic() + scaled(PIN_CHECK_SECONDS)
+    while True:
+        pad, left = _attempts_shown(look)
+        if (pad.failed, left) == expected or time.monotonic() > deadline:
+            return pad, left
+
+
+def _expected_after(failed: int) -> tuple[int, int | None]:
+    """What KeyOS shows after ``failed`` wrong PINs: that count, and the attempts left once it warns."""
+    left = MAX_LOGIN_ATTEMPTS - failed
+    return failed, left if left <= ERASE_WARNING_FROM else None
+
+
+def test_the_last_attempt_is_the_tenth_and_still_takes_the_right_pin(unlocked_prime, touch, look, pin):
+    """MAX_LOGIN_ATTEMPTS = 10 (``api/security/src/lib.rs``; the lockout on 0 left, ``os/security/src/
+    atsama5d2.rs``, keyos.md §2.2), at its boundary and without a wipe: nine wrong PINs, each shown as one
+    more failed attempt, the erase warning stating exactly 10 - n left (so "1 more attempt" after the
+    ninth), then the right PIN unlocks, and the count starts over.  A wrong PIN is typed only while what
+    KeyOS shows is what a 10-attempt limit shows after the ones typed so far, and never on a unit that
+    shows a failed attempt before the check: a unit whose limit is lower stops the check with attempts left."""
+    prime = unlocked_prime
+    wrong = "".join(str((int(c) + 5) % 10) for c in pin)
+    show_lock_screen(prime, touch)
+    pad, _ = _attempts_shown(look)
+    if pad.failed:
+        raise PinRejected(f"{prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
+                          "not typing a wrong PIN on it")
+    seen: list[tuple[int, int | None]] = []
+    wiped = False
+    try:
+        for typed in range(1, MAX_LOGIN_ATTEMPTS):
+            if seen and seen[-1] != _expected_after(typed - 1):
+                break  # the unit does not count as a 10-attempt limit does: no further wrong PIN on it
+            enter_pin(touch, pad, wrong)
+            pad, left = _attempts_shown_as(look, _expected_after(typed))
+            seen.append((pad.failed, left))
+    except InfrastructureError:
+        wiped = _reports_a_wipe(prime)  # the PIN screen went away: the unit's own word says why
+        if not wiped:
+            raise
+    finally:
+        if not wiped:
+            enter_pin(touch, wait_pin_screen(look), pin)
+    assert not wiped, f"fewer than 10 wrong PINs erased the seed (the unit logged the wipe); shown before: {seen}"
+    unlocked = wait_unlocked(prime)
+    expected = [_expected_after(n) for n in range(1, MAX_LOGIN_ATTEMPTS)]
+    assert seen == expected, f"(failed, attempts left) shown after each wrong PIN: {seen}, not {expected}"
+    assert unlocked, "the right PIN with one attempt left did not unlock"
+    show_lock_screen(prime, touch)
+    pad, left = _attempts_shown_as(look, (0, None))
+    try:
+        assert (pad.failed, left) == (0, None), f"a correct login did not restore the attempts: {pad.failed} failed shown"
+    finally:
+        enter_pin(touch, pad, pin)
+        if not wait_unlocked(prime):
+            raise PinRejected(f"{prime.device}: the test PIN did not unlock after the attempt-limit check")
 
 
 def _reports_a_wipe(prime) -> bool:
