@@ -37,6 +37,7 @@ from pathlib import Path
 
 from pydantic import field_validator
 
+from hil.lab.nightly import UNUSED_PLUGINS
 from hil.yamlfile import Strict, load_yaml_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,8 +224,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def _suites(copy: Path, module: str, timeout: float, *options: str) -> tuple[str, str]:
     """One run of the module's suites against the copy: killed | survived | broken | timeout, and the test that
     decided it (with the plugin's one-line reason for a broken one)."""
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", "--device=emulator", *options,
-           *MODULES[module]]
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *UNUSED_PLUGINS, "-q", "-rfE", "--device=emulator",
+           *options, *MODULES[module]]
     proc = subprocess.Popen(cmd, cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True,
                             env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
