@@ -28,6 +28,7 @@ class LockScreen:
     def __init__(self, pin="123456", locked=True, screen_on=True, production=False, onboarding=False):
         self.pin, self.locked, self.screen_on, self.production = pin, locked, screen_on, production
         self.onboarding = onboarding
+        self.running: list[str] = []  # process rows beyond the system's (apps started)
         self.typed = ""
         self.keys = {v: k for k, v in KEYS.items()}
         self.keys[PAD.enter] = "enter"
@@ -47,6 +48,7 @@ class LockScreen:
         if cmd == Cmd.GET_PROCESS_LIST:
             rows = ["R 1 0 kernel 1 0 64 0", "R 5 1 gui-server 2 0 900 4"]
             rows += ["R 31 1 gui-app-onboarding 1 0 512 3"] if self.onboarding else []
+            rows += self.running
             return ok(("\n".join([f"PROC {len(rows)}", *rows, "SUM 3 1476 65536"]) + "\n").encode())
         if cmd == Cmd.POWER_BTN:
             if self.screen_on:
@@ -233,3 +235,12 @@ def test_a_press_not_yet_drawn_is_not_taken_for_the_home_screen(connect):
         client.screenshot()  # the app is drawn
         bring_home(client, REV_B, "development", typer_of(client), home=home)
     assert device.log.count("TAP home") == 3, device.log
+
+
+def test_an_app_started_but_not_yet_drawn_is_pressed_home(connect):
+    device, home = Launcher(), HomeScreen()
+    client = connect(device)
+    bring_home(client, REV_B, "development", typer_of(client), home=home)
+    device.running.append("R 40 1 gui-app-bitcoin 1 0 512 3")  # launched; its first frame not drawn yet
+    bring_home(client, REV_B, "development", typer_of(client), home=home)
+    assert device.log.count("TAP home") == 2, device.log

@@ -174,6 +174,19 @@ def test_a_monitor_that_hangs_up_is_gone_at_once_not_waited_for(client, monitor)
     assert time.monotonic() - start < client.timeout
 
 
+def test_a_monitor_that_stops_reading_fails_the_write_by_its_deadline():
+    """A unit that stops draining its port (a wedged monitor) ends the write as broken at the session's
+    deadline, never blocks the lab host for good."""
+    master, slave = os.openpty()  # nobody reads the master: the tty's buffer fills and writes block
+    try:
+        with Samba.open(os.ttyname(slave), timeout=0.5) as samba:
+            with pytest.raises(SambaError, match="write failed"):
+                samba.send(bytes(1 << 20))
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def test_a_port_without_a_descriptor_is_read_through_pyserial():
     """rfc2217:// and the like have no file descriptor: their answers come through pyserial's read,
     and a short answer is broken after the timeout."""

@@ -15,15 +15,17 @@ MONO = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
 ADDRESS = "bc1qcsh8a7f0mdsr47zy6pj04tv4mwdumlfaslcy8n"  # the p2wpkh address of key 4: a 1, two l, a 0, an m
 
 
-def filmed(text: str, dark: bool, font: str = FONT_BOLD, blur: float = 1.0, above: str = "") -> list[ocr.Line]:
+def filmed(text: str, dark: bool, font: str = FONT_BOLD, blur: float = 1.0, above: str = "",
+           above_font: str | None = None) -> list[ocr.Line]:
     """`text` drawn in rows of 15 as the review draws an address (under `above`, a larger line such as the
-    amount), blurred and noisy like a camera's view, then read (and its look-alikes told apart)."""
-    rows = [(text[i:i + 15], 36) for i in range(0, len(text), 15)]
-    rows = [(above, 40)] + rows if above else rows
+    amount, in `above_font` or the same font), blurred and noisy like a camera's view, then read (and its
+    look-alikes told apart)."""
+    rows = [(text[i:i + 15], 36, font) for i in range(0, len(text), 15)]
+    rows = [(above, 40, above_font or font)] + rows if above else rows
     im = Image.new("L", (480, 60 * len(rows)), 15 if dark else 240)
     d = ImageDraw.Draw(im)
-    for n, (row, size) in enumerate(rows):
-        d.text((20, 30 + 60 * n), row, font=ImageFont.truetype(font, size), fill=235 if dark else 20, anchor="lm")
+    for n, (row, size, face) in enumerate(rows):
+        d.text((20, 30 + 60 * n), row, font=ImageFont.truetype(face, size), fill=235 if dark else 20, anchor="lm")
     g = cv2.GaussianBlur(np.asarray(im, np.float32), (0, 0), blur)
     g = np.clip(g + np.random.default_rng(len(text)).normal(0, 3, g.shape), 0, 255).astype(np.uint8)
     image = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
@@ -77,10 +79,22 @@ def test_a_1_read_surely_elsewhere_tells_the_separator_from_an_l():
     assert verdict(NO_BARE_L, filmed(NO_BARE_L, False)) == "inconclusive"
     lines = filmed(NO_BARE_L, False, above="1.82757946 BTC")
     assert verdict(NO_BARE_L, lines) == "pass"
-    assert lines[1].shapes[2] == "1" and len(shapes.font(ln.ink for ln in lines).ones) == 1
+    assert lines[1].shapes[2] == "1" and len(shapes.font([(ln.read, ln.ink) for ln in lines]).ones) == 1
     impostor = swap(NO_BARE_L, "1", "l", 0)
     assert verdict(NO_BARE_L, filmed(impostor, False, above="1.82757946 BTC")) == "fail"
     assert verdict(NO_BARE_L, filmed(impostor, True, MONO, above="1.82757946 BTC")) != "pass"
+
+
+@pytest.mark.parametrize("dark", [True, False], ids=["dark", "light"])
+@pytest.mark.parametrize("above, above_font", [("1.82757946 BTC", MONO), ("1.82757946 BTC", FONT_BOLD),
+                                               ("Send to wallet", FONT_BOLD)],
+                         ids=["mono-amount", "sans-amount", "sans-title-with-a-bare-l"])
+def test_a_monospaced_address_is_not_decided_by_another_lines_font(above, above_font, dark):
+    """A screen may mix fonts: the address in a monospaced one (KeyOS ships one), a title or amount in another.
+    Neither a 1 read surely elsewhere nor a bare-stroke l in a title makes a separator shown as an I or an l
+    pass; a serifed I is drawn much as a 1 with a foot, so only a glyph with a 1's own flag is taken for one."""
+    for shown in (swap(NO_BARE_L, "1", "I", 0), swap(NO_BARE_L, "1", "l", 0)):
+        assert verdict(NO_BARE_L, filmed(shown, dark, MONO, above=above, above_font=above_font)) != "pass", shown
 
 
 def test_each_character_centre_falls_on_its_glyph():

@@ -138,7 +138,7 @@ def boot(emmc: Emmc, known_signers: frozenset[bytes], anti_rollback: AntiRollbac
         return BootOutcome("error", str(e), header=header)
     if build.version != header.version:
         return BootOutcome("error", f"build says version {build.version}, its header {header.version}", header=header)
-    anti_rollback.raise_to(header.timestamp)
+    anti_rollback.raise_to(header.timestamp)  # assumed: keyos.md §3.5 has os/update set it; a boot raising it is unverified
     return BootOutcome("keyos", "verified", build, header, verified.reproducible_hash)
 
 

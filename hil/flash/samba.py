@@ -71,7 +71,7 @@ class Samba:
     @classmethod
     def open(cls, url: str, timeout: float = 30.0) -> Samba:
         try:
-            port = serial.serial_for_url(url, baudrate=BAUD, timeout=POLL)
+            port = serial.serial_for_url(url, baudrate=BAUD, timeout=POLL, write_timeout=timeout)
         except (serial.SerialException, ValueError) as e:
             raise SambaError(f"SAM-BA port {url}: cannot open ({e})") from None
         return cls(port, timeout)

@@ -163,29 +163,33 @@ def takes_input_while_locked(profile: Profile, flavour: str) -> bool:
 
 
 class HomeScreen:
-    """The display as one link last saw it right after a home press: the home screen with nothing over it.
+    """The unit as one link last saw it right after a home press: its display and its process list.
 
-    The home press closes the app in front, prompts and the control center, each of which shows, so a unit
-    whose display is exactly this again is home already and is not pressed again (the press is held 50 ms,
-    as ``dispatch.rs`` sleeps through it, then answered: ~4x a screenshot). The evidence is the screen read
-    now, never a belief that the unit stayed home; any other pixel (a clock that moved included) means a press.
-    A screen the press left as it was may be one it has yet to redraw: it is kept only if a second read
-    after the press still shows it (the press had nothing to close). assumed: KeyOS shows a press it
-    acknowledged, whole, by the second screenshot after the Ack (the emulator by the first; not checked on
-    KeyOS). Were it slower, a test could start on a screen it left; its checks still need their own
+    The home press closes the app in front, prompts and the control center, so a unit that shows exactly
+    this display and runs exactly these processes again is home already and is not pressed again (the press
+    is held 50 ms, as ``dispatch.rs`` sleeps through it, then answered: ~4x a screenshot). The evidence is
+    the unit read now, never a belief that it stayed home: any other pixel (a clock that moved included) or
+    process (an app launched but not drawn yet) means a press. What a press left is kept only once two
+    reads in a row agree (a screen still being redrawn is not); otherwise the next test presses again.
+    assumed: KeyOS has drawn a press it acknowledged by the time two screenshots agree (not checked on
+    KeyOS); were it slower, a test could start on a screen it left, and its checks still need their own
     positive evidence."""
 
     def __init__(self) -> None:
-        self._seen: bytes | None = None
+        self._seen: tuple[bytes, str] | None = None
+
+    @staticmethod
+    def _read(prime: PrimeClient) -> tuple[bytes, str]:
+        return prime.screenshot().tobytes(), prime.process_list()
 
     def go(self, prime: PrimeClient) -> None:
-        """Home: pressed unless the display shows what it showed after this link's last press (kept as above)."""
-        before = prime.screenshot().tobytes()
-        if before == self._seen:
+        """Home: pressed unless the unit is as this link saw it after its last press (kept as above)."""
+        if self._seen is not None and self._read(prime) == self._seen:
             return
+        self._seen = None
         prime.home()
-        after = prime.screenshot().tobytes()
-        if after != before or prime.screenshot().tobytes() == after:
+        after = self._read(prime)
+        if self._read(prime) == after:
             self._seen = after
 
 

@@ -78,13 +78,15 @@ LOOK_ALIKE = set("".join(shapes.GROUPS))  # the glyphs `shapes` tells apart (a l
 
 def told_apart(lines: list[Line]) -> list[Line]:
     """The lines of one screen with their look-alike glyphs told apart by their shape where that is
-    decisive (`hil.vision.shapes`); what one line shows of the font (an l as a bare stroke, a 1 with its
-    flag read surely) tells about all of them. The text shows what was told (`as_told`); the recogniser's
+    decisive (`hil.vision.shapes`); what one line shows of the font (a 1 with its flag read surely; an l as
+    a bare stroke, among the rows of a code) tells about the others (`shapes.Font`). The text shows what was told (`as_told`); the recogniser's
     own reading stays in `ink` and `read`."""
-    font = shapes.font(ln.ink for ln in lines)
+    measured = [(ln.read, ln.ink) for ln in lines]
+    fonts = {code: shapes.font(measured, code) for code in (False, True)}
     out = []
 
     def decided(ln: Line, text: str) -> tuple[str, ...]:
+        font = fonts[shapes.code_row(ln.read)]
         return tuple((shapes.decide(ln.ink, i, c, font) or ("",))[0] for i, c in enumerate(text.replace(" ", "")))
 
     for ln in lines:

@@ -278,17 +278,28 @@ def _reach(mask: np.ndarray, rows: slice, stem: tuple[int, int]) -> tuple[float,
 
 @dataclass(frozen=True)
 class Font:
-    """What a screen's lines show of its font, measured on glyphs read surely: an l or I drawn as a bare
-    stroke (`bar_l`), and 1s drawn with their flag (`ones`: what this font's 1 looks like on this screen)."""
+    """What a screen's other lines show of its font, measured on glyphs read surely: an l or I drawn as a bare
+    stroke (`bar_l`), and 1s drawn with their flag (`ones`: what a 1 looks like on this screen). A screen may
+    mix fonts (KeyOS draws addresses in a monospaced one, keyos.md), so a 1 elsewhere decides a glyph only
+    where the glyph itself has a 1's flag and that 1's shape, and a bare l elsewhere only among the rows of
+    one code (`font`): a title's bare l says nothing of a monospaced address's l."""
 
     bar_l: bool = False
     ones: tuple[Component, ...] = ()
 
 
-def font(inks) -> Font:
-    """The `Font` evidence of a screen's measured lines (None where a line was not measured)."""
-    inks = [ink for ink in inks if ink is not None]
-    return Font(any(bar_l(ink) for ink in inks), tuple(ink.glyphs[j] for ink in inks for j in flagged_ones(ink)))
+def code_row(text: str) -> bool:
+    """Whether a line reads as a row of a code (an address, a hash: letters and digits, no space), whose
+    rows share one font."""
+    return len(text) >= 8 and text.isalnum()
+
+
+def font(lines, code: bool = False) -> Font:
+    """The `Font` evidence of a screen's (text, `Ink` or None) lines for a glyph of a code row (``code``) or
+    of any other line: a bare l counts only from a code row for a code row."""
+    lines = [(text, ink) for text, ink in lines if ink is not None]
+    return Font(code and any(bar_l(ink) for text, ink in lines if code_row(text)),
+                tuple(ink.glyphs[j] for _, ink in lines for j in flagged_ones(ink)))
 
 
 # assumed: two views of one glyph, scaled to one height, keep their width within ALIKE_WIDTH of each other and
@@ -358,9 +369,10 @@ def ruled_out(ink: Ink, i: int, c: str, screen: Font = Font()) -> str | None:
         if c in "I|" and top_left >= 0.5 and top_right <= 0.25:
             return "its top reaches left only (an I or a bar is symmetric)"
         if c in "lI" and (screen.bar_l or bar_l(ink)) and wide >= NOT_BAR:
-            return f"{wide:.1f} strokes wide, and this screen's l or I is a bare stroke"
-        if c in "lI|" and any(one is not g and alike(g, one) for one in screen.ones):
-            return "drawn as this screen's 1 read surely elsewhere, flag and all"
+            return f"{wide:.1f} strokes wide, and this code's l or I is a bare stroke"
+        if c == "l" and wide >= NOT_BAR and top_left >= 0.5 and top_right <= 0.25 \
+                and any(one is not g and alike(g, one) for one in screen.ones):  # its own flag, and a 1's shape
+            return "a flag reaching left only, drawn as this screen's 1 read surely elsewhere"
     if c in "0oOQD":  # D has a straight left side meeting its top in a corner; the others are round there
         on = g.mask >= 0.5
         lefts = np.where(on.any(axis=1), on.argmax(axis=1), on.shape[1])

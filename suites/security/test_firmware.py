@@ -252,7 +252,11 @@ def _rolled_back(good: bytes, unit: Unit, request) -> bytes:
 
 def _rolled_back_a_second(good: bytes, unit: Unit, request) -> bytes:
     """One second older than the running image: the anti-rollback rule has no slack (keyos.md §3.5, "header timestamp
-    must be >= current SE firmware timestamp"; the running image's is the least that value can be)."""
+    must be >= current SE firmware timestamp"). assumed: the secure element's value is the running image's
+    timestamp. KeyOS's os/update sets it to the image it installs; whether the bootloader also raises it on boot
+    is not in the public source (the emulator does, hil/emulator/bootloader.py). A unit whose running image came
+    by SAM-BA, not by an update, may hold an older value and boot this image: a failure here on such a unit
+    says to install the build under test by an update first (or pass --firmware-rollback)."""
     return _resigned(good, unit, request, timestamp=cosign2.parse_unverified(good).timestamp - 1)
 
 
@@ -280,8 +284,8 @@ def _flash_raw(unit: Unit, image: bytes) -> None:
 def _refused(unit: Unit, variant: str, timeout: float = 30.0) -> None:
     """Positive evidence either way: the bootloader's error page read by the camera (refused), or
     KeyOS running again (booted the bad image: failed), as `KeyOSWatch` sees it."""
-    reader = ScreenReader(unit.station, None)
-    deadline = time.monotonic() + timeout
+    reader = ScreenReader(unit.station, None, unit.keyos.display.camera)  # the session's camera: one stream a device
+    deadline = time.monotonic() + scaled(timeout)
     try:
         while time.monotonic() < deadline:
             if normal(ERROR_PAGE) in normal(reader.text()):
