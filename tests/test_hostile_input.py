@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from hil.emulator.build import Build
 from hil.emulator.ctap2 import Authenticator
+from hil.emulator.defects import Defects
 from hil.emulator.nfc import FidoApplet
 from hil.errors import ConfigError, InfrastructureError
 from hil.lab.config import LabConfig
@@ -383,11 +384,13 @@ def test_samba_replies(replies):
 
 
 class Panel:
-    """What the authenticator touches of a Prime: a prompt that nobody answers."""
+    """What the authenticator touches of a Prime: a prompt that nobody answers, on a good build."""
 
     def __init__(self):
         self.lock = threading.RLock()
         self.ui = self
+        self.keyos = self  # the build's seeded defects: none
+        self.defects = Defects.of()
 
     def log(self, line: str) -> None:
         pass

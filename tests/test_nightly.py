@@ -220,6 +220,7 @@ def test_unit_that_reports_another_version_after_flashing_is_broken(tmp_path, la
     build = signed_build(tmp_path / "v2.bin", version="2.0.0")  # the stand-in flasher leaves 1.0.0 running
     r = _nightly(lab, build)
     assert r.exit_code == 2 and "no station is usable" in r.output, r.output
+    assert "emu-1: flashed, but its unit reports version 1.0.0" in " ".join(r.output.split()), r.output  # why, at once
     meta = json.loads(next((tmp_path / "reports" / "nightly").glob("*/run.json")).read_text())
     assert meta["broken_stations"] == {"emu-1": "flashed, but its unit reports version 1.0.0, not the build's 2.0.0"}
 

@@ -233,7 +233,8 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
                                       | {st.profile.name for st in stations.values()})
         run.save()
         if not stations:
-            raise HilError("no station is usable; see `hil farm status`")
+            why = "; ".join(f"{n}: {w}" for n, w in run.meta["broken_stations"].items())
+            raise HilError(f"no station is usable ({why or 'none in the lab'}); see `hil farm status`")
         done = finished_tests(run.results) if run.resumed else set()
         if done:
             console.print(f"resuming: {len(done)} test(s) already have a result")

@@ -30,6 +30,7 @@ from hil.yamlfile import read_yaml
 from hil.lab.lease import FileLeases, Holder
 from hil.lab.quarantine import Quarantine
 from hil.lab.station import Station, bring_up, to_config
+from hil.machine import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = "allure-results"
@@ -226,7 +227,7 @@ def measure(station: Station, version: str | None) -> str | None:
     if station.debug is None:
         return None  # no debug link: the results' health-check version is the measure
     try:
-        with station.client() as client:
+        with station.client(timeout=scaled(10.0)) as client:  # a loaded lab host answers late, not wrongly
             reported = client.version()
     except (HilError, OSError) as e:
         return f"flashed, but its version could not be read: {e}"
