@@ -71,7 +71,9 @@ class Samba:
     @classmethod
     def open(cls, url: str, timeout: float = 30.0) -> Samba:
         try:
-            port = serial.serial_for_url(url, baudrate=BAUD, timeout=POLL, write_timeout=timeout)
+            port = serial.serial_for_url(url, baudrate=BAUD, timeout=POLL)
+            if getattr(port, "fd", None) is not None:  # a local tty: a monitor that stops draining it fails the
+                port.write_timeout = timeout          # write at the deadline (pyserial's rfc2217 has no such limit)
         except (serial.SerialException, ValueError) as e:
             raise SambaError(f"SAM-BA port {url}: cannot open ({e})") from None
         return cls(port, timeout)
