@@ -89,7 +89,7 @@ class DeviceUnderTest:
     flavour: str
     observed: str
     declared: bool = True
-    home: HomeScreen = field(default_factory=HomeScreen)  # what its display showed after the last home press
+    home: HomeScreen = field(default_factory=HomeScreen)  # its display and processes after the last home press
 
 
 @pytest.fixture(scope="session")
