@@ -15,7 +15,7 @@ from hil.emulator.prime import DEFAULT_PIN
 from hil.flash import cosign2, emulated
 from hil.flash.flasher import (Flasher, FlashFailed, ImageError, RollbackRefused, boot_policy, load_firmware,
                                sideload)
-from hil.flash.samba import SambaError
+from hil.flash.samba import Samba, SambaError
 from hil.link.resolve import open_client
 from hil.profile import profile_named
 from hil.link.transport import LinkClosed
@@ -88,6 +88,26 @@ def test_full_reflash_with_verify_rewrite_then_skip_then_app_update(device, imag
     assert f.flash(load_firmware(images["1.1.0"], KEYS)).action == "skipped"
     update = f.flash(load_firmware(images["app-1.3.0"], KEYS))
     assert update.action == "updated" and version_of(device) == "1.3.0"
+
+
+def test_the_monitor_port_stays_open_until_the_flashed_build_answers(device, images, monkeypatch):
+    """The reset is the last thing sent to the monitor and it is never answered. A bench's ser2net drops
+    what it has not yet written to the unit when its client hangs up (the labgrid nightly's unit stayed in
+    SAM-BA after a flash), so the flasher hangs up only once KeyOS reports the flashed version."""
+    events = []
+    close = Samba.close
+    monkeypatch.setattr(Samba, "close", lambda self: (events.append("monitor closed"), close(self))[1])
+
+    def link():
+        client = open_client(device.endpoints["debug"], PROFILE)
+        version = client.version
+        client.version = lambda: events.append(f"reports {(v := version())}") or v
+        return client
+
+    f = flasher(device)
+    f.link = link
+    assert f.flash(load_firmware(images["app-1.3.0"], KEYS)).action == "updated"
+    assert events[-2:] == ["reports 1.3.0", "monitor closed"], events
 
 
 def test_rollback_refused_before_the_device_is_touched(device_120, images):
