@@ -3,6 +3,7 @@
 refuses it, keyos.md §5.1), else a press of the station's route into the ROM: its jig
 (`hil.stimuli.boot_menu.flasher_route`: the CD pads on a production bootloader, the Boot Menu on a development
 one) or a person. It lives with the flasher, which needs it; the presses it is given live with the stimuli.
+Out of SAM-BA: `leave_samba`, the monitor's reset, for those who wait for KeyOS themselves.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 from collections.abc import Callable
 
 from hil.errors import ConfigError, InfrastructureError
+from hil.flash.samba import Samba, SambaError
 from hil.link.client import DeviceError
 from hil.link.transport import LinkError
 
@@ -40,3 +42,17 @@ def reach_samba(link: Callable[[], contextlib.AbstractContextManager] | None, pr
         press()
     except ConfigError as e:
         raise ConfigError(f"{why}; {e}") from None
+
+
+def leave_samba(port: str, timeout: float) -> Samba:
+    """The monitor on ``port``, reset to boot what the eMMC holds. The caller closes it only once KeyOS answers:
+    the reset is never answered, and a bench's ser2net drops the last bytes of a client that hangs up at once
+    (see `hil.flash.flasher.Flasher`)."""
+    samba = Samba.open(port, timeout=timeout)
+    try:
+        samba.connect(timeout=timeout)
+        samba.reboot_to_normal()
+    except SambaError:
+        samba.close()
+        raise
+    return samba

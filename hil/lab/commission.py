@@ -242,7 +242,8 @@ class Commissioning:
     def _cd_pads(self) -> None:
         """The production route into SAM-BA (`hil.stimuli.cd_pads`): the CD relay's short at power-on brings up the
         ROM's monitor on the station's port; its reset boots KeyOS again."""
-        from hil.flash.samba import Samba, SambaError
+        from hil.flash.samba import SambaError
+        from hil.flash.samba_entry import leave_samba
         from hil.stimuli.boot_menu import by_cd_pads, can_enter_samba, power_cycle
         from hil.stimuli.relay import PowerButtonRelay
 
@@ -256,24 +257,24 @@ class Commissioning:
         with PowerButtonRelay.open(st.relay) as relay:
             by_cd_pads(st, relay)
             try:
-                with Samba.open(st.samba, timeout=10.0) as samba:
-                    samba.connect(timeout=10.0)
-                    samba.reboot_to_normal()
+                samba = leave_samba(st.samba, 10.0)
             except SambaError as e:
                 power_cycle(relay)
                 self._back_to_keyos(what, f"relay {st.cd_relay} shorted the CD pads through a power cycle but SAM-BA "
                                           f"does not answer on {st.samba} ({e}): check the CD relay's wiring and the "
                                           "station's samba port")
                 return
-        self._back_to_keyos(what, None, f"relay {st.cd_relay} shorted the CD pads through a power cycle; SAM-BA "
-                                        f"answered on {st.samba}; its reset booted KeyOS again")
+        with samba:
+            self._back_to_keyos(what, None, f"relay {st.cd_relay} shorted the CD pads through a power cycle; SAM-BA "
+                                            f"answered on {st.samba}; its reset booted KeyOS again")
 
     def _development_boot_menu(self) -> None:
         """keyos-boot's Boot Menu reached as the flasher reaches it (`hil.stimuli.boot_menu`): the relay's
         hold and clicks open it, the robot taps its 'SAM-BA mode' entry (where the camera reads it, when one
         watches this unit; else at the profile's point) and the SAM-BA ROM answers on the station's port; the
         ROM's reset then boots KeyOS again (a miswired step: the relay's power cycle does)."""
-        from hil.flash.samba import Samba, SambaError
+        from hil.flash.samba import SambaError
+        from hil.flash.samba_entry import leave_samba
         from hil.stimuli.boot_menu import SAMBA_ENTRY, blind_samba_entry, can_enter_samba, open_boot_menu, power_cycle
         from hil.stimuli.relay import PowerButtonRelay
         from hil.stimuli.robot import StylusRobot
@@ -303,9 +304,7 @@ class Commissioning:
             with StylusRobot.open(st.robot, robot_calibration(st)) as robot:
                 robot.press(*entry)
             try:
-                with Samba.open(port, timeout=10.0) as samba:
-                    samba.connect(timeout=10.0)
-                    samba.reboot_to_normal()
+                samba = leave_samba(port, 10.0)
             except SambaError as e:
                 missed = self.watched and self._shows_boot_menu(timeout=2.0)
                 power_cycle(relay)
@@ -317,8 +316,9 @@ class Commissioning:
                 return
         seen = (f", the camera read it and its entry at {entry}" if self.watched else
                 " (no camera watching this unit to read it; the entry tapped at the profile's point)")
-        self._back_to_keyos("Boot Menu", None, f"the relay's hold and three clicks opened it{seen}; the robot's tap on {SAMBA_ENTRY!r} "
-                                  f"brought up SAM-BA on {port}; its reset booted KeyOS again")
+        with samba:
+            self._back_to_keyos("Boot Menu", None, f"the relay's hold and three clicks opened it{seen}; the robot's tap on "
+                                                   f"{SAMBA_ENTRY!r} brought up SAM-BA on {port}; its reset booted KeyOS again")
 
     def _samba_entry(self) -> tuple[tuple[int, int] | None, str | None]:
         """Where the camera reads the Boot Menu's SAM-BA entry, or what is wrong: no menu, or no entry."""

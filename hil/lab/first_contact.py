@@ -13,7 +13,8 @@ from hil.errors import ConfigError, InfrastructureError
 from hil.lab.station import Station
 from hil.flash import cosign2
 from hil.flash.flasher import Flasher, boot_policy, load_firmware
-from hil.flash.samba import Samba, SambaError
+from hil.flash.samba import SambaError
+from hil.flash.samba_entry import leave_samba
 from hil.link.resolve import SambaRom, open_client, rom_tty
 from hil.link.usb import host_sysfs
 from hil.link.transport import LinkError
@@ -63,19 +64,18 @@ def take_over(rom: SambaRom, station: Station, applet: bytes, keys: cosign2.KeyS
         Flasher(rom.tty, applet, keys, link=link, timeout=timeout).flash(image, force=True)  # waits for its version
         return device
     try:
-        with Samba.open(rom.tty, timeout=timeout) as samba:
-            samba.connect(timeout=timeout)
-            samba.reboot_to_normal()  # sambuca flash.rs: BSC_CR then RSTC_CR, boots what the eMMC holds
+        samba = leave_samba(rom.tty, timeout)  # sambuca flash.rs: BSC_CR then RSTC_CR, boots what the eMMC holds
     except SambaError as e:
         raise KeyOsDidNotEnumerate(f"{rom.tty}: the SAM-BA monitor did not answer ({e})") from None
     deadline, seen = time.monotonic() + timeout, "nothing"
-    while time.monotonic() < deadline:
-        try:
-            with link() as client:
-                client.version()
-            return device
-        except LinkError as e:
-            seen = str(e)
-        time.sleep(0.25)
+    with samba:
+        while time.monotonic() < deadline:
+            try:
+                with link() as client:
+                    client.version()
+                return device
+            except LinkError as e:
+                seen = str(e)
+            time.sleep(0.25)
     raise KeyOsDidNotEnumerate(f"{rom.tty}: no KeyOS debug interface on USB port {rom.port} within {timeout:g} s "
                                f"of leaving SAM-BA (last: {seen})")
