@@ -69,3 +69,30 @@ def test_silent_board_times_out():
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_loaded_host_waits_longer_for_the_answer(monkeypatch):
+    """The board answers at once, but a host with more work than cores reads it late: the answer's
+    deadline grows with the load, as the harness's other host-side deadlines do (hil.machine)."""
+    import hil.machine
+    import hil.stimuli.relay as relay_mod
+
+    clock = [0.0]
+    monkeypatch.setattr(relay_mod.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(hil.machine, "factor", lambda: 3.0)
+
+    class LatePort:  # each read takes a second of the host's time; the state byte is read in the fifth
+        reads = 0
+
+        def reset_input_buffer(self):
+            pass
+
+        def write(self, data):
+            pass
+
+        def read(self, n):
+            clock[0] += 1.0
+            self.reads += 1
+            return b"\x01" if self.reads == 5 else b""
+
+    assert PowerButtonRelay(LatePort(), timeout=2.0).closed() is True
