@@ -108,6 +108,14 @@ def test_the_monitor_port_stays_open_until_the_flashed_build_answers(device, ima
     f.link = link
     assert f.flash(load_firmware(images["app-1.3.0"], KEYS)).action == "updated"
     assert events[-2:] == ["reports 1.3.0", "monitor closed"], events
+    f.link = None  # a unit without the link: the caller's own evidence is awaited, the port still open
+
+    def enter_samba():  # the station's jig, here
+        with open_client(device.endpoints["debug"], PROFILE) as client:
+            client.reboot_to_samba()
+    f.enter_samba = enter_samba
+    f.flash(load_firmware(images["app-1.3.0"], KEYS), force=True, booted=lambda: events.append("booted"))
+    assert events[-2:] == ["booted", "monitor closed"], events
 
 
 def test_rollback_refused_before_the_device_is_touched(device_120, images):

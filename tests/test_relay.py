@@ -4,6 +4,7 @@ import os
 import threading
 import time
 import tty
+import types
 
 import pytest
 
@@ -78,7 +79,7 @@ def test_a_loaded_host_waits_longer_for_the_answer(monkeypatch):
     import hil.stimuli.relay as relay_mod
 
     clock = [0.0]
-    monkeypatch.setattr(relay_mod.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(relay_mod, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))  # the relay's clock only
     monkeypatch.setattr(hil.machine, "factor", lambda: 3.0)
 
     class LatePort:  # each read takes a second of the host's time; the state byte is read in the fifth

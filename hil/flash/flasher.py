@@ -140,7 +140,10 @@ class Flasher:
         self.link, self.enter_samba, self.progress = link, enter_samba, progress
         self.timeout, self.io_timeout = machine.scaled(timeout), machine.scaled(io_timeout)
 
-    def flash(self, firmware: Firmware, *, force: bool = False, allow_rollback: bool = False) -> FlashResult:
+    def flash(self, firmware: Firmware, *, force: bool = False, allow_rollback: bool = False,
+              booted: Callable[[], None] | None = None) -> FlashResult:
+        """``booted`` waits for the evidence of what the unit did with the image where the flasher's own (the
+        flashed version over the link) does not serve; it runs before the monitor's port is let go."""
         running = self._running_version()
         if running is not None and not allow_rollback and _older(firmware.version, running):
             raise RollbackRefused(f"{firmware.path}: version {firmware.version} is older than the running "
@@ -150,10 +153,10 @@ class Flasher:
             sd = samba.sdmmc(self.applet)
             installed = _installed(sd)
             if installed is not None and installed.reproducible_hash == firmware.hash and not force:
-                self._reboot(samba, firmware.version)
+                self._reboot(samba, firmware.version, booted)
                 return FlashResult("skipped", firmware.version, firmware.hash)
             if installed is not None and installed.header.timestamp > firmware.timestamp and not allow_rollback:
-                samba.reboot_to_normal()
+                self._reboot(samba, installed.header.version, None)
                 raise RollbackRefused(
                     f"{firmware.path}: built {firmware.app.header.date} ({firmware.timestamp}), older than the "
                     f"installed {installed.header.version} ({installed.header.timestamp}); refusing a rollback "
@@ -164,7 +167,7 @@ class Flasher:
             else:
                 self._update_app(sd, firmware.data)
                 patched, action = 0, "updated"
-            self._reboot(samba, firmware.version)
+            self._reboot(samba, firmware.version, booted)
         finally:
             samba.close()
         return FlashResult(action, firmware.version, firmware.hash, patched)
@@ -245,12 +248,16 @@ class Flasher:
         if bootimg.read_file(fresh, system, bootimg.APP_IMAGE) != app:
             raise FlashFailed(f"{bootimg.APP_IMAGE} read back from the eMMC differs from the image")
 
-    def _reboot(self, samba: Samba, version: str) -> None:
-        """Reset into what the eMMC holds and wait for KeyOS to report ``version``. The monitor's port stays
-        open until then: the reset is the last bytes sent and is never answered, and a bench's ser2net
-        (4.3) drops what its client sent last when the client hangs up at once (5 of 40 sessions on a
-        loaded host), which left the unit in SAM-BA. A unit without the link gets no such wait."""
+    def _reboot(self, samba: Samba, version: str, booted: Callable[[], None] | None) -> None:
+        """Reset into what the eMMC holds and wait for KeyOS to report ``version`` (or for ``booted``). The
+        monitor's port stays open until then: the reset is the last bytes sent and is never answered, and a
+        bench's ser2net (4.3) drops what its client sent last when the client hangs up at once (5 of 40
+        sessions on a loaded host), which left the unit in SAM-BA. A unit without the link and without
+        ``booted`` gets no such wait."""
         samba.reboot_to_normal()
+        if booted is not None:
+            booted()
+            return
         if self.link is None:
             return
         deadline = time.monotonic() + self.timeout
