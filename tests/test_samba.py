@@ -163,6 +163,16 @@ def test_pipelined_transfers_keep_answers_in_step(client, monitor):
     assert sd.read(0, 65536) == data[:65536]
 
 
+def test_an_answer_is_what_memory_held_when_its_command_ran(client, monitor):
+    """The monitor sends the answers of one read of the cable as one write; an R's answer is what memory held
+    when the R ran, though the commands after it in the same read change that memory."""
+    client.connect()
+    client.write(0x200000, b"old!")
+    client.send(b"R200000,4#", *client.write_request(0x200000, b"new!"), b"W200004,3f3f3f3f#R200000,8#")
+    assert client.read_answer(0x200000, 4) == b"old!"
+    assert client.read_answer(0x200000, 8) == b"new!????"
+
+
 def test_a_monitor_that_hangs_up_is_gone_at_once_not_waited_for(client, monitor):
     """A local tty is read straight into one buffer (no select before each read): a hung-up port still ends the
     read at once as broken, not after the timeout, and not as an empty answer."""
