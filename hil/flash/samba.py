@@ -12,8 +12,9 @@ has), and in binary mode only ``w``, ``R`` and ``V`` answer.  So an applet run g
 for a round trip nor while the host is late to read an answer.
 
 The port is a plain pyserial object opened from a URL (``/dev/ttyACM0``, ``rfc2217://…``, a pty).
-DTR/RTS are never set: a pty refuses them and the ROM does not need them. Every read has a
-timeout; a monitor that goes quiet or answers garbage raises :class:`SambaError` (broken, not failed).
+DTR/RTS are never set: a pty refuses them and the ROM does not need them. Every read and every write
+has a deadline, on a local tty and over rfc2217 alike; a monitor that goes quiet, stops reading or answers
+garbage raises :class:`SambaError` (broken, not failed).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import serial
+from serial import rfc2217
 
 from hil.errors import InfrastructureError
 
@@ -74,6 +76,12 @@ class Samba:
             port = serial.serial_for_url(url, baudrate=BAUD, timeout=POLL)
         except (serial.SerialException, ValueError) as e:
             raise SambaError(f"SAM-BA port {url}: cannot open ({e})") from None
+        if isinstance(port, rfc2217.Serial):
+            # A bench's ser2net port takes no write_timeout (NotImplementedError at open). Its write is the socket's
+            # sendall, which pyserial leaves under its 5 s connect timeout whatever the session's deadline (a
+            # socket's timeout bounds a whole sendall). The session's deadline instead; pyserial's reader thread
+            # wakes on it only to see whether the port was closed, and close() wakes it at once.
+            port._socket.settimeout(timeout)
         return cls(port, timeout)
 
     def close(self) -> None:
@@ -205,7 +213,9 @@ class Samba:
                 self.port.write(b"".join(parts))
                 done = True
         except (serial.SerialException, OSError) as e:
-            raise SambaError(f"{self.port.name}: write failed ({e}); device gone?") from None
+            if time.monotonic() < deadline:
+                raise SambaError(f"{self.port.name}: write failed ({e}); device gone?") from None
+            done = False  # an rfc2217 port's socket timed out at the deadline (Samba.open)
         if not done:
             raise SambaError(f"{self.port.name}: write failed (not taken within {self.timeout:g} s: "
                              f"the monitor stopped reading)")
