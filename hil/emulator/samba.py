@@ -39,6 +39,7 @@ L2_SRAM = (0x220000, 0x240000)
 APPLET_ADDR, MAILBOX, MAILBOX_END = 0x220000, 0x220004, 0x220100
 BUFFER_ADDR, BUFFER_SIZE = 0x224000, 0x18000
 VERSION = b"v3.0 emulated SAMA5D27 ROM\n\r"
+PTY_READ = 4096  # the most one read of a pty returns (the Linux n_tty read buffer, N_TTY_BUF_SIZE)
 
 APPLET_SUCCESS, APPLET_DEV_UNKNOWN, APPLET_FAIL = 0x00, 0x01, 0x0F
 CMD_INITIALIZE, CMD_READ_PAGES, CMD_WRITE_PAGES = 0x00, 0x32, 0x33
@@ -94,8 +95,10 @@ class SambaMonitor(PtyDevice):
 
     def payload_target(self) -> memoryview | None:
         """The rest of an S payload goes straight to the memory it is for (when no command bytes wait): the
-        cable's bytes are taken as they come, with no work per read beyond the read."""
-        return self._target if self.active and not self._buf else None
+        cable's bytes are taken as they come, with no work per read beyond the read. Its tail, shorter than a
+        read of the pty, is read with the commands after it (one read, not two)."""
+        target = self._target
+        return target if target is not None and len(target) >= PTY_READ and self.active and not self._buf else None
 
     def on_payload(self, n: int) -> None:
         if self._pending is not None:  # else the cable was pulled meanwhile: what arrived is lost
