@@ -224,7 +224,7 @@ class Samba:
     def _write_fd(fd: int, parts: tuple[bytes | memoryview, ...], deadline: float) -> bool:
         """``parts`` written to a local tty in order, by ``deadline`` (False if not all were taken by then),
         waiting (select) only when the tty's buffer is full. pyserial's ``write`` selects after every write
-        and copies what is left of the data after each (a 64 KiB chunk goes into a pty about 8 KiB at a time);
+        and copies what is left of the data after each (a 64 KiB chunk goes into a pty about 4 KiB at a time);
         nor is the tty drained (tcdrain) after a send: the monitor reads in order, and its answers have their
         own deadlines. pyserial's descriptor is non-blocking, so a write into a full tty takes part or none."""
         views = [memoryview(p).cast("B") for p in parts if len(p)]
