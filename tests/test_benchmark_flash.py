@@ -1,5 +1,5 @@
 """benchmarks/flash.py still runs (CI's slow lane keeps it from rotting): a small image through the
-emulated SAM-BA monitor, write and verify throughput printed against a raw pty copy."""
+emulated SAM-BA monitor, write and verify throughput and CPU printed against a raw copy over the same pty."""
 
 import subprocess
 import sys
@@ -18,4 +18,6 @@ def test_flash_benchmark_runs_and_reports_write_and_verify_against_raw():
     lines = {line.split()[0] + " " + line.split()[1]: line for line in proc.stdout.splitlines() if line.strip()}
     for row in ("raw pty", "SAM-BA write", "SAM-BA verify"):
         assert "MB/s" in lines[row], proc.stdout
-    assert "ratio to raw" in lines["SAM-BA write"] and "ratio to raw" in lines["SAM-BA verify"]
+    for what in ("write", "verify"):
+        assert "ratio to raw" in lines[f"SAM-BA {what}"] and f"CPU raw/{what}" in lines[f"SAM-BA {what}"]
+    assert "load average" in lines["image 1"]

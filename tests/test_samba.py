@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 
 import pytest
 import serial
+from serial import rfc2217
 
 from hil.emulator import samba as rom
 from hil.emulator.emmc import Emmc
@@ -163,6 +166,16 @@ def test_pipelined_transfers_keep_answers_in_step(client, monitor):
     assert sd.read(0, 65536) == data[:65536]
 
 
+def test_an_answer_is_what_memory_held_when_its_command_ran(client, monitor):
+    """The monitor sends the answers of one read of the cable as one write; an R's answer is what memory held
+    when the R ran, though the commands after it in the same read change that memory."""
+    client.connect()
+    client.write(0x200000, b"old!")
+    client.send(b"R200000,4#", *client.write_request(0x200000, b"new!"), b"W200004,3f3f3f3f#R200000,8#")
+    assert client.read_answer(0x200000, 4) == b"old!"
+    assert client.read_answer(0x200000, 8) == b"new!????"
+
+
 def test_a_monitor_that_hangs_up_is_gone_at_once_not_waited_for(client, monitor):
     """A local tty is read straight into one buffer (no select before each read): a hung-up port still ends the
     read at once as broken, not after the timeout, and not as an empty answer."""
@@ -185,6 +198,61 @@ def test_a_monitor_that_stops_reading_fails_the_write_by_its_deadline():
     finally:
         os.close(master)
         os.close(slave)
+
+
+class _Answers:
+    """The connection as ``PortManager`` answers through it."""
+
+    def __init__(self, conn: socket.socket):
+        self.write = conn.sendall
+
+
+class _Rfc2217Server:
+    """pyserial's own RFC 2217 server side (``PortManager``, what its ``rfc2217_server.py`` example runs) on a
+    loopback socket: it negotiates the options as a ser2net port does, then stops reading, as a wedged bench would."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.negotiated = threading.Event()
+        self.done = threading.Event()
+        self.url = f"rfc2217://127.0.0.1:{self.listener.getsockname()[1]}?ign_set_control"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        manager = rfc2217.PortManager(serial.serial_for_url("loop://"), _Answers(conn))
+        conn.settimeout(0.05)
+        while not self.negotiated.is_set():
+            try:
+                data = conn.recv(4096)
+            except socket.timeout:
+                continue
+            list(manager.filter(data))
+        self.done.wait()  # holds the connection open, reading nothing
+        conn.close()
+
+    def close(self) -> None:
+        self.done.set()
+        self.listener.close()
+
+
+def test_a_monitor_that_stops_reading_over_rfc2217_fails_the_write_by_the_sessions_deadline():
+    """A bench's ser2net port (rfc2217://) takes no write_timeout; its write is the socket's sendall, which
+    pyserial leaves bounded by its 5 s connect timeout whatever the session's deadline, and reported as a
+    socket error. The session's deadline holds there too, and the error says what happened."""
+    server = _Rfc2217Server()
+    try:
+        with Samba.open(server.url, timeout=0.5) as samba:
+            server.negotiated.set()  # the port is open: the options were negotiated
+            with pytest.raises(SambaError, match=r"rfc2217://127\.0\.0\.1:\d+.*: write failed \(not taken within "
+                                                 r"0\.5 s: the monitor stopped reading\)$"):
+                for _ in range(256):  # until the socket's buffers are full, however large this host makes them
+                    start = time.monotonic()
+                    samba.send(bytes(1 << 20))
+            assert time.monotonic() - start >= 0.5
+    finally:
+        server.close()
 
 
 def test_a_port_without_a_descriptor_is_read_through_pyserial():

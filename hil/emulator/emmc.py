@@ -1,4 +1,4 @@
-"""The emulated Prime's eMMC: 512-byte pages in a sparse image file that survives power cycles.
+"""The emulated Prime's eMMC: 512-byte pages in an image file that survives power cycles.
 
 Two faults for the harness's own tests: a power cut armed to strike after a number of further
 bytes (the write in progress stops part-way, whole pages only, as an eMMC commits them, and
@@ -8,7 +8,7 @@ writes store a flipped byte, so read-back verification has something to catch.
 
 from __future__ import annotations
 
-import threading
+import os
 from pathlib import Path
 
 PAGE = 512
@@ -23,11 +23,11 @@ class Emmc:
         self.path = Path(path)
         self.size = size
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as f:  # a new eMMC, or a boot.img written straight to it, grows to size
-            if f.tell() < size:
-                f.truncate(size)
-        self._fp = open(self.path, "r+b")
-        self._lock = threading.Lock()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # positional reads and writes: no lock
+        # A new eMMC, or a boot.img written straight to it, grows to size with all its blocks, as a unit's eMMC
+        # has them: a sparse image allocated them at the first write, 50-130 us per 64 KiB chunk, 2-6 times
+        # the write itself (docs/benchmarks.md "Flashing"). What it holds is kept.
+        os.posix_fallocate(self._fd, 0, size)
         self._cut_after: int | None = None
         self._bad_writes = 0
 
@@ -36,7 +36,7 @@ class Emmc:
         return self.size // PAGE
 
     def close(self) -> None:
-        self._fp.close()
+        os.close(self._fd)
 
     def arm_power_cut(self, after_bytes: int) -> None:
         """Cut the power once ``after_bytes`` more bytes have been written."""
@@ -55,12 +55,10 @@ class Emmc:
         """``len(into)`` bytes of whole pages from ``page`` on, read straight into ``into`` (the applet's SRAM
         buffer: no copy of a chunk per read)."""
         self._check(page, len(into) // PAGE)
-        with self._lock:
-            self._fp.seek(page * PAGE)
-            got = self._fp.readinto(into)
+        got = os.preadv(self._fd, [into], page * PAGE)
         into[got:] = bytes(len(into) - got)  # past the file's end the image reads as zeros
 
-    def write_pages(self, page: int, data: bytes) -> None:
+    def write_pages(self, page: int, data: bytes | memoryview) -> None:
         self._check(page, len(data) // PAGE)
         cut = False
         if self._cut_after is not None:
@@ -71,10 +69,10 @@ class Emmc:
         if self._bad_writes and data:
             self._bad_writes -= 1
             data = bytes([data[0] ^ 0xFF]) + data[1:]
-        with self._lock:
-            self._fp.seek(page * PAGE)
-            self._fp.write(data)
-            self._fp.flush()
+        view, pos = memoryview(data), page * PAGE
+        while view:  # a regular file takes it all at once, short of a full disk
+            n = os.pwrite(self._fd, view, pos)
+            view, pos = view[n:], pos + n
         if cut:
             self._cut_after = None
             raise PowerCut(f"power cut after writing {len(data)} bytes at page {page}")

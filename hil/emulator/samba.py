@@ -39,6 +39,7 @@ L2_SRAM = (0x220000, 0x240000)
 APPLET_ADDR, MAILBOX, MAILBOX_END = 0x220000, 0x220004, 0x220100
 BUFFER_ADDR, BUFFER_SIZE = 0x224000, 0x18000
 VERSION = b"v3.0 emulated SAMA5D27 ROM\n\r"
+PTY_READ = 4096  # the most one read of a pty returns (the Linux n_tty read buffer, N_TTY_BUF_SIZE)
 
 APPLET_SUCCESS, APPLET_DEV_UNKNOWN, APPLET_FAIL = 0x00, 0x01, 0x0F
 CMD_INITIALIZE, CMD_READ_PAGES, CMD_WRITE_PAGES = 0x00, 0x32, 0x33
@@ -73,7 +74,7 @@ class SambaMonitor(PtyDevice):
         """The cable was pulled and plugged back: the CDC endpoint starts afresh, so a command or an
         S payload cut in half is lost; the monitor keeps running with its memory and mode."""
         self._buf.clear()
-        self._pending = None
+        self._pending = self._target = None
 
     def _reset_state(self) -> None:
         self.binary = False
@@ -83,6 +84,8 @@ class SambaMonitor(PtyDevice):
         self.initialised = False
         self._buf = bytearray()
         self._pending: tuple[int, int] | None = None  # S: (address, bytes still to come)
+        self._target: memoryview | None = None  # the memory the rest of that payload goes to, where mapped
+        self._answers: list[bytes | memoryview] = []  # what the commands of one read answer, sent as one write
 
     # ------------------------------------------------------------ the wire
 
@@ -91,20 +94,17 @@ class SambaMonitor(PtyDevice):
             self._feed(data)
 
     def payload_target(self) -> memoryview | None:
-        """The rest of an S payload goes straight to the memory it is for (when no command bytes wait)."""
-        pending = self._pending
-        if not self.active or pending is None or self._buf:
-            return None
-        region = self._region(pending[0], pending[1])
-        if region is None:
-            return None
-        mem, off = region
-        return memoryview(mem)[off:off + pending[1]]
+        """The rest of an S payload goes straight to the memory it is for (when no command bytes wait): the
+        cable's bytes are taken as they come, with no work per read beyond the read. Its tail, shorter than a
+        read of the pty, is read with the commands after it (one read, not two)."""
+        target = self._target
+        return target if target is not None and len(target) >= PTY_READ and self.active and not self._buf else None
 
     def on_payload(self, n: int) -> None:
         if self._pending is not None:  # else the cable was pulled meanwhile: what arrived is lost
             addr, left = self._pending
             self._pending = (addr + n, left - n) if left > n else None
+            self._target = self._target[n:] if left > n else None
 
     def _feed(self, data: bytes) -> None:
         if self._buf:
@@ -118,49 +118,65 @@ class SambaMonitor(PtyDevice):
                 self._store(addr, view[pos:pos + take])
                 pos += take
                 self._pending = (addr + take, left - take) if left > take else None
+                self._target = self._target[take:] if self._pending and self._target is not None else None
                 continue
             end = data.find(b"#", pos)
             if end < 0:
                 if len(data) - pos <= 64:  # no command is longer: more is yet to come
                     self._buf += data[pos:]
-                return  # else line noise, dropped as the ROM does
+                break  # else line noise, dropped as the ROM does
             line, pos = data[pos:end], end + 1
             self._command(line)
+        self._send_answers()
 
     def _command(self, line: bytes) -> None:
         if not line:
             return
-        op, args = chr(line[0]), line[1:].decode("ascii", "replace").split(",")
+        op = line[:1]
         try:
-            nums = [int(a, 16) for a in args if a]
+            nums = [int(a, 16) for a in line[1:].split(b",") if a]
         except ValueError:
             return  # a malformed number: the ROM ignores the command
-        if op == "N":
+        if self._answers and op in b"WSG":  # these change memory: what R lent from it goes out first
+            self._send_answers()
+        if op == b"N":
             self.binary = True
-            self.write(b"\n\r")
-        elif op == "T":
+            self._answer(b"\n\r")
+        elif op == b"T":
             self.binary = False
-            self.write(b"\n\r>")
-        elif op == "V":
-            self.write(VERSION + (b"" if self.binary else b">"))
-        elif op == "w" and nums:
+            self._answer(b"\n\r>")
+        elif op == b"V":
+            self._answer(VERSION + (b"" if self.binary else b">"))
+        elif op == b"w" and nums:
             value = struct.unpack("<I", self._load(nums[0], 4))[0]
-            self.write(struct.pack("<I", value) if self.binary else b"\n\r0x%08X\n\r>" % value)
-        elif op == "W" and len(nums) == 2:
+            self._answer(struct.pack("<I", value) if self.binary else b"\n\r0x%08X\n\r>" % value)
+        elif op == b"W" and len(nums) == 2:
             self._write_word(nums[0], nums[1])
             self._prompt()
-        elif op == "S" and len(nums) == 2:
+        elif op == b"S" and len(nums) == 2:
             self._pending = (nums[0], nums[1]) if nums[1] else None
-        elif op == "R" and len(nums) == 2:
-            self.write(self._load(nums[0], nums[1]))
+            region = self._region(nums[0], nums[1]) if nums[1] else None
+            self._target = memoryview(region[0])[region[1]:region[1] + nums[1]] if region else None
+        elif op == b"R" and len(nums) == 2:
+            self._answer(self._load(nums[0], nums[1]))
             self._prompt()
-        elif op == "G" and nums:
+        elif op == b"G" and nums:
             self._go(nums[0])
             self._prompt()
 
+    def _answer(self, data: bytes | memoryview) -> None:
+        self._answers.append(data)
+
+    def _send_answers(self) -> None:
+        """The answers so far as one write (the host reads them as a stream; a syscall per ``w`` cost more
+        than the copy)."""
+        answers, self._answers = self._answers, []
+        if answers:
+            self.write(answers[0] if len(answers) == 1 else b"".join(answers))
+
     def _prompt(self) -> None:
         if not self.binary:
-            self.write(b"\n\r>")
+            self._answer(b"\n\r>")
 
     # ------------------------------------------------------------ memory
 
@@ -210,9 +226,7 @@ class SambaMonitor(PtyDevice):
             self.active = False
             self.on_power_cut()
             return
-        self._store(MAILBOX, struct.pack("<II", 0xFFFFFFFF - cmd, status))
-        for i, value in enumerate(out):
-            self._store(MAILBOX + 8 + 4 * i, struct.pack("<I", value))
+        self._store(MAILBOX, struct.pack(f"<{2 + len(out)}I", 0xFFFFFFFF - cmd, status, *out))
 
     def _applet_loaded(self) -> bool:
         region = self._region(APPLET_ADDR, len(self.applet))

@@ -12,8 +12,9 @@ has), and in binary mode only ``w``, ``R`` and ``V`` answer.  So an applet run g
 for a round trip nor while the host is late to read an answer.
 
 The port is a plain pyserial object opened from a URL (``/dev/ttyACM0``, ``rfc2217://…``, a pty).
-DTR/RTS are never set: a pty refuses them and the ROM does not need them. Every read has a
-timeout; a monitor that goes quiet or answers garbage raises :class:`SambaError` (broken, not failed).
+DTR/RTS are never set: a pty refuses them and the ROM does not need them. Every read and every write
+has a deadline, on a local tty and over rfc2217 alike; a monitor that goes quiet, stops reading or answers
+garbage raises :class:`SambaError` (broken, not failed).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import serial
+from serial import rfc2217
 
 from hil.errors import InfrastructureError
 
@@ -72,10 +74,14 @@ class Samba:
     def open(cls, url: str, timeout: float = 30.0) -> Samba:
         try:
             port = serial.serial_for_url(url, baudrate=BAUD, timeout=POLL)
-            if getattr(port, "fd", None) is not None:  # a local tty: a monitor that stops draining it fails the
-                port.write_timeout = timeout          # write at the deadline (pyserial's rfc2217 has no such limit)
         except (serial.SerialException, ValueError) as e:
             raise SambaError(f"SAM-BA port {url}: cannot open ({e})") from None
+        if isinstance(port, rfc2217.Serial):
+            # A bench's ser2net port takes no write_timeout (NotImplementedError at open). Its write is the socket's
+            # sendall, which pyserial leaves under its 5 s connect timeout whatever the session's deadline (a
+            # socket's timeout bounds a whole sendall). The session's deadline instead; pyserial's reader thread
+            # wakes on it only to see whether the port was closed, and close() wakes it at once.
+            port._socket.settimeout(timeout)
         return cls(port, timeout)
 
     def close(self) -> None:
@@ -131,12 +137,13 @@ class Samba:
         self.send(f"W{addr:x},{value:08x}#".encode())
 
     def write(self, addr: int, data: bytes) -> None:
-        self.send(self.write_request(addr, data))
+        self.send(*self.write_request(addr, data))
 
     @staticmethod
-    def write_request(addr: int, data: bytes | memoryview, then: bytes = b"") -> bytes:
-        """``S``: ``data`` stored at ``addr``, and the commands ``then`` after it (one copy of the data)."""
-        return b"".join((f"S{addr:x},{len(data):x}#".encode(), data, then))
+    def write_request(addr: int, data: bytes | memoryview, then: bytes = b"") -> tuple[bytes | memoryview, ...]:
+        """``S``: ``data`` stored at ``addr``, and the commands ``then`` after it, as parts of one :meth:`send`
+        (the data is not copied)."""
+        return f"S{addr:x},{len(data):x}#".encode(), data, then
 
     def read(self, addr: int, length: int) -> bytes:
         self.send(f"R{addr:x},{length:x}#".encode())
@@ -194,13 +201,47 @@ class Samba:
 
     # ------------------------------------------------------------ plumbing
 
-    def send(self, data: bytes) -> None:
-        """Commands as one write (the monitor takes them one after another)."""
+    def send(self, *parts: bytes | memoryview) -> None:
+        """Commands as one write (the monitor takes them one after another), taken by the port within the
+        session's deadline: a monitor that stops reading is broken at :attr:`timeout`, never a host blocked."""
+        fd = getattr(self.port, "fd", None)  # a local tty (pyserial's posix port); None over the network
+        deadline = time.monotonic() + self.timeout
         try:
-            self.port.write(data)
-            self.port.flush()
+            if fd is not None:
+                done = self._write_fd(fd, parts, deadline)
+            else:
+                self.port.write(b"".join(parts))
+                done = True
         except (serial.SerialException, OSError) as e:
-            raise SambaError(f"{self.port.name}: write failed ({e}); device gone?") from None
+            if time.monotonic() < deadline:
+                raise SambaError(f"{self.port.name}: write failed ({e}); device gone?") from None
+            done = False  # an rfc2217 port's socket timed out at the deadline (Samba.open)
+        if not done:
+            raise SambaError(f"{self.port.name}: write failed (not taken within {self.timeout:g} s: "
+                             f"the monitor stopped reading)")
+
+    @staticmethod
+    def _write_fd(fd: int, parts: tuple[bytes | memoryview, ...], deadline: float) -> bool:
+        """``parts`` written to a local tty in order, by ``deadline`` (False if not all were taken by then),
+        waiting (select) only when the tty's buffer is full. pyserial's ``write`` selects after every write
+        and copies what is left of the data after each (a 64 KiB chunk goes into a pty about 4 KiB at a time);
+        nor is the tty drained (tcdrain) after a send: the monitor reads in order, and its answers have their
+        own deadlines. pyserial's descriptor is non-blocking, so a write into a full tty takes part or none."""
+        views = [memoryview(p).cast("B") for p in parts if len(p)]
+        while views:
+            try:
+                n = os.writev(fd, views)
+            except BlockingIOError:
+                n = 0
+            while views and n >= len(views[0]):
+                n -= len(views.pop(0))
+            if not views:
+                return True
+            views[0] = views[0][n:]
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                return False
+        return True
 
     def _read(self, n: int, timeout: float, what: str, required: bool = True) -> bytes:
         """``n`` bytes within ``timeout``, read in steps of the port's own timeout. That one is set once, at
@@ -366,9 +407,9 @@ class Sdmmc:
                 pass
 
     def _send_write(self, page: int, data: bytes | memoryview) -> None:
-        self.samba.send(self.samba.write_request(self.buffer_addr, data,
-                                                 self.samba.applet_request(CMD_WRITE_PAGES,
-                                                                           [page, len(data) // self.page_size])))
+        self.samba.send(*self.samba.write_request(self.buffer_addr, data,
+                                                  self.samba.applet_request(CMD_WRITE_PAGES,
+                                                                            [page, len(data) // self.page_size])))
 
     def _send_read(self, page: int, count: int) -> None:
         self.samba.send(self.samba.applet_request(CMD_READ_PAGES, [page, count])
