@@ -32,6 +32,7 @@ from hil.emulator.emmc import Emmc  # noqa: E402
 from hil.emulator.samba import SambaMonitor  # noqa: E402
 from hil.flash import emulated  # noqa: E402
 from hil.flash.samba import Samba  # noqa: E402
+from hil.machine import scaled  # noqa: E402
 
 SEGMENT = 16 * 1024 * 1024  # bytes copied, written and verified in turn
 SINK_WINDOW = 64 * 1024  # the raw copy is read into memory of a chunk's size, as an S payload is
@@ -79,15 +80,26 @@ class Unit:
         self.conn, child = multiprocessing.Pipe()
         self.proc = multiprocessing.get_context("spawn").Process(target=unit, args=(child, str(emmc_path), size))
         self.proc.start()
-        self.path = self.conn.recv()
+        child.close()  # the unit's end lives in its process only: its death is then an EOF here
+        self.path = self._answer()
 
     def ask(self, *msg) -> float:
         self.conn.send(msg)
-        return self.conn.recv()
+        return self._answer()
+
+    def _answer(self):
+        if not self.conn.poll(scaled(60.0)):
+            raise SystemExit(f"the emulated unit's process did not answer within {scaled(60.0):.0f} s (exit code {self.proc.exitcode})")
+        try:
+            return self.conn.recv()
+        except EOFError:
+            raise SystemExit(f"the emulated unit's process ended (exit code {self.proc.exitcode})") from None
 
     def stop(self) -> None:
         self.conn.send(None)
         self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
 
 
 class Timed:

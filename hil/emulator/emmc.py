@@ -36,7 +36,11 @@ class Emmc:
         return self.size // PAGE
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Closed for good: a monitor thread still running after its port stopped then fails on a bad
+        descriptor instead of writing through a number the process may have reused for another file."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def arm_power_cut(self, after_bytes: int) -> None:
         """Cut the power once ``after_bytes`` more bytes have been written."""
