@@ -204,3 +204,48 @@ def test_text_the_display_dims_is_found():
     image = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
     texts = [ocr.read_line(image, box).text for box in ocr.detect(image)]
     assert texts == ["Settings", "Allow Access?"]
+
+
+def _specks() -> np.ndarray:
+    """Ink only in single pixels (noise on a dark frame): every component is under the least glyph area."""
+    g = np.full((30, 120), 20, np.uint8)
+    g[::2, ::2] = 230
+    return g
+
+
+def _one_row() -> np.ndarray:
+    """A one-pixel-high strip with ink on it: glyphs of no height."""
+    g = np.full((1, 120), 20, np.uint8)
+    for x in range(5, 120, 15):
+        g[0, x:x + 6] = 230
+    return g
+
+
+@pytest.mark.parametrize("gray", [_specks(), _one_row()], ids=["specks-only", "one-row"])
+def test_ink_that_is_no_text_is_measured_as_nothing(gray):
+    """A device frame is untrusted input: ink with no glyph in it gives no measure, never an exception."""
+    text = "xl1oq0z9"
+    xs = tuple(7.0 + 15 * i for i in range(len(text)))
+    assert shapes.measure(gray, text, (0.99,) * len(text), xs) is None
+
+
+def test_any_ink_is_measured_or_refused_without_an_exception():
+    """Random line crops (noise, bars, specks) and readings of look-alikes: `measure`, `decide` and `font`
+    return, whatever the pixels."""
+    rng = np.random.default_rng(16)
+    for n in range(300):
+        h, w = int(rng.integers(1, 40)), int(rng.integers(1, 200))
+        if n % 3 == 0:
+            g = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        else:
+            g = np.full((h, w), 20, np.uint8)
+            for _ in range(int(rng.integers(0, 30))):
+                y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+                g[y:y + int(rng.integers(1, 30)), x:x + int(rng.integers(1, 8))] = 230
+        text = "".join(rng.choice(list("1lI|i0oOQD9gqaxz.")) for _ in range(int(rng.integers(1, 12))))
+        xs = tuple(sorted(float(x) for x in rng.uniform(-5, w + 5, len(text))))
+        ink = shapes.measure(g, text, tuple(float(k) for k in rng.uniform(0.9, 1.0, len(text))), xs)
+        if ink is not None:
+            font = shapes.font([(text, ink)], True)
+            for i, c in enumerate(text):
+                shapes.decide(ink, i, c, font)

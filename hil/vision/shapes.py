@@ -120,6 +120,8 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
     if n < 2:
         return None
     big = [k for k in range(1, n) if stats[k, cv2.CC_STAT_AREA] >= 4]
+    if not big:  # specks only (noise, a frame of garbage): no glyph to measure
+        return None
     comps: dict[int, Component] = {}
 
     def component(k: int) -> Component:
@@ -190,11 +192,16 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
     refs = [i for i in sure if chars[i] in LEVEL and chars[i] not in "lIO01"]  # look-alikes are no reference
     levels = {k: float(np.median([probe.height(i) for i in refs if LEVEL[chars[i]] == k])) for k in
               {LEVEL[chars[i]] for i in refs}}
+    if any(v <= 0 for v in levels.values()):
+        return None  # sure glyphs not standing above the baseline: ink that is no text
     trend = (1.0,)
     if len(refs) >= 4:
         x = np.array([(glyphs[i].x0 + glyphs[i].x1) / 2 for i in refs])
         if np.ptp(x) > 0:
             trend = tuple(np.polyfit(x, [probe.height(i) / levels[LEVEL[chars[i]]] for i in refs], 1))
+    centres = [(g.x0 + g.x1) / 2 for g in glyphs if g is not None]
+    if min(np.polyval(trend, centres)) <= 0:
+        return None  # a size trend that shrinks glyphs to nothing: the sure glyphs disagree
     probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, trend, 0.0, 1.0)
     heights: dict[str, list[float]] = {}
     for i in refs:
