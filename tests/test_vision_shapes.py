@@ -249,3 +249,26 @@ def test_any_ink_is_measured_or_refused_without_an_exception():
             font = shapes.font([(text, ink)], True)
             for i, c in enumerate(text):
                 shapes.decide(ink, i, c, font)
+
+
+def short_line(text: str, dark: bool, below: int, blur: float = 1.2) -> ocr.Line:
+    """`text` drawn on its own short line, read from a box whose bottom is `below` pixels under the baseline
+    (a tight box cuts a descender off)."""
+    im = Image.new("L", (480, 80), 15 if dark else 240)
+    ImageDraw.Draw(im).text((20, 40), text, font=ImageFont.truetype(FONT_BOLD, 36), fill=235 if dark else 20,
+                            anchor="ls")  # the baseline at row 40
+    g = cv2.GaussianBlur(np.asarray(im, np.float32), (0, 0), blur)
+    g = np.clip(g + np.random.default_rng(len(text)).normal(0, 3, g.shape), 0, 255).astype(np.uint8)
+    return ocr.told_apart([ocr.read_line(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), (10, 10, 200, 40 + below))])[0]
+
+
+@pytest.mark.parametrize("dark", [True, False], ids=["dark", "light"])
+@pytest.mark.parametrize("text", ["eg", "rg", "sg", "gn"])
+def test_a_g_whose_descender_is_not_seen_is_never_decided_a_9(text, dark):
+    """A short line gives its baseline one sure glyph, and a box cut just under it hides the g's descender: the g
+    does not then sit on the baseline as a 9 does (nothing below it is seen), and is never taken for one."""
+    line = short_line(text, dark, below=2)
+    i = text.index("g")
+    decided = line.ink and shapes.decide(line.ink, i, line.ink.chars[i])
+    assert not decided or decided[0] != "9", (line.read, decided)
+    assert "9" not in line.text

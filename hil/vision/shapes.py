@@ -63,6 +63,8 @@ class Ink:
     trend: tuple[float, ...]  # the glyphs' size at x against the line's mean (a lens bends and scales it)
     noise: float  # pixels: the spread of the sure glyphs' heights about their levels
     scale: float  # pixels: the line's tallest measured level
+    bases: int  # the sure glyphs on the baseline it was fitted to
+    rows: int  # the line crop's height: how far below the baseline it shows
     memo: dict = field(default_factory=dict, repr=False)  # what was decided of its glyphs (it lives with them)
 
     def height(self, i: int) -> float:
@@ -74,6 +76,11 @@ class Ink:
         """How far below the baseline glyph `i` ends (pixels)."""
         g = self.glyphs[i]
         return g.bottom - float(np.polyval(self.baseline, (g.x0 + g.x1) / 2))
+
+    def below(self, i: int) -> float:
+        """How far below the baseline the crop shows, under glyph `i` (pixels): where its descender would be."""
+        g = self.glyphs[i]
+        return self.rows - float(np.polyval(self.baseline, (g.x0 + g.x1) / 2))
 
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
@@ -188,7 +195,7 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
     cx = np.array([(glyphs[i].x0 + glyphs[i].x1) / 2 for i in sits])
     bottoms = np.array([glyphs[i].bottom for i in sits])
     fit = tuple(np.polyfit(cx, bottoms, min(2, len(sits) // 3))) if np.ptp(cx) > 0 else (float(np.median(bottoms)),)
-    probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, (1.0,), 0.0, 1.0)
+    probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, (1.0,), 0.0, 1.0, len(sits), ink.shape[0])
     refs = [i for i in sure if chars[i] in LEVEL and chars[i] not in "lIO01"]  # look-alikes are no reference
     levels = {k: float(np.median([probe.height(i) for i in refs if LEVEL[chars[i]] == k])) for k in
               {LEVEL[chars[i]] for i in refs}}
@@ -202,7 +209,7 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
     centres = [(g.x0 + g.x1) / 2 for g in glyphs if g is not None]
     if min(np.polyval(trend, centres)) <= 0:
         return None  # a size trend that shrinks glyphs to nothing: the sure glyphs disagree
-    probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, trend, 0.0, 1.0)
+    probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, trend, 0.0, 1.0, len(sits), ink.shape[0])
     heights: dict[str, list[float]] = {}
     for i in refs:
         heights.setdefault(LEVEL[chars[i]], []).append(probe.height(i))
@@ -214,7 +221,8 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
     lv = {k: v for k, (v, _) in levels.items()}
     if noise > LEVEL_TOLERANCE * scale or lv.get("x", 0) >= X_MAX * max(lv.get("cap", 0), lv.get("asc", 0)) > 0:
         return None  # the sure glyphs disagree (a glyph matched to the wrong blob): nothing here is evidence
-    return Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, levels, trend, noise, scale)
+    return Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, levels, trend, noise, scale, len(sits),
+               ink.shape[0])
 
 
 def align(xs: tuple[float, ...], spans: list[tuple[int, int]]) -> list[int | None]:
@@ -261,6 +269,10 @@ X_MAX = 0.8  # x-height / cap height stays below this in Latin fonts (0.5-0.77)
 LEVEL_TOLERANCE = 0.06  # of the line's height: what blur does to a narrow glyph's top (a 1's flag, an l)
 BAR, NOT_BAR = 1.6, 2.2  # a glyph this many of its own stroke widths wide is a bare stroke / clearly is not
 DESCENDERS = set("gpqyQ|")
+# assumed: Latin descenders (g, p, q, y) reach 0.2-0.3 em below the baseline, at least a quarter of the cap height
+# (DejaVu Sans: 0.30): a crop that shows less below a glyph cannot show that it sits on the baseline
+DESCENT = 0.25
+MIN_BASES = 3  # sure glyphs on the baseline before it tells a glyph that sits on it from one that descends
 
 
 def _stem(mask: np.ndarray) -> tuple[int, int] | None:
@@ -356,11 +368,15 @@ def ruled_out(ink: Ink, i: int, c: str, screen: Font = Font()) -> str | None:
     tall = ink.levels["cap"][0] if "cap" in ink.levels else None
     if level == "x" and "x" not in ink.levels and tall and h > X_MAX * tall + tol:
         return f"{h:.1f} px tall, near the line's cap height {tall:.1f} (no font's x-height is)"
+    short = ink.levels["x"][0] if "x" in ink.levels else None
+    if level == "cap" and "cap" not in ink.levels and short and h < short / X_MAX - tol:
+        return f"{h:.1f} px tall, near the line's x-height {short:.1f} (no font's digits or capitals are)"
     drop = ink.drop(i)
-    if c in DESCENDERS and drop < tol:
-        return "it sits on the baseline"
-    if c not in DESCENDERS and drop > max(tol, 0.15 * ink.scale):
-        return "it descends below the baseline"
+    if ink.bases >= MIN_BASES:  # a baseline fitted to fewer sure glyphs says nothing of where a glyph ends
+        if c in DESCENDERS and drop < tol and ink.below(i) >= DESCENT * ink.scale:  # where a descender is seen
+            return "it sits on the baseline"
+        if c not in DESCENDERS and drop > max(tol, 0.15 * ink.scale):
+            return "it descends below the baseline"
     rows = g.mask.max(axis=1)
     if c == "i" and rows[2: len(rows) // 2].min(initial=1.0) >= 0.75 * float(np.median(rows)):  # no dip: a dot
         if ink.dots[i] is False:                                   # that blur joined to its stroke leaves one
