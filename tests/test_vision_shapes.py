@@ -206,12 +206,27 @@ def test_a_9_is_told_from_g_and_q_by_the_baseline():
 
 
 def test_the_text_shows_what_the_shapes_told():
-    """An unsure glyph reads as the look-alike its shape proved; a sure one that the shape contradicts stays
-    as read (the value checks hold it unsure); a capital I among lowercase letters and digits is written l."""
+    """A glyph reads as the look-alike its shape proved: read unsure, or read surely in a word with a digit (a short
+    row "l2" read surely as "12"); a sure reading in a word of letters stands (the recogniser knows the word); a
+    capital I among lowercase letters and digits is written l."""
     assert ocr.as_told("pz7v9170", (0.99,) * 5 + (0.5,) + (0.99,) * 2, ("",) * 5 + ("l", "", "")) == "pz7v9l70"
-    assert ocr.as_told("pz7v9170", (0.99,) * 8, ("",) * 5 + ("l", "", "")) == "pz7v9170"
+    assert ocr.as_told("pz7v9170", (0.99,) * 8, ("",) * 5 + ("l", "", "")) == "pz7v9l70"
+    assert ocr.as_told("Bitcoin 12", (0.99,) * 9, ("",) * 5 + ("l", "", "l", "")) == "Bitcoin l2"
     assert ocr.as_told("Iw9zh7 AIIow 12 System Information walIet", (), ()) == \
         "lw9zh7 AIIow 12 System Information wallet"
+
+
+def test_a_sure_reading_the_shape_contradicts_stays_unsure_in_a_value_check():
+    """The text shows the shape's glyph, but a value check takes the recogniser's sure reading that the shape
+    contradicts as unsure (the two disagree: neither passes nor fails it alone): an amount's 1 measured
+    as a bare stroke is inconclusive; an unsure 1 so measured is an l, shown, and the amount fails."""
+    def line(chars):
+        read = "1.5 BTC"
+        return ocr.Line(ocr.as_told(read, chars, ("l",) + ("",) * 5), (0, 0, 10, 10), 0.9, chars,
+                        ("l",) + ("",) * 5, raw=read)
+    assert line((0.99,) * 6).text == "l.5 BTC"
+    assert values.check("1.5 BTC", [line((0.99,) * 6)], "amount").verdict == "inconclusive"
+    assert values.check("1.5 BTC", [line((0.6,) + (0.99,) * 5)], "amount").verdict == "fail"
 
 
 def test_text_the_display_dims_is_found():
