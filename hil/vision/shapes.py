@@ -9,8 +9,9 @@ same optics), never against a font we know:
   * whether it sits on the baseline (a bar "|", a Q, g and q descend; a 9 does not) and has a dot above it (i);
   * its width against its own stroke (a bare stroke: l, I, |), a flag down to the left from its top (1),
     a straight left side meeting a corner (D), and its width against the line's digits (a wide O);
-  * what the screen shows of its font elsewhere (`Font`): an l drawn as a bare stroke, or 1s with their flag
-    read surely in numbers (an amount's), alike: a glyph drawn as those 1s is no l, I or bar.
+  * what the screen shows of its font elsewhere (`Font`): an l drawn as a bare stroke, or a 1 with its flag
+    read surely in a number (an amount's): a glyph drawn as that 1, its own flag going down to the left, is no
+    l, I or bar (drawn as two such 1s, whatever its flag).
 
 Each measure only rules candidates out, and only by a margin beyond what blur and noise do to a glyph; a
 glyph is decided when exactly one candidate is left. Otherwise (too blurred, a level not on the line, a
@@ -301,9 +302,10 @@ class Font:
     stroke (`bar_l`), and 1s drawn with their flag (`ones`: what a 1 looks like on this screen). A screen may
     mix fonts (KeyOS draws addresses in a monospaced one, keyos.md), so a 1 elsewhere decides a glyph only
     where the glyph itself has a 1's flag and that 1's shape, and a bare l elsewhere only among the rows of
-    one code (`font`): a title's bare l says nothing of a monospaced address's l. One 1 read surely is no
-    evidence (the recogniser may be sure of an l drawn with a flag, as a monospaced font draws it): the 1s
-    must be numbers' digits (whose alphabet has no l) and at least `CORROBORATED` of them alike."""
+    one code (`font`): a title's bare l says nothing of a monospaced address's l. The 1s are numbers' digits
+    (whose alphabet has no l), and one of them alone may be a misread l drawn with a flag (as a monospaced font
+    draws it): it decides only a glyph whose own flag goes down to the left (`FLAG_DROP`), which no l has;
+    `CORROBORATED` of them decide a glyph alike them all."""
 
     bar_l: bool = False
     ones: tuple[Component, ...] = ()
@@ -319,9 +321,8 @@ def font(lines, code: bool = False) -> Font:
     """The `Font` evidence of a screen's (text, `Ink` or None) lines for a glyph of a code row (``code``) or
     of any other line: a bare l counts only from a code row for a code row."""
     lines = [(text, ink) for text, ink in lines if ink is not None]
-    ones = [ink.glyphs[j] for _, ink in lines for j in flagged_ones(ink)]
-    ones = [g for g in ones if sum(alike(g, other) for other in ones if other is not g) >= CORROBORATED - 1]
-    return Font(code and any(bar_l(ink) for text, ink in lines if code_row(text)), tuple(ones))
+    return Font(code and any(bar_l(ink) for text, ink in lines if code_row(text)),
+                tuple(ink.glyphs[j] for _, ink in lines for j in flagged_ones(ink)))
 
 
 # assumed: two views of one glyph, scaled to one height, keep their width within ALIKE_WIDTH of each other and
@@ -330,7 +331,11 @@ def font(lines, code: bool = False) -> Font:
 # on the same screen 0.89-0.98 (widths within 9 %); a 1 against an l: Sans 0.29-0.59 (2-4x the width), Mono
 # 0.68-0.76 (same width), Serif 0.79-0.88 (1.5x the width)
 ALIKE, ALIKE_WIDTH = 0.85, 0.2
-CORROBORATED = 2  # the 1s of a screen, alike one another, that show its font's 1 (one may be a misread l)
+CORROBORATED = 2  # the 1s of a screen that show its font's 1 by themselves (one may be a misread l)
+# assumed: a 1's flag goes down to the left from its top, an l's serif does not (it is a bar at the top, or none):
+# the ink left of the stroke over rows 15-35 % of its height, in strokes, measured blurred 0.8-1.6 px at 36 px:
+# 1s 0.33-1.67 (DejaVu Sans Bold 0.86), l 0-0.4 (DejaVu Sans, Serif, Mono and their bold; Mono Bold 0.2-0.4)
+FLAG_DROP = 0.6
 
 
 def alike(a: Component, b: Component) -> bool:
@@ -400,9 +405,12 @@ def ruled_out(ink: Ink, i: int, c: str, screen: Font = Font()) -> str | None:
             return "its top reaches left only (an I or a bar is symmetric)"
         if c in "lI" and (screen.bar_l or bar_l(ink)) and wide >= NOT_BAR:
             return f"{wide:.1f} strokes wide, and this code's l or I is a bare stroke"
-        if c == "l" and wide >= NOT_BAR and top_left >= 0.5 and top_right <= 0.25 \
-                and sum(one is not g and alike(g, one) for one in screen.ones) >= CORROBORATED:
-            return "a flag reaching left only, drawn as this screen's 1s read surely elsewhere"  # a 1's own shape
+        if c == "l" and wide >= NOT_BAR and top_left >= 0.5 and top_right <= 0.25:  # its own flag, and a 1's shape
+            like = sum(one is not g and alike(g, one) for one in screen.ones)
+            drops = _reach(g.mask, slice(rows * 15 // 100, max(rows * 15 // 100 + 1, rows * 35 // 100)), stem)[0]
+            if like >= CORROBORATED or like and drops >= FLAG_DROP:
+                return "a flag reaching left only, drawn as this screen's 1s read surely elsewhere" if like > 1 else \
+                    "a flag going down to the left, drawn as this screen's 1 read surely elsewhere"
     if c in "0oOQD":  # D has a straight left side meeting its top in a corner; the others are round there
         on = g.mask >= 0.5
         lefts = np.where(on.any(axis=1), on.argmax(axis=1), on.shape[1])
