@@ -234,3 +234,16 @@ def test_a_fail_is_read_again_on_a_fresh_frame_and_only_its_own_pass_overturns_i
     monkeypatch.setattr(display, "read_image", lambda *a, **k: reads.append(1) or real(*a, **k))
     v = Display(Frames(wrong)).verify_text("riot cotton", TextKind.WORDS)
     assert v.verdict is Verdict.FAIL and len(reads) == 1  # one frame: one reading
+
+
+def test_waiting_reads_a_fail_again_from_scratch_only_at_the_end(monkeypatch):
+    """`expect_text` polls with what the reader cached; only its last reading, at the timeout, reads a FAIL again
+    from scratch: waiting for a screen costs no whole reading per frame."""
+    d = Display(FilmedScreen(pin_pad(("riot", "cotter"))))
+    scratch = []
+    real = display.read_image
+    monkeypatch.setattr(display, "read_image", lambda image, regions, reader=None, *a, **k: (
+        scratch.append(reader is not d.reader) or real(image, regions, reader, *a, **k)))
+    with pytest.raises(TextNotShown):
+        d.expect_text("riot cotton", TextKind.WORDS, timeout=0.5)
+    assert len(scratch) >= 2 and sum(scratch) == 1 and scratch[-1]
