@@ -8,7 +8,7 @@ from PIL import ImageDraw
 from hil.emulator.camera import Optics
 from hil.errors import InfrastructureError
 from hil.vision import evidence as ev
-from hil.vision import values
+from hil.vision import display, values
 from hil.vision.display import Display, DisplayTimeout, ScreenUnreadable, TextNotShown, Verdict
 from hil.vision.match import TextKind
 from tests.vision_helpers import FilmedScreen, _font, permission_prompt, pin_pad, send_screen
@@ -205,3 +205,45 @@ def test_sweep_random_optics_never_a_wrong_verdict(seed):
     for text, kind in (("Receive", TextKind.PROSE), ("0.01250001 BTC", TextKind.AMOUNT),
                        (ADDR.replace("x", "z"), TextKind.ADDRESS)):
         assert d.verify_text(text, kind).verdict is not Verdict.PASS
+
+
+class Frames:
+    """A camera giving these frames in turn, then the last one again."""
+
+    def __init__(self, *frames):
+        self.frames = list(frames)
+
+    def grab(self, timeout: float = 5.0) -> np.ndarray:
+        return self.frames.pop(0) if len(self.frames) > 1 else self.frames[0]
+
+
+def test_a_fail_is_read_again_on_a_fresh_frame_and_only_its_own_pass_overturns_it(monkeypatch):
+    """A FAIL on a panel that did not move is read again from scratch on the fresh frame the confirmation took:
+    a frame misread (here: one that showed other words) is no false alarm. The same frame is never read twice,
+    and a fresh frame that fails too leaves the FAIL."""
+    cam = FilmedScreen(pin_pad(("riot", "cotter")))
+    wrong, wrong_again = cam.grab(), cam.grab()
+    cam.show(pin_pad(("riot", "cotton")))
+    right = cam.grab()
+    v = Display(Frames(wrong, wrong_again, right)).verify_text("riot cotton", TextKind.WORDS)
+    assert v.verdict is Verdict.FAIL  # the confirming frame failed too: it stands
+    v = Display(Frames(wrong, right)).verify_text("riot cotton", TextKind.WORDS)
+    assert v.verdict is Verdict.PASS and "an earlier frame read as FAIL" in v.reason
+    reads = []
+    real = display.read_image
+    monkeypatch.setattr(display, "read_image", lambda *a, **k: reads.append(1) or real(*a, **k))
+    v = Display(Frames(wrong)).verify_text("riot cotton", TextKind.WORDS)
+    assert v.verdict is Verdict.FAIL and len(reads) == 1  # one frame: one reading
+
+
+def test_waiting_reads_a_fail_again_from_scratch_only_at_the_end(monkeypatch):
+    """`expect_text` polls with what the reader cached; only its last reading, at the timeout, reads a FAIL again
+    from scratch: waiting for a screen costs no whole reading per frame."""
+    d = Display(FilmedScreen(pin_pad(("riot", "cotter"))))
+    scratch = []
+    real = display.read_image
+    monkeypatch.setattr(display, "read_image", lambda image, regions, reader=None, *a, **k: (
+        scratch.append(reader is not d.reader) or real(image, regions, reader, *a, **k)))
+    with pytest.raises(TextNotShown):
+        d.expect_text("riot cotton", TextKind.WORDS, timeout=0.5)
+    assert len(scratch) >= 2 and sum(scratch) == 1 and scratch[-1]

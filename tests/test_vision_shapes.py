@@ -74,8 +74,9 @@ NO_BARE_L = "bc1qcvfdspz7jeg6hn4jaaafr30zrge4zflhpqps7a"  # its only l is joined
 
 def test_a_1_read_surely_elsewhere_tells_the_separator_from_an_l():
     """Nothing shows this font's l, and the separator's 1 is read unsure: a 1 with its flag read surely in the
-    amount above shows what this font's 1 is, and the separator drawn as it is no l. An l shown there still
-    fails, in this font and in one whose l has a flag of its own (DejaVu Sans Mono)."""
+    amount above shows what this font's 1 is, and the separator drawn as it, its own flag going down to the left,
+    is no l. An l shown there still fails, in this font and in one whose l has a flag of its own (DejaVu Sans
+    Mono)."""
     assert verdict(NO_BARE_L, filmed(NO_BARE_L, False)) == "inconclusive"
     lines = filmed(NO_BARE_L, False, above="1.82757946 BTC")
     assert verdict(NO_BARE_L, lines) == "pass"
@@ -83,6 +84,26 @@ def test_a_1_read_surely_elsewhere_tells_the_separator_from_an_l():
     impostor = swap(NO_BARE_L, "1", "l", 0)
     assert verdict(NO_BARE_L, filmed(impostor, False, above="1.82757946 BTC")) == "fail"
     assert verdict(NO_BARE_L, filmed(impostor, True, MONO, above="1.82757946 BTC")) != "pass"
+
+
+@pytest.mark.parametrize("dark", [True, False], ids=["dark", "light"])
+def test_one_l_misread_surely_as_a_1_decides_nothing(monkeypatch, dark):
+    """The amount shows an l drawn with a flag (DejaVu Sans Mono), and the recogniser is sure it is a 1; the
+    separator shown as the same l is read unsure. That one 1 decides no glyph whose own flag does not go down
+    (an l's serif does not): the impostor never passes."""
+    real = ocr._rec
+
+    def misread(gray):
+        text, conf, chars, xs = real(gray)
+        if text[1:2] == ".":  # the amount: its first glyph read surely as a 1
+            return "1" + text[1:], conf, (0.99,) + chars[1:], xs
+        if text.startswith("bc"):  # the address's first row: the separator read unsure
+            return text, conf, chars[:2] + (0.6,) + chars[3:], xs
+        return text, conf, chars, xs
+    monkeypatch.setattr(ocr, "_rec", misread)
+    lines = filmed(swap(NO_BARE_L, "1", "l", 0), dark, MONO, blur=0.9, above="l.82757946 BTC")
+    assert lines[0].read.startswith("1.") and lines[1].read.startswith("bcl")
+    assert verdict(NO_BARE_L, lines) != "pass"
 
 
 @pytest.mark.parametrize("dark", [True, False], ids=["dark", "light"])
@@ -185,12 +206,27 @@ def test_a_9_is_told_from_g_and_q_by_the_baseline():
 
 
 def test_the_text_shows_what_the_shapes_told():
-    """An unsure glyph reads as the look-alike its shape proved; a sure one that the shape contradicts stays
-    as read (the value checks hold it unsure); a capital I among lowercase letters and digits is written l."""
+    """A glyph reads as the look-alike its shape proved: read unsure, or read surely in a word with a digit (a short
+    row "l2" read surely as "12"); a sure reading in a word of letters stands (the recogniser knows the word); a
+    capital I among lowercase letters and digits is written l."""
     assert ocr.as_told("pz7v9170", (0.99,) * 5 + (0.5,) + (0.99,) * 2, ("",) * 5 + ("l", "", "")) == "pz7v9l70"
-    assert ocr.as_told("pz7v9170", (0.99,) * 8, ("",) * 5 + ("l", "", "")) == "pz7v9170"
+    assert ocr.as_told("pz7v9170", (0.99,) * 8, ("",) * 5 + ("l", "", "")) == "pz7v9l70"
+    assert ocr.as_told("Bitcoin 12", (0.99,) * 9, ("",) * 5 + ("l", "", "l", "")) == "Bitcoin l2"
     assert ocr.as_told("Iw9zh7 AIIow 12 System Information walIet", (), ()) == \
         "lw9zh7 AIIow 12 System Information wallet"
+
+
+def test_a_sure_reading_the_shape_contradicts_stays_unsure_in_a_value_check():
+    """The text shows the shape's glyph, but a value check takes the recogniser's sure reading that the shape
+    contradicts as unsure (the two disagree: neither passes nor fails it alone): an amount's 1 measured
+    as a bare stroke is inconclusive; an unsure 1 so measured is an l, shown, and the amount fails."""
+    def line(chars):
+        read = "1.5 BTC"
+        return ocr.Line(ocr.as_told(read, chars, ("l",) + ("",) * 5), (0, 0, 10, 10), 0.9, chars,
+                        ("l",) + ("",) * 5, raw=read)
+    assert line((0.99,) * 6).text == "l.5 BTC"
+    assert values.check("1.5 BTC", [line((0.99,) * 6)], "amount").verdict == "inconclusive"
+    assert values.check("1.5 BTC", [line((0.6,) + (0.99,) * 5)], "amount").verdict == "fail"
 
 
 def test_text_the_display_dims_is_found():
@@ -204,3 +240,71 @@ def test_text_the_display_dims_is_found():
     image = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
     texts = [ocr.read_line(image, box).text for box in ocr.detect(image)]
     assert texts == ["Settings", "Allow Access?"]
+
+
+def _specks() -> np.ndarray:
+    """Ink only in single pixels (noise on a dark frame): every component is under the least glyph area."""
+    g = np.full((30, 120), 20, np.uint8)
+    g[::2, ::2] = 230
+    return g
+
+
+def _one_row() -> np.ndarray:
+    """A one-pixel-high strip with ink on it: glyphs of no height."""
+    g = np.full((1, 120), 20, np.uint8)
+    for x in range(5, 120, 15):
+        g[0, x:x + 6] = 230
+    return g
+
+
+@pytest.mark.parametrize("gray", [_specks(), _one_row()], ids=["specks-only", "one-row"])
+def test_ink_that_is_no_text_is_measured_as_nothing(gray):
+    """A device frame is untrusted input: ink with no glyph in it gives no measure, never an exception."""
+    text = "xl1oq0z9"
+    xs = tuple(7.0 + 15 * i for i in range(len(text)))
+    assert shapes.measure(gray, text, (0.99,) * len(text), xs) is None
+
+
+def test_any_ink_is_measured_or_refused_without_an_exception():
+    """Random line crops (noise, bars, specks) and readings of look-alikes: `measure`, `decide` and `font`
+    return, whatever the pixels."""
+    rng = np.random.default_rng(16)
+    for n in range(300):
+        h, w = int(rng.integers(1, 40)), int(rng.integers(1, 200))
+        if n % 3 == 0:
+            g = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        else:
+            g = np.full((h, w), 20, np.uint8)
+            for _ in range(int(rng.integers(0, 30))):
+                y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+                g[y:y + int(rng.integers(1, 30)), x:x + int(rng.integers(1, 8))] = 230
+        text = "".join(rng.choice(list("1lI|i0oOQD9gqaxz.")) for _ in range(int(rng.integers(1, 12))))
+        xs = tuple(sorted(float(x) for x in rng.uniform(-5, w + 5, len(text))))
+        ink = shapes.measure(g, text, tuple(float(k) for k in rng.uniform(0.9, 1.0, len(text))), xs)
+        if ink is not None:
+            font = shapes.font([(text, ink)], True)
+            for i, c in enumerate(text):
+                shapes.decide(ink, i, c, font)
+
+
+def short_line(text: str, dark: bool, below: int, blur: float = 1.2) -> ocr.Line:
+    """`text` drawn on its own short line, read from a box whose bottom is `below` pixels under the baseline
+    (a tight box cuts a descender off)."""
+    im = Image.new("L", (480, 80), 15 if dark else 240)
+    ImageDraw.Draw(im).text((20, 40), text, font=ImageFont.truetype(FONT_BOLD, 36), fill=235 if dark else 20,
+                            anchor="ls")  # the baseline at row 40
+    g = cv2.GaussianBlur(np.asarray(im, np.float32), (0, 0), blur)
+    g = np.clip(g + np.random.default_rng(len(text)).normal(0, 3, g.shape), 0, 255).astype(np.uint8)
+    return ocr.told_apart([ocr.read_line(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), (10, 10, 200, 40 + below))])[0]
+
+
+@pytest.mark.parametrize("dark", [True, False], ids=["dark", "light"])
+@pytest.mark.parametrize("text", ["eg", "rg", "sg", "gn"])
+def test_a_g_whose_descender_is_not_seen_is_never_decided_a_9(text, dark):
+    """A short line gives its baseline one sure glyph, and a box cut just under it hides the g's descender: the g
+    does not then sit on the baseline as a 9 does (nothing below it is seen), and is never taken for one."""
+    line = short_line(text, dark, below=2)
+    i = text.index("g")
+    decided = line.ink and shapes.decide(line.ink, i, line.ink.chars[i])
+    assert not decided or decided[0] != "9", (line.read, decided)
+    assert "9" not in line.text

@@ -367,7 +367,14 @@ class Display:
     def verify_text(self, text: str, kind: TextKind = TextKind.PROSE, region: str | None = None) -> Verification:
         """One reading, one verdict. A FAIL or INCONCLUSIVE reading is confirmed by locating the panel
         afresh, so a moved camera is never mistaken for a device that shows the wrong thing: where the panel
-        moved, the display is read again; where it did not, the reading stands."""
+        moved, the display is read again. Where it did not, a FAIL is read again on that fresh frame, from
+        scratch (nothing reused from the first reading), and only that reading's own PASS overturns it: a
+        misread frame is no false alarm, and no reading of one frame is ever taken twice. An INCONCLUSIVE
+        stands."""
+        return self._verify(text, kind, region, reread=True)
+
+    def _verify(self, text: str, kind: TextKind, region: str | None, reread: bool) -> Verification:
+        """`verify_text`, its FAIL read again from scratch only with `reread` (that costs a whole reading)."""
         if region is not None and region not in self.regions:
             raise ValueError(f"unknown display region {region!r}; known: {', '.join(self.regions)}")
         names = [region] if region else None
@@ -391,6 +398,12 @@ class Display:
                 if loc is not seen:  # the panel moved: what was read is not comparable, so read it again
                     result = judge(read_image(image, self.regions, self.reader, loc, frame, names), text, kind,
                                    region, self.min_confidence)
+                elif reread and result.verdict is Verdict.FAIL and not np.array_equal(frame, result.screen.frame):
+                    again = judge(read_image(image, self.regions, ocr.RegionReader(), loc, frame, names, found),
+                                  text, kind, region, self.min_confidence)
+                    if again.verdict is Verdict.PASS:
+                        again.reason += f"; an earlier frame read as FAIL: {result.reason}"
+                        result = again
         except ScreenNotFound as e:
             self._location = None
             result = Verification(Verdict.INCONCLUSIVE, text, kind, region, str(e), None)
@@ -400,14 +413,17 @@ class Display:
     def expect_text(self, text: str, kind: TextKind = TextKind.PROSE, region: str | None = None,
                     timeout: float = 5.0) -> Verification:
         """Wait until the display shows `text` (PASS, returned). At the timeout the last reading decides:
-        FAIL raises TextNotShown, INCONCLUSIVE raises ScreenUnreadable."""
+        FAIL raises TextNotShown, INCONCLUSIVE raises ScreenUnreadable. Readings while waiting use what is
+        cached; only the last one reads a FAIL again from scratch (`verify_text`), so waiting stays cheap."""
         deadline = time.monotonic() + timeout
         while True:
-            result = self.verify_text(text, kind, region)
+            last = time.monotonic() >= deadline
+            result = self._verify(text, kind, region, reread=last)
             if result.verdict is Verdict.PASS:
                 return result
-            if time.monotonic() >= deadline:
-                break  # no pause before the next reading: it waits for the camera's next frame (`Camera.grab`)
+            if last:
+                break
+            # no pause before the next reading: it waits for the camera's next frame (`Camera.grab`)
         shown = f"; it shows: {result.screen.text(region)!r}" if result.screen is not None else ""
         msg = (f"display {result.verdict.value} for {text!r} ({kind.value}) after {timeout:.1f} s: "
                f"{result.reason}{shown}")

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from hil.vision import shapes, values
+from hil.vision import shapes
+from hil.vision.values import RESOLVE_BELOW
 
 
 @dataclass(frozen=True)
@@ -97,14 +98,21 @@ def told_apart(lines: list[Line]) -> list[Line]:
 
 
 def as_told(text: str, chars: tuple[float, ...], decided: tuple[str, ...]) -> str:
-    """`text` with each glyph read unsure replaced by the look-alike its shape proved (where the recogniser was
-    sure of another, its reading stands: the value checks treat that as unsure), and a capital I that sans
-    fonts draw as an l (`values.SAME_GLYPH`) written l in a word of lowercase letters and digits (`_ell`)."""
+    """`text` with each glyph replaced by the look-alike its shape proved, and a capital I that sans fonts draw
+    as an l (`values.SAME_GLYPH`) written l in a word of lowercase letters and digits (`_ell`). In a word with a
+    digit (a code, a number, a short row of an address) the shape wins even over a sure reading: the recogniser
+    guesses such glyphs from their neighbours ("l2" read surely as "12"); in a word of letters its sure reading
+    stands (it knows the word: an i whose dot blur merged is still read "i"). The value checks take a sure reading
+    that the shape contradicts for unsure either way (`values.glyphs`, from `Line.read`)."""
     confs = tuple(k for c, k in zip(text, chars) if c != " ") if len(chars) == len(text) else chars
     it = iter(range(len(text.replace(" ", ""))))
-    told = "".join(c if c == " " else decided[i] if (i := next(it)) < len(decided) and decided[i]
-                   and i < len(confs) and confs[i] < values.RESOLVE_BELOW else c for c in text)
-    return " ".join(_ell(w) for w in told.split(" "))
+    words = []
+    for word in text.split(" "):
+        code = any(c.isdigit() for c in word)
+        words.append(_ell("".join(
+            decided[i] if (i := next(it)) < len(decided) and decided[i]
+            and (code or i < len(confs) and confs[i] < RESOLVE_BELOW) else c for c in word)))
+    return " ".join(words)
 
 
 def _ell(word: str) -> str:

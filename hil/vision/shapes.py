@@ -10,7 +10,8 @@ same optics), never against a font we know:
   * its width against its own stroke (a bare stroke: l, I, |), a flag down to the left from its top (1),
     a straight left side meeting a corner (D), and its width against the line's digits (a wide O);
   * what the screen shows of its font elsewhere (`Font`): an l drawn as a bare stroke, or a 1 with its flag
-    read surely (an amount's 1): a glyph drawn as that 1 is no l, I or bar.
+    read surely in a number (an amount's): a glyph drawn as that 1, its own flag going down to the left, is no
+    l, I or bar (drawn as two such 1s, whatever its flag).
 
 Each measure only rules candidates out, and only by a margin beyond what blur and noise do to a glyph; a
 glyph is decided when exactly one candidate is left. Otherwise (too blurred, a level not on the line, a
@@ -63,6 +64,8 @@ class Ink:
     trend: tuple[float, ...]  # the glyphs' size at x against the line's mean (a lens bends and scales it)
     noise: float  # pixels: the spread of the sure glyphs' heights about their levels
     scale: float  # pixels: the line's tallest measured level
+    bases: int  # the sure glyphs on the baseline it was fitted to
+    rows: int  # the line crop's height: how far below the baseline it shows
     memo: dict = field(default_factory=dict, repr=False)  # what was decided of its glyphs (it lives with them)
 
     def height(self, i: int) -> float:
@@ -74,6 +77,11 @@ class Ink:
         """How far below the baseline glyph `i` ends (pixels)."""
         g = self.glyphs[i]
         return g.bottom - float(np.polyval(self.baseline, (g.x0 + g.x1) / 2))
+
+    def below(self, i: int) -> float:
+        """How far below the baseline the crop shows, under glyph `i` (pixels): where its descender would be."""
+        g = self.glyphs[i]
+        return self.rows - float(np.polyval(self.baseline, (g.x0 + g.x1) / 2))
 
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
@@ -120,6 +128,8 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
     if n < 2:
         return None
     big = [k for k in range(1, n) if stats[k, cv2.CC_STAT_AREA] >= 4]
+    if not big:  # specks only (noise, a frame of garbage): no glyph to measure
+        return None
     comps: dict[int, Component] = {}
 
     def component(k: int) -> Component:
@@ -186,16 +196,21 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
     cx = np.array([(glyphs[i].x0 + glyphs[i].x1) / 2 for i in sits])
     bottoms = np.array([glyphs[i].bottom for i in sits])
     fit = tuple(np.polyfit(cx, bottoms, min(2, len(sits) // 3))) if np.ptp(cx) > 0 else (float(np.median(bottoms)),)
-    probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, (1.0,), 0.0, 1.0)
+    probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, (1.0,), 0.0, 1.0, len(sits), ink.shape[0])
     refs = [i for i in sure if chars[i] in LEVEL and chars[i] not in "lIO01"]  # look-alikes are no reference
     levels = {k: float(np.median([probe.height(i) for i in refs if LEVEL[chars[i]] == k])) for k in
               {LEVEL[chars[i]] for i in refs}}
+    if any(v <= 0 for v in levels.values()):
+        return None  # sure glyphs not standing above the baseline: ink that is no text
     trend = (1.0,)
     if len(refs) >= 4:
         x = np.array([(glyphs[i].x0 + glyphs[i].x1) / 2 for i in refs])
         if np.ptp(x) > 0:
             trend = tuple(np.polyfit(x, [probe.height(i) / levels[LEVEL[chars[i]]] for i in refs], 1))
-    probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, trend, 0.0, 1.0)
+    centres = [(g.x0 + g.x1) / 2 for g in glyphs if g is not None]
+    if min(np.polyval(trend, centres)) <= 0:
+        return None  # a size trend that shrinks glyphs to nothing: the sure glyphs disagree
+    probe = Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, {}, trend, 0.0, 1.0, len(sits), ink.shape[0])
     heights: dict[str, list[float]] = {}
     for i in refs:
         heights.setdefault(LEVEL[chars[i]], []).append(probe.height(i))
@@ -207,7 +222,8 @@ def measure(gray: np.ndarray, text: str, confs: tuple[float, ...], xs: tuple[flo
     lv = {k: v for k, (v, _) in levels.items()}
     if noise > LEVEL_TOLERANCE * scale or lv.get("x", 0) >= X_MAX * max(lv.get("cap", 0), lv.get("asc", 0)) > 0:
         return None  # the sure glyphs disagree (a glyph matched to the wrong blob): nothing here is evidence
-    return Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, levels, trend, noise, scale)
+    return Ink(chars, tuple(confs), tuple(glyphs), tuple(dots), fit, levels, trend, noise, scale, len(sits),
+               ink.shape[0])
 
 
 def align(xs: tuple[float, ...], spans: list[tuple[int, int]]) -> list[int | None]:
@@ -254,6 +270,10 @@ X_MAX = 0.8  # x-height / cap height stays below this in Latin fonts (0.5-0.77)
 LEVEL_TOLERANCE = 0.06  # of the line's height: what blur does to a narrow glyph's top (a 1's flag, an l)
 BAR, NOT_BAR = 1.6, 2.2  # a glyph this many of its own stroke widths wide is a bare stroke / clearly is not
 DESCENDERS = set("gpqyQ|")
+# assumed: Latin descenders (g, p, q, y) reach 0.2-0.3 em below the baseline, at least a quarter of the cap height
+# (DejaVu Sans: 0.30): a crop that shows less below a glyph cannot show that it sits on the baseline
+DESCENT = 0.25
+MIN_BASES = 3  # sure glyphs on the baseline before it tells a glyph that sits on it from one that descends
 
 
 def _stem(mask: np.ndarray) -> tuple[int, int] | None:
@@ -282,7 +302,10 @@ class Font:
     stroke (`bar_l`), and 1s drawn with their flag (`ones`: what a 1 looks like on this screen). A screen may
     mix fonts (KeyOS draws addresses in a monospaced one, keyos.md), so a 1 elsewhere decides a glyph only
     where the glyph itself has a 1's flag and that 1's shape, and a bare l elsewhere only among the rows of
-    one code (`font`): a title's bare l says nothing of a monospaced address's l."""
+    one code (`font`): a title's bare l says nothing of a monospaced address's l. The 1s are numbers' digits
+    (whose alphabet has no l), and one of them alone may be a misread l drawn with a flag (as a monospaced font
+    draws it): it decides only a glyph whose own flag goes down to the left (`FLAG_DROP`), which no l has;
+    `CORROBORATED` of them decide a glyph alike them all."""
 
     bar_l: bool = False
     ones: tuple[Component, ...] = ()
@@ -308,6 +331,11 @@ def font(lines, code: bool = False) -> Font:
 # on the same screen 0.89-0.98 (widths within 9 %); a 1 against an l: Sans 0.29-0.59 (2-4x the width), Mono
 # 0.68-0.76 (same width), Serif 0.79-0.88 (1.5x the width)
 ALIKE, ALIKE_WIDTH = 0.85, 0.2
+CORROBORATED = 2  # the 1s of a screen that show its font's 1 by themselves (one may be a misread l)
+# assumed: a 1's flag goes down to the left from its top, an l's serif does not (it is a bar at the top, or none):
+# the ink left of the stroke over rows 15-35 % of its height, in strokes, measured blurred 0.8-1.6 px at 36 px:
+# 1s 0.33-1.67 (DejaVu Sans Bold 0.86), l 0-0.4 (DejaVu Sans, Serif, Mono and their bold; Mono Bold 0.2-0.4)
+FLAG_DROP = 0.6
 
 
 def alike(a: Component, b: Component) -> bool:
@@ -324,12 +352,15 @@ def alike(a: Component, b: Component) -> bool:
 
 
 def flagged_ones(ink: Ink) -> tuple[int, ...]:
-    """The glyphs of the line read surely as a 1 that has a 1's flag: no bare stroke, its top reaching left
-    only. They show what this font's 1 looks like (`Font.ones`)."""
+    """The glyphs of the line read surely as a 1 in a number (digits or a decimal point either side, no letter:
+    a number's alphabet has no l) that has a 1's flag: no bare stroke, its top reaching left only. They show
+    what this font's 1 looks like (`Font.ones`)."""
     if "ones" not in ink.memo:
         out = []
         for j, (c, k, g) in enumerate(zip(ink.chars, ink.confs, ink.glyphs)):
             if c != "1" or k < SURE or g is None or float(g.mask.max()) < 0.8 or (stem := _stem(g.mask)) is None:
+                continue
+            if not all(n in DIGITS or n in ".," for n in ink.chars[max(0, j - 1):j] + ink.chars[j + 1:j + 2]):
                 continue
             left, right = _reach(g.mask, slice(0, max(2, g.mask.shape[0] * 35 // 100)), stem)
             if strokes(g.mask) >= NOT_BAR and left >= 0.5 and right <= 0.25:
@@ -349,11 +380,15 @@ def ruled_out(ink: Ink, i: int, c: str, screen: Font = Font()) -> str | None:
     tall = ink.levels["cap"][0] if "cap" in ink.levels else None
     if level == "x" and "x" not in ink.levels and tall and h > X_MAX * tall + tol:
         return f"{h:.1f} px tall, near the line's cap height {tall:.1f} (no font's x-height is)"
+    short = ink.levels["x"][0] if "x" in ink.levels else None
+    if level == "cap" and "cap" not in ink.levels and short and h < short / X_MAX - tol:
+        return f"{h:.1f} px tall, near the line's x-height {short:.1f} (no font's digits or capitals are)"
     drop = ink.drop(i)
-    if c in DESCENDERS and drop < tol:
-        return "it sits on the baseline"
-    if c not in DESCENDERS and drop > max(tol, 0.15 * ink.scale):
-        return "it descends below the baseline"
+    if ink.bases >= MIN_BASES:  # a baseline fitted to fewer sure glyphs says nothing of where a glyph ends
+        if c in DESCENDERS and drop < tol and ink.below(i) >= DESCENT * ink.scale:  # where a descender is seen
+            return "it sits on the baseline"
+        if c not in DESCENDERS and drop > max(tol, 0.15 * ink.scale):
+            return "it descends below the baseline"
     rows = g.mask.max(axis=1)
     if c == "i" and rows[2: len(rows) // 2].min(initial=1.0) >= 0.75 * float(np.median(rows)):  # no dip: a dot
         if ink.dots[i] is False:                                   # that blur joined to its stroke leaves one
@@ -370,9 +405,12 @@ def ruled_out(ink: Ink, i: int, c: str, screen: Font = Font()) -> str | None:
             return "its top reaches left only (an I or a bar is symmetric)"
         if c in "lI" and (screen.bar_l or bar_l(ink)) and wide >= NOT_BAR:
             return f"{wide:.1f} strokes wide, and this code's l or I is a bare stroke"
-        if c == "l" and wide >= NOT_BAR and top_left >= 0.5 and top_right <= 0.25 \
-                and any(one is not g and alike(g, one) for one in screen.ones):  # its own flag, and a 1's shape
-            return "a flag reaching left only, drawn as this screen's 1 read surely elsewhere"
+        if c == "l" and wide >= NOT_BAR and top_left >= 0.5 and top_right <= 0.25:  # its own flag, and a 1's shape
+            like = sum(one is not g and alike(g, one) for one in screen.ones)
+            drops = _reach(g.mask, slice(rows * 15 // 100, max(rows * 15 // 100 + 1, rows * 35 // 100)), stem)[0]
+            if like >= CORROBORATED or like and drops >= FLAG_DROP:
+                return "a flag reaching left only, drawn as this screen's 1s read surely elsewhere" if like > 1 else \
+                    "a flag going down to the left, drawn as this screen's 1 read surely elsewhere"
     if c in "0oOQD":  # D has a straight left side meeting its top in a corner; the others are round there
         on = g.mask >= 0.5
         lefts = np.where(on.any(axis=1), on.argmax(axis=1), on.shape[1])

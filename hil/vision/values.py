@@ -119,10 +119,14 @@ def code_of(expected: str) -> Code | None:
     return None
 
 
-def glyphs(text: str, conf: float, chars: tuple[float, ...] = (), shapes: tuple[str, ...] = ()) -> list[Glyph]:
+def glyphs(text: str, conf: float, chars: tuple[float, ...] = (), shapes: tuple[str, ...] = (),
+           read: str = "") -> list[Glyph]:
     """A line's characters with their confidences (the line's where the recogniser gave none). A character
     whose shape proved which look-alike it is (`shapes`, per non-space character: `hil.vision.shapes`) is
-    that one, surely (see `_shaped`)."""
+    that one, surely (see `_shaped`). `read`: the recogniser's own reading where `text` shows glyphs told by
+    their shape instead (`hil.vision.ocr.as_told`); a glyph it read surely as another stays a disagreement."""
+    if len(read) == len(text) and read != text:
+        text, shapes = _as_read(text, shapes, read)
     if len(chars) == len(text):
         out = [Glyph(c, k) for c, k in zip(text, chars)]
     elif len(chars) == len(text.replace(" ", "")):
@@ -134,6 +138,20 @@ def glyphs(text: str, conf: float, chars: tuple[float, ...] = (), shapes: tuple[
         it = iter(shapes)
         out = [g if g.char == " " or not (s := next(it)) else _shaped(g, s) for g in out]
     return out
+
+
+def _as_read(text: str, shapes: tuple[str, ...], read: str) -> tuple[str, tuple[str, ...]]:
+    """The recogniser's reading, with the glyph its shape proved (the text's) where the two differ beyond
+    glyphs drawn alike (`SAME_GLYPH`)."""
+    told = iter(shapes if len(shapes) == len(text.replace(" ", "")) else ("",) * len(text))
+    chars, out = [], []
+    for r, t in zip(read, text):
+        differ = r != t and r not in SAME_GLYPH.get(t, "")
+        chars.append(r if differ else t)
+        if t != " ":
+            s = next(told)
+            out.append(t if differ else s)
+    return "".join(chars), tuple(out)
 
 
 def _shaped(g: Glyph, shape: str) -> Glyph:
@@ -264,7 +282,7 @@ def _runs(code: Code, lines: list[list[Glyph]], lo: int, hi: int):
 def check(expected: str, lines, kind: str) -> Outcome | None:
     """The check for a value of `kind` ("address", "amount", "words") over OCR lines (`hil.vision.ocr.Line`);
     None when there is no domain check for it or nothing like it was read."""
-    read = [glyphs(ln.text, ln.confidence, ln.chars, ln.shapes) for ln in lines]
+    read = [glyphs(ln.text, ln.confidence, ln.chars, ln.shapes, ln.read) for ln in lines]
     if kind == "address":
         return check_code(expected, read)
     if kind == "amount":
