@@ -368,9 +368,10 @@ class Display:
         """One reading, one verdict. A FAIL or INCONCLUSIVE reading is confirmed by locating the panel
         afresh, so a moved camera is never mistaken for a device that shows the wrong thing: where the panel
         moved, the display is read again. Where it did not, a FAIL is read again on that fresh frame, from
-        scratch (nothing reused from the first reading), and only that reading's own PASS overturns it: a
-        misread frame is no false alarm, and no reading of one frame is ever taken twice. An INCONCLUSIVE
-        stands."""
+        scratch (nothing reused from the first reading): a FAIL there too stands, a PASS there makes the two
+        frames disagree, which is INCONCLUSIVE (a misread frame is then no false FAIL, and a screen that showed
+        the wrong value for a frame is never a PASS). No reading of one frame is ever taken twice. An
+        INCONCLUSIVE stands."""
         return self._verify(text, kind, region, reread=True)
 
     def _verify(self, text: str, kind: TextKind, region: str | None, reread: bool) -> Verification:
@@ -402,8 +403,9 @@ class Display:
                     again = judge(read_image(image, self.regions, ocr.RegionReader(), loc, frame, names, found),
                                   text, kind, region, self.min_confidence)
                     if again.verdict is Verdict.PASS:
-                        again.reason += f"; an earlier frame read as FAIL: {result.reason}"
-                        result = again
+                        result = Verification(Verdict.INCONCLUSIVE, text, kind, region,
+                                              f"two frames disagree: one read as FAIL ({result.reason}), the next "
+                                              "as PASS", result.screen)
         except ScreenNotFound as e:
             self._location = None
             result = Verification(Verdict.INCONCLUSIVE, text, kind, region, str(e), None)
