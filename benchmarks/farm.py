@@ -116,7 +116,7 @@ def main() -> None:
         share = 1 - r["seconds"]["test bodies"] / (r["size"] * r["wall"])
         per_test = r["harness_cpu"] / tests
         print(f"{r['size']:>8} {r['wall']:>8.1f} {base / r['wall']:>7.2f}x {r['size'] / rows[0]['size']:>5.0f}x "
-              f"{share:>13.0%} {r['tests']:>6} {per_test:>19.2f} {r['controller_cpu'] / (r['harness_cpu'] or 1):>10.0%} "
+              f"{share:>13.1%} {r['tests']:>6} {per_test:>19.2f} {r['controller_cpu'] / (r['harness_cpu'] or 1):>10.0%} "
               f"{r['emulators_cpu'] / tests:>21.2f} {r['size'] * r['wall'] / tests / (per_test or 1):>14.1f} "
               f"{r['steady_cpu'] / tests:>18.2f} {r['test_span'] / (r['steady_cpu'] or 1):>21.1f}")
     print_breakdown(rows, "size")

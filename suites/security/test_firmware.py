@@ -125,14 +125,51 @@ class Unit:
     enter_samba: Callable[[], None]
     applet: bytes
     keys: cosign2.KeySet
-    good: bytes
     flavour: str | None  # the build (and bootloader) the station declares
+    good: bytes | None = None  # the app.bin it runs, read in the first case's trip into SAM-BA
 
     def flasher(self, link: bool) -> Flasher:
         opener = (lambda: open_client(self.station.debug, self.station.profile)) \
             if link and self.keyos.client is not None else None
         return Flasher(self.station.samba, self.applet, self.keys, link=opener, enter_samba=self.enter_samba,
                        timeout=SAMBA_TIMEOUT)
+
+    def leave_with(self, make: Callable[[bytes], bytes]) -> bytes:
+        """``make(good)``, a case's bad image, with the unit out of KeyOS to be written. The first case reads the
+        unit's build in the trip into SAM-BA it writes in: the monitor is left running for that write (the flasher
+        takes a running monitor as it finds it), so the read costs no power cycle and boot of its own. Evidence
+        that the read build is the running one: KeyOS reported its version just before (where it has the link),
+        as it must again after every recovery. A case that ends before its write boots the unit back first."""
+        if self.good is not None:
+            bad = make(self.good)
+            self.keyos.leave()
+            return bad
+        running = self.keyos.version()
+        self.keyos.leave()
+        try:
+            good = _read_installed(self.station, self.enter_samba, self.applet)
+            version = cosign2.parse_unverified(good).version
+            if running not in (None, version):
+                raise FlashFailed(f"the unit reports KeyOS {running}, but its eMMC's keyos/app.bin is {version}")
+            self.good = good
+            return make(good)
+        except BaseException as e:
+            try:
+                self._boot_back(running)
+            except Exception as back:
+                raise FlashFailed(f"after {type(e).__name__}: {e}, the unit did not leave SAM-BA ({back})") from e
+            raise
+
+    def _boot_back(self, version: str | None) -> None:
+        """From the monitor a case left running (the eMMC untouched) back to KeyOS and the session's client."""
+        samba = Samba.open(self.station.samba, timeout=10)
+        try:
+            samba.connect(timeout=scaled(SAMBA_TIMEOUT))
+            samba.reboot_to_normal()
+        finally:
+            samba.close()
+        self.keyos.wait(version)
+        self.keyos.rejoin()
 
 
 @pytest.fixture(scope="module")
@@ -149,16 +186,11 @@ def unit(station, unit_flavour, request) -> Unit:
     camera = request.getfixturevalue("station_camera")  # reads where the Boot Menu shows its SAM-BA entry
     keyos = KeyOSWatch.of(station, flavour, station.display(camera), request)
     with station_enter_samba(station, relay, touch, camera) as enter_samba:
-        keyos.leave()
-        try:
-            good = _read_installed(station, enter_samba, applet, keyos)
-        finally:
-            keyos.rejoin()
-        yield Unit(station, keyos, enter_samba, applet, keys, good, flavour)
+        yield Unit(station, keyos, enter_samba, applet, keys, flavour)
 
 
-def _read_installed(station, enter_samba, applet: bytes, keyos: KeyOSWatch) -> bytes:
-    """The app.bin the unit runs, read through SAM-BA (entered by the Boot Menu); then boot it again."""
+def _read_installed(station, enter_samba, applet: bytes) -> bytes:
+    """The app.bin the unit runs, read through SAM-BA (entered by the station's route); the monitor stays up."""
     enter_samba()
     samba = Samba.open(station.samba, timeout=10)
     try:
@@ -167,11 +199,9 @@ def _read_installed(station, enter_samba, applet: bytes, keyos: KeyOSWatch) -> b
         disk = EmmcFile(sd, sd.pages * sd.page_size)
         system = bootimg.partition_table(disk.read(bootimg.SECTOR), sd.pages * sd.page_size)[1]
         app = bootimg.read_file(disk, system, bootimg.APP_IMAGE)
-        samba.reboot_to_normal()
     finally:
         samba.close()
     assert app is not None, "the unit has no keyos/app.bin"
-    keyos.wait(cosign2.parse_unverified(app).version)
     return app
 
 
@@ -329,8 +359,7 @@ def test_boot_menu_offers_samba_only_on_a_development_bootloader(station, unit_f
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
-    bad = VARIANTS[variant](unit.good, unit, request)
-    unit.keyos.leave()  # for SAM-BA and the bootloader
+    bad = unit.leave_with(lambda good: VARIANTS[variant](good, unit, request))  # KeyOS left for SAM-BA
     verdict: BaseException | None = None
     try:
         _flash_raw(unit, bad)
