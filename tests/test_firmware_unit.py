@@ -51,7 +51,13 @@ class FakeSamba:
         self.log.append("reboot")
 
     def close(self):
-        pass
+        self.log.append("close")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 @pytest.fixture
@@ -88,7 +94,7 @@ def test_a_case_that_ends_before_its_write_boots_the_unit_back(log):
         pytest.skip("no lab signers")
     with pytest.raises(pytest.skip.Exception):
         unit.leave_with(skipped)
-    assert log == ["leave", "enter", "read", "connect", "reboot", "wait 1.2.0", "rejoin"]
+    assert log == ["leave", "enter", "read", "connect", "reboot", "wait 1.2.0", "close", "rejoin"]  # port held till KeyOS
     assert unit.good == GOOD
 
 
@@ -96,7 +102,7 @@ def test_a_read_build_that_is_not_the_running_one_is_broken(log):
     unit = unit_with("1.1.0", log)
     with pytest.raises(FlashFailed, match=r"reports KeyOS 1\.1\.0, but its eMMC's keyos/app\.bin is 1\.2\.0"):
         unit.leave_with(lambda good: good)
-    assert log[-4:] == ["connect", "reboot", "wait 1.1.0", "rejoin"] and unit.good is None
+    assert log[-5:] == ["connect", "reboot", "wait 1.1.0", "close", "rejoin"] and unit.good is None
 
 
 def test_a_unit_that_does_not_leave_the_monitor_is_broken(log, monkeypatch):
@@ -107,3 +113,19 @@ def test_a_unit_that_does_not_leave_the_monitor_is_broken(log, monkeypatch):
     monkeypatch.setattr(FakeSamba, "connect", no_monitor)
     with pytest.raises(FlashFailed, match="after Skipped: no lab signers, the unit did not leave SAM-BA"):
         unit.leave_with(lambda good: pytest.skip("no lab signers"))
+
+
+def test_a_build_that_cannot_be_read_is_broken_once_for_every_case(log, monkeypatch):
+    """A unit whose eMMC holds no app.bin is a lab fault (FlashFailed: broken), not a device that failed a check;
+    the module's later cases end broken on it without another trip into SAM-BA."""
+    def unreadable(station, enter_samba, applet):
+        enter_samba()
+        raise FlashFailed("the unit's eMMC holds no keyos/app.bin: no build to vary")
+    monkeypatch.setattr(lane, "_read_installed", unreadable)
+    unit = unit_with("1.2.0", log)
+    with pytest.raises(FlashFailed, match="no keyos/app.bin"):
+        unit.leave_with(lambda good: good)
+    log.clear()
+    with pytest.raises(FlashFailed, match="no keyos/app.bin"):
+        unit.leave_with(lambda good: good)
+    assert log == []

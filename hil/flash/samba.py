@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import serial
 from serial import rfc2217
 
+from hil.machine import scaled
 from hil.errors import InfrastructureError
 
 BAUD = 921600
@@ -104,7 +105,8 @@ class Samba:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             self.send(b"N#")
-            ack = self._read(2, min(0.25, self.timeout), "N# (binary mode)", required=False)
+            ack = self._read(2, min(scaled(0.25), self.timeout), "N# (binary mode)", required=False)  # a loaded
+            # host reads a running monitor's ack late: a late one would be taken for the next command's answer
             if ack == b"\n\r":
                 break
             if ack:

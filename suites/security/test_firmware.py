@@ -35,6 +35,7 @@ import pytest
 from hil.flash import bootimg, cosign2, emulated
 from hil.flash.flasher import Firmware, Flasher, FlashFailed, load_firmware
 from hil.flash.samba import EmmcFile, Samba
+from hil.flash.samba_entry import leave_samba
 from hil.link.resolve import open_client
 from hil.link.transport import LinkError
 from hil.machine import scaled
@@ -127,6 +128,7 @@ class Unit:
     keys: cosign2.KeySet
     flavour: str | None  # the build (and bootloader) the station declares
     good: bytes | None = None  # the app.bin it runs, read in the first case's trip into SAM-BA
+    unreadable: str | None = None  # why that read failed (a lab fault: every case is broken on it)
 
     def flasher(self, link: bool) -> Flasher:
         opener = (lambda: open_client(self.station.debug, self.station.profile)) \
@@ -144,16 +146,23 @@ class Unit:
             bad = make(self.good)
             self.keyos.leave()
             return bad
+        if self.unreadable is not None:  # the first case's read failed: the others end broken on it at once
+            raise FlashFailed(self.unreadable)
         running = self.keyos.version()
         self.keyos.leave()
         try:
             good = _read_installed(self.station, self.enter_samba, self.applet)
-            version = cosign2.parse_unverified(good).version
+            try:
+                version = cosign2.parse_unverified(good).version
+            except cosign2.Cosign2Error as e:
+                raise FlashFailed(f"the unit's keyos/app.bin has no readable cosign2 header ({e})") from None
             if running not in (None, version):
                 raise FlashFailed(f"the unit reports KeyOS {running}, but its eMMC's keyos/app.bin is {version}")
             self.good = good
             return make(good)
         except BaseException as e:
+            if isinstance(e, FlashFailed):
+                self.unreadable = str(e)
             try:
                 self._boot_back(running)
             except Exception as back:
@@ -161,14 +170,10 @@ class Unit:
             raise
 
     def _boot_back(self, version: str | None) -> None:
-        """From the monitor a case left running (the eMMC untouched) back to KeyOS and the session's client."""
-        samba = Samba.open(self.station.samba, timeout=10)
-        try:
-            samba.connect(timeout=scaled(SAMBA_TIMEOUT))
-            samba.reboot_to_normal()
-        finally:
-            samba.close()
-        self.keyos.wait(version)
+        """From the monitor a case left running (the eMMC untouched) back to KeyOS and the session's client; the
+        monitor's port is let go once KeyOS is back (`leave_samba`)."""
+        with leave_samba(self.station.samba, scaled(SAMBA_TIMEOUT)):
+            self.keyos.wait(version)
         self.keyos.rejoin()
 
 
@@ -197,11 +202,15 @@ def _read_installed(station, enter_samba, applet: bytes) -> bytes:
         samba.connect(timeout=scaled(SAMBA_TIMEOUT))  # repeats N# while the monitor comes up
         sd = samba.sdmmc(applet)
         disk = EmmcFile(sd, sd.pages * sd.page_size)
-        system = bootimg.partition_table(disk.read(bootimg.SECTOR), sd.pages * sd.page_size)[1]
-        app = bootimg.read_file(disk, system, bootimg.APP_IMAGE)
+        try:
+            system = bootimg.partition_table(disk.read(bootimg.SECTOR), sd.pages * sd.page_size)[1]
+            app = bootimg.read_file(disk, system, bootimg.APP_IMAGE)
+        except bootimg.BootImageError as e:
+            raise FlashFailed(f"the unit's eMMC cannot be read as a boot image ({e}): no build to vary") from None
     finally:
         samba.close()
-    assert app is not None, "the unit has no keyos/app.bin"
+    if app is None:
+        raise FlashFailed("the unit's eMMC holds no keyos/app.bin: no build to vary")
     return app
 
 
@@ -303,12 +312,13 @@ VARIANTS = {
 
 # ------------------------------------------------------------ steps
 
-def _flash_raw(unit: Unit, image: bytes) -> None:
-    """Write ``image`` as keyos/app.bin with the lab's flasher, its own image checks left out."""
+def _flash_raw(unit: Unit, image: bytes, booted: Callable[[], None]) -> None:
+    """Write ``image`` as keyos/app.bin with the lab's flasher, its own image checks left out; ``booted`` waits for
+    what the unit did with it while the monitor's port is still held (the flasher's reset is never answered)."""
     header = cosign2.parse_unverified(image)
     unchecked = cosign2.Verified(header, cosign2.Trust.DISABLED, b"", b"", cosign2.reproducible_hash(image))
     unit.flasher(link=False).flash(Firmware(Path("<under test>"), "app.bin", image, unchecked),
-                                   force=True, allow_rollback=True)
+                                   force=True, allow_rollback=True, booted=booted)
 
 
 def _refused(unit: Unit, variant: str, timeout: float = 30.0) -> None:
@@ -362,8 +372,7 @@ def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
     bad = unit.leave_with(lambda good: VARIANTS[variant](good, unit, request))  # KeyOS left for SAM-BA
     verdict: BaseException | None = None
     try:
-        _flash_raw(unit, bad)
-        _refused(unit, variant)
+        _flash_raw(unit, bad, lambda: _refused(unit, variant))
     except BaseException as e:  # recover the unit first, then report
         verdict = e
     try:
