@@ -174,6 +174,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "app-seed-served-while-locked": (
         "a granted GetAppSeed is answered while the unit is locked instead of waiting for the login",
         "suites/security/test_secure_element.py::test_granted_app_seed_waits_for_the_login", "development"),
+    "twelve-word-seed-stored-as-32-bytes": (
+        "the secure element keeps a 12-word seed's 16 bytes of entropy zero-padded to 32, so it serves a 24-word seed "
+        "and app seeds derived from another seed than the one the unit was provisioned with",
+        "suites/security/test_secure_element.py::test_an_app_seed_follows_from_the_provisioned_seed", "development"),
     "pin-attempt-limit-not-ten": (
         "the secure element allows 11 login attempts before wiping, not MAX_LOGIN_ATTEMPTS = 10",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
