@@ -57,6 +57,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "a drag on the screen while a prompt is up goes to the app beneath it, so it neither cancels nor answers it",
         "suites/security/test_permissions.py::test_a_touch_outside_the_prompt_denies_and_stores_nothing[drag]",
         "development"),
+    "modal-top-row-cancels": (
+        "gui-server takes a press on the permission popup's first row as one outside it, so it cancels the prompt",
+        "suites/security/test_permissions.py::test_the_prompts_top_edge_is_exact[first-row-of-the-prompt]",
+        "development"),
     "broker-ignores-persisted-deny": (
         "a stored 'Never Allow' is ignored and the user is asked again",
         "suites/security/test_permissions.py::test_never_allow_persists", "development"),

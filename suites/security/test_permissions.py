@@ -26,7 +26,7 @@ from hil.link.protocol import (MAX_CHUNK, Cmd, LaunchStatus, load_app_begin, loa
 from hil.link.state import show_lock_screen, wait_unlocked
 from hil.link.transport import LinkError
 from hil.machine import scaled
-from hil.stimuli.touch import enter_pin
+from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.pin_screen import wait_pin_screen
 
 from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for,
@@ -330,6 +330,29 @@ def test_a_touch_outside_the_prompt_denies_and_stores_nothing(gesture, probe, pr
     again = probe.launch(app_id)
     answer_prompt(screen, "Not Now", run=again, step=0)  # asked again: nothing was stored
     assert again.step(0, timeout=60)["result"] == "AccessDenied"
+
+
+@pytest.mark.parametrize("row", ["first-row-of-the-prompt", "row-above-the-prompt"])
+def test_the_prompts_top_edge_is_exact(row, probe, probe_id, templates, screen, touch, station):
+    """A press cancels the popup only outside its area (os/gui-server/src/modal.rs ``modal_process_touch``: not
+    ``is_within_area(0, modal_y, SCREEN_WIDTH, SCREEN_HEIGHT - modal_y)``, gui_server_api ``Touch::is_within_area``:
+    ``y <= py < y + h``; ``modal_y = SCREEN_HEIGHT - MODAL_HEIGHT`` once it is up): a press on the popup's first row
+    leaves it up, a press on the row above cancels it, denying.  Only where the touch is exact to a pixel (the
+    debug link's), never a stylus.  assumed: the Alerts app answers nothing for a press on its own top row (its
+    buttons sit at the bottom of the popup; its layout is not public)."""
+    if not isinstance(touch, DebugTouch):
+        pytest.skip("a one-pixel edge needs the debug link's touch; a stylus is not that exact")
+    app_id = probe_id()
+    run = _seed_probe(probe, app_id, templates, [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
+    screen.wait_for("Allow Access?")
+    top = station.profile.display.height - station.profile.display.modal_height
+    if row == "first-row-of-the-prompt":
+        touch.tap(station.profile.display.width // 2, top)
+        answer_prompt(screen, "Always Allow", run=run, step=0)
+        assert run.step(0, timeout=60)["result"] == "Ok", "a press on the prompt's first row canceled it"
+        return
+    touch.tap(station.profile.display.width // 2, top - 1)
+    assert run.step(0, timeout=60)["result"] == "AccessDenied", "a press on the row above the prompt did not cancel it"
 
 
 # ------------------------------------------------------------------------------ no escalation
