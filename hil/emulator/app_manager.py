@@ -29,7 +29,8 @@ from hil.emulator.kernel import MessagePermissions
 from hil.flash import cosign2
 from hil.flash.manifest import CapabilityMatrix, Manifest, ManifestError, Message, loads
 
-APP_MANAGER_ID = b"app-manager".ljust(16, b"\0")
+# its own app id, whose AppData keeps the grants (os/app-manager/manifest.toml appId; permission_grants.rs)
+APP_MANAGER_ID = bytes.fromhex("bf5cdfbfda7e85b5253ff268d32ea957")
 GRANTS_FILE = "permission_grants.json"
 RESOURCES = "resources/"  # a bundle's folder that fs serves as its AppResources location (keyos.md §2.1)
 MAX_CERT_BYTES = 16 * 1024
