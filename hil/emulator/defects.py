@@ -199,6 +199,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "login-keeps-failed-attempts": (
         "a correct login does not restore the attempt counter",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "certificate-of-16-kib-refused": (
+        "INSTALL_CERTIFICATE refuses a PEM of exactly 16 KiB, the most THIRD_PARTY_CERTIFICATE_FORMAT.md allows",
+        "suites/security/test_permissions.py::test_a_certificate_is_taken_up_to_16_kib_and_no_larger", "development"),
     "developer-mode-gates-production-only": (
         "with Developer Mode off, a development build still takes sideloads and certificates",
         "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates",

@@ -595,6 +595,28 @@ def test_certificate_fingerprint_is_compared_whole(unlocked_prime):
     assert prime.publisher_count().installed == before.installed + 1, "the certificate with its own fingerprint (control)"
 
 
+CERT_PEM_MAX = 16 * 1024  # keyos.md §3.2 (os/app-manager/THIRD_PARTY_CERTIFICATE_FORMAT.md) and §5.1 INSTALL_CERTIFICATE
+
+
+def test_a_certificate_is_taken_up_to_16_kib_and_no_larger(unlocked_prime):
+    """A publisher certificate's PEM is at most 16 KiB (keyos.md §3.2, §5.1).  The same certificate padded after its
+    END line to one byte over is refused and installs nothing; padded to exactly 16 KiB it installs (the control:
+    the refusal was the size's).  Sent as given, unchecked by the host.  assumed: KeyOS's PEM reader ignores blank
+    lines after the END line (RFC 7468 §2 lets text stand outside the encapsulation boundaries)."""
+    prime = unlocked_prime
+    pub = P.Publisher.create(prime.system_time(), name="prime-hil 16 KiB publisher")
+
+    def padded(size: int) -> bytes:
+        return request(Cmd.INSTALL_CERTIFICATE, pub.fingerprint.encode() + pub.pem.ljust(size, b"\n"))
+
+    before = prime.publisher_count()
+    with pytest.raises(CommandRefused):
+        prime.request(padded(CERT_PEM_MAX + 1))
+    assert prime.publisher_count() == before, "a certificate over 16 KiB changed the installed count"
+    prime.request(padded(CERT_PEM_MAX))
+    assert prime.publisher_count().installed == before.installed + 1, "a certificate of exactly 16 KiB did not install"
+
+
 def test_publisher_without_certificate_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     stranger = P.Publisher.create(unlocked_prime.system_time())
