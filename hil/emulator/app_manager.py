@@ -191,7 +191,8 @@ class AppManager:
             return "SignatureRejected"
         need = manifest.min_keyos_version
         exclusive = need == self.keyos_version and self.defects.has("min-keyos-version-exclusive")
-        if need and (_older(self.keyos_version, need) or exclusive):
+        unreadable_met = self.defects.has("unreadable-min-keyos-version-ignored")
+        if need and (_older(self.keyos_version, need, unreadable_met) or exclusive):
             return "KeyOsVersionTooOld"
         app.manifest = manifest
         return None
@@ -298,11 +299,12 @@ class AppManager:
         return grants if isinstance(grants, dict) else {}
 
 
-def _older(have: str, need: str) -> bool:
+def _older(have: str, need: str, unreadable_met: bool = False) -> bool:
+    """Whether KeyOS ``have`` is below the app's ``need``; a version that is no SemVer cannot be met (fail closed)."""
     try:
         return cosign2.semver_key(have) < cosign2.semver_key(need)
     except ValueError:
-        return True
+        return not unreadable_met
 
 
 def _signed_by(data: bytes, signer: bytes, trusted_keys: frozenset[bytes]) -> bool:

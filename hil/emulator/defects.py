@@ -202,6 +202,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "certificate-of-16-kib-refused": (
         "INSTALL_CERTIFICATE refuses a PEM of exactly 16 KiB, the most THIRD_PARTY_CERTIFICATE_FORMAT.md allows",
         "suites/security/test_permissions.py::test_a_certificate_is_taken_up_to_16_kib_and_no_larger", "development"),
+    "unreadable-min-keyos-version-ignored": (
+        "app-manager launches an app whose minimum KeyOS version is no SemVer, as if the requirement were met",
+        "suites/security/test_permissions.py::test_app_whose_keyos_requirement_cannot_be_read_does_not_launch",
+        "development"),
     "developer-mode-gates-production-only": (
         "with Developer Mode off, a development build still takes sideloads and certificates",
         "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates",

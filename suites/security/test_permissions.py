@@ -717,6 +717,22 @@ def test_app_needing_a_newer_keyos_does_not_launch(probe, probe_id, templates, u
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.KEYOS_VERSION_TOO_OLD
 
 
+def test_app_whose_keyos_requirement_cannot_be_read_does_not_launch(probe, probe_id, templates, unlocked_prime):
+    """An app runs only on a KeyOS it says it supports: a ``min-keyos-version`` that is no SemVer (keyos.md §1.1;
+    versions are SemVer, §3.2) cannot be met, so the app does not launch, whichever step refuses it.  assumed: KeyOS
+    refuses such a manifest rather than ignoring the field (its manifest parser is not public)."""
+    app_id = probe_id()
+    m = manifest_for(app_id, "Unreadable", {}, templates, minKeyOsVersion="1.x")
+    try:
+        unlocked_prime.sideload(app_id, _bundle(probe, m, []))
+    except DeviceError:
+        return  # refused at LOAD_APP_END: nothing to launch
+    result = unlocked_prime.launch_app(app_id)
+    if result.status is LaunchStatus.LAUNCHED:
+        unlocked_prime.close_app(result.pid)
+    assert result.status is not LaunchStatus.LAUNCHED, "an app whose minimum KeyOS version is unreadable launched"
+
+
 def test_app_needing_exactly_this_keyos_launches(probe, probe_id, templates, unlocked_prime):
     """``min-keyos-version`` is the least version the app runs on (keyos.md §1.1 app-config.toml): an app asking for
     exactly the version the unit reports (GET_VERSION, "same as Settings → About → KeyOS", §3.3) launches."""
