@@ -45,7 +45,7 @@ EQUIVALENT = Path(__file__).resolve().with_name("mutation_equivalent.yaml")
 SEC = "suites/security/"
 # module of hil/emulator -> the suites that exercise it (the lanes a regression there shows in)
 MODULES = {
-    "kernel": [SEC + "test_isolation.py", SEC + "test_permissions.py"],
+    "kernel": [SEC + "test_isolation.py", SEC + "test_permissions.py", SEC + "test_trusted_display.py"],  # + withdrawals
     "broker": [SEC + "test_permissions.py", SEC + "test_trusted_display.py"],
     "app_manager": [SEC + "test_permissions.py", SEC + "test_secure_element.py"],
     "fs": [SEC + "test_isolation.py"],

@@ -46,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--profile", default=None,
                     help="device profile in device_profiles/ (default: the emulator's own, else prime-rev-b)")
     group.addoption("--pin", default="123456", help="the PIN the units under test are provisioned with")
+    group.addoption("--mnemonic", default=" ".join(["all"] * 12), metavar="WORDS",
+                    help="the BIP39 test mnemonic the units under test are provisioned with (the seed checks derive "
+                         "from it what a unit must serve); default: 'all' twelve times, which emulated units carry")
     group.addoption("--flavour", choices=("development", "production"), default=None,
                     help="build flavour the unit runs, where the station does not declare it (a desk run); "
                          "without it the flavour is inferred from the device, and lockdown checks are unreliable")
@@ -319,6 +322,23 @@ def robot_touch(station: Station, station_robot, request: pytest.FixtureRequest)
 def pin(request: pytest.FixtureRequest) -> str:
     """The PIN the units under test are provisioned with (--pin)."""
     return request.config.getoption("--pin")
+
+
+@pytest.fixture(scope="session")
+def seed_entropy(request: pytest.FixtureRequest) -> bytes:
+    """The BIP39 entropy of the mnemonic the units under test are provisioned with (--mnemonic)."""
+    from embit import bip39
+
+    words = request.config.getoption("--mnemonic")
+    try:
+        entropy = bip39.mnemonic_to_bytes(words)
+    except ValueError as e:
+        pytest.exit(f"hil: --mnemonic is not a BIP39 mnemonic ({e}); give the words the units were provisioned with",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
+    if len(entropy) not in (16, 32):
+        pytest.exit(f"hil: --mnemonic has {len(words.split())} words; KeyOS seeds have 12 or 24",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
+    return entropy
 
 
 @pytest.fixture(scope="session")

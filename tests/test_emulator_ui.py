@@ -12,7 +12,7 @@ from hil.emulator.apps.controlcenter import SLIDER
 from hil.emulator.apps.lockscreen import LockScreen
 from hil.emulator.build import Build
 from hil.emulator.keyos import SETTINGS, USER_APPS
-from hil.emulator.prime import Prime
+from hil.emulator.prime import DEFAULT_MNEMONIC, Prime, provisioned_seed
 from hil.emulator.secure_element import MAX_LOGIN_ATTEMPTS, SecureElement
 from hil.emulator.ui import LAUNCHER_ROW_HEIGHT, LAUNCHER_ROW_TOP, MODAL_HEIGHT, PIN_KEYS, STATUS_BAND, Modal
 
@@ -93,11 +93,14 @@ def test_security_words_appear_after_the_prefix_and_are_deterministic():
     assert before != three
 
 
-def test_seed_is_deterministic_bip39():
-    a, b = SecureElement(5, "EMU-0001"), SecureElement(5, "EMU-0001")
-    assert a.mnemonic() == b.mnemonic() != SecureElement(6, "EMU-0001").mnemonic()
-    assert bip39.mnemonic_is_valid(a.mnemonic()) and len(a.mnemonic().split()) == 12
-    assert len(SecureElement(5, "EMU-0001", words=24).mnemonic().split()) == 24
+def test_the_seed_is_the_provisioned_mnemonics():
+    twelve, twentyfour = DEFAULT_MNEMONIC, bip39.mnemonic_from_bytes(bytes(range(32)))
+    a = SecureElement(5, "EMU-0001", provisioned_seed(twelve))
+    assert a.mnemonic() == twelve
+    assert SecureElement(5, "EMU-0001", provisioned_seed(twentyfour)).mnemonic() == twentyfour
+    for bad in (bip39.mnemonic_from_bytes(bytes(20)), "all " * 11 + "abandon"):  # 15 words; a bad checksum
+        with pytest.raises(ValueError):
+            provisioned_seed(bad)
     assert a.app_seed(b"\x01" * 16) != a.app_seed(b"\x02" * 16)
     with pytest.raises(ValueError):
         a.set_seed_and_pin("12345")

@@ -29,7 +29,8 @@ from hil.emulator.kernel import MessagePermissions
 from hil.flash import cosign2
 from hil.flash.manifest import CapabilityMatrix, Manifest, ManifestError, Message, loads
 
-APP_MANAGER_ID = b"app-manager".ljust(16, b"\0")
+# its own app id, whose AppData keeps the grants (os/app-manager/manifest.toml appId; permission_grants.rs)
+APP_MANAGER_ID = bytes.fromhex("bf5cdfbfda7e85b5253ff268d32ea957")
 GRANTS_FILE = "permission_grants.json"
 RESOURCES = "resources/"  # a bundle's folder that fs serves as its AppResources location (keyos.md §2.1)
 MAX_CERT_BYTES = 16 * 1024
@@ -190,7 +191,8 @@ class AppManager:
             return "SignatureRejected"
         need = manifest.min_keyos_version
         exclusive = need == self.keyos_version and self.defects.has("min-keyos-version-exclusive")
-        if need and (_older(self.keyos_version, need) or exclusive):
+        unreadable_met = self.defects.has("unreadable-min-keyos-version-ignored")
+        if need and (_older(self.keyos_version, need, unreadable_met) or exclusive):
             return "KeyOsVersionTooOld"
         app.manifest = manifest
         return None
@@ -297,11 +299,12 @@ class AppManager:
         return grants if isinstance(grants, dict) else {}
 
 
-def _older(have: str, need: str) -> bool:
+def _older(have: str, need: str, unreadable_met: bool = False) -> bool:
+    """Whether KeyOS ``have`` is below the app's ``need``; a version that is no SemVer cannot be met (fail closed)."""
     try:
         return cosign2.semver_key(have) < cosign2.semver_key(need)
     except ValueError:
-        return True
+        return not unreadable_met
 
 
 def _signed_by(data: bytes, signer: bytes, trusted_keys: frozenset[bytes]) -> bool:

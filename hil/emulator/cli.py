@@ -11,7 +11,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
 def start(count: int = typer.Option(1, min=1, max=64, help="devices to run"),
-          seed: int = typer.Option(0, help="same seed, same serials, seeds and security words"),
+          seed: int = typer.Option(0, help="same seed, same serials and security words"),
           flavour: str = typer.Option(DEFAULT_FLAVOUR, help=" or ".join(FLAVOURS)),
           version: str = typer.Option("1.0.0", help="KeyOS version the build reports"),
           pin: str = typer.Option(DEFAULT_PIN, help="the PIN set on every device (6+ digits)"),

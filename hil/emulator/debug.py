@@ -222,7 +222,8 @@ class DebugProtocol:
         return p.response(Status.OK, struct.pack("<HH", min(usable, 0xFFFF), min(len(certs), 0xFFFF)))
 
     def _install_certificate(self, payload: bytes) -> bytes:
-        if len(payload) <= 64 or len(payload) - 64 > p.MAX_CERT_PEM:
+        limit = p.MAX_CERT_PEM - 1 if self.prime.keyos.defects.has("certificate-of-16-kib-refused") else p.MAX_CERT_PEM
+        if len(payload) <= 64 or len(payload) - 64 > limit:
             raise p.ProtocolError("INSTALL_CERTIFICATE needs a fingerprint and a PEM of at most 16 KiB")
         fingerprint, pem = payload[:64].decode("ascii", "replace"), payload[64:]
         if any(c not in "0123456789abcdef" for c in fingerprint):

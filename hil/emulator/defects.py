@@ -57,6 +57,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "a drag on the screen while a prompt is up goes to the app beneath it, so it neither cancels nor answers it",
         "suites/security/test_permissions.py::test_a_touch_outside_the_prompt_denies_and_stores_nothing[drag]",
         "development"),
+    "modal-top-row-cancels": (
+        "gui-server takes a press on the permission popup's first row as one outside it, so it cancels the prompt",
+        "suites/security/test_permissions.py::test_the_prompts_top_edge_is_exact[first-row-of-the-prompt]",
+        "development"),
     "broker-ignores-persisted-deny": (
         "a stored 'Never Allow' is ignored and the user is asked again",
         "suites/security/test_permissions.py::test_never_allow_persists", "development"),
@@ -174,6 +178,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "app-seed-served-while-locked": (
         "a granted GetAppSeed is answered while the unit is locked instead of waiting for the login",
         "suites/security/test_secure_element.py::test_granted_app_seed_waits_for_the_login", "development"),
+    "twelve-word-seed-stored-as-32-bytes": (
+        "the secure element keeps a 12-word seed's 16 bytes of entropy zero-padded to 32, so it serves a 24-word seed "
+        "and app seeds derived from another seed than the one the unit was provisioned with",
+        "suites/security/test_secure_element.py::test_an_app_seed_follows_from_the_provisioned_seed", "development"),
     "pin-attempt-limit-not-ten": (
         "the secure element allows 11 login attempts before wiping, not MAX_LOGIN_ATTEMPTS = 10",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
@@ -191,6 +199,13 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "login-keeps-failed-attempts": (
         "a correct login does not restore the attempt counter",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "certificate-of-16-kib-refused": (
+        "INSTALL_CERTIFICATE refuses a PEM of exactly 16 KiB, the most THIRD_PARTY_CERTIFICATE_FORMAT.md allows",
+        "suites/security/test_permissions.py::test_a_certificate_is_taken_up_to_16_kib_and_no_larger", "development"),
+    "unreadable-min-keyos-version-ignored": (
+        "app-manager launches an app whose minimum KeyOS version is no SemVer, as if the requirement were met",
+        "suites/security/test_permissions.py::test_app_whose_keyos_requirement_cannot_be_read_does_not_launch",
+        "development"),
     "developer-mode-gates-production-only": (
         "with Developer Mode off, a development build still takes sideloads and certificates",
         "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates",

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from embit import bip39
 from PIL import Image
 
 from hil.emulator import render
@@ -31,6 +32,9 @@ from hil.emulator.ui import UI, Screen, in_home_button
 
 LOG_RING_BYTES = 16 * 1024
 DEFAULT_PIN = "123456"
+# The lab's test mnemonic, provisioned on every unit like the test PIN (hil.plugin's --mnemonic default): the
+# one Trezor's and KeepKey's device tests load (`setup_mnemonic_allallall`), a valid 12-word BIP39 seed.
+DEFAULT_MNEMONIC = " ".join(["all"] * 12)
 BOOT_SECONDS = 0.5
 HARD_OFF_SECONDS = 10.0  # the PMIC cuts power when the button is held this long, whatever runs
 BOOT_MENU_CLICKS, BOOT_MENU_WINDOW = 2, 1.0  # keyos-boot try_boot_menu: 2 clicks, each within 1 s
@@ -70,11 +74,20 @@ class LinkFaults:
     held: list[bytes] = field(default_factory=list)  # held-back responses, for the next client
 
 
+def provisioned_seed(mnemonic: str) -> bytes:
+    """The entropy of the mnemonic a unit is provisioned with: 12 or 24 words (KeyOS's ``Seed`` is Twelve or
+    TwentyFour; ``Seed::from_mnemonic`` takes the BIP39 entropy, api/security/src/lib.rs)."""
+    entropy = bip39.mnemonic_to_bytes(mnemonic)  # a bad word or checksum raises ValueError
+    if len(entropy) not in (16, 32):
+        raise ValueError(f"a unit is provisioned with 12 or 24 words, not {len(mnemonic.split())}")
+    return entropy
+
+
 class Prime:
     """One unit: display, lock screen and SE, the build, KeyOS, the log ring and its power state."""
 
     def __init__(self, index: int = 1, seed: int = 0, build: Build | None = None, pin: str = DEFAULT_PIN,
-                 boot_seconds: float = BOOT_SECONDS, apps_dir: str | None = None):
+                 boot_seconds: float = BOOT_SECONDS, apps_dir: str | None = None, mnemonic: str = DEFAULT_MNEMONIC):
         self.lock = threading.RLock()
         self.index = index
         self.serial = f"EMU-{seed:02d}{index:02d}"  # unique across a farm of emulators with their own seeds
@@ -83,7 +96,7 @@ class Prime:
         self.boot_seconds = boot_seconds
         self.logs = LogRing()
         self.faults = LinkFaults()
-        self.se = SecureElement(seed, self.serial)
+        self.se = SecureElement(seed, self.serial, provisioned_seed(mnemonic))
         self.se.set_seed_and_pin(pin)
         self.keyos = KeyOS(self.log, self.build.defects, self.build.version, seed, apps_dir)
         self.usb_debug = DebugProtocol(self)

@@ -1,8 +1,10 @@
 """The emulated secure element: PIN, login attempts, the seed and the security words.
 
 Mirrors ``os/security``: a PIN of at least 6 digits, 10 login attempts after which the seed is erased,
-a 12- or 24-word BIP39 seed, and two anti-phishing "security words" derived from the PIN prefix, the
-SE serial and the seed fingerprint.  Everything is derived from the emulator seed so runs repeat.
+the seed the unit was provisioned with (KeyOS's ``SetSeedAndPin`` takes it from onboarding; a lab provisions
+its test mnemonic), per-app seeds derived from it, and two anti-phishing "security words" derived from the
+PIN prefix, the SE serial and the seed fingerprint.  The SE serial is derived from the emulator seed so runs
+repeat.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ PIN_PREFIX_LENGTH = 4  # the digits the security words are derived from, shown w
 
 
 class SecureElement:
-    def __init__(self, emulator_seed: int, serial: str, words: int = 12):
-        if words not in (12, 24):
-            raise ValueError(f"a seed has 12 or 24 words, not {words}")
+    def __init__(self, emulator_seed: int, serial: str, seed: bytes):
+        """``seed``: the provisioned seed's BIP39 entropy (16 or 32 bytes: KeyOS's ``Seed``, api/security/src/lib.rs)."""
         material = hashlib.sha256(f"prime-emulator:{emulator_seed}:{serial}".encode()).digest()
         self.serial = serial
         self.se_serial = material[:9]  # an ATECC-style 9-byte serial number
-        self._entropy: bytes | None = hashlib.sha256(material + b"seed").digest()[: 16 if words == 12 else 32]
+        self._entropy: bytes | None = seed
         self._pin: str | None = None
         self.attempts_remaining = MAX_LOGIN_ATTEMPTS
         self.logged_in = False
@@ -91,22 +92,25 @@ class SecureElement:
         self.attempts_remaining = 0
 
     # ------------------------------------------------------------ seed
+    def _seed(self) -> bytes:
+        if self._entropy is None:
+            raise ValueError("no seed: the device was wiped")
+        if self.defects.has("twelve-word-seed-stored-as-32-bytes"):
+            return self._entropy.ljust(32, b"\0")
+        return self._entropy
+
     def mnemonic(self) -> str:
         """``GetSeed``: the master seed words (Foundation-only callers)."""
-        if self._entropy is None:
-            raise ValueError("no seed: the device was wiped")
-        return bip39.mnemonic_from_bytes(self._entropy)
+        return bip39.mnemonic_from_bytes(self._seed())
 
     def seed_fingerprint(self) -> bytes:
-        if self._entropy is None:
-            raise ValueError("no seed: the device was wiped")
-        return hashlib.sha256(b"SeedFingerprint" + self._entropy).digest()[:4]
+        return hashlib.sha256(b"SeedFingerprint" + self._seed()).digest()[:4]
 
     def app_seed(self, app_id: bytes) -> bytes:
-        """``GetAppSeed``: a 32-byte seed for one app, independent of every other app's."""
-        if self._entropy is None:
-            raise ValueError("no seed: the device was wiped")
-        return hmac.new(self._entropy, b"AppSeed" + app_id, hashlib.sha256).digest()
+        """``GetAppSeed``: HMAC-SHA256 keyed by the app's 16-byte id over the master seed (os/security/src/
+        atsama5d2.rs ``get_app_seed``: ``crypto.hmac256(sender_app_id, master_seed)``; api/crypto/src/lib.rs
+        ``hmac256(key, data)``), so each app's seed is its own and follows from the seed alone."""
+        return hmac.new(app_id, self._seed(), hashlib.sha256).digest()
 
     def security_words(self, pin_prefix: str) -> tuple[str, str]:
         """``GetSecurityWords``: two BIP39 words from the PIN prefix, SE serial and seed fingerprint."""

@@ -242,7 +242,8 @@ class UI:
 
     def _modal_tap(self, x: int, y: int) -> None:
         modal = self.modal
-        if y < ALERT_BOX[1]:  # a press above the popup collapses it, unanswered (modal.rs modal_process_touch)
+        top_row = y == ALERT_BOX[1] and self.prime.keyos.defects.has("modal-top-row-cancels")
+        if y < ALERT_BOX[1] or top_row:  # a press above the popup collapses it, unanswered (modal.rs modal_process_touch)
             self._drop_modal()
             self.refresh_modals()
             return

@@ -1,8 +1,8 @@
 """PSBTs for the Prime's Bitcoin app, built with embit for the unit's test seed, and the check that a
 PSBT came back validly signed.
 
-A lab unit carries a known test mnemonic (the emulator derives its own from its seed and serial; see
-`hil.emulator.secure_element`). The spend is a native-segwit (BIP84) account paying one outside address
+A lab unit carries a known test mnemonic (the harness's --mnemonic; emulated units carry its default, see
+`hil.emulator.prime`). The spend is a native-segwit (BIP84) account paying one outside address
 and returning change to the account, the shape a wallet coordinator sends for signing.
 """
 

@@ -26,7 +26,7 @@ from hil.link.protocol import (MAX_CHUNK, Cmd, LaunchStatus, load_app_begin, loa
 from hil.link.state import show_lock_screen, wait_unlocked
 from hil.link.transport import LinkError
 from hil.machine import scaled
-from hil.stimuli.touch import enter_pin
+from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.pin_screen import wait_pin_screen
 
 from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for,
@@ -332,6 +332,29 @@ def test_a_touch_outside_the_prompt_denies_and_stores_nothing(gesture, probe, pr
     assert again.step(0, timeout=60)["result"] == "AccessDenied"
 
 
+@pytest.mark.parametrize("row", ["first-row-of-the-prompt", "row-above-the-prompt"])
+def test_the_prompts_top_edge_is_exact(row, probe, probe_id, templates, screen, touch, station):
+    """A press cancels the popup only outside its area (os/gui-server/src/modal.rs ``modal_process_touch``: not
+    ``is_within_area(0, modal_y, SCREEN_WIDTH, SCREEN_HEIGHT - modal_y)``, gui_server_api ``Touch::is_within_area``:
+    ``y <= py < y + h``; ``modal_y = SCREEN_HEIGHT - MODAL_HEIGHT`` once it is up): a press on the popup's first row
+    leaves it up, a press on the row above cancels it, denying.  Only where the touch is exact to a pixel (the
+    debug link's), never a stylus.  assumed: the Alerts app answers nothing for a press on its own top row (its
+    buttons sit at the bottom of the popup; its layout is not public)."""
+    if not isinstance(touch, DebugTouch):
+        pytest.skip("a one-pixel edge needs the debug link's touch; a stylus is not that exact")
+    app_id = probe_id()
+    run = _seed_probe(probe, app_id, templates, [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
+    screen.wait_for("Allow Access?")
+    top = station.profile.display.height - station.profile.display.modal_height
+    if row == "first-row-of-the-prompt":
+        touch.tap(station.profile.display.width // 2, top)
+        answer_prompt(screen, "Always Allow", run=run, step=0)
+        assert run.step(0, timeout=60)["result"] == "Ok", "a press on the prompt's first row canceled it"
+        return
+    touch.tap(station.profile.display.width // 2, top - 1)
+    assert run.step(0, timeout=60)["result"] == "AccessDenied", "a press on the row above the prompt did not cancel it"
+
+
 # ------------------------------------------------------------------------------ no escalation
 
 
@@ -572,6 +595,28 @@ def test_certificate_fingerprint_is_compared_whole(unlocked_prime):
     assert prime.publisher_count().installed == before.installed + 1, "the certificate with its own fingerprint (control)"
 
 
+CERT_PEM_MAX = 16 * 1024  # keyos.md §3.2 (os/app-manager/THIRD_PARTY_CERTIFICATE_FORMAT.md) and §5.1 INSTALL_CERTIFICATE
+
+
+def test_a_certificate_is_taken_up_to_16_kib_and_no_larger(unlocked_prime):
+    """A publisher certificate's PEM is at most 16 KiB (keyos.md §3.2, §5.1).  The same certificate padded after its
+    END line to one byte over is refused and installs nothing; padded to exactly 16 KiB it installs (the control:
+    the refusal was the size's).  Sent as given, unchecked by the host.  assumed: KeyOS's PEM reader ignores blank
+    lines after the END line (RFC 7468 §2 lets text stand outside the encapsulation boundaries)."""
+    prime = unlocked_prime
+    pub = P.Publisher.create(prime.system_time(), name="prime-hil 16 KiB publisher")
+
+    def padded(size: int) -> bytes:
+        return request(Cmd.INSTALL_CERTIFICATE, pub.fingerprint.encode() + pub.pem.ljust(size, b"\n"))
+
+    before = prime.publisher_count()
+    with pytest.raises(CommandRefused):
+        prime.request(padded(CERT_PEM_MAX + 1))
+    assert prime.publisher_count() == before, "a certificate over 16 KiB changed the installed count"
+    prime.request(padded(CERT_PEM_MAX))
+    assert prime.publisher_count().installed == before.installed + 1, "a certificate of exactly 16 KiB did not install"
+
+
 def test_publisher_without_certificate_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     stranger = P.Publisher.create(unlocked_prime.system_time())
@@ -670,6 +715,22 @@ def test_app_needing_a_newer_keyos_does_not_launch(probe, probe_id, templates, u
     m = manifest_for(app_id, "Future", {}, templates, minKeyOsVersion="99.0.0")
     unlocked_prime.sideload(app_id, _bundle(probe, m, []))
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.KEYOS_VERSION_TOO_OLD
+
+
+def test_app_whose_keyos_requirement_cannot_be_read_does_not_launch(probe, probe_id, templates, unlocked_prime):
+    """An app runs only on a KeyOS it says it supports: a ``min-keyos-version`` that is no SemVer (keyos.md §1.1;
+    versions are SemVer, §3.2) cannot be met, so the app does not launch, whichever step refuses it.  assumed: KeyOS
+    refuses such a manifest rather than ignoring the field (its manifest parser is not public)."""
+    app_id = probe_id()
+    m = manifest_for(app_id, "Unreadable", {}, templates, minKeyOsVersion="1.x")
+    try:
+        unlocked_prime.sideload(app_id, _bundle(probe, m, []))
+    except DeviceError:
+        return  # refused at LOAD_APP_END: nothing to launch
+    result = unlocked_prime.launch_app(app_id)
+    if result.status is LaunchStatus.LAUNCHED:
+        unlocked_prime.close_app(result.pid)
+    assert result.status is not LaunchStatus.LAUNCHED, "an app whose minimum KeyOS version is unreadable launched"
 
 
 def test_app_needing_exactly_this_keyos_launches(probe, probe_id, templates, unlocked_prime):

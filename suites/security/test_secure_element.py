@@ -4,6 +4,8 @@ words on the lock screen."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import time
 from collections import Counter
@@ -58,6 +60,23 @@ def test_app_seed_needs_the_users_grant_and_is_per_app(probe, probe_id, template
     seed_b = other.step(1, timeout=60)
     assert seed_b["result"] == "Ok" and seed_b["len"] == 32
     assert seed_b["sha256"] != seed_a["sha256"], "two apps received the same app seed"
+
+
+def test_an_app_seed_follows_from_the_provisioned_seed(probe, probe_id, templates, screen, seed_entropy):
+    """An app's seed is HMAC-SHA256 keyed by its 16-byte app id over the master seed's BIP39 entropy (os/security/
+    src/atsama5d2.rs ``get_app_seed``: ``crypto.hmac256(sender_app_id, master_seed)``; api/crypto/src/lib.rs
+    ``hmac256(key, data)``), and a 12-word seed is 16 bytes, a 24-word one 32 (keyos.md §2.2, ``Seed``).  The lab
+    provisioned the unit with its test mnemonic (--mnemonic), so the seed an app gets is known apart from the
+    unit: a seed kept at another length, another seed, or another derivation serves another app seed."""
+    app_id = probe_id()
+    run = probe.run(_seed_manifest(app_id, templates), [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
+    answer_prompt(screen, "Always Allow", run=run, step=0)
+    (seed,) = run.finish(timeout=90)
+    assert seed["result"] == "Ok" and seed["len"] == 32, f"the granted GetAppSeed failed: {seed}"
+    expected = hmac.new(bytes.fromhex(app_id.removeprefix("0x")), seed_entropy, hashlib.sha256).digest()
+    assert seed["sha256"] == hashlib.sha256(expected).hexdigest(), (
+        "the app seed is not HMAC-SHA256(app id, entropy of the provisioned mnemonic): the unit holds another seed, "
+        "or keeps it at another length, or derives app seeds otherwise")
 
 
 def test_master_seed_is_foundation_only(probe, probe_id, templates, screen):
