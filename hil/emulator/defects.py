@@ -272,6 +272,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "ctap-credential-not-rp-scoped": (
         "credential ids are wrapped without the rpIdHash, so one RP's credential asserts for another",
         "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),
+    "fs-grant-not-bound-to-its-pid": (
+        "the fs server finds a location's access record by location alone, so one app's Airlock grant opens the "
+        "Airlock to every other running app",
+        "suites/security/test_isolation.py::test_a_grant_opens_the_location_for_its_holder_only", "development"),
 }
 
 

@@ -88,6 +88,8 @@ class FileSystem:
             return any(g[0] == pid and (g[2] or not write) for g in self._grants)
         if loc is Location.Usb and self.defects.has("fs-user-grant-opens-usb"):
             return self._allowed(pid, Location.User, write)
+        if self.defects.has("fs-grant-not-bound-to-its-pid"):
+            return any(g[1] is loc and (g[2] or not write) for g in self._grants)
         if write:
             return (pid, loc, True) in self._grants
         return (pid, loc, False) in self._grants or (pid, loc, True) in self._grants

@@ -215,3 +215,21 @@ def test_crash_is_contained(probe, probe_id, templates, unlocked_prime):
     ok = probe.run(manifest_for(probe_id("after"), "After", {}, templates),
                    [P.send("os/gui-server", "RequestRedraw", wait=False)])
     assert [r["result"] for r in ok.finish()] == ["Ok"]
+
+
+def test_a_grant_opens_the_location_for_its_holder_only(probe, probe_id, templates, screen):
+    """The fs records a grant as ``(pid, location)`` (``os/fs/src/access.rs``): while one app holds the Airlock open
+    with its grant, another running app without one is still refused it, to reads and writes."""
+    holder = probe.run(manifest_for(probe_id("holder"), "Holder", {"os/fs": ["GetAirlockReadAccess", "GetAirlockWriteAccess"]},
+                                    templates, template=("gui-app", "fs-generic")),
+                       [P.open_file("Airlock", "probe.bin", "write", timeout_s=60), P.open_file("Airlock", "probe.bin", "read")])
+    answer_prompt(screen, "Always Allow", run=holder, step=0)
+    wrote, read = holder.finish(timeout=90)  # its plan done, the holder keeps running with its grants
+    assert wrote["access"] == read["access"] == "Ok", f"the holder's grants were refused (control): {wrote}, {read}"
+    _opened(wrote, "Airlock")
+    other = probe.run(manifest_for(probe_id("other"), "Other", {}, templates, template=("gui-app", "fs-generic")),
+                      [P.open_file("Airlock", "probe.bin", "read", timeout_s=20),
+                       P.open_file("Airlock", "probe.bin", "write", timeout_s=20)])
+    answers = [(r["access"], r["result"]) for r in other.finish(timeout=60)]
+    assert answers == [("AccessDenied", "AccessDenied"), ("AccessDenied", "InvalidOperation")], \
+        f"PID {other.pid} opened the Airlock on PID {holder.pid}'s grant (read, write): {answers}"
