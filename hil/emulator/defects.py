@@ -276,6 +276,11 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "the fs server finds a location's access record by location alone, so one app's Airlock grant opens the "
         "Airlock to every other running app",
         "suites/security/test_isolation.py::test_a_grant_opens_the_location_for_its_holder_only", "development"),
+    "ctap-presence-matched-by-rp": (
+        "the authenticator matches a re-sent request to its presence prompt by the command and RP alone, so a Confirm "
+        "given to one assertion lets another assertion for the same RP, with another challenge, through unasked",
+        "suites/security/test_fido.py::test_a_confirm_answers_only_the_request_it_was_shown_for[assertion]",
+        "development"),
 }
 
 

@@ -253,22 +253,25 @@ def test_user_verification_is_never_claimed(unlocked_prime, nfc):
         f"a request demanding user verification answered {error or 'a credential'}"
 
 
-def test_a_confirm_answers_only_the_request_it_was_shown_for(unlocked_prime, nfc, screen):
+@pytest.mark.parametrize("orphaned", ["registration", "assertion"])
+def test_a_confirm_answers_only_the_request_it_was_shown_for(orphaned, unlocked_prime, nfc, screen):
     """Presence belongs to one request: the Prime matches the re-sent request to its prompt by the request's hash
     (hil/emulator/ctap2.py after os/fido/src/ctap). A prompt confirmed after its platform went away lets no other
-    request through: the next, different request is asked for itself. assumed: KeyOS may keep the orphaned
-    prompt up (the emulator does) or take it down with its platform; where it is still read, it is confirmed,
-    and either way the next request must ask for itself."""
+    request through: the next, different request is asked for itself, even an assertion for the same RP and
+    credential that differs from the orphaned one only in its challenge (clientDataHash). assumed: KeyOS may keep
+    the orphaned prompt up (the emulator does) or take it down with its platform; where it is still read, it is
+    confirmed, and either way the next request must ask for itself."""
     cred_id = _credential(nfc, screen).credential_id
-    orphan = _register(nfc)
+    orphan, title = (_register(nfc), REGISTER_TITLE) if orphaned == "registration" else \
+        (_assert(nfc, RP["id"], cred_id), AUTH_TITLE)
     try:
         if not orphan.wait_pending():
             pytest.fail(f"the Prime answered without asking for presence: {orphan.outcome()}")
-        screen.wait_for(REGISTER_TITLE, timeout=15)
+        screen.wait_for(title, timeout=15)
     finally:
         orphan.close()  # its platform stops re-sending: nothing will ever collect this Confirm
     now = screen.read()
-    if title_shown(REGISTER_TITLE, " ".join(line.text for line in now.lines)):  # read after the platform left
+    if title_shown(title, " ".join(line.text for line in now.lines)):  # read after the platform left
         screen.tap_text("Confirm", now)
     other = _assert(nfc, RP["id"], cred_id)
     try:
