@@ -124,7 +124,10 @@ class Authenticator:
         if 10 in req:  # enterpriseAttestation
             raise CtapStatus(INVALID_PARAMETER)
         rp_hash = hashlib.sha256(rp_id.encode()).digest()
-        for cred in req.get(5) or []:
+        excluded = req.get(5) or []
+        if self._defect("ctap-exclude-list-checks-its-first-entry-only"):
+            excluded = excluded[:1]
+        for cred in excluded:
             if isinstance(cred, dict) and isinstance(cred.get("id"), bytes) and self._unwrap(cred["id"], rp_hash):
                 raise CtapStatus(CREDENTIAL_EXCLUDED)
         who = user.get("displayName") or user.get("name") or ""

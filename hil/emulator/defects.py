@@ -281,6 +281,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "given to one assertion lets another assertion for the same RP, with another challenge, through unasked",
         "suites/security/test_fido.py::test_a_confirm_answers_only_the_request_it_was_shown_for[assertion]",
         "development"),
+    "ctap-exclude-list-checks-its-first-entry-only": (
+        "makeCredential looks only at the first entry of excludeList, so a credential this Prime holds listed second "
+        "is registered again instead of answering CREDENTIAL_EXCLUDED",
+        "suites/security/test_fido.py::test_a_registration_excluding_a_credential_it_holds_is_refused", "development"),
 }
 
 

@@ -339,3 +339,21 @@ def test_a_malformed_request_is_refused_with_its_status_unprompted(unlocked_prim
             answered[name] = f"0x{answer[0]:02X}"
     expected = {name: f"0x{status:02X}" for name, (_, _, status) in MALFORMED.items()}
     assert answered == expected, f"the requests answered {answered}, not {expected}"
+
+
+def test_a_registration_excluding_a_credential_it_holds_is_refused(unlocked_prime, nfc, screen):
+    """excludeList (CTAP 2.0 §5.1 makeCredential, step 3): when any entry is a credential this Prime made for the RP,
+    it answers CREDENTIAL_EXCLUDED and makes no new one, wherever that entry stands in the list (an RP lists every
+    credential of the account; the one on this Prime is rarely first). A presence prompt that comes first (CTAP 2.1
+    asks for it) is confirmed: either way the answer must be CREDENTIAL_EXCLUDED."""
+    cred_id = _credential(nfc, screen).credential_id
+    cdh = os.urandom(32)
+    # another authenticator's id first (16 bytes: the whole request must fit the reader's one short APDU, 255 bytes)
+    exclude = [{"type": "public-key", "id": os.urandom(16)}, {"type": "public-key", "id": cred_id}]
+    again = CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, RP, USER, ES256, exclude_list=exclude, **kw))
+    try:
+        result, error = _answer(screen, again, REGISTER_TITLE, "Confirm")
+    finally:
+        again.close()
+    assert error is not None and error.code == CtapError.ERR.CREDENTIAL_EXCLUDED, \
+        f"a registration excluding this Prime's credential (second in excludeList) answered {error or 'a new credential'}"
