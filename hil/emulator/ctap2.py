@@ -170,7 +170,8 @@ class Authenticator:
         if opts.get("up", True):
             self._presence(fingerprint, AUTH_TITLE, f"{AUTH_BODY.format(KEY_LABEL)}\n{rp_id}")
             flags |= FLAG_UP
-        self.counter += 1
+        if not self._defect("ctap-counter-frozen-on-assertion"):
+            self.counter += 1
         auth_data = rp_hash + bytes([flags]) + struct.pack(">I", self.counter)
         sig = found[1].sign(auth_data + cdh, ec.ECDSA(hashes.SHA256()))
         self.prime.log(f"INFO:fido::ctap: GetAssertion for {rp_id}")

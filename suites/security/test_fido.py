@@ -357,3 +357,20 @@ def test_a_registration_excluding_a_credential_it_holds_is_refused(unlocked_prim
         again.close()
     assert error is not None and error.code == CtapError.ERR.CREDENTIAL_EXCLUDED, \
         f"a registration excluding this Prime's credential (second in excludeList) answered {error or 'a new credential'}"
+
+
+def test_the_signature_counter_rises_with_every_assertion(unlocked_prime, nfc, screen):
+    """The signature counter (CTAP 2.0 §6.1, WebAuthn §6.1.1) must grow with each assertion, so an RP can tell a
+    cloned key; an authenticator without one answers 0 every time. Two confirmed assertions of one credential:
+    the second's counter is above the first's, or both are 0."""
+    made = _credential(nfc, screen)
+    counters = []
+    for _ in range(2):
+        request = _assert(nfc, RP["id"], made.credential_id)
+        try:
+            assertion, error = _answer(screen, request, AUTH_TITLE, "Confirm")
+        finally:
+            request.close()
+        assert error is None, f"a confirmed assertion (control) failed: {error}"
+        counters.append(assertion.auth_data.counter)
+    assert counters[1] > counters[0] or counters == [0, 0], f"the signature counter did not rise: {counters}"
