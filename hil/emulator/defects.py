@@ -289,6 +289,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "getAssertion signs with the counter as it stands without raising it, so two assertions carry the same "
         "non-zero counter",
         "suites/security/test_fido.py::test_the_signature_counter_rises_with_every_assertion", "development"),
+    "sideload-one-signature-is-foundation": (
+        "app-manager takes an app ELF signed by one trusted signer in the first slot only (PartiallyTrusted) for a "
+        "Foundation app, as if both signatures were there",
+        "suites/security/test_permissions.py::test_an_app_with_one_foundation_signature_does_not_launch", "development"),
 }
 
 

@@ -41,7 +41,7 @@ from hil.machine import scaled
 from hil.stimuli.boot_menu import (can_enter_samba, open_boot_menu, panel_view, power_cycle, samba_entry_shown,
                                    station_enter_samba)
 from hil.vision.pin_screen import NotAPinScreen, read_pin_screen, wait_pin_screen
-from security_helpers import PromptNotSeen, ScreenReader, normal
+from security_helpers import PromptNotSeen, ScreenReader, normal, trusted_lab_signers
 
 pytestmark = [pytest.mark.security, pytest.mark.firmware]
 
@@ -222,11 +222,8 @@ def _developer_signed(good: bytes, unit: Unit, _request) -> bytes:
 
 
 def _lab_signers(unit: Unit, request) -> tuple[coincurve.PrivateKey, coincurve.PrivateKey]:
-    held = cosign2.load_keyset(Path(request.config.getoption("--firmware-signers")))
-    trusted = [s.private_key() for s in held.signers if s.secret is not None and s.pubkey in unit.keys.pubkeys]
-    if len(trusted) < 2:
-        pytest.skip(f"the lab holds no two signing keys of key set {unit.keys.name} (--firmware-signers)")
-    return trusted[0], trusted[1]
+    first, second = trusted_lab_signers(request, unit.keys)[:2]
+    return first, second
 
 
 def _resigned(good: bytes, unit: Unit, request, **changes) -> bytes:

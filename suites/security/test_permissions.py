@@ -10,6 +10,7 @@ broker's prompt (read on the display) and each answer behaves and persists as sp
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import struct
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from hil import probe as P
+from hil.flash import cosign2
 from hil.errors import InfrastructureError
 from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates, loads, sign_manifest
 from hil.link.client import CommandRefused, DeviceError, DeviceLocked
@@ -30,7 +32,7 @@ from hil.stimuli.touch import enter_pin
 from hil.vision.pin_screen import wait_pin_screen
 
 from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for,
-                              normal, outside_the_prompt, result_without_prompt, twin)
+                              normal, outside_the_prompt, result_without_prompt, trusted_lab_signers, twin)
 
 pytestmark = [pytest.mark.security, pytest.mark.permissions]
 
@@ -686,3 +688,27 @@ def test_a_valid_sideload_launches(probe, probe_id, templates):
     """The positive control of the launch checks above: the lab's own signed bundle runs."""
     run = probe.run(manifest_for(probe_id(), "Valid", {}, templates), [P.send("os/gui-server", "RequestRedraw", wait=False)])
     assert [r["result"] for r in run.finish()] == ["Ok"]
+
+
+def test_an_app_with_one_foundation_signature_does_not_launch(probe, probe_id, templates, unlocked_prime, request):
+    """An app launches FullyTrusted (both signatures by trusted signers) or ThirdParty (the second slot only, by an
+    installed publisher), keyos.md §3.2: an ELF and manifest signed by one trusted signer in the first slot alone
+    (PartiallyTrusted) are neither, and answer SignatureRejected. The same pair with both signatures launches (the
+    control). Needs two keys the units trust (``--firmware-signers``: test-signed units), else skipped."""
+    first, second = trusted_lab_signers(request)[:2]
+    app_id, now = probe_id(), unlocked_prime.system_time()
+    manifest = manifest_for(app_id, "One Signature", {}, templates)
+    elf = cosign2.sign(probe.elf, first, version="1.0.0", timestamp=now)
+    manifest.file_hashes = {"app.elf": hashlib.sha256(elf).hexdigest()}
+    doc = cosign2.sign(manifest.dumps(), first, version="1.0.0", timestamp=now)
+    unlocked_prime.sideload(app_id, {"app.elf": elf, "manifest.json": doc})
+    status = unlocked_prime.launch_app(app_id).status
+    assert status is LaunchStatus.SIGNATURE_REJECTED, f"an app signed by one trusted signer only answered {status.name}"
+    both = {"app.elf": cosign2.add_second_signature(elf, second)}
+    manifest.file_hashes = {"app.elf": hashlib.sha256(both["app.elf"]).hexdigest()}
+    both["manifest.json"] = cosign2.add_second_signature(cosign2.sign(manifest.dumps(), first, version="1.0.0",
+                                                                       timestamp=now), second)
+    unlocked_prime.sideload(app_id, both)
+    result = unlocked_prime.launch_app(app_id)
+    assert result.status is LaunchStatus.LAUNCHED, f"the same app with both signatures (control) answered {result}"
+    unlocked_prime.close_app(result.pid)
