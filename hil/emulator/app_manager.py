@@ -268,6 +268,8 @@ class AppManager:
     def _grant_key(self, msg: Message) -> str:
         if self.defects.has("grant-per-message-not-subgroup"):
             return f"{msg.permission_group}/{msg.name}"
+        if self.defects.has("grant-per-group-not-subgroup"):
+            return (msg.permission_group or "").split(".")[0]
         return msg.permission_group or ""
 
     def grant_state(self, app_id: bytes, msg: Message) -> bool | None:

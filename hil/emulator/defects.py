@@ -293,6 +293,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "app-manager takes an app ELF signed by one trusted signer in the first slot only (PartiallyTrusted) for a "
         "Foundation app, as if both signatures were there",
         "suites/security/test_permissions.py::test_an_app_with_one_foundation_signature_does_not_launch", "development"),
+    "grant-per-group-not-subgroup": (
+        "app-manager keeps grants per permission group, not per subgroup, so allowing User files also allows Airlock "
+        "files (both file-system.*) without asking",
+        "suites/security/test_permissions.py::test_a_subgroups_grant_leaves_its_sibling_subgroups_asking", "development"),
 }
 
 

@@ -261,6 +261,19 @@ def test_prompt_caps_the_apps_name(name, probe, probe_id, templates, screen):
     assert run.step(0, timeout=60)["result"] == "AccessDenied"
 
 
+def test_a_subgroups_grant_leaves_its_sibling_subgroups_asking(probe, probe_id, templates, screen):
+    """Grants are kept per app per *subgroup* (``permission_grants.rs``, keyos.md §1.4): allowing User files
+    (file-system.user-files) answers nothing for Airlock files (file-system.airlock-files), a subgroup of the same
+    group that the app declares too; its first use is asked for itself."""
+    m = manifest_for(probe_id(), "Two Subgroups", {"os/fs": ["GetUserReadAccess", "GetAirlockReadAccess"]}, templates)
+    run = probe.run(m, [P.send("os/fs", "GetUserReadAccess", wait=True, timeout_s=60),
+                        P.send("os/fs", "GetAirlockReadAccess", wait=True, timeout_s=60)])
+    allowed = answer_prompt(screen, "Always Allow", body="Two Subgroups wants to access User files", run=run, step=0)
+    assert allowed["result"] == "Ok", f"the allowed User files grant (control) answered {allowed}"
+    sibling = answer_prompt(screen, "Not Now", body="Two Subgroups wants to access Airlock files", run=run, step=1)
+    assert sibling["result"] == "AccessDenied", f"Airlock files, answered 'Not Now', answered {sibling}"
+
+
 def _seed_probe(probe, app_id, templates, steps):
     return probe.run(manifest_for(app_id, "Seed Probe", {"os/security": ["GetAppSeed"]}, templates), steps)
 
