@@ -51,7 +51,7 @@ def publisher_fingerprint(pubkey: bytes) -> str:
     return hashlib.sha256(pubkey).hexdigest()
 
 
-def parse_publisher_cert(pem: bytes) -> PublisherCert:
+def parse_publisher_cert(pem: bytes, defects: Defects = Defects()) -> PublisherCert:
     """X.509 v3, secp256k1, CA:FALSE, digitalSignature, EKU codeSigning, at most 16 KiB."""
     if len(pem) > MAX_CERT_BYTES:
         raise CertificateError("certificate larger than 16 KiB")
@@ -70,7 +70,8 @@ def parse_publisher_cert(pem: bytes) -> PublisherCert:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound as e:
         raise CertificateError(f"missing extension ({e})") from None
-    if basic.ca or not usage.digital_signature or ExtendedKeyUsageOID.CODE_SIGNING not in eku:
+    flaws = (basic.ca, not usage.digital_signature, ExtendedKeyUsageOID.CODE_SIGNING not in eku)
+    if all(flaws) if defects.has("certificate-profile-flaws-must-all-be-there") else any(flaws):
         raise CertificateError("must be CA:FALSE with digitalSignature and codeSigning")
     pub = key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
     return PublisherCert(publisher_fingerprint(pub), pub, int(cert.not_valid_before_utc.timestamp()),
@@ -132,7 +133,7 @@ class AppManager:
         return app
 
     def import_certificate(self, fingerprint: str, pem: bytes) -> PublisherCert:
-        cert = parse_publisher_cert(pem)
+        cert = parse_publisher_cert(pem, self.defects)
         if self.defects.has("certificate-installed-despite-fingerprint"):
             self.certs[cert.fingerprint] = cert
         short = self.defects.has("certificate-fingerprint-judged-by-its-short-form")

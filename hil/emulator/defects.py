@@ -297,6 +297,11 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "app-manager keeps grants per permission group, not per subgroup, so allowing User files also allows Airlock "
         "files (both file-system.*) without asking",
         "suites/security/test_permissions.py::test_a_subgroups_grant_leaves_its_sibling_subgroups_asking", "development"),
+    "certificate-profile-flaws-must-all-be-there": (
+        "app-manager refuses a publisher certificate only when it is a CA *and* lacks digitalSignature *and* lacks "
+        "codeSigning, so a CA certificate, or one for another use, installs",
+        "suites/security/test_permissions.py::test_certificate_outside_the_publisher_profile_installs_nothing",
+        "development"),
 }
 
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hil import probe as P
 from hil.flash import cosign2
@@ -585,6 +586,20 @@ def test_certificate_fingerprint_is_compared_whole(unlocked_prime):
     assert prime.publisher_count() == before, "a certificate whose fingerprint matched only in its short form installed"
     prime.install_certificate(fp, pub.pem)
     assert prime.publisher_count().installed == before.installed + 1, "the certificate with its own fingerprint (control)"
+
+
+@pytest.mark.parametrize("flaw", ["certificate-authority", "not-for-code-signing"])
+def test_certificate_outside_the_publisher_profile_installs_nothing(flaw, unlocked_prime):
+    """A publisher certificate is X.509 v3, CA:FALSE, digitalSignature, EKU codeSigning (keyos.md §3.2,
+    ``os/app-manager/THIRD_PARTY_CERTIFICATE_FORMAT.md``): one that is a CA, or whose extended key usage is not code
+    signing, is refused with its own, matching fingerprint, and installs nothing."""
+    prime = unlocked_prime
+    flawed = {"ca": True} if flaw == "certificate-authority" else {"usage": ExtendedKeyUsageOID.SERVER_AUTH}
+    pub = P.Publisher.create(prime.system_time(), name=f"prime-hil {flaw}", **flawed)
+    before = prime.publisher_count()
+    with pytest.raises(DeviceError):
+        prime.install_certificate(pub.fingerprint, pub.pem)
+    assert prime.publisher_count() == before, f"a certificate that is {flaw} changed the installed count"
 
 
 def test_publisher_without_certificate_does_not_launch(probe, probe_id, templates, unlocked_prime):
