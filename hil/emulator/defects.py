@@ -302,6 +302,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "codeSigning, so a CA certificate, or one for another use, installs",
         "suites/security/test_permissions.py::test_certificate_outside_the_publisher_profile_installs_nothing",
         "development"),
+    "fs-exit-keeps-write-grants": (
+        "the fs server drops an exited process's read access records but keeps its write ones: a reused PID can write "
+        "where its predecessor could",
+        "suites/security/test_isolation.py::test_grants_die_with_the_process", "development"),
 }
 
 

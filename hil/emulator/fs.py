@@ -76,8 +76,9 @@ class FileSystem:
         """A process exited: its access records go with it (a recycled pid starts with none)."""
         if self.defects.has("fs-grants-outlive-process"):
             return
+        kept = self.defects.has("fs-exit-keeps-write-grants")  # the defect: only read records are dropped
         with self._lock:
-            self._grants = {g for g in self._grants if g[0] != pid}
+            self._grants = {g for g in self._grants if g[0] != pid or (kept and g[2])}
 
     def _allowed(self, pid: int, loc: Location, write: bool) -> bool:
         if write and self.defects.has("fs-write-with-read-grant"):
