@@ -204,6 +204,16 @@ def _wrongly_signed(good: bytes, _unit) -> bytes:
     return cosign2.add_second_signature(signed, coincurve.PrivateKey())
 
 
+def _partially_trusted_a_second_later(good: bytes, unit: Unit, request) -> bytes:
+    """The unit's build one second newer, signed by one of its signers only (PartiallyTrusted, refused). A refused image
+    must leave the anti-rollback value as it was (keyos.md §3.5: os/update sets it once the image verified), so the
+    unit's own build must boot again after it (`test_device_refuses_bad_firmware`). A unit whose bootloader breaks
+    that refuses its own build afterwards and needs one signed later still (``--firmware-signers``) to come back."""
+    header = cosign2.parse_unverified(good)
+    first, _ = _lab_signers(unit, request)
+    return cosign2.sign(good[header.size:], first, version=header.version, timestamp=header.timestamp + 1)
+
+
 def _partially_trusted(good: bytes, _unit) -> bytes:
     """The unit's first signature only (cosign2: PartiallyTrusted; the bootloader wants both)."""
     header = cosign2.parse_unverified(good)
@@ -261,6 +271,7 @@ VARIANTS = {
     "unsigned": lambda good, unit, request: _unsigned(good, unit),
     "wrongly-signed": lambda good, unit, request: _wrongly_signed(good, unit),
     "partially-trusted": lambda good, unit, request: _partially_trusted(good, unit),
+    "partially-trusted-a-second-later": _partially_trusted_a_second_later,
     "developer-signed": _developer_signed,
     "wrong-chip": _wrong_chip,
     "rolled-back": _rolled_back,
@@ -293,6 +304,16 @@ def _refused(unit: Unit, variant: str, timeout: float = 30.0) -> None:
         raise PromptNotSeen(f"neither the bootloader's {ERROR_PAGE!r} page nor KeyOS within {timeout:g} s")
     finally:
         reader.close()
+
+
+def _refused_own_build(unit: Unit) -> bool:
+    """Whether the camera reads the bootloader's error page over the unit's own build (a recovery that did not boot);
+    anything else read, or nothing, says nothing (False)."""
+    try:
+        _refused(unit, "own")
+    except (AssertionError, PromptNotSeen):
+        return False
+    return True
 
 
 def _recover(unit: Unit, tmp_path: Path) -> None:
@@ -341,6 +362,9 @@ def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
     except Exception as recovery:
         if isinstance(verdict, AssertionError):  # the device booted a bad image: that stays a failure
             raise AssertionError(f"{verdict} (and recovering the unit afterwards failed: {recovery})") from recovery
+        if verdict is None and _refused_own_build(unit):  # positive evidence: its own build's error page
+            raise AssertionError(f"after refusing the {variant} image the unit refuses its own build: the refused image "
+                                 f"moved its anti-rollback value ({recovery})") from recovery
         raise
     if verdict is not None:
         raise verdict
