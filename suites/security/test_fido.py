@@ -352,7 +352,7 @@ def test_a_registration_excluding_a_credential_it_holds_is_refused(unlocked_prim
     exclude = [{"type": "public-key", "id": os.urandom(16)}, {"type": "public-key", "id": cred_id}]
     again = CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, RP, USER, ES256, exclude_list=exclude, **kw))
     try:
-        result, error = _answer(screen, again, REGISTER_TITLE, "Confirm")
+        _, error = _answer(screen, again, REGISTER_TITLE, "Confirm")
     finally:
         again.close()
     assert error is not None and error.code == CtapError.ERR.CREDENTIAL_EXCLUDED, \
