@@ -66,17 +66,19 @@ class Publisher:
         return hashlib.sha256(self.pubkey).hexdigest()
 
     @classmethod
-    def create(cls, now: int, valid_from: int = -86400, valid_for: int = 365 * 86400, name: str = "prime-hil lab") -> Publisher:
-        """A cert valid from ``now + valid_from`` for ``valid_for`` seconds (device time)."""
+    def create(cls, now: int, valid_from: int = -86400, valid_for: int = 365 * 86400, name: str = "prime-hil lab", *,
+               ca: bool = False, usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CODE_SIGNING) -> Publisher:
+        """A cert valid from ``now + valid_from`` for ``valid_for`` seconds (device time); ``ca`` and ``usage`` make
+        one outside the publisher profile KeyOS imports (a CA, an extended key usage other than codeSigning)."""
         key = ec.generate_private_key(ec.SECP256K1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         start = dt.datetime.fromtimestamp(now + valid_from, dt.timezone.utc)
         cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
                 .serial_number(x509.random_serial_number()).not_valid_before(start)
                 .not_valid_after(start + dt.timedelta(seconds=valid_for))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
                 .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
                 .sign(key, hashes.SHA256()))
         secret = key.private_numbers().private_value.to_bytes(32, "big")
         return cls(secret, cert.public_bytes(serialization.Encoding.PEM))

@@ -52,7 +52,7 @@ def publisher_fingerprint(pubkey: bytes) -> str:
     return hashlib.sha256(pubkey).hexdigest()
 
 
-def parse_publisher_cert(pem: bytes) -> PublisherCert:
+def parse_publisher_cert(pem: bytes, defects: Defects = Defects()) -> PublisherCert:
     """X.509 v3, secp256k1, CA:FALSE, digitalSignature, EKU codeSigning, at most 16 KiB."""
     if len(pem) > MAX_CERT_BYTES:
         raise CertificateError("certificate larger than 16 KiB")
@@ -71,7 +71,8 @@ def parse_publisher_cert(pem: bytes) -> PublisherCert:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound as e:
         raise CertificateError(f"missing extension ({e})") from None
-    if basic.ca or not usage.digital_signature or ExtendedKeyUsageOID.CODE_SIGNING not in eku:
+    flaws = (basic.ca, not usage.digital_signature, ExtendedKeyUsageOID.CODE_SIGNING not in eku)
+    if all(flaws) if defects.has("certificate-profile-flaws-must-all-be-there") else any(flaws):
         raise CertificateError("must be CA:FALSE with digitalSignature and codeSigning")
     pub = key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
     return PublisherCert(publisher_fingerprint(pub), pub, int(cert.not_valid_before_utc.timestamp()),
@@ -133,7 +134,7 @@ class AppManager:
         return app
 
     def import_certificate(self, fingerprint: str, pem: bytes) -> PublisherCert:
-        cert = parse_publisher_cert(pem)
+        cert = parse_publisher_cert(pem, self.defects)
         if self.defects.has("certificate-installed-despite-fingerprint"):
             self.certs[cert.fingerprint] = cert
         short = self.defects.has("certificate-fingerprint-judged-by-its-short-form")
@@ -158,7 +159,8 @@ class AppManager:
             verified = cosign2.verify(elf, self.trusted_keys)
         except cosign2.Cosign2Error:
             return "SignatureRejected"
-        if verified.trust is cosign2.Trust.FULLY_TRUSTED:
+        partial = verified.trust is cosign2.Trust.PARTIALLY_TRUSTED and self.defects.has("sideload-one-signature-is-foundation")
+        if verified.trust is cosign2.Trust.FULLY_TRUSTED or partial:
             signer, app.foundation = verified.header.pubkey1, True
         elif verified.trust is cosign2.Trust.THIRD_PARTY:
             cert = self.certs.get(publisher_fingerprint(verified.header.pubkey2))
@@ -269,6 +271,8 @@ class AppManager:
     def _grant_key(self, msg: Message) -> str:
         if self.defects.has("grant-per-message-not-subgroup"):
             return f"{msg.permission_group}/{msg.name}"
+        if self.defects.has("grant-per-group-not-subgroup"):
+            return (msg.permission_group or "").split(".")[0]
         return msg.permission_group or ""
 
     def grant_state(self, app_id: bytes, msg: Message) -> bool | None:

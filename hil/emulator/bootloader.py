@@ -117,6 +117,8 @@ def boot(emmc: Emmc, known_signers: frozenset[bytes], anti_rollback: AntiRollbac
     except cosign2.Cosign2Error as e:
         return BootOutcome("error", f"app.bin: {e}")
     header = verified.header
+    if defects.has("bootloader-raises-anti-rollback-before-verifying"):
+        anti_rollback.raise_to(header.timestamp)
     trusted = set(BOOTS[flavour])
     if defects.has("bootloader-accepts-partially-trusted"):
         trusted.add(cosign2.Trust.PARTIALLY_TRUSTED)

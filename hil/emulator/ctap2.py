@@ -92,6 +92,8 @@ class Authenticator:
                 raise CtapStatus(INVALID_COMMAND)
             req = _decode_map(data)
             fingerprint = hashlib.sha256(bytes([cmd]) + data).digest()
+            if self._defect("ctap-presence-matched-by-rp"):  # the re-sent request recognised by its RP alone
+                fingerprint = hashlib.sha256(bytes([cmd]) + _cbor(req.get(2 if cmd == MAKE_CREDENTIAL else 1))).digest()
             body = self.make_credential(req, fingerprint) if cmd == MAKE_CREDENTIAL else \
                 self.get_assertion(req, fingerprint)
             return bytes([OK]) + _cbor(body)
@@ -122,7 +124,10 @@ class Authenticator:
         if 10 in req:  # enterpriseAttestation
             raise CtapStatus(INVALID_PARAMETER)
         rp_hash = hashlib.sha256(rp_id.encode()).digest()
-        for cred in req.get(5) or []:
+        excluded = req.get(5) or []
+        if self._defect("ctap-exclude-list-checks-its-first-entry-only"):
+            excluded = excluded[:1]
+        for cred in excluded:
             if isinstance(cred, dict) and isinstance(cred.get("id"), bytes) and self._unwrap(cred["id"], rp_hash):
                 raise CtapStatus(CREDENTIAL_EXCLUDED)
         who = user.get("displayName") or user.get("name") or ""
@@ -165,7 +170,8 @@ class Authenticator:
         if opts.get("up", True):
             self._presence(fingerprint, AUTH_TITLE, f"{AUTH_BODY.format(KEY_LABEL)}\n{rp_id}")
             flags |= FLAG_UP
-        self.counter += 1
+        if not self._defect("ctap-counter-frozen-on-assertion"):
+            self.counter += 1
         auth_data = rp_hash + bytes([flags]) + struct.pack(">I", self.counter)
         sig = found[1].sign(auth_data + cdh, ec.ECDSA(hashes.SHA256()))
         self.prime.log(f"INFO:fido::ctap: GetAssertion for {rp_id}")

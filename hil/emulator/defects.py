@@ -287,6 +287,45 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "ctap-credential-not-rp-scoped": (
         "credential ids are wrapped without the rpIdHash, so one RP's credential asserts for another",
         "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),
+    "fs-grant-not-bound-to-its-pid": (
+        "the fs server finds a location's access record by location alone, so one app's Airlock grant opens the "
+        "Airlock to every other running app",
+        "suites/security/test_isolation.py::test_a_grant_opens_the_location_for_its_holder_only", "development"),
+    "ctap-presence-matched-by-rp": (
+        "the authenticator matches a re-sent request to its presence prompt by the command and RP alone, so a Confirm "
+        "given to one assertion lets another assertion for the same RP, with another challenge, through unasked",
+        "suites/security/test_fido.py::test_a_confirm_answers_only_the_request_it_was_shown_for[assertion]",
+        "development"),
+    "ctap-exclude-list-checks-its-first-entry-only": (
+        "makeCredential looks only at the first entry of excludeList, so a credential this Prime holds listed second "
+        "is registered again instead of answering CREDENTIAL_EXCLUDED",
+        "suites/security/test_fido.py::test_a_registration_excluding_a_credential_it_holds_is_refused", "development"),
+    "ctap-counter-frozen-on-assertion": (
+        "getAssertion signs with the counter as it stands without raising it, so two assertions carry the same "
+        "non-zero counter",
+        "suites/security/test_fido.py::test_the_signature_counter_rises_with_every_assertion", "development"),
+    "sideload-one-signature-is-foundation": (
+        "app-manager takes an app ELF signed by one trusted signer in the first slot only (PartiallyTrusted) for a "
+        "Foundation app, as if both signatures were there",
+        "suites/security/test_permissions.py::test_an_app_with_one_foundation_signature_does_not_launch", "development"),
+    "grant-per-group-not-subgroup": (
+        "app-manager keeps grants per permission group, not per subgroup, so allowing User files also allows Airlock "
+        "files (both file-system.*) without asking",
+        "suites/security/test_permissions.py::test_a_subgroups_grant_leaves_its_sibling_subgroups_asking", "development"),
+    "certificate-profile-flaws-must-all-be-there": (
+        "app-manager refuses a publisher certificate only when it is a CA *and* lacks digitalSignature *and* lacks "
+        "codeSigning, so a CA certificate, or one for another use, installs",
+        "suites/security/test_permissions.py::test_certificate_outside_the_publisher_profile_installs_nothing",
+        "development"),
+    "fs-exit-keeps-write-grants": (
+        "the fs server drops an exited process's read access records but keeps its write ones: a reused PID can write "
+        "where its predecessor could",
+        "suites/security/test_isolation.py::test_grants_die_with_the_process", "development"),
+    "bootloader-raises-anti-rollback-before-verifying": (
+        "keyos-boot raises the anti-rollback value to a verified image's timestamp before judging its trust, so a "
+        "refused PartiallyTrusted image a second newer makes the unit refuse its own build",
+        "suites/security/test_firmware.py::test_device_refuses_bad_firmware[partially-trusted-a-second-later]",
+        "development"),
 }
 
 

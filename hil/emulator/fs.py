@@ -76,8 +76,9 @@ class FileSystem:
         """A process exited: its access records go with it (a recycled pid starts with none)."""
         if self.defects.has("fs-grants-outlive-process"):
             return
+        kept = self.defects.has("fs-exit-keeps-write-grants")  # the defect: only read records are dropped
         with self._lock:
-            self._grants = {g for g in self._grants if g[0] != pid}
+            self._grants = {g for g in self._grants if g[0] != pid or (kept and g[2])}
 
     def _allowed(self, pid: int, loc: Location, write: bool) -> bool:
         if write and self.defects.has("fs-write-with-read-grant"):
@@ -88,6 +89,8 @@ class FileSystem:
             return any(g[0] == pid and (g[2] or not write) for g in self._grants)
         if loc is Location.Usb and self.defects.has("fs-user-grant-opens-usb"):
             return self._allowed(pid, Location.User, write)
+        if self.defects.has("fs-grant-not-bound-to-its-pid"):
+            return any(g[1] is loc and (g[2] or not write) for g in self._grants)
         if write:
             return (pid, loc, True) in self._grants
         return (pid, loc, False) in self._grants or (pid, loc, True) in self._grants

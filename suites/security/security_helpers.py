@@ -5,10 +5,14 @@ from __future__ import annotations
 import copy
 import json
 import time
+from pathlib import Path
 
+import coincurve
 import numpy as np
+import pytest
 
 from hil.errors import InfrastructureError
+from hil.flash import cosign2, emulated
 from hil.flash.manifest import Manifest, loads
 from hil.link.client import DeviceLocked, PrimeClient
 
@@ -245,3 +249,17 @@ def deny_lines_reach_the_lab(station, record_property) -> bool:
     record_property("relies_on", f"AccessDenied results only: profile {station.profile.name} sends the kernel's "
                                  "deny lines to its serial console, not the debug link")
     return False
+
+
+def trusted_lab_signers(request, keys: cosign2.KeySet | None = None) -> list[coincurve.PrivateKey]:
+    """The signing keys the lab holds (``--firmware-signers``) that the units trust (``keys``; by default the
+    station profile's ``firmware_keys`` or ``--firmware-keys``); skipped when the lab holds fewer than two, as for
+    units signed by Foundation, whose keys no lab has."""
+    opt = request.config.getoption
+    if keys is None:
+        keys = emulated.keyset(opt("--firmware-keys") or request.getfixturevalue("station").profile.firmware_keys)
+    held = cosign2.load_keyset(Path(opt("--firmware-signers")))
+    trusted = [s.private_key() for s in held.signers if s.secret is not None and s.pubkey in keys.pubkeys]
+    if len(trusted) < 2:
+        pytest.skip(f"the lab holds no two signing keys of key set {keys.name} (--firmware-signers)")
+    return trusted

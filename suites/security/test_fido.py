@@ -253,22 +253,25 @@ def test_user_verification_is_never_claimed(unlocked_prime, nfc):
         f"a request demanding user verification answered {error or 'a credential'}"
 
 
-def test_a_confirm_answers_only_the_request_it_was_shown_for(unlocked_prime, nfc, screen):
+@pytest.mark.parametrize("orphaned", ["registration", "assertion"])
+def test_a_confirm_answers_only_the_request_it_was_shown_for(orphaned, unlocked_prime, nfc, screen):
     """Presence belongs to one request: the Prime matches the re-sent request to its prompt by the request's hash
     (hil/emulator/ctap2.py after os/fido/src/ctap). A prompt confirmed after its platform went away lets no other
-    request through: the next, different request is asked for itself. assumed: KeyOS may keep the orphaned
-    prompt up (the emulator does) or take it down with its platform; where it is still read, it is confirmed,
-    and either way the next request must ask for itself."""
+    request through: the next, different request is asked for itself, even an assertion for the same RP and
+    credential that differs from the orphaned one only in its challenge (clientDataHash). assumed: KeyOS may keep
+    the orphaned prompt up (the emulator does) or take it down with its platform; where it is still read, it is
+    confirmed, and either way the next request must ask for itself."""
     cred_id = _credential(nfc, screen).credential_id
-    orphan = _register(nfc)
+    orphan, title = (_register(nfc), REGISTER_TITLE) if orphaned == "registration" else \
+        (_assert(nfc, RP["id"], cred_id), AUTH_TITLE)
     try:
         if not orphan.wait_pending():
             pytest.fail(f"the Prime answered without asking for presence: {orphan.outcome()}")
-        screen.wait_for(REGISTER_TITLE, timeout=15)
+        screen.wait_for(title, timeout=15)
     finally:
         orphan.close()  # its platform stops re-sending: nothing will ever collect this Confirm
     now = screen.read()
-    if title_shown(REGISTER_TITLE, " ".join(line.text for line in now.lines)):  # read after the platform left
+    if title_shown(title, " ".join(line.text for line in now.lines)):  # read after the platform left
         screen.tap_text("Confirm", now)
     other = _assert(nfc, RP["id"], cred_id)
     try:
@@ -336,3 +339,38 @@ def test_a_malformed_request_is_refused_with_its_status_unprompted(unlocked_prim
             answered[name] = f"0x{answer[0]:02X}"
     expected = {name: f"0x{status:02X}" for name, (_, _, status) in MALFORMED.items()}
     assert answered == expected, f"the requests answered {answered}, not {expected}"
+
+
+def test_a_registration_excluding_a_credential_it_holds_is_refused(unlocked_prime, nfc, screen):
+    """excludeList (CTAP 2.0 §5.1 makeCredential, step 3): when any entry is a credential this Prime made for the RP,
+    it answers CREDENTIAL_EXCLUDED and makes no new one, wherever that entry stands in the list (an RP lists every
+    credential of the account; the one on this Prime is rarely first). A presence prompt that comes first (CTAP 2.1
+    asks for it) is confirmed: either way the answer must be CREDENTIAL_EXCLUDED."""
+    cred_id = _credential(nfc, screen).credential_id
+    cdh = os.urandom(32)
+    # another authenticator's id first (16 bytes: the whole request must fit the reader's one short APDU, 255 bytes)
+    exclude = [{"type": "public-key", "id": os.urandom(16)}, {"type": "public-key", "id": cred_id}]
+    again = CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, RP, USER, ES256, exclude_list=exclude, **kw))
+    try:
+        _, error = _answer(screen, again, REGISTER_TITLE, "Confirm")
+    finally:
+        again.close()
+    assert error is not None and error.code == CtapError.ERR.CREDENTIAL_EXCLUDED, \
+        f"a registration excluding this Prime's credential (second in excludeList) answered {error or 'a new credential'}"
+
+
+def test_the_signature_counter_rises_with_every_assertion(unlocked_prime, nfc, screen):
+    """The signature counter (CTAP 2.0 §6.1, WebAuthn §6.1.1) must grow with each assertion, so an RP can tell a
+    cloned key; an authenticator without one answers 0 every time. Two confirmed assertions of one credential:
+    the second's counter is above the first's, or both are 0."""
+    made = _credential(nfc, screen)
+    counters = []
+    for _ in range(2):
+        request = _assert(nfc, RP["id"], made.credential_id)
+        try:
+            assertion, error = _answer(screen, request, AUTH_TITLE, "Confirm")
+        finally:
+            request.close()
+        assert error is None, f"a confirmed assertion (control) failed: {error}"
+        counters.append(assertion.auth_data.counter)
+    assert counters[1] > counters[0] or counters == [0, 0], f"the signature counter did not rise: {counters}"

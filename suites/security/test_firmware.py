@@ -42,7 +42,7 @@ from hil.machine import scaled
 from hil.stimuli.boot_menu import (can_enter_samba, open_boot_menu, panel_view, power_cycle, samba_entry_shown,
                                    station_enter_samba)
 from hil.vision.pin_screen import NotAPinScreen, read_pin_screen, wait_pin_screen
-from security_helpers import PromptNotSeen, ScreenReader, normal
+from security_helpers import PromptNotSeen, ScreenReader, normal, trusted_lab_signers
 
 pytestmark = [pytest.mark.security, pytest.mark.firmware]
 
@@ -243,6 +243,16 @@ def _wrongly_signed(good: bytes, _unit) -> bytes:
     return cosign2.add_second_signature(signed, coincurve.PrivateKey())
 
 
+def _partially_trusted_a_second_later(good: bytes, unit: Unit, request) -> bytes:
+    """The unit's build one second newer, signed by one of its signers only (PartiallyTrusted, refused). A refused image
+    must leave the anti-rollback value as it was (keyos.md §3.5: os/update sets it once the image verified), so the
+    unit's own build must boot again after it (`test_device_refuses_bad_firmware`). A unit whose bootloader breaks
+    that refuses its own build afterwards and needs one signed later still (``--firmware-signers``) to come back."""
+    header = cosign2.parse_unverified(good)
+    first, _ = _lab_signers(unit, request)
+    return cosign2.sign(good[header.size:], first, version=header.version, timestamp=header.timestamp + 1)
+
+
 def _partially_trusted(good: bytes, _unit) -> bytes:
     """The unit's first signature only (cosign2: PartiallyTrusted; the bootloader wants both)."""
     header = cosign2.parse_unverified(good)
@@ -261,11 +271,8 @@ def _developer_signed(good: bytes, unit: Unit, _request) -> bytes:
 
 
 def _lab_signers(unit: Unit, request) -> tuple[coincurve.PrivateKey, coincurve.PrivateKey]:
-    held = cosign2.load_keyset(Path(request.config.getoption("--firmware-signers")))
-    trusted = [s.private_key() for s in held.signers if s.secret is not None and s.pubkey in unit.keys.pubkeys]
-    if len(trusted) < 2:
-        pytest.skip(f"the lab holds no two signing keys of key set {unit.keys.name} (--firmware-signers)")
-    return trusted[0], trusted[1]
+    first, second = trusted_lab_signers(request, unit.keys)[:2]
+    return first, second
 
 
 def _resigned(good: bytes, unit: Unit, request, **changes) -> bytes:
@@ -303,6 +310,7 @@ VARIANTS = {
     "unsigned": lambda good, unit, request: _unsigned(good, unit),
     "wrongly-signed": lambda good, unit, request: _wrongly_signed(good, unit),
     "partially-trusted": lambda good, unit, request: _partially_trusted(good, unit),
+    "partially-trusted-a-second-later": _partially_trusted_a_second_later,
     "developer-signed": _developer_signed,
     "wrong-chip": _wrong_chip,
     "rolled-back": _rolled_back,
@@ -336,6 +344,16 @@ def _refused(unit: Unit, variant: str, timeout: float = 30.0) -> None:
         raise PromptNotSeen(f"neither the bootloader's {ERROR_PAGE!r} page nor KeyOS within {timeout:g} s")
     finally:
         reader.close()
+
+
+def _refused_own_build(unit: Unit) -> bool:
+    """Whether the camera reads the bootloader's error page over the unit's own build (a recovery that did not boot);
+    anything else read, or nothing, says nothing (False)."""
+    try:
+        _refused(unit, "own")
+    except (AssertionError, PromptNotSeen):
+        return False
+    return True
 
 
 def _recover(unit: Unit, tmp_path: Path) -> None:
@@ -382,6 +400,9 @@ def test_device_refuses_bad_firmware(variant, unit, request, tmp_path):
     except Exception as recovery:
         if isinstance(verdict, AssertionError):  # the device booted a bad image: that stays a failure
             raise AssertionError(f"{verdict} (and recovering the unit afterwards failed: {recovery})") from recovery
+        if verdict is None and _refused_own_build(unit):  # positive evidence: its own build's error page
+            raise AssertionError(f"after refusing the {variant} image the unit refuses its own build: the refused image "
+                                 f"moved its anti-rollback value ({recovery})") from recovery
         raise
     if verdict is not None:
         raise verdict

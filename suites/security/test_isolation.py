@@ -156,27 +156,31 @@ def test_grants_die_with_a_crashed_process(probe, probe_id, templates, screen, u
 
 
 def _heir_of_an_airlock_grant(probe, probe_id, templates, screen, prime, ending: list, how: str) -> None:
-    """A holder opens the Airlock with its grant, then its plan's ``ending`` (none: it is closed); the app given
-    its PID next must be refused the Airlock."""
-    holder = probe.run(manifest_for(probe_id("holder"), "Holder", {"os/fs": ["GetAirlockReadAccess"]}, templates,
-                                    template=("gui-app", "fs-generic")),
-                       [P.open_file("Airlock", "probe.bin", "read", timeout_s=60), *ending])
+    """A holder opens the Airlock with its read and write grants, then its plan's ``ending`` (none: it is closed);
+    the app given its PID next must be refused the Airlock, to reads and writes."""
+    holder = probe.run(manifest_for(probe_id("holder"), "Holder", {"os/fs": ["GetAirlockReadAccess", "GetAirlockWriteAccess"]},
+                                    templates, template=("gui-app", "fs-generic")),
+                       [P.open_file("Airlock", "probe.bin", "write", timeout_s=60),
+                        P.open_file("Airlock", "probe.bin", "read"), *ending])
     answer_prompt(screen, "Always Allow", run=holder, step=0)
-    held = holder.step(0, timeout=90)
-    assert held["access"] == "Ok", f"the holder's granted read was refused (control): {held}"
-    _opened(held, "Airlock", missing_file=True)
+    for step in (0, 1):
+        held = holder.step(step, timeout=90)
+        assert held["access"] == "Ok", f"the holder's granted open was refused (control): {held}"
+        _opened(held, "Airlock")
     if ending:
         holder.wait(lambda: holder.panic is not None, 20, "the PANIC line")
     probe.close(holder)  # after a panic, only the probe's own bookkeeping
     heir_id = probe_id("heir")
     probe.install(manifest_for(heir_id, "Heir", {}, templates, template=("gui-app", "fs-generic")),
-                  [P.open_file("Airlock", "probe.bin", "read", timeout_s=20)])
+                  [P.open_file("Airlock", "probe.bin", "read", timeout_s=20),
+                   P.open_file("Airlock", "probe.bin", "write", timeout_s=20)])
     heir = probe.launch(heir_id)
     if heir.pid != holder.pid:
         raise P.ProbeBroken(f"{prime.device}: the kernel gave PID {heir.pid}, not the {how} app's PID {holder.pid}: "
                             "no reuse to test")
-    (read,) = heir.finish(timeout=60)
-    assert read["result"] == "AccessDenied", f"PID {heir.pid} inherited the {how} app's Airlock grant: {read}"
+    read, write = heir.finish(timeout=60)
+    assert (read["result"], write["result"]) == ("AccessDenied", "InvalidOperation"), \
+        f"PID {heir.pid} inherited the {how} app's Airlock grants (read, write): {read}, {write}"
 
 
 def test_third_party_apps_cannot_read_each_others_memory(probe, probe_id, templates):
@@ -215,3 +219,21 @@ def test_crash_is_contained(probe, probe_id, templates, unlocked_prime):
     ok = probe.run(manifest_for(probe_id("after"), "After", {}, templates),
                    [P.send("os/gui-server", "RequestRedraw", wait=False)])
     assert [r["result"] for r in ok.finish()] == ["Ok"]
+
+
+def test_a_grant_opens_the_location_for_its_holder_only(probe, probe_id, templates, screen):
+    """The fs records a grant as ``(pid, location)`` (``os/fs/src/access.rs``): while one app holds the Airlock open
+    with its grant, another running app without one is still refused it, to reads and writes."""
+    holder = probe.run(manifest_for(probe_id("holder"), "Holder", {"os/fs": ["GetAirlockReadAccess", "GetAirlockWriteAccess"]},
+                                    templates, template=("gui-app", "fs-generic")),
+                       [P.open_file("Airlock", "probe.bin", "write", timeout_s=60), P.open_file("Airlock", "probe.bin", "read")])
+    answer_prompt(screen, "Always Allow", run=holder, step=0)
+    wrote, read = holder.finish(timeout=90)  # its plan done, the holder keeps running with its grants
+    assert wrote["access"] == read["access"] == "Ok", f"the holder's grants were refused (control): {wrote}, {read}"
+    _opened(wrote, "Airlock")
+    other = probe.run(manifest_for(probe_id("other"), "Other", {}, templates, template=("gui-app", "fs-generic")),
+                      [P.open_file("Airlock", "probe.bin", "read", timeout_s=20),
+                       P.open_file("Airlock", "probe.bin", "write", timeout_s=20)])
+    answers = [(r["access"], r["result"]) for r in other.finish(timeout=60)]
+    assert answers == [("AccessDenied", "AccessDenied"), ("AccessDenied", "InvalidOperation")], \
+        f"PID {other.pid} opened the Airlock on PID {holder.pid}'s grant (read, write): {answers}"

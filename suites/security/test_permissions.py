@@ -10,14 +10,17 @@ broker's prompt (read on the display) and each answer behaves and persists as sp
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import struct
 import time
 from pathlib import Path
 
 import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hil import probe as P
+from hil.flash import cosign2
 from hil.errors import InfrastructureError
 from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates, loads, sign_manifest
 from hil.link.client import CommandRefused, DeviceError, DeviceLocked
@@ -30,7 +33,7 @@ from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.pin_screen import wait_pin_screen
 
 from security_helpers import (BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for,
-                              normal, outside_the_prompt, result_without_prompt, twin)
+                              normal, outside_the_prompt, result_without_prompt, trusted_lab_signers, twin)
 
 pytestmark = [pytest.mark.security, pytest.mark.permissions]
 
@@ -257,6 +260,19 @@ def test_prompt_caps_the_apps_name(name, probe, probe_id, templates, screen):
     assert normal("wants to access App-scoped seed") in normal(text), text
     answer_prompt(screen, "Not Now", run=run, step=0)
     assert run.step(0, timeout=60)["result"] == "AccessDenied"
+
+
+def test_a_subgroups_grant_leaves_its_sibling_subgroups_asking(probe, probe_id, templates, screen):
+    """Grants are kept per app per *subgroup* (``permission_grants.rs``, keyos.md §1.4): allowing User files
+    (file-system.user-files) answers nothing for Airlock files (file-system.airlock-files), a subgroup of the same
+    group that the app declares too; its first use is asked for itself."""
+    m = manifest_for(probe_id(), "Two Subgroups", {"os/fs": ["GetUserReadAccess", "GetAirlockReadAccess"]}, templates)
+    run = probe.run(m, [P.send("os/fs", "GetUserReadAccess", wait=True, timeout_s=60),
+                        P.send("os/fs", "GetAirlockReadAccess", wait=True, timeout_s=60)])
+    allowed = answer_prompt(screen, "Always Allow", body="Two Subgroups wants to access User files", run=run, step=0)
+    assert allowed["result"] == "Ok", f"the allowed User files grant (control) answered {allowed}"
+    sibling = answer_prompt(screen, "Not Now", body="Two Subgroups wants to access Airlock files", run=run, step=1)
+    assert sibling["result"] == "AccessDenied", f"Airlock files, answered 'Not Now', answered {sibling}"
 
 
 def _seed_probe(probe, app_id, templates, steps):
@@ -617,6 +633,20 @@ def test_a_certificate_is_taken_up_to_16_kib_and_no_larger(unlocked_prime):
     assert prime.publisher_count().installed == before.installed + 1, "a certificate of exactly 16 KiB did not install"
 
 
+@pytest.mark.parametrize("flaw", ["certificate-authority", "not-for-code-signing"])
+def test_certificate_outside_the_publisher_profile_installs_nothing(flaw, unlocked_prime):
+    """A publisher certificate is X.509 v3, CA:FALSE, digitalSignature, EKU codeSigning (keyos.md §3.2,
+    ``os/app-manager/THIRD_PARTY_CERTIFICATE_FORMAT.md``): one that is a CA, or whose extended key usage is not code
+    signing, is refused with its own, matching fingerprint, and installs nothing."""
+    prime = unlocked_prime
+    flawed = {"ca": True} if flaw == "certificate-authority" else {"usage": ExtendedKeyUsageOID.SERVER_AUTH}
+    pub = P.Publisher.create(prime.system_time(), name=f"prime-hil {flaw}", **flawed)
+    before = prime.publisher_count()
+    with pytest.raises(DeviceError):
+        prime.install_certificate(pub.fingerprint, pub.pem)
+    assert prime.publisher_count() == before, f"a certificate that is {flaw} changed the installed count"
+
+
 def test_publisher_without_certificate_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     stranger = P.Publisher.create(unlocked_prime.system_time())
@@ -747,3 +777,27 @@ def test_a_valid_sideload_launches(probe, probe_id, templates):
     """The positive control of the launch checks above: the lab's own signed bundle runs."""
     run = probe.run(manifest_for(probe_id(), "Valid", {}, templates), [P.send("os/gui-server", "RequestRedraw", wait=False)])
     assert [r["result"] for r in run.finish()] == ["Ok"]
+
+
+def test_an_app_with_one_foundation_signature_does_not_launch(probe, probe_id, templates, unlocked_prime, request):
+    """An app launches FullyTrusted (both signatures by trusted signers) or ThirdParty (the second slot only, by an
+    installed publisher), keyos.md §3.2: an ELF and manifest signed by one trusted signer in the first slot alone
+    (PartiallyTrusted) are neither, and answer SignatureRejected. The same pair with both signatures launches (the
+    control). Needs two keys the units trust (``--firmware-signers``: test-signed units), else skipped."""
+    first, second = trusted_lab_signers(request)[:2]
+    app_id, now = probe_id(), unlocked_prime.system_time()
+    manifest = manifest_for(app_id, "One Signature", {}, templates)
+    elf = cosign2.sign(probe.elf, first, version="1.0.0", timestamp=now)
+    manifest.file_hashes = {"app.elf": hashlib.sha256(elf).hexdigest()}
+    doc = cosign2.sign(manifest.dumps(), first, version="1.0.0", timestamp=now)
+    unlocked_prime.sideload(app_id, {"app.elf": elf, "manifest.json": doc})
+    status = unlocked_prime.launch_app(app_id).status
+    assert status is LaunchStatus.SIGNATURE_REJECTED, f"an app signed by one trusted signer only answered {status.name}"
+    both = {"app.elf": cosign2.add_second_signature(elf, second)}
+    manifest.file_hashes = {"app.elf": hashlib.sha256(both["app.elf"]).hexdigest()}
+    both["manifest.json"] = cosign2.add_second_signature(cosign2.sign(manifest.dumps(), first, version="1.0.0",
+                                                                       timestamp=now), second)
+    unlocked_prime.sideload(app_id, both)
+    result = unlocked_prime.launch_app(app_id)
+    assert result.status is LaunchStatus.LAUNCHED, f"the same app with both signatures (control) answered {result}"
+    unlocked_prime.close_app(result.pid)
