@@ -1,7 +1,7 @@
 """The suites catch regressions: every seeded defect turns its named suite red (a *failed* test, not a
 broken one), and the good build keeps every suite green. Each run is its own ``pytest`` process against
-its own emulated Prime, as a lab would run it, started by the test that judges it (`make test`'s four
-workers run four at a time)."""
+its own emulated Prime, as a lab would run it, started by the test that judges it (`make test`'s six
+workers run six at a time)."""
 
 from __future__ import annotations
 
