@@ -8,12 +8,13 @@ nightly: setup
 	.venv/bin/hil nightly
 
 # Everything, the slow tests too (-m "" lifts pyproject's "not slow"). pytest exits 5 when no test
-# ran; make passes that on as a failure. Four workers on two cores: most of the slow tests wait on
-# emulated devices (power-button holds, boots, child pytest runs) rather than compute. loadgroup keeps
+# ran; make passes that on as a failure. Six workers on two cores: most of the slow tests wait on
+# emulated devices (power-button holds, boots, child pytest runs) rather than compute (four kept about
+# 1.3 of the 2 cores busy). loadgroup keeps
 # each xdist_group (the labgrid lab) on one worker. The 20 slowest phases are printed, so a CI log shows
 # where the 15-minute budget goes.
 test: setup
-	.venv/bin/python -m pytest -n 4 --dist loadgroup -q -m "" --durations=20
+	.venv/bin/python -m pytest -n 6 --dist loadgroup -q -m "" --durations=20
 
 # The decoders of untrusted bytes with a long Hypothesis budget and fresh inputs (tests/test_hostile_input.py).
 fuzz: setup

@@ -36,11 +36,19 @@ def quick_hold(monkeypatch):
     monkeypatch.setattr(boot_menu, "HARD_OFF_MS", 1500)
 
 
+def run_minutes(item) -> float:
+    """How long ``item`` runs, for ordering: a slow test's ``minutes`` (0 if none given), -1 for the others."""
+    slow = item.get_closest_marker("slow")
+    return -1 if slow is None else slow.kwargs.get("minutes", 0)
+
+
 def pytest_collection_modifyitems(config, items):
     """The hang limits (pytest-timeout's, per test) were set on an idle machine: scale them by how busy
-    this one is, so that load makes a test slower, never red. The slow tests go first (a stable sort), so
-    `make test`'s workers do not sit idle at the end while one of them finishes a long one."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    this one is, so that load makes a test slower, never red. The slow tests go first, the longest of them
+    (``slow(minutes=N)``, N as last measured in `make test`) first of all (a stable sort, so a module keeps its
+    order where its tests carry the same mark): `make test`'s workers do not sit idle at the end while one of
+    them finishes a long one."""
+    items.sort(key=run_minutes, reverse=True)
     default = float(config.getoption("timeout", None) or config.getini("timeout") or 0)
     for item in items:
         marker = item.get_closest_marker("timeout")

@@ -466,7 +466,7 @@ def test_reach_samba_asks_reboot_samba_first_and_presses_the_route_only_when_ref
         reach_samba(link(LinkError("usb:1-2", "no device")), None)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=1.3)
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("defects", [(), ("bootloader-menu-offers-samba", "bootloader-accepts-third-party")])
 def test_the_firmware_checks_run_on_a_production_build_without_the_debug_link(defects):

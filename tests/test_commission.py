@@ -38,7 +38,7 @@ def test_an_emulated_station_is_commissioned_and_its_calibration_stored(lab):
     assert stored["measured"]["version"] == "1.0.0" and len(stored["measured"]["camera_corners"]) == 4
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=1)
 def test_a_miswired_station_is_named(lab):
     cfg = load_lab(lab)
     with bring_up(cfg, "emu-2") as st, bring_up(cfg, "emu-3") as other:

@@ -14,17 +14,18 @@ before it starts.
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from typer.testing import CliRunner
 
 from hil.lab import labgrid, place_flash, places
@@ -34,10 +35,12 @@ from hil.lab.lab_cli import lab_app
 from hil.lab.lease import NoStationFree
 from hil.report.allure import read_results
 
-# One worker holds the whole module: its benches share the 10.151.0.x addresses (and one coordinator).
+# One worker holds the module's lab (one coordinator, two benches) and runs its tests in order; the nightly
+# test, the longest, is a group of its own: its worker brings up a lab of its own on another 10.x.0 net.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("labgrid")]
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+NETS_LOCK = Path(tempfile.gettempdir()) / "hil-labgrid-nets.lock"
 BENCHES = {"bench1": "b1s1", "bench2": "b2s1"}
 
 
@@ -65,10 +68,7 @@ class Hosts:
 
     def __init__(self) -> None:
         pid = os.getpid() % 100000
-        used = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True, timeout=10).stdout \
-            if shutil.which("ip") else ""
-        free = next((x for x in range(150, 250) if f"inet 10.{x}.0." not in used), 150)  # beside concurrent runs
-        self.bridge, self.net = f"hbr{pid}", f"10.{free}.0"
+        self.bridge = f"hbr{pid}"
         self.ns: dict[str, str] = {}
         self.controller = "127.0.0.1"
         self.bench = {b: "127.0.0.1" for b in BENCHES}
@@ -77,7 +77,10 @@ class Hosts:
         except (OSError, subprocess.CalledProcessError):
             return  # no namespaces here: loopback
         try:
-            self._ip("addr", "add", f"{self.net}.1/24", "dev", self.bridge)
+            with FileLock(NETS_LOCK):  # a net no other lab holds (two xdist workers, or checkouts, start one at once)
+                used = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True, timeout=10).stdout
+                self.net = f"10.{next((x for x in range(150, 250) if f'inet 10.{x}.0.' not in used), 150)}.0"
+                self._ip("addr", "add", f"{self.net}.1/24", "dev", self.bridge)
             self._ip("link", "set", self.bridge, "up")
             for i, bench in enumerate(BENCHES, 1):
                 ns, veth = f"hil{pid}b{i}", f"hv{pid}b{i}"
@@ -581,6 +584,7 @@ def test_a_rejected_pin_blocks_the_unit_on_the_coordinator_for_every_host(pytest
     assert "pin" not in tags and tags.get("health") == "ok"
 
 
+@pytest.mark.xdist_group("nightly")  # with the module's: a group of its own, so it runs beside the others
 def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, monkeypatch):
     """`hil nightly --lab labgrid://HOST:PORT?bench=bench1`: the lab file supplies reports, suites, keys and
     criteria (here a stand-in for the repo's), the URL the places. b1s1 runs a development build; the

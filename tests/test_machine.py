@@ -56,3 +56,24 @@ def test_timeouts_of_these_tests_are_scaled(request, monkeypatch):
     items = [Item(300), Item(45)]
     hook(request.config, items)
     assert [i.markers["timeout"].args[0] for i in items] == [600, 90]
+
+
+def test_the_longest_slow_tests_are_handed_out_first(request):
+    """`make test`'s order: slow(minutes=N) by N, then the other slow tests, then the rest, each in its module's order."""
+    hook = next(p for p in request.config.pluginmanager.get_plugins()
+                if getattr(p, "__file__", "").endswith("tests/conftest.py")).pytest_collection_modifyitems
+
+    class Item:
+        def __init__(self, name, slow=None):
+            self.name, self.markers = name, {} if slow is None else {"slow": slow.mark}
+
+        def get_closest_marker(self, name):
+            return self.markers.get(name)
+
+        def add_marker(self, mark, append=True):
+            self.markers[mark.name] = mark.mark
+
+    items = [Item("fast-a"), Item("lab-1", pytest.mark.slow), Item("one", pytest.mark.slow(minutes=1)),
+             Item("fast-b"), Item("lab-2", pytest.mark.slow), Item("four", pytest.mark.slow(minutes=4))]
+    hook(request.config, items)
+    assert [i.name for i in items] == ["four", "one", "lab-1", "lab-2", "fast-a", "fast-b"]

@@ -225,7 +225,7 @@ def test_unit_that_reports_another_version_after_flashing_is_broken(tmp_path, la
     assert meta["broken_stations"] == {"emu-1": "flashed, but its unit reports version 1.0.0, not the build's 2.0.0"}
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=1.1)
 def test_the_repositorys_lab_holds_its_release_to_the_production_bootloader(tmp_path):
     """The shipped emulated lab, its real flasher and a real check: the nightly flashes a production build
     and declares it, so the units' bootloaders must be production ones, and the check that a

@@ -1,7 +1,7 @@
 """The suites catch regressions: every seeded defect turns its named suite red (a *failed* test, not a
 broken one), and the good build keeps every suite green. Each run is its own ``pytest`` process against
-its own emulated Prime, as a lab would run it, started by the test that judges it (`make test`'s four
-workers run four at a time)."""
+its own emulated Prime, as a lab would run it, started by the test that judges it (`make test`'s six
+workers run six at a time)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,12 @@ def test_each_defect_turns_its_suite_red(name):
 
 
 SUITES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "suites" / "security").glob("test_*.py"))
+# the runs of a minute or more in `make test` (the firmware suite's power-button holds), started first
+MINUTES = {"suites/security/test_firmware.py": 4, "suites/security/test_permissions.py": 1}
 
 
-@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize("suite", [pytest.param(s, marks=pytest.mark.slow(minutes=MINUTES[s])) if s in MINUTES else s
+                                   for s in SUITES])
 @pytest.mark.parametrize("flavour", ["development", "production"])
 def test_good_build_keeps_every_suite_green(flavour, suite):
     """One run per suite file, so `make test`'s workers share the good builds' runs."""

@@ -17,6 +17,7 @@ from hil.flash.manifest import Manifest, loads
 from hil.link.client import DeviceLocked, PrimeClient
 
 PROMPT_TITLE = "Allow Access?"
+PROMPT_GONE_S = 10.0  # deadline for a withdrawn or dismissed prompt to leave the screen (it goes at once)
 PROMPT_BUTTONS = ("Always Allow", "Not Now", "Never Allow")
 REGIONS = {"title": (0, 30, 480, 100), "body": (0, 100, 480, 700),
            "buttons": (0, 700, 480, 800)}

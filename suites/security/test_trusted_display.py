@@ -12,12 +12,11 @@ from hil.link.client import DeviceLocked
 from hil.link.state import is_locked, show_lock_screen, wait_unlocked
 from hil.stimuli.touch import enter_pin
 from hil.vision.pin_screen import wait_pin_screen
-from security_helpers import (PROMPT_BUTTONS, PROMPT_TITLE, answer_prompt, assert_no_prompt_for, manifest_for,
-                              wait_prompt_gone)
+from security_helpers import (PROMPT_BUTTONS, PROMPT_GONE_S, PROMPT_TITLE, answer_prompt, assert_no_prompt_for,
+                              manifest_for, wait_prompt_gone)
 
 pytestmark = [pytest.mark.security, pytest.mark.trusted_display]
 LOCKED_WATCH_S = 3.0  # how long the lock screen is watched for a prompt that should stay queued
-PROMPT_GONE_S = 10.0  # deadline for a withdrawn prompt to leave the screen (it goes at once)
 
 
 def test_permission_prompt_is_a_system_prompt(probe, probe_id, templates, screen):
