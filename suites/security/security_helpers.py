@@ -15,6 +15,7 @@ from hil.errors import InfrastructureError
 from hil.flash import cosign2, emulated
 from hil.flash.manifest import Manifest, loads
 from hil.link.client import DeviceLocked, PrimeClient
+from hil.machine import scaled
 
 PROMPT_TITLE = "Allow Access?"
 PROMPT_GONE_S = 10.0  # deadline for a withdrawn or dismissed prompt to leave the screen (it goes at once)
@@ -88,7 +89,7 @@ class ScreenReader:
 
     def wait_for(self, text: str, timeout: float = 10.0, region: str | None = None) -> object:
         """The screen once ``text`` is read on it; broken (not failed) if it never is."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         seen = ""
         while time.monotonic() < deadline:
             screen = self.read([region] if region else None)
@@ -140,7 +141,7 @@ def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: st
     (answered before: decided without asking, failed) and is answered once ``button`` is pressed.  A prompt
     that leaves the screen while the step stays parked was not the broker's (failed); one still up after the
     tap was not reached (broken)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     other = ""  # the last prompt read with another body (an app's look-alike, say)
     while True:
         run.pump(0.05)
@@ -160,7 +161,7 @@ def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: st
     for label in PROMPT_BUTTONS:
         assert normal(label) in normal(text), f"prompt lacks the {label!r} button; read: {text!r}"
     screen.tap_text(button, shown)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while step not in run.records:
         if time.monotonic() > deadline:
             after = screen.text()
@@ -182,7 +183,7 @@ def outside_the_prompt(profile) -> tuple[int, int]:
 
 def result_without_prompt(screen: ScreenReader, run, step: int, timeout: float = 20.0) -> dict:
     """The step's record, which must arrive with no prompt shown (a stored decision, or not grantable)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         run.pump(0.05)
         if step in run.records:
@@ -218,7 +219,7 @@ def assert_no_prompt_for(screen: ScreenReader, seconds: float, when: str = "", w
 def wait_prompt_gone(screen: ScreenReader, timeout: float, when: str = "") -> None:
     """Until a read shows the display without a prompt: failed if the prompt is still read at the deadline,
     broken if the display reads as nothing (no evidence either way)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         text = screen.text()
         try:
@@ -236,7 +237,7 @@ def wait_prompt_gone(screen: ScreenReader, timeout: float, when: str = "") -> No
 
 def wait_readable(screen: ScreenReader, timeout: float) -> None:
     """Until the display shows some text; broken if it never does."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while not screen.text().strip():
         if time.monotonic() > deadline:
             raise PromptNotSeen(f"nothing read on the display within {timeout:g} s")

@@ -28,7 +28,6 @@ from hil.link.protocol import (MAX_CHUNK, Cmd, LaunchStatus, load_app_begin, loa
                                request)
 from hil.link.state import show_lock_screen, wait_unlocked
 from hil.link.transport import LinkError
-from hil.machine import scaled
 from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.pin_screen import wait_pin_screen
 
@@ -339,7 +338,7 @@ def test_a_touch_outside_the_prompt_denies_and_stores_nothing(gesture, probe, pr
         touch.swipe(x, y, x, y + DRAG_PX)
     # the popup goes at the press: failed if it is still read at the deadline, broken if nothing is read (the app's
     # own 60 s wait never decides: its end is no evidence either way)
-    wait_prompt_gone(screen, scaled(PROMPT_GONE_S), f" after a {gesture} above it")
+    wait_prompt_gone(screen, PROMPT_GONE_S, f" after a {gesture} above it")
     assert run.step(0, timeout=60)["result"] == "AccessDenied", f"a prompt dismissed by a {gesture} outside it did not deny"
     probe.close(run)
     again = probe.launch(app_id)
