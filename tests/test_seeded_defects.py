@@ -35,7 +35,8 @@ def failed_not_broken(output: str) -> set[str]:
     return failed - broken
 
 
-@pytest.mark.parametrize("name", sorted(CATALOG))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow(minutes=2)) if "test_firmware.py" in CATALOG[n][1]
+                                  else n for n in sorted(CATALOG)])  # the firmware lane's flash and recovery first
 def test_each_defect_turns_its_suite_red(name):
     _, suite, flavour = CATALOG[name]
     code, out = run_suites("-x", "--emulator-flavour", flavour, "--emulator-defect", name, suite)
