@@ -585,6 +585,7 @@ def test_a_rejected_pin_blocks_the_unit_on_the_coordinator_for_every_host(pytest
 
 
 @pytest.mark.xdist_group("nightly")  # with the module's: a group of its own, so it runs beside the others
+@pytest.mark.timeout(900)  # its lab's bring-up, two flashes over ser2net and a suite: 5 min in CI, 12 at load 14
 def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, monkeypatch):
     """`hil nightly --lab labgrid://HOST:PORT?bench=bench1`: the lab file supplies reports, suites, keys and
     criteria (here a stand-in for the repo's), the URL the places. b1s1 runs a development build; the
