@@ -83,8 +83,10 @@ class Farm:
                 station = self._up.enter_context(self.leases.bring_up(lease))
                 report = self.leases.recover(station, health.check(station))
             except BaseException:
-                self._up.close()
-                lease.release()
+                try:
+                    self._up.close()
+                finally:
+                    lease.release()
                 raise
             if report.ok:
                 self.lease, self.station, self.version = lease, station, report.version
@@ -126,11 +128,15 @@ class Farm:
         return report
 
     def drop(self) -> None:
+        """Let go of the station: its bring-up closed and its lease released, even when the closing fails (a
+        place left held stays busy for every host until its holder is reaped)."""
         self.labels()
-        self._up.close()
-        if self.lease is not None:
-            self.lease.release()
-        self.lease = self.station = None
+        try:
+            self._up.close()
+        finally:
+            if self.lease is not None:
+                self.lease.release()
+            self.lease = self.station = None
 
     def labels(self) -> dict[str, str]:
         """Where the test runs; after the station was lost, where it last ran (empty before any lease)."""

@@ -6,6 +6,7 @@ reaper of crashed holders, and the farm's lease backend on labgrid (`PlaceLeases
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -20,6 +21,8 @@ from hil.lab.labgrid import (FLASHED, HEALTH, PIN, QUARANTINED, Coordinator, Coo
                              LabUrl, PlaceLost, show_tags, tag_ok)
 from hil.lab.lease import NoStationFree
 from hil.lab.station import Station
+
+log = logging.getLogger("hil.lab")
 
 
 def bench_of(lab: LabConfig, name: str) -> str:
@@ -197,10 +200,14 @@ class PlaceLease:
                                 f"{exporter} running?)")
 
     def release(self) -> None:
-        """Release and cancel; errors are ignored (the place may be kicked, the coordinator restarted)."""
+        """Release and cancel. A failure is logged, not raised (the place may be kicked, the coordinator
+        restarted): a place left held is freed when its holder's process is reaped (`reap`)."""
         if self.place is not None:
-            with contextlib.suppress(HilError):
+            try:
                 self.coord.call("ReleasePlace", "release", placename=self.place)
+            except HilError as e:
+                log.warning("place %s left held by %s: %s; `labgrid-client -p %s release` frees it now",
+                            self.place, self.coord.me, e, self.place)
         if self.token is not None:
             with contextlib.suppress(HilError):
                 self.coord.call("CancelReservation", "cancel reservation", token=self.token)
