@@ -390,8 +390,9 @@ def ruled_out(ink: Ink, i: int, c: str, screen: Font = Font()) -> str | None:
         if c not in DESCENDERS and drop > max(tol, 0.15 * ink.scale):
             return "it descends below the baseline"
     rows = g.mask.max(axis=1)
-    # no dip: a dot that blur joined to its stroke leaves one (on the emulator's hard optics an i's joined dot dips
-    # to 0.77 of its stroke and an l to 0.91: a shallower dip than 0.85 leaves i open, never deciding l for it)
+    # no dip: a dot that blur joined to its stroke leaves one. assumed: 0.85, measured on the emulator's hard optics
+    # only (an i's joined dot dipped to 0.77 of its stroke, an l to 0.91), not on a Prime's panel through a camera;
+    # set high, it leaves i open (undecided) rather than deciding l for it
     if c == "i" and rows[2: len(rows) // 2].min(initial=1.0) >= 0.85 * float(np.median(rows)):
         if ink.dots[i] is False:
             return "no dot above it"
