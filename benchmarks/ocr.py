@@ -49,7 +49,7 @@ from hil.emulator.apps import bitcoin  # noqa: E402
 from hil.emulator.build import Build  # noqa: E402
 from hil.emulator.camera import Optics, Scene, panel_corners  # noqa: E402
 from hil.emulator.launcher import start_device  # noqa: E402
-from hil.emulator.prime import DEFAULT_PIN  # noqa: E402
+from hil.provisioning import TEST_PIN  # noqa: E402
 from hil.emulator.ui import ALERT_BOX, LAUNCHER_ROW_HEIGHT  # noqa: E402
 from hil.emulator.apps.lockscreen import KEY_LABELS  # noqa: E402
 from hil.vision import ocr, values  # noqa: E402
@@ -73,12 +73,12 @@ def emulator_screens(seed: int):
             keys = [KEY_LABELS.get(k, k) for k, _ in sorted(pad.items(), key=lambda kv: (kv[1][1], kv[1][0]))]
             yield (f"lock-{seed}", p.framebuffer().copy(), ["Enter PIN", "Security words", "-", *keys],
                    [("Enter PIN", TextKind.PROSE, "title"), ("Security words", TextKind.PROSE, None)])
-            for d in DEFAULT_PIN[:4]:
+            for d in TEST_PIN[:4]:
                 p.touch(*pad[d])
-            words = " ".join(p.se.security_words(DEFAULT_PIN[:4]))
+            words = " ".join(p.se.security_words(TEST_PIN[:4]))
             yield (f"words-{seed}", p.framebuffer().copy(), ["Enter PIN", words, "****", *keys],
                    [(words, TextKind.WORDS, None), ("Enter PIN", TextKind.PROSE, "title")])
-            assert p.login(DEFAULT_PIN)
+            assert p.login(TEST_PIN)
             body = broker.BODY.format("Bitcoin Wallet", "App Seed")
             modal = p.ui.show_modal(broker.TITLE, body, [broker.ALWAYS, broker.NOT_NOW, broker.NEVER], lambda a: None)
             launcher = p.ui.launcher  # behind the popup, darkened: its title and the rows above the popup's top

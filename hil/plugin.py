@@ -25,6 +25,7 @@ from hil.link.resolve import open_client
 from hil.link.state import HomeScreen, PinRejected, bring_home, detect_flavour, takes_input_while_locked
 from hil.link.transport import LinkClosed
 from hil.machine import scaled
+from hil.provisioning import TEST_MNEMONIC, TEST_PIN
 from hil.stimuli.touch import DebugTouch, RobotTouch, Touch
 
 pytest_plugins = ["hil.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
@@ -45,8 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default: start a fresh emulated Prime)")
     group.addoption("--profile", default=None,
                     help="device profile in device_profiles/ (default: the emulator's own, else prime-rev-b)")
-    group.addoption("--pin", default="123456", help="the PIN the units under test are provisioned with")
-    group.addoption("--mnemonic", default=" ".join(["all"] * 12), metavar="WORDS",
+    group.addoption("--pin", default=TEST_PIN, help="the PIN the units under test are provisioned with")
+    group.addoption("--mnemonic", default=TEST_MNEMONIC, metavar="WORDS",
                     help="the BIP39 test mnemonic the units under test are provisioned with (the seed checks derive "
                          "from it what a unit must serve); default: 'all' twelve times, which emulated units carry")
     group.addoption("--flavour", choices=("development", "production"), default=None,

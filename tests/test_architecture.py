@@ -11,8 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATOR = ROOT / "hil" / "emulator"
+# What the emulator may import of the harness: the codecs both sides speak, and the lab's test provisioning
+# (the PIN and mnemonic every emulated unit carries, the harness's defaults).
 CODECS = {"hil.link.protocol", "hil.stimuli.ur", "hil.stimuli.isodep", "hil.flash.cosign2", "hil.flash.manifest",
-          "hil.flash.bootimg", "hil.flash.emulated"}
+          "hil.flash.bootimg", "hil.flash.emulated", "hil.provisioning"}
 # The harness-side halves of the emulator's interfaces run in the harness's process.
 HARNESS_SIDE = {"launcher.py": {"hil.errors"}, "usb_backend.py": {"hil.errors"}}
 # What the harness may import of the emulator: its launcher, its build catalogue and its command.
@@ -21,7 +23,8 @@ EMULATOR_INTERFACES = {"hil.emulator.launcher", "hil.emulator.build", "hil.emula
 # The layer table, bottom first (docs/architecture.md "Layers" draws the same). A module may import its own
 # layer and the layers below; `cli` modules of a package are commands, in the top layer.
 LAYERS = (
-    ("base", ("hil.errors", "hil.profile", "hil.yamlfile", "hil.schemes", "hil.machine", "hil.terminal")),
+    ("base", ("hil.errors", "hil.profile", "hil.yamlfile", "hil.schemes", "hil.machine", "hil.terminal",
+              "hil.provisioning")),
     ("drivers", ("hil.link", "hil.flash", "hil.stimuli", "hil.vision", "hil.probe")),
     ("lab", ("hil.lab",)),
     ("report", ("hil.report",)),

@@ -12,7 +12,8 @@ from hil.emulator.apps.controlcenter import SLIDER
 from hil.emulator.apps.lockscreen import LockScreen
 from hil.emulator.build import Build
 from hil.emulator.keyos import SETTINGS, USER_APPS
-from hil.emulator.prime import DEFAULT_MNEMONIC, Prime, provisioned_seed
+from hil.emulator.prime import Prime, provisioned_seed
+from hil.provisioning import TEST_MNEMONIC
 from hil.emulator.secure_element import MAX_LOGIN_ATTEMPTS, SecureElement
 from hil.emulator.ui import LAUNCHER_ROW_HEIGHT, LAUNCHER_ROW_TOP, MODAL_HEIGHT, PIN_KEYS, STATUS_BAND, Modal
 
@@ -94,7 +95,7 @@ def test_security_words_appear_after_the_prefix_and_are_deterministic():
 
 
 def test_the_seed_is_the_provisioned_mnemonics():
-    twelve, twentyfour = DEFAULT_MNEMONIC, bip39.mnemonic_from_bytes(bytes(range(32)))
+    twelve, twentyfour = TEST_MNEMONIC, bip39.mnemonic_from_bytes(bytes(range(32)))
     a = SecureElement(5, "EMU-0001", provisioned_seed(twelve))
     assert a.mnemonic() == twelve
     assert SecureElement(5, "EMU-0001", provisioned_seed(twentyfour)).mnemonic() == twentyfour

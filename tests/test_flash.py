@@ -11,7 +11,7 @@ import serial
 
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
-from hil.emulator.prime import DEFAULT_PIN
+from hil.provisioning import TEST_PIN
 from hil.flash import cosign2, emulated
 from hil.flash.flasher import (Flasher, FlashFailed, ImageError, RollbackRefused, boot_policy, load_firmware,
                                sideload)
@@ -288,7 +288,7 @@ def test_sideload_app_bundle(device, tmp_path, release_1_0_0):
     (bundle / "manifest.json").write_bytes(_developer_signed(json.dumps(manifest).encode()))
     (bundle / "app.elf").write_bytes(_developer_signed(b"\x7fELF" + bytes(100)))
     with device.prime.lock:
-        assert device.prime.login(DEFAULT_PIN)
+        assert device.prime.login(TEST_PIN)
     with open_client(device.endpoints["debug"], PROFILE) as client:
         app = sideload(client, bundle, KEYS)
     assert app.app_id == "0x" + "ab" * 16

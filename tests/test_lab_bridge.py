@@ -213,7 +213,7 @@ def test_robot_relay_and_nfc_work_through_the_bench(bench):
     runs over the bench's reader and is confirmed by a robot tap, a tag is presented, the relay locks."""
     from fido_helpers import register_over_nfc
 
-    from hil.emulator.prime import DEFAULT_PIN
+    from hil.provisioning import TEST_PIN
     from hil.stimuli.nfc import ndef_message, reader
     from hil.stimuli.touch import enter_pin
     from tests.test_nfc_e2e import button, wait_modal
@@ -222,7 +222,7 @@ def test_robot_relay_and_nfc_work_through_the_bench(bench):
     touch, robot, relay = bench_touch(bench)
     with robot, relay:
         assert bench.prime.is_locked()
-        enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
+        enter_pin(touch, touch.pin_pad, TEST_PIN)
         assert not bench.prime.is_locked()
 
         def confirm():

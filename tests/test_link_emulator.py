@@ -182,7 +182,7 @@ def test_onboarding_reads_as_onboarding_and_gets_no_pin(station, emulator):
     """gui-server answers Locked during onboarding, as on the lock screen; the process list tells them apart."""
     from hil.link.state import State, bring_home, device_state
 
-    from hil.emulator.prime import DEFAULT_PIN
+    from hil.provisioning import TEST_PIN
 
     control(emulator, cmd="onboarding")
     try:
@@ -191,10 +191,10 @@ def test_onboarding_reads_as_onboarding_and_gets_no_pin(station, emulator):
             assert device_state(prime, station.profile) is State.ONBOARDING
             with pytest.raises(DeviceStateError, match="onboarding runs"):
                 bring_home(prime, station.profile, "development",
-                           lambda touch: unlock_over_link(prime, DEFAULT_PIN, PinGuard(station.name)))
+                           lambda touch: unlock_over_link(prime, TEST_PIN, PinGuard(station.name)))
         assert control(emulator, cmd="status")["attempts_remaining"] == 10
     finally:
-        control(emulator, cmd="provision", pin=DEFAULT_PIN)
+        control(emulator, cmd="provision", pin=TEST_PIN)
     with open_client(station.debug, station.profile, timeout=10.0) as prime:
         wait_ready(prime)
         assert device_state(prime, station.profile) is State.LOCKED

@@ -15,7 +15,7 @@ from hil.emulator import control
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
 from hil.emulator.nfc import LISTEN_S
-from hil.emulator.prime import DEFAULT_PIN
+from hil.provisioning import TEST_PIN
 from hil.profile import profile_named
 from hil.machine import scaled
 from hil.stimuli.ctap_nfc import CtapNfcDevice
@@ -73,7 +73,7 @@ def webauthn(unit, label, touch):
 
 def test_robot_unlocks_and_confirms_fido_registration(unit, touch):
     assert unit.prime.is_locked()
-    enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
+    enter_pin(touch, touch.pin_pad, TEST_PIN)
     assert not unit.prime.is_locked()
     server, state, out = webauthn(unit, "Confirm", touch)
     assert "error" not in out, out.get("error")
@@ -99,7 +99,7 @@ def test_prompt_waits_behind_the_lock_screen(unit, touch):
         time.sleep(1.5)  # the request is pending on the device; the prompt must not show over the lock screen
         with unit.prime.lock:
             assert unit.prime.is_locked() and unit.prime.ui.modal is None
-        enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
+        enter_pin(touch, touch.pin_pad, TEST_PIN)
         wait_modal(unit.prime, "Confirm Registration")
         touch.tap(*button(unit.prime, "Confirm"))
     finally:
@@ -109,13 +109,13 @@ def test_prompt_waits_behind_the_lock_screen(unit, touch):
 
 
 def test_cancel_on_the_prime_denies_registration(unit, touch):
-    enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
+    enter_pin(touch, touch.pin_pad, TEST_PIN)
     _, _, out = webauthn(unit, "Cancel", touch)
     assert isinstance(out.get("error"), ClientError) and "OPERATION_DENIED" in repr(out["error"].cause)
 
 
 def test_presented_tag_is_shown_on_the_prime(unit, touch):
-    enter_pin(touch, touch.pin_pad, DEFAULT_PIN)
+    enter_pin(touch, touch.pin_pad, TEST_PIN)
     result = NfcReader(unit.endpoints["nfc"]).present_tag(ndef_message(text="hello from the lab"), timeout=10)
     assert result.read
     wait_modal(unit.prime, "NFC Tag")

@@ -5,10 +5,10 @@ fee; the test reads them with the station camera + OCR, confirms by touch (debug
 PSBT back off the display as an animated UR through the camera, and verifies the signature with embit.
 """
 
-from hil.emulator.prime import DEFAULT_MNEMONIC
 from hil.lab.station import device_station
 from hil.link.resolve import open_client
 from hil.machine import scaled
+from hil.provisioning import TEST_MNEMONIC, TEST_PIN
 from hil.stimuli.presenter import Presenter, ur_parts
 from hil.stimuli.psbt import build_spend, verify_signed
 from hil.stimuli.ur import byte_string_ur, ur_byte_string
@@ -19,7 +19,7 @@ from hil.vision.match import TextKind
 from hil.vision.pin_screen import read_pin_screen
 
 SEED = 11
-PIN = "123456"  # hil.emulator.prime.DEFAULT_PIN
+PIN = TEST_PIN
 SIGN = (360, 750)  # the Bitcoin app's Sign button (hil/emulator/apps/bitcoin.py)
 
 
@@ -29,7 +29,7 @@ def btc(sats: int) -> str:
 
 def test_sign_psbt_through_both_cameras():
     with device_station("emulator", flavour="development", seed=SEED) as station:
-        spend = build_spend(DEFAULT_MNEMONIC, 1_234_567, fee=2_345)  # the lab's test mnemonic, on every emulated unit
+        spend = build_spend(TEST_MNEMONIC, 1_234_567, fee=2_345)  # the lab's test mnemonic, on every emulated unit
         presenter = Presenter()
         presenter.start(station.qr_display)  # the monitor facing the Prime's camera
         with presenter, open_client(station.debug, station.profile) as prime, Camera(station.camera) as camera:

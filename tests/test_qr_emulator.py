@@ -13,7 +13,7 @@ from hil.emulator import qrcam
 from hil.emulator.apps.bitcoin import REJECT_BOX, SIGN_BOX, BitcoinScreen
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
-from hil.emulator.prime import DEFAULT_PIN
+from hil.provisioning import TEST_PIN
 from hil.emulator.qrcam import Assembler, Scan, route
 from hil.machine import scaled
 from hil.stimuli import qr
@@ -36,7 +36,7 @@ def device():
 
 def unlock(prime):
     with prime.lock:
-        assert prime.login(DEFAULT_PIN)
+        assert prime.login(TEST_PIN)
 
 
 def wait_for(predicate, timeout=20.0):

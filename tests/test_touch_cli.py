@@ -43,13 +43,13 @@ def test_bad_point_and_missing_wiring_are_clear_errors(tmp_path):
 def test_power_via_debug_link_locks_a_development_unit():
     from hil.emulator.build import Build
     from hil.emulator.launcher import start_device
-    from hil.emulator.prime import DEFAULT_PIN
+    from hil.provisioning import TEST_PIN
 
     unit = start_device(1, 0, Build(flavour="development"), boot_seconds=0)
     try:
         with unit.prime.lock:
             unit.prime.power_on()
-            assert unit.prime.login(DEFAULT_PIN)
+            assert unit.prime.login(TEST_PIN)
         r = CliRunner().invoke(touch_app, ["power", "--via", "debug", "--device", unit.endpoints["debug"],
                                            "--profile", "prime-emulated"])
         assert r.exit_code == 0, r.output

@@ -7,18 +7,19 @@ import pytest
 from fido_helpers import register_over_nfc
 
 from hil.emulator import robot as emulated_bench
-from hil.link.client import DeviceLocked
 from hil.lab.station import device_station
+from hil.link.client import DeviceLocked
 from hil.link.resolve import open_client
+from hil.provisioning import TEST_PIN
 from hil.stimuli.relay import PowerButtonRelay
 from hil.stimuli.robot import Calibration, StylusRobot
 from hil.stimuli.touch import RobotTouch, enter_pin
-from hil.vision.pin_screen import read_pin_screen
 from hil.vision.camera import Camera
 from hil.vision.controls import locate_control
 from hil.vision.display import Display
+from hil.vision.pin_screen import read_pin_screen
 
-PIN = "123456"  # hil.emulator.prime.DEFAULT_PIN
+PIN = TEST_PIN
 
 
 def station_calibration() -> Calibration:

@@ -9,7 +9,7 @@ import pytest
 from hil.emulator import broker
 from hil.emulator.build import Build
 from hil.emulator.launcher import start_device
-from hil.emulator.prime import DEFAULT_PIN
+from hil.provisioning import TEST_PIN
 from hil.errors import InfrastructureError
 from hil.vision.camera import Camera
 from hil.vision.display import Display, ScreenUnreadable, Verdict
@@ -41,9 +41,9 @@ def test_lock_screen_and_security_words(station):
     assert display.expect_text("Enter PIN", region="title", timeout=10).verdict is Verdict.PASS
     assert display.expect_text("Security words", timeout=2).verdict is Verdict.PASS
     with device.prime.lock:  # a stylus on the keys, the way the robot types
-        for digit in DEFAULT_PIN[:4]:
+        for digit in TEST_PIN[:4]:
             device.prime.touch(*device.prime.ui.lock_screen.keys[digit])  # its seed's layout
-        words = " ".join(device.prime.se.security_words(DEFAULT_PIN[:4]))
+        words = " ".join(device.prime.se.security_words(TEST_PIN[:4]))
     assert display.expect_text(words, TextKind.WORDS, timeout=5).verdict is Verdict.PASS
 
 
@@ -51,7 +51,7 @@ def test_permission_prompt(station):
     device, display = station
     display.expect_text("Enter PIN", region="title", timeout=10)
     with device.prime.lock:
-        assert device.prime.login(DEFAULT_PIN)
+        assert device.prime.login(TEST_PIN)
         device.prime.ui.show_modal(broker.TITLE, broker.BODY.format("Bitcoin Wallet", "App Seed"),
                                    [broker.ALWAYS, broker.NOT_NOW, broker.NEVER], lambda answer: None)
     for text in ("Allow Access?", "Bitcoin Wallet wants to access App Seed", "Always Allow", "Not Now", "Never Allow"):

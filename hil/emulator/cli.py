@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from hil.emulator.build import DEFAULT_FLAVOUR, FLAVOURS
-from hil.emulator.prime import DEFAULT_PIN
+from hil.provisioning import TEST_PIN
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -14,7 +14,7 @@ def start(count: int = typer.Option(1, min=1, max=64, help="devices to run"),
           seed: int = typer.Option(0, help="same seed, same serials and security words"),
           flavour: str = typer.Option(DEFAULT_FLAVOUR, help=" or ".join(FLAVOURS)),
           version: str = typer.Option("1.0.0", help="KeyOS version the build reports"),
-          pin: str = typer.Option(DEFAULT_PIN, help="the PIN set on every device (6+ digits)"),
+          pin: str = typer.Option(TEST_PIN, help="the PIN set on every device (6+ digits)"),
           defect: list[str] = typer.Option([], help="a seeded defect the build carries (repeatable; see "
                                                     "hil/emulator/defects.py)"),
           apps: str = typer.Option(None, help="install the built-in apps of a release: a directory of "

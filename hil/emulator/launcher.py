@@ -24,7 +24,8 @@ from hil.emulator.build import DEFAULT_FLAVOUR, Build
 from hil.emulator.camera import CameraPeripheral
 from hil.emulator.control import ControlServer
 from hil.emulator.nfc import EmulatedNfc
-from hil.emulator.prime import DEFAULT_PIN, Prime
+from hil.emulator.prime import Prime
+from hil.provisioning import TEST_PIN
 from hil.emulator.qrcam import QRCameraPeripheral
 from hil.emulator.relay import CD_PADS_CHANNEL, EmulatedRelay
 from hil.emulator.robot import EmulatedRobot, jig_calibration
@@ -51,7 +52,7 @@ class Device:
         self.running.clear()
 
 
-def start_device(index: int, seed: int, build: Build, pin: str = DEFAULT_PIN, **prime_opts) -> Device:
+def start_device(index: int, seed: int, build: Build, pin: str = TEST_PIN, **prime_opts) -> Device:
     """One Prime with all its peripherals (``prime_opts`` go to ``Prime``, e.g. ``boot_seconds``)."""
     prime = Prime(index=index, seed=seed, build=build, pin=pin, **prime_opts)
     device = Device(prime, {"serial": prime.serial, "profile": PROFILE})
@@ -73,7 +74,7 @@ def start_device(index: int, seed: int, build: Build, pin: str = DEFAULT_PIN, **
 
 
 def run(count: int = 1, seed: int = 0, flavour: str = DEFAULT_FLAVOUR, version: str = "1.0.0",
-        pin: str = DEFAULT_PIN, out: IO[str] = sys.stdout, stop: threading.Event | None = None,
+        pin: str = TEST_PIN, out: IO[str] = sys.stdout, stop: threading.Event | None = None,
         defects: tuple[str, ...] = (), apps: str | None = None) -> None:
     """Serve ``count`` devices until ``stop`` is set (or SIGINT/SIGTERM in the main thread)."""
     stop = stop or threading.Event()

@@ -29,12 +29,9 @@ from hil.emulator.debug import DebugProtocol
 from hil.emulator.keyos import KeyOS, RunApp
 from hil.emulator.secure_element import SecureElement
 from hil.emulator.ui import UI, Screen, in_home_button
+from hil.provisioning import TEST_MNEMONIC, TEST_PIN
 
 LOG_RING_BYTES = 16 * 1024
-DEFAULT_PIN = "123456"
-# The lab's test mnemonic, provisioned on every unit like the test PIN (hil.plugin's --mnemonic default): the
-# one Trezor's and KeepKey's device tests load (`setup_mnemonic_allallall`), a valid 12-word BIP39 seed.
-DEFAULT_MNEMONIC = " ".join(["all"] * 12)
 BOOT_SECONDS = 0.5
 HARD_OFF_SECONDS = 10.0  # the PMIC cuts power when the button is held this long, whatever runs
 BOOT_MENU_CLICKS, BOOT_MENU_WINDOW = 2, 1.0  # keyos-boot try_boot_menu: 2 clicks, each within 1 s
@@ -86,8 +83,8 @@ def provisioned_seed(mnemonic: str) -> bytes:
 class Prime:
     """One unit: display, lock screen and SE, the build, KeyOS, the log ring and its power state."""
 
-    def __init__(self, index: int = 1, seed: int = 0, build: Build | None = None, pin: str = DEFAULT_PIN,
-                 boot_seconds: float = BOOT_SECONDS, apps_dir: str | None = None, mnemonic: str = DEFAULT_MNEMONIC):
+    def __init__(self, index: int = 1, seed: int = 0, build: Build | None = None, pin: str = TEST_PIN,
+                 boot_seconds: float = BOOT_SECONDS, apps_dir: str | None = None, mnemonic: str = TEST_MNEMONIC):
         self.lock = threading.RLock()
         self.index = index
         self.serial = f"EMU-{seed:02d}{index:02d}"  # unique across a farm of emulators with their own seeds

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from hil.errors import HilError, InfrastructureError
 from hil.lab.labgrid import is_url
+from hil.provisioning import TEST_PIN
 from hil.terminal import printable
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The lab's stations: leases and quarantine.")
@@ -321,7 +322,7 @@ station_app = typer.Typer(no_args_is_help=True, add_completion=False, help="One 
 
 @station_app.command("commission")
 def commission_cmd(station: str, lab: LabOpt = None,
-                   pin: Annotated[str, typer.Option("--pin", help="the PIN the unit is provisioned with")] = "123456") -> None:
+                   pin: Annotated[str, typer.Option("--pin", help="the PIN the unit is provisioned with")] = TEST_PIN) -> None:
     """Walk a new bench through its assumptions, each checked on the unit: prints each finding, stores
     what was measured in the lab state, and exits 1 if anything is wrong."""
     from hil.lab.commission import commission

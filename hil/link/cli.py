@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from hil.errors import HilError
+from hil.provisioning import TEST_PIN
 from hil.terminal import printable
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -71,7 +72,7 @@ def screenshot(output: Path = typer.Option(..., "-o", "--output", help="PNG file
 
 
 @app.command()
-def unlock(pin: str = typer.Option("123456", "--pin", help="the PIN the unit was provisioned with"),
+def unlock(pin: str = typer.Option(TEST_PIN, "--pin", help="the PIN the unit was provisioned with"),
            device: str = DEVICE, profile: str = PROFILE, timeout: float = TIMEOUT) -> None:
     """Unlock a locked Prime: type PIN on its lock screen through the debug link (one attempt of its 10),
     on the keys where the screenshot shows them.
