@@ -97,7 +97,7 @@ class ScreenReader:
             seen = " | ".join(line.text for line in lines)
             if normal(text) in normal(seen.replace(" | ", "")):
                 return screen  # else read again at once: a read waits for a new camera frame or screenshot
-        raise PromptNotSeen(f"{text!r} not read on the display within {timeout:g} s; it shows: {seen!r}")
+        raise PromptNotSeen(f"{text!r} not read on the display within {waited(timeout)}; it shows: {seen!r}")
 
     def tap_text(self, label: str, screen=None) -> None:
         """Tap the centre of the text line ``label`` (a prompt button)."""
@@ -155,9 +155,9 @@ def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: st
             other = text
         if time.monotonic() > deadline:
             if other:
-                raise AssertionError(f"within {timeout:g} s the only prompts read had a body other than {body!r}; "
+                raise AssertionError(f"within {waited(timeout)} the only prompts read had a body other than {body!r}; "
                                      f"last read: {other!r}")
-            raise PromptNotSeen(f"{PROMPT_TITLE!r} not read on the display within {timeout:g} s; it shows: {text!r}")
+            raise PromptNotSeen(f"{PROMPT_TITLE!r} not read on the display within {waited(timeout)}; it shows: {text!r}")
     for label in PROMPT_BUTTONS:
         assert normal(label) in normal(text), f"prompt lacks the {label!r} button; read: {text!r}"
     screen.tap_text(button, shown)
@@ -166,12 +166,18 @@ def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: st
         if time.monotonic() > deadline:
             after = screen.text()
             if not after.strip() or title_shown(PROMPT_TITLE, after):
-                raise PromptNotSeen(f"{button!r} tapped, step {step} still parked after {timeout:g} s and the "
+                raise PromptNotSeen(f"{button!r} tapped, step {step} still parked after {waited(timeout)} and the "
                                     f"prompt not seen to leave (it shows: {after!r}): the tap did not reach it")
             raise AssertionError(f"{button!r} tapped and the prompt left the screen, but step {step} is still "
                                  f"parked: what was answered was not the broker's prompt (it shows: {after!r})")
         run.pump(0.05)
     return run.records[step]
+
+
+def waited(timeout: float) -> str:
+    """A wait's length for its message: the deadlines scale with the machine's load (``scaled``)."""
+    here = scaled(timeout)
+    return f"{timeout:g} s" if here == timeout else f"{here:.0f} s ({timeout:g} s on an idle machine)"
 
 
 def outside_the_prompt(profile) -> tuple[int, int]:
@@ -190,7 +196,7 @@ def result_without_prompt(screen: ScreenReader, run, step: int, timeout: float =
             return run.records[step]
         assert_no_prompt(screen, f" while step {step} was pending")
         if time.monotonic() > deadline:
-            raise PromptNotSeen(f"step {step} neither answered nor prompted within {timeout:g} s")
+            raise PromptNotSeen(f"step {step} neither answered nor prompted within {waited(timeout)}")
 
 
 def assert_no_prompt(screen: ScreenReader, when: str = "") -> None:
@@ -232,7 +238,7 @@ def wait_prompt_gone(screen: ScreenReader, timeout: float, when: str = "") -> No
         if time.monotonic() > deadline:
             if not text.strip():
                 raise PromptNotSeen(f"nothing read on the display{when}: cannot tell whether the prompt left")
-            raise AssertionError(f"the permission prompt is still on screen{when}, {timeout:g} s on: {text!r}")
+            raise AssertionError(f"the permission prompt is still on screen{when}, {waited(timeout)} on: {text!r}")
 
 
 def wait_readable(screen: ScreenReader, timeout: float) -> None:
@@ -240,7 +246,7 @@ def wait_readable(screen: ScreenReader, timeout: float) -> None:
     deadline = time.monotonic() + scaled(timeout)
     while not screen.text().strip():
         if time.monotonic() > deadline:
-            raise PromptNotSeen(f"nothing read on the display within {timeout:g} s")
+            raise PromptNotSeen(f"nothing read on the display within {waited(timeout)}")
 
 
 def deny_lines_reach_the_lab(station, record_property) -> bool:

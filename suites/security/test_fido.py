@@ -27,11 +27,12 @@ from fido2.ctap2 import Ctap2
 
 from hil.errors import InfrastructureError
 from hil.link.state import show_lock_screen, wait_unlocked
+from hil.machine import scaled
 from hil.stimuli.ctap_nfc import CtapNfcDevice
 from hil.stimuli.nfc import reader
 from hil.stimuli.touch import enter_pin
 from hil.vision.pin_screen import NotAPinScreen, wait_pin_screen
-from security_helpers import PromptNotSeen, title_shown, wait_readable
+from security_helpers import PromptNotSeen, title_shown, wait_readable, waited
 
 pytestmark = [pytest.mark.security, pytest.mark.fido]
 
@@ -62,7 +63,7 @@ class CtapRequest:
 
     def _run(self, nfc: str, command) -> None:
         try:
-            with CtapNfcDevice(reader(nfc).connect(timeout=CONNECT_S)) as dev:
+            with CtapNfcDevice(reader(nfc).connect(timeout=scaled(CONNECT_S))) as dev:
                 self.result = command(Ctap2(dev), {"event": self.cancel, "on_keepalive": self._keepalive})
         except BaseException as e:  # handed to the test thread
             self.error = e
@@ -75,18 +76,17 @@ class CtapRequest:
 
     def wait_pending(self, timeout: float = CONNECT_S + 20) -> bool:
         """True once the Prime asks for presence; False if the request ended without asking."""
-        for _ in range(int(timeout * 10)):
-            if self.pending.is_set() or self.done.is_set():
-                break
-            self.pending.wait(0.1)
-        if not (self.pending.is_set() or self.done.is_set()):
-            raise RequestBroken(f"the Prime neither asked for presence nor answered within {timeout:g} s")
+        deadline = time.monotonic() + scaled(timeout)
+        while not (self.pending.is_set() or self.done.is_set()):
+            if time.monotonic() > deadline:
+                raise RequestBroken(f"the Prime neither asked for presence nor answered within {waited(timeout)}")
+            self.pending.wait(0.1)  # or done: checked again at least every tenth of a second
         return self.pending.is_set()
 
     def outcome(self, timeout: float = ANSWER_S) -> tuple[Any, CtapError | None]:
         """(result, None) or (None, the CTAP error the Prime answered); broken on anything else."""
-        if not self.done.wait(timeout):
-            raise RequestBroken(f"the CTAP2 request did not end within {timeout:g} s")
+        if not self.done.wait(scaled(timeout)):
+            raise RequestBroken(f"the CTAP2 request did not end within {waited(timeout)}")
         if self.error is None:
             return self.result, None
         if type(self.error) is CtapError:
@@ -95,7 +95,7 @@ class CtapRequest:
 
     def close(self) -> None:
         self.cancel.set()
-        self._thread.join(ANSWER_S)
+        self._thread.join(scaled(ANSWER_S))
 
 
 @pytest.fixture
@@ -323,7 +323,7 @@ def test_a_malformed_request_is_refused_with_its_status_unprompted(unlocked_prim
     none asks for presence (a request that does is cancelled at its first keepalive, its prompt taken down, and
     counted as asking)."""
     answered = {}
-    with CtapNfcDevice(reader(nfc).connect(timeout=CONNECT_S)) as dev:
+    with CtapNfcDevice(reader(nfc).connect(timeout=scaled(CONNECT_S))) as dev:
         for name, (command, body, _) in MALFORMED.items():
             asked = threading.Event()
             try:

@@ -42,7 +42,7 @@ from hil.machine import scaled
 from hil.stimuli.boot_menu import (can_enter_samba, open_boot_menu, panel_view, power_cycle, samba_entry_shown,
                                    station_enter_samba)
 from hil.vision.pin_screen import NotAPinScreen, read_pin_screen, wait_pin_screen
-from security_helpers import PromptNotSeen, ScreenReader, normal, trusted_lab_signers
+from security_helpers import PromptNotSeen, ScreenReader, normal, trusted_lab_signers, waited
 
 pytestmark = [pytest.mark.security, pytest.mark.firmware]
 
@@ -341,7 +341,7 @@ def _refused(unit: Unit, variant: str, timeout: float = 30.0) -> None:
             seen = unit.keyos.seen()
             if seen is not None:
                 raise AssertionError(f"the unit booted the {variant} image: {seen}")
-        raise PromptNotSeen(f"neither the bootloader's {ERROR_PAGE!r} page nor KeyOS within {timeout:g} s")
+        raise PromptNotSeen(f"neither the bootloader's {ERROR_PAGE!r} page nor KeyOS within {waited(timeout)}")
     finally:
         reader.close()
 

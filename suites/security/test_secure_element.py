@@ -22,7 +22,8 @@ from hil.link.transport import LinkError
 from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.display import read_image
 from hil.vision.pin_screen import NotAPinScreen, PinScreen, find_pin_screen, wait_pin_screen
-from security_helpers import PromptNotSeen, answer_prompt, deny_lines_reach_the_lab, manifest_for, result_without_prompt
+from security_helpers import (PromptNotSeen, answer_prompt, deny_lines_reach_the_lab, manifest_for, result_without_prompt,
+                              waited)
 
 pytestmark = [pytest.mark.security, pytest.mark.secure_element]
 
@@ -333,7 +334,7 @@ def _settled_words(screen, before: Counter[str], changed=lambda words: True, tim
     """The BIP39 words that appeared since ``before``, once the display shows them settled: ``changed``
     (the change expected, past camera lag) or, at the timeout, the same two or more words on the last
     reads.  Broken if the words never settle (an unreadable screen proves nothing either way)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     last: Counter[str] | None = None
     while True:
         words = _words(screen) - before
@@ -343,7 +344,7 @@ def _settled_words(screen, before: Counter[str], changed=lambda words: True, tim
         if time.monotonic() > deadline:
             if settled:
                 return words
-            raise PromptNotSeen(f"no settled security words within {timeout:g} s; read {screen.text()!r}")
+            raise PromptNotSeen(f"no settled security words within {waited(timeout)}; read {screen.text()!r}")
         last = words
         time.sleep(0.2)
 
@@ -406,7 +407,7 @@ def test_ten_wrong_pins_wipe_the_seed(unlocked_prime, pin):
 def _reconnect(prime, timeout: float = 60.0) -> None:
     """An explicit, expected reconnect after the device rebooted itself (never done silently)."""
     prime.close()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         try:
             prime.open()
