@@ -260,7 +260,7 @@ def _containers(keys: st.SearchStrategy) -> callable:
 _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
                      _containers(st.text(max_size=12)), max_leaves=20)
 _MANIFEST_KEYS = ["appId", "appName", "permissions", "servers", "appSignature", "fileHashes", "version",
-                  "minKeyOsVersion", "manifestVersion", "memory", "syscall"]
+                  "minKeyosVersion", "manifestVersion", "memory", "syscall"]
 
 
 @given(st.one_of(mutated_text(JSON_MANIFEST), mutated_text(RELEASE_FORM),

@@ -398,7 +398,7 @@ def _launch_case(now_offset=0, valid_from=-86400, tamper=None, cert=True, min_ve
     pub = P.Publisher.create(now, valid_from=valid_from, valid_for=30 * 86400)
     if cert:
         am.import_certificate(pub.fingerprint, pub.pem)
-    extra = {"minKeyOsVersion": min_version} if min_version else {}
+    extra = {"minKeyosVersion": min_version} if min_version else {}
     m = mf.loads(json.dumps({"appId": "0x" + "cd" * 16, "appName": {"en": "S"}, "permissions": {}, **extra}), "m.json")
     files = P.bundle(b"\x7fELF probe", m, [], pub, timestamp=now)
     if tamper == "manifest":

@@ -63,8 +63,21 @@ def test_signed_manifest_is_read_past_its_cosign2_header(templates):
 
 
 def test_unknown_keys_are_ignored_as_serde_does():
-    doc = {"appId": APP_ID, "appName": {"en": "A"}, "appSignature": "0x00", "futureKey": {"x": 1}, "permissions": {}}
-    assert mf.loads(json.dumps(doc), "b/manifest.json").app_id == APP_ID
+    doc = {"appId": APP_ID, "appName": {"en": "A"}, "appSignature": "0x00", "futureKey": {"x": 1}, "permissions": {},
+           "servers": {"os/x": {"M": {"id": 1, "type": "scalar", "futureMessageKey": True}}}}
+    m = mf.loads(json.dumps(doc), "b/manifest.json")
+    assert m.app_id == APP_ID and m.servers["os/x"]["M"].id == 1
+
+
+def test_the_schema_as_keyos_serde_reads_it():
+    """``os/app-manifest`` (lib.rs, manifest_v0.rs): ``minKeyosVersion`` in camelCase, file hashes in either case
+    of hex, and an ``appName`` table that may be empty (the app is then "N/A")."""
+    digest = "AB" * 32
+    doc = {"appId": APP_ID, "appName": {}, "minKeyosVersion": "1.4.0-beta1", "fileHashes": {"app.elf": digest}}
+    m = mf.loads(json.dumps(doc), "b/manifest.json")
+    assert (m.min_keyos_version, m.file_hashes, m.name) == ("1.4.0-beta1", {"app.elf": digest.lower()}, "N/A")
+    assert m.to_json_obj()["minKeyosVersion"] == "1.4.0-beta1"
+    assert mf.loads(json.dumps({**doc, "minKeyOsVersion": "99.0.0"}), "b/manifest.json").min_keyos_version == "1.4.0-beta1"
 
 
 def test_release_1_0_0_manifests(release_1_0_0):
@@ -93,10 +106,13 @@ def test_release_form_round_trips(release_1_0_0):
     (f'appId = "{APP_ID}"\n[appName]\nen = "A"\n[permissions]\ntemplate = ["nope"]', "a/manifest.toml", "permissions.template"),
     (f'appId = "{APP_ID}"\n[appName]\nen = "A"\n[permissions]\n"os/fs" = "ReadFile"', "a/manifest.toml", "permissions.os/fs"),
     (f'appId = "{APP_ID}"\n[appName]\nen = "A"\n[servers."os/x"]\nM = {{ id = -1 }}', "a/manifest.toml", "servers.os/x.M.id"),
-    (f'appId = "{APP_ID}"\n[appName]\nen = "A"\n[servers."os/x"]\nM = {{ id = 1, approval = "ask" }}', "a/manifest.toml",
+    (f'appId = "{APP_ID}"\n[appName]\nen = "A"\n[servers."os/x"]\nM = {{ id = 1, type = "scalar", approval = "ask" }}', "a/manifest.toml",
      "servers.os/x.M.approval"),
-    (f'appId = "{APP_ID}"\n[appName]\nen = "A"\n[servers."os/x"]\nM = {{ id = 1, permissionGroup = "flat" }}',
+    (f'appId = "{APP_ID}"\n[appName]\nen = "A"\n[servers."os/x"]\nM = {{ id = 1, type = "scalar", permissionGroup = "flat" }}',
      "a/manifest.toml", "servers.os/x.M.permissionGroup"),
+    (f'appId = "{APP_ID}"\n[appName]\nen = "A"\n[servers."os/x"]\nM = {{ id = 1 }}', "a/manifest.toml", "servers.os/x.M.type"),
+    (f'appId = "{APP_ID}"\n[appName]\nen = "A"\n[servers."os/x"]\nM = {{ id = 1, type = "lend" }}', "a/manifest.toml",
+     "servers.os/x.M.type"),
     ('{"appId": "%s", "appName": {"en": "A"}, "permissions": [{"server": "os/fs", "messages": "5..5"}]}' % APP_ID,
      "b/manifest.json", "permissions[0].messages"),
     ('{"appId": "%s", "appName": {"en": "A"}, "permissions": [{"server": "os/fs"}]}' % APP_ID, "b/manifest.json",

@@ -27,7 +27,7 @@ from hil.errors import ConfigError
 from hil.flash import cosign2
 
 MESSAGE_TYPES = ("archive", "blockingArchive", "archiveEvent", "scalar", "blockingScalar", "scalarEvent",
-                 "lendMut", "deferredLendMut", "move", "lend")
+                 "lendMut", "deferredLendMut", "move")  # MessageType, os/app-manifest/src/lib.rs
 APPROVALS = ("autoAllow", "grantOnFirstUse", "notUserGrantable")
 SIGNATURES = ("thirdParty", "foundation")
 _APP_ID = re.compile(r"0x[0-9a-fA-F]{32}")
@@ -48,7 +48,7 @@ class Message:
 
     name: str
     id: int
-    type: str | None = None  # None where the source does not state it
+    type: str | None = None  # None where the source does not state it (a capability-matrix row, not a manifest)
     permission_group: str | None = None  # "<group>.<subgroup>"
     required_signature: str | None = None
     approval: str = "notUserGrantable"
@@ -81,7 +81,7 @@ class Manifest:
     version: str | None = None
     publisher: str | None = None
     description: str | None = None
-    min_keyos_version: str | None = None
+    min_keyos_version: str | None = None  # minKeyosVersion: SemVer (os/app-manifest/src/schema/manifest_v0.rs @4a327e5)
     servers: dict[str, dict[str, Message]] = field(default_factory=dict)  # servers it exposes
     permissions: dict[str, list[str]] = field(default_factory=dict)  # server -> message names
     permission_ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # 1.0.0: half-open
@@ -95,7 +95,8 @@ class Manifest:
 
     @property
     def name(self) -> str:
-        return self.app_name.get("en") or next(iter(self.app_name.values()), self.app_id)
+        """What KeyOS shows for the app: its English name, else "N/A" (``Manifest::app_name_en``, lib.rs)."""
+        return self.app_name.get("en", "N/A")
 
     def declared_servers(self) -> list[str]:
         return sorted(set(self.permissions) | set(self.permission_ranges))
@@ -113,7 +114,7 @@ class Manifest:
             return obj
         obj: dict[str, Any] = {"manifestVersion": "0", "appId": self.app_id, "appName": self.app_name}
         for key, value in (("version", self.version), ("publisher", self.publisher),
-                           ("description", self.description), ("minKeyOsVersion", self.min_keyos_version)):
+                           ("description", self.description), ("minKeyosVersion", self.min_keyos_version)):
             if value is not None:
                 obj[key] = value
         if self.servers:
@@ -142,19 +143,17 @@ def _message_obj(m: Message) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- parsing
 
 
-def parse_message(source: str, where: str, name: str, raw: Any) -> Message:
-    """One ``Name = { id = .., type = .., permissionGroup = .., ... }`` entry."""
+def parse_message(source: str, where: str, name: str, raw: Any, typed: bool = True) -> Message:
+    """One ``Name = { id = .., type = .., permissionGroup = .., ... }`` entry. Unknown keys are ignored and
+    ``type`` is required, as KeyOS's ``Message`` derive has it (``os/app-manifest/src/lib.rs``); the capability
+    matrix (``typed=False``) leaves it out where keyos.md does not state it."""
     if not isinstance(raw, dict):
         raise _fail(source, where, f"message {name!r} is not a table", "write it as { id = N, type = \"...\" }")
-    unknown = set(raw) - {"id", "type", "permissionGroup", "requiredSignature", "approval", "cfg", "requiredType",
-                          "description"}
-    if unknown:
-        raise _fail(source, f"{where}.{name}", f"unknown keys {sorted(unknown)}", "use the camelCase Message keys")
     mid = raw.get("id")
     if not isinstance(mid, int) or isinstance(mid, bool) or mid < 0:
         raise _fail(source, f"{where}.{name}.id", f"{mid!r} is not a message id", "give a non-negative integer")
     mtype = raw.get("type")
-    if mtype is not None and mtype not in MESSAGE_TYPES:
+    if (typed or mtype is not None) and mtype not in MESSAGE_TYPES:
         raise _fail(source, f"{where}.{name}.type", f"{mtype!r} is unknown", f"use one of {', '.join(MESSAGE_TYPES)}")
     group = raw.get("permissionGroup")
     if group is not None and (not isinstance(group, str) or group.count(".") != 1 or not all(group.split("."))):
@@ -169,7 +168,7 @@ def parse_message(source: str, where: str, name: str, raw: Any) -> Message:
     return Message(name, mid, mtype, group, sig, approval, raw.get("cfg"))
 
 
-def parse_servers(source: str, raw: Any, where: str = "servers") -> dict[str, dict[str, Message]]:
+def parse_servers(source: str, raw: Any, where: str = "servers", typed: bool = True) -> dict[str, dict[str, Message]]:
     """A ``{server: {MessageName: Message}}`` table: an app's exposed servers or an API manifest."""
     if not isinstance(raw, dict):
         raise _fail(source, where, "is not a table of servers", "write [servers.\"os/name\"] tables")
@@ -177,7 +176,7 @@ def parse_servers(source: str, raw: Any, where: str = "servers") -> dict[str, di
     for server, msgs in raw.items():
         if not isinstance(msgs, dict):
             raise _fail(source, f"{where}.{server}", "is not a table of messages", "map message names to { id, type }")
-        parsed = [parse_message(source, f"{where}.{server}", n, m) for n, m in msgs.items()]
+        parsed = [parse_message(source, f"{where}.{server}", n, m, typed) for n, m in msgs.items()]
         ids = [m.id for m in parsed]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
@@ -193,9 +192,9 @@ def _app_id(source: str, raw: Any) -> str:
 
 
 def _app_name(source: str, raw: Any) -> dict[str, str]:
-    if not isinstance(raw, dict) or not raw or not all(isinstance(k, str) and isinstance(v, str) and v
-                                                         for k, v in raw.items()):
-        raise _fail(source, "appName", "must be a non-empty table of locale = \"name\"", "write [appName] en = \"My App\"")
+    """``BTreeMap<Locale, String>``: required, but it may be empty (KeyOS then names the app "N/A")."""
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise _fail(source, "appName", "must be a table of locale = \"name\"", "write [appName] en = \"My App\"")
     return dict(raw)
 
 
@@ -224,7 +223,7 @@ def _current(source: str, form: str, raw: dict[str, Any], templates: dict[str, d
     version = raw.get("manifestVersion", "0")
     if version != "0":
         raise _fail(source, "manifestVersion", f"{version!r} is not supported", "use \"0\" (the only schema version)")
-    for key in ("version", "publisher", "description", "minKeyOsVersion"):
+    for key in ("version", "publisher", "description", "minKeyosVersion"):
         if key in raw and not isinstance(raw[key], str):
             raise _fail(source, key, "must be a string", f"write {key} = \"...\"")
     perms_raw = raw.get("permissions", {})
@@ -252,7 +251,7 @@ def _current(source: str, form: str, raw: dict[str, Any], templates: dict[str, d
     return Manifest(
         source=source, form=form, app_id=_app_id(source, raw.get("appId")), app_name=_app_name(source, raw.get("appName")),
         version=raw.get("version"), publisher=raw.get("publisher"), description=raw.get("description"),
-        min_keyos_version=raw.get("minKeyOsVersion"),
+        min_keyos_version=raw.get("minKeyosVersion"),
         servers=parse_servers(source, raw.get("servers", {})), permissions=permissions,
         memory=_str_list(source, "memory", raw.get("memory", [])),
         syscall=_str_list(source, "syscall", raw.get("syscall", [])),
@@ -261,10 +260,10 @@ def _current(source: str, form: str, raw: dict[str, Any], templates: dict[str, d
 
 def _file_hashes(source: str, raw: dict[str, Any]) -> dict[str, str]:
     hashes = raw.get("fileHashes", {})
-    if not isinstance(hashes, dict) or not all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)
+    if not isinstance(hashes, dict) or not all(isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v)
                                                for v in hashes.values()):
-        raise _fail(source, "fileHashes", "must map paths to bare lowercase sha256 hex", "write \"app.elf\" = \"<64 hex>\"")
-    return dict(hashes)
+        raise _fail(source, "fileHashes", "must map paths to bare sha256 hex", "write \"app.elf\" = \"<64 hex>\"")
+    return {path: digest.lower() for path, digest in hashes.items()}  # hex::decode_to_slice takes either case
 
 
 def _release_1_0_0(source: str, raw: dict[str, Any]) -> Manifest:
@@ -395,7 +394,7 @@ def load_capability_matrix(path: str | Path) -> CapabilityMatrix:
     for name, entry in servers_raw.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
             raise _fail(source, f"servers.{name}.source", "missing", "name the API manifest the messages come from")
-        servers.update(parse_servers(source, {name: entry.get("messages", {})}))
+        servers.update(parse_servers(source, {name: entry.get("messages", {})}, typed=False))
         sources[name] = entry["source"]
         for alias in _str_list(source, f"servers.{name}.aliases", entry.get("aliases", [])):
             aliases[alias] = name

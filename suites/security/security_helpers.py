@@ -28,8 +28,10 @@ BUILTIN_SETTINGS = "gui-app-settings"  # its process name in the kernel's proces
 
 def manifest_for(app_id: str, name: str, permissions: dict[str, list[str]], templates: dict,
                  template: tuple[str, ...] = ("gui-app",), **extra) -> Manifest:
-    """A current-form probe manifest, written the way a developer would (templates expanded)."""
-    doc = {"manifestVersion": "0", "appId": app_id, "appName": {"en": name},
+    """A current-form probe manifest, written the way a developer would (templates expanded). It declares the
+    oldest KeyOS it runs on: newer app-managers skip a sideloaded bundle without one (``os/app-manager/src/
+    registry.rs`` ``load_app``: "manifest does not declare minKeyosVersion"); older ones ignore the key."""
+    doc = {"manifestVersion": "0", "appId": app_id, "appName": {"en": name}, "minKeyosVersion": "1.0.0",
            "permissions": {"template": list(template), **permissions}, **extra}
     return loads(json.dumps(doc), f"<probe {name}>/manifest.json", templates)
 

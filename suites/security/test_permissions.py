@@ -125,11 +125,12 @@ def _check_chunk(cases, app_manifest, matrix, probe, app_id, deny_lines: bool):
     assert len({next(iter(s)) for s in sids.values()}) == len(sids), f"two servers share a SID: {sids}"
 
 
-def test_declared_message_of_another_apps_server_is_delivered(probe, probe_id, templates):
+def test_declared_message_of_another_apps_server_is_delivered(probe, probe_id, templates, station, record_property):
     """Declarations name the servers apps expose as well as the OS's (keyos.md §1.1 ``servers``): a message of
     another app's server is delivered when declared and denied, with the kernel's line, when not."""
     server = f"probe/{probe_id('server')[2:10]}"
-    messages = {"Ping": {"id": 1, "requiredSignature": "thirdParty"}, "Pong": {"id": 2, "requiredSignature": "thirdParty"}}
+    messages = {"Ping": {"id": 1, "type": "scalar", "requiredSignature": "thirdParty"},
+                "Pong": {"id": 2, "type": "scalar", "requiredSignature": "thirdParty"}}
     exposer = manifest_for(probe_id("server"), "Echo", {}, templates, servers={server: messages})
     host = probe.run(exposer, [P.await_locked(timeout_s=120)])  # runs, its server up, while the other sends
     caller = manifest_for(probe_id("caller"), "Caller", {server: ["Ping"]}, templates)
@@ -138,7 +139,8 @@ def test_declared_message_of_another_apps_server_is_delivered(probe, probe_id, t
     probe.close(host)
     assert [r["result"] for r in records] == ["Ok", "AccessDenied"], \
         f"declared Ping / undeclared Pong to {server} answered {records}"
-    assert [d.msgid for d in run.denies if d.pid == run.pid] == [2]
+    if deny_lines_reach_the_lab(station, record_property):
+        assert [d.msgid for d in run.denies if d.pid == run.pid] == [2]
 
 
 # a 1.0.0 manifest's runs on one server: 0..64 fills the mask up to id 63 and, ending at 64, takes none of the
@@ -192,7 +194,7 @@ def test_undeclared_grantable_message_is_denied_without_a_prompt(probe, probe_id
     assert result_without_prompt(screen, run, 0)["result"] == "AccessDenied"
 
 
-def test_foundation_tier_refused_to_a_third_party_app(probe, probe_id, templates, matrix, screen):
+def test_foundation_tier_refused_to_a_third_party_app(probe, probe_id, templates, matrix, screen, station, record_property):
     """Declaring a Foundation-only message does not give it to a third-party app, waiting or not."""
     foundation = [("os/security", "GetSeed"), ("os/settings", "GetDeveloperMode"), ("os/settings", "SetDeveloperMode"),
                   ("os/gui-server", "CaptureScreen"), ("os/gui-server", "InjectTouch"),
@@ -206,7 +208,8 @@ def test_foundation_tier_refused_to_a_third_party_app(probe, probe_id, templates
     records = [result_without_prompt(screen, run, i) for i in range(len(steps))]
     assert [r["result"] for r in records] == ["AccessDenied"] * len(steps), records
     assert run.finish() == records  # the whole plan ran and the ring kept every line of it
-    assert [d.msgid for d in run.denies if d.pid == run.pid] == [r["id"] for r in records[:len(foundation)]]
+    if deny_lines_reach_the_lab(station, record_property):
+        assert [d.msgid for d in run.denies if d.pid == run.pid] == [r["id"] for r in records[:len(foundation)]]
 
 
 # ------------------------------------------------------------------------------ grant on first use
@@ -508,13 +511,31 @@ def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, template
     assert prime.publisher_count() == before, "a certificate was installed while the unit was locked"
 
 
+# A bundle that does not verify is refused either way KeyOS has: newer app-managers verify a sideloaded bundle when they
+# scan it and skip it, so its id is not found (os/app-manager/src/registry.rs load_app: check_manifest_signature(..)?,
+# then "Skipping app bundle"); a KeyOS that verifies at launch answers SignatureRejected (usb-debug dispatch.rs).
+UNVERIFIED = {LaunchStatus.SIGNATURE_REJECTED, LaunchStatus.APP_ID_NOT_FOUND}
+
+
+def _sideload_refused(prime, app_id: str, files: dict[str, bytes]) -> bool:
+    """True if LOAD_APP_END refused the bundle, False if it took it; broken if the sideload failed before the
+    device judged the bundle (Developer Mode off, a lost session): that is no evidence about the bundle."""
+    try:
+        prime.sideload(app_id, files)
+    except DeviceError as e:
+        if e.command != "LOAD_APP_END":
+            raise P.ProbeBroken(f"the sideload failed before the device judged the bundle: {e}") from None
+        return True
+    return False
+
+
 def test_tampered_manifest_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
     files = _bundle(probe, manifest_for(app_id, "Tamper", {"os/security": ["GetRandom"]}, templates), [])
     doc = files["manifest.json"].replace(b'"GetRandom"', b'"GetRandom", "GetSeed"')  # the JSON behind the header
     assert doc != files["manifest.json"]
     unlocked_prime.sideload(app_id, {**files, "manifest.json": doc})
-    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
+    assert unlocked_prime.launch_app(app_id).status in UNVERIFIED
 
 
 # assumed: which LaunchFailureReason KeyOS gives a bundle without app.elf is not in its source (dispatch.rs names
@@ -528,10 +549,7 @@ def test_bundle_without_its_elf_does_not_launch(probe, probe_id, templates, unlo
     app_id = probe_id()
     files = _bundle(probe, manifest_for(app_id, "No Elf", {"os/security": ["GetRandom"]}, templates), [])
     del files["app.elf"]
-    try:
-        unlocked_prime.sideload(app_id, files)
-    except DeviceError:
-        pass  # refused at LOAD_APP_END: then the launch below finds no such app
+    _sideload_refused(unlocked_prime, app_id, files)  # refused at LOAD_APP_END, or the launch below finds nothing
     status = unlocked_prime.launch_app(app_id).status
     assert status in NOTHING_TO_LAUNCH, f"a bundle without app.elf answered {status.name} to LAUNCH_APP"
 
@@ -542,7 +560,7 @@ def test_tampered_binary_does_not_launch(probe, probe_id, templates, unlocked_pr
     elf = bytearray(files["app.elf"])
     elf[-1] ^= 0xFF
     unlocked_prime.sideload(app_id, {**files, "app.elf": bytes(elf)})
-    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
+    assert unlocked_prime.launch_app(app_id).status in UNVERIFIED
 
 
 def test_manifest_signed_by_another_key_does_not_launch(probe, probe_id, templates, unlocked_prime):
@@ -556,7 +574,7 @@ def test_manifest_signed_by_another_key_does_not_launch(probe, probe_id, templat
     resigned = sign_manifest(loads(files["manifest.json"], "manifest.json"), other.secret, version="1.0.0",
                              timestamp=unlocked_prime.system_time())
     unlocked_prime.sideload(app_id, {**files, "manifest.json": resigned})
-    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
+    assert unlocked_prime.launch_app(app_id).status in UNVERIFIED
 
 
 def test_manifest_is_bound_to_its_elf(probe, probe_id, templates, unlocked_prime):
@@ -569,7 +587,7 @@ def test_manifest_is_bound_to_its_elf(probe, probe_id, templates, unlocked_prime
     second = P.bundle(probe.elf, manifest_for(app_id, "Bound", {}, templates), [], probe.publisher, timestamp=now - 1)
     assert first["app.elf"] != second["app.elf"] and first["manifest.json"] != second["manifest.json"]
     unlocked_prime.sideload(app_id, {**first, "app.elf": second["app.elf"]})
-    assert unlocked_prime.launch_app(app_id).status is LaunchStatus.SIGNATURE_REJECTED
+    assert unlocked_prime.launch_app(app_id).status in UNVERIFIED
     unlocked_prime.sideload(app_id, second)  # the positive control: the pair as signed launches
     result = unlocked_prime.launch_app(app_id)
     assert result.status is LaunchStatus.LAUNCHED, result
@@ -740,20 +758,19 @@ def test_certificate_validity_is_judged_at_every_launch(probe, probe_id, templat
 
 def test_app_needing_a_newer_keyos_does_not_launch(probe, probe_id, templates, unlocked_prime):
     app_id = probe_id()
-    m = manifest_for(app_id, "Future", {}, templates, minKeyOsVersion="99.0.0")
+    m = manifest_for(app_id, "Future", {}, templates, minKeyosVersion="99.0.0")
     unlocked_prime.sideload(app_id, _bundle(probe, m, []))
     assert unlocked_prime.launch_app(app_id).status is LaunchStatus.KEYOS_VERSION_TOO_OLD
 
 
 def test_app_whose_keyos_requirement_cannot_be_read_does_not_launch(probe, probe_id, templates, unlocked_prime):
     """An app runs only on a KeyOS it says it supports: a ``min-keyos-version`` that is no SemVer (keyos.md §1.1;
-    versions are SemVer, §3.2) cannot be met, so the app does not launch, whichever step refuses it.  assumed: KeyOS
-    refuses such a manifest rather than ignoring the field (its manifest parser is not public)."""
+    versions are SemVer, §3.2) cannot be met, so the app does not launch, whichever step refuses it: KeyOS's parser
+    refuses the whole manifest (``os/app-manifest/src/lib.rs`` test ``app_version_accepts_legacy_formats_but_minimum_
+    keyos_requires_semver``: ``"minKeyosVersion":"banana"`` is an error), and the scan skips the bundle."""
     app_id = probe_id()
-    m = manifest_for(app_id, "Unreadable", {}, templates, minKeyOsVersion="1.x")
-    try:
-        unlocked_prime.sideload(app_id, _bundle(probe, m, []))
-    except DeviceError:
+    m = manifest_for(app_id, "Unreadable", {}, templates, minKeyosVersion="1.x")
+    if _sideload_refused(unlocked_prime, app_id, _bundle(probe, m, [])):
         return  # refused at LOAD_APP_END: nothing to launch
     result = unlocked_prime.launch_app(app_id)
     if result.status is LaunchStatus.LAUNCHED:
@@ -765,7 +782,7 @@ def test_app_needing_exactly_this_keyos_launches(probe, probe_id, templates, unl
     """``min-keyos-version`` is the least version the app runs on (keyos.md §1.1 app-config.toml): an app asking for
     exactly the version the unit reports (GET_VERSION, "same as Settings → About → KeyOS", §3.3) launches."""
     app_id, version = probe_id(), unlocked_prime.version()
-    probe.install(manifest_for(app_id, "Exact", {}, templates, minKeyOsVersion=version), [])
+    probe.install(manifest_for(app_id, "Exact", {}, templates, minKeyosVersion=version), [])
     result = unlocked_prime.launch_app(app_id)
     assert result.status is LaunchStatus.LAUNCHED, f"an app needing KeyOS {version} answered {result.status.name} on it"
     unlocked_prime.close_app(result.pid)
@@ -792,8 +809,7 @@ def test_an_app_with_one_foundation_signature_does_not_launch(probe, probe_id, t
     launched = unlocked_prime.launch_app(app_id)
     if launched.status is LaunchStatus.LAUNCHED:  # the failure below: it must not stay up into the next test
         unlocked_prime.close_app(launched.pid)
-    assert launched.status is LaunchStatus.SIGNATURE_REJECTED, \
-        f"an app signed by one trusted signer only answered {launched.status.name}"
+    assert launched.status in UNVERIFIED, f"an app signed by one trusted signer only answered {launched.status.name}"
     both = {"app.elf": cosign2.add_second_signature(elf, second)}
     manifest.file_hashes = {"app.elf": hashlib.sha256(both["app.elf"]).hexdigest()}
     both["manifest.json"] = cosign2.add_second_signature(cosign2.sign(manifest.dumps(), first, version="1.0.0",
