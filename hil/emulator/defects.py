@@ -90,6 +90,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "fs-write-with-read-grant": (
         "a read grant is accepted for writes",
         "suites/security/test_isolation.py::test_airlock_with_its_grant_and_read_grant_is_not_write", "development"),
+    "fs-write-grant-reads": (
+        "a write grant is accepted for reads",
+        "suites/security/test_isolation.py::test_a_write_grant_is_not_a_read_grant", "development"),
     "fs-appdata-not-scoped": (
         "AppData paths resolve to one shared directory instead of one per app",
         "suites/security/test_isolation.py::test_appdata_is_per_app", "development"),

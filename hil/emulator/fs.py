@@ -91,9 +91,9 @@ class FileSystem:
             return self._allowed(pid, Location.User, write)
         if self.defects.has("fs-grant-not-bound-to-its-pid"):
             return any(g[1] is loc and (g[2] or not write) for g in self._grants)
-        if write:
-            return (pid, loc, True) in self._grants
-        return (pid, loc, False) in self._grants or (pid, loc, True) in self._grants
+        if not write and self.defects.has("fs-write-grant-reads"):
+            return (pid, loc, False) in self._grants or (pid, loc, True) in self._grants
+        return (pid, loc, write) in self._grants  # access.rs: read and write records are two sets, each checked alone
 
     # ------------------------------------------------------------ files
 
