@@ -27,6 +27,7 @@ from hil.link.transport import LinkClosed
 from hil.machine import scaled
 from hil.provisioning import TEST_MNEMONIC, TEST_PIN
 from hil.stimuli.touch import DebugTouch, RobotTouch, Touch
+from hil.terminal import printable
 
 pytest_plugins = ["hil.pytest_farm"]  # --lab: stations leased from a lab file (one per xdist worker)
 
@@ -464,5 +465,6 @@ class BrokenResults:
         for report in self.reports:
             crash = getattr(report.longrepr, "reprcrash", None)
             message = crash.message if crash else str(report.longrepr)
-            terminalreporter.line(f"BROKEN {report.nodeid} ({report.when}): {message.splitlines()[0]}")
+            first = message.splitlines()[0] if message else ""
+            terminalreporter.line(f"BROKEN {report.nodeid} ({report.when}): {printable(first)}")  # device text in it
         terminalreporter.line(f"{len(self.reports)} broken")

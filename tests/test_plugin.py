@@ -59,6 +59,19 @@ def test_infrastructure_error_is_reported_broken(pytester):
                               " (call): *camera 0: no frame for 5 s", "1 broken"])
     out.assert_outcomes(failed=2)
 
+def test_a_broken_tests_device_text_reaches_the_terminal_defused(pytester):
+    """The broken list quotes the error's message, which carries what the device sent: its escape sequences
+    must not retitle or clear the lab engineer's terminal."""
+    pytester.makepyfile("""
+        from hil.errors import InfrastructureError
+
+        def test_probe_said():
+            raise InfrastructureError("probe error: \\x1b]0;owned\\x07\\x1b[2Jdone")
+    """)
+    out = run(pytester)
+    line = next(ln for ln in out.stdout.lines if ln.startswith("BROKEN "))
+    assert "\x1b" not in line and "\x07" not in line and "]0;owned" in line and "done" in line, line
+
 
 def test_hardware_only_decided_by_the_profile(pytester):
     pytester.makepyfile("""

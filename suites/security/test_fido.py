@@ -271,7 +271,11 @@ def test_a_confirm_answers_only_the_request_it_was_shown_for(orphaned, unlocked_
     finally:
         orphan.close()  # its platform stops re-sending: nothing will ever collect this Confirm
     now = screen.read()
-    if title_shown(title, " ".join(line.text for line in now.lines)):  # read after the platform left
+    shown = " ".join(line.text for line in now.lines)
+    if not shown.strip():
+        raise PromptNotSeen("nothing read on the display after the platform left: cannot tell whether the orphaned "
+                            "prompt is still up to be confirmed")
+    if title_shown(title, shown):  # read after the platform left
         screen.tap_text("Confirm", now)
     other = _assert(nfc, RP["id"], cred_id)
     try:

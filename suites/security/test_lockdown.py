@@ -12,12 +12,13 @@ import time
 import pytest
 
 from hil import probe as P
-from hil.link.client import CommandRefused, DeviceError
+from hil.link.client import CommandRefused, DeviceError, ResponseTimeout
 from hil.link.state import DeviceStateError
 from hil.link.protocol import LaunchStatus
 from hil.link.transport import LinkClosed, LinkError
+from hil.machine import scaled
 from hil.vision.controls import wait_control
-from security_helpers import SETTINGS_APP, manifest_for
+from security_helpers import SETTINGS_APP, manifest_for, waited
 
 pytestmark = [pytest.mark.security, pytest.mark.lockdown]
 
@@ -96,7 +97,7 @@ def reopen(prime) -> None:
     """Reconnect on purpose, after the test itself took the interface away and brought it back (the unit
     re-enumerates first); a link that stays down past the bound is raised."""
     prime.close()
-    deadline = time.monotonic() + REENUMERATE_S
+    deadline = time.monotonic() + scaled(REENUMERATE_S)
     while True:
         try:
             prime.open()
@@ -111,7 +112,7 @@ def reopen(prime) -> None:
 
 def developer_mode_within(prime, wanted: bool) -> bool:
     """Poll GET_DEVELOPER_MODE until it answers ``wanted`` (a robot's tap lands a moment after it returns)."""
-    deadline = time.monotonic() + SETTLE_S
+    deadline = time.monotonic() + scaled(SETTLE_S)
     while prime.developer_mode() is not wanted:
         if time.monotonic() > deadline:
             return False
@@ -120,14 +121,24 @@ def developer_mode_within(prime, wanted: bool) -> bool:
 
 
 def link_gone_within(prime) -> bool:
-    """Whether the interface leaves within SETTLE_S (answers until then, even "off", do not count)."""
-    deadline = time.monotonic() + SETTLE_S
+    """Whether the interface leaves within SETTLE_S (answers until then, even "off", do not count). Gone is
+    positive evidence: the link closed and a fresh open finds no interface. An answer that did not come in time
+    proves nothing either way (broken), and a link that closed but opens again has not left."""
+    deadline = time.monotonic() + scaled(SETTLE_S)
     try:
         while time.monotonic() < deadline:
             prime.developer_mode()
             time.sleep(0.2)
+    except ResponseTimeout:
+        raise
     except LinkClosed:
-        return True
+        prime.close()
+        try:
+            prime.open()
+            prime.version()
+        except LinkError:
+            return True
+        return False
     return False
 
 
@@ -145,7 +156,7 @@ def test_debug_interface_goes_away_without_developer_mode(prime, touch, look, de
     if gone or prime.developer_mode() is False:  # turn it back on (a missed tap leaves it as it was)
         touch.tap(*toggle)  # the robot presses the glass; the link cannot
         reopen(prime)
-    assert gone, f"the debug interface still answers {SETTLE_S:g} s after Developer Mode was turned off"
+    assert gone, f"the debug interface still answers {waited(SETTLE_S)} after Developer Mode was turned off"
     assert developer_mode_within(prime, True), "Developer Mode did not come back on"
 
 
@@ -158,7 +169,7 @@ def test_developer_mode_answer_follows_the_settings_toggle(prime, touch, look):
     turned_off = developer_mode_within(prime, False)
     if turned_off:
         touch.tap(*toggle)
-    assert turned_off, f"GET_DEVELOPER_MODE still answers on {SETTLE_S:g} s after Settings turned it off"
+    assert turned_off, f"GET_DEVELOPER_MODE still answers on {waited(SETTLE_S)} after Settings turned it off"
     assert developer_mode_within(prime, True), "Developer Mode did not come back on"
 
 
@@ -173,7 +184,7 @@ def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch, look
     toggle = open_settings(prime, look)  # the switch where the Settings screen shows it
     touch.tap(*toggle)
     if not developer_mode_within(prime, False):
-        raise DeviceStateError(f"{prime.device}: Developer Mode did not turn off within {SETTLE_S:g} s")
+        raise DeviceStateError(f"{prime.device}: Developer Mode did not turn off within {waited(SETTLE_S)}")
     refused: dict[str, str | None] = {}
     try:
         for what, call in [("LOAD_APP_BEGIN", lambda: prime.sideload(P.probe_app_id("developer-mode-off"),
