@@ -216,7 +216,7 @@ def assert_no_prompt_for(screen: ScreenReader, seconds: float, when: str = "", w
     watch starts at the first read that shows anything (a display just woken may still be dark, or the
     camera a frame behind); from then on, a read that shows nothing is broken."""
     wait_readable(screen, wake_timeout)
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + scaled(seconds)  # the device reacts as slowly as the machine runs
     while True:
         assert_no_prompt(screen, when)
         if time.monotonic() > deadline:

@@ -150,7 +150,8 @@ def test_cancelled_or_dropped_presence_prompt_is_operation_denied(unlocked_prime
 def _assert_no_fido_prompt(screen, when: str) -> None:
     """Positive evidence on every read for a few frames: the display shows something, and not the prompt."""
     wait_readable(screen, 5.0)
-    for _ in range(int(LOCKED_WATCH_S / 0.25)):
+    deadline = time.monotonic() + scaled(LOCKED_WATCH_S)
+    while time.monotonic() < deadline:
         text = screen.text()
         if not text.strip():
             raise PromptNotSeen(f"nothing read on the display {when}")

@@ -105,12 +105,16 @@ def test_granted_app_seed_waits_for_the_login(probe, probe_id, templates, screen
         show_lock_screen(unlocked_prime, touch)
         assert run.step(0, timeout=60)["result"] == "Ok", "the probe never saw the unit lock"
         # the seed is sent the moment the lock is seen; a build that serves it answers within the watch
-        deadline = time.monotonic() + LOCKED_WATCH_S
+        deadline = time.monotonic() + scaled(LOCKED_WATCH_S)
         while time.monotonic() < deadline and 1 not in run.records:
             run.pump(0.1)
         assert 1 not in run.records, f"GetAppSeed was answered while the unit was locked: {run.records[1]}"
     finally:
-        enter_pin(touch, wait_pin_screen(look), pin)  # the keys where the lock screen shows them
+        pad = wait_pin_screen(look)  # the keys where the lock screen shows them
+        run.pump(0.05)  # and what the probe logged while they were found: the unit is still locked
+        served_locked = run.records.get(1)
+        enter_pin(touch, pad, pin)
+    assert served_locked is None, f"GetAppSeed was answered while the unit was locked: {served_locked}"
     assert wait_unlocked(unlocked_prime), "the test PIN typed on the lock screen did not unlock"
     after = run.step(1, timeout=60)
     assert after["result"] == "Ok" and after["sha256"] == seed["sha256"], f"after the login: {after}"
