@@ -16,7 +16,7 @@ EMULATOR = ROOT / "hil" / "emulator"
 CODECS = {"hil.link.protocol", "hil.stimuli.ur", "hil.stimuli.isodep", "hil.flash.cosign2", "hil.flash.manifest",
           "hil.flash.bootimg", "hil.flash.emulated", "hil.provisioning"}
 # The harness-side halves of the emulator's interfaces run in the harness's process.
-HARNESS_SIDE = {"launcher.py": {"hil.errors"}, "usb_backend.py": {"hil.errors"}}
+HARNESS_SIDE = {"launcher.py": {"hil.errors", "hil.machine"}, "usb_backend.py": {"hil.errors"}}
 # What the harness may import of the emulator: its launcher, its build catalogue and its command.
 EMULATOR_INTERFACES = {"hil.emulator.launcher", "hil.emulator.build", "hil.emulator.defects", "hil.emulator.cli"}
 

@@ -25,7 +25,6 @@ from hil.emulator.camera import CameraPeripheral
 from hil.emulator.control import ControlServer
 from hil.emulator.nfc import EmulatedNfc
 from hil.emulator.prime import Prime
-from hil.provisioning import TEST_PIN
 from hil.emulator.qrcam import QRCameraPeripheral
 from hil.emulator.relay import CD_PADS_CHANNEL, EmulatedRelay
 from hil.emulator.robot import EmulatedRobot, jig_calibration
@@ -34,6 +33,8 @@ from hil.emulator.tcp import DebugServer
 from hil.emulator.usb_host import UsbPort
 from hil.errors import InfrastructureError
 from hil.flash.manifest import load_dir
+from hil.machine import scaled
+from hil.provisioning import TEST_PIN
 
 PROFILE = "prime-emulated"
 PERIPHERALS: list[type] = [DebugServer, ControlServer, CameraPeripheral, QRCameraPeripheral, SambaPort,
@@ -148,14 +149,15 @@ class EmulatorProcess:
         lines: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in self._proc.stdout] + [lines.put(b"")],
                          daemon=True).start()
-        deadline = time.monotonic() + self.timeout
+        limit = scaled(self.timeout)  # idle-machine seconds: an emulator's start-up is CPU work (imports, keys)
+        deadline = time.monotonic() + limit
         try:
             while len(self.devices) < self.count:
                 try:
                     line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     raise EmulatorTimeout(f"emulator (pid {self._proc.pid}) reported {len(self.devices)} of "
-                                          f"{self.count} devices within {self.timeout:.0f} s") from None
+                                          f"{self.count} devices within {limit:.0f} s") from None
                 if not line:
                     self._proc.wait(timeout=5)
                     raise EmulatorDied(f"emulator exited with code {self._proc.returncode} before reporting its "
