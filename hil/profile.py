@@ -177,6 +177,10 @@ class Profile(_Strict):
     cd_pads_hold_s: float = Field(2.0, gt=0, description="how long the CD pads stay shorted after the power-on "
                                   "click before the jig lets go (KeyOS DEVELOPMENT.md: remove the short once the "
                                   "screen is blank, i.e. the ROM has started SAM-BA)")
+    developer_mode_answer: Literal["setting", "reachable"] = Field(
+        "reachable", description="what GET_DEVELOPER_MODE answers: the Settings toggle, or 1 whenever the link "
+        "answers at all (os/usb-debug/src/dispatch.rs: `cfg!(keyos) || self.developer_mode_enabled()`, \"being "
+        "reachable at all is the answer on hardware\"); only where it is the setting can a check read the toggle")
     allows_wipe: bool = Field(False, description="units of this profile may lose their seed: only then may a test "
                               "marked destructive type wrong PINs on purpose (hil.lab.pin_guard)")
 
@@ -189,6 +193,13 @@ class Profile(_Strict):
         """Whether a ``flavour`` unit's Boot Menu has the SAM-BA entry; None when the flavour is unknown."""
         rules = self.flavours.get(flavour) if flavour else None  # type: ignore[call-overload]
         return rules.samba_in_boot_menu if rules is not None else None
+
+    def developer_mode_unreadable(self) -> str | None:
+        """Why the link cannot tell whether a tap turned Developer Mode off, or None where it can."""
+        if self.developer_mode_answer == "setting":
+            return None
+        return (f"profile {self.name}: GET_DEVELOPER_MODE answers 1 whenever the link answers (os/usb-debug/src/"
+                "dispatch.rs on hardware), so the Settings toggle's state cannot be read over the link")
 
     def link_missing(self, flavour: str | None) -> str | None:
         """Why a ``flavour`` build has no debug link, or None when it has one (or the flavour is unknown)."""

@@ -44,3 +44,13 @@ def test_notes_in_the_harness_and_its_suites_are_listed_with_what_they_are_on(tm
     assert 'hil/pin.py:1: DELETE = "Delete"  assumed: the key label is not in the indexed source' in lines
     assert "suites/test_s.py:2: test_x  assumed: KeyOS keeps the prompt up)." in lines
     assert not any("emulator" in line for line in lines)
+
+
+def test_only_a_profile_whose_link_answers_the_setting_lets_checks_read_developer_mode():
+    """On hardware GET_DEVELOPER_MODE answers 1 whenever the link answers (os/usb-debug/src/dispatch.rs), so the
+    checks and the commissioning step that read the toggle through it say why they cannot there."""
+    from hil.profile import profile_named
+
+    assert "dispatch.rs" in (profile_named("prime-rev-b").developer_mode_unreadable() or "")
+    assert profile_named("prime-emulated").developer_mode_unreadable() is None
+    assert profile_named("keyos-simulator").developer_mode_unreadable() is None
