@@ -13,8 +13,8 @@ for a round trip nor while the host is late to read an answer.
 
 The port is a plain pyserial object opened from a URL (``/dev/ttyACM0``, ``rfc2217://…``, a pty).
 DTR/RTS are never set: a pty refuses them and the ROM does not need them. Every read and every write
-has a deadline, on a local tty and over rfc2217 alike; a monitor that goes quiet, stops reading or answers
-garbage raises :class:`SambaError` (broken, not failed).
+has a deadline, on a local tty, over rfc2217 and over a raw socket alike; a monitor that goes quiet, stops
+reading or answers garbage raises :class:`SambaError` (broken, not failed).
 """
 
 from __future__ import annotations
@@ -83,6 +83,11 @@ class Samba:
             # socket's timeout bounds a whole sendall). The session's deadline instead; pyserial's reader thread
             # wakes on it only to see whether the port was closed, and close() wakes it at once.
             port._socket.settimeout(timeout)
+        elif getattr(port, "fd", None) is None:
+            # A raw socket (socket://, a bench's TCP serial server) writes through pyserial, which waits for a
+            # stalled peer forever unless given a write_timeout: the session's, counted afresh per write and so
+            # per send. (A local tty has a descriptor: Samba._write_fd keeps the deadline there.)
+            port.write_timeout = timeout
         return cls(port, timeout)
 
     def close(self) -> None:
