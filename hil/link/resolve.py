@@ -85,13 +85,20 @@ def rom_tty(port: str, sysfs: Path, samba: str = "03eb:6124") -> str | None:
     """The tty of the SAM-BA ROM enumerated at USB port path ``port`` now (None: something else or nothing
     is there): the node udev makes, ``/dev/DEVNAME`` from the tty's ``uevent``."""
     dev = sysfs / "bus" / "usb" / "devices" / port
-    if f"{_attr(dev, 'idVendor')}:{_attr(dev, 'idProduct')}" != samba:
+    if usb_id(port, sysfs) != samba:
         return None
     for uevent in sorted(dev.glob(f"{port}:*/tty/*/uevent")):
         fields = dict(line.split("=", 1) for line in (_attr(uevent.parent, "uevent") or "").splitlines() if "=" in line)
         if "DEVNAME" in fields:
             return f"/dev/{fields['DEVNAME']}"
     return None
+
+
+def usb_id(port: str, sysfs: Path) -> str | None:
+    """``vvvv:pppp`` of the USB device enumerated at port path ``port`` now (None: nothing is there)."""
+    dev = sysfs / "bus" / "usb" / "devices" / port
+    vid, pid = _attr(dev, "idVendor"), _attr(dev, "idProduct")
+    return f"{vid}:{pid}" if vid is not None and pid is not None else None
 
 
 def _port(usb_dev: Path) -> str:
