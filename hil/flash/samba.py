@@ -33,7 +33,7 @@ from serial import rfc2217
 from hil.machine import scaled
 from hil.errors import InfrastructureError
 
-BAUD = 921600
+BAUD = 921600  # sambuca lib.rs (keyos.md §7); a CDC-ACM port ignores it, a bench's ser2net does not
 SAMA5D2_CIDR = 0x8A5C08C0
 CHIPID_CIDR = 0xFC069000
 SFR_L2CC_HRAMC = 0xF8030058  # 0 = the 128 KiB L2 cache is SRAM at 0x220000
