@@ -285,6 +285,33 @@ def test_a_monitor_that_stops_reading_over_a_raw_socket_fails_the_send_by_the_se
     assert "write failed (not taken within 0.5 s: the monitor stopped reading)" in str(outcome[0])
 
 
+def test_a_raw_socket_is_read_by_its_deadline_and_a_hang_up_is_a_device_gone():
+    """socket:// answers are read straight off the socket, as a local tty's are: whole, a short one broken at the
+    timeout, and a peer that hangs up gone at once, not waited for."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    answer = os.urandom(70000)
+
+    def serve() -> None:
+        conn = listener.accept()[0]
+        conn.sendall(answer + b"abc")
+        conn.recv(1)  # until the test says to hang up
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with Samba.open(f"socket://127.0.0.1:{listener.getsockname()[1]}", timeout=0.5) as samba:
+            assert samba.read_answer(0, len(answer)) == answer
+            with pytest.raises(SambaError, match="got 3 of 4 bytes"):
+                samba.read_answer(0, 4)
+            samba.send(b"x")  # the peer hangs up
+            start = time.monotonic()
+            with pytest.raises(SambaError, match="read failed.*device gone"):
+                samba._read(4, scaled(30.0), "after the hang-up")
+            assert time.monotonic() - start < scaled(30.0)  # ended by the hang-up, not by the deadline
+    finally:
+        listener.close()
+
+
 def test_a_port_without_a_descriptor_is_read_through_pyserial():
     """rfc2217:// and the like have no file descriptor: their answers come through pyserial's read,
     and a short answer is broken after the timeout."""
