@@ -11,7 +11,7 @@ has), and in binary mode only ``w``, ``R`` and ``V`` answer.  So an applet run g
 :data:`IN_FLIGHT` chunks' commands are out before the oldest one's answer is read, so the cable idles neither
 for a round trip nor while the host is late to read an answer.
 
-The port is a plain pyserial object opened from a URL (``/dev/ttyACM0``, ``rfc2217://…``, a pty).
+The port is a plain pyserial object opened from a URL (``/dev/ttyACM0``, ``rfc2217://…``, ``socket://…``, a pty).
 DTR/RTS are never set: a pty refuses them and the ROM does not need them. Every read and every write
 has a deadline, on a local tty, over rfc2217 and over a raw socket alike; a monitor that goes quiet, stops
 reading or answers garbage raises :class:`SambaError` (broken, not failed).
@@ -225,11 +225,11 @@ class Samba:
 
     @staticmethod
     def _write_fd(fd: int, parts: tuple[bytes | memoryview, ...], deadline: float) -> bool:
-        """``parts`` written to a local tty (or a raw socket) in order, by ``deadline`` (False if not all were taken by then),
-        waiting (select) only when the tty's buffer is full. pyserial's ``write`` selects after every write
-        and copies what is left of the data after each (a 64 KiB chunk goes into a pty about 4 KiB at a time);
-        nor is the tty drained (tcdrain) after a send: the monitor reads in order, and its answers have their
-        own deadlines. pyserial's descriptor is non-blocking, so a write into a full tty takes part or none."""
+        """``parts`` written to a local tty (or a raw socket) in order, by ``deadline`` (False if not all were taken by
+        then), waiting (select) only when the tty's buffer is full. pyserial's ``write`` selects after every write and
+        copies what is left of the data after each (a 64 KiB chunk goes into a pty about 4 KiB at a time); nor is the
+        tty drained (tcdrain) after a send: the monitor reads in order, and its answers have their own deadlines.
+        pyserial's descriptor is non-blocking, so a write into a full tty takes part or none."""
         views = [memoryview(p).cast("B") for p in parts if len(p)]
         while views:
             try:
@@ -267,12 +267,12 @@ class Samba:
 
     @staticmethod
     def _read_fd(fd: int, n: int, deadline: float) -> bytes:
-        """Up to ``n`` bytes from a local tty (or a raw socket) by ``deadline``, read straight into one buffer, waiting (select)
-        only when it holds nothing. pyserial's ``read(n)`` selects before every read and allocates ``n`` bytes
+        """Up to ``n`` bytes from a local tty (or a raw socket) by ``deadline``, read straight into one buffer, waiting
+        (select) only when it holds nothing. pyserial's ``read(n)`` selects before every read and allocates ``n`` bytes
         for each, while a CDC-ACM or pty tty hands over a few KiB at a time: a 64 KiB answer cost 16 of each
-        (docs/benchmarks.md "Flashing"). pyserial's descriptor is non-blocking and its termios has VMIN 0, so
-        an empty tty reads as 0 bytes (or EAGAIN); one that select calls readable and still reads as empty
-        has hung up, as pyserial's own read says."""
+        (docs/benchmarks.md "Flashing"). pyserial's descriptor is non-blocking and its termios has VMIN 0, so an empty
+        tty reads as 0 bytes (or EAGAIN); one that select calls readable and still reads as empty has hung up, as
+        pyserial's own read says."""
         data = bytearray(n)
         view, got, waited = memoryview(data), 0, False
         while got < n:
