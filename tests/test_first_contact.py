@@ -225,3 +225,44 @@ def test_hil_flash_finds_the_rom_from_the_device_without_samba(unit, tmp_path):
     assert r.exit_code == 0 and "updated" in r.output and "KeyOS 1.2.0" in r.output, r.output
     with open_client(f"usb:{port}", PROFILE, station=_station(unit)) as client:
         assert client.version() == "1.2.0"
+
+
+def test_hil_flash_without_the_link_holds_the_rom_until_keyos_enumerates_on_its_port(tmp_path, monkeypatch):
+    """A production build without usb-debug (issue 14 point 7) reports no version to wait for; the reset out
+    of SAM-BA is never answered, and a bench's ser2net drops a client's last bytes when it hangs up at once.
+    `hil flash` holds the monitor's port until the unit's KeyOS identity enumerates on its port path, and never
+    waits on a link the build does not have."""
+    import typer
+    from typer.testing import CliRunner
+
+    from hil.flash.cli import flash
+    from hil.flash.samba import Samba
+    from hil.profile import Profile
+
+    d = start_device(1, 0, Build(version="1.0.0", flavour="production"))
+    try:
+        port = d.endpoints["usb_port"]
+        with d.prime.lock:
+            d.prime.set_developer_mode(False)  # no vendor interface: KeyOS shows mass storage and CTAP HID only
+            d.prime.reboot_to_samba()
+        monkeypatch.setattr(Profile, "link_missing", lambda self, flavour: "no usb-debug in this build"
+                            if flavour == "production" else None)
+        sysdir, at_close = usb_host.SYS / "bus" / "usb" / "devices" / port, []
+
+        def enumerated() -> str:  # what the port shows as the monitor's port is let go
+            return ":".join((sysdir / n).read_text().strip() if (sysdir / n).exists() else "-"
+                            for n in ("idVendor", "idProduct"))
+        close = Samba.close
+        monkeypatch.setattr(Samba, "close", lambda self: (at_close.append(enumerated()), close(self))[1])
+        image = tmp_path / "boot-1.1.0.img"
+        emulated.write_boot_image(image, Build(version="1.1.0", flavour="production"))
+        app = typer.Typer()
+        app.command("flash")(flash)
+        app.command("noop")(lambda: None)
+        r = CliRunner().invoke(app, ["flash", str(image), "--device", str(_by_path(d)), "--profile", "prime-emulated",
+                                     "--flavour", "production", "--keys", "test"])
+        assert r.exit_code == 0 and "flashed" in r.output and "KeyOS 1.1.0" in r.output, r.output
+        assert at_close[-1] == PROFILE.usb.keyos, at_close  # KeyOS was there before the port was let go
+        assert d.prime.keyos_running and d.prime.build.version == "1.1.0"
+    finally:
+        d.stop()

@@ -15,6 +15,7 @@ from hil.emulator import samba as rom
 from hil.emulator.emmc import Emmc
 from hil.flash import emulated
 from hil.flash.samba import EmmcFile, Samba, SambaError
+from hil.machine import scaled
 
 APPLET = emulated.APPLET.read_bytes()
 
@@ -253,6 +254,64 @@ def test_a_monitor_that_stops_reading_over_rfc2217_fails_the_write_by_the_sessio
             assert time.monotonic() - start >= 0.5
     finally:
         server.close()
+
+
+def test_a_monitor_that_stops_reading_over_a_raw_socket_fails_the_send_by_the_sessions_deadline():
+    """A bench's plain TCP serial server (socket://) has no descriptor either, and pyserial waits on a peer that
+    stopped reading forever unless given a write_timeout: each send ends by the session's deadline."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()  # accepts, never reads
+    outcome: list[BaseException] = []
+    sent = threading.Event()
+
+    def flood() -> None:
+        try:
+            with Samba.open(f"socket://127.0.0.1:{listener.getsockname()[1]}", timeout=0.5) as samba:
+                for _ in range(256):  # until the socket's buffers are full, however large this host makes them
+                    samba.send(bytes(1 << 20))
+        except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(e)
+        sent.set()
+
+    threading.Thread(target=flood, daemon=True).start()
+    try:
+        assert sent.wait(scaled(10.0)), "a send to a peer that stopped reading is still blocked"
+    finally:
+        listener.close()  # today's blocked send: the peer's close ends it (its thread is a daemon)
+        for conn in held:
+            conn.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], SambaError), outcome
+    assert "write failed (not taken within 0.5 s: the monitor stopped reading)" in str(outcome[0])
+
+
+def test_a_raw_socket_is_read_by_its_deadline_and_a_hang_up_is_a_device_gone():
+    """socket:// answers are read straight off the socket, as a local tty's are: whole, a short one broken at the
+    timeout, and a peer that hangs up gone at once, not waited for."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    answer = os.urandom(70000)
+
+    def serve() -> None:
+        conn = listener.accept()[0]
+        conn.recv(1)  # the request (pyserial drops what arrives before its open ends)
+        conn.sendall(answer + b"abc")
+        conn.recv(1)  # until the test says to hang up
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with Samba.open(f"socket://127.0.0.1:{listener.getsockname()[1]}", timeout=scaled(5.0)) as samba:
+            samba.send(b"R")
+            assert samba.read_answer(0, len(answer)) == answer
+            with pytest.raises(SambaError, match="got 3 of 4 bytes"):
+                samba._read(4, 0.3, "a short answer")
+            samba.send(b"x")  # the peer hangs up
+            start = time.monotonic()
+            with pytest.raises(SambaError, match="read failed.*device gone"):
+                samba._read(4, scaled(30.0), "after the hang-up")
+            assert time.monotonic() - start < scaled(30.0)  # ended by the hang-up, not by the deadline
+    finally:
+        listener.close()
 
 
 def test_a_port_without_a_descriptor_is_read_through_pyserial():

@@ -11,10 +11,10 @@ has), and in binary mode only ``w``, ``R`` and ``V`` answer.  So an applet run g
 :data:`IN_FLIGHT` chunks' commands are out before the oldest one's answer is read, so the cable idles neither
 for a round trip nor while the host is late to read an answer.
 
-The port is a plain pyserial object opened from a URL (``/dev/ttyACM0``, ``rfc2217://…``, a pty).
+The port is a plain pyserial object opened from a URL (``/dev/ttyACM0``, ``rfc2217://…``, ``socket://…``, a pty).
 DTR/RTS are never set: a pty refuses them and the ROM does not need them. Every read and every write
-has a deadline, on a local tty and over rfc2217 alike; a monitor that goes quiet, stops reading or answers
-garbage raises :class:`SambaError` (broken, not failed).
+has a deadline, on a local tty, over rfc2217 and over a raw socket alike; a monitor that goes quiet, stops
+reading or answers garbage raises :class:`SambaError` (broken, not failed).
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from dataclasses import dataclass
 
 import serial
 from serial import rfc2217
+from serial.urlhandler import protocol_socket
 
 from hil.machine import scaled
 from hil.errors import InfrastructureError
 
-BAUD = 921600
+BAUD = 921600  # sambuca lib.rs (keyos.md §7); a CDC-ACM port ignores it, a bench's ser2net does not
 SAMA5D2_CIDR = 0x8A5C08C0
 CHIPID_CIDR = 0xFC069000
 SFR_L2CC_HRAMC = 0xF8030058  # 0 = the 128 KiB L2 cache is SRAM at 0x220000
@@ -70,6 +71,7 @@ class Samba:
     def __init__(self, port: serial.SerialBase, timeout: float = 30.0):
         self.port = port
         self.timeout = timeout
+        self._fd = _descriptor(port)
 
     @classmethod
     def open(cls, url: str, timeout: float = 30.0) -> Samba:
@@ -206,8 +208,7 @@ class Samba:
     def send(self, *parts: bytes | memoryview) -> None:
         """Commands as one write (the monitor takes them one after another), taken by the port within the
         session's deadline: a monitor that stops reading is broken at :attr:`timeout`, never a host blocked."""
-        fd = getattr(self.port, "fd", None)  # a local tty (pyserial's posix port); None over the network
-        deadline = time.monotonic() + self.timeout
+        fd, deadline = self._fd, time.monotonic() + self.timeout
         try:
             if fd is not None:
                 done = self._write_fd(fd, parts, deadline)
@@ -224,11 +225,11 @@ class Samba:
 
     @staticmethod
     def _write_fd(fd: int, parts: tuple[bytes | memoryview, ...], deadline: float) -> bool:
-        """``parts`` written to a local tty in order, by ``deadline`` (False if not all were taken by then),
-        waiting (select) only when the tty's buffer is full. pyserial's ``write`` selects after every write
-        and copies what is left of the data after each (a 64 KiB chunk goes into a pty about 4 KiB at a time);
-        nor is the tty drained (tcdrain) after a send: the monitor reads in order, and its answers have their
-        own deadlines. pyserial's descriptor is non-blocking, so a write into a full tty takes part or none."""
+        """``parts`` written to a local tty (or a raw socket) in order, by ``deadline`` (False if not all were taken by
+        then), waiting (select) only when the tty's buffer is full. pyserial's ``write`` selects after every write and
+        copies what is left of the data after each (a 64 KiB chunk goes into a pty about 4 KiB at a time); nor is the
+        tty drained (tcdrain) after a send: the monitor reads in order, and its answers have their own deadlines.
+        pyserial's descriptor is non-blocking, so a write into a full tty takes part or none."""
         views = [memoryview(p).cast("B") for p in parts if len(p)]
         while views:
             try:
@@ -248,8 +249,7 @@ class Samba:
     def _read(self, n: int, timeout: float, what: str, required: bool = True) -> bytes:
         """``n`` bytes within ``timeout``, read in steps of the port's own timeout. That one is set once, at
         open: on a bench's ser2net port each change costs a round of RFC 2217 negotiation."""
-        deadline = time.monotonic() + timeout
-        fd = getattr(self.port, "fd", None)  # a local tty (pyserial's posix port); None over the network
+        deadline, fd = time.monotonic() + timeout, self._fd
         try:
             data = self._read_fd(fd, n, deadline) if fd is not None else self._read_port(n, deadline)
         except (serial.SerialException, OSError) as e:
@@ -267,12 +267,12 @@ class Samba:
 
     @staticmethod
     def _read_fd(fd: int, n: int, deadline: float) -> bytes:
-        """Up to ``n`` bytes from a local tty by ``deadline``, read straight into one buffer, waiting (select)
-        only when it holds nothing. pyserial's ``read(n)`` selects before every read and allocates ``n`` bytes
+        """Up to ``n`` bytes from a local tty (or a raw socket) by ``deadline``, read straight into one buffer, waiting
+        (select) only when it holds nothing. pyserial's ``read(n)`` selects before every read and allocates ``n`` bytes
         for each, while a CDC-ACM or pty tty hands over a few KiB at a time: a 64 KiB answer cost 16 of each
-        (docs/benchmarks.md "Flashing"). pyserial's descriptor is non-blocking and its termios has VMIN 0, so
-        an empty tty reads as 0 bytes (or EAGAIN); one that select calls readable and still reads as empty
-        has hung up, as pyserial's own read says."""
+        (docs/benchmarks.md "Flashing"). pyserial's descriptor is non-blocking and its termios has VMIN 0, so an empty
+        tty reads as 0 bytes (or EAGAIN); one that select calls readable and still reads as empty has hung up, as
+        pyserial's own read says."""
         data = bytearray(n)
         view, got, waited = memoryview(data), 0, False
         while got < n:
@@ -290,6 +290,16 @@ class Samba:
                 break
             waited = bool(select.select([fd], [], [], min(POLL, left))[0])
         return bytes(data) if got == n else bytes(data[:got])
+
+
+def _descriptor(port: serial.SerialBase) -> int | None:
+    """The descriptor :class:`Samba` reads and writes itself, with its own deadlines: a local tty's (pyserial's
+    posix port) or a raw socket's (``socket://``, whose pyserial write has no deadline unless given one and then
+    spins on a full socket until it passes); None over RFC 2217, whose bytes pyserial's telnet layer escapes, and
+    for ports that have none (``loop://``). Both are non-blocking, and both read as empty once the peer is gone."""
+    if isinstance(port, protocol_socket.Serial):
+        return port.fileno()
+    return getattr(port, "fd", None)
 
 
 @dataclass

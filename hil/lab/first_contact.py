@@ -7,6 +7,7 @@ which is how a station is pinned."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hil.errors import ConfigError, InfrastructureError
@@ -15,7 +16,7 @@ from hil.flash import cosign2
 from hil.flash.flasher import Flasher, boot_policy, load_firmware
 from hil.flash.samba import SambaError
 from hil.flash.samba_entry import leave_samba
-from hil.link.resolve import SambaRom, open_client, rom_tty
+from hil.link.resolve import SambaRom, open_client, rom_tty, usb_id
 from hil.link.usb import host_sysfs
 from hil.link.transport import LinkError
 
@@ -49,6 +50,25 @@ def back_to_samba(port: str, station: Station, timeout: float = 60.0) -> SambaRo
         time.sleep(0.1)  # the unit is still re-enumerating
     raise RomDidNotEnumerate(f"usb:{port}: no SAM-BA ROM ({station.profile.usb.samba}) on USB port {port} within "
                              f"{timeout:g} s of asking for it")
+
+
+def keyos_enumerated(port: str, station: Station, timeout: float) -> Callable[[], None]:
+    """The wait for what a unit without the debug link shows once it has left SAM-BA and booted: KeyOS's USB
+    identity (the profile's ids, not the ROM's) on its port path ``port``, as `Flasher.flash` takes it
+    (``booted``: run while the monitor's port is still open, so that the unanswered reset is not lost with a
+    hang-up). It proves the bootloader booted KeyOS, not which build: that is the health check's version."""
+    usb = station.profile.usb
+
+    def wait() -> None:
+        sysfs, deadline, seen = host_sysfs(usb.backend), time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            seen = usb_id(port, sysfs)
+            if seen in (usb.keyos, usb.legacy):
+                return
+            time.sleep(0.1)  # the unit is still resetting or re-enumerating
+        raise KeyOsDidNotEnumerate(f"usb:{port}: KeyOS ({usb.keyos}) did not enumerate on USB port {port} within "
+                                   f"{timeout:g} s of the reset out of SAM-BA (last seen there: {seen or 'nothing'})")
+    return wait
 
 
 def take_over(rom: SambaRom, station: Station, applet: bytes, keys: cosign2.KeySet, *,

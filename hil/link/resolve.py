@@ -26,7 +26,7 @@ from hil.link import bridge
 from hil.link.client import PrimeClient
 from hil.link.tcp import TcpTransport
 from hil.link.transport import DeviceNotFound, Transport
-from hil.link.usb import UsbTransport, host_sysfs, load_backend
+from hil.link.usb import DEFAULT_IDS, SAMBA_ID, UsbTransport, host_sysfs, load_backend
 from hil.profile import Profile
 
 BUS_PORT = re.compile(r"\d+-\d+(\.\d+)*")
@@ -42,8 +42,8 @@ class SambaRom(DeviceNotFound):
         self.tty, self.port = tty, port
 
 
-def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = ("1307:0165", "2c97:7011"),
-                samba: str = "03eb:6124") -> str:
+def resolve_tty(path: str, sysfs: Path = Path("/sys"), ids: tuple[str, ...] = DEFAULT_IDS,
+                samba: str = SAMBA_ID) -> str:
     """``usb:BUS-PORT`` of the Prime owning the tty at ``path``, with its debug interface present
     (:class:`SambaRom` when the tty is the unit's boot ROM)."""
     usb_dev = tty_owner(path, sysfs)
@@ -81,17 +81,24 @@ def tty_owner(path: str, sysfs: Path) -> Path:
     return intf.parent
 
 
-def rom_tty(port: str, sysfs: Path, samba: str = "03eb:6124") -> str | None:
+def rom_tty(port: str, sysfs: Path, samba: str = SAMBA_ID) -> str | None:
     """The tty of the SAM-BA ROM enumerated at USB port path ``port`` now (None: something else or nothing
     is there): the node udev makes, ``/dev/DEVNAME`` from the tty's ``uevent``."""
     dev = sysfs / "bus" / "usb" / "devices" / port
-    if f"{_attr(dev, 'idVendor')}:{_attr(dev, 'idProduct')}" != samba:
+    if usb_id(port, sysfs) != samba:
         return None
     for uevent in sorted(dev.glob(f"{port}:*/tty/*/uevent")):
         fields = dict(line.split("=", 1) for line in (_attr(uevent.parent, "uevent") or "").splitlines() if "=" in line)
         if "DEVNAME" in fields:
             return f"/dev/{fields['DEVNAME']}"
     return None
+
+
+def usb_id(port: str, sysfs: Path) -> str | None:
+    """``vvvv:pppp`` of the USB device enumerated at port path ``port`` now (None: nothing is there)."""
+    dev = sysfs / "bus" / "usb" / "devices" / port
+    vid, pid = _attr(dev, "idVendor"), _attr(dev, "idProduct")
+    return f"{vid}:{pid}" if vid is not None and pid is not None else None
 
 
 def _port(usb_dev: Path) -> str:

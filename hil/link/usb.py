@@ -22,7 +22,10 @@ from hil.link import protocol
 from hil.link.transport import LinkClosed, Transport
 
 READ_CHUNK = 64 * 1024
-DEFAULT_IDS = ("1307:0165", "2c97:7011")  # KeyOS, then legacy (Flux) identity
+# KeyOS, then its legacy (Flux) identity: docs/usb-architecture.md, docs/legacy-mode-hid.md, udev rules
+# utils/passport-drive/99-passport.rules (keyos.md §4); the SAM-BA boot ROM's CDC-ACM in those rules too
+DEFAULT_IDS = ("1307:0165", "2c97:7011")
+SAMBA_ID = "03eb:6124"
 VENDOR_CLASS = 0xFF
 
 
