@@ -173,19 +173,6 @@ def _rom(station):
     return back_to_samba(port, station.model_copy(update={"usb_port": port}))
 
 
-def _booted(station, timeout: float) -> Callable[[], None] | None:
-    """What a unit without the debug link shows once it boots, awaited before the flasher lets go of the
-    monitor's port (a bench's ser2net drops a client's last bytes, the reset, when it hangs up at once): KeyOS
-    enumerating on its USB port path (``usb:BUS-PORT``, or the port the ROM was found on). None where the
-    station names no port path: nothing then tells that the unit left SAM-BA."""
-    from hil.lab.first_contact import keyos_enumerated
-    from hil.link.resolve import BUS_PORT
-
-    kind, _, where = (station.debug or "").partition(":")
-    port = station.usb_port or (where if kind == "usb" and BUS_PORT.fullmatch(where) else None)
-    return keyos_enumerated(port, station, timeout) if port else None
-
-
 def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an app bundle (directory or .app)")],
           device: Annotated[Optional[str], typer.Option(help="debug link: emulator, tcp:HOST:PORT, usb:…, /dev/ttyACM0")] = None,
           samba: Annotated[Optional[str], typer.Option(help="SAM-BA serial port (default: the station's, or the ROM "
@@ -214,6 +201,7 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from hil.flash import emulated, flasher
+    from hil.lab.first_contact import keyos_booted
     from hil.lab.station import device_station
     from hil.link.resolve import open_client
     from hil.stimuli.boot_menu import flasher_route, route
@@ -272,7 +260,7 @@ def flash(image: Annotated[Path, typer.Argument(help="boot.img, app.bin, or an a
                 unit = flasher.Flasher(port, applet_bytes, keyset, link=link, progress=progress,
                                        enter_samba=enter_samba)
                 result = unit.flash(firmware, force=force, allow_rollback=allow_rollback,
-                                    booted=_booted(station, unit.timeout) if link is None else None)
+                                    booted=keyos_booted(station, unit.timeout) if link is None else None)
     except HilError as e:
         _fail(str(e))
     console.print(printable(f"{result.action} {image}: KeyOS {result.version} ({result.hash[:16]}…)"

@@ -16,7 +16,7 @@ from hil.flash import cosign2
 from hil.flash.flasher import Flasher, boot_policy, load_firmware
 from hil.flash.samba import SambaError
 from hil.flash.samba_entry import leave_samba
-from hil.link.resolve import SambaRom, open_client, rom_tty, usb_id
+from hil.link.resolve import BUS_PORT, SambaRom, open_client, rom_tty, usb_id
 from hil.link.usb import host_sysfs
 from hil.link.transport import LinkError
 
@@ -69,6 +69,16 @@ def keyos_enumerated(port: str, station: Station, timeout: float) -> Callable[[]
         raise KeyOsDidNotEnumerate(f"usb:{port}: KeyOS ({usb.keyos}) did not enumerate on USB port {port} within "
                                    f"{timeout:g} s of the reset out of SAM-BA (last seen there: {seen or 'nothing'})")
     return wait
+
+
+def keyos_booted(station: Station, timeout: float) -> Callable[[], None] | None:
+    """For a flash without the debug link (``hil flash``, the nightly): the wait for KeyOS enumerating on the
+    unit's USB port path (the station's ``usb_port``, or its ``usb:BUS-PORT`` link), which `Flasher.flash` runs
+    before it lets go of the monitor's port (a bench's ser2net drops a client's last bytes, the reset, when it
+    hangs up at once). None where the station names no port path: nothing then tells that the unit left SAM-BA."""
+    kind, _, where = (station.debug or "").partition(":")
+    port = station.usb_port or (where if kind == "usb" and BUS_PORT.fullmatch(where) else None)
+    return keyos_enumerated(port, station, timeout) if port else None
 
 
 def take_over(rom: SambaRom, station: Station, applet: bytes, keys: cosign2.KeySet, *,

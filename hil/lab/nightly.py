@@ -160,6 +160,7 @@ def samba_flasher(lab: LabConfig, build: Path, flavour: str = "production") -> F
     build's fault, not the stations'. Its trust must be one every station's bootloader boots for
     ``flavour`` (profiles' ``boots``: a development build is developer-signed, ThirdParty)."""
     from hil.flash import emulated, flasher
+    from hil.lab.first_contact import keyos_booted
     from hil.stimuli.boot_menu import flasher_route
 
     if lab.samba_applet is None:
@@ -176,13 +177,16 @@ def samba_flasher(lab: LabConfig, build: Path, flavour: str = "production") -> F
     def flash(station: Station, progress: Callable[[float], None]) -> bool:
         if station.samba is None:
             raise flasher.FlashFailed(f"station {station.name} has no SAM-BA port (`samba`) to flash through")
-        link = (lambda: station.client()) if station.debug else None
+        # the build flashed may have no debug link (a production build without usb-debug): then KeyOS is
+        # awaited on the unit's USB port path before the monitor's port is let go
+        no_link = station.profile.link_missing(flavour)
+        link = (lambda: station.client()) if station.debug and not no_link else None
         # production builds, and a unit left on the bootloader's error page, answer no REBOOT_SAMBA: the
         # station's jig takes the unit there by its route (CD pads on production, Boot Menu on development)
         with flasher_route(station) as enter_samba:
-            result = flasher.Flasher(station.samba, applet, keys, link=link, enter_samba=enter_samba,
-                                     progress=lambda _phase, done, total: progress(done / total if total else 0.0)
-                                     ).flash(firmware)
+            unit = flasher.Flasher(station.samba, applet, keys, link=link, enter_samba=enter_samba,
+                                   progress=lambda _phase, done, total: progress(done / total if total else 0.0))
+            result = unit.flash(firmware, booted=keyos_booted(station, unit.timeout) if link is None else None)
         return result.action != "skipped"
 
     return flash
