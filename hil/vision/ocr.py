@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from hil.vision import shapes
+from hil.vision import marks, shapes
 from hil.vision.values import RESOLVE_BELOW
 
 
@@ -209,9 +209,14 @@ def upside_down(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bo
 
 def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Boxes (x0, y0, x1, y1) of the text lines in `image`, found on it `equalised`."""
-    h, w = image.shape[:2]
+    return boxes_in(equalised(image))
+
+
+def boxes_in(flat: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1) of the text lines the detector finds in `flat` (an image already `equalised`)."""
+    h, w = flat.shape[:2]
     boxes = []
-    for q in quads(equalised(image)):
+    for q in quads(flat):
         x0, y0 = np.floor(q.min(axis=0)).astype(int)
         x1, y1 = np.ceil(q.max(axis=0)).astype(int)
         x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
@@ -313,7 +318,8 @@ class RegionReader:
 
     def __init__(self, threshold: float = 20.0):
         self.threshold = threshold
-        self._regions: dict[tuple[int, int, int, int], tuple[np.ndarray, list[tuple[int, int, int, int]]]] = {}
+        # per region: its signature, its lines' boxes and which of them are lone marks (`hil.vision.marks`)
+        self._regions: dict[tuple[int, int, int, int], tuple[np.ndarray, tuple[list, dict]]] = {}
         self._lines: list[tuple[np.ndarray, Line]] = []  # (signature, line), display coordinates
         self.calls = 0  # recognitions run, for benchmarks and tests
 
@@ -325,14 +331,17 @@ class RegionReader:
         sig = signature(crop)
         last = self._regions.get(box)
         if last is not None and difference(last[0], sig) <= self.threshold:
-            boxes = last[1]
+            boxes, bars = last[1]
         else:
-            boxes = reading_order([(bx0 + x0, by0 + y0, bx1 + x0, by1 + y0)
-                                   for bx0, by0, bx1, by1 in detect(np.ascontiguousarray(crop))])
-            self._regions[box] = (sig, boxes)
+            flat = equalised(np.ascontiguousarray(crop))
+            found = boxes_in(flat)
+            lone, whole = marks.lone_bars(flat, found)  # the marks the detector misses or the recogniser misreads
+            bars = {shifted(mark.box, x0, y0): mark for mark in lone}
+            boxes = reading_order([shifted(b, x0, y0) for k, b in enumerate(found) if k not in whole] + list(bars))
+            self._regions[box] = (sig, (boxes, bars))
         lines: list[Line] = []
         for b in boxes:
-            line = self._line(image, b)
+            line = Line(bars[b].text, b, bars[b].confidence) if b in bars else self._line(image, b)
             if line.text:
                 lines.append(line)
                 if until is not None and until(lines):
@@ -356,6 +365,10 @@ class RegionReader:
         """After the camera or panel moved: nothing cached is comparable any more."""
         self._regions.clear()
         self._lines.clear()
+
+
+def shifted(box: tuple[int, int, int, int], dx: int, dy: int) -> tuple[int, int, int, int]:
+    return box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
