@@ -4,8 +4,10 @@ import cv2
 import numpy as np
 import pytest
 
+from hil.emulator.camera import Optics, Scene
 from hil.vision import marks
-from hil.vision.display import Display
+from hil.vision.display import Display, read_frame
+from hil.vision.locate import ScreenNotFound, locate
 from tests.vision_helpers import FilmedScreen, _font, _screen
 
 
@@ -31,6 +33,16 @@ def test_the_empty_pin_fields_dash_is_read_on_a_camera_view(optics, dark):
     assert x0 < 240 < x1 and y0 - 8 < 230 < y1 + 8  # where it is drawn
     assert [ln.text for ln in lines].index("-") == [ln.text for ln in lines].index("Security words") + 1
     assert not any(ln.text in ("一", "_", "=") for ln in lines)
+
+
+@pytest.mark.parametrize("rotation", [90.0, 180.0])
+def test_the_dash_is_read_in_a_whole_frame_with_no_panel_located(rotation):
+    frame = Scene(Optics(markers=False, scale=0.8, black_level=18.0, rotation=rotation, tilt=(20.0, 0.0)), 3).frame(
+        np.asarray(pin_field(True).convert("RGB")), 0, 1)
+    with pytest.raises(ScreenNotFound):
+        locate(frame)  # a dark screen without markers: `hil vision ocr` reads the frame whole
+    texts = [ln.text for ln in read_frame(frame).lines]
+    assert texts[:3] == ["Enter PIN", "Security words", "-"] and texts.count("-") == 1, texts
 
 
 def canvas() -> np.ndarray:

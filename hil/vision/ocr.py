@@ -225,6 +225,20 @@ def boxes_in(flat: np.ndarray) -> list[tuple[int, int, int, int]]:
     return boxes
 
 
+def with_marks(flat: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> tuple[list, dict]:
+    """The detector's `boxes` in `flat` (an image `equalised`) with the lone marks it misses or whose one glyph
+    the recogniser misreads (`hil.vision.marks`: the empty PIN field's dash): the boxes to read, and the marks
+    among them by box, read by their shape."""
+    lone, whole = marks.lone_bars(flat, boxes)
+    bars = {mark.box: mark for mark in lone}
+    return [b for k, b in enumerate(boxes) if k not in whole] + list(bars), bars
+
+
+def marked(mark: marks.Mark, box: tuple[int, int, int, int]) -> Line:
+    """A lone mark as a line of text at `box` (its own, moved to the image the region was cut from)."""
+    return Line(mark.text, box, mark.confidence)
+
+
 EQUALISE = (3.0, (4, 8))  # CLAHE clip limit and tiles (120x100 display pixels). Measured (benchmarks/ocr.py,
 # 3 optics): 58 character errors, against 68 at 2.5 and 97 without; at 3 a short word next to a longer line
 # ("Fee") may be lost on a blurred view
@@ -334,14 +348,13 @@ class RegionReader:
             boxes, bars = last[1]
         else:
             flat = equalised(np.ascontiguousarray(crop))
-            found = boxes_in(flat)
-            lone, whole = marks.lone_bars(flat, found)  # the marks the detector misses or the recogniser misreads
-            bars = {shifted(mark.box, x0, y0): mark for mark in lone}
-            boxes = reading_order([shifted(b, x0, y0) for k, b in enumerate(found) if k not in whole] + list(bars))
+            found, bars = with_marks(flat, boxes_in(flat))
+            bars = {shifted(b, x0, y0): mark for b, mark in bars.items()}
+            boxes = reading_order([shifted(b, x0, y0) for b in found])
             self._regions[box] = (sig, (boxes, bars))
         lines: list[Line] = []
         for b in boxes:
-            line = Line(bars[b].text, b, bars[b].confidence) if b in bars else self._line(image, b)
+            line = marked(bars[b], b) if b in bars else self._line(image, b)
             if line.text:
                 lines.append(line)
                 if until is not None and until(lines):
