@@ -5,7 +5,7 @@ nothing (its probability map peaks at 0.00-0.02 on 9 of 10 views of the PIN fiel
 "Camera OCR"), and the recogniser, given the bar alone, reads `-`, the CJK `一`, `二`, `=` or `■` at
 0.2-0.9 (measured on 16 views). So the bar is told by its shape, not by either model: a solid blob of ink,
 wider than tall, with background all round it. No font or layout is assumed; the limits below are
-relative to the mark itself, except the least size, which is under the smallest text a display draws.
+relative to the mark itself, except its least size.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import numpy as np
 ASPECT = (1.5, 8.0)
 SOLID = 0.7  # the least share of its box a bar fills (a blurred bar's: 0.82-0.99 on 16 views; a stroke
 # fragment of a button outline or a glyph's serif measured 0.70-0.89 too, which the surround tells apart)
-MIN_SIZE = (6, 3)  # width, height in display pixels: under a 16 px font's hyphen; noise specks are smaller
+# assumed: width, height in display pixels: well under the PIN field's dash (16x6: `ocr.DET_BOX_THRESH`); a hyphen
+# of small text (under about 2 px thick) is not looked for: no speck of sensor noise passed on the 96 benchmark views
+MIN_SIZE = (6, 3)
 # the surround (one bar length on each side) holds no ink of anything else: the bars measured at most 7 % of
 # a side's pixels over noise (the hard optics), a stylus tip over a button or an outline's fragment 17-86 %
 CLEAR = 0.2
