@@ -286,7 +286,8 @@ def read_frame(frame: np.ndarray) -> Screen:
         M = np.vstack([[-1, 0, size[0]], [0, -1, size[1]]]) @ np.vstack([M, [0, 0, 1]])
         upright = cv2.warpAffine(frame, M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         boxes = boxes_through(M, quads)
-    lines = [ocr.read_line(upright, box) for box in boxes]
+    boxes, bars = ocr.with_marks(ocr.equalised(upright), boxes)
+    lines = [ocr.marked(bars[box], box) if box in bars else ocr.read_line(upright, box) for box in boxes]
     whole = {"frame": (0, 0, size[0], size[1])}
     return Screen(upright, ocr.sort_lines(ocr.told_apart([ln for ln in lines if ln.text])), whole,
                   {"frame": glare(upright, whole["frame"])}, frame, None)

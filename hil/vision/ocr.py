@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from hil.vision import shapes
+from hil.vision import marks, shapes
 from hil.vision.values import RESOLVE_BELOW
 
 
@@ -209,15 +209,34 @@ def upside_down(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bo
 
 def detect(image: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Boxes (x0, y0, x1, y1) of the text lines in `image`, found on it `equalised`."""
-    h, w = image.shape[:2]
+    return boxes_in(equalised(image))
+
+
+def boxes_in(flat: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1) of the text lines the detector finds in `flat` (an image already `equalised`)."""
+    h, w = flat.shape[:2]
     boxes = []
-    for q in quads(equalised(image)):
+    for q in quads(flat):
         x0, y0 = np.floor(q.min(axis=0)).astype(int)
         x1, y1 = np.ceil(q.max(axis=0)).astype(int)
         x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
         if x1 - x0 >= 4 and y1 - y0 >= 4:
             boxes.append((int(x0), int(y0), int(x1), int(y1)))
     return boxes
+
+
+def with_marks(flat: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> tuple[list, dict]:
+    """The detector's `boxes` in `flat` (an image `equalised`) with the lone marks it misses or whose one glyph
+    the recogniser misreads (`hil.vision.marks`: the empty PIN field's dash): the boxes to read, and the marks
+    among them by box, read by their shape."""
+    lone, whole = marks.lone_bars(flat, boxes)
+    bars = {mark.box: mark for mark in lone}
+    return [b for k, b in enumerate(boxes) if k not in whole] + list(bars), bars
+
+
+def marked(mark: marks.Mark, box: tuple[int, int, int, int]) -> Line:
+    """A lone mark as a line of text at `box` (its own, moved to the image the region was cut from)."""
+    return Line(mark.text, box, mark.confidence)
 
 
 EQUALISE = (3.0, (4, 8))  # CLAHE clip limit and tiles (120x100 display pixels). Measured (benchmarks/ocr.py,
@@ -313,7 +332,8 @@ class RegionReader:
 
     def __init__(self, threshold: float = 20.0):
         self.threshold = threshold
-        self._regions: dict[tuple[int, int, int, int], tuple[np.ndarray, list[tuple[int, int, int, int]]]] = {}
+        # per region: its signature, its lines' boxes and which of them are lone marks (`hil.vision.marks`)
+        self._regions: dict[tuple[int, int, int, int], tuple[np.ndarray, tuple[list, dict]]] = {}
         self._lines: list[tuple[np.ndarray, Line]] = []  # (signature, line), display coordinates
         self.calls = 0  # recognitions run, for benchmarks and tests
 
@@ -325,14 +345,16 @@ class RegionReader:
         sig = signature(crop)
         last = self._regions.get(box)
         if last is not None and difference(last[0], sig) <= self.threshold:
-            boxes = last[1]
+            boxes, bars = last[1]
         else:
-            boxes = reading_order([(bx0 + x0, by0 + y0, bx1 + x0, by1 + y0)
-                                   for bx0, by0, bx1, by1 in detect(np.ascontiguousarray(crop))])
-            self._regions[box] = (sig, boxes)
+            flat = equalised(np.ascontiguousarray(crop))
+            found, bars = with_marks(flat, boxes_in(flat))
+            bars = {shifted(b, x0, y0): mark for b, mark in bars.items()}
+            boxes = reading_order([shifted(b, x0, y0) for b in found])
+            self._regions[box] = (sig, (boxes, bars))
         lines: list[Line] = []
         for b in boxes:
-            line = self._line(image, b)
+            line = marked(bars[b], b) if b in bars else self._line(image, b)
             if line.text:
                 lines.append(line)
                 if until is not None and until(lines):
@@ -356,6 +378,10 @@ class RegionReader:
         """After the camera or panel moved: nothing cached is comparable any more."""
         self._regions.clear()
         self._lines.clear()
+
+
+def shifted(box: tuple[int, int, int, int], dx: int, dy: int) -> tuple[int, int, int, int]:
+    return box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
