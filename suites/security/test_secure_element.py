@@ -110,7 +110,7 @@ def test_granted_app_seed_waits_for_the_login(probe, probe_id, templates, screen
             run.pump(0.1)
         assert 1 not in run.records, f"GetAppSeed was answered while the unit was locked: {run.records[1]}"
     finally:
-        enter_pin(touch, wait_pin_screen(look), pin)  # the keys where the lock screen shows them
+        enter_pin(touch, wait_pin_screen(look, touch), pin)  # the keys where the lock screen shows them
     assert wait_unlocked(unlocked_prime), "the test PIN typed on the lock screen did not unlock"
     after = run.step(1, timeout=60)
     assert after["result"] == "Ok" and after["sha256"] == seed["sha256"], f"after the login: {after}"
@@ -122,7 +122,7 @@ def _failed_after_a_wrong_pin(look, timeout: float = PIN_CHECK_SECONDS) -> int:
     PIN screen, shows none by the deadline (KeyOS judges a login within its random delay)."""
     deadline = time.monotonic() + scaled(timeout)
     while True:
-        failed = wait_pin_screen(look).failed
+        failed = wait_pin_screen(look).failed  # the pad stays after a wrong PIN: nothing to swipe
         if failed or time.monotonic() > deadline:
             return failed
         time.sleep(0.2)
@@ -137,7 +137,7 @@ def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, lo
     seen = []
     for round_ in range(2):
         show_lock_screen(unlocked_prime, touch)
-        pad = wait_pin_screen(look)
+        pad = wait_pin_screen(look, touch)
         if pad.failed and round_ == 0:
             raise PinRejected(f"{unlocked_prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
                               "not typing a wrong PIN on it")
@@ -160,7 +160,7 @@ def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, lo
 def _unlock_after_a_wrong_pin(prime, touch, look, pin: str) -> None:
     """The test PIN typed on the PIN screen after a check's wrong one; a unit it does not unlock is the lab's
     to look at (`PinRejected` quarantines the station, and the PIN guard types on no unit showing failures)."""
-    enter_pin(touch, wait_pin_screen(look), pin)
+    enter_pin(touch, wait_pin_screen(look, touch), pin)
     if not wait_unlocked(prime):
         raise PinRejected(f"{prime.device}: the test PIN did not unlock after one wrong PIN")
 
@@ -173,7 +173,7 @@ def test_only_the_whole_pin_unlocks(unlocked_prime, touch, look, pin):
     keyos.md); a pad that dropped it would unlock, and this check would wrongly fail."""
     prime = unlocked_prime
     show_lock_screen(prime, touch)
-    pad = wait_pin_screen(look)
+    pad = wait_pin_screen(look, touch)
     if pad.failed:
         raise PinRejected(f"{prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
                           "not typing a wrong PIN on it")
@@ -266,6 +266,7 @@ def test_the_last_attempt_is_the_tenth_and_still_takes_the_right_pin(unlocked_pr
     prime = unlocked_prime
     wrong = "".join(str((int(c) + 5) % 10) for c in pin)
     show_lock_screen(prime, touch)
+    wait_pin_screen(look, touch)  # past the swipe hint
     pad, left = _attempts_shown(look)
     if pad.failed or left is not None:
         raise PinRejected(f"{prime.device} shows {pad.failed} failed attempt(s) (attempts left: {left}) before the "
@@ -292,6 +293,7 @@ def test_the_last_attempt_is_the_tenth_and_still_takes_the_right_pin(unlocked_pr
     assert seen == expected, f"(failed, attempts left) shown after each wrong PIN: {seen}, not {expected}"
     assert unlocked, "the right PIN with one attempt left did not unlock"
     show_lock_screen(prime, touch)
+    wait_pin_screen(look, touch)  # past the swipe hint
     pad, left = _attempts_shown_as(look, (0, None))
     try:
         assert (pad.failed, left) == (0, None), f"a correct login did not restore the attempts: {pad.failed} failed shown"
@@ -353,7 +355,7 @@ def test_security_words_show_on_the_lock_screen(unlocked_prime, touch, look, scr
     prime = unlocked_prime
     show_lock_screen(prime, touch)
     assert is_locked(prime)
-    pad = wait_pin_screen(look)  # the keys where the lock screen shows them
+    pad = wait_pin_screen(look, touch)  # the keys where the lock screen shows them
     if pad.delete is None:
         raise PromptNotSeen("the PIN screen shows no Delete key")
 
