@@ -55,6 +55,7 @@ def development():
 
 
 def unlock_by_taps(link: RawLink, pin: str = "123456") -> None:  # PIN_KEYS: the layout of seeds 0 and 1
+    assert link.request(p.swipe(240, 760, 240, 460, 300, 10)).status == Status.OK  # up from the hint: the pad shows
     for key in [*pin, "enter"]:
         assert link.request(p.tap(*PIN_KEYS[key])).status == Status.OK
 
