@@ -4,16 +4,16 @@ launches its apps, and a production build keeps a locked device closed.  Runs ag
 import re
 import time
 
-import numpy as np
 import pytest
 
 from hil.link.client import DeviceError, DeviceLocked
 from hil.link.protocol import HEIGHT, WIDTH, LaunchStatus
 from hil.link.state import is_locked, running_processes, show_lock_screen, wait_unlocked
 from hil.machine import scaled
-from hil.stimuli.touch import enter_pin
+from hil.lab.pin_guard import screenshot_bgr
+from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.controls import wait_control
-from hil.vision.pin_screen import read_pin_screen, wait_pin_screen
+from hil.vision.pin_screen import wait_pin_screen
 
 # "Bitcoin Wallet", a built-in app of KeyOS 1.0.0 (KeyOS-Releases 1.0.0/apps/*/manifest.json)
 BITCOIN_APP = "0x426974636f696e2057616c6c65740000"
@@ -32,7 +32,7 @@ def test_screenshot_is_480x800_and_shows_the_lock_screen(prime, station):
     shot = prime.screenshot()
     assert shot.size == (WIDTH, HEIGHT)
     assert is_locked(prime)
-    pad = read_pin_screen(np.asarray(shot.convert("RGB"))[:, :, ::-1].copy())  # BGR for OCR
+    pad = wait_pin_screen(lambda: screenshot_bgr(prime), DebugTouch(prime, prime.home_button))
     assert pad.remaining == 10, f"the lock screen shows {pad.failed} failed PIN attempts"
 
 
@@ -41,7 +41,7 @@ def test_unlock_with_the_pin_by_taps(prime, touch, look, pin):
     keys are tapped where the screen shows them."""
     show_lock_screen(prime, touch)
     assert is_locked(prime)
-    enter_pin(touch, wait_pin_screen(look), pin)
+    enter_pin(touch, wait_pin_screen(look, touch), pin)
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
 
 

@@ -54,7 +54,13 @@ def development():
     device.stop()
 
 
+def swipe_to_pad(link: RawLink) -> None:
+    """Up from the lock screen's swipe hint, past KeyOS's 80 px threshold: the PIN pad shows."""
+    assert link.request(p.swipe(240, 760, 240, 460, 300, 10)).status == Status.OK
+
+
 def unlock_by_taps(link: RawLink, pin: str = "123456") -> None:  # PIN_KEYS: the layout of seeds 0 and 1
+    swipe_to_pad(link)
     for key in [*pin, "enter"]:
         assert link.request(p.tap(*PIN_KEYS[key])).status == Status.OK
 
@@ -169,7 +175,8 @@ def test_kernel_commands(development):
 
 def test_text_input_reaches_the_focused_app(development):
     with RawLink(development.endpoints["debug"]) as link:
-        assert link.request(p.input_text("123456\n")).status == Status.OK  # the lock screen takes digits
+        swipe_to_pad(link)
+        assert link.request(p.input_text("123456\n")).status == Status.OK  # the PIN pad takes digits
         link.request(p.launch_app(SEED_VAULT))
         link.request(p.input_text("héllo"))
     with development.prime.lock:

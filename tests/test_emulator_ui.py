@@ -24,8 +24,19 @@ def make(seed: int = 1, **opts) -> Prime:
     return Prime(index=1, seed=seed, build=Build(flavour="development"), boot_seconds=0, **opts)
 
 
+def show_pad(prime: Prime) -> None:
+    """Swipe up from the lock screen's hint, well past the 80 px threshold: the PIN pad shows."""
+    prime.swipe(240, 760, 240, 460)
+
+
 def enter_pin(prime: Prime, pin: str) -> None:
+    show_pad(prime)
     for key in [*pin, "enter"]:
+        prime.touch(*PIN_KEYS[key])
+
+
+def tap_keys(prime: Prime, keys) -> None:
+    for key in keys:
         prime.touch(*PIN_KEYS[key])
 
 
@@ -75,16 +86,36 @@ def test_wrong_pins_count_down_then_wipe():
 
 def test_backspace_edits_the_pin():
     prime = make()
-    for key in ["1", "2", "9", "back", "3", "4", "5", "6", "enter"]:
-        prime.touch(*PIN_KEYS[key])
+    show_pad(prime)
+    tap_keys(prime, ["1", "2", "9", "back", "3", "4", "5", "6", "enter"])
     assert not prime.is_locked()
+
+
+def test_the_lock_screen_shows_the_pad_only_after_a_swipe_up_past_the_threshold():
+    """app.slint: the login shows once a swipe moves up more than 80 px; before it, taps and keys reach no PIN
+    entry, and every lock hides the login again (main.rs Custom2)."""
+    prime = make()
+    hint = prime.framebuffer().tobytes()
+    tap_keys(prime, [*"123456", "enter"])
+    prime.type_text("123456\n")
+    assert prime.is_locked() and prime.ui.lock_screen.entered == "" and not prime.ui.lock_screen.show_login
+    prime.swipe(240, 760, 240, 680)  # 80 px: not more than the threshold
+    prime.swipe(240, 400, 240, 700)  # down
+    assert not prime.ui.lock_screen.show_login and prime.framebuffer().tobytes() == hint
+    prime.swipe(240, 760, 240, 679)
+    assert prime.ui.lock_screen.show_login and prime.framebuffer().tobytes() != hint
+    prime.type_text("123456\n")
+    assert not prime.is_locked()
+    prime.press_power(long=False)
+    prime.press_power(long=False)
+    assert prime.is_locked() and not prime.ui.lock_screen.show_login and prime.framebuffer().tobytes() == hint
 
 
 def test_security_words_appear_after_the_prefix_and_are_deterministic():
     prime, same, other = make(seed=1), make(seed=1), make(seed=2)
+    show_pad(prime)
     before = prime.framebuffer().tobytes()
-    for key in "123":
-        prime.touch(*PIN_KEYS[key])
+    tap_keys(prime, "123")
     three = prime.framebuffer().tobytes()
     prime.touch(*PIN_KEYS["4"])
     assert prime.framebuffer().tobytes() != three
@@ -92,6 +123,38 @@ def test_security_words_appear_after_the_prefix_and_are_deterministic():
     assert words == same.se.security_words("1234") != other.se.security_words("1234")
     assert all(w in WORDLIST for w in words) and words != prime.se.security_words("1235")
     assert before != three
+
+
+def test_security_words_latch_at_the_fourth_digit_until_the_input_is_reset():
+    """app.slint ``changed pin``: the words are those of the first 4-digit prefix of an entry; deleting and
+    typing another prefix keeps them, and only ``reset_input_state`` (here a wrong PIN's result, or a lock)
+    clears them, so the next entry shows its own prefix's."""
+    prime = make()
+    show_pad(prime)
+    tap_keys(prime, "1234")
+    first = prime.ui.lock_screen.words
+    assert first == prime.se.security_words("1234")
+    latched = prime.framebuffer().tobytes()
+    tap_keys(prime, ["back"] * 4 + list("5678"))
+    assert prime.ui.lock_screen.words == first and prime.framebuffer().tobytes() == latched
+    tap_keys(prime, ["5", "6", "enter"])  # 567856: a wrong PIN, judged: the input is reset
+    assert prime.ui.lock_screen.words is None and prime.ui.lock_screen.show_login
+    tap_keys(prime, "5678")
+    assert prime.ui.lock_screen.words == prime.se.security_words("5678") != first
+    prime.press_power(long=False)
+    prime.press_power(long=False)
+    assert prime.ui.lock_screen.words is None
+
+
+def test_no_security_words_while_the_setting_is_off():
+    """KeyOS's default (os/settings/src/sys/mod.rs: ShowSecurityWords false): the prefix shows no words."""
+    words_band = (0, 100, 480, 185)  # where the emulator draws the words (or the "Security words" label)
+    prime = make(show_security_words=False)
+    show_pad(prime)
+    tap_keys(prime, "12")
+    two = prime.framebuffer().crop(words_band).tobytes()
+    tap_keys(prime, "34")
+    assert prime.ui.lock_screen.words is None and prime.framebuffer().crop(words_band).tobytes() == two
 
 
 def test_the_seed_is_the_provisioned_mnemonics():
@@ -122,8 +185,8 @@ def test_short_power_locks_and_blanks_then_wakes_to_lock_screen():
     enter_pin(prime, "123456")
     prime.press_power(long=False)
     assert prime.is_locked() and is_black(prime)
-    prime.touch(*PIN_KEYS["1"])  # only wakes
-    assert not is_black(prime) and isinstance(prime.ui.front(), LockScreen)
+    prime.swipe(240, 760, 240, 460)  # only wakes
+    assert not is_black(prime) and isinstance(prime.ui.front(), LockScreen) and not prime.ui.lock_screen.show_login
     assert prime.ui.lock_screen.entered == ""
     prime.press_power(long=False)
     prime.press_power(long=False)  # a press wakes too
@@ -171,7 +234,7 @@ def test_frame_counter_moves_on_redraw():
     prime = make()
     prime.framebuffer()
     before = prime.frame_counter
-    prime.touch(*PIN_KEYS["1"])
+    show_pad(prime)
     prime.framebuffer()
     assert prime.frame_counter > before
 

@@ -213,16 +213,14 @@ def test_robot_relay_and_nfc_work_through_the_bench(bench):
     runs over the bench's reader and is confirmed by a robot tap, a tag is presented, the relay locks."""
     from fido_helpers import register_over_nfc
 
-    from hil.provisioning import TEST_PIN
     from hil.stimuli.nfc import ndef_message, reader
-    from hil.stimuli.touch import enter_pin
-    from tests.test_nfc_e2e import button, wait_modal
+    from tests.test_nfc_e2e import button, robot_unlock, wait_modal
 
     assert all(url.startswith("bridge:127.0.0.1:") for url in bench.bench.values())
     touch, robot, relay = bench_touch(bench)
     with robot, relay:
         assert bench.prime.is_locked()
-        enter_pin(touch, touch.pin_pad, TEST_PIN)
+        robot_unlock(touch)
         assert not bench.prime.is_locked()
 
         def confirm():

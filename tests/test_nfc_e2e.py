@@ -46,6 +46,13 @@ def touch(unit):
         yield t
 
 
+def robot_unlock(touch) -> None:
+    """The robot swipes up from the lock screen's hint (past KeyOS's 80 px threshold), then types the PIN on
+    the emulator's own layout."""
+    touch.swipe(240, 760, 240, 460)
+    enter_pin(touch, touch.pin_pad, TEST_PIN)
+
+
 def wait_modal(prime, title, timeout=10):
     deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
@@ -73,7 +80,7 @@ def webauthn(unit, label, touch):
 
 def test_robot_unlocks_and_confirms_fido_registration(unit, touch):
     assert unit.prime.is_locked()
-    enter_pin(touch, touch.pin_pad, TEST_PIN)
+    robot_unlock(touch)
     assert not unit.prime.is_locked()
     server, state, out = webauthn(unit, "Confirm", touch)
     assert "error" not in out, out.get("error")
@@ -99,7 +106,7 @@ def test_prompt_waits_behind_the_lock_screen(unit, touch):
         time.sleep(1.5)  # the request is pending on the device; the prompt must not show over the lock screen
         with unit.prime.lock:
             assert unit.prime.is_locked() and unit.prime.ui.modal is None
-        enter_pin(touch, touch.pin_pad, TEST_PIN)
+        robot_unlock(touch)
         wait_modal(unit.prime, "Confirm Registration")
         touch.tap(*button(unit.prime, "Confirm"))
     finally:
@@ -109,13 +116,13 @@ def test_prompt_waits_behind_the_lock_screen(unit, touch):
 
 
 def test_cancel_on_the_prime_denies_registration(unit, touch):
-    enter_pin(touch, touch.pin_pad, TEST_PIN)
+    robot_unlock(touch)
     _, _, out = webauthn(unit, "Cancel", touch)
     assert isinstance(out.get("error"), ClientError) and "OPERATION_DENIED" in repr(out["error"].cause)
 
 
 def test_presented_tag_is_shown_on_the_prime(unit, touch):
-    enter_pin(touch, touch.pin_pad, TEST_PIN)
+    robot_unlock(touch)
     result = NfcReader(unit.endpoints["nfc"]).present_tag(ndef_message(text="hello from the lab"), timeout=10)
     assert result.read
     wait_modal(unit.prime, "NFC Tag")

@@ -32,6 +32,7 @@ def line(text: str, x: int, y: int) -> ocr.Line:
 
 def test_the_emulated_lock_screen_is_read_by_keyos_strings_with_its_attempts():
     prime = Prime(index=1, seed=1, build=Build(flavour="development"), boot_seconds=0)
+    prime.swipe(240, 760, 240, 460)  # up from the swipe hint: the PIN pad
     pad = read_pin_screen(bgr(prime.framebuffer()))
     assert pad.failed == 0 and pad.remaining == 10 and set(pad.keys) == set("0123456789") and pad.delete
     for key in "000000":

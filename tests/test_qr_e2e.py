@@ -12,11 +12,12 @@ from hil.provisioning import TEST_MNEMONIC, TEST_PIN
 from hil.stimuli.presenter import Presenter, ur_parts
 from hil.stimuli.psbt import build_spend, verify_signed
 from hil.stimuli.ur import byte_string_ur, ur_byte_string
+from hil.stimuli.touch import DebugTouch
 from hil.vision import qr as vision_qr
 from hil.vision.camera import Camera
 from hil.vision.display import Display
 from hil.vision.match import TextKind
-from hil.vision.pin_screen import read_pin_screen
+from hil.vision.pin_screen import wait_pin_screen
 
 SEED = 11
 PIN = TEST_PIN
@@ -34,8 +35,8 @@ def test_sign_psbt_through_both_cameras():
         presenter.start(station.qr_display)  # the monitor facing the Prime's camera
         with presenter, open_client(station.debug, station.profile) as prime, Camera(station.camera) as camera:
             display = Display(camera)
-            display.expect_text("Enter PIN", region="title", timeout=scaled(10))
-            pad = read_pin_screen(display.rectified()[0])  # the keys where the camera sees them
+            # swiped up from the hint, the keys where the camera sees them
+            pad = wait_pin_screen(lambda: display.rectified()[0], DebugTouch(prime, prime.home_button))
             for digit in PIN:
                 prime.tap(*pad.keys[digit])
             prime.tap(*pad.enter)

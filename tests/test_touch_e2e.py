@@ -17,7 +17,7 @@ from hil.stimuli.touch import RobotTouch, enter_pin
 from hil.vision.camera import Camera
 from hil.vision.controls import locate_control
 from hil.vision.display import Display
-from hil.vision.pin_screen import read_pin_screen
+from hil.vision.pin_screen import SWIPE_HINT, wait_pin_screen
 
 PIN = TEST_PIN
 
@@ -35,11 +35,12 @@ def test_production_unit_unlocked_and_confirmed_by_robot():
                 PowerButtonRelay.open(station.relay) as relay:
             display = Display(camera)
             touch = RobotTouch(robot, relay, station.profile.touch.home_button.centre)
-            display.expect_text("Enter PIN", region="title", timeout=15)
+            display.expect_text(SWIPE_HINT, timeout=15)
             with pytest.raises(DeviceLocked):
                 link.tap(240, 410)  # production: no debug input while locked
 
-            enter_pin(touch, read_pin_screen(display.rectified()[0]), PIN)  # the keys where the camera sees them
+            # the robot swipes up from the hint, then types where the camera sees the keys
+            enter_pin(touch, wait_pin_screen(lambda: display.rectified()[0], touch), PIN)
             display.expect_text("Apps", region="title", timeout=10)
 
             def confirm():

@@ -10,7 +10,7 @@ def test_display_fixture_verifies_and_attaches_evidence(pytester, tmp_path):
         from hil.vision.display import ScreenUnreadable
 
         def test_lock_screen(display):
-            display.expect_text("Enter PIN", region="title", timeout=15)
+            display.expect_text("Swipe up to unlock", timeout=15)
 
         def test_absent_text_fails(display):
             display.expect_text("Bitcoin Wallet", region="title", timeout=0)

@@ -29,7 +29,7 @@ from hil.emulator.debug import DebugProtocol
 from hil.emulator.keyos import KeyOS, RunApp
 from hil.emulator.secure_element import SecureElement
 from hil.emulator.ui import UI, Screen, in_home_button
-from hil.provisioning import TEST_MNEMONIC, TEST_PIN
+from hil.provisioning import SHOW_SECURITY_WORDS, TEST_MNEMONIC, TEST_PIN
 
 LOG_RING_BYTES = 16 * 1024
 BOOT_SECONDS = 0.5
@@ -84,7 +84,8 @@ class Prime:
     """One unit: display, lock screen and SE, the build, KeyOS, the log ring and its power state."""
 
     def __init__(self, index: int = 1, seed: int = 0, build: Build | None = None, pin: str = TEST_PIN,
-                 boot_seconds: float = BOOT_SECONDS, apps_dir: str | None = None, mnemonic: str = TEST_MNEMONIC):
+                 boot_seconds: float = BOOT_SECONDS, apps_dir: str | None = None, mnemonic: str = TEST_MNEMONIC,
+                 show_security_words: bool = SHOW_SECURITY_WORDS):
         self.lock = threading.RLock()
         self.index = index
         self.serial = f"EMU-{seed:02d}{index:02d}"  # unique across a farm of emulators with their own seeds
@@ -102,6 +103,7 @@ class Prime:
         self.keyos.attach(self)
         self.splash = BootSplash()
         self.developer_mode = True
+        self.show_security_words = show_security_words  # the setting the lock screen follows
         self.clock_offset = 0
         self.powered = False
         self.screen_on = False

@@ -123,7 +123,7 @@ def unlock_safely(prime: PrimeClient, pin: str, touch: Touch, look: Callable[[],
     seen: list[PinScreen] = []
 
     def find_pad() -> PinScreen:
-        before = wait_pin_screen(look)
+        before = wait_pin_screen(look, touch)
         if before.failed:
             _stop(guard, quarantine, f"{prime.device} shows {before.failed} failed PIN attempt(s) before the harness "
                                      "typed; not typing (check the provisioned PIN, then readmit)")

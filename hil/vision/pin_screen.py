@@ -7,6 +7,12 @@ than 6 attempts remain, then "{n} failed attempts … Passport will erase its Ma
 attempts". Remaining attempts = ``MAX_LOGIN_ATTEMPTS`` (10, ``api/security/src/lib.rs``) - failed.
 The warning yields to the security words once a PIN prefix is typed, so it is read on an empty entry.
 
+Before the PIN pad, each lock shows the lock shield and the hint "Swipe up to unlock" (``main.swipeup``,
+``ui/app.slint``: ``if State.show-login: LoginScreen``, shown once a swipe moves up more than its
+``swipe-threshold``, 80 px; ``src/main.rs`` hides the login on every lock, gui-server's ``Custom2``).
+`wait_pin_screen` swipes up from the hint where it reads it, and only then: a swipe on another screen
+(the home screen's) could do something else.
+
 A screen is a PIN screen only when the heading, all ten digits and "Unlock" are each read once; any
 doubt is `NotAPinScreen`, so a PIN is never typed onto something else.
 """
@@ -17,6 +23,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,9 +31,14 @@ from hil.machine import scaled
 from hil.vision import ocr
 from hil.vision.controls import ControlNotFound, find_control, normal
 
+if TYPE_CHECKING:
+    from hil.stimuli.touch import Touch
+
 MAX_LOGIN_ATTEMPTS = 10  # api/security/src/lib.rs
 HEADING = "Enter PIN"
 ACCEPT = "Unlock"
+SWIPE_HINT = "Swipe up to unlock"
+SWIPE_UP = 300  # px the swipe moves up from the hint: well past KeyOS's 80 px swipe-threshold, still on the panel
 DELETE = "Delete"  # assumed: the PinEntry widget's delete key label is not in the indexed KeyOS source
 _FAILED = re.compile(r"(\d+)\s*failed\s*attempts?", re.IGNORECASE)
 
@@ -79,13 +91,52 @@ def read_pin_screen(image: np.ndarray) -> PinScreen:
     return find_pin_screen(read_image(image).lines)
 
 
-def wait_pin_screen(look: Callable[[], np.ndarray], timeout: float = 10.0) -> PinScreen:
+def swipe_hint(lines: list[ocr.Line]) -> tuple[int, int] | None:
+    """Where the lock screen's "Swipe up to unlock" hint is read in ``lines``, or None."""
+    try:
+        return find_control(lines, SWIPE_HINT)
+    except ControlNotFound:
+        return None
+
+
+def wait_pin_screen(look: Callable[[], np.ndarray], touch: Touch | None = None, timeout: float = 10.0) -> PinScreen:
     """The PIN screen once ``look()`` shows it: a camera's frame may still be the one from before the wake.
-    `NotAPinScreen` (the last reading's) when it is not seen within ``timeout`` idle-machine seconds."""
+    Where a reading shows the swipe hint instead, ``touch`` swipes up from it (without ``touch`` the screen is
+    only watched). `NotAPinScreen` (the last reading's) when it is not seen within ``timeout`` idle-machine
+    seconds. Every place that brings up the PIN pad comes here, so all of them swipe as the unit needs."""
+    from hil.vision.display import read_image
+
     deadline = time.monotonic() + scaled(timeout)
     while True:
-        try:  # no pause between readings: a camera's look() waits for its next frame, a screenshot is read anew
-            return read_pin_screen(look())
+        # no pause between readings: a camera's look() waits for its next frame, a screenshot is read anew
+        lines = read_image(look()).lines
+        try:
+            return find_pin_screen(lines)
+        except NotAPinScreen as e:
+            hint = swipe_hint(lines)
+            if time.monotonic() > deadline:
+                if hint is not None:
+                    raise NotAPinScreen(f"the lock screen still shows {SWIPE_HINT!r}"
+                                        f"{' after swiping up from it' if touch else ' (nothing here to swipe)'}") from e
+                raise
+            if touch is not None and hint is not None:
+                x, y = hint
+                touch.swipe(x, y, x, y - SWIPE_UP)
+
+
+def wait_lock_screen(look: Callable[[], np.ndarray], timeout: float = 10.0) -> None:
+    """Until ``look()`` shows KeyOS's lock screen, the swipe hint or the PIN pad, touching nothing (a unit just
+    booted shows the hint); `NotAPinScreen` (what was read last) after ``timeout`` idle-machine seconds."""
+    from hil.vision.display import read_image
+
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        lines = read_image(look()).lines
+        if swipe_hint(lines) is not None:
+            return
+        try:
+            find_pin_screen(lines)
+            return
         except NotAPinScreen:
             if time.monotonic() > deadline:
                 raise

@@ -159,9 +159,9 @@ def _assert_no_fido_prompt(screen, when: str) -> None:
         time.sleep(0.25)
 
 
-def _pin_screen_or_none(look):
+def _pin_screen_or_none(look, touch):
     try:
-        return wait_pin_screen(look)
+        return wait_pin_screen(look, touch)
     except NotAPinScreen:
         return None
 
@@ -177,7 +177,7 @@ def test_no_presence_prompt_over_the_lock_screen(unlocked_prime, nfc, screen, to
                 pytest.fail(f"the locked Prime answered without asking for presence: {request.outcome()}")
             _assert_no_fido_prompt(screen, "while the Prime held a FIDO request")
         finally:  # the PIN only where the lock screen shows its pad; a failure above is not masked
-            pad = _pin_screen_or_none(look)
+            pad = _pin_screen_or_none(look, touch)
             if pad is not None:
                 enter_pin(touch, pad, pin)
         if pad is None:

@@ -41,7 +41,7 @@ from hil.link.transport import LinkError
 from hil.machine import scaled
 from hil.stimuli.boot_menu import (can_enter_samba, open_boot_menu, panel_view, power_cycle, samba_entry_shown,
                                    station_enter_samba)
-from hil.vision.pin_screen import NotAPinScreen, read_pin_screen, wait_pin_screen
+from hil.vision.pin_screen import NotAPinScreen, wait_lock_screen
 from security_helpers import PromptNotSeen, ScreenReader, normal, trusted_lab_signers, waited
 
 pytestmark = [pytest.mark.security, pytest.mark.firmware]
@@ -73,10 +73,10 @@ class KeyOSWatch:
         """What shows KeyOS running, from one look, or None."""
         if self.client is None:
             try:
-                read_pin_screen(panel_view(self.display))
+                wait_lock_screen(lambda: panel_view(self.display), timeout=0)
             except NotAPinScreen:
                 return None
-            return "KeyOS's PIN screen shows on the camera"
+            return "KeyOS's lock screen shows on the camera"
         try:
             with open_client(self.station.debug, self.station.profile) as client:
                 return f"KeyOS {client.version()} answers on the debug link"
@@ -94,12 +94,12 @@ class KeyOSWatch:
             self.client.open()
 
     def wait(self, version: str | None, timeout: float = SAMBA_TIMEOUT) -> None:
-        """Until KeyOS runs again: ``version`` on the link; without it, its PIN screen on the camera."""
+        """Until KeyOS runs again: ``version`` on the link; without it, its lock screen on the camera."""
         if self.client is not None:
             _await_keyos(self.station, version, timeout)
             return
         try:
-            wait_pin_screen(lambda: panel_view(self.display), timeout)
+            wait_lock_screen(lambda: panel_view(self.display), timeout)
         except NotAPinScreen as e:
             raise NotAPinScreen(f"KeyOS did not come back on the camera within {timeout:g} s ({e})") from None
 

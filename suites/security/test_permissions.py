@@ -503,7 +503,7 @@ def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, template
         with pytest.raises(DeviceLocked):
             prime.install_certificate(stranger.fingerprint, stranger.pem)
     finally:
-        enter_pin(touch, wait_pin_screen(look), pin)  # the keys where the lock screen shows them
+        enter_pin(touch, wait_pin_screen(look, touch), pin)  # the keys where the lock screen shows them
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
     with pytest.raises(DeviceError):
         prime.request(request(Cmd.LOAD_APP_END))  # the session went with the locked answer

@@ -17,6 +17,7 @@ from hil import probe as P
 from hil.errors import InfrastructureError
 from hil.link.state import (PIN_CHECK_SECONDS, PinRejected, is_locked, screen_is_dark, show_lock_screen, wait_ready,
                             wait_unlocked)
+from hil.lab.pin_guard import screenshot_bgr
 from hil.machine import scaled
 from hil.link.transport import LinkError
 from hil.stimuli.touch import DebugTouch, enter_pin
@@ -110,7 +111,7 @@ def test_granted_app_seed_waits_for_the_login(probe, probe_id, templates, screen
             run.pump(0.1)
         assert 1 not in run.records, f"GetAppSeed was answered while the unit was locked: {run.records[1]}"
     finally:
-        pad = wait_pin_screen(look)  # the keys where the lock screen shows them
+        pad = wait_pin_screen(look, touch)  # the keys where the lock screen shows them
         run.pump(0.05)  # and what the probe logged while they were found: the unit is still locked
         served_locked = run.records.get(1)
         enter_pin(touch, pad, pin)
@@ -126,7 +127,7 @@ def _failed_after_a_wrong_pin(look, timeout: float = PIN_CHECK_SECONDS) -> int:
     PIN screen, shows none by the deadline (KeyOS judges a login within its random delay)."""
     deadline = time.monotonic() + scaled(timeout)
     while True:
-        failed = wait_pin_screen(look).failed
+        failed = wait_pin_screen(look).failed  # the pad stays after a wrong PIN: nothing to swipe
         if failed or time.monotonic() > deadline:
             return failed
         time.sleep(0.2)
@@ -141,7 +142,7 @@ def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, lo
     seen = []
     for round_ in range(2):
         show_lock_screen(unlocked_prime, touch)
-        pad = wait_pin_screen(look)
+        pad = wait_pin_screen(look, touch)
         if pad.failed and round_ == 0:
             raise PinRejected(f"{unlocked_prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
                               "not typing a wrong PIN on it")
@@ -164,7 +165,7 @@ def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, lo
 def _unlock_after_a_wrong_pin(prime, touch, look, pin: str) -> None:
     """The test PIN typed on the PIN screen after a check's wrong one; a unit it does not unlock is the lab's
     to look at (`PinRejected` quarantines the station, and the PIN guard types on no unit showing failures)."""
-    enter_pin(touch, wait_pin_screen(look), pin)
+    enter_pin(touch, wait_pin_screen(look, touch), pin)
     if not wait_unlocked(prime):
         raise PinRejected(f"{prime.device}: the test PIN did not unlock after one wrong PIN")
 
@@ -177,7 +178,7 @@ def test_only_the_whole_pin_unlocks(unlocked_prime, touch, look, pin):
     keyos.md); a pad that dropped it would unlock, and this check would wrongly fail."""
     prime = unlocked_prime
     show_lock_screen(prime, touch)
-    pad = wait_pin_screen(look)
+    pad = wait_pin_screen(look, touch)
     if pad.failed:
         raise PinRejected(f"{prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
                           "not typing a wrong PIN on it")
@@ -270,6 +271,7 @@ def test_the_last_attempt_is_the_tenth_and_still_takes_the_right_pin(unlocked_pr
     prime = unlocked_prime
     wrong = "".join(str((int(c) + 5) % 10) for c in pin)
     show_lock_screen(prime, touch)
+    wait_pin_screen(look, touch)  # past the swipe hint
     pad, left = _attempts_shown(look)
     if pad.failed or left is not None:
         raise PinRejected(f"{prime.device} shows {pad.failed} failed attempt(s) (attempts left: {left}) before the "
@@ -296,6 +298,7 @@ def test_the_last_attempt_is_the_tenth_and_still_takes_the_right_pin(unlocked_pr
     assert seen == expected, f"(failed, attempts left) shown after each wrong PIN: {seen}, not {expected}"
     assert unlocked, "the right PIN with one attempt left did not unlock"
     show_lock_screen(prime, touch)
+    wait_pin_screen(look, touch)  # past the swipe hint
     pad, left = _attempts_shown_as(look, (0, None))
     try:
         assert (pad.failed, left) == (0, None), f"a correct login did not restore the attempts: {pad.failed} failed shown"
@@ -321,11 +324,17 @@ def _reports_a_wipe(prime) -> bool:
 
 
 def _lock_screen(prime):
-    """A fresh lock screen (lock, then wake)."""
+    """A fresh lock screen (lock, then wake), swiped up to its PIN pad over the debug link."""
     prime.press_power()
     if screen_is_dark(prime):
         prime.press_power()
     assert is_locked(prime)
+    _pin_pad_over_link(prime)
+
+
+def _pin_pad_over_link(prime) -> PinScreen:
+    """The PIN pad, past the swipe hint, read and swiped over the debug link (a development build's)."""
+    return wait_pin_screen(lambda: screenshot_bgr(prime), DebugTouch(prime, prime.home_button))
 
 
 def _words(screen) -> Counter[str]:
@@ -354,29 +363,34 @@ def _settled_words(screen, before: Counter[str], changed=lambda words: True, tim
 
 
 def test_security_words_show_on_the_lock_screen(unlocked_prime, touch, look, screen, pin):
+    """The words follow the PIN prefix: one prefix, then another, then the first again, each typed on a fresh
+    entry. KeyOS latches the words at an entry's 4th digit until ``reset_input_state`` (a login result, a cancel,
+    a lock: ``os/gui-app-lock-screen/src/main.rs``, ``ui/app.slint`` ``locked-prefix``), so each prefix is typed
+    after a lock, never by editing the entry. Needs Settings' security words on (KeyOS defaults them off,
+    `hil.provisioning.SHOW_SECURITY_WORDS`): a unit that shows none is broken, not passed."""
     prime = unlocked_prime
-    show_lock_screen(prime, touch)
-    assert is_locked(prime)
-    pad = wait_pin_screen(look)  # the keys where the lock screen shows them
-    if pad.delete is None:
-        raise PromptNotSeen("the PIN screen shows no Delete key")
 
-    def type_keys(keys: str) -> None:  # on the PIN pad, by the debug link or (production) the robot
-        for k in keys:
-            touch.tap(*(pad.delete if k == "\b" else pad.enter if k == "\n" else pad.keys[k]))
+    def words_of(prefix: str, changed=lambda words: True) -> tuple[Counter[str], PinScreen]:
+        """A fresh entry (lock, swipe up to the pad), ``prefix`` typed on it, and the words it shows."""
+        show_lock_screen(prime, touch)
+        assert is_locked(prime)
+        pad = wait_pin_screen(look, touch)  # the keys where the lock screen shows them
+        before = _words(screen)
+        for k in prefix:  # by the debug link or (production) the robot
+            touch.tap(*pad.keys[k])
+        try:
+            return _settled_words(screen, before, changed), pad
+        except PromptNotSeen as e:
+            raise PromptNotSeen(f"{e}; is Settings' security words on (KeyOS's default is off)?") from None
 
-    before = _words(screen)
-    type_keys(pin[:PIN_PREFIX])
-    shown = _settled_words(screen, before)
+    shown, _ = words_of(pin[:PIN_PREFIX])
     other = "".join(str((int(c) + 1) % 10) for c in pin[:PIN_PREFIX])
-    type_keys("\b" * PIN_PREFIX + other)
-    different = _settled_words(screen, before, lambda w: w != shown)
+    different, _ = words_of(other, lambda w: w != shown)
     assert shown.total() >= 2 and different.total() >= 2, (shown, different)
     assert different != shown, "the security words do not depend on the PIN"
-    type_keys("\b" * PIN_PREFIX + pin[:PIN_PREFIX])
-    again = _settled_words(screen, before, lambda w: w == shown)
+    again, pad = words_of(pin[:PIN_PREFIX], lambda w: w == shown)
     assert again.total() >= 2 and again == shown, f"the same PIN prefix gave different security words: {shown} then {again}"
-    type_keys("\b" * PIN_PREFIX + pin + "\n")
+    enter_pin(touch, pad, pin[PIN_PREFIX:])  # the rest of this entry
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
 
 
@@ -404,6 +418,10 @@ def test_ten_wrong_pins_wipe_the_seed(unlocked_prime, pin):
     log += prime.logs(1.0)
     assert any(WIPE_LOG.search(line) for line in log), \
         f"no log record of the seed being erased after 10 wrong PINs; the device logged: {log[-10:]}"
+    try:
+        _pin_pad_over_link(prime)  # the rebooted unit starts on the swipe hint
+    except NotAPinScreen:
+        pass  # a wiped unit need not show the PIN pad at all; the PIN is typed regardless
     prime.type_text(pin + "\n")
     assert not wait_unlocked(prime), "the seed survived 10 wrong PINs: the right PIN still unlocks"
 

@@ -60,7 +60,7 @@ def test_no_prompt_over_the_lock_screen(probe, probe_id, templates, screen, unlo
     show_lock_screen(prime, touch)  # lock, wake to the lock screen (a production unit: by robot and relay)
     assert is_locked(prime)
     assert_no_prompt_for(screen, LOCKED_WATCH_S, " over the lock screen")  # read, again and again: no prompt
-    enter_pin(touch, wait_pin_screen(look), pin)  # the keys where the lock screen shows them
+    enter_pin(touch, wait_pin_screen(look, touch), pin)  # the keys where the lock screen shows them
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
     # queued while locked, shown after unlock
     assert answer_prompt(screen, "Not Now", run=run, step=0)["result"] == "AccessDenied"

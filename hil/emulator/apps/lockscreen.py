@@ -1,9 +1,19 @@
-"""The lock screen (``gui-app-lock-screen``, app id 0x0a00…): PIN pad, security words, attempts.
+"""The lock screen (``gui-app-lock-screen``, app id 0x0a00…): swipe hint, PIN pad, security words, attempts.
+
+As KeyOS has it (Foundation-Devices/KeyOS ``os/gui-app-lock-screen/ui/app.slint`` @204fa99,
+``src/main.rs`` @204fa99, ``i18n/en.json`` @cff34aa): each lock (gui-server's ``Custom2``) resets the input
+and hides the login, so the screen shows the shield and the hint "Swipe up to unlock" (``main.swipeup``)
+until a swipe moves up more than ``swipe-threshold`` (80 px); only then does the login (``if
+State.show-login: LoginScreen``) show the PIN pad. Keys typed before that reach no PIN entry.
 
 The security words appear once the PIN prefix has been typed, so the user can check the device before
-typing the rest.  The strings are KeyOS's (``os/gui-app-lock-screen/i18n/en.json``, ``ui/app.slint``):
-heading "Enter PIN", accept button "Unlock", and, while any login attempt has failed (read from the
-secure element, so it stays across locks), the failed-attempts warning in place of the security
+typing the rest, and only while the setting ``ShowSecurityWords`` is on (it defaults off:
+``os/settings/src/sys/mod.rs`` @60ed4d2 ``LoadDefault for ShowSecurityWords`` -> ``Self(false)``; the
+lock screen reads it at start and follows its subscription). They are latched: the first time the entry
+holds 4 digits, ``locked-prefix`` takes the entry and the words are computed from its first 4 digits; later
+edits do not change them until ``reset_input_state`` (a login result, a cancel, a lock) clears both.
+The other strings: heading "Enter PIN", accept button "Unlock", and, while any login attempt has failed (read
+from the secure element, so it stays across locks), the failed-attempts warning in place of the security
 words: "{n} failed attempts" while more than 6 remain, then the Master Key erase warning. The tenth
 wrong PIN erases the seed.
 
@@ -25,6 +35,9 @@ from hil.emulator.ui import CLASSIC_SEEDS, PIN_KEY_SIZE, PIN_KEYS, Screen
 if TYPE_CHECKING:
     from hil.emulator.prime import Prime
 
+SWIPE_HINT = "Swipe up to unlock"  # i18n/en.json main.swipeup, drawn at y 744 (app.slint)
+HINT_Y = 744
+SWIPE_THRESHOLD = 80  # app.slint swipe-threshold: a drag further up than this shows the login
 KEY_LABELS = {"back": "Delete", "enter": "Unlock"}  # assumed: KeyOS's PinEntry delete key label is not indexed
 PAD_SHIFTS = (0, -25, 25)  # vertical moves of the whole pad, by layout variant (keeps it clear of the warning)
 
@@ -65,10 +78,19 @@ class LockScreen(Screen):
         self.keys = pad_layout(prime.seed)
         self.entered = ""
         self.message = ""
+        self.show_login = False
+        self.words: tuple[str, str] | None = None  # latched with KeyOS's locked-prefix
 
     def reset(self) -> None:
-        self.entered = ""
+        """A lock, boot or login (``Custom2`` / ``reset_input_state``): input and words cleared, login hidden."""
+        self.reset_input()
         self.message = ""
+        self.show_login = False
+
+    def reset_input(self) -> None:
+        """``reset_input_state``: the entry and the latched prefix's words cleared."""
+        self.entered = ""
+        self.words = None
 
     def draw(self, canvas: render.Canvas) -> None:
         se = self.prime.se
@@ -77,11 +99,14 @@ class LockScreen(Screen):
             canvas.wrapped((20, 200, render.WIDTH - 20, 500),
                            "Too many wrong PINs.\nThe seed has been erased.", size=32, bold=True)
             return
+        if not self.show_login:
+            canvas.draw.rounded_rectangle((190, 250, 290, 350), radius=20, outline=render.INK, width=6)
+            canvas.text((0, HINT_Y, render.WIDTH, HINT_Y + 40), SWIPE_HINT, size=28)
+            return
         canvas.title(self.title)
         warning = failed_attempts_warning(se.attempts_remaining)
-        if len(self.entered) >= PIN_PREFIX_LENGTH:
-            words = " ".join(se.security_words(self.entered[:PIN_PREFIX_LENGTH]))
-            canvas.text((0, 110, render.WIDTH, 170), words, size=36, bold=True)
+        if self.words is not None:
+            canvas.text((0, 110, render.WIDTH, 170), " ".join(self.words), size=36, bold=True)
         elif warning:
             canvas.wrapped((10, 105, render.WIDTH - 10, 185), warning.replace("\n\n", "\n"), size=20, bold=True)
         else:
@@ -99,11 +124,18 @@ class LockScreen(Screen):
         return next((k for k, (cx, cy) in self.keys.items() if abs(x - cx) < w / 2 and abs(y - cy) < h / 2), None)
 
     def tap(self, x: int, y: int) -> None:
-        key = self.key_at(x, y)
+        key = self.key_at(x, y) if self.show_login else None
         if key is not None:
             self.press(key)
 
+    def swipe(self, sx: int, sy: int, ex: int, ey: int) -> None:
+        """Up by more than the threshold shows the login; a drag on the login presses nothing."""
+        if not self.show_login and ey - sy < -SWIPE_THRESHOLD:
+            self.show_login = True
+
     def key(self, char: str) -> None:
+        if not self.show_login:
+            return
         if char.isdigit():
             self.press(char)
         elif char == "\b":
@@ -120,12 +152,19 @@ class LockScreen(Screen):
             self.submit()
         elif len(self.entered) < 32:
             self.entered += key
+        self._latch_words()
+
+    def _latch_words(self) -> None:
+        """app.slint ``changed pin``: with the setting on and no prefix latched, 4 digits latch the words."""
+        if self.prime.show_security_words and self.words is None and len(self.entered) >= PIN_PREFIX_LENGTH:
+            self.words = self.prime.se.security_words(self.entered[:PIN_PREFIX_LENGTH])
 
     def submit(self) -> None:
         pin, self.entered = self.entered, ""
         if len(pin) < MIN_PIN_LENGTH:
             self.message = f"PIN must be at least {MIN_PIN_LENGTH} digits"
             return
+        self.reset_input()  # reset_input_state on the login result, accepted or not
         if self.prime.login(pin):
             self.message = ""
             return
