@@ -68,6 +68,7 @@ def emulator_screens(seed: int):
         deadline = time.monotonic() + 10
         while p.booting and time.monotonic() < deadline:
             time.sleep(0.05)
+        p.swipe(240, 760, 240, 460)  # the lock screen shows its PIN pad after a swipe up (gui-app-lock-screen)
         with p.lock:
             pad = p.ui.lock_screen.keys  # this seed's pad (seeds other than 0 and 1 shuffle it)
             keys = [KEY_LABELS.get(k, k) for k, _ in sorted(pad.items(), key=lambda kv: (kv[1][1], kv[1][0]))]
