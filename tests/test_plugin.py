@@ -272,3 +272,14 @@ def test_a_pytest_process_leaves_what_is_alive_at_its_exit_to_the_os(pytester):
     result = pytester.runpytest_subprocess(*ISOLATED, "-s")
     result.assert_outcomes(passed=1)
     assert "collected at exit" not in result.stdout.str()
+
+
+def test_the_plugin_loads_without_numpy():
+    """Every pytest process loads the plugin, the xdist controller too, which reads no screen and drives no robot:
+    numpy stays out of its start-up (imported where a robot presses or a screen is read)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import sys, hil.plugin; print('numpy' in sys.modules)"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
