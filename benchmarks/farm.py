@@ -73,7 +73,8 @@ def run_farm(size: int, latency_s: float, suites: list[str], extra: list[str], w
         cmd = [sys.executable, "-m", "pytest", *suites, "-n", str(size), "--lab", str(run_lab),
                "--alluredir", str(results), "-q", "-p", "no:cacheprovider", "-p", "harness_timing",
                *nightly.UNUSED_PLUGINS, *extra]
-        proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing)
+        # the bytecode cache of the lab's own state dir, as its nightly keeps it from one night to the next
+        proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing, nightly.suite_env(load_lab().state_dir))
         before_stop = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
         if (state / "durations.json").exists():
             shutil.copy(state / "durations.json", last_run)

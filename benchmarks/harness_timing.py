@@ -109,11 +109,13 @@ def pytest_configure(config: pytest.Config) -> None:
 # ---------------------------------------------------------------- the benchmarks' side
 
 
-def run_pytest(cmd: list[str], cwd: Path, timing: Path, **env: str) -> tuple[subprocess.CompletedProcess, float, float, float]:
-    """pytest (``cmd`` loads ``-p harness_timing``) writing its records into ``timing``: its result, start and end
-    (epoch seconds), and the CPU of its process tree (it and its xdist workers, all reaped when it returns)."""
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, **env, DIR_ENV: str(timing), "PYTHONPATH": path}
+def run_pytest(cmd: list[str], cwd: Path, timing: Path, base: dict[str, str],
+               **env: str) -> tuple[subprocess.CompletedProcess, float, float, float]:
+    """pytest (``cmd`` loads ``-p harness_timing``) in the environment ``base`` (a suite run's:
+    `hil.lab.nightly.suite_env`) plus ``env``, writing its records into ``timing``: its result, start and end (epoch
+    seconds), and the CPU of its process tree (it and its xdist workers, all reaped when it returns)."""
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), base.get("PYTHONPATH")]))
+    env = {**base, **env, DIR_ENV: str(timing), "PYTHONPATH": path}
     cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from harness_timing import breakdown, cpu_seconds, read_records, run_pytest  # noqa: E402
 
 from hil.lab import nightly  # noqa: E402
+from hil.lab.config import load_lab  # noqa: E402
 from hil.link import protocol  # noqa: E402
 from hil.link.protocol import Cmd, LaunchStatus, Status  # noqa: E402
 
@@ -123,7 +124,8 @@ def main() -> None:
                    "--lab", str(lab), "--alluredir", str(work / "results"), "-q", "-p", "no:cacheprovider",
                    "-p", "harness_timing", *nightly.UNUSED_PLUGINS,
                    "--rootdir", str(ROOT)]
-            proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing, LAB50_TESTS=str(args.tests),
+            proc, t0, t_end, harness_cpu = run_pytest(cmd, ROOT, timing, nightly.suite_env(load_lab().state_dir),
+                                                      LAB50_TESTS=str(args.tests),
                                                       LAB50_ANSWERS=str(args.answers))
             before_stop = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
         finally:

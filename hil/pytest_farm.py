@@ -69,6 +69,17 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(EventLog(config.getoption("farm_events")), "hil-farm-events")
 
 
+@pytest.hookimpl(trylast=True)  # after the session's fixtures, the station's clients among them, are torn down
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The station is let go as the session ends, before xdist tells the controller this worker finished: from
+    then the controller gives a worker 5 s to exit before execnet interrupts it (SIGINT, then os._exit), so a
+    release left to the config's cleanup (kept for a run that ends before its session) could be cut short on a
+    loaded host, leaving a labgrid place held."""
+    farm = session.config.stash.get(FARM, None)
+    if farm is not None:
+        farm.close()
+
+
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (the CPU count)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto` on a labgrid lab: one worker per free matching place (issue 8)."""

@@ -118,3 +118,13 @@ def test_inspect_of_a_file_it_cannot_parse_is_an_error_not_a_trust_level(tmp_pat
     result = CliRunner().invoke(firmware_app, ["inspect", str(junk), "--keys", "test", "--json"])
     assert result.exit_code == 1 and "neither a cosign2-signed app.bin" in result.stderr
     assert "trust" not in result.stdout and result.stderr.count("\n") == 1
+
+
+def test_the_module_loads_without_the_fat_library():
+    """Every suite worker imports it at collection (the firmware lane and the signing helpers); pyfatfs (and the
+    pkg_resources its `fs` loads) only comes in where a volume is opened or made."""
+    import sys
+
+    probe = "import sys, hil.flash.bootimg; print(sorted({'pyfatfs', 'fs'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -201,3 +201,27 @@ def test_the_longest_tests_are_spread_over_the_stations_not_handed_to_the_first(
     run(pytester, "-n", "2").assert_outcomes(passed=40)
     worker = dict(line.split() for line in (pytester.path / "ran.txt").read_text().splitlines())
     assert sorted(worker[str(i)] for i in range(4)) == ["gw0", "gw0", "gw1", "gw1"]
+
+
+def test_a_worker_lets_go_of_its_station_before_it_reports_finished(pytester):
+    """xdist's controller starts stopping a worker (5 s, then execnet interrupts it) once the worker reports its
+    session finished; the station is released before that report, not in the cleanup after it."""
+    write_lab(pytester.path, 1)
+    pytester.makeconftest("""
+        import pytest
+        from hil.lab.lease import FileLeases
+
+        @pytest.hookimpl(hookwrapper=True)  # as xdist's worker reports "finished": after every other implementation
+        def pytest_sessionfinish(session):
+            yield
+            if hasattr(session.config, "workerinput"):
+                holder = FileLeases(session.config.rootpath / "state").holder("emu-1")
+                (session.config.rootpath / "held.txt").write_text(str(holder))
+    """)
+    pytester.makepyfile(test_r="""
+        def test_version(farm_station):
+            with farm_station.client() as p:
+                assert p.version() == "1.0.0"
+    """)
+    run(pytester, "-n", "1").assert_outcomes(passed=1)
+    assert (pytester.path / "held.txt").read_text() == "None"

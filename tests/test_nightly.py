@@ -138,6 +138,27 @@ def test_test_ids_do_not_depend_on_where_the_repository_is(tmp_path):
         tmp_path / "lab"
 
 
+def test_a_suite_run_caches_its_bytecode_in_the_lab_where_the_environment_keeps_it_out_of_the_tree(tmp_path,
+                                                                                                    monkeypatch):
+    """With PYTHONDONTWRITEBYTECODE set, the suites' pytest processes still cache what they compile and what pytest
+    rewrites, in the lab's state dir, not beside the sources; without it, Python's own place is left alone."""
+    import subprocess
+    import sys
+
+    suites, state = tmp_path / "suites", tmp_path / "state"
+    suites.mkdir()
+    (suites / "test_x.py").write_text("def test_x():\n    assert 1 + 1 == 2\n")
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.delenv("PYTHONPYCACHEPREFIX", raising=False)
+    env = job.suite_env(state)
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:labgrid", str(suites)],
+                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert list((state / "pycache").rglob("test_x.*pytest*.pyc")), "the rewritten test module was not cached"
+    assert not list(suites.rglob("*.pyc"))
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE")
+    assert "PYTHONPYCACHEPREFIX" not in job.suite_env(state)
+
+
 @pytest.mark.slow
 def test_station_quarantined_during_the_suites_is_no_go_and_a_later_signoff_agrees(tmp_path, lab, monkeypatch):
     """A worker quarantined a station while the suites ran: the nightly's own sign-off already knows it,
@@ -148,8 +169,8 @@ def test_station_quarantined_during_the_suites_is_no_go_and_a_later_signoff_agre
 
     real = job.run_suites
 
-    def suites_then_quarantine(cmd, run, on_event, timeout):
-        rc = real(cmd, run, on_event, timeout)
+    def suites_then_quarantine(cmd, run, on_event, timeout, **kw):
+        rc = real(cmd, run, on_event, timeout, **kw)
         Quarantine(load_lab(lab).state_dir).add("emu-1", "camera dark", by="gw0")
         return rc
 

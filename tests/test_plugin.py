@@ -266,3 +266,33 @@ def test_default_device_is_a_fresh_emulator(pytester):
             assert is_locked(prime) is False
     """)
     run(pytester, "-p", "no:randomly").assert_outcomes(passed=4)
+
+
+def test_a_pytest_process_leaves_what_is_alive_at_its_exit_to_the_os(pytester):
+    """At a process's exit the interpreter's last garbage collections do not walk the heap the run built (a cycle
+    alive at exit is not collected: its __del__ never runs), which a worker's exit waited on."""
+    pytester.makeconftest("""
+        import os
+
+        class Cycle:
+            def __del__(self, write=os.write):  # sys.stdout is gone by then
+                write(1, b"collected at exit\\n")
+
+        KEPT = Cycle()
+        KEPT.me = KEPT
+    """)
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess(*ISOLATED, "-s")
+    result.assert_outcomes(passed=1)
+    assert "collected at exit" not in result.stdout.str()
+
+
+def test_the_plugin_loads_without_numpy():
+    """Every pytest process loads the plugin, the xdist controller too, which reads no screen and drives no robot:
+    numpy stays out of its start-up (imported where a robot presses or a screen is read)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import sys, hil.plugin; print('numpy' in sys.modules)"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -18,11 +18,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-from pyfatfs.PyFat import PyFat
-from pyfatfs.PyFatFS import PyFatBytesIOFS
+from typing import TYPE_CHECKING
 
 from hil.errors import HilError
+
+if TYPE_CHECKING:  # pyfatfs is imported where a volume is opened or made: its `fs` loads pkg_resources (~0.25 s
+    from pyfatfs.PyFatFS import PyFatBytesIOFS  # of CPU), which a suite's worker that flashes nothing never needs
 
 SECTOR = 512
 MIB = 1024 * 1024
@@ -194,6 +195,8 @@ def _check_volume(boot_sector: bytes, part: Partition) -> None:
 @contextmanager
 def mount(fp, part: Partition) -> Iterator[PyFatBytesIOFS]:
     """The FAT file system of one partition of an open image or eMMC file."""
+    from pyfatfs.PyFatFS import PyFatBytesIOFS
+
     window = _Window(fp, part.offset, part.end)
     _check_volume(window.read(SECTOR), part)
     window.seek(0)
@@ -227,6 +230,8 @@ def write(path: Path, *, layout: Layout, bootloader: bytes, recovery: bytes, app
     ``apps`` maps paths under ``keyos/apps/`` to bytes. The image is written to a temporary file and
     renamed, so a failure never leaves a half-written boot.img behind.
     """
+    from pyfatfs.PyFat import PyFat
+
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
     tmp.write_bytes(b"")

@@ -251,7 +251,7 @@ def _nightly(job, cfg, firmware: str | None, flavour: str, fresh: bool, timeout:
                     finished.add(ev["nodeid"])
                     bar.update(task, completed=len(finished))
 
-            rc = job.run_suites(cmd, run, on_event, timeout)
+            rc = job.run_suites(cmd, run, on_event, timeout, env=job.suite_env(cfg.state_dir))
     if rc not in (0, 1, 5):  # 5: nothing collected, which the sign-off reports as missing evidence
         raise HilError(f"pytest exited {rc}, see {run.dir / 'pytest.log'}; the run stays open and the next "
                        "`hil nightly` on this build resumes it")

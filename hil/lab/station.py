@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -20,7 +20,9 @@ from hil.lab.config import LabConfig, RobotCalibration, StationConfig, Wiring
 from hil.link.client import PrimeClient
 from hil.link.resolve import open_client
 from hil.profile import DEFAULT_PROFILE, Profile, profile_named
-from hil.stimuli import robot
+
+if TYPE_CHECKING:
+    from hil.stimuli import robot
 
 
 class Station(Wiring):
@@ -98,6 +100,8 @@ def robot_calibration(station: Station) -> robot.Calibration:
     """The station's display-to-robot map: the points its lab entry records, else the file `hil touch
     calibrate` stored for it.  An emulated bench announces its jig's points with its endpoints, as a lab
     entry would (not in the device profile: a jig belongs to a bench, not to a hardware revision)."""
+    from hil.stimuli import robot  # numpy: only where a robot presses (not in the controller's start-up)
+
     if station.robot_calibration is not None:
         return robot.Calibration.fit(station.robot_calibration.points)
     return robot.Calibration.load(robot.calibration_path(station.name, robot.CALIBRATION_DIR))
