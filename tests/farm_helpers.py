@@ -10,6 +10,7 @@ from pathlib import Path
 from hil.flash import cosign2
 
 ROOT = Path(__file__).resolve().parents[1]
+SESSION = "session-1"  # the pytest session of a hand-written run (its plan and its results)
 
 
 def signed_build(path: Path, payload: bytes = b'{"keyos": "emulated"}', version: str = "1.0.0") -> Path:
@@ -51,9 +52,10 @@ def firmware_hash(build: Path) -> str:
 
 def write_result(folder: Path, module: str, name: str, status: str, *, station: str = "emu-1",
                  profile: str = "prime-emulated", firmware: str = "?", version: str = "1.0.0", attempt: int = 1,
-                 message: str = "",
+                 message: str = "", session: str = SESSION,
                  evidence: dict[str, bytes] | None = None, extra_labels: dict[str, str] | None = None) -> Path:
-    """One `*-result.json` as allure-pytest writes it, with its attachments."""
+    """One `*-result.json` as allure-pytest writes it, with its attachments, labelled as the farm and the
+    plan's recorder label it (`session`: the pytest session of the plan it belongs to)."""
     folder.mkdir(parents=True, exist_ok=True)
     attachments = []
     for att_name, data in (evidence or {}).items():
@@ -62,7 +64,7 @@ def write_result(folder: Path, module: str, name: str, status: str, *, station: 
         attachments.append({"name": att_name, "source": src, "type": "text/plain"})
     labels = {"package": module, "suite": module.rsplit(".", 1)[-1], "station": station, "serial": f"SER-{station}",
               "profile": profile, "firmware": firmware, "version": version, "attempt": str(attempt),
-              "nodeid": f"{module}::{name}",
+              "nodeid": f"{module}::{name}", "session": session,
               **(extra_labels or {})}
     now = int(time.time() * 1000)
     result = {"name": name, "status": status, "statusDetails": {"message": message}, "attachments": attachments,
@@ -77,7 +79,7 @@ def write_plan(folder: Path, tests: list[str], **more) -> Path:
     """The `plan.json` the plugin records before a run (hil/report/plan.py): these test ids were collected."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "plan.json"
-    path.write_text(json.dumps({"tests": tests, **more}))
+    path.write_text(json.dumps({"tests": tests, "session": SESSION, **more}))
     return path
 
 
