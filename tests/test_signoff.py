@@ -315,6 +315,12 @@ def test_a_run_filtered_with_k_is_a_partial_plan_and_never_go(tmp_path, build):
     d = _decide(tmp_path, build)
     assert not d.go and any("a partial plan (-k 'one' deselected 1 check(s)), never a release" in r
                             for r in d.reasons), d.reasons
+    # a file named on the command line, or --ignore: nothing deselected, still partial
+    write_plan(tmp_path / "res", ["suites.security.test_lockdown::test_one"],
+               filters={"paths": "suites/security/test_lockdown.py", "--ignore": "suites/security/test_fido.py"})
+    d = _decide(tmp_path, build)
+    assert not d.go and any("a partial plan (paths 'suites/security/test_lockdown.py' --ignore 'suites/security/"
+                            "test_fido.py' narrowed what was collected), never a release" in r for r in d.reasons)
 
 
 def test_the_build_is_what_the_unit_reported_not_the_operators_option(tmp_path, build):

@@ -5,7 +5,8 @@ the harness version, signed with the lab's Ed25519 key, so it can be checked lat
 The decision rests on what is on disk: each deciding run's test plan (`plan.json`, every check that
 should have a final result), the version each unit reported (the `version` label), `run.json`'s broken
 stations, and per suite and profile the counts of its results with every skip and whether the criteria
-allow its reason.
+allow its reason. Only the results of the plan's pytest session(s) count; the claims catalogue's checks are
+required whatever pytest collected; a check that failed on any attempt, in any suite, is a no-go.
 
 A bundle is a folder: `signoff.json` ({"payload", "signature"}), `signoff.html`, `signoff.pdf` and
 `evidence/<run>/...` (the plan, each result file and its attachments; fixture containers are not
@@ -251,8 +252,9 @@ def _plan_reasons(run: Results, plan: Plan | None, final: dict) -> tuple[list[st
     reasons = []
     if plan.partial:
         flt = " ".join(f"{k} {v!r}" for k, v in plan.filters.items()) or "a filter"
-        reasons.append(f"run {name}: a partial plan ({flt} deselected {len(plan.deselected_by_filters)} check(s)), "
-                       f"never a release")
+        what = (f"deselected {len(plan.deselected_by_filters)} check(s)" if plan.deselected_by_filters
+                else "narrowed what was collected")
+        reasons.append(f"run {name}: a partial plan ({flt} {what}), never a release")
     for module, why in sorted(plan.collection_errors.items()):
         reasons.append(f"run {name}: module {module} could not be collected: {why}")
     missing: dict[str, list[str]] = {}
