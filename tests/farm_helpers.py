@@ -93,3 +93,24 @@ def lab_in(tmp_path: Path) -> Path:
         text = text.replace(key, val)
     (tmp_path / "lab.yaml").write_text(text)
     return tmp_path / "lab.yaml"
+
+
+def write_claims(path: Path, checks) -> Path:
+    """A claims catalogue (suites/claims.yaml's schema) whose one claim names these checks: what criteria
+    whose `claims` point here require."""
+    from hil.report.claims import DIMENSIONS
+
+    cells = {d: {"reason": "not probed here"} for d in DIMENSIONS}
+    cells["binding"] = {"checks": list(checks)}
+    path.write_text(json.dumps({"claims": [{"id": "c", "claim": "c", "source": "test", "cells": cells}]}))
+    return path
+
+
+def criteria_requiring(path: Path, checks) -> Path:
+    """The emulated lab's criteria file, copied to ``path``, requiring these checks instead of the
+    repository's claims (a lab whose suites are stand-ins)."""
+    catalogue = write_claims(path.with_name(path.stem + "-claims.yaml"), checks)
+    text = (ROOT / "signoff_criteria.emulated.yaml").read_text()
+    assert "claims: suites/claims.yaml" in text
+    path.write_text(text.replace("claims: suites/claims.yaml", f"claims: {catalogue}"))
+    return path

@@ -7,23 +7,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from farm_helpers import firmware_hash, signed_build, write_plan, write_result
+from farm_helpers import firmware_hash, signed_build, write_claims, write_plan, write_result
 from typer.testing import CliRunner
 
-from hil.report import claims, signoff
+from hil.report import signoff
 from hil.report.cli import signoff_app
 from farm_helpers import lab_in
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_claims(path: Path, checks) -> Path:
-    """A claims catalogue (suites/claims.yaml's schema) whose one claim names these checks: what the
-    criteria then require."""
-    cells = {d: {"reason": "not probed here"} for d in claims.DIMENSIONS}
-    cells["binding"] = {"checks": list(checks)}
-    path.write_text(yaml.safe_dump({"claims": [{"id": "c", "claim": "c", "source": "test", "cells": cells}]}))
-    return path
 
 
 def emulated_criteria(tmp_path, checks=None) -> signoff.Criteria:
