@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from hil.lab.farm import Farm, FileStations
 from hil.lab.lease import Holder
 from hil.lab.station import Station
 from hil.report.allure import attach_json
+from hil.report.plan import session_id
 
 INFRA_FAULT = pytest.StashKey[str]()  # set on an item whose last attempt hit an InfrastructureError
 FARM = pytest.StashKey["Farm"]()
@@ -50,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     lab = config.getoption("lab")
     if lab:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        holder = Holder.me(worker, run_id(config))
+        holder = Holder.me(worker, session_id(config))
         try:  # issue 8: --lab labgrid://HOST:PORT[?tag=value] leases labgrid places
             if labgrid.is_url(lab):
                 leases = places.PlaceLeases(lab, worker)
@@ -90,13 +90,6 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
         return places.auto_workers(lab)
     except HilError as e:
         raise pytest.UsageError(f"-n auto: {e}") from None
-
-
-def run_id(config: pytest.Config) -> str:
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None:
-        return workerinput["testrunuid"]
-    return os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
 
 
 @pytest.fixture(scope="session")
@@ -165,8 +158,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    """Run the test; after an infrastructure fault (not a lost lease), move to another station and run
-    it again. The interrupted attempt is logged with outcome `rerun` and kept in Allure as a retry."""
+    """Run the test; after an infrastructure fault that interrupted it (the first phase that failed raised
+    it; not a lost lease), move to another station and run it again. The interrupted attempt is logged with
+    outcome `rerun` and kept in Allure as a retry."""
     farm = item.config.stash.get(FARM, None)
     if farm is None or not uses_station(getattr(item, "fixturenames", ())):
         return None
@@ -181,7 +175,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
         fault = item.stash.get(INFRA_FAULT, None)
         _label(item, farm, reports)
-        again = fault is not None and attempt <= reruns and not farm.lost and not _is_lost(fault)
+        again = interrupted(reports) and attempt <= reruns and not farm.lost and not _is_lost(fault)
         if fault is not None and not _is_lost(fault):
             _forget_station(item)
         if again:
@@ -208,6 +202,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if not again:
             return True
     return True
+
+
+def interrupted(reports: list[pytest.TestReport]) -> bool:
+    """Whether an infrastructure fault is what failed the attempt: its first failing phase raised one. A check
+    that failed on its own (its call) and then broke in teardown failed: a re-run's pass must not erase that."""
+    first = next((rep for rep in reports if rep.failed), None)
+    return first is not None and any(name == "infrastructure" for name, _ in first.user_properties)
 
 
 def _is_lost(fault: str) -> bool:

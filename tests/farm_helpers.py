@@ -10,6 +10,7 @@ from pathlib import Path
 from hil.flash import cosign2
 
 ROOT = Path(__file__).resolve().parents[1]
+SESSION = "session-1"  # the pytest session of a hand-written run (its plan and its results)
 
 
 def signed_build(path: Path, payload: bytes = b'{"keyos": "emulated"}', version: str = "1.0.0") -> Path:
@@ -51,9 +52,10 @@ def firmware_hash(build: Path) -> str:
 
 def write_result(folder: Path, module: str, name: str, status: str, *, station: str = "emu-1",
                  profile: str = "prime-emulated", firmware: str = "?", version: str = "1.0.0", attempt: int = 1,
-                 message: str = "",
+                 message: str = "", session: str = SESSION,
                  evidence: dict[str, bytes] | None = None, extra_labels: dict[str, str] | None = None) -> Path:
-    """One `*-result.json` as allure-pytest writes it, with its attachments."""
+    """One `*-result.json` as allure-pytest writes it, with its attachments, labelled as the farm and the
+    plan's recorder label it (`session`: the pytest session of the plan it belongs to)."""
     folder.mkdir(parents=True, exist_ok=True)
     attachments = []
     for att_name, data in (evidence or {}).items():
@@ -62,7 +64,7 @@ def write_result(folder: Path, module: str, name: str, status: str, *, station: 
         attachments.append({"name": att_name, "source": src, "type": "text/plain"})
     labels = {"package": module, "suite": module.rsplit(".", 1)[-1], "station": station, "serial": f"SER-{station}",
               "profile": profile, "firmware": firmware, "version": version, "attempt": str(attempt),
-              "nodeid": f"{module}::{name}",
+              "nodeid": f"{module}::{name}", "session": session,
               **(extra_labels or {})}
     now = int(time.time() * 1000)
     result = {"name": name, "status": status, "statusDetails": {"message": message}, "attachments": attachments,
@@ -77,7 +79,7 @@ def write_plan(folder: Path, tests: list[str], **more) -> Path:
     """The `plan.json` the plugin records before a run (hil/report/plan.py): these test ids were collected."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "plan.json"
-    path.write_text(json.dumps({"tests": tests, **more}))
+    path.write_text(json.dumps({"tests": tests, "session": SESSION, **more}))
     return path
 
 
@@ -91,3 +93,24 @@ def lab_in(tmp_path: Path) -> Path:
         text = text.replace(key, val)
     (tmp_path / "lab.yaml").write_text(text)
     return tmp_path / "lab.yaml"
+
+
+def write_claims(path: Path, checks) -> Path:
+    """A claims catalogue (suites/claims.yaml's schema) whose one claim names these checks: what criteria
+    whose `claims` point here require."""
+    from hil.report.claims import DIMENSIONS
+
+    cells = {d: {"reason": "not probed here"} for d in DIMENSIONS}
+    cells["binding"] = {"checks": list(checks)}
+    path.write_text(json.dumps({"claims": [{"id": "c", "claim": "c", "source": "test", "cells": cells}]}))
+    return path
+
+
+def criteria_requiring(path: Path, checks) -> Path:
+    """The emulated lab's criteria file, copied to ``path``, requiring these checks instead of the
+    repository's claims (a lab whose suites are stand-ins)."""
+    catalogue = write_claims(path.with_name(path.stem + "-claims.yaml"), checks)
+    text = (ROOT / "signoff_criteria.emulated.yaml").read_text()
+    assert "claims: suites/claims.yaml" in text
+    path.write_text(text.replace("claims: suites/claims.yaml", f"claims: {catalogue}"))
+    return path

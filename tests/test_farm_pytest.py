@@ -121,6 +121,34 @@ def test_vanished_station_rerun_elsewhere_then_lost_lease(pytester):
         ("test_v.py::test_next", 1, False), ("test_v.py::test_after_lost", 1, False)]
 
 
+def test_a_check_that_failed_then_broke_in_teardown_is_not_rerun(pytester):
+    """The call failed (the device's answer), then teardown hit an infrastructure fault: that failure is the
+    result, never erased by a re-run that passes (review of s27: it decided GO)."""
+    write_lab(pytester.path, 1)
+    pytester.makepyfile(test_f="""
+        import pytest
+        from hil.errors import InfrastructureError
+
+        @pytest.fixture
+        def teardown_hits_link(farm_station, tmp_path_factory):
+            yield
+            mark = tmp_path_factory.getbasetemp() / "teardown-once"
+            if not mark.exists():
+                mark.touch()
+                raise InfrastructureError("link lost while closing the probe (teardown)")
+
+        def test_security_check(teardown_hits_link, tmp_path_factory):
+            mark = tmp_path_factory.getbasetemp() / "call-once"
+            if not mark.exists():
+                mark.touch()
+                assert False, "the device granted the seed without a prompt"
+    """)
+    r = run(pytester, "-n", "1")
+    r.assert_outcomes(failed=1, errors=1)  # no "rerun"
+    attempts = read_results(pytester.path / "out").by_test()["test_f.py::test_security_check"]
+    assert [(a.attempt, a.status) for a in attempts] == [(1, "failed")]
+
+
 def test_tests_start_longest_first_by_the_labs_last_run(pytester):
     """The lab's recorded durations order the run (never-timed tests first, then longest first); the run's
     own durations are merged back, keeping those of tests it did not run; a corrupt record is a usage error."""

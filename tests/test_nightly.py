@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import typer
-from farm_helpers import firmware_hash, signed_build, stand_in_suites, write_result
+from farm_helpers import (SESSION, criteria_requiring, firmware_hash, signed_build, stand_in_suites, write_plan,
+                          write_result)
 from typer.testing import CliRunner
 
 import hil.lab.nightly as job
@@ -21,9 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def lab(tmp_path, monkeypatch):
+    criteria = criteria_requiring(tmp_path / "criteria.yaml", [
+        f"suites/security/test_isolation.py::{t}" for t in ("test_kernel_denies_undeclared_send", "test_storage_scoped")])
     text = (ROOT / "lab_config.yaml").read_text()
     for key, val in (("profiles_dir: device_profiles", f"profiles_dir: {ROOT / 'device_profiles'}"),
-                     ("signoff_criteria: signoff_criteria.emulated.yaml", f"signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}"),
+                     ("signoff_criteria: signoff_criteria.emulated.yaml", f"signoff_criteria: {criteria}"),
                      ("samba_applet: firmware", f"samba_applet: {ROOT / 'firmware'}")):
         text = text.replace(key, val)
     text = "\n".join(ln for ln in text.splitlines() if not ln.strip().startswith(("emu-2", "emu-3", "emu-4")))
@@ -100,6 +103,8 @@ def test_killed_night_is_resumed(tmp_path, lab):
     done = write_result(run.results, "suites.security.test_isolation", "test_storage_scoped", "passed",
                         firmware=firmware_hash(build), evidence={"log": b"x"},
                         extra_labels={"nodeid": "suites/security/test_isolation.py::test_storage_scoped"})
+    write_plan(run.results, [f"suites/security/test_isolation.py::{t}" for t in  # the killed part's, written first
+                             ("test_kernel_denies_undeclared_send", "test_storage_scoped")])
     r = _nightly(lab, build)
     assert "(resumed)" in r.output and "resuming: 1 test(s) already have a result" in r.output
     assert r.exit_code == 0, r.output
@@ -109,6 +114,7 @@ def test_killed_night_is_resumed(tmp_path, lab):
         "suites/security/test_isolation.py::test_storage_scoped"]
     assert done.exists()
     assert json.loads((run.dir / "run.json").read_text())["finished"]
+    assert read_plan(run.results).resumed_sessions == (SESSION,)  # the killed part's result counts
 
 
 def test_typo_in_lab_is_a_clear_error(tmp_path, lab):

@@ -152,3 +152,20 @@ def _trend(report: Path) -> list[str]:
     """The nights in the report's status trend chart."""
     charts = json.loads((report / "widgets" / "charts.json").read_text())["general"].values()
     return next([point["name"] for point in c["data"]] for c in charts if c["type"] == "statusDynamics")
+
+
+def test_an_attachment_source_that_is_a_path_is_a_problem_not_evidence(tmp_path):
+    """allure-pytest names attachments by file name; `../x` or an absolute path would sign a file from
+    outside the results folder."""
+    (tmp_path / "outside.txt").write_text("x")
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "ok-attachment.txt").write_text("ok")
+    doc = {"name": "t", "status": "passed", "attachments": [
+        {"name": "fine", "source": "ok-attachment.txt"}, {"name": "up", "source": "../outside.txt"},
+        {"name": "abs", "source": str(tmp_path / "outside.txt")}]}
+    (res / "a-result.json").write_text(json.dumps(doc))
+    out = read_results(res)
+    assert out.records[0].attachments == ("ok-attachment.txt",) and out.records[0].attachment_names == ("fine",)
+    assert len(out.problems) == 1 and "'../outside.txt'" in out.problems[0] and str(tmp_path / "outside.txt") in \
+        out.problems[0] and "not a file name in the results folder" in out.problems[0]

@@ -33,3 +33,31 @@ def test_damaged_plan_is_an_error_naming_it(tmp_path):
     with pytest.raises(ValueError, match="plan.json: not a test plan"):
         read_plan(tmp_path)
     assert read_plan(tmp_path / "none") is None
+
+
+def _pytest(tmp_path, out, *args):
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                           "--alluredir", str(out), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def test_a_file_path_or_ignore_narrows_the_plan_and_results_carry_its_session(tmp_path):
+    """Naming a file (or a node id) instead of the suites' folder, or --ignore, leaves checks out without
+    deselecting them: the plan says so (partial, never a release). Every result carries the plan's session;
+    a resumed part (--deselect into the same folder) keeps the earlier session as its own."""
+    (tmp_path / "test_a.py").write_text("def test_one(): pass\ndef test_two(): pass\n")
+    (tmp_path / "test_b.py").write_text("def test_three(): pass\n")
+    out = tmp_path / "whole"
+    r = _pytest(tmp_path, out, str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    plan = read_plan(out)
+    assert not plan.partial and plan.filters == {} and plan.session
+    assert {x.labels["session"] for x in read_results(out).records} == {plan.session}
+    r = _pytest(tmp_path, out, str(tmp_path), "--deselect", "test_a.py::test_one")
+    resumed = read_plan(out)
+    assert resumed.session != plan.session and resumed.resumed_sessions == (plan.session,)
+    assert resumed.sessions == {plan.session, resumed.session} and not resumed.partial
+    r = _pytest(tmp_path, tmp_path / "file", "test_a.py", "--ignore", "test_b.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    narrowed = read_plan(tmp_path / "file")
+    assert narrowed.partial and narrowed.filters == {"paths": "test_a.py", "--ignore": "test_b.py"}
+    assert narrowed.resumed_sessions == ()

@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from farm_helpers import firmware_hash, signed_build, write_plan, write_result
+import yaml
+from farm_helpers import firmware_hash, signed_build, write_claims, write_plan, write_result
 from typer.testing import CliRunner
 
 from hil.report import signoff
@@ -16,9 +17,25 @@ from farm_helpers import lab_in
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def emulated_criteria(tmp_path, checks=None) -> signoff.Criteria:
+    """The emulated lab's criteria, requiring these checks (default GREEN's) instead of the repository's claims."""
+    catalogue = write_claims(tmp_path / "claims.yaml", checks or [f"{m}::test_one" for m in GREEN])
+    criteria = signoff.load_criteria(ROOT / "signoff_criteria.emulated.yaml")
+    assert criteria.claims == "suites/claims.yaml"
+    return criteria.model_copy(update={"claims": str(catalogue)})
+
+
 @pytest.fixture
 def lab(tmp_path):
-    return lab_in(tmp_path)
+    """The emulated lab, its criteria requiring GREEN's checks (a test rewrites tmp_path/claims.yaml)."""
+    path = lab_in(tmp_path)
+    criteria = tmp_path / "criteria.yaml"
+    criteria.write_text(yaml.safe_dump(emulated_criteria(tmp_path).model_dump(mode="json")))
+    text = path.read_text()
+    path.write_text(text.replace(f"signoff_criteria: {ROOT}/signoff_criteria.emulated.yaml",
+                                 f"signoff_criteria: {criteria}"))
+    assert str(criteria) in path.read_text()
+    return path
 
 
 @pytest.fixture
@@ -131,6 +148,7 @@ def test_pdf_holds_the_verdict_on_page_one_and_the_evidence_after(tmp_path, lab,
     write_result(tmp_path / "res", modules[0], "test_dev_only", "skipped", firmware=fw,
                  message="Skipped: needs a development build")
     write_plan(tmp_path / "res", [f"{m}::{t}" for m, t in tests] + [f"{modules[0]}::test_dev_only"])
+    write_claims(tmp_path / "claims.yaml", [f"{m}::test_check_0" for m in modules])
     assert _signoff(lab, build, tmp_path / "res", tmp_path / "bundle").exit_code == 0
     doc = HTML(filename=tmp_path / "bundle" / "signoff.html").render()  # signoff.pdf is this document
     page_of = {}
@@ -231,8 +249,7 @@ def test_release_criteria_refuse_a_test_signed_build(tmp_path, build):
     release = signoff.load_criteria(ROOT / "signoff_criteria.yaml")
     d = signoff.decide(release, ident, runs, {"prime-emulated"})
     assert not d.go and any("not fully trusted by production" in r for r in d.reasons), d.reasons
-    assert signoff.decide(signoff.load_criteria(ROOT / "signoff_criteria.emulated.yaml"), ident, runs,
-                          {"prime-emulated"}).go
+    assert signoff.decide(emulated_criteria(tmp_path), ident, runs, {"prime-emulated"}).go
 
 
 def test_production_only_check_skipped_for_its_flavour_is_no_go(tmp_path, build):
@@ -259,7 +276,7 @@ def test_production_only_check_skipped_for_its_flavour_is_no_go(tmp_path, build)
 
 
 def _decide(tmp_path, build, criteria=None, folders=("res",)):
-    criteria = criteria or signoff.load_criteria(ROOT / "signoff_criteria.emulated.yaml")
+    criteria = criteria or emulated_criteria(tmp_path)
     return signoff.decide(criteria, signoff.firmware_identity(build),
                           [signoff.read_results(tmp_path / f) for f in folders], {"prime-emulated"})
 
@@ -289,6 +306,12 @@ def test_a_run_filtered_with_k_is_a_partial_plan_and_never_go(tmp_path, build):
     d = _decide(tmp_path, build)
     assert not d.go and any("a partial plan (-k 'one' deselected 1 check(s)), never a release" in r
                             for r in d.reasons), d.reasons
+    # a file named on the command line, or --ignore: nothing deselected, still partial
+    write_plan(tmp_path / "res", ["suites.security.test_lockdown::test_one"],
+               filters={"paths": "suites/security/test_lockdown.py", "--ignore": "suites/security/test_fido.py"})
+    d = _decide(tmp_path, build)
+    assert not d.go and any("a partial plan (paths 'suites/security/test_lockdown.py' --ignore 'suites/security/"
+                            "test_fido.py' narrowed what was collected), never a release" in r for r in d.reasons)
 
 
 def test_the_build_is_what_the_unit_reported_not_the_operators_option(tmp_path, build):
@@ -327,3 +350,143 @@ def test_a_suite_all_skipped_but_one_is_not_passed(tmp_path, build):
     write_plan(tmp_path / "only", ["suites.security.test_lockdown::test_s"])
     d = _decide(tmp_path, build, criteria, folders=("only",))
     assert not d.go and d.matrix["suites.security.test_lockdown"]["prime-emulated"]["verdict"] == "skipped"
+
+
+# ---------------------------------------------------------------- what GO wrongly said before (s28 review)
+
+
+def test_a_failed_attempt_is_no_go_even_when_a_retry_passed(tmp_path, build):
+    """Attempt 1 failed (then the farm re-ran it), attempt 2 passed: the failure is the finding."""
+    fw = firmware_hash(build)
+    _green(tmp_path / "res", fw, attempt=2)
+    write_result(tmp_path / "res", "suites.security.test_lockdown", "test_one", "failed", firmware=fw,
+                 message="AssertionError: the seed was shown without a prompt", extra_labels={"retried": "true"})
+    d = _decide(tmp_path, build)
+    assert not d.go
+    assert any("suites.security.test_lockdown::test_one failed (attempt 1, then re-run): AssertionError" in r
+               for r in d.reasons), d.reasons
+    # an attempt the farm re-ran because infrastructure broke it is no finding
+    _green(tmp_path / "ok", fw, attempt=2)
+    write_result(tmp_path / "ok", "suites.security.test_lockdown", "test_one", "broken", firmware=fw,
+                 message="LinkClosed", extra_labels={"retried": "true"})
+    assert _decide(tmp_path, build, folders=("ok",)).go
+
+
+def test_the_claims_checks_are_required_whatever_pytest_collected(tmp_path, build):
+    """A run narrowed to one check (a path, --ignore, a skipped or renamed module) cannot sign GO: every check
+    the catalogue names must be planned and end passed or skipped for an allowed reason; parametrised cases
+    count by their function."""
+    fw = firmware_hash(build)
+    required = ["suites/security/test_permissions.py::test_a_valid_sideload_launches",
+                "suites/security/test_lockdown.py::test_refuses"]
+    criteria = emulated_criteria(tmp_path, required)
+    write_result(tmp_path / "res", "suites.security.test_permissions", "test_a_valid_sideload_launches", "passed",
+                 firmware=fw, evidence={"s": b"ok"})
+    write_plan(tmp_path / "res", ["suites.security.test_permissions::test_a_valid_sideload_launches"])
+    d = _decide(tmp_path, build, criteria)
+    assert not d.go and any("1 required check(s) (claims) not planned, so never run: suites.security.test_lockdown"
+                            "::test_refuses" in r for r in d.reasons), d.reasons
+    # planned as two cases: one skipped for a reason the criteria do not allow is not enough
+    tests = ["suites.security.test_permissions::test_a_valid_sideload_launches",
+             "suites.security.test_lockdown::test_refuses[a]", "suites.security.test_lockdown::test_refuses[b]"]
+    write_plan(tmp_path / "res", tests)
+    write_result(tmp_path / "res", "suites.security.test_lockdown", "test_refuses[a]", "passed", firmware=fw,
+                 evidence={"s": b"ok"})
+    b = write_result(tmp_path / "res", "suites.security.test_lockdown", "test_refuses[b]", "skipped", firmware=fw,
+                     message="Skipped: no probe today")
+    d = _decide(tmp_path, build, criteria)
+    assert not d.go and any("without a result the criteria allow: suites.security.test_lockdown::test_refuses[b] "
+                            "(skipped)" in r for r in d.reasons), d.reasons
+    b.unlink()  # skipped for a reason the emulated criteria allow: go
+    write_result(tmp_path / "res", "suites.security.test_lockdown", "test_refuses[b]", "skipped", firmware=fw,
+                 message="Skipped: erases the unit; pass --destructive")
+    assert _decide(tmp_path, build, criteria).go
+    # the shipped criteria require the repository's catalogue
+    shipped = signoff.load_criteria(ROOT / "signoff_criteria.emulated.yaml")
+    d = _decide(tmp_path, build, shipped)
+    assert not d.go and any("required check(s) (claims) not planned" in r for r in d.reasons)
+
+
+def test_only_the_plans_session_counts_and_two_final_results_are_no_go(tmp_path, build):
+    """A killed session's plan, an earlier session's results in the same folder: they do not fill in."""
+    fw = firmware_hash(build)
+    _green(tmp_path / "res", fw, session="earlier")
+    write_plan(tmp_path / "res", [f"{m}::test_one" for m in GREEN], session="killed")
+    d = _decide(tmp_path, build)
+    assert not d.go and any("2 planned check(s) have no result" in r for r in d.reasons), d.reasons
+    assert d.runs[0]["results_of_other_sessions"] == 2
+    # the nightly's resumed part: the earlier part's results are the run's
+    write_plan(tmp_path / "res", [f"{m}::test_one" for m in GREEN], session="resumed", resumed_sessions=["earlier"])
+    assert _decide(tmp_path, build).go
+    # two final results for one check in the session: no-go, whichever came last
+    write_result(tmp_path / "res", "suites.security.test_lockdown", "test_one", "passed", firmware=fw,
+                 session="earlier", evidence={"s": b"ok"})
+    d = _decide(tmp_path, build)
+    assert not d.go and any("2 final results for suites.security.test_lockdown::test_one" in r for r in d.reasons)
+    # a plan without a session cannot tell its results from a stale one's
+    (tmp_path / "old").mkdir()
+    _green(tmp_path / "old", fw)
+    (tmp_path / "old" / "plan.json").write_text(json.dumps({"tests": [f"{m}::test_one" for m in GREEN]}))
+    d = _decide(tmp_path, build, folders=("old",))
+    assert not d.go and any("its plan names no session" in r for r in d.reasons), d.reasons
+
+
+def test_a_newer_run_with_an_unlabelled_record_decides_not_an_older_clean_one(tmp_path, build):
+    fw = firmware_hash(build)
+    _green(tmp_path / "runs" / "n1", fw)
+    new = tmp_path / "runs" / "n2"
+    _green(new, fw)
+    q = write_result(new, "suites.security.test_lockdown", "test_two", "broken", firmware=fw, message="NoStationFree")
+    doc = json.loads(q.read_text())
+    doc["labels"] = [lab for lab in doc["labels"] if lab["name"] in ("package", "suite", "nodeid", "session")]
+    q.write_text(json.dumps(doc))
+    write_plan(new, [f"{m}::test_one" for m in GREEN] + ["suites.security.test_lockdown::test_two"])
+    for f in (tmp_path / "runs" / "n1").glob("*-result.json"):  # n1 is the older run
+        d = json.loads(f.read_text())
+        d["stop"] -= 60_000
+        f.write_text(json.dumps(d))
+    runs = [signoff.read_results(f) for f in signoff.find_runs(tmp_path / "runs")]
+    d = signoff.decide(emulated_criteria(tmp_path), signoff.firmware_identity(build), runs, {"prime-emulated"})
+    assert not d.go and [p.name for p in d.deciding] == ["n2"], (d.deciding, d.reasons)
+    assert any("1 result(s) without this build's firmware label (another build's, or none): "
+               "suites.security.test_lockdown::test_two (no label)" in r for r in d.reasons), d.reasons
+    # run.json names the build: a run whose records all lack the label is still this build's, and no-go
+    (new / "run.json").write_text(json.dumps({"firmware": {"hash": fw, "sha256": "x"}}))
+    for f in new.glob("*-result.json"):
+        d = json.loads(f.read_text())
+        d["labels"] = [lab for lab in d["labels"] if lab["name"] != "firmware"]
+        f.write_text(json.dumps(d))
+    runs = [signoff.read_results(f) for f in signoff.find_runs(tmp_path / "runs")]
+    d = signoff.decide(emulated_criteria(tmp_path), signoff.firmware_identity(build), runs, {"prime-emulated"})
+    assert not d.go and [p.name for p in d.deciding] == ["n2"], d.reasons
+
+
+def test_a_failed_or_broken_check_outside_the_security_suites_is_no_go(tmp_path, build):
+    fw = firmware_hash(build)
+    _green(tmp_path / "res", fw)
+    write_result(tmp_path / "res", "suites.test_smoke", "test_locked_production_device_answers_locked", "failed",
+                 firmware=fw, message="AssertionError: it answered")
+    write_result(tmp_path / "res", "suites.test_smoke", "test_version", "broken", firmware=fw, message="LinkClosed")
+    write_plan(tmp_path / "res", [f"{m}::test_one" for m in GREEN] + [
+        "suites.test_smoke::test_locked_production_device_answers_locked", "suites.test_smoke::test_version"])
+    d = _decide(tmp_path, build)
+    assert not d.go
+    assert any("suites.test_smoke::test_locked_production_device_answers_locked failed (attempt 1): Assert" in r
+               for r in d.reasons), d.reasons
+    assert any("suites.test_smoke::test_version broken: LinkClosed" in r for r in d.reasons), d.reasons
+
+
+def test_an_attachment_outside_the_results_folder_is_not_evidence(tmp_path, lab, build):
+    fw = firmware_hash(build)
+    (tmp_path / "secret.txt").write_text("not evidence")
+    _green(tmp_path / "res", fw)
+    for bad in ("../secret.txt", str(tmp_path / "secret.txt")):
+        p = next(p for p in sorted((tmp_path / "res").glob("*-result.json")))
+        doc = json.loads(p.read_text())
+        doc["attachments"] = [{"name": "screen", "source": bad}]
+        p.write_text(json.dumps(doc))
+        shutil.rmtree(tmp_path / "bundle", ignore_errors=True)
+        r = _signoff(lab, build, tmp_path / "res", tmp_path / "bundle")
+        assert r.exit_code == 1 and "not a file name in the results folder" in " ".join(r.output.split()), r.output
+        payload = json.loads((tmp_path / "bundle" / "signoff.json").read_text())["payload"]
+        assert not any(e["path"].endswith("secret.txt") for e in payload["evidence"])

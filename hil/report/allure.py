@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +60,11 @@ class ResultRecord:
         return self.labels.get("firmware")
 
     @property
+    def retried(self) -> bool:
+        """The farm re-ran this attempt after an infrastructure fault: it is not the test's final result."""
+        return self.labels.get("retried") == "true"
+
+    @property
     def attempt(self) -> int:
         try:
             return int(self.labels.get("attempt", "1"))
@@ -74,11 +79,23 @@ class Results:
     problems: list[str] = field(default_factory=list)
 
     def final(self) -> dict[str, ResultRecord]:
-        """Per test, the outcome of its last attempt across retries (what a re-run decided)."""
+        """Per test, the outcome of its last attempt across retries (what a re-run decided); an attempt labelled
+        retried is never final while another is."""
         out: dict[str, ResultRecord] = {}
-        for r in sorted(self.records, key=lambda r: (r.attempt, r.stop)):
+        for r in sorted(self.records, key=lambda r: (not r.retried, r.attempt, r.stop)):
             out[r.test_id] = r
         return out
+
+    def duplicates(self) -> dict[str, list[ResultRecord]]:
+        """Tests with more than one final (not retried) result: two runs wrote into one folder, and `final`
+        alone would let the later one stand for both."""
+        return {t: finals for t, attempts in self.by_test().items()
+                if len(finals := [r for r in attempts if not r.retried]) > 1}
+
+    def of_sessions(self, sessions: set[str]) -> Results:
+        """Only the results of these pytest sessions (the `session` label the plan's recorder sets)."""
+        return Results(self.folder, [r for r in self.records if r.labels.get("session") in sessions],
+                       list(self.problems))
 
     def by_test(self) -> dict[str, list[ResultRecord]]:
         out: dict[str, list[ResultRecord]] = {}
@@ -193,11 +210,23 @@ def read_results(folder: Path) -> Results:
         if problem is not None:
             res.problems.append(f"{path}: unreadable Allure result ({problem}); re-run the test or delete the file")
             continue
+        outside = [a for a in record.attachments if not is_file_name(a)]
+        if outside:
+            res.problems.append(f"{path}: attachment source(s) {', '.join(map(repr, outside))} not a file name in "
+                                f"the results folder; evidence is only the files beside the result")
+            kept = [(n, a) for n, a in zip(record.attachment_names, record.attachments) if is_file_name(a)]
+            record = replace(record, attachments=tuple(a for _, a in kept), attachment_names=tuple(n for n, _ in kept))
         missing = [a for a in record.attachments if not (folder / a).is_file()]
         if missing:
             res.problems.append(f"{path}: evidence missing: {', '.join(missing)}")
         res.records.append(record)
     return res
+
+
+def is_file_name(source: str) -> bool:
+    """A plain file name (what allure-pytest writes), never a path: `../x` or `/etc/x` would pull a file from
+    outside the results folder into the signed evidence."""
+    return source not in ("", ".", "..") and not any(c in source for c in "/\\\0") and Path(source).name == source
 
 
 def sha256_file(path: Path) -> str:
@@ -212,6 +241,6 @@ def finished_tests(results: Path) -> set[str]:
     """Node ids whose final attempt left a result (a retried attempt is not final)."""
     done = set()
     for r in read_results(results).records:
-        if "nodeid" in r.labels and r.labels.get("retried") != "true":
+        if "nodeid" in r.labels and not r.retried:
             done.add(r.labels["nodeid"])
     return done

@@ -5,7 +5,8 @@ the harness version, signed with the lab's Ed25519 key, so it can be checked lat
 The decision rests on what is on disk: each deciding run's test plan (`plan.json`, every check that
 should have a final result), the version each unit reported (the `version` label), `run.json`'s broken
 stations, and per suite and profile the counts of its results with every skip and whether the criteria
-allow its reason.
+allow its reason. Only the results of the plan's pytest session(s) count; the claims catalogue's checks are
+required whatever pytest collected; a check that failed on any attempt, in any suite, is a no-go.
 
 A bundle is a folder: `signoff.json` ({"payload", "signature"}), `signoff.html`, `signoff.pdf` and
 `evidence/<run>/...` (the plan, each result file and its attachments; fixture containers are not
@@ -66,6 +67,10 @@ class Criteria(BaseModel):
     # these (the plugin's "needs a production build") and passed in no deciding run is a no-go
     required_flavours: tuple[str, ...] = ()
     accepted_keysets: tuple[str, ...] = Field(min_length=1)  # firmware/keys/<name>.toml that must FullyTrust the build
+    # the claims catalogue (relative to the repository) whose checks every deciding run must have planned,
+    # each with a final result the criteria allow: a narrowed run (a path, --ignore, a module skipped or
+    # renamed) cannot sign GO on what it happened to collect
+    claims: str | None = None
 
 
 def load_criteria(path: Path) -> Criteria:
@@ -186,6 +191,7 @@ class Decision:
     matrix: dict[str, dict[str, dict[str, Any]]]  # suite -> profile -> cell (verdict, counts, skips)
     runs: list[dict[str, Any]]
     deciding: list[Path]  # the results folders the decision rests on (their files are the evidence)
+    counted: dict[Path, Results] | None = None  # per deciding folder, the results of its plan's sessions
 
 
 class Cell:
@@ -246,8 +252,9 @@ def _plan_reasons(run: Results, plan: Plan | None, final: dict) -> tuple[list[st
     reasons = []
     if plan.partial:
         flt = " ".join(f"{k} {v!r}" for k, v in plan.filters.items()) or "a filter"
-        reasons.append(f"run {name}: a partial plan ({flt} deselected {len(plan.deselected_by_filters)} check(s)), "
-                       f"never a release")
+        what = (f"deselected {len(plan.deselected_by_filters)} check(s)" if plan.deselected_by_filters
+                else "narrowed what was collected")
+        reasons.append(f"run {name}: a partial plan ({flt} {what}), never a release")
     for module, why in sorted(plan.collection_errors.items()):
         reasons.append(f"run {name}: module {module} could not be collected: {why}")
     missing: dict[str, list[str]] = {}
@@ -283,6 +290,39 @@ def measured_identity(identity: dict[str, Any], records) -> tuple[dict[str, dict
     return stations, broken
 
 
+def of_build(run: Results, identity: dict[str, Any]) -> bool:
+    """A run of the build under sign-off: its `run.json` names the build, or any result's firmware label
+    does. One record without (or with another) label does not drop the run: `decide` makes it a no-go."""
+    fw = identity.get("reproducible_hash")
+    meta = _run_meta(run.folder).get("firmware") or {}
+    return (fw is not None and meta.get("hash") == fw) or meta.get("sha256") == identity.get("sha256") \
+        or any(x.firmware == fw for x in run.records)
+
+
+def required_checks(criteria: Criteria) -> tuple[set[str], list[str]]:
+    """The check keys the criteria require (the claims catalogue's checks by their base), and why they
+    cannot be known (an unreadable catalogue is a no-go, never no requirement)."""
+    if criteria.claims is None:
+        return set(), []
+    from hil.report.claims import CatalogueError, load
+
+    try:
+        return {check_key(c) for c in load(ROOT / criteria.claims).checks()}, []
+    except CatalogueError as e:
+        return set(), [f"required checks unknown: {e}"]
+
+
+def check_key(test_id: str) -> str:
+    """A check by its suite and function, whatever its parameters and however the id spells the module:
+    `suites/a/test_b.py::t[x]` and `suites.a.test_b::t` are `suites.a.test_b::t`."""
+    module, _, name = test_id.partition("::")
+    return f"{suite_of(module)}::{name.split('[', 1)[0]}"
+
+
+def _names(tests: list[str], limit: int = 10) -> str:
+    return ", ".join(tests[:limit]) + (f" and {len(tests) - limit} more" if len(tests) > limit else "")
+
+
 def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], profiles: set[str]) -> Decision:
     reasons: list[str] = []
     if "error" in identity:
@@ -291,7 +331,9 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
         reasons.append(f"firmware {identity['file']} is not fully trusted by {', '.join(criteria.accepted_keysets)} "
                        f"({identity['trust']})")
     fw = identity.get("reproducible_hash")
-    mine = [r for r in runs if r.records and all(x.firmware == fw for x in r.records)]
+    required, why = required_checks(criteria)
+    reasons += why
+    mine = [r for r in runs if r.records and of_build(r, identity)]
     for r in runs:
         if not r.records:  # nothing readable: it may have been a run of this build
             reasons.append(f"run {r.folder}: {'; '.join(r.problems) or 'no results'}")
@@ -301,19 +343,45 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
     cells: dict[tuple[str, str], Cell] = {}
     seen_profiles = set(profiles) | set(criteria.required_profiles)
     run_info = []
-    for r in deciding:
-        reasons += [f"evidence: {p}" for p in r.problems]
-        final_by_id = r.final()
-        final = list(final_by_id.values())
-        meta = _run_meta(r.folder)
+    counted: dict[Path, Results] = {}
+    all_final = []
+    for whole in deciding:
+        name = _run_name(whole.folder)
+        reasons += [f"evidence: {p}" for p in whole.problems]
+        meta = _run_meta(whole.folder)
         seen_profiles |= set(meta.get("profiles", []))
         try:
-            plan = read_plan(r.folder)
+            plan = read_plan(whole.folder)
         except ValueError as e:
             plan = None
             reasons.append(str(e))
+        r, others = whole, 0
+        if plan is not None and plan.session is None:
+            reasons.append(f"run {name}: its plan names no session, so its results cannot be told from an earlier "
+                           f"run's in the same folder; re-run the suites")
+        elif plan is not None:  # results an earlier session left in the same folder are not this run's
+            r = whole.of_sessions(plan.sessions)
+            others = len(whole.records) - len(r.records)
+        counted[whole.folder] = r
+        for test, finals in sorted(r.duplicates().items()):
+            reasons.append(f"run {name}: {len(finals)} final results for {test} ("
+                           + ", ".join(f"{x.status} in {x.source}" for x in finals) + "); one run, one result")
+        final_by_id = r.final()
+        final = list(final_by_id.values())
+        all_final += final
         plan_reasons, missing = _plan_reasons(r, plan, final_by_id)
         reasons += plan_reasons
+        foreign = [x for x in r.records if x.firmware != fw]
+        if foreign:
+            reasons.append(f"run {name}: {len(foreign)} result(s) without this build's firmware label (another "
+                           f"build's, or none): " + _names([f"{x.test_id} ({x.firmware or 'no label'})"
+                                                            for x in foreign]))
+        for x in r.records:  # a check that failed is a no-go, retried or not, in any suite
+            if x.status == "failed":
+                reasons.append(f"run {name}: {x.test_id} failed (attempt {x.attempt}"
+                               + (", then re-run" if x.retried else "") + f"): {x.message or 'no message'}")
+            elif x.status == "broken" and not x.retried and not _is_security(criteria, x.suite):
+                reasons.append(f"run {name}: {x.test_id} broken: {x.message or 'no message'}")
         stations, mismatched = measured_identity(identity, r.records)  # every attempt, retried ones too
         broken = {**meta.get("broken_stations", {}), **mismatched}
         if broken and not criteria.allow_broken_stations:
@@ -323,7 +391,7 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
             seen_profiles.add(profile)
             if _is_security(criteria, x.suite):
                 cell = cells.setdefault((x.suite, profile), Cell())
-                if (x.station or "unknown") in mismatched:  # another build's result is no evidence for this one
+                if (x.station or "unknown") in mismatched or x.firmware != fw:  # no evidence for this build
                     cell.counts["broken"] += 1
                 else:
                     cell.add(x, skip_allowed(criteria, x.suite, x.message))
@@ -334,12 +402,17 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
         run_info.append({"folder": str(r.folder), "tests": len(final),
                          "counts": {s: sum(1 for x in final if x.status == s) for s in CELL_STATUSES},
                          "broken_stations": broken, "stations": stations,
+                         "results_of_other_sessions": others,
                          "plan": None if plan is None else {"tests": len(plan.tests), "partial": plan.partial,
-                                                            "collection_errors": dict(plan.collection_errors)}})
+                                                            "collection_errors": dict(plan.collection_errors),
+                                                            "session": plan.session,
+                                                            "resumed_sessions": list(plan.resumed_sessions)}})
     suites = sorted({s for s, _ in cells})
     if deciding and not suites:
         reasons.append(f"no security suite ({', '.join(criteria.security_suites)}) ran")
-    not_run = flavour_checks_not_run(criteria, [x for r in deciding for x in r.final().values()])
+    not_run = flavour_checks_not_run(criteria, all_final)
+    for r in (counted[w.folder] for w in deciding):
+        reasons += _required_reasons(criteria, required, r, {id(x) for x in not_run}, fw)
     for x in not_run:  # an allowed skip reason does not cover these
         cell = cells[(x.suite, x.profile or "unknown")]
         for skip in cell.skips:
@@ -359,7 +432,41 @@ def decide(criteria: Criteria, identity: dict[str, Any], runs: list[Results], pr
     for s in failing:
         reasons.append(f"suite {s}: " + ", ".join(f"{p} {c['verdict']} ({_counts(c)})"
                                                   for p, c in matrix[s].items() if c["verdict"] != "passed"))
-    return Decision(not reasons, reasons, failing, matrix, run_info, [r.folder for r in deciding])
+    return Decision(not reasons, reasons, failing, matrix, run_info, [r.folder for r in deciding], counted)
+
+
+def _required_reasons(criteria: Criteria, required: set[str], run: Results, not_run: set[int], fw) -> list[str]:
+    """Each required check planned in the run, every planned case of it with a final result the criteria
+    allow: passed, or skipped for an allowed reason (not a flavour-only check the build never ran)."""
+    if not required:
+        return []
+    name = _run_name(run.folder)
+    try:
+        plan = read_plan(run.folder)
+    except ValueError:
+        plan = None  # already a reason
+    planned = plan.tests if plan is not None else ()
+    final = run.final()
+    cases: dict[str, list[str]] = {}
+    for test in planned:
+        cases.setdefault(check_key(test), []).append(test)
+    unplanned = sorted(required - set(cases))
+    out = []
+    if unplanned:
+        out.append(f"run {name}: {len(unplanned)} required check(s) (claims) not planned, so never run: "
+                   + _names(unplanned))
+    bad = []
+    for key in sorted(required & set(cases)):
+        for test in cases[key]:
+            x = final.get(test)
+            ok = x is not None and x.firmware == fw and (x.status == "passed" or (
+                x.status == "skipped" and id(x) not in not_run and skip_allowed(criteria, x.suite, x.message)))
+            if not ok:
+                bad.append(f"{test} ({x.status if x is not None else 'no result'})")
+    if bad:
+        out.append(f"run {name}: {len(bad)} required check(s) (claims) without a result the criteria allow: "
+                   + _names(bad))
+    return out
 
 
 def _counts(cell: dict[str, Any]) -> str:
@@ -424,7 +531,11 @@ def criteria_in_words(c: Criteria) -> list[str]:
         "A station broken during a deciding run " + ("is tolerated." if c.allow_broken_stations else "makes it a no-go."),
         f"Skips allowed (reason patterns per suite): {skips}. Any other skip, or a cell with nothing passed, is a no-go.",
         "Checks that need a flavour must have run on it: " + (", ".join(c.required_flavours) or "no flavour required") + ".",
-    ]
+        "A check that failed, in any suite and on any attempt (re-run or not), or a final result broken, is a no-go; "
+        "so is more than one final result for one check in a run. Only results of the run's own pytest session(s) "
+        "count, and each must carry this build's firmware label.",
+    ] + ([f"Every check the claims catalogue {c.claims} names must be planned in each deciding run and end passed "
+          "or skipped for an allowed reason."] if c.claims else [])
 
 
 def not_a_release(identity: dict[str, Any], criteria: Criteria) -> list[str]:
@@ -456,7 +567,7 @@ def create(build: Path, results: Path, bundle: Path, *, criteria_path: Path, key
     by_folder = {r.folder: r for r in runs}
     checks = []
     for i, f in enumerate(decision.deciding):
-        for check in copy_evidence(by_folder[f], tmp / "evidence" / f"{i:02d}-{_run_name(f)}"):
+        for check in copy_evidence((decision.counted or by_folder)[f], tmp / "evidence" / f"{i:02d}-{_run_name(f)}"):
             check["files"] = [{**e, "path": f"evidence/{e['path']}"} for e in check["files"]]
             checks.append(check)
     evidence = [{"path": str(p.relative_to(tmp)), "sha256": sha256_file(p), "size": p.stat().st_size}
