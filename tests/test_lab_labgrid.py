@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from filelock import FileLock
 from typer.testing import CliRunner
 
@@ -599,6 +600,11 @@ def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, m
     from hil.lab.cli import nightly
     from hil.report import signoff
 
+    from farm_helpers import criteria_requiring
+
+    lockdown = [c for claim in yaml.safe_load((ROOT / "suites" / "claims.yaml").read_text())["claims"]
+                for cell in claim["cells"].values() for c in cell.get("checks", ()) if "/test_lockdown.py::" in c]
+    criteria = criteria_requiring(tmp_path / "criteria.yaml", sorted(set(lockdown)))  # the suite this lab runs
     lab = tmp_path / "lab_config.yaml"
     lab.write_text(textwrap.dedent(f"""\
         name: two-benches
@@ -606,7 +612,7 @@ def test_hil_nightly_on_a_labgrid_url_reports_like_a_local_run(tmp_path, idle, m
         reports_dir: {tmp_path / 'reports'}
         profiles_dir: {ROOT / 'device_profiles'}
         suites: [{ROOT / 'suites' / 'security' / 'test_lockdown.py'}]
-        signoff_criteria: {ROOT / 'signoff_criteria.emulated.yaml'}
+        signoff_criteria: {criteria}
         signing_key: {{path: {tmp_path / 'key.pem'}, generate: true}}
         firmware_keys: test
         samba_applet: {ROOT / 'firmware' / 'emulated' / 'sdmmc-applet.bin'}

@@ -40,9 +40,9 @@ def _pytest(tmp_path, out, *args):
                            "--alluredir", str(out), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
 
-def test_a_file_path_or_ignore_narrows_the_plan_and_results_carry_its_session(tmp_path):
-    """Naming a file (or a node id) instead of the suites' folder, or --ignore, leaves checks out without
-    deselecting them: the plan says so (partial, never a release). Every result carries the plan's session;
+def test_a_node_id_or_ignore_narrows_the_plan_and_results_carry_its_session(tmp_path):
+    """Naming a node id instead of a suite file or folder, or --ignore, leaves checks out without deselecting
+    them: the plan says so (partial, never a release); a suite file left out is the required checks' to catch. Every result carries the plan's session;
     a resumed part (--deselect into the same folder) keeps the earlier session as its own."""
     (tmp_path / "test_a.py").write_text("def test_one(): pass\ndef test_two(): pass\n")
     (tmp_path / "test_b.py").write_text("def test_three(): pass\n")
@@ -58,6 +58,9 @@ def test_a_file_path_or_ignore_narrows_the_plan_and_results_carry_its_session(tm
     assert resumed.sessions == {plan.session, resumed.session} and not resumed.partial
     r = _pytest(tmp_path, tmp_path / "file", "test_a.py", "--ignore", "test_b.py")
     assert r.returncode == 0, r.stdout + r.stderr
-    narrowed = read_plan(tmp_path / "file")
-    assert narrowed.partial and narrowed.filters == {"paths": "test_a.py", "--ignore": "test_b.py"}
+    assert read_plan(tmp_path / "file").filters == {"--ignore": "test_b.py"}
+    r = _pytest(tmp_path, tmp_path / "node", "test_a.py::test_one")
+    assert r.returncode == 0, r.stdout + r.stderr
+    narrowed = read_plan(tmp_path / "node")
+    assert narrowed.partial and narrowed.filters == {"paths": "test_a.py::test_one"}
     assert narrowed.resumed_sessions == ()

@@ -58,10 +58,11 @@ def session_id(config: pytest.Config) -> str:
 
 
 def narrowing(config: pytest.Config) -> dict[str, str]:
-    """Command-line choices that leave checks out without deselecting them: a file or a node id named as a
-    path (a folder is a suite set; the sign-off's required checks catch a narrow one), and `--ignore`."""
+    """Command-line choices that leave checks out without deselecting them: a node id named as a path, and
+    `--ignore`. A folder or a file is a suite set (a lab file's `suites:` lists them): the sign-off's required
+    checks (the claims catalogue's) catch one that leaves a claim's check out."""
     out = {}
-    paths = [a for a in config.args if "::" in a or not Path(config.invocation_params.dir, a).is_dir()]
+    paths = [a for a in config.args if "::" in a]
     if paths:
         out["paths"] = " ".join(paths)
     ignored = [*(config.getoption("ignore") or ()), *(config.getoption("ignore_glob") or ())]
