@@ -131,7 +131,8 @@ class Authenticator:
             if isinstance(cred, dict) and isinstance(cred.get("id"), bytes) and self._unwrap(cred["id"], rp_hash):
                 raise CtapStatus(CREDENTIAL_EXCLUDED)
         who = user.get("displayName") or user.get("name") or ""
-        self._presence(fingerprint, REGISTER_TITLE, f"{REGISTER_BODY}\n{rp_id}\n{who}".rstrip())
+        shown = rp.get("name") if self._defect("ctap-prompt-names-the-rp-by-its-own-name") else rp_id
+        self._presence(fingerprint, REGISTER_TITLE, f"{REGISTER_BODY}\n{shown}\n{who}".rstrip())
         key = ec.generate_private_key(ec.SECP256R1())
         cred_id = self._wrap(key, rp_hash)
         pub = key.public_key().public_numbers()
@@ -225,7 +226,8 @@ class Authenticator:
             raise CtapStatus(USER_ACTION_PENDING)
         live.last_poll = now
         if live.answered.is_set():
-            self._prompt = None
+            if live.answer != "Confirm" or not self._defect("ctap-confirm-answers-twice"):
+                self._prompt = None  # the answer is spent on this request
             if live.answer == "Confirm" or (live.answer is None and self._defect("ctap-dropped-prompt-allows")):
                 return
             raise CtapStatus(OPERATION_DENIED)

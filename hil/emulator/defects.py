@@ -32,10 +32,20 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_permissions.py::"
         "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
         "development"),
+    "kernel-allow-adds-the-next-id": (
+        "the broker's Allow adds message_id..message_id+2 to the waiting connection, so the undeclared id after the "
+        "allowed one is delivered unasked",
+        "suites/security/test_permissions.py::test_an_allow_opens_the_asked_message_and_not_its_neighbours",
+        "development"),
     "no-deny-log-line": (
         "the kernel denies an undeclared send silently, without its log line",
         "suites/security/test_permissions.py::"
         "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
+        "development"),
+    "ranged-permissions-skip-the-signature-tier": (
+        "app-manager hands the kernel a 1.0.0 manifest's id ranges whole, so a third-party app declaring os/security "
+        "0..64 is delivered GetSeed (Foundation only) and GetAppSeed (grant on first use) unasked",
+        "suites/security/test_permissions.py::test_a_ranged_declaration_keeps_each_messages_tier_and_grant",
         "development"),
     "app-server-declarations-ignored": (
         "app-manager resolves declared messages against the OS's servers only, so a declared message of a server "
@@ -47,6 +57,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_permissions.py::"
         "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
         "development"),
+    "approved-subgroup-answers-undeclared": (
+        "GetPermissionRequestInfo answers AlreadyApproved for any message of an allowed subgroup before checking the "
+        "app declared it, so an app declaring Airlock read is given Airlock write unasked",
+        "suites/security/test_permissions.py::test_a_subgroups_grant_covers_only_the_messages_declared", "development"),
     "broker-persists-not-now": (
         "'Not Now' is stored like 'Never Allow' instead of denying for this run only",
         "suites/security/test_permissions.py::test_not_now_denies_for_this_run_only", "development"),
@@ -61,6 +75,14 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "gui-server takes a press on the permission popup's first row as one outside it, so it cancels the prompt",
         "suites/security/test_permissions.py::test_the_prompts_top_edge_is_exact[first-row-of-the-prompt]",
         "development"),
+    "not-now-denies-every-app": (
+        "a 'Not Now' is looked up by subgroup alone, so while the app that was told it runs, every other app asking "
+        "for that subgroup is denied without being asked",
+        "suites/security/test_permissions.py::test_not_now_binds_only_the_app_that_said_it", "development"),
+    "ctap-prompt-names-the-rp-by-its-own-name": (
+        "the registration prompt shows the RP's self-chosen name (rp.name) where the RP id belongs, so a site can "
+        "present itself as any other",
+        "suites/security/test_fido.py::test_the_registration_prompt_names_the_rp_id", "development"),
     "broker-ignores-persisted-deny": (
         "a stored 'Never Allow' is ignored and the user is asked again",
         "suites/security/test_permissions.py::test_never_allow_persists", "development"),
@@ -250,6 +272,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "ctap-confirm-outlives-its-request": (
         "a Confirm nobody collected (its platform left) lets the next, different CTAP2 request through unprompted",
         "suites/security/test_fido.py::test_a_confirm_answers_only_the_request_it_was_shown_for", "development"),
+    "ctap-confirm-answers-twice": (
+        "a confirmed presence prompt is not spent: the very same request sent again later is answered again, "
+        "unprompted, so one touch yields two signatures",
+        "suites/security/test_fido.py::test_a_confirm_answers_its_request_once", "development"),
     "ctap-silent-assertion-claims-presence": (
         "getAssertion with up = false sets the UP flag in its authenticator data though nobody was asked",
         "suites/security/test_fido.py::test_a_silent_assertion_claims_no_presence", "development"),

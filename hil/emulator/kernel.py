@@ -323,7 +323,8 @@ class Kernel:
             self.requests[rid] = None
             if req.valid and allow:
                 conn = self.processes[req.sender_pid].connections[req.cid]
-                conn.permissions.add(req.message_id, req.message_id + 1)
+                wider = 1 if self.defects.has("kernel-allow-adds-the-next-id") else 0
+                conn.permissions.add(req.message_id, req.message_id + 1 + wider)
             req.allow = allow and req.valid
             req.decided.set()
 

@@ -202,6 +202,26 @@ def _credential(nfc, screen):
     return attestation.auth_data.credential_data
 
 
+def test_the_registration_prompt_names_the_rp_id(unlocked_prime, nfc, screen):
+    """The trusted display names the RP by its id, the one identity the credential is bound to (its rpIdHash), never
+    by the name the RP gives itself (WebAuthn rp.name is the RP's own, unverified text; the prompt's RP line is the
+    emulator's, hil/emulator/ctap2.py, assumed of KeyOS's Security Keys app): a registration for example.com calling
+    itself "paypal.com" shows example.com, and not paypal.com."""
+    cdh = os.urandom(32)
+    posing = {"id": RP["id"], "name": "paypal.com"}
+    request = CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, posing, USER, ES256, **kw))
+    try:
+        assert request.wait_pending(), "the registration (control) was answered without a presence prompt"
+        shown = screen.wait_for(REGISTER_TITLE, timeout=15)
+        text = " ".join(line.text for line in shown.lines).lower()
+        screen.tap_text("Cancel", shown)
+        request.outcome()
+    finally:
+        request.close()
+    assert "paypal.com" not in text and RP["id"] in text, \
+        f"the registration prompt for {RP['id']} (calling itself paypal.com) read: {text!r}"
+
+
 def test_credentials_are_scoped_to_their_rp_id(unlocked_prime, nfc, screen):
     """A credential made for example.com asserts for example.com only; for another RP id the Prime has no
     credential (NO_CREDENTIALS) and asks nobody."""
@@ -285,6 +305,30 @@ def test_a_confirm_answers_only_the_request_it_was_shown_for(orphaned, unlocked_
     assert prompted, f"an assertion went through on the Confirm given to another request's prompt: {error or result}"
     assert error is not None and error.code == CtapError.ERR.OPERATION_DENIED, \
         f"the assertion's own prompt, cancelled, answered {error or 'an assertion'}"
+
+
+def test_a_confirm_answers_its_request_once(unlocked_prime, nfc, screen):
+    """A Confirm is spent on the one operation it was given for (CTAP 2.0: presence is collected per operation;
+    assumed: KeyOS's os/fido takes its ``PresenceState::Completed`` on the poll that reads it, nav_thread.rs being
+    outside what we read): the very same assertion sent again afterwards, byte for byte, is asked for again, so a
+    platform that replays a request cannot collect a second signature from one touch."""
+    made = _credential(nfc, screen)
+    cdh = os.urandom(32)
+    first = _assert(nfc, RP["id"], made.credential_id, cdh)
+    try:
+        assertion, error = _answer(screen, first, AUTH_TITLE, "Confirm")
+    finally:
+        first.close()
+    assert error is None and assertion.auth_data.is_user_present(), f"the confirmed assertion (control) failed: {error}"
+    again = _assert(nfc, RP["id"], made.credential_id, cdh)
+    try:
+        asked = again.wait_pending()
+        assertion, error = _answer(screen, again, AUTH_TITLE, "Cancel") if asked else again.outcome()
+    finally:
+        again.close()
+    assert asked, f"the same assertion sent again was answered {error or 'with a signature'} without asking"
+    assert error is not None and error.code == CtapError.ERR.OPERATION_DENIED, \
+        f"the repeated assertion, cancelled, answered {error or 'an assertion'}"
 
 
 def test_a_silent_assertion_claims_no_presence(unlocked_prime, nfc, screen):
