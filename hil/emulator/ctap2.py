@@ -152,7 +152,7 @@ class Authenticator:
         rp_id = _need(req, 1, str)
         cdh = _need(req, 2, bytes)
         _check_pin_uv(req)
-        opts = _options(req.get(5))
+        opts = _options(req.get(5), self._defect("ctap-assertion-accepts-uv-option"))
         rp_hash = hashlib.sha256(rp_id.encode()).digest()
         allow = req.get(3) or []
         if not isinstance(allow, list):

@@ -261,16 +261,22 @@ def _refused_without_a_prompt(request, prime, asked: str):
     return error
 
 
-def test_user_verification_is_never_claimed(unlocked_prime, nfc):
-    """KeyOS has no built-in user verification (getInfo names no "uv" option): a request that demands it
-    (option uv = true) is refused as an option the Prime lacks, before any presence prompt, so no answer
+@pytest.mark.parametrize("operation", ["registration", "assertion"])
+def test_user_verification_is_never_claimed(operation, unlocked_prime, nfc, screen):
+    """KeyOS has no built-in user verification (getInfo names no "uv" option): a registration or an assertion that
+    demands it (option uv = true) is refused as an option the Prime lacks, before any presence prompt, so no answer
     can tell an RP that the user was verified."""
     cdh = os.urandom(32)
-    request = CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, RP, USER, ES256, options={"uv": True}, **kw))
+    if operation == "registration":
+        request = CtapRequest(nfc, lambda ctap, kw: ctap.make_credential(cdh, RP, USER, ES256, options={"uv": True},
+                                                                         **kw))
+    else:
+        allow = [{"type": "public-key", "id": _credential(nfc, screen).credential_id}]
+        request = CtapRequest(nfc, lambda ctap, kw: ctap.get_assertion(RP["id"], cdh, allow, options={"uv": True}, **kw))
     error = _refused_without_a_prompt(
-        request, unlocked_prime, "the Prime asked for presence to register with user verification it does not have")
+        request, unlocked_prime, f"the Prime asked for presence for a {operation} with user verification it lacks")
     assert error is not None and error.code in (CtapError.ERR.INVALID_OPTION, CtapError.ERR.UNSUPPORTED_OPTION), \
-        f"a request demanding user verification answered {error or 'a credential'}"
+        f"a {operation} demanding user verification answered {error or 'with success'}"
 
 
 @pytest.mark.parametrize("orphaned", ["registration", "assertion"])
