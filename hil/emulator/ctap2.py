@@ -118,7 +118,7 @@ class Authenticator:
             params = [{"alg": ES256, "type": "public-key"}]
         if not any(isinstance(p, dict) and p.get("alg") == ES256 and p.get("type") == "public-key" for p in params):
             raise CtapStatus(UNSUPPORTED_ALGORITHM)
-        opts = _options(req.get(7), self._defect("ctap-accepts-uv-option"))
+        opts = _options(req.get(7), self._defect("ctap-accepts-uv-option"), self._defect("ctap-ignores-rk-option"))
         if opts.get("up") is False:
             raise CtapStatus(INVALID_OPTION)
         if 10 in req:  # enterpriseAttestation
@@ -289,14 +289,15 @@ def _check_pin_uv(req: dict) -> None:
         raise CtapStatus(INVALID_PARAMETER if 9 in req else MISSING_PARAMETER)
 
 
-def _options(opts, uv_taken: bool = False) -> dict:
-    """``uv_taken``: a seeded defect's authenticator, which lets a request that demands user verification on."""
+def _options(opts, uv_taken: bool = False, rk_ignored: bool = False) -> dict:
+    """``uv_taken`` / ``rk_ignored``: a seeded defect's authenticator, which lets a request that demands user
+    verification on / answers a request for a discoverable credential with a plain one."""
     if opts is None:
         return {}
     if not isinstance(opts, dict) or not all(isinstance(v, bool) for v in opts.values()):
         raise CtapStatus(CBOR_UNEXPECTED_TYPE)
     if opts.get("uv") is True and not uv_taken:
         raise CtapStatus(INVALID_OPTION)  # no built-in user verification
-    if "rk" in opts:
+    if "rk" in opts and not rk_ignored:
         raise CtapStatus(UNSUPPORTED_OPTION)  # no discoverable credentials
     return opts

@@ -187,6 +187,8 @@ def test_no_presence_prompt_over_the_lock_screen(unlocked_prime, nfc, screen, to
         result, error = request.outcome()
     finally:
         request.close()
+    if error is not None and error.code == CtapError.ERR.USER_ACTION_TIMEOUT:  # the login outlasted the prompt's time
+        raise RequestBroken(f"the held request timed out before the login and the Confirm reached it: {error}")
     assert error is None and result.auth_data.is_user_present(), f"the request held over the lock: {error}"
 
 
@@ -365,6 +367,10 @@ MALFORMED = {
     "makeCredential offering RS256 only": (0x01, cbor.encode({1: bytes(32), 2: RP, 3: USER,
                                                                4: [{"type": "public-key", "alg": -257}]}),
                                            CtapError.ERR.UNSUPPORTED_ALGORITHM),
+    # no discoverable credentials (getInfo names no "rk" option): asking for one is refused, not quietly ignored
+    "makeCredential asking for a discoverable credential": (0x01, cbor.encode({1: bytes(32), 2: RP, 3: USER, 4: ES256,
+                                                                               7: {"rk": True}}),
+                                                            CtapError.ERR.UNSUPPORTED_OPTION),
 }
 
 

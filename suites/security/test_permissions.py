@@ -185,6 +185,26 @@ def test_a_run_ending_at_64_takes_no_range_slot(probe, probe_id, station, record
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
 
 
+# five separate runs of high ids on one server: one more than the kernel's four range slots
+FIVE_RUNS = ((1000, 1001), (2000, 2001), (3000, 3001), (4000, 4001), (5000, 5001))
+
+
+def test_a_fifth_run_of_high_ids_is_refused_not_merged(probe, probe_id):
+    """The kernel keeps four ranges for ids >= 64 (server.rs ``MessagePermissions``): a fifth separate run does not
+    fit and is refused (``KernelTableFull``), and with it the connection (KeyOS's name server cannot make it,
+    xous/names ``connect_impl``); it is never folded into a neighbouring range, which would permit every undeclared
+    id between them. Every send to that server, declared, undeclared or between the runs, fails the same way."""
+    server, app_id = "os/gui-server", probe_id()
+    doc = {"appName": {"en": "Five Runs"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
+           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in FIVE_RUNS]}
+    ids = [1000, 4000, 4500, 5000]  # a declared id, the fourth run, the gap, the fifth run
+    assert ranges_overflow({mid for a, b in FIVE_RUNS for mid in range(a, b)})
+    run = probe.run(loads(json.dumps(doc), "<probe Five Runs>/manifest.json"),
+                    [P.send(server, id=mid, wait=False) for mid in ids])
+    got = {mid: rec["result"] for mid, rec in zip(ids, run.finish())}
+    assert got == {mid: "KernelTableFull" for mid in ids}, f"five runs {FIVE_RUNS} on {server}: answered {got}"
+
+
 # two runs with exactly one id between them (server.rs ``MessagePermissions::add``: a run joins a range it overlaps
 # or touches, so the id between stays out); ids far above any message the matrix names
 RUNS_ONE_APART = ((1000, 1001), (1002, 1003))
