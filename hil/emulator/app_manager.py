@@ -63,7 +63,8 @@ def parse_publisher_cert(pem: bytes, defects: Defects = Defects()) -> PublisherC
     if cert.version is not x509.Version.v3:
         raise CertificateError("not an X.509 v3 certificate")
     key = cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256K1):
+    any_curve = defects.has("certificate-key-on-any-curve")
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not (isinstance(key.curve, ec.SECP256K1) or any_curve):
         raise CertificateError("key is not secp256k1")
     try:
         basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value

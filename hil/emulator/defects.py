@@ -283,6 +283,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "ctap-silent-assertion-claims-presence": (
         "getAssertion with up = false sets the UP flag in its authenticator data though nobody was asked",
         "suites/security/test_fido.py::test_a_silent_assertion_claims_no_presence", "development"),
+    "clock-ignores-developer-mode": (
+        "SET_SYSTEM_TIME checks only the lock, not Developer Mode, so the clock every certificate is judged by moves "
+        "with Developer Mode off",
+        "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates", "development"),
     "clock-takes-zero": (
         "SET_SYSTEM_TIME takes 0 (the clock set to 1970, before every certificate's not-before) instead of Err",
         "suites/security/test_lockdown.py::test_clock_takes_exactly_the_rtc_range", "development"),
@@ -354,6 +358,11 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "app-manager keeps grants per permission group, not per subgroup, so allowing User files also allows Airlock "
         "files (both file-system.*) without asking",
         "suites/security/test_permissions.py::test_a_subgroups_grant_leaves_its_sibling_subgroups_asking", "development"),
+    "certificate-key-on-any-curve": (
+        "INSTALL_CERTIFICATE takes a publisher certificate whose key is on any elliptic curve (P-256, say), not only "
+        "secp256k1",
+        "suites/security/test_permissions.py::test_certificate_outside_the_publisher_profile_installs_nothing"
+        "[not-secp256k1]", "development"),
     "certificate-profile-flaws-must-all-be-there": (
         "app-manager refuses a publisher certificate only when it is a CA *and* lacks digitalSignature *and* lacks "
         "codeSigning, so a CA certificate, or one for another use, installs",

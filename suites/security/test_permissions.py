@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hil import probe as P
@@ -743,14 +744,19 @@ def test_a_certificate_is_taken_up_to_16_kib_and_no_larger(unlocked_prime):
     assert prime.publisher_count().installed == before.installed + 1, "a certificate of exactly 16 KiB did not install"
 
 
-@pytest.mark.parametrize("flaw", ["certificate-authority", "not-for-code-signing"])
+PROFILE_FLAWS = {"certificate-authority": {"ca": True},
+                 "not-for-code-signing": {"usage": ExtendedKeyUsageOID.SERVER_AUTH},
+                 "not-secp256k1": {"curve": ec.SECP256R1()}}
+
+
+@pytest.mark.parametrize("flaw", list(PROFILE_FLAWS))
 def test_certificate_outside_the_publisher_profile_installs_nothing(flaw, unlocked_prime):
-    """A publisher certificate is X.509 v3, CA:FALSE, digitalSignature, EKU codeSigning (keyos.md §3.2,
-    ``os/app-manager/THIRD_PARTY_CERTIFICATE_FORMAT.md``): one that is a CA, or whose extended key usage is not code
-    signing, is refused with its own, matching fingerprint, and installs nothing."""
+    """A publisher certificate is X.509 v3, a secp256k1 key, CA:FALSE, digitalSignature, EKU codeSigning (keyos.md
+    §3.2, ``os/app-manager/THIRD_PARTY_CERTIFICATE_FORMAT.md``): one that is a CA, whose extended key usage is not
+    code signing, or whose key is on another curve, is refused with its own, matching fingerprint, and installs
+    nothing."""
     prime = unlocked_prime
-    flawed = {"ca": True} if flaw == "certificate-authority" else {"usage": ExtendedKeyUsageOID.SERVER_AUTH}
-    pub = P.Publisher.create(prime.system_time(), name=f"prime-hil {flaw}", **flawed)
+    pub = P.Publisher.create(prime.system_time(), name=f"prime-hil {flaw}", **PROFILE_FLAWS[flaw])
     before = prime.publisher_count()
     with pytest.raises(DeviceError):
         prime.install_certificate(pub.fingerprint, pub.pem)
