@@ -100,6 +100,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "broker-keeps-withdrawn-prompt": (
         "a prompt whose request was withdrawn (its app closed, its send gave up) stays on the screen",
         "suites/security/test_trusted_display.py::test_prompt_leaves_with_its_request", "development"),
+    "timed-out-send-keeps-its-prompt": (
+        "a send that gave up waiting frees its request slot but the broker is never told, so its prompt stays up and "
+        "answers nothing",
+        "suites/security/test_trusted_display.py::test_prompt_leaves_when_its_send_gives_up", "development"),
     "modal-over-lockscreen": (
         "the permission prompt is drawn over the lock screen instead of queued until unlock",
         "suites/security/test_trusted_display.py::test_no_prompt_over_the_lock_screen", "development"),

@@ -299,7 +299,8 @@ class Kernel:
                     if mine:
                         self._free(req)
                 if mine:  # a later answer must not widen the connection of a send that gave up
-                    self._withdrawn(req.id)
+                    if not self.defects.has("timed-out-send-keeps-its-prompt"):
+                        self._withdrawn(req.id)
                     raise KernelError(XousError.Timeout, f"permission request {req.id} still parked")
             with self._lock:
                 if not req.valid:
