@@ -219,13 +219,13 @@ class AppManager:
         manifest = app.manifest
         if manifest is None:
             return perms
-        # a 1.0.0 manifest's id range declares each message in it, and each keeps its signature tier and grant:
-        # KeyOS resolves every declared permission to its message (xous/names/src/main.rs
-        # process_manifest_permissions) and app-manager holds it to its tier (permission_catalog.rs)
-        withheld = {m.id for m in self.matrix.servers.get(self.matrix.canonical(server), {}).values()
-                    if not self._granted_at_connect(app, m)}
-        if self.defects.has("ranged-permissions-skip-the-signature-tier"):
-            withheld = set()
+        # a third-party app's 1.0.0 id range declares each message in it, and each keeps its signature tier and
+        # grant: KeyOS resolves every declared permission to its message (xous/names/src/main.rs
+        # process_manifest_permissions) and app-manager holds it to its tier (permission_catalog.rs). The release's
+        # own Foundation apps keep their ranges whole, as release 1.0.0 ran them.
+        withheld = set() if app.foundation or self.defects.has("ranged-permissions-skip-the-signature-tier") else \
+            {m.id for m in self.matrix.servers.get(self.matrix.canonical(server), {}).values()
+             if not self._granted_at_connect(app, m)}
         for srv, ranges in manifest.permission_ranges.items():
             if self.matrix.canonical(srv) == self.matrix.canonical(server):
                 for a, b in ranges:
