@@ -63,14 +63,19 @@ class Publisher:
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.pubkey).hexdigest()
+        """sha256 of the compressed public key the certificate carries (INSTALL_CERTIFICATE's fingerprint)."""
+        key = x509.load_pem_x509_certificate(self.pem).public_key()
+        return hashlib.sha256(key.public_bytes(serialization.Encoding.X962,
+                                               serialization.PublicFormat.CompressedPoint)).hexdigest()
 
     @classmethod
     def create(cls, now: int, valid_from: int = -86400, valid_for: int = 365 * 86400, name: str = "prime-hil lab", *,
-               ca: bool = False, usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CODE_SIGNING) -> Publisher:
-        """A cert valid from ``now + valid_from`` for ``valid_for`` seconds (device time); ``ca`` and ``usage`` make
-        one outside the publisher profile KeyOS imports (a CA, an extended key usage other than codeSigning)."""
-        key = ec.generate_private_key(ec.SECP256K1())
+               ca: bool = False, usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CODE_SIGNING,
+               curve: ec.EllipticCurve | None = None) -> Publisher:
+        """A cert valid from ``now + valid_from`` for ``valid_for`` seconds (device time); ``ca``, ``usage`` and
+        ``curve`` make one outside the publisher profile KeyOS imports (a CA, an extended key usage other than
+        codeSigning, a key on another curve than secp256k1: such a publisher cannot sign a probe)."""
+        key = ec.generate_private_key(curve or ec.SECP256K1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         start = dt.datetime.fromtimestamp(now + valid_from, dt.timezone.utc)
         cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())

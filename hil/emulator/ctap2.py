@@ -118,7 +118,7 @@ class Authenticator:
             params = [{"alg": ES256, "type": "public-key"}]
         if not any(isinstance(p, dict) and p.get("alg") == ES256 and p.get("type") == "public-key" for p in params):
             raise CtapStatus(UNSUPPORTED_ALGORITHM)
-        opts = _options(req.get(7), self._defect("ctap-accepts-uv-option"))
+        opts = _options(req.get(7), self._defect("ctap-accepts-uv-option"), self._defect("ctap-ignores-rk-option"))
         if opts.get("up") is False:
             raise CtapStatus(INVALID_OPTION)
         if 10 in req:  # enterpriseAttestation
@@ -131,14 +131,14 @@ class Authenticator:
             if isinstance(cred, dict) and isinstance(cred.get("id"), bytes) and self._unwrap(cred["id"], rp_hash):
                 raise CtapStatus(CREDENTIAL_EXCLUDED)
         who = user.get("displayName") or user.get("name") or ""
-        self._presence(fingerprint, REGISTER_TITLE, f"{REGISTER_BODY}\n{rp_id}\n{who}".rstrip())
+        shown = rp.get("name") if self._defect("ctap-prompt-names-the-rp-by-its-own-name") else rp_id
+        self._presence(fingerprint, REGISTER_TITLE, f"{REGISTER_BODY}\n{shown}\n{who}".rstrip())
         key = ec.generate_private_key(ec.SECP256R1())
         cred_id = self._wrap(key, rp_hash)
         pub = key.public_key().public_numbers()
         crv = 2 if self._defect("ctap-cose-key-wrong-curve") else 1  # COSE crv 1: P-256
         cose = _cbor({1: 2, 3: ES256, -1: crv, -2: pub.x.to_bytes(32, "big"), -3: pub.y.to_bytes(32, "big")})
-        self.counter += 1
-        auth_data = (rp_hash + bytes([FLAG_UP | FLAG_AT]) + struct.pack(">I", self.counter) + self.aaguid
+        auth_data = (rp_hash + bytes([FLAG_UP | FLAG_AT]) + struct.pack(">I", self._count()) + self.aaguid
                      + struct.pack(">H", len(cred_id)) + cred_id + cose)
         self.prime.log(f"INFO:fido::ctap: MakeCredential registered for {rp_id}")
         if req.get(11) == ["none"]:
@@ -152,7 +152,7 @@ class Authenticator:
         rp_id = _need(req, 1, str)
         cdh = _need(req, 2, bytes)
         _check_pin_uv(req)
-        opts = _options(req.get(5))
+        opts = _options(req.get(5), self._defect("ctap-assertion-accepts-uv-option"))
         rp_hash = hashlib.sha256(rp_id.encode()).digest()
         allow = req.get(3) or []
         if not isinstance(allow, list):
@@ -170,9 +170,8 @@ class Authenticator:
         if opts.get("up", True):
             self._presence(fingerprint, AUTH_TITLE, f"{AUTH_BODY.format(KEY_LABEL)}\n{rp_id}")
             flags |= FLAG_UP
-        if not self._defect("ctap-counter-frozen-on-assertion"):
-            self.counter += 1
-        auth_data = rp_hash + bytes([flags]) + struct.pack(">I", self.counter)
+        counter = self.counter if self._defect("ctap-counter-frozen-on-assertion") else self._count()
+        auth_data = rp_hash + bytes([flags]) + struct.pack(">I", counter)
         sig = found[1].sign(auth_data + cdh, ec.ECDSA(hashes.SHA256()))
         self.prime.log(f"INFO:fido::ctap: GetAssertion for {rp_id}")
         return {1: {"id": found[0], "type": "public-key"}, 2: auth_data, 3: sig}
@@ -227,7 +226,8 @@ class Authenticator:
             raise CtapStatus(USER_ACTION_PENDING)
         live.last_poll = now
         if live.answered.is_set():
-            self._prompt = None
+            if live.answer != "Confirm" or not self._defect("ctap-confirm-answers-twice"):
+                self._prompt = None  # the answer is spent on this request
             if live.answer == "Confirm" or (live.answer is None and self._defect("ctap-dropped-prompt-allows")):
                 return
             raise CtapStatus(OPERATION_DENIED)
@@ -235,6 +235,13 @@ class Authenticator:
             self._take_down(live)
             raise CtapStatus(USER_ACTION_TIMEOUT)
         raise CtapStatus(USER_ACTION_PENDING)
+
+    def _count(self) -> int:
+        """The signature counter, raised for one more signature: KeyOS raises it at every signature
+        (os/fido/src/implementation.rs ``sign_der``: ``inc_signature_counter``), so it never stays 0."""
+        if not self._defect("ctap-counter-never-moves"):
+            self.counter += 1
+        return self.counter
 
     def _defect(self, name: str) -> bool:
         return self.prime.keyos.defects.has(name)
@@ -282,14 +289,15 @@ def _check_pin_uv(req: dict) -> None:
         raise CtapStatus(INVALID_PARAMETER if 9 in req else MISSING_PARAMETER)
 
 
-def _options(opts, uv_taken: bool = False) -> dict:
-    """``uv_taken``: a seeded defect's authenticator, which lets a request that demands user verification on."""
+def _options(opts, uv_taken: bool = False, rk_ignored: bool = False) -> dict:
+    """``uv_taken`` / ``rk_ignored``: a seeded defect's authenticator, which lets a request that demands user
+    verification on / answers a request for a discoverable credential with a plain one."""
     if opts is None:
         return {}
     if not isinstance(opts, dict) or not all(isinstance(v, bool) for v in opts.values()):
         raise CtapStatus(CBOR_UNEXPECTED_TYPE)
     if opts.get("uv") is True and not uv_taken:
         raise CtapStatus(INVALID_OPTION)  # no built-in user verification
-    if "rk" in opts:
+    if "rk" in opts and not rk_ignored:
         raise CtapStatus(UNSUPPORTED_OPTION)  # no discoverable credentials
     return opts

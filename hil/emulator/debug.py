@@ -181,7 +181,11 @@ class DebugProtocol:
     def _set_system_time(self, payload: bytes) -> bytes:
         seconds = p.parse_u64(payload, "SET_SYSTEM_TIME payload")
         with self.prime.lock:
-            if refused := self._locked_or_no_developer_mode("set_system_time"):
+            if self.prime.keyos.defects.has("clock-ignores-developer-mode"):  # the defect: the lock alone
+                refused = LOCKED if self.prime.is_locked() else None
+            else:
+                refused = self._locked_or_no_developer_mode("set_system_time")
+            if refused:
                 return refused
             if (seconds == 0 and not self.prime.keyos.defects.has("clock-takes-zero")) or seconds > 0xFFFFFFFF:
                 self.log("WARN", f"set_system_time rejected: {seconds} is outside the RTC range")

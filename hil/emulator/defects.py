@@ -32,10 +32,20 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_permissions.py::"
         "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
         "development"),
+    "kernel-allow-adds-the-next-id": (
+        "the broker's Allow adds message_id..message_id+2 to the waiting connection, so the undeclared id after the "
+        "allowed one is delivered unasked",
+        "suites/security/test_permissions.py::test_an_allow_opens_the_asked_message_and_not_its_neighbours",
+        "development"),
     "no-deny-log-line": (
         "the kernel denies an undeclared send silently, without its log line",
         "suites/security/test_permissions.py::"
         "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
+        "development"),
+    "ranged-permissions-skip-the-signature-tier": (
+        "app-manager hands the kernel a 1.0.0 manifest's id ranges whole, so a third-party app declaring os/security "
+        "0..64 is delivered GetSeed (Foundation only) and GetAppSeed (grant on first use) unasked",
+        "suites/security/test_permissions.py::test_a_ranged_declaration_keeps_each_messages_tier_and_grant",
         "development"),
     "app-server-declarations-ignored": (
         "app-manager resolves declared messages against the OS's servers only, so a declared message of a server "
@@ -47,6 +57,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_permissions.py::"
         "test_declared_messages_delivered_undeclared_denied_with_log_line[file-vault-demo]",
         "development"),
+    "approved-subgroup-answers-undeclared": (
+        "GetPermissionRequestInfo answers AlreadyApproved for any message of an allowed subgroup before checking the "
+        "app declared it, so an app declaring Airlock read is given Airlock write unasked",
+        "suites/security/test_permissions.py::test_a_subgroups_grant_covers_only_the_messages_declared", "development"),
     "broker-persists-not-now": (
         "'Not Now' is stored like 'Never Allow' instead of denying for this run only",
         "suites/security/test_permissions.py::test_not_now_denies_for_this_run_only", "development"),
@@ -61,6 +75,14 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "gui-server takes a press on the permission popup's first row as one outside it, so it cancels the prompt",
         "suites/security/test_permissions.py::test_the_prompts_top_edge_is_exact[first-row-of-the-prompt]",
         "development"),
+    "not-now-denies-every-app": (
+        "a 'Not Now' is looked up by subgroup alone, so while the app that was told it runs, every other app asking "
+        "for that subgroup is denied without being asked",
+        "suites/security/test_permissions.py::test_not_now_binds_only_the_app_that_said_it", "development"),
+    "ctap-prompt-names-the-rp-by-its-own-name": (
+        "the registration prompt shows the RP's self-chosen name (rp.name) where the RP id belongs, so a site can "
+        "present itself as any other",
+        "suites/security/test_fido.py::test_the_registration_prompt_names_the_rp_id", "development"),
     "broker-ignores-persisted-deny": (
         "a stored 'Never Allow' is ignored and the user is asked again",
         "suites/security/test_permissions.py::test_never_allow_persists", "development"),
@@ -78,6 +100,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "broker-keeps-withdrawn-prompt": (
         "a prompt whose request was withdrawn (its app closed, its send gave up) stays on the screen",
         "suites/security/test_trusted_display.py::test_prompt_leaves_with_its_request", "development"),
+    "timed-out-send-keeps-its-prompt": (
+        "a send that gave up waiting frees its request slot but the broker is never told, so its prompt stays up and "
+        "answers nothing",
+        "suites/security/test_trusted_display.py::test_prompt_leaves_when_its_send_gives_up", "development"),
     "modal-over-lockscreen": (
         "the permission prompt is drawn over the lock screen instead of queued until unlock",
         "suites/security/test_trusted_display.py::test_no_prompt_over_the_lock_screen", "development"),
@@ -229,6 +255,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "bootloader-anti-rollback-a-second-slack": (
         "keyos-boot refuses an image older than the anti-rollback value by more than a second only",
         "suites/security/test_firmware.py::test_device_refuses_bad_firmware[rolled-back-a-second]", "development"),
+    "kernel-merges-a-fifth-range-into-the-last": (
+        "MessagePermissions.add folds a fifth run of ids >= 64 into the last range instead of refusing it, permitting "
+        "every undeclared id between them",
+        "suites/security/test_permissions.py::test_a_fifth_run_of_high_ids_is_refused_not_merged", "development"),
     "kernel-merges-runs-one-apart": (
         "MessagePermissions.add merges a run into a range one id away, permitting the undeclared id between them",
         "suites/security/test_permissions.py::test_runs_one_id_apart_stay_apart", "development"),
@@ -253,9 +283,17 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "ctap-confirm-outlives-its-request": (
         "a Confirm nobody collected (its platform left) lets the next, different CTAP2 request through unprompted",
         "suites/security/test_fido.py::test_a_confirm_answers_only_the_request_it_was_shown_for", "development"),
+    "ctap-confirm-answers-twice": (
+        "a confirmed presence prompt is not spent: the very same request sent again later is answered again, "
+        "unprompted, so one touch yields two signatures",
+        "suites/security/test_fido.py::test_a_confirm_answers_its_request_once", "development"),
     "ctap-silent-assertion-claims-presence": (
         "getAssertion with up = false sets the UP flag in its authenticator data though nobody was asked",
         "suites/security/test_fido.py::test_a_silent_assertion_claims_no_presence", "development"),
+    "clock-ignores-developer-mode": (
+        "SET_SYSTEM_TIME checks only the lock, not Developer Mode, so the clock every certificate is judged by moves "
+        "with Developer Mode off",
+        "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates", "development"),
     "clock-takes-zero": (
         "SET_SYSTEM_TIME takes 0 (the clock set to 1970, before every certificate's not-before) instead of Err",
         "suites/security/test_lockdown.py::test_clock_takes_exactly_the_rtc_range", "development"),
@@ -276,7 +314,15 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_fido.py::test_no_presence_prompt_over_the_lock_screen", "development"),
     "ctap-accepts-uv-option": (
         "a makeCredential that demands user verification (option uv) is taken on with presence alone",
-        "suites/security/test_fido.py::test_user_verification_is_never_claimed", "development"),
+        "suites/security/test_fido.py::test_user_verification_is_never_claimed[registration]", "development"),
+    "ctap-assertion-accepts-uv-option": (
+        "a getAssertion that demands user verification (option uv) is answered after a presence prompt alone, not "
+        "refused as an option the Prime lacks",
+        "suites/security/test_fido.py::test_user_verification_is_never_claimed[assertion]", "development"),
+    "ctap-ignores-rk-option": (
+        "a makeCredential asking for a discoverable credential (option rk) is registered as a plain one after the "
+        "presence prompt instead of refused UNSUPPORTED_OPTION",
+        "suites/security/test_fido.py::test_a_malformed_request_is_refused_with_its_status_unprompted", "development"),
     "ctap-cose-key-wrong-curve": (
         "the registered credential's COSE key names curve P-384 (crv 2) for its P-256 key",
         "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),
@@ -307,6 +353,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "getAssertion signs with the counter as it stands without raising it, so two assertions carry the same "
         "non-zero counter",
         "suites/security/test_fido.py::test_the_signature_counter_rises_with_every_assertion", "development"),
+    "ctap-counter-never-moves": (
+        "the authenticator never raises its signature counter, so every registration and assertion carries 0 (which "
+        "WebAuthn allows an authenticator without a counter, but KeyOS raises it at every signature)",
+        "suites/security/test_fido.py::test_the_signature_counter_rises_with_every_assertion", "development"),
     "sideload-one-signature-is-foundation": (
         "app-manager takes an app ELF signed by one trusted signer in the first slot only (PartiallyTrusted) for a "
         "Foundation app, as if both signatures were there",
@@ -315,6 +365,11 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "app-manager keeps grants per permission group, not per subgroup, so allowing User files also allows Airlock "
         "files (both file-system.*) without asking",
         "suites/security/test_permissions.py::test_a_subgroups_grant_leaves_its_sibling_subgroups_asking", "development"),
+    "certificate-key-on-any-curve": (
+        "INSTALL_CERTIFICATE takes a publisher certificate whose key is on any elliptic curve (P-256, say), not only "
+        "secp256k1",
+        "suites/security/test_permissions.py::test_certificate_outside_the_publisher_profile_installs_nothing"
+        "[not-secp256k1]", "development"),
     "certificate-profile-flaws-must-all-be-there": (
         "app-manager refuses a publisher certificate only when it is a CA *and* lacks digitalSignature *and* lacks "
         "codeSigning, so a CA certificate, or one for another use, installs",

@@ -179,7 +179,8 @@ def test_developer_mode_answer_follows_the_settings_toggle(prime, touch, look, s
 def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch, look, station):
     """Developer Mode gates LOAD_APP_* and INSTALL_CERTIFICATE on every build (keyos.md §5.1, §9), not only
     the interface's presence on production: a development build keeps its link but must refuse both, at
-    the first command (LOAD_APP_BEGIN), with nothing installed."""
+    the first command (LOAD_APP_BEGIN), with nothing installed; and SET_SYSTEM_TIME, which moves what every
+    certificate's validity is judged against, takes the same gate (os/usb-debug/src/dispatch.rs ``set_system_time``)."""
     if (why := station.profile.developer_mode_unreadable()) is not None:
         pytest.skip(why)
     assert prime.developer_mode() is True
@@ -193,7 +194,8 @@ def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch, look
     try:
         for what, call in [("LOAD_APP_BEGIN", lambda: prime.sideload(P.probe_app_id("developer-mode-off"),
                                                                      {"manifest.json": b"{}"})),
-                           ("INSTALL_CERTIFICATE", lambda: prime.install_certificate(stranger.fingerprint, stranger.pem))]:
+                           ("INSTALL_CERTIFICATE", lambda: prime.install_certificate(stranger.fingerprint, stranger.pem)),
+                           ("SET_SYSTEM_TIME", lambda: prime.set_system_time(prime.system_time()))]:
             try:
                 call()
                 refused[what] = None

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hil import probe as P
@@ -51,8 +52,23 @@ def pytest_generate_tests(metafunc):
 # ------------------------------------------------------------------------------ expectations
 
 
-def expectations(manifest: Manifest, matrix: CapabilityMatrix) -> list[tuple[dict, bool]]:
-    """(probe step, delivered?) for a third-party probe holding ``manifest``'s declarations."""
+def delivered_unasked(msg) -> bool:
+    """Whether a declared message reaches a third-party app at once: foundation-tier messages stay out and
+    grant-on-first-use ones wait for the user, however they were declared (by name, or inside a 1.0.0 id range)."""
+    return msg.signature_satisfied_by(False) and msg.approval != "grantOnFirstUse"
+
+
+def ranges_overflow(ids: set[int]) -> bool:
+    """Whether a connection permitting exactly ``ids`` needs more than the kernel's four range slots: each maximal
+    run holding an id >= 64 takes one (server.rs ``MessagePermissions``); KeyOS then refuses the connection itself
+    (xous/names ``connect_impl``: ``allow_messages_on_connection`` fails), so every send to that server fails."""
+    runs = [mid for mid in ids if mid >= 64 and (mid - 1 not in ids or mid == 64)]
+    return len(runs) > 4
+
+
+def expectations(manifest: Manifest, matrix: CapabilityMatrix) -> list[tuple[dict, str]]:
+    """(probe step, its answer: Ok, AccessDenied, or KernelTableFull where the connection cannot be made) for a
+    third-party probe holding ``manifest``'s declarations."""
     cases: list[tuple[dict, bool]] = []
     declared_ids: dict[str, set[int]] = {}
     for server, names in manifest.permissions.items():
@@ -60,16 +76,21 @@ def expectations(manifest: Manifest, matrix: CapabilityMatrix) -> list[tuple[dic
             msg = matrix.message(server, name)
             if msg is None:
                 continue  # a message of a server the matrix does not list: nothing to expect
-            # a third-party app: foundation-tier messages stay out; grant-on-first-use waits for the user
-            ok = msg.signature_satisfied_by(False) and msg.approval != "grantOnFirstUse"
-            cases.append((P.send(server, name, wait=False), ok))
+            cases.append((P.send(server, name, wait=False), delivered_unasked(msg)))
             declared_ids.setdefault(matrix.canonical(server), set()).add(msg.id)
     for server, ranges in manifest.permission_ranges.items():
         ids = declared_ids.setdefault(matrix.canonical(server), set())
+        known = {m.id: m for m in matrix.servers.get(matrix.canonical(server), {}).values()}
         for a, b in ranges:
             ids.update(range(a, b))
-            for mid in sorted({a, a + 1, (a + b) // 2, min(b, 64) - 1, 64 if a <= 64 < b else a, b - 1} & set(range(a, b))):
-                cases.append((P.send(server, id=mid, wait=False), True))
+            edges = {a, a + 1, (a + b) // 2, min(b, 64) - 1, 64 if a <= 64 < b else a, b - 1}
+            for mid in sorted((edges | set(known)) & set(range(a, b))):  # the edges and every message inside
+                cases.append((P.send(server, id=mid, wait=False), mid not in known or delivered_unasked(known[mid])))
+    permitted: dict[str, set[int]] = {}  # per server, the ids a ranged declaration hands the kernel
+    for server, ranges in manifest.permission_ranges.items():
+        known = {m.id: m for m in matrix.servers.get(matrix.canonical(server), {}).values()}
+        permitted.setdefault(matrix.canonical(server), set()).update(
+            mid for a, b in ranges for mid in range(a, b) if mid not in known or delivered_unasked(known[mid]))
     for server in sorted({*matrix.servers, *manifest.permission_ranges}):
         canonical = matrix.canonical(server)
         ids = declared_ids.get(canonical, set())
@@ -83,7 +104,9 @@ def expectations(manifest: Manifest, matrix: CapabilityMatrix) -> list[tuple[dic
                 step = P.send(name, known[mid], wait=False) if mid in known and not manifest.permission_ranges \
                     else P.send(name, id=mid, wait=False)
                 cases.append((step, False))
-    return cases
+    full = {server for server, ids in permitted.items() if ranges_overflow(ids)}
+    return [(step, "KernelTableFull" if matrix.canonical(step["server"]) in full else "Ok" if ok else "AccessDenied")
+            for step, ok in cases]
 
 
 CHUNK = 30  # ~280 ring bytes per denied send: a chunk stays well inside the 16 KiB log ring (docs/probe.md §4)
@@ -92,7 +115,7 @@ CHUNK = 30  # ~280 ring bytes per denied send: a chunk stays well inside the 16 
 def test_declared_messages_delivered_undeclared_denied_with_log_line(app_manifest, matrix, probe, probe_id, station,
                                                                      record_property):
     all_cases = expectations(app_manifest, matrix)
-    assert any(ok for _, ok in all_cases) and any(not ok for _, ok in all_cases), "nothing to check on both sides"
+    assert {"Ok", "AccessDenied"} <= {want for _, want in all_cases}, "nothing to check on both sides"
     deny_lines = deny_lines_reach_the_lab(station, record_property)
     for start in range(0, len(all_cases), CHUNK):
         _check_chunk(all_cases[start:start + CHUNK], app_manifest, matrix, probe, probe_id(str(start)), deny_lines)
@@ -104,8 +127,7 @@ def _check_chunk(cases, app_manifest, matrix, probe, app_id, deny_lines: bool):
     probe.close(run)
     assert len(records) == len(cases), f"{len(records)} records for {len(cases)} sends"
     wrong = []
-    for (step, ok), rec in zip(cases, records):
-        want = "Ok" if ok else "AccessDenied"
+    for (step, want), rec in zip(cases, records):
         if rec["result"] != want:
             wrong.append(f"{step['server']} {step.get('message', '')}#{rec.get('id', step.get('id'))}: "
                          f"{rec['result']}, expected {want}")
@@ -113,13 +135,13 @@ def _check_chunk(cases, app_manifest, matrix, probe, app_id, deny_lines: bool):
     if not deny_lines:
         return
     # every denial is the kernel's own, logged for that send, in order, naming sender and message
-    denied_ids = [rec["id"] for (_, ok), rec in zip(cases, records) if not ok]
+    denied_ids = [rec["id"] for (_, want), rec in zip(cases, records) if want == "AccessDenied"]
     logged = [d.msgid for d in run.denies if d.pid == run.pid]
     assert logged == denied_ids, (f"kernel deny lines for PID {run.pid} do not match the denied sends: "
                                   f"logged {logged[:20]}…, denied {denied_ids[:20]}…")
     # the line names the target: one SID per server, a different SID for different servers
     sids: dict[str, set[str]] = {}
-    for (step, ok), d in zip([c for c in cases if not c[1]], [d for d in run.denies if d.pid == run.pid]):
+    for (step, _), d in zip([c for c in cases if c[1] == "AccessDenied"], [d for d in run.denies if d.pid == run.pid]):
         sids.setdefault(matrix.canonical(step["server"]), set()).add(d.sid)
     assert all(len(s) == 1 for s in sids.values()), f"one server, several SIDs in deny lines: {sids}"
     assert len({next(iter(s)) for s in sids.values()}) == len(sids), f"two servers share a SID: {sids}"
@@ -166,6 +188,26 @@ def test_a_run_ending_at_64_takes_no_range_slot(probe, probe_id, station, record
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
 
 
+# five separate runs of high ids on one server: one more than the kernel's four range slots
+FIVE_RUNS = ((1000, 1001), (2000, 2001), (3000, 3001), (4000, 4001), (5000, 5001))
+
+
+def test_a_fifth_run_of_high_ids_is_refused_not_merged(probe, probe_id):
+    """The kernel keeps four ranges for ids >= 64 (server.rs ``MessagePermissions``): a fifth separate run does not
+    fit and is refused (``KernelTableFull``), and with it the connection (KeyOS's name server cannot make it,
+    xous/names ``connect_impl``); it is never folded into a neighbouring range, which would permit every undeclared
+    id between them. Every send to that server, declared, undeclared or between the runs, fails the same way."""
+    server, app_id = "os/gui-server", probe_id()
+    doc = {"appName": {"en": "Five Runs"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
+           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in FIVE_RUNS]}
+    ids = [1000, 4000, 4500, 5000]  # a declared id, the fourth run, the gap, the fifth run
+    assert ranges_overflow({mid for a, b in FIVE_RUNS for mid in range(a, b)})
+    run = probe.run(loads(json.dumps(doc), "<probe Five Runs>/manifest.json"),
+                    [P.send(server, id=mid, wait=False) for mid in ids])
+    got = {mid: rec["result"] for mid, rec in zip(ids, run.finish())}
+    assert got == {mid: "KernelTableFull" for mid in ids}, f"five runs {FIVE_RUNS} on {server}: answered {got}"
+
+
 # two runs with exactly one id between them (server.rs ``MessagePermissions::add``: a run joins a range it overlaps
 # or touches, so the id between stays out); ids far above any message the matrix names
 RUNS_ONE_APART = ((1000, 1001), (1002, 1003))
@@ -184,6 +226,33 @@ def test_runs_one_id_apart_stay_apart(probe, probe_id, station, record_property)
     want = {mid: "Ok" if ok else "AccessDenied" for mid, ok in cases}
     assert got == want, f"runs {RUNS_ONE_APART} on {server}: answered {got}, expected {want}"
     if deny_lines_reach_the_lab(station, record_property):
+        assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
+
+
+def test_a_ranged_declaration_keeps_each_messages_tier_and_grant(probe, probe_id, matrix, screen, station,
+                                                                 record_property):
+    """A 1.0.0 manifest declares id ranges, and a range declares each message in it, with that message's signature
+    tier and grant (KeyOS resolves every declared permission to its message, xous/names/src/main.rs, and holds it to
+    its tier, app-manager permission_catalog.rs): a third-party app declaring os/security 0..64 is delivered the
+    general-status messages at once, but not GetSeed (Foundation only) nor GetAppSeed (grant on first use), and a
+    waiting GetAppSeed is asked for on the display as if it had been declared by name."""
+    server, app_id = "os/security", probe_id()
+    doc = {"appName": {"en": "Ranged"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
+           "permissions": [{"server": server, "messages": "0..64"}]}
+    names = ("GetOsVersionInfo", "GetDeviceId", "GetRandom", "GetSeed", "SetSeed", "GetAppSeed")
+    msgs = [matrix.message(server, n) for n in names]
+    assert all(m is not None and m.id < 64 for m in msgs), f"{names} are not all ids below 64 of {server}"
+    cases = [(m.id, delivered_unasked(m)) for m in msgs]
+    assert {ok for _, ok in cases} == {True, False}, f"{names}: nothing to check on both sides"
+    run = probe.run(loads(json.dumps(doc), "<probe Ranged>/manifest.json"),
+                    [P.send(server, id=mid, wait=False) for mid, _ in cases]
+                    + [P.send(server, "GetAppSeed", wait=True, timeout_s=60)])
+    got = {name: result_without_prompt(screen, run, i)["result"] for i, name in enumerate(names)}
+    want = {name: "Ok" if ok else "AccessDenied" for name, (_, ok) in zip(names, cases)}
+    assert got == want, f"{server} 0..64 declared by a third-party app: answered {got}, expected {want}"
+    asked = answer_prompt(screen, "Not Now", run=run, step=len(names))
+    assert asked["result"] == "AccessDenied", f"'Not Now' on the ranged GetAppSeed's prompt answered {asked}"
+    if deny_lines_reach_the_lab(station, record_property):  # the broker's denial is not the kernel's: no line
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
 
 
@@ -246,6 +315,22 @@ def test_first_use_prompts_then_always_allow_persists_for_the_subgroup(server, m
             "the grant did not cover the rest of its subgroup"
 
 
+def test_an_allow_opens_the_asked_message_and_not_its_neighbours(probe, probe_id, templates, matrix, screen):
+    """The broker's Allow widens the waiting connection by the one id it asked about (permission_requests.rs
+    ``resolve_message_permission``: the request's message id, nothing around it): after GetAppSeed is allowed,
+    the ids just below and above it on the same connection, which the app never declared, are still refused."""
+    server, name = "os/security", "GetAppSeed"
+    mid = matrix.message(server, name).id
+    declared = {m.id for m in matrix.servers[server].values() if m.name == name}
+    neighbours = [n for n in (mid - 1, mid + 1) if n >= 0 and n not in declared]
+    run = probe.run(manifest_for(probe_id(), "Neighbours", {server: [name]}, templates),
+                    [P.send(server, name, wait=True, timeout_s=60)] + [P.send(server, id=n, wait=False) for n in neighbours])
+    assert answer_prompt(screen, "Always Allow", run=run, step=0)["result"] == "Ok", "the allowed GetAppSeed failed"
+    got = {n: rec["result"] for n, rec in zip(neighbours, run.finish()[1:])}
+    assert got == {n: "AccessDenied" for n in neighbours}, \
+        f"allowing {name} (id {mid}) also opened the undeclared ids around it on its connection: {got}"
+
+
 @pytest.mark.parametrize("name", ["Wallet Companion Extended Edition Pro", "Wallet Companion Edition"],
                          ids=["long", "exactly-24"])
 def test_prompt_caps_the_apps_name(name, probe, probe_id, templates, screen):
@@ -278,6 +363,19 @@ def test_a_subgroups_grant_leaves_its_sibling_subgroups_asking(probe, probe_id, 
     assert sibling["result"] == "AccessDenied", f"Airlock files, answered 'Not Now', answered {sibling}"
 
 
+def test_a_subgroups_grant_covers_only_the_messages_declared(probe, probe_id, templates, screen):
+    """A subgroup's grant covers the messages of it the app *declared* (GetPermissionRequestInfo answers Unauthorized
+    for an undeclared one before it looks at grants, os/app-manager, keyos.md §1.4): an app declaring only
+    GetAirlockReadAccess, once Airlock files are allowed, is still refused GetAirlockWriteAccess, unasked."""
+    m = manifest_for(probe_id(), "Read Only", {"os/fs": ["GetAirlockReadAccess"]}, templates)
+    run = probe.run(m, [P.send("os/fs", "GetAirlockReadAccess", wait=True, timeout_s=60),
+                        P.send("os/fs", "GetAirlockWriteAccess", wait=True, timeout_s=20)])
+    allowed = answer_prompt(screen, "Always Allow", body="Read Only wants to access Airlock files", run=run, step=0)
+    assert allowed["result"] == "Ok", f"the allowed Airlock files grant (control) answered {allowed}"
+    write = result_without_prompt(screen, run, 1)
+    assert write["result"] == "AccessDenied", f"the undeclared GetAirlockWriteAccess, its subgroup allowed, answered {write}"
+
+
 def _seed_probe(probe, app_id, templates, steps):
     return probe.run(manifest_for(app_id, "Seed Probe", {"os/security": ["GetAppSeed"]}, templates), steps)
 
@@ -304,6 +402,21 @@ def test_not_now_denies_for_this_run_only(probe, probe_id, templates, screen):
     again = probe.launch(app_id)
     answer_prompt(screen, "Always Allow", run=again, step=0)  # asked again: 'Not Now' was not stored
     assert again.step(0, timeout=60)["result"] == "Ok"
+
+
+def test_not_now_binds_only_the_app_that_said_it(probe, probe_id, templates, screen):
+    """'Not Now' is kept for the requesting run only (gui-server ``DenyForRun``, keyos.md §1.4): while the app that
+    was told it still runs, another app asking for the same subgroup is asked for itself."""
+    first = _seed_probe(probe, probe_id("first"), templates,
+                        [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60), P.await_locked(timeout_s=120)])
+    denied = answer_prompt(screen, "Not Now", run=first, step=0)
+    assert denied["result"] == "AccessDenied", f"'Not Now' (control) answered {denied}"
+    other = _seed_probe(probe, probe_id("other"), templates, [P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)])
+    try:
+        asked = answer_prompt(screen, "Not Now", run=other, step=0)
+    finally:
+        probe.close(first)
+    assert asked["result"] == "AccessDenied", f"the second app's own 'Not Now' answered {asked}"
 
 
 def test_unanswered_prompt_denies_and_stores_nothing(probe, probe_id, templates, screen, unlocked_prime):
@@ -649,14 +762,19 @@ def test_a_certificate_is_taken_up_to_16_kib_and_no_larger(unlocked_prime):
     assert prime.publisher_count().installed == before.installed + 1, "a certificate of exactly 16 KiB did not install"
 
 
-@pytest.mark.parametrize("flaw", ["certificate-authority", "not-for-code-signing"])
+PROFILE_FLAWS = {"certificate-authority": {"ca": True},
+                 "not-for-code-signing": {"usage": ExtendedKeyUsageOID.SERVER_AUTH},
+                 "not-secp256k1": {"curve": ec.SECP256R1()}}
+
+
+@pytest.mark.parametrize("flaw", list(PROFILE_FLAWS))
 def test_certificate_outside_the_publisher_profile_installs_nothing(flaw, unlocked_prime):
-    """A publisher certificate is X.509 v3, CA:FALSE, digitalSignature, EKU codeSigning (keyos.md §3.2,
-    ``os/app-manager/THIRD_PARTY_CERTIFICATE_FORMAT.md``): one that is a CA, or whose extended key usage is not code
-    signing, is refused with its own, matching fingerprint, and installs nothing."""
+    """A publisher certificate is X.509 v3, a secp256k1 key, CA:FALSE, digitalSignature, EKU codeSigning (keyos.md
+    §3.2, ``os/app-manager/THIRD_PARTY_CERTIFICATE_FORMAT.md``): one that is a CA, whose extended key usage is not
+    code signing, or whose key is on another curve, is refused with its own, matching fingerprint, and installs
+    nothing."""
     prime = unlocked_prime
-    flawed = {"ca": True} if flaw == "certificate-authority" else {"usage": ExtendedKeyUsageOID.SERVER_AUTH}
-    pub = P.Publisher.create(prime.system_time(), name=f"prime-hil {flaw}", **flawed)
+    pub = P.Publisher.create(prime.system_time(), name=f"prime-hil {flaw}", **PROFILE_FLAWS[flaw])
     before = prime.publisher_count()
     with pytest.raises(DeviceError):
         prime.install_certificate(pub.fingerprint, pub.pem)

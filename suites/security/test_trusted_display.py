@@ -50,6 +50,21 @@ def test_prompt_leaves_with_its_request(probe, probe_id, templates, screen):
     wait_prompt_gone(screen, PROMPT_GONE_S, " after its app was closed")
 
 
+def test_prompt_leaves_when_its_send_gives_up(probe, probe_id, templates, screen):
+    """A send that stops waiting (its timeout ran out: ``Timeout``) takes its request back, and the broker is told
+    (permission_requests.rs: a withdrawn request's prompt is dismissed), so its prompt leaves the screen: an answer
+    to it could only mislead the user."""
+    run = probe.run(manifest_for(probe_id(), "Impatient", {"os/security": ["GetAppSeed"]}, templates),
+                    [P.send("os/security", "GetAppSeed", wait=True, timeout_s=20), P.await_locked(timeout_s=120)])
+    screen.wait_for(PROMPT_TITLE)
+    gave_up = run.step(0, timeout=60)
+    assert gave_up["result"] == "Timeout", f"the unanswered send (control) answered {gave_up}"
+    try:
+        wait_prompt_gone(screen, PROMPT_GONE_S, " after its send gave up")
+    finally:
+        probe.close(run)
+
+
 def test_no_prompt_over_the_lock_screen(probe, probe_id, templates, screen, unlocked_prime, touch, look, pin):
     prime = unlocked_prime
     run = probe.run(manifest_for(probe_id(), "Queued", {"os/security": ["GetAppSeed"]}, templates),
