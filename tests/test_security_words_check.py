@@ -1,0 +1,107 @@
+"""The lock screen's security-words check (suites/security/test_secure_element.py) on a scripted unit, no
+device: a unit that takes the typed keys late (a loaded host, a robot's queue, a lagging camera) is waited
+for and passes; one that never takes them is broken; only words that do not follow the PIN fail."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "suites" / "security"))
+with warnings.catch_warnings():  # the suite's marks are registered by the suites' conftest, not here
+    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+    import test_secure_element as suite  # noqa: E402
+from security_helpers import PromptNotSeen  # noqa: E402
+
+PIN = "123456"
+KEYS = {str(d): (d, 0) for d in range(10)} | {"\b": (100, 0), "\n": (200, 0)}
+
+
+class Clock:
+    """The suite's ``time``: every read of the screen and every sleep moves it on, so no test waits."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+WORDS = "ability able about above absent absorb abstract absurd abuse access".split()
+
+
+class LockScreen:
+    """A lock screen that takes one typed key every ``reads_per_key`` reads of it (one second each) and
+    shows two words for each 4-digit prefix, none below 4 digits: ``words(prefix, entries)``, where
+    ``entries`` counts the prefixes typed so far."""
+
+    def __init__(self, clock: Clock, reads_per_key: int, takes_delete: bool = True,
+                 words=lambda prefix, entries: f"abandon {WORDS[int(prefix) % 10]}"):
+        self.clock, self.reads_per_key, self.words, self.takes_delete = clock, reads_per_key, words, takes_delete
+        self.queue: list[str] = []
+        self.entered = ""
+        self.reads = self.entries = 0
+
+    def tap(self, x: int, y: int) -> None:
+        self.queue.append(next(k for k, at in KEYS.items() if at == (x, y)))
+
+    def text(self) -> str:
+        self.clock.now += 1.0
+        self.reads += 1
+        if self.queue and self.reads % self.reads_per_key == 0:
+            key = self.queue.pop(0)
+            if key == "\b":
+                self.entered = self.entered[:-1] if self.takes_delete else self.entered
+            elif key != "\n":
+                self.entered += key
+                self.entries += len(self.entered) == 4
+        return "Enter PIN " + (self.words(self.entered[:4], self.entries) if len(self.entered) >= 4 else "Security words")
+
+
+@pytest.fixture
+def unit(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(suite, "time", clock)
+    monkeypatch.setattr(suite, "scaled", lambda seconds: seconds)  # an idle host: the lag alone is tested
+    for name, fake in {"show_lock_screen": lambda prime, touch: None, "is_locked": lambda prime: True,
+                       "wait_unlocked": lambda prime: True,
+                       "wait_pin_screen": lambda look: SimpleNamespace(keys=KEYS, delete=KEYS["\b"], enter=KEYS["\n"])
+                       }.items():
+        monkeypatch.setattr(suite, name, fake)
+    return clock
+
+
+def run_check(screen: LockScreen) -> None:
+    suite.test_security_words_show_on_the_lock_screen(None, screen, None, screen, PIN)
+
+
+def test_a_unit_taking_keys_late_on_a_loaded_host_is_waited_for(unit, monkeypatch):
+    """Two reads per key (2.4 s with the pause between reads) on a host loaded to twice the idle time: the first
+    prefix settles in 12 s, but deleting it and typing the next takes 19 s, past the old unscaled 15 s settle
+    window, after which the first prefix's words were taken for the second's (red on the good build)."""
+    monkeypatch.setattr(suite, "scaled", lambda seconds: 2 * seconds)
+    run_check(LockScreen(unit, reads_per_key=2))
+
+
+def test_words_that_never_leave_the_display_are_broken_not_failed(unit):
+    """The unit never took the deletes: no verdict on the next prefix's words (the old check, at its deadline,
+    failed on the same words still shown)."""
+    with pytest.raises(PromptNotSeen, match="stayed on the display"):
+        run_check(LockScreen(unit, reads_per_key=1, takes_delete=False))
+
+
+def test_words_that_ignore_the_pin_fail(unit):
+    with pytest.raises(AssertionError, match="do not depend on the PIN"):
+        run_check(LockScreen(unit, reads_per_key=1, words=lambda prefix, entries: "abandon ability"))
+
+
+def test_words_that_change_for_the_same_prefix_fail(unit):
+    with pytest.raises(AssertionError, match="same PIN prefix gave different"):
+        run_check(LockScreen(unit, reads_per_key=1, words=lambda prefix, entries: f"abandon {WORDS[entries]}"))
