@@ -16,6 +16,7 @@ from hil.link.client import CommandRefused, DeviceError
 from hil.link.state import DeviceStateError
 from hil.link.protocol import LaunchStatus
 from hil.link.transport import LinkClosed, LinkError
+from hil.machine import scaled
 from hil.vision.controls import wait_control
 from security_helpers import SETTINGS_APP, manifest_for
 
@@ -25,8 +26,8 @@ NETWORK_SERVERS = ("os/net", "os/network", "os/tcp", "os/udp", "os/dns", "os/wif
 NETWORK_NAME = re.compile(r"\b(net|network|tcp|udp|dns|wifi|ethernet|http)\b")
 SERVER_ROW = re.compile(r"^\s*\d+\s*\|\s*\d+\s*\|\s*(.*?)\s*\|\s*([0-9a-f]{32})\s*$", re.MULTILINE)
 DEVELOPER_MODE = "Developer Mode"  # assumed: gui-app-settings' row label (its screens are not indexed in full)
-REENUMERATE_S = 10.0  # a unit whose interface came back takes this long at most to answer again
-SETTLE_S = 5.0  # a tap on the toggle takes effect within this
+REENUMERATE_S = 10.0  # a unit whose interface came back takes this long at most to answer again (idle host)
+SETTLE_S = 5.0  # a tap on the toggle takes effect within this (idle host; each wait scales it with the load)
 
 
 def test_build_answers_as_its_declared_flavour(device_under_test):
@@ -96,7 +97,7 @@ def reopen(prime) -> None:
     """Reconnect on purpose, after the test itself took the interface away and brought it back (the unit
     re-enumerates first); a link that stays down past the bound is raised."""
     prime.close()
-    deadline = time.monotonic() + REENUMERATE_S
+    deadline = time.monotonic() + scaled(REENUMERATE_S)
     while True:
         try:
             prime.open()
@@ -111,7 +112,7 @@ def reopen(prime) -> None:
 
 def developer_mode_within(prime, wanted: bool) -> bool:
     """Poll GET_DEVELOPER_MODE until it answers ``wanted`` (a robot's tap lands a moment after it returns)."""
-    deadline = time.monotonic() + SETTLE_S
+    deadline = time.monotonic() + scaled(SETTLE_S)
     while prime.developer_mode() is not wanted:
         if time.monotonic() > deadline:
             return False
@@ -121,7 +122,7 @@ def developer_mode_within(prime, wanted: bool) -> bool:
 
 def link_gone_within(prime) -> bool:
     """Whether the interface leaves within SETTLE_S (answers until then, even "off", do not count)."""
-    deadline = time.monotonic() + SETTLE_S
+    deadline = time.monotonic() + scaled(SETTLE_S)
     try:
         while time.monotonic() < deadline:
             prime.developer_mode()

@@ -1,6 +1,9 @@
-"""The lock screen's security-words check (suites/security/test_secure_element.py) on a scripted unit, no
-device: a unit that takes the typed keys late (a loaded host, a robot's queue, a lagging camera) is waited
-for and passes; one that never takes them is broken; only words that do not follow the PIN fail."""
+"""Suite checks whose waits once ran out on the good build under load, on scripted units (no device, no wait:
+a fake clock moves on with every read and sleep).  The lock screen's security-words check
+(suites/security/test_secure_element.py): a unit that takes the typed keys late (a loaded host, a robot's
+queue, a lagging camera) is waited for and passes; one that never takes them is broken; only words that do
+not follow the PIN fail.  The Developer Mode toggle's waits (suites/security/test_lockdown.py) scale with the
+host's load."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "suites" / "security"))
 with warnings.catch_warnings():  # the suite's marks are registered by the suites' conftest, not here
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+    import test_lockdown as lockdown  # noqa: E402
     import test_secure_element as suite  # noqa: E402
 from security_helpers import PromptNotSeen  # noqa: E402
 
@@ -105,3 +109,39 @@ def test_words_that_ignore_the_pin_fail(unit):
 def test_words_that_change_for_the_same_prefix_fail(unit):
     with pytest.raises(AssertionError, match="same PIN prefix gave different"):
         run_check(LockScreen(unit, reads_per_key=1, words=lambda prefix, entries: f"abandon {WORDS[entries]}"))
+
+
+class TogglingPrime:
+    """GET_DEVELOPER_MODE answers off from ``at`` seconds on (each answer takes one second); the link closes
+    then if ``drops``."""
+
+    def __init__(self, clock: Clock, at: float, drops: bool = False):
+        self.clock, self.at, self.drops = clock, at, drops
+
+    def developer_mode(self) -> bool:
+        self.clock.now += 1.0
+        if self.clock.now >= self.at and self.drops:
+            raise lockdown.LinkClosed("emulator", "the interface left")
+        return self.clock.now < self.at
+
+
+@pytest.fixture
+def loaded(monkeypatch):
+    """The lockdown suite on a host loaded to twice the idle time."""
+    clock = Clock()
+    monkeypatch.setattr(lockdown, "time", clock)
+    monkeypatch.setattr(lockdown, "scaled", lambda seconds: 2 * seconds)
+    return clock
+
+
+def test_the_toggle_taking_effect_late_on_a_loaded_host_is_waited_for(loaded):
+    """8 s on a host at twice the idle time is within the 5 idle seconds the toggle is given (the old unscaled
+    wait failed the good build: "still answers 5 s after Developer Mode was turned off")."""
+    assert lockdown.developer_mode_within(TogglingPrime(loaded, at=8.0), False)
+    loaded.now = 0.0
+    assert lockdown.link_gone_within(TogglingPrime(loaded, at=8.0, drops=True))
+
+
+def test_the_toggle_never_taking_effect_is_still_seen(loaded):
+    assert not lockdown.developer_mode_within(TogglingPrime(loaded, at=1e9), False)
+    assert not lockdown.link_gone_within(TogglingPrime(loaded, at=1e9, drops=True))
