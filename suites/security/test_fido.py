@@ -27,6 +27,7 @@ from fido2.ctap2 import Ctap2
 
 from hil.errors import InfrastructureError
 from hil.link.state import show_lock_screen, wait_unlocked
+from hil.machine import scaled
 from hil.stimuli.ctap_nfc import CtapNfcDevice
 from hil.stimuli.nfc import reader
 from hil.stimuli.touch import enter_pin
@@ -40,7 +41,7 @@ REGISTER_TITLE, AUTH_TITLE = "Confirm Registration", "Confirm Authentication"
 RP = {"id": "example.com", "name": "Example"}
 USER = {"id": b"hil-user", "name": "alice"}
 ES256 = [{"type": "public-key", "alg": -7}]
-CONNECT_S = 10.0  # the reader finds the Prime's card within this
+CONNECT_S = 10.0  # the reader finds the Prime's card within this on an idle host (scaled with the load)
 ANSWER_S = 60.0  # a request ends within this once the user has answered (the platform polls every 0.1 s)
 LOCKED_WATCH_S = 1.5  # reads of the lock screen after the Prime took the request (camera frames lag)
 
@@ -62,7 +63,7 @@ class CtapRequest:
 
     def _run(self, nfc: str, command) -> None:
         try:
-            with CtapNfcDevice(reader(nfc).connect(timeout=CONNECT_S)) as dev:
+            with CtapNfcDevice(reader(nfc).connect(timeout=scaled(CONNECT_S))) as dev:
                 self.result = command(Ctap2(dev), {"event": self.cancel, "on_keepalive": self._keepalive})
         except BaseException as e:  # handed to the test thread
             self.error = e
@@ -323,7 +324,7 @@ def test_a_malformed_request_is_refused_with_its_status_unprompted(unlocked_prim
     none asks for presence (a request that does is cancelled at its first keepalive, its prompt taken down, and
     counted as asking)."""
     answered = {}
-    with CtapNfcDevice(reader(nfc).connect(timeout=CONNECT_S)) as dev:
+    with CtapNfcDevice(reader(nfc).connect(timeout=scaled(CONNECT_S))) as dev:
         for name, (command, body, _) in MALFORMED.items():
             asked = threading.Event()
             try:
