@@ -31,8 +31,8 @@ USER_ACTION_PENDING = 0x23
 # Each block is waited for this long on an idle host, scaled with the load when a device is opened, not only
 # the frame waiting time the card's ATS states (FWI 10: 309 ms on the emulated card): a CTAP2 answer (a key
 # pair, a signature) on a loaded host takes longer, and nfcpy's R(NAK) retries then cross the late answer and
-# end in a protocol error (NfcFieldLost on the good build).  nfcpy retries a block at most 5 times (3 at FWI 10),
-# so a field really lost is still reported within 6 such waits.
+# end in a protocol error (NfcFieldLost on the good build).  A field really lost is still reported within
+# nfc.BLOCK_TRIES such waits (a bench bridge waits for that).
 APDU_TIMEOUT = 1.0
 MAX_RESPONSE = 64 * 1024  # far above any CTAP2 response KeyOS sends (its CBOR messages fit in a few KiB)
 SW_MEANING = {0x6A81: "function not supported", 0x6A82: "file or application not found", 0x6700: "wrong length",
