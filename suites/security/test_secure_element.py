@@ -389,8 +389,6 @@ def test_security_words_show_on_the_lock_screen(unlocked_prime, touch, look, scr
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
 
 
-@pytest.mark.destructive
-@pytest.mark.development_only
 def _wrong_pin_refused(prime, look, failed: int) -> None:
     """The ``failed``-th wrong PIN in a row left the unit locked: read once the PIN screen shows it judged (that
     many failed attempts: the event), or, where it never shows that, once KeyOS's login window is waited out.
@@ -402,6 +400,8 @@ def _wrong_pin_refused(prime, look, failed: int) -> None:
         assert not wait_unlocked(prime), "a wrong PIN unlocked the device"
 
 
+@pytest.mark.destructive
+@pytest.mark.development_only
 def test_ten_wrong_pins_wipe_the_seed(unlocked_prime, pin, look):
     prime = unlocked_prime
     wrong = "".join(str((int(c) + 5) % 10) for c in pin)
