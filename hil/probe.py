@@ -27,6 +27,7 @@ from hil.flash import cosign2
 from hil.flash.manifest import Manifest, sign_manifest
 from hil.link.client import DeviceError, PrimeClient
 from hil.link.protocol import LaunchStatus
+from hil.machine import scaled
 
 PREFIX = "PROBE "
 PLAN_PATH = "resources/probe-plan.json"
@@ -164,8 +165,9 @@ class ProbeRun:
             self._take(line)
 
     def wait(self, done, timeout: float, what: str) -> None:
-        """Pump until ``done()``; a panic of the probe first is the device's doing (a failure)."""
-        deadline = time.monotonic() + timeout
+        """Pump until ``done()``, ``timeout`` idle-host seconds (scaled with the load: a loaded host runs the probe
+        late, not wrongly); a panic of the probe first is the device's doing (a failure)."""
+        deadline = time.monotonic() + scaled(timeout)
         while not done():
             if self.panic is not None:
                 raise ProbePanicked(f"{self.client.device}: probe {self.app_id} (PID {self.pid}) panicked before "

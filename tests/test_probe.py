@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from types import SimpleNamespace
 
 import pytest
 
@@ -74,6 +75,34 @@ def test_short_run_is_broken():
     run = run_of([rec("start", steps=2), step_rec(0), rec("end")])
     with pytest.raises(P.ProbeBroken, match=r"steps \[1\] never arrived"):
         run.finish(timeout=1)
+
+
+class LateClient(ScriptedClient):
+    """The records arrive only once ``at`` seconds of a fake clock have passed; each read of the log takes one."""
+
+    def __init__(self, clock: list[float], at: float, lines):
+        super().__init__(lines)
+        self.clock, self.at = clock, at
+
+    def logs(self, timeout: float):
+        self.clock[0] += 1.0
+        if self.clock[0] >= self.at:
+            yield from super().logs(timeout)
+
+
+def test_a_probe_run_late_on_a_loaded_host_is_waited_for(monkeypatch):
+    """4 s on a host at twice the idle time is within the 2 idle seconds given: a loaded host runs the probe
+    late, not wrongly (unscaled, a probe check there could end broken with nothing wrong)."""
+    import hil.machine
+
+    clock = [0.0]
+    monkeypatch.setattr(P, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(hil.machine, "factor", lambda: 2.0)
+    lines = [rec("start", steps=2), step_rec(0), step_rec(1), rec("end")]
+    assert len(P.ProbeRun(LateClient(clock, 4.0, lines), APP, PID, PLAN).finish(timeout=2)) == 2
+    clock[0] = 0.0
+    with pytest.raises(P.ProbeBroken, match="did not arrive within 2 s"):
+        P.ProbeRun(LateClient(clock, 6.0, lines), APP, PID, PLAN).finish(timeout=2)
 
 
 def test_empty_plan_with_no_records_is_broken_not_passed():

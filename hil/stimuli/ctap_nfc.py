@@ -22,15 +22,17 @@ from fido2.ctap import STATUS, CtapDevice, CtapError
 from fido2.hid import CAPABILITY, CTAPHID
 
 from hil.errors import InfrastructureError
+from hil.machine import scaled
 from hil.stimuli.nfc import IsoDepSession, NfcError
 
 FIDO_AID = bytes.fromhex("A0000006472F0001")
 NFCCTAP_MSG = 0x10
 USER_ACTION_PENDING = 0x23
-# Each block is waited for this long, not only the frame waiting time the card's ATS states (FWI 7: 39 ms
-# on the emulated card): a CTAP2 answer (a key pair, a signature) on a loaded host takes longer, and
-# nfcpy's R(NAK) retries then cross the late answer and end in a protocol error.  With its 5 retries a
-# field really lost is still reported within 6 s (inside a bench bridge's 10 s margin).
+# Each block is waited for this long on an idle host, scaled with the load when a device is opened, not only
+# the frame waiting time the card's ATS states (FWI 10: 309 ms on the emulated card): a CTAP2 answer (a key
+# pair, a signature) on a loaded host takes longer, and nfcpy's R(NAK) retries then cross the late answer and
+# end in a protocol error (NfcFieldLost on the good build).  A field really lost is still reported within
+# nfc.BLOCK_TRIES such waits (a bench bridge waits for that).
 APDU_TIMEOUT = 1.0
 MAX_RESPONSE = 64 * 1024  # far above any CTAP2 response KeyOS sends (its CBOR messages fit in a few KiB)
 SW_MEANING = {0x6A81: "function not supported", 0x6A82: "file or application not found", 0x6700: "wrong length",
@@ -62,10 +64,11 @@ class CtapNfcDevice(CtapDevice):
         self.response_timeout = response_timeout
         self.poll_interval = poll_interval
         self.presence_deadline = presence_deadline
+        self.apdu_timeout = scaled(APDU_TIMEOUT)
         self._capabilities = CAPABILITY(0)
         try:
             data, sw = self.session.apdu(b"\x00\xA4\x04\x00" + bytes([len(FIDO_AID)]) + FIDO_AID + b"\x00",
-                                         APDU_TIMEOUT)
+                                         self.apdu_timeout)
             if sw != 0x9000:
                 raise ApduError(sw, "SELECT of the FIDO applet")
             self.select_response = data
@@ -81,14 +84,14 @@ class CtapNfcDevice(CtapDevice):
 
     def _exchange(self, apdu: bytes) -> bytes:
         deadline = time.monotonic() + self.response_timeout
-        data, sw = self.session.apdu(apdu, APDU_TIMEOUT)
+        data, sw = self.session.apdu(apdu, self.apdu_timeout)
         while sw >> 8 == 0x61:  # more data: KeyOS hands it out in 96-byte pieces
             if len(data) > MAX_RESPONSE or time.monotonic() > deadline:
                 raise EndlessResponse(
                     f"card on {self.session.where}: the response to APDU {apdu[:4].hex()} was still "
                     f"asking to be fetched (SW {sw:04X}) after {len(data)} bytes "
                     f"(limits: {MAX_RESPONSE} bytes, {self.response_timeout:g} s); the card is misbehaving")
-            more, sw = self.session.apdu(b"\x00\xC0\x00\x00" + bytes([sw & 0xFF]), APDU_TIMEOUT)
+            more, sw = self.session.apdu(b"\x00\xC0\x00\x00" + bytes([sw & 0xFF]), self.apdu_timeout)
             data += more
         if sw != 0x9000:
             raise ApduError(sw, f"APDU {apdu[:4].hex()}")

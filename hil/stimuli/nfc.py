@@ -29,6 +29,7 @@ NDEF_AID = bytes.fromhex("D2760000850101")
 CC_FILE, NDEF_FILE = 0xE103, 0xE104
 NDEF_FILE_SIZE = 0x0800
 SW_OK, SW_NOT_FOUND, SW_WRONG_P1P2, SW_INS = b"\x90\x00", b"\x6A\x82", b"\x6B\x00", b"\x6D\x00"
+BLOCK_TRIES = 6  # nfcpy sends an ISO-DEP block once and retries it at most 5 times (IsoDepInitiator.n_retry_*)
 
 
 class NfcError(InfrastructureError):

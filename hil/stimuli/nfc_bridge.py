@@ -92,7 +92,10 @@ class RemoteIsoDepSession:
         self.reader, self.sock, self.where, self.identifier = reader, sock, reader.path, identifier
 
     def apdu(self, command: bytes, timeout: float | None = None) -> tuple[bytes, int]:
-        got = self.reader.call(self.sock, {"op": "apdu", "command": bytes(command).hex(), "timeout": timeout}, timeout)
+        """``timeout`` per block, as `IsoDepSession.apdu`; the bench's nfcpy may wait it out on every try of a
+        block before it reports a lost field, so the answer is waited for that long (and the bridge's margin)."""
+        bench_s = None if timeout is None else nfc.BLOCK_TRIES * timeout
+        got = self.reader.call(self.sock, {"op": "apdu", "command": bytes(command).hex(), "timeout": timeout}, bench_s)
         try:
             sw = got["sw"]
             if not isinstance(sw, int) or not 0 <= sw <= 0xFFFF:

@@ -41,7 +41,7 @@ REGISTER_TITLE, AUTH_TITLE = "Confirm Registration", "Confirm Authentication"
 RP = {"id": "example.com", "name": "Example"}
 USER = {"id": b"hil-user", "name": "alice"}
 ES256 = [{"type": "public-key", "alg": -7}]
-CONNECT_S = 10.0  # the reader finds the Prime's card within this
+CONNECT_S = 10.0  # the reader finds the Prime's card within this on an idle host (scaled with the load)
 ANSWER_S = 60.0  # a request ends within this once the user has answered (the platform polls every 0.1 s)
 LOCKED_WATCH_S = 1.5  # reads of the lock screen after the Prime took the request (camera frames lag)
 

@@ -26,8 +26,8 @@ NETWORK_SERVERS = ("os/net", "os/network", "os/tcp", "os/udp", "os/dns", "os/wif
 NETWORK_NAME = re.compile(r"\b(net|network|tcp|udp|dns|wifi|ethernet|http)\b")
 SERVER_ROW = re.compile(r"^\s*\d+\s*\|\s*\d+\s*\|\s*(.*?)\s*\|\s*([0-9a-f]{32})\s*$", re.MULTILINE)
 DEVELOPER_MODE = "Developer Mode"  # assumed: gui-app-settings' row label (its screens are not indexed in full)
-REENUMERATE_S = 10.0  # a unit whose interface came back takes this long at most to answer again
-SETTLE_S = 5.0  # a tap on the toggle takes effect within this
+REENUMERATE_S = 10.0  # a unit whose interface came back takes this long at most to answer again (idle host)
+SETTLE_S = 5.0  # a tap on the toggle takes effect within this (idle host; each wait scales it with the load)
 
 
 def test_build_answers_as_its_declared_flavour(device_under_test):
