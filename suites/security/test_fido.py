@@ -303,8 +303,10 @@ def test_a_silent_assertion_claims_no_presence(unlocked_prime, nfc, screen):
 
 
 # Requests the Prime must refuse, malformed or asking what it lacks, before any credential or presence prompt, each with the status
-# CTAP 2.1 gives it (§6.4 authenticatorGetInfo takes no parameters, §8.2 the status codes; assumed: os/fido
-# follows them, its source is not in the public index): name -> (command, CBOR after it, status)
+# CTAP 2.1 gives it (§6.4 authenticatorGetInfo takes no parameters, §8.2 the status codes) and os/fido answers
+# (``ctap/mod.rs``: GetInfo with data InvalidLength, a request decoded whole first, step 3 UnsupportedAlgorithm;
+# ``ctap/error.rs``: a CBOR type mismatch CBOR_UNEXPECTED_TYPE, any other decode error INVALID_CBOR):
+# name -> (command, CBOR after it, status)
 MALFORMED = {
     "getInfo with a parameter": (0x04, cbor.encode({}), CtapError.ERR.INVALID_LENGTH),
     "makeCredential cut off in its CBOR": (0x01, cbor.encode({1: bytes(32)})[:-8], CtapError.ERR.INVALID_CBOR),
@@ -315,6 +317,9 @@ MALFORMED = {
     "makeCredential offering RS256 only": (0x01, cbor.encode({1: bytes(32), 2: RP, 3: USER,
                                                                4: [{"type": "public-key", "alg": -257}]}),
                                            CtapError.ERR.UNSUPPORTED_ALGORITHM),
+    # an allowList entry is a PublicKeyCredentialDescriptor map; a bare integer is the wrong type
+    "getAssertion with an allowList entry not a map": (0x02, cbor.encode({1: RP["id"], 2: bytes(32), 3: [5]}),
+                                                       CtapError.ERR.CBOR_UNEXPECTED_TYPE),
 }
 
 
@@ -360,9 +365,10 @@ def test_a_registration_excluding_a_credential_it_holds_is_refused(unlocked_prim
 
 
 def test_the_signature_counter_rises_with_every_assertion(unlocked_prime, nfc, screen):
-    """The signature counter (CTAP 2.0 §6.1, WebAuthn §6.1.1) must grow with each assertion, so an RP can tell a
-    cloned key; an authenticator without one answers 0 every time. Two confirmed assertions of one credential:
-    the second's counter is above the first's, or both are 0."""
+    """The signature counter (CTAP 2.0 §6.1, WebAuthn §6.1.1) grows with each assertion, so an RP can tell a cloned
+    key. KeyOS keeps it per credential, 0 at registration and raised by one before each signature
+    (``os/fido/src/implementation.rs`` ``create_registered_key_ctap``, ``sign_der``; ``os/fido/src/lib.rs``
+    ``RegisteredKey::inc_signature_counter``): a new credential's two confirmed assertions sign 1, then 2."""
     made = _credential(nfc, screen)
     counters = []
     for _ in range(2):
@@ -373,4 +379,4 @@ def test_the_signature_counter_rises_with_every_assertion(unlocked_prime, nfc, s
             request.close()
         assert error is None, f"a confirmed assertion (control) failed: {error}"
         counters.append(assertion.auth_data.counter)
-    assert counters[1] > counters[0] or counters == [0, 0], f"the signature counter did not rise: {counters}"
+    assert counters == [1, 2], f"a new credential's first two assertions signed the counters {counters}, not [1, 2]"

@@ -487,7 +487,10 @@ def test_load_app_end_takes_only_a_whole_fresh_bundle(probe, probe_id, templates
 def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, templates, unlocked_prime, touch, look, pin):
     """On every build (keyos.md §10 "Lock rules"; ``dispatch.rs`` ``reject_load_app_if_locked`` on each LOAD_APP_*
     command, and ``install_certificate``'s own check) a locked unit answers Locked to LOAD_APP_END and to
-    INSTALL_CERTIFICATE, and the locked LOAD_APP_END aborts its session: nothing of it is installed."""
+    INSTALL_CERTIFICATE, and the locked LOAD_APP_END aborts its session: nothing of it is installed. A malformed
+    INSTALL_CERTIFICATE (the fingerprint, no PEM) is refused at decoding, before the lock is looked at: Err, not
+    Locked (usb-debug-protocol ``Command::decode`` refuses an empty PEM; ``dispatch.rs`` ``process`` answers a
+    decoding error Err before its lock checks)."""
     prime, app_id = unlocked_prime, probe_id()
     files = _bundle(probe, manifest_for(app_id, "Locked", {}, templates), [])
     stranger = P.Publisher.create(prime.system_time(), name="prime-hil locked")
@@ -499,6 +502,8 @@ def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, template
             prime.request(request(Cmd.LOAD_APP_END))
         with pytest.raises(DeviceLocked):
             prime.install_certificate(stranger.fingerprint, stranger.pem)
+        with pytest.raises(CommandRefused) as no_pem:
+            prime.request(request(Cmd.INSTALL_CERTIFICATE, stranger.fingerprint.encode()))
     finally:
         enter_pin(touch, wait_pin_screen(look), pin)  # the keys where the lock screen shows them
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
@@ -506,6 +511,7 @@ def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, template
         prime.request(request(Cmd.LOAD_APP_END))  # the session went with the locked answer
     assert prime.launch_app(app_id).status is LaunchStatus.APP_ID_NOT_FOUND, "a bundle ended while locked was installed"
     assert prime.publisher_count() == before, "a certificate was installed while the unit was locked"
+    assert isinstance(no_pem.value, DeviceError), f"a fingerprint without a PEM, sent locked, was answered {no_pem.value}"
 
 
 def test_tampered_manifest_does_not_launch(probe, probe_id, templates, unlocked_prime):
