@@ -143,7 +143,7 @@ class Authenticator:
         crv = 2 if self._defect("ctap-cose-key-wrong-curve") else 1  # COSE crv 1: P-256
         cose = _cbor({1: 2, 3: ES256, -1: crv, -2: pub.x.to_bytes(32, "big"), -3: pub.y.to_bytes(32, "big")})
         self.counters[cred_id] = 0  # assumed: the registration's authData counts 0 (KeyOS's AuthData::new, not read)
-        auth_data = (rp_hash + bytes([FLAG_UP | FLAG_AT]) + struct.pack(">I", 0) + self.aaguid
+        auth_data = (rp_hash + bytes([FLAG_UP | FLAG_AT]) + struct.pack(">I", self.counters[cred_id]) + self.aaguid
                      + struct.pack(">H", len(cred_id)) + cred_id + cose)
         self.prime.log(f"INFO:fido::ctap: MakeCredential registered for {rp_id}")
         if req.get(11) == ["none"]:
