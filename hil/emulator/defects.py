@@ -93,6 +93,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "fs-appdata-not-scoped": (
         "AppData paths resolve to one shared directory instead of one per app",
         "suites/security/test_isolation.py::test_appdata_is_per_app", "development"),
+    "kernel-reads-an-empty-range": (
+        "a read of 0 bytes of a mapped page answers Ok (empty), where no memory route of Xous takes a zero size",
+        "suites/security/test_isolation.py::test_a_read_stays_inside_its_page", "development"),
     "kernel-shares-process-memory": (
         "a process can map another process's pages",
         "suites/security/test_isolation.py::test_another_apps_memory_cannot_be_read", "development"),
@@ -230,6 +233,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "bootloader-anti-rollback-a-second-slack": (
         "keyos-boot refuses an image older than the anti-rollback value by more than a second only",
         "suites/security/test_firmware.py::test_device_refuses_bad_firmware[rolled-back-a-second]", "development"),
+    "kernel-keeps-touching-runs-apart": (
+        "MessagePermissions.add joins a run to a range it overlaps but not to one it only touches, so touching runs "
+        "take a range slot each and a later run finds none",
+        "suites/security/test_permissions.py::test_touching_runs_share_one_range_slot", "development"),
     "kernel-merges-runs-one-apart": (
         "MessagePermissions.add merges a run into a range one id away, permitting the undeclared id between them",
         "suites/security/test_permissions.py::test_runs_one_id_apart_stay_apart", "development"),

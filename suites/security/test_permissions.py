@@ -150,18 +150,8 @@ RUNS_ON_ONE_SERVER = ((0, 64), (1000, 1001), (2000, 2002), (3000, 3001), (4000, 
 def test_a_run_ending_at_64_takes_no_range_slot(probe, probe_id, station, record_property):
     """Every run is delivered at its ends (0..64 at 63) and the ids just outside each are refused; were the low run
     given a slot, the fourth high run would find none (``KernelTableFull``) and the connection would be lost."""
-    server, app_id = "os/gui-server", probe_id()
-    doc = {"appName": {"en": "Ranges"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
-           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in RUNS_ON_ONE_SERVER]}
     cases = [(mid, a <= mid < b) for a, b in RUNS_ON_ONE_SERVER for mid in sorted({a - 1, a, b - 1, b} - {-1, 0})]
-    run = probe.run(loads(json.dumps(doc), "<probe Ranges>/manifest.json"),
-                    [P.send(server, id=mid, wait=False) for mid, _ in cases])
-    records = run.finish()
-    got = {mid: rec["result"] for (mid, _), rec in zip(cases, records)}
-    want = {mid: "Ok" if ok else "AccessDenied" for mid, ok in cases}
-    assert got == want, f"runs {RUNS_ON_ONE_SERVER} on {server}: answered {got}, expected {want}"
-    if deny_lines_reach_the_lab(station, record_property):
-        assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
+    _runs_answer(probe, probe_id(), "Ranges", RUNS_ON_ONE_SERVER, cases, station, record_property)
 
 
 # two runs with exactly one id between them (server.rs ``MessagePermissions::add``: a run joins a range it overlaps
@@ -172,15 +162,36 @@ RUNS_ONE_APART = ((1000, 1001), (1002, 1003))
 def test_runs_one_id_apart_stay_apart(probe, probe_id, station, record_property):
     """Each run is delivered and the ids around and between them are refused: the id between two runs one apart
     is no more permitted than any other undeclared id."""
-    server, app_id = "os/gui-server", probe_id()
-    doc = {"appName": {"en": "Apart"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
-           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in RUNS_ONE_APART]}
     cases = [(mid, any(a <= mid < b for a, b in RUNS_ONE_APART)) for mid in range(999, 1004)]
-    run = probe.run(loads(json.dumps(doc), "<probe Apart>/manifest.json"),
+    _runs_answer(probe, probe_id(), "Apart", RUNS_ONE_APART, cases, station, record_property)
+
+
+# six high runs, added in this order, that fit the kernel's four slots only because touching runs join (server.rs
+# ``MessagePermissions::add``: ``list_slot.start <= messages.end && messages.start <= list_slot.end``): 990..1000
+# ends where 1000..1002 starts, 1002..1004 starts where it ends, so the three take one slot
+RUNS_TOUCHING = ((1000, 1002), (990, 1000), (1002, 1004), (2000, 2001), (3000, 3001), (4000, 4001))
+
+
+def test_touching_runs_share_one_range_slot(probe, probe_id, station, record_property):
+    """Every run is delivered at its ends and the ids just outside the joined 990..1004 and the others are refused;
+    were a touching run given a slot of its own, the last run would find none (``KernelTableFull``)."""
+    joined = ((990, 1004), *RUNS_TOUCHING[3:])
+    cases = [(mid, any(a <= mid < b for a, b in joined))
+             for mid in sorted({m for a, b in RUNS_TOUCHING for m in (a - 1, a, b - 1, b)})]
+    _runs_answer(probe, probe_id(), "Touching", RUNS_TOUCHING, cases, station, record_property)
+
+
+def _runs_answer(probe, app_id: str, name: str, runs, cases, station, record_property) -> None:
+    """A 1.0.0 manifest declaring ``runs`` on os/gui-server, in order; each ``(id, permitted)`` case sent: a
+    permitted id delivered, any other refused (with the kernel's deny line where the lab reads them)."""
+    server = "os/gui-server"
+    doc = {"appName": {"en": name}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
+           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in runs]}
+    run = probe.run(loads(json.dumps(doc), f"<probe {name}>/manifest.json"),
                     [P.send(server, id=mid, wait=False) for mid, _ in cases])
     got = {mid: rec["result"] for (mid, _), rec in zip(cases, run.finish())}
     want = {mid: "Ok" if ok else "AccessDenied" for mid, ok in cases}
-    assert got == want, f"runs {RUNS_ONE_APART} on {server}: answered {got}, expected {want}"
+    assert got == want, f"runs {runs} on {server}: answered {got}, expected {want}"
     if deny_lines_reach_the_lab(station, record_property):
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
 
