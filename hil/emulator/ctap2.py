@@ -10,8 +10,13 @@ has answered: Confirm lets it through, Cancel or a dropped prompt is ``OPERATION
 left unanswered past ``up_timeout`` is taken down and answered ``USER_ACTION_TIMEOUT``.
 
 Credential ids wrap the credential's private key (AES-256-GCM under the device's master key, the
-rpIdHash as associated data), so nothing is stored per credential and an id from another RP or
-another device does not unwrap. Attestation is ``packed`` self attestation, or ``none`` when the
+rpIdHash as associated data), so an id from another RP or another device does not unwrap. Only the
+signature counter is kept per credential, as KeyOS keeps it per registered key: 0 at registration, raised
+by one before each signature (``os/fido/src/implementation.rs`` ``create_registered_key_ctap``, ``sign_der``;
+``os/fido/src/lib.rs`` ``RegisteredKey::inc_signature_counter``), so a credential's first assertion signs 1.
+A request is decoded whole before anything else; a member of the wrong CBOR type is
+``CBOR_UNEXPECTED_TYPE`` (``os/fido/src/ctap/error.rs``: minicbor's type mismatch), e.g. an allowList entry
+that is not a descriptor map. Attestation is ``packed`` self attestation, or ``none`` when the
 platform asks for only that.
 
 KeyOS at the inspected commit answers every CTAP2 command with InvalidCommand ("CTAP2 disabled ...
@@ -74,7 +79,7 @@ class Authenticator:
         self.aaguid = aaguid
         self.up_timeout = up_timeout
         self.abandon_after = abandon_after  # a prompt whose platform stopped re-sending is taken down
-        self.counter = 0
+        self.counters: dict[bytes, int] = {}  # credential id -> its signature counter
         self._prompt: _Prompt | None = None
 
     # ------------------------------------------------------------ entry point
@@ -138,7 +143,8 @@ class Authenticator:
         pub = key.public_key().public_numbers()
         crv = 2 if self._defect("ctap-cose-key-wrong-curve") else 1  # COSE crv 1: P-256
         cose = _cbor({1: 2, 3: ES256, -1: crv, -2: pub.x.to_bytes(32, "big"), -3: pub.y.to_bytes(32, "big")})
-        auth_data = (rp_hash + bytes([FLAG_UP | FLAG_AT]) + struct.pack(">I", self._count()) + self.aaguid
+        self.counters[cred_id] = 0  # assumed: the registration's authData counts 0 (KeyOS's AuthData::new, not read)
+        auth_data = (rp_hash + bytes([FLAG_UP | FLAG_AT]) + struct.pack(">I", self.counters[cred_id]) + self.aaguid
                      + struct.pack(">H", len(cred_id)) + cred_id + cose)
         self.prime.log(f"INFO:fido::ctap: MakeCredential registered for {rp_id}")
         if req.get(11) == ["none"]:
@@ -157,9 +163,13 @@ class Authenticator:
         allow = req.get(3) or []
         if not isinstance(allow, list):
             raise CtapStatus(CBOR_UNEXPECTED_TYPE)
+        if not all(isinstance(cred, dict) for cred in allow):  # each entry is decoded as a descriptor map first
+            if not self._defect("ctap-skips-non-map-allow-entries"):
+                raise CtapStatus(CBOR_UNEXPECTED_TYPE)
+            allow = [cred for cred in allow if isinstance(cred, dict)]
         found = None
         for cred in allow:
-            if isinstance(cred, dict) and isinstance(cred.get("id"), bytes):
+            if isinstance(cred.get("id"), bytes):
                 key = self._unwrap(cred["id"], rp_hash)
                 if key is not None:
                     found = (cred["id"], key)
@@ -170,7 +180,10 @@ class Authenticator:
         if opts.get("up", True):
             self._presence(fingerprint, AUTH_TITLE, f"{AUTH_BODY.format(KEY_LABEL)}\n{rp_id}")
             flags |= FLAG_UP
-        counter = self.counter if self._defect("ctap-counter-frozen-on-assertion") else self._count()
+        counter = self.counters.get(found[0], 0)
+        if not self._defect("ctap-counter-frozen-on-assertion"):
+            counter += 1
+        self.counters[found[0]] = counter
         auth_data = rp_hash + bytes([flags]) + struct.pack(">I", counter)
         sig = found[1].sign(auth_data + cdh, ec.ECDSA(hashes.SHA256()))
         self.prime.log(f"INFO:fido::ctap: GetAssertion for {rp_id}")
@@ -235,13 +248,6 @@ class Authenticator:
             self._take_down(live)
             raise CtapStatus(USER_ACTION_TIMEOUT)
         raise CtapStatus(USER_ACTION_PENDING)
-
-    def _count(self) -> int:
-        """The signature counter, raised for one more signature: KeyOS raises it at every signature
-        (os/fido/src/implementation.rs ``sign_der``: ``inc_signature_counter``), so it never stays 0."""
-        if not self._defect("ctap-counter-never-moves"):
-            self.counter += 1
-        return self.counter
 
     def _defect(self, name: str) -> bool:
         return self.prime.keyos.defects.has(name)

@@ -227,7 +227,10 @@ class DebugProtocol:
 
     def _install_certificate(self, payload: bytes) -> bytes:
         limit = p.MAX_CERT_PEM - 1 if self.prime.keyos.defects.has("certificate-of-16-kib-refused") else p.MAX_CERT_PEM
-        if len(payload) <= 64 or len(payload) - 64 > limit:
+        # a fingerprint and a non-empty PEM, refused at decoding, before any lock or Developer Mode check
+        # (usb-debug-protocol Command::decode, dispatch.rs DebugProtocol::process)
+        no_pem_taken = len(payload) == 64 and self.prime.keyos.defects.has("certificate-without-a-pem-decoded")
+        if (len(payload) <= 64 and not no_pem_taken) or len(payload) - 64 > limit:
             raise p.ProtocolError("INSTALL_CERTIFICATE needs a fingerprint and a PEM of at most 16 KiB")
         fingerprint, pem = payload[:64].decode("ascii", "replace"), payload[64:]
         if any(c not in "0123456789abcdef" for c in fingerprint):

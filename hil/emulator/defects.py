@@ -122,6 +122,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "fs-appdata-not-scoped": (
         "AppData paths resolve to one shared directory instead of one per app",
         "suites/security/test_isolation.py::test_appdata_is_per_app", "development"),
+    "kernel-reads-an-empty-range": (
+        "a read of 0 bytes of a mapped page answers Ok (empty), where no memory route of Xous takes a zero size",
+        "suites/security/test_isolation.py::test_a_read_stays_inside_its_page", "development"),
     "kernel-shares-process-memory": (
         "a process can map another process's pages",
         "suites/security/test_isolation.py::test_another_apps_memory_cannot_be_read", "development"),
@@ -228,6 +231,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "login-keeps-failed-attempts": (
         "a correct login does not restore the attempt counter",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "certificate-without-a-pem-decoded": (
+        "an INSTALL_CERTIFICATE of a fingerprint and no PEM passes decoding, so a locked unit answers it Locked, "
+        "not the malformed request's Err",
+        "suites/security/test_permissions.py::test_sideload_and_certificates_wait_for_the_unlock", "development"),
     "certificate-of-16-kib-refused": (
         "INSTALL_CERTIFICATE refuses a PEM of exactly 16 KiB, the most THIRD_PARTY_CERTIFICATE_FORMAT.md allows",
         "suites/security/test_permissions.py::test_a_certificate_is_taken_up_to_16_kib_and_no_larger", "development"),
@@ -259,6 +266,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "MessagePermissions.add folds a fifth run of ids >= 64 into the last range instead of refusing it, permitting "
         "every undeclared id between them",
         "suites/security/test_permissions.py::test_a_fifth_run_of_high_ids_is_refused_not_merged", "development"),
+    "kernel-keeps-touching-runs-apart": (
+        "MessagePermissions.add joins a run to a range it overlaps but not to one it only touches, so touching runs "
+        "take a range slot each and a later run finds none",
+        "suites/security/test_permissions.py::test_touching_runs_share_one_range_slot", "development"),
     "kernel-merges-runs-one-apart": (
         "MessagePermissions.add merges a run into a range one id away, permitting the undeclared id between them",
         "suites/security/test_permissions.py::test_runs_one_id_apart_stay_apart", "development"),
@@ -326,6 +337,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "ctap-cose-key-wrong-curve": (
         "the registered credential's COSE key names curve P-384 (crv 2) for its P-256 key",
         "suites/security/test_fido.py::test_credentials_are_scoped_to_their_rp_id", "development"),
+    "ctap-skips-non-map-allow-entries": (
+        "a getAssertion whose allowList has an entry that is not a map skips that entry (answering NO_CREDENTIALS) "
+        "instead of refusing the request CBOR_UNEXPECTED_TYPE",
+        "suites/security/test_fido.py::test_a_malformed_request_is_refused_with_its_status_unprompted", "development"),
     "ctap-get-info-takes-a-parameter": (
         "an authenticatorGetInfo carrying a parameter is answered as if it had none, not refused INVALID_LENGTH",
         "suites/security/test_fido.py::test_a_malformed_request_is_refused_with_its_status_unprompted", "development"),
@@ -350,12 +365,8 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "is registered again instead of answering CREDENTIAL_EXCLUDED",
         "suites/security/test_fido.py::test_a_registration_excluding_a_credential_it_holds_is_refused", "development"),
     "ctap-counter-frozen-on-assertion": (
-        "getAssertion signs with the counter as it stands without raising it, so two assertions carry the same "
-        "non-zero counter",
-        "suites/security/test_fido.py::test_the_signature_counter_rises_with_every_assertion", "development"),
-    "ctap-counter-never-moves": (
-        "the authenticator never raises its signature counter, so every registration and assertion carries 0 (which "
-        "WebAuthn allows an authenticator without a counter, but KeyOS raises it at every signature)",
+        "getAssertion signs with the credential's counter as it stands without raising it, so two assertions carry "
+        "the same counter",
         "suites/security/test_fido.py::test_the_signature_counter_rises_with_every_assertion", "development"),
     "sideload-one-signature-is-foundation": (
         "app-manager takes an app ELF signed by one trusted signer in the first slot only (PartiallyTrusted) for a "

@@ -75,7 +75,8 @@ class MessagePermissions:
             in_mask_only = False
         if in_mask_only:
             return
-        gap = 1 if self._defects.has("kernel-merges-runs-one-apart") else 0
+        gap = 1 if self._defects.has("kernel-merges-runs-one-apart") else \
+            -1 if self._defects.has("kernel-keeps-touching-runs-apart") else 0
         for i, (a, b) in enumerate(self.ranges):
             if a <= end + gap and start <= b + gap:
                 self.ranges[i] = (min(a, start), max(b, end))
@@ -344,7 +345,8 @@ class Kernel:
             if target is not proc and not shared:
                 raise KernelError(XousError.MemoryInUse, f"page {address:#x} belongs to PID {owner}")
             page = target.memory.get(address - address % PAGE)
-            if page is None or length <= 0 or address % PAGE + length > PAGE:
+            empty_taken = length == 0 and self.defects.has("kernel-reads-an-empty-range")
+            if page is None or (length <= 0 and not empty_taken) or address % PAGE + length > PAGE:
                 raise KernelError(XousError.BadAddress, f"{address:#x}+{length} is not mapped")
             off = address % PAGE
             return bytes(page[off:off + length])

@@ -14,6 +14,7 @@ from security_helpers import BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny
 pytestmark = [pytest.mark.security, pytest.mark.isolation]
 
 CANARY = 0x2000_0000  # docs/probe.md: every app keeps a page of its own at this address
+PAGE = 4096  # xous-rs definitions.rs PAGE_SIZE
 
 
 def test_another_apps_memory_cannot_be_read(probe, probe_id, templates, unlocked_prime):
@@ -38,6 +39,22 @@ def _read_canary_of(target_id: str, probe, reader_id: str, templates):
     if other["result"] in ("ProcessNotFound", "InvalidArguments"):
         raise P.ProbeBroken(f"{probe.client.device}: the read never reached the kernel's check: {other}")
     return run, other
+
+
+def test_a_read_stays_inside_its_page(probe, probe_id, templates):
+    """A page is 4096 bytes (xous-rs ``PAGE_SIZE``) and the canary is one page (docs/probe.md; assumed: nothing is
+    mapped right after it in a test build). The probe reads its page's last 32 bytes (the control); 32 bytes from
+    one byte further cross into no mapping, BadAddress. A read of 0 bytes is BadAddress too: no route to memory an
+    app has takes an empty range (MapMemory's size and a lent range's are ``NonZeroUsize``; ``MemoryRange::new``
+    answers BadAddress for size 0, xous-rs ``definitions.rs``)."""
+    reader_id = probe_id()
+    run = probe.run(manifest_for(reader_id, "Page Edges", {}, templates),
+                    [P.read_memory(reader_id, CANARY + PAGE - 32, 32), P.read_memory(reader_id, CANARY + PAGE - 31, 32),
+                     P.read_memory(reader_id, CANARY, 0)])
+    last, past, empty = run.finish()
+    assert last["result"] == "Ok" and last["len"] == 32, f"the probe cannot read its own page's last 32 bytes: {last}"
+    assert past["result"] == "BadAddress", f"32 bytes read across the end of the probe's own page answered {past}"
+    assert empty["result"] == "BadAddress", f"a read of 0 bytes of the probe's own page answered {empty}"
 
 
 def test_appdata_is_per_app(probe, probe_id, templates):

@@ -174,18 +174,8 @@ RUNS_ON_ONE_SERVER = ((0, 64), (1000, 1001), (2000, 2002), (3000, 3001), (4000, 
 def test_a_run_ending_at_64_takes_no_range_slot(probe, probe_id, station, record_property):
     """Every run is delivered at its ends (0..64 at 63) and the ids just outside each are refused; were the low run
     given a slot, the fourth high run would find none (``KernelTableFull``) and the connection would be lost."""
-    server, app_id = "os/gui-server", probe_id()
-    doc = {"appName": {"en": "Ranges"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
-           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in RUNS_ON_ONE_SERVER]}
     cases = [(mid, a <= mid < b) for a, b in RUNS_ON_ONE_SERVER for mid in sorted({a - 1, a, b - 1, b} - {-1, 0})]
-    run = probe.run(loads(json.dumps(doc), "<probe Ranges>/manifest.json"),
-                    [P.send(server, id=mid, wait=False) for mid, _ in cases])
-    records = run.finish()
-    got = {mid: rec["result"] for (mid, _), rec in zip(cases, records)}
-    want = {mid: "Ok" if ok else "AccessDenied" for mid, ok in cases}
-    assert got == want, f"runs {RUNS_ON_ONE_SERVER} on {server}: answered {got}, expected {want}"
-    if deny_lines_reach_the_lab(station, record_property):
-        assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
+    _runs_answer(probe, probe_id(), "Ranges", RUNS_ON_ONE_SERVER, cases, station, record_property)
 
 
 # five separate runs of high ids on one server: one more than the kernel's four range slots
@@ -216,15 +206,36 @@ RUNS_ONE_APART = ((1000, 1001), (1002, 1003))
 def test_runs_one_id_apart_stay_apart(probe, probe_id, station, record_property):
     """Each run is delivered and the ids around and between them are refused: the id between two runs one apart
     is no more permitted than any other undeclared id."""
-    server, app_id = "os/gui-server", probe_id()
-    doc = {"appName": {"en": "Apart"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
-           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in RUNS_ONE_APART]}
     cases = [(mid, any(a <= mid < b for a, b in RUNS_ONE_APART)) for mid in range(999, 1004)]
-    run = probe.run(loads(json.dumps(doc), "<probe Apart>/manifest.json"),
+    _runs_answer(probe, probe_id(), "Apart", RUNS_ONE_APART, cases, station, record_property)
+
+
+# six high runs, added in this order, that fit the kernel's four slots only because touching runs join (server.rs
+# ``MessagePermissions::add``: ``list_slot.start <= messages.end && messages.start <= list_slot.end``): 990..1000
+# ends where 1000..1002 starts, 1002..1004 starts where it ends, so the three take one slot
+RUNS_TOUCHING = ((1000, 1002), (990, 1000), (1002, 1004), (2000, 2001), (3000, 3001), (4000, 4001))
+
+
+def test_touching_runs_share_one_range_slot(probe, probe_id, station, record_property):
+    """Every run is delivered at its ends and the ids just outside the joined 990..1004 and the others are refused;
+    were a touching run given a slot of its own, the last run would find none (``KernelTableFull``)."""
+    joined = ((990, 1004), *RUNS_TOUCHING[3:])
+    cases = [(mid, any(a <= mid < b for a, b in joined))
+             for mid in sorted({m for a, b in RUNS_TOUCHING for m in (a - 1, a, b - 1, b)})]
+    _runs_answer(probe, probe_id(), "Touching", RUNS_TOUCHING, cases, station, record_property)
+
+
+def _runs_answer(probe, app_id: str, name: str, runs, cases, station, record_property) -> None:
+    """A 1.0.0 manifest declaring ``runs`` on os/gui-server, in order; each ``(id, permitted)`` case sent: a
+    permitted id delivered, any other refused (with the kernel's deny line where the lab reads them)."""
+    server = "os/gui-server"
+    doc = {"appName": {"en": name}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
+           "permissions": [{"server": server, "messages": f"{a}..{b}"} for a, b in runs]}
+    run = probe.run(loads(json.dumps(doc), f"<probe {name}>/manifest.json"),
                     [P.send(server, id=mid, wait=False) for mid, _ in cases])
     got = {mid: rec["result"] for (mid, _), rec in zip(cases, run.finish())}
     want = {mid: "Ok" if ok else "AccessDenied" for mid, ok in cases}
-    assert got == want, f"runs {RUNS_ONE_APART} on {server}: answered {got}, expected {want}"
+    assert got == want, f"runs {runs} on {server}: answered {got}, expected {want}"
     if deny_lines_reach_the_lab(station, record_property):
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
 
@@ -603,7 +614,10 @@ def test_load_app_end_takes_only_a_whole_fresh_bundle(probe, probe_id, templates
 def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, templates, unlocked_prime, touch, look, pin):
     """On every build (keyos.md §10 "Lock rules"; ``dispatch.rs`` ``reject_load_app_if_locked`` on each LOAD_APP_*
     command, and ``install_certificate``'s own check) a locked unit answers Locked to LOAD_APP_END and to
-    INSTALL_CERTIFICATE, and the locked LOAD_APP_END aborts its session: nothing of it is installed."""
+    INSTALL_CERTIFICATE, and the locked LOAD_APP_END aborts its session: nothing of it is installed. A malformed
+    INSTALL_CERTIFICATE (the fingerprint, no PEM) is refused at decoding, before the lock is looked at: Err, not
+    Locked (usb-debug-protocol ``Command::decode`` refuses an empty PEM; ``dispatch.rs`` ``process`` answers a
+    decoding error Err before its lock checks)."""
     prime, app_id = unlocked_prime, probe_id()
     files = _bundle(probe, manifest_for(app_id, "Locked", {}, templates), [])
     stranger = P.Publisher.create(prime.system_time(), name="prime-hil locked")
@@ -615,6 +629,8 @@ def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, template
             prime.request(request(Cmd.LOAD_APP_END))
         with pytest.raises(DeviceLocked):
             prime.install_certificate(stranger.fingerprint, stranger.pem)
+        with pytest.raises(CommandRefused) as no_pem:
+            prime.request(request(Cmd.INSTALL_CERTIFICATE, stranger.fingerprint.encode()))
     finally:
         enter_pin(touch, wait_pin_screen(look, touch), pin)  # the keys where the lock screen shows them
     assert wait_unlocked(prime), "the test PIN typed on the lock screen did not unlock"
@@ -622,6 +638,7 @@ def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, template
         prime.request(request(Cmd.LOAD_APP_END))  # the session went with the locked answer
     assert prime.launch_app(app_id).status is LaunchStatus.APP_ID_NOT_FOUND, "a bundle ended while locked was installed"
     assert prime.publisher_count() == before, "a certificate was installed while the unit was locked"
+    assert isinstance(no_pem.value, DeviceError), f"a fingerprint without a PEM, sent locked, was answered {no_pem.value}"
 
 
 # A bundle that does not verify is refused either way KeyOS has: newer app-managers verify a sideloaded bundle when they
