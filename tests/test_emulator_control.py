@@ -130,6 +130,7 @@ def test_delay_slows_every_response_until_cleared(emu):
 def test_power_cut_and_power_on(emu):
     debug, control = emu
     link = RawLink(debug, timeout=2)
+    link.request(p.swipe(240, 760, 240, 460, 300, 10))  # up from the lock screen's hint to its PIN pad
     link.request(p.input_text("123456\n"))
     assert not control("status")["locked"]
     control("power_cut")
@@ -146,7 +147,9 @@ def test_power_cut_and_power_on(emu):
 def test_reboot_relocks_and_drops(emu):
     debug, control = emu
     link = RawLink(debug, timeout=2)
+    link.request(p.swipe(240, 760, 240, 460, 300, 10))
     link.request(p.input_text("123456\n"))
+    assert not control("status")["locked"]
     control("reboot")
     assert link.closed_by_peer() and control("status")["locked"]
 

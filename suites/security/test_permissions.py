@@ -258,7 +258,9 @@ def test_a_ranged_declaration_keeps_each_messages_tier_and_grant(probe, probe_id
     run = probe.run(loads(json.dumps(doc), "<probe Ranged>/manifest.json"),
                     [P.send(server, id=mid, wait=False) for mid, _ in cases]
                     + [P.send(server, "GetAppSeed", wait=True, timeout_s=60)])
-    got = {name: result_without_prompt(screen, run, i)["result"] for i, name in enumerate(names)}
+    # the sends above wait for nothing, so the last step's prompt may be up before their records are read: each
+    # record is read as it comes, and answer_prompt below proves the prompt is the waiting GetAppSeed's
+    got = {name: run.step(i, timeout=60)["result"] for i, name in enumerate(names)}
     want = {name: "Ok" if ok else "AccessDenied" for name, (_, ok) in zip(names, cases)}
     assert got == want, f"{server} 0..64 declared by a third-party app: answered {got}, expected {want}"
     asked = answer_prompt(screen, "Not Now", run=run, step=len(names))
