@@ -8,23 +8,26 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from hil.emulator.defects import CATALOG
-from hil.lab.nightly import UNUSED_PLUGINS
+from hil.lab.nightly import UNUSED_PLUGINS, suite_env
 from hil.machine import scaled
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_S = 900  # one suite run on an idle machine (the hang limit below is scaled by tests/conftest.py)
+# the runs' bytecode, compiled once for all of them where PYTHONDONTWRITEBYTECODE keeps it out of the tree
+ENV = suite_env(Path(tempfile.gettempdir()) / "hil-seeded-defects")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_S + 60)]
 
 
 def run_suites(*args: str) -> tuple[int, str]:
     """One suite run in a fresh process; returns (exit code, output)."""
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *UNUSED_PLUGINS, "-q", "-rfE", "--device=emulator", *args]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=scaled(RUN_S))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=scaled(RUN_S), env=ENV)
     return proc.returncode, proc.stdout + proc.stderr
 
 
