@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 MAX_LOGIN_ATTEMPTS = 10  # api/security/src/lib.rs
 HEADING = "Enter PIN"
 ACCEPT = "Unlock"
-SWIPE_HINT = "Swipe up to unlock"
-SWIPE_UP = 300  # px the swipe moves up from the hint: well past KeyOS's 80 px swipe-threshold, still on the panel
+SWIPE_HINT = "Swipe up to unlock"  # os/gui-app-lock-screen i18n/en.json main.swipeup
+# px the swipe moves up from the hint: well past KeyOS's 80 px swipe-threshold (app.slint). assumed: it stays on the
+# panel, as the hint is drawn near its bottom (y 744 of 800 in app.slint), so the swipe ends near y 444
+SWIPE_UP = 300
 DELETE = "Delete"  # assumed: the PinEntry widget's delete key label is not in the indexed KeyOS source
 _FAILED = re.compile(r"(\d+)\s*failed\s*attempts?", re.IGNORECASE)
 
