@@ -210,3 +210,33 @@ def test_assert_no_prompt_for_is_broken_by_a_blank_read_once_watching():
 
 def test_assert_no_prompt_for_is_broken_when_the_display_never_shows_anything():
     broken(assert_no_prompt_for, ScriptedScreen(UNREADABLE), 1, wake_timeout=0.3)
+
+
+@pytest.mark.parametrize("kernel_log", ["debug-link", "uart"])
+def test_a_check_without_the_kernels_deny_lines_says_so_in_its_reports(pytester, kernel_log):
+    """Where a profile's kernel lines go to the serial console, the checks that would read them rely on the
+    AccessDenied results alone: Allure and junit say so, and pytest warns of nothing."""
+    security = Path(__file__).resolve().parents[1] / "suites" / "security"
+    pytester.makeconftest(f"""
+import importlib.util, sys, types
+import pytest
+sys.path.insert(0, {str(security)!r})
+spec = importlib.util.spec_from_file_location("security_conftest", {str(security / "conftest.py")!r})
+module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+deny_lines = module.deny_lines
+
+@pytest.fixture
+def station():
+    return types.SimpleNamespace(profile=types.SimpleNamespace(name="bench-7", kernel_log={kernel_log!r}))
+""")
+    pytester.makepyfile("def test_check(deny_lines):\n    assert deny_lines is " + str(kernel_log == "debug-link"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--junitxml=junit.xml", "--alluredir=allure",
+                                "-W", "error::pytest.PytestWarning")
+    result.assert_outcomes(passed=1)
+    junit = (pytester.path / "junit.xml").read_text()
+    attachments = [p.read_text() for p in (pytester.path / "allure").glob("*-attachment.txt")]
+    if kernel_log == "debug-link":
+        assert "relies_on" not in junit and attachments == []
+    else:
+        assert 'name="relies_on"' in junit and "bench-7" in junit
+        assert len(attachments) == 1 and "AccessDenied results only" in attachments[0]

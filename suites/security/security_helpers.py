@@ -251,16 +251,6 @@ def wait_readable(screen: ScreenReader, timeout: float) -> None:
             raise PromptNotSeen(f"nothing read on the display within {waited(timeout)}")
 
 
-def deny_lines_reach_the_lab(station, record_property) -> bool:
-    """Whether the kernel's deny lines come over the debug link on this profile (``kernel_log``); where
-    they go only to the serial console, the check says it relies on the AccessDenied results alone."""
-    if station.profile.kernel_log == "debug-link":
-        return True
-    record_property("relies_on", f"AccessDenied results only: profile {station.profile.name} sends the kernel's "
-                                 "deny lines to its serial console, not the debug link")
-    return False
-
-
 def trusted_lab_signers(request, keys: cosign2.KeySet | None = None) -> list[coincurve.PrivateKey]:
     """The signing keys the lab holds (``--firmware-signers``) that the units trust (``keys``; by default the
     station profile's ``firmware_keys`` or ``--firmware-keys``); skipped when the lab holds fewer than two, as for

@@ -9,7 +9,7 @@ import pytest
 
 from hil import probe as P
 from hil.link.protocol import LaunchStatus
-from security_helpers import BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab, manifest_for
+from security_helpers import BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, manifest_for
 
 pytestmark = [pytest.mark.security, pytest.mark.isolation]
 
@@ -74,13 +74,13 @@ def test_appdata_is_per_app(probe, probe_id, templates):
         f"a relative path left the app's AppData: {escapes}"
 
 
-def test_undeclared_server_is_closed_with_the_kernel_line(probe, probe_id, templates, station, record_property):
+def test_undeclared_server_is_closed_with_the_kernel_line(probe, probe_id, templates, deny_lines):
     run = probe.run(manifest_for(probe_id(), "Closed", {}, templates),
                     [P.send("os/app-manager", "ListApps", wait=False), P.send("os/power-manager", "Reboot", wait=False),
                      P.send("os/security", "GetSeed", wait=False)])
     records = run.finish()
     assert [r["result"] for r in records] == ["AccessDenied"] * 3, records
-    if deny_lines_reach_the_lab(station, record_property):
+    if deny_lines:
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [r["id"] for r in records]
 
 

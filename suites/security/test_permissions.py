@@ -32,7 +32,7 @@ from hil.link.transport import LinkError
 from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.pin_screen import wait_pin_screen
 
-from security_helpers import (BUILTIN_SETTINGS, PROMPT_GONE_S, SETTINGS_APP, answer_prompt, deny_lines_reach_the_lab,
+from security_helpers import (BUILTIN_SETTINGS, PROMPT_GONE_S, SETTINGS_APP, answer_prompt,
                               manifest_for, normal, outside_the_prompt, result_without_prompt, trusted_lab_signers, twin,
                               wait_prompt_gone)
 
@@ -112,11 +112,10 @@ def expectations(manifest: Manifest, matrix: CapabilityMatrix) -> list[tuple[dic
 CHUNK = 30  # ~280 ring bytes per denied send: a chunk stays well inside the 16 KiB log ring (docs/probe.md §4)
 
 
-def test_declared_messages_delivered_undeclared_denied_with_log_line(app_manifest, matrix, probe, probe_id, station,
-                                                                     record_property):
+def test_declared_messages_delivered_undeclared_denied_with_log_line(app_manifest, matrix, probe, probe_id,
+                                                                     deny_lines):
     all_cases = expectations(app_manifest, matrix)
     assert {"Ok", "AccessDenied"} <= {want for _, want in all_cases}, "nothing to check on both sides"
-    deny_lines = deny_lines_reach_the_lab(station, record_property)
     for start in range(0, len(all_cases), CHUNK):
         _check_chunk(all_cases[start:start + CHUNK], app_manifest, matrix, probe, probe_id(str(start)), deny_lines)
 
@@ -147,7 +146,7 @@ def _check_chunk(cases, app_manifest, matrix, probe, app_id, deny_lines: bool):
     assert len({next(iter(s)) for s in sids.values()}) == len(sids), f"two servers share a SID: {sids}"
 
 
-def test_declared_message_of_another_apps_server_is_delivered(probe, probe_id, templates, station, record_property):
+def test_declared_message_of_another_apps_server_is_delivered(probe, probe_id, templates, deny_lines):
     """Declarations name the servers apps expose as well as the OS's (keyos.md §1.1 ``servers``): a message of
     another app's server is delivered when declared and denied, with the kernel's line, when not."""
     server = f"probe/{probe_id('server')[2:10]}"
@@ -161,7 +160,7 @@ def test_declared_message_of_another_apps_server_is_delivered(probe, probe_id, t
     probe.close(host)
     assert [r["result"] for r in records] == ["Ok", "AccessDenied"], \
         f"declared Ping / undeclared Pong to {server} answered {records}"
-    if deny_lines_reach_the_lab(station, record_property):
+    if deny_lines:
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [2]
 
 
@@ -171,11 +170,11 @@ def test_declared_message_of_another_apps_server_is_delivered(probe, probe_id, t
 RUNS_ON_ONE_SERVER = ((0, 64), (1000, 1001), (2000, 2002), (3000, 3001), (4000, 4001))
 
 
-def test_a_run_ending_at_64_takes_no_range_slot(probe, probe_id, station, record_property):
+def test_a_run_ending_at_64_takes_no_range_slot(probe, probe_id, deny_lines):
     """Every run is delivered at its ends (0..64 at 63) and the ids just outside each are refused; were the low run
     given a slot, the fourth high run would find none (``KernelTableFull``) and the connection would be lost."""
     cases = [(mid, a <= mid < b) for a, b in RUNS_ON_ONE_SERVER for mid in sorted({a - 1, a, b - 1, b} - {-1, 0})]
-    _runs_answer(probe, probe_id(), "Ranges", RUNS_ON_ONE_SERVER, cases, station, record_property)
+    _runs_answer(probe, probe_id(), "Ranges", RUNS_ON_ONE_SERVER, cases, deny_lines)
 
 
 # five separate runs of high ids on one server: one more than the kernel's four range slots
@@ -203,11 +202,11 @@ def test_a_fifth_run_of_high_ids_is_refused_not_merged(probe, probe_id):
 RUNS_ONE_APART = ((1000, 1001), (1002, 1003))
 
 
-def test_runs_one_id_apart_stay_apart(probe, probe_id, station, record_property):
+def test_runs_one_id_apart_stay_apart(probe, probe_id, deny_lines):
     """Each run is delivered and the ids around and between them are refused: the id between two runs one apart
     is no more permitted than any other undeclared id."""
     cases = [(mid, any(a <= mid < b for a, b in RUNS_ONE_APART)) for mid in range(999, 1004)]
-    _runs_answer(probe, probe_id(), "Apart", RUNS_ONE_APART, cases, station, record_property)
+    _runs_answer(probe, probe_id(), "Apart", RUNS_ONE_APART, cases, deny_lines)
 
 
 # six high runs, added in this order, that fit the kernel's four slots only because touching runs join (server.rs
@@ -216,16 +215,16 @@ def test_runs_one_id_apart_stay_apart(probe, probe_id, station, record_property)
 RUNS_TOUCHING = ((1000, 1002), (990, 1000), (1002, 1004), (2000, 2001), (3000, 3001), (4000, 4001))
 
 
-def test_touching_runs_share_one_range_slot(probe, probe_id, station, record_property):
+def test_touching_runs_share_one_range_slot(probe, probe_id, deny_lines):
     """Every run is delivered at its ends and the ids just outside the joined 990..1004 and the others are refused;
     were a touching run given a slot of its own, the last run would find none (``KernelTableFull``)."""
     joined = ((990, 1004), *RUNS_TOUCHING[3:])
     cases = [(mid, any(a <= mid < b for a, b in joined))
              for mid in sorted({m for a, b in RUNS_TOUCHING for m in (a - 1, a, b - 1, b)})]
-    _runs_answer(probe, probe_id(), "Touching", RUNS_TOUCHING, cases, station, record_property)
+    _runs_answer(probe, probe_id(), "Touching", RUNS_TOUCHING, cases, deny_lines)
 
 
-def _runs_answer(probe, app_id: str, name: str, runs, cases, station, record_property) -> None:
+def _runs_answer(probe, app_id: str, name: str, runs, cases, deny_lines) -> None:
     """A 1.0.0 manifest declaring ``runs`` on os/gui-server, in order; each ``(id, permitted)`` case sent: a
     permitted id delivered, any other refused (with the kernel's deny line where the lab reads them)."""
     server = "os/gui-server"
@@ -236,12 +235,12 @@ def _runs_answer(probe, app_id: str, name: str, runs, cases, station, record_pro
     got = {mid: rec["result"] for (mid, _), rec in zip(cases, run.finish())}
     want = {mid: "Ok" if ok else "AccessDenied" for mid, ok in cases}
     assert got == want, f"runs {runs} on {server}: answered {got}, expected {want}"
-    if deny_lines_reach_the_lab(station, record_property):
+    if deny_lines:
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
 
 
-def test_a_ranged_declaration_keeps_each_messages_tier_and_grant(probe, probe_id, matrix, screen, station,
-                                                                 record_property):
+def test_a_ranged_declaration_keeps_each_messages_tier_and_grant(probe, probe_id, matrix, screen,
+                                                                 deny_lines):
     """A 1.0.0 manifest declares id ranges, and a range declares each message in it, with that message's signature
     tier and grant (KeyOS resolves every declared permission to its message, xous/names/src/main.rs, and holds it to
     its tier, app-manager permission_catalog.rs): a third-party app declaring os/security 0..64 is delivered the
@@ -265,7 +264,7 @@ def test_a_ranged_declaration_keeps_each_messages_tier_and_grant(probe, probe_id
     assert got == want, f"{server} 0..64 declared by a third-party app: answered {got}, expected {want}"
     asked = answer_prompt(screen, "Not Now", run=run, step=len(names))
     assert asked["result"] == "AccessDenied", f"'Not Now' on the ranged GetAppSeed's prompt answered {asked}"
-    if deny_lines_reach_the_lab(station, record_property):  # the broker's denial is not the kernel's: no line
+    if deny_lines:  # the broker's denial is not the kernel's: no line
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
 
 
@@ -276,7 +275,7 @@ def test_undeclared_grantable_message_is_denied_without_a_prompt(probe, probe_id
     assert result_without_prompt(screen, run, 0)["result"] == "AccessDenied"
 
 
-def test_foundation_tier_refused_to_a_third_party_app(probe, probe_id, templates, matrix, screen, station, record_property):
+def test_foundation_tier_refused_to_a_third_party_app(probe, probe_id, templates, matrix, screen, deny_lines):
     """Declaring a Foundation-only message does not give it to a third-party app, waiting or not."""
     foundation = [("os/security", "GetSeed"), ("os/settings", "GetDeveloperMode"), ("os/settings", "SetDeveloperMode"),
                   ("os/gui-server", "CaptureScreen"), ("os/gui-server", "InjectTouch"),
@@ -290,7 +289,7 @@ def test_foundation_tier_refused_to_a_third_party_app(probe, probe_id, templates
     records = [result_without_prompt(screen, run, i) for i in range(len(steps))]
     assert [r["result"] for r in records] == ["AccessDenied"] * len(steps), records
     assert run.finish() == records  # the whole plan ran and the ring kept every line of it
-    if deny_lines_reach_the_lab(station, record_property):
+    if deny_lines:
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [r["id"] for r in records[:len(foundation)]]
 
 

@@ -23,7 +23,7 @@ from hil.link.transport import LinkError
 from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.display import read_image
 from hil.vision.pin_screen import NotAPinScreen, PinScreen, find_pin_screen, wait_pin_screen
-from security_helpers import (PromptNotSeen, answer_prompt, deny_lines_reach_the_lab, manifest_for, result_without_prompt,
+from security_helpers import (PromptNotSeen, answer_prompt, manifest_for, result_without_prompt,
                               waited)
 
 pytestmark = [pytest.mark.security, pytest.mark.secure_element]
@@ -41,13 +41,13 @@ def _seed_manifest(app_id, templates):
     return manifest_for(app_id, "Seed Probe", {"os/security": ["GetAppSeed"]}, templates)
 
 
-def test_app_seed_needs_the_users_grant_and_is_per_app(probe, probe_id, templates, screen, station, record_property):
+def test_app_seed_needs_the_users_grant_and_is_per_app(probe, probe_id, templates, screen, deny_lines):
     a, b = probe_id("a"), probe_id("b")
     steps = [P.send("os/security", "GetAppSeed", wait=False), P.send("os/security", "GetAppSeed", wait=True, timeout_s=60)]
     run = probe.run(_seed_manifest(a, templates), steps)
     first = run.step(0)
     assert first["result"] == "AccessDenied", f"GetAppSeed answered before the user allowed it: {first}"
-    if deny_lines_reach_the_lab(station, record_property):
+    if deny_lines:
         assert run.deny_for(first["id"]), "the refused GetAppSeed has no kernel deny line"
     answer_prompt(screen, "Always Allow", body="Seed Probe wants to access App-scoped seed", run=run, step=1)
     seed_a = run.step(1, timeout=60)
