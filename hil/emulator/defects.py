@@ -113,6 +113,13 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "fs-skips-airlock-grant": (
         "the fs server opens Airlock files without a recorded GetAirlock…Access grant",
         "suites/security/test_isolation.py::test_location_needs_its_grant[Airlock]", "development"),
+    "fs-gates-only-the-user-locations": (
+        "the fs server checks access records only for User, Airlock and Usb, so an app opens Boot, System, "
+        "EncryptedRoot and SystemAppData without the Foundation-only access message",
+        "suites/security/test_isolation.py::test_location_needs_its_grant[Boot]", "development"),
+    "close-app-ignores-developer-mode": (
+        "CLOSE_APP closes an app with Developer Mode off",
+        "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates", "development"),
     "fs-write-with-read-grant": (
         "a read grant is accepted for writes",
         "suites/security/test_isolation.py::test_airlock_with_its_grant_and_read_grant_is_not_write", "development"),
