@@ -330,16 +330,23 @@ def test_first_use_prompts_then_always_allow_persists_for_the_subgroup(server, m
 
 def test_an_allow_opens_the_asked_message_and_not_its_neighbours(probe, probe_id, templates, matrix, screen):
     """The broker's Allow widens the waiting connection by the one id it asked about (permission_requests.rs
-    ``resolve_message_permission``: the request's message id, nothing around it): after GetAppSeed is allowed,
-    the ids just below and above it on the same connection, which the app never declared, are still refused."""
-    server, name = "os/security", "GetAppSeed"
+    ``resolve_message_permission``: the request's message id on the request's connection, nothing around it): after
+    GetAppSeed is allowed, the ids just below and above it on the same connection, which the app never declared, are
+    still refused, and so is the same id on the app's connection to another server (os/fs), refused before the Allow."""
+    server, name, elsewhere = "os/security", "GetAppSeed", "os/fs"
     mid = matrix.message(server, name).id
     declared = {m.id for m in matrix.servers[server].values() if m.name == name}
     neighbours = [n for n in (mid - 1, mid + 1) if n >= 0 and n not in declared]
     run = probe.run(manifest_for(probe_id(), "Neighbours", {server: [name]}, templates),
-                    [P.send(server, name, wait=True, timeout_s=60)] + [P.send(server, id=n, wait=False) for n in neighbours])
-    assert answer_prompt(screen, "Always Allow", run=run, step=0)["result"] == "Ok", "the allowed GetAppSeed failed"
-    got = {n: rec["result"] for n, rec in zip(neighbours, run.finish()[1:])}
+                    [P.send(elsewhere, id=mid, wait=False), P.send(server, name, wait=True, timeout_s=60),
+                     P.send(elsewhere, id=mid, wait=False)] + [P.send(server, id=n, wait=False) for n in neighbours])
+    assert answer_prompt(screen, "Always Allow", run=run, step=1)["result"] == "Ok", "the allowed GetAppSeed failed"
+    before, _, after, *around = run.finish()
+    if before["result"] != "AccessDenied":
+        raise P.ProbeBroken(f"id {mid} on {elsewhere} answered {before['result']} before any Allow: the manifest "
+                            "template opens it, so it cannot show what the Allow opened")
+    assert after["result"] == "AccessDenied", f"allowing {name} (id {mid}) opened id {mid} on {elsewhere} too: {after}"
+    got = {n: rec["result"] for n, rec in zip(neighbours, around)}
     assert got == {n: "AccessDenied" for n in neighbours}, \
         f"allowing {name} (id {mid}) also opened the undeclared ids around it on its connection: {got}"
 
