@@ -42,6 +42,11 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "the app never declared is delivered",
         "suites/security/test_permissions.py::test_an_allow_opens_the_asked_message_and_not_its_neighbours",
         "development"),
+    "ranged-permissions-apply-to-every-server": (
+        "app-manager applies a manifest's id ranges to the app's connection to every server, not only to the server "
+        "they were declared for",
+        "suites/security/test_permissions.py::test_a_ranged_declaration_keeps_each_messages_tier_and_grant",
+        "development"),
     "no-deny-log-line": (
         "the kernel denies an undeclared send silently, without its log line",
         "suites/security/test_permissions.py::"
@@ -229,6 +234,14 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "pin-attempt-limit-not-ten": (
         "the secure element allows 11 login attempts before wiping, not MAX_LOGIN_ATTEMPTS = 10",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "pin-attempts-restored-at-boot": (
+        "power-on restores the PIN attempt count to ten, so a reboot between guesses defeats the wipe",
+        "suites/security/test_secure_element.py::test_a_power_cycle_keeps_the_failed_attempt_and_the_lock",
+        "development"),
+    "login-survives-a-reboot": (
+        "the login is not ended by a power loss or a boot, so a power-cycled unit comes back unlocked",
+        "suites/security/test_secure_element.py::test_a_power_cycle_keeps_the_failed_attempt_and_the_lock",
+        "development"),
     "wrong-pin-wipes-at-once": (
         "the first wrong PIN erases the seed, as if it had been the tenth",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),

@@ -20,6 +20,7 @@ from hil.link.state import (PIN_CHECK_SECONDS, PinRejected, is_locked, screen_is
 from hil.lab.pin_guard import screenshot_bgr
 from hil.machine import scaled
 from hil.link.transport import LinkError
+from hil.stimuli.boot_menu import power_cycle
 from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.display import read_image
 from hil.vision.pin_screen import NotAPinScreen, PinScreen, find_pin_screen, wait_pin_screen
@@ -163,6 +164,34 @@ def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, lo
                 _unlock_after_a_wrong_pin(unlocked_prime, touch, look, pin)
         assert not wiped, "one wrong PIN erased the seed (the unit logged the wipe)"
     assert seen == [1, 1], f"failed attempts shown after one wrong PIN, twice with a correct login between: {seen}"
+
+
+def test_a_power_cycle_keeps_the_failed_attempt_and_the_lock(unlocked_prime, station_relay, touch, look, pin):
+    """Neither the count nor the session belongs to the boot: the count of failed attempts is the secure element's
+    (``os/security/src/atsama5d2.rs`` ``GetAttemptsRemaining`` reads the SE's last-success record; a reboot between
+    guesses must not buy ten more), and the login is os/security's ``pin_hash``, which a boot starts without. One
+    wrong PIN, then a power cycle by the button relay: the unit comes back locked and still shows that one failed
+    attempt; the right PIN then unlocks (and restores the count).  One wrong PIN, on a unit showing none."""
+    prime = unlocked_prime
+    wrong = "".join(str((int(c) + 5) % 10) for c in pin)
+    show_lock_screen(prime, touch)
+    pad = wait_pin_screen(look, touch)
+    if pad.failed:
+        raise PinRejected(f"{prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
+                          "not typing a wrong PIN on it")
+    enter_pin(touch, pad, wrong)
+    try:
+        before = _failed_after_a_wrong_pin(look)
+        power_cycle(station_relay)
+        _reconnect(prime)
+        locked = wait_ready(prime, 60)
+        after = wait_pin_screen(look, touch).failed if locked else None
+    finally:
+        if is_locked(prime) is not False:
+            _unlock_after_a_wrong_pin(prime, touch, look, pin)
+    assert locked, "the unit came back from a power cycle unlocked: the login outlived the boot"
+    assert (before, after) == (1, 1), \
+        f"failed attempts shown after one wrong PIN, then after a power cycle: {before}, {after} (expected 1, 1)"
 
 
 def _unlock_after_a_wrong_pin(prime, touch, look, pin: str) -> None:
