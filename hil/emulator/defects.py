@@ -236,11 +236,11 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
     "pin-attempts-restored-at-boot": (
         "power-on restores the PIN attempt count to ten, so a reboot between guesses defeats the wipe",
-        "suites/security/test_secure_element.py::test_a_power_cycle_keeps_the_failed_attempt_and_the_lock",
+        "suites/security/test_secure_element.py::test_a_power_cycle_ends_the_login_and_keeps_the_failed_attempt",
         "development"),
     "login-survives-a-reboot": (
         "the login is not ended by a power loss or a boot, so a power-cycled unit comes back unlocked",
-        "suites/security/test_secure_element.py::test_a_power_cycle_keeps_the_failed_attempt_and_the_lock",
+        "suites/security/test_secure_element.py::test_a_power_cycle_ends_the_login_and_keeps_the_failed_attempt",
         "development"),
     "wrong-pin-wipes-at-once": (
         "the first wrong PIN erases the seed, as if it had been the tenth",
