@@ -196,13 +196,17 @@ def test_no_presence_prompt_over_the_lock_screen(unlocked_prime, nfc, screen, to
 def _credential(nfc, screen):
     """A credential for example.com, registered with the user's Confirm (the control of the checks that use it):
     its attested credential data (id, public key)."""
-    made = _register(nfc)
+    return _confirmed(screen, _register(nfc), REGISTER_TITLE, "registration").auth_data.credential_data
+
+
+def _confirmed(screen, request: CtapRequest, title: str, what: str):
+    """``request``'s answer once its prompt (``title``) is confirmed: a control, so any error fails the check."""
     try:
-        attestation, error = _answer(screen, made, REGISTER_TITLE, "Confirm")
+        answer, error = _answer(screen, request, title, "Confirm")
     finally:
-        made.close()
-    assert error is None, f"the registration (control) failed: {error}"
-    return attestation.auth_data.credential_data
+        request.close()
+    assert error is None, f"the confirmed {what} (control) failed: {error}"
+    return answer
 
 
 def test_the_registration_prompt_names_the_rp_id(unlocked_prime, nfc, screen):
@@ -440,10 +444,4 @@ def test_the_signature_counter_rises_with_every_assertion(unlocked_prime, nfc, s
 
 def _confirmed_counter(nfc: str, screen, cred_id: bytes) -> int:
     """The signature counter of one assertion with ``cred_id`` for RP, confirmed on the Prime."""
-    request = _assert(nfc, RP["id"], cred_id)
-    try:
-        assertion, error = _answer(screen, request, AUTH_TITLE, "Confirm")
-    finally:
-        request.close()
-    assert error is None, f"a confirmed assertion (control) failed: {error}"
-    return assertion.auth_data.counter
+    return _confirmed(screen, _assert(nfc, RP["id"], cred_id), AUTH_TITLE, "assertion").auth_data.counter
