@@ -181,7 +181,8 @@ def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch, look
     the interface's presence on production: a development build keeps its link but must refuse both, at
     the first command (LOAD_APP_BEGIN), with nothing installed; and SET_SYSTEM_TIME, which moves what every
     certificate's validity is judged against, takes the same gate (os/usb-debug/src/dispatch.rs ``set_system_time``), as
-    does CLOSE_APP (keyos.md §5.1: "needs Developer Mode"), asked to close an app it started before the switch."""
+    does CLOSE_APP (dispatch.rs ``close_app``: "rejected: Developer Mode is disabled"), asked to close an app started
+    before the switch."""
     if (why := station.profile.developer_mode_unreadable()) is not None:
         pytest.skip(why)
     assert prime.developer_mode() is True
