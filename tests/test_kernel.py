@@ -22,7 +22,7 @@ from hil.emulator.broker import ALWAYS, NEVER, NOT_NOW, PermissionBroker, cap_ap
 from hil.emulator.defects import CATALOG, Defects, UnknownDefect
 from hil.emulator.fs import FileSystem, Location
 from hil.emulator.kernel import Kernel, KernelError, MessagePermissions, XousError
-from hil.emulator.keyos import foundation_keys
+from hil.emulator.keyos import KeyOS, foundation_keys
 from hil.emulator.probe import PlanError, parse_plan
 from hil.flash import manifest as mf
 
@@ -275,6 +275,22 @@ def test_fs_locations_need_their_grant():
     fs.forget(7)
     with pytest.raises(KernelError):
         fs.read(7, me, Location.Airlock, "x")  # a recycled pid starts with nothing
+
+
+def test_a_reboot_forgets_every_processs_access_records_and_not_now():
+    """The fs server and app-manager start afresh at boot (their records are in memory), so the app given a PID
+    after a reboot inherits neither the old holder's location grants nor its "Not Now"."""
+    ko = KeyOS(lambda line: None)
+    ko.boot()
+    pid = ko.kernel.spawn("holder", b"H" * 16, foundation=False).pid
+    ko.fs.record_access(pid, "GetAirlockReadAccess")
+    ko.app_manager.set_grant(b"H" * 16, pid, MATRIX.message("os/fs", "GetUserReadAccess"), "DenyForRun")
+    ko.boot()
+    heir = ko.kernel.spawn("heir", b"I" * 16, foundation=False).pid
+    assert heir == pid
+    with pytest.raises(KernelError):
+        ko.fs.read(heir, b"I" * 16, Location.Airlock, "x")
+    assert not ko.app_manager._deny_for_run
 
 
 def test_appdata_is_per_app_and_paths_stay_inside():

@@ -226,8 +226,9 @@ class AppManager:
         withheld = set() if app.foundation or self.defects.has("ranged-permissions-skip-the-signature-tier") else \
             {m.id for m in self.matrix.servers.get(self.matrix.canonical(server), {}).values()
              if not self._granted_at_connect(app, m)}
+        every = self.defects.has("ranged-permissions-apply-to-every-server")
         for srv, ranges in manifest.permission_ranges.items():
-            if self.matrix.canonical(srv) == self.matrix.canonical(server):
+            if every or self.matrix.canonical(srv) == self.matrix.canonical(server):
                 for a, b in ranges:
                     perms.add_ids([mid for mid in range(a, b) if mid not in withheld])
         ids = []

@@ -143,8 +143,9 @@ class Authenticator:
         pub = key.public_key().public_numbers()
         crv = 2 if self._defect("ctap-cose-key-wrong-curve") else 1  # COSE crv 1: P-256
         cose = _cbor({1: 2, 3: ES256, -1: crv, -2: pub.x.to_bytes(32, "big"), -3: pub.y.to_bytes(32, "big")})
-        self.counters[cred_id] = 0  # assumed: the registration's authData counts 0 (KeyOS's AuthData::new, not read)
-        auth_data = (rp_hash + bytes([FLAG_UP | FLAG_AT]) + struct.pack(">I", self.counters[cred_id]) + self.aaguid
+        counted = rp_hash if self._defect("ctap-counter-kept-per-rp") else cred_id
+        self.counters[counted] = 0  # assumed: the registration's authData counts 0 (KeyOS's AuthData::new, not read)
+        auth_data = (rp_hash + bytes([FLAG_UP | FLAG_AT]) + struct.pack(">I", self.counters[counted]) + self.aaguid
                      + struct.pack(">H", len(cred_id)) + cred_id + cose)
         self.prime.log(f"INFO:fido::ctap: MakeCredential registered for {rp_id}")
         if req.get(11) == ["none"]:
@@ -180,10 +181,11 @@ class Authenticator:
         if opts.get("up", True):
             self._presence(fingerprint, AUTH_TITLE, f"{AUTH_BODY.format(KEY_LABEL)}\n{rp_id}")
             flags |= FLAG_UP
-        counter = self.counters.get(found[0], 0)
+        counted = rp_hash if self._defect("ctap-counter-kept-per-rp") else found[0]
+        counter = self.counters.get(counted, 0)
         if not self._defect("ctap-counter-frozen-on-assertion"):
             counter += 1
-        self.counters[found[0]] = counter
+        self.counters[counted] = counter
         auth_data = rp_hash + bytes([flags]) + struct.pack(">I", counter)
         sig = found[1].sign(auth_data + cdh, ec.ECDSA(hashes.SHA256()))
         self.prime.log(f"INFO:fido::ctap: GetAssertion for {rp_id}")

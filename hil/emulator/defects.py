@@ -37,6 +37,16 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "allowed one is delivered unasked",
         "suites/security/test_permissions.py::test_an_allow_opens_the_asked_message_and_not_its_neighbours",
         "development"),
+    "kernel-allow-opens-the-id-on-every-connection": (
+        "the broker's Allow adds the asked id to every connection of the sender, so the same id on another server "
+        "the app never declared is delivered",
+        "suites/security/test_permissions.py::test_an_allow_opens_the_asked_message_and_not_its_neighbours",
+        "development"),
+    "ranged-permissions-apply-to-every-server": (
+        "app-manager applies a manifest's id ranges to the app's connection to every server, not only to the server "
+        "they were declared for",
+        "suites/security/test_permissions.py::test_a_ranged_declaration_keeps_each_messages_tier_and_grant",
+        "development"),
     "no-deny-log-line": (
         "the kernel denies an undeclared send silently, without its log line",
         "suites/security/test_permissions.py::"
@@ -113,6 +123,13 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "fs-skips-airlock-grant": (
         "the fs server opens Airlock files without a recorded GetAirlock…Access grant",
         "suites/security/test_isolation.py::test_location_needs_its_grant[Airlock]", "development"),
+    "fs-gates-only-the-user-locations": (
+        "the fs server checks access records only for User, Airlock and Usb, so an app opens Boot, System, "
+        "EncryptedRoot and SystemAppData without the Foundation-only access message",
+        "suites/security/test_isolation.py::test_location_needs_its_grant[Boot]", "development"),
+    "close-app-ignores-developer-mode": (
+        "CLOSE_APP closes an app with Developer Mode off",
+        "suites/security/test_lockdown.py::test_developer_mode_off_refuses_sideload_and_certificates", "development"),
     "fs-write-with-read-grant": (
         "a read grant is accepted for writes",
         "suites/security/test_isolation.py::test_airlock_with_its_grant_and_read_grant_is_not_write", "development"),
@@ -217,6 +234,14 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "pin-attempt-limit-not-ten": (
         "the secure element allows 11 login attempts before wiping, not MAX_LOGIN_ATTEMPTS = 10",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
+    "pin-attempts-restored-at-boot": (
+        "power-on restores the PIN attempt count to ten, so a reboot between guesses defeats the wipe",
+        "suites/security/test_secure_element.py::test_a_power_cycle_ends_the_login_and_keeps_the_failed_attempt",
+        "development"),
+    "login-survives-a-reboot": (
+        "the login is not ended by a power loss or a boot, so a power-cycled unit comes back unlocked",
+        "suites/security/test_secure_element.py::test_a_power_cycle_ends_the_login_and_keeps_the_failed_attempt",
+        "development"),
     "wrong-pin-wipes-at-once": (
         "the first wrong PIN erases the seed, as if it had been the tenth",
         "suites/security/test_secure_element.py::test_one_wrong_pin_leaves_exactly_one_attempt_less", "development"),
@@ -301,6 +326,10 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "ctap-silent-assertion-claims-presence": (
         "getAssertion with up = false sets the UP flag in its authenticator data though nobody was asked",
         "suites/security/test_fido.py::test_a_silent_assertion_claims_no_presence", "development"),
+    "ctap-counter-kept-per-rp": (
+        "the signature counter is kept per RP id hash, not per credential, so a new registration for the RP resets "
+        "the count of its older credential",
+        "suites/security/test_fido.py::test_the_signature_counter_rises_with_every_assertion", "development"),
     "clock-ignores-developer-mode": (
         "SET_SYSTEM_TIME checks only the lock, not Developer Mode, so the clock every certificate is judged by moves "
         "with Developer Mode off",

@@ -327,9 +327,11 @@ class Kernel:
                 raise KernelError(XousError.InvalidArguments, f"no permission request {rid}")
             self.requests[rid] = None
             if req.valid and allow:
-                conn = self.processes[req.sender_pid].connections[req.cid]
+                proc = self.processes[req.sender_pid]
                 wider = 1 if self.defects.has("kernel-allow-adds-the-next-id") else 0
-                conn.permissions.add(req.message_id, req.message_id + 1 + wider)
+                every = self.defects.has("kernel-allow-opens-the-id-on-every-connection")
+                for conn in proc.connections.values() if every else [proc.connections[req.cid]]:
+                    conn.permissions.add(req.message_id, req.message_id + 1 + wider)
             req.allow = allow and req.valid
             req.decided.set()
 

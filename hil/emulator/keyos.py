@@ -201,11 +201,11 @@ class KeyOS:
             self.kernel.spawn(app.elf, app.app_id, foundation=True, ppid=self.pid_of("app-manager"))
 
     def halt(self) -> None:
-        """Power gone: every process stops, running probes first."""
-        for run in self._probes.values():
-            run.stopped.set()
-        self._probes.clear()
-        self._run_apps.clear()
+        """Power gone: every process stops, running probes first, and what the servers kept per process goes with
+        them (fs access records, "Not Now" answers: both live in a server's memory, which the next boot starts
+        afresh), so an app given the same PID after a reboot inherits nothing."""
+        for pid in set(self.kernel.processes) | set(self._probes):
+            self._gone(pid)
         self.kernel.processes.clear()
 
     def pid_of(self, name: str) -> int:

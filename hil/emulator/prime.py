@@ -131,7 +131,9 @@ class Prime:
         self.screen_on = True
         self._booted_at = self._logo_until = time.monotonic() + self.boot_seconds
         self._menu_clicks = 0
-        self.se.logout()
+        self._end_session()
+        if self.se.pin_set and self.se.defects.has("pin-attempts-restored-at-boot"):
+            self.se.attempts_remaining = self.se.max_attempts
         self.ui.lock_screen.reset()
         self.ui.control_center_open = False
         self.ui.stack.clear()
@@ -155,11 +157,16 @@ class Prime:
         self.ui.drop_all_modals()
         self.powered = False
         self.screen_on = False
-        self.se.logout()
+        self._end_session()
         self.keyos.halt()
         self.keyos_running = False
         self.drop_links()
         self.invalidate()
+
+    def _end_session(self) -> None:
+        """Power lost or a boot: the login ends (os/security starts without its ``pin_hash``)."""
+        if not self.se.defects.has("login-survives-a-reboot"):
+            self.se.logout()
 
     def reboot_to_samba(self) -> None:
         """REBOOT_SAMBA: KeyOS stops and the unit re-enumerates as the SAM-BA boot ROM (03eb:6124)."""

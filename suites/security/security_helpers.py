@@ -23,6 +23,7 @@ PROMPT_BUTTONS = ("Always Allow", "Not Now", "Never Allow")
 REGIONS = {"title": (0, 30, 480, 100), "body": (0, 100, 480, 700),
            "buttons": (0, 700, 480, 800)}
 SETTINGS_APP = "0xc192b79230473875f159d4423d74d00f"  # built into every KeyOS release (1.0.0 apps/)
+BITCOIN_APP = "0x426974636f696e2057616c6c65740000"  # built into every KeyOS release (1.0.0 apps/)
 BUILTIN_SETTINGS = "gui-app-settings"  # its process name in the kernel's process list
 
 

@@ -196,13 +196,17 @@ def test_no_presence_prompt_over_the_lock_screen(unlocked_prime, nfc, screen, to
 def _credential(nfc, screen):
     """A credential for example.com, registered with the user's Confirm (the control of the checks that use it):
     its attested credential data (id, public key)."""
-    made = _register(nfc)
+    return _confirmed(screen, _register(nfc), REGISTER_TITLE, "registration").auth_data.credential_data
+
+
+def _confirmed(screen, request: CtapRequest, title: str, what: str):
+    """``request``'s answer once its prompt (``title``) is confirmed: a control, so any error fails the check."""
     try:
-        attestation, error = _answer(screen, made, REGISTER_TITLE, "Confirm")
+        answer, error = _answer(screen, request, title, "Confirm")
     finally:
-        made.close()
-    assert error is None, f"the registration (control) failed: {error}"
-    return attestation.auth_data.credential_data
+        request.close()
+    assert error is None, f"the confirmed {what} (control) failed: {error}"
+    return answer
 
 
 def test_the_registration_prompt_names_the_rp_id(unlocked_prime, nfc, screen):
@@ -428,15 +432,16 @@ def test_the_signature_counter_rises_with_every_assertion(unlocked_prime, nfc, s
     """The signature counter (CTAP 2.0 §6.1, WebAuthn §6.1.1) grows with each assertion, so an RP can tell a cloned
     key. KeyOS keeps it per credential, 0 at registration and raised by one before each signature
     (``os/fido/src/implementation.rs`` ``create_registered_key_ctap``, ``sign_der``; ``os/fido/src/lib.rs``
-    ``RegisteredKey::inc_signature_counter``): a new credential's two confirmed assertions sign 1, then 2."""
-    made = _credential(nfc, screen)
-    counters = []
-    for _ in range(2):
-        request = _assert(nfc, RP["id"], made.credential_id)
-        try:
-            assertion, error = _answer(screen, request, AUTH_TITLE, "Confirm")
-        finally:
-            request.close()
-        assert error is None, f"a confirmed assertion (control) failed: {error}"
-        counters.append(assertion.auth_data.counter)
-    assert counters == [1, 2], f"a new credential's first two assertions signed the counters {counters}, not [1, 2]"
+    ``RegisteredKey::inc_signature_counter``): a new credential's two confirmed assertions sign 1, then 2, and a
+    second credential registered for the same RP in between starts its own count at 1, leaving the first's alone."""
+    first = _credential(nfc, screen)
+    counters = [_confirmed_counter(nfc, screen, first.credential_id)]
+    second = _credential(nfc, screen)
+    counters += [_confirmed_counter(nfc, screen, first.credential_id), _confirmed_counter(nfc, screen, second.credential_id)]
+    assert counters == [1, 2, 1], \
+        f"the counters signed (first, first after a second registration for the RP, second) are {counters}, not [1, 2, 1]"
+
+
+def _confirmed_counter(nfc: str, screen, cred_id: bytes) -> int:
+    """The signature counter of one assertion with ``cred_id`` for RP, confirmed on the Prime."""
+    return _confirmed(screen, _assert(nfc, RP["id"], cred_id), AUTH_TITLE, "assertion").auth_data.counter

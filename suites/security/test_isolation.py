@@ -5,9 +5,12 @@ a crash stays contained (keyos.md §1.4, §1.5, §2.1)."""
 from __future__ import annotations
 
 
+import re
+
 import pytest
 
 from hil import probe as P
+from hil.flash.manifest import load_capability_matrix
 from hil.link.protocol import LaunchStatus
 from security_helpers import BUILTIN_SETTINGS, SETTINGS_APP, answer_prompt, manifest_for
 
@@ -84,9 +87,22 @@ def test_undeclared_server_is_closed_with_the_kernel_line(probe, probe_id, templ
         assert [d.msgid for d in run.denies if d.pid == run.pid] == [r["id"] for r in records]
 
 
-@pytest.mark.parametrize("location", ["User", "Airlock", "Usb"])
-def test_location_needs_its_grant(location, probe, probe_id, templates):
-    """Without the Get…Access messages in the manifest, nothing of the location opens."""
+ACCESS_MESSAGE = re.compile(r"Get(\w+)ReadAccess")  # the fs server's access message of one location (access.rs)
+
+
+def pytest_generate_tests(metafunc):
+    """``gated_location``: every location the capability matrix gives an access message on os/fs, the Foundation-only
+    ones (Boot, System, ...) with the grantable ones, so a location the fs stops gating is a failing case here
+    rather than one nobody listed."""
+    if "gated_location" in metafunc.fixturenames:
+        fs = load_capability_matrix(metafunc.config.getoption("--capability-matrix")).servers["os/fs"]
+        metafunc.parametrize("gated_location", sorted(m.group(1) for name in fs if (m := ACCESS_MESSAGE.fullmatch(name))))
+
+
+def test_location_needs_its_grant(gated_location, probe, probe_id, templates):
+    """Without the Get…Access messages in the manifest, nothing of the location opens: a read is AccessDenied and
+    a write InvalidOperation (``os/fs/src/access.rs``), for each location the fs gates, grantable or Foundation-only."""
+    location = gated_location
     run = probe.run(manifest_for(probe_id(), "No Grant", {}, templates, template=("gui-app", "fs-generic")),
                     [P.open_file(location, "probe.bin", "write", timeout_s=20),
                      P.open_file(location, "probe.bin", "read", timeout_s=20)])

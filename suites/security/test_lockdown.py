@@ -18,7 +18,7 @@ from hil.link.protocol import LaunchStatus
 from hil.link.transport import LinkClosed, LinkError
 from hil.machine import scaled
 from hil.vision.controls import wait_control
-from security_helpers import SETTINGS_APP, manifest_for, waited
+from security_helpers import BITCOIN_APP, SETTINGS_APP, manifest_for, waited
 
 pytestmark = [pytest.mark.security, pytest.mark.lockdown]
 
@@ -180,12 +180,17 @@ def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch, look
     """Developer Mode gates LOAD_APP_* and INSTALL_CERTIFICATE on every build (keyos.md §5.1, §9), not only
     the interface's presence on production: a development build keeps its link but must refuse both, at
     the first command (LOAD_APP_BEGIN), with nothing installed; and SET_SYSTEM_TIME, which moves what every
-    certificate's validity is judged against, takes the same gate (os/usb-debug/src/dispatch.rs ``set_system_time``)."""
+    certificate's validity is judged against, takes the same gate (os/usb-debug/src/dispatch.rs ``set_system_time``), as
+    does CLOSE_APP (dispatch.rs ``close_app``: "rejected: Developer Mode is disabled"), asked to close an app started
+    before the switch."""
     if (why := station.profile.developer_mode_unreadable()) is not None:
         pytest.skip(why)
     assert prime.developer_mode() is True
     stranger = P.Publisher.create(prime.system_time(), name="prime-hil developer-mode-off")
     before = prime.publisher_count()
+    running = prime.launch_app(BITCOIN_APP)  # an app of every release (1.0.0 apps/), for CLOSE_APP to be asked about
+    if running.status not in (LaunchStatus.LAUNCHED, LaunchStatus.ALREADY_RUNNING):
+        raise DeviceStateError(f"{prime.device}: the Bitcoin app did not launch ({running.status.name}), nothing to close")
     toggle = open_settings(prime, look)  # the switch where the Settings screen shows it
     touch.tap(*toggle)
     if not developer_mode_within(prime, False):
@@ -195,7 +200,8 @@ def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch, look
         for what, call in [("LOAD_APP_BEGIN", lambda: prime.sideload(P.probe_app_id("developer-mode-off"),
                                                                      {"manifest.json": b"{}"})),
                            ("INSTALL_CERTIFICATE", lambda: prime.install_certificate(stranger.fingerprint, stranger.pem)),
-                           ("SET_SYSTEM_TIME", lambda: prime.set_system_time(prime.system_time()))]:
+                           ("SET_SYSTEM_TIME", lambda: prime.set_system_time(prime.system_time())),
+                           ("CLOSE_APP", lambda: prime.close_app(running.pid))]:
             try:
                 call()
                 refused[what] = None
@@ -204,6 +210,8 @@ def test_developer_mode_off_refuses_sideload_and_certificates(prime, touch, look
     finally:
         touch.tap(*toggle)
     assert developer_mode_within(prime, True), "Developer Mode did not come back on"
+    if refused["CLOSE_APP"]:
+        prime.close_app(running.pid)
     assert all(what == command for what, command in refused.items()), \
         f"with Developer Mode off, the first command refused was (expected -> refused): {refused}"
     assert prime.publisher_count() == before, "a certificate was installed with Developer Mode off"

@@ -245,7 +245,8 @@ def test_a_ranged_declaration_keeps_each_messages_tier_and_grant(probe, probe_id
     tier and grant (KeyOS resolves every declared permission to its message, xous/names/src/main.rs, and holds it to
     its tier, app-manager permission_catalog.rs): a third-party app declaring os/security 0..64 is delivered the
     general-status messages at once, but not GetSeed (Foundation only) nor GetAppSeed (grant on first use), and a
-    waiting GetAppSeed is asked for on the display as if it had been declared by name."""
+    waiting GetAppSeed is asked for on the display as if it had been declared by name. The range is the declared
+    server's alone: an id in it that another server delivers unasked to any app declaring it stays refused there."""
     server, app_id = "os/security", probe_id()
     doc = {"appName": {"en": "Ranged"}, "appDescription": {}, "appId": app_id, "appSignature": "0x00", "servers": [],
            "permissions": [{"server": server, "messages": "0..64"}]}
@@ -254,18 +255,22 @@ def test_a_ranged_declaration_keeps_each_messages_tier_and_grant(probe, probe_id
     assert all(m is not None and m.id < 64 for m in msgs), f"{names} are not all ids below 64 of {server}"
     cases = [(m.id, delivered_unasked(m)) for m in msgs]
     assert {ok for _, ok in cases} == {True, False}, f"{names}: nothing to check on both sides"
+    other, beside = next((srv, m) for srv, known in sorted(matrix.servers.items()) if srv != server
+                         for m in known.values() if m.id < 64 and delivered_unasked(m))
     run = probe.run(loads(json.dumps(doc), "<probe Ranged>/manifest.json"),
                     [P.send(server, id=mid, wait=False) for mid, _ in cases]
-                    + [P.send(server, "GetAppSeed", wait=True, timeout_s=60)])
+                    + [P.send(other, id=beside.id, wait=False), P.send(server, "GetAppSeed", wait=True, timeout_s=60)])
     # the sends above wait for nothing, so the last step's prompt may be up before their records are read: each
     # record is read as it comes, and answer_prompt below proves the prompt is the waiting GetAppSeed's
     got = {name: run.step(i, timeout=60)["result"] for i, name in enumerate(names)}
     want = {name: "Ok" if ok else "AccessDenied" for name, (_, ok) in zip(names, cases)}
     assert got == want, f"{server} 0..64 declared by a third-party app: answered {got}, expected {want}"
-    asked = answer_prompt(screen, "Not Now", run=run, step=len(names))
+    outside = run.step(len(names), timeout=60)["result"]
+    assert outside == "AccessDenied", f"{server} 0..64 opened {other} id {beside.id} ({beside.name}) too: {outside}"
+    asked = answer_prompt(screen, "Not Now", run=run, step=len(names) + 1)
     assert asked["result"] == "AccessDenied", f"'Not Now' on the ranged GetAppSeed's prompt answered {asked}"
     if deny_lines:  # the broker's denial is not the kernel's: no line
-        assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok]
+        assert [d.msgid for d in run.denies if d.pid == run.pid] == [mid for mid, ok in cases if not ok] + [beside.id]
 
 
 def test_undeclared_grantable_message_is_denied_without_a_prompt(probe, probe_id, templates, screen):
@@ -329,16 +334,23 @@ def test_first_use_prompts_then_always_allow_persists_for_the_subgroup(server, m
 
 def test_an_allow_opens_the_asked_message_and_not_its_neighbours(probe, probe_id, templates, matrix, screen):
     """The broker's Allow widens the waiting connection by the one id it asked about (permission_requests.rs
-    ``resolve_message_permission``: the request's message id, nothing around it): after GetAppSeed is allowed,
-    the ids just below and above it on the same connection, which the app never declared, are still refused."""
-    server, name = "os/security", "GetAppSeed"
+    ``resolve_message_permission``: the request's message id on the request's connection, nothing around it): after
+    GetAppSeed is allowed, the ids just below and above it on the same connection, which the app never declared, are
+    still refused, and so is the same id on the app's connection to another server (os/fs), refused before the Allow."""
+    server, name, elsewhere = "os/security", "GetAppSeed", "os/fs"
     mid = matrix.message(server, name).id
     declared = {m.id for m in matrix.servers[server].values() if m.name == name}
     neighbours = [n for n in (mid - 1, mid + 1) if n >= 0 and n not in declared]
     run = probe.run(manifest_for(probe_id(), "Neighbours", {server: [name]}, templates),
-                    [P.send(server, name, wait=True, timeout_s=60)] + [P.send(server, id=n, wait=False) for n in neighbours])
-    assert answer_prompt(screen, "Always Allow", run=run, step=0)["result"] == "Ok", "the allowed GetAppSeed failed"
-    got = {n: rec["result"] for n, rec in zip(neighbours, run.finish()[1:])}
+                    [P.send(elsewhere, id=mid, wait=False), P.send(server, name, wait=True, timeout_s=60),
+                     P.send(elsewhere, id=mid, wait=False)] + [P.send(server, id=n, wait=False) for n in neighbours])
+    assert answer_prompt(screen, "Always Allow", run=run, step=1)["result"] == "Ok", "the allowed GetAppSeed failed"
+    before, _, after, *around = run.finish()
+    if before["result"] != "AccessDenied":
+        raise P.ProbeBroken(f"id {mid} on {elsewhere} answered {before['result']} before any Allow: the manifest "
+                            "template opens it, so it cannot show what the Allow opened")
+    assert after["result"] == "AccessDenied", f"allowing {name} (id {mid}) opened id {mid} on {elsewhere} too: {after}"
+    got = {n: rec["result"] for n, rec in zip(neighbours, around)}
     assert got == {n: "AccessDenied" for n in neighbours}, \
         f"allowing {name} (id {mid}) also opened the undeclared ids around it on its connection: {got}"
 

@@ -20,6 +20,7 @@ from hil.link.state import (PIN_CHECK_SECONDS, PinRejected, is_locked, screen_is
 from hil.lab.pin_guard import screenshot_bgr
 from hil.machine import scaled
 from hil.link.transport import LinkError
+from hil.stimuli.boot_menu import power_cycle
 from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.display import read_image
 from hil.vision.pin_screen import NotAPinScreen, PinScreen, find_pin_screen, wait_pin_screen
@@ -163,6 +164,43 @@ def test_one_wrong_pin_leaves_exactly_one_attempt_less(unlocked_prime, touch, lo
                 _unlock_after_a_wrong_pin(unlocked_prime, touch, look, pin)
         assert not wiped, "one wrong PIN erased the seed (the unit logged the wipe)"
     assert seen == [1, 1], f"failed attempts shown after one wrong PIN, twice with a correct login between: {seen}"
+
+
+def test_a_power_cycle_ends_the_login_and_keeps_the_failed_attempt(unlocked_prime, station_relay, touch, look, pin):
+    """Neither the login nor the count of failed attempts belongs to one boot's memory the wrong way round: the login is
+    os/security's ``pin_hash``, which a boot starts without, and the count is the secure element's
+    (``os/security/src/atsama5d2.rs`` ``GetAttemptsRemaining`` reads the SE's last-success record), so a reboot
+    between guesses buys none back. An unlocked unit power-cycled by the button relay comes back locked; one wrong
+    PIN, then a second power cycle, and it still shows that one failed attempt; the right PIN then unlocks (and
+    restores the count).  One wrong PIN, on a unit showing none."""
+    prime = unlocked_prime
+    locked = _power_cycled(prime, station_relay)
+    if not locked:
+        show_lock_screen(prime, touch)  # the check's own state back: the next one starts from a lock screen
+    assert locked, "an unlocked unit came back from a power cycle unlocked: the login outlived the boot"
+    wrong = "".join(str((int(c) + 5) % 10) for c in pin)
+    pad = wait_pin_screen(look, touch)
+    if pad.failed:
+        raise PinRejected(f"{prime.device} shows {pad.failed} failed attempt(s) before the check typed; "
+                          "not typing a wrong PIN on it")
+    enter_pin(touch, pad, wrong)
+    after = None
+    try:
+        before = _failed_after_a_wrong_pin(look)
+        if _power_cycled(prime, station_relay):
+            after = wait_pin_screen(look, touch).failed
+    finally:
+        if is_locked(prime) is not False:
+            _unlock_after_a_wrong_pin(prime, touch, look, pin)
+    assert (before, after) == (1, 1), \
+        f"failed attempts shown after one wrong PIN, then after a power cycle: {before}, {after} (expected 1, 1)"
+
+
+def _power_cycled(prime, relay) -> bool:
+    """Off by the button relay's long hold and on again, the link back and the GUI up; whether the unit is locked."""
+    power_cycle(relay)
+    _reconnect(prime)
+    return wait_ready(prime, 60)
 
 
 def _unlock_after_a_wrong_pin(prime, touch, look, pin: str) -> None:
