@@ -401,26 +401,27 @@ class RegionReader:
             found, bars = with_marks(flat, boxes_in(flat))
             bars = {shifted(b, x0, y0): mark for b, mark in bars.items()}
             boxes, more = reading_order([shifted(b, x0, y0) for b in found]), None
-        lines = self._lines_in(image, boxes, bars, more, until)
-        if more is None and (until is None or not until(lines)):
+        lines, done = self._lines_in(image, boxes, bars, more, until)
+        if more is None and not done:
             more = frozenset(shifted(b, x0, y0) for b in second_search(crop, [shifted(b, -x0, -y0) for b in boxes]))
             if more:
                 boxes = reading_order(boxes + list(more))
-                lines = self._lines_in(image, boxes, bars, more, until)
+                lines = self._lines_in(image, boxes, bars, more, until)[0]
         self._regions[box] = (sig, (boxes, bars, more))
         return lines
 
-    def _lines_in(self, image: np.ndarray, boxes: list, bars: dict, more: frozenset | None, until) -> list[Line]:
-        """The lines in `boxes` read (lone marks by their shape), up to `until`; of the boxes only the second
-        search found (`more`), only lines read surely enough (the second search also finds noise)."""
+    def _lines_in(self, image: np.ndarray, boxes: list, bars: dict, more: frozenset | None,
+                  until) -> tuple[list[Line], bool]:
+        """The lines in `boxes` read (lone marks by their shape), up to `until`, and whether it held; of the boxes
+        only the second search found (`more`), only lines read surely enough (the second search finds noise too)."""
         lines: list[Line] = []
         for b in boxes:
             line = marked(bars[b], b) if b in bars else self._line(image, b)
             if line.text and (not more or b not in more or line.confidence >= SECOND_SEARCH_CONFIDENCE):
                 lines.append(line)
                 if until is not None and until(lines):
-                    break
-        return lines
+                    return lines, True
+        return lines, False
 
     def _line(self, image: np.ndarray, box: tuple[int, int, int, int]) -> Line:
         for cached_sig, cached in self._lines:
