@@ -172,10 +172,21 @@ def look_alike_split(address: str) -> tuple[list[str], list[str]]:
     return alike, other
 
 
+def edit_ops(want: str, got: str) -> list[tuple[int, int, int, int]]:
+    """The edits from `want` to `got`, as (i0, i1, j0, j1): want[i0:i1] was read as got[j0:j1]."""
+    ops = difflib.SequenceMatcher(None, want, got, autojunk=False).get_opcodes()
+    return [(i0, i1, j0, j1) for op, i0, i1, j0, j1 in ops if op != "equal"]
+
+
 def char_errors(want: str, got: str):
     """The edits from `want` to `got`: (expected piece, read piece), e.g. ('l', '1'), ('', '.')."""
-    ops = difflib.SequenceMatcher(None, want, got, autojunk=False).get_opcodes()
-    return [(want[i0:i1], got[j0:j1]) for op, i0, i1, j0, j1 in ops if op != "equal"]
+    return [(want[i0:i1], got[j0:j1]) for i0, i1, j0, j1 in edit_ops(want, got)]
+
+
+def in_context(want: str, got: str, around: int = 6) -> str:
+    """Each edit from `want` to `got` with the expected text around it: 'Un[n->r]lock'."""
+    return "; ".join(f"{want[max(0, i0 - around):i0]}[{want[i0:i1]}->{got[j0:j1]}]{want[i1:i1 + around]}"
+                     for i0, i1, j0, j1 in edit_ops(want, got))
 
 
 def pct(part: int, whole: int) -> str:
@@ -186,6 +197,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--random", type=int, default=6, help="random optics besides the two presets")
     ap.add_argument("--filmed-impostors", type=int, default=40, help="impostors drawn and filmed, per optics")
+    ap.add_argument("--misreads", action="store_true", help="print every misread screen's edits, in context")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     rng = random.Random(2026)
@@ -201,7 +213,7 @@ def main() -> None:
     print(f"{'optics':9s} {'bench':11s} {'dark acc':>8s} {'light acc':>9s} {'checks':>7s} {'cpu med':>7s} {'p95':>5s}"
           "  worst screen")
     per_theme = {"dark": [0, 0], "light": [0, 0]}
-    all_ms, notes, slow = [], [], []
+    all_ms, notes, slow, whole_panel = [], [], [], []
     strict = {"total": 0, "conclusive": 0, "passed": 0}
     whole = {"errors": 0, "chars": 0, "ms": []}
     edits: collections.Counter = collections.Counter()  # (expected, read) -> count
@@ -215,12 +227,16 @@ def main() -> None:
         for name, _, expected, _, theme, _ in screens:
             frame = shots[name][0]
             loc = locate(frame) if cal is None else cal.location
+            t = time.process_time()
             screen = read_image(loc.rectify(frame), reader=ocr.RegionReader(), location=loc, frame=frame)
+            whole_panel.append((time.process_time() - t) * 1000)
             want, got = squash(expected), squash(ln.text for ln in screen.lines)
             e = levenshtein(want, got)
             for edit in char_errors(want, got):
                 edits[edit] += 1
                 where[edit].add(f"{name.rsplit('-', 1)[0]}@{oname}")
+            if args.misreads and e:
+                print(f"  misread {oname}/{name} ({e}): {in_context(want, got)}")
             for bucket in (acc[theme], per_theme[theme]):
                 bucket[0] += e
                 bucket[1] += len(want)
@@ -270,6 +286,9 @@ def main() -> None:
     p95 = sorted(all_ms)[int(0.95 * (len(all_ms) - 1))]
     print(f"CPU per verification (one thread): median {statistics.median(all_ms):.1f} ms, p95 {p95:.1f} ms, "
           f"mean {statistics.mean(all_ms):.1f} ms ({len(all_ms)} verifications; load average {os.getloadavg()[0]:.1f})")
+    panel_p95 = sorted(whole_panel)[int(0.95 * (len(whole_panel) - 1))]
+    print(f"reading a whole panel from scratch (every line: the accuracy's reads, not verifications): CPU median "
+          f"{statistics.median(whole_panel):.0f} ms, p95 {panel_p95:.0f} ms")
     print("slowest verifications: " + ", ".join(f"{ms:.0f} ms {what}" for ms, what in sorted(slow)[::-1][:12]))
     if whole["chars"]:
         print(f"whole-frame fallback (nothing located, {len(whole['ms'])} frames): character accuracy "

@@ -158,7 +158,7 @@ def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
     checked = values.check(expected, lines, kind.value) if kind.strict else None
     if checked is not None:  # a value of a known kind: its alphabet and checksum decide (hil.vision.values)
         if checked.verdict == "pass" and region is None:  # only glare next to the value can hide a character
-            glared = [r for r in glared if any(_overlap(_grown(lines[i].box), screen.regions[r]) > 0
+            glared = [r for r in glared if any(ocr.overlap(_grown(lines[i].box), screen.regions[r]) > 0
                                                for i in checked.lines)]
         if glared and checked.verdict != "inconclusive":
             return v(Verdict.INCONCLUSIVE, f"glare over {', '.join(glared)}: a character may be hidden "
@@ -197,13 +197,6 @@ def _grown(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     return (box[0] - h, box[1] - h, box[2] + h, box[3] + h)
 
 
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Share of box `a` covered by box `b` (a line on a region border is read by both regions)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return max(0, w) * max(0, h) / max(1, (a[2] - a[0]) * (a[3] - a[1]))
-
-
 def read_image(image: np.ndarray, regions: dict[str, tuple[int, int, int, int]] = REGIONS,
                reader: ocr.RegionReader | None = None, location: Location | None = None,
                frame: np.ndarray | None = None, only: list[str] | None = None, until=None) -> Screen:
@@ -220,7 +213,7 @@ def read_image(image: np.ndarray, regions: dict[str, tuple[int, int, int, int]] 
             def inside(found: list[ocr.Line]) -> list[ocr.Line]:
                 return [ln for ln in found
                         if x0 <= (ln.box[0] + ln.box[2]) / 2 < x1 and y0 <= (ln.box[1] + ln.box[3]) / 2 < y1
-                        and not any(_overlap(ln.box, other.box) > 0.5 for other in lines)]
+                        and not any(ocr.overlap(ln.box, other.box) > 0.5 for other in lines)]
             crop = (max(0, x0 - MARGIN), max(0, y0 - MARGIN), min(w, x1 + MARGIN), min(h, y1 + MARGIN))
             lines += inside(reader.read(image, crop, until and (lambda found: until(lines + inside(found)))))
             if until is not None and until(lines):
@@ -262,7 +255,8 @@ def read_frame(frame: np.ndarray) -> Screen:
     lines' boxes are in the upright frame's pixels, not display pixels, so no region can be asked for."""
     plain = ocr.quads(frame, ocr.frame_engine())  # and on the frame equalised, for text the display dims
     quads = plain + [q for q in ocr.quads(ocr.equalised(frame), ocr.frame_engine())
-                     if not any(_overlap(_box(q), _box(p)) > 0.5 or _overlap(_box(p), _box(q)) > 0.5 for p in plain)]
+                     if not any(ocr.overlap(_box(q), _box(p)) > 0.5 or ocr.overlap(_box(p), _box(q)) > 0.5
+                                for p in plain)]
     h, w = frame.shape[:2]
     angle = text_angle(quads) if quads else 0.0
     M = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
