@@ -52,7 +52,8 @@ SWIPE_HINT = "Swipe up to unlock"  # os/gui-app-lock-screen i18n/en.json main.sw
 # panel, as the hint is drawn near its bottom (y 744 of 800 in app.slint), so the swipe ends near y 444
 SWIPE_UP = 300
 DELETE = "Delete"  # assumed: the PinEntry widget's delete key label is not in the indexed KeyOS source
-WARNING_WORDS = ("failed", "attempt", "attempts", "passport", "erase", "master")  # a line read near these is the warning's
+# a line read near one of these words is part of the warning
+WARNING_WORDS = ("failed", "attempt", "attempts", "passport", "erase", "master")
 BIP39 = frozenset(WORDLIST)
 MIN_CONFIDENCE = 0.85  # a warning line read below it may have its count misread (hil.vision.display's threshold)
 
@@ -97,7 +98,8 @@ def find_pin_screen(lines: list[ocr.Line], image: np.ndarray) -> PinScreen:
         delete = None
     band = _warning_band(lines, image)
     inside = [ln for ln in lines if band[1] <= (ln.box[1] + ln.box[3]) / 2 < band[3]]
-    warning = sorted((ln for ln in inside if _in_warning_words(ln.text)), key=lambda ln: (ln.box[1] + ln.box[3], ln.box[0]))
+    warning = sorted((ln for ln in inside if _in_warning_words(ln.text)),
+                     key=lambda ln: (ln.box[1] + ln.box[3], ln.box[0]))  # top to bottom by their middles
     if (other := [ln.text for ln in inside if ln not in warning and not _shown_beside_the_warning(ln.text)]):
         raise AttemptsUnreadable(f"in the place of the failed-attempt warning, {other} reads as neither it nor "
                                  "anything else the PIN screen shows")
@@ -128,13 +130,21 @@ def _key(text: str) -> str:
     return re.sub(r"[^0-9a-z]", "", text.lower())
 
 
-def _edits(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
+def _edits(a: str, b: str, limit: int) -> int:
+    """The edit distance of ``a`` and ``b``, or ``limit + 1`` where it is more (only the cells within ``limit`` of
+    the diagonal are computed: the erase warning's 81 texts are compared on every reading of a unit near a wipe)."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    over = limit + 1
+    row = [j if j <= limit else over for j in range(len(b) + 1)]
     for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
+        lo, hi = max(1, i - limit), min(len(b), i + limit)
+        prev, row[lo - 1] = row[lo - 1], (i if lo == 1 else over)
+        for j in range(lo, hi + 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != b[j - 1]), over)
+        if hi < len(b):
+            row[hi + 1] = over
+    return min(row[-1], over)
 
 
 def _warning_read(said: str) -> tuple[int, int | None]:
@@ -142,19 +152,23 @@ def _warning_read(said: str) -> tuple[int, int | None]:
     characters; `AttemptsUnreadable` where none is that near, or two are equally near (a count misread: "l more
     attempts" could be any count; "l more attempt", singular, is only 1)."""
     read = _key(said)
-    ranked = sorted((_edits(read, text), text) for text in WARNINGS  # a length apart beyond the tolerance is too far
-                    if abs(len(text) - len(read)) <= len(text) // NEAR_EVERY) + [(len(read) + 99, "")] * 2
-    (best, text), (second, _) = ranked[0], ranked[1]
-    if not text or best > len(text) // NEAR_EVERY or second == best:
+    near = sorted((d, text) for text in WARNINGS
+                  if (d := _edits(read, text, len(text) // NEAR_EVERY)) <= len(text) // NEAR_EVERY)
+    if not near or len(near) > 1 and near[1][0] == near[0][0]:
         raise AttemptsUnreadable(f"the failed-attempt warning does not read as one of KeyOS's: {said[:90]!r}")
-    return WARNINGS[text]
+    return WARNINGS[near[0][1]]
+
+
+# what a PIN entry reads as: the emulator's dash and stars; assumed: KeyOS's dots (auth.slint PinDot) read as dots,
+# bullets, o or 0 where the recogniser reads them at all
+PIN_ENTRY = "-*•·.oO0●○"
 
 
 def _shown_beside_the_warning(text: str) -> bool:
     """What else the PIN screen shows between its heading and keypad: the PIN entry (the emulator draws it as
     text; KeyOS as dots), the security words or their heading (app.slint: shown instead of the warning)."""
     t = text.strip()
-    return (bool(t) and set(t) <= set("-*•·")) or "securitywords" in normal(t) or \
+    return (bool(t) and set(t) <= set(PIN_ENTRY)) or "securitywords" in normal(t) or \
         all(w in BIP39 for w in t.lower().split())
 
 
@@ -182,7 +196,8 @@ def _warning_band(lines: list[ocr.Line], image: np.ndarray) -> tuple[int, int, i
     return 4, heading.box[3], image.shape[1] - 4, max(heading.box[3], top)
 
 
-def _blank_where_the_warning_would_be(lines: list[ocr.Line], image: np.ndarray, band: tuple[int, int, int, int]) -> None:
+def _blank_where_the_warning_would_be(lines: list[ocr.Line], image: np.ndarray,
+                                      band: tuple[int, int, int, int]) -> None:
     """`AttemptsUnreadable` unless the ``band`` shows no glare and no ink that no line was read from. Ink that
     runs on into the keypad is the keypad's (its key caps)."""
     from hil.vision.display import GLARE_FRACTION, GLARE_LEVEL, glare, ink
