@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 import pytest
-from PIL import ImageDraw
+from PIL import ImageDraw, ImageFilter
 
 from hil.emulator.camera import Optics
 from hil.errors import InfrastructureError
@@ -67,6 +67,22 @@ def test_wrong_region_fails():
     assert d.verify_text("Enter PIN", region="body").verdict is Verdict.FAIL
     with pytest.raises(ValueError, match="known: title"):
         d.verify_text("Enter PIN", region="footer")
+
+
+@pytest.mark.parametrize("optics", ["default", "hard"])
+def test_a_region_that_reads_no_text_fails_only_when_it_is_blank(optics):
+    """No text read is a reading of the region only where it shows no ink: "Enter PIN" out of focus (a smudge over
+    the title, blurred past the recogniser) is unreadable, never "the title shows nothing"; the same screen with
+    its title blank fails."""
+    smudged, blank = pin_pad().convert("RGB"), pin_pad().convert("RGB")
+    smudged.paste(smudged.crop((0, 0, 480, 98)).filter(ImageFilter.GaussianBlur(8)), (0, 0))
+    ImageDraw.Draw(blank).rectangle((0, 0, 480, 98), fill=(245, 245, 240))
+    v = Display(FilmedScreen(smudged, optics)).verify_text("Enter PIN", region="title")
+    assert v.verdict is Verdict.INCONCLUSIVE and "ink" in v.reason and not v.screen.lines_in("title")
+    with pytest.raises(ScreenUnreadable):
+        Display(FilmedScreen(smudged, optics)).expect_text("Enter PIN", region="title", timeout=0)
+    v = Display(FilmedScreen(blank, optics)).verify_text("Enter PIN", region="title")
+    assert v.verdict is Verdict.FAIL and v.reason == "the title is blank"
 
 
 @pytest.mark.parametrize("expected, kind", [(ADDR, TextKind.ADDRESS), ("0.01250000 BTC", TextKind.AMOUNT)])

@@ -46,6 +46,12 @@ MARGIN = 24  # a region is read with this much around it, so a line on its borde
 GLARE_LEVEL = 250  # grey level at which the sensor clips
 GLARE_FRACTION = 0.01  # clipped share of a region that makes it unreadable
 MOVED = 3.0  # frame pixels the panel may shift (marker jitter) before it is taken to have moved
+# Ink: what stands out by this many grey levels from the panel's local background, the median of the INK_SPAN
+# square around it (a flat fill, or the straight step between two, is background)
+INK_CONTRAST = 30
+INK_SPAN = 61
+INK_SHARE = 0.002  # share of a region that makes it "not blank"
+INK_INSET = 4  # px a region is measured inside its edges: a separator or the panel's rim on the border is not in it
 
 
 class Verdict(enum.Enum):
@@ -144,6 +150,24 @@ def glare(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return float(clipped.mean())
 
 
+def ink(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Where the region shows ink (bool mask, the region's shape): whatever stands out of its local background,
+    dark on light or light on dark, whether or not any of it reads as text. It tells a blank region (a real
+    reading: nothing shown) from one whose text could not be read (out of focus, under a stylus, washed out)."""
+    x0, y0, x1, y1 = box
+    g = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image[y0:y1, x0:x1]
+    background = cv2.medianBlur(g, INK_SPAN)  # ink covers less than half of any INK_SPAN square around it
+    return cv2.absdiff(cv2.GaussianBlur(g, (0, 0), 1.5), background) >= INK_CONTRAST
+
+
+def inked(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Share of the region, measured `INK_INSET` inside its edges, that shows ink (`ink`)."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (max(0, box[0] + INK_INSET), max(0, box[1] + INK_INSET),
+                      min(w, box[2] - INK_INSET), min(h, box[3] - INK_INSET))
+    return float(ink(image, (x0, y0, x1, y1)).mean()) if x1 > x0 and y1 > y0 else 0.0
+
+
 def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
           min_confidence: float) -> Verification:
     """The verdict of one reading (rules: module docstring)."""
@@ -187,8 +211,13 @@ def judge(screen: Screen, expected: str, kind: TextKind, region: str | None,
     if close is not None:
         return v(Verdict.INCONCLUSIVE, f"read only as {close.text!r}, {close.edits} character(s) off: a glyph "
                                        "hidden (a stylus, a reflection) or misread, so no clear reading")
-    shown = " | ".join(ln.text for ln in lines) or "nothing"
-    return v(Verdict.FAIL, f"the {where} shows {shown}")
+    if not lines:  # blank is a reading; ink that no line was read from is not
+        share = inked(screen.image, screen.regions[region] if region else (0, 0, *screen.image.shape[1::-1]))
+        if share >= INK_SHARE:
+            return v(Verdict.INCONCLUSIVE, f"no text read in the {where}, yet {share:.1%} of it shows ink: unreadable "
+                                           "(out of focus, under a stylus, washed out), not blank")
+        return v(Verdict.FAIL, f"the {where} is blank")
+    return v(Verdict.FAIL, f"the {where} shows {' | '.join(ln.text for ln in lines)}")
 
 
 def _grown(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:

@@ -134,6 +134,19 @@ def title_shown(title: str, text: str) -> bool:
     return False
 
 
+def prompt_shown(text: str) -> bool:
+    """Whether the text read shows the permission prompt (`title_shown`). Its buttons read without its title is
+    no evidence either way: the title may be there unread (glare, a stylus), so `PromptNotSeen`."""
+    from hil.vision.match import TextKind, find
+
+    if title_shown(PROMPT_TITLE, text):
+        return True
+    if (buttons := [b for b in PROMPT_BUTTONS if find(b, [text], TextKind.PROSE) is not None]):
+        raise PromptNotSeen(f"the prompt's {buttons} read but not its title {PROMPT_TITLE!r}: cannot tell whether it "
+                            f"is up (read: {text!r})")
+    return False
+
+
 def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: str | None = None,
                   timeout: float = 15.0) -> dict:
     """Wait for the permission prompt of ``run``'s parked ``step`` (with ``body``, if given), press ``button``,
@@ -168,7 +181,7 @@ def answer_prompt(screen: ScreenReader, button: str, *, run, step: int, body: st
     while step not in run.records:
         if time.monotonic() > deadline:
             after = screen.text()
-            if not after.strip() or title_shown(PROMPT_TITLE, after):
+            if not after.strip() or prompt_shown(after):
                 raise PromptNotSeen(f"{button!r} tapped, step {step} still parked after {waited(timeout)} and the "
                                     f"prompt not seen to leave (it shows: {after!r}): the tap did not reach it")
             raise AssertionError(f"{button!r} tapped and the prompt left the screen, but step {step} is still "
@@ -209,7 +222,7 @@ def assert_no_prompt(screen: ScreenReader, when: str = "") -> None:
     text = " ".join(line.text for line in shown.lines)
     if not text.strip():
         raise PromptNotSeen(f"nothing read on the display{when}: cannot tell whether a prompt is up")
-    assert not title_shown(PROMPT_TITLE, text), f"a permission prompt is on screen{when}: {text!r}"
+    assert not prompt_shown(text), f"a permission prompt is on screen{when}: {text!r}"
 
 
 def assert_no_prompt_for(screen: ScreenReader, seconds: float, when: str = "", wake_timeout: float = 5.0) -> None:
@@ -232,7 +245,7 @@ def wait_prompt_gone(screen: ScreenReader, timeout: float, when: str = "") -> No
     while True:
         text = screen.text()
         try:
-            if text.strip() and not title_shown(PROMPT_TITLE, text):
+            if text.strip() and not prompt_shown(text):
                 return
         except PromptNotSeen:
             if time.monotonic() > deadline:

@@ -239,27 +239,22 @@ def test_only_the_whole_pin_unlocks(unlocked_prime, touch, look, pin):
     assert failed == 1, f"the PIN with one digit more showed {failed} failed attempts, not 1"
 
 
-# KeyOS's erase warning (``IncorrectPinWarning``, ``os/gui-app-lock-screen/i18n/en.json``, see
-# `hil.vision.pin_screen`): "... Passport will erase its Master Key after {r} more attempts", shown once no
-# more than 6 attempts remain; the unit's own statement of how many are left
-ERASE_AFTER = re.compile(r"erase\s+its\s+Master\s+Key\s+after\s+(\d+)\s+more\s+attempts?", re.IGNORECASE)
-ERASE_WARNING_FROM = 6  # remaining attempts at and below which the warning names them
+ERASE_WARNING_FROM = 6  # remaining attempts at and below which KeyOS's warning names them (app.slint)
 
 
 def _attempts_shown(look) -> tuple[PinScreen, int | None]:
     """The PIN screen and the remaining attempts its erase warning states (None: no warning shown), read
-    from one frame."""
+    from one frame (`hil.vision.pin_screen`: a count not read surely is no count)."""
     deadline = time.monotonic() + scaled(10.0)
     while True:  # no pause between readings: a camera's look() waits for its next frame
-        lines = read_image(look()).lines
+        image = look()
         try:
-            pad = find_pin_screen(lines)
+            pad = find_pin_screen(read_image(image).lines, image)
         except NotAPinScreen:
             if time.monotonic() > deadline:
                 raise
             continue  # a frame from before the wake or the judgement
-        said = ERASE_AFTER.search(" ".join(ln.text for ln in lines))
-        return pad, int(said.group(1)) if said else None
+        return pad, pad.left
 
 
 def _attempts_shown_as(look, expected: tuple[int, int | None]) -> tuple[PinScreen, int | None]:

@@ -77,14 +77,12 @@ class LockScreen(Screen):
         self.prime = prime
         self.keys = pad_layout(prime.seed)
         self.entered = ""
-        self.message = ""
         self.show_login = False
         self.words: tuple[str, str] | None = None  # latched with KeyOS's locked-prefix
 
     def reset(self) -> None:
         """A lock, boot or login (``Custom2`` / ``reset_input_state``): input and words cleared, login hidden."""
         self.reset_input()
-        self.message = ""
         self.show_login = False
 
     def reset_input(self) -> None:
@@ -112,8 +110,6 @@ class LockScreen(Screen):
         else:
             canvas.text((0, 110, render.WIDTH, 170), "Security words", size=28)
         canvas.text((0, 190, render.WIDTH, 260), "*" * len(self.entered) or "-", size=48, bold=True)
-        if self.message:
-            canvas.wrapped((10, 270, render.WIDTH - 10, 350), self.message, size=28, bold=True)
         w, h = PIN_KEY_SIZE
         for key, (cx, cy) in self.keys.items():
             canvas.button((cx - w // 2, cy - h // 2, cx + w // 2, cy + h // 2), KEY_LABELS.get(key, key),
@@ -160,13 +156,10 @@ class LockScreen(Screen):
             self.words = self.prime.se.security_words(self.entered[:PIN_PREFIX_LENGTH])
 
     def submit(self) -> None:
-        pin, self.entered = self.entered, ""
-        if len(pin) < MIN_PIN_LENGTH:
-            self.message = f"PIN must be at least {MIN_PIN_LENGTH} digits"
+        """app.slint: the accept button is enabled from 6 digits, and a login's only word on the screen is the
+        failed-attempts warning (there is no "wrong PIN" message)."""
+        if len(self.entered) < MIN_PIN_LENGTH:
             return
+        pin = self.entered
         self.reset_input()  # reset_input_state on the login result, accepted or not
-        if self.prime.login(pin):
-            self.message = ""
-            return
-        left = self.prime.se.attempts_remaining
-        self.message = f"Wrong PIN. {left} attempt{'s' if left != 1 else ''} remaining"
+        self.prime.login(pin)
