@@ -248,6 +248,14 @@ SECOND_SEARCH_CONFIDENCE = 0.7  # a line only the second search found is kept wh
 DIM_EQUALISE, DENOISE = (10.0, (4, 8)), 1.5
 
 
+def second_search_kept(line: Line) -> bool:
+    """Whether a line only the second search found is text rather than noise: read surely, and with a Latin
+    letter, a digit or an asterisk in it (KeyOS's English screens show those; the recogniser's model also
+    knows CJK, and a blurred blob reads as a lone stroke such as `一` at 0.77)."""
+    return line.confidence >= SECOND_SEARCH_CONFIDENCE and any(c.isascii() and (c.isalnum() or c == "*")
+                                                               for c in line.text)
+
+
 def with_marks(flat: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> tuple[list, dict]:
     """The detector's `boxes` in `flat` (an image `equalised`) with the lone marks it misses or whose one glyph
     the recogniser misreads (`hil.vision.marks`: the empty PIN field's dash): the boxes to read, and the marks
@@ -417,7 +425,7 @@ class RegionReader:
         lines: list[Line] = []
         for b in boxes:
             line = marked(bars[b], b) if b in bars else self._line(image, b)
-            if line.text and (not more or b not in more or line.confidence >= SECOND_SEARCH_CONFIDENCE):
+            if line.text and (not more or b not in more or second_search_kept(line)):
                 lines.append(line)
                 if until is not None and until(lines):
                     return lines, True
