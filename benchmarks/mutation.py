@@ -53,7 +53,8 @@ MODULES = {
     "debug": [SEC + "test_lockdown.py", SEC + "test_trusted_display.py", SEC + "test_permissions.py"],  # + sideloads
     "bootloader": [SEC + "test_firmware.py"],
     "ctap2": [SEC + "test_fido.py"],
-    "ui": [SEC + "test_trusted_display.py", SEC + "test_permissions.py"],  # the Alerts role's prompts
+    "ui": [SEC + "test_trusted_display.py", SEC + "test_permissions.py",  # the Alerts role's prompts
+           SEC + "test_lockdown.py"],  # + a tap with no prompt up reaching the app (Settings' Developer Mode toggle)
 }
 FLAVOURS = ("development", "production")  # the emulated builds each mutant runs on, until one kills it
 FLIP = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,

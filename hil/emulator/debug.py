@@ -222,8 +222,10 @@ class DebugProtocol:
     def _get_allowed_publisher_count(self, payload: bytes) -> bytes:
         certs = self.prime.keyos.certificates
         now = self.prime.now()
-        usable = sum(1 for c in certs.values() if c.not_before <= now <= c.not_after)
-        return p.response(Status.OK, struct.pack("<HH", min(usable, 0xFFFF), min(len(certs), 0xFFFF)))
+        usable = [c for c in certs.values() if c.not_before <= now <= c.not_after]  # is_usable, as at launch
+        if self.prime.keyos.defects.has("publisher-count-misses-the-not-before-second"):
+            usable = [c for c in usable if c.not_before != now]
+        return p.response(Status.OK, struct.pack("<HH", min(len(usable), 0xFFFF), min(len(certs), 0xFFFF)))
 
     def _install_certificate(self, payload: bytes) -> bytes:
         limit = p.MAX_CERT_PEM - 1 if self.prime.keyos.defects.has("certificate-of-16-kib-refused") else p.MAX_CERT_PEM
@@ -288,6 +290,8 @@ class DebugProtocol:
             if refused := self._locked_during_upload("LOAD_APP_CHUNK"):
                 return refused
             if self.upload is None or self.upload.current is None:
+                if self.prime.keyos.defects.has("load-app-chunk-without-a-file-crashes"):
+                    raise RuntimeError("LOAD_APP_CHUNK: the open file taken for granted")  # the defect: an unwrap
                 self.log("WARN", "LOAD_APP_CHUNK: no open file")
                 return ERR
             path, size, data = self.upload.current

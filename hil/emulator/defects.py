@@ -178,6 +178,11 @@ CATALOG: dict[str, tuple[str, str, str]] = {
         "a publisher certificate is taken as not yet active at its notBefore second, not before it",
         "suites/security/test_permissions.py::test_publisher_certificate_is_valid_through_both_edges[not-before]",
         "development"),
+    "publisher-count-misses-the-not-before-second": (
+        "GET_ALLOWED_PUBLISHER_COUNT counts a certificate as usable only from the second after its notBefore, "
+        "while a launch takes it at that second",
+        "suites/security/test_permissions.py::test_publisher_certificate_is_valid_through_both_edges[not-before]",
+        "development"),
     "sideload-accepts-tampered-manifest": (
         "a sideloaded manifest edited after signing launches",
         "suites/security/test_permissions.py::test_tampered_manifest_does_not_launch", "development"),
@@ -278,6 +283,9 @@ CATALOG: dict[str, tuple[str, str, str]] = {
     "load-app-chunk-overruns-its-size": (
         "LOAD_APP_CHUNK takes a chunk that runs past the size LOAD_APP_FILE_BEGIN declared",
         "suites/security/test_permissions.py::test_load_app_end_takes_only_a_whole_fresh_bundle", "development"),
+    "load-app-chunk-without-a-file-crashes": (
+        "LOAD_APP_CHUNK with no file open crashes the debug dispatcher, which drops the link instead of answering Err",
+        "suites/security/test_permissions.py::test_a_chunk_with_no_file_open_is_refused", "development"),
     "load-app-begin-keeps-the-unfinished-session": (
         "LOAD_APP_BEGIN for the same app id resumes the unfinished session, so its staged files reach the next bundle",
         "suites/security/test_permissions.py::test_load_app_end_takes_only_a_whole_fresh_bundle", "development"),

@@ -15,6 +15,7 @@ import json
 import struct
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,11 +25,11 @@ from hil import probe as P
 from hil.flash import cosign2
 from hil.errors import InfrastructureError
 from hil.flash.manifest import CapabilityMatrix, Manifest, load_dir, load_templates, loads, sign_manifest
-from hil.link.client import CommandRefused, DeviceError, DeviceLocked
+from hil.link.client import CommandRefused, DeviceError, DeviceLocked, ResponseTimeout
 from hil.link.protocol import (MAX_CHUNK, Cmd, LaunchStatus, load_app_begin, load_app_chunk, load_app_file_begin,
                                request)
 from hil.link.state import show_lock_screen, wait_unlocked
-from hil.link.transport import LinkError
+from hil.link.transport import LinkClosed, LinkError
 from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.pin_screen import wait_pin_screen
 
@@ -624,6 +625,41 @@ def test_load_app_end_takes_only_a_whole_fresh_bundle(probe, probe_id, templates
     assert _stale_and_own(probe, app_id)[0] == "FileNotFound", "the unfinished session's file reached the new bundle"
 
 
+def _answer_to(prime, body: bytes) -> str:
+    """The device's answer to one request it must refuse: "Ok", "Err", "Locked", or "link dropped" when the
+    device closed the link at it and a fresh open finds the unit answering (the device's doing: it did not answer
+    the request). An answer that did not come in time, or a unit that does not answer the fresh open, is raised:
+    no evidence either way."""
+    try:
+        prime.request(body)
+        return "Ok"
+    except DeviceLocked:
+        return "Locked"
+    except DeviceError:
+        return "Err"
+    except ResponseTimeout:
+        raise
+    except LinkClosed:
+        prime.close()
+        prime.open()
+        prime.version()
+        return "link dropped"
+
+
+def test_a_chunk_with_no_file_open_is_refused(probe_id, unlocked_prime):
+    """``dispatch.rs`` ``load_app_chunk``: a LOAD_APP_CHUNK while no file of the session is open ("no open file")
+    is answered Err, right after LOAD_APP_BEGIN and after a file's last chunk closed it; the unit stays on the
+    link (``DebugProtocol::process`` answers every decoded request)."""
+    prime, app_id = unlocked_prime, probe_id()
+    prime.request(load_app_begin(app_id))
+    answer = _answer_to(prime, load_app_chunk(b"x"))
+    assert answer == "Err", f"a LOAD_APP_CHUNK right after LOAD_APP_BEGIN, no file open, was answered {answer}"
+    prime.request(load_app_file_begin(1, "resources/one.bin"))
+    prime.request(load_app_chunk(b"1"))  # the whole file: it is closed
+    answer = _answer_to(prime, load_app_chunk(b"2"))
+    assert answer == "Err", f"a LOAD_APP_CHUNK after its file's last chunk was answered {answer}"
+
+
 def test_sideload_and_certificates_wait_for_the_unlock(probe, probe_id, templates, unlocked_prime, touch, look, pin):
     """On every build (keyos.md §10 "Lock rules"; ``dispatch.rs`` ``reject_load_app_if_locked`` on each LOAD_APP_*
     command, and ``install_certificate``'s own check) a locked unit answers Locked to LOAD_APP_END and to
@@ -840,22 +876,32 @@ def test_publisher_certificate_validity_is_enforced(valid_from, valid_for, statu
 
 
 class ClockNotHeld(InfrastructureError):
-    """The unit's clock never held the second a launch was to happen at: no evidence either way."""
+    """The unit's clock never held the second a question was to be asked at: no evidence either way."""
 
 
-def _launch_at(prime, second: int, app_id: str) -> LaunchStatus:
-    """LAUNCH_APP with the unit's clock at ``second``: the clock is set, and the answer counts only when a read
+T = TypeVar("T")
+
+
+def _at(prime, second: int, ask: Callable[[], T]) -> T:
+    """``ask()`` with the unit's clock at ``second``: the clock is set, and the answer counts only when a read
     after it still shows that second (the clock ticks on by itself; an attempt that straddles a tick is
     tried again)."""
     for _ in range(5):
         prime.set_system_time(second)
+        answer = ask()
+        if prime.system_time() == second:
+            return answer
+    raise ClockNotHeld(f"{prime.device}: the clock set to {second} moved on before each of 5 answers came")
+
+
+def _launch_at(prime, second: int, app_id: str) -> LaunchStatus:
+    """LAUNCH_APP with the unit's clock at ``second`` (a launched app is closed again)."""
+    def launch() -> LaunchStatus:
         result = prime.launch_app(app_id)
-        held = prime.system_time() == second
         if result.status is LaunchStatus.LAUNCHED:
             prime.close_app(result.pid)
-        if held:
-            return result.status
-    raise ClockNotHeld(f"{prime.device}: the clock set to {second} moved on before each of 5 launches answered")
+        return result.status
+    return _at(prime, second, launch)
 
 
 @pytest.mark.development_only  # a production build refuses SET_SYSTEM_TIME
@@ -863,21 +909,30 @@ def _launch_at(prime, second: int, app_id: str) -> LaunchStatus:
 def test_publisher_certificate_is_valid_through_both_edges(edge, probe, probe_id, templates, unlocked_prime):
     """X.509 validity includes both its ends (RFC 5280 §4.1.2.5; assumed: KeyOS's "valid now" check,
     THIRD_PARTY_CERTIFICATE_FORMAT.md, follows it): at the very second of notBefore or notAfter the app
-    launches, one second outside it does not."""
+    launches, one second outside it does not. GET_ALLOWED_PUBLISHER_COUNT's usable count takes the same
+    test as the launch (``dispatch.rs`` counts ``cert.is_usable()``; app-manager's ``third_party_certs.rs``
+    ``allowed`` lets a publisher launch by the same ``is_usable``), so it counts the certificate at that second
+    and not one second outside. The certificate is installed with the clock inside its window: KeyOS
+    imports only one that is valid now (``third_party_certs.rs`` ``preview``)."""
     prime = unlocked_prime
     start, since = prime.system_time(), time.monotonic()
     pub = P.Publisher.create(start, valid_from=3600, valid_for=3600)
-    prime.install_certificate(pub.fingerprint, pub.pem)
-    app_id = probe_id()
-    prime.sideload(app_id, P.bundle(probe.elf, manifest_for(app_id, "Edge", {}, templates), [], pub, timestamp=start))
     if edge == "not-before":
         inside, outside, refused = start + 3600, start + 3599, LaunchStatus.CERT_NOT_YET_ACTIVE
     else:
         inside, outside, refused = start + 7200, start + 7201, LaunchStatus.CERT_EXPIRED
     try:
+        prime.set_system_time(start + 3600)
+        prime.install_certificate(pub.fingerprint, pub.pem)
+        app_id = probe_id()
+        prime.sideload(app_id, P.bundle(probe.elf, manifest_for(app_id, "Edge", {}, templates), [], pub,
+                                        timestamp=start))
         assert _launch_at(prime, outside, app_id) is refused, f"launched one second outside its certificate ({edge})"
         status = _launch_at(prime, inside, app_id)
         assert status is LaunchStatus.LAUNCHED, f"at the {edge} second of its certificate the app answered {status.name}"
+        counts = {second: _at(prime, second, prime.publisher_count) for second in (outside, inside)}
+        assert counts[inside] == (counts[outside].usable + 1, counts[outside].installed), \
+            f"GET_ALLOWED_PUBLISHER_COUNT one second outside the certificate and at its {edge} second: {counts}"
     finally:  # the clock back; a lost link is already the run's error, not to be hidden behind this one
         with contextlib.suppress(LinkError):
             prime.set_system_time(start + round(time.monotonic() - since))
