@@ -10,6 +10,8 @@ import sys
 import forked_pytest
 import pytest
 
+pytestmark = pytest.mark.slow  # as the runs it serves (tests/test_seeded_defects.py)
+
 SEEN = """
 import json, os, sys
 
