@@ -1,16 +1,15 @@
 """The suites catch regressions: every seeded defect turns its named suite red (a *failed* test, not a
 broken one), and the good build keeps every suite green. Each run is its own ``pytest`` process against
 its own emulated Prime, as a lab would run it, started by the test that judges it (`make test`'s six
-workers run six at a time)."""
+workers run six at a time; the processes are forked from one that imported the libraries once: `forked_pytest`)."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import forked_pytest
 import pytest
 
 from hil.emulator.defects import CATALOG
@@ -24,11 +23,17 @@ ENV = suite_env(Path(tempfile.gettempdir()) / "hil-seeded-defects")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_S + 60)]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fork_server():
+    """The runs' server, stopped and reaped when this worker's session ends (`forked_pytest.stop_server`)."""
+    yield
+    forked_pytest.stop_server()
+
+
 def run_suites(*args: str) -> tuple[int, str]:
-    """One suite run in a fresh process; returns (exit code, output)."""
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *UNUSED_PLUGINS, "-q", "-rfE", "--device=emulator", *args]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=scaled(RUN_S), env=ENV)
-    return proc.returncode, proc.stdout + proc.stderr
+    """One suite run in a fresh process (`forked_pytest`); returns (exit code, output)."""
+    args = ("-p", "no:cacheprovider", *UNUSED_PLUGINS, "-q", "-rfE", "--device=emulator", *args)
+    return forked_pytest.run_pytest(list(args), ROOT, ENV, scaled(RUN_S))
 
 
 def failed_not_broken(output: str) -> set[str]:
