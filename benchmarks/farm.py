@@ -121,6 +121,11 @@ def main() -> None:
               f"{r['emulators_cpu'] / tests:>21.2f} {r['size'] * r['wall'] / tests / (per_test or 1):>14.1f} "
               f"{r['steady_cpu'] / tests:>18.2f} {r['test_span'] / (r['steady_cpu'] or 1):>21.1f}")
     print_breakdown(rows, "size")
+    print("\ndevice prep by fixture (set-up self-time, % of stations x wall; the largest)")
+    for r in rows:
+        whole = r["size"] * r["wall"] or 1.0
+        top = sorted(r["fixtures"].items(), key=lambda kv: -kv[1])[:6]
+        print(f"{r['size']:>8} " + ", ".join(f"{name} {took / whole:.1%} ({took:.1f} s)" for name, took in top))
 
 
 if __name__ == "__main__":
