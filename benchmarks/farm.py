@@ -81,7 +81,7 @@ def run_farm(size: int, latency_s: float, suites: list[str], extra: list[str], w
     emulators_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - before_stop
     lines = proc.stdout.strip().splitlines()
     last = lines[-1] if lines else f"pytest exited {proc.returncode}"
-    bad = [line for line in lines if line.startswith(("FAILED ", "ERROR ", "BROKEN ", "RERUN "))]  # which, not only how many
+    bad = [line for line in lines if line.startswith(("FAILED ", "ERROR ", "BROKEN "))]  # which, not only how many
     return {"size": size, "wall": t_end - t0, "harness_cpu": harness_cpu, "emulators_cpu": emulators_cpu,
             "summary": "\n  ".join([last, *bad]), **breakdown(read_records(timing), t0, t_end)}
 
