@@ -79,9 +79,11 @@ def run_farm(size: int, latency_s: float, suites: list[str], extra: list[str], w
         if (state / "durations.json").exists():
             shutil.copy(state / "durations.json", last_run)
     emulators_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - before_stop
-    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else f"pytest exited {proc.returncode}"
+    lines = proc.stdout.strip().splitlines()
+    last = lines[-1] if lines else f"pytest exited {proc.returncode}"
+    bad = [line for line in lines if line.startswith(("FAILED ", "ERROR ", "BROKEN "))]  # which, not only how many
     return {"size": size, "wall": t_end - t0, "harness_cpu": harness_cpu, "emulators_cpu": emulators_cpu,
-            "summary": last, **breakdown(read_records(timing), t0, t_end)}
+            "summary": "\n  ".join([last, *bad]), **breakdown(read_records(timing), t0, t_end)}
 
 
 def print_breakdown(rows: list[dict], key: str) -> None:
@@ -121,6 +123,11 @@ def main() -> None:
               f"{r['emulators_cpu'] / tests:>21.2f} {r['size'] * r['wall'] / tests / (per_test or 1):>14.1f} "
               f"{r['steady_cpu'] / tests:>18.2f} {r['test_span'] / (r['steady_cpu'] or 1):>21.1f}")
     print_breakdown(rows, "size")
+    print("\ndevice prep by fixture (set-up self-time, % of stations x wall; the largest)")
+    for r in rows:
+        whole = r["size"] * r["wall"] or 1.0
+        top = sorted(r["fixtures"].items(), key=lambda kv: -kv[1])[:6]
+        print(f"{r['size']:>8} " + ", ".join(f"{name} {took / whole:.1%} ({took:.1f} s)" for name, took in top))
 
 
 if __name__ == "__main__":

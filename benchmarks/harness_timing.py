@@ -4,7 +4,7 @@ turns what it records into a breakdown of the stations' time.
 The plugin is loaded into the run's pytest (controller and every xdist worker) with ``-p harness_timing``
 and ``benchmarks/`` on ``PYTHONPATH``; with ``HIL_TIMING_DIR`` set, each process writes one JSON file there
 when its session ends: when collection finished, each test's protocol span with its setup/call/teardown durations,
-the self-time of its fixtures, the time spent in the farm's health check, and the process's own CPU.
+the self-time of each of its fixtures' set-up, the time spent in the farm's health check, and the process's own CPU.
 Nothing in hil/ knows about it. Fixtures are told apart by name only (`LEASE_FIXTURES`); the health check is
 ``hil.lab.health.check``, wrapped where the farm calls it.
 """
@@ -68,7 +68,8 @@ class Timing:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem):
         self.health = 0.0
-        self.current = {"start": time.time(), "setup": 0.0, "call": 0.0, "teardown": 0.0, "lease": 0.0}
+        self.current = {"start": time.time(), "setup": 0.0, "call": 0.0, "teardown": 0.0, "lease": 0.0,
+                        "fixtures": {}}
         yield
         test, self.current = self.current, None
         test.update(stop=time.time(), health=self.health)
@@ -82,8 +83,11 @@ class Timing:
         took = time.perf_counter() - start
         if self.stack:
             self.stack[-1][1] += took
-        if self.current is not None and fixturedef.argname in LEASE_FIXTURES:
-            self.current["lease"] += took - nested
+        if self.current is not None:
+            fixtures = self.current["fixtures"]
+            fixtures[fixturedef.argname] = fixtures.get(fixturedef.argname, 0.0) + took - nested
+            if fixturedef.argname in LEASE_FIXTURES:
+                self.current["lease"] += took - nested
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.current is not None:  # in the process that ran the test, not reports relayed to the controller
@@ -137,9 +141,12 @@ def breakdown(records: Iterable[dict], t0: float, t_end: float) -> dict:
     beyond its three phases (log reports, Allure writing, labels); waits = before the first test (the
     controller checks the workers' collections and hands out tests), between tests, and after its last test:
     idle station (until the last test of the whole run ends, on another station) and session end (from then
-    until pytest has exited: session teardown, the workers' shutdown, reports, the interpreter's exit)."""
+    until pytest has exited: session teardown, the workers' shutdown, reports, the interpreter's exit).
+    ``fixtures``: each fixture's self-time in set-up (the lease fixtures apart), summed over the stations: what
+    device prep is made of."""
     totals = dict.fromkeys(CATEGORIES, 0.0)
-    out = {"stations": 0, "tests": 0, "controller_cpu": 0.0, "workers_cpu": 0.0, "steady_cpu": 0.0, "test_span": 0.0}
+    out = {"stations": 0, "tests": 0, "controller_cpu": 0.0, "workers_cpu": 0.0, "steady_cpu": 0.0, "test_span": 0.0,
+           "fixtures": {}}
     records = list(records)
     stops = [t["stop"] for rec in records if rec["worker"] != "controller" for t in rec["tests"]]
     last_stop = max(stops, default=t_end)
@@ -161,6 +168,9 @@ def breakdown(records: Iterable[dict], t0: float, t_end: float) -> dict:
             totals["leasing"] += lease
             totals["health check"] += t["health"]
             totals["device prep"] += max(0.0, t["setup"] - lease - t["health"])
+            for name, took in t.get("fixtures", {}).items():
+                if name not in LEASE_FIXTURES:
+                    out["fixtures"][name] = out["fixtures"].get(name, 0.0) + took
             totals["test bodies"] += t["call"]
             totals["teardown+evidence"] += t["teardown"]
             totals["reporting"] += max(0.0, (t["stop"] - t["start"]) - t["setup"] - t["call"] - t["teardown"])

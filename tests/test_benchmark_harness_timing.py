@@ -67,3 +67,12 @@ def test_the_fake_link_answers_in_the_real_wire_format():
     assert protocol.decode_screenshot(shot.payload, "BGRA").size == (protocol.WIDTH, protocol.HEIGHT)
     assert protocol.decode_frame(reply(protocol.request(Cmd.REBOOT_SAMBA))).status is Status.ERR
     assert protocol.decode_frame(reply(b"\xee")).status is Status.ERR  # not a command: refused, not a crash
+
+
+def test_device_prep_is_told_by_fixture_with_the_lease_fixtures_apart():
+    rec = record(0.0, 3.0, setup=2.0, call=1.0, teardown=0.0, lease=0.5)
+    rec["fixtures"] = {"prime": 1.25, "farm_station": 0.5, "display": 0.25}
+    again = record(3.0, 4.0, setup=0.5, call=0.5, teardown=0.0)
+    again["fixtures"] = {"prime": 0.5}
+    run = breakdown([{"worker": "gw0", "collected": 0.0, "tests": [rec, again]}], t0=0.0, t_end=4.0)
+    assert run["fixtures"] == {"prime": 1.75, "display": 0.25}

@@ -195,12 +195,14 @@ class Launcher(LockScreen):
     """Unlocked; a tap anywhere but home opens an app over the home screen, the home press closes it. With
     ``lagging`` each screenshot shows the screen as it was before the last touch (drawn one read late)."""
 
-    def __init__(self, lagging=False):
-        super().__init__(locked=False)
+    def __init__(self, lagging=False, production=False):
+        super().__init__(locked=False, production=production)
         self.front, self.lagging, self.drawn = "home", lagging, "home"
 
     def __call__(self, body):
         cmd, payload = p.parse_request(body)
+        if self.production and self.locked and cmd in (Cmd.SCREENSHOT, Cmd.SWIPE):
+            return super().__call__(body)  # refused: Locked
         if cmd == Cmd.SCREENSHOT:
             self.log.append(cmd.name)
             shown, self.drawn = self.drawn, self.front
@@ -244,3 +246,52 @@ def test_an_app_started_but_not_yet_drawn_is_pressed_home(connect):
     device.running.append("R 40 1 gui-app-bitcoin 1 0 512 3")  # launched; its first frame not drawn yet
     bring_home(client, REV_B, "development", typer_of(client), home=home)
     assert device.log.count("TAP home") == 2, device.log
+
+
+def test_a_production_unit_home_and_unlocked_is_neither_probed_nor_pressed(connect):
+    """Its build refuses SCREENSHOT while locked, so a screenshot it serves, with the screen and processes as
+    the link left them after its last press, is the unit's own word: two answers, no lock probe."""
+    device, home = Launcher(production=True), HomeScreen()
+    client = connect(device)
+    assert bring_home(client, REV_B, "production", typer_of(client), home=home) is True  # the first: probed, pressed
+    del device.log[:]
+    for _ in range(3):
+        assert bring_home(client, REV_B, "production", typer_of(client), home=home) is True
+    assert device.log == ["SCREENSHOT", "GET_PROCESS_LIST"] * 3, device.log
+
+
+def test_a_production_unit_locked_since_is_probed_though_its_screen_looked_the_same(connect):
+    """Locked by anything (a test's power press, the device's own timer) with the home screen's pixels still
+    showing: the build's refusal of the screenshot, not the pixels, decides; the probe then reads it locked."""
+    device, home = Launcher(production=True), HomeScreen()
+    client = connect(device)
+    bring_home(client, REV_B, "production", typer_of(client), home=home)
+    device.locked = True  # the screen still lit with the same pixels
+    del device.log[:]
+    assert bring_home(client, REV_B, "production", typer_of(client), home=home) is False  # no robot: stays locked
+    assert device.log == ["SCREENSHOT", "LAUNCH_APP"], device.log
+
+
+def test_a_build_that_serves_screenshots_while_locked_is_always_probed(connect):
+    """On a development build (or wherever the profile says SCREENSHOT needs no unlock) the screen is no word
+    on the lock: a unit locked with the home screen's pixels is probed and unlocked again."""
+    device, home, typed = Launcher(), HomeScreen(), []
+    client = connect(device)
+    bring_home(client, REV_B, "development", typer_of(client), home=home)
+    device.locked = True
+    del device.log[:]
+    assert bring_home(client, REV_B, "development", lambda touch: typed.append(touch) or setattr(device, "locked", False),
+                      home=home) is True
+    assert device.log[0] == "LAUNCH_APP" and typed == [None], device.log
+
+
+def test_a_production_unit_not_home_is_probed_and_pressed_without_reading_it_twice(connect):
+    device, home = Launcher(production=True), HomeScreen()
+    client = connect(device)
+    bring_home(client, REV_B, "production", typer_of(client), home=home)
+    client.tap(200, 300)  # a test opened an app
+    del device.log[:]
+    assert bring_home(client, REV_B, "production", typer_of(client), home=home) is True
+    assert device.log == ["SCREENSHOT", "GET_PROCESS_LIST", "LAUNCH_APP", "TAP home",
+                          *["SCREENSHOT", "GET_PROCESS_LIST"] * 2], device.log
+    assert device.front == "home"

@@ -182,9 +182,29 @@ class HomeScreen:
     def _read(prime: PrimeClient) -> tuple[bytes, str]:
         return prime.screenshot().tobytes(), prime.process_list()
 
-    def go(self, prime: PrimeClient) -> None:
-        """Home: pressed unless the unit is as this link saw it after its last press (kept as above)."""
-        if self._seen is not None and self._read(prime) == self._seen:
+    def unlocked_and_home(self, prime: PrimeClient, profile: Profile, flavour: str) -> bool | None:
+        """Whether the unit is, by its answers now, unlocked and home as this link left it, without the lock
+        probe: only where the build refuses SCREENSHOT while locked (production usb-debug's ``requires_unlock``,
+        answering Locked: keyos.md §2.3, ``os/usb-debug/src/dispatch.rs``), so that a screenshot it serves is
+        its own word that the unit is unlocked, and only when that screen and the process list are exactly
+        what this link saw after its last press, which followed a probe that read unlocked (so onboarding's
+        process is not among them). True: home, unlocked. False: the unit answered and is not that (locked,
+        or another pixel or process): the caller probes and presses. None: nothing known (no press seen yet,
+        or a build that serves screenshots while locked, whose screen is no word on the lock): the caller
+        probes. assumed: the dispatcher's lock and the lock screen's are one state (not checked on KeyOS);
+        were the dispatcher to serve a screenshot after the lock screen came up, the screen would differ
+        from home unless the lock screen were not yet drawn."""
+        if self._seen is None or "SCREENSHOT" not in profile.flavours[flavour].need_unlocked:  # type: ignore[index]
+            return None
+        try:
+            return self._read(prime) == self._seen
+        except DeviceLocked:
+            return False
+
+    def go(self, prime: PrimeClient, changed: bool = False) -> None:
+        """Home: pressed unless the unit is as this link saw it after its last press (kept as above);
+        ``changed``: the caller read it otherwise already."""
+        if not changed and self._seen is not None and self._read(prime) == self._seen:
             return
         self._seen = None
         prime.home()
@@ -200,8 +220,9 @@ def bring_home(prime: PrimeClient, profile: Profile, flavour: str, unlock_with: 
     is.  A unit that is already unlocked is only sent home (the home button closes apps, prompts and the
     control center), not locked and unlocked again.  ``unlock_with(touch)`` types the PIN (the lab's
     guarded entry, `hil.lab.pin_guard`), never while onboarding runs.  With ``home`` (the session's, kept
-    for one link) a unit already showing its home screen is not pressed again.  Returns whether the device
-    ends up unlocked."""
+    for one link) a unit already showing its home screen is not pressed again, and one whose build's own
+    refusal rules say it is unlocked (`HomeScreen.unlocked_and_home`) is not probed either: two answers
+    instead of three.  Returns whether the device ends up unlocked."""
     def type_pin(t: Touch | None) -> None:
         state = device_state(prime, profile)
         if state is not State.LOCKED:
@@ -209,6 +230,9 @@ def bring_home(prime: PrimeClient, profile: Profile, flavour: str, unlock_with: 
                                    "(provision the unit through onboarding first)")
         unlock_with(t)
 
+    known = None if home is None else home.unlocked_and_home(prime, profile, flavour)
+    if known:
+        return True
     locked = wait_ready(prime, timeout)
     if locked and takes_input_while_locked(profile, flavour):
         type_pin(None)
@@ -220,5 +244,5 @@ def bring_home(prime: PrimeClient, profile: Profile, flavour: str, unlock_with: 
         if home is None:
             prime.home()
         else:
-            home.go(prime)
+            home.go(prime, changed=known is False)
     return not locked
