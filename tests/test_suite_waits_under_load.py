@@ -78,6 +78,7 @@ def unit(monkeypatch):
     monkeypatch.setattr(suite, "scaled", lambda seconds: seconds)  # an idle host: the lag alone is tested
     for name, fake in {"is_locked": lambda prime: True, "wait_unlocked": lambda prime: True,
                        "enter_pin": lambda touch, pad, digits: [touch.tap(*pad.keys[d]) for d in digits],
+                       "wait_swipe_hint": lambda look: None,
                        "wait_pin_screen": lambda look, touch: SimpleNamespace(keys=KEYS, delete=KEYS["\b"],
                                                                               enter=KEYS["\n"])}.items():
         monkeypatch.setattr(suite, name, fake)

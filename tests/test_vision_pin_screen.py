@@ -104,3 +104,22 @@ def test_no_warning_is_zero_only_where_its_place_shows_no_ink():
     cv2.circle(glared, (240, 200), 60, (255, 255, 255), -1)
     with pytest.raises(AttemptsUnreadable, match="glare"):
         find_pin_screen(pad_lines(), glared)
+
+
+def test_a_fresh_lock_is_told_by_its_swipe_hint_not_by_a_frame_of_the_pad_before(monkeypatch):
+    """A camera may still show the last entry's PIN pad after a lock: only a reading of the swipe hint (where
+    every lock starts) ends the wait, and a unit that never shows it is no lock screen (broken)."""
+    from types import SimpleNamespace
+
+    from hil.vision import display, pin_screen
+
+    pad = [ocr.Line("Enter PIN", (150, 40, 330, 80), 0.99), ocr.Line("1 2 3", (60, 500, 420, 540), 0.99)]
+    hint = [ocr.Line(pin_screen.SWIPE_HINT, (120, 700, 360, 730), 0.99)]
+    frames = iter([pad, pad, hint, pad])
+    looked = []
+    monkeypatch.setattr(display, "read_image", lambda image: SimpleNamespace(lines=image))
+    pin_screen.wait_swipe_hint(lambda: looked.append(1) or next(frames))
+    assert len(looked) == 3
+    monkeypatch.setattr(pin_screen, "scaled", lambda seconds: 0.0)
+    with pytest.raises(pin_screen.NotAPinScreen, match="Swipe up"):
+        pin_screen.wait_swipe_hint(lambda: pad, timeout=0.0)

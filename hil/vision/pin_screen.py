@@ -284,5 +284,22 @@ def wait_lock_screen(look: Callable[[], np.ndarray], timeout: float = 10.0) -> N
                 raise
 
 
+def wait_swipe_hint(look: Callable[[], np.ndarray], timeout: float = 10.0) -> None:
+    """Until ``look()`` shows the lock screen's swipe hint, touching nothing. Every lock starts on it (the login
+    resets at each lock, ``os/gui-app-lock-screen/src/main.rs``), so a reading of the hint is a frame from after
+    the lock, where a camera's frame may still show the PIN pad of the entry before it (the keys then tapped on
+    the hint do nothing). `NotAPinScreen` with what was read last after ``timeout`` idle-machine seconds."""
+    from hil.vision.display import read_image
+
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        lines = read_image(look()).lines
+        if swipe_hint(lines) is not None:
+            return
+        if time.monotonic() > deadline:
+            raise NotAPinScreen(f"no {SWIPE_HINT!r} within {scaled(timeout):.0f} s after a lock; read "
+                                f"{_said([line.text for line in lines])}")
+
+
 def _said(texts: list[str]) -> str:
     return ", ".join(repr(t[:30]) for t in texts[:12]) or "nothing"

@@ -23,7 +23,7 @@ from hil.link.transport import LinkError
 from hil.stimuli.boot_menu import power_cycle
 from hil.stimuli.touch import DebugTouch, enter_pin
 from hil.vision.display import read_image
-from hil.vision.pin_screen import NotAPinScreen, PinScreen, find_pin_screen, wait_pin_screen
+from hil.vision.pin_screen import NotAPinScreen, PinScreen, find_pin_screen, wait_pin_screen, wait_swipe_hint
 from security_helpers import (PromptNotSeen, answer_prompt, manifest_for, result_without_prompt,
                               waited)
 
@@ -410,6 +410,7 @@ def test_security_words_show_on_the_lock_screen(unlocked_prime, touch, look, scr
         """A fresh entry (lock, swipe up to the pad), ``prefix`` typed on it, and the words it shows."""
         show_lock_screen(prime, touch)
         assert is_locked(prime)
+        wait_swipe_hint(look)  # the fresh entry's own screen, not a frame of the last entry's pad
         pad = wait_pin_screen(look, touch)  # the keys where the lock screen shows them
         before = _words(screen)
         for k in prefix:  # by the debug link or (production) the robot
