@@ -188,6 +188,7 @@ def test_a_power_cycle_ends_the_login_and_keeps_the_failed_attempt(unlocked_prim
     try:
         before = _failed_after_a_wrong_pin(look)
         if _power_cycled(prime, station_relay):
+            wait_swipe_hint(look)  # a boot's own lock screen: a camera frame from before it showed the count too
             after = wait_pin_screen(look, touch).failed
     finally:
         if is_locked(prime) is not False:
