@@ -222,7 +222,8 @@ class DebugProtocol:
     def _get_allowed_publisher_count(self, payload: bytes) -> bytes:
         certs = self.prime.keyos.certificates
         now = self.prime.now()
-        usable = [c for c in certs.values() if c.not_before <= now <= c.not_after]  # is_usable, as at launch
+        # cert.is_usable(), as app-manager judges a launch (os/usb-debug/src/dispatch.rs, os/app-manager/src/third_party_certs.rs)
+        usable = [c for c in certs.values() if c.not_before <= now <= c.not_after]
         if self.prime.keyos.defects.has("publisher-count-misses-the-not-before-second"):
             usable = [c for c in usable if c.not_before != now]
         return p.response(Status.OK, struct.pack("<HH", min(len(usable), 0xFFFF), min(len(certs), 0xFFFF)))
